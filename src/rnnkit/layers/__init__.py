@@ -1,0 +1,5 @@
+"""Layers that unroll cells over time."""
+
+from rnnkit.layers.recurrent import ENGINES, MERGE_MODES, Recurrent
+
+__all__ = ["ENGINES", "MERGE_MODES", "Recurrent"]

@@ -1,0 +1,260 @@
+"""The recurrent layer: cells unrolled over time, stacked and bidirectional.
+
+Two interchangeable engines run over the *same parameters*:
+
+- ``"fused"``: torch's RNN kernels (``torch.lstm`` / ``torch.gru`` /
+  ``torch.rnn_tanh`` / ``torch.rnn_relu``: oneDNN or native on CPU, cuDNN on
+  CUDA), the fast path for the three cells torch ships;
+- ``"explicit"``: a Python loop over rnnkit's own cells, which every cell
+  supports; the input projection of all steps is one matrix product per
+  layer and direction.
+
+Shapes (batch-first): x (B, T, I); outputs (B, T, D*H) with ``merge="concat"``
+or (B, T, H) otherwise; state a tuple of one (``rnn``, ``gru``: ``(h,)``) or
+two (``lstm``: ``(h, c)``) tensors of shape (L*D, B, H), ordered as in
+``torch.nn.LSTM``: layer-major, forward direction before reverse.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from rnnkit.cells import CELLS, Cell, State
+
+ENGINES = ("fused", "explicit")
+MERGE_MODES = ("concat", "sum", "mul", "avg")
+_FUSED_KERNELS = {"lstm": torch.lstm, "gru": torch.gru, "rnn_tanh": torch.rnn_tanh,
+                  "rnn_relu": torch.rnn_relu}
+
+
+class Recurrent(nn.Module):
+    """A stack of recurrent layers over one cell type.
+
+    Args:
+        cell: ``"rnn"``, ``"lstm"`` or ``"gru"``.
+        input_size: I, features per input step.
+        hidden_size: H, units per layer and direction.
+        num_layers: L, stacked layers; layer k > 0 reads layer k-1's outputs
+            (both directions concatenated, as in ``torch.nn.LSTM``).
+        dropout: dropout probability on the outputs of every layer except the
+            last (Zaremba et al. 2014), in training mode only.
+        bidirectional: add a reverse-time direction (D = 2).
+        merge: how the last layer's two directions are combined: ``concat``
+            (B, T, 2H), ``sum``, ``mul`` or ``avg`` (B, T, H).
+        engine: ``"fused"`` or ``"explicit"`` (see the module docstring).
+        nonlinearity: ``"tanh"`` or ``"relu"`` for ``cell="rnn"``.
+        **cell_kwargs: passed to every cell (``bias``, ``forget_bias``,
+            ``input_init``, ``recurrent_init``).
+
+    ``forward(x, state=None, lengths=None) -> (outputs, state)``: with
+    ``lengths`` (B,), each sequence stops at its length: its state is the
+    state after its last valid step and its outputs beyond it are zero.
+    """
+
+    def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int = 1,
+                 dropout: float = 0.0, bidirectional: bool = False, merge: str = "concat",
+                 engine: str = "fused", nonlinearity: str = "tanh", **cell_kwargs):
+        super().__init__()
+        if cell not in CELLS:
+            raise ValueError(f"Recurrent: cell must be one of {tuple(CELLS)}, got {cell!r}")
+        if engine not in ENGINES:
+            raise ValueError(f"Recurrent: engine must be one of {ENGINES}, got {engine!r}")
+        if merge not in MERGE_MODES:
+            raise ValueError(f"Recurrent: merge must be one of {MERGE_MODES}, got {merge!r}")
+        if num_layers < 1:
+            raise ValueError(f"Recurrent: num_layers must be >= 1, got {num_layers}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"Recurrent: dropout must be in [0, 1), got {dropout}")
+        self.cell_type = cell
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.dropout = dropout
+        self.bidirectional = bidirectional
+        self.num_directions = 2 if bidirectional else 1
+        self.merge = merge
+        self.engine = engine
+        self.nonlinearity = nonlinearity
+        if cell == "rnn":
+            cell_kwargs["nonlinearity"] = nonlinearity
+        self.bias = cell_kwargs.get("bias", True)
+        D = self.num_directions
+        # cells[layer * D + direction], the order of torch's flat weights
+        self.cells = nn.ModuleList(
+            CELLS[cell](input_size if layer == 0 else D * hidden_size, hidden_size, **cell_kwargs)
+            for layer in range(num_layers) for _ in range(D))
+        self.state_size = self.cells[0].state_size
+
+    @property
+    def output_size(self) -> int:
+        return self.num_directions * self.hidden_size if self.merge == "concat" else self.hidden_size
+
+    def init_state(self, batch_size: int, device=None, dtype=None) -> State:
+        """Zero state: ``state_size`` tensors of shape (L*D, B, H)."""
+        w = self.cells[0].weight_hh
+        return tuple(torch.zeros(self.num_layers * self.num_directions, batch_size, self.hidden_size,
+                                 device=device or w.device, dtype=dtype or w.dtype)
+                     for _ in range(self.state_size))
+
+    def forward(self, x: Tensor, state: State | None = None,
+                lengths: Tensor | None = None) -> tuple[Tensor, State]:
+        """x (B, T, I) -> outputs (B, T, D*H or H), state (L*D, B, H) each."""
+        if x.dim() != 3 or x.shape[-1] != self.input_size:
+            raise ValueError(f"Recurrent: expected input of shape (B, T, {self.input_size}), "
+                             f"got {tuple(x.shape)}")
+        B, T, _ = x.shape
+        if state is None:
+            state = self.init_state(B, x.device, x.dtype)
+        expected = (self.num_layers * self.num_directions, B, self.hidden_size)
+        if len(state) != self.state_size or any(s.shape != expected for s in state):
+            raise ValueError(f"Recurrent: expected a state of {self.state_size} tensor(s) of shape "
+                             f"{expected}, got {[tuple(s.shape) for s in state]}")
+        if lengths is not None:
+            lengths = torch.as_tensor(lengths, device=x.device)
+            if lengths.shape != (B,) or int(lengths.min()) < 1 or int(lengths.max()) > T:
+                raise ValueError(f"Recurrent: lengths must have shape ({B},) with values in [1, {T}], "
+                                 f"got shape {tuple(lengths.shape)}")
+        run = self._forward_fused if self.engine == "fused" else self._forward_explicit
+        outputs, state = run(x, state, lengths)
+        return self._merge(outputs), state
+
+    def _merge(self, outputs: Tensor) -> Tensor:
+        if not self.bidirectional or self.merge == "concat":
+            return outputs
+        fwd, bwd = outputs.chunk(2, dim=-1)  # (B, T, H) each
+        if self.merge == "sum":
+            return fwd + bwd
+        if self.merge == "mul":
+            return fwd * bwd
+        return (fwd + bwd) / 2
+
+    # -- fused engine ---------------------------------------------------------
+
+    def flat_weights(self) -> list[Tensor]:
+        """Parameters in torch's flat order: per layer and direction
+        ``weight_ih, weight_hh[, bias_ih, bias_hh]``."""
+        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh") if self.bias else ("weight_ih", "weight_hh")
+        return [getattr(cell, n) for cell in self.cells for n in names]
+
+    def _kernel(self):
+        if self.cell_type == "rnn":
+            return _FUSED_KERNELS["rnn_" + self.nonlinearity]
+        return _FUSED_KERNELS[self.cell_type]
+
+    def _forward_fused(self, x: Tensor, state: State, lengths: Tensor | None):
+        kernel = self._kernel()
+        hx = state if self.cell_type == "lstm" else state[0]
+        args = (self.flat_weights(), self.bias, self.num_layers, self.dropout, self.training,
+                self.bidirectional)
+        if lengths is None:
+            result = kernel(x, hx, *args, True)  # batch_first=True
+            return result[0], tuple(result[1:])
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        order, unorder = packed.sorted_indices, packed.unsorted_indices
+        hx = tuple(s.index_select(1, order) for s in state)
+        result = kernel(packed.data, packed.batch_sizes, hx if self.cell_type == "lstm" else hx[0], *args)
+        outputs, _ = pad_packed_sequence(
+            packed._replace(data=result[0]), batch_first=True, total_length=x.shape[1])
+        return outputs, tuple(s.index_select(1, unorder) for s in result[1:])
+
+    # -- explicit engine ------------------------------------------------------
+
+    def _forward_explicit(self, x: Tensor, state: State, lengths: Tensor | None):
+        D = self.num_directions
+        T = x.shape[1]
+        mask = None
+        if lengths is not None:
+            steps = torch.arange(T, device=x.device)
+            mask = (steps[None, :] < lengths[:, None]).unsqueeze(-1)  # (B, T, 1), True at valid steps
+            # index that reverses each sequence within its own length (an involution)
+            rev = torch.where(mask[..., 0], lengths[:, None] - 1 - steps[None, :], steps[None, :])
+        final: list[list[Tensor]] = [[] for _ in range(self.state_size)]
+        layer_input = x
+        for layer in range(self.num_layers):
+            if layer > 0:
+                layer_input = F.dropout(layer_input, self.dropout, self.training)
+            outputs = []
+            for direction in range(D):
+                k = layer * D + direction
+                s0 = tuple(s[k] for s in state)
+                inp = layer_input
+                if direction == 1:
+                    inp = _reverse(inp, rev) if mask is not None else inp.flip(1)
+                out, sT = _unroll(self.cells[k], inp, s0, mask)
+                if direction == 1:
+                    out = _reverse(out, rev) if mask is not None else out.flip(1)
+                outputs.append(out)
+                for i, s in enumerate(sT):
+                    final[i].append(s)
+            layer_input = torch.cat(outputs, dim=-1) if D == 2 else outputs[0]
+        return layer_input, tuple(torch.stack(f) for f in final)
+
+    @torch.no_grad()
+    def step(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        """One time step of a unidirectional stack, for streaming generation:
+        x (B, I) -> (h of the last layer (B, H), state). Costs the same at
+        every step, however many came before."""
+        if self.bidirectional:
+            raise ValueError("Recurrent.step: a bidirectional layer needs the whole sequence")
+        if state is None:
+            state = self.init_state(x.shape[0], x.device, x.dtype)
+        new_state: list[list[Tensor]] = [[] for _ in range(self.state_size)]
+        h = x
+        for k, cell in enumerate(self.cells):
+            h, sk = cell.recur(cell.project_input(h), tuple(s[k] for s in state))
+            for i, s in enumerate(sk):
+                new_state[i].append(s)
+        return h, tuple(torch.stack(s) for s in new_state)
+
+    # -- torch.nn interoperability --------------------------------------------
+
+    def torch_state_dict(self) -> dict[str, Tensor]:
+        """The parameters under ``torch.nn.LSTM/GRU/RNN`` names
+        (``weight_ih_l0``, ``bias_hh_l1_reverse``, ...)."""
+        out = {}
+        for k, cell in enumerate(self.cells):
+            layer, direction = divmod(k, self.num_directions)
+            suffix = f"_l{layer}" + ("_reverse" if direction else "")
+            for name, p in cell.named_parameters():
+                out[name + suffix] = p.detach()
+        return out
+
+    @torch.no_grad()
+    def load_torch_state_dict(self, state_dict: dict[str, Tensor]) -> None:
+        """Copy weights from a ``torch.nn.LSTM/GRU/RNN`` state dict of the same shape."""
+        ours = self.torch_state_dict()
+        if set(state_dict) != set(ours):
+            raise ValueError(f"Recurrent: state dict keys {sorted(state_dict)} do not match {sorted(ours)}")
+        for name, p in ours.items():
+            if state_dict[name].shape != p.shape:
+                raise ValueError(f"Recurrent: {name} has shape {tuple(state_dict[name].shape)}, "
+                                 f"expected {tuple(p.shape)}")
+            p.copy_(state_dict[name])
+
+    def extra_repr(self) -> str:
+        return (f"cell={self.cell_type!r}, engine={self.engine!r}, layers={self.num_layers}, "
+                f"bidirectional={self.bidirectional}, merge={self.merge!r}, dropout={self.dropout}")
+
+
+def _unroll(cell: Cell, x: Tensor, state: State, mask: Tensor | None) -> tuple[Tensor, State]:
+    """Run ``cell`` over x (B, T, I) from ``state``; mask (B, T, 1) True at valid steps
+    freezes the state and zeroes the output past each sequence's end."""
+    xp = cell.project_input(x)  # (B, T, G*H): one GEMM for every step
+    outputs = []
+    for t in range(x.shape[1]):
+        h, new = cell.recur(xp[:, t], state)
+        if mask is not None:
+            m = mask[:, t]  # (B, 1)
+            new = tuple(torch.where(m, n, s) for n, s in zip(new, state))
+            h = h * m
+        state = new
+        outputs.append(h)
+    return torch.stack(outputs, dim=1), state
+
+
+def _reverse(x: Tensor, rev: Tensor) -> Tensor:
+    """Reverse each sequence of x (B, T, F) within its length; rev (B, T) from forward."""
+    return x.gather(1, rev.unsqueeze(-1).expand_as(x))

@@ -1,0 +1,188 @@
+"""The recurrent layer: both engines equal torch.nn on shared weights, and each other."""
+
+import itertools
+
+import pytest
+import torch
+from torch import nn
+
+from rnnkit.cells import GRUCell, LSTMCell, RNNCell
+from rnnkit.layers import Recurrent
+
+TORCH_RNNS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+CASES = list(itertools.product(["rnn", "lstm", "gru"], [False, True], [1, 2, 3]))
+
+
+def make_pair(cell, bidirectional, num_layers, I=5, H=4):
+    torch.manual_seed(0)
+    ours = Recurrent(cell, I, H, num_layers, bidirectional=bidirectional).double()
+    ref = TORCH_RNNS[cell](I, H, num_layers, batch_first=True, bidirectional=bidirectional).double()
+    ref.load_state_dict(ours.torch_state_dict())
+    return ours, ref
+
+
+def random_state(layer, B, generator):
+    return tuple(torch.randn(layer.num_layers * layer.num_directions, B, layer.hidden_size,
+                             dtype=torch.float64, generator=generator) for _ in range(layer.state_size))
+
+
+@pytest.mark.parametrize("cell,bidirectional,num_layers", CASES)
+def test_engines_equal_torch_nn_outputs_and_gradients(cell, bidirectional, num_layers):
+    ours, ref = make_pair(cell, bidirectional, num_layers)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(3, 7, 5, dtype=torch.float64, generator=g)
+    state = random_state(ours, 3, g)
+    upstream = torch.randn(3, 7, ours.output_size, dtype=torch.float64, generator=g)
+
+    ref_out, ref_state = ref(x, state if cell == "lstm" else state[0])
+    ref_state = ref_state if cell == "lstm" else (ref_state,)
+    (ref_out * upstream).sum().add(sum(s.sum() for s in ref_state)).backward()
+    ref_grads = {k: p.grad for k, p in ref.named_parameters()}
+
+    for engine in ("fused", "explicit"):
+        ours.engine = engine
+        ours.zero_grad()
+        out, new_state = ours(x, state)
+        torch.testing.assert_close(out, ref_out, rtol=1e-10, atol=1e-12)
+        for a, b in zip(new_state, ref_state):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+        (out * upstream).sum().add(sum(s.sum() for s in new_state)).backward()
+        grads = {k: p.grad for k, p in zip(ours.torch_state_dict(), ours.parameters())}
+        for k, grad in ref_grads.items():
+            torch.testing.assert_close(grads[k], grad, rtol=1e-9, atol=1e-11, msg=f"{engine} {k}")
+
+
+@pytest.mark.parametrize("merge", ["concat", "sum", "mul", "avg"])
+def test_merge_modes_combine_the_two_directions(merge):
+    torch.manual_seed(0)
+    layer = Recurrent("gru", 3, 4, num_layers=2, bidirectional=True, merge=merge).double()
+    concat = Recurrent("gru", 3, 4, num_layers=2, bidirectional=True).double()
+    concat.load_state_dict(layer.state_dict())
+    x = torch.randn(2, 6, 3, dtype=torch.float64)
+    fwd, bwd = concat(x)[0].chunk(2, dim=-1)
+    expected = {"concat": torch.cat([fwd, bwd], -1), "sum": fwd + bwd, "mul": fwd * bwd,
+                "avg": (fwd + bwd) / 2}[merge]
+    for engine in ("fused", "explicit"):
+        layer.engine = engine
+        torch.testing.assert_close(layer(x)[0], expected)
+    assert layer.output_size == expected.shape[-1]
+
+
+@pytest.mark.parametrize("cell,bidirectional", list(itertools.product(["rnn", "lstm", "gru"], [False, True])))
+def test_padding_never_changes_a_sequence_result(cell, bidirectional):
+    torch.manual_seed(0)
+    layer = Recurrent(cell, 3, 4, num_layers=2, bidirectional=bidirectional).double()
+    lengths = torch.tensor([5, 2, 7])
+    x = torch.randn(3, 7, 3, dtype=torch.float64)
+    for engine in ("fused", "explicit"):
+        layer.engine = engine
+        out, state = layer(x, lengths=lengths)
+        for b, n in enumerate(lengths.tolist()):
+            alone, alone_state = layer(x[b:b + 1, :n])
+            torch.testing.assert_close(out[b, :n], alone[0])
+            assert torch.all(out[b, n:] == 0), "outputs past the end must be zero"
+            for s, a in zip(state, alone_state):
+                torch.testing.assert_close(s[:, b], a[:, 0])
+
+
+def test_chunked_calls_with_carried_state_equal_one_pass():
+    torch.manual_seed(0)
+    layer = Recurrent("lstm", 3, 4, num_layers=2).double()
+    x = torch.randn(2, 12, 3, dtype=torch.float64)
+    whole, whole_state = layer(x)
+    first, state = layer(x[:, :5])
+    second, state = layer(x[:, 5:], state)
+    torch.testing.assert_close(torch.cat([first, second], 1), whole)
+    stepped, s = [], None
+    for t in range(12):
+        h, s = layer.step(x[:, t], s)
+        stepped.append(h)
+    torch.testing.assert_close(torch.stack(stepped, 1), whole)
+    for a, b in zip(s, whole_state):
+        torch.testing.assert_close(a, b)
+
+
+def test_dropout_only_between_layers_and_only_in_training():
+    torch.manual_seed(0)
+    layer = Recurrent("lstm", 3, 4, num_layers=2, dropout=0.5)
+    x = torch.randn(2, 6, 3)
+    layer.eval()
+    for engine in ("fused", "explicit"):
+        layer.engine = engine
+        a, _ = layer(x)
+        b, _ = layer(x)
+        torch.testing.assert_close(a, b)
+    layer.train()
+    assert not torch.allclose(layer(x)[0], layer(x)[0])
+    one = Recurrent("lstm", 3, 4, num_layers=1, dropout=0.5).train()
+    torch.testing.assert_close(one(x)[0], one(x)[0])  # nothing after the last layer
+
+
+@pytest.mark.parametrize("cls", [RNNCell, LSTMCell, GRUCell])
+def test_gradcheck_cells(cls):
+    torch.manual_seed(0)
+    cell = cls(3, 4).double()
+    x = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
+    state = tuple(torch.randn(2, 4, dtype=torch.float64, requires_grad=True) for _ in range(cell.state_size))
+
+    def f(x, *state_and_params):
+        state = state_and_params[:cell.state_size]
+        h, new = torch.func.functional_call(
+            cell, dict(zip(names, state_and_params[cell.state_size:])), (x, state))
+        return (h,) + new
+
+    names = [n for n, _ in cell.named_parameters()]
+    params = [p.detach().clone().requires_grad_() for p in cell.parameters()]
+    assert torch.autograd.gradcheck(f, (x, *state, *params))
+
+
+def test_gradcheck_layer_explicit_bidirectional_with_lengths():
+    torch.manual_seed(0)
+    layer = Recurrent("lstm", 2, 3, num_layers=2, bidirectional=True, engine="explicit").double()
+    x = torch.randn(2, 4, 2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x: layer(x, lengths=torch.tensor([4, 2]))[0], (x,))
+
+
+def test_golden_numbers_catch_gate_order_mistakes():
+    # constant weights and a hand computation: with W_ih = W_hh = 0 and biases
+    # (i, f, g, o) = (0, 0, 1, 0) the LSTM gives c = σ(0)·tanh(1), h = σ(0)·tanh(c)
+    cell = LSTMCell(2, 1)
+    with torch.no_grad():
+        for p in cell.parameters():
+            p.zero_()
+        cell.bias_ih.copy_(torch.tensor([0.0, 0.0, 1.0, 0.0]))
+    h, (h2, c) = cell(torch.ones(1, 2))
+    expected_c = 0.5 * torch.tanh(torch.tensor(1.0))
+    torch.testing.assert_close(c, expected_c.reshape(1, 1))
+    torch.testing.assert_close(h, (0.5 * torch.tanh(expected_c)).reshape(1, 1))
+    # GRU with z saturated to 1 keeps its state whatever the input
+    gru = GRUCell(2, 1)
+    with torch.no_grad():
+        for p in gru.parameters():
+            p.zero_()
+        gru.bias_ih.copy_(torch.tensor([0.0, 50.0, 3.0]))
+    h, _ = gru(torch.ones(1, 2), (torch.full((1, 1), 0.25),))
+    torch.testing.assert_close(h, torch.full((1, 1), 0.25))
+
+
+def test_initialisation_orthogonal_recurrent_glorot_input_forget_bias_one():
+    cell = LSTMCell(10, 8)
+    for block in cell.weight_hh.detach().split(8):
+        torch.testing.assert_close(block @ block.T, torch.eye(8), atol=1e-5, rtol=0)
+    limit = (6 / (10 + 8)) ** 0.5
+    assert cell.weight_ih.abs().max() <= limit
+    assert torch.all(cell.bias_ih[8:16] == 1) and torch.all(cell.bias_hh == 0)
+    assert torch.all(cell.bias_ih[:8] == 0) and torch.all(cell.bias_ih[16:] == 0)
+    assert torch.all(LSTMCell(10, 8, forget_bias=0.0).bias_ih == 0)
+
+
+def test_bad_shapes_give_clear_errors():
+    layer = Recurrent("gru", 3, 4)
+    with pytest.raises(ValueError, match=r"expected input of shape \(B, T, 3\), got \(2, 5, 4\)"):
+        layer(torch.randn(2, 5, 4))
+    with pytest.raises(ValueError, match="expected a state"):
+        layer(torch.randn(2, 5, 3), (torch.zeros(1, 3, 4),))
+    with pytest.raises(ValueError, match=r"LSTMCell: expected input of shape \(B, 32\), got \(2, 31\)"):
+        LSTMCell(32, 8)(torch.randn(2, 31))
+    with pytest.raises(ValueError, match="engine must be one of"):
+        Recurrent("gru", 3, 4, engine="fast")
