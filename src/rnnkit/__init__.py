@@ -6,3 +6,15 @@ G gates.
 """
 
 __version__ = "0.1.0"
+
+from rnnkit.cells import GRUCell, LSTMCell, RNNCell  # noqa: E402
+from rnnkit.config import DataConfig, ModelConfig, SampleConfig, TrainConfig  # noqa: E402
+from rnnkit.data import ByteTokenizer, CharTokenizer, TextData  # noqa: E402
+from rnnkit.errors import RnnkitError  # noqa: E402
+from rnnkit.layers import Recurrent  # noqa: E402
+from rnnkit.models import LanguageModel  # noqa: E402
+from rnnkit.training import Trainer, evaluate, load_run  # noqa: E402
+
+__all__ = ["ByteTokenizer", "CharTokenizer", "DataConfig", "GRUCell", "LSTMCell", "LanguageModel",
+           "ModelConfig", "RNNCell", "Recurrent", "RnnkitError", "SampleConfig", "TextData",
+           "TrainConfig", "Trainer", "evaluate", "load_run"]

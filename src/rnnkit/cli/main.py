@@ -1,0 +1,256 @@
+"""``rnnkit <command>``: train, sample, eval, demo.
+
+Thin: flags are generated from the config dataclasses (``--kebab-case`` of
+each field), parsed into them, and handed to the library. Expected errors
+print one line on stderr and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from rnnkit.config import DataConfig, ModelConfig, SampleConfig, TrainConfig, from_dict, to_dict
+from rnnkit.errors import ConfigError, DataError, RnnkitError
+
+EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
+_TYPES = {"int": int, "float": float, "str": str}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not usage + message
+        raise ConfigError(f"{self.prog}: {message}")
+
+
+def _add_config_flags(parser, cls, skip=()):
+    group = parser.add_argument_group(cls.__name__)
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        base = f.type.split("|")[0].strip()
+        optional = "None" in f.type
+        convert = _TYPES[base]
+
+        def parse(text, convert=convert, optional=optional, name=f.name):
+            if optional and text.lower() == "none":
+                return None
+            try:
+                return convert(text)
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"expected {convert.__name__}, got {text!r}") from None
+
+        default = f.default if f.default is not dataclasses.MISSING else None
+        group.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=parse,
+                           default=argparse.SUPPRESS, metavar=base.upper(),
+                           help=f"{f.metadata.get('help', '')} (default: {default})")
+
+
+def _pick(args, cls) -> dict:
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in vars(args).items() if k in names}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="rnnkit", description="Recurrent neural networks on PyTorch.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    train = sub.add_parser("train", help="train a character language model on a text file")
+    train.add_argument("path", nargs="?", help="training text (optional with --resume)")
+    train.add_argument("--config", help="JSON file of settings (flags override it)")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    for cls in (ModelConfig, DataConfig, TrainConfig):
+        _add_config_flags(train, cls, skip=("path",))
+
+    sample = sub.add_parser("sample", help="generate text from a trained run")
+    sample.add_argument("run", help="run folder")
+    sample.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
+    _add_config_flags(sample, SampleConfig)
+
+    ev = sub.add_parser("eval", help="loss, bits/char and perplexity of a run")
+    ev.add_argument("run", help="run folder")
+    ev.add_argument("path", nargs="?", help="text to evaluate (default: the run's validation split)")
+    ev.add_argument("--split", default="val", choices=("train", "val", "test"))
+    ev.add_argument("--window", type=int, default=None,
+                    help="score independent windows of this many tokens from a zero state "
+                         "(default: the whole text as one stream, state carried)")
+    ev.add_argument("--json", action="store_true", help="print one JSON object")
+    ev.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+
+    demo = sub.add_parser("demo", help="train on the Python standard library's source for ~2 minutes")
+    demo.add_argument("--time-limit", type=float, default=120.0, help="seconds of training (default 120)")
+    demo.add_argument("--out", default=None, help="run folder (default runs/demo-<time>)")
+    return parser
+
+
+def main(argv=None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "demo": cmd_demo}[args.command](args)
+    except RnnkitError as e:
+        print(f"rnnkit: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `rnnkit sample RUN | head`
+        sys.stderr.close()
+        return 0
+
+
+# -- train ----------------------------------------------------------------------
+
+
+def _settings_from(args) -> tuple[dict, dict, dict]:
+    """(model, data, train) settings: defaults < --config file < flags."""
+    model, data, train = {}, {}, {}
+    if args.config:
+        try:
+            values = json.loads(Path(args.config).read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ConfigError(f"--config {args.config}: {e}") from None
+        if not isinstance(values, dict):
+            raise ConfigError(f"--config {args.config}: expected a JSON object of settings")
+        owners = {f.name: d for cls, d in ((ModelConfig, model), (DataConfig, data), (TrainConfig, train))
+                  for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(owners))
+        if unknown:
+            raise ConfigError(f"--config {args.config}: unknown setting(s) {', '.join(unknown)}")
+        for k, v in values.items():
+            owners[k][k] = v
+    model.update(_pick(args, ModelConfig))
+    data.update({k: v for k, v in _pick(args, DataConfig).items() if k != "path"})  # PATH is positional
+    train.update(_pick(args, TrainConfig))
+    return model, data, train
+
+
+def cmd_train(args) -> int:
+    from rnnkit.data import TextData
+    from rnnkit.models import LanguageModel
+    from rnnkit.training import Trainer, read_config
+
+    model_s, data_s, train_s = _settings_from(args)
+    if args.resume:
+        out = train_s.get("out")
+        if not out:
+            raise ConfigError("--resume needs --out RUN, the run folder to continue")
+        doc = read_config(out)
+        fixed = sorted(set(model_s) | set(data_s))
+        if fixed:
+            raise ConfigError(f"--{fixed[0].replace('_', '-')} cannot change when resuming; "
+                              f"only training settings (budget, lr, ...) can")
+        if args.path and Path(args.path).resolve() != Path(doc["data"].path).resolve():
+            raise ConfigError(f"--resume continues the run on {doc['data'].path}; do not give another PATH")
+        model_cfg, data_cfg = doc["model"], doc["data"]
+        train_cfg = from_dict(TrainConfig, {**to_dict(doc["train"]), **train_s}, "train settings")
+        data = TextData.from_file(data_cfg.path, data_cfg, tokenizer=doc["tokenizer"])
+        if data.digest != doc.get("corpus_sha256"):
+            raise DataError(f"{data_cfg.path} changed since the run started; resume needs the same corpus")
+    else:
+        if not args.path:
+            raise ConfigError("train: give a text file to train on (or --resume --out RUN)")
+        model_cfg = from_dict(ModelConfig, model_s, "model settings")
+        data_cfg = from_dict(DataConfig, {**data_s, "path": args.path}, "data settings")
+        train_cfg = from_dict(TrainConfig, train_s, "train settings")
+        data = TextData.from_file(args.path, data_cfg)
+    torch.manual_seed(train_cfg.seed)
+    model = LanguageModel(data.vocab_size, **to_dict(model_cfg))
+    trainer = Trainer(model, data, train_cfg)
+    if not args.resume and trainer.holds_run():
+        raise ConfigError(f"{trainer.out} already holds a run; pass --resume to continue it "
+                          f"or choose another --out")
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"rnnkit train: {data_cfg.path} ({len(data.train):,} train / {len(data.val):,} val tokens, "
+          f"vocabulary {data.vocab_size}); {model_cfg.num_layers} x {model_cfg.hidden_size} "
+          f"{model_cfg.cell.upper()}, {n_params:,} parameters, on {trainer.device}; budget: "
+          + ", ".join(f"{k.replace('_', '-')} {v:g}" for k, v in trainer.budget.items() if v)
+          + f"; run folder {trainer.out}", flush=True)
+    result = trainer.fit(resume=args.resume)
+    if result["stopped"] == "interrupted":
+        print(f"interrupted at step {result['step']}; saved {result['out']}; continue with: "
+              f"rnnkit train --resume --out {result['out']}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    summary = f"done ({result['stopped']}) after {result['step']:,} steps, {result['elapsed']:.0f}s"
+    if "val_loss" in result:
+        summary += (f"; val loss {result['val_loss']:.4f} nats/char ({result['val_bpc']:.3f} bpc), "
+                    f"best {result['best_val_loss']:.4f}")
+    print(summary + f"; sample with: rnnkit sample {result['out']}")
+    return 0
+
+
+# -- sample ---------------------------------------------------------------------
+
+
+def cmd_sample(args) -> int:
+    from rnnkit.training import load_run, resolve_device
+
+    cfg = from_dict(SampleConfig, _pick(args, SampleConfig), "sample settings")
+    model, tokenizer, _ = load_run(args.run, resolve_device(args.device))
+    prime = cfg.prime
+    if cfg.prime_file:
+        from rnnkit.data import read_text
+
+        prime = read_text(cfg.prime_file, "char")
+    if not prime:
+        prime = "\n" if tokenizer.kind == "byte" or 10 in tokenizer.code_points else tokenizer.decode([0])
+    prime_ids = tokenizer.encode(prime, what="the prime text")
+    seed = cfg.seed if cfg.seed is not None else torch.seed()
+    generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
+    out = sys.stdout
+    for n in range(cfg.num_samples):
+        if cfg.num_samples > 1:
+            out.write(f"{'-' * 20} sample {n + 1} {'-' * 20}\n")
+        out.write(prime)
+        decode = tokenizer.stream_decoder()
+        for token in model.generate(prime_ids, cfg.length, cfg.temperature, cfg.top_k, cfg.top_p, generator):
+            out.write(decode(token))
+            out.flush()
+        out.write("\n")
+    return 0
+
+
+# -- eval -----------------------------------------------------------------------
+
+
+def cmd_eval(args) -> int:
+    from rnnkit.data import read_text, split_ids
+    from rnnkit.training import evaluate, load_run, resolve_device
+
+    if args.window is not None and args.window < 1:
+        raise ConfigError(f"--window must be >= 1; got {args.window}")
+    model, tokenizer, doc = load_run(args.run, resolve_device(args.device))
+    if args.path:
+        source = args.path
+        ids = tokenizer.encode(read_text(args.path, tokenizer.kind), what=args.path)
+    else:
+        data_cfg = doc["data"]
+        source = f"{data_cfg.path} ({args.split} split)"
+        if not Path(data_cfg.path).exists():
+            raise DataError(f"the run's corpus {data_cfg.path} is gone; give the text to evaluate as PATH")
+        ids = tokenizer.encode(read_text(data_cfg.path, tokenizer.kind), what=data_cfg.path)
+        ids = dict(zip(("train", "val", "test"),
+                       split_ids(ids, data_cfg.val_fraction, data_cfg.test_fraction)))[args.split]
+    if len(ids) < 2:
+        raise DataError(f"{source} has fewer than 2 tokens to evaluate; give a longer text as PATH")
+    result = evaluate(model, torch.from_numpy(ids.copy()), streams=1, window=args.window)
+    result["protocol"] = f"windows of {args.window}" if args.window else "one stream"
+    if args.json:
+        print(json.dumps({"source": source, **result}))
+    else:
+        print(f"{source}: {result['tokens']:,} predictions, {result['protocol']}\n"
+              f"loss {result['loss']:.4f} nats/token | {result['bpc']:.4f} bits/token | "
+              f"perplexity {result['perplexity']:.3f}")
+    return 0
+
+
+# -- demo -----------------------------------------------------------------------
+
+
+def cmd_demo(args) -> int:
+    from rnnkit.cli.demo import run_demo
+
+    return run_demo(args.time_limit, args.out)

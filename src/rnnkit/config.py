@@ -1,0 +1,171 @@
+"""Settings as dataclasses, validated on construction.
+
+Every field is also a CLI flag (``--kebab-case`` of the field name) and a key
+of the run folder's ``config.json``: one name per concept. Precedence is
+defaults < config file < command-line flags; unknown keys are errors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from rnnkit.errors import ConfigError
+
+CELL_TYPES = ("rnn", "lstm", "gru")
+TOKENIZERS = ("char", "byte")
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
+LR_SCHEDULES = ("constant", "step", "cosine")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def _help(text: str, **kwargs) -> Any:
+    return field(metadata={"help": text}, **kwargs)
+
+
+def _choice(cfg, name: str, choices: tuple) -> None:
+    if getattr(cfg, name) not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {getattr(cfg, name)!r}")
+
+
+def _at_least(cfg, name: str, low: float, optional: bool = False) -> None:
+    value = getattr(cfg, name)
+    if optional and value is None:
+        return
+    if value < low:
+        raise ConfigError(f"{name} must be >= {low}; got {value}")
+
+
+@dataclass
+class ModelConfig:
+    cell: str = _help("recurrent cell: rnn, lstm or gru", default="lstm")
+    hidden_size: int = _help("units per layer (char-rnn: rnn_size)", default=512)
+    num_layers: int = _help("stacked recurrent layers", default=2)
+    embedding_dim: int = _help("input embedding width; 0 = one-hot input as in min-char-rnn", default=64)
+    dropout: float = _help("dropout on embeddings, between layers and before the output layer", default=0.0)
+    engine: str = _help("fused (torch kernels) or explicit (loop over rnnkit cells)", default="fused")
+    nonlinearity: str = _help("tanh or relu, for --cell rnn", default="tanh")
+    forget_bias: float = _help("initial LSTM forget-gate bias", default=1.0)
+    input_init: str = _help("input weights init: glorot or torch", default="glorot")
+    recurrent_init: str = _help("recurrent weights init: orthogonal, glorot or torch", default="orthogonal")
+
+    def __post_init__(self):
+        _choice(self, "cell", CELL_TYPES)
+        _choice(self, "engine", ("fused", "explicit"))
+        _choice(self, "nonlinearity", ("tanh", "relu"))
+        _choice(self, "input_init", ("glorot", "torch"))
+        _choice(self, "recurrent_init", ("orthogonal", "glorot", "torch"))
+        _at_least(self, "hidden_size", 1)
+        _at_least(self, "num_layers", 1)
+        _at_least(self, "embedding_dim", 0)
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1); got {self.dropout}")
+
+
+@dataclass
+class DataConfig:
+    path: str | None = _help("training text file", default=None)
+    tokenizer: str = _help("char (Unicode code points) or byte (0-255, any file)", default="char")
+    seq_len: int = _help("time steps per chunk of truncated BPTT (char-rnn: seq_length)", default=128)
+    batch_size: int = _help("parallel streams per batch", default=64)
+    val_fraction: float = _help("share of the corpus held out for validation (taken after train)", default=0.1)
+    test_fraction: float = _help("share held out for testing (taken last)", default=0.0)
+
+    def __post_init__(self):
+        _choice(self, "tokenizer", TOKENIZERS)
+        _at_least(self, "seq_len", 1)
+        _at_least(self, "batch_size", 1)
+        for name in ("val_fraction", "test_fraction"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"{name} must be in [0, 1); got {getattr(self, name)}")
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise ConfigError("val_fraction + test_fraction must be < 1; nothing would be left to train on")
+
+
+@dataclass
+class TrainConfig:
+    optimizer: str = _help("sgd, momentum, nesterov, adagrad, rmsprop, adam or adamw", default="adam")
+    lr: float = _help("peak learning rate (char-rnn: learning_rate)", default=3e-3)
+    momentum: float = _help("momentum for momentum/nesterov; alpha for rmsprop", default=0.9)
+    weight_decay: float = _help("L2 penalty (decoupled for adamw) on weight matrices", default=0.0)
+    clip_norm: float | None = _help("clip the global gradient norm to this (char-rnn: grad_clip)", default=1.0)
+    clip_value: float | None = _help("clip each gradient element to [-v, v]", default=None)
+    lr_schedule: str = _help("constant, step or cosine (decay over the whole budget)", default="cosine")
+    warmup_steps: int = _help("linear learning-rate warm-up steps", default=50)
+    min_lr_ratio: float = _help("cosine decays to lr * min_lr_ratio", default=0.05)
+    lr_decay: float = _help("step schedule: multiply lr by this ...", default=0.5)
+    lr_decay_every: int = _help("... every this many steps", default=1000)
+    max_steps: int | None = _help("stop after this many steps", default=None)
+    max_epochs: float | None = _help("stop after this many passes over the training split", default=None)
+    time_limit: float | None = _help("stop after this many seconds of training (default 300 if no "
+                                     "budget is given)", default=None)
+    eval_every: int = _help("evaluate, checkpoint, plot and sample every this many steps", default=250)
+    log_every: int = _help("write a metrics line every this many steps", default=10)
+    patience: int | None = _help("stop after this many evaluations without a better validation loss",
+                                 default=None)
+    eval_streams: int = _help("parallel streams for validation during training (eval uses 1)", default=16)
+    sample_length: int = _help("characters sampled at each evaluation (0 = none)", default=200)
+    seed: int = _help("fixes initialisation, data order, dropout and samples", default=1337)
+    device: str = _help("auto, cpu or cuda", default="auto")
+    out: str | None = _help("run folder (default: runs/<corpus name>)", default=None)
+
+    def __post_init__(self):
+        _choice(self, "optimizer", OPTIMIZERS)
+        _choice(self, "lr_schedule", LR_SCHEDULES)
+        _choice(self, "device", DEVICES)
+        if not self.lr > 0:
+            raise ConfigError(f"lr must be > 0; got {self.lr}")
+        for name in ("clip_norm", "clip_value", "time_limit", "max_epochs"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ConfigError(f"{name} must be > 0; got {value}")
+        for name in ("max_steps", "eval_every", "log_every", "patience", "eval_streams", "lr_decay_every"):
+            _at_least(self, name, 1, optional=True)
+        for name in ("weight_decay", "warmup_steps", "sample_length", "momentum"):
+            _at_least(self, name, 0)
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ConfigError(f"min_lr_ratio must be in [0, 1]; got {self.min_lr_ratio}")
+        if not 0.0 < self.lr_decay <= 1.0:
+            raise ConfigError(f"lr_decay must be in (0, 1]; got {self.lr_decay}")
+
+    @property
+    def has_budget(self) -> bool:
+        return any(v is not None for v in (self.max_steps, self.max_epochs, self.time_limit))
+
+
+@dataclass
+class SampleConfig:
+    prime: str = _help("text to start from (char-rnn: primetext); default a newline", default="")
+    prime_file: str | None = _help("read the prime text from this file", default=None)
+    length: int = _help("characters (tokens) to generate", default=1000)
+    temperature: float = _help("softmax temperature; 0 = greedy (always the likeliest)", default=0.8)
+    top_k: int | None = _help("sample only among the k likeliest tokens", default=None)
+    top_p: float | None = _help("sample from the smallest set with total probability >= p", default=None)
+    num_samples: int = _help("independent samples to draw", default=1)
+    seed: int | None = _help("random seed for sampling (default: fresh each run)", default=None)
+
+    def __post_init__(self):
+        if self.temperature < 0:
+            raise ConfigError(f"temperature must be >= 0 (0 = greedy); got {self.temperature}")
+        if self.top_p is not None and not 0.0 < self.top_p <= 1.0:
+            raise ConfigError(f"top_p must be in (0, 1]; got {self.top_p}")
+        _at_least(self, "top_k", 1, optional=True)
+        _at_least(self, "length", 0)
+        _at_least(self, "num_samples", 1)
+
+
+def to_dict(cfg) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(cls, values: dict, where: str = "config"):
+    """Build ``cls`` from a dict, rejecting unknown keys by name."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown setting(s) {', '.join(unknown)}")
+    try:
+        return cls(**values)
+    except TypeError as e:  # a value of the wrong type reaching a comparison
+        raise ConfigError(f"{where}: {e}") from None

@@ -1,0 +1,134 @@
+"""Text corpora for language modelling: reading, splitting, and batching as
+contiguous parallel streams for truncated backpropagation through time.
+
+Streams: the training split (N tokens) is cut into B contiguous streams of
+L tokens; batch i of an epoch is columns [i*T, (i+1)*T) of every stream::
+
+    stream 0: | chunk 0 | chunk 1 | chunk 2 | ...
+    stream 1: | chunk 0 | chunk 1 | chunk 2 | ...
+
+so row b of batch i+1 continues row b of batch i, and the hidden state
+carried from one batch to the next belongs to the same stream (char-rnn).
+Each epoch starts the streams at an offset in [0, T) drawn from the seed and
+the epoch number, so chunk boundaries move between epochs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rnnkit.config import DataConfig
+from rnnkit.data.tokenizers import ByteTokenizer, CharTokenizer
+from rnnkit.errors import DataError
+
+
+def read_text(path: str | Path, tokenizer_kind: str = "char") -> str | bytes:
+    """The file's text (``char``) or raw bytes (``byte``), with clear errors."""
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"{path}: no such file")
+    if p.is_dir():
+        raise DataError(f"{path} is a directory; give a text file (concatenate the files you want)")
+    try:
+        raw = p.read_bytes()
+    except OSError as e:
+        raise DataError(f"{path}: cannot read: {e.strerror}") from None
+    if not raw:
+        raise DataError(f"{path} is empty")
+    if tokenizer_kind == "byte":
+        return raw
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path} is not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start}); "
+                        f"use --tokenizer byte to train on raw bytes") from None
+
+
+def file_digest(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def split_ids(ids: np.ndarray, val_fraction: float, test_fraction: float):
+    """Cut a corpus in order: train | validation | test (nanoGPT's 90/10 by default)."""
+    n = len(ids)
+    n_test = int(round(n * test_fraction))
+    n_val = int(round(n * val_fraction))
+    n_train = n - n_val - n_test
+    return ids[:n_train], ids[n_train:n_train + n_val], ids[n_train + n_val:]
+
+
+class StreamBatcher:
+    """Batches (x, y), each (B, T), of contiguous parallel streams over ``ids``."""
+
+    def __init__(self, ids: torch.Tensor, batch_size: int, seq_len: int, seed: int):
+        self.ids = ids
+        self.batch_size = batch_size
+        self.seq_len = seq_len
+        self.seed = seed
+        needed = batch_size * seq_len + seq_len
+        if len(ids) < needed:
+            raise DataError(
+                f"the training split has {len(ids):,} tokens, fewer than --batch-size {batch_size} x "
+                f"--seq-len {seq_len} + {seq_len} = {needed:,}; lower --batch-size or --seq-len")
+
+    def _offset(self, epoch: int) -> int:
+        return int(np.random.default_rng([self.seed, epoch]).integers(self.seq_len))
+
+    def _stream_len(self, epoch: int) -> int:
+        return (len(self.ids) - 1 - self._offset(epoch)) // self.batch_size
+
+    def num_batches(self, epoch: int) -> int:
+        return self._stream_len(epoch) // self.seq_len
+
+    def batches(self, epoch: int, start: int = 0):
+        """Yield (x, y) for batches ``start, start+1, ...`` of ``epoch``; y is x shifted by one."""
+        B, T, L = self.batch_size, self.seq_len, self._stream_len(epoch)
+        off = self._offset(epoch)
+        x = self.ids[off:off + B * L].view(B, L)  # (B, L)
+        y = self.ids[off + 1:off + 1 + B * L].view(B, L)
+        for i in range(start, L // T):
+            yield x[:, i * T:(i + 1) * T], y[:, i * T:(i + 1) * T]
+
+
+@dataclass
+class TextData:
+    """A tokenized corpus split into train / validation / test, with its batcher.
+
+    ``TextData.from_file("input.txt", DataConfig(...))`` reads, tokenizes,
+    splits, and checks that the training split is long enough.
+    """
+
+    tokenizer: CharTokenizer | ByteTokenizer
+    train: torch.Tensor  # (N_train,) int64
+    val: torch.Tensor
+    test: torch.Tensor
+    config: DataConfig
+    digest: str = ""
+
+    @classmethod
+    def from_file(cls, path: str | Path, config: DataConfig | None = None, tokenizer=None) -> "TextData":
+        config = config or DataConfig(path=str(path))
+        config.path = str(path)
+        text = read_text(path, config.tokenizer)
+        if tokenizer is None:
+            tokenizer = ByteTokenizer() if config.tokenizer == "byte" else CharTokenizer.fit(text)
+        ids = tokenizer.encode(text, what=str(path))
+        if len(ids) < 2:
+            raise DataError(f"{path} has {len(ids)} token(s); a language model needs at least 2")
+        train, val, test = (torch.from_numpy(np.ascontiguousarray(s)) for s in
+                            split_ids(ids, config.val_fraction, config.test_fraction))
+        data = cls(tokenizer, train, val, test, config, file_digest(path))
+        data.batcher(seed=0)  # fail now, not at the first step, if the split is too short
+        return data
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tokenizer.vocab_size
+
+    def batcher(self, seed: int) -> StreamBatcher:
+        return StreamBatcher(self.train, self.config.batch_size, self.config.seq_len, seed)

@@ -1,0 +1,103 @@
+"""A recurrent language model: embedding -> recurrent stack -> projection.
+
+Output at every step, hidden-to-hidden recurrence (Goodfellow et al. 10.3):
+the model reads tokens x_1..x_T and predicts x_{t+1} from h_t::
+
+    e_t = E[x_t]                 (or one-hot(x_t) when embedding_dim = 0)
+    h_t = RNN(e_t, h_{t-1})      (stacked cells, state carried across calls)
+    p(x_{t+1} | x_{<=t}) = softmax(W_out h_t + b_out)
+
+The loss is the mean cross-entropy in nats per token (log-softmax based).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from rnnkit.cells import State
+from rnnkit.config import ModelConfig
+from rnnkit.layers import Recurrent
+from rnnkit.models.sampling import sample_next
+
+
+class LanguageModel(nn.Module):
+    """Args: ``vocab_size`` (V) and the fields of :class:`rnnkit.config.ModelConfig`
+    as keywords (``cell``, ``hidden_size``, ``num_layers``, ``embedding_dim``,
+    ``dropout``, ``engine``, ...).
+
+    ``forward(idx, targets=None, state=None) -> (logits, loss, state)``:
+    idx (B, T) int64; logits (B, T, V); loss a scalar (None without targets);
+    state the recurrent state after the last step, to pass to the next call.
+    """
+
+    def __init__(self, vocab_size: int, **config):
+        super().__init__()
+        self.config = ModelConfig(**config)
+        c = self.config
+        self.vocab_size = vocab_size
+        self.embedding = nn.Embedding(vocab_size, c.embedding_dim) if c.embedding_dim else None
+        self.rnn = Recurrent(c.cell, c.embedding_dim or vocab_size, c.hidden_size, c.num_layers,
+                             dropout=c.dropout, engine=c.engine, nonlinearity=c.nonlinearity,
+                             **({"forget_bias": c.forget_bias} if c.cell == "lstm" else {}),
+                             input_init=c.input_init, recurrent_init=c.recurrent_init)
+        self.drop = nn.Dropout(c.dropout)
+        self.head = nn.Linear(c.hidden_size, vocab_size)
+        if self.embedding is not None:
+            nn.init.normal_(self.embedding.weight, std=1.0)
+        nn.init.xavier_uniform_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def init_state(self, batch_size: int) -> State:
+        return self.rnn.init_state(batch_size)
+
+    def embed(self, idx: Tensor) -> Tensor:
+        """idx (B, T) -> (B, T, E), or one-hot (B, T, V) when embedding_dim = 0."""
+        if self.embedding is None:
+            return F.one_hot(idx, self.vocab_size).to(self.head.weight.dtype)
+        return self.drop(self.embedding(idx))
+
+    def forward(self, idx: Tensor, targets: Tensor | None = None,
+                state: State | None = None) -> tuple[Tensor, Tensor | None, State]:
+        if idx.dim() != 2:
+            raise ValueError(f"LanguageModel: expected token ids of shape (B, T), got {tuple(idx.shape)}")
+        h, state = self.rnn(self.embed(idx), state)  # (B, T, H)
+        logits = self.head(self.drop(h))  # (B, T, V)
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.reshape(-1, self.vocab_size), targets.reshape(-1))
+        return logits, loss, state
+
+    def loss(self, batch: tuple[Tensor, Tensor], state: State | None = None) -> tuple[Tensor, State]:
+        """The training contract: (x, y) each (B, T) -> (mean loss in nats/token, state)."""
+        x, y = batch
+        _, loss, state = self(x, y, state)
+        return loss, state
+
+    @torch.no_grad()
+    def generate(self, prime: Tensor | list[int], length: int, temperature: float = 1.0,
+                 top_k: int | None = None, top_p: float | None = None,
+                 generator: torch.Generator | None = None) -> Iterator[int]:
+        """Yield ``length`` token ids continuing ``prime`` (a non-empty list of ids).
+
+        The prime is read in one pass; then each token costs one cell step per
+        layer, whatever the length so far, because the state is carried.
+        """
+        was_training = self.training
+        self.eval()
+        try:
+            prime = torch.as_tensor(prime, dtype=torch.long, device=self.head.weight.device)
+            if prime.numel() == 0:
+                raise ValueError("LanguageModel.generate: prime must hold at least one token")
+            logits, _, state = self(prime.view(1, -1))
+            logits = logits[:, -1]  # (1, V)
+            for _ in range(length):
+                token = sample_next(logits, temperature, top_k, top_p, generator)  # (1,)
+                yield int(token)
+                h, state = self.rnn.step(self.embed(token.view(1, 1))[:, 0], state)  # (1, H)
+                logits = self.head(h)
+        finally:
+            self.train(was_training)

@@ -1,0 +1,51 @@
+"""Optimizers by name (torch.optim) and the learning-rate schedule."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from rnnkit.config import TrainConfig
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The optimizer ``cfg.optimizer`` over ``model``'s parameters.
+
+    Weight decay applies to weight matrices and embeddings only, never to
+    biases (decoupled from the gradient for ``adamw``, an L2 term otherwise).
+    """
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    name, lr = cfg.optimizer, cfg.lr
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=lr)
+    if name in ("momentum", "nesterov"):
+        return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=name == "nesterov")
+    if name == "adagrad":
+        return torch.optim.Adagrad(groups, lr=lr)
+    if name == "rmsprop":  # char-rnn's optimizer; decay rate 0.95 there, alpha here
+        return torch.optim.RMSprop(groups, lr=lr, alpha=cfg.momentum if cfg.momentum < 1 else 0.99)
+    if name == "adam":
+        return torch.optim.Adam(groups, lr=lr)
+    return torch.optim.AdamW(groups, lr=lr)
+
+
+def learning_rate(cfg: TrainConfig, step: int, progress: float) -> float:
+    """Learning rate for ``step`` (0-based) at ``progress`` in [0, 1] of the budget.
+
+    Linear warm-up over ``warmup_steps``, then ``constant``; ``step``:
+    lr * lr_decay^floor(step / lr_decay_every); ``cosine``:
+    lr * (m + (1 - m) * (1 + cos(pi * progress)) / 2) with m = min_lr_ratio.
+    """
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    if cfg.lr_schedule == "step":
+        return cfg.lr * cfg.lr_decay ** (step // cfg.lr_decay_every)
+    m = cfg.min_lr_ratio
+    return cfg.lr * (m + (1 - m) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))

@@ -1,0 +1,298 @@
+"""One training loop: truncated BPTT over carried state, schedules, clipping,
+evaluation, checkpoints that resume exactly, and Ctrl-C that saves.
+
+The loop knows nothing task-specific: the model gives ``loss(batch, state)
+-> (loss, state)``; the state it returns is detached and passed back with the
+next batch of the same epoch (the batches continue each other), and reset to
+zero at each new epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import sys
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from rnnkit.config import TrainConfig
+from rnnkit.data.text import TextData
+from rnnkit.errors import CheckpointError, ConfigError, TrainingError
+from rnnkit.training.evaluate import evaluate
+from rnnkit.training.optim import build_optimizer, learning_rate
+from rnnkit.training.plots import plot_losses
+from rnnkit.training.runs import (BEST, LAST, METRICS, PLOT, load_tensors, save_tensors,
+                                  write_config)
+
+DEFAULT_TIME_LIMIT = 300.0
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA device is available here; use --device cpu or auto")
+    return torch.device(name)
+
+
+class Trainer:
+    """Train ``model`` on ``data`` as ``config`` says, writing the run folder ``out``.
+
+    ``fit()`` trains until the budget (``max_steps``, ``max_epochs``,
+    ``time_limit``; 5 minutes when none is set) is spent, early stopping
+    fires, or Ctrl-C; it returns a summary dict. ``callbacks`` are called as
+    ``f(trainer)`` after every step; ``request_stop()`` ends training after
+    the current step, as Ctrl-C does.
+    """
+
+    def __init__(self, model, data: TextData, config: TrainConfig, out: str | Path | None = None,
+                 callbacks=(), quiet: bool = False):
+        self.cfg = config
+        self.data = data
+        self.device = resolve_device(config.device)
+        self.model = model.to(self.device)
+        self.out = Path(out or config.out or Path("runs") / Path(data.config.path or "run").stem)
+        self.cfg.out = str(self.out)
+        self.callbacks = list(callbacks)
+        self.quiet = quiet
+        self.batcher = data.batcher(config.seed)
+        self.optimizer = build_optimizer(self.model, config)
+        self.budget = {"max_steps": config.max_steps, "max_epochs": config.max_epochs,
+                       "time_limit": config.time_limit}
+        if not config.has_budget:
+            self.budget["time_limit"] = DEFAULT_TIME_LIMIT
+        # position and bookkeeping, all saved in last.safetensors
+        self.step, self.epoch, self.batch_index = 0, 0, 0
+        self.elapsed = 0.0
+        self.best_val = math.inf
+        self.evals_without_improvement = 0
+        self.log_sum, self.log_count = 0.0, 0
+        self.carry = None  # recurrent state carried to the next batch
+        self.rows: list[dict] = []
+        self._stop = False
+
+    # -- public ---------------------------------------------------------------
+
+    def holds_run(self) -> bool:
+        """Whether ``out`` already has checkpoints (that a fresh run would overwrite)."""
+        return (self.out / LAST).exists() or (self.out / BEST).exists()
+
+    def request_stop(self) -> None:
+        self._stop = True
+
+    def fit(self, resume: bool = False) -> dict:
+        self.out.mkdir(parents=True, exist_ok=True)
+        if resume:
+            self._restore()
+        else:
+            if self.holds_run():
+                raise CheckpointError(f"{self.out} already holds a run; pass --resume to continue it "
+                                      f"or choose another --out")
+            torch.manual_seed(self.cfg.seed)
+            (self.out / METRICS).unlink(missing_ok=True)
+        write_config(self.out, self.model.config, self.data.config, self.cfg, self.data.tokenizer,
+                     corpus_sha256=self.data.digest)
+        previous = self._install_sigint()
+        bar = tqdm(total=100, disable=self.quiet or not sys.stderr.isatty(), leave=False,
+                   bar_format="{percentage:3.0f}%|{bar:20}| {elapsed}<{remaining} {postfix}")
+        try:
+            reason = self._loop(bar)
+        finally:
+            bar.close()
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+        result = self._evaluate_and_save() if reason != "interrupted" else self._save_last()
+        return {"stopped": reason, "step": self.step, "epoch": self.epoch, "elapsed": self.elapsed,
+                "best_val_loss": self.best_val, "out": str(self.out), **(result or {})}
+
+    # -- the loop -------------------------------------------------------------
+
+    def _progress(self) -> float:
+        b, nb = self.budget, self.batcher.num_batches(self.epoch)
+        parts = [0.0]
+        if b["max_steps"]:
+            parts.append(self.step / b["max_steps"])
+        if b["max_epochs"]:
+            parts.append((self.epoch + self.batch_index / nb) / b["max_epochs"])
+        if b["time_limit"]:
+            parts.append(self.elapsed / b["time_limit"])
+        return max(parts)
+
+    def _loop(self, bar) -> str:
+        model, opt, cfg = self.model, self.optimizer, self.cfg
+        model.train()
+        started = time.perf_counter() - self.elapsed
+        tick, tick_tokens = time.perf_counter(), 0
+        while True:
+            for x, y in self.batcher.batches(self.epoch, self.batch_index):
+                lr = learning_rate(cfg, self.step, self._progress())
+                for group in opt.param_groups:
+                    group["lr"] = lr
+                loss, state = model.loss((x.to(self.device), y.to(self.device)), self.carry)
+                value = loss.item()
+                if not math.isfinite(value):
+                    raise TrainingError(f"the loss became {value} at step {self.step + 1}; lower --lr or "
+                                        f"set --clip-norm (the last checkpoint is in {self.out})")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.clip_value:
+                    torch.nn.utils.clip_grad_value_(model.parameters(), cfg.clip_value)
+                if cfg.clip_norm:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)
+                opt.step()
+                self.carry = tuple(s.detach() for s in state)  # truncate BPTT here
+                self.step += 1
+                self.batch_index += 1
+                self.elapsed = time.perf_counter() - started
+                self.log_sum += value
+                self.log_count += 1
+                tick_tokens += y.numel()
+                if self.step % cfg.log_every == 0:
+                    now = time.perf_counter()
+                    speed = tick_tokens / max(now - tick, 1e-9)
+                    tick, tick_tokens = now, 0
+                    self._log({"step": self.step, "epoch": round(self.epoch + self.batch_index /
+                                                                  self.batcher.num_batches(self.epoch), 4),
+                               "loss": self.log_sum / self.log_count, "lr": lr,
+                               "tokens_per_s": round(speed, 1), "elapsed": round(self.elapsed, 2)})
+                    self.log_sum, self.log_count = 0.0, 0
+                    bar.set_postfix_str(f"loss {self.rows[-1]['loss']:.3f} "
+                                        f"({self.rows[-1]['loss'] / math.log(2):.3f} bpc) "
+                                        f"{speed:,.0f} tok/s", refresh=False)
+                bar.n = round(100 * min(self._progress(), 1.0), 1)
+                bar.refresh()
+                for callback in self.callbacks:
+                    callback(self)
+                if self._progress() >= 1.0:
+                    return "budget"
+                if self._stop:
+                    return "interrupted"
+                if self.step % cfg.eval_every == 0:
+                    self._evaluate_and_save(bar)
+                    started = time.perf_counter() - self.elapsed  # evaluation time is not budget
+                    tick = time.perf_counter()
+                    if cfg.patience and self.evals_without_improvement >= cfg.patience:
+                        return "early stopping"
+            self.epoch += 1
+            self.batch_index = 0
+            self.carry = None
+
+    def _log(self, row: dict) -> None:
+        self.rows.append(row)
+        with open(self.out / METRICS, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    # -- evaluation and checkpoints -------------------------------------------
+
+    def _evaluate_and_save(self, bar=None) -> dict:
+        result = {}
+        if len(self.data.val) >= 2:
+            metrics = evaluate(self.model, self.data.val, streams=self.cfg.eval_streams)
+            result = {"val_loss": metrics["loss"], "val_bpc": metrics["bpc"]}
+            self._log({"step": self.step, **result})
+            improved = metrics["loss"] < self.best_val
+        else:  # no validation split: the last weights are the best we know
+            improved = True
+        if improved:
+            self.best_val = result.get("val_loss", math.inf)
+            self.evals_without_improvement = 0
+            save_tensors(self.out / BEST, self.model.state_dict(),
+                         {"step": self.step, **result})
+        else:
+            self.evals_without_improvement += 1
+        self._save_last()
+        plot_losses(self.rows, self.out / PLOT, title=str(self.out))
+        self._report(result, bar)
+        return result
+
+    def _report(self, result: dict, bar) -> None:
+        if self.quiet:
+            return
+        line = f"step {self.step:,} | epoch {self.epoch + 1} | {self.elapsed:.0f}s"
+        if result:
+            line += f" | val {result['val_loss']:.4f} nats ({result['val_bpc']:.3f} bpc)"
+        write = bar.write if bar is not None else print
+        write(line)
+        if self.cfg.sample_length:
+            write(self._sample() + "\n" + "-" * 40)
+
+    def _sample(self) -> str:
+        tok = self.data.tokenizer
+        prime = tok.encode("\n") if tok.kind == "byte" or 10 in tok.code_points else [0]
+        gen = torch.Generator(device=self.device).manual_seed(self.cfg.seed + self.step)
+        ids = list(self.model.generate(prime, self.cfg.sample_length, temperature=0.8, generator=gen))
+        return tok.decode(ids)
+
+    def _save_last(self) -> None:
+        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        opt_state = self.optimizer.state_dict()
+        scalars = {}
+        for pid, entries in opt_state["state"].items():
+            for key, value in entries.items():
+                if torch.is_tensor(value):
+                    tensors[f"optim.{pid}.{key}"] = value
+                else:
+                    scalars[f"{pid}.{key}"] = value
+        for i, s in enumerate(self.carry or ()):
+            tensors[f"carry.{i}"] = s
+        tensors["rng.cpu"] = torch.get_rng_state()
+        if self.device.type == "cuda":
+            tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
+        meta = {"step": self.step, "epoch": self.epoch, "batch_index": self.batch_index,
+                "elapsed": self.elapsed, "best_val": self.best_val if math.isfinite(self.best_val) else None,
+                "evals_without_improvement": self.evals_without_improvement,
+                "log_sum": self.log_sum, "log_count": self.log_count,
+                "param_groups": opt_state["param_groups"], "optim_scalars": scalars}
+        save_tensors(self.out / LAST, tensors, meta)
+
+    def _restore(self) -> None:
+        tensors, meta = load_tensors(self.out / LAST)
+        model_sd = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+        try:
+            self.model.load_state_dict(model_sd)
+        except RuntimeError:
+            raise CheckpointError(f"{self.out / LAST} does not fit this model's settings; resume without "
+                                  f"changing model flags") from None
+        state: dict[int, dict] = {}
+        for k, v in tensors.items():
+            if k.startswith("optim."):
+                _, pid, key = k.split(".", 2)
+                state.setdefault(int(pid), {})[key] = v.to(self.device)
+        for k, v in meta["optim_scalars"].items():
+            pid, key = k.split(".", 1)
+            state.setdefault(int(pid), {})[key] = v
+        self.optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+        carry = [tensors[f"carry.{i}"].to(self.device) for i in range(2) if f"carry.{i}" in tensors]
+        self.carry = tuple(carry) or None
+        torch.set_rng_state(tensors["rng.cpu"])
+        if "rng.cuda" in tensors and self.device.type == "cuda":
+            torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
+        self.step, self.epoch, self.batch_index = meta["step"], meta["epoch"], meta["batch_index"]
+        self.elapsed = meta["elapsed"]
+        self.best_val = meta["best_val"] if meta["best_val"] is not None else math.inf
+        self.evals_without_improvement = meta["evals_without_improvement"]
+        self.log_sum, self.log_count = meta["log_sum"], meta["log_count"]
+        # keep the metrics up to the checkpoint; lines written after it are redone
+        path = self.out / METRICS
+        if path.exists():
+            self.rows = [r for r in map(json.loads, path.read_text().splitlines()) if r["step"] <= self.step]
+            path.write_text("".join(json.dumps(r) + "\n" for r in self.rows))
+
+    def _install_sigint(self):
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return None
+
+        def handler(signum, frame):
+            if self._stop:  # a second Ctrl-C: stop now (files are written atomically)
+                raise KeyboardInterrupt
+            self._stop = True
+            print(f"\nstopping after this step; the checkpoint goes to {self.out} "
+                  f"(Ctrl-C again to abort at once)", file=sys.stderr)
+
+        return signal.signal(signal.SIGINT, handler)

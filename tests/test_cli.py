@@ -1,0 +1,178 @@
+"""The command line end to end, through a subprocess, and every bad input's error."""
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+TINY = ["--hidden-size", "32", "--num-layers", "1", "--embedding-dim", "16", "--batch-size", "8",
+        "--seq-len", "32", "--sample-length", "20", "--device", "cpu"]
+
+
+def rnnkit(*args, cwd=None, timeout=120):
+    return subprocess.run([sys.executable, "-m", "rnnkit", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, timeout=timeout)
+
+
+def assert_user_error(result, message):
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert message in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from conftest import make_text
+
+    root = tmp_path_factory.mktemp("cli")
+    corpus = root / "corpus.txt"
+    corpus.write_text(make_text())
+    run = root / "run"
+    result = rnnkit("train", corpus, "--out", run, "--max-steps", 60, "--eval-every", 30, *TINY)
+    assert result.returncode == 0, result.stderr
+    return corpus, run, result
+
+
+def test_train_prints_samples_and_writes_the_run_folder(trained):
+    corpus, run, result = trained
+    assert "val" in result.stdout and "sample with: rnnkit sample" in result.stdout
+    for name in ("config.json", "model.safetensors", "last.safetensors", "metrics.jsonl", "loss.png"):
+        assert (run / name).exists(), name
+    doc = json.loads((run / "config.json").read_text())
+    assert doc["format_version"] == 1 and doc["tokenizer"]["kind"] == "char"
+    assert doc["model"]["hidden_size"] == 32 and doc["data"]["path"] == str(corpus)
+
+
+def test_sample_streams_text_from_the_prime_and_is_seeded(trained):
+    _, run, _ = trained
+    a = rnnkit("sample", run, "--prime", "3: the", "--length", 50, "--seed", 7)
+    b = rnnkit("sample", run, "--prime", "3: the", "--length", 50, "--seed", 7)
+    assert a.returncode == 0, a.stderr
+    assert a.stdout == b.stdout and a.stdout.startswith("3: the") and len(a.stdout) == len("3: the") + 51
+    greedy = rnnkit("sample", run, "--prime", "3: the", "--length", 30, "--temperature", 0, "--num-samples", 2)
+    _, first, second = re.split(r"-+ sample \d -+\n", greedy.stdout)
+    assert first == second  # greedy is deterministic
+    topk1 = rnnkit("sample", run, "--prime", "3: the", "--length", 30, "--top-k", 1, "--seed", 3)
+    assert topk1.stdout == first
+
+
+def test_eval_reports_loss_bpc_perplexity_as_json(trained, tmp_path):
+    corpus, run, _ = trained
+    result = rnnkit("eval", run, "--json")
+    assert result.returncode == 0, result.stderr
+    stats = json.loads(result.stdout)
+    assert stats["bpc"] == pytest.approx(stats["loss"] / 0.6931471805599453)
+    assert stats["perplexity"] == pytest.approx(2.718281828459045 ** stats["loss"])
+    assert stats["tokens"] == round(len(corpus.read_text()) * 0.1) - 1
+    other = tmp_path / "other.txt"
+    other.write_text(corpus.read_text()[:3000])
+    windows = json.loads(rnnkit("eval", run, other, "--json", "--window", 64).stdout)
+    assert windows["tokens"] == 2999 and windows["protocol"] == "windows of 64"
+    text = rnnkit("eval", run)
+    assert "bits/token" in text.stdout and "perplexity" in text.stdout
+
+
+def test_resume_continues_and_python_dash_m_equals_the_script(trained, tmp_path):
+    corpus, run, _ = trained
+    result = rnnkit("train", "--resume", "--out", run, "--max-steps", 70, "--eval-every", 1000)
+    assert result.returncode == 0, result.stderr
+    assert "after 70 steps" in result.stdout
+    assert json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 70
+
+
+def test_ctrl_c_saves_a_checkpoint_that_resumes(tmp_path):
+    from conftest import make_text
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(make_text())
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "rnnkit", "train", str(corpus), "--out", str(run),
+                             "--max-steps", "100000", *TINY], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not (run / "metrics.jsonl").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "rnnkit train --resume --out" in err
+    assert (run / "last.safetensors").exists()
+    result = rnnkit("train", "--resume", "--out", run, "--max-steps", 10**5, "--time-limit", 1,
+                    "--eval-every", 10**6)
+    assert result.returncode == 0, result.stderr
+
+
+def write(name, content):
+    def make(d):
+        (d / name).write_bytes(content)
+        return d / name
+    return make
+
+
+@pytest.mark.parametrize("make_input,args,message", [
+    (lambda d: d / "missing.txt", [], "no such file"),
+    (write("empty.txt", b""), [], "is empty"),
+    (lambda d: d, [], "is a directory"),
+    (write("s.txt", b"short text\n" * 10), [], "lower --batch-size or --seq-len"),
+    (write("l.txt", b"caf\xe9 " * 5000), [], "use --tokenizer byte"),
+    (lambda d: d / "missing.txt", ["--cell", "transformer"], "cell must be one of"),
+    (lambda d: d / "missing.txt", ["--lr", "fast"], "argument --lr: expected float, got 'fast'"),
+    (lambda d: d / "missing.txt", ["--dropout", "1.5"], "dropout must be in [0, 1); got 1.5"),
+    (lambda d: d / "missing.txt", ["--optimizer", "lion"], "optimizer must be one of"),
+])
+def test_train_bad_inputs(tmp_path, make_input, args, message):
+    path = make_input(tmp_path)
+    result = rnnkit("train", path, "--out", tmp_path / "run", *args)
+    assert_user_error(result, message)
+    assert not (tmp_path / "run").exists(), "a failed start must not create the run folder"
+
+
+def test_byte_tokenizer_trains_on_undecodable_bytes(tmp_path):
+    path = tmp_path / "latin1.txt"
+    path.write_bytes(("caf\xe9 au lait, s'il vous pla\xeet. " * 300).encode("latin-1"))
+    result = rnnkit("train", path, "--out", tmp_path / "run", "--tokenizer", "byte", "--max-steps", 3, *TINY)
+    assert result.returncode == 0, result.stderr
+    assert rnnkit("sample", tmp_path / "run", "--length", 20, "--prime", "caf").returncode == 0
+
+
+def test_sample_and_eval_bad_inputs(trained, tmp_path):
+    corpus, run, _ = trained
+    assert_user_error(rnnkit("sample", run, "--prime", "€uro"), "never saw in training: '€'")
+    assert_user_error(rnnkit("sample", run, "--temperature", "-1"), "temperature must be >= 0")
+    assert_user_error(rnnkit("sample", run, "--top-p", "0"), "top_p must be in (0, 1]")
+    assert_user_error(rnnkit("sample", run, "--top-p", "1.5"), "top_p must be in (0, 1]")
+    assert_user_error(rnnkit("sample", tmp_path / "nope"), "no such run folder")
+    assert_user_error(rnnkit("sample", tmp_path), "is not a run folder")
+    assert_user_error(rnnkit("eval", run, tmp_path / "nope.txt"), "no such file")
+    assert_user_error(rnnkit("train", corpus, "--out", run, *TINY), "already holds a run")
+
+
+def test_damaged_run_folders(trained, tmp_path):
+    import shutil
+
+    _, run, _ = trained
+    broken = tmp_path / "broken"
+    shutil.copytree(run, broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])
+    assert_user_error(rnnkit("sample", broken), "is corrupt (truncated or altered)")
+    tampered = tmp_path / "tampered"
+    shutil.copytree(run, tampered)
+    raw = bytearray((tampered / "model.safetensors").read_bytes())
+    raw[len(raw) // 2] ^= 0x55
+    (tampered / "model.safetensors").write_bytes(bytes(raw))
+    assert_user_error(rnnkit("eval", tampered), "is corrupt")
+    future = tmp_path / "future"
+    shutil.copytree(run, future)
+    doc = json.loads((future / "config.json").read_text())
+    doc["format_version"] = 7
+    (future / "config.json").write_text(json.dumps(doc))
+    before = {p.name: p.read_bytes() for p in future.iterdir()}
+    assert_user_error(rnnkit("sample", future), "format version 7")
+    assert_user_error(rnnkit("train", "--resume", "--out", future), "format version 7")
+    assert before == {p.name: p.read_bytes() for p in future.iterdir()}, "nothing may be overwritten"

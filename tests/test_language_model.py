@@ -1,0 +1,80 @@
+"""The language model: loss definition, state carrying, generation and sampling."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from rnnkit.models import LanguageModel, sample_next
+
+
+@pytest.fixture
+def model():
+    torch.manual_seed(0)
+    return LanguageModel(11, cell="gru", hidden_size=16, num_layers=2, embedding_dim=8).double()
+
+
+def test_loss_is_mean_cross_entropy_in_nats(model):
+    x = torch.randint(0, 11, (3, 9))
+    y = torch.randint(0, 11, (3, 9))
+    logits, loss, _ = model(x, y)
+    manual = -logits.log_softmax(-1).gather(-1, y.unsqueeze(-1)).mean()
+    torch.testing.assert_close(loss, manual)
+    untrained = LanguageModel(11, hidden_size=8, num_layers=1)
+    assert abs(untrained(x, y)[1].item() - math.log(11)) < 0.5  # near uniform at init
+
+
+def test_one_hot_input_is_min_char_rnn():
+    torch.manual_seed(0)
+    one_hot = LanguageModel(7, cell="rnn", hidden_size=5, num_layers=1, embedding_dim=0)
+    x = torch.randint(0, 7, (2, 4))
+    cell = one_hot.rnn.cells[0]
+    manual_h, state = [], None
+    for t in range(4):
+        ht, state = cell(F.one_hot(x[:, t], 7).float(), state)
+        manual_h.append(ht)
+    torch.testing.assert_close(one_hot(x)[0], one_hot.head(torch.stack(manual_h, 1)))
+    # W_ih's columns act as the embeddings of the tokens (min-char-rnn's Wxh)
+    torch.testing.assert_close(cell.project_input(F.one_hot(x, 7).float()),
+                               cell.weight_ih.T[x] + cell.bias_ih)
+
+
+def test_generation_carries_state_like_one_long_forward(model):
+    prime = [1, 2, 3]
+    out = list(model.generate(prime, 12, temperature=0))
+    seq = torch.tensor([prime + out])
+    logits, _, _ = model(seq)
+    # greedy generation: each generated token is the argmax of the full forward at that step
+    assert logits[0, len(prime) - 1:-1].argmax(-1).tolist() == out
+
+
+def test_top_k_one_equals_greedy_and_temperature_zero_is_argmax():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(50, 13, generator=g)
+    assert torch.equal(sample_next(logits, 1.0, top_k=1, generator=g), logits.argmax(-1))
+    assert torch.equal(sample_next(logits, 0.0), logits.argmax(-1))
+    assert torch.equal(sample_next(logits, 1.0, top_p=1e-6, generator=g), logits.argmax(-1))
+
+
+def test_top_p_keeps_the_smallest_nucleus():
+    probs = torch.tensor([[0.5, 0.3, 0.15, 0.05]])
+    g = torch.Generator().manual_seed(0)
+    draws = {int(sample_next(probs.log(), 1.0, top_p=0.75, generator=g)) for _ in range(300)}
+    assert draws == {0, 1}  # 0.5 < 0.75 needs the second; 0.8 >= 0.75 stops there
+    draws = {int(sample_next(probs.log(), 1.0, top_k=3, generator=g)) for _ in range(300)}
+    assert draws == {0, 1, 2}
+
+
+def test_sampling_frequencies_follow_the_softmax_at_temperature():
+    logits = torch.tensor([[2.0, 1.0, 0.0]]).expand(20000, 3)
+    g = torch.Generator().manual_seed(0)
+    counts = torch.bincount(sample_next(logits, 2.0, generator=g), minlength=3).float() / 20000
+    torch.testing.assert_close(counts, (logits[0] / 2).softmax(-1), atol=0.02, rtol=0)
+
+
+def test_fused_and_explicit_models_agree(model):
+    x = torch.randint(0, 11, (2, 6))
+    fused = model(x)[0]
+    model.rnn.engine = "explicit"
+    torch.testing.assert_close(model(x)[0], fused)

@@ -1,0 +1,143 @@
+"""The trainer: learning, exact resume, schedules, optimizers, checkpoints, numerics."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from rnnkit import DataConfig, LanguageModel, TextData, TrainConfig, Trainer, load_run
+from rnnkit.config import OPTIMIZERS
+from rnnkit.errors import CheckpointError, TrainingError
+from rnnkit.training import learning_rate
+from rnnkit.training.runs import BEST, LAST, load_tensors, read_config
+
+SMALL = dict(cell="lstm", hidden_size=32, num_layers=1, embedding_dim=16)
+
+
+def make(corpus, tmp_path, name="run", seed=0, init_seed=None, **train):
+    data = TextData.from_file(corpus, DataConfig(batch_size=8, seq_len=32))
+    torch.manual_seed(seed if init_seed is None else init_seed)
+    model = LanguageModel(data.vocab_size, **SMALL)
+    cfg = TrainConfig(**{"max_steps": 40, "eval_every": 20, "log_every": 1, "sample_length": 0,
+                         "lr": 1e-2, "warmup_steps": 5, "device": "cpu", "seed": seed, **train})
+    return Trainer(model, data, cfg, out=tmp_path / name, quiet=True)
+
+
+def losses(run_dir):
+    return [r["loss"] for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())
+            if "loss" in r]
+
+
+def test_training_learns_the_corpus(corpus, tmp_path):
+    trainer = make(corpus, tmp_path, max_steps=150, eval_every=50)
+    result = trainer.fit()
+    start = math.log(trainer.data.vocab_size)
+    assert result["val_loss"] < 0.45 * start, result  # from ~3.3 nats to well under 1.5
+    assert (tmp_path / "run" / "loss.png").stat().st_size > 1000
+
+
+def test_resumed_run_logs_the_same_losses_as_an_uninterrupted_one(corpus, tmp_path):
+    straight = make(corpus, tmp_path, "straight")
+    straight.fit()
+    stopped = make(corpus, tmp_path, "stopped")
+    stopped.callbacks.append(lambda t: t.request_stop() if t.step == 13 else None)
+    assert stopped.fit()["stopped"] == "interrupted"
+    resumed = make(corpus, tmp_path, "stopped", init_seed=99)  # a different init: the checkpoint must win
+    resumed.fit(resume=True)
+    assert losses(tmp_path / "stopped") == losses(tmp_path / "straight")
+    a, _ = load_tensors(tmp_path / "straight" / BEST)
+    b, _ = load_tensors(tmp_path / "stopped" / BEST)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_resume_is_exact_with_dropout_and_across_epochs(corpus, tmp_path):
+    def run(name, stop):
+        data = TextData.from_file(corpus, DataConfig(batch_size=16, seq_len=64))
+        torch.manual_seed(0)
+        model = LanguageModel(data.vocab_size, **{**SMALL, "dropout": 0.3, "num_layers": 2})
+        cfg = TrainConfig(max_epochs=3, eval_every=7, log_every=1, sample_length=0, device="cpu")
+        t = Trainer(model, data, cfg, out=tmp_path / name, quiet=True)
+        if stop:
+            t.callbacks.append(lambda t: t.request_stop() if t.step == stop else None)
+        return t
+
+    run("a", None).fit()
+    nb = run("b", None).batcher.num_batches(0)
+    run("b", nb).fit()  # stop exactly at the end of the first epoch
+    run("b", None).fit(resume=True)
+    assert losses(tmp_path / "a") == losses(tmp_path / "b")
+
+
+def test_refuses_to_overwrite_a_run(corpus, tmp_path):
+    make(corpus, tmp_path, max_steps=2).fit()
+    with pytest.raises(CheckpointError, match="already holds a run; pass --resume"):
+        make(corpus, tmp_path, max_steps=2).fit()
+
+
+def test_non_finite_loss_is_reported_with_its_step(corpus, tmp_path):
+    trainer = make(corpus, tmp_path, max_steps=5, clip_norm=None)
+
+    def poison(t):
+        if t.step == 2:
+            with torch.no_grad():
+                t.model.head.weight.fill_(float("nan"))
+
+    trainer.callbacks.append(poison)
+    with pytest.raises(TrainingError, match="loss became nan at step 3"):
+        trainer.fit()
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_every_optimizer_reduces_the_loss(corpus, tmp_path, optimizer):
+    lr = {"sgd": 1.0, "momentum": 0.3, "nesterov": 0.3, "adagrad": 0.05}.get(optimizer, 1e-2)
+    trainer = make(corpus, tmp_path, optimizer=optimizer, lr=lr, max_steps=30, weight_decay=1e-4)
+    trainer.fit()
+    seen = losses(tmp_path / "run")
+    assert sum(seen[-5:]) / 5 < 0.85 * sum(seen[:5]) / 5, (optimizer, seen[:5], seen[-5:])
+
+
+def test_learning_rate_schedules():
+    cfg = TrainConfig(lr=1.0, warmup_steps=10, lr_schedule="cosine", min_lr_ratio=0.1)
+    assert learning_rate(cfg, 0, 0.0) == pytest.approx(0.1)
+    assert learning_rate(cfg, 9, 0.0) == pytest.approx(1.0)
+    assert learning_rate(cfg, 50, 0.5) == pytest.approx(0.55)
+    assert learning_rate(cfg, 99, 1.0) == pytest.approx(0.1)
+    step = TrainConfig(lr=1.0, warmup_steps=0, lr_schedule="step", lr_decay=0.5, lr_decay_every=100)
+    assert [learning_rate(step, s, 0) for s in (0, 99, 100, 250)] == [1.0, 1.0, 0.5, 0.25]
+    const = TrainConfig(lr=0.3, warmup_steps=0, lr_schedule="constant")
+    assert learning_rate(const, 1000, 0.9) == 0.3
+
+
+def test_clipping_bounds_the_update(corpus, tmp_path):
+    trainer = make(corpus, tmp_path, max_steps=1, optimizer="sgd", lr=1.0, warmup_steps=0, clip_norm=1e-3)
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    trainer.fit()
+    moved = torch.cat([(p.detach() - b).flatten() for p, b in zip(trainer.model.parameters(), before)])
+    assert moved.norm().item() == pytest.approx(1e-3, rel=1e-3)
+
+
+def test_run_folder_round_trip_and_corruption(corpus, tmp_path):
+    trainer = make(corpus, tmp_path, max_steps=20)
+    trainer.fit()
+    model, tok, doc = load_run(tmp_path / "run")
+    assert doc["model"].hidden_size == 32 and tok.vocab_size == trainer.data.vocab_size
+    x = trainer.data.val[:50].view(1, -1)
+    trainer.model.cpu().eval()
+    torch.testing.assert_close(model.eval()(x)[0], trainer.model(x)[0])
+    best = tmp_path / "run" / BEST
+    raw = bytearray(best.read_bytes())
+    raw[-10] ^= 0xFF  # flip one byte of the weights
+    best.write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_run(tmp_path / "run")
+    (tmp_path / "run" / LAST).write_bytes((tmp_path / "run" / LAST).read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_tensors(tmp_path / "run" / LAST)
+    cfg = tmp_path / "run" / "config.json"
+    doc = json.loads(cfg.read_text())
+    doc["format_version"] = 99
+    cfg.write_text(json.dumps(doc))
+    with pytest.raises(CheckpointError, match="format version 99; this rnnkit .* reads version 1"):
+        read_config(tmp_path / "run")
