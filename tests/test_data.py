@@ -89,5 +89,5 @@ def test_read_text_errors(tmp_path, content, tokenizer, message):
 def test_text_data_uses_the_last_tenth_for_validation(corpus):
     data = TextData.from_file(corpus, DataConfig(batch_size=4, seq_len=16))
     n = len(corpus.read_text())
-    assert len(data.val) == round(n * 0.1) and len(data.train) + len(data.val) == n
+    assert len(data.train) == int(n * 0.9) and len(data.train) + len(data.val) == n
     assert data.tokenizer.decode(data.val.numpy()) == corpus.read_text()[-len(data.val):]

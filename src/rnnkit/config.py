@@ -18,6 +18,7 @@ TOKENIZERS = ("char", "byte")
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
 LR_SCHEDULES = ("constant", "step", "cosine")
 DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def _help(text: str, **kwargs) -> Any:
@@ -106,6 +107,8 @@ class TrainConfig:
                                  default=None)
     eval_streams: int = _help("parallel streams for validation during training (eval uses 1)", default=16)
     sample_length: int = _help("characters sampled at each evaluation (0 = none)", default=200)
+    precision: str = _help("auto (bf16 where the hardware has bf16 units, else fp32), fp32, or bf16 "
+                           "(autocast: bf16 matrix products, fp32 weights and loss)", default="auto")
     seed: int = _help("fixes initialisation, data order, dropout and samples", default=1337)
     device: str = _help("auto, cpu or cuda", default="auto")
     out: str | None = _help("run folder (default: runs/<corpus name>)", default=None)
@@ -114,6 +117,7 @@ class TrainConfig:
         _choice(self, "optimizer", OPTIMIZERS)
         _choice(self, "lr_schedule", LR_SCHEDULES)
         _choice(self, "device", DEVICES)
+        _choice(self, "precision", PRECISIONS)
         if not self.lr > 0:
             raise ConfigError(f"lr must be > 0; got {self.lr}")
         for name in ("clip_norm", "clip_value", "time_limit", "max_epochs"):

@@ -166,7 +166,7 @@ def cmd_train(args) -> int:
     n_params = sum(p.numel() for p in model.parameters())
     print(f"rnnkit train: {data_cfg.path} ({len(data.train):,} train / {len(data.val):,} val tokens, "
           f"vocabulary {data.vocab_size}); {model_cfg.num_layers} x {model_cfg.hidden_size} "
-          f"{model_cfg.cell.upper()}, {n_params:,} parameters, on {trainer.device}; budget: "
+          f"{model_cfg.cell.upper()}, {n_params:,} parameters, on {trainer.device} in {trainer.precision}; budget: "
           + ", ".join(f"{k.replace('_', '-')} {v:g}" for k, v in trainer.budget.items() if v)
           + f"; run folder {trainer.out}", flush=True)
     result = trainer.fit(resume=args.resume)

@@ -68,7 +68,9 @@ class LanguageModel(nn.Module):
         logits = self.head(self.drop(h))  # (B, T, V)
         loss = None
         if targets is not None:
-            loss = F.cross_entropy(logits.reshape(-1, self.vocab_size), targets.reshape(-1))
+            # in fp32 at least, also when the logits come from bf16 autocast
+            wide = logits.to(torch.promote_types(logits.dtype, torch.float32))
+            loss = F.cross_entropy(wide.reshape(-1, self.vocab_size), targets.reshape(-1))
         return logits, loss, state
 
     def loss(self, batch: tuple[Tensor, Tensor], state: State | None = None) -> tuple[Tensor, State]:

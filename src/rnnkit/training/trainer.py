@@ -39,6 +39,23 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def bf16_supported(device: torch.device) -> bool:
+    """Whether ``device`` multiplies bf16 matrices natively (CPU: AVX-512 BF16 or AMX)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    cpu = torch.cpu
+    return any(getattr(cpu, f, lambda: False)() for f in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    if name == "auto":
+        return "bf16" if bf16_supported(device) else "fp32"
+    if name == "bf16" and not bf16_supported(device):
+        raise ConfigError(f"--precision bf16: this {device.type} has no bf16 matrix units (AVX-512 BF16 or "
+                          f"AMX), so bf16 would be slower than fp32; use --precision fp32 or auto")
+    return name
+
+
 class Trainer:
     """Train ``model`` on ``data`` as ``config`` says, writing the run folder ``out``.
 
@@ -55,6 +72,7 @@ class Trainer:
         self.data = data
         self.device = resolve_device(config.device)
         self.model = model.to(self.device)
+        self.precision = resolve_precision(config.precision, self.device)
         self.out = Path(out or config.out or Path("runs") / Path(data.config.path or "run").stem)
         self.cfg.out = str(self.out)
         self.callbacks = list(callbacks)
@@ -132,7 +150,8 @@ class Trainer:
                 lr = learning_rate(cfg, self.step, self._progress())
                 for group in opt.param_groups:
                     group["lr"] = lr
-                loss, state = model.loss((x.to(self.device), y.to(self.device)), self.carry)
+                with torch.autocast(self.device.type, torch.bfloat16, enabled=self.precision == "bf16"):
+                    loss, state = model.loss((x.to(self.device), y.to(self.device)), self.carry)
                 value = loss.item()
                 if not math.isfinite(value):
                     raise TrainingError(f"the loss became {value} at step {self.step + 1}; lower --lr or "

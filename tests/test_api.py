@@ -1,0 +1,22 @@
+"""The README's Python quick start runs as written (on a small corpus, fewer steps)."""
+
+import re
+from pathlib import Path
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def test_readme_python_quick_start_runs(corpus, tmp_path, capsys, monkeypatch):
+    block = re.search(r"## Python\n\n```python\n(.*?)```", README.read_text(), re.S).group(1)
+    code = (block.replace('"input.txt"', repr(str(corpus)))
+                 .replace("max_steps=500", "max_steps=20, sample_length=0, device='cpu'")
+                 .replace("hidden_size=512", "hidden_size=32")
+                 .replace("seq_len=128, batch_size=64", "seq_len=32, batch_size=8")
+                 .replace("ROMEO:", "3: the"))  # a prime made of characters the small corpus has
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    exec(compile(code, str(README), "exec"), namespace)
+    printed = capsys.readouterr().out
+    assert "\n3: the" in printed and "'bpc'" in printed
+    assert namespace["config"]["model"].hidden_size == 32
+    assert (tmp_path / "runs" / "shakespeare" / "model.safetensors").exists()
