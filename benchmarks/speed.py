@@ -7,6 +7,7 @@ and all) with evaluation turned off; the runs alternate A/B so that load on
 this shared machine hits both alike. Printed: tokens/s of each and the ratio.
 
     python benchmarks/speed.py [--hidden-size 512] [--batch-size 64] [--seq-len 100] [--steps 60]
+                               [--explicit] [--bf16]
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class PlainLSTM(nn.Module):
         return self.head(h), state
 
 
-def time_plain(data: TextData, args) -> float:
+def time_plain(data: TextData, args, bf16: bool = False) -> float:
     torch.manual_seed(0)
     model = PlainLSTM(data.vocab_size, args.embedding_dim, args.hidden_size, args.num_layers)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -48,8 +49,9 @@ def time_plain(data: TextData, args) -> float:
     for i, (x, y) in enumerate(batcher.batches(0)):
         if i == args.steps:
             break
-        logits, state = model(x, state)
-        loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+        with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+            logits, state = model(x, state)
+        loss = nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -60,13 +62,13 @@ def time_plain(data: TextData, args) -> float:
     return _tokens_per_s(times, args)
 
 
-def time_rnnkit(data: TextData, args, engine: str) -> float:
+def time_rnnkit(data: TextData, args, engine: str, precision: str = "fp32") -> float:
     torch.manual_seed(0)
     model = LanguageModel(data.vocab_size, hidden_size=args.hidden_size, num_layers=args.num_layers,
                           embedding_dim=args.embedding_dim, engine=engine)
     times = []
     cfg = TrainConfig(max_steps=args.steps, eval_every=10**9, sample_length=0, lr=1e-3, warmup_steps=0,
-                      device="cpu")
+                      device="cpu", precision=precision)
     with tempfile.TemporaryDirectory() as out:
         # timed by a callback after every step; the final evaluation and save fall outside
         Trainer(model, data, cfg, out=out, quiet=True,
@@ -90,25 +92,31 @@ def main():
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--explicit", action="store_true", help="also time the explicit engine")
+    p.add_argument("--bf16", action="store_true", help="also time bf16 autocast, plain and rnnkit")
     args = p.parse_args()
     if not Path(args.corpus).exists():
         sys.exit(f"corpus {args.corpus} not found; pass --corpus FILE")
-    data = TextData.from_file(args.corpus, DataConfig(batch_size=args.batch_size, seq_len=args.seq_len))
+    # a 1 % validation split keeps the final evaluation that Trainer.fit runs (untimed) short
+    data = TextData.from_file(args.corpus, DataConfig(batch_size=args.batch_size, seq_len=args.seq_len,
+                                                      val_fraction=0.01))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; 2 x {args.hidden_size} LSTM LM, "
           f"batch {args.batch_size}, seq {args.seq_len}, {args.steps} steps x {args.rounds} rounds")
-    runs = {"plain torch.nn.LSTM": [], "rnnkit fused": []}
+    timers = {"plain torch.nn.LSTM": lambda: time_plain(data, args),
+              "rnnkit fused": lambda: time_rnnkit(data, args, "fused")}
     if args.explicit:
-        runs["rnnkit explicit"] = []
-    for _ in range(args.rounds):
-        runs["plain torch.nn.LSTM"].append(time_plain(data, args))
-        runs["rnnkit fused"].append(time_rnnkit(data, args, "fused"))
-        if args.explicit:
-            runs["rnnkit explicit"].append(time_rnnkit(data, args, "explicit"))
+        timers["rnnkit explicit"] = lambda: time_rnnkit(data, args, "explicit")
+    if args.bf16:
+        timers["plain torch.nn.LSTM, bf16 autocast"] = lambda: time_plain(data, args, bf16=True)
+        timers["rnnkit fused, bf16"] = lambda: time_rnnkit(data, args, "fused", "bf16")
+    runs = {name: [] for name in timers}
+    for _ in range(args.rounds):  # alternate, so that load on the machine hits all alike
+        for name, timer in timers.items():
+            runs[name].append(timer())
     base = statistics.median(runs["plain torch.nn.LSTM"])
-    print(f"{'':24}{'tokens/s (median)':>20}{'ratio to plain':>16}   per round")
+    print(f"{'':36}{'tokens/s (median)':>18}{'ratio to plain fp32':>21}   per round")
     for name, values in runs.items():
         med = statistics.median(values)
-        print(f"{name:24}{med:>20,.0f}{med / base:>16.3f}   " + ", ".join(f"{v:,.0f}" for v in values))
+        print(f"{name:36}{med:>18,.0f}{med / base:>21.3f}   " + ", ".join(f"{v:,.0f}" for v in values))
 
 
 if __name__ == "__main__":

@@ -177,3 +177,11 @@ def test_damaged_run_folders(trained, tmp_path):
     assert_user_error(rnnkit("sample", future), "format version 7")
     assert_user_error(rnnkit("train", "--resume", "--out", future), "format version 7")
     assert before == {p.name: p.read_bytes() for p in future.iterdir()}, "nothing may be overwritten"
+
+
+def test_demo_trains_on_the_standard_library_and_prints_samples(tmp_path):
+    result = rnnkit("demo", "--time-limit", 2, "--out", tmp_path / "demo", timeout=300)
+    assert result.returncode == 0, result.stderr
+    corpus = (tmp_path / "demo" / "corpus.txt").read_text()
+    assert len(corpus) > 1_000_000 and "def " in corpus and "import " in corpus
+    assert "validation loss" in result.stdout and (tmp_path / "demo" / "model.safetensors").exists()

@@ -68,8 +68,8 @@ class ModelConfig:
 class DataConfig:
     path: str | None = _help("training text file", default=None)
     tokenizer: str = _help("char (Unicode code points) or byte (0-255, any file)", default="char")
-    seq_len: int = _help("time steps per chunk of truncated BPTT (char-rnn: seq_length)", default=128)
-    batch_size: int = _help("parallel streams per batch", default=64)
+    seq_len: int = _help("time steps per chunk of truncated BPTT (char-rnn: seq_length)", default=64)
+    batch_size: int = _help("parallel streams per batch", default=32)
     val_fraction: float = _help("share of the corpus held out for validation (taken after train)", default=0.1)
     test_fraction: float = _help("share held out for testing (taken last)", default=0.0)
 
@@ -93,7 +93,7 @@ class TrainConfig:
     clip_norm: float | None = _help("clip the global gradient norm to this (char-rnn: grad_clip)", default=1.0)
     clip_value: float | None = _help("clip each gradient element to [-v, v]", default=None)
     lr_schedule: str = _help("constant, step or cosine (decay over the whole budget)", default="cosine")
-    warmup_steps: int = _help("linear learning-rate warm-up steps", default=50)
+    warmup_steps: int = _help("linear learning-rate warm-up steps", default=20)
     min_lr_ratio: float = _help("cosine decays to lr * min_lr_ratio", default=0.05)
     lr_decay: float = _help("step schedule: multiply lr by this ...", default=0.5)
     lr_decay_every: int = _help("... every this many steps", default=1000)

@@ -10,6 +10,14 @@ import sysconfig
 import time
 from pathlib import Path
 
+import torch
+
+from rnnkit.config import DataConfig, TrainConfig
+from rnnkit.data import TextData
+from rnnkit.errors import DataError
+from rnnkit.models import LanguageModel
+from rnnkit.training import Trainer
+
 DEMO_CORPUS_BYTES = 3_000_000
 
 
@@ -30,14 +38,6 @@ def stdlib_corpus(max_bytes: int = DEMO_CORPUS_BYTES) -> str:
 
 
 def run_demo(time_limit: float, out: str | None) -> int:
-    from rnnkit.config import DataConfig, TrainConfig
-    from rnnkit.data import TextData
-    from rnnkit.errors import DataError
-    from rnnkit.models import LanguageModel
-    from rnnkit.training import Trainer
-
-    import torch
-
     out_dir = Path(out or f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}")
     out_dir.mkdir(parents=True, exist_ok=True)
     corpus = out_dir / "corpus.txt"
@@ -46,14 +46,15 @@ def run_demo(time_limit: float, out: str | None) -> int:
         raise DataError(f"found only {len(text):,} characters of standard-library source; "
                         f"train on a text file instead: rnnkit train FILE")
     corpus.write_text(text, encoding="utf-8")
-    data = TextData.from_file(corpus, DataConfig(seq_len=128, batch_size=32))
+    data = TextData.from_file(corpus, DataConfig())
     torch.manual_seed(0)
-    model = LanguageModel(data.vocab_size, cell="lstm", hidden_size=384, num_layers=2, embedding_dim=64)
-    cfg = TrainConfig(time_limit=time_limit, eval_every=100, sample_length=300, lr=3e-3, seed=0)
-    print(f"rnnkit demo: a 2 x 384 LSTM learns to write Python from {len(text):,} characters of the "
-          f"standard library ({corpus}), for {time_limit:.0f}s. Samples follow each evaluation.",
-          flush=True)
-    result = Trainer(model, data, cfg, out=out_dir).fit()
+    model = LanguageModel(data.vocab_size)  # the default recipe of `rnnkit train`
+    cfg = TrainConfig(time_limit=time_limit, eval_every=100, sample_length=300, seed=0)
+    trainer = Trainer(model, data, cfg, out=out_dir)
+    print(f"rnnkit demo: a 2 x 512 LSTM learns to write Python from {len(text):,} characters of the "
+          f"standard library ({corpus}), for {time_limit:.0f}s on {trainer.device} in {trainer.precision}. "
+          f"Samples follow each evaluation.", flush=True)
+    result = trainer.fit()
     print(f"validation loss {result.get('val_loss', float('nan')):.3f} nats/char after "
           f"{result['step']} steps; try: rnnkit sample {out_dir} --prime 'def ' --length 500")
     return 0

@@ -195,8 +195,7 @@ def cmd_sample(args) -> int:
         from rnnkit.data import read_text
 
         prime = read_text(cfg.prime_file, "char")
-    if not prime:
-        prime = "\n" if tokenizer.kind == "byte" or 10 in tokenizer.code_points else tokenizer.decode([0])
+    prime = prime or tokenizer.default_prime()
     prime_ids = tokenizer.encode(prime, what="the prime text")
     seed = cfg.seed if cfg.seed is not None else torch.seed()
     generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)

@@ -15,6 +15,7 @@ the epoch number, so chunk boundaries move between epochs.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,8 +117,7 @@ class TextData:
 
     @classmethod
     def from_file(cls, path: str | Path, config: DataConfig | None = None, tokenizer=None) -> "TextData":
-        config = config or DataConfig(path=str(path))
-        config.path = str(path)
+        config = dataclasses.replace(config or DataConfig(), path=str(path))
         text = read_text(path, config.tokenizer)
         if tokenizer is None:
             tokenizer = ByteTokenizer() if config.tokenizer == "byte" else CharTokenizer.fit(text)

@@ -50,6 +50,10 @@ class CharTokenizer:
     def decode(self, ids) -> str:
         return "".join(chr(c) for c in self.code_points[np.asarray(ids, dtype=np.int64)])
 
+    def default_prime(self) -> str:
+        """A newline if the vocabulary has one (texts start after one), else its first character."""
+        return "\n" if 10 in self.code_points else chr(self.code_points[0])
+
     def stream_decoder(self):
         """A function from one token id to the text it completes (always one char)."""
         return lambda i: chr(self.code_points[i])
@@ -68,6 +72,9 @@ class ByteTokenizer:
 
     def decode(self, ids) -> str:
         return bytes(np.asarray(ids, dtype=np.uint8)).decode("utf-8", errors="replace")
+
+    def default_prime(self) -> str:
+        return "\n"
 
     def stream_decoder(self):
         """A function from one byte to the text it completes: '' until a UTF-8

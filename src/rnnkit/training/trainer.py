@@ -241,7 +241,7 @@ class Trainer:
 
     def _sample(self) -> str:
         tok = self.data.tokenizer
-        prime = tok.encode("\n") if tok.kind == "byte" or 10 in tok.code_points else [0]
+        prime = tok.encode(tok.default_prime())
         gen = torch.Generator(device=self.device).manual_seed(self.cfg.seed + self.step)
         ids = list(self.model.generate(prime, self.cfg.sample_length, temperature=0.8, generator=gen))
         return tok.decode(ids)
