@@ -185,3 +185,20 @@ def test_demo_trains_on_the_standard_library_and_prints_samples(tmp_path):
     corpus = (tmp_path / "demo" / "corpus.txt").read_text()
     assert len(corpus) > 1_000_000 and "def " in corpus and "import " in corpus
     assert "validation loss" in result.stdout and (tmp_path / "demo" / "model.safetensors").exists()
+
+
+def test_config_file_then_flags_take_precedence(tmp_path):
+    from conftest import make_text
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(make_text())
+    settings = tmp_path / "settings.json"
+    settings.write_text(json.dumps({"hidden_size": 24, "cell": "gru", "max_steps": 2, "num_layers": 1,
+                                    "embedding_dim": 8, "batch_size": 8, "seq_len": 16}))
+    result = rnnkit("train", corpus, "--config", settings, "--cell", "rnn", "--out", tmp_path / "run",
+                    "--sample-length", 0)
+    assert result.returncode == 0, result.stderr
+    doc = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert (doc["model"]["hidden_size"], doc["model"]["cell"], doc["train"]["max_steps"]) == (24, "rnn", 2)
+    settings.write_text(json.dumps({"hidden_sise": 24}))
+    assert_user_error(rnnkit("train", corpus, "--config", settings), "unknown setting(s) hidden_sise")

@@ -141,3 +141,11 @@ def test_run_folder_round_trip_and_corruption(corpus, tmp_path):
     cfg.write_text(json.dumps(doc))
     with pytest.raises(CheckpointError, match="format version 99; this rnnkit .* reads version 1"):
         read_config(tmp_path / "run")
+
+
+def test_early_stopping_after_patience_evaluations_without_improvement(corpus, tmp_path):
+    # an lr far below float32 resolution leaves the weights, hence the validation loss, unchanged
+    trainer = make(corpus, tmp_path, optimizer="sgd", lr=1e-20, warmup_steps=0, eval_every=5,
+                   max_steps=1000, patience=2)
+    result = trainer.fit()
+    assert result["stopped"] == "early stopping" and result["step"] == 15
