@@ -1,6 +1,7 @@
 """The command line end to end, through a subprocess, and every bad input's error."""
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -202,3 +203,18 @@ def test_config_file_then_flags_take_precedence(tmp_path):
     assert (doc["model"]["hidden_size"], doc["model"]["cell"], doc["train"]["max_steps"]) == (24, "rnn", 2)
     settings.write_text(json.dumps({"hidden_sise": 24}))
     assert_user_error(rnnkit("train", corpus, "--config", settings), "unknown setting(s) hidden_sise")
+
+
+def test_console_script_prime_file_and_missing_cuda(trained, tmp_path):
+    import torch
+
+    corpus, run, _ = trained
+    script = os.path.join(os.path.dirname(sys.executable), "rnnkit")
+    assert subprocess.run([script, "--help"], capture_output=True).returncode == 0
+    prime = tmp_path / "prime.txt"
+    prime.write_text("5: a small")
+    result = rnnkit("sample", run, "--prime-file", prime, "--length", 10, "--seed", 1)
+    assert result.returncode == 0 and result.stdout.startswith("5: a small"), result.stderr
+    if not torch.cuda.is_available():
+        assert_user_error(rnnkit("train", corpus, "--out", tmp_path / "gpu", "--device", "cuda", *TINY[:-2]),
+                          "no CUDA device is available here")
