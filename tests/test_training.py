@@ -8,8 +8,9 @@ import torch
 
 from rnnkit import DataConfig, LanguageModel, TextData, TrainConfig, Trainer, load_run
 from rnnkit.config import OPTIMIZERS
-from rnnkit.errors import CheckpointError, TrainingError
+from rnnkit.errors import CheckpointError, ConfigError, TrainingError
 from rnnkit.training import learning_rate
+from rnnkit.training.trainer import bf16_supported
 from rnnkit.training.runs import BEST, LAST, load_tensors, read_config
 
 SMALL = dict(cell="lstm", hidden_size=32, num_layers=1, embedding_dim=16)
@@ -149,3 +150,31 @@ def test_early_stopping_after_patience_evaluations_without_improvement(corpus, t
                    max_steps=1000, patience=2)
     result = trainer.fit()
     assert result["stopped"] == "early stopping" and result["step"] == 15
+
+
+@pytest.mark.skipif(not bf16_supported(torch.device("cpu")), reason="this CPU has no bf16 matrix units")
+def test_bf16_autocast_loss_and_gradients_match_fp32_within_bf16_tolerance(corpus):
+    data = TextData.from_file(corpus, DataConfig(batch_size=8, seq_len=32))
+    torch.manual_seed(0)
+    model = LanguageModel(data.vocab_size, **SMALL)
+    x, y = next(data.batcher(0).batches(0))
+    grads = {}
+    for precision in ("fp32", "bf16"):
+        model.zero_grad()
+        with torch.autocast("cpu", torch.bfloat16, enabled=precision == "bf16"):
+            loss, _ = model.loss((x, y))
+        assert loss.dtype == torch.float32  # the loss stays fp32 under autocast
+        loss.backward()
+        grads[precision] = (loss.item(), torch.cat([p.grad.flatten() for p in model.parameters()]))
+    assert grads["bf16"][0] == pytest.approx(grads["fp32"][0], rel=1e-2)
+    cosine = torch.nn.functional.cosine_similarity(grads["bf16"][1], grads["fp32"][1], dim=0)
+    assert cosine > 0.99
+
+
+def test_bf16_is_refused_where_the_hardware_lacks_it(monkeypatch):
+    import rnnkit.training.trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "bf16_supported", lambda device: False)
+    assert trainer_module.resolve_precision("auto", torch.device("cpu")) == "fp32"
+    with pytest.raises(ConfigError, match="no bf16 matrix units .* use --precision fp32 or auto"):
+        trainer_module.resolve_precision("bf16", torch.device("cpu"))

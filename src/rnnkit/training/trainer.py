@@ -9,6 +9,7 @@ zero at each new epoch.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import signal
@@ -68,13 +69,12 @@ class Trainer:
 
     def __init__(self, model, data: TextData, config: TrainConfig, out: str | Path | None = None,
                  callbacks=(), quiet: bool = False):
-        self.cfg = config
+        self.out = Path(out or config.out or Path("runs") / Path(data.config.path or "run").stem)
+        self.cfg = config = dataclasses.replace(config, out=str(self.out))
         self.data = data
         self.device = resolve_device(config.device)
         self.model = model.to(self.device)
         self.precision = resolve_precision(config.precision, self.device)
-        self.out = Path(out or config.out or Path("runs") / Path(data.config.path or "run").stem)
-        self.cfg.out = str(self.out)
         self.callbacks = list(callbacks)
         self.quiet = quiet
         self.batcher = data.batcher(config.seed)
