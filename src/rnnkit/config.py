@@ -140,14 +140,14 @@ class TrainConfig:
 
 @dataclass
 class SampleConfig:
-    prime: str = _help("text to start from (char-rnn: primetext); default a newline", default="")
+    prime: str = _help("text to start from (char-rnn: primetext; empty: a newline)", default="")
     prime_file: str | None = _help("read the prime text from this file", default=None)
     length: int = _help("characters (tokens) to generate", default=1000)
     temperature: float = _help("softmax temperature; 0 = greedy (always the likeliest)", default=0.8)
     top_k: int | None = _help("sample only among the k likeliest tokens", default=None)
     top_p: float | None = _help("sample from the smallest set with total probability >= p", default=None)
     num_samples: int = _help("independent samples to draw", default=1)
-    seed: int | None = _help("random seed for sampling (default: fresh each run)", default=None)
+    seed: int | None = _help("random seed for sampling (none: a fresh one each run)", default=None)
 
     def __post_init__(self):
         if self.temperature < 0:

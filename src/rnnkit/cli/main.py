@@ -28,7 +28,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _add_config_flags(parser, cls, skip=()):
-    group = parser.add_argument_group(cls.__name__)
+    group = parser.add_argument_group(cls.__name__.removesuffix("Config").lower() + " settings")
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
@@ -44,10 +44,10 @@ def _add_config_flags(parser, cls, skip=()):
             except ValueError:
                 raise argparse.ArgumentTypeError(f"expected {convert.__name__}, got {text!r}") from None
 
-        default = f.default if f.default is not dataclasses.MISSING else None
+        default = "" if f.default in ("", None) else f" (default: {f.default})"
         group.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=parse,
                            default=argparse.SUPPRESS, metavar=base.upper(),
-                           help=f"{f.metadata.get('help', '')} (default: {default})")
+                           help=f.metadata.get("help", "") + default)
 
 
 def _pick(args, cls) -> dict:
