@@ -49,13 +49,22 @@ class PlainLSTM(nn.Module):
         return self.head(h), None, state
 
 
-def train_plain(train_ids: torch.Tensor, vocab_size: int, seconds: float, seed: int = 0):
+def train_plain(train_ids: torch.Tensor, val_ids: torch.Tensor, vocab_size: int, seconds: float,
+                seed: int = 0, eval_every_s: float = 60.0):
+    """Train the plain script; evaluate like rnnkit's trainer (16 streams) every
+    ``eval_every_s`` seconds of training, with the clock paused."""
     torch.manual_seed(seed)
     model = PlainLSTM(vocab_size)
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     B, T = 64, 100
-    curve, start, step = [], time.perf_counter(), 0
+    curve, val_curve, start, step, next_eval = [], [], time.perf_counter(), 0, eval_every_s
     while time.perf_counter() - start < seconds:
+        if time.perf_counter() - start >= next_eval:
+            paused = time.perf_counter()
+            val_curve.append((next_eval, evaluate(model, val_ids, streams=16)["loss"]))
+            model.train()
+            start += time.perf_counter() - paused
+            next_eval += eval_every_s
         i = torch.randint(len(train_ids) - T - 1, (B,))
         x = torch.stack([train_ids[j:j + T] for j in i.tolist()])
         y = torch.stack([train_ids[j + 1:j + T + 1] for j in i.tolist()])
@@ -68,7 +77,8 @@ def train_plain(train_ids: torch.Tensor, vocab_size: int, seconds: float, seed: 
         step += 1
         if step % 10 == 0:
             curve.append((time.perf_counter() - start, loss.item()))
-    return model, curve, step
+    val_curve.append((seconds, evaluate(model, val_ids, streams=16)["loss"]))
+    return model, curve, val_curve, step
 
 
 def train_rnnkit(corpus: Path, seconds: float, out: Path, flags: list[str]) -> list[tuple]:
@@ -77,8 +87,12 @@ def train_rnnkit(corpus: Path, seconds: float, out: Path, flags: list[str]) -> l
     print("$", " ".join(cmd[2:]), flush=True)
     subprocess.run(cmd, check=True)
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    elapsed, at = {}, 0.0
+    for r in rows:  # a validation row gets the training time of the step it follows
+        at = r.get("elapsed", at)
+        elapsed[r["step"]] = at
     return [(r["elapsed"], r["loss"]) for r in rows if "loss" in r], \
-        [(r["step"], r["val_loss"]) for r in rows if "val_loss" in r]
+        [(elapsed[r["step"]], r["val_loss"]) for r in rows if "val_loss" in r]
 
 
 def scores(model, val: torch.Tensor) -> dict:
@@ -103,7 +117,7 @@ def main():
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {len(train):,} train / "
           f"{len(val):,} validation characters; {seconds:.0f}s of training each")
 
-    results, curves = {}, {}
+    results, curves, val_curves = {}, {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
         train_curve, val_curve = train_rnnkit(corpus, seconds, out, args.flags)
@@ -112,32 +126,34 @@ def main():
         model, _, doc = load_run(out)
         m = doc["model"]
         results[f"rnnkit default recipe ({m.num_layers} x {m.hidden_size} {m.cell})"] = scores(model, val)
-        curves["rnnkit"] = train_curve
+        curves["rnnkit"], val_curves["rnnkit"] = train_curve, val_curve
     if not args.skip_plain:
-        model, curve, steps = train_plain(train, tok.vocab_size, seconds)
+        model, curve, val_curve_plain, steps = train_plain(train, val, tok.vocab_size, seconds)
         results[f"plain torch.nn.LSTM script (2 x 512, {steps} steps)"] = scores(model, val)
-        curves["plain torch.nn.LSTM"] = curve
+        curves["plain torch.nn.LSTM"], val_curves["plain torch.nn.LSTM"] = curve, val_curve_plain
 
     print(f"\n{'model':58}{'stream':>10}{'windows':>10}   (validation loss, nats/char)")
     for name, r in results.items():
         print(f"{name:58}{r['stream']:>10.4f}{r['windows']:>10.4f}")
-    print("rnnkit validation curve during training (16 streams):",
-          ", ".join(f"step {s}: {v:.3f}" for s, v in val_curve))
-    plot(curves, HERE / "shakespeare_curve.png", seconds)
+    for name, vc in val_curves.items():
+        print(f"{name} validation loss during training (16 streams):",
+              ", ".join(f"{t:.0f} s: {v:.3f}" for t, v in vc))
+    plot(curves, val_curves, HERE / "shakespeare_curve.png", seconds)
 
 
-def plot(curves: dict, path: Path, seconds: float):
+def plot(curves: dict, val_curves: dict, path: Path, seconds: float):
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(7, 4), dpi=100)
     ax = fig.subplots()
-    for name, curve in curves.items():
-        ax.plot(*zip(*curve), label=f"{name} (train loss)", linewidth=1)
+    for (name, curve), color in zip(curves.items(), ("tab:blue", "tab:orange")):
+        ax.plot(*zip(*curve), label=f"{name}, training", linewidth=0.8, alpha=0.6, color=color)
+        ax.plot(*zip(*val_curves[name]), "o-", label=f"{name}, validation", color=color)
     ax.set_xlabel("seconds of training")
     ax.set_ylabel("loss (nats/char)")
     ax.set_ylim(1.0, 3.0)
     ax.set_xlim(0, seconds)
-    ax.axhline(1.45, color="grey", linestyle=":", linewidth=1)
+    ax.axhline(1.45, color="grey", linestyle=":", linewidth=1, label="1.45")
     ax.grid(alpha=0.3)
     ax.legend()
     ax.set_title("tiny-shakespeare, same machine, one run")
