@@ -176,7 +176,8 @@ def cmd_train(args) -> int:
         return EXIT_INTERRUPTED
     summary = f"done ({result['stopped']}) after {result['step']:,} steps, {result['elapsed']:.0f}s"
     if "val_loss" in result:
-        summary += (f"; val loss {result['val_loss']:.4f} nats/char ({result['val_bpc']:.3f} bpc), "
+        unit = data.tokenizer.kind  # char or byte
+        summary += (f"; val loss {result['val_loss']:.4f} nats/{unit} ({result['val_bpc']:.3f} bits/{unit}), "
                     f"best {result['best_val_loss']:.4f}")
     print(summary + f"; sample with: rnnkit sample {result['out']}")
     return 0
