@@ -4,7 +4,9 @@ Both train the same character language model (embedding -> 2 x H LSTM ->
 linear, Adam, gradient clipping) on the same batches of contiguous streams.
 rnnkit is timed through its real Trainer (logging, carried state, schedule
 and all) with evaluation turned off; the runs alternate A/B so that load on
-this shared machine hits both alike. Printed: tokens/s of each and the ratio.
+this shared machine hits both alike. Printed: the machine's GEMM GFLOP/s for
+the shapes the model multiplies (and a 2048 square), then tokens/s of each
+loop, the ratio, achieved matrix GFLOP/s and MFU (achieved / best GEMM).
 
     python benchmarks/speed.py [--hidden-size 512] [--batch-size 64] [--seq-len 100] [--steps 60]
                                [--explicit] [--bf16]
@@ -76,6 +78,35 @@ def time_rnnkit(data: TextData, args, engine: str, precision: str = "fp32") -> f
     return _tokens_per_s(times, args)
 
 
+def training_flops_per_token(V: int, E: int, H: int, L: int) -> float:
+    """Matrix FLOPs per token of training, forward + backward (= 3 x forward):
+    LSTM layer l multiplies its I_l + H inputs into 4H gates, the head H into V."""
+    macs = sum(4 * H * ((E if layer == 0 else H) + H) for layer in range(L)) + H * V
+    return 3 * 2 * macs
+
+
+def gemm_gflops(m: int, k: int, n: int, dtype: torch.dtype, seconds: float = 0.5) -> float:
+    """Measured GFLOP/s of an (m x k) @ (k x n) product."""
+    a, b = torch.randn(m, k).to(dtype), torch.randn(k, n).to(dtype)
+    for _ in range(3):
+        a @ b
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        count += 1
+    return 2 * m * k * n * count / (time.perf_counter() - start) / 1e9
+
+
+def gemm_peak(args, V: int, dtype: torch.dtype) -> tuple[float, dict]:
+    """The best GFLOP/s over a 2048-square product and the shapes the model multiplies."""
+    B, T, E, H = args.batch_size, args.seq_len, args.embedding_dim, args.hidden_size
+    shapes = {"2048 square": (2048, 2048, 2048), "input projection, layer 1": (B * T, E, 4 * H),
+              "input projection, layer 2": (B * T, H, 4 * H), "recurrent step": (B, H, 4 * H),
+              "output layer": (B * T, H, V)}
+    measured = {name: gemm_gflops(*shape, dtype) for name, shape in shapes.items()}
+    return max(measured.values()), measured
+
+
 def _tokens_per_s(times, args) -> float:
     warm = min(5, len(times) // 3)  # skip the first steps (allocator and kernel warm-up)
     return args.batch_size * args.seq_len * (len(times) - 1 - warm) / (times[-1] - times[warm])
@@ -108,15 +139,25 @@ def main():
     if args.bf16:
         timers["plain torch.nn.LSTM, bf16 autocast"] = lambda: time_plain(data, args, bf16=True)
         timers["rnnkit fused, bf16"] = lambda: time_rnnkit(data, args, "fused", "bf16")
+    peaks = {}
+    for dtype in (torch.float32, torch.bfloat16) if args.bf16 else (torch.float32,):
+        peaks[dtype], measured = gemm_peak(args, data.vocab_size, dtype)
+        print(f"{str(dtype).removeprefix('torch.')} GEMM GFLOP/s: "
+              + ", ".join(f"{name} {g:,.0f}" for name, g in measured.items()))
+    flops = training_flops_per_token(data.vocab_size, args.embedding_dim, args.hidden_size, args.num_layers)
     runs = {name: [] for name in timers}
     for _ in range(args.rounds):  # alternate, so that load on the machine hits all alike
         for name, timer in timers.items():
             runs[name].append(timer())
     base = statistics.median(runs["plain torch.nn.LSTM"])
-    print(f"{'':36}{'tokens/s (median)':>18}{'ratio to plain fp32':>21}   per round")
+    print(f"training FLOPs per token (matrix products, forward + backward): {flops / 1e6:.1f} M; "
+          f"MFU = achieved / best GEMM GFLOP/s of the same dtype")
+    print(f"{'':36}{'tokens/s (median)':>18}{'ratio to plain fp32':>21}{'GFLOP/s':>9}{'MFU':>7}   per round")
     for name, values in runs.items():
         med = statistics.median(values)
-        print(f"{name:36}{med:>18,.0f}{med / base:>21.3f}   " + ", ".join(f"{v:,.0f}" for v in values))
+        peak = peaks[torch.bfloat16 if "bf16" in name else torch.float32]
+        print(f"{name:36}{med:>18,.0f}{med / base:>21.3f}{med * flops / 1e9:>9.0f}"
+              f"{med * flops / 1e9 / peak:>7.2f}   " + ", ".join(f"{v:,.0f}" for v in values))
 
 
 if __name__ == "__main__":
