@@ -30,23 +30,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from plain_lstm import CORPUS, PlainLSTM
 from rnnkit import evaluate
 from rnnkit.data import CharTokenizer, read_text, split_ids
 
 HERE = Path(__file__).resolve().parent
-CORPUS = HERE.parent.parent / "shared" / "data" / "tinyshakespeare" / "input.txt"
-
-
-class PlainLSTM(nn.Module):
-    def __init__(self, V, E=64, H=512, L=2):
-        super().__init__()
-        self.emb = nn.Embedding(V, E)
-        self.lstm = nn.LSTM(E, H, L, batch_first=True)
-        self.head = nn.Linear(H, V)
-
-    def forward(self, idx, targets=None, state=None):  # the interface rnnkit.evaluate reads
-        h, state = self.lstm(self.emb(idx), state)
-        return self.head(h), None, state
 
 
 def train_plain(train_ids: torch.Tensor, val_ids: torch.Tensor, vocab_size: int, seconds: float,

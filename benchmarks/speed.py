@@ -24,22 +24,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from plain_lstm import CORPUS, PlainLSTM
 from rnnkit import DataConfig, LanguageModel, TextData, TrainConfig, Trainer
 
-HERE = Path(__file__).resolve().parent
-CORPUS = HERE.parent.parent / "shared" / "data" / "tinyshakespeare" / "input.txt"
-
-
-class PlainLSTM(nn.Module):
-    def __init__(self, V, E, H, L):
-        super().__init__()
-        self.emb = nn.Embedding(V, E)
-        self.lstm = nn.LSTM(E, H, L, batch_first=True)
-        self.head = nn.Linear(H, V)
-
-    def forward(self, x, state):
-        h, state = self.lstm(self.emb(x), state)
-        return self.head(h), state
 
 
 def time_plain(data: TextData, args, bf16: bool = False) -> float:
@@ -52,7 +39,7 @@ def time_plain(data: TextData, args, bf16: bool = False) -> float:
         if i == args.steps:
             break
         with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
-            logits, state = model(x, state)
+            logits, _, state = model(x, state=state)
         loss = nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1))
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -16,6 +16,7 @@ the epoch number, so chunk boundaries move between epochs.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +68,13 @@ def split_ids(ids: np.ndarray, val_fraction: float, test_fraction: float):
     return ids[:n_train], ids[n_train:n - n_test], ids[n - n_test:]
 
 
+@functools.lru_cache(maxsize=64)
+def _epoch_offset(seed: int, epoch: int, seq_len: int) -> int:
+    """Where the streams of ``epoch`` start, in [0, seq_len); cached because the
+    trainer asks for the epoch's batch count several times a step."""
+    return int(np.random.default_rng([seed, epoch]).integers(seq_len))
+
+
 class StreamBatcher:
     """Batches (x, y), each (B, T), of contiguous parallel streams over ``ids``."""
 
@@ -82,7 +90,7 @@ class StreamBatcher:
                 f"--seq-len {seq_len} + {seq_len} = {needed:,}; lower --batch-size or --seq-len")
 
     def _offset(self, epoch: int) -> int:
-        return int(np.random.default_rng([self.seed, epoch]).integers(self.seq_len))
+        return _epoch_offset(self.seed, epoch, self.seq_len)
 
     def _stream_len(self, epoch: int) -> int:
         return (len(self.ids) - 1 - self._offset(epoch)) // self.batch_size

@@ -285,8 +285,8 @@ class Trainer:
             pid, key = k.split(".", 1)
             state.setdefault(int(pid), {})[key] = v
         self.optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-        carry = [tensors[f"carry.{i}"].to(self.device) for i in range(2) if f"carry.{i}" in tensors]
-        self.carry = tuple(carry) or None
+        carry_keys = sorted((k for k in tensors if k.startswith("carry.")), key=lambda k: int(k[6:]))
+        self.carry = tuple(tensors[k].to(self.device) for k in carry_keys) or None
         torch.set_rng_state(tensors["rng.cpu"])
         if "rng.cuda" in tensors and self.device.type == "cuda":
             torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
