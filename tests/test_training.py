@@ -178,3 +178,12 @@ def test_bf16_is_refused_where_the_hardware_lacks_it(monkeypatch):
     assert trainer_module.resolve_precision("auto", torch.device("cpu")) == "fp32"
     with pytest.raises(ConfigError, match="no bf16 matrix units .* use --precision fp32 or auto"):
         trainer_module.resolve_precision("bf16", torch.device("cpu"))
+
+
+def test_clip_value_bounds_every_gradient_element(corpus, tmp_path):
+    trainer = make(corpus, tmp_path, max_steps=1, optimizer="sgd", lr=1.0, warmup_steps=0,
+                   clip_norm=None, clip_value=1e-4)
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    trainer.fit()
+    moved = torch.cat([(p.detach() - b).flatten() for p, b in zip(trainer.model.parameters(), before)])
+    assert moved.abs().max().item() == pytest.approx(1e-4, rel=1e-3)
