@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from rnnkit.models import LanguageModel, sample_next
 
@@ -47,6 +48,37 @@ def test_generation_carries_state_like_one_long_forward(model):
     logits, _, _ = model(seq)
     # greedy generation: each generated token is the argmax of the full forward at that step
     assert logits[0, len(prime) - 1:-1].argmax(-1).tolist() == out
+
+
+class _RecordOps(TorchDispatchMode):
+    """Records every aten op run inside it with the shapes of its tensor arguments."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops.append((str(func), [tuple(a.shape) for a in args if isinstance(a, torch.Tensor)]))
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_generation_cost_per_token_does_not_grow(cell):
+    """The 2,000th token runs exactly the ops, on exactly the shapes, of the 10th:
+    the cost per token is independent of how much has been generated."""
+    torch.manual_seed(0)
+    model = LanguageModel(11, cell=cell, hidden_size=16, num_layers=2, embedding_dim=8)
+    tokens = model.generate([1, 2, 3], 2000, generator=torch.Generator().manual_seed(0))
+    traces = []
+    for i in range(2000):
+        if i in (10, 1999):
+            with _RecordOps() as record:
+                next(tokens)
+            traces.append(record.ops)
+        else:
+            next(tokens)
+    assert any("addmm" in op or "mm" in op for op, _ in traces[0])
+    assert traces[0] == traces[1]
 
 
 def test_top_k_one_equals_greedy_and_temperature_zero_is_argmax():

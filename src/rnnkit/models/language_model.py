@@ -86,20 +86,33 @@ class LanguageModel(nn.Module):
         """Yield ``length`` token ids continuing ``prime`` (a non-empty list of ids).
 
         The prime is read in one pass; then each token costs one cell step per
-        layer, whatever the length so far, because the state is carried.
+        layer, whatever the length so far, because the state is carried. The
+        first layer's input projection of every token, ``W_ih E[v] + b_ih``,
+        is computed once as a (V, G*H) table, so a step looks it up instead of
+        multiplying (at batch 1 a step is bound by reading the weights).
         """
+        if self.rnn.bidirectional:
+            raise ValueError("LanguageModel.generate: a bidirectional model needs the whole sequence")
         was_training = self.training
         self.eval()
         try:
-            prime = torch.as_tensor(prime, dtype=torch.long, device=self.head.weight.device)
+            device = self.head.weight.device
+            prime = torch.as_tensor(prime, dtype=torch.long, device=device)
             if prime.numel() == 0:
                 raise ValueError("LanguageModel.generate: prime must hold at least one token")
             logits, _, state = self(prime.view(1, -1))
             logits = logits[:, -1]  # (1, V)
+            cells = self.rnn.cells
+            vocab = torch.arange(self.vocab_size, device=device).view(1, -1)
+            table = cells[0].project_input(self.embed(vocab)[0])  # (V, G*H)
+            layer_states = [tuple(s[k] for s in state) for k in range(len(cells))]  # L x ((1, H), ...)
             for _ in range(length):
                 token = sample_next(logits, temperature, top_k, top_p, generator)  # (1,)
                 yield int(token)
-                h, state = self.rnn.step(self.embed(token.view(1, 1))[:, 0], state)  # (1, H)
+                h = None
+                for k, cell in enumerate(cells):
+                    xp = table[token] if k == 0 else cell.project_input(h)  # (1, G*H)
+                    h, layer_states[k] = cell.recur(xp, layer_states[k])  # (1, H)
                 logits = self.head(h)
         finally:
             self.train(was_training)

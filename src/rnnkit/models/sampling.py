@@ -28,5 +28,15 @@ def sample_next(logits: Tensor, temperature: float = 1.0, top_k: int | None = No
         drop_sorted = (cumulative - sorted_logits.softmax(dim=-1)) >= top_p
         drop = drop_sorted.scatter(-1, order, drop_sorted)
         logits = logits.masked_fill(drop, float("-inf"))
-    probs = logits.softmax(dim=-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    return draw(logits.softmax(dim=-1), generator)
+
+
+def draw(probs: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """One category per row of probs (B, V) -> (B,), by inverse CDF: the first
+    index whose cumulative probability exceeds u ~ U[0, total). Zero-probability
+    entries are never drawn (not even when u * total rounds up to the total).
+    A few small ops, several times cheaper than ``torch.multinomial`` at batch 1."""
+    cdf = probs.cumsum(dim=-1)  # (B, V)
+    u = torch.rand(probs.shape[0], 1, generator=generator, device=probs.device, dtype=cdf.dtype)
+    index = torch.searchsorted(cdf, u * cdf[:, -1:], right=True)  # (B, 1)
+    return torch.minimum(index, cdf.argmax(dim=-1, keepdim=True)).squeeze(-1)
