@@ -30,11 +30,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from plain_lstm import CORPUS, PlainLSTM
 from rnnkit import evaluate
+from rnnkit.bench import PlainLM
 from rnnkit.data import CharTokenizer, read_text, split_ids
 
 HERE = Path(__file__).resolve().parent
+CORPUS = HERE.parent.parent / "shared" / "data" / "tinyshakespeare" / "input.txt"
 
 
 def train_plain(train_ids: torch.Tensor, val_ids: torch.Tensor, vocab_size: int, seconds: float,
@@ -42,7 +43,7 @@ def train_plain(train_ids: torch.Tensor, val_ids: torch.Tensor, vocab_size: int,
     """Train the plain script; evaluate like rnnkit's trainer (16 streams) every
     ``eval_every_s`` seconds of training, with the clock paused."""
     torch.manual_seed(seed)
-    model = PlainLSTM(vocab_size)
+    model = PlainLM("lstm", vocab_size)
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     B, T = 64, 100
     curve, val_curve, start, step, next_eval = [], [], time.perf_counter(), 0, eval_every_s

@@ -50,6 +50,15 @@ def test_generation_carries_state_like_one_long_forward(model):
     assert logits[0, len(prime) - 1:-1].argmax(-1).tolist() == out
 
 
+def test_batched_generation_matches_one_prime_at_a_time(model):
+    primes = torch.tensor([[1, 2, 3], [4, 5, 6], [7, 8, 9]])
+    batched = torch.stack(list(model.generate(primes, 10, temperature=0)), dim=1)  # (3, 10)
+    for prime, row in zip(primes, batched):
+        assert list(model.generate(prime, 10, temperature=0)) == row.tolist()
+    with pytest.raises(ValueError, match=r"prime must be ids \(T,\) or \(B, T\)"):
+        next(model.generate(torch.zeros(2, 0, dtype=torch.long), 1))
+
+
 class _RecordOps(TorchDispatchMode):
     """Records every aten op run inside it with the shapes of its tensor arguments."""
 

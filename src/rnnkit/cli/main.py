@@ -1,4 +1,4 @@
-"""``rnnkit <command>``: train, sample, eval, demo.
+"""``rnnkit <command>``: train, sample, eval, demo, bench.
 
 Thin: flags are generated from the config dataclasses (``--kebab-case`` of
 each field), parsed into them, and handed to the library. Expected errors
@@ -84,13 +84,27 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="train on the Python standard library's source for ~2 minutes")
     demo.add_argument("--time-limit", type=float, default=120.0, help="seconds of training (default 120)")
     demo.add_argument("--out", default=None, help="run folder (default runs/demo-<time>)")
+    bench = sub.add_parser("bench", help="training and generation speed against plain torch.nn and the "
+                                         "machine's GEMM peak, and peak memory")
+    bench.add_argument("--cells", default="lstm,gru,rnn", help="comma-separated (default lstm,gru,rnn)")
+    bench.add_argument("--hidden-sizes", default="256,512,1024", help="comma-separated (default 256,512,1024)")
+    bench.add_argument("--engines", default="fused,explicit", help="comma-separated (default fused,explicit)")
+    bench.add_argument("--precisions", default="auto",
+                       help="comma-separated fp32,bf16 (default auto: fp32, and bf16 where the CPU has it)")
+    for name, kind, default in (("num-layers", int, 2), ("embedding-dim", int, 64), ("vocab-size", int, 65),
+                                ("batch-size", int, 64), ("seq-len", int, 100), ("seconds", float, 3.0),
+                                ("generate-chars", int, 500)):
+        bench.add_argument("--" + name, type=kind, default=default, help=f"(default {default})")
+    bench.add_argument("--no-memory", action="store_true", help="skip the peak-RSS processes")
+    bench.add_argument("--json", metavar="FILE", help="also write every figure to FILE as JSON")
     return parser
 
 
 def main(argv=None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        return {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "demo": cmd_demo}[args.command](args)
+        return {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "demo": cmd_demo,
+                "bench": cmd_bench}[args.command](args)
     except RnnkitError as e:
         print(f"rnnkit: error: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -254,3 +268,47 @@ def cmd_demo(args) -> int:
     from rnnkit.cli.demo import run_demo
 
     return run_demo(args.time_limit, args.out)
+
+
+# -- bench ----------------------------------------------------------------------
+
+
+def _choices(flag: str, text: str, allowed) -> tuple[str, ...]:
+    items = tuple(t.strip() for t in text.split(",") if t.strip())
+    bad = [t for t in items if t not in allowed]
+    if not items or bad:
+        raise ConfigError(f"--{flag}: expected a comma-separated subset of {', '.join(allowed)}, got {text!r}")
+    return items
+
+
+def cmd_bench(args) -> int:
+    from rnnkit import bench
+    from rnnkit.training.trainer import bf16_supported
+
+    try:
+        hidden_sizes = tuple(int(t) for t in args.hidden_sizes.split(","))
+    except ValueError:
+        raise ConfigError(f"--hidden-sizes: expected comma-separated integers, got {args.hidden_sizes!r}") from None
+    sizes = {"hidden-sizes": min(hidden_sizes), "num-layers": args.num_layers, "batch-size": args.batch_size,
+             "seq-len": args.seq_len, "vocab-size": args.vocab_size, "embedding-dim": args.embedding_dim}
+    for flag, value in sizes.items():
+        if value < 1:
+            raise ConfigError(f"--{flag}: must be >= 1, got {value}")
+    has_bf16 = bf16_supported(torch.device("cpu"))
+    if args.precisions == "auto":
+        precisions = ("fp32", "bf16") if has_bf16 else ("fp32",)
+    else:
+        precisions = _choices("precisions", args.precisions, ("fp32", "bf16"))
+        if "bf16" in precisions and not has_bf16:
+            raise ConfigError("--precisions bf16: this CPU has no bf16 matrix units; use --precisions fp32")
+    cfg = bench.BenchConfig(cells=_choices("cells", args.cells, tuple(bench.GATES)), hidden_sizes=hidden_sizes,
+                            engines=_choices("engines", args.engines, ("fused", "explicit")),
+                            precisions=precisions, num_layers=args.num_layers,
+                            embedding_dim=args.embedding_dim, vocab_size=args.vocab_size,
+                            batch_size=args.batch_size, seq_len=args.seq_len, seconds=args.seconds,
+                            generate_chars=args.generate_chars, memory=not args.no_memory)
+    result = bench.run(cfg, log=lambda line: print(line, file=sys.stderr, flush=True))
+    print(bench.format_report(result))
+    if args.json:
+        bench.save_json(result, args.json)
+    return 0

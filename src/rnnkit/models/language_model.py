@@ -82,8 +82,9 @@ class LanguageModel(nn.Module):
     @torch.no_grad()
     def generate(self, prime: Tensor | list[int], length: int, temperature: float = 1.0,
                  top_k: int | None = None, top_p: float | None = None,
-                 generator: torch.Generator | None = None) -> Iterator[int]:
-        """Yield ``length`` token ids continuing ``prime`` (a non-empty list of ids).
+                 generator: torch.Generator | None = None) -> Iterator[int | Tensor]:
+        """Yield ``length`` tokens continuing ``prime``: ids (T,) give an int per
+        step; a batch of primes (B, T) gives a (B,) tensor per step. T >= 1.
 
         The prime is read in one pass; then each token costs one cell step per
         layer, whatever the length so far, because the state is carried. The
@@ -98,21 +99,23 @@ class LanguageModel(nn.Module):
         try:
             device = self.head.weight.device
             prime = torch.as_tensor(prime, dtype=torch.long, device=device)
-            if prime.numel() == 0:
-                raise ValueError("LanguageModel.generate: prime must hold at least one token")
-            logits, _, state = self(prime.view(1, -1))
-            logits = logits[:, -1]  # (1, V)
+            batched = prime.dim() == 2
+            if prime.dim() not in (1, 2) or prime.shape[-1] == 0:
+                raise ValueError(f"LanguageModel.generate: prime must be ids (T,) or (B, T) with T >= 1, "
+                                 f"got shape {tuple(prime.shape)}")
+            logits, _, state = self(prime.view(-1, prime.shape[-1]))
+            logits = logits[:, -1]  # (B, V)
             cells = self.rnn.cells
             vocab = torch.arange(self.vocab_size, device=device).view(1, -1)
             table = cells[0].project_input(self.embed(vocab)[0])  # (V, G*H)
-            layer_states = [tuple(s[k] for s in state) for k in range(len(cells))]  # L x ((1, H), ...)
+            layer_states = [tuple(s[k] for s in state) for k in range(len(cells))]  # L x ((B, H), ...)
             for _ in range(length):
-                token = sample_next(logits, temperature, top_k, top_p, generator)  # (1,)
-                yield int(token)
+                token = sample_next(logits, temperature, top_k, top_p, generator)  # (B,)
+                yield token if batched else int(token)
                 h = None
                 for k, cell in enumerate(cells):
-                    xp = table[token] if k == 0 else cell.project_input(h)  # (1, G*H)
-                    h, layer_states[k] = cell.recur(xp, layer_states[k])  # (1, H)
+                    xp = table[token] if k == 0 else cell.project_input(h)  # (B, G*H)
+                    h, layer_states[k] = cell.recur(xp, layer_states[k])  # (B, H)
                 logits = self.head(h)
         finally:
             self.train(was_training)

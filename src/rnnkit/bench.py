@@ -1,0 +1,302 @@
+"""``rnnkit bench``: how fast rnnkit trains and generates on this machine, measured
+side by side in one run, as ratios (absolute times on shared machines are noisy).
+
+For each cell (rnn, lstm, gru) and hidden size H, a character language model
+(embedding E -> L x H cells -> linear over V) is measured:
+
+- the machine's GEMM GFLOP/s (fp32, and bf16 where the CPU has bf16 units) at
+  the shapes the model multiplies and at a 2048 square; the best is the peak;
+- training tokens/s of a plain torch.nn.RNN/LSTM/GRU loop (the baseline every
+  ratio is taken against) and of rnnkit's Trainer with each engine and
+  precision, with achieved GFLOP/s and MFU = achieved / peak of that dtype.
+  FLOPs count the matrix products of the cells and the output layer, forward
+  plus backward (3 x forward): 6 (sum_l G H (I_l + H) + H V) per token;
+- generation chars/s at batch 1 and batch 64, softmax and sampling included;
+- peak RSS of training and of generation, each in a fresh process.
+
+Each timed loop runs ``warmup`` untimed steps, then at least ``min_steps`` and
+``seconds`` of timed steps; the figure is tokens over the timed wall time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import multiprocessing
+import resource
+import sys
+import tempfile
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rnnkit.config import DataConfig, TrainConfig
+from rnnkit.data import CharTokenizer, TextData
+from rnnkit.models import LanguageModel
+from rnnkit.training import Trainer
+from rnnkit.training.trainer import bf16_supported
+
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+TORCH_LAYERS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+
+
+@dataclasses.dataclass
+class BenchConfig:
+    cells: tuple[str, ...] = ("lstm", "gru", "rnn")
+    hidden_sizes: tuple[int, ...] = (256, 512, 1024)
+    num_layers: int = 2
+    embedding_dim: int = 64
+    vocab_size: int = 65  # tiny-shakespeare's characters
+    batch_size: int = 64
+    seq_len: int = 100
+    engines: tuple[str, ...] = ("fused", "explicit")
+    precisions: tuple[str, ...] = ("fp32", "bf16")  # bf16 only where the CPU has bf16 units
+    seconds: float = 3.0
+    warmup: int = 2
+    min_steps: int = 3
+    generate_chars: int = 500
+    memory: bool = True
+
+
+class PlainLM(nn.Module):
+    """The baseline a user would write: embedding -> torch.nn.RNN/LSTM/GRU -> linear,
+    with LanguageModel's ``forward(idx, targets, state) -> (logits, loss, state)``."""
+
+    def __init__(self, cell: str, vocab_size: int, embedding_dim: int = 64, hidden_size: int = 512,
+                 num_layers: int = 2):
+        super().__init__()
+        self.emb = nn.Embedding(vocab_size, embedding_dim)
+        self.rnn = TORCH_LAYERS[cell](embedding_dim, hidden_size, num_layers, batch_first=True)
+        self.head = nn.Linear(hidden_size, vocab_size)
+
+    def forward(self, idx, targets=None, state=None):
+        h, state = self.rnn(self.emb(idx), state)
+        logits = self.head(h)
+        loss = None if targets is None else F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
+        return logits, loss, state
+
+
+def training_flops_per_token(cell: str, vocab_size: int, embedding_dim: int, hidden_size: int,
+                             num_layers: int) -> float:
+    """Matrix FLOPs per token of one training step (forward + backward = 3 x forward)."""
+    G, H = GATES[cell], hidden_size
+    macs = sum(G * H * ((embedding_dim if layer == 0 else H) + H) for layer in range(num_layers))
+    return 6.0 * (macs + H * vocab_size)
+
+
+def gemm_gflops(m: int, k: int, n: int, dtype: torch.dtype, seconds: float = 0.3) -> float:
+    """Measured GFLOP/s of an (m x k) @ (k x n) product."""
+    a, b = torch.randn(m, k).to(dtype), torch.randn(k, n).to(dtype)
+    for _ in range(3):
+        a @ b
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        count += 1
+    return 2 * m * k * n * count / (time.perf_counter() - start) / 1e9
+
+
+def model_gemm_shapes(cfg: BenchConfig, cell: str, H: int) -> dict[str, tuple[int, int, int]]:
+    B, T, E, G, V = cfg.batch_size, cfg.seq_len, cfg.embedding_dim, GATES[cell], cfg.vocab_size
+    return {"input projection, layer 1": (B * T, E, G * H), "input projection, layer 2": (B * T, H, G * H),
+            "recurrent step": (B, H, G * H), "output layer": (B * T, H, V)}
+
+
+def synthetic_data(cfg: BenchConfig, steps: int = 50) -> TextData:
+    """Random tokens over ``vocab_size`` symbols, ``steps`` batches per epoch
+    (loops run on into further epochs): speed does not depend on the text."""
+    g = torch.Generator().manual_seed(0)
+    tokens_needed = cfg.batch_size * cfg.seq_len * (steps + 1) + 1
+    alphabet = "".join(chr(33 + i) for i in range(cfg.vocab_size))
+    ids = lambda n: torch.randint(cfg.vocab_size, (n,), generator=g)  # noqa: E731
+    config = DataConfig(batch_size=cfg.batch_size, seq_len=cfg.seq_len, val_fraction=0.0)
+    return TextData(CharTokenizer.fit(alphabet), ids(tokens_needed), ids(0), ids(0), config)
+
+
+def _timed(stamps: list[float], cfg: BenchConfig) -> bool:
+    """Record a step's end; True when enough timed steps and seconds have passed."""
+    stamps.append(time.perf_counter())
+    timed = len(stamps) - 1 - cfg.warmup
+    return timed >= cfg.min_steps and stamps[-1] - stamps[cfg.warmup] >= cfg.seconds
+
+
+def _tokens_per_s(stamps: list[float], cfg: BenchConfig) -> float:
+    timed = len(stamps) - 1 - cfg.warmup
+    return cfg.batch_size * cfg.seq_len * timed / (stamps[-1] - stamps[cfg.warmup])
+
+
+def time_plain(cfg: BenchConfig, cell: str, H: int, data: TextData, precision: str) -> float:
+    """tokens/s of the plain loop: Adam, clipping, state carried, as in a user's script."""
+    torch.manual_seed(0)
+    model = PlainLM(cell, cfg.vocab_size, cfg.embedding_dim, H, cfg.num_layers)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    state, stamps = None, []
+    batcher = data.batcher(seed=0)
+    for x, y in itertools.chain.from_iterable(map(batcher.batches, itertools.count())):
+        with torch.autocast("cpu", torch.bfloat16, enabled=precision == "bf16"):
+            _, loss, state = model(x, y, state)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        state = state.detach() if isinstance(state, torch.Tensor) else tuple(s.detach() for s in state)
+        loss.item()
+        if _timed(stamps, cfg):
+            return _tokens_per_s(stamps, cfg)
+
+
+def _rnnkit_model(cfg: BenchConfig, cell: str, H: int, engine: str = "fused") -> LanguageModel:
+    torch.manual_seed(0)
+    return LanguageModel(cfg.vocab_size, cell=cell, hidden_size=H, num_layers=cfg.num_layers,
+                         embedding_dim=cfg.embedding_dim, engine=engine)
+
+
+def _train_config(precision: str) -> TrainConfig:
+    return TrainConfig(max_steps=10**6, eval_every=10**9, log_every=10**9, sample_length=0,
+                       lr=1e-3, warmup_steps=0, device="cpu", precision=precision)
+
+
+def time_rnnkit(cfg: BenchConfig, cell: str, H: int, data: TextData, engine: str, precision: str) -> float:
+    """tokens/s of rnnkit's real Trainer (schedule, clipping, carried state and all)."""
+    stamps: list[float] = []
+
+    def on_step(trainer):
+        if _timed(stamps, cfg):
+            trainer.request_stop()
+
+    with tempfile.TemporaryDirectory() as out:
+        Trainer(_rnnkit_model(cfg, cell, H, engine), data, _train_config(precision), out=out, quiet=True,
+                callbacks=[on_step]).fit()
+    return _tokens_per_s(stamps, cfg)
+
+
+def generation_chars_per_s(model: LanguageModel, batch_size: int, chars: int) -> float:
+    """Characters per second over the batch, after a short untimed warm-up."""
+    primes = torch.zeros(batch_size, 1, dtype=torch.long)
+    g = torch.Generator().manual_seed(0)
+    tokens = model.generate(primes, chars + 20, generator=g)
+    for _ in range(20):
+        next(tokens)
+    start = time.perf_counter()
+    for _ in tokens:
+        pass
+    return batch_size * chars / (time.perf_counter() - start)
+
+
+# -- peak memory, each in a fresh process ------------------------------------
+
+def _peak_rss_mb() -> float:
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    return kb / 1024 if sys.platform != "darwin" else kb / 2**20  # bytes on macOS
+
+
+def _memory_job(job: str, cfg: BenchConfig, cell: str, H: int, queue) -> None:
+    if job == "training":
+        small = dataclasses.replace(cfg, warmup=1, min_steps=2, seconds=0.0)
+        time_rnnkit(small, cell, H, synthetic_data(small), "fused", "fp32")
+    elif job == "generation":
+        model = _rnnkit_model(cfg, cell, H)
+        for batch_size in (1, 64):
+            generation_chars_per_s(model, batch_size, 50)
+    queue.put(_peak_rss_mb())
+
+
+def peak_rss(job: str, cfg: BenchConfig, cell: str = "lstm", H: int = 0) -> float:
+    """Peak RSS in MiB of a fresh process that imports rnnkit and runs ``job``:
+    "baseline" (nothing), "training" (a few fused fp32 steps) or "generation"."""
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_memory_job, args=(job, cfg, cell, H, queue))
+    proc.start()
+    value = queue.get()
+    proc.join()
+    return value
+
+
+# -- the whole run -----------------------------------------------------------
+
+def run(cfg: BenchConfig, log=print) -> dict:
+    """Measure everything ``cfg`` asks for; ``log`` gets progress lines.
+    Returns {"gemm": ..., "training": [...], "generation": [...], "memory": ...}."""
+    precisions = [p for p in cfg.precisions if p == "fp32" or bf16_supported(torch.device("cpu"))]
+    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
+    result = {"config": dataclasses.asdict(cfg), "torch": torch.__version__,
+              "threads": torch.get_num_threads(), "gemm": {}, "training": [], "generation": [], "memory": {}}
+    square = {p: gemm_gflops(2048, 2048, 2048, dtypes[p]) for p in precisions}
+    result["gemm"]["2048 square"] = square
+    for cell in cfg.cells:
+        for H in cfg.hidden_sizes:
+            log(f"measuring {cell} {H} ...")
+            shapes = model_gemm_shapes(cfg, cell, H)
+            gemm = {p: {name: gemm_gflops(*shape, dtypes[p]) for name, shape in shapes.items()}
+                    for p in precisions}
+            result["gemm"][f"{cell} {H}"] = gemm
+            peak = {p: max(square[p], *gemm[p].values()) for p in precisions}
+            flops = training_flops_per_token(cell, cfg.vocab_size, cfg.embedding_dim, H, cfg.num_layers)
+            data = synthetic_data(cfg)
+            loops = [(f"plain torch.nn.{TORCH_LAYERS[cell].__name__}", p,
+                      lambda p=p: time_plain(cfg, cell, H, data, p)) for p in precisions]
+            loops += [(f"rnnkit {engine}", p, lambda e=engine, p=p: time_rnnkit(cfg, cell, H, data, e, p))
+                      for engine in cfg.engines for p in precisions if engine == "fused" or p == "fp32"]
+            rows = []
+            for name, precision, timer in loops:
+                tokens_per_s = timer()
+                achieved = tokens_per_s * flops / 1e9
+                rows.append({"cell": cell, "hidden_size": H, "loop": name, "precision": precision,
+                             "tokens_per_s": tokens_per_s, "gflops": achieved, "peak_gflops": peak[precision],
+                             "mfu": achieved / peak[precision]})
+            base = rows[0]["tokens_per_s"]
+            for row in rows:
+                row["vs_plain_fp32"] = row["tokens_per_s"] / base
+            result["training"] += rows
+            model = _rnnkit_model(cfg, cell, H)
+            result["generation"].append({"cell": cell, "hidden_size": H, **{
+                f"batch {b}": generation_chars_per_s(model, b, cfg.generate_chars) for b in (1, 64)}})
+            if cfg.memory:
+                result["memory"][f"{cell} {H}"] = {job: peak_rss(job, cfg, cell, H)
+                                                   for job in ("training", "generation")}
+    if cfg.memory:
+        result["memory"]["baseline"] = peak_rss("baseline", cfg)
+    return result
+
+
+def format_report(result: dict) -> str:
+    cfg = result["config"]
+    lines = [f"rnnkit bench: torch {result['torch']}, {result['threads']} threads; "
+             f"{cfg['num_layers']} layers, embedding {cfg['embedding_dim']}, vocabulary {cfg['vocab_size']}, "
+             f"batch {cfg['batch_size']}, seq {cfg['seq_len']}", "",
+             "GEMM GFLOP/s (peak = best of the 2048 square and the model's shapes)"]
+    for name, value in result["gemm"].items():
+        if name == "2048 square":
+            lines.append(f"  2048 square: " + ", ".join(f"{p} {g:,.0f}" for p, g in value.items()))
+        else:
+            for p, shapes in value.items():
+                lines.append(f"  {name} {p}: " + ", ".join(f"{s} {g:,.0f}" for s, g in shapes.items()))
+    lines += ["", "training (matrix FLOPs of cells and output layer, forward + backward)",
+              f"  {'cell':5}{'H':>6}  {'loop':24}{'precision':>10}{'tokens/s':>11}{'vs plain fp32':>15}"
+              f"{'GFLOP/s':>9}{'peak':>8}{'MFU':>6}"]
+    for r in result["training"]:
+        lines.append(f"  {r['cell']:5}{r['hidden_size']:>6}  {r['loop']:24}{r['precision']:>10}"
+                     f"{r['tokens_per_s']:>11,.0f}{r['vs_plain_fp32']:>15.2f}{r['gflops']:>9,.0f}"
+                     f"{r['peak_gflops']:>8,.0f}{r['mfu']:>6.2f}")
+    lines += ["", "generation chars/s (fp32, softmax and sampling included; batch 64 counts all streams)",
+              f"  {'cell':5}{'H':>6}{'batch 1':>10}{'batch 64':>10}"]
+    for r in result["generation"]:
+        lines.append(f"  {r['cell']:5}{r['hidden_size']:>6}{r['batch 1']:>10,.0f}{r['batch 64']:>10,.0f}")
+    if result["memory"]:
+        lines += ["", f"peak RSS MiB, each in a fresh process (python + torch + rnnkit alone: "
+                      f"{result['memory']['baseline']:,.0f})", f"  {'cell':5}{'H':>6}{'training':>10}"
+                      f"{'generation':>12}"]
+        for name, value in result["memory"].items():
+            if name != "baseline":
+                cell, H = name.split()
+                lines.append(f"  {cell:5}{H:>6}{value['training']:>10,.0f}{value['generation']:>12,.0f}")
+    return "\n".join(lines)
+
+
+def save_json(result: dict, path: str) -> None:
+    with open(path, "w") as f:
+        json.dump(result, f, indent=1)

@@ -1,0 +1,59 @@
+"""``rnnkit bench``: the FLOP count it divides by, a whole tiny run through the
+CLI, and its bad inputs. (Speed itself is never asserted.)"""
+
+import json
+
+import pytest
+import torch
+
+from rnnkit.bench import PlainLM, training_flops_per_token
+from test_cli import assert_user_error, rnnkit
+
+
+def test_training_flops_count_every_matrix_product_forward_and_backward():
+    # 2 x 512 LSTM, E 64, V 65: layer 1 multiplies 64 + 512 inputs into 2048 gates,
+    # layer 2 512 + 512, the head 512 into 65; one MAC is 2 FLOPs; training is 3 x forward
+    macs = 2048 * (64 + 512) + 2048 * (512 + 512) + 512 * 65
+    assert training_flops_per_token("lstm", 65, 64, 512, 2) == 6 * macs
+    assert training_flops_per_token("gru", 65, 64, 512, 1) == 6 * (1536 * (64 + 512) + 512 * 65)
+    assert training_flops_per_token("rnn", 65, 64, 512, 1) == 6 * (512 * (64 + 512) + 512 * 65)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_plain_baseline_is_the_torch_layer_with_a_mean_cross_entropy(cell):
+    torch.manual_seed(0)
+    model = PlainLM(cell, 11, 8, 16, 2)
+    x, y = torch.randint(11, (3, 5)), torch.randint(11, (3, 5))
+    logits, loss, _ = model(x, y)
+    assert isinstance(model.rnn, {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell])
+    torch.testing.assert_close(loss, torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten()))
+
+
+def test_bench_runs_end_to_end_and_writes_every_figure(tmp_path):
+    out = tmp_path / "bench.json"
+    result = rnnkit("bench", "--cells", "lstm", "--hidden-sizes", "16", "--batch-size", "4", "--seq-len", "8",
+                    "--precisions", "fp32", "--seconds", "0.05", "--generate-chars", "20", "--json", out,
+                    timeout=300)
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(out.read_text())
+    loops = [row["loop"] for row in figures["training"]]
+    assert loops == ["plain torch.nn.LSTM", "rnnkit fused", "rnnkit explicit"]
+    assert figures["training"][0]["vs_plain_fp32"] == 1.0
+    for row in figures["training"]:
+        assert row["tokens_per_s"] > 0 and 0 < row["mfu"] < 1.5
+        assert row["peak_gflops"] >= figures["gemm"]["2048 square"]["fp32"]
+    assert figures["generation"][0]["batch 1"] > 0 and figures["generation"][0]["batch 64"] > 0
+    memory = figures["memory"]
+    assert memory["baseline"] > 50 and memory["lstm 16"]["training"] > 50
+    for heading in ("GEMM GFLOP/s", "training", "generation chars/s", "peak RSS MiB"):
+        assert heading in result.stdout
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--cells", "lstm,transformer"], "--cells: expected a comma-separated subset of rnn, lstm, gru"),
+    (["--hidden-sizes", "512,big"], "--hidden-sizes: expected comma-separated integers"),
+    (["--hidden-sizes", "0"], "--hidden-sizes: must be >= 1"),
+    (["--engines", "cudnn"], "--engines: expected a comma-separated subset of fused, explicit"),
+])
+def test_bench_bad_flags_get_one_line(flags, message):
+    assert_user_error(rnnkit("bench", *flags), message)
