@@ -186,3 +186,35 @@ def test_bad_shapes_give_clear_errors():
         LSTMCell(32, 8)(torch.randn(2, 31))
     with pytest.raises(ValueError, match="engine must be one of"):
         Recurrent("gru", 3, 4, engine="fast")
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_explicit_weight_gradients_when_only_early_steps_reach_the_loss(cell):
+    # the explicit engine forms the recurrent weight gradient of all steps in one
+    # product after the time loop; steps that no loss depends on must add nothing
+    torch.manual_seed(0)
+    layer = Recurrent(cell, 3, 4, num_layers=2).double()
+    x = torch.randn(2, 9, 3, dtype=torch.float64)
+    grads = {}
+    for engine in ("fused", "explicit"):
+        layer.engine = engine
+        layer.zero_grad()
+        layer(x)[0][:, :4].pow(2).sum().backward()
+        grads[engine] = [p.grad.clone() for p in layer.parameters()]
+    for a, b in zip(grads["fused"], grads["explicit"]):
+        torch.testing.assert_close(b, a, rtol=1e-9, atol=1e-11)
+
+
+def test_gradcheck_explicit_parameters_with_lengths():
+    torch.manual_seed(0)
+    layer = Recurrent("gru", 2, 3, num_layers=2, bidirectional=True, engine="explicit").double()
+    x = torch.randn(3, 5, 2, dtype=torch.float64)
+    names = [n for n, _ in layer.named_parameters()]
+    params = [p.detach().clone().requires_grad_() for p in layer.parameters()]
+
+    def f(*params):
+        out, state = torch.func.functional_call(layer, dict(zip(names, params)), (x,),
+                                                {"lengths": torch.tensor([5, 2, 4])})
+        return out, *state
+
+    assert torch.autograd.gradcheck(f, params)

@@ -24,10 +24,12 @@ import dataclasses
 import itertools
 import json
 import multiprocessing
+import re
 import resource
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -188,12 +190,25 @@ def generation_chars_per_s(model: LanguageModel, batch_size: int, chars: int) ->
 
 # -- peak memory, each in a fresh process ------------------------------------
 
+_STATUS, _CLEAR_REFS = Path("/proc/self/status"), Path("/proc/self/clear_refs")
+
+
+def _reset_peak_rss() -> None:
+    """Start the peak over from the present RSS (Linux). A spawned process would
+    otherwise inherit its parent's peak (``ru_maxrss`` survives fork and exec)."""
+    if _CLEAR_REFS.exists():
+        _CLEAR_REFS.write_text("5")
+
+
 def _peak_rss_mb() -> float:
+    if _STATUS.exists():
+        return int(re.search(r"VmHWM:\s+(\d+) kB", _STATUS.read_text()).group(1)) / 1024
     kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     return kb / 1024 if sys.platform != "darwin" else kb / 2**20  # bytes on macOS
 
 
 def _memory_job(job: str, cfg: BenchConfig, cell: str, H: int, queue) -> None:
+    _reset_peak_rss()
     if job == "training":
         small = dataclasses.replace(cfg, warmup=1, min_steps=2, seconds=0.0)
         time_rnnkit(small, cell, H, synthetic_data(small), "fused", "fp32")

@@ -8,7 +8,11 @@ product and run only the recurrent part in the time loop::
     xp = cell.project_input(x)          # (B, T, G*H)  one GEMM for all steps
     h, state = cell.recur(xp[:, t], state)  # (B, H)   per step
 
-``cell(x_t, state)`` does both for a single step.
+and ``recur`` itself is ``combine(xp, project_hidden(h), state)``: one matrix
+product, then the cell's element-wise gate equations in ``combine``. A layer
+that sees this split computes the recurrent weight gradient of all steps in
+one product (see :mod:`rnnkit.layers.unroll`). ``cell(x_t, state)`` does a
+whole step.
 
 Parameters are named and packed as in ``torch.nn.RNNCell/LSTMCell/GRUCell``
 (``weight_ih`` (G*H, I), ``weight_hh`` (G*H, H), ``bias_ih`` (G*H),
@@ -115,6 +119,13 @@ class Cell(nn.Module):
         return F.linear(h, self.weight_hh, self.bias_hh)
 
     def recur(self, xp: Tensor, state: State) -> tuple[Tensor, State]:
+        """One step from the projected input xp (B, G*H) -> (h (B, H), new state).
+        A cell whose step is not one product of h followed by element-wise
+        equations overrides this instead of ``combine``."""
+        return self.combine(xp, self.project_hidden(state[0]), state)
+
+    def combine(self, xp: Tensor, hp: Tensor, state: State) -> tuple[Tensor, State]:
+        """The element-wise gate equations: xp, hp (B, G*H) -> (h (B, H), new state)."""
         raise NotImplementedError
 
     def forward(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
@@ -156,9 +167,8 @@ class RNNCell(Cell):
         self.nonlinearity = nonlinearity
         super().__init__(input_size, hidden_size, bias, **init)
 
-    def recur(self, xp: Tensor, state: State) -> tuple[Tensor, State]:
-        (h,) = state
-        pre = xp + self.project_hidden(h)  # (B, H)
+    def combine(self, xp: Tensor, hp: Tensor, state: State) -> tuple[Tensor, State]:
+        pre = xp + hp  # (B, H)
         h = torch.tanh(pre) if self.nonlinearity == "tanh" else torch.relu(pre)
         return h, (h,)
 
@@ -203,9 +213,9 @@ class LSTMCell(Cell):
             H = self.hidden_size
             self.bias_ih[H:2 * H].fill_(self.forget_bias)
 
-    def recur(self, xp: Tensor, state: State) -> tuple[Tensor, State]:
-        h, c = state
-        gates = xp + self.project_hidden(h)  # (B, 4H)
+    def combine(self, xp: Tensor, hp: Tensor, state: State) -> tuple[Tensor, State]:
+        c = state[1]
+        gates = xp + hp  # (B, 4H)
         i, f, g, o = gates.chunk(4, dim=1)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         h = torch.sigmoid(o) * torch.tanh(c)
@@ -231,10 +241,9 @@ class GRUCell(Cell):
     num_gates = 3
     state_size = 1
 
-    def recur(self, xp: Tensor, state: State) -> tuple[Tensor, State]:
+    def combine(self, xp: Tensor, hp: Tensor, state: State) -> tuple[Tensor, State]:
         (h,) = state
-        hp = self.project_hidden(h)  # (B, 3H)
-        xr, xz, xn = xp.chunk(3, dim=1)
+        xr, xz, xn = xp.chunk(3, dim=1)  # (B, H) each
         hr, hz, hn = hp.chunk(3, dim=1)
         r = torch.sigmoid(xr + hr)
         z = torch.sigmoid(xz + hz)

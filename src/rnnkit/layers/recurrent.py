@@ -22,7 +22,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from rnnkit.cells import CELLS, Cell, State
+from rnnkit.cells import CELLS, State
+from rnnkit.layers.unroll import unroll
 
 ENGINES = ("fused", "explicit")
 MERGE_MODES = ("concat", "sum", "mul", "avg")
@@ -183,7 +184,7 @@ class Recurrent(nn.Module):
                 inp = layer_input
                 if direction == 1:
                     inp = _reverse(inp, rev) if mask is not None else inp.flip(1)
-                out, sT = _unroll(self.cells[k], inp, s0, mask)
+                out, sT = unroll(self.cells[k], inp, s0, mask)
                 if direction == 1:
                     out = _reverse(out, rev) if mask is not None else out.flip(1)
                 outputs.append(out)
@@ -237,22 +238,6 @@ class Recurrent(nn.Module):
     def extra_repr(self) -> str:
         return (f"cell={self.cell_type!r}, engine={self.engine!r}, layers={self.num_layers}, "
                 f"bidirectional={self.bidirectional}, merge={self.merge!r}, dropout={self.dropout}")
-
-
-def _unroll(cell: Cell, x: Tensor, state: State, mask: Tensor | None) -> tuple[Tensor, State]:
-    """Run ``cell`` over x (B, T, I) from ``state``; mask (B, T, 1) True at valid steps
-    freezes the state and zeroes the output past each sequence's end."""
-    xp = cell.project_input(x)  # (B, T, G*H): one GEMM for every step
-    outputs = []
-    for t in range(x.shape[1]):
-        h, new = cell.recur(xp[:, t], state)
-        if mask is not None:
-            m = mask[:, t]  # (B, 1)
-            new = tuple(torch.where(m, n, s) for n, s in zip(new, state))
-            h = h * m
-        state = new
-        outputs.append(h)
-    return torch.stack(outputs, dim=1), state
 
 
 def _reverse(x: Tensor, rev: Tensor) -> Tensor:
