@@ -40,7 +40,8 @@ class Cell(nn.Module):
     """Shared parameters, initialisation and shape checks of all cells.
 
     Subclasses set ``num_gates`` (G) and ``state_size`` (number of state
-    tensors) and implement ``recur``.
+    tensors) and implement ``combine`` (or ``recur``, for a step that is not
+    one product of h followed by element-wise equations).
 
     Initialisation (per gate block of H rows, so each gate gets a properly
     scaled matrix): input weights Glorot-uniform (``input_init="glorot"``),
@@ -51,6 +52,7 @@ class Cell(nn.Module):
 
     num_gates: int = 1
     state_size: int = 1
+    hidden_weights: bool = True  # False for cells whose gates read x_t only
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
                  input_init: str = "glorot", recurrent_init: str = "orthogonal"):
@@ -71,13 +73,10 @@ class Cell(nn.Module):
         self.recurrent_init = recurrent_init
         gh = self.num_gates * hidden_size
         self.weight_ih = nn.Parameter(torch.empty(gh, input_size))  # (G*H, I)
-        self.weight_hh = nn.Parameter(torch.empty(gh, hidden_size))  # (G*H, H)
-        if bias:
-            self.bias_ih = nn.Parameter(torch.empty(gh))
-            self.bias_hh = nn.Parameter(torch.empty(gh))
-        else:
-            self.register_parameter("bias_ih", None)
-            self.register_parameter("bias_hh", None)
+        self.bias_ih = nn.Parameter(torch.empty(gh)) if bias else None
+        hidden = self.hidden_weights
+        self.weight_hh = nn.Parameter(torch.empty(gh, hidden_size)) if hidden else None  # (G*H, H)
+        self.bias_hh = nn.Parameter(torch.empty(gh)) if bias and hidden else None
         self.reset_parameters()
 
     @torch.no_grad()
@@ -85,6 +84,8 @@ class Cell(nn.Module):
         H = self.hidden_size
         bound = 1.0 / math.sqrt(H)
         for weight, scheme in ((self.weight_ih, self.input_init), (self.weight_hh, self.recurrent_init)):
+            if weight is None:
+                continue
             for block in weight.split(H, dim=0):  # one (H, fan_in) block per gate
                 if scheme == "torch":
                     nn.init.uniform_(block, -bound, bound)
@@ -92,18 +93,14 @@ class Cell(nn.Module):
                     nn.init.orthogonal_(block)
                 else:
                     nn.init.xavier_uniform_(block)
-        if self.bias:
-            if self.input_init == "torch":
-                nn.init.uniform_(self.bias_ih, -bound, bound)
-                nn.init.uniform_(self.bias_hh, -bound, bound)
-            else:
-                nn.init.zeros_(self.bias_ih)
-                nn.init.zeros_(self.bias_hh)
+        for b in (self.bias_ih, self.bias_hh):
+            if b is not None:
+                nn.init.uniform_(b, -bound, bound) if self.input_init == "torch" else nn.init.zeros_(b)
 
     def init_state(self, batch_size: int, device=None, dtype=None) -> State:
         """Zero state: ``state_size`` tensors of shape (B, H)."""
-        device = device if device is not None else self.weight_hh.device
-        dtype = dtype if dtype is not None else self.weight_hh.dtype
+        device = device if device is not None else self.weight_ih.device
+        dtype = dtype if dtype is not None else self.weight_ih.dtype
         return tuple(torch.zeros(batch_size, self.hidden_size, device=device, dtype=dtype)
                      for _ in range(self.state_size))
 
@@ -252,4 +249,78 @@ class GRUCell(Cell):
         return h, (h,)
 
 
-CELLS = {"rnn": RNNCell, "lstm": LSTMCell, "gru": GRUCell}
+def _g(x: Tensor) -> Tensor:
+    """g(x) = x + 1/2 for x >= 0, σ(x) below: positive and continuous, so that the
+    state of a minimal cell stays positive and its scan can run in log space."""
+    return torch.where(x >= 0, x + 0.5, torch.sigmoid(x))
+
+
+def _log_g(x: Tensor) -> Tensor:
+    return torch.where(x >= 0, torch.log(F.relu(x) + 0.5), -F.softplus(-x))
+
+
+class MinGRUCell(Cell):
+    r"""Minimal GRU (Feng et al. 2024, "Were RNNs all we needed?"): the gates
+    read x_t only, so the recurrence is linear in h and runs as a parallel scan.
+
+    .. math::
+        z_t &= σ(W_{iz} x_t + b_{iz}) \\
+        \tilde h_t &= g(W_{ih} x_t + b_{ih}) \\
+        h_t &= (1 - z_t) ⊙ h_{t-1} + z_t ⊙ \tilde h_t
+
+    with g(x) = x + 1/2 (x >= 0), σ(x) (x < 0), the paper's log-space variant:
+    h stays positive (the state must start >= 0; zero by default).
+
+    Shapes: x (B, I), h (B, H); ``weight_ih`` (2H, I) packed [W_iz | W_ih]; no
+    hidden-to-hidden weights. State: ``(h,)``. Deviation from the paper: no
+    down/up projection and no residual connections around the layer.
+    """
+
+    num_gates = 2
+    state_size = 1
+    hidden_weights = False
+
+    def recur(self, xp: Tensor, state: State) -> tuple[Tensor, State]:
+        kz, kh = xp.chunk(2, dim=1)  # (B, H) each
+        z = torch.sigmoid(kz)
+        h = state[0] + z * (_g(kh) - state[0])  # = (1 - z) ⊙ h + z ⊙ g(kh)
+        return h, (h,)
+
+    def log_coefficients(self, xp: Tensor) -> tuple[Tensor, Tensor]:
+        """xp (B, T, 2H) -> log a, log b (B, T, H) of h_t = a_t ⊙ h_{t-1} + b_t."""
+        kz, kh = xp.chunk(2, dim=-1)
+        return -F.softplus(kz), -F.softplus(-kz) + _log_g(kh)  # log(1 - z), log z + log g
+
+
+class MinLSTMCell(Cell):
+    r"""Minimal LSTM (Feng et al. 2024): forget and input gates that read x_t
+    only, normalised to sum to one, and no output gate.
+
+    .. math::
+        f_t &= σ(W_{if} x_t + b_{if}), \quad i_t = σ(W_{ii} x_t + b_{ii}) \\
+        f'_t &= f_t / (f_t + i_t), \quad i'_t = i_t / (f_t + i_t) \\
+        h_t &= f'_t ⊙ h_{t-1} + i'_t ⊙ g(W_{ih} x_t + b_{ih})
+
+    with g as in :class:`MinGRUCell`. Shapes: ``weight_ih`` (3H, I) packed
+    [W_if | W_ii | W_ih]; no hidden-to-hidden weights. State: ``(h,)``.
+    """
+
+    num_gates = 3
+    state_size = 1
+    hidden_weights = False
+
+    def recur(self, xp: Tensor, state: State) -> tuple[Tensor, State]:
+        kf, ki, kh = xp.chunk(3, dim=1)  # (B, H) each
+        f, i = torch.sigmoid(kf), torch.sigmoid(ki)
+        h = (f * state[0] + i * _g(kh)) / (f + i)
+        return h, (h,)
+
+    def log_coefficients(self, xp: Tensor) -> tuple[Tensor, Tensor]:
+        """xp (B, T, 3H) -> log a, log b (B, T, H) of h_t = a_t ⊙ h_{t-1} + b_t."""
+        kf, ki, kh = xp.chunk(3, dim=-1)
+        diff = F.softplus(-kf) - F.softplus(-ki)  # log i - log f
+        return -F.softplus(diff), -F.softplus(-diff) + _log_g(kh)  # log f', log i' + log g
+
+
+CELLS = {"rnn": RNNCell, "lstm": LSTMCell, "gru": GRUCell, "mingru": MinGRUCell, "minlstm": MinLSTMCell}
+SCAN_CELLS = ("mingru", "minlstm")

@@ -13,7 +13,7 @@ from typing import Any
 
 from rnnkit.errors import ConfigError
 
-CELL_TYPES = ("rnn", "lstm", "gru")
+CELL_TYPES = ("rnn", "lstm", "gru", "mingru", "minlstm")
 TOKENIZERS = ("char", "byte")
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
 LR_SCHEDULES = ("constant", "step", "cosine")
@@ -40,12 +40,12 @@ def _at_least(cfg, name: str, low: float, optional: bool = False) -> None:
 
 @dataclass
 class ModelConfig:
-    cell: str = _help("recurrent cell: rnn, lstm or gru", default="lstm")
+    cell: str = _help("recurrent cell: rnn, lstm, gru, mingru or minlstm", default="lstm")
     hidden_size: int = _help("units per layer (char-rnn: rnn_size)", default=512)
     num_layers: int = _help("stacked recurrent layers", default=2)
     embedding_dim: int = _help("input embedding width; 0 = one-hot input as in min-char-rnn", default=64)
     dropout: float = _help("dropout on embeddings, between layers and before the output layer", default=0.0)
-    engine: str = _help("fused (torch kernels) or explicit (loop over rnnkit cells)", default="fused")
+    engine: str = _help("fused (torch kernels; a parallel scan for mingru/minlstm) or explicit (loop over rnnkit cells)", default="fused")
     nonlinearity: str = _help("tanh or relu, for --cell rnn", default="tanh")
     forget_bias: float = _help("initial LSTM forget-gate bias", default=1.0)
     input_init: str = _help("input weights init: glorot or torch", default="glorot")

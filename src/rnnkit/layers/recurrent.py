@@ -5,6 +5,8 @@ Two interchangeable engines run over the *same parameters*:
 - ``"fused"``: torch's RNN kernels (``torch.lstm`` / ``torch.gru`` /
   ``torch.rnn_tanh`` / ``torch.rnn_relu``: oneDNN or native on CPU, cuDNN on
   CUDA), the fast path for the three cells torch ships;
+  for the minimal cells (``mingru``, ``minlstm``), whose recurrence is linear
+  in h, a parallel scan over time (:func:`rnnkit.layers.unroll.scan`);
 - ``"explicit"``: a Python loop over rnnkit's own cells, which every cell
   supports; the input projection of all steps is one matrix product per
   layer and direction.
@@ -22,8 +24,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from rnnkit.cells import CELLS, State
-from rnnkit.layers.unroll import unroll
+from rnnkit.cells import CELLS, SCAN_CELLS, State
+from rnnkit.layers.unroll import scan, unroll
 
 ENGINES = ("fused", "explicit")
 MERGE_MODES = ("concat", "sum", "mul", "avg")
@@ -35,7 +37,7 @@ class Recurrent(nn.Module):
     """A stack of recurrent layers over one cell type.
 
     Args:
-        cell: ``"rnn"``, ``"lstm"`` or ``"gru"``.
+        cell: ``"rnn"``, ``"lstm"``, ``"gru"``, ``"mingru"`` or ``"minlstm"``.
         input_size: I, features per input step.
         hidden_size: H, units per layer and direction.
         num_layers: L, stacked layers; layer k > 0 reads layer k-1's outputs
@@ -95,7 +97,7 @@ class Recurrent(nn.Module):
 
     def init_state(self, batch_size: int, device=None, dtype=None) -> State:
         """Zero state: ``state_size`` tensors of shape (L*D, B, H)."""
-        w = self.cells[0].weight_hh
+        w = self.cells[0].weight_ih
         return tuple(torch.zeros(self.num_layers * self.num_directions, batch_size, self.hidden_size,
                                  device=device or w.device, dtype=dtype or w.dtype)
                      for _ in range(self.state_size))
@@ -118,8 +120,12 @@ class Recurrent(nn.Module):
             if lengths.shape != (B,) or int(lengths.min()) < 1 or int(lengths.max()) > T:
                 raise ValueError(f"Recurrent: lengths must have shape ({B},) with values in [1, {T}], "
                                  f"got shape {tuple(lengths.shape)}")
-        run = self._forward_fused if self.engine == "fused" else self._forward_explicit
-        outputs, state = run(x, state, lengths)
+        if self.engine == "explicit":
+            outputs, state = self._forward_layers(x, state, lengths, unroll)
+        elif self.cell_type in SCAN_CELLS:
+            outputs, state = self._forward_layers(x, state, lengths, scan)
+        else:
+            outputs, state = self._forward_fused(x, state, lengths)
         return self._merge(outputs), state
 
     def _merge(self, outputs: Tensor) -> Tensor:
@@ -161,9 +167,11 @@ class Recurrent(nn.Module):
             packed._replace(data=result[0]), batch_first=True, total_length=x.shape[1])
         return outputs, tuple(s.index_select(1, unorder) for s in result[1:])
 
-    # -- explicit engine ------------------------------------------------------
+    # -- explicit engine and scans ---------------------------------------------
 
-    def _forward_explicit(self, x: Tensor, state: State, lengths: Tensor | None):
+    def _forward_layers(self, x: Tensor, state: State, lengths: Tensor | None, run):
+        """Layer by layer and direction by direction, each through
+        ``run(cell, x, state, mask)`` (:func:`unroll` or :func:`scan`)."""
         D = self.num_directions
         T = x.shape[1]
         mask = None
@@ -184,7 +192,7 @@ class Recurrent(nn.Module):
                 inp = layer_input
                 if direction == 1:
                     inp = _reverse(inp, rev) if mask is not None else inp.flip(1)
-                out, sT = unroll(self.cells[k], inp, s0, mask)
+                out, sT = run(self.cells[k], inp, s0, mask)
                 if direction == 1:
                     out = _reverse(out, rev) if mask is not None else out.flip(1)
                 outputs.append(out)

@@ -20,6 +20,7 @@ form (they override ``recur``) run the plain loop.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from rnnkit.cells import Cell, State
@@ -93,3 +94,33 @@ def unroll(cell: Cell, x: Tensor, state: State, mask: Tensor | None) -> tuple[Te
         state = new
         outputs.append(h)
     return torch.stack(outputs, dim=1), state
+
+
+def linear_scan(log_a: Tensor, log_b: Tensor, h0: Tensor) -> Tensor:
+    """h_t = a_t ⊙ h_{t-1} + b_t for t = 1..T, all at once, in log space (Heinsen 2023):
+
+        log h_t = A_t + logcumsumexp_k (log b_k - A_k),   A_t = sum_{j<=t} log a_j,
+
+    with b_0 = h_0 and A_0 = 0. log_a, log_b (B, T, H); h0 (B, H) >= 0 -> h (B, T, H).
+    Terms where b_k = 0 are -inf and drop out. The scan reads the logs once,
+    with no per-step Python: one cumsum and one logcumsumexp over time."""
+    a_star = F.pad(log_a.cumsum(1), (0, 0, 1, 0))  # (B, T+1, H), A_0 = 0
+    log_values = torch.cat([h0.to(log_b.dtype).log().unsqueeze(1), log_b], dim=1)  # (B, T+1, H)
+    log_h = a_star + torch.logcumsumexp(log_values - a_star, dim=1)
+    return log_h[:, 1:].exp()
+
+
+def scan(cell: Cell, x: Tensor, state: State, mask: Tensor | None) -> tuple[Tensor, State]:
+    """:func:`unroll` for cells whose recurrence is linear in h with coefficients
+    from x_t alone (``cell.log_coefficients``): every step at once, by
+    :func:`linear_scan`, instead of a loop. Past a sequence's end (mask False)
+    a_t = 1 and b_t = 0, so its state is frozen and h[:, -1] is its final state."""
+    xp = cell.project_input(x)  # (B, T, G*H)
+    # in fp32 at least, also under bf16 autocast: the scan sums T logs of the coefficients
+    log_a, log_b = cell.log_coefficients(xp.to(torch.promote_types(xp.dtype, torch.float32)))  # (B, T, H)
+    if mask is not None:
+        log_a = log_a.masked_fill(~mask, 0.0)
+        log_b = log_b.masked_fill(~mask, float("-inf"))
+    h = linear_scan(log_a, log_b, state[0]).to(xp.dtype)  # (B, T, H)
+    last = h[:, -1]
+    return (h * mask if mask is not None else h), (last,)

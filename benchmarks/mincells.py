@@ -1,0 +1,67 @@
+"""Minimal cells against the LSTM on tiny-shakespeare, at equal wall time, for
+sequence lengths 128 to 2,048.
+
+minGRU and minLSTM (Feng et al. 2024) gate on x_t only, so their recurrence is
+linear in h and trains as a parallel scan (rnnkit's fused engine for them);
+the LSTM runs torch's fused kernel. Each (cell, seq_len) pair trains rnnkit's
+default recipe (2 x 512, 32 streams, bf16 where the CPU has it) with
+``--seq-len`` changed, for the same number of seconds, one run after another;
+each is scored by ``rnnkit eval`` on the whole validation split as one stream.
+
+    python benchmarks/mincells.py [--seconds 60] [--seq-lens 128,512,2048] [--cells lstm,mingru,minlstm]
+
+Prints val loss, training tokens/s (median over the run), steps and parameters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from rnnkit import load_run
+
+CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "tinyshakespeare" / "input.txt"
+
+
+def rnnkit(*args: str) -> str:
+    print("$ rnnkit", " ".join(args), flush=True)
+    return subprocess.run([sys.executable, "-m", "rnnkit", *args], check=True, capture_output=True,
+                          text=True).stdout
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--corpus", default=str(CORPUS))
+    p.add_argument("--seconds", type=float, default=60.0)
+    p.add_argument("--seq-lens", default="128,512,2048")
+    p.add_argument("--cells", default="lstm,mingru,minlstm")
+    args = p.parse_args()
+    if not Path(args.corpus).exists():
+        sys.exit(f"corpus {args.corpus} not found; pass --corpus FILE")
+    rows = []
+    with tempfile.TemporaryDirectory() as root:
+        for seq_len in args.seq_lens.split(","):
+            for cell in args.cells.split(","):
+                out = Path(root) / f"{cell}-{seq_len}"
+                rnnkit("train", args.corpus, "--out", str(out), "--cell", cell, "--seq-len", seq_len,
+                       "--time-limit", str(args.seconds), "--eval-every", "1000000", "--sample-length", "0",
+                       "--log-every", "5", "--device", "cpu")
+                score = json.loads(rnnkit("eval", str(out), "--json", "--device", "cpu"))
+                metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+                speed = statistics.median(r["tokens_per_s"] for r in metrics if "tokens_per_s" in r)
+                steps = max(r["step"] for r in metrics)
+                params = sum(p.numel() for p in load_run(out)[0].parameters())
+                rows.append((cell, int(seq_len), score["loss"], speed, steps, params))
+    print(f"\n{args.seconds:.0f} s of training each; validation split as one stream (nats/char)")
+    print(f"{'cell':9}{'seq_len':>8}{'val loss':>10}{'tokens/s':>10}{'steps':>7}{'params':>11}")
+    for cell, seq_len, loss, speed, steps, params in rows:
+        print(f"{cell:9}{seq_len:>8}{loss:>10.4f}{speed:>10,.0f}{steps:>7}{params:>11,}")
+
+
+if __name__ == "__main__":
+    main()
