@@ -4,20 +4,21 @@ sequence lengths 128 to 2,048.
 minGRU and minLSTM (Feng et al. 2024) gate on x_t only, so their recurrence is
 linear in h and trains as a parallel scan (rnnkit's fused engine for them);
 the LSTM runs torch's fused kernel. Each (cell, seq_len) pair trains rnnkit's
-default recipe (2 x 512, 32 streams, bf16 where the CPU has it) with
-``--seq-len`` changed, for the same number of seconds, one run after another;
-each is scored by ``rnnkit eval`` on the whole validation split as one stream.
+default recipe (2 x 512, bf16 where the CPU has it) with ``--seq-len`` changed
+and the batch set so that every update sees the same 4,096 characters
+(32 x 128, 8 x 512, 2 x 2048), for the same number of seconds, one run after
+another; each is scored by ``rnnkit eval`` on the whole validation split as one
+stream.
 
     python benchmarks/mincells.py [--seconds 60] [--seq-lens 128,512,2048] [--cells lstm,mingru,minlstm]
 
-Prints val loss, training tokens/s (median over the run), steps and parameters.
+Prints a row per run as it ends: val loss, training tokens/s, steps, parameters.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -25,6 +26,7 @@ from pathlib import Path
 
 from rnnkit import load_run
 
+TOKENS_PER_STEP = 4096
 CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "tinyshakespeare" / "input.txt"
 
 
@@ -43,24 +45,25 @@ def main():
     args = p.parse_args()
     if not Path(args.corpus).exists():
         sys.exit(f"corpus {args.corpus} not found; pass --corpus FILE")
+    print(f"{args.seconds:.0f} s of training each; validation split as one stream (nats/char)", flush=True)
+    header = f"{'cell':9}{'seq_len':>8}{'batch':>6}{'val loss':>10}{'tokens/s':>10}{'steps':>7}{'params':>11}"
     rows = []
     with tempfile.TemporaryDirectory() as root:
         for seq_len in args.seq_lens.split(","):
             for cell in args.cells.split(","):
                 out = Path(root) / f"{cell}-{seq_len}"
+                batch = str(TOKENS_PER_STEP // int(seq_len))
                 rnnkit("train", args.corpus, "--out", str(out), "--cell", cell, "--seq-len", seq_len,
-                       "--time-limit", str(args.seconds), "--eval-every", "1000000", "--sample-length", "0",
-                       "--log-every", "5", "--device", "cpu")
+                       "--batch-size", batch, "--time-limit", str(args.seconds), "--eval-every", "1000000",
+                       "--sample-length", "0", "--log-every", "1", "--device", "cpu")
                 score = json.loads(rnnkit("eval", str(out), "--json", "--device", "cpu"))
                 metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-                speed = statistics.median(r["tokens_per_s"] for r in metrics if "tokens_per_s" in r)
-                steps = max(r["step"] for r in metrics)
+                last = [r for r in metrics if "elapsed" in r][-1]
+                speed = last["step"] * TOKENS_PER_STEP / last["elapsed"]
                 params = sum(p.numel() for p in load_run(out)[0].parameters())
-                rows.append((cell, int(seq_len), score["loss"], speed, steps, params))
-    print(f"\n{args.seconds:.0f} s of training each; validation split as one stream (nats/char)")
-    print(f"{'cell':9}{'seq_len':>8}{'val loss':>10}{'tokens/s':>10}{'steps':>7}{'params':>11}")
-    for cell, seq_len, loss, speed, steps, params in rows:
-        print(f"{cell:9}{seq_len:>8}{loss:>10.4f}{speed:>10,.0f}{steps:>7}{params:>11,}")
+                rows.append(f"{cell:9}{seq_len:>8}{batch:>6}{score['loss']:>10.4f}{speed:>10,.0f}"
+                            f"{last['step']:>7}{params:>11,}")
+                print("\n".join([header, *rows]), flush=True)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from rnnkit import LanguageModel, Recurrent
-from rnnkit.layers.unroll import linear_scan
+from rnnkit.layers.unroll import linear_recurrence, linear_scan
 
 
 def test_linear_scan_equals_the_recurrence_over_long_sequences():
@@ -21,9 +21,27 @@ def test_linear_scan_equals_the_recurrence_over_long_sequences():
         expected.append(h)
     expected = torch.stack(expected, 1)
     torch.testing.assert_close(linear_scan(a.log(), b.log(), h0), expected, rtol=1e-10, atol=0)
+    torch.testing.assert_close(linear_recurrence(a, b, h0), expected, rtol=1e-12, atol=0)
     # fp32, as training runs it: relative error stays small after 2,048 steps
     got = linear_scan(a.float().log(), b.float().log(), h0.float())
     torch.testing.assert_close(got.double(), expected, rtol=2e-4, atol=0)
+    got = linear_recurrence(a.float(), b.float(), h0.float())
+    torch.testing.assert_close(got.double(), expected, rtol=1e-5, atol=0)
+
+
+def test_the_two_scans_have_the_same_gradients():
+    # the CPU's linear_recurrence (hand-written backward) and the GPU's log-space
+    # linear_scan (autograd), both checked here on the CPU in float64
+    g = torch.Generator().manual_seed(0)
+    a = torch.rand(2, 6, 3, generator=g, dtype=torch.float64).requires_grad_()
+    b = torch.rand(2, 6, 3, generator=g, dtype=torch.float64).requires_grad_()
+    h0 = torch.rand(2, 3, generator=g, dtype=torch.float64).requires_grad_()
+    assert torch.autograd.gradcheck(linear_recurrence, (a, b, h0))
+    up = torch.randn(2, 6, 3, generator=g, dtype=torch.float64)
+    grads = [torch.autograd.grad((f(a, b, h0) * up).sum(), (a, b, h0))
+             for f in (linear_recurrence, lambda a, b, h0: linear_scan(a.log(), b.log(), h0))]
+    for x, y in zip(*grads):
+        torch.testing.assert_close(x, y)
 
 
 @pytest.mark.parametrize("cell", ["mingru", "minlstm"])

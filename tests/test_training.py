@@ -153,10 +153,11 @@ def test_early_stopping_after_patience_evaluations_without_improvement(corpus, t
 
 
 @pytest.mark.skipif(not bf16_supported(torch.device("cpu")), reason="this CPU has no bf16 matrix units")
-def test_bf16_autocast_loss_and_gradients_match_fp32_within_bf16_tolerance(corpus):
+@pytest.mark.parametrize("engine", ["fused", "explicit"])
+def test_bf16_autocast_loss_and_gradients_match_fp32_within_bf16_tolerance(corpus, engine):
     data = TextData.from_file(corpus, DataConfig(batch_size=8, seq_len=32))
     torch.manual_seed(0)
-    model = LanguageModel(data.vocab_size, **SMALL)
+    model = LanguageModel(data.vocab_size, **{**SMALL, "engine": engine})
     x, y = next(data.batcher(0).batches(0))
     grads = {}
     for precision in ("fp32", "bf16"):

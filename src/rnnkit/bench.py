@@ -25,10 +25,10 @@ import itertools
 import json
 import multiprocessing
 import re
-import resource
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
@@ -203,11 +203,13 @@ def _reset_peak_rss() -> None:
 def _peak_rss_mb() -> float:
     if _STATUS.exists():
         return int(re.search(r"VmHWM:\s+(\d+) kB", _STATUS.read_text()).group(1)) / 1024
+    import resource  # not on Windows
+
     kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     return kb / 1024 if sys.platform != "darwin" else kb / 2**20  # bytes on macOS
 
 
-def _memory_job(job: str, cfg: BenchConfig, cell: str, H: int, queue) -> None:
+def _memory_job(job: str, cfg: BenchConfig, cell: str, H: int) -> float:
     _reset_peak_rss()
     if job == "training":
         small = dataclasses.replace(cfg, warmup=1, min_steps=2, seconds=0.0)
@@ -216,19 +218,14 @@ def _memory_job(job: str, cfg: BenchConfig, cell: str, H: int, queue) -> None:
         model = _rnnkit_model(cfg, cell, H)
         for batch_size in (1, 64):
             generation_chars_per_s(model, batch_size, 50)
-    queue.put(_peak_rss_mb())
+    return _peak_rss_mb()
 
 
 def peak_rss(job: str, cfg: BenchConfig, cell: str = "lstm", H: int = 0) -> float:
     """Peak RSS in MiB of a fresh process that imports rnnkit and runs ``job``:
     "baseline" (nothing), "training" (a few fused fp32 steps) or "generation"."""
-    ctx = multiprocessing.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_memory_job, args=(job, cfg, cell, H, queue))
-    proc.start()
-    value = queue.get()
-    proc.join()
-    return value
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(_memory_job, job, cfg, cell, H).result()
 
 
 # -- the whole run -----------------------------------------------------------
@@ -255,7 +252,7 @@ def run(cfg: BenchConfig, log=print) -> dict:
             loops = [(f"plain torch.nn.{TORCH_LAYERS[cell].__name__}", p,
                       lambda p=p: time_plain(cfg, cell, H, data, p)) for p in precisions]
             loops += [(f"rnnkit {engine}", p, lambda e=engine, p=p: time_rnnkit(cfg, cell, H, data, e, p))
-                      for engine in cfg.engines for p in precisions if engine == "fused" or p == "fp32"]
+                      for engine in cfg.engines for p in precisions]
             rows = []
             for name, precision, timer in loops:
                 tokens_per_s = timer()
@@ -286,7 +283,7 @@ def format_report(result: dict) -> str:
              "GEMM GFLOP/s (peak = best of the 2048 square and the model's shapes)"]
     for name, value in result["gemm"].items():
         if name == "2048 square":
-            lines.append(f"  2048 square: " + ", ".join(f"{p} {g:,.0f}" for p, g in value.items()))
+            lines.append("  2048 square: " + ", ".join(f"{p} {g:,.0f}" for p, g in value.items()))
         else:
             for p, shapes in value.items():
                 lines.append(f"  {name} {p}: " + ", ".join(f"{s} {g:,.0f}" for s, g in shapes.items()))

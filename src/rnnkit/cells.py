@@ -17,7 +17,8 @@ whole step.
 Parameters are named and packed as in ``torch.nn.RNNCell/LSTMCell/GRUCell``
 (``weight_ih`` (G*H, I), ``weight_hh`` (G*H, H), ``bias_ih`` (G*H),
 ``bias_hh`` (G*H)), gates stacked in torch's order (LSTM i, f, g, o; GRU
-r, z, n), so the same weights run on torch's fused kernels.
+r, z, n), so the same weights run on torch's fused kernels. The minimal
+cells (minGRU z, n; minLSTM f, i, n) have no hidden-to-hidden weights.
 
 Notation: σ is the logistic sigmoid, ⊙ the element-wise product.
 """
@@ -265,13 +266,13 @@ class MinGRUCell(Cell):
 
     .. math::
         z_t &= σ(W_{iz} x_t + b_{iz}) \\
-        \tilde h_t &= g(W_{ih} x_t + b_{ih}) \\
+        \tilde h_t &= g(W_{in} x_t + b_{in}) \\
         h_t &= (1 - z_t) ⊙ h_{t-1} + z_t ⊙ \tilde h_t
 
     with g(x) = x + 1/2 (x >= 0), σ(x) (x < 0), the paper's log-space variant:
     h stays positive (the state must start >= 0; zero by default).
 
-    Shapes: x (B, I), h (B, H); ``weight_ih`` (2H, I) packed [W_iz | W_ih]; no
+    Shapes: x (B, I), h (B, H); ``weight_ih`` (2H, I) packed [W_iz | W_in]; no
     hidden-to-hidden weights. State: ``(h,)``. Deviation from the paper: no
     down/up projection and no residual connections around the layer.
     """
@@ -299,10 +300,10 @@ class MinLSTMCell(Cell):
     .. math::
         f_t &= σ(W_{if} x_t + b_{if}), \quad i_t = σ(W_{ii} x_t + b_{ii}) \\
         f'_t &= f_t / (f_t + i_t), \quad i'_t = i_t / (f_t + i_t) \\
-        h_t &= f'_t ⊙ h_{t-1} + i'_t ⊙ g(W_{ih} x_t + b_{ih})
+        h_t &= f'_t ⊙ h_{t-1} + i'_t ⊙ g(W_{in} x_t + b_{in})
 
     with g as in :class:`MinGRUCell`. Shapes: ``weight_ih`` (3H, I) packed
-    [W_if | W_ii | W_ih]; no hidden-to-hidden weights. State: ``(h,)``.
+    [W_if | W_ii | W_in]; no hidden-to-hidden weights. State: ``(h,)``.
     """
 
     num_gates = 3
