@@ -262,7 +262,8 @@ def _log_g(x: Tensor) -> Tensor:
 
 class MinGRUCell(Cell):
     r"""Minimal GRU (Feng et al. 2024, "Were RNNs all we needed?"): the gates
-    read x_t only, so the recurrence is linear in h and runs as a parallel scan.
+    read x_t only, so the recurrence is linear in h and runs as a scan
+    (:func:`rnnkit.layers.unroll.scan`), not a loop of cell steps.
 
     .. math::
         z_t &= σ(W_{iz} x_t + b_{iz}) \\

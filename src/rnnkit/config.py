@@ -45,7 +45,8 @@ class ModelConfig:
     num_layers: int = _help("stacked recurrent layers", default=2)
     embedding_dim: int = _help("input embedding width; 0 = one-hot input as in min-char-rnn", default=64)
     dropout: float = _help("dropout on embeddings, between layers and before the output layer", default=0.0)
-    engine: str = _help("fused (torch kernels; a parallel scan for mingru/minlstm) or explicit (loop over rnnkit cells)", default="fused")
+    engine: str = _help("fused (torch kernels; a scan for mingru/minlstm) or explicit (loop over rnnkit cells)",
+                        default="fused")
     nonlinearity: str = _help("tanh or relu, for --cell rnn", default="tanh")
     forget_bias: float = _help("initial LSTM forget-gate bias", default=1.0)
     input_init: str = _help("input weights init: glorot or torch", default="glorot")

@@ -6,7 +6,7 @@ Two interchangeable engines run over the *same parameters*:
   ``torch.rnn_tanh`` / ``torch.rnn_relu``: oneDNN or native on CPU, cuDNN on
   CUDA), the fast path for the three cells torch ships;
   for the minimal cells (``mingru``, ``minlstm``), whose recurrence is linear
-  in h, a parallel scan over time (:func:`rnnkit.layers.unroll.scan`);
+  in h, a scan over time without a per-step graph (:func:`rnnkit.layers.unroll.scan`);
 - ``"explicit"``: a Python loop over rnnkit's own cells, which every cell
   supports; the input projection of all steps is one matrix product per
   layer and direction.

@@ -1,6 +1,6 @@
 """One cell over a sequence: the explicit engine's time loop, whose backpropagation
 through time multiplies big matrices, not T small ones (:func:`unroll`), and
-the parallel scan of cells whose recurrence is linear in h (:func:`scan`).
+the scan of cells whose recurrence is linear in h (:func:`scan`).
 
 Per step t a cell computes ``hp_t = h_{t-1} W_hh^T + b_hh`` and then its
 element-wise gate equations ``combine(xp_t, hp_t, state)``. Plain autograd
