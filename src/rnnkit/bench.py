@@ -5,7 +5,8 @@ For each cell (rnn, lstm, gru) and hidden size H, a character language model
 (embedding E -> L x H cells -> linear over V) is measured:
 
 - the machine's GEMM GFLOP/s (fp32, and bf16 where the CPU has bf16 units) at
-  the shapes the model multiplies and at a 2048 square; the best is the peak;
+  the shapes the model multiplies and at a 2048 square, fp32 both on torch's
+  default kernel (MKL) and on oneDNN (see :mod:`rnnkit.gemm`); the best is the peak;
 - training tokens/s of a plain torch.nn.RNN/LSTM/GRU loop (the baseline every
   ratio is taken against) and of rnnkit's Trainer with each engine and
   precision, with achieved GFLOP/s and MFU = achieved / peak of that dtype.
@@ -35,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rnnkit import gemm
 from rnnkit.config import DataConfig, TrainConfig
 from rnnkit.data import CharTokenizer, TextData
 from rnnkit.models import LanguageModel
@@ -89,14 +91,20 @@ def training_flops_per_token(cell: str, vocab_size: int, embedding_dim: int, hid
     return 6.0 * (macs + H * vocab_size)
 
 
-def gemm_gflops(m: int, k: int, n: int, dtype: torch.dtype, seconds: float = 0.3) -> float:
-    """Measured GFLOP/s of an (m x k) @ (k x n) product."""
+# the products measured: dtype, and whether on oneDNN (else torch's default kernel)
+GEMM_KINDS = {"fp32": (torch.float32, False), "fp32 oneDNN": (torch.float32, True), "bf16": (torch.bfloat16, False)}
+
+
+def gemm_gflops(m: int, k: int, n: int, kind: str, seconds: float = 0.3) -> float:
+    """Measured GFLOP/s of an (m x k) @ (k x n) product of ``kind`` (a key of GEMM_KINDS)."""
+    dtype, onednn = GEMM_KINDS[kind]
     a, b = torch.randn(m, k).to(dtype), torch.randn(k, n).to(dtype)
+    product = (lambda: gemm.onednn_linear(a, b.t(), None)) if onednn else (lambda: a @ b)
     for _ in range(3):
-        a @ b
+        product()
     count, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
-        a @ b
+        product()
         count += 1
     return 2 * m * k * n * count / (time.perf_counter() - start) / 1e9
 
@@ -234,19 +242,21 @@ def run(cfg: BenchConfig, log=print) -> dict:
     """Measure everything ``cfg`` asks for; ``log`` gets progress lines.
     Returns {"gemm": ..., "training": [...], "generation": [...], "memory": ...}."""
     precisions = [p for p in cfg.precisions if p == "fp32" or bf16_supported(torch.device("cpu"))]
-    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
+    kinds = [k for k in GEMM_KINDS if k.split()[0] in precisions
+             and (k != "fp32 oneDNN" or torch.backends.mkldnn.is_available())]
     result = {"config": dataclasses.asdict(cfg), "torch": torch.__version__,
-              "threads": torch.get_num_threads(), "gemm": {}, "training": [], "generation": [], "memory": {}}
-    square = {p: gemm_gflops(2048, 2048, 2048, dtypes[p]) for p in precisions}
+              "threads": torch.get_num_threads(), "fp32_products": gemm.fp32_backend,
+              "gemm": {}, "training": [], "generation": [], "memory": {}}
+    square = {k: gemm_gflops(2048, 2048, 2048, k) for k in kinds}
     result["gemm"]["2048 square"] = square
     for cell in cfg.cells:
         for H in cfg.hidden_sizes:
             log(f"measuring {cell} {H} ...")
             shapes = model_gemm_shapes(cfg, cell, H)
-            gemm = {p: {name: gemm_gflops(*shape, dtypes[p]) for name, shape in shapes.items()}
+            rates = {k: {name: gemm_gflops(*shape, k) for name, shape in shapes.items()} for k in kinds}
+            result["gemm"][f"{cell} {H}"] = rates
+            peak = {p: max(max(square[k], *rates[k].values()) for k in kinds if k.split()[0] == p)
                     for p in precisions}
-            result["gemm"][f"{cell} {H}"] = gemm
-            peak = {p: max(square[p], *gemm[p].values()) for p in precisions}
             flops = training_flops_per_token(cell, cfg.vocab_size, cfg.embedding_dim, H, cfg.num_layers)
             data = synthetic_data(cfg)
             loops = [(f"plain torch.nn.{TORCH_LAYERS[cell].__name__}", p,
@@ -279,8 +289,10 @@ def format_report(result: dict) -> str:
     cfg = result["config"]
     lines = [f"rnnkit bench: torch {result['torch']}, {result['threads']} threads; "
              f"{cfg['num_layers']} layers, embedding {cfg['embedding_dim']}, vocabulary {cfg['vocab_size']}, "
-             f"batch {cfg['batch_size']}, seq {cfg['seq_len']}", "",
-             "GEMM GFLOP/s (peak = best of the 2048 square and the model's shapes)"]
+             f"batch {cfg['batch_size']}, seq {cfg['seq_len']}; rnnkit's own fp32 products on "
+             f"{'oneDNN' if result['fp32_products'] == 'onednn' else 'torch default (MKL)'}", "",
+             "GEMM GFLOP/s (fp32 = torch's default kernel, MKL; peak = best of the 2048 square and "
+             "the model's shapes, over both fp32 kernels)"]
     for name, value in result["gemm"].items():
         if name == "2048 square":
             lines.append("  2048 square: " + ", ".join(f"{p} {g:,.0f}" for p, g in value.items()))

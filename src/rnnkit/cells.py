@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rnnkit import gemm
+
 State = tuple[Tensor, ...]
 
 INPUT_INITS = ("glorot", "torch")
@@ -54,6 +56,9 @@ class Cell(nn.Module):
     num_gates: int = 1
     state_size: int = 1
     hidden_weights: bool = True  # False for cells whose gates read x_t only
+    # True for cells whose combine reads xp and hp only as their sum, through
+    # ``activate(xp + hp, state)``: then one product of [x, h] by [W_ih | W_hh] can form it
+    sums_projections: bool = False
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
                  input_init: str = "glorot", recurrent_init: str = "orthogonal"):
@@ -110,11 +115,11 @@ class Cell(nn.Module):
         if x.shape[-1] != self.input_size:
             raise ValueError(f"{type(self).__name__}: expected input of shape (..., {self.input_size}), "
                              f"got {tuple(x.shape)}")
-        return F.linear(x, self.weight_ih, self.bias_ih)
+        return gemm.linear(x, self.weight_ih, self.bias_ih)
 
     def project_hidden(self, h: Tensor) -> Tensor:
         """``h @ weight_hh^T + bias_hh``: (B, H) -> (B, G*H)."""
-        return F.linear(h, self.weight_hh, self.bias_hh)
+        return gemm.linear(h, self.weight_hh, self.bias_hh)
 
     def recur(self, xp: Tensor, state: State) -> tuple[Tensor, State]:
         """One step from the projected input xp (B, G*H) -> (h (B, H), new state).
@@ -165,8 +170,13 @@ class RNNCell(Cell):
         self.nonlinearity = nonlinearity
         super().__init__(input_size, hidden_size, bias, **init)
 
+    sums_projections = True
+
     def combine(self, xp: Tensor, hp: Tensor, state: State) -> tuple[Tensor, State]:
-        pre = xp + hp  # (B, H)
+        return self.activate(xp + hp, state)
+
+    def activate(self, pre: Tensor, state: State) -> tuple[Tensor, State]:
+        """h = φ(pre) from the summed pre-activation pre (B, H)."""
         h = torch.tanh(pre) if self.nonlinearity == "tanh" else torch.relu(pre)
         return h, (h,)
 
@@ -211,9 +221,14 @@ class LSTMCell(Cell):
             H = self.hidden_size
             self.bias_ih[H:2 * H].fill_(self.forget_bias)
 
+    sums_projections = True
+
     def combine(self, xp: Tensor, hp: Tensor, state: State) -> tuple[Tensor, State]:
+        return self.activate(xp + hp, state)
+
+    def activate(self, gates: Tensor, state: State) -> tuple[Tensor, State]:
+        """The gate equations from the summed pre-activations gates (B, 4H)."""
         c = state[1]
-        gates = xp + hp  # (B, 4H)
         i, f, g, o = gates.chunk(4, dim=1)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         h = torch.sigmoid(o) * torch.tanh(c)

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from rnnkit import gemm
 from rnnkit.cells import Cell, State
 
 
@@ -37,7 +38,7 @@ class _RecurrentStep(torch.autograd.Function):
     def forward(ctx, xp_t: Tensor, h: Tensor, weight: Tensor, bias: Tensor | None, tape: list):
         ctx.save_for_backward(h, weight)
         ctx.tape = tape
-        hp = h @ weight.t() if bias is None else torch.addmm(bias, h, weight.t())  # (B, G*H)
+        hp = gemm.linear(h, weight, bias)  # (B, G*H)
         # under bf16 autocast the product is bf16; the gate equations and the
         # cell state they carry stay in fp32
         return xp_t.view_as(xp_t), hp.to(torch.promote_types(hp.dtype, torch.float32))
@@ -46,7 +47,7 @@ class _RecurrentStep(torch.autograd.Function):
     def backward(ctx, dxp_t: Tensor, dhp: Tensor):
         h, weight = ctx.saved_tensors
         ctx.tape.append((dhp, h))
-        dh = dhp @ weight if ctx.needs_input_grad[1] else None  # (B, H)
+        dh = gemm.mm(dhp, weight) if ctx.needs_input_grad[1] else None  # (B, H)
         return dxp_t, dh, None, None, None
 
 
@@ -67,7 +68,7 @@ class _TapeGradient(torch.autograd.Function):
         dhp = torch.cat([d for d, _ in tape])  # (T*B, G*H)
         hprev = torch.cat([h for _, h in tape])  # (T*B, H)
         tape.clear()
-        dweight = dhp.t() @ hprev  # (G*H, H)
+        dweight = gemm.mm(dhp.t(), hprev)  # (G*H, H)
         dbias = dhp.sum(0) if ctx.has_bias else None
         return dxp, dweight, dbias, None
 

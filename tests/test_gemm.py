@@ -1,0 +1,111 @@
+"""The oneDNN product path gives torch's results: values and gradients, in the
+layer, the explicit engine and generation."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rnnkit import gemm
+from rnnkit.layers import Recurrent
+from rnnkit.models import LanguageModel
+
+pytestmark = pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch built without oneDNN")
+
+
+@pytest.fixture(params=["onednn", "default"])
+def backend(request, monkeypatch):
+    monkeypatch.setattr(gemm, "fp32_backend", request.param)
+    return request.param
+
+
+def test_onednn_is_used_only_for_fp32_cpu_outside_autocast(monkeypatch):
+    monkeypatch.setattr(gemm, "fp32_backend", "onednn")
+    x = torch.randn(2, 3)
+    assert gemm.uses_onednn(x, x)
+    assert not gemm.uses_onednn(x.double(), x.double())
+    with torch.autocast("cpu", torch.bfloat16):
+        assert not gemm.uses_onednn(x, x)
+    monkeypatch.setattr(gemm, "fp32_backend", "default")
+    assert not gemm.uses_onednn(x, x)
+
+
+@pytest.mark.parametrize("shape", [(7, 16), (3, 5, 16)])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_linear_equals_f_linear_in_values_and_gradients(backend, shape, with_bias):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(*shape, generator=g, requires_grad=True)
+    w = torch.randn(24, 16, generator=g, requires_grad=True)
+    b = torch.randn(24, generator=g, requires_grad=True) if with_bias else None
+    upstream = torch.randn(*shape[:-1], 24, generator=g)
+
+    y = gemm.linear(x, w, b)
+    (y * upstream).sum().backward()
+    ours = [y.detach(), x.grad, w.grad] + ([b.grad] if with_bias else [])
+    for t in (x, w, b):
+        if t is not None:
+            t.grad = None
+    y_ref = F.linear(x, w, b)
+    (y_ref * upstream).sum().backward()
+    ref = [y_ref.detach(), x.grad, w.grad] + ([b.grad] if with_bias else [])
+    for a, r in zip(ours, ref):
+        torch.testing.assert_close(a, r, rtol=1e-5, atol=1e-5)
+
+
+def test_mm_of_contiguous_and_transposed_operands(backend):
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(50, 30, generator=g), torch.randn(30, 20, generator=g)
+    torch.testing.assert_close(gemm.mm(a, b), a @ b, rtol=1e-5, atol=1e-5)
+    d, x = torch.randn(50, 20, generator=g), torch.randn(50, 30, generator=g)
+    torch.testing.assert_close(gemm.mm(d.t(), x), d.t() @ x, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_explicit_engine_in_fp32_equals_torch_nn(backend, cell):
+    torch.manual_seed(0)
+    ours = Recurrent(cell, 8, 16, num_layers=2, engine="explicit")
+    ref = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[cell](8, 16, 2, batch_first=True)
+    ref.load_state_dict(ours.torch_state_dict())
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(4, 9, 8, generator=g)
+    upstream = torch.randn(4, 9, 16, generator=g)
+    out, _ = ours(x)
+    (out * upstream).sum().backward()
+    ref_out, _ = ref(x)
+    (ref_out * upstream).sum().backward()
+    torch.testing.assert_close(out, ref_out, rtol=1e-4, atol=1e-5)
+    grads = {k: p.grad for k, p in zip(ours.torch_state_dict(), ours.parameters())}
+    for name, p in ref.named_parameters():
+        torch.testing.assert_close(grads[name], p.grad, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_generation_logits_agree_between_backends(monkeypatch):
+    torch.manual_seed(0)
+    model = LanguageModel(11, cell="lstm", hidden_size=32, num_layers=2, embedding_dim=8)
+    idx = torch.randint(11, (2, 12))
+    results = {}
+    for name in gemm.BACKENDS:
+        monkeypatch.setattr(gemm, "fp32_backend", name)
+        results[name] = list(model.generate(idx, 20, temperature=0))
+        logits, _, _ = model(idx)
+        results[name + " logits"] = logits
+    torch.testing.assert_close(results["onednn logits"], results["default logits"], rtol=1e-5, atol=1e-5)
+    assert all(torch.equal(a, b) for a, b in zip(results["onednn"], results["default"]))
+
+
+@pytest.mark.parametrize("value,expected", [("onednn", "onednn"), ("default", "default")])
+def test_environment_variable_chooses_the_backend(value, expected):
+    code = "from rnnkit import gemm; print(gemm.fp32_backend)"
+    out = subprocess.run([sys.executable, "-c", code], env={"RNNKIT_FP32_GEMM": value},
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == expected
+
+
+def test_a_nonsense_backend_is_refused():
+    code = "from rnnkit import gemm"
+    out = subprocess.run([sys.executable, "-c", code], env={"RNNKIT_FP32_GEMM": "fast"},
+                         capture_output=True, text=True)
+    assert out.returncode != 0 and "RNNKIT_FP32_GEMM must be one of" in out.stderr
