@@ -9,6 +9,9 @@ import sys
 import time
 
 import pytest
+import torch
+
+from rnnkit.training.trainer import bf16_supported
 
 TINY = ["--hidden-size", "32", "--num-layers", "1", "--embedding-dim", "16", "--batch-size", "8",
         "--seq-len", "32", "--sample-length", "20", "--device", "cpu"]
@@ -60,6 +63,10 @@ def test_sample_streams_text_from_the_prime_and_is_seeded(trained):
     assert first == second  # greedy is deterministic
     topk1 = rnnkit("sample", run, "--prime", "3: the", "--length", 30, "--top-k", 1, "--seed", 3)
     assert topk1.stdout == first
+    if bf16_supported(torch.device("cpu")):  # bf16 weights: the same greedy text, within rounding
+        bf16 = rnnkit("sample", run, "--prime", "3: the", "--length", 30, "--temperature", 0, "--precision", "bf16")
+        assert bf16.returncode == 0, bf16.stderr
+        assert sum(a == b for a, b in zip(bf16.stdout.rstrip("\n"), first.rstrip("\n"))) >= 30
 
 
 def test_eval_reports_loss_bpc_perplexity_as_json(trained, tmp_path):
@@ -148,6 +155,7 @@ def test_sample_and_eval_bad_inputs(trained, tmp_path):
     assert_user_error(rnnkit("sample", run, "--temperature", "-1"), "temperature must be >= 0")
     assert_user_error(rnnkit("sample", run, "--top-p", "0"), "top_p must be in (0, 1]")
     assert_user_error(rnnkit("sample", run, "--top-p", "1.5"), "top_p must be in (0, 1]")
+    assert_user_error(rnnkit("sample", run, "--precision", "fp16"), "precision must be one of fp32, bf16")
     assert_user_error(rnnkit("sample", tmp_path / "nope"), "no such run folder")
     assert_user_error(rnnkit("sample", tmp_path), "is not a run folder")
     assert_user_error(rnnkit("eval", run, tmp_path / "nope.txt"), "no such file")

@@ -201,10 +201,12 @@ def cmd_train(args) -> int:
 
 
 def cmd_sample(args) -> int:
-    from rnnkit.training import load_run, resolve_device
+    from rnnkit.training import load_run, resolve_device, resolve_precision
 
     cfg = from_dict(SampleConfig, _pick(args, SampleConfig), "sample settings")
-    model, tokenizer, _ = load_run(args.run, resolve_device(args.device))
+    device = resolve_device(args.device)
+    resolve_precision(cfg.precision, device)  # refuses bf16 where the hardware has no bf16 units
+    model, tokenizer, _ = load_run(args.run, device)
     prime = cfg.prime
     if cfg.prime_file:
         from rnnkit.data import read_text
@@ -220,7 +222,8 @@ def cmd_sample(args) -> int:
             out.write(f"{'-' * 20} sample {n + 1} {'-' * 20}\n")
         out.write(prime)
         decode = tokenizer.stream_decoder()
-        for token in model.generate(prime_ids, cfg.length, cfg.temperature, cfg.top_k, cfg.top_p, generator):
+        for token in model.generate(prime_ids, cfg.length, cfg.temperature, cfg.top_k, cfg.top_p, generator,
+                                    cfg.precision):
             out.write(decode(token))
             out.flush()
         out.write("\n")

@@ -1,0 +1,86 @@
+"""A stack of cells run one token at a time, for generation.
+
+At batch 1 a step does two FLOPs per weight it reads, so its time is the time
+to stream the weights from cache (12.6 MB a character for a 2 x 512 LSTM in
+fp32) plus the overhead of each op. :class:`Stepper` prepares the weights once
+per ``generate`` call so that a step reads fewer bytes in fewer ops:
+
+- the first layer's input projection of every token is a (V, G*H) table
+  that a step indexes instead of multiplying;
+- in a layer above, a cell that reads its two products only as their sum
+  (RNN, LSTM: ``sums_projections``) gets W_ih x + W_hh h + b_ih + b_hh as one
+  product of [x, h] (B, I + H) by [W_ih | W_hh] (G*H, I + H);
+- the weights are laid out once for the product kernel
+  (:func:`rnnkit.gemm.prepare`), in fp32 or, with ``dtype=torch.bfloat16``,
+  in bf16: half the bytes to stream, products rounded to bf16, gate
+  equations and state in the model's dtype.
+
+A step computes what ``cell.recur`` computes (up to the order of summation,
+or bf16 rounding), for every cell; tests check it against the model's forward pass.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from rnnkit import gemm
+from rnnkit.cells import Cell, State
+
+
+class _Layer:
+    """One cell's step from its input (projected already for the first layer)."""
+
+    def __init__(self, cell: Cell, first: bool, batch_size: int, dtype: torch.dtype | None):
+        self.cell = cell
+        self.first = first
+        hidden = cell.hidden_weights
+        self.fused = not first and hidden and cell.sums_projections
+        prep = lambda w: gemm.prepare(w, batch_size, dtype)  # noqa: E731
+        bias = lambda *bs: None if bs[0] is None else sum(b.detach() for b in bs).to(dtype or bs[0].dtype)  # noqa: E731
+        if self.fused:
+            self.weight = prep(torch.cat([cell.weight_ih, cell.weight_hh], dim=1))  # (G*H, I + H)
+            self.bias = bias(cell.bias_ih, cell.bias_hh)
+        else:
+            self.weight_ih = None if first else prep(cell.weight_ih)  # (G*H, I)
+            self.bias_ih = None if first else bias(cell.bias_ih)
+            self.weight_hh = prep(cell.weight_hh) if hidden else None  # (G*H, H)
+            self.bias_hh = bias(cell.bias_hh) if hidden else None
+
+    def __call__(self, x: Tensor, state: State) -> tuple[Tensor, State]:
+        """x: the input (B, I), or for the first layer its projection (B, G*H)."""
+        if self.fused:
+            pre = gemm.prepared_linear(torch.cat([x, state[0]], dim=1), self.weight, self.bias)  # (B, G*H)
+            return self.cell.activate(pre, state)
+        xp = x if self.first else gemm.prepared_linear(x, self.weight_ih, self.bias_ih)  # (B, G*H)
+        if self.weight_hh is None:
+            return self.cell.recur(xp, state)
+        return self.cell.combine(xp, gemm.prepared_linear(state[0], self.weight_hh, self.bias_hh), state)
+
+
+class Stepper:
+    """Token ids (B,) and per-layer states -> next-token logits (B, V) and new states.
+
+    Args: ``embed`` (idx (1, V) -> (1, V, I)), ``cells`` (bottom first), the
+    output layer's ``head_weight`` (V, H) and ``head_bias``, ``batch_size`` and
+    the weights' ``dtype`` (fp32 or bf16). Built in no-grad mode from the
+    present weights; build another after the weights change.
+    """
+
+    @torch.no_grad()
+    def __init__(self, embed, cells, head_weight: Tensor, head_bias: Tensor | None, batch_size: int,
+                 dtype: torch.dtype | None = None):
+        vocab = torch.arange(head_weight.shape[0], device=head_weight.device).view(1, -1)
+        self.table = cells[0].project_input(embed(vocab)[0])  # (V, G*H), in the model's dtype
+        self.layers = [_Layer(cell, k == 0, batch_size, dtype) for k, cell in enumerate(cells)]
+        self.head_weight = gemm.prepare(head_weight, batch_size, dtype)
+        self.head_bias = None if head_bias is None else head_bias.detach().to(dtype or head_bias.dtype)
+
+    @torch.no_grad()
+    def __call__(self, token: Tensor, states: list[State]) -> tuple[Tensor, list[State]]:
+        x = self.table[token]  # (B, G*H)
+        new_states = []
+        for layer, state in zip(self.layers, states):
+            x, state = layer(x, state)  # (B, H)
+            new_states.append(state)
+        return gemm.prepared_linear(x, self.head_weight, self.head_bias), new_states  # (B, V)
