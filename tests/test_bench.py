@@ -46,7 +46,7 @@ def test_bench_runs_end_to_end_and_writes_every_figure(tmp_path):
     if torch.backends.mkldnn.is_available():
         assert set(figures["gemm"]["lstm 16"]) == {"fp32", "fp32 oneDNN"}
     assert figures["fp32_products"] in ("onednn", "default")
-    assert figures["generation"][0]["batch 1"] > 0 and figures["generation"][0]["batch 64"] > 0
+    assert figures["generation"][0]["batch 1 fp32"] > 0 and figures["generation"][0]["batch 64 fp32"] > 0
     memory = figures["memory"]
     assert memory["baseline"] > 50 and memory["lstm 16"]["training"] > 50
     for heading in ("GEMM GFLOP/s", "training", "generation chars/s", "peak RSS MiB"):

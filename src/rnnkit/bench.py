@@ -12,11 +12,15 @@ For each cell (rnn, lstm, gru) and hidden size H, a character language model
   precision, with achieved GFLOP/s and MFU = achieved / peak of that dtype.
   FLOPs count the matrix products of the cells and the output layer, forward
   plus backward (3 x forward): 6 (sum_l G H (I_l + H) + H V) per token;
-- generation chars/s at batch 1 and batch 64, softmax and sampling included;
+- generation chars/s at batch 1 and batch 64, with fp32 and bf16 weights,
+  softmax and sampling included;
 - peak RSS of training and of generation, each in a fresh process.
 
-Each timed loop runs ``warmup`` untimed steps, then at least ``min_steps`` and
-``seconds`` of timed steps; the figure is tokens over the timed wall time.
+Each timed loop runs in a fresh process (the plain loop exactly as a user's
+script: rnnkit's Trainer sets its allocator, see
+:mod:`rnnkit.training.allocator`; the plain loop does not), ``warmup`` untimed
+steps, then at least ``min_steps`` and ``seconds`` of timed steps; the figure
+is tokens over the timed wall time.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from rnnkit.config import DataConfig, TrainConfig
 from rnnkit.data import CharTokenizer, TextData
 from rnnkit.models import LanguageModel
 from rnnkit.training import Trainer
+from rnnkit.training.allocator import keep_freed_memory
 from rnnkit.training.trainer import bf16_supported
 
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
@@ -183,11 +188,11 @@ def time_rnnkit(cfg: BenchConfig, cell: str, H: int, data: TextData, engine: str
     return _tokens_per_s(stamps, cfg)
 
 
-def generation_chars_per_s(model: LanguageModel, batch_size: int, chars: int) -> float:
+def generation_chars_per_s(model: LanguageModel, batch_size: int, chars: int, precision: str = "fp32") -> float:
     """Characters per second over the batch, after a short untimed warm-up."""
     primes = torch.zeros(batch_size, 1, dtype=torch.long)
     g = torch.Generator().manual_seed(0)
-    tokens = model.generate(primes, chars + 20, generator=g)
+    tokens = model.generate(primes, chars + 20, generator=g, precision=precision)
     for _ in range(20):
         next(tokens)
     start = time.perf_counter()
@@ -196,7 +201,22 @@ def generation_chars_per_s(model: LanguageModel, batch_size: int, chars: int) ->
     return batch_size * chars / (time.perf_counter() - start)
 
 
-# -- peak memory, each in a fresh process ------------------------------------
+# -- each measurement in a fresh process -------------------------------------
+
+def in_fresh_process(job, *args):
+    """job(*args) in a new Python process: no allocator setting, thread pool or
+    peak RSS carries over from one measurement to the next, and the plain loop
+    runs as a user's script would."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(job, *args).result()
+
+
+def _training_job(cfg: BenchConfig, cell: str, H: int, engine: str, precision: str) -> float:
+    data = synthetic_data(cfg)
+    if engine == "plain":
+        return time_plain(cfg, cell, H, data, precision)
+    return time_rnnkit(cfg, cell, H, data, engine, precision)
+
 
 _STATUS, _CLEAR_REFS = Path("/proc/self/status"), Path("/proc/self/clear_refs")
 
@@ -232,8 +252,7 @@ def _memory_job(job: str, cfg: BenchConfig, cell: str, H: int) -> float:
 def peak_rss(job: str, cfg: BenchConfig, cell: str = "lstm", H: int = 0) -> float:
     """Peak RSS in MiB of a fresh process that imports rnnkit and runs ``job``:
     "baseline" (nothing), "training" (a few fused fp32 steps) or "generation"."""
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(_memory_job, job, cfg, cell, H).result()
+    return in_fresh_process(_memory_job, job, cfg, cell, H)
 
 
 # -- the whole run -----------------------------------------------------------
@@ -247,6 +266,7 @@ def run(cfg: BenchConfig, log=print) -> dict:
     result = {"config": dataclasses.asdict(cfg), "torch": torch.__version__,
               "threads": torch.get_num_threads(), "fp32_products": gemm.fp32_backend,
               "gemm": {}, "training": [], "generation": [], "memory": {}}
+    keep_freed_memory()  # the GEMM rates are the kernels', not those of page faults on fresh outputs
     square = {k: gemm_gflops(2048, 2048, 2048, k) for k in kinds}
     result["gemm"]["2048 square"] = square
     for cell in cfg.cells:
@@ -258,14 +278,11 @@ def run(cfg: BenchConfig, log=print) -> dict:
             peak = {p: max(max(square[k], *rates[k].values()) for k in kinds if k.split()[0] == p)
                     for p in precisions}
             flops = training_flops_per_token(cell, cfg.vocab_size, cfg.embedding_dim, H, cfg.num_layers)
-            data = synthetic_data(cfg)
-            loops = [(f"plain torch.nn.{TORCH_LAYERS[cell].__name__}", p,
-                      lambda p=p: time_plain(cfg, cell, H, data, p)) for p in precisions]
-            loops += [(f"rnnkit {engine}", p, lambda e=engine, p=p: time_rnnkit(cfg, cell, H, data, e, p))
-                      for engine in cfg.engines for p in precisions]
+            loops = [(f"plain torch.nn.{TORCH_LAYERS[cell].__name__}", "plain", p) for p in precisions]
+            loops += [(f"rnnkit {engine}", engine, p) for engine in cfg.engines for p in precisions]
             rows = []
-            for name, precision, timer in loops:
-                tokens_per_s = timer()
+            for name, engine, precision in loops:
+                tokens_per_s = in_fresh_process(_training_job, cfg, cell, H, engine, precision)
                 achieved = tokens_per_s * flops / 1e9
                 rows.append({"cell": cell, "hidden_size": H, "loop": name, "precision": precision,
                              "tokens_per_s": tokens_per_s, "gflops": achieved, "peak_gflops": peak[precision],
@@ -276,7 +293,8 @@ def run(cfg: BenchConfig, log=print) -> dict:
             result["training"] += rows
             model = _rnnkit_model(cfg, cell, H)
             result["generation"].append({"cell": cell, "hidden_size": H, **{
-                f"batch {b}": generation_chars_per_s(model, b, cfg.generate_chars) for b in (1, 64)}})
+                f"batch {b} {p}": generation_chars_per_s(model, b, cfg.generate_chars, p)
+                for p in precisions for b in (1, 64)}})
             if cfg.memory:
                 result["memory"][f"{cell} {H}"] = {job: peak_rss(job, cfg, cell, H)
                                                    for job in ("training", "generation")}
@@ -306,10 +324,12 @@ def format_report(result: dict) -> str:
         lines.append(f"  {r['cell']:5}{r['hidden_size']:>6}  {r['loop']:24}{r['precision']:>10}"
                      f"{r['tokens_per_s']:>11,.0f}{r['vs_plain_fp32']:>15.2f}{r['gflops']:>9,.0f}"
                      f"{r['peak_gflops']:>8,.0f}{r['mfu']:>6.2f}")
-    lines += ["", "generation chars/s (fp32, softmax and sampling included; batch 64 counts all streams)",
-              f"  {'cell':5}{'H':>6}{'batch 1':>10}{'batch 64':>10}"]
+    columns = [k for k in result["generation"][0] if k.startswith("batch")] if result["generation"] else []
+    lines += ["", "generation chars/s (weights in fp32 or bf16, softmax and sampling included; "
+                  "batch 64 counts all streams)",
+              f"  {'cell':5}{'H':>6}" + "".join(f"{c:>15}" for c in columns)]
     for r in result["generation"]:
-        lines.append(f"  {r['cell']:5}{r['hidden_size']:>6}{r['batch 1']:>10,.0f}{r['batch 64']:>10,.0f}")
+        lines.append(f"  {r['cell']:5}{r['hidden_size']:>6}" + "".join(f"{r[c]:>15,.0f}" for c in columns))
     if result["memory"]:
         lines += ["", f"peak RSS MiB, each in a fresh process (python + torch + rnnkit alone: "
                       f"{result['memory']['baseline']:,.0f})", f"  {'cell':5}{'H':>6}{'training':>10}"

@@ -23,6 +23,7 @@ from tqdm import tqdm
 from rnnkit.config import TrainConfig
 from rnnkit.data.text import TextData
 from rnnkit.errors import CheckpointError, ConfigError, TrainingError
+from rnnkit.training.allocator import keep_freed_memory
 from rnnkit.training.evaluate import evaluate
 from rnnkit.training.optim import build_optimizer, learning_rate
 from rnnkit.training.plots import plot_losses
@@ -92,6 +93,7 @@ class Trainer:
         self.carry = None  # recurrent state carried to the next batch
         self.rows: list[dict] = []
         self._stop = False
+        keep_freed_memory()  # a step reuses its activations' pages instead of faulting them in again
 
     # -- public ---------------------------------------------------------------
 

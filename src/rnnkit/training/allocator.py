@@ -1,0 +1,38 @@
+"""Keep freed memory mapped, so that a training step does not fault its pages in again.
+
+glibc's malloc serves large blocks (above 128 KiB, a threshold it raises to at
+most 32 MiB) with fresh pages from mmap and unmaps them when they are freed.
+A training step allocates and frees the same large activations at every step
+((B*T, G*H) fp32 is 52 MB for a 2 x 512 LSTM at 64 x 100), so every step
+pays a page fault for every 4 KiB of them again. On this project's virtual
+machine, filling a freshly allocated 52 MB tensor took 27 ms against 5.4 ms
+for reused memory, and a (6400 x 64) @ (64 x 2048) product 39 ms against 9.6.
+
+:func:`keep_freed_memory` raises glibc's mmap threshold to 1 GiB and its trim
+threshold to 2 GiB - 1: blocks come from the heap and stay mapped after they are
+freed, as tcmalloc or jemalloc would keep them (PyTorch's CPU performance
+guide recommends those). The process's RSS then stays at its high-water mark.
+The Trainer calls it; it is a no-op off glibc, and ``RNNKIT_KEEP_FREED_MEMORY=0``
+turns it off.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # from glibc's malloc.h
+_applied = False
+
+
+def keep_freed_memory() -> bool:
+    """Set the thresholds once per process; True when they are in force."""
+    global _applied
+    if _applied:
+        return True
+    if os.environ.get("RNNKIT_KEEP_FREED_MEMORY", "1") == "0" or platform.libc_ver()[0] != "glibc":
+        return False
+    libc = ctypes.CDLL("libc.so.6")
+    _applied = bool(libc.mallopt(_M_MMAP_THRESHOLD, 1 << 30)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, (1 << 31) - 1))
+    return _applied
