@@ -218,3 +218,31 @@ def test_gradcheck_explicit_parameters_with_lengths():
         return out, *state
 
     assert torch.autograd.gradcheck(f, params)
+
+
+def test_lstm_gate_step_gradients_by_finite_differences():
+    from rnnkit.cells import _LSTMGates
+
+    g = torch.Generator().manual_seed(0)
+    gates = (3 * torch.randn(4, 4 * 5, generator=g, dtype=torch.float64)).requires_grad_()
+    c = torch.randn(4, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(_LSTMGates.apply, (gates, c))
+    h, c_new = _LSTMGates.apply(gates, c)  # against the equations written plainly
+    i, f, gg, o = gates.chunk(4, 1)
+    c_ref = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(gg)
+    torch.testing.assert_close(c_new, c_ref)
+    torch.testing.assert_close(h, torch.sigmoid(o) * torch.tanh(c_ref))
+
+
+def test_gru_gate_step_gradients_by_finite_differences():
+    from rnnkit.cells import _GRUGates
+
+    g = torch.Generator().manual_seed(0)
+    xp, hp = ((2 * torch.randn(4, 3 * 5, generator=g, dtype=torch.float64)).requires_grad_() for _ in range(2))
+    h = torch.randn(4, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(_GRUGates.apply, (xp, hp, h))
+    xr, xz, xn = xp.chunk(3, 1)
+    hr, hz, hn = hp.chunk(3, 1)
+    r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
+    n = torch.tanh(xn + r * hn)
+    torch.testing.assert_close(_GRUGates.apply(xp, hp, h), (1 - z) * n + z * h)
