@@ -13,7 +13,7 @@ from rnnkit.models import LanguageModel, sample_next
 @pytest.fixture
 def model():
     torch.manual_seed(0)
-    return LanguageModel(11, cell="gru", hidden_size=16, num_layers=2, embedding_dim=8).double()
+    return LanguageModel(11, cell="gru", hidden_size=16, num_layers=2, embedding_dim=8, dropout=0.0).double()
 
 
 def test_loss_is_mean_cross_entropy_in_nats(model):
@@ -28,7 +28,7 @@ def test_loss_is_mean_cross_entropy_in_nats(model):
 
 def test_one_hot_input_is_min_char_rnn():
     torch.manual_seed(0)
-    one_hot = LanguageModel(7, cell="rnn", hidden_size=5, num_layers=1, embedding_dim=0)
+    one_hot = LanguageModel(7, cell="rnn", hidden_size=5, num_layers=1, embedding_dim=0, dropout=0.0)
     x = torch.randint(0, 7, (2, 4))
     cell = one_hot.rnn.cells[0]
     manual_h, state = [], None

@@ -13,7 +13,7 @@ from rnnkit.training import learning_rate
 from rnnkit.training.trainer import bf16_supported
 from rnnkit.training.runs import BEST, LAST, load_tensors, read_config
 
-SMALL = dict(cell="lstm", hidden_size=32, num_layers=1, embedding_dim=16)
+SMALL = dict(cell="lstm", hidden_size=32, num_layers=1, embedding_dim=16, dropout=0.0)
 
 
 def make(corpus, tmp_path, name="run", seed=0, init_seed=None, **train):

@@ -228,8 +228,18 @@ class LSTMCell(Cell):
 
     def activate(self, gates: Tensor, state: State) -> tuple[Tensor, State]:
         """The gate equations from the summed pre-activations gates (B, 4H)."""
-        h, c = _LSTMGates.apply(gates, state[1])
+        if torch.is_grad_enabled() and (gates.requires_grad or state[1].requires_grad):
+            h, c = _LSTMGates.apply(gates, state[1])  # one node, backward by hand
+        else:
+            h, c = lstm_gates(gates, state[1])  # fewest ops, for generation
         return h, (h, c)
+
+
+def lstm_gates(gates: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+    """The LSTM's element-wise step written plainly: gates (B, 4H), c (B, H) -> (h, c')."""
+    i, f, g, o = gates.chunk(4, dim=1)
+    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c), c
 
 
 def _tanh(x: Tensor) -> Tensor:

@@ -44,7 +44,7 @@ class ModelConfig:
     hidden_size: int = _help("units per layer (char-rnn: rnn_size)", default=512)
     num_layers: int = _help("stacked recurrent layers", default=2)
     embedding_dim: int = _help("input embedding width; 0 = one-hot input as in min-char-rnn", default=64)
-    dropout: float = _help("dropout on embeddings, between layers and before the output layer", default=0.0)
+    dropout: float = _help("dropout on embeddings, between layers and before the output layer", default=0.2)
     engine: str = _help("fused (torch kernels; a scan for mingru/minlstm) or explicit (loop over rnnkit cells)",
                         default="fused")
     nonlinearity: str = _help("tanh or relu, for --cell rnn", default="tanh")

@@ -78,7 +78,7 @@ class Stepper:
 
     @torch.no_grad()
     def __call__(self, token: Tensor, states: list[State]) -> tuple[Tensor, list[State]]:
-        x = self.table[token]  # (B, G*H)
+        x = self.table.index_select(0, token)  # (B, G*H)
         new_states = []
         for layer, state in zip(self.layers, states):
             x, state = layer(x, state)  # (B, H)
