@@ -221,25 +221,25 @@ def test_gradcheck_explicit_parameters_with_lengths():
 
 
 def test_lstm_gate_step_gradients_by_finite_differences():
-    from rnnkit.cells import _LSTMGates, lstm_gates
+    from rnnkit.gates import LSTMGates, lstm_gates
 
     g = torch.Generator().manual_seed(0)
     gates = (3 * torch.randn(4, 4 * 5, generator=g, dtype=torch.float64)).requires_grad_()
     c = torch.randn(4, 5, generator=g, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(_LSTMGates.apply, (gates, c))
-    for ours, plain in zip(_LSTMGates.apply(gates, c), lstm_gates(gates, c)):  # the equations written plainly
+    assert torch.autograd.gradcheck(LSTMGates.apply, (gates, c))
+    for ours, plain in zip(LSTMGates.apply(gates, c), lstm_gates(gates, c)):  # the equations written plainly
         torch.testing.assert_close(ours, plain)
 
 
 def test_gru_gate_step_gradients_by_finite_differences():
-    from rnnkit.cells import _GRUGates
+    from rnnkit.gates import GRUGates
 
     g = torch.Generator().manual_seed(0)
     xp, hp = ((2 * torch.randn(4, 3 * 5, generator=g, dtype=torch.float64)).requires_grad_() for _ in range(2))
     h = torch.randn(4, 5, generator=g, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(_GRUGates.apply, (xp, hp, h))
+    assert torch.autograd.gradcheck(GRUGates.apply, (xp, hp, h))
     xr, xz, xn = xp.chunk(3, 1)
     hr, hz, hn = hp.chunk(3, 1)
     r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
     n = torch.tanh(xn + r * hn)
-    torch.testing.assert_close(_GRUGates.apply(xp, hp, h), (1 - z) * n + z * h)
+    torch.testing.assert_close(GRUGates.apply(xp, hp, h), (1 - z) * n + z * h)

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnkit import gemm
+from rnnkit.gates import GRUGates, LSTMGates, lstm_gates
 
 State = tuple[Tensor, ...]
 
@@ -162,6 +163,7 @@ class RNNCell(Cell):
 
     num_gates = 1
     state_size = 1
+    sums_projections = True
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
                  nonlinearity: str = "tanh", **init):
@@ -169,8 +171,6 @@ class RNNCell(Cell):
             raise ValueError(f"RNNCell: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         self.nonlinearity = nonlinearity
         super().__init__(input_size, hidden_size, bias, **init)
-
-    sums_projections = True
 
     def combine(self, xp: Tensor, hp: Tensor, state: State) -> tuple[Tensor, State]:
         return self.activate(xp + hp, state)
@@ -208,6 +208,7 @@ class LSTMCell(Cell):
 
     num_gates = 4
     state_size = 2
+    sums_projections = True
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
                  forget_bias: float = 1.0, **init):
@@ -221,75 +222,16 @@ class LSTMCell(Cell):
             H = self.hidden_size
             self.bias_ih[H:2 * H].fill_(self.forget_bias)
 
-    sums_projections = True
-
     def combine(self, xp: Tensor, hp: Tensor, state: State) -> tuple[Tensor, State]:
         return self.activate(xp + hp, state)
 
     def activate(self, gates: Tensor, state: State) -> tuple[Tensor, State]:
         """The gate equations from the summed pre-activations gates (B, 4H)."""
         if torch.is_grad_enabled() and (gates.requires_grad or state[1].requires_grad):
-            h, c = _LSTMGates.apply(gates, state[1])  # one node, backward by hand
+            h, c = LSTMGates.apply(gates, state[1])  # one node, backward by hand
         else:
             h, c = lstm_gates(gates, state[1])  # fewest ops, for generation
         return h, (h, c)
-
-
-def lstm_gates(gates: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
-    """The LSTM's element-wise step written plainly: gates (B, 4H), c (B, H) -> (h, c')."""
-    i, f, g, o = gates.chunk(4, dim=1)
-    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-    return torch.sigmoid(o) * torch.tanh(c), c
-
-
-def _tanh(x: Tensor) -> Tensor:
-    """tanh(x) = 2σ(2x) - 1, without autograd: torch's CPU tanh took 4x the time of
-    these three ops here (46 against 11 us on (64, 512) fp32, 2 threads); the
-    absolute error stays at the dtype's resolution of 1."""
-    return torch.sigmoid(x * 2).mul_(2).sub_(1)
-
-
-class _LSTMGates(torch.autograd.Function):
-    """The LSTM's element-wise step as one autograd node, with its backward by hand
-    (autograd would record a dozen nodes a step and concatenate the four gate
-    gradients). Forward, from gates = [a_i | a_f | a_g | a_o] (B, 4H) and c (B, H)::
-
-        i, f, o = σ(a_i), σ(a_f), σ(a_o);  g = tanh(a_g)
-        c' = f ⊙ c + i ⊙ g;  h = o ⊙ tanh(c')
-
-    Backward, from dh and dc' (the gradients reaching h and c')::
-
-        dc = dc' + dh ⊙ o ⊙ (1 - tanh²(c'))
-        [da_i | da_f | da_g | da_o] = [dc ⊙ g | dc ⊙ c | dc ⊙ i | dh ⊙ tanh(c')]
-                                      ⊙ [i(1-i) | f(1-f) | 1-g² | o(1-o)]
-        dc_prev = dc ⊙ f
-    """
-
-    @staticmethod
-    def forward(ctx, gates: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
-        H = c.shape[1]
-        act = torch.sigmoid(gates)  # (B, 4H): i, f, o are final; the g block is replaced below
-        act[:, 2 * H:3 * H] = _tanh(gates[:, 2 * H:3 * H])
-        i, f, g, o = act.chunk(4, dim=1)
-        c_new = torch.addcmul(f * c, i, g)  # (B, H)
-        tanh_c = _tanh(c_new)
-        ctx.save_for_backward(act, c, tanh_c)
-        return o * tanh_c, c_new
-
-    @staticmethod
-    def backward(ctx, dh: Tensor, dc_new: Tensor) -> tuple[Tensor, Tensor]:
-        act, c, tanh_c = ctx.saved_tensors
-        H = c.shape[1]
-        i, f, g, o = act.chunk(4, dim=1)
-        dc = torch.addcmul(dc_new, dh * o, 1 - tanh_c * tanh_c)  # (B, H)
-        dgates = torch.empty_like(act)  # (B, 4H)
-        torch.mul(dc, g, out=dgates[:, :H])
-        torch.mul(dc, c, out=dgates[:, H:2 * H])
-        torch.mul(dc, i, out=dgates[:, 2 * H:3 * H])
-        torch.mul(dh, tanh_c, out=dgates[:, 3 * H:])
-        slope = act * (1 - act)  # σ' = σ(1-σ) for i, f, o
-        slope[:, 2 * H:3 * H] = 1 - g * g  # tanh' = 1 - tanh² for g
-        return dgates.mul_(slope), dc * f
 
 
 class GRUCell(Cell):
@@ -312,47 +254,8 @@ class GRUCell(Cell):
     state_size = 1
 
     def combine(self, xp: Tensor, hp: Tensor, state: State) -> tuple[Tensor, State]:
-        h = _GRUGates.apply(xp, hp, state[0])
+        h = GRUGates.apply(xp, hp, state[0])
         return h, (h,)
-
-
-class _GRUGates(torch.autograd.Function):
-    """The GRU's element-wise step as one autograd node (see :class:`_LSTMGates`).
-    Forward, from xp = [x_r | x_z | x_n], hp = [h_r | h_z | h_n] (B, 3H) and h::
-
-        r = σ(x_r + h_r);  z = σ(x_z + h_z);  n = tanh(x_n + r ⊙ h_n)
-        h' = n + z ⊙ (h - n)                  (= (1 - z) ⊙ n + z ⊙ h)
-
-    Backward, from dh' (the gradient reaching h')::
-
-        da_n = dh' ⊙ (1 - z) ⊙ (1 - n²)
-        da_r = da_n ⊙ h_n ⊙ r(1-r);  da_z = dh' ⊙ (h - n) ⊙ z(1-z)
-        dxp = [da_r | da_z | da_n];  dhp = [da_r | da_z | da_n ⊙ r];  dh = dh' ⊙ z
-    """
-
-    @staticmethod
-    def forward(ctx, xp: Tensor, hp: Tensor, h: Tensor) -> Tensor:
-        H = h.shape[1]
-        rz = torch.sigmoid(xp[:, :2 * H] + hp[:, :2 * H])  # (B, 2H)
-        r, z = rz.chunk(2, dim=1)
-        hn = hp[:, 2 * H:]
-        n = _tanh(torch.addcmul(xp[:, 2 * H:], r, hn))  # (B, H)
-        ctx.save_for_backward(rz, hn, n, h)
-        return torch.addcmul(n, z, h - n)
-
-    @staticmethod
-    def backward(ctx, dh_new: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        rz, hn, n, h = ctx.saved_tensors
-        H = h.shape[1]
-        r, z = rz.chunk(2, dim=1)
-        dxp = torch.empty(h.shape[0], 3 * H, dtype=rz.dtype, device=rz.device)  # (B, 3H)
-        da_n = torch.mul(dh_new * (1 - z), 1 - n * n, out=dxp[:, 2 * H:])
-        torch.mul(da_n, hn, out=dxp[:, :H])
-        torch.mul(dh_new, h - n, out=dxp[:, H:2 * H])
-        dxp[:, :2 * H].mul_(rz * (1 - rz))
-        dhp = dxp.clone()
-        dhp[:, 2 * H:].mul_(r)
-        return dxp, dhp, dh_new * z
 
 
 def _g(x: Tensor) -> Tensor:

@@ -4,14 +4,14 @@ torch multiplies fp32 matrices on a CPU with MKL, and MKL chooses its code
 path by CPU vendor: on processors not made by Intel it runs generic AVX2
 kernels even where the CPU has AVX-512. oneDNN, which torch also carries (its
 LSTM/GRU/RNN kernels and bf16 products use it), chooses by instruction set.
-On this project's AMD EPYC (2 threads) oneDNN multiplied fp32 matrices 2.1-2.3x
-faster than MKL: (64 x 512) @ (512 x 2048) at 364 against 157 GFLOP/s, a 2048
-square at 368 against 170.
+On this project's AMD EPYC (2 threads, ``rnnkit bench``) oneDNN multiplied
+fp32 matrices 2.2-2.6x faster than MKL: a 2048 square at 415 against 190
+GFLOP/s, an LSTM step's (64 x 512) @ (512 x 2048) at 363 against 166.
 
 The products that rnnkit forms itself (input projections, the explicit
 engine's steps and its weight gradient, the output layer, generation) go
 through :func:`linear` and :func:`mm`. They run on oneDNN for fp32 CPU
-tensors on non-Intel CPUs outside autocast, and are ``F.linear`` / ``@``
+tensors on x86 CPUs not made by Intel, outside autocast, and are ``F.linear`` / ``@``
 everywhere else (GPUs, bf16 autocast, which already uses oneDNN, float64,
 Intel CPUs). The choice is made once per process from the CPU vendor, not by
 timing, so that a run and its resumption do the same arithmetic; the
@@ -49,7 +49,9 @@ def _choose_backend() -> str:
         raise ValueError("RNNKIT_FP32_GEMM=onednn: this torch build has no oneDNN; unset it")
     if asked:
         return asked
-    return "onednn" if has_onednn and _cpu_vendor() not in ("GenuineIntel", "") else "default"
+    vendor = _cpu_vendor()  # MKL's generic path is an x86 matter: elsewhere torch's default stays
+    x86 = platform.machine().lower() in ("x86_64", "amd64")
+    return "onednn" if has_onednn and x86 and vendor and "GenuineIntel" not in vendor else "default"
 
 
 fp32_backend = _choose_backend()  # read by :func:`uses_onednn`; tests set it

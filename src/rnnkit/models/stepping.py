@@ -28,6 +28,14 @@ from rnnkit import gemm
 from rnnkit.cells import Cell, State
 
 
+def _bias(*biases: Tensor | None, dtype: torch.dtype | None) -> Tensor | None:
+    """The sum of a layer's biases in ``dtype`` (default: theirs); None without biases."""
+    if biases[0] is None:
+        return None
+    total = sum(b.detach() for b in biases)
+    return total.to(dtype or total.dtype)
+
+
 class _Layer:
     """One cell's step from its input (projected already for the first layer)."""
 
@@ -36,16 +44,15 @@ class _Layer:
         self.first = first
         hidden = cell.hidden_weights
         self.fused = not first and hidden and cell.sums_projections
-        prep = lambda w: gemm.prepare(w, batch_size, dtype)  # noqa: E731
-        bias = lambda *bs: None if bs[0] is None else sum(b.detach() for b in bs).to(dtype or bs[0].dtype)  # noqa: E731
         if self.fused:
-            self.weight = prep(torch.cat([cell.weight_ih, cell.weight_hh], dim=1))  # (G*H, I + H)
-            self.bias = bias(cell.bias_ih, cell.bias_hh)
+            both = torch.cat([cell.weight_ih, cell.weight_hh], dim=1)  # (G*H, I + H)
+            self.weight = gemm.prepare(both, batch_size, dtype)
+            self.bias = _bias(cell.bias_ih, cell.bias_hh, dtype=dtype)
         else:
-            self.weight_ih = None if first else prep(cell.weight_ih)  # (G*H, I)
-            self.bias_ih = None if first else bias(cell.bias_ih)
-            self.weight_hh = prep(cell.weight_hh) if hidden else None  # (G*H, H)
-            self.bias_hh = bias(cell.bias_hh) if hidden else None
+            self.weight_ih = None if first else gemm.prepare(cell.weight_ih, batch_size, dtype)  # (G*H, I)
+            self.bias_ih = None if first else _bias(cell.bias_ih, dtype=dtype)
+            self.weight_hh = gemm.prepare(cell.weight_hh, batch_size, dtype) if hidden else None  # (G*H, H)
+            self.bias_hh = _bias(cell.bias_hh, dtype=dtype) if hidden else None
 
     def __call__(self, x: Tensor, state: State) -> tuple[Tensor, State]:
         """x: the input (B, I), or for the first layer its projection (B, G*H)."""
