@@ -39,6 +39,15 @@ def test_freed_memory_is_kept_only_when_asked():
     assert probe("keep", RNNKIT_KEEP_FREED_MEMORY="0")[0] == "False"
 
 
+def test_a_nonsense_setting_is_refused_in_one_line(corpus, tmp_path):
+    from test_cli import TINY, assert_user_error
+
+    out = subprocess.run([sys.executable, "-m", "rnnkit", "train", str(corpus), "--out", str(tmp_path / "run"),
+                          "--max-steps", "1", *map(str, TINY)],
+                         env={**os.environ, "RNNKIT_KEEP_FREED_MEMORY": "yes"}, capture_output=True, text=True)
+    assert_user_error(out, "RNNKIT_KEEP_FREED_MEMORY must be 0 or 1, got 'yes'")
+
+
 def test_the_trainer_keeps_freed_memory(corpus, tmp_path):
     code = ("import sys, rnnkit; from rnnkit.training import allocator; "
             "data = rnnkit.TextData.from_file(sys.argv[1], rnnkit.DataConfig(seq_len=16, batch_size=4)); "

@@ -1,6 +1,7 @@
 """The oneDNN product path gives torch's results: values and gradients, in the
 layer, the explicit engine and generation."""
 
+import os
 import subprocess
 import sys
 
@@ -12,24 +13,25 @@ from torch import nn
 from rnnkit import gemm
 from rnnkit.layers import Recurrent
 from rnnkit.models import LanguageModel
+from test_cli import TINY, assert_user_error
 
 pytestmark = pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch built without oneDNN")
 
 
 @pytest.fixture(params=["onednn", "default"])
 def backend(request, monkeypatch):
-    monkeypatch.setattr(gemm, "fp32_backend", request.param)
+    monkeypatch.setattr(gemm, "_backend", request.param)
     return request.param
 
 
 def test_onednn_is_used_only_for_fp32_cpu_outside_autocast(monkeypatch):
-    monkeypatch.setattr(gemm, "fp32_backend", "onednn")
+    monkeypatch.setattr(gemm, "_backend", "onednn")
     x = torch.randn(2, 3)
     assert gemm.uses_onednn(x, x)
     assert not gemm.uses_onednn(x.double(), x.double())
     with torch.autocast("cpu", torch.bfloat16):
         assert not gemm.uses_onednn(x, x)
-    monkeypatch.setattr(gemm, "fp32_backend", "default")
+    monkeypatch.setattr(gemm, "_backend", "default")
     assert not gemm.uses_onednn(x, x)
 
 
@@ -88,7 +90,7 @@ def test_generation_logits_agree_between_backends(monkeypatch):
     idx = torch.randint(11, (2, 12))
     results = {}
     for name in gemm.BACKENDS:
-        monkeypatch.setattr(gemm, "fp32_backend", name)
+        monkeypatch.setattr(gemm, "_backend", name)
         results[name] = list(model.generate(idx, 20, temperature=0))
         logits, _, _ = model(idx)
         results[name + " logits"] = logits
@@ -98,14 +100,15 @@ def test_generation_logits_agree_between_backends(monkeypatch):
 
 @pytest.mark.parametrize("value,expected", [("onednn", "onednn"), ("default", "default")])
 def test_environment_variable_chooses_the_backend(value, expected):
-    code = "from rnnkit import gemm; print(gemm.fp32_backend)"
+    code = "from rnnkit import gemm; print(gemm.fp32_backend())"
     out = subprocess.run([sys.executable, "-c", code], env={"RNNKIT_FP32_GEMM": value},
                          capture_output=True, text=True, check=True)
     assert out.stdout.strip() == expected
 
 
-def test_a_nonsense_backend_is_refused():
-    code = "from rnnkit import gemm"
-    out = subprocess.run([sys.executable, "-c", code], env={"RNNKIT_FP32_GEMM": "fast"},
+def test_a_nonsense_backend_is_refused_in_one_line(corpus, tmp_path):
+    out = subprocess.run([sys.executable, "-m", "rnnkit", "train", str(corpus), "--out", str(tmp_path / "run"),
+                          "--max-steps", "1", *map(str, TINY)], env={**os.environ, "RNNKIT_FP32_GEMM": "fast"},
                          capture_output=True, text=True)
     assert out.returncode != 0 and "RNNKIT_FP32_GEMM must be one of" in out.stderr
+    assert_user_error(out, "RNNKIT_FP32_GEMM must be one of")

@@ -121,13 +121,18 @@ def test_fused_and_explicit_models_agree(model):
     torch.testing.assert_close(model(x)[0], fused)
 
 
+@pytest.mark.parametrize("backend", ["onednn", "default"])
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru", "mingru"])
-def test_stepper_logits_equal_the_forward_pass_in_fp32_and_bf16(cell):
+def test_stepper_logits_equal_the_forward_pass_in_fp32_and_bf16(cell, backend, monkeypatch):
     """Generation's prepared steps (table lookup, fused [W_ih | W_hh] products,
     prepacked weights) give the forward pass's logits: in fp32 up to rounding,
-    with bf16 weights within bf16's."""
+    with bf16 weights within bf16's; on either fp32 product backend."""
+    from rnnkit import gemm
     from rnnkit.models.stepping import Stepper
 
+    if backend == "onednn" and not torch.backends.mkldnn.is_available():
+        pytest.skip("torch built without oneDNN")
+    monkeypatch.setattr(gemm, "_backend", backend)
     torch.manual_seed(0)
     model = LanguageModel(13, cell=cell, hidden_size=32, num_layers=3, embedding_dim=8).eval()
     seq = torch.randint(13, (2, 20))

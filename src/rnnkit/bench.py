@@ -96,14 +96,15 @@ def training_flops_per_token(cell: str, vocab_size: int, embedding_dim: int, hid
     return 6.0 * (macs + H * vocab_size)
 
 
-# the products measured: dtype, and whether on oneDNN (else torch's default kernel)
-GEMM_KINDS = {"fp32": (torch.float32, False), "fp32 oneDNN": (torch.float32, True), "bf16": (torch.bfloat16, False)}
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+# the products measured: their precision, and whether on oneDNN (else torch's default kernel)
+GEMM_KINDS = {"fp32": ("fp32", False), "fp32 oneDNN": ("fp32", True), "bf16": ("bf16", False)}
 
 
 def gemm_gflops(m: int, k: int, n: int, kind: str, seconds: float = 0.3) -> float:
     """Measured GFLOP/s of an (m x k) @ (k x n) product of ``kind`` (a key of GEMM_KINDS)."""
-    dtype, onednn = GEMM_KINDS[kind]
-    a, b = torch.randn(m, k).to(dtype), torch.randn(k, n).to(dtype)
+    precision, onednn = GEMM_KINDS[kind]
+    a, b = torch.randn(m, k).to(DTYPES[precision]), torch.randn(k, n).to(DTYPES[precision])
     product = (lambda: gemm.onednn_linear(a, b.t(), None)) if onednn else (lambda: a @ b)
     for _ in range(3):
         product()
@@ -262,10 +263,10 @@ def run(cfg: BenchConfig, log=print) -> dict:
     """Measure everything ``cfg`` asks for; ``log`` gets progress lines.
     Returns {"gemm": ..., "training": [...], "generation": [...], "memory": ...}."""
     precisions = [p for p in cfg.precisions if p == "fp32" or bf16_supported(torch.device("cpu"))]
-    kinds = [k for k in GEMM_KINDS if k.split()[0] in precisions
-             and (k != "fp32 oneDNN" or torch.backends.mkldnn.is_available())]
+    kinds = [k for k, (p, onednn) in GEMM_KINDS.items()
+             if p in precisions and (not onednn or torch.backends.mkldnn.is_available())]
     result = {"config": dataclasses.asdict(cfg), "torch": torch.__version__,
-              "threads": torch.get_num_threads(), "fp32_products": gemm.fp32_backend,
+              "threads": torch.get_num_threads(), "fp32_products": gemm.fp32_backend(),
               "gemm": {}, "training": [], "generation": [], "memory": {}}
     keep_freed_memory()  # the GEMM rates are the kernels', not those of page faults on fresh outputs
     square = {k: gemm_gflops(2048, 2048, 2048, k) for k in kinds}
@@ -276,7 +277,7 @@ def run(cfg: BenchConfig, log=print) -> dict:
             shapes = model_gemm_shapes(cfg, cell, H)
             rates = {k: {name: gemm_gflops(*shape, k) for name, shape in shapes.items()} for k in kinds}
             result["gemm"][f"{cell} {H}"] = rates
-            peak = {p: max(max(square[k], *rates[k].values()) for k in kinds if k.split()[0] == p)
+            peak = {p: max(max(square[k], *rates[k].values()) for k in kinds if GEMM_KINDS[k][0] == p)
                     for p in precisions}
             flops = training_flops_per_token(cell, cfg.vocab_size, cfg.embedding_dim, H, cfg.num_layers)
             loops = [(f"plain torch.nn.{TORCH_LAYERS[cell].__name__}", "plain", p) for p in precisions]

@@ -57,9 +57,8 @@ class Cell(nn.Module):
     num_gates: int = 1
     state_size: int = 1
     hidden_weights: bool = True  # False for cells whose gates read x_t only
-    # True for cells whose combine reads xp and hp only as their sum, through
-    # ``activate(xp + hp, state)``: then one product of [x, h] by [W_ih | W_hh] can form it
-    sums_projections: bool = False
+    # Cells whose combine reads xp and hp only as their sum also define
+    # ``activate(xp + hp, state)``: one product of [x, h] by [W_ih | W_hh] can then form it.
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
                  input_init: str = "glorot", recurrent_init: str = "orthogonal"):
@@ -163,7 +162,6 @@ class RNNCell(Cell):
 
     num_gates = 1
     state_size = 1
-    sums_projections = True
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
                  nonlinearity: str = "tanh", **init):
@@ -208,7 +206,6 @@ class LSTMCell(Cell):
 
     num_gates = 4
     state_size = 2
-    sums_projections = True
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
                  forget_bias: float = 1.0, **init):

@@ -23,9 +23,9 @@ def lstm_gates(gates: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def _tanh(x: Tensor) -> Tensor:
-    """tanh(x) = 2σ(2x) - 1, without autograd: torch's CPU tanh took 4x the time of
-    these three ops here (46 against 11 us on (64, 512) fp32, 2 threads); the
-    absolute error stays at the dtype's resolution of 1."""
+    """tanh(x) = 2σ(2x) - 1, without autograd: torch's CPU tanh took 46 us on a
+    (64, 512) fp32 tensor here where sigmoid took 11 (2 threads); the absolute
+    error stays at the dtype's resolution of 1."""
     return torch.sigmoid(x * 2).mul_(2).sub_(1)
 
 

@@ -5,8 +5,9 @@ path by CPU vendor: on processors not made by Intel it runs generic AVX2
 kernels even where the CPU has AVX-512. oneDNN, which torch also carries (its
 LSTM/GRU/RNN kernels and bf16 products use it), chooses by instruction set.
 On this project's AMD EPYC (2 threads, ``rnnkit bench``) oneDNN multiplied
-fp32 matrices 2.2-2.6x faster than MKL: a 2048 square at 415 against 190
-GFLOP/s, an LSTM step's (64 x 512) @ (512 x 2048) at 363 against 166.
+fp32 matrices 1.6-2.6x faster than MKL at a language model's shapes: a 2048
+square at 415 against 190 GFLOP/s, an LSTM step's (64 x 512) @ (512 x 2048)
+at 363 against 166.
 
 The products that rnnkit forms itself (input projections, the explicit
 engine's steps and its weight gradient, the output layer, generation) go
@@ -15,7 +16,8 @@ tensors on x86 CPUs not made by Intel, outside autocast, and are ``F.linear`` / 
 everywhere else (GPUs, bf16 autocast, which already uses oneDNN, float64,
 Intel CPUs). The choice is made once per process from the CPU vendor, not by
 timing, so that a run and its resumption do the same arithmetic; the
-environment variable ``RNNKIT_FP32_GEMM=onednn`` or ``=default`` overrides it.
+environment variable ``RNNKIT_FP32_GEMM=onednn`` or ``=default`` overrides it
+(read at the first product, so that a bad value is a one-line CLI error).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from rnnkit.errors import ConfigError
 
 BACKENDS = ("onednn", "default")
 
@@ -43,10 +47,10 @@ def _cpu_vendor() -> str:
 def _choose_backend() -> str:
     asked = os.environ.get("RNNKIT_FP32_GEMM", "")
     if asked and asked not in BACKENDS:
-        raise ValueError(f"RNNKIT_FP32_GEMM must be one of {BACKENDS}, got {asked!r}")
+        raise ConfigError(f"RNNKIT_FP32_GEMM must be one of {BACKENDS}, got {asked!r}")
     has_onednn = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
     if asked == "onednn" and not has_onednn:
-        raise ValueError("RNNKIT_FP32_GEMM=onednn: this torch build has no oneDNN; unset it")
+        raise ConfigError("RNNKIT_FP32_GEMM=onednn: this torch build has no oneDNN; unset it")
     if asked:
         return asked
     vendor = _cpu_vendor()  # MKL's generic path is an x86 matter: elsewhere torch's default stays
@@ -54,12 +58,20 @@ def _choose_backend() -> str:
     return "onednn" if has_onednn and x86 and vendor and "GenuineIntel" not in vendor else "default"
 
 
-fp32_backend = _choose_backend()  # read by :func:`uses_onednn`; tests set it
+_backend: str | None = None  # chosen at the first product; tests set it
+
+
+def fp32_backend() -> str:
+    """"onednn" or "default": where fp32 CPU products run in this process."""
+    global _backend
+    if _backend is None:
+        _backend = _choose_backend()
+    return _backend
 
 
 def uses_onednn(*tensors: Tensor) -> bool:
     """True when a product of these tensors runs on oneDNN rather than torch's default."""
-    return (fp32_backend == "onednn" and not torch.is_autocast_enabled("cpu")
+    return (fp32_backend() == "onednn" and not torch.is_autocast_enabled("cpu")
             and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors))
 
 
@@ -119,9 +131,10 @@ def prepare(weight: Tensor, batch_size: int, dtype: torch.dtype | None = None) -
     every CPU, where torch's bf16 products are oneDNN's), so that no product
     reorders it again."""
     weight = weight.detach().to(dtype or weight.dtype).contiguous()
-    on_onednn = weight.device.type == "cpu" and torch.backends.mkldnn.is_available() and (
-        weight.dtype == torch.bfloat16 or (weight.dtype == torch.float32 and fp32_backend == "onednn"))
-    return torch.ops.mkldnn._reorder_linear_weight(weight, batch_size) if on_onednn else weight
+    bf16_on_cpu = (weight.dtype == torch.bfloat16 and weight.device.type == "cpu"
+                   and torch.backends.mkldnn.is_available())
+    return torch.ops.mkldnn._reorder_linear_weight(weight, batch_size) if bf16_on_cpu or uses_onednn(weight) \
+        else weight
 
 
 def prepared_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:

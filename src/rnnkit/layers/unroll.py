@@ -38,8 +38,8 @@ class _Tape:
         self.entries: list[tuple[Tensor, Tensor]] = []
         self.weight = weight
         self.batch_size = batch_size
-        self.prepared = gemm.uses_onednn(weight)  # fp32 outside autocast: use the laid-out copies
-        self.forward_weight = gemm.prepare(weight, batch_size) if self.prepared else None  # W (G*H, H)
+        # W (G*H, H) laid out where oneDNN does the product (fp32 outside autocast), else None
+        self.forward_weight = gemm.prepare(weight, batch_size) if gemm.uses_onednn(weight) else None
         self._backward_weight = None
 
     def backward_weight(self) -> Tensor:
@@ -59,7 +59,7 @@ class _RecurrentStep(torch.autograd.Function):
     def forward(ctx, xp_t: Tensor, h: Tensor, weight: Tensor, bias: Tensor | None, tape: _Tape):
         ctx.save_for_backward(h, weight)
         ctx.tape = tape
-        if tape.prepared:
+        if tape.forward_weight is not None:
             hp = gemm.prepared_linear(h, tape.forward_weight, bias)  # (B, G*H)
         else:
             hp = gemm.linear(h, weight, bias)
@@ -73,9 +73,10 @@ class _RecurrentStep(torch.autograd.Function):
         tape = ctx.tape
         tape.entries.append((dhp, h))
         dh = None
-        if ctx.needs_input_grad[1]:  # (B, H)
-            prepared = tape.prepared and dhp.dtype == torch.float32
-            dh = gemm.prepared_linear(dhp, tape.backward_weight()) if prepared else gemm.mm(dhp, weight)
+        if ctx.needs_input_grad[1] and tape.forward_weight is not None:  # (B, H); dhp is fp32 here
+            dh = gemm.prepared_linear(dhp, tape.backward_weight())
+        elif ctx.needs_input_grad[1]:
+            dh = gemm.mm(dhp, weight)
         return dxp_t, dh, None, None, None
 
 

@@ -17,7 +17,7 @@ def sample_next(logits: Tensor, temperature: float = 1.0, top_k: int | None = No
     """
     if temperature == 0:
         return logits.argmax(dim=-1)
-    logits = logits.float() / temperature if temperature != 1.0 else logits.float()
+    logits = logits.float() / temperature
     if top_k is not None and top_k < logits.shape[-1]:
         kth = logits.topk(top_k, dim=-1).values[:, -1:]  # (B, 1)
         logits = logits.masked_fill(logits < kth, float("-inf"))

@@ -8,7 +8,7 @@ per ``generate`` call so that a step reads fewer bytes in fewer ops:
 - the first layer's input projection of every token is a (V, G*H) table
   that a step indexes instead of multiplying;
 - in a layer above, a cell that reads its two products only as their sum
-  (RNN, LSTM: ``sums_projections``) gets W_ih x + W_hh h + b_ih + b_hh as one
+  (RNN, LSTM: those that define ``activate``) gets W_ih x + W_hh h + b_ih + b_hh as one
   product of [x, h] (B, I + H) by [W_ih | W_hh] (G*H, I + H);
 - the weights are laid out once for the product kernel
   (:func:`rnnkit.gemm.prepare`), in fp32 or, with ``dtype=torch.bfloat16``,
@@ -43,7 +43,7 @@ class _Layer:
         self.cell = cell
         self.first = first
         hidden = cell.hidden_weights
-        self.fused = not first and hidden and cell.sums_projections
+        self.fused = not first and hidden and hasattr(cell, "activate")
         if self.fused:
             both = torch.cat([cell.weight_ih, cell.weight_hh], dim=1)  # (G*H, I + H)
             self.weight = gemm.prepare(both, batch_size, dtype)
@@ -81,7 +81,7 @@ class Stepper:
         self.table = cells[0].project_input(embed(vocab)[0])  # (V, G*H), in the model's dtype
         self.layers = [_Layer(cell, k == 0, batch_size, dtype) for k, cell in enumerate(cells)]
         self.head_weight = gemm.prepare(head_weight, batch_size, dtype)
-        self.head_bias = None if head_bias is None else head_bias.detach().to(dtype or head_bias.dtype)
+        self.head_bias = _bias(head_bias, dtype=dtype)
 
     @torch.no_grad()
     def __call__(self, token: Tensor, states: list[State]) -> tuple[Tensor, list[State]]:

@@ -13,7 +13,7 @@ threshold to 2 GiB - 1: blocks come from the heap and stay mapped after they are
 freed, as tcmalloc or jemalloc would keep them (PyTorch's CPU performance
 guide recommends those). The process's RSS then stays at its high-water mark.
 The Trainer calls it; it is a no-op off glibc, and ``RNNKIT_KEEP_FREED_MEMORY=0``
-turns it off.
+turns it off (``=1``, the default, keeps it on; anything else is refused).
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ import ctypes
 import os
 import platform
 
+from rnnkit.errors import ConfigError
+
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # from glibc's malloc.h
 _applied = False
 
@@ -29,9 +31,12 @@ _applied = False
 def keep_freed_memory() -> bool:
     """Set the thresholds once per process; True when they are in force."""
     global _applied
+    asked = os.environ.get("RNNKIT_KEEP_FREED_MEMORY", "1")
+    if asked not in ("0", "1"):
+        raise ConfigError(f"RNNKIT_KEEP_FREED_MEMORY must be 0 or 1, got {asked!r}")
     if _applied:
         return True
-    if os.environ.get("RNNKIT_KEEP_FREED_MEMORY", "1") == "0" or platform.libc_ver()[0] != "glibc":
+    if asked == "0" or platform.libc_ver()[0] != "glibc":
         return False
     libc = ctypes.CDLL("libc.so.6")
     _applied = bool(libc.mallopt(_M_MMAP_THRESHOLD, 1 << 30)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, (1 << 31) - 1))
