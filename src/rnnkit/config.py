@@ -14,7 +14,9 @@ from typing import Any
 from rnnkit.errors import ConfigError
 
 CELL_TYPES = ("rnn", "lstm", "gru", "mingru", "minlstm")
-TOKENIZERS = ("char", "byte")
+TASKS = ("lm", "classify", "tag")
+TOKENIZERS = ("auto", "char", "byte", "word", "bpe")
+POOLINGS = ("last", "mean", "max", "attention")
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
 LR_SCHEDULES = ("constant", "step", "cosine")
 DEVICES = ("auto", "cpu", "cuda")
@@ -51,9 +53,19 @@ class ModelConfig:
     forget_bias: float = _help("initial LSTM forget-gate bias", default=1.0)
     input_init: str = _help("input weights init: glorot or torch", default="glorot")
     recurrent_init: str = _help("recurrent weights init: orthogonal, glorot or torch", default="orthogonal")
+    bidirectional: bool | None = _help("read the sequence both ways (none: yes for classify and tag, no for "
+                                       "lm, which must read left to right)", default=None)
+    merge: str = _help("how a bidirectional layer joins its directions: concat, sum, mul or avg",
+                       default="concat")
+    pooling: str = _help("classify: one vector from all steps by last (state), mean, max or attention",
+                         default="max")
+    crf: bool = _help("tag: a linear-chain CRF output layer (Viterbi decoding) instead of per-step softmax",
+                      default=False)
 
     def __post_init__(self):
         _choice(self, "cell", CELL_TYPES)
+        _choice(self, "merge", ("concat", "sum", "mul", "avg"))
+        _choice(self, "pooling", POOLINGS)
         _choice(self, "engine", ("fused", "explicit"))
         _choice(self, "nonlinearity", ("tanh", "relu"))
         _choice(self, "input_init", ("glorot", "torch"))
@@ -67,22 +79,54 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    path: str | None = _help("training text file", default=None)
-    tokenizer: str = _help("char (Unicode code points) or byte (0-255, any file)", default="char")
+    path: str | None = _help("training file: text (lm), a CSV/TSV table (classify), CoNLL columns (tag)",
+                             default=None)
+    task: str = _help("lm (next token), classify (one label a text) or tag (one label a token)", default="lm")
+    tokenizer: str = _help("char (Unicode code points), byte (0-255, any file), word (whitespace, <unk> "
+                           "beyond the cap) or bpe (subwords); auto: char for lm, word otherwise",
+                           default="auto")
+    max_vocab_size: int | None = _help("word: keep the most frequent words (the rest are <unk>); bpe: "
+                                       "vocabulary size (default 2000)", default=None)
+    min_count: int = _help("word: words seen fewer times are <unk>", default=1)
+    lowercase: bool = _help("word: lower-case the text first", default=False)
+    word_pattern: str | None = _help("word: a regular expression for a word (default: split on whitespace; "
+                                     "e.g. '\\w+|[^\\w\\s]' splits off punctuation)", default=None)
+    text_column: str = _help("classify: the text column, by header name or 0-based index (auto: text, "
+                             "content, comment, message, sentence or review)", default="auto")
+    label_column: str = _help("classify: the label column (auto: label, class, category or target)",
+                              default="auto")
+    word_column: int = _help("tag: the CoNLL column of the words (0-based)", default=0)
+    tag_column: int = _help("tag: the CoNLL column of the tags (-1: the last; CoNLL-U UPOS: 3)", default=-1)
+    val_path: str | None = _help("validation file (default: split --val-fraction off the training file)",
+                                 default=None)
+    test_path: str | None = _help("test file, evaluated at the end (default: --test-fraction)", default=None)
     seq_len: int = _help("time steps per chunk of truncated BPTT (char-rnn: seq_length)", default=64)
     batch_size: int = _help("parallel streams per batch", default=32)
     val_fraction: float = _help("share of the corpus held out for validation (taken after train)", default=0.1)
     test_fraction: float = _help("share held out for testing (taken last)", default=0.0)
 
     def __post_init__(self):
+        _choice(self, "task", TASKS)
         _choice(self, "tokenizer", TOKENIZERS)
         _at_least(self, "seq_len", 1)
+        _at_least(self, "max_vocab_size", 1, optional=True)
+        _at_least(self, "min_count", 1)
+        if self.task == "tag" and self.tokenizer not in ("auto", "word"):
+            raise ConfigError(f"tokenizer {self.tokenizer!r} does not apply to --task tag: a CoNLL file's "
+                              f"tokens are its words; leave --tokenizer unset")
         _at_least(self, "batch_size", 1)
         for name in ("val_fraction", "test_fraction"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"{name} must be in [0, 1); got {getattr(self, name)}")
         if self.val_fraction + self.test_fraction >= 1.0:
             raise ConfigError("val_fraction + test_fraction must be < 1; nothing would be left to train on")
+
+    @property
+    def tokenizer_kind(self) -> str:
+        """The tokenizer in use: ``auto`` is char for lm, word for classify and tag."""
+        if self.tokenizer != "auto":
+            return self.tokenizer
+        return "char" if self.task == "lm" else "word"
 
 
 @dataclass

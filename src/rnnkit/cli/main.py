@@ -19,7 +19,17 @@ from rnnkit.config import DataConfig, ModelConfig, SampleConfig, TrainConfig, fr
 from rnnkit.errors import ConfigError, DataError, RnnkitError
 
 EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
-_TYPES = {"int": int, "float": float, "str": str}
+_BOOLS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+
+
+def _bool(text: str) -> bool:
+    if text.lower() not in _BOOLS:
+        raise ValueError(text)
+    return _BOOLS[text.lower()]
+
+
+_bool.__name__ = "true or false"
+_TYPES = {"int": int, "float": float, "str": str, "bool": _bool}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -59,8 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="rnnkit", description="Recurrent neural networks on PyTorch.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    train = sub.add_parser("train", help="train a character language model on a text file")
-    train.add_argument("path", nargs="?", help="training text (optional with --resume)")
+    train = sub.add_parser("train", help="train a language model (text), classifier (CSV/TSV of text and "
+                                         "label) or tagger (CoNLL columns)")
+    train.add_argument("path", nargs="?", help="training file (optional with --resume)")
     train.add_argument("--config", help="JSON file of settings (flags override it)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     for cls in (ModelConfig, DataConfig, TrainConfig):
@@ -70,6 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("run", help="run folder")
     sample.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
     _add_config_flags(sample, SampleConfig)
+
+    predict = sub.add_parser("predict", help="labels (classify) or tags (tag) for a file, written in its format")
+    predict.add_argument("run", help="run folder")
+    predict.add_argument("input", help="CSV/TSV of texts (classify) or CoNLL file of words (tag)")
+    predict.add_argument("--output", help="write here instead of stdout")
+    predict.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
 
     ev = sub.add_parser("eval", help="loss, bits/char and perplexity of a run")
     ev.add_argument("run", help="run folder")
@@ -104,7 +121,7 @@ def main(argv=None) -> int:
     try:
         args = build_parser().parse_args(argv)
         return {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "demo": cmd_demo,
-                "bench": cmd_bench}[args.command](args)
+                "bench": cmd_bench, "predict": cmd_predict}[args.command](args)
     except RnnkitError as e:
         print(f"rnnkit: error: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -143,9 +160,9 @@ def _settings_from(args) -> tuple[dict, dict, dict]:
 
 
 def cmd_train(args) -> int:
-    from rnnkit.data import TextData
-    from rnnkit.models import LanguageModel
+    from rnnkit.data import LabelledData, TextData
     from rnnkit.training import Trainer, read_config
+    from rnnkit.training.runs import build_model
 
     model_s, data_s, train_s = _settings_from(args)
     if args.resume:
@@ -161,7 +178,10 @@ def cmd_train(args) -> int:
             raise ConfigError(f"--resume continues the run on {doc['data'].path}; do not give another PATH")
         model_cfg, data_cfg = doc["model"], doc["data"]
         train_cfg = from_dict(TrainConfig, {**to_dict(doc["train"]), **train_s}, "train settings")
-        data = TextData.from_file(data_cfg.path, data_cfg, tokenizer=doc["tokenizer"])
+        if data_cfg.task == "lm":
+            data = TextData.from_file(data_cfg.path, data_cfg, tokenizer=doc["tokenizer"])
+        else:
+            data = LabelledData.from_file(data_cfg.path, data_cfg, doc["tokenizer"], doc.get("labels"))
         if data.digest != doc.get("corpus_sha256"):
             raise DataError(f"{data_cfg.path} changed since the run started; resume needs the same corpus")
     else:
@@ -170,16 +190,22 @@ def cmd_train(args) -> int:
         model_cfg = from_dict(ModelConfig, model_s, "model settings")
         data_cfg = from_dict(DataConfig, {**data_s, "path": args.path}, "data settings")
         train_cfg = from_dict(TrainConfig, train_s, "train settings")
-        data = TextData.from_file(args.path, data_cfg)
+        if data_cfg.task == "lm":
+            data = TextData.from_file(args.path, data_cfg)
+        else:
+            data = LabelledData.from_file(args.path, data_cfg)
     torch.manual_seed(train_cfg.seed)
-    model = LanguageModel(data.vocab_size, **to_dict(model_cfg))
+    model = build_model(data_cfg.task, data.vocab_size, model_cfg, getattr(data, "labels", None))
     trainer = Trainer(model, data, train_cfg)
     if not args.resume and trainer.holds_run():
         raise ConfigError(f"{trainer.out} already holds a run; pass --resume to continue it "
                           f"or choose another --out")
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"rnnkit train: {data_cfg.path} ({len(data.train):,} train / {len(data.val):,} val tokens, "
-          f"vocabulary {data.vocab_size}); {model_cfg.num_layers} x {model_cfg.hidden_size} "
+    unit = "tokens" if data_cfg.task == "lm" else "examples"
+    labels = f", {len(data.labels)} labels" if data_cfg.task != "lm" else ""
+    print(f"rnnkit train --task {data_cfg.task}: {data_cfg.path} ({len(data.train):,} train / {len(data.val):,} "
+          f"val {unit}, vocabulary {data.vocab_size}{labels}); {model_cfg.num_layers} x {model_cfg.hidden_size} "
+          f"{'bidirectional ' if model.config.bidirectional else ''}"
           f"{model_cfg.cell.upper()}, {n_params:,} parameters, on {trainer.device} in {trainer.precision}; budget: "
           + ", ".join(f"{k.replace('_', '-')} {v:g}" for k, v in trainer.budget.items() if v)
           + f"; run folder {trainer.out}", flush=True)
@@ -189,12 +215,25 @@ def cmd_train(args) -> int:
               f"rnnkit train --resume --out {result['out']}", file=sys.stderr)
         return EXIT_INTERRUPTED
     summary = f"done ({result['stopped']}) after {result['step']:,} steps, {result['elapsed']:.0f}s"
-    if "val_loss" in result:
-        unit = data.tokenizer.kind  # char or byte
+    if "val_bpc" in result:
+        unit = data.tokenizer.kind  # char, byte, word or bpe
         summary += (f"; val loss {result['val_loss']:.4f} nats/{unit} ({result['val_bpc']:.3f} bits/{unit}), "
                     f"best {result['best_val_loss']:.4f}")
-    print(summary + f"; sample with: rnnkit sample {result['out']}")
+    elif "val_loss" in result:
+        summary += "; val " + _scores(result, "val_")
+    test = trainer.test()
+    if test:
+        summary += "; test (best checkpoint) " + _scores(test)
+    use = f"sample with: rnnkit sample {result['out']}" if data_cfg.task == "lm" else \
+        f"predict with: rnnkit predict {result['out']} INPUT"
+    print(summary + "; " + use)
     return 0
+
+
+def _scores(metrics: dict, prefix: str = "") -> str:
+    names = {"loss": "loss", "bpc": "bpc", "perplexity": "perplexity", "accuracy": "accuracy", "f1": "F1"}
+    return ", ".join(f"{label} {metrics[prefix + key]:.4f}" for key, label in names.items()
+                     if prefix + key in metrics)
 
 
 # -- sample ---------------------------------------------------------------------
@@ -206,7 +245,10 @@ def cmd_sample(args) -> int:
     cfg = from_dict(SampleConfig, _pick(args, SampleConfig), "sample settings")
     device = resolve_device(args.device)
     resolve_precision(cfg.precision, device)  # refuses bf16 where the hardware has no bf16 units
-    model, tokenizer, _ = load_run(args.run, device)
+    model, tokenizer, doc = load_run(args.run, device)
+    if doc["data"].task != "lm":
+        raise ConfigError(f"{args.run} is a {doc['data'].task} run, not a language model; "
+                          f"use `rnnkit predict {args.run} INPUT`")
     prime = cfg.prime
     if cfg.prime_file:
         from rnnkit.data import read_text
@@ -221,7 +263,7 @@ def cmd_sample(args) -> int:
         if cfg.num_samples > 1:
             out.write(f"{'-' * 20} sample {n + 1} {'-' * 20}\n")
         out.write(prime)
-        decode = tokenizer.stream_decoder()
+        decode = tokenizer.stream_decoder(prime) if tokenizer.kind == "word" else tokenizer.stream_decoder()
         for token in model.generate(prime_ids, cfg.length, cfg.temperature, cfg.top_k, cfg.top_p, generator,
                                     cfg.precision):
             out.write(decode(token))
@@ -234,26 +276,28 @@ def cmd_sample(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from rnnkit.data import read_text, split_ids
+    from rnnkit.data import TextData, read_text
     from rnnkit.training import evaluate, load_run, resolve_device
 
     if args.window is not None and args.window < 1:
         raise ConfigError(f"--window must be >= 1; got {args.window}")
     model, tokenizer, doc = load_run(args.run, resolve_device(args.device))
+    if doc["data"].task != "lm":
+        raise ConfigError(f"{args.run} is a {doc['data'].task} run; score a labelled file with "
+                          f"`rnnkit predict {args.run} INPUT` (accuracy and F1 go to stderr)")
     if args.path:
         source = args.path
-        ids = tokenizer.encode(read_text(args.path, tokenizer.kind), what=args.path)
+        ids = torch.from_numpy(tokenizer.encode(read_text(args.path, tokenizer.kind), what=args.path))
     else:
         data_cfg = doc["data"]
         source = f"{data_cfg.path} ({args.split} split)"
-        if not Path(data_cfg.path).exists():
-            raise DataError(f"the run's corpus {data_cfg.path} is gone; give the text to evaluate as PATH")
-        ids = tokenizer.encode(read_text(data_cfg.path, tokenizer.kind), what=data_cfg.path)
-        ids = dict(zip(("train", "val", "test"),
-                       split_ids(ids, data_cfg.val_fraction, data_cfg.test_fraction)))[args.split]
+        for path in (data_cfg.path, data_cfg.val_path, data_cfg.test_path):
+            if path and not Path(path).exists():
+                raise DataError(f"the run's corpus {path} is gone; give the text to evaluate as PATH")
+        ids = getattr(TextData.from_file(data_cfg.path, data_cfg, tokenizer), args.split)
     if len(ids) < 2:
         raise DataError(f"{source} has fewer than 2 tokens to evaluate; give a longer text as PATH")
-    result = evaluate(model, torch.from_numpy(ids.copy()), streams=1, window=args.window)
+    result = evaluate(model, ids, streams=1, window=args.window)
     result["protocol"] = f"windows of {args.window}" if args.window else "one stream"
     if args.json:
         print(json.dumps({"source": source, **result}))
@@ -262,6 +306,16 @@ def cmd_eval(args) -> int:
               f"loss {result['loss']:.4f} nats/token | {result['bpc']:.4f} bits/token | "
               f"perplexity {result['perplexity']:.3f}")
     return 0
+
+
+# -- predict --------------------------------------------------------------------
+
+
+def cmd_predict(args) -> int:
+    from rnnkit.cli.predict import run_predict
+    from rnnkit.training import resolve_device
+
+    return run_predict(args.run, args.input, args.output, resolve_device(args.device))
 
 
 # -- demo -----------------------------------------------------------------------

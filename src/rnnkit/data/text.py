@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from rnnkit.config import DataConfig
-from rnnkit.data.tokenizers import ByteTokenizer, CharTokenizer
+from rnnkit.data.tokenizers import fit_tokenizer
 from rnnkit.errors import DataError
 
 
@@ -116,7 +116,7 @@ class TextData:
     splits, and checks that the training split is long enough.
     """
 
-    tokenizer: CharTokenizer | ByteTokenizer
+    tokenizer: object  # rnnkit.data.tokenizers or rnnkit.data.words
     train: torch.Tensor  # (N_train,) int64
     val: torch.Tensor
     test: torch.Tensor
@@ -125,16 +125,28 @@ class TextData:
 
     @classmethod
     def from_file(cls, path: str | Path, config: DataConfig | None = None, tokenizer=None) -> "TextData":
+        """Train on ``path``; validation and test are ``config.val_path`` and
+        ``config.test_path`` where given (Penn Treebank's files), else cut off
+        the end of ``path`` by ``val_fraction`` and ``test_fraction``."""
         config = dataclasses.replace(config or DataConfig(), path=str(path))
-        text = read_text(path, config.tokenizer)
+        kind = config.tokenizer_kind
+        text = read_text(path, "byte" if kind == "byte" else "char")
         if tokenizer is None:
-            tokenizer = ByteTokenizer() if config.tokenizer == "byte" else CharTokenizer.fit(text)
+            tokenizer = fit_tokenizer(kind, text, config)
         ids = tokenizer.encode(text, what=str(path))
         if len(ids) < 2:
             raise DataError(f"{path} has {len(ids)} token(s); a language model needs at least 2")
-        train, val, test = (torch.from_numpy(np.ascontiguousarray(s)) for s in
-                            split_ids(ids, config.val_fraction, config.test_fraction))
-        data = cls(tokenizer, train, val, test, config, file_digest(path))
+        val_fraction = 0.0 if config.val_path else config.val_fraction
+        test_fraction = 0.0 if config.test_path else config.test_fraction
+        splits = list(split_ids(ids, val_fraction, test_fraction))
+        digests = [file_digest(path)]
+        for i, extra in ((1, config.val_path), (2, config.test_path)):
+            if extra:
+                splits[i] = tokenizer.encode(read_text(extra, "byte" if kind == "byte" else "char"), what=extra)
+                digests.append(file_digest(extra))
+        train, val, test = (torch.from_numpy(np.ascontiguousarray(s)) for s in splits)
+        digest = digests[0] if len(digests) == 1 else hashlib.sha256("".join(digests).encode()).hexdigest()
+        data = cls(tokenizer, train, val, test, config, digest)
         data.batcher(seed=0)  # fail now, not at the first step, if the split is too short
         return data
 

@@ -86,15 +86,34 @@ class ByteTokenizer:
         return {"kind": self.kind}
 
 
-TOKENIZERS = {"char": CharTokenizer, "byte": ByteTokenizer}
+def fit_tokenizer(kind: str, text: str | bytes, config, eos: bool = True):
+    """A tokenizer of ``kind`` fitted on ``text`` as ``config`` (a DataConfig)
+    says; ``eos``: word tokens end every line with ``<eos>``."""
+    from rnnkit.data.words import BPETokenizer, WordTokenizer
+
+    if kind == "byte":
+        return ByteTokenizer()
+    if kind == "char":
+        return CharTokenizer.fit(text)
+    if kind == "word":
+        return WordTokenizer.fit(text, max_vocab_size=config.max_vocab_size, min_count=config.min_count,
+                                 lowercase=config.lowercase, eos=eos, pattern=config.word_pattern,
+                                 what=str(config.path or "the corpus"))
+    return BPETokenizer.fit(text, vocab_size=config.max_vocab_size or 2000)
 
 
 def tokenizer_from_dict(d: dict):
+    from rnnkit.data.words import BPETokenizer, WordTokenizer
+
     kind = d.get("kind")
     if kind == "char":
         return CharTokenizer(d["code_points"])
     if kind == "byte":
         return ByteTokenizer()
+    if kind == "word":
+        return WordTokenizer.from_dict(d)
+    if kind == "bpe":
+        return BPETokenizer.from_dict(d)
     raise CheckpointError(f"unknown tokenizer kind {kind!r} in config.json")
 
 

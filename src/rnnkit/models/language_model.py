@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from rnnkit import gemm
 from rnnkit.cells import State
 from rnnkit.config import ModelConfig
+from rnnkit.errors import ConfigError
 from rnnkit.layers import Recurrent
 from rnnkit.models.sampling import sample_next
 from rnnkit.models.stepping import Stepper
@@ -42,6 +43,9 @@ class LanguageModel(nn.Module):
         super().__init__()
         self.config = ModelConfig(**config)
         c = self.config
+        if c.bidirectional:
+            raise ConfigError("a language model predicts the next token, so it cannot read the sequence "
+                              "backwards; drop --bidirectional")
         self.vocab_size = vocab_size
         self.embedding = nn.Embedding(vocab_size, c.embedding_dim) if c.embedding_dim else None
         self.rnn = Recurrent(c.cell, c.embedding_dim or vocab_size, c.hidden_size, c.num_layers,

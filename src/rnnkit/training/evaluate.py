@@ -58,8 +58,67 @@ def evaluate(model, ids: torch.Tensor, streams: int = 1, window: int | None = No
     return {"loss": loss, "bpc": loss / math.log(2), "perplexity": math.exp(loss), "tokens": count}
 
 
+def validate(model, data, split: str = "val", streams: int = 1) -> dict:
+    """The metrics of ``model`` on a split of ``data`` ({} if the split is empty):
+    loss and bpc for a language model (TextData), loss, accuracy and F1 for a
+    classifier or tagger (LabelledData)."""
+    ids = getattr(data, split)
+    if not hasattr(data, "labels"):
+        if len(ids) < 2:
+            return {}
+        metrics = evaluate(model, ids, streams=streams)
+        return {"loss": metrics["loss"], "bpc": metrics["bpc"]}
+    if len(ids) == 0:
+        return {}
+    metrics = evaluate_labelled(model, data.eval_batches(split), data.labels)
+    return {k: metrics[k] for k in ("loss", "accuracy", "f1") if k in metrics}
+
+
 def _add(model, x, y, state, device, total, count):
     logits, _, state = model(x.to(device), state=state)
     loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.to(device).reshape(-1),
                            reduction="sum")
     return total + loss.item(), count + y.numel(), state
+
+
+@torch.no_grad()
+def evaluate_labelled(model, batches, labels: list[str], device=None) -> dict:
+    """Loss and predictions of a classifier or tagger over ``batches`` of
+    (x, lengths, y): loss (mean per example or token), accuracy, macro F1
+    over the labels (classify) or, for tags with B-/I- prefixes, the chunk
+    F1 of conlleval (tag); ``predicted`` and ``gold`` hold the label names."""
+    from rnnkit.metrics import chunk_f1, classification_report
+
+    was_training = model.training
+    model.eval()
+    device = device or next(model.parameters()).device
+    total, count = 0.0, 0
+    gold, predicted = [], []
+    try:
+        for x, lengths, y in batches:
+            x, lengths, y = x.to(device), lengths.to(device), y.to(device)
+            loss, _ = model.loss((x, lengths, y))
+            n = int(lengths.sum()) if y.dim() == 2 else len(y)
+            total, count = total + loss.item() * n, count + n
+            pred = model.predict(x, lengths).cpu()
+            if y.dim() == 1:
+                gold += [labels[i] for i in y.tolist()]
+                predicted += [labels[i] for i in pred.tolist()]
+            else:
+                for b, n_b in enumerate(lengths.tolist()):
+                    gold.append([labels[i] for i in y[b, :n_b].tolist()])
+                    predicted.append([labels[i] for i in pred[b, :n_b].tolist()])
+    finally:
+        model.train(was_training)
+    result = {"loss": total / max(count, 1), "examples": len(gold)}
+    if gold and isinstance(gold[0], list):
+        flat_gold = [t for s in gold for t in s]
+        flat_pred = [t for s in predicted for t in s]
+        result["accuracy"] = sum(a == b for a, b in zip(flat_gold, flat_pred)) / max(len(flat_gold), 1)
+        if any(t[:2] in ("B-", "I-", "E-", "S-") for t in labels):
+            result["f1"] = chunk_f1(gold, predicted)["f1"] / 100
+    elif gold:
+        report = classification_report(gold, predicted, labels)
+        result["accuracy"], result["f1"] = report["accuracy"], report["macro_f1"]
+    result["gold"], result["predicted"] = gold, predicted
+    return result

@@ -2,7 +2,8 @@
 
 A run folder holds::
 
-    config.json          every setting, the tokenizer, rnnkit and format versions
+    config.json          every setting, the tokenizer, the label names (classify,
+                         tag), rnnkit and format versions
     model.safetensors    the best weights so far (lowest validation loss)
     last.safetensors     the last weights with the full trainer state, for exact resume
     metrics.jsonl        one JSON object per log step and per evaluation
@@ -128,12 +129,22 @@ def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     return tensors, json.loads(metadata.get("rnnkit", "{}"))
 
 
+def build_model(task: str, vocab_size: int, model: ModelConfig, labels: list[str] | None = None):
+    """The model of ``task`` (lm, classify, tag) with these settings."""
+    from rnnkit.models import LanguageModel, SequenceClassifier, SequenceTagger
+
+    if task == "lm":
+        return LanguageModel(vocab_size, **to_dict(model))
+    if not labels:
+        raise CheckpointError(f"a {task} run needs its label names in config.json; restore it or train again")
+    cls = SequenceClassifier if task == "classify" else SequenceTagger
+    return cls(vocab_size, len(labels), **to_dict(model))
+
+
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu", which: str = BEST):
     """(model, tokenizer, config) of a run folder; ``which`` is BEST or LAST."""
-    from rnnkit.models import LanguageModel
-
     doc = read_config(run_dir)
-    model = LanguageModel(doc["tokenizer"].vocab_size, **to_dict(doc["model"]))
+    model = build_model(doc["data"].task, doc["tokenizer"].vocab_size, doc["model"], doc.get("labels"))
     tensors, _ = load_tensors(Path(run_dir) / which)
     weights = {k.removeprefix("model."): v for k, v in tensors.items()
                if which == BEST or k.startswith("model.")}

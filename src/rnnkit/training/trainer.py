@@ -2,9 +2,10 @@
 evaluation, checkpoints that resume exactly, and Ctrl-C that saves.
 
 The loop knows nothing task-specific: the model gives ``loss(batch, state)
--> (loss, state)``; the state it returns is detached and passed back with the
-next batch of the same epoch (the batches continue each other), and reset to
-zero at each new epoch.
+-> (loss, state)``; a state it returns (a language model's) is detached and
+passed back with the next batch of the same epoch (the batches continue each
+other), and reset to zero at each new epoch; classifiers and taggers return
+None. Validation is :func:`rnnkit.training.evaluate.validate`.
 """
 
 from __future__ import annotations
@@ -21,10 +22,9 @@ import torch
 from tqdm import tqdm
 
 from rnnkit.config import TrainConfig
-from rnnkit.data.text import TextData
 from rnnkit.errors import CheckpointError, ConfigError, TrainingError
 from rnnkit.training.allocator import keep_freed_memory
-from rnnkit.training.evaluate import evaluate
+from rnnkit.training.evaluate import validate
 from rnnkit.training.optim import build_optimizer, learning_rate
 from rnnkit.training.plots import plot_losses
 from rnnkit.training.runs import (BEST, LAST, METRICS, PLOT, load_tensors, save_tensors,
@@ -68,7 +68,7 @@ class Trainer:
     the current step, as Ctrl-C does.
     """
 
-    def __init__(self, model, data: TextData, config: TrainConfig, out: str | Path | None = None,
+    def __init__(self, model, data, config: TrainConfig, out: str | Path | None = None,
                  callbacks=(), quiet: bool = False):
         self.out = Path(out or config.out or Path("runs") / Path(data.config.path or "run").stem)
         self.cfg = config = dataclasses.replace(config, out=str(self.out))
@@ -114,8 +114,9 @@ class Trainer:
                                       f"or choose another --out")
             torch.manual_seed(self.cfg.seed)
             (self.out / METRICS).unlink(missing_ok=True)
+        labels = {"labels": self.data.labels} if hasattr(self.data, "labels") else {}
         write_config(self.out, self.model.config, self.data.config, self.cfg, self.data.tokenizer,
-                     corpus_sha256=self.data.digest)
+                     corpus_sha256=self.data.digest, **labels)
         previous = self._install_sigint()
         bar = tqdm(total=100, disable=self.quiet or not sys.stderr.isatty(), leave=False,
                    bar_format="{percentage:3.0f}%|{bar:20}| {elapsed}<{remaining} {postfix}")
@@ -148,12 +149,12 @@ class Trainer:
         started = time.perf_counter() - self.elapsed
         tick, tick_tokens = time.perf_counter(), 0
         while True:
-            for x, y in self.batcher.batches(self.epoch, self.batch_index):
+            for batch in self.batcher.batches(self.epoch, self.batch_index):
                 lr = learning_rate(cfg, self.step, self._progress())
                 for group in opt.param_groups:
                     group["lr"] = lr
                 with torch.autocast(self.device.type, torch.bfloat16, enabled=self.precision == "bf16"):
-                    loss, state = model.loss((x.to(self.device), y.to(self.device)), self.carry)
+                    loss, state = model.loss(tuple(t.to(self.device) for t in batch), self.carry)
                 value = loss.item()
                 if not math.isfinite(value):
                     raise TrainingError(f"the loss became {value} at step {self.step + 1}; lower --lr or "
@@ -165,13 +166,14 @@ class Trainer:
                 if cfg.clip_norm:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)
                 opt.step()
-                self.carry = tuple(s.detach() for s in state)  # truncate BPTT here
+                if state is not None:
+                    self.carry = tuple(s.detach() for s in state)  # truncate BPTT here
                 self.step += 1
                 self.batch_index += 1
                 self.elapsed = time.perf_counter() - started
                 self.log_sum += value
                 self.log_count += 1
-                tick_tokens += y.numel()
+                tick_tokens += batch[0].numel()
                 if self.step % cfg.log_every == 0:
                     now = time.perf_counter()
                     speed = tick_tokens / max(now - tick, 1e-9)
@@ -210,10 +212,9 @@ class Trainer:
     # -- evaluation and checkpoints -------------------------------------------
 
     def _evaluate_and_save(self, bar=None) -> dict:
-        result = {}
-        if len(self.data.val) >= 2:
-            metrics = evaluate(self.model, self.data.val, streams=self.cfg.eval_streams)
-            result = {"val_loss": metrics["loss"], "val_bpc": metrics["bpc"]}
+        metrics = validate(self.model, self.data, "val", self.cfg.eval_streams)
+        result = {"val_" + k: v for k, v in metrics.items()}
+        if result:
             self._log({"step": self.step, **result})
             improved = metrics["loss"] < self.best_val
         else:  # no validation split: the last weights are the best we know
@@ -234,11 +235,13 @@ class Trainer:
         if self.quiet:
             return
         line = f"step {self.step:,} | epoch {self.epoch + 1} | {self.elapsed:.0f}s"
-        if result:
+        if "val_bpc" in result:
             line += f" | val {result['val_loss']:.4f} nats ({result['val_bpc']:.3f} bpc)"
+        elif result:
+            line += " | val " + " | ".join(f"{k.removeprefix('val_')} {v:.4f}" for k, v in result.items())
         write = bar.write if bar is not None else print
         write(line)
-        if self.cfg.sample_length:
+        if self.cfg.sample_length and hasattr(self.model, "generate"):
             write(self._sample() + "\n" + "-" * 40)
 
     def _sample(self) -> str:
@@ -247,6 +250,18 @@ class Trainer:
         gen = torch.Generator(device=self.device).manual_seed(self.cfg.seed + self.step)
         ids = list(self.model.generate(prime, self.cfg.sample_length, temperature=0.8, generator=gen))
         return tok.decode(ids)
+
+    def test(self) -> dict:
+        """The best checkpoint's metrics on the test split ({} without one)."""
+        if not (self.out / BEST).exists():
+            return {}
+        tensors, _ = load_tensors(self.out / BEST)
+        current = {k: v.clone() for k, v in self.model.state_dict().items()}
+        self.model.load_state_dict(tensors)
+        try:
+            return validate(self.model, self.data, "test", self.cfg.eval_streams)
+        finally:
+            self.model.load_state_dict(current)
 
     def _save_last(self) -> None:
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}

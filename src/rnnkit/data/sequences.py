@@ -1,0 +1,222 @@
+"""Labelled sequences for classification and tagging, in padded,
+length-bucketed batches.
+
+A batch is ``(x, lengths, y)``: token ids x (B, T) int64 padded with 0
+after each sequence's end, lengths (B,) int64 >= 1, and labels y (B,) for
+classification or (B, T) for tagging, padded with ``IGNORE`` (-100, what
+``F.cross_entropy`` skips). The mask of valid positions, True where
+``t < lengths[b]``, is :func:`length_mask`.
+
+Bucketing: each epoch shuffles the examples (from the seed and the epoch),
+sorts windows of 50 batches' worth by length and cuts them into batches,
+then shuffles the batch order, so a batch holds sequences of similar length
+(little padding) while the data order still changes every epoch.
+
+Splits: validation and test come from ``val_path`` / ``test_path`` where
+given (CoNLL-2000's test file), else from a random split of the training
+file by ``val_fraction`` / ``test_fraction`` that is stratified by label for
+classification and fixed by the seed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rnnkit.config import DataConfig
+from rnnkit.data.tables import read_conll, read_table
+from rnnkit.data.text import file_digest
+from rnnkit.data.tokenizers import fit_tokenizer
+from rnnkit.errors import DataError
+from rnnkit.models.tagger import IGNORE
+BUCKET_BATCHES = 50
+
+
+@dataclass
+class Examples:
+    """Token ids per example and one label id per example (classify) or per token (tag)."""
+
+    ids: list[np.ndarray]
+    labels: list  # int per example, or an int64 array per example
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def subset(self, index) -> "Examples":
+        return Examples([self.ids[i] for i in index], [self.labels[i] for i in index])
+
+
+def length_mask(lengths: torch.Tensor, T: int) -> torch.Tensor:
+    """lengths (B,) -> mask (B, T), True at valid positions t < lengths[b]."""
+    return torch.arange(T, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def collate(ids: list[np.ndarray], labels: list) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pad a list of examples into one batch (x, lengths, y); see the module docstring."""
+    lengths = torch.tensor([len(s) for s in ids], dtype=torch.long)
+    T = int(lengths.max())
+    x = torch.zeros(len(ids), T, dtype=torch.long)
+    for b, s in enumerate(ids):
+        x[b, :len(s)] = torch.from_numpy(s)
+    if labels and np.ndim(labels[0]) == 0:
+        y = torch.tensor(labels, dtype=torch.long)  # (B,)
+    else:
+        y = torch.full((len(ids), T), IGNORE, dtype=torch.long)  # (B, T)
+        for b, s in enumerate(labels):
+            y[b, :len(s)] = torch.from_numpy(np.asarray(s, dtype=np.int64))
+    return x, lengths, y
+
+
+class BucketBatcher:
+    """Padded, length-bucketed batches over ``examples``; deterministic in (seed, epoch)."""
+
+    def __init__(self, examples: Examples, batch_size: int, seed: int, shuffle: bool = True):
+        if len(examples) == 0:
+            raise DataError("no training examples")
+        self.examples = examples
+        self.batch_size = batch_size
+        self.seed = seed
+        self.shuffle = shuffle
+
+    def num_batches(self, epoch: int) -> int:
+        return -(-len(self.examples) // self.batch_size)
+
+    def _order(self, epoch: int) -> list[np.ndarray]:
+        n, B = len(self.examples), self.batch_size
+        if not self.shuffle:
+            return [np.arange(i, min(i + B, n)) for i in range(0, n, B)]
+        rng = np.random.default_rng([self.seed, epoch])
+        order = rng.permutation(n)
+        lengths = np.array([len(s) for s in self.examples.ids])
+        batches = []
+        for start in range(0, n, B * BUCKET_BATCHES):
+            window = order[start:start + B * BUCKET_BATCHES]
+            window = window[np.argsort(lengths[window], kind="stable")]
+            batches += [window[i:i + B] for i in range(0, len(window), B)]
+        return [batches[i] for i in rng.permutation(len(batches))]
+
+    def batches(self, epoch: int, start: int = 0):
+        for index in self._order(epoch)[start:]:
+            yield collate([self.examples.ids[i] for i in index], [self.examples.labels[i] for i in index])
+
+
+def _stratified_split(labels: list[int], fractions: tuple[float, float], seed: int):
+    """Indices (train, val, test): each class cut by the fractions after a seeded shuffle."""
+    rng = np.random.default_rng(seed)
+    parts = ([], [], [])
+    labels = np.asarray(labels)
+    for c in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == c))
+        n_val, n_test = (int(round(len(members) * f)) for f in fractions)
+        parts[1].extend(members[:n_val])
+        parts[2].extend(members[n_val:n_val + n_test])
+        parts[0].extend(members[n_val + n_test:])
+    return [np.sort(np.array(p, dtype=np.int64)) for p in parts]
+
+
+@dataclass
+class LabelledData:
+    """Examples of a classification (``task="classify"``) or tagging
+    (``task="tag"``) task, split, with the tokenizer and the label names.
+
+    ``LabelledData.from_file("spam.csv", DataConfig(task="classify"))`` reads
+    a table; ``task="tag"`` reads CoNLL columns.
+    """
+
+    tokenizer: object
+    labels: list[str]  # label (or tag) names; the id of a label is its index
+    train: Examples
+    val: Examples
+    test: Examples
+    config: DataConfig
+    digest: str = ""
+    sources: dict = field(default_factory=dict)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tokenizer.vocab_size
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.labels)
+
+    def batcher(self, seed: int) -> BucketBatcher:
+        return BucketBatcher(self.train, self.config.batch_size, seed)
+
+    def eval_batches(self, split: str = "val", batch_size: int = 128):
+        """Batches of a split in file order (no shuffling), for evaluation."""
+        examples = getattr(self, split)
+        return BucketBatcher(examples, batch_size, 0, shuffle=False).batches(0) if len(examples) else iter(())
+
+    @classmethod
+    def from_file(cls, path: str | Path, config: DataConfig, tokenizer=None,
+                  labels: list[str] | None = None) -> "LabelledData":
+        """Read, tokenize and split; a given ``tokenizer`` and ``labels`` (a
+        resumed run's) are used as they are."""
+        config = dataclasses.replace(config, path=str(path))
+        texts, names = _read(path, config)
+        if tokenizer is None:
+            tokenizer = fit_tokenizer(config.tokenizer_kind, "\n".join(texts), config, eos=False)
+        if labels is None:
+            labels = sorted({n for group in names for n in (group if config.task == "tag" else [group])})
+        examples = encode_examples(texts, names, tokenizer, labels, path, config.task)
+        val = test = Examples([], [])
+        digests = [file_digest(path)]
+        if config.val_path or config.test_path:
+            for split, extra in (("val", config.val_path), ("test", config.test_path)):
+                if extra:
+                    t, n = _read(extra, config)
+                    if split == "val":
+                        val = encode_examples(t, n, tokenizer, labels, extra, config.task)
+                    else:
+                        test = encode_examples(t, n, tokenizer, labels, extra, config.task)
+                    digests.append(file_digest(extra))
+            train = examples
+        else:
+            strata = examples.labels if config.task == "classify" else [0] * len(examples)
+            index = _stratified_split(strata, (config.val_fraction, config.test_fraction), 0)
+            train, val, test = (examples.subset(i) for i in index)
+        if len(train) == 0:
+            raise DataError(f"{path}: no training examples are left after the split; lower --val-fraction")
+        digest = digests[0] if len(digests) == 1 else hashlib.sha256("".join(digests).encode()).hexdigest()
+        return cls(tokenizer, labels, train, val, test, config, digest)
+
+
+def _read(path, config: DataConfig):
+    """(texts, label names): a text and a label per example (classify), or the
+    words joined by spaces and a tag list per sentence (tag)."""
+    if config.task == "classify":
+        table = read_table(path, config.text_column, config.label_column)
+        return table.texts, table.labels
+    sentences = read_conll(path, config.word_column, config.tag_column)
+    return [" ".join(w) for w in sentences.words], sentences.tags
+
+
+def encode_examples(texts, names, tokenizer, labels, path, task) -> Examples:
+    """Token ids and label ids; a label outside ``labels`` or an example
+    without tokens is an error naming the file."""
+    index = {name: i for i, name in enumerate(labels)}
+    unknown = sorted({n for group in names for n in (group if task == "tag" else [group])} - set(index))
+    if unknown:
+        shown = ", ".join(repr(u) for u in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
+        raise DataError(f"{path} has {len(unknown)} label(s) the model was not trained on: {shown}; "
+                        f"train with them or remove those examples")
+    ids, ys = [], []
+    for n, (text, name) in enumerate(zip(texts, names), start=1):
+        tokens = tokenizer.encode(text, what=str(path))
+        if len(tokens) == 0:
+            raise DataError(f"{path}: example {n} has no tokens; remove it")
+        if task == "tag":
+            if len(tokens) != len(name):  # a word the tokenizer split or dropped
+                raise DataError(f"{path}: sentence {n} has {len(name)} words but {len(tokens)} tokens; "
+                                f"words must not contain spaces")
+            ys.append(np.array([index[t] for t in name], dtype=np.int64))
+        else:
+            ys.append(index[name])
+        ids.append(tokens)
+    return Examples(ids, ys)

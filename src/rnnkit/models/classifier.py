@@ -1,0 +1,108 @@
+"""A sequence classifier: one output at the end of the sequence
+(many-to-one, Goodfellow et al. 10.2.1, figure 10.5).
+
+    o_1..o_T = Encoder(x_1..x_T)                  (B, T, F)
+    c = pool(o_1..o_T)                            (B, F)
+    p(y | x) = softmax(W c + b)                   (B, K)
+
+Pooling (``ModelConfig.pooling``), always over valid positions only:
+
+- ``last``: the final state of the top layer: →h_T, merged with ←h_1 (the
+  reverse direction's state after reading the whole sequence) when bidirectional;
+- ``mean``: Σ_t o_t / T;
+- ``max``: max_t o_t, element-wise;
+- ``attention``: s_t = vᵀ tanh(W_a o_t + b_a), α = softmax_t(s), c = Σ_t α_t o_t
+  (additive attention, Bahdanau et al. 2015; as pooling, Yang et al. 2016);
+  :meth:`SequenceClassifier.attention_weights` gives α for inspection.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from rnnkit.config import ModelConfig
+from rnnkit.models.encoder import Encoder
+
+
+def _merge(fwd: Tensor, bwd: Tensor, mode: str) -> Tensor:
+    if mode == "concat":
+        return torch.cat([fwd, bwd], dim=-1)
+    if mode == "sum":
+        return fwd + bwd
+    if mode == "mul":
+        return fwd * bwd
+    return (fwd + bwd) / 2
+
+
+class SequenceClassifier(nn.Module):
+    """Args: ``vocab_size`` (V), ``num_labels`` (K) and the fields of
+    :class:`ModelConfig` as keywords (``bidirectional`` None means True).
+
+    ``forward(x, lengths) -> logits (B, K)`` for ids x (B, T) padded after
+    each sequence and lengths (B,). ``loss((x, lengths, y))`` is the mean
+    cross-entropy against labels y (B,); ``predict(x, lengths)`` the label ids.
+    """
+
+    def __init__(self, vocab_size: int, num_labels: int, **config):
+        super().__init__()
+        config.setdefault("bidirectional", None)
+        if config["bidirectional"] is None:
+            config["bidirectional"] = True
+        self.config = ModelConfig(**config)
+        if num_labels < 2:
+            raise ValueError(f"SequenceClassifier: need at least 2 labels, got {num_labels}")
+        self.num_labels = num_labels
+        self.encoder = Encoder(vocab_size, self.config)
+        F_ = self.encoder.output_size
+        if self.config.pooling == "attention":
+            self.attn = nn.Linear(F_, F_)
+            self.attn_v = nn.Linear(F_, 1, bias=False)
+        self.drop = nn.Dropout(self.config.dropout)
+        self.head = nn.Linear(F_, num_labels)
+
+    def _scores(self, outputs: Tensor, mask: Tensor) -> Tensor:
+        """Attention weights α (B, T), zero at padding."""
+        s = self.attn_v(torch.tanh(self.attn(outputs))).squeeze(-1)  # (B, T)
+        return F.softmax(s.masked_fill(~mask, float("-inf")), dim=-1)
+
+    def pool(self, x: Tensor, lengths: Tensor) -> Tensor:
+        """ids (B, T), lengths (B,) -> one vector per sequence (B, F)."""
+        outputs, state = self.encoder(x, lengths)  # (B, T, F)
+        mask = torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]  # (B, T), True = valid
+        kind = self.config.pooling
+        if kind == "last":
+            h = state[0]  # (L*D, B, H), each direction's state at its sequence's end
+            if self.encoder.rnn.bidirectional:
+                return _merge(h[-2], h[-1], self.config.merge)
+            return h[-1]
+        if kind == "mean":
+            return outputs.sum(1) / lengths[:, None].to(outputs.dtype)
+        if kind == "max":
+            return outputs.masked_fill(~mask[..., None], float("-inf")).amax(1)
+        return torch.einsum("bt,btf->bf", self._scores(outputs, mask), outputs)
+
+    def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
+        return self.head(self.drop(self.pool(x, lengths)))  # (B, K)
+
+    def loss(self, batch, state=None) -> tuple[Tensor, None]:
+        """The training contract: (x, lengths, y) -> (mean cross-entropy, no carried state)."""
+        x, lengths, y = batch
+        logits = self(x, lengths)
+        return F.cross_entropy(logits.float(), y), None
+
+    @torch.no_grad()
+    def predict(self, x: Tensor, lengths: Tensor) -> Tensor:
+        """Label ids (B,)."""
+        return self(x, lengths).argmax(-1)
+
+    @torch.no_grad()
+    def attention_weights(self, x: Tensor, lengths: Tensor) -> Tensor:
+        """α (B, T) of ``pooling="attention"``: how much each token counts."""
+        if self.config.pooling != "attention":
+            raise ValueError("SequenceClassifier.attention_weights: the model pools by "
+                             f"{self.config.pooling!r}, not attention")
+        outputs, _ = self.encoder(x, lengths)
+        mask = torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]
+        return self._scores(outputs, mask)

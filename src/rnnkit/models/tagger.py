@@ -1,0 +1,75 @@
+"""A sequence tagger: one output at every input step (Goodfellow et al. 10.2,
+figure 10.3), by default reading the whole sentence both ways.
+
+    o_1..o_T = Encoder(x_1..x_T)                  (B, T, F)
+    s_t = W o_t + b                               (B, T, K)  emission scores
+
+Output layer, per ``ModelConfig.crf``:
+
+- softmax (default): p(y_t | x) = softmax(s_t), each step on its own;
+  loss Σ_t -log p(y_t | x) / (tokens);
+- linear-chain CRF (Huang et al. 2015, BI-LSTM-CRF): p(y | x) ∝
+  exp(Σ_t s_t[y_t] + Σ_t A[y_{t-1}, y_t]), so the tags of neighbours
+  constrain each other (I-NP cannot follow B-VP); loss -log p(y | x)
+  summed over sentences / tokens; decoding by Viterbi
+  (:mod:`rnnkit.layers.crf`).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from rnnkit.config import ModelConfig
+from rnnkit.layers.crf import LinearChainCRF
+from rnnkit.models.encoder import Encoder
+
+IGNORE = -100  # the tag at padded positions, which F.cross_entropy skips
+
+
+class SequenceTagger(nn.Module):
+    """Args: ``vocab_size`` (V), ``num_labels`` (K tags) and the fields of
+    :class:`ModelConfig` as keywords (``bidirectional`` None means True).
+
+    ``forward(x, lengths) -> emission scores (B, T, K)``; ``loss((x, lengths,
+    y))`` against tags y (B, T) padded with -100; ``predict(x, lengths)`` the
+    tag ids (B, T), 0 beyond each length.
+    """
+
+    def __init__(self, vocab_size: int, num_labels: int, **config):
+        super().__init__()
+        config.setdefault("bidirectional", None)
+        if config["bidirectional"] is None:
+            config["bidirectional"] = True
+        self.config = ModelConfig(**config)
+        self.num_labels = num_labels
+        self.encoder = Encoder(vocab_size, self.config)
+        self.drop = nn.Dropout(self.config.dropout)
+        self.head = nn.Linear(self.encoder.output_size, num_labels)
+        self.crf = LinearChainCRF(num_labels) if self.config.crf else None
+
+    def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
+        outputs, _ = self.encoder(x, lengths)  # (B, T, F)
+        return self.head(self.drop(outputs)).float()  # (B, T, K)
+
+    def loss(self, batch, state=None) -> tuple[Tensor, None]:
+        """The training contract: (x, lengths, y) -> (loss per token in nats, no carried state)."""
+        x, lengths, y = batch
+        scores = self(x, lengths)
+        if self.crf is None:
+            return F.cross_entropy(scores.reshape(-1, self.num_labels), y.reshape(-1), ignore_index=IGNORE), None
+        mask = y != IGNORE  # (B, T), True at valid positions
+        return self.crf.nll(scores, y.clamp(min=0), mask).sum() / mask.sum(), None
+
+    @torch.no_grad()
+    def predict(self, x: Tensor, lengths: Tensor) -> Tensor:
+        """Tag ids (B, T): argmax per step, or the CRF's Viterbi path; 0 beyond each length."""
+        scores = self(x, lengths)
+        mask = torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]
+        if self.crf is None:
+            return scores.argmax(-1).masked_fill(~mask, 0)
+        tags = torch.zeros_like(x)
+        for b, path in enumerate(self.crf.decode(scores, mask)):
+            tags[b, :len(path)] = torch.tensor(path, device=x.device)
+        return tags

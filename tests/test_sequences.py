@@ -1,0 +1,172 @@
+"""Classification and tagging: reading tables and CoNLL files, padded batches,
+padding invariance, learning, and the errors of bad input."""
+
+import random
+import re
+
+import pytest
+import torch
+
+from rnnkit import DataConfig, TrainConfig, Trainer, load_run
+from rnnkit.data import LabelledData, collate, read_conll, read_table
+from rnnkit.data.sequences import BucketBatcher, Examples
+from rnnkit.errors import DataError
+from rnnkit.models import SequenceClassifier, SequenceTagger
+
+TINY = dict(cell="lstm", hidden_size=16, num_layers=1, embedding_dim=8, dropout=0.0)
+NOUNS = "cat dog bird fish cow horse".split()
+VERBS = "runs sleeps eats sings jumps".split()
+
+
+def spam_table(n=120, seed=0) -> str:
+    """Comments where spam mentions a link or a channel: learnable from words."""
+    rng = random.Random(seed)
+    rows = ["COMMENT_ID,CONTENT,CLASS"]
+    for i in range(n):
+        spam = i % 2
+        words = rng.sample(NOUNS + VERBS, 4) + (["check", "my", "channel"] if spam else ["nice", "song"])
+        rng.shuffle(words)
+        rows.append(f'c{i},"{" ".join(words)}",{spam}')
+    return "\n".join(rows) + "\n"
+
+
+def chunk_corpus(n=80, seed=0) -> str:
+    """CoNLL-2000-like sentences: 'the NOUN VERB the NOUN' with chunk tags."""
+    rng = random.Random(seed)
+    lines = []
+    for _ in range(n):
+        noun, verb, other = rng.choice(NOUNS), rng.choice(VERBS), rng.choice(NOUNS)
+        lines += [f"the DT B-NP", f"{noun} NN I-NP", f"{verb} VBZ B-VP", f"the DT B-NP", f"{other} NN I-NP", ""]
+    return "\n".join(lines) + "\n"
+
+
+def test_read_table_finds_columns_by_header_and_by_content(tmp_path):
+    csv = tmp_path / "c.csv"
+    csv.write_text('ID,CONTENT,CLASS\n1,"hello, world",0\n2,"multi\nline",1\n')
+    table = read_table(csv)
+    assert table.texts == ["hello, world", "multi\nline"] and table.labels == ["0", "1"]
+    tsv = tmp_path / "sms.tsv"  # the SMS Spam Collection: label first, no header
+    tsv.write_text("ham\tGo until jurong point\nspam\tWIN a prize now\nham\tOk lar\n")
+    table = read_table(tsv)
+    assert table.labels == ["ham", "spam", "ham"] and table.texts[1] == "WIN a prize now"
+
+
+@pytest.mark.parametrize("content,message", [
+    ("ID,CONTENT\n1,hello\n", "no label column 'auto'"),
+    ("text,label\nhello,1\nworld\n", "line 3: 1 column(s), expected at least 2"),
+    ("text,label\nhello,1\n   ,0\n", "line 3: empty text"),
+    ("text,label\n", "has a header but no examples"),
+])
+def test_read_table_errors_name_the_line_and_the_fix(tmp_path, content, message):
+    path = tmp_path / "t.csv"
+    path.write_text(content)
+    with pytest.raises(DataError, match=re.escape(message)):
+        read_table(path)
+
+
+def test_read_conll_skips_comments_and_conllu_ranges_and_rejects_ragged_lines(tmp_path):
+    path = tmp_path / "u.conllu"
+    path.write_text("# sent_id = 1\n1-2\tdon't\t_\t_\n1\tdo\tdo\tAUX\n2\tn't\tnot\tPART\n\n"
+                    "1\tgo\tgo\tVERB\n2.1\tx\tx\tX\n\n")
+    s = read_conll(path, word_column=1, tag_column=3)
+    assert s.words == [["do", "n't"], ["go"]] and s.tags == [["AUX", "PART"], ["VERB"]]
+    ragged = tmp_path / "r.txt"
+    ragged.write_text("the DT B-NP\ncat NN\n")
+    with pytest.raises(DataError, match="line 2: 2 column"):
+        read_conll(ragged)
+
+
+def test_bucketed_batches_cover_every_example_once_with_little_padding():
+    rng = random.Random(0)
+    ids = [torch.arange(1, rng.randint(1, 40) + 1).numpy() for _ in range(203)]
+    batcher = BucketBatcher(Examples(ids, list(range(203))), 16, seed=3)
+    seen, padding = [], 0
+    for x, lengths, y in batcher.batches(epoch=1):
+        seen += y.tolist()
+        padding += int((x.shape[1] - lengths).sum())
+        assert bool((x[torch.arange(x.shape[1])[None] >= lengths[:, None]] == 0).all())
+    assert sorted(seen) == list(range(203)) and batcher.num_batches(1) == 13
+    assert padding < 0.1 * sum(len(i) for i in ids)  # sorted windows: little padding
+    assert [y.tolist() for *_, y in batcher.batches(1, start=5)] == \
+        [y.tolist() for *_, y in list(batcher.batches(1))[5:]]  # resumable mid-epoch
+
+
+@pytest.mark.parametrize("pooling", ["last", "mean", "max", "attention"])
+@pytest.mark.parametrize("engine,merge", [("fused", "concat"), ("explicit", "sum")])
+def test_padding_never_changes_a_classifiers_result(pooling, engine, merge):
+    torch.manual_seed(0)
+    model = SequenceClassifier(30, 3, **{**TINY, "num_layers": 2}, pooling=pooling, engine=engine,
+                               merge=merge).double().eval()
+    seqs = [torch.randint(1, 30, (n,)).numpy() for n in (5, 2, 9)]
+    x, lengths, _ = collate(seqs, [0, 1, 2])
+    batched = model(x, lengths)
+    for b, s in enumerate(seqs):
+        alone = model(torch.from_numpy(s)[None], torch.tensor([len(s)]))
+        torch.testing.assert_close(batched[b], alone[0])
+
+
+@pytest.mark.parametrize("crf", [False, True])
+def test_padding_never_changes_a_taggers_result(crf):
+    torch.manual_seed(0)
+    model = SequenceTagger(30, 4, **TINY, crf=crf).double().eval()
+    seqs = [torch.randint(1, 30, (n,)).numpy() for n in (6, 1, 3)]
+    tags = [torch.randint(0, 4, (len(s),)).numpy() for s in seqs]
+    x, lengths, y = collate(seqs, tags)
+    loss_batch, _ = model.loss((x, lengths, y))
+    pred = model.predict(x, lengths)
+    total = 0.0
+    for b, (s, t) in enumerate(zip(seqs, tags)):
+        xb, lb, yb = collate([s], [t])
+        total += model.loss((xb, lb, yb))[0] * len(s)
+        assert pred[b, :len(s)].tolist() == model.predict(xb, lb)[0].tolist()
+        assert pred[b, len(s):].eq(0).all()
+    torch.testing.assert_close(loss_batch, total / sum(len(s) for s in seqs))
+
+
+def train(data, model, tmp_path, **cfg):
+    torch.manual_seed(0)
+    config = TrainConfig(**{"max_epochs": 6, "eval_every": 1000, "sample_length": 0, "lr": 1e-2,
+                            "warmup_steps": 5, "device": "cpu", "log_every": 5, **cfg})
+    trainer = Trainer(model, data, config, out=tmp_path / "run", quiet=True)
+    return trainer, trainer.fit()
+
+
+def test_classifier_learns_spam_from_words_and_reloads(tmp_path):
+    path = tmp_path / "spam.csv"
+    path.write_text(spam_table())
+    data = LabelledData.from_file(path, DataConfig(task="classify", batch_size=8, val_fraction=0.25))
+    assert data.labels == ["0", "1"] and len(data.val) == 30  # stratified: 15 of each
+    assert sorted(data.val.labels) == [0] * 15 + [1] * 15
+    torch.manual_seed(0)
+    trainer, result = train(data, SequenceClassifier(data.vocab_size, 2, **TINY), tmp_path)
+    assert result["val_accuracy"] == 1.0 and result["val_loss"] < 0.2, result
+    model, tokenizer, doc = load_run(tmp_path / "run")
+    assert doc["labels"] == ["0", "1"] and isinstance(model, SequenceClassifier)
+
+
+def test_crf_tagger_learns_chunks_and_scores_chunk_f1(tmp_path):
+    path = tmp_path / "train.txt"
+    path.write_text(chunk_corpus())
+    data = LabelledData.from_file(path, DataConfig(task="tag", batch_size=8, val_fraction=0.2))
+    assert data.labels == ["B-NP", "B-VP", "I-NP"]
+    trainer, result = train(data, SequenceTagger(data.vocab_size, 3, **TINY, crf=True), tmp_path)
+    assert result["val_accuracy"] == 1.0 and result["val_f1"] == 1.0, result
+
+
+def test_labels_outside_training_and_empty_examples_are_errors(tmp_path):
+    train_path, val_path = tmp_path / "train.csv", tmp_path / "val.csv"
+    train_path.write_text(spam_table(20))
+    val_path.write_text("text,label\nhello there,maybe\n")
+    with pytest.raises(DataError, match="1 label\\(s\\) the model was not trained on: 'maybe'"):
+        LabelledData.from_file(train_path, DataConfig(task="classify", val_path=str(val_path)))
+    empty = tmp_path / "empty.csv"
+    empty.write_text('text,label\n"!!!",1\nfine words,0\n')
+    with pytest.raises(DataError, match="example 1 has no tokens"):
+        LabelledData.from_file(empty, DataConfig(task="classify", tokenizer="word"),
+                               tokenizer=_word_tokenizer("fine words"))
+
+
+def _word_tokenizer(text):
+    from rnnkit.data.words import WordTokenizer
+
+    return WordTokenizer.fit(text, eos=False, pattern=r"\w+")
