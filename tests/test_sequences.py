@@ -92,11 +92,12 @@ def test_bucketed_batches_cover_every_example_once_with_little_padding():
 
 
 @pytest.mark.parametrize("pooling", ["last", "mean", "max", "attention"])
-@pytest.mark.parametrize("engine,merge", [("fused", "concat"), ("explicit", "sum")])
-def test_padding_never_changes_a_classifiers_result(pooling, engine, merge):
+@pytest.mark.parametrize("engine,merge,encoder", [("fused", "concat", "rnn"), ("explicit", "sum", "rnn"),
+                                                   ("fused", "concat", "tdnn")])
+def test_padding_never_changes_a_classifiers_result(pooling, engine, merge, encoder):
     torch.manual_seed(0)
     model = SequenceClassifier(30, 3, **{**TINY, "num_layers": 2}, pooling=pooling, engine=engine,
-                               merge=merge).double().eval()
+                               merge=merge, encoder=encoder).double().eval()
     seqs = [torch.randint(1, 30, (n,)).numpy() for n in (5, 2, 9)]
     x, lengths, _ = collate(seqs, [0, 1, 2])
     batched = model(x, lengths)
@@ -105,10 +106,12 @@ def test_padding_never_changes_a_classifiers_result(pooling, engine, merge):
         torch.testing.assert_close(batched[b], alone[0])
 
 
-@pytest.mark.parametrize("crf", [False, True])
-def test_padding_never_changes_a_taggers_result(crf):
+@pytest.mark.parametrize("crf,encoder,bidirectional", [(False, "rnn", True), (True, "rnn", True),
+                                                       (False, "tdnn", True), (True, "tdnn", False)])
+def test_padding_never_changes_a_taggers_result(crf, encoder, bidirectional):
     torch.manual_seed(0)
-    model = SequenceTagger(30, 4, **TINY, crf=crf).double().eval()
+    model = SequenceTagger(30, 4, **{**TINY, "num_layers": 2}, crf=crf, encoder=encoder, kernel_size=3,
+                           bidirectional=bidirectional).double().eval()
     seqs = [torch.randint(1, 30, (n,)).numpy() for n in (6, 1, 3)]
     tags = [torch.randint(0, 4, (len(s),)).numpy() for s in seqs]
     x, lengths, y = collate(seqs, tags)
@@ -170,3 +173,15 @@ def _word_tokenizer(text):
     from rnnkit.data.words import WordTokenizer
 
     return WordTokenizer.fit(text, eos=False, pattern=r"\w+")
+
+
+def test_a_causal_tdnn_sees_a_window_of_the_past_only():
+    from rnnkit.layers.tdnn import TimeDelay
+
+    torch.manual_seed(0)
+    layer = TimeDelay(3, 4, num_layers=2, kernel_size=3, causal=True).double()
+    x = torch.randn(1, 10, 3, dtype=torch.float64, requires_grad=True)
+    out, _ = layer(x, torch.tensor([10]))
+    out[0, 6].sum().backward()
+    reach = x.grad[0].abs().sum(-1).nonzero().flatten().tolist()
+    assert reach == [2, 3, 4, 5, 6]  # 2 layers x (3 - 1) + 1 inputs, none after t = 6

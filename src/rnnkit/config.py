@@ -59,6 +59,9 @@ class ModelConfig:
                        default="concat")
     pooling: str = _help("classify: one vector from all steps by last (state), mean, max or attention",
                          default="max")
+    encoder: str = _help("classify, tag: rnn (the recurrent cells) or tdnn (a time-delay network: 1-D "
+                         "convolutions over time, the finite-window baseline)", default="rnn")
+    kernel_size: int = _help("tdnn: inputs each convolution sees", default=5)
     crf: bool = _help("tag: a linear-chain CRF output layer (Viterbi decoding) instead of per-step softmax",
                       default=False)
 
@@ -66,6 +69,8 @@ class ModelConfig:
         _choice(self, "cell", CELL_TYPES)
         _choice(self, "merge", ("concat", "sum", "mul", "avg"))
         _choice(self, "pooling", POOLINGS)
+        _choice(self, "encoder", ("rnn", "tdnn"))
+        _at_least(self, "kernel_size", 1)
         _choice(self, "engine", ("fused", "explicit"))
         _choice(self, "nonlinearity", ("tanh", "relu"))
         _choice(self, "input_init", ("glorot", "torch"))

@@ -14,8 +14,9 @@ then shuffles the batch order, so a batch holds sequences of similar length
 
 Splits: validation and test come from ``val_path`` / ``test_path`` where
 given (CoNLL-2000's test file), else from a random split of the training
-file by ``val_fraction`` / ``test_fraction`` that is stratified by label for
-classification and fixed by the seed.
+file by ``val_fraction`` / ``test_fraction``, stratified by label for
+classification and the same in every run (seed 0), so runs that differ in
+their settings are scored on the same examples.
 """
 
 from __future__ import annotations
@@ -165,22 +166,18 @@ class LabelledData:
         if labels is None:
             labels = sorted({n for group in names for n in (group if config.task == "tag" else [group])})
         examples = encode_examples(texts, names, tokenizer, labels, path, config.task)
-        val = test = Examples([], [])
+        strata = examples.labels if config.task == "classify" else [0] * len(examples)
+        val_fraction = 0.0 if config.val_path else config.val_fraction
+        test_fraction = 0.0 if config.test_path else config.test_fraction
+        index = _stratified_split(strata, (val_fraction, test_fraction), 0)
+        train, val, test = (examples.subset(i) for i in index)
         digests = [file_digest(path)]
-        if config.val_path or config.test_path:
-            for split, extra in (("val", config.val_path), ("test", config.test_path)):
-                if extra:
-                    t, n = _read(extra, config)
-                    if split == "val":
-                        val = encode_examples(t, n, tokenizer, labels, extra, config.task)
-                    else:
-                        test = encode_examples(t, n, tokenizer, labels, extra, config.task)
-                    digests.append(file_digest(extra))
-            train = examples
-        else:
-            strata = examples.labels if config.task == "classify" else [0] * len(examples)
-            index = _stratified_split(strata, (config.val_fraction, config.test_fraction), 0)
-            train, val, test = (examples.subset(i) for i in index)
+        for split, extra in (("val", config.val_path), ("test", config.test_path)):
+            if extra:
+                texts, names = _read(extra, config)
+                encoded = encode_examples(texts, names, tokenizer, labels, extra, config.task)
+                val, test = (encoded, test) if split == "val" else (val, encoded)
+                digests.append(file_digest(extra))
         if len(train) == 0:
             raise DataError(f"{path}: no training examples are left after the split; lower --val-fraction")
         digest = digests[0] if len(digests) == 1 else hashlib.sha256("".join(digests).encode()).hexdigest()

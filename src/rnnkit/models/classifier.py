@@ -8,7 +8,8 @@
 Pooling (``ModelConfig.pooling``), always over valid positions only:
 
 - ``last``: the final state of the top layer: →h_T, merged with ←h_1 (the
-  reverse direction's state after reading the whole sequence) when bidirectional;
+  reverse direction's state after reading the whole sequence) when bidirectional
+  (a tdnn encoder: o_T);
 - ``mean``: Σ_t o_t / T;
 - ``max``: max_t o_t, element-wise;
 - ``attention``: s_t = vᵀ tanh(W_a o_t + b_a), α = softmax_t(s), c = Σ_t α_t o_t
@@ -72,9 +73,11 @@ class SequenceClassifier(nn.Module):
         outputs, state = self.encoder(x, lengths)  # (B, T, F)
         mask = torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]  # (B, T), True = valid
         kind = self.config.pooling
+        if kind == "last" and state is None:  # a tdnn: the output at the last valid step
+            return outputs[torch.arange(len(x), device=x.device), lengths - 1]
         if kind == "last":
             h = state[0]  # (L*D, B, H), each direction's state at its sequence's end
-            if self.encoder.rnn.bidirectional:
+            if self.config.bidirectional:
                 return _merge(h[-2], h[-1], self.config.merge)
             return h[-1]
         if kind == "mean":
