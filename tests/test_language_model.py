@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from rnnkit.errors import ConfigError
 from rnnkit.models import LanguageModel, sample_next
 
 
@@ -153,3 +154,62 @@ def test_bf16_generation_follows_the_fp32_model():
     assert sum(a == b for a, b in zip(fp32, bf16)) >= 25  # greedy paths may part where two tokens tie
     with pytest.raises(ValueError, match="precision must be one of"):
         next(model.generate([1], 1, precision="int4"))
+
+
+def test_locked_dropout_keeps_one_mask_per_sequence_for_every_step():
+    from rnnkit.layers.recurrent import locked_dropout
+
+    torch.manual_seed(0)
+    out = locked_dropout(torch.ones(4, 9, 16), 0.5)
+    assert bool((out == out[:, :1]).all())  # the same at every step
+    assert set(out.unique().tolist()) == {0.0, 2.0} and not bool((out[0] == out[1]).all())
+
+
+def test_locked_dropout_runs_the_same_on_both_engines():
+    """The fused engine runs its layers one at a time to share masks over time;
+    with the same random draws it must equal the explicit loop."""
+    torch.manual_seed(0)
+    fused = LanguageModel(20, cell="lstm", hidden_size=8, num_layers=3, embedding_dim=8, dropout=0.3,
+                          locked_dropout=True).double().train()
+    explicit = LanguageModel(20, cell="lstm", hidden_size=8, num_layers=3, embedding_dim=8, dropout=0.3,
+                             locked_dropout=True, engine="explicit").double().train()
+    explicit.load_state_dict(fused.state_dict())
+    x = torch.randint(0, 20, (3, 7))
+    torch.manual_seed(5)
+    a, _, sa = fused(x)
+    torch.manual_seed(5)
+    b, _, sb = explicit(x)
+    torch.testing.assert_close(a, b)
+    torch.testing.assert_close(sa, sb)
+
+
+def test_embedding_dropout_drops_every_occurrence_of_a_word_together():
+    torch.manual_seed(0)
+    model = LanguageModel(6, cell="lstm", hidden_size=4, num_layers=1, embedding_dim=4, dropout=0.0,
+                          embedding_dropout=0.5).train()
+    e = model.embed(torch.tensor([[1, 2, 1, 2, 1, 3, 3, 1]]))[0]  # (T, E)
+    dropped = {int(w) for w, row in zip([1, 2, 1, 2, 1, 3, 3, 1], e) if bool((row == 0).all())}
+    kept = {1, 2, 3} - dropped
+    assert dropped and kept  # this seed drops some words and keeps others
+    for w, row in zip([1, 2, 1, 2, 1, 3, 3, 1], e):
+        assert bool((row == 0).all()) == (w in dropped)
+
+
+def test_tied_weights_share_one_matrix_and_survive_a_round_trip(tmp_path):
+    from rnnkit import DataConfig, TextData, TrainConfig, Trainer, load_run
+
+    with pytest.raises(ConfigError, match="tie_weights needs embedding_dim = hidden_size"):
+        LanguageModel(10, hidden_size=8, embedding_dim=4, tie_weights=True)
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("the cat sat on the mat\n" * 40)
+    data = TextData.from_file(corpus, DataConfig(batch_size=4, seq_len=16))
+    model = LanguageModel(data.vocab_size, hidden_size=8, embedding_dim=8, num_layers=1, tie_weights=True)
+    assert model.head.weight is model.embedding.weight
+    assert sum(p.numel() for p in model.parameters()) == \
+        sum(p.numel() for p in LanguageModel(data.vocab_size, hidden_size=8, embedding_dim=8,
+                                             num_layers=1).parameters()) - data.vocab_size * 8
+    Trainer(model, data, TrainConfig(max_steps=5, sample_length=0, device="cpu"), out=tmp_path / "run",
+            quiet=True).fit()
+    loaded, _, _ = load_run(tmp_path / "run")
+    assert loaded.head.weight is loaded.embedding.weight
+    torch.testing.assert_close(loaded.head.weight, model.head.weight)

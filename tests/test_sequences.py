@@ -142,7 +142,7 @@ def test_classifier_learns_spam_from_words_and_reloads(tmp_path):
     assert sorted(data.val.labels) == [0] * 15 + [1] * 15
     torch.manual_seed(0)
     trainer, result = train(data, SequenceClassifier(data.vocab_size, 2, **TINY), tmp_path)
-    assert result["val_accuracy"] == 1.0 and result["val_loss"] < 0.2, result
+    assert result["val_accuracy"] >= 0.95 and result["val_loss"] < 0.3, result  # chance: 0.5, 0.69
     model, tokenizer, doc = load_run(tmp_path / "run")
     assert doc["labels"] == ["0", "1"] and isinstance(model, SequenceClassifier)
 
@@ -156,12 +156,20 @@ def test_crf_tagger_learns_chunks_and_scores_chunk_f1(tmp_path):
     assert result["val_accuracy"] == 1.0 and result["val_f1"] == 1.0, result
 
 
-def test_labels_outside_training_and_empty_examples_are_errors(tmp_path):
+def test_held_out_files_add_their_labels_and_words_outside_training_are_unknown(tmp_path):
     train_path, val_path = tmp_path / "train.csv", tmp_path / "val.csv"
     train_path.write_text(spam_table(20))
     val_path.write_text("text,label\nhello there,maybe\n")
-    with pytest.raises(DataError, match="1 label\\(s\\) the model was not trained on: 'maybe'"):
-        LabelledData.from_file(train_path, DataConfig(task="classify", val_path=str(val_path)))
+    data = LabelledData.from_file(train_path, DataConfig(task="classify", val_path=str(val_path)))
+    assert data.labels == ["0", "1", "maybe"]  # a test label never seen in training scores as a miss
+    assert data.val.ids[0].tolist() == [0, 0]  # "hello there": <unk> <unk>, not words of their own
+    split = LabelledData.from_file(train_path, DataConfig(task="classify", val_fraction=0.5))
+    held_out = {w for ids in split.val.ids for w in split.tokenizer.decode(ids).split()}
+    assert split.tokenizer.vocab_size < 1 + len(held_out | set(split.tokenizer.decode(
+        [i for ids in split.train.ids for i in ids]).split()))
+
+
+def test_an_example_without_tokens_is_an_error(tmp_path):
     empty = tmp_path / "empty.csv"
     empty.write_text('text,label\n"!!!",1\nfine words,0\n')
     with pytest.raises(DataError, match="example 1 has no tokens"):

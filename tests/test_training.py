@@ -107,6 +107,9 @@ def test_learning_rate_schedules():
     assert learning_rate(cfg, 99, 1.0) == pytest.approx(0.1)
     step = TrainConfig(lr=1.0, warmup_steps=0, lr_schedule="step", lr_decay=0.5, lr_decay_every=100)
     assert [learning_rate(step, s, 0) for s in (0, 99, 100, 250)] == [1.0, 1.0, 0.5, 0.25]
+    zaremba = TrainConfig(lr=1.0, warmup_steps=0, lr_schedule="step", lr_decay=0.5, lr_decay_every=100,
+                          lr_decay_start=400)  # halve after epoch 4 of 100 steps, then every epoch
+    assert [learning_rate(zaremba, s, 0) for s in (0, 399, 400, 499, 500)] == [1.0, 1.0, 0.5, 0.5, 0.25]
     const = TrainConfig(lr=0.3, warmup_steps=0, lr_schedule="constant")
     assert learning_rate(const, 1000, 0.9) == 0.3
 

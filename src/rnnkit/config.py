@@ -47,6 +47,12 @@ class ModelConfig:
     num_layers: int = _help("stacked recurrent layers", default=2)
     embedding_dim: int = _help("input embedding width; 0 = one-hot input as in min-char-rnn", default=64)
     dropout: float = _help("dropout on embeddings, between layers and before the output layer", default=0.2)
+    locked_dropout: bool = _help("one dropout mask per sequence for all time steps (variational / AWD-LSTM "
+                                 "locked dropout) instead of a fresh mask per step", default=False)
+    embedding_dropout: float = _help("lm: drop whole words from the embedding (every occurrence in a batch; "
+                                     "Gal & Ghahramani 2016)", default=0.0)
+    tie_weights: bool = _help("lm: the output layer reuses the input embedding (Press & Wolf 2017; needs "
+                              "embedding_dim = hidden_size)", default=False)
     engine: str = _help("fused (torch kernels; a scan for mingru/minlstm) or explicit (loop over rnnkit cells)",
                         default="fused")
     nonlinearity: str = _help("tanh or relu, for --cell rnn", default="tanh")
@@ -78,8 +84,12 @@ class ModelConfig:
         _at_least(self, "hidden_size", 1)
         _at_least(self, "num_layers", 1)
         _at_least(self, "embedding_dim", 0)
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"dropout must be in [0, 1); got {self.dropout}")
+        for name in ("dropout", "embedding_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"{name} must be in [0, 1); got {getattr(self, name)}")
+        if self.tie_weights and self.embedding_dim != self.hidden_size:
+            raise ConfigError(f"tie_weights needs embedding_dim = hidden_size; got {self.embedding_dim} and "
+                              f"{self.hidden_size}")
 
 
 @dataclass
@@ -147,6 +157,8 @@ class TrainConfig:
     min_lr_ratio: float = _help("cosine decays to lr * min_lr_ratio", default=0.05)
     lr_decay: float = _help("step schedule: multiply lr by this ...", default=0.5)
     lr_decay_every: int = _help("... every this many steps", default=1000)
+    lr_decay_start: int | None = _help("step schedule: first decay at this step, then every lr_decay_every "
+                                       "(Zaremba et al.: after epoch 4); none: at lr_decay_every", default=None)
     max_steps: int | None = _help("stop after this many steps", default=None)
     max_epochs: float | None = _help("stop after this many passes over the training split", default=None)
     time_limit: float | None = _help("stop after this many seconds of training (default 300 if no "
@@ -174,7 +186,8 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise ConfigError(f"{name} must be > 0; got {value}")
-        for name in ("max_steps", "eval_every", "log_every", "patience", "eval_streams", "lr_decay_every"):
+        for name in ("max_steps", "eval_every", "log_every", "patience", "eval_streams", "lr_decay_every",
+                     "lr_decay_start"):
             _at_least(self, name, 1, optional=True)
         for name in ("weight_decay", "warmup_steps", "sample_length", "momentum"):
             _at_least(self, name, 0)

@@ -161,23 +161,25 @@ class LabelledData:
         resumed run's) are used as they are."""
         config = dataclasses.replace(config, path=str(path))
         texts, names = _read(path, config)
-        if tokenizer is None:
-            tokenizer = fit_tokenizer(config.tokenizer_kind, "\n".join(texts), config, eos=False)
-        if labels is None:
-            labels = sorted({n for group in names for n in (group if config.task == "tag" else [group])})
+        given = {"val": config.val_path, "test": config.test_path}
+        extras = {split: _read(p, config) for split, p in given.items() if p}
+        strata = names if config.task == "classify" else [0] * len(texts)
+        fractions = (0.0 if config.val_path else config.val_fraction,
+                     0.0 if config.test_path else config.test_fraction)
+        index = dict(zip(("train", "val", "test"), _stratified_split(strata, fractions, 0)))
+        if tokenizer is None:  # fitted on the training part only: held-out words stay unknown
+            train_text = "\n".join(texts[i] for i in index["train"])
+            tokenizer = fit_tokenizer(config.tokenizer_kind, train_text, config, eos=False)
+        if labels is None:  # the labels of every file: a test label unseen in training scores as a miss
+            groups = names + [n for _, extra_names in extras.values() for n in extra_names]
+            labels = sorted({n for g in groups for n in (g if config.task == "tag" else [g])})
         examples = encode_examples(texts, names, tokenizer, labels, path, config.task)
-        strata = examples.labels if config.task == "classify" else [0] * len(examples)
-        val_fraction = 0.0 if config.val_path else config.val_fraction
-        test_fraction = 0.0 if config.test_path else config.test_fraction
-        index = _stratified_split(strata, (val_fraction, test_fraction), 0)
-        train, val, test = (examples.subset(i) for i in index)
-        digests = [file_digest(path)]
-        for split, extra in (("val", config.val_path), ("test", config.test_path)):
-            if extra:
-                texts, names = _read(extra, config)
-                encoded = encode_examples(texts, names, tokenizer, labels, extra, config.task)
-                val, test = (encoded, test) if split == "val" else (val, encoded)
-                digests.append(file_digest(extra))
+        splits = {split: examples.subset(i) for split, i in index.items()}
+        for split, (extra_texts, extra_names) in extras.items():
+            splits[split] = encode_examples(extra_texts, extra_names, tokenizer, labels, given[split],
+                                            config.task)
+        train, val, test = splits["train"], splits["val"], splits["test"]
+        digests = [file_digest(p) for p in (path, config.val_path, config.test_path) if p]
         if len(train) == 0:
             raise DataError(f"{path}: no training examples are left after the split; lower --val-fraction")
         digest = digests[0] if len(digests) == 1 else hashlib.sha256("".join(digests).encode()).hexdigest()

@@ -44,6 +44,9 @@ class Recurrent(nn.Module):
             (both directions concatenated, as in ``torch.nn.LSTM``).
         dropout: dropout probability on the outputs of every layer except the
             last (Zaremba et al. 2014), in training mode only.
+        locked_dropout: one dropout mask per sequence, the same at every time
+            step (variational dropout, Gal & Ghahramani 2016; AWD-LSTM's
+            "locked" dropout), instead of a fresh mask at every step.
         bidirectional: add a reverse-time direction (D = 2).
         merge: how the last layer's two directions are combined: ``concat``
             (B, T, 2H), ``sum``, ``mul`` or ``avg`` (B, T, H).
@@ -59,7 +62,8 @@ class Recurrent(nn.Module):
 
     def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int = 1,
                  dropout: float = 0.0, bidirectional: bool = False, merge: str = "concat",
-                 engine: str = "fused", nonlinearity: str = "tanh", **cell_kwargs):
+                 engine: str = "fused", nonlinearity: str = "tanh", locked_dropout: bool = False,
+                 **cell_kwargs):
         super().__init__()
         if cell not in CELLS:
             raise ValueError(f"Recurrent: cell must be one of {tuple(CELLS)}, got {cell!r}")
@@ -76,6 +80,7 @@ class Recurrent(nn.Module):
         self.hidden_size = hidden_size
         self.num_layers = num_layers
         self.dropout = dropout
+        self.locked_dropout = locked_dropout
         self.bidirectional = bidirectional
         self.num_directions = 2 if bidirectional else 1
         self.merge = merge
@@ -151,11 +156,32 @@ class Recurrent(nn.Module):
             return _FUSED_KERNELS["rnn_" + self.nonlinearity]
         return _FUSED_KERNELS[self.cell_type]
 
+    def _drop_between(self, x: Tensor) -> Tensor:
+        """Dropout on a layer's outputs (B, T, F) before the next layer reads them."""
+        if self.locked_dropout:
+            return locked_dropout(x, self.dropout, self.training)
+        return F.dropout(x, self.dropout, self.training)
+
     def _forward_fused(self, x: Tensor, state: State, lengths: Tensor | None):
+        weights = self.flat_weights()
+        if not (self.locked_dropout and self.training and self.dropout and self.num_layers > 1):
+            return self._fused(x, state, lengths, weights, self.num_layers, self.dropout)
+        # the kernel draws a fresh mask per step between its layers: run them one at a time
+        D, per = self.num_directions, len(weights) // self.num_layers
+        finals = []
+        for layer in range(self.num_layers):
+            if layer > 0:
+                x = self._drop_between(x)
+            s = tuple(t[layer * D:(layer + 1) * D] for t in state)
+            x, s = self._fused(x, s, lengths, weights[layer * per:(layer + 1) * per], 1, 0.0)
+            finals.append(s)
+        return x, tuple(torch.cat([f[i] for f in finals]) for i in range(self.state_size))
+
+    def _fused(self, x: Tensor, state: State, lengths: Tensor | None, weights: list[Tensor],
+               num_layers: int, dropout: float):
         kernel = self._kernel()
         hx = state if self.cell_type == "lstm" else state[0]
-        args = (self.flat_weights(), self.bias, self.num_layers, self.dropout, self.training,
-                self.bidirectional)
+        args = (weights, self.bias, num_layers, dropout, self.training, self.bidirectional)
         if lengths is None:
             result = kernel(x, hx, *args, True)  # batch_first=True
             return result[0], tuple(result[1:])
@@ -184,7 +210,7 @@ class Recurrent(nn.Module):
         layer_input = x
         for layer in range(self.num_layers):
             if layer > 0:
-                layer_input = F.dropout(layer_input, self.dropout, self.training)
+                layer_input = self._drop_between(layer_input)
             outputs = []
             for direction in range(D):
                 k = layer * D + direction
@@ -246,6 +272,14 @@ class Recurrent(nn.Module):
     def extra_repr(self) -> str:
         return (f"cell={self.cell_type!r}, engine={self.engine!r}, layers={self.num_layers}, "
                 f"bidirectional={self.bidirectional}, merge={self.merge!r}, dropout={self.dropout}")
+
+
+def locked_dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
+    """Dropout of x (B, T, F) with one mask per sequence, shared by all T steps."""
+    if not training or p == 0.0:
+        return x
+    mask = x.new_empty(x.shape[0], 1, x.shape[2]).bernoulli_(1.0 - p) / (1.0 - p)  # (B, 1, F)
+    return x * mask
 
 
 def _reverse(x: Tensor, rev: Tensor) -> Tensor:

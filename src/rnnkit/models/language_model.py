@@ -8,6 +8,12 @@ the model reads tokens x_1..x_T and predicts x_{t+1} from h_t::
     p(x_{t+1} | x_{<=t}) = softmax(W_out h_t + b_out)
 
 The loss is the mean cross-entropy in nats per token (log-softmax based).
+
+Regularisers (``ModelConfig``): dropout on e_t, between layers and on h_t
+before W_out (Zaremba et al. 2014); ``locked_dropout``, one mask per
+sequence for all steps (Gal & Ghahramani 2016); ``embedding_dropout``,
+whole words dropped from E; ``tie_weights``, W_out = E (Press & Wolf 2017;
+Inan et al. 2017), which needs E = H.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from rnnkit.cells import State
 from rnnkit.config import ModelConfig
 from rnnkit.errors import ConfigError
 from rnnkit.layers import Recurrent
+from rnnkit.layers.recurrent import locked_dropout
 from rnnkit.models.sampling import sample_next
 from rnnkit.models.stepping import Stepper
 
@@ -50,14 +57,16 @@ class LanguageModel(nn.Module):
         self.embedding = nn.Embedding(vocab_size, c.embedding_dim) if c.embedding_dim else None
         self.rnn = Recurrent(c.cell, c.embedding_dim or vocab_size, c.hidden_size, c.num_layers,
                              dropout=c.dropout, engine=c.engine, nonlinearity=c.nonlinearity,
+                             locked_dropout=c.locked_dropout,
                              **({"forget_bias": c.forget_bias} if c.cell == "lstm" else {}),
                              input_init=c.input_init, recurrent_init=c.recurrent_init)
-        self.drop = nn.Dropout(c.dropout)
         self.head = nn.Linear(c.hidden_size, vocab_size)
         if self.embedding is not None:
             nn.init.normal_(self.embedding.weight, std=1.0)
         nn.init.xavier_uniform_(self.head.weight)
         nn.init.zeros_(self.head.bias)
+        if c.tie_weights:  # one (V, H) matrix reads the input and scores the output (E = H)
+            self.head.weight = self.embedding.weight
 
     def init_state(self, batch_size: int) -> State:
         return self.rnn.init_state(batch_size)
@@ -66,7 +75,18 @@ class LanguageModel(nn.Module):
         """idx (B, T) -> (B, T, E), or one-hot (B, T, V) when embedding_dim = 0."""
         if self.embedding is None:
             return F.one_hot(idx, self.vocab_size).to(self.head.weight.dtype)
-        return self.drop(self.embedding(idx))
+        weight = self.embedding.weight  # (V, E)
+        p = self.config.embedding_dropout
+        if self.training and p:  # drop whole words: a row of the embedding, for the whole batch
+            weight = weight * weight.new_empty(weight.shape[0], 1).bernoulli_(1 - p) / (1 - p)
+        return self.drop(F.embedding(idx, weight))
+
+    def drop(self, x: Tensor) -> Tensor:
+        """Dropout on embeddings and on the top layer's outputs (B, T, F): one
+        mask per sequence with ``locked_dropout``, else one per step."""
+        if self.config.locked_dropout:
+            return locked_dropout(x, self.config.dropout, self.training)
+        return F.dropout(x, self.config.dropout, self.training)
 
     def forward(self, idx: Tensor, targets: Tensor | None = None,
                 state: State | None = None) -> tuple[Tensor, Tensor | None, State]:

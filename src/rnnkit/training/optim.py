@@ -38,7 +38,8 @@ def learning_rate(cfg: TrainConfig, step: int, progress: float) -> float:
     """Learning rate for ``step`` (0-based) at ``progress`` in [0, 1] of the budget.
 
     Linear warm-up over ``warmup_steps``, then ``constant``; ``step``:
-    lr * lr_decay^floor(step / lr_decay_every); ``cosine``:
+    lr * lr_decay^floor(step / lr_decay_every), or with ``lr_decay_start`` s,
+    lr * lr_decay^(1 + floor((step - s) / lr_decay_every)) from step s on; ``cosine``:
     lr * (m + (1 - m) * (1 + cos(pi * progress)) / 2) with m = min_lr_ratio.
     """
     if step < cfg.warmup_steps:
@@ -46,6 +47,9 @@ def learning_rate(cfg: TrainConfig, step: int, progress: float) -> float:
     if cfg.lr_schedule == "constant":
         return cfg.lr
     if cfg.lr_schedule == "step":
-        return cfg.lr * cfg.lr_decay ** (step // cfg.lr_decay_every)
+        if cfg.lr_decay_start is None:
+            return cfg.lr * cfg.lr_decay ** (step // cfg.lr_decay_every)
+        decays = 0 if step < cfg.lr_decay_start else 1 + (step - cfg.lr_decay_start) // cfg.lr_decay_every
+        return cfg.lr * cfg.lr_decay ** decays
     m = cfg.min_lr_ratio
     return cfg.lr * (m + (1 - m) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
