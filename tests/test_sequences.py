@@ -3,6 +3,8 @@ padding invariance, learning, and the errors of bad input."""
 
 import random
 import re
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -193,3 +195,74 @@ def test_a_causal_tdnn_sees_a_window_of_the_past_only():
     out[0, 6].sum().backward()
     reach = x.grad[0].abs().sum(-1).nonzero().flatten().tolist()
     assert reach == [2, 3, 4, 5, 6]  # 2 layers x (3 - 1) + 1 inputs, none after t = 6
+
+
+def rnnkit(*args):
+    return subprocess.run([sys.executable, "-m", "rnnkit", *map(str, args)], capture_output=True, text=True,
+                          timeout=300)
+
+
+def one_line_error(result, message):
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and message in lines[0], result.stderr
+
+
+CLI_TINY = ["--hidden-size", "16", "--num-layers", "1", "--embedding-dim", "8", "--batch-size", "8",
+            "--device", "cpu", "--eval-every", "20"]
+
+
+def test_cli_classify_trains_and_predicts_in_the_tables_format(tmp_path):
+    table = tmp_path / "spam.csv"
+    table.write_text(spam_table(60))
+    run = tmp_path / "run"
+    result = rnnkit("train", table, "--task", "classify", "--max-epochs", 3, "--out", run, *CLI_TINY)
+    assert result.returncode == 0, result.stderr
+    assert "--task classify" in result.stdout and "accuracy" in result.stdout and "rnnkit predict" in result.stdout
+    out = tmp_path / "pred.csv"
+    result = rnnkit("predict", run, table, "--output", out)
+    assert result.returncode == 0, result.stderr
+    lines = out.read_text().splitlines()
+    assert lines[0] == "COMMENT_ID,CONTENT,CLASS,prediction" and len(lines) == 61
+    assert "60 examples with labels; accuracy" in result.stderr
+    new = tmp_path / "new.tsv"
+    new.write_text("text\ncheck my channel now\nnice song\n")  # no label column: texts to predict
+    result = rnnkit("predict", run, new)
+    assert result.returncode == 0 and result.stdout.splitlines()[0] == "text\tprediction", result.stderr
+    one_line_error(rnnkit("sample", run), "is a classify run, not a language model")
+
+
+def test_cli_tag_trains_and_predicts_conll(tmp_path):
+    corpus = tmp_path / "train.txt"
+    corpus.write_text(chunk_corpus(40))
+    run = tmp_path / "run"
+    result = rnnkit("train", corpus, "--task", "tag", "--crf", "true", "--max-epochs", 2, "--out", run, *CLI_TINY)
+    assert result.returncode == 0, result.stderr
+    words = tmp_path / "words.txt"
+    words.write_text("the\ncat\nsleeps\n\nthe\nunseenword\n\n")
+    result = rnnkit("predict", run, words)
+    assert result.returncode == 0, result.stderr
+    sentences = result.stdout.strip().split("\n\n")
+    assert [len(s.splitlines()) for s in sentences] == [3, 2]
+    assert all(line.split()[-1] in ("B-NP", "I-NP", "B-VP") for line in result.stdout.split("\n") if line)
+
+
+@pytest.mark.parametrize("content,extra,message", [
+    ("ID,CONTENT\n1,hello\n", ["--task", "classify"], "no label column"),
+    ("text,label\nhello,1\n   ,0\n", ["--task", "classify"], "line 3: empty text"),
+    ("the DT B-NP\ncat NN\n", ["--task", "tag"], "line 2: 2 column(s)"),
+    ("text,label\nhello,1\n", ["--task", "classify", "--bidirectional", "maybe"], "expected true or false"),
+])
+def test_cli_bad_labelled_input_is_one_line(tmp_path, content, extra, message):
+    path = tmp_path / ("data.csv" if "classify" in extra else "data.txt")
+    path.write_text(content)
+    one_line_error(rnnkit("train", path, "--out", tmp_path / "run", *extra), message)
+    assert not (tmp_path / "run" / "model.safetensors").exists()
+
+
+def test_cli_word_vocabulary_too_large_says_what_to_cap(tmp_path):
+    from rnnkit.data.words import MAX_UNCAPPED_VOCAB_SIZE
+
+    big = tmp_path / "big.txt"
+    big.write_text(" ".join(f"w{i}" for i in range(MAX_UNCAPPED_VOCAB_SIZE + 1)) + "\n")
+    result = rnnkit("train", big, "--tokenizer", "word", "--out", tmp_path / "run")
+    one_line_error(result, "cap the vocabulary with --max-vocab-size")

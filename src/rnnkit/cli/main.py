@@ -195,7 +195,8 @@ def cmd_train(args) -> int:
         else:
             data = LabelledData.from_file(args.path, data_cfg)
     torch.manual_seed(train_cfg.seed)
-    model = build_model(data_cfg.task, data.vocab_size, model_cfg, getattr(data, "labels", None))
+    model = build_model(data_cfg.task, data.vocab_size, model_cfg, getattr(data, "labels", None),
+                        getattr(data.tokenizer, "num_features", None))
     trainer = Trainer(model, data, train_cfg)
     if not args.resume and trainer.holds_run():
         raise ConfigError(f"{trainer.out} already holds a run; pass --resume to continue it "
@@ -204,7 +205,7 @@ def cmd_train(args) -> int:
     unit = "tokens" if data_cfg.task == "lm" else "examples"
     labels = f", {len(data.labels)} labels" if data_cfg.task != "lm" else ""
     print(f"rnnkit train --task {data_cfg.task}: {data_cfg.path} ({len(data.train):,} train / {len(data.val):,} "
-          f"val {unit}, vocabulary {data.vocab_size}{labels}); {model_cfg.num_layers} x {model_cfg.hidden_size} "
+          f"val {unit}, {_inputs(data)}{labels}); {model_cfg.num_layers} x {model_cfg.hidden_size} "
           f"{'bidirectional ' if model.config.bidirectional else ''}"
           f"{model_cfg.cell.upper()}, {n_params:,} parameters, on {trainer.device} in {trainer.precision}; budget: "
           + ", ".join(f"{k.replace('_', '-')} {v:g}" for k, v in trainer.budget.items() if v)
@@ -228,6 +229,11 @@ def cmd_train(args) -> int:
         f"predict with: rnnkit predict {result['out']} INPUT"
     print(summary + "; " + use)
     return 0
+
+
+def _inputs(data) -> str:
+    features = getattr(data.tokenizer, "num_features", None)
+    return f"{features} features a sample" if features else f"vocabulary {data.vocab_size}"
 
 
 def _scores(metrics: dict, prefix: str = "") -> str:

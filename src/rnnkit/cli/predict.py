@@ -6,9 +6,14 @@ goes to stderr."""
 from __future__ import annotations
 
 import sys
-from rnnkit.data.sequences import BucketBatcher, encode_examples
+from pathlib import Path
+
+import numpy as np
+
+from rnnkit.data.sequences import BucketBatcher, collate, encode_examples
+from rnnkit.data.series import SERIES_SUFFIXES, read_series, write_series
 from rnnkit.data.tables import read_conll, read_table, write_conll, write_table
-from rnnkit.errors import ConfigError
+from rnnkit.errors import ConfigError, DataError
 from rnnkit.training.evaluate import evaluate_labelled
 
 
@@ -20,6 +25,8 @@ def run_predict(run: str, path: str, output: str | None, device) -> int:
     task = data_cfg.task
     if task == "lm":
         raise ConfigError(f"{run} is a language model; use `rnnkit sample {run}` or `rnnkit eval {run} TEXT`")
+    if task == "tag" and Path(path).suffix.lower() in SERIES_SUFFIXES:
+        return _predict_series(model, tokenizer, labels, data_cfg, path, output)
     if task == "classify":
         source = read_table(path, data_cfg.text_column, data_cfg.label_column, require_labels=False)
         texts, gold = source.texts, source.labels
@@ -38,8 +45,33 @@ def run_predict(run: str, path: str, output: str | None, device) -> int:
     else:
         write(sys.stdout, source, result["predicted"])
     if gold is not None:
-        scores = f"accuracy {result['accuracy']:.4f}" + (f" | F1 {result['f1']:.4f}" if "f1" in result else "")
-        print(f"{path}: {result['examples']:,} {'examples' if task == 'classify' else 'sentences'} with "
-              f"labels; {scores}", file=sys.stderr)
+        _report(path, result, "examples" if task == "classify" else "sentences")
+    return 0
+
+
+def _report(path, result: dict, unit: str) -> None:
+    scores = f"accuracy {result['accuracy']:.4f}" + (f" | F1 {result['f1']:.4f}" if "f1" in result else "")
+    print(f"{path}: {result['examples']:,} {unit} with labels; {scores}", file=sys.stderr)
+
+
+def _predict_series(model, scaler, labels, data_cfg, path, output) -> int:
+    """Tag every sample of a numeric recording, read as one sequence."""
+    x, gold, header, rows = read_series(path, data_cfg.label_column, num_features=scaler.num_features)
+    unknown = sorted(set(gold or ()) - set(labels))
+    if unknown:
+        raise DataError(f"{path} has label(s) the model was not trained on: {', '.join(map(repr, unknown[:5]))}; "
+                        f"remove them or train with them")
+    index = {name: i for i, name in enumerate(labels)}
+    y = np.array([index[v] for v in gold] if gold else [0] * len(x), dtype=np.int64)
+    batch = collate([scaler.transform(x, str(path))], [y])
+    result = evaluate_labelled(model, [batch], labels)
+    predicted = result["predicted"][0]
+    if output:
+        with open(output, "w", newline="", encoding="utf-8") as f:
+            write_series(f, path, header, rows, predicted)
+    else:
+        write_series(sys.stdout, path, header, rows, predicted)
+    if gold:
+        _report(path, result, "series")
     return 0
 

@@ -2,7 +2,7 @@
 length-bucketed batches.
 
 A batch is ``(x, lengths, y)``: token ids x (B, T) int64 padded with 0
-after each sequence's end, lengths (B,) int64 >= 1, and labels y (B,) for
+after each sequence's end (or, for a numeric series, vectors x (B, T, F)), lengths (B,) int64 >= 1, and labels y (B,) for
 classification or (B, T) for tagging, padded with ``IGNORE`` (-100, what
 ``F.cross_entropy`` skips). The mask of valid positions, True where
 ``t < lengths[b]``, is :func:`length_mask`.
@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from rnnkit.config import DataConfig
+from rnnkit.data.series import SERIES_SUFFIXES, SeriesScaler, read_series, windows
 from rnnkit.data.tables import read_conll, read_table
 from rnnkit.data.text import file_digest
 from rnnkit.data.tokenizers import fit_tokenizer
@@ -61,7 +62,7 @@ def collate(ids: list[np.ndarray], labels: list) -> tuple[torch.Tensor, torch.Te
     """Pad a list of examples into one batch (x, lengths, y); see the module docstring."""
     lengths = torch.tensor([len(s) for s in ids], dtype=torch.long)
     T = int(lengths.max())
-    x = torch.zeros(len(ids), T, dtype=torch.long)
+    x = torch.zeros((len(ids), T) + ids[0].shape[1:], dtype=torch.from_numpy(ids[0][:0]).dtype)  # (B, T[, F])
     for b, s in enumerate(ids):
         x[b, :len(s)] = torch.from_numpy(s)
     if labels and np.ndim(labels[0]) == 0:
@@ -160,6 +161,8 @@ class LabelledData:
         """Read, tokenize and split; a given ``tokenizer`` and ``labels`` (a
         resumed run's) are used as they are."""
         config = dataclasses.replace(config, path=str(path))
+        if config.task == "tag" and Path(path).suffix.lower() in SERIES_SUFFIXES:
+            return cls._from_series(path, config, tokenizer, labels)
         texts, names = _read(path, config)
         given = {"val": config.val_path, "test": config.test_path}
         extras = {split: _read(p, config) for split, p in given.items() if p}
@@ -184,6 +187,40 @@ class LabelledData:
             raise DataError(f"{path}: no training examples are left after the split; lower --val-fraction")
         digest = digests[0] if len(digests) == 1 else hashlib.sha256("".join(digests).encode()).hexdigest()
         return cls(tokenizer, labels, train, val, test, config, digest)
+
+    @classmethod
+    def _from_series(cls, path, config: DataConfig, scaler, labels) -> "LabelledData":
+        """A numeric recording split in time (see :mod:`rnnkit.data.series`)."""
+        x, names, _, _ = read_series(path, config.label_column)
+        n = len(x)
+        n_val = 0 if config.val_path else int(n * config.val_fraction)
+        n_test = 0 if config.test_path else int(n * config.test_fraction)
+        n_train = n - n_val - n_test
+        cut = (n_train, n_train + n_val)
+        parts = {"train": (x[:cut[0]], names[:cut[0]]), "val": (x[cut[0]:cut[1]], names[cut[0]:cut[1]]),
+                 "test": (x[cut[1]:], names[cut[1]:])}
+        given = {"val": config.val_path, "test": config.test_path}
+        for split, extra in given.items():
+            if extra:
+                parts[split] = read_series(extra, config.label_column)[:2]
+        if n_train < 2:
+            raise DataError(f"{path}: {n_train} training sample(s) are left after the split; lower "
+                            f"--val-fraction / --test-fraction")
+        scaler = scaler or SeriesScaler.fit(parts["train"][0])  # fitted on training samples only
+        labels = labels or sorted({v for _, part_names in parts.values() for v in part_names})
+        index = {name: i for i, name in enumerate(labels)}
+        splits = {}
+        for split, (xs, ys) in parts.items():
+            unknown = sorted(set(ys) - set(index))
+            if unknown:
+                raise DataError(f"{given.get(split) or path} has label(s) the model was not trained on: "
+                                f"{', '.join(map(repr, unknown[:5]))}; train with them or remove them")
+            z, y = scaler.transform(xs, str(path)), np.array([index[v] for v in ys], dtype=np.int64)
+            spans = windows(len(z), config.seq_len) if split == "train" else ([(0, len(z))] if len(z) else [])
+            splits[split] = Examples([z[a:b] for a, b in spans], [y[a:b] for a, b in spans])
+        digests = [file_digest(p) for p in (path, config.val_path, config.test_path) if p]
+        digest = digests[0] if len(digests) == 1 else hashlib.sha256("".join(digests).encode()).hexdigest()
+        return cls(scaler, labels, splits["train"], splits["val"], splits["test"], config, digest)
 
 
 def _read(path, config: DataConfig):

@@ -114,6 +114,10 @@ def tokenizer_from_dict(d: dict):
         return WordTokenizer.from_dict(d)
     if kind == "bpe":
         return BPETokenizer.from_dict(d)
+    if kind == "series":
+        from rnnkit.data.series import SeriesScaler
+
+        return SeriesScaler.from_dict(d)
     raise CheckpointError(f"unknown tokenizer kind {kind!r} in config.json")
 
 

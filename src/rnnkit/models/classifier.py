@@ -46,7 +46,7 @@ class SequenceClassifier(nn.Module):
     cross-entropy against labels y (B,); ``predict(x, lengths)`` the label ids.
     """
 
-    def __init__(self, vocab_size: int, num_labels: int, **config):
+    def __init__(self, vocab_size: int, num_labels: int, input_size: int | None = None, **config):
         super().__init__()
         config.setdefault("bidirectional", None)
         if config["bidirectional"] is None:
@@ -55,7 +55,7 @@ class SequenceClassifier(nn.Module):
         if num_labels < 2:
             raise ValueError(f"SequenceClassifier: need at least 2 labels, got {num_labels}")
         self.num_labels = num_labels
-        self.encoder = Encoder(vocab_size, self.config)
+        self.encoder = Encoder(vocab_size, self.config, input_size)
         F_ = self.encoder.output_size
         if self.config.pooling == "attention":
             self.attn = nn.Linear(F_, F_)

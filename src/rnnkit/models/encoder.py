@@ -27,23 +27,27 @@ from rnnkit.layers.tdnn import TimeDelay
 
 class Encoder(nn.Module):
     """``forward(x, lengths) -> (outputs (B, T, F), state)`` for ids x (B, T)
-    and lengths (B,); ``config`` a :class:`ModelConfig` whose ``bidirectional``
+    (or, with ``vocab_size`` 0 and ``input_size`` I, vectors x (B, T, I)) and
+    lengths (B,); ``config`` a :class:`ModelConfig` whose ``bidirectional``
     is already decided (True or False). The state is None for a tdnn."""
 
-    def __init__(self, vocab_size: int, config: ModelConfig):
+    def __init__(self, vocab_size: int, config: ModelConfig, input_size: int | None = None):
         super().__init__()
         c = config
         self.vocab_size = vocab_size
-        self.embedding = nn.Embedding(vocab_size, c.embedding_dim) if c.embedding_dim else None
+        if not vocab_size and not input_size:
+            raise ValueError("Encoder: give vocab_size (token ids) or input_size (vectors)")
+        self.embedding = nn.Embedding(vocab_size, c.embedding_dim) if vocab_size and c.embedding_dim else None
         if self.embedding is not None:
             nn.init.normal_(self.embedding.weight, std=1.0)
+        width = input_size if not vocab_size else (c.embedding_dim or vocab_size)
         if c.encoder == "tdnn":
             if c.kernel_size % 2 == 0 and c.bidirectional:
                 raise ConfigError(f"kernel_size must be odd for a centred (bidirectional) tdnn; got {c.kernel_size}")
-            self.layer = TimeDelay(c.embedding_dim or vocab_size, c.hidden_size, c.num_layers, c.kernel_size,
+            self.layer = TimeDelay(width, c.hidden_size, c.num_layers, c.kernel_size,
                                  causal=not c.bidirectional, dropout=c.dropout)
         else:
-            self.layer = Recurrent(c.cell, c.embedding_dim or vocab_size, c.hidden_size, c.num_layers,
+            self.layer = Recurrent(c.cell, width, c.hidden_size, c.num_layers,
                                  dropout=c.dropout, bidirectional=bool(c.bidirectional), merge=c.merge,
                                  engine=c.engine, nonlinearity=c.nonlinearity,
                                  **({"forget_bias": c.forget_bias} if c.cell == "lstm" else {}),
@@ -55,13 +59,16 @@ class Encoder(nn.Module):
         return self.layer.output_size
 
     def embed(self, x: Tensor) -> Tensor:
-        """ids (B, T) -> (B, T, E), or one-hot (B, T, V) when embedding_dim = 0."""
+        """ids (B, T) -> (B, T, E), or one-hot (B, T, V) when embedding_dim = 0;
+        vectors (B, T, I) of a numeric series pass as they are."""
+        if not self.vocab_size:
+            return x
         if self.embedding is None:
             return F.one_hot(x, self.vocab_size).float()
         return self.drop(self.embedding(x))
 
     def forward(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, State]:
-        if x.dim() != 2 or lengths.shape != x.shape[:1]:
-            raise ValueError(f"Encoder: expected ids (B, T) and lengths (B,), got {tuple(x.shape)} and "
-                             f"{tuple(lengths.shape)}")
+        if x.dim() != (2 if self.vocab_size else 3) or lengths.shape != x.shape[:1]:
+            raise ValueError(f"Encoder: expected {'ids (B, T)' if self.vocab_size else 'vectors (B, T, I)'} and "
+                             f"lengths (B,), got {tuple(x.shape)} and {tuple(lengths.shape)}")
         return self.layer(self.embed(x), lengths=lengths)

@@ -29,7 +29,8 @@ IGNORE = -100  # the tag at padded positions, which F.cross_entropy skips
 
 
 class SequenceTagger(nn.Module):
-    """Args: ``vocab_size`` (V), ``num_labels`` (K tags) and the fields of
+    """Args: ``vocab_size`` (V), ``num_labels`` (K tags), ``input_size`` (I, for
+    a numeric series: vocab_size 0 and inputs x (B, T, I)) and the fields of
     :class:`ModelConfig` as keywords (``bidirectional`` None means True).
 
     ``forward(x, lengths) -> emission scores (B, T, K)``; ``loss((x, lengths,
@@ -37,14 +38,14 @@ class SequenceTagger(nn.Module):
     tag ids (B, T), 0 beyond each length.
     """
 
-    def __init__(self, vocab_size: int, num_labels: int, **config):
+    def __init__(self, vocab_size: int, num_labels: int, input_size: int | None = None, **config):
         super().__init__()
         config.setdefault("bidirectional", None)
         if config["bidirectional"] is None:
             config["bidirectional"] = True
         self.config = ModelConfig(**config)
         self.num_labels = num_labels
-        self.encoder = Encoder(vocab_size, self.config)
+        self.encoder = Encoder(vocab_size, self.config, input_size)
         self.drop = nn.Dropout(self.config.dropout)
         self.head = nn.Linear(self.encoder.output_size, num_labels)
         self.crf = LinearChainCRF(num_labels) if self.config.crf else None
@@ -69,7 +70,7 @@ class SequenceTagger(nn.Module):
         mask = torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]
         if self.crf is None:
             return scores.argmax(-1).masked_fill(~mask, 0)
-        tags = torch.zeros_like(x)
+        tags = torch.zeros(mask.shape, dtype=torch.long, device=x.device)
         for b, path in enumerate(self.crf.decode(scores, mask)):
             tags[b, :len(path)] = torch.tensor(path, device=x.device)
         return tags

@@ -129,8 +129,10 @@ def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     return tensors, json.loads(metadata.get("rnnkit", "{}"))
 
 
-def build_model(task: str, vocab_size: int, model: ModelConfig, labels: list[str] | None = None):
-    """The model of ``task`` (lm, classify, tag) with these settings."""
+def build_model(task: str, vocab_size: int, model: ModelConfig, labels: list[str] | None = None,
+                input_size: int | None = None):
+    """The model of ``task`` (lm, classify, tag) with these settings; ``input_size``
+    for a numeric series (vocab_size 0)."""
     from rnnkit.models import LanguageModel, SequenceClassifier, SequenceTagger
 
     if task == "lm":
@@ -138,13 +140,15 @@ def build_model(task: str, vocab_size: int, model: ModelConfig, labels: list[str
     if not labels:
         raise CheckpointError(f"a {task} run needs its label names in config.json; restore it or train again")
     cls = SequenceClassifier if task == "classify" else SequenceTagger
-    return cls(vocab_size, len(labels), **to_dict(model))
+    return cls(vocab_size, len(labels), input_size, **to_dict(model))
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu", which: str = BEST):
     """(model, tokenizer, config) of a run folder; ``which`` is BEST or LAST."""
     doc = read_config(run_dir)
-    model = build_model(doc["data"].task, doc["tokenizer"].vocab_size, doc["model"], doc.get("labels"))
+    tokenizer = doc["tokenizer"]
+    model = build_model(doc["data"].task, tokenizer.vocab_size, doc["model"], doc.get("labels"),
+                        getattr(tokenizer, "num_features", None))
     tensors, _ = load_tensors(Path(run_dir) / which)
     weights = {k.removeprefix("model."): v for k, v in tensors.items()
                if which == BEST or k.startswith("model.")}
