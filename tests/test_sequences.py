@@ -266,3 +266,20 @@ def test_cli_word_vocabulary_too_large_says_what_to_cap(tmp_path):
     big.write_text(" ".join(f"w{i}" for i in range(MAX_UNCAPPED_VOCAB_SIZE + 1)) + "\n")
     result = rnnkit("train", big, "--tokenizer", "word", "--out", tmp_path / "run")
     one_line_error(result, "cap the vocabulary with --max-vocab-size")
+
+
+def test_adversarial_perturbation_has_norm_epsilon_and_raises_the_loss():
+    torch.manual_seed(0)
+    model = SequenceClassifier(30, 2, **TINY, adversarial=0.5).double().train()
+    x, lengths, y = collate([torch.randint(1, 30, (n,)).numpy() for n in (5, 3)], [0, 1])
+    e = model.encoder.embed(x)
+    clean = torch.nn.functional.cross_entropy(model(x, lengths, e), y)
+    (g,) = torch.autograd.grad(clean, e, retain_graph=True)
+    r = 0.5 * g / g.flatten(1).norm(dim=1)[:, None, None]
+    worse = torch.nn.functional.cross_entropy(model(x, lengths, e + r), y)
+    random = torch.nn.functional.cross_entropy(model(x, lengths, e + 0.5 * torch.randn_like(e) / 8), y)
+    assert worse > clean and worse > random  # the gradient's direction hurts most
+    total, _ = model.loss((x, lengths, y))
+    torch.testing.assert_close(total, clean + worse)
+    model.eval()
+    torch.testing.assert_close(model.loss((x, lengths, y))[0], clean)  # evaluation: the plain loss

@@ -68,6 +68,8 @@ class ModelConfig:
     encoder: str = _help("classify, tag: rnn (the recurrent cells) or tdnn (a time-delay network: 1-D "
                          "convolutions over time, the finite-window baseline)", default="rnn")
     kernel_size: int = _help("tdnn: inputs each convolution sees", default=5)
+    adversarial: float = _help("classify: adversarial training with perturbations of this L2 norm on each "
+                               "example's embeddings (Miyato et al. 2017; 0 = off)", default=0.0)
     crf: bool = _help("tag: a linear-chain CRF output layer (Viterbi decoding) instead of per-step softmax",
                       default=False)
 
@@ -77,6 +79,7 @@ class ModelConfig:
         _choice(self, "pooling", POOLINGS)
         _choice(self, "encoder", ("rnn", "tdnn"))
         _at_least(self, "kernel_size", 1)
+        _at_least(self, "adversarial", 0.0)
         _choice(self, "engine", ("fused", "explicit"))
         _choice(self, "nonlinearity", ("tanh", "relu"))
         _choice(self, "input_init", ("glorot", "torch"))

@@ -15,6 +15,13 @@ Pooling (``ModelConfig.pooling``), always over valid positions only:
 - ``attention``: s_t = vᵀ tanh(W_a o_t + b_a), α = softmax_t(s), c = Σ_t α_t o_t
   (additive attention, Bahdanau et al. 2015; as pooling, Yang et al. 2016);
   :meth:`SequenceClassifier.attention_weights` gives α for inspection.
+
+Adversarial training (``adversarial`` ε > 0; Goodfellow et al. 2015, on
+embeddings as Miyato et al. 2017): each example's embeddings e get the
+perturbation that increases its loss fastest, r = ε g / ‖g‖₂ with
+g = ∇_e L(e) (‖·‖ over the whole sequence), and the loss is
+L(e) + L(e + r). Deviation: Miyato et al. also normalise the embeddings
+first; here e is used as it is.
 """
 
 from __future__ import annotations
@@ -68,9 +75,10 @@ class SequenceClassifier(nn.Module):
         s = self.attn_v(torch.tanh(self.attn(outputs))).squeeze(-1)  # (B, T)
         return F.softmax(s.masked_fill(~mask, float("-inf")), dim=-1)
 
-    def pool(self, x: Tensor, lengths: Tensor) -> Tensor:
-        """ids (B, T), lengths (B,) -> one vector per sequence (B, F)."""
-        outputs, state = self.encoder(x, lengths)  # (B, T, F)
+    def pool(self, x: Tensor, lengths: Tensor, e: Tensor | None = None) -> Tensor:
+        """ids (B, T), lengths (B,) -> one vector per sequence (B, F); ``e``
+        (B, T, E) replaces the embeddings of x when given."""
+        outputs, state = self.encoder.encode(self.encoder.embed(x) if e is None else e, lengths)  # (B, T, F)
         mask = torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]  # (B, T), True = valid
         kind = self.config.pooling
         if kind == "last" and state is None:  # a tdnn: the output at the last valid step
@@ -86,14 +94,23 @@ class SequenceClassifier(nn.Module):
             return outputs.masked_fill(~mask[..., None], float("-inf")).amax(1)
         return torch.einsum("bt,btf->bf", self._scores(outputs, mask), outputs)
 
-    def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
-        return self.head(self.drop(self.pool(x, lengths)))  # (B, K)
+    def forward(self, x: Tensor, lengths: Tensor, e: Tensor | None = None) -> Tensor:
+        """Logits (B, K), in fp32 at least (also under bf16 autocast)."""
+        logits = self.head(self.drop(self.pool(x, lengths, e)))  # (B, K)
+        return logits.to(torch.promote_types(logits.dtype, torch.float32))
 
     def loss(self, batch, state=None) -> tuple[Tensor, None]:
-        """The training contract: (x, lengths, y) -> (mean cross-entropy, no carried state)."""
+        """The training contract: (x, lengths, y) -> (mean cross-entropy, no carried state);
+        with ``adversarial`` in training, plus the loss on adversarial embeddings."""
         x, lengths, y = batch
-        logits = self(x, lengths)
-        return F.cross_entropy(logits.float(), y), None
+        eps = self.config.adversarial
+        if not (eps and self.training and torch.is_grad_enabled()):
+            return F.cross_entropy(self(x, lengths), y), None
+        e = self.encoder.embed(x)  # (B, T, E)
+        loss = F.cross_entropy(self(x, lengths, e), y)
+        (g,) = torch.autograd.grad(loss, e, retain_graph=True)  # (B, T, E)
+        r = eps * g / g.flatten(1).norm(dim=1).clamp_min(1e-12)[:, None, None]  # ‖r_b‖ = ε
+        return loss + F.cross_entropy(self(x, lengths, e + r.detach()), y), None
 
     @torch.no_grad()
     def predict(self, x: Tensor, lengths: Tensor) -> Tensor:

@@ -71,4 +71,9 @@ class Encoder(nn.Module):
         if x.dim() != (2 if self.vocab_size else 3) or lengths.shape != x.shape[:1]:
             raise ValueError(f"Encoder: expected {'ids (B, T)' if self.vocab_size else 'vectors (B, T, I)'} and "
                              f"lengths (B,), got {tuple(x.shape)} and {tuple(lengths.shape)}")
-        return self.layer(self.embed(x), lengths=lengths)
+        return self.encode(self.embed(x), lengths)
+
+    def encode(self, e: Tensor, lengths: Tensor) -> tuple[Tensor, State]:
+        """Embedded inputs e (B, T, E) -> (outputs (B, T, F), state): the part
+        after the embedding, for inputs perturbed in embedding space."""
+        return self.layer(e, lengths=lengths)

@@ -52,7 +52,8 @@ class SequenceTagger(nn.Module):
 
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
         outputs, _ = self.encoder(x, lengths)  # (B, T, F)
-        return self.head(self.drop(outputs)).float()  # (B, T, K)
+        scores = self.head(self.drop(outputs))  # (B, T, K)
+        return scores.to(torch.promote_types(scores.dtype, torch.float32))  # fp32 at least, also under autocast
 
     def loss(self, batch, state=None) -> tuple[Tensor, None]:
         """The training contract: (x, lengths, y) -> (loss per token in nats, no carried state)."""
