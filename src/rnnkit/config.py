@@ -113,6 +113,8 @@ class DataConfig:
                              "content, comment, message, sentence or review)", default="auto")
     label_column: str = _help("classify: the label column (auto: label, class, category or target)",
                               default="auto")
+    condition_column: str | None = _help("lm: learn each text of a table conditioned on the label in this "
+                                         "column (sample with --condition LABEL)", default=None)
     word_column: int = _help("tag: the CoNLL column of the words (0-based)", default=0)
     tag_column: int = _help("tag: the CoNLL column of the tags (-1: the last; CoNLL-U UPOS: 3)", default=-1)
     val_path: str | None = _help("validation file (default: split --val-fraction off the training file)",
@@ -214,6 +216,8 @@ class SampleConfig:
     top_p: float | None = _help("sample from the smallest set with total probability >= p", default=None)
     num_samples: int = _help("independent samples to draw", default=1)
     seed: int | None = _help("random seed for sampling (none: a fresh one each run)", default=None)
+    condition: str | None = _help("a conditioned model's label to write a text of (one text a sample)",
+                                  default=None)
     precision: str = _help("weights while generating: fp32, or bf16 (half the bytes a step reads: "
                            "faster at batch 1; logits within bf16 rounding)", default="fp32")
 

@@ -178,7 +178,7 @@ def cmd_train(args) -> int:
             raise ConfigError(f"--resume continues the run on {doc['data'].path}; do not give another PATH")
         model_cfg, data_cfg = doc["model"], doc["data"]
         train_cfg = from_dict(TrainConfig, {**to_dict(doc["train"]), **train_s}, "train settings")
-        if data_cfg.task == "lm":
+        if data_cfg.task == "lm" and not data_cfg.condition_column:
             data = TextData.from_file(data_cfg.path, data_cfg, tokenizer=doc["tokenizer"])
         else:
             data = LabelledData.from_file(data_cfg.path, data_cfg, doc["tokenizer"], doc.get("labels"))
@@ -190,7 +190,7 @@ def cmd_train(args) -> int:
         model_cfg = from_dict(ModelConfig, model_s, "model settings")
         data_cfg = from_dict(DataConfig, {**data_s, "path": args.path}, "data settings")
         train_cfg = from_dict(TrainConfig, train_s, "train settings")
-        if data_cfg.task == "lm":
+        if data_cfg.task == "lm" and not data_cfg.condition_column:
             data = TextData.from_file(args.path, data_cfg)
         else:
             data = LabelledData.from_file(args.path, data_cfg)
@@ -202,8 +202,8 @@ def cmd_train(args) -> int:
         raise ConfigError(f"{trainer.out} already holds a run; pass --resume to continue it "
                           f"or choose another --out")
     n_params = sum(p.numel() for p in model.parameters())
-    unit = "tokens" if data_cfg.task == "lm" else "examples"
-    labels = f", {len(data.labels)} labels" if data_cfg.task != "lm" else ""
+    unit = "examples" if hasattr(data, "labels") else "tokens"
+    labels = f", {len(data.labels)} labels" if hasattr(data, "labels") else ""
     print(f"rnnkit train --task {data_cfg.task}: {data_cfg.path} ({len(data.train):,} train / {len(data.val):,} "
           f"val {unit}, {_inputs(data)}{labels}); {model_cfg.num_layers} x {model_cfg.hidden_size} "
           f"{'bidirectional ' if model.config.bidirectional else ''}"
@@ -255,13 +255,25 @@ def cmd_sample(args) -> int:
     if doc["data"].task != "lm":
         raise ConfigError(f"{args.run} is a {doc['data'].task} run, not a language model; "
                           f"use `rnnkit predict {args.run} INPUT`")
+    labels = doc.get("labels")
+    condition, end = None, None
+    if labels:  # a conditioned model writes one text (a line) of the label asked for
+        if cfg.condition not in labels:
+            raise ConfigError(f"{args.run} writes texts of a label: pass --condition with one of "
+                              f"{', '.join(labels)}")
+        condition, end = labels.index(cfg.condition), int(tokenizer.encode("\n")[-1])
+    elif cfg.condition is not None:
+        raise ConfigError(f"{args.run} is not conditioned on labels; drop --condition")
     prime = cfg.prime
     if cfg.prime_file:
         from rnnkit.data import read_text
 
         prime = read_text(cfg.prime_file, "char")
-    prime = prime or tokenizer.default_prime()
-    prime_ids = tokenizer.encode(prime, what="the prime text")
+    if labels:  # texts were learnt as "\n" + text + "\n": start a text, and echo only the user's prime
+        prime_ids = tokenizer.encode("\n" + prime, what="the prime text")
+    else:
+        prime = prime or tokenizer.default_prime()
+        prime_ids = tokenizer.encode(prime, what="the prime text")
     seed = cfg.seed if cfg.seed is not None else torch.seed()
     generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
     out = sys.stdout
@@ -271,7 +283,9 @@ def cmd_sample(args) -> int:
         out.write(prime)
         decode = tokenizer.stream_decoder(prime) if tokenizer.kind == "word" else tokenizer.stream_decoder()
         for token in model.generate(prime_ids, cfg.length, cfg.temperature, cfg.top_k, cfg.top_p, generator,
-                                    cfg.precision):
+                                    cfg.precision, condition):
+            if token == end:
+                break
             out.write(decode(token))
             out.flush()
         out.write("\n")

@@ -124,7 +124,8 @@ def _stratified_split(labels: list[int], fractions: tuple[float, float], seed: i
 @dataclass
 class LabelledData:
     """Examples of a classification (``task="classify"``) or tagging
-    (``task="tag"``) task, split, with the tokenizer and the label names.
+    (``task="tag"``) task, or texts with a condition each (``task="lm"`` with
+    ``condition_column``), split, with the tokenizer and the label names.
 
     ``LabelledData.from_file("spam.csv", DataConfig(task="classify"))`` reads
     a table; ``task="tag"`` reads CoNLL columns.
@@ -166,13 +167,15 @@ class LabelledData:
         texts, names = _read(path, config)
         given = {"val": config.val_path, "test": config.test_path}
         extras = {split: _read(p, config) for split, p in given.items() if p}
-        strata = names if config.task == "classify" else [0] * len(texts)
+        strata = names if config.task in ("classify", "lm") else [0] * len(texts)
         fractions = (0.0 if config.val_path else config.val_fraction,
                      0.0 if config.test_path else config.test_fraction)
         index = dict(zip(("train", "val", "test"), _stratified_split(strata, fractions, 0)))
-        if tokenizer is None:  # fitted on the training part only: held-out words stay unknown
-            train_text = "\n".join(texts[i] for i in index["train"])
-            tokenizer = fit_tokenizer(config.tokenizer_kind, train_text, config, eos=False)
+        if tokenizer is None:  # words from the training part only (held-out words stay unknown); the
+            # alphabet of a char tokenizer, which has no unknown symbol, from the whole file as for `lm`
+            kind = config.tokenizer_kind
+            fit_on = range(len(texts)) if kind == "char" else index["train"]
+            tokenizer = fit_tokenizer(kind, "\n".join(texts[i] for i in fit_on), config, eos=config.task == "lm")
         if labels is None:  # the labels of every file: a test label unseen in training scores as a miss
             groups = names + [n for _, extra_names in extras.values() for n in extra_names]
             labels = sorted({n for g in groups for n in (g if config.task == "tag" else [g])})
@@ -224,11 +227,16 @@ class LabelledData:
 
 
 def _read(path, config: DataConfig):
-    """(texts, label names): a text and a label per example (classify), or the
-    words joined by spaces and a tag list per sentence (tag)."""
+    """(texts, label names): a text and a label per example (classify), a text
+    framed by newlines and its condition (lm with ``condition_column``: a
+    newline starts and ends each text, so texts are flattened to one line), or
+    the words joined by spaces and a tag list per sentence (tag)."""
     if config.task == "classify":
         table = read_table(path, config.text_column, config.label_column)
         return table.texts, table.labels
+    if config.task == "lm":
+        table = read_table(path, config.text_column, config.condition_column)
+        return ["\n" + " ".join(t.split()) + "\n" for t in table.texts], table.labels
     sentences = read_conll(path, config.word_column, config.tag_column)
     return [" ".join(w) for w in sentences.words], sentences.tags
 

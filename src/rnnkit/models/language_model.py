@@ -9,6 +9,11 @@ the model reads tokens x_1..x_T and predicts x_{t+1} from h_t::
 
 The loss is the mean cross-entropy in nats per token (log-softmax based).
 
+Conditioned (``num_conditions`` K > 0; Goodfellow et al. 10.2.4, a vector
+as an extra input at every step): a label k in [0, K) is embedded as
+c = C[k] and read at every step beside the token, h_t = RNN([e_t; c], h_{t-1}),
+so one model writes texts of each label (spam or not, ...).
+
 Regularisers (``ModelConfig``): dropout on e_t, between layers and on h_t
 before W_out (Zaremba et al. 2014); ``locked_dropout``, one mask per
 sequence for all steps (Gal & Ghahramani 2016); ``embedding_dropout``,
@@ -37,16 +42,18 @@ PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}  # generate's weights: the m
 
 
 class LanguageModel(nn.Module):
-    """Args: ``vocab_size`` (V) and the fields of :class:`rnnkit.config.ModelConfig`
-    as keywords (``cell``, ``hidden_size``, ``num_layers``, ``embedding_dim``,
-    ``dropout``, ``engine``, ...).
+    """Args: ``vocab_size`` (V), ``num_conditions`` (K labels to condition on;
+    0 = none) and the fields of :class:`rnnkit.config.ModelConfig` as keywords
+    (``cell``, ``hidden_size``, ``num_layers``, ``embedding_dim``, ``dropout``,
+    ``engine``, ...).
 
-    ``forward(idx, targets=None, state=None) -> (logits, loss, state)``:
-    idx (B, T) int64; logits (B, T, V); loss a scalar (None without targets);
-    state the recurrent state after the last step, to pass to the next call.
+    ``forward(idx, targets=None, state=None, condition=None) -> (logits, loss,
+    state)``: idx (B, T) int64; logits (B, T, V); loss a scalar (None without
+    targets; targets of -100 are skipped); state the recurrent state after the
+    last step, to pass to the next call; condition (B,) label ids.
     """
 
-    def __init__(self, vocab_size: int, **config):
+    def __init__(self, vocab_size: int, num_conditions: int = 0, **config):
         super().__init__()
         self.config = ModelConfig(**config)
         c = self.config
@@ -54,8 +61,11 @@ class LanguageModel(nn.Module):
             raise ConfigError("a language model predicts the next token, so it cannot read the sequence "
                               "backwards; drop --bidirectional")
         self.vocab_size = vocab_size
+        self.num_conditions = num_conditions
         self.embedding = nn.Embedding(vocab_size, c.embedding_dim) if c.embedding_dim else None
-        self.rnn = Recurrent(c.cell, c.embedding_dim or vocab_size, c.hidden_size, c.num_layers,
+        self.condition = nn.Embedding(num_conditions, c.embedding_dim or 16) if num_conditions else None
+        input_size = (c.embedding_dim or vocab_size) + (self.condition.embedding_dim if num_conditions else 0)
+        self.rnn = Recurrent(c.cell, input_size, c.hidden_size, c.num_layers,
                              dropout=c.dropout, engine=c.engine, nonlinearity=c.nonlinearity,
                              locked_dropout=c.locked_dropout,
                              **({"forget_bias": c.forget_bias} if c.cell == "lstm" else {}),
@@ -71,8 +81,18 @@ class LanguageModel(nn.Module):
     def init_state(self, batch_size: int) -> State:
         return self.rnn.init_state(batch_size)
 
-    def embed(self, idx: Tensor) -> Tensor:
-        """idx (B, T) -> (B, T, E), or one-hot (B, T, V) when embedding_dim = 0."""
+    def embed(self, idx: Tensor, condition: Tensor | None = None) -> Tensor:
+        """idx (B, T) -> (B, T, E), or one-hot (B, T, V) when embedding_dim = 0;
+        a conditioned model appends C[condition] (B, T, E_c) at every step."""
+        e = self._embed_tokens(idx)
+        if self.condition is None:
+            return e
+        if condition is None:
+            raise ValueError("LanguageModel: this model is conditioned; pass condition (B,) label ids")
+        c = self.condition(condition.to(idx.device).expand(idx.shape[0]))  # (B, E_c)
+        return torch.cat([e, c[:, None, :].expand(-1, idx.shape[1], -1).to(e.dtype)], dim=-1)
+
+    def _embed_tokens(self, idx: Tensor) -> Tensor:
         if self.embedding is None:
             return F.one_hot(idx, self.vocab_size).to(self.head.weight.dtype)
         weight = self.embedding.weight  # (V, E)
@@ -88,11 +108,11 @@ class LanguageModel(nn.Module):
             return locked_dropout(x, self.config.dropout, self.training)
         return F.dropout(x, self.config.dropout, self.training)
 
-    def forward(self, idx: Tensor, targets: Tensor | None = None,
-                state: State | None = None) -> tuple[Tensor, Tensor | None, State]:
+    def forward(self, idx: Tensor, targets: Tensor | None = None, state: State | None = None,
+                condition: Tensor | None = None) -> tuple[Tensor, Tensor | None, State]:
         if idx.dim() != 2:
             raise ValueError(f"LanguageModel: expected token ids of shape (B, T), got {tuple(idx.shape)}")
-        h, state = self.rnn(self.embed(idx), state)  # (B, T, H)
+        h, state = self.rnn(self.embed(idx, condition), state)  # (B, T, H)
         logits = gemm.linear(self.drop(h), self.head.weight, self.head.bias)  # (B, T, V)
         loss = None
         if targets is not None:
@@ -101,16 +121,26 @@ class LanguageModel(nn.Module):
             loss = F.cross_entropy(wide.reshape(-1, self.vocab_size), targets.reshape(-1))
         return logits, loss, state
 
-    def loss(self, batch: tuple[Tensor, Tensor], state: State | None = None) -> tuple[Tensor, State]:
-        """The training contract: (x, y) each (B, T) -> (mean loss in nats/token, state)."""
-        x, y = batch
-        _, loss, state = self(x, y, state)
-        return loss, state
+    def loss(self, batch: tuple[Tensor, ...], state: State | None = None) -> tuple[Tensor, State | None]:
+        """The training contract: (x, y) each (B, T) -> (mean loss in nats/token,
+        state to carry); or, for a conditioned model, independent texts
+        (ids (B, T) padded after each length, lengths (B,), condition (B,)) ->
+        (mean loss over their next-token predictions, None)."""
+        if len(batch) == 2:
+            x, y = batch
+            _, loss, state = self(x, y, state)
+            return loss, state
+        ids, lengths, condition = batch
+        x, y = ids[:, :-1], ids[:, 1:].clone()  # (B, T-1): predict each next token
+        y[torch.arange(y.shape[1], device=y.device)[None, :] >= (lengths[:, None] - 1)] = -100  # padding
+        _, loss, _ = self(x, y, None, condition)
+        return loss, None
 
     @torch.no_grad()
     def generate(self, prime: Tensor | list[int], length: int, temperature: float = 1.0,
                  top_k: int | None = None, top_p: float | None = None,
-                 generator: torch.Generator | None = None, precision: str = "fp32") -> Iterator[int | Tensor]:
+                 generator: torch.Generator | None = None, precision: str = "fp32",
+                 condition: int | None = None) -> Iterator[int | Tensor]:
         """Yield ``length`` tokens continuing ``prime``: ids (T,) give an int per
         step; a batch of primes (B, T) gives a (B,) tensor per step. T >= 1.
 
@@ -119,7 +149,8 @@ class LanguageModel(nn.Module):
         run on a :class:`rnnkit.models.stepping.Stepper` (weights prepared once:
         the first layer's input projection as a table, fused products),
         ``precision="bf16"`` with bf16 weights: half the bytes a step reads,
-        faster at batch 1, logits within bf16 rounding of fp32.
+        faster at batch 1, logits within bf16 rounding of fp32. A conditioned
+        model writes for the label id ``condition`` (the same for the whole batch).
         """
         if self.rnn.bidirectional:
             raise ValueError("LanguageModel.generate: a bidirectional model needs the whole sequence")
@@ -135,10 +166,13 @@ class LanguageModel(nn.Module):
                 raise ValueError(f"LanguageModel.generate: prime must be ids (T,) or (B, T) with T >= 1, "
                                  f"got shape {tuple(prime.shape)}")
             prime = prime.view(-1, prime.shape[-1])  # (B, T)
-            logits, _, state = self(prime)
+            cond = None if condition is None else torch.tensor([condition], device=device)
+            if self.condition is not None and cond is None:
+                raise ValueError("LanguageModel.generate: this model is conditioned; pass condition (a label id)")
+            logits, _, state = self(prime, condition=cond)
             logits = logits[:, -1]  # (B, V)
             cells = self.rnn.cells
-            stepper = Stepper(self.embed, cells, self.head.weight, self.head.bias, prime.shape[0],
+            stepper = Stepper(lambda idx: self.embed(idx, cond), cells, self.head.weight, self.head.bias, prime.shape[0],
                               PRECISIONS[precision])
             layer_states = [tuple(s[k] for s in state) for k in range(len(cells))]  # L x ((B, H), ...)
             for _ in range(length):

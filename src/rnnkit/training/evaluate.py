@@ -70,6 +70,9 @@ def validate(model, data, split: str = "val", streams: int = 1) -> dict:
         return {"loss": metrics["loss"], "bpc": metrics["bpc"]}
     if len(ids) == 0:
         return {}
+    if data.config.task == "lm":  # texts, each with its condition
+        loss = evaluate_texts(model, data.eval_batches(split))
+        return {"loss": loss, "bpc": loss / math.log(2)}
     metrics = evaluate_labelled(model, data.eval_batches(split), data.labels)
     return {k: metrics[k] for k in ("loss", "accuracy", "f1") if k in metrics}
 
@@ -79,6 +82,24 @@ def _add(model, x, y, state, device, total, count):
     loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.to(device).reshape(-1),
                            reduction="sum")
     return total + loss.item(), count + y.numel(), state
+
+
+@torch.no_grad()
+def evaluate_texts(model, batches) -> float:
+    """Mean loss per predicted token of a conditioned language model over
+    ``batches`` of independent texts (ids, lengths, condition)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    try:
+        for batch in batches:
+            loss, _ = model.loss(tuple(t.to(device) for t in batch))
+            n = int((batch[1] - 1).sum())  # each text of length n predicts n - 1 tokens
+            total, count = total + loss.item() * n, count + n
+    finally:
+        model.train(was_training)
+    return total / max(count, 1)
 
 
 @torch.no_grad()

@@ -136,7 +136,7 @@ def build_model(task: str, vocab_size: int, model: ModelConfig, labels: list[str
     from rnnkit.models import LanguageModel, SequenceClassifier, SequenceTagger
 
     if task == "lm":
-        return LanguageModel(vocab_size, **to_dict(model))
+        return LanguageModel(vocab_size, len(labels or ()), **to_dict(model))
     if not labels:
         raise CheckpointError(f"a {task} run needs its label names in config.json; restore it or train again")
     cls = SequenceClassifier if task == "classify" else SequenceTagger

@@ -248,8 +248,21 @@ class Trainer:
         tok = self.data.tokenizer
         prime = tok.encode(tok.default_prime())
         gen = torch.Generator(device=self.device).manual_seed(self.cfg.seed + self.step)
-        ids = list(self.model.generate(prime, self.cfg.sample_length, temperature=0.8, generator=gen))
-        return tok.decode(ids)
+        labels = getattr(self.data, "labels", None)  # a conditioned model: one text per label
+        if not labels:
+            return tok.decode(list(self.model.generate(prime, self.cfg.sample_length, temperature=0.8,
+                                                       generator=gen)))
+        end = int(tok.encode("\n")[-1])
+        texts = []
+        for k, label in enumerate(labels[:4]):
+            ids = []
+            for token in self.model.generate(prime, self.cfg.sample_length, temperature=0.8, generator=gen,
+                                             condition=k):
+                if token == end:
+                    break
+                ids.append(token)
+            texts.append(f"[{label}] {tok.decode(ids)}")
+        return "\n".join(texts)
 
     def test(self) -> dict:
         """The best checkpoint's metrics on the test split ({} without one)."""
