@@ -72,6 +72,9 @@ def test_read_conll_skips_comments_and_conllu_ranges_and_rejects_ragged_lines(tm
                     "1\tgo\tgo\tVERB\n2.1\tx\tx\tX\n\n")
     s = read_conll(path, word_column=1, tag_column=3)
     assert s.words == [["do", "n't"], ["go"]] and s.tags == [["AUX", "PART"], ["VERB"]]
+    chunks = tmp_path / "c.txt"  # CoNLL-2000 has the words "#" and "2.5"
+    chunks.write_text("# # I-NP\n2.5 CD I-NP\nmillion CD I-NP\n\n")
+    assert read_conll(chunks).words == [["#", "2.5", "million"]]
     ragged = tmp_path / "r.txt"
     ragged.write_text("the DT B-NP\ncat NN\n")
     with pytest.raises(DataError, match="line 2: 2 column"):

@@ -7,8 +7,9 @@
   a header (the SMS Spam Collection's ``ham<TAB>text``), the column with
   fewer distinct values is the label.
 - CoNLL column files: one token a line, whitespace-separated columns, a
-  blank line between sentences; lines starting with ``#`` are comments, and
-  CoNLL-U's multi-word ranges (``3-4``) and empty nodes (``5.1``) are skipped.
+  blank line between sentences; in CoNLL-U files (``.conllu``) lines starting
+  with ``#`` are comments, and multi-word ranges (``3-4``) and empty nodes
+  (``5.1``) are skipped (elsewhere ``#`` and ``2.5`` are words, as in CoNLL-2000).
 
 Every problem is one line naming the file, the line and the fix.
 """
@@ -160,6 +161,7 @@ def read_conll(path: str | Path, word_column: int = 0, tag_column: int = -1,
     is column 3). A file of one column is words without tags (to predict)."""
     path = Path(path)
     content = read_text(path, "char")
+    conllu = path.suffix.lower() == ".conllu"  # "#" and "2.5" are words in other CoNLL files
     sentences, lines, starts = [], [], []
     cells_of, lines_of = [], []
     width = None
@@ -171,10 +173,10 @@ def read_conll(path: str | Path, word_column: int = 0, tag_column: int = -1,
                 lines.append(lines_of)
             cells_of, lines_of = [], []
             continue
-        if stripped.startswith("#"):
+        if conllu and stripped.startswith("#"):
             continue
         cells = stripped.split("\t") if "\t" in stripped else stripped.split()
-        if _CONLLU_SKIP.match(cells[0]):
+        if conllu and _CONLLU_SKIP.match(cells[0]):
             continue
         width = width or len(cells)
         if len(cells) != width:
