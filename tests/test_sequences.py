@@ -38,7 +38,7 @@ def chunk_corpus(n=80, seed=0) -> str:
     lines = []
     for _ in range(n):
         noun, verb, other = rng.choice(NOUNS), rng.choice(VERBS), rng.choice(NOUNS)
-        lines += [f"the DT B-NP", f"{noun} NN I-NP", f"{verb} VBZ B-VP", f"the DT B-NP", f"{other} NN I-NP", ""]
+        lines += ["the DT B-NP", f"{noun} NN I-NP", f"{verb} VBZ B-VP", "the DT B-NP", f"{other} NN I-NP", ""]
     return "\n".join(lines) + "\n"
 
 

@@ -9,12 +9,14 @@ __version__ = "0.1.0"
 
 from rnnkit.cells import GRUCell, LSTMCell, RNNCell  # noqa: E402
 from rnnkit.config import DataConfig, ModelConfig, SampleConfig, TrainConfig  # noqa: E402
-from rnnkit.data import ByteTokenizer, CharTokenizer, TextData  # noqa: E402
+from rnnkit.data import (BPETokenizer, ByteTokenizer, CharTokenizer, LabelledData, TextData,  # noqa: E402
+                         WordTokenizer)
 from rnnkit.errors import RnnkitError  # noqa: E402
 from rnnkit.layers import Recurrent  # noqa: E402
-from rnnkit.models import LanguageModel  # noqa: E402
+from rnnkit.models import LanguageModel, SequenceClassifier, SequenceTagger  # noqa: E402
 from rnnkit.training import Trainer, evaluate, load_run  # noqa: E402
 
-__all__ = ["ByteTokenizer", "CharTokenizer", "DataConfig", "GRUCell", "LSTMCell", "LanguageModel",
-           "ModelConfig", "RNNCell", "Recurrent", "RnnkitError", "SampleConfig", "TextData",
-           "TrainConfig", "Trainer", "evaluate", "load_run"]
+__all__ = ["BPETokenizer", "ByteTokenizer", "CharTokenizer", "DataConfig", "GRUCell", "LSTMCell",
+           "LabelledData", "LanguageModel", "ModelConfig", "RNNCell", "Recurrent", "RnnkitError", "SampleConfig",
+           "SequenceClassifier", "SequenceTagger", "TextData", "TrainConfig", "Trainer", "WordTokenizer",
+           "evaluate", "load_run"]

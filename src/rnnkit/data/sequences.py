@@ -2,8 +2,9 @@
 length-bucketed batches.
 
 A batch is ``(x, lengths, y)``: token ids x (B, T) int64 padded with 0
-after each sequence's end (or, for a numeric series, vectors x (B, T, F)), lengths (B,) int64 >= 1, and labels y (B,) for
-classification or (B, T) for tagging, padded with ``IGNORE`` (-100, what
+after each sequence's end (for a numeric series, vectors x (B, T, F)),
+lengths (B,) int64 >= 1, and labels y (B,) for classification (or a
+conditioned language model's conditions) or (B, T) for tagging, padded with ``IGNORE`` (-100, what
 ``F.cross_entropy`` skips). The mask of valid positions, True where
 ``t < lengths[b]``, is :func:`length_mask`.
 

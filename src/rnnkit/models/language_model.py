@@ -172,8 +172,8 @@ class LanguageModel(nn.Module):
             logits, _, state = self(prime, condition=cond)
             logits = logits[:, -1]  # (B, V)
             cells = self.rnn.cells
-            stepper = Stepper(lambda idx: self.embed(idx, cond), cells, self.head.weight, self.head.bias, prime.shape[0],
-                              PRECISIONS[precision])
+            stepper = Stepper(lambda idx: self.embed(idx, cond), cells, self.head.weight, self.head.bias,
+                              prime.shape[0], PRECISIONS[precision])
             layer_states = [tuple(s[k] for s in state) for k in range(len(cells))]  # L x ((B, H), ...)
             for _ in range(length):
                 token = sample_next(logits, temperature, top_k, top_p, generator)  # (B,)
