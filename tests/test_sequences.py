@@ -286,3 +286,24 @@ def test_adversarial_perturbation_has_norm_epsilon_and_raises_the_loss():
     torch.testing.assert_close(total, clean + worse)
     model.eval()
     torch.testing.assert_close(model.loss((x, lengths, y))[0], clean)  # evaluation: the plain loss
+
+
+def test_cli_embeddings_start_from_a_vectors_file(tmp_path):
+    from rnnkit.training import load_run
+
+    corpus = tmp_path / "train.txt"
+    corpus.write_text(chunk_corpus(20))
+    vectors = tmp_path / "vectors.txt"
+    vectors.write_text("the " + " ".join(["0.5"] * 8) + "\ncat " + " ".join(["-0.25"] * 8) + "\n")
+    run = tmp_path / "run"
+    result = rnnkit("train", corpus, "--task", "tag", "--embeddings", vectors, "--max-steps", 1, "--lr", "1e-9",
+                    "--out", run, *CLI_TINY)
+    assert result.returncode == 0, result.stderr
+    assert "embeddings: 2 of" in result.stdout
+    model, tokenizer, _ = load_run(run)
+    row = model.encoder.embedding.weight[tokenizer.words.index("the")]
+    torch.testing.assert_close(row, torch.full((8,), 0.5), atol=1e-6, rtol=0)  # one tiny step moved it little
+    wrong = tmp_path / "wrong.txt"
+    wrong.write_text("the 1.0 2.0\n")
+    one_line_error(rnnkit("train", corpus, "--task", "tag", "--embeddings", wrong, "--out", tmp_path / "r2",
+                          *CLI_TINY), "expected vectors of shape (8,)")

@@ -47,6 +47,9 @@ class ModelConfig:
     num_layers: int = _help("stacked recurrent layers", default=2)
     embedding_dim: int = _help("input embedding width; 0 = one-hot input as in min-char-rnn", default=64)
     dropout: float = _help("dropout on embeddings, between layers and before the output layer", default=0.2)
+    embeddings: str | None = _help("start the word embedding from this vectors file (GloVe text format, a "
+                                   "word and its embedding_dim numbers a line); words it lacks start random",
+                                   default=None)
     locked_dropout: bool = _help("one dropout mask per sequence for all time steps (variational / AWD-LSTM "
                                  "locked dropout) instead of a fresh mask per step", default=False)
     embedding_dropout: float = _help("lm: drop whole words from the embedding (every occurrence in a batch; "

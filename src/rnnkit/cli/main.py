@@ -197,6 +197,8 @@ def cmd_train(args) -> int:
     torch.manual_seed(train_cfg.seed)
     model = build_model(data_cfg.task, data.vocab_size, model_cfg, getattr(data, "labels", None),
                         getattr(data.tokenizer, "num_features", None))
+    if model_cfg.embeddings and not args.resume:
+        print(_start_embedding(model, data.tokenizer, model_cfg.embeddings), flush=True)
     trainer = Trainer(model, data, train_cfg)
     if not args.resume and trainer.holds_run():
         raise ConfigError(f"{trainer.out} already holds a run; pass --resume to continue it "
@@ -229,6 +231,18 @@ def cmd_train(args) -> int:
         f"predict with: rnnkit predict {result['out']} INPUT"
     print(summary + "; " + use)
     return 0
+
+
+def _start_embedding(model, tokenizer, path: str) -> str:
+    """Initialise the model's word embedding from a vectors file; a line saying how much it covered."""
+    from rnnkit.models.glove import init_embedding
+
+    embedding = getattr(model, "embedding", None) or getattr(getattr(model, "encoder", None), "embedding", None)
+    if tokenizer.kind != "word" or embedding is None:
+        raise ConfigError("--embeddings needs word tokens and an embedding: use --tokenizer word and "
+                          "--embedding-dim > 0")
+    found = init_embedding(embedding, tokenizer.words, path)
+    return f"embeddings: {found:,} of {tokenizer.vocab_size:,} words from {path}"
 
 
 def _inputs(data) -> str:
