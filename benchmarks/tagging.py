@@ -49,6 +49,8 @@ MODELS = (
     ("conll-tdnn", "conll2000", "tdnn, centred, kernel 5 (+ softmax)", {"encoder": "tdnn"}),
     ("ewt-bilstm", "ewt", "BiLSTM + softmax", {}),
     ("ewt-crf", "ewt", "BiLSTM + CRF", {"crf": True}),
+    ("conll-glove", "conll2000", "BiLSTM + softmax, embedding from GloVe", {"glove": True}),
+    ("ewt-glove", "ewt", "BiLSTM + softmax, embedding from GloVe", {"glove": True}),
 )
 CORPUS_NAMES = {"conll2000": "CoNLL-2000 chunking", "ewt": "UD English-EWT UPOS"}
 PUBLISHED = {
@@ -113,16 +115,28 @@ def run_model(data, name: str, overrides: dict, folder: Path, args) -> dict:
     hidden = args.hidden_size
     if overrides.get("encoder") == "tdnn":  # as wide as the BiLSTM's concatenated output
         hidden = 2 * args.hidden_size
+    overrides = dict(overrides)
+    glove = overrides.pop("glove", False)
     model_cfg = ModelConfig(cell="lstm", embedding_dim=args.embedding_dim, hidden_size=hidden, num_layers=1,
                             dropout=args.dropout, bidirectional=True, kernel_size=5,
                             **{"crf": False, "encoder": "rnn", **overrides})
     steps_per_epoch = -(-len(data.train) // args.batch_size)
     eval_every = max(1, round(steps_per_epoch / args.evals_per_epoch))
-    train_cfg = TrainConfig(optimizer="adam", lr=args.lr, time_limit=args.minutes * 60, eval_every=eval_every,
+    budget = {"max_steps": args.steps} if args.steps else {"time_limit": args.minutes * 60}
+    train_cfg = TrainConfig(optimizer="adam", lr=args.lr, **budget, eval_every=eval_every,
                             log_every=min(50, eval_every), sample_length=0, precision=args.precision,
                             seed=args.seed, device="cpu")
     torch.manual_seed(args.seed)
     model = SequenceTagger(data.vocab_size, data.num_labels, **vars(model_cfg))
+    if glove:  # GloVe vectors of the training sentences, in the tagger's own vocabulary
+        from rnnkit.models.glove import train_glove
+
+        begun = time.perf_counter()
+        vectors = train_glove(np.concatenate(data.train.ids), data.vocab_size, dim=args.embedding_dim)
+        with torch.no_grad():
+            model.encoder.embedding.weight.copy_(torch.from_numpy(vectors) / vectors.std())  # the model's scale
+        print(f"GloVe: {args.embedding_dim}-d vectors of the training words in {time.perf_counter() - begun:.0f} s "
+              f"(not counted in the training budget)", flush=True)
     out = folder / name
     print(f"\n{name}: {sum(p.numel() for p in model.parameters()):,} parameters, {steps_per_epoch} steps an epoch, "
           f"evaluating every {eval_every}", flush=True)
@@ -177,6 +191,8 @@ def main() -> None:
                    help="folder with conll2000/ and ud_english_ewt/ (default: ../shared/data from the repo)")
     p.add_argument("--minutes", type=float, default=3.0, help="training time per model (default 3)")
     p.add_argument("--quick", action="store_true", help="smoke run: 10 seconds a model")
+    p.add_argument("--steps", type=int, default=None,
+                   help="train each model for this many steps instead of --minutes (equal work, not equal time)")
     p.add_argument("--models", nargs="+", default=[m[0] for m in MODELS], choices=[m[0] for m in MODELS])
     p.add_argument("--embedding-dim", type=int, default=100)
     p.add_argument("--hidden-size", type=int, default=128, help="per direction (tdnn: twice this)")
