@@ -48,9 +48,10 @@ def test_read_table_finds_columns_by_header_and_by_content(tmp_path):
     table = read_table(csv)
     assert table.texts == ["hello, world", "multi\nline"] and table.labels == ["0", "1"]
     tsv = tmp_path / "sms.tsv"  # the SMS Spam Collection: label first, no header
-    tsv.write_text("ham\tGo until jurong point\nspam\tWIN a prize now\nham\tOk lar\n")
-    table = read_table(tsv)
-    assert table.labels == ["ham", "spam", "ham"] and table.texts[1] == "WIN a prize now"
+    tsv.write_text('ham\tGo until jurong point\nspam\tWIN a prize now\nham\t"Keep ur problems, b\'coz\nham\tOk lar\n')
+    table = read_table(tsv)  # a TSV field is taken as it is: a leading quote mark quotes nothing
+    assert table.labels == ["ham", "spam", "ham", "ham"] and table.texts[1] == "WIN a prize now"
+    assert table.texts[2] == '"Keep ur problems, b\'coz' and table.texts[3] == "Ok lar"
 
 
 @pytest.mark.parametrize("content,message", [

@@ -1,6 +1,7 @@
 """Reading labelled examples: tables of (text, label) and CoNLL column files.
 
-- Tables (CSV, TSV): one example a row. Columns are named by the header row
+- Tables (CSV, TSV): one example a row; CSV fields may be quoted, TSV
+  fields are taken as they are. Columns are named by the header row
   or by 0-based index. ``"auto"`` finds them: a header cell called text,
   content, comment, message, sentence or review for the text, and label,
   class, category or target for the label; or, in a two-column file without
@@ -53,6 +54,12 @@ def _delimiter(path: Path, sample: str) -> str:
     return "\t" if "\t" in first else ","
 
 
+def _quoting(delimiter: str) -> dict:
+    """CSV quotes fields; tab-separated files do not (a text may start with a
+    quote mark, as a message of the SMS Spam Collection does)."""
+    return {"quoting": csv.QUOTE_NONE, "escapechar": "\\"} if delimiter == "\t" else {}
+
+
 def _find(header: list[str] | None, wanted: str, known: tuple[str, ...]) -> int | None:
     """Index of column ``wanted`` (a name, an index, or "auto") or None."""
     if wanted.isdigit():
@@ -74,7 +81,7 @@ def read_table(path: str | Path, text_column: str = "auto", label_column: str = 
     path = Path(path)
     content = read_text(path, "char")
     delimiter = _delimiter(path, content)
-    reader = csv.reader(content.splitlines(keepends=True), delimiter=delimiter)
+    reader = csv.reader(content.splitlines(keepends=True), delimiter=delimiter, **_quoting(delimiter))
     rows, line_numbers = [], []
     for row in reader:
         if row and any(cell.strip() for cell in row):
@@ -132,7 +139,7 @@ def write_table(out, table: Table, predicted: list[str], column: str = "predicti
     """Write ``table``'s rows to the text stream ``out`` with the predicted labels
     appended as a last column (named ``column`` when the table has a header),
     in its own delimiter."""
-    writer = csv.writer(out, delimiter=table.delimiter, lineterminator="\n")
+    writer = csv.writer(out, delimiter=table.delimiter, lineterminator="\n", **_quoting(table.delimiter))
     if table.header is not None:
         writer.writerow(table.header + [column])
     for row, label in zip(table.rows, predicted):

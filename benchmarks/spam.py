@@ -1,0 +1,306 @@
+r"""Spam classification on real data: rnnkit's bidirectional LSTM classifier,
+the same classifier with a time-delay (tdnn) encoder, and a scikit-learn
+bag-of-words logistic regression, on the same folds in one run.
+
+Data (``--data-dir``, default ``../shared/data`` from the repo):
+
+- ``youtube_spam/Youtube0?-*.csv``: the UCI YouTube Spam Collection (Alberto
+  et al. 2015, "TubeSpam"), 1,956 comments from 5 videos, CONTENT and CLASS
+  (1 = spam). Two protocols: stratified k-fold over the pooled comments
+  (``StratifiedKFold(shuffle=True, random_state=0)``) and leave-one-video-out
+  (train on 4 videos, test on the 5th).
+- ``sms_spam/SMSSpamCollection``: the SMS Spam Collection (Almeida et al.
+  2011), 5,574 messages, ``label<TAB>text``; stratified k-fold as above.
+
+In every fold 10 % of the training part (stratified, seed 0) is held out for
+validation; the other 90 % are the training examples of all three models.
+The recurrent and tdnn models train a fixed number of epochs and keep the
+checkpoint with the best validation loss; the logistic regression picks C
+on the same validation examples. Nothing is selected on the test fold.
+
+The neural models go through rnnkit's public API: each fold's train,
+validation and test examples are written as CSV files to a temporary folder
+and read with ``LabelledData.from_file``; ``Trainer.fit`` trains,
+``Trainer.test`` scores the best checkpoint (accuracy, macro F1), and
+``load_run`` with ``evaluate_labelled`` gives that checkpoint's predictions
+for the F1 of the spam class. Scores: accuracy, F1 of the spam class, macro
+F1 (mean of the spam and ham F1), each as a fraction.
+
+Defaults (chosen on the YouTube 10-fold runs; see benchmarks/RESULTS.md):
+lower-cased words split by ``\w+|[^\w\s]`` with words seen once in the
+training part mapped to ``<unk>`` (``--min-count 2``); embedding 64, one
+bidirectional LSTM layer of 64 units a direction, max pooling, dropout 0.3;
+Adam 3e-3 with rnnkit's cosine schedule, batch 32, 10 epochs, fp32.
+``--tokenizer byte`` reads the raw UTF-8 bytes instead (6-10x slower here);
+the char tokenizer cannot be used, as it refuses test texts with characters
+unseen in training.
+
+    python benchmarks/spam.py [--data-dir ../shared/data] [--folds 10] [--epochs 10] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+DATA_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+# words, lower-cased: runs of word characters and single punctuation marks, so a URL is
+# its pieces ("http", ":", "/", "/", "www", ".", "youtube", ...) and "!!!" three tokens
+WORD_PATTERN = r"\w+|[^\w\s]"
+MODELS = ("bilstm", "tdnn", "logreg")
+MODEL_NAMES = {"bilstm": "rnnkit BiLSTM", "tdnn": "rnnkit tdnn (kernel 5)",
+               "logreg": "bag of words + logistic regression"}
+LOGREG_CS = (0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0)
+
+
+# -- data -----------------------------------------------------------------------
+
+def read_youtube(folder: Path) -> tuple[list[str], list[str], list[str]]:
+    """(texts, labels "spam"/"ham", video name) of the five CSV files."""
+    texts, labels, videos = [], [], []
+    for path in sorted(folder.glob("Youtube0*.csv")):
+        with open(path, encoding="utf-8", newline="") as f:
+            for row in csv.DictReader(f):
+                texts.append(row["CONTENT"])
+                labels.append("spam" if row["CLASS"].strip() == "1" else "ham")
+                videos.append(path.stem.split("-", 1)[1])
+    return texts, labels, videos
+
+
+def read_sms(path: Path) -> tuple[list[str], list[str]]:
+    """(texts, labels) of ``label<TAB>text`` lines. Split by hand: the file has no
+    quoting, and a CSV reader would take its quote marks for field quotes."""
+    texts, labels = [], []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            label, text = line.split("\t", 1)
+            texts.append(text)
+            labels.append(label)
+    return texts, labels
+
+
+def stratified_folds(labels: list[str], k: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    from sklearn.model_selection import StratifiedKFold
+
+    skf = StratifiedKFold(n_splits=k, shuffle=True, random_state=0)
+    return [(f"fold {i + 1}", tr, te) for i, (tr, te) in enumerate(skf.split(np.zeros(len(labels)), labels))]
+
+
+def video_folds(videos: list[str]) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    v = np.asarray(videos)
+    return [(name, np.flatnonzero(v != name), np.flatnonzero(v == name)) for name in dict.fromkeys(videos)]
+
+
+def carve_validation(train_index: np.ndarray, labels: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(train, val): 10 % of the training part, stratified, seed 0."""
+    from sklearn.model_selection import train_test_split
+
+    return train_test_split(train_index, test_size=0.1, random_state=0,
+                            stratify=[labels[i] for i in train_index])
+
+
+def write_split(path: Path, texts: list[str], labels: list[str], index: np.ndarray) -> None:
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f, quoting=csv.QUOTE_ALL, lineterminator="\n")
+        writer.writerow(["text", "label"])
+        writer.writerows([texts[i], labels[i]] for i in index)
+
+
+# -- models -----------------------------------------------------------------------
+
+def scores(gold: list[str], predicted: list[str]) -> dict:
+    from sklearn.metrics import accuracy_score, f1_score
+
+    return {"accuracy": accuracy_score(gold, predicted),
+            "spam_f1": f1_score(gold, predicted, pos_label="spam", average="binary"),
+            "macro_f1": f1_score(gold, predicted, average="macro")}
+
+
+def run_rnnkit(encoder: str, texts, labels, split, folder: Path, args) -> dict:
+    """Train and test one rnnkit classifier on one fold; scores of the best checkpoint."""
+    from rnnkit import DataConfig, ModelConfig, TrainConfig, Trainer, load_run
+    from rnnkit.data import LabelledData
+    from rnnkit.models import SequenceClassifier
+    from rnnkit.training.evaluate import evaluate_labelled
+
+    train, val, test = split
+    for name, index in (("train", train), ("val", val), ("test", test)):
+        write_split(folder / f"{name}.csv", texts, labels, index)
+    data_cfg = DataConfig(task="classify", tokenizer=args.tokenizer, lowercase=True, min_count=args.min_count,
+                          word_pattern=args.word_pattern if args.tokenizer == "word" else None,
+                          val_path=str(folder / "val.csv"), test_path=str(folder / "test.csv"),
+                          batch_size=args.batch_size)
+    data = LabelledData.from_file(folder / "train.csv", data_cfg)
+    assert len(data.train) == len(train) and len(data.test) == len(test), "a CSV row was lost"
+    model_cfg = ModelConfig(cell="lstm", embedding_dim=args.embedding_dim, hidden_size=args.hidden_size,
+                            num_layers=1, dropout=args.dropout, encoder=encoder, kernel_size=5,
+                            pooling=args.pooling, bidirectional=True)
+    steps_per_epoch = -(-len(data.train) // args.batch_size)
+    train_cfg = TrainConfig(optimizer="adam", lr=args.lr, max_epochs=args.epochs, eval_every=steps_per_epoch,
+                            log_every=steps_per_epoch, sample_length=0, precision=args.precision,
+                            seed=args.seed, device="cpu")
+    torch.manual_seed(args.seed)
+    model = SequenceClassifier(data.vocab_size, data.num_labels, **vars(model_cfg))
+    out = folder / encoder
+    start = time.perf_counter()
+    trainer = Trainer(model, data, train_cfg, out=out, quiet=True)
+    result = trainer.fit()
+    test_metrics = trainer.test()
+    seconds = time.perf_counter() - start
+    best, _, _ = load_run(out)
+    predicted = evaluate_labelled(best, data.eval_batches("test"), data.labels)
+    s = scores(predicted["gold"], predicted["predicted"])
+    # the library's own figures for the best checkpoint must be the ones reported
+    assert abs(s["accuracy"] - test_metrics["accuracy"]) < 1e-9, (s, test_metrics)
+    assert abs(s["macro_f1"] - test_metrics["f1"]) < 1e-9, (s, test_metrics)
+    best_step = min((r for r in trainer.rows if "val_loss" in r), key=lambda r: r["val_loss"])["step"]
+    return {**s, "seconds": seconds, "best_epoch": best_step / steps_per_epoch, "steps": result["step"],
+            "vocab": data.vocab_size}
+
+
+def run_logreg(texts, labels, split) -> dict:
+    """Word uni- and bigram counts (tf-idf, lower-cased) and logistic regression;
+    C chosen by the validation loss, as the neural models' checkpoints are."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import log_loss
+
+    train, val, test = split
+    start = time.perf_counter()
+    vectorizer = TfidfVectorizer(lowercase=True, ngram_range=(1, 2), sublinear_tf=True, min_df=1)
+    x_train = vectorizer.fit_transform([texts[i] for i in train])
+    x_val = vectorizer.transform([texts[i] for i in val])
+    x_test = vectorizer.transform([texts[i] for i in test])
+    y_train, y_val = [labels[i] for i in train], [labels[i] for i in val]
+    best = None
+    for c in LOGREG_CS:
+        clf = LogisticRegression(C=c, solver="liblinear").fit(x_train, y_train)
+        loss = log_loss(y_val, clf.predict_proba(x_val), labels=clf.classes_)
+        if best is None or loss < best[0]:
+            best = (loss, c, clf)
+    predicted = list(best[2].predict(x_test))
+    return {**scores([labels[i] for i in test], predicted), "seconds": time.perf_counter() - start,
+            "C": best[1]}
+
+
+def run_setting(setting: str, texts, labels, folds, models, args) -> dict[str, list[dict]]:
+    """Every model on every fold; {model: [scores per fold]}."""
+    results = {m: [] for m in models}
+    print(f"\n## {setting}: {len(texts):,} examples, {sum(l == 'spam' for l in labels):,} spam, "
+          f"{len(folds)} folds", flush=True)
+    for name, train_index, test_index in folds:
+        train, val = carve_validation(train_index, labels)
+        split = (train, val, test_index)
+        with tempfile.TemporaryDirectory(prefix="rnnkit-spam-") as tmp:
+            for m in models:
+                r = run_logreg(texts, labels, split) if m == "logreg" else \
+                    run_rnnkit(m if m == "tdnn" else "rnn", texts, labels, split, Path(tmp), args)
+                r["fold"] = name
+                results[m].append(r)
+                extra = f"best epoch {r['best_epoch']:.0f}" if "best_epoch" in r else f"C {r['C']:g}"
+                print(f"{setting:<14} {name:<10} {m:<7} train {len(train):>5} val {len(val):>4} "
+                      f"test {len(test_index):>4}  acc {r['accuracy']:.4f}  spam F1 {r['spam_f1']:.4f}  "
+                      f"macro F1 {r['macro_f1']:.4f}  {extra:<14} {r['seconds']:6.1f}s", flush=True)
+    return results
+
+
+# -- report -----------------------------------------------------------------------
+
+def mean_std(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+
+
+def summary_table(all_results: dict[str, dict[str, list[dict]]]) -> str:
+    lines = ["| setting | model | accuracy | spam F1 | macro F1 | seconds a fold |",
+             "|---|---|---|---|---|---|"]
+    for setting, results in all_results.items():
+        for m, rows in results.items():
+            cells = [mean_std([r[k] for r in rows]) for k in ("accuracy", "spam_f1", "macro_f1")]
+            lines.append(f"| {setting} | {MODEL_NAMES[m]} | " + " | ".join(cells)
+                         + f" | {statistics.mean(r['seconds'] for r in rows):.1f} |")
+    return "\n".join(lines)
+
+
+def per_fold_table(results: dict[str, list[dict]]) -> str:
+    models = list(results)
+    head = "| test video | " + " | ".join(f"{MODEL_NAMES[m]} acc / spam F1" for m in models) + " |"
+    lines = [head, "|---" * (len(models) + 1) + "|"]
+    for i, r0 in enumerate(results[models[0]]):
+        lines.append(f"| {r0['fold']} | " + " | ".join(
+            f"{results[m][i]['accuracy']:.4f} / {results[m][i]['spam_f1']:.4f}" for m in models) + " |")
+    lines.append("| mean | " + " | ".join(
+        f"{statistics.mean(r['accuracy'] for r in results[m]):.4f} / "
+        f"{statistics.mean(r['spam_f1'] for r in results[m]):.4f}" for m in models) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data-dir", type=Path, default=DATA_DIR,
+                   help="folder with youtube_spam/ and sms_spam/ (default: ../shared/data from the repo)")
+    p.add_argument("--folds", type=int, default=10, help="stratified folds on the pooled data (default 10)")
+    p.add_argument("--sms-folds", type=int, default=None, help="folds for SMS (default: --folds)")
+    p.add_argument("--epochs", type=float, default=10, help="training epochs of the neural models")
+    p.add_argument("--quick", action="store_true", help="smoke run: 2 folds of each protocol, 2 epochs")
+    p.add_argument("--settings", nargs="+", default=["youtube", "videos", "sms"],
+                   choices=["youtube", "videos", "sms"],
+                   help="youtube: pooled k-fold; videos: leave one video out; sms: SMS k-fold")
+    p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    p.add_argument("--max-folds", type=int, default=None, help="run only the first N folds of each protocol")
+    p.add_argument("--tokenizer", default="word", choices=["word", "byte"])
+    p.add_argument("--word-pattern", default=WORD_PATTERN)
+    p.add_argument("--min-count", type=int, default=2)
+    p.add_argument("--embedding-dim", type=int, default=64)
+    p.add_argument("--hidden-size", type=int, default=64)
+    p.add_argument("--dropout", type=float, default=0.3)
+    p.add_argument("--pooling", default="max", choices=["last", "mean", "max", "attention"])
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--precision", default="fp32", choices=["auto", "fp32", "bf16"])
+    p.add_argument("--seed", type=int, default=1337)
+    args = p.parse_args()
+    if args.quick:
+        args.epochs, args.max_folds = 2, 2
+    youtube, sms = args.data_dir / "youtube_spam", args.data_dir / "sms_spam" / "SMSSpamCollection"
+    if {"youtube", "videos"} & set(args.settings) and not any(youtube.glob("Youtube0*.csv")):
+        sys.exit(f"spam: no YouTube Spam Collection at {youtube} (expected Youtube0?-*.csv); pass --data-dir")
+    if "sms" in args.settings and not sms.is_file():
+        sys.exit(f"spam: no SMS Spam Collection at {sms}; pass --data-dir")
+    torch.set_num_threads(1)
+    started = time.perf_counter()
+    print(f"torch {torch.__version__}, 1 thread; {args.epochs:g} epochs, {args.tokenizer} tokens, embedding "
+          f"{args.embedding_dim}, hidden {args.hidden_size}, dropout {args.dropout}, {args.pooling} pooling, "
+          f"adam {args.lr:g}, batch {args.batch_size}, {args.precision}", flush=True)
+    all_results = {}
+    limit = slice(None, args.max_folds)
+    if {"youtube", "videos"} & set(args.settings):
+        texts, labels, videos = read_youtube(youtube)
+        if "youtube" in args.settings:
+            all_results[f"YouTube, {args.folds}-fold"] = run_setting(
+                "YouTube", texts, labels, stratified_folds(labels, args.folds)[limit], args.models, args)
+        if "videos" in args.settings:
+            all_results["YouTube, leave one video out"] = run_setting(
+                "YouTube video", texts, labels, video_folds(videos)[limit], args.models, args)
+    if "sms" in args.settings:
+        texts, labels = read_sms(sms)
+        k = args.sms_folds or args.folds
+        all_results[f"SMS, {k}-fold"] = run_setting("SMS", texts, labels, stratified_folds(labels, k)[limit],
+                                                    args.models, args)
+    print("\n" + summary_table(all_results))
+    if "YouTube, leave one video out" in all_results:
+        print("\n" + per_fold_table(all_results["YouTube, leave one video out"]))
+    print(f"\ntotal time {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
