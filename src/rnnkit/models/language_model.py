@@ -75,8 +75,9 @@ class LanguageModel(nn.Module):
             nn.init.normal_(self.embedding.weight, std=1.0)
         nn.init.xavier_uniform_(self.head.weight)
         nn.init.zeros_(self.head.bias)
-        if c.tie_weights:  # one (V, H) matrix reads the input and scores the output (E = H)
-            self.head.weight = self.embedding.weight
+        if c.tie_weights:  # one (V, H) matrix reads the input and scores the output (E = H), so it
+            nn.init.uniform_(self.embedding.weight, -0.1, 0.1)  # starts small, as an output layer
+            self.head.weight = self.embedding.weight         # does (Zaremba et al.; Merity et al.)
 
     def init_state(self, batch_size: int) -> State:
         return self.rnn.init_state(batch_size)
