@@ -30,8 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnkit.config import ModelConfig
-from rnnkit.models.encoder import Encoder
+from rnnkit.models.encoder import Encoder, reading_both_ways
 
 
 def _merge(fwd: Tensor, bwd: Tensor, mode: str) -> Tensor:
@@ -55,10 +54,7 @@ class SequenceClassifier(nn.Module):
 
     def __init__(self, vocab_size: int, num_labels: int, input_size: int | None = None, **config):
         super().__init__()
-        config.setdefault("bidirectional", None)
-        if config["bidirectional"] is None:
-            config["bidirectional"] = True
-        self.config = ModelConfig(**config)
+        self.config = reading_both_ways(config)
         if num_labels < 2:
             raise ValueError(f"SequenceClassifier: need at least 2 labels, got {num_labels}")
         self.num_labels = num_labels

@@ -25,6 +25,12 @@ from rnnkit.layers import Recurrent
 from rnnkit.layers.tdnn import TimeDelay
 
 
+def reading_both_ways(config: dict) -> ModelConfig:
+    """The settings of a model that sees the whole sequence at once: ``bidirectional``
+    unset (None) means True."""
+    return ModelConfig(**{**config, "bidirectional": config.get("bidirectional") is not False})
+
+
 class Encoder(nn.Module):
     """``forward(x, lengths) -> (outputs (B, T, F), state)`` for ids x (B, T)
     (or, with ``vocab_size`` 0 and ``input_size`` I, vectors x (B, T, I)) and

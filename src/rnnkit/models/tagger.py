@@ -21,9 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnkit.config import ModelConfig
 from rnnkit.layers.crf import LinearChainCRF
-from rnnkit.models.encoder import Encoder
+from rnnkit.models.encoder import Encoder, reading_both_ways
 
 IGNORE = -100  # the tag at padded positions, which F.cross_entropy skips
 
@@ -40,10 +39,7 @@ class SequenceTagger(nn.Module):
 
     def __init__(self, vocab_size: int, num_labels: int, input_size: int | None = None, **config):
         super().__init__()
-        config.setdefault("bidirectional", None)
-        if config["bidirectional"] is None:
-            config["bidirectional"] = True
-        self.config = ModelConfig(**config)
+        self.config = reading_both_ways(config)
         self.num_labels = num_labels
         self.encoder = Encoder(vocab_size, self.config, input_size)
         self.drop = nn.Dropout(self.config.dropout)
