@@ -55,8 +55,9 @@ DATA_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 # words, lower-cased: runs of word characters and single punctuation marks, so a URL is
 # its pieces ("http", ":", "/", "/", "www", ".", "youtube", ...) and "!!!" three tokens
 WORD_PATTERN = r"\w+|[^\w\s]"
-MODELS = ("bilstm", "tdnn", "logreg")
+MODELS = ("bilstm", "tdnn", "logreg", "adversarial")
 MODEL_NAMES = {"bilstm": "rnnkit BiLSTM", "tdnn": "rnnkit tdnn (kernel 5)",
+               "adversarial": "rnnkit BiLSTM, adversarial training",
                "logreg": "bag of words + logistic regression"}
 LOGREG_CS = (0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0)
 
@@ -124,8 +125,9 @@ def scores(gold: list[str], predicted: list[str]) -> dict:
             "macro_f1": f1_score(gold, predicted, average="macro")}
 
 
-def run_rnnkit(encoder: str, texts, labels, split, folder: Path, args) -> dict:
-    """Train and test one rnnkit classifier on one fold; scores of the best checkpoint."""
+def run_rnnkit(kind: str, texts, labels, split, folder: Path, args) -> dict:
+    """Train and test one rnnkit classifier (bilstm, tdnn, adversarial) on one fold; scores of the best
+    checkpoint."""
     from rnnkit import DataConfig, ModelConfig, TrainConfig, Trainer, load_run
     from rnnkit.data import LabelledData
     from rnnkit.models import SequenceClassifier
@@ -141,15 +143,17 @@ def run_rnnkit(encoder: str, texts, labels, split, folder: Path, args) -> dict:
     data = LabelledData.from_file(folder / "train.csv", data_cfg)
     assert len(data.train) == len(train) and len(data.test) == len(test), "a CSV row was lost"
     model_cfg = ModelConfig(cell="lstm", embedding_dim=args.embedding_dim, hidden_size=args.hidden_size,
-                            num_layers=1, dropout=args.dropout, encoder=encoder, kernel_size=5,
-                            pooling=args.pooling, bidirectional=True)
+                            num_layers=1, dropout=args.dropout, encoder="tdnn" if kind == "tdnn" else "rnn",
+                            kernel_size=5,
+                            pooling=args.pooling, bidirectional=True,
+                            adversarial=args.adversarial if kind == "adversarial" else 0.0)
     steps_per_epoch = -(-len(data.train) // args.batch_size)
     train_cfg = TrainConfig(optimizer="adam", lr=args.lr, max_epochs=args.epochs, eval_every=steps_per_epoch,
                             log_every=steps_per_epoch, sample_length=0, precision=args.precision,
                             seed=args.seed, device="cpu")
     torch.manual_seed(args.seed)
     model = SequenceClassifier(data.vocab_size, data.num_labels, **vars(model_cfg))
-    out = folder / encoder
+    out = folder / kind
     start = time.perf_counter()
     trainer = Trainer(model, data, train_cfg, out=out, quiet=True)
     result = trainer.fit()
@@ -202,7 +206,7 @@ def run_setting(setting: str, texts, labels, folds, models, args) -> dict[str, l
         with tempfile.TemporaryDirectory(prefix="rnnkit-spam-") as tmp:
             for m in models:
                 r = run_logreg(texts, labels, split) if m == "logreg" else \
-                    run_rnnkit(m if m == "tdnn" else "rnn", texts, labels, split, Path(tmp), args)
+                    run_rnnkit(m, texts, labels, split, Path(tmp), args)
                 r["fold"] = name
                 results[m].append(r)
                 extra = f"best epoch {r['best_epoch']:.0f}" if "best_epoch" in r else f"C {r['C']:g}"
@@ -255,7 +259,9 @@ def main() -> None:
     p.add_argument("--settings", nargs="+", default=["youtube", "videos", "sms"],
                    choices=["youtube", "videos", "sms"],
                    help="youtube: pooled k-fold; videos: leave one video out; sms: SMS k-fold")
-    p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    p.add_argument("--models", nargs="+", default=["bilstm", "tdnn", "logreg"], choices=MODELS)
+    p.add_argument("--adversarial", type=float, default=5.0,
+                   help="epsilon of the adversarial model (Miyato et al. 2017 use 5 on unit-variance embeddings)")
     p.add_argument("--max-folds", type=int, default=None, help="run only the first N folds of each protocol")
     p.add_argument("--tokenizer", default="word", choices=["word", "byte"])
     p.add_argument("--word-pattern", default=WORD_PATTERN)

@@ -220,8 +220,8 @@ def cmd_train(args) -> int:
     summary = f"done ({result['stopped']}) after {result['step']:,} steps, {result['elapsed']:.0f}s"
     if "val_bpc" in result:
         unit = data.tokenizer.kind  # char, byte, word or bpe
-        summary += (f"; val loss {result['val_loss']:.4f} nats/{unit} ({result['val_bpc']:.3f} bits/{unit}), "
-                    f"best {result['best_val_loss']:.4f}")
+        summary += (f"; val loss {result['val_loss']:.4f} nats/{unit} ({result['val_bpc']:.3f} bits/{unit}, "
+                    f"perplexity {result['val_perplexity']:.2f}), best {result['best_val_loss']:.4f}")
     elif "val_loss" in result:
         summary += "; val " + _scores(result, "val_")
     test = trainer.test()

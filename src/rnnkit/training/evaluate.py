@@ -67,12 +67,12 @@ def validate(model, data, split: str = "val", streams: int = 1) -> dict:
         if len(ids) < 2:
             return {}
         metrics = evaluate(model, ids, streams=streams)
-        return {"loss": metrics["loss"], "bpc": metrics["bpc"]}
+        return {k: metrics[k] for k in ("loss", "bpc", "perplexity")}
     if len(ids) == 0:
         return {}
     if data.config.task == "lm":  # texts, each with its condition
         loss = evaluate_texts(model, data.eval_batches(split))
-        return {"loss": loss, "bpc": loss / math.log(2)}
+        return {"loss": loss, "bpc": loss / math.log(2), "perplexity": math.exp(loss)}
     metrics = evaluate_labelled(model, data.eval_batches(split), data.labels)
     return {k: metrics[k] for k in ("loss", "accuracy", "f1") if k in metrics}
 

@@ -236,7 +236,8 @@ class Trainer:
             return
         line = f"step {self.step:,} | epoch {self.epoch + 1} | {self.elapsed:.0f}s"
         if "val_bpc" in result:
-            line += f" | val {result['val_loss']:.4f} nats ({result['val_bpc']:.3f} bpc)"
+            line += (f" | val {result['val_loss']:.4f} nats ({result['val_bpc']:.3f} bpc, "
+                     f"perplexity {result['val_perplexity']:.2f})")
         elif result:
             line += " | val " + " | ".join(f"{k.removeprefix('val_')} {v:.4f}" for k, v in result.items())
         write = bar.write if bar is not None else print
