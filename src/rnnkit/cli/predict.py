@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from rnnkit.data.sequences import BucketBatcher, collate, encode_examples
+from rnnkit.data.sequences import BucketBatcher, collate, encode_examples, label_ids
 from rnnkit.data.series import SERIES_SUFFIXES, read_series, write_series
 from rnnkit.data.tables import read_conll, read_table, write_conll, write_table
-from rnnkit.errors import ConfigError, DataError
+from rnnkit.errors import ConfigError
 from rnnkit.training.evaluate import evaluate_labelled
 
 
@@ -57,12 +57,7 @@ def _report(path, result: dict, unit: str) -> None:
 def _predict_series(model, scaler, labels, data_cfg, path, output) -> int:
     """Tag every sample of a numeric recording, read as one sequence."""
     x, gold, header, rows = read_series(path, data_cfg.label_column, num_features=scaler.num_features)
-    unknown = sorted(set(gold or ()) - set(labels))
-    if unknown:
-        raise DataError(f"{path} has label(s) the model was not trained on: {', '.join(map(repr, unknown[:5]))}; "
-                        f"remove them or train with them")
-    index = {name: i for i, name in enumerate(labels)}
-    y = np.array([index[v] for v in gold] if gold else [0] * len(x), dtype=np.int64)
+    y = label_ids(gold, labels, path) if gold else np.zeros(len(x), dtype=np.int64)
     batch = collate([scaler.transform(x, str(path))], [y])
     result = evaluate_labelled(model, [batch], labels)
     predicted = result["predicted"][0]

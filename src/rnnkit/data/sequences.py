@@ -6,7 +6,7 @@ after each sequence's end (for a numeric series, vectors x (B, T, F)),
 lengths (B,) int64 >= 1, and labels y (B,) for classification (or a
 conditioned language model's conditions) or (B, T) for tagging, padded with ``IGNORE`` (-100, what
 ``F.cross_entropy`` skips). The mask of valid positions, True where
-``t < lengths[b]``, is :func:`length_mask`.
+``t < lengths[b]``, is :func:`rnnkit.layers.recurrent.length_mask`.
 
 Bucketing: each epoch shuffles the examples (from the seed and the epoch),
 sorts windows of 50 batches' worth by length and cuts them into batches,
@@ -23,7 +23,6 @@ their settings are scored on the same examples.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,11 +51,6 @@ class Examples:
 
     def subset(self, index) -> "Examples":
         return Examples([self.ids[i] for i in index], [self.labels[i] for i in index])
-
-
-def length_mask(lengths: torch.Tensor, T: int) -> torch.Tensor:
-    """lengths (B,) -> mask (B, T), True at valid positions t < lengths[b]."""
-    return torch.arange(T, device=lengths.device)[None, :] < lengths[:, None]
 
 
 def collate(ids: list[np.ndarray], labels: list) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -186,10 +180,9 @@ class LabelledData:
             splits[split] = encode_examples(extra_texts, extra_names, tokenizer, labels, given[split],
                                             config.task)
         train, val, test = splits["train"], splits["val"], splits["test"]
-        digests = [file_digest(p) for p in (path, config.val_path, config.test_path) if p]
         if len(train) == 0:
             raise DataError(f"{path}: no training examples are left after the split; lower --val-fraction")
-        digest = digests[0] if len(digests) == 1 else hashlib.sha256("".join(digests).encode()).hexdigest()
+        digest = file_digest(path, config.val_path, config.test_path)
         return cls(tokenizer, labels, train, val, test, config, digest)
 
     @classmethod
@@ -212,18 +205,12 @@ class LabelledData:
                             f"--val-fraction / --test-fraction")
         scaler = scaler or SeriesScaler.fit(parts["train"][0])  # fitted on training samples only
         labels = labels or sorted({v for _, part_names in parts.values() for v in part_names})
-        index = {name: i for i, name in enumerate(labels)}
         splits = {}
         for split, (xs, ys) in parts.items():
-            unknown = sorted(set(ys) - set(index))
-            if unknown:
-                raise DataError(f"{given.get(split) or path} has label(s) the model was not trained on: "
-                                f"{', '.join(map(repr, unknown[:5]))}; train with them or remove them")
-            z, y = scaler.transform(xs, str(path)), np.array([index[v] for v in ys], dtype=np.int64)
+            z, y = scaler.transform(xs, str(path)), label_ids(ys, labels, given.get(split) or path)
             spans = windows(len(z), config.seq_len) if split == "train" else ([(0, len(z))] if len(z) else [])
             splits[split] = Examples([z[a:b] for a, b in spans], [y[a:b] for a, b in spans])
-        digests = [file_digest(p) for p in (path, config.val_path, config.test_path) if p]
-        digest = digests[0] if len(digests) == 1 else hashlib.sha256("".join(digests).encode()).hexdigest()
+        digest = file_digest(path, config.val_path, config.test_path)
         return cls(scaler, labels, splits["train"], splits["val"], splits["test"], config, digest)
 
 
@@ -242,16 +229,22 @@ def _read(path, config: DataConfig):
     return [" ".join(w) for w in sentences.words], sentences.tags
 
 
-def encode_examples(texts, names, tokenizer, labels, path, task) -> Examples:
-    """Token ids and label ids; a label outside ``labels`` or an example
-    without tokens is an error naming the file."""
+def label_ids(names, labels: list[str], path) -> np.ndarray:
+    """The ids of label ``names`` (int64); a name outside ``labels`` is an error naming the file."""
     index = {name: i for i, name in enumerate(labels)}
-    unknown = sorted({n for group in names for n in (group if task == "tag" else [group])} - set(index))
+    unknown = sorted(set(names) - set(index))
     if unknown:
         shown = ", ".join(repr(u) for u in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
         raise DataError(f"{path} has {len(unknown)} label(s) the model was not trained on: {shown}; "
                         f"train with them or remove those examples")
-    ids, ys = [], []
+    return np.array([index[n] for n in names], dtype=np.int64)
+
+
+def encode_examples(texts, names, tokenizer, labels, path, task) -> Examples:
+    """Token ids and label ids; a label outside ``labels`` or an example
+    without tokens is an error naming the file."""
+    flat = label_ids([n for group in names for n in (group if task == "tag" else [group])], labels, path)
+    ids, ys, start = [], [], 0
     for n, (text, name) in enumerate(zip(texts, names), start=1):
         tokens = tokenizer.encode(text, what=str(path))
         if len(tokens) == 0:
@@ -260,8 +253,9 @@ def encode_examples(texts, names, tokenizer, labels, path, task) -> Examples:
             if len(tokens) != len(name):  # a word the tokenizer split or dropped
                 raise DataError(f"{path}: sentence {n} has {len(name)} words but {len(tokens)} tokens; "
                                 f"words must not contain spaces")
-            ys.append(np.array([index[t] for t in name], dtype=np.int64))
+            ys.append(flat[start:start + len(name)])
+            start += len(name)
         else:
-            ys.append(index[name])
+            ys.append(int(flat[n - 1]))
         ids.append(tokens)
     return Examples(ids, ys)

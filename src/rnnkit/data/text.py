@@ -51,8 +51,10 @@ def read_text(path: str | Path, tokenizer_kind: str = "char") -> str | bytes:
                         f"use --tokenizer byte to train on raw bytes") from None
 
 
-def file_digest(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+def file_digest(path: str | Path, *more: str | Path | None) -> str:
+    """SHA-256 of a file, or, with more files (None skipped), of their digests together."""
+    digests = [hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in (path, *more) if p]
+    return digests[0] if len(digests) == 1 else hashlib.sha256("".join(digests).encode()).hexdigest()
 
 
 def split_ids(ids: np.ndarray, val_fraction: float, test_fraction: float):
@@ -139,13 +141,11 @@ class TextData:
         val_fraction = 0.0 if config.val_path else config.val_fraction
         test_fraction = 0.0 if config.test_path else config.test_fraction
         splits = list(split_ids(ids, val_fraction, test_fraction))
-        digests = [file_digest(path)]
         for i, extra in ((1, config.val_path), (2, config.test_path)):
             if extra:
                 splits[i] = tokenizer.encode(read_text(extra, "byte" if kind == "byte" else "char"), what=extra)
-                digests.append(file_digest(extra))
         train, val, test = (torch.from_numpy(np.ascontiguousarray(s)) for s in splits)
-        digest = digests[0] if len(digests) == 1 else hashlib.sha256("".join(digests).encode()).hexdigest()
+        digest = file_digest(path, config.val_path, config.test_path)
         data = cls(tokenizer, train, val, test, config, digest)
         data.batcher(seed=0)  # fail now, not at the first step, if the split is too short
         return data

@@ -205,7 +205,7 @@ class Recurrent(nn.Module):
         mask = None
         if lengths is not None:
             steps = torch.arange(T, device=x.device)
-            mask = (steps[None, :] < lengths[:, None]).unsqueeze(-1)  # (B, T, 1), True at valid steps
+            mask = length_mask(lengths, T).unsqueeze(-1)  # (B, T, 1), True at valid steps
             # index that reverses each sequence within its own length (an involution)
             rev = torch.where(mask[..., 0], lengths[:, None] - 1 - steps[None, :], steps[None, :])
         final: list[list[Tensor]] = [[] for _ in range(self.state_size)]
@@ -274,6 +274,11 @@ class Recurrent(nn.Module):
     def extra_repr(self) -> str:
         return (f"cell={self.cell_type!r}, engine={self.engine!r}, layers={self.num_layers}, "
                 f"bidirectional={self.bidirectional}, merge={self.merge!r}, dropout={self.dropout}")
+
+
+def length_mask(lengths: Tensor, T: int) -> Tensor:
+    """lengths (B,) -> mask (B, T), True at valid positions t < lengths[b]."""
+    return torch.arange(T, device=lengths.device)[None, :] < lengths[:, None]
 
 
 def locked_dropout(x: Tensor, p: float, training: bool = True) -> Tensor:

@@ -15,9 +15,10 @@ padded with zeros by the convolution too).
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from rnnkit.layers.recurrent import length_mask
 
 
 class TimeDelay(nn.Module):
@@ -39,7 +40,7 @@ class TimeDelay(nn.Module):
                                    for k in range(num_layers))
 
     def forward(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, None]:
-        mask = (torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None])[..., None]  # (B, T, 1)
+        mask = length_mask(lengths, x.shape[1])[..., None]  # (B, T, 1)
         pad = (self.kernel_size - 1, 0) if self.causal else ((self.kernel_size - 1) // 2,) * 2
         h = x
         for k, conv in enumerate(self.convs):

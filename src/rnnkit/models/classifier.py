@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rnnkit.layers.recurrent import length_mask
 from rnnkit.models.encoder import Encoder, reading_both_ways
 
 
@@ -75,7 +76,7 @@ class SequenceClassifier(nn.Module):
         """ids (B, T), lengths (B,) -> one vector per sequence (B, F); ``e``
         (B, T, E) replaces the embeddings of x when given."""
         outputs, state = self.encoder.encode(self.encoder.embed(x) if e is None else e, lengths)  # (B, T, F)
-        mask = torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]  # (B, T), True = valid
+        mask = length_mask(lengths, x.shape[1])  # (B, T), True = valid
         kind = self.config.pooling
         if kind == "last" and state is None:  # a tdnn: the output at the last valid step
             return outputs[torch.arange(len(x), device=x.device), lengths - 1]
@@ -120,5 +121,5 @@ class SequenceClassifier(nn.Module):
             raise ValueError("SequenceClassifier.attention_weights: the model pools by "
                              f"{self.config.pooling!r}, not attention")
         outputs, _ = self.encoder(x, lengths)
-        mask = torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]
+        mask = length_mask(lengths, x.shape[1])
         return self._scores(outputs, mask)

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnkit.layers.crf import LinearChainCRF
+from rnnkit.layers.recurrent import length_mask
 from rnnkit.models.encoder import Encoder, reading_both_ways
 
 IGNORE = -100  # the tag at padded positions, which F.cross_entropy skips
@@ -64,7 +65,7 @@ class SequenceTagger(nn.Module):
     def predict(self, x: Tensor, lengths: Tensor) -> Tensor:
         """Tag ids (B, T): argmax per step, or the CRF's Viterbi path; 0 beyond each length."""
         scores = self(x, lengths)
-        mask = torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]
+        mask = length_mask(lengths, x.shape[1])
         if self.crf is None:
             return scores.argmax(-1).masked_fill(~mask, 0)
         tags = torch.zeros(mask.shape, dtype=torch.long, device=x.device)
