@@ -308,3 +308,12 @@ def test_cli_embeddings_start_from_a_vectors_file(tmp_path):
     wrong.write_text("the 1.0 2.0\n")
     one_line_error(rnnkit("train", corpus, "--task", "tag", "--embeddings", wrong, "--out", tmp_path / "r2",
                           *CLI_TINY), "expected vectors of shape (8,)")
+
+
+def test_cli_embeddings_need_word_tokens(tmp_path):
+    corpus = tmp_path / "text.txt"
+    corpus.write_text("the cat sat on the mat\n" * 50)
+    vectors = tmp_path / "vectors.txt"
+    vectors.write_text("the " + " ".join(["0.5"] * 8) + "\n")
+    one_line_error(rnnkit("train", corpus, "--embeddings", vectors, "--out", tmp_path / "run", *CLI_TINY),
+                   "--embeddings needs word tokens")

@@ -298,7 +298,7 @@ def cmd_sample(args) -> int:
         decode = tokenizer.stream_decoder(prime) if tokenizer.kind == "word" else tokenizer.stream_decoder()
         for token in model.generate(prime_ids, cfg.length, cfg.temperature, cfg.top_k, cfg.top_p, generator,
                                     cfg.precision, condition):
-            if token == end:
+            if token == end:  # a conditioned text ends at its newline
                 break
             out.write(decode(token))
             out.flush()

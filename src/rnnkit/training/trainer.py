@@ -11,6 +11,7 @@ None. Validation is :func:`rnnkit.training.evaluate.validate`.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 import signal
@@ -256,12 +257,8 @@ class Trainer:
         end = int(tok.encode("\n")[-1])
         texts = []
         for k, label in enumerate(labels[:4]):
-            ids = []
-            for token in self.model.generate(prime, self.cfg.sample_length, temperature=0.8, generator=gen,
-                                             condition=k):
-                if token == end:
-                    break
-                ids.append(token)
+            tokens = self.model.generate(prime, self.cfg.sample_length, temperature=0.8, generator=gen, condition=k)
+            ids = list(itertools.takewhile(lambda t: t != end, tokens))  # a text ends at its newline
             texts.append(f"[{label}] {tok.decode(ids)}")
         return "\n".join(texts)
 
