@@ -16,6 +16,11 @@ Data (``--data-dir``, default ``../shared/data`` from the repo):
   words (column 1) and UPOS (column 3); dev chooses the checkpoint; score:
   UPOS accuracy on test. Models: BiLSTM + softmax, BiLSTM + CRF.
 
+Each model is also run with character-level word features
+(``char_features=25``: a bidirectional LSTM of 25 units a direction over
+each word's characters, concatenated with its embedding; Lample et al. 2016),
+which is how taggers read words their vocabulary lacks.
+
 Every model goes through rnnkit's public API: ``LabelledData.from_file``
 (tokenizer fitted on the training part only; words seen fewer than
 ``--min-count`` times there are ``<unk>``, so the ``<unk>`` row is trained),
@@ -49,6 +54,10 @@ MODELS = (
     ("conll-tdnn", "conll2000", "tdnn, centred, kernel 5 (+ softmax)", {"encoder": "tdnn"}),
     ("ewt-bilstm", "ewt", "BiLSTM + softmax", {}),
     ("ewt-crf", "ewt", "BiLSTM + CRF", {"crf": True}),
+    ("conll-chars", "conll2000", "BiLSTM + softmax, char features", {"char_features": 25}),
+    ("conll-crf-chars", "conll2000", "BiLSTM + CRF, char features", {"crf": True, "char_features": 25}),
+    ("ewt-chars", "ewt", "BiLSTM + softmax, char features", {"char_features": 25}),
+    ("ewt-crf-chars", "ewt", "BiLSTM + CRF, char features", {"crf": True, "char_features": 25}),
     ("conll-glove", "conll2000", "BiLSTM + softmax, embedding from GloVe", {"glove": True}),
     ("ewt-glove", "ewt", "BiLSTM + softmax, embedding from GloVe", {"glove": True}),
 )
@@ -63,10 +72,11 @@ PUBLISHED = {
 
 # -- data -----------------------------------------------------------------------
 
-def load_corpus(corpus: str, args):
-    """The corpus as LabelledData (task tag)."""
+def load_corpus(corpus: str, args, spell: bool = False):
+    """The corpus as LabelledData (task tag); ``spell``: words with their spellings."""
     from rnnkit import DataConfig
     from rnnkit.data import LabelledData
+    from rnnkit.data.words import UNK_ID
 
     common = dict(task="tag", min_count=args.min_count, lowercase=args.lowercase, batch_size=args.batch_size)
     if corpus == "conll2000":
@@ -78,16 +88,23 @@ def load_corpus(corpus: str, args):
         train = root / "en_ewt-ud-train.conllu"
         config = DataConfig(word_column=1, tag_column=3, val_path=str(root / "en_ewt-ud-dev.conllu"),
                             test_path=str(root / "en_ewt-ud-test.conllu"), **common)
-    data = LabelledData.from_file(train, config)
+    data = LabelledData.from_file(train, config, spell=spell)
     tokens = {split: sum(len(s) for s in getattr(data, split).ids) for split in ("train", "val", "test")}
     assert tokens["test"] == TEST_TOKENS[corpus], (corpus, tokens["test"])  # nothing dropped by the reader
-    test_ids = np.concatenate(data.test.ids)
+    test_ids = word_ids(data.test)
     print(f"\n## {CORPUS_NAMES[corpus]}: {len(data.train):,} / {len(data.val):,} / {len(data.test):,} sentences "
           f"({tokens['train']:,} / {tokens['val']:,} / {tokens['test']:,} tokens) train / val / test; "
           f"{data.num_labels} tags; vocabulary {data.vocab_size:,} (min count {args.min_count}"
-          f"{', lower-cased' if args.lowercase else ''}); <unk>: {data.tokenizer.unk_rate(test_ids):.2%} of test "
-          f"tokens, {data.tokenizer.unk_rate(np.concatenate(data.train.ids)):.2%} of train", flush=True)
+          f"{', lower-cased' if args.lowercase else ''}); <unk>: {np.mean(test_ids == UNK_ID):.2%} of test "
+          f"tokens, {np.mean(word_ids(data.train) == UNK_ID):.2%} of train"
+          f"{f'; alphabet {data.tokenizer.alphabet_size - 2}' if spell else ''}", flush=True)
     return data
+
+
+def word_ids(examples) -> np.ndarray:
+    """The word ids of all tokens of a split, in file order (column 0 of spelled ids)."""
+    ids = np.concatenate(examples.ids)
+    return ids[:, 0] if ids.ndim == 2 else ids
 
 
 # -- one model --------------------------------------------------------------------
@@ -96,7 +113,7 @@ def unk_accuracy(data, predicted: dict) -> dict:
     """Tag accuracy on test tokens that are <unk> and on the others."""
     from rnnkit.data.words import UNK_ID
 
-    is_unk = np.concatenate(data.test.ids) == UNK_ID
+    is_unk = word_ids(data.test) == UNK_ID
     gold = np.array([t for s in predicted["gold"] for t in s])
     pred = np.array([t for s in predicted["predicted"] for t in s])
     assert len(gold) == len(is_unk), "predictions are not in test-file order"
@@ -127,12 +144,13 @@ def run_model(data, name: str, overrides: dict, folder: Path, args) -> dict:
                             log_every=min(50, eval_every), sample_length=0, precision=args.precision,
                             seed=args.seed, device="cpu")
     torch.manual_seed(args.seed)
-    model = SequenceTagger(data.vocab_size, data.num_labels, **vars(model_cfg))
+    model = SequenceTagger(data.vocab_size, data.num_labels, alphabet_size=getattr(data.tokenizer, "alphabet_size", 0),
+                           **vars(model_cfg))
     if glove:  # GloVe vectors of the training sentences, in the tagger's own vocabulary
         from rnnkit.models.glove import train_glove
 
         begun = time.perf_counter()
-        vectors = train_glove(np.concatenate(data.train.ids), data.vocab_size, dim=args.embedding_dim)
+        vectors = train_glove(word_ids(data.train), data.vocab_size, dim=args.embedding_dim)
         with torch.no_grad():
             model.encoder.embedding.weight.copy_(torch.from_numpy(vectors) / vectors.std())  # the model's scale
         print(f"GloVe: {args.embedding_dim}-d vectors of the training words in {time.perf_counter() - begun:.0f} s "
@@ -224,9 +242,12 @@ def main() -> None:
     rows = {}
     with tempfile.TemporaryDirectory(prefix="rnnkit-tagging-") as tmp:
         for corpus in corpora:
-            data = load_corpus(corpus, args)
-            for key, c, name, overrides in MODELS:
-                if c == corpus and key in args.models:
+            for spell in (False, True):
+                chosen = [(key, overrides) for key, c, _, overrides in MODELS if c == corpus and key in args.models
+                          and bool(overrides.get("char_features")) == spell]
+                if chosen:
+                    data = load_corpus(corpus, args, spell)
+                for key, overrides in chosen:
                     rows[key] = run_model(data, key, overrides, Path(tmp), args)
     print("\n" + table(rows))
     for corpus in corpora:

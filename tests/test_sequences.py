@@ -175,6 +175,22 @@ def test_held_out_files_add_their_labels_and_words_outside_training_are_unknown(
         [i for ids in split.train.ids for i in ids]).split()))
 
 
+def test_a_char_classifier_reads_characters_it_never_saw_as_one_unknown(tmp_path):
+    from rnnkit.data.tokenizers import tokenizer_from_dict
+
+    train_path, val_path = tmp_path / "train.csv", tmp_path / "val.csv"
+    train_path.write_text(spam_table(20))
+    val_path.write_text("text,label\nhéllo ☃,1\n")
+    data = LabelledData.from_file(train_path, DataConfig(task="classify", tokenizer="char", val_path=str(val_path)))
+    tok, ids = data.tokenizer, data.val.ids[0]
+    assert ids.tolist().count(0) == 2 and tok.decode(ids) == "h\ufffdllo \ufffd"  # é and ☃: id 0
+    assert "é" not in tok.decode(range(1, tok.vocab_size))  # the alphabet of the training part only
+    assert tokenizer_from_dict(tok.to_dict()).encode("héllo ☃").tolist() == ids.tolist()
+    with pytest.raises(DataError, match="never saw in training"):  # a language model's characters stay strict
+        LabelledData.from_file(val_path, DataConfig(task="lm", condition_column="label", tokenizer="char"),
+                               tokenizer=tokenizer_from_dict({**tok.to_dict(), "unk": False}))
+
+
 def test_an_example_without_tokens_is_an_error(tmp_path):
     empty = tmp_path / "empty.csv"
     empty.write_text('text,label\n"!!!",1\nfine words,0\n')
@@ -276,7 +292,7 @@ def test_adversarial_perturbation_has_norm_epsilon_and_raises_the_loss():
     torch.manual_seed(0)
     model = SequenceClassifier(30, 2, **TINY, adversarial=0.5).double().train()
     x, lengths, y = collate([torch.randint(1, 30, (n,)).numpy() for n in (5, 3)], [0, 1])
-    e = model.encoder.embed(x)
+    e = model.encoder.embed(x, lengths)
     clean = torch.nn.functional.cross_entropy(model(x, lengths, e), y)
     (g,) = torch.autograd.grad(clean, e, retain_graph=True)
     r = 0.5 * g / g.flatten(1).norm(dim=1)[:, None, None]

@@ -7,12 +7,13 @@ import pytest
 from conftest import make_text
 
 from rnnkit.data import words
-from rnnkit.data.words import EOS_ID, UNK_ID, BPETokenizer, WordTokenizer, tokenizer_from_dict_words
+from rnnkit.data.tokenizers import tokenizer_from_dict
+from rnnkit.data.words import EOS_ID, UNK_ID, BPETokenizer, WordTokenizer
 from rnnkit.errors import CheckpointError, ConfigError, DataError
 
 
 def _reloaded(tok):
-    return tokenizer_from_dict_words(json.loads(json.dumps(tok.to_dict())))
+    return tokenizer_from_dict(json.loads(json.dumps(tok.to_dict())))
 
 
 # -- words ------------------------------------------------------------------------
@@ -173,5 +174,5 @@ def test_bpe_round_trips_through_its_dict(bpe):
     assert "".join(decode(i) for i in bpe.encode(TRICKY)) == TRICKY
     with pytest.raises(CheckpointError, match="unusable BPE tokenizer"):
         BPETokenizer.from_dict({"kind": "bpe", "tokenizer": "{not json"})
-    with pytest.raises(CheckpointError, match="unknown tokenizer kind 'char'"):
-        tokenizer_from_dict_words({"kind": "char"})
+    with pytest.raises(CheckpointError, match="unknown tokenizer kind 'chars'"):
+        tokenizer_from_dict({"kind": "chars"})

@@ -73,6 +73,9 @@ class ModelConfig:
     kernel_size: int = _help("tdnn: inputs each convolution sees", default=5)
     adversarial: float = _help("classify: adversarial training with perturbations of this L2 norm on each "
                                "example's embeddings (Miyato et al. 2017; 0 = off)", default=0.0)
+    char_features: int = _help("classify, tag: read each word's spelling with a bidirectional LSTM of this "
+                               "many units a direction, for words the vocabulary lacks (Lample et al. 2016; "
+                               "0 = off; 25 is usual)", default=0)
     crf: bool = _help("tag: a linear-chain CRF output layer (Viterbi decoding) instead of per-step softmax",
                       default=False)
 
@@ -90,6 +93,7 @@ class ModelConfig:
         _at_least(self, "hidden_size", 1)
         _at_least(self, "num_layers", 1)
         _at_least(self, "embedding_dim", 0)
+        _at_least(self, "char_features", 0)
         for name in ("dropout", "embedding_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"{name} must be in [0, 1); got {getattr(self, name)}")

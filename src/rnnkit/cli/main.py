@@ -193,10 +193,9 @@ def cmd_train(args) -> int:
         if data_cfg.task == "lm" and not data_cfg.condition_column:
             data = TextData.from_file(args.path, data_cfg)
         else:
-            data = LabelledData.from_file(args.path, data_cfg)
+            data = LabelledData.from_file(args.path, data_cfg, spell=model_cfg.char_features > 0)
     torch.manual_seed(train_cfg.seed)
-    model = build_model(data_cfg.task, data.vocab_size, model_cfg, getattr(data, "labels", None),
-                        getattr(data.tokenizer, "num_features", None))
+    model = build_model(data_cfg.task, data.tokenizer, model_cfg, getattr(data, "labels", None))
     if model_cfg.embeddings and not args.resume:
         print(_start_embedding(model, data.tokenizer, model_cfg.embeddings), flush=True)
     trainer = Trainer(model, data, train_cfg)

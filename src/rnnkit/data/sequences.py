@@ -34,7 +34,8 @@ from rnnkit.data.series import SERIES_SUFFIXES, SeriesScaler, read_series, windo
 from rnnkit.data.tables import read_conll, read_table
 from rnnkit.data.text import file_digest
 from rnnkit.data.tokenizers import fit_tokenizer
-from rnnkit.errors import DataError
+from rnnkit.data.words import CHAR_FEATURES_NEED_WORDS, SpelledWordTokenizer
+from rnnkit.errors import ConfigError, DataError
 from rnnkit.models.tagger import IGNORE
 BUCKET_BATCHES = 50
 
@@ -153,9 +154,10 @@ class LabelledData:
 
     @classmethod
     def from_file(cls, path: str | Path, config: DataConfig, tokenizer=None,
-                  labels: list[str] | None = None) -> "LabelledData":
+                  labels: list[str] | None = None, spell: bool = False) -> "LabelledData":
         """Read, tokenize and split; a given ``tokenizer`` and ``labels`` (a
-        resumed run's) are used as they are."""
+        resumed run's) are used as they are. ``spell``: the words come with
+        their spellings (a :class:`SpelledWordTokenizer`, for ``char_features``)."""
         config = dataclasses.replace(config, path=str(path))
         if config.task == "tag" and Path(path).suffix.lower() in SERIES_SUFFIXES:
             return cls._from_series(path, config, tokenizer, labels)
@@ -166,11 +168,17 @@ class LabelledData:
         fractions = (0.0 if config.val_path else config.val_fraction,
                      0.0 if config.test_path else config.test_fraction)
         index = dict(zip(("train", "val", "test"), _stratified_split(strata, fractions, 0)))
-        if tokenizer is None:  # words from the training part only (held-out words stay unknown); the
-            # alphabet of a char tokenizer, which has no unknown symbol, from the whole file as for `lm`
+        if tokenizer is None:  # from the training part only: held-out words and characters stay unknown,
+            # except a conditioned language model's characters, which have no unknown symbol (as for `lm`)
             kind = config.tokenizer_kind
-            fit_on = range(len(texts)) if kind == "char" else index["train"]
-            tokenizer = fit_tokenizer(kind, "\n".join(texts[i] for i in fit_on), config, eos=config.task == "lm")
+            lm = config.task == "lm"
+            fit_on = range(len(texts)) if lm and kind == "char" else index["train"]
+            train_text = "\n".join(texts[i] for i in fit_on)
+            tokenizer = fit_tokenizer(kind, train_text, config, lm=lm)
+            if spell:
+                if kind != "word" or config.task == "lm":
+                    raise ConfigError(CHAR_FEATURES_NEED_WORDS)
+                tokenizer = SpelledWordTokenizer.fit(tokenizer, train_text)
         if labels is None:  # the labels of every file: a test label unseen in training scores as a miss
             groups = names + [n for _, extra_names in extras.values() for n in extra_names]
             labels = sorted({n for g in groups for n in (g if config.task == "tag" else [g])})

@@ -1,8 +1,11 @@
 """Character and byte tokenizers.
 
 - ``CharTokenizer``: one token per Unicode code point seen in the training
-  text. Characters unseen in training are an error that names them (there
-  is no silent ``<unk>``): the model cannot know them.
+  text. For a language model, characters unseen in training are an error
+  that names them (there is no silent ``<unk>``: a model must not learn to
+  write one); for a classifier or tagger (``unk=True``) they all read as
+  one unknown character, id 0, so a comment with a new emoji still gets a
+  label.
 - ``ByteTokenizer``: the 256 byte values; reads any file at all, and decodes
   with U+FFFD for bytes that do not form valid UTF-8.
 
@@ -22,24 +25,27 @@ from rnnkit.errors import CheckpointError, DataError
 class CharTokenizer:
     kind = "char"
 
-    def __init__(self, code_points):
+    def __init__(self, code_points, unk: bool = False):
         self.code_points = np.array(sorted(set(int(c) for c in code_points)), dtype=np.int64)  # (V,)
         if len(self.code_points) == 0:
             raise DataError("char tokenizer: empty vocabulary")
+        self.unk = bool(unk)  # id 0 is the unknown character; the code points follow
 
     @classmethod
-    def fit(cls, text: str) -> "CharTokenizer":
-        return cls(np.unique(_code_points(text)))
+    def fit(cls, text: str, unk: bool = False) -> "CharTokenizer":
+        return cls(np.unique(_code_points(text)), unk)
 
     @property
     def vocab_size(self) -> int:
-        return len(self.code_points)
+        return len(self.code_points) + self.unk
 
     def encode(self, text: str, what: str = "text") -> np.ndarray:
         cps = _code_points(text)
         ids = np.searchsorted(self.code_points, cps)
-        ids = np.minimum(ids, self.vocab_size - 1)
+        ids = np.minimum(ids, len(self.code_points) - 1)
         unseen = self.code_points[ids] != cps
+        if self.unk:
+            return np.where(unseen, 0, ids + 1)
         if unseen.any():
             chars = sorted({chr(c) for c in cps[unseen]})
             shown = ", ".join(repr(c) for c in chars[:10]) + (", ..." if len(chars) > 10 else "")
@@ -48,7 +54,9 @@ class CharTokenizer:
         return ids
 
     def decode(self, ids) -> str:
-        return "".join(chr(c) for c in self.code_points[np.asarray(ids, dtype=np.int64)])
+        """The text of ``ids``; the unknown character shows as U+FFFD."""
+        ids = np.asarray(ids, dtype=np.int64) - self.unk
+        return "".join("\ufffd" if i < 0 else chr(self.code_points[i]) for i in ids.tolist())
 
     def default_prime(self) -> str:
         """A newline if the vocabulary has one (texts start after one), else its first character."""
@@ -56,10 +64,11 @@ class CharTokenizer:
 
     def stream_decoder(self):
         """A function from one token id to the text it completes (always one char)."""
-        return lambda i: chr(self.code_points[i])
+        code_points, shift = self.code_points, int(self.unk)
+        return lambda i: "\ufffd" if i < shift else chr(code_points[i - shift])
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "code_points": self.code_points.tolist()}
+        return {"kind": self.kind, "code_points": self.code_points.tolist(), "unk": self.unk}
 
 
 class ByteTokenizer:
@@ -86,34 +95,38 @@ class ByteTokenizer:
         return {"kind": self.kind}
 
 
-def fit_tokenizer(kind: str, text: str | bytes, config, eos: bool = True):
+def fit_tokenizer(kind: str, text: str | bytes, config, lm: bool = True):
     """A tokenizer of ``kind`` fitted on ``text`` as ``config`` (a DataConfig)
-    says; ``eos``: word tokens end every line with ``<eos>``."""
+    says. ``lm``: tokens for a language model, where word tokens end every
+    line with ``<eos>``; otherwise (classify, tag) characters unseen in
+    ``text`` read as one unknown character."""
     from rnnkit.data.words import BPETokenizer, WordTokenizer
 
     if kind == "byte":
         return ByteTokenizer()
     if kind == "char":
-        return CharTokenizer.fit(text)
+        return CharTokenizer.fit(text, unk=not lm)
     if kind == "word":
         return WordTokenizer.fit(text, max_vocab_size=config.max_vocab_size, min_count=config.min_count,
-                                 lowercase=config.lowercase, eos=eos, pattern=config.word_pattern,
+                                 lowercase=config.lowercase, eos=lm, pattern=config.word_pattern,
                                  what=str(config.path or "the corpus"))
     return BPETokenizer.fit(text, vocab_size=config.max_vocab_size or 2000)
 
 
 def tokenizer_from_dict(d: dict):
-    from rnnkit.data.words import BPETokenizer, WordTokenizer
+    from rnnkit.data.words import BPETokenizer, SpelledWordTokenizer, WordTokenizer
 
     kind = d.get("kind")
     if kind == "char":
-        return CharTokenizer(d["code_points"])
+        return CharTokenizer(d["code_points"], d.get("unk", False))
     if kind == "byte":
         return ByteTokenizer()
     if kind == "word":
         return WordTokenizer.from_dict(d)
     if kind == "bpe":
         return BPETokenizer.from_dict(d)
+    if kind == "spelled-word":
+        return SpelledWordTokenizer.from_dict(d)
     if kind == "series":
         from rnnkit.data.series import SeriesScaler
 

@@ -156,6 +156,78 @@ class WordTokenizer:
             raise CheckpointError(f"config.json: unusable word tokenizer ({e})") from None
 
 
+# A word's spelling is cut to this many characters: its first and last half
+# (prefixes and suffixes carry the morphology: un-, -ing, -ly, -ed).
+MAX_WORD_CHARS = 20
+PAD_CHAR_ID, UNK_CHAR_ID = 0, 1
+CHAR_FEATURES_NEED_WORDS = ("--char-features reads the spelling of words: it needs --task classify or tag "
+                            "with word tokens (--tokenizer word)")
+
+
+class SpelledWordTokenizer:
+    """Words with their spellings, for models that read the characters of a
+    word as well as its vocabulary row (``--char-features``; Lample et al.
+    2016): a word the vocabulary lacks is ``<unk>`` in column 0 but keeps its
+    spelling, so "Brzezinski" still looks like a name and "overpriced" like
+    an adjective.
+
+    ``encode(text) -> (N, 1 + MAX_WORD_CHARS) int64``: per word, its id in
+    ``words`` (a :class:`WordTokenizer`), then its characters' ids, padded
+    with 0 (``PAD_CHAR_ID``); characters are 2 + their index in ``alphabet``,
+    and a character training never saw is ``UNK_CHAR_ID`` (1). Spellings keep
+    their case when ``words`` lower-cases, so capitals still mark names.
+    """
+
+    kind = "spelled-word"
+
+    def __init__(self, words: WordTokenizer, alphabet: str):
+        if words.eos:
+            raise DataError("spelled words: the word tokenizer must not have <eos> (newlines are not words)")
+        self.word_tokenizer = words
+        self.alphabet = "".join(sorted(set(alphabet)))
+        self._char_ids = {c: i + 2 for i, c in enumerate(self.alphabet)}
+
+    @classmethod
+    def fit(cls, words: WordTokenizer, text: str) -> SpelledWordTokenizer:
+        """The alphabet of ``text`` (the training part), whitespace aside."""
+        return cls(words, "".join(set(text) - set(" \t\n\r")))
+
+    @property
+    def vocab_size(self) -> int:
+        return self.word_tokenizer.vocab_size
+
+    @property
+    def alphabet_size(self) -> int:
+        """Character ids: the padding, the unknown character, then the alphabet."""
+        return len(self.alphabet) + 2
+
+    @property
+    def words(self) -> list[str]:
+        return self.word_tokenizer.words
+
+    def encode(self, text: str, what: str = "text") -> np.ndarray:
+        w = self.word_tokenizer
+        tokens = _word_tokens(text, False, False, w._regex)  # the spelling keeps its case
+        out = np.zeros((len(tokens), 1 + MAX_WORD_CHARS), dtype=np.int64)  # (N, 1 + C)
+        get_word, get_char = w.index.get, self._char_ids.get
+        half = MAX_WORD_CHARS // 2
+        for n, token in enumerate(tokens):
+            out[n, 0] = get_word(token.lower() if w.lowercase else token, UNK_ID)
+            spelling = token if len(token) <= MAX_WORD_CHARS else token[:half] + token[-half:]
+            out[n, 1:1 + len(spelling)] = [get_char(c, UNK_CHAR_ID) for c in spelling]
+        return out
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "words": self.word_tokenizer.to_dict(), "alphabet": self.alphabet}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SpelledWordTokenizer:
+        try:
+            return cls(WordTokenizer.from_dict(d["words"]), str(d["alphabet"]))
+        except (KeyError, TypeError, DataError) as e:
+            raise CheckpointError(f"config.json: unusable spelled-word tokenizer ({e})") from None
+
+
 def _word_tokens(text: str, lowercase: bool, eos: bool, regex: re.Pattern | None) -> list[str]:
     """The words of ``text``, with ``<eos>`` at each newline when ``eos``."""
     if lowercase:
@@ -262,17 +334,6 @@ class BPETokenizer:
             return cls(Tokenizer.from_str(d["tokenizer"]))
         except Exception as e:  # from_str raises a bare Exception
             raise CheckpointError(f"config.json: unusable BPE tokenizer ({e})") from None
-
-
-WORD_TOKENIZERS = {"word": WordTokenizer, "bpe": BPETokenizer}
-
-
-def tokenizer_from_dict_words(d: dict):
-    """A word or BPE tokenizer from its ``to_dict()``; CheckpointError for other kinds."""
-    cls = WORD_TOKENIZERS.get(d.get("kind"))
-    if cls is None:
-        raise CheckpointError(f"unknown tokenizer kind {d.get('kind')!r} in config.json")
-    return cls.from_dict(d)
 
 
 def _chunks(text: str):

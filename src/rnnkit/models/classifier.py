@@ -45,21 +45,23 @@ def _merge(fwd: Tensor, bwd: Tensor, mode: str) -> Tensor:
 
 
 class SequenceClassifier(nn.Module):
-    """Args: ``vocab_size`` (V), ``num_labels`` (K) and the fields of
-    :class:`ModelConfig` as keywords (``bidirectional`` None means True).
+    """Args: ``vocab_size`` (V), ``num_labels`` (K), ``input_size`` (I, for
+    vectors), ``alphabet_size`` (character ids, for ``char_features``) and the
+    fields of :class:`ModelConfig` as keywords (``bidirectional`` None means True).
 
     ``forward(x, lengths) -> logits (B, K)`` for ids x (B, T) padded after
     each sequence and lengths (B,). ``loss((x, lengths, y))`` is the mean
     cross-entropy against labels y (B,); ``predict(x, lengths)`` the label ids.
     """
 
-    def __init__(self, vocab_size: int, num_labels: int, input_size: int | None = None, **config):
+    def __init__(self, vocab_size: int, num_labels: int, input_size: int | None = None, alphabet_size: int = 0,
+                 **config):
         super().__init__()
         self.config = reading_both_ways(config)
         if num_labels < 2:
             raise ValueError(f"SequenceClassifier: need at least 2 labels, got {num_labels}")
         self.num_labels = num_labels
-        self.encoder = Encoder(vocab_size, self.config, input_size)
+        self.encoder = Encoder(vocab_size, self.config, input_size, alphabet_size)
         F_ = self.encoder.output_size
         if self.config.pooling == "attention":
             self.attn = nn.Linear(F_, F_)
@@ -75,7 +77,7 @@ class SequenceClassifier(nn.Module):
     def pool(self, x: Tensor, lengths: Tensor, e: Tensor | None = None) -> Tensor:
         """ids (B, T), lengths (B,) -> one vector per sequence (B, F); ``e``
         (B, T, E) replaces the embeddings of x when given."""
-        outputs, state = self.encoder.encode(self.encoder.embed(x) if e is None else e, lengths)  # (B, T, F)
+        outputs, state = self.encoder.encode(self.encoder.embed(x, lengths) if e is None else e, lengths)  # (B, T, F)
         mask = length_mask(lengths, x.shape[1])  # (B, T), True = valid
         kind = self.config.pooling
         if kind == "last" and state is None:  # a tdnn: the output at the last valid step
@@ -103,7 +105,7 @@ class SequenceClassifier(nn.Module):
         eps = self.config.adversarial
         if not (eps and self.training and torch.is_grad_enabled()):
             return F.cross_entropy(self(x, lengths), y), None
-        e = self.encoder.embed(x)  # (B, T, E)
+        e = self.encoder.embed(x, lengths)  # (B, T, E)
         loss = F.cross_entropy(self(x, lengths, e), y)
         (g,) = torch.autograd.grad(loss, e, retain_graph=True)  # (B, T, E)
         r = eps * g / g.flatten(1).norm(dim=1).clamp_min(1e-12)[:, None, None]  # ‖r_b‖ = ε

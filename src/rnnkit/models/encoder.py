@@ -4,6 +4,11 @@
     e_t = dropout(E[x_t])                       (B, T, E)
     o_t = merge(→h_t, ←h_t)                      (B, T, F)  F = 2H for concat, else H
 
+With ``char_features`` W > 0 the input also carries each word's spelling,
+x (B, T, 1 + C) (:class:`rnnkit.data.words.SpelledWordTokenizer`), and
+e_t = dropout([E[word_t] ; Spelling(chars_t)]) is (B, T, E + 2W)
+(:mod:`rnnkit.layers.spelling`).
+
 With ``encoder="tdnn"`` a time-delay network (:mod:`rnnkit.layers.tdnn`)
 replaces the recurrent stack: causal when not bidirectional, a centred
 window otherwise.
@@ -15,13 +20,17 @@ token), and whatever reads o_t masks the positions beyond it.
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnkit.cells import State
 from rnnkit.config import ModelConfig
+from rnnkit.data.words import CHAR_FEATURES_NEED_WORDS
 from rnnkit.errors import ConfigError
 from rnnkit.layers import Recurrent
+from rnnkit.layers.recurrent import length_mask
+from rnnkit.layers.spelling import Spelling
 from rnnkit.layers.tdnn import TimeDelay
 
 
@@ -35,9 +44,12 @@ class Encoder(nn.Module):
     """``forward(x, lengths) -> (outputs (B, T, F), state)`` for ids x (B, T)
     (or, with ``vocab_size`` 0 and ``input_size`` I, vectors x (B, T, I)) and
     lengths (B,); ``config`` a :class:`ModelConfig` whose ``bidirectional``
-    is already decided (True or False). The state is None for a tdnn."""
+    is already decided (True or False). The state is None for a tdnn. With
+    ``config.char_features`` the ids come with spellings, x (B, T, 1 + C),
+    over ``alphabet_size`` character ids."""
 
-    def __init__(self, vocab_size: int, config: ModelConfig, input_size: int | None = None):
+    def __init__(self, vocab_size: int, config: ModelConfig, input_size: int | None = None,
+                 alphabet_size: int = 0):
         super().__init__()
         c = config
         self.vocab_size = vocab_size
@@ -47,6 +59,12 @@ class Encoder(nn.Module):
         if self.embedding is not None:
             nn.init.normal_(self.embedding.weight, std=1.0)
         width = input_size if not vocab_size else (c.embedding_dim or vocab_size)
+        self.spelling = None
+        if c.char_features:
+            if not vocab_size or not alphabet_size:
+                raise ConfigError(CHAR_FEATURES_NEED_WORDS)
+            self.spelling = Spelling(alphabet_size, c.char_features)
+            width += self.spelling.output_size
         if c.encoder == "tdnn":
             if c.kernel_size % 2 == 0 and c.bidirectional:
                 raise ConfigError(f"kernel_size must be odd for a centred (bidirectional) tdnn; got {c.kernel_size}")
@@ -64,20 +82,25 @@ class Encoder(nn.Module):
     def output_size(self) -> int:
         return self.layer.output_size
 
-    def embed(self, x: Tensor) -> Tensor:
+    def embed(self, x: Tensor, lengths: Tensor) -> Tensor:
         """ids (B, T) -> (B, T, E), or one-hot (B, T, V) when embedding_dim = 0;
-        vectors (B, T, I) of a numeric series pass as they are."""
+        spelled ids (B, T, 1 + C) -> (B, T, E + 2W); vectors (B, T, I) of a
+        numeric series pass as they are."""
         if not self.vocab_size:
             return x
-        if self.embedding is None:
-            return F.one_hot(x, self.vocab_size).float()
-        return self.drop(self.embedding(x))
+        words = x[..., 0] if self.spelling is not None else x  # (B, T)
+        e = F.one_hot(words, self.vocab_size).float() if self.embedding is None else self.embedding(words)
+        if self.spelling is not None:
+            e = torch.cat([e, self.spelling(x[..., 1:], length_mask(lengths, x.shape[1]))], dim=-1)
+        return self.drop(e)
 
     def forward(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, State]:
-        if x.dim() != (2 if self.vocab_size else 3) or lengths.shape != x.shape[:1]:
-            raise ValueError(f"Encoder: expected {'ids (B, T)' if self.vocab_size else 'vectors (B, T, I)'} and "
-                             f"lengths (B,), got {tuple(x.shape)} and {tuple(lengths.shape)}")
-        return self.encode(self.embed(x), lengths)
+        expected = "vectors (B, T, I)" if not self.vocab_size else \
+            "spelled ids (B, T, 1 + C)" if self.spelling is not None else "ids (B, T)"
+        if x.dim() != (2 if expected == "ids (B, T)" else 3) or lengths.shape != x.shape[:1]:
+            raise ValueError(f"Encoder: expected {expected} and lengths (B,), got {tuple(x.shape)} and "
+                             f"{tuple(lengths.shape)}")
+        return self.encode(self.embed(x, lengths), lengths)
 
     def encode(self, e: Tensor, lengths: Tensor) -> tuple[Tensor, State]:
         """Embedded inputs e (B, T, E) -> (outputs (B, T, F), state): the part

@@ -30,19 +30,21 @@ IGNORE = -100  # the tag at padded positions, which F.cross_entropy skips
 
 class SequenceTagger(nn.Module):
     """Args: ``vocab_size`` (V), ``num_labels`` (K tags), ``input_size`` (I, for
-    a numeric series: vocab_size 0 and inputs x (B, T, I)) and the fields of
-    :class:`ModelConfig` as keywords (``bidirectional`` None means True).
+    a numeric series: vocab_size 0 and inputs x (B, T, I)), ``alphabet_size``
+    (character ids, for ``char_features``: inputs x (B, T, 1 + C)) and the
+    fields of :class:`ModelConfig` as keywords (``bidirectional`` None means True).
 
     ``forward(x, lengths) -> emission scores (B, T, K)``; ``loss((x, lengths,
     y))`` against tags y (B, T) padded with -100; ``predict(x, lengths)`` the
     tag ids (B, T), 0 beyond each length.
     """
 
-    def __init__(self, vocab_size: int, num_labels: int, input_size: int | None = None, **config):
+    def __init__(self, vocab_size: int, num_labels: int, input_size: int | None = None, alphabet_size: int = 0,
+                 **config):
         super().__init__()
         self.config = reading_both_ways(config)
         self.num_labels = num_labels
-        self.encoder = Encoder(vocab_size, self.config, input_size)
+        self.encoder = Encoder(vocab_size, self.config, input_size, alphabet_size)
         self.drop = nn.Dropout(self.config.dropout)
         self.head = nn.Linear(self.encoder.output_size, num_labels)
         self.crf = LinearChainCRF(num_labels) if self.config.crf else None

@@ -31,7 +31,8 @@ from safetensors.torch import save as st_save
 import rnnkit
 from rnnkit.config import DataConfig, ModelConfig, TrainConfig, from_dict, to_dict
 from rnnkit.data.tokenizers import tokenizer_from_dict
-from rnnkit.errors import CheckpointError
+from rnnkit.data.words import CHAR_FEATURES_NEED_WORDS
+from rnnkit.errors import CheckpointError, ConfigError
 
 FORMAT_VERSION = 1
 CONFIG, BEST, LAST, METRICS, PLOT = "config.json", "model.safetensors", "last.safetensors", \
@@ -129,26 +130,28 @@ def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     return tensors, json.loads(metadata.get("rnnkit", "{}"))
 
 
-def build_model(task: str, vocab_size: int, model: ModelConfig, labels: list[str] | None = None,
-                input_size: int | None = None):
-    """The model of ``task`` (lm, classify, tag) with these settings; ``input_size``
-    for a numeric series (vocab_size 0)."""
+def build_model(task: str, tokenizer, model: ModelConfig, labels: list[str] | None = None):
+    """The model of ``task`` (lm, classify, tag) with these settings, sized by
+    its ``tokenizer`` (its vocabulary, a series' features, an alphabet of spellings)."""
     from rnnkit.models import LanguageModel, SequenceClassifier, SequenceTagger
 
+    if model.char_features and task == "lm":
+        raise ConfigError(CHAR_FEATURES_NEED_WORDS)
+    vocab_size = tokenizer.vocab_size
     if task == "lm":
         return LanguageModel(vocab_size, len(labels or ()), **to_dict(model))
     if not labels:
         raise CheckpointError(f"a {task} run needs its label names in config.json; restore it or train again")
     cls = SequenceClassifier if task == "classify" else SequenceTagger
-    return cls(vocab_size, len(labels), input_size, **to_dict(model))
+    return cls(vocab_size, len(labels), getattr(tokenizer, "num_features", None),
+               getattr(tokenizer, "alphabet_size", 0), **to_dict(model))
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu", which: str = BEST):
     """(model, tokenizer, config) of a run folder; ``which`` is BEST or LAST."""
     doc = read_config(run_dir)
     tokenizer = doc["tokenizer"]
-    model = build_model(doc["data"].task, tokenizer.vocab_size, doc["model"], doc.get("labels"),
-                        getattr(tokenizer, "num_features", None))
+    model = build_model(doc["data"].task, tokenizer, doc["model"], doc.get("labels"))
     tensors, _ = load_tensors(Path(run_dir) / which)
     weights = {k.removeprefix("model."): v for k, v in tensors.items()
                if which == BEST or k.startswith("model.")}
