@@ -31,9 +31,10 @@ lower-cased words split by ``\w+|[^\w\s]`` with words seen once in the
 training part mapped to ``<unk>`` (``--min-count 2``); embedding 64, one
 bidirectional LSTM layer of 64 units a direction, max pooling, dropout 0.3;
 Adam 3e-3 with rnnkit's cosine schedule, batch 32, 10 epochs, fp32.
-``--tokenizer byte`` reads the raw UTF-8 bytes instead (6-10x slower here);
-the char tokenizer cannot be used, as it refuses test texts with characters
-unseen in training.
+``--tokenizer byte`` reads the raw UTF-8 bytes instead (6-10x slower here).
+On request: ``glove``, the BiLSTM with its embedding started from a vectors
+file (``--vectors``, e.g. ``benchmarks/glove.py --dim 64`` on Penn
+Treebank), and ``chars``, the BiLSTM with character-level word features.
 
     python benchmarks/spam.py [--data-dir ../shared/data] [--folds 10] [--epochs 10] [--quick]
 """
@@ -55,9 +56,11 @@ DATA_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 # words, lower-cased: runs of word characters and single punctuation marks, so a URL is
 # its pieces ("http", ":", "/", "/", "www", ".", "youtube", ...) and "!!!" three tokens
 WORD_PATTERN = r"\w+|[^\w\s]"
-MODELS = ("bilstm", "tdnn", "logreg", "adversarial")
+MODELS = ("bilstm", "tdnn", "logreg", "adversarial", "glove", "chars")
 MODEL_NAMES = {"bilstm": "rnnkit BiLSTM", "tdnn": "rnnkit tdnn (kernel 5)",
                "adversarial": "rnnkit BiLSTM, adversarial training",
+               "glove": "rnnkit BiLSTM, embedding from GloVe (--vectors)",
+               "chars": "rnnkit BiLSTM, char features 16",
                "logreg": "bag of words + logistic regression"}
 LOGREG_CS = (0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0)
 
@@ -140,19 +143,26 @@ def run_rnnkit(kind: str, texts, labels, split, folder: Path, args) -> dict:
                           word_pattern=args.word_pattern if args.tokenizer == "word" else None,
                           val_path=str(folder / "val.csv"), test_path=str(folder / "test.csv"),
                           batch_size=args.batch_size)
-    data = LabelledData.from_file(folder / "train.csv", data_cfg)
+    data = LabelledData.from_file(folder / "train.csv", data_cfg, spell=kind == "chars")
     assert len(data.train) == len(train) and len(data.test) == len(test), "a CSV row was lost"
     model_cfg = ModelConfig(cell="lstm", embedding_dim=args.embedding_dim, hidden_size=args.hidden_size,
                             num_layers=1, dropout=args.dropout, encoder="tdnn" if kind == "tdnn" else "rnn",
                             kernel_size=5,
                             pooling=args.pooling, bidirectional=True,
-                            adversarial=args.adversarial if kind == "adversarial" else 0.0)
+                            adversarial=args.adversarial if kind == "adversarial" else 0.0,
+                            char_features=16 if kind == "chars" else 0)
     steps_per_epoch = -(-len(data.train) // args.batch_size)
     train_cfg = TrainConfig(optimizer="adam", lr=args.lr, max_epochs=args.epochs, eval_every=steps_per_epoch,
                             log_every=steps_per_epoch, sample_length=0, precision=args.precision,
                             seed=args.seed, device="cpu")
     torch.manual_seed(args.seed)
-    model = SequenceClassifier(data.vocab_size, data.num_labels, **vars(model_cfg))
+    model = SequenceClassifier(data.vocab_size, data.num_labels, alphabet_size=getattr(data.tokenizer,
+                               "alphabet_size", 0), **vars(model_cfg))
+    if kind == "glove":
+        from rnnkit.models.glove import init_embedding
+
+        found = init_embedding(model.encoder.embedding, data.tokenizer.words, args.vectors)
+        print(f"  GloVe: {found:,} of {data.vocab_size:,} words", flush=True)
     out = folder / kind
     start = time.perf_counter()
     trainer = Trainer(model, data, train_cfg, out=out, quiet=True)
@@ -262,6 +272,7 @@ def main() -> None:
     p.add_argument("--models", nargs="+", default=["bilstm", "tdnn", "logreg"], choices=MODELS)
     p.add_argument("--adversarial", type=float, default=5.0,
                    help="epsilon of the adversarial model (Miyato et al. 2017 use 5 on unit-variance embeddings)")
+    p.add_argument("--vectors", type=Path, default=None, help="glove: a word vectors file of --embedding-dim")
     p.add_argument("--max-folds", type=int, default=None, help="run only the first N folds of each protocol")
     p.add_argument("--tokenizer", default="word", choices=["word", "byte"])
     p.add_argument("--word-pattern", default=WORD_PATTERN)
@@ -282,6 +293,8 @@ def main() -> None:
         sys.exit(f"spam: no YouTube Spam Collection at {youtube} (expected Youtube0?-*.csv); pass --data-dir")
     if "sms" in args.settings and not sms.is_file():
         sys.exit(f"spam: no SMS Spam Collection at {sms}; pass --data-dir")
+    if "glove" in args.models and not (args.vectors and args.vectors.is_file()):
+        sys.exit("spam: the glove model needs --vectors FILE (python benchmarks/glove.py --dim 64 --out FILE)")
     torch.set_num_threads(1)
     started = time.perf_counter()
     print(f"torch {torch.__version__}, 1 thread; {args.epochs:g} epochs, {args.tokenizer} tokens, embedding "

@@ -318,8 +318,11 @@ def test_cli_embeddings_start_from_a_vectors_file(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "embeddings: 2 of" in result.stdout
     model, tokenizer, _ = load_run(run)
-    row = model.encoder.embedding.weight[tokenizer.words.index("the")]
-    torch.testing.assert_close(row, torch.full((8,), 0.5), atol=1e-6, rtol=0)  # one tiny step moved it little
+    weight = model.encoder.embedding.weight
+    the, cat = weight[tokenizer.words.index("the")], weight[tokenizer.words.index("cat")]
+    torch.testing.assert_close(the, -2 * cat, atol=1e-5, rtol=0)  # the file's vectors, as one tiny step left them
+    assert the[0] > 0 and the.std() < 1e-5
+    assert 0.6 < weight.std() < 1.5  # rescaled to the N(0, 1) of the encoder's own embedding
     wrong = tmp_path / "wrong.txt"
     wrong.write_text("the 1.0 2.0\n")
     one_line_error(rnnkit("train", corpus, "--task", "tag", "--embeddings", wrong, "--out", tmp_path / "r2",

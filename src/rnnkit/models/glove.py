@@ -398,7 +398,10 @@ def embedding_from_vectors(vectors_by_word, vocabulary_words: Sequence[str], dim
 @torch.no_grad()
 def init_embedding(embedding: nn.Embedding, vocabulary_words: Sequence[str], path) -> int:
     """Copy the vectors file at ``path`` into ``embedding`` (V, E) for a
-    vocabulary; returns how many of its words the file had."""
+    vocabulary, rescaled to the standard deviation of the embedding's own
+    initialisation: the vectors give the geometry, the model keeps the scale
+    its other weights expect (N(0, 1) for an encoder's input, U(±0.1) for a
+    tied output layer). Returns how many of the vocabulary's words the file had."""
     weight, found = embedding_from_vectors(load_vectors(path), vocabulary_words, embedding.embedding_dim)
-    embedding.weight.copy_(weight)
+    embedding.weight.copy_(weight * (embedding.weight.std() / weight.std()))
     return found
