@@ -110,10 +110,12 @@ def test_spelling_tags_words_the_vocabulary_never_saw(tmp_path):
 def test_cli_tags_with_char_features_and_refuses_them_for_characters(tmp_path):
     corpus = tmp_path / "train.txt"
     corpus.write_text("The DT B-NP\ncat NN I-NP\nsleeps VBZ B-VP\n\nA DT B-NP\ndog NN I-NP\nruns VBZ B-VP\n\n" * 10)
+    vectors = tmp_path / "vectors.txt"
+    vectors.write_text("cat " + " ".join(["0.5"] * 8) + "\n")
     run = tmp_path / "run"
-    result = rnnkit("train", corpus, "--task", "tag", "--char-features", 4, "--max-epochs", 1, "--out", run,
-                    *CLI_TINY)
-    assert result.returncode == 0, result.stderr
+    result = rnnkit("train", corpus, "--task", "tag", "--char-features", 4, "--embeddings", vectors,
+                    "--max-epochs", 1, "--out", run, *CLI_TINY)
+    assert result.returncode == 0 and "embeddings: 1 of" in result.stdout, result.stderr
     words = tmp_path / "words.txt"
     words.write_text("The\nunseen\nsleeps\n\n")
     result = rnnkit("predict", run, words)

@@ -237,7 +237,7 @@ def _start_embedding(model, tokenizer, path: str) -> str:
     from rnnkit.models.glove import init_embedding
 
     embedding = getattr(model, "embedding", None) or getattr(getattr(model, "encoder", None), "embedding", None)
-    if tokenizer.kind != "word" or embedding is None:
+    if getattr(tokenizer, "words", None) is None or embedding is None:
         raise ConfigError("--embeddings needs word tokens and an embedding: use --tokenizer word and "
                           "--embedding-dim > 0")
     found = init_embedding(embedding, tokenizer.words, path)

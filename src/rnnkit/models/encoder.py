@@ -95,9 +95,9 @@ class Encoder(nn.Module):
         return self.drop(e)
 
     def forward(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, State]:
-        expected = "vectors (B, T, I)" if not self.vocab_size else \
-            "spelled ids (B, T, 1 + C)" if self.spelling is not None else "ids (B, T)"
-        if x.dim() != (2 if expected == "ids (B, T)" else 3) or lengths.shape != x.shape[:1]:
+        dims, expected = (3, "vectors (B, T, I)") if not self.vocab_size else \
+            (3, "spelled ids (B, T, 1 + C)") if self.spelling is not None else (2, "ids (B, T)")
+        if x.dim() != dims or lengths.shape != x.shape[:1]:
             raise ValueError(f"Encoder: expected {expected} and lengths (B,), got {tuple(x.shape)} and "
                              f"{tuple(lengths.shape)}")
         return self.encode(self.embed(x, lengths), lengths)
