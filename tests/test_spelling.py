@@ -15,7 +15,7 @@ from rnnkit.data.tokenizers import tokenizer_from_dict
 from rnnkit.data.words import MAX_WORD_CHARS, UNK_CHAR_ID, UNK_ID, SpelledWordTokenizer, WordTokenizer
 from rnnkit.errors import ConfigError
 from rnnkit.layers.spelling import Spelling
-from rnnkit.models import SequenceTagger
+from rnnkit.models import SequenceClassifier, SequenceTagger
 
 
 def spelled(text="the cat runs", lowercase=False):
@@ -59,20 +59,36 @@ def test_spelling_features_are_the_final_states_of_a_bidirectional_lstm():
     assert out[1, 1].eq(0).all()  # padding is not read
 
 
+def spelled_batch():
+    """Three sentences of 4, 1 and 6 words, each word an id and 1-3 characters."""
+    rng = np.random.default_rng(0)
+    seqs = []
+    for n in (4, 1, 6):
+        chars = rng.integers(2, 12, (n, MAX_WORD_CHARS)) * (np.arange(MAX_WORD_CHARS) < rng.integers(1, 4, (n, 1)))
+        seqs.append(np.concatenate([rng.integers(0, 30, (n, 1)), chars], axis=1))  # (n, 1 + C)
+    return seqs
+
+
 @pytest.mark.parametrize("crf", [False, True])
 def test_padding_never_changes_a_spelling_taggers_result(crf):
     torch.manual_seed(0)
     model = SequenceTagger(30, 3, alphabet_size=12, **TINY, char_features=4, crf=crf).double().eval()
-    seqs = [np.concatenate([np.random.default_rng(n).integers(0, 30, (n, 1)),
-                            np.random.default_rng(n).integers(0, 12, (n, MAX_WORD_CHARS)) * (np.arange(MAX_WORD_CHARS)
-                                                                                              < 1 + n % 3)], 1)
-            for n in (4, 1, 6)]
-    tags = [np.zeros(len(s), dtype=np.int64) for s in seqs]
-    x, lengths, y = collate(seqs, tags)
+    seqs = spelled_batch()
+    x, lengths, _ = collate(seqs, [np.zeros(len(s), dtype=np.int64) for s in seqs])
     scores = model(x, lengths)
     for b, s in enumerate(seqs):
         alone = model(torch.from_numpy(s)[None], torch.tensor([len(s)]))[0]
         torch.testing.assert_close(scores[b, :len(s)], alone)
+
+
+def test_padding_never_changes_a_spelling_classifiers_result():
+    torch.manual_seed(0)
+    model = SequenceClassifier(30, 2, alphabet_size=12, **TINY, char_features=4, pooling="mean").double().eval()
+    seqs = spelled_batch()
+    x, lengths, _ = collate(seqs, [0, 1, 0])
+    logits = model(x, lengths)
+    for b, s in enumerate(seqs):
+        torch.testing.assert_close(logits[b], model(torch.from_numpy(s)[None], torch.tensor([len(s)]))[0])
 
 
 def suffix_corpus(stems, seed):
