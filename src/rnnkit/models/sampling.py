@@ -17,7 +17,9 @@ def sample_next(logits: Tensor, temperature: float = 1.0, top_k: int | None = No
     """
     if temperature == 0:
         return logits.argmax(dim=-1)
-    logits = logits.float() / temperature
+    logits = logits.float()
+    if temperature != 1.0:
+        logits = logits / temperature
     if top_k is not None and top_k < logits.shape[-1]:
         kth = logits.topk(top_k, dim=-1).values[:, -1:]  # (B, 1)
         logits = logits.masked_fill(logits < kth, float("-inf"))
@@ -28,15 +30,14 @@ def sample_next(logits: Tensor, temperature: float = 1.0, top_k: int | None = No
         drop_sorted = (cumulative - sorted_logits.softmax(dim=-1)) >= top_p
         drop = drop_sorted.scatter(-1, order, drop_sorted)
         logits = logits.masked_fill(drop, float("-inf"))
-    return draw(logits.softmax(dim=-1), generator)
+    return draw(logits, generator)
 
 
-def draw(probs: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """One category per row of probs (B, V) -> (B,), by inverse CDF: the first
-    index whose cumulative probability exceeds u ~ U[0, total). Zero-probability
-    entries are never drawn (not even when u * total rounds up to the total).
-    A few small ops, several times cheaper than ``torch.multinomial`` at batch 1."""
-    cdf = probs.cumsum(dim=-1)  # (B, V)
-    u = torch.rand(probs.shape[0], 1, generator=generator, device=probs.device, dtype=cdf.dtype)
-    index = torch.searchsorted(cdf, u * cdf[:, -1:], right=True)  # (B, 1)
-    return torch.minimum(index, cdf.argmax(dim=-1, keepdim=True)).squeeze(-1)
+def draw(logits: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """One category per row of logits (B, V) -> (B,), drawn from
+    softmax(logits) by the exponential race (the Gumbel-max trick): with
+    E_i ~ Exp(1) independent, argmax_i (logits_i - log E_i) is i with
+    probability softmax(logits)_i. Tokens at -inf are never drawn. Five small
+    ops and no softmax: several times cheaper than ``torch.multinomial`` at batch 1."""
+    race = torch.empty_like(logits).exponential_(generator=generator)  # (B, V)
+    return (logits - race.clamp_(min=torch.finfo(race.dtype).tiny).log_()).argmax(dim=-1)
