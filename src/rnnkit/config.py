@@ -21,6 +21,8 @@ OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adam
 LR_SCHEDULES = ("constant", "step", "cosine")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
+CHAR_FEATURES_NEED_WORDS = ("--char-features reads the spelling of words: it needs --task classify or tag "
+                            "with word tokens (--tokenizer word)")
 
 
 def _help(text: str, **kwargs) -> Any:

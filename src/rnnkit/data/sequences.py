@@ -29,12 +29,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rnnkit.config import DataConfig
+from rnnkit.config import CHAR_FEATURES_NEED_WORDS, DataConfig
 from rnnkit.data.series import SERIES_SUFFIXES, SeriesScaler, read_series, windows
 from rnnkit.data.tables import read_conll, read_table
 from rnnkit.data.text import file_digest
 from rnnkit.data.tokenizers import fit_tokenizer
-from rnnkit.data.words import CHAR_FEATURES_NEED_WORDS, SpelledWordTokenizer
+from rnnkit.data.words import SpelledWordTokenizer
 from rnnkit.errors import ConfigError, DataError
 from rnnkit.models.tagger import IGNORE
 BUCKET_BATCHES = 50

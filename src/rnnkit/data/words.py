@@ -160,8 +160,6 @@ class WordTokenizer:
 # (prefixes and suffixes carry the morphology: un-, -ing, -ly, -ed).
 MAX_WORD_CHARS = 20
 PAD_CHAR_ID, UNK_CHAR_ID = 0, 1
-CHAR_FEATURES_NEED_WORDS = ("--char-features reads the spelling of words: it needs --task classify or tag "
-                            "with word tokens (--tokenizer word)")
 
 
 class SpelledWordTokenizer:

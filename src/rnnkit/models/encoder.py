@@ -25,8 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnkit.cells import State
-from rnnkit.config import ModelConfig
-from rnnkit.data.words import CHAR_FEATURES_NEED_WORDS
+from rnnkit.config import CHAR_FEATURES_NEED_WORDS, ModelConfig
 from rnnkit.errors import ConfigError
 from rnnkit.layers import Recurrent
 from rnnkit.layers.recurrent import length_mask

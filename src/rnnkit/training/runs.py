@@ -29,9 +29,8 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 import rnnkit
-from rnnkit.config import DataConfig, ModelConfig, TrainConfig, from_dict, to_dict
+from rnnkit.config import CHAR_FEATURES_NEED_WORDS, DataConfig, ModelConfig, TrainConfig, from_dict, to_dict
 from rnnkit.data.tokenizers import tokenizer_from_dict
-from rnnkit.data.words import CHAR_FEATURES_NEED_WORDS
 from rnnkit.errors import CheckpointError, ConfigError
 
 FORMAT_VERSION = 1
