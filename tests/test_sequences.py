@@ -54,6 +54,20 @@ def test_read_table_finds_columns_by_header_and_by_content(tmp_path):
     assert table.texts[2] == '"Keep ur problems, b\'coz' and table.texts[3] == "Ok lar"
 
 
+def test_a_tsv_text_keeps_its_quotes_and_backslashes_when_read_and_written(tmp_path):
+    import io
+
+    from rnnkit.data.tables import write_table
+
+    tsv = tmp_path / "sms.tsv"
+    tsv.write_text('ham\tsmile :\\ "ok"\nspam\tC:\\prize\\win.exe\nham\tfine\n')
+    table = read_table(tsv)
+    assert table.texts == ['smile :\\ "ok"', "C:\\prize\\win.exe", "fine"]
+    out = io.StringIO()
+    write_table(out, table, ["ham", "spam", "ham"])
+    assert out.getvalue() == 'ham\tsmile :\\ "ok"\tham\nspam\tC:\\prize\\win.exe\tspam\nham\tfine\tham\n'
+
+
 @pytest.mark.parametrize("content,message", [
     ("ID,CONTENT\n1,hello\n", "no label column 'auto'"),
     ("text,label\nhello,1\nworld\n", "line 3: 1 column(s), expected at least 2"),

@@ -55,9 +55,10 @@ def _delimiter(path: Path, sample: str) -> str:
 
 
 def _quoting(delimiter: str) -> dict:
-    """CSV quotes fields; tab-separated files do not (a text may start with a
-    quote mark, as a message of the SMS Spam Collection does)."""
-    return {"quoting": csv.QUOTE_NONE, "escapechar": "\\"} if delimiter == "\t" else {}
+    """CSV quotes fields; tab-separated files neither quote nor escape (a text
+    may start with a quote mark or hold a backslash, as messages of the SMS
+    Spam Collection do). Their fields hold no tab or newline, having been split on them."""
+    return {"quoting": csv.QUOTE_NONE, "quotechar": None} if delimiter == "\t" else {}
 
 
 def _find(header: list[str] | None, wanted: str, known: tuple[str, ...]) -> int | None:
