@@ -176,7 +176,7 @@ class LabelledData:
             train_text = "\n".join(texts[i] for i in fit_on)
             tokenizer = fit_tokenizer(kind, train_text, config, lm=lm)
             if spell:
-                if kind != "word" or config.task == "lm":
+                if kind != "word" or lm:
                     raise ConfigError(CHAR_FEATURES_NEED_WORDS)
                 tokenizer = SpelledWordTokenizer.fit(tokenizer, train_text)
         if labels is None:  # the labels of every file: a test label unseen in training scores as a miss
