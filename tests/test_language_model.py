@@ -115,6 +115,14 @@ def test_sampling_frequencies_follow_the_softmax_at_temperature():
     torch.testing.assert_close(counts, (logits[0] / 2).softmax(-1), atol=0.02, rtol=0)
 
 
+def test_sampling_at_temperature_one_follows_the_softmax_and_never_draws_minus_infinity():
+    logits = torch.tensor([[1.5, 0.0, -1.0, float("-inf")]]).expand(20000, 4)
+    g = torch.Generator().manual_seed(1)
+    counts = torch.bincount(sample_next(logits, 1.0, generator=g), minlength=4).float() / 20000
+    torch.testing.assert_close(counts, logits[0].softmax(-1), atol=0.02, rtol=0)
+    assert counts[3] == 0
+
+
 def test_fused_and_explicit_models_agree(model):
     x = torch.randint(0, 11, (2, 6))
     fused = model(x)[0]
