@@ -29,6 +29,11 @@ def _tanh(x: Tensor) -> Tensor:
     return torch.sigmoid(x * 2).mul_(2).sub_(1)
 
 
+# dy ⊙ σ(1-σ) and dy ⊙ (1-tanh²) from the outputs, each one kernel instead of three
+_sigmoid_backward = torch.ops.aten.sigmoid_backward
+_tanh_backward = torch.ops.aten.tanh_backward
+
+
 class LSTMGates(torch.autograd.Function):
     """The LSTM's element-wise step as one autograd node, with its backward by hand
     (autograd would record a dozen nodes a step and concatenate the four gate
@@ -61,15 +66,15 @@ class LSTMGates(torch.autograd.Function):
         act, c, tanh_c = ctx.saved_tensors
         H = c.shape[1]
         i, f, g, o = act.chunk(4, dim=1)
-        dc = torch.addcmul(dc_new, dh * o, 1 - tanh_c * tanh_c)  # (B, H)
-        dgates = torch.empty_like(act)  # (B, 4H)
-        torch.mul(dc, g, out=dgates[:, :H])
-        torch.mul(dc, c, out=dgates[:, H:2 * H])
-        torch.mul(dc, i, out=dgates[:, 2 * H:3 * H])
-        torch.mul(dh, tanh_c, out=dgates[:, 3 * H:])
-        slope = act * (1 - act)  # σ' = σ(1-σ) for i, f, o
-        slope[:, 2 * H:3 * H] = 1 - g * g  # tanh' = 1 - tanh² for g
-        return dgates.mul_(slope), dc * f
+        dc = _tanh_backward(dh * o, tanh_c).add_(dc_new)  # (B, H)
+        dact = torch.empty_like(act)  # (B, 4H): the gradient reaching i, f, g, o
+        torch.mul(dc, g, out=dact[:, :H])
+        torch.mul(dc, c, out=dact[:, H:2 * H])
+        torch.mul(dc, i, out=dact[:, 2 * H:3 * H])
+        torch.mul(dh, tanh_c, out=dact[:, 3 * H:])
+        dgates = _sigmoid_backward(dact, act)  # the g block is replaced below
+        _tanh_backward.grad_input(dact[:, 2 * H:3 * H], g, grad_input=dgates[:, 2 * H:3 * H])
+        return dgates, dc * f
 
 
 class GRUGates(torch.autograd.Function):
@@ -102,10 +107,10 @@ class GRUGates(torch.autograd.Function):
         H = h.shape[1]
         r, z = rz.chunk(2, dim=1)
         dxp = torch.empty(h.shape[0], 3 * H, dtype=rz.dtype, device=rz.device)  # (B, 3H)
-        da_n = torch.mul(dh_new * (1 - z), 1 - n * n, out=dxp[:, 2 * H:])
+        da_n = _tanh_backward.grad_input(dh_new * (1 - z), n, grad_input=dxp[:, 2 * H:])
         torch.mul(da_n, hn, out=dxp[:, :H])
         torch.mul(dh_new, h - n, out=dxp[:, H:2 * H])
-        dxp[:, :2 * H].mul_(rz * (1 - rz))
+        _sigmoid_backward.grad_input(dxp[:, :2 * H], rz, grad_input=dxp[:, :2 * H])  # in place
         dhp = dxp.clone()
         dhp[:, 2 * H:].mul_(r)
         return dxp, dhp, dh_new * z
