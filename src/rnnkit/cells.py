@@ -110,12 +110,16 @@ class Cell(nn.Module):
         return tuple(torch.zeros(batch_size, self.hidden_size, device=device, dtype=dtype)
                      for _ in range(self.state_size))
 
-    def project_input(self, x: Tensor) -> Tensor:
-        """``x @ weight_ih^T + bias_ih``: (..., I) -> (..., G*H)."""
+    def project_input(self, x: Tensor, with_hidden_bias: bool = False) -> Tensor:
+        """``x @ weight_ih^T + bias_ih``: (..., I) -> (..., G*H); plus ``bias_hh``
+        when ``with_hidden_bias`` (for steps that then add h W_hh^T alone)."""
         if x.shape[-1] != self.input_size:
             raise ValueError(f"{type(self).__name__}: expected input of shape (..., {self.input_size}), "
                              f"got {tuple(x.shape)}")
-        return gemm.linear(x, self.weight_ih, self.bias_ih)
+        bias = self.bias_ih
+        if with_hidden_bias and bias is not None:
+            bias = bias + self.bias_hh
+        return gemm.linear(x, self.weight_ih, bias)
 
     def project_hidden(self, h: Tensor) -> Tensor:
         """``h @ weight_hh^T + bias_hh``: (B, H) -> (B, G*H)."""

@@ -84,10 +84,11 @@ def mm(a: Tensor, b: Tensor) -> Tensor:
     """a (M, K) @ b (K, N) -> (M, N), without autograd (for hand-written backwards)."""
     if not uses_onednn(a, b):
         return a @ b
-    if a.is_contiguous():
-        return onednn_linear(a, b.t(), None)
-    # a is a transposed view (a weight gradient, dY^T X): oneDNN would copy the
-    # larger operand, so form (a @ b)^T = b^T a^T, which copies b
+    # oneDNN reads the second operand in any layout but copies a first operand
+    # that is not contiguous (a transposed view, as in a weight gradient dY^T X):
+    # form a @ b or (a @ b)^T = b^T a^T, whichever copies the smaller matrix
+    if a.is_contiguous() or a.numel() <= b.numel():
+        return onednn_linear(a.contiguous(), b.t(), None)
     return onednn_linear(b.t(), a, None).t().contiguous()
 
 

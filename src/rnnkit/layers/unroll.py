@@ -14,8 +14,11 @@ once every step has run backward, the gradient of all steps is one product::
 
 This is the same arithmetic (BPTT's sum over time) in another order: a
 (G*H, B*T) @ (B*T, H) product runs near the machine's GEMM peak, T thin ones
-and T additions of a (G*H, H) matrix do not. Cells whose step is not of this
-form (they override ``recur``) run the plain loop.
+and T additions of a (G*H, H) matrix do not. Where the cell only adds the two
+projections (cells with ``activate(xp_t + hp_t)``: the LSTM and the vanilla
+RNN), dhp_t is dxp_t, so DHP is the gradient that reaches xp anyway and the
+tape keeps only the h_{t-1}. Cells whose step is not of this form (they
+override ``recur``) run the plain loop.
 """
 
 from __future__ import annotations
@@ -34,8 +37,10 @@ class _Tape:
     (:func:`rnnkit.gemm.prepare`: oneDNN's blocked layout where it does fp32
     products, 10-15 % faster per step than re-reading the dense matrix)."""
 
-    def __init__(self, weight: Tensor, batch_size: int):
-        self.entries: list[tuple[Tensor, Tensor]] = []
+    def __init__(self, weight: Tensor, batch_size: int, summed: bool):
+        self.summed = summed  # steps return xp_t + hp_t: dhp_t = dxp_t, and only h_{t-1} is kept
+        self.entries: list[tuple[Tensor, Tensor]] = []  # (dhp_t, h_{t-1}) left by backward steps
+        self.inputs: list[Tensor] = []  # h_{t-1} of every step, when summed
         self.weight = weight
         self.batch_size = batch_size
         # W (G*H, H) laid out where oneDNN does the product (fp32 outside autocast), else None
@@ -59,25 +64,50 @@ class _RecurrentStep(torch.autograd.Function):
     def forward(ctx, xp_t: Tensor, h: Tensor, weight: Tensor, bias: Tensor | None, tape: _Tape):
         ctx.save_for_backward(h, weight)
         ctx.tape = tape
-        if tape.forward_weight is not None:
-            hp = gemm.prepared_linear(h, tape.forward_weight, bias)  # (B, G*H)
-        else:
-            hp = gemm.linear(h, weight, bias)
-        # under bf16 autocast the product is bf16; the gate equations and the
-        # cell state they carry stay in fp32
-        return xp_t.view_as(xp_t), hp.to(torch.promote_types(hp.dtype, torch.float32))
+        return xp_t.view_as(xp_t), _hidden_product(h, weight, bias, tape)
 
     @staticmethod
     def backward(ctx, dxp_t: Tensor, dhp: Tensor):
         h, weight = ctx.saved_tensors
-        tape = ctx.tape
-        tape.entries.append((dhp, h))
-        dh = None
-        if ctx.needs_input_grad[1] and tape.forward_weight is not None:  # (B, H); dhp is fp32 here
-            dh = gemm.prepared_linear(dhp, tape.backward_weight())
-        elif ctx.needs_input_grad[1]:
-            dh = gemm.mm(dhp, weight)
+        ctx.tape.entries.append((dhp, h))
+        dh = _hidden_gradient(dhp, weight, ctx.tape) if ctx.needs_input_grad[1] else None
         return dxp_t, dh, None, None, None
+
+
+class _SummedStep(torch.autograd.Function):
+    """(xp_t, h) -> xp_t + h W^T + b for one step of an additive cell. Backward:
+    dh = dgates W, and dxp_t = dgates, which :class:`_TapeGradient` reads as
+    dhp_t; the tape keeps h_{t-1} from the forward."""
+
+    @staticmethod
+    def forward(ctx, xp_t: Tensor, h: Tensor, weight: Tensor, bias: Tensor | None, tape: _Tape):
+        ctx.save_for_backward(weight)
+        ctx.tape = tape
+        tape.inputs.append(h.detach())
+        return _hidden_product(h, weight, bias, tape).add_(xp_t)
+
+    @staticmethod
+    def backward(ctx, dgates: Tensor):
+        weight, = ctx.saved_tensors
+        dh = _hidden_gradient(dgates, weight, ctx.tape) if ctx.needs_input_grad[1] else None
+        return dgates, dh, None, None, None
+
+
+def _hidden_product(h: Tensor, weight: Tensor, bias: Tensor | None, tape: _Tape) -> Tensor:
+    """hp = h W^T + b (B, G*H), at least fp32: under bf16 autocast the product
+    is bf16, while the gate equations and the cell state they carry stay fp32."""
+    if tape.forward_weight is not None:
+        hp = gemm.prepared_linear(h, tape.forward_weight, bias)
+    else:
+        hp = gemm.linear(h, weight, bias)
+    return hp.to(torch.promote_types(hp.dtype, torch.float32))
+
+
+def _hidden_gradient(dhp: Tensor, weight: Tensor, tape: _Tape) -> Tensor:
+    """dh = dhp W: (B, G*H) -> (B, H); dhp is fp32 here."""
+    if tape.forward_weight is not None:
+        return gemm.prepared_linear(dhp, tape.backward_weight())
+    return gemm.mm(dhp, weight)
 
 
 class _TapeGradient(torch.autograd.Function):
@@ -93,10 +123,14 @@ class _TapeGradient(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dxp: Tensor):
-        entries = ctx.tape.entries
-        dhp = torch.cat([d for d, _ in entries])  # (T*B, G*H)
-        hprev = torch.cat([h for _, h in entries])  # (T*B, H)
-        entries.clear()
+        tape = ctx.tape
+        if tape.summed:
+            dhp = dxp.reshape(-1, dxp.shape[-1])  # (B*T, G*H), rows in (b, t) order
+            hprev = torch.stack(tape.inputs, dim=1).view(-1, tape.weight.shape[1])  # (B*T, H)
+        else:
+            dhp = torch.cat([d for d, _ in tape.entries])  # (T*B, G*H)
+            hprev = torch.cat([h for _, h in tape.entries])  # (T*B, H)
+        tape.entries.clear()  # (inputs stay for a second backward of a retained graph)
         dweight = gemm.mm(dhp.t(), hprev)  # (G*H, H)
         dbias = dhp.sum(0) if ctx.has_bias else None
         return dxp, dweight, dbias, None
@@ -107,16 +141,23 @@ def unroll(cell: Cell, x: Tensor, state: State, mask: Tensor | None) -> tuple[Te
 
     mask (B, T, 1), True at valid steps, freezes the state and zeroes the
     output past each sequence's end."""
-    xp = cell.project_input(x)  # (B, T, G*H): one GEMM for every step
     weight, bias = cell.weight_hh, cell.bias_hh
     taped = type(cell).recur is Cell.recur and torch.is_grad_enabled() and weight.requires_grad
+    # summed: dxp is every step's dhp, unless autocast rounds it to bf16
+    summed = taped and hasattr(cell, "activate") and not torch.is_autocast_enabled(x.device.type)
+    if summed:  # b_hh joins b_ih in the input projection: its gradient is db_ih, summed once
+        xp, bias = cell.project_input(x, with_hidden_bias=True), None  # (B, T, G*H)
+    else:
+        xp = cell.project_input(x)  # (B, T, G*H): one GEMM for every step
     if taped:
-        tape = _Tape(weight, x.shape[0])
+        tape = _Tape(weight, x.shape[0], summed)
         xp = _TapeGradient.apply(xp, weight, bias, tape)
     outputs = []
     # unbind, not xp[:, t]: the backward of T slices would write T full-size zero gradients
     for xp_t in xp.unbind(1):
-        if taped:
+        if taped and summed:
+            h, new = cell.activate(_SummedStep.apply(xp_t, state[0], weight, bias, tape), state)
+        elif taped:
             h, new = cell.combine(*_RecurrentStep.apply(xp_t, state[0], weight, bias, tape), state)
         else:
             h, new = cell.recur(xp_t, state)
