@@ -61,8 +61,9 @@ def test_mm_of_contiguous_and_transposed_operands(backend):
     g = torch.Generator().manual_seed(0)
     a, b = torch.randn(50, 30, generator=g), torch.randn(30, 20, generator=g)
     torch.testing.assert_close(gemm.mm(a, b), a @ b, rtol=1e-5, atol=1e-5)
-    d, x = torch.randn(50, 20, generator=g), torch.randn(50, 30, generator=g)
-    torch.testing.assert_close(gemm.mm(d.t(), x), d.t() @ x, rtol=1e-5, atol=1e-5)
+    for width in (20, 40):  # dY^T X with the smaller and with the larger dY (each copies the smaller)
+        d, x = torch.randn(50, width, generator=g), torch.randn(50, 30, generator=g)
+        torch.testing.assert_close(gemm.mm(d.t(), x), d.t() @ x, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])

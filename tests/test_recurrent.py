@@ -205,6 +205,26 @@ def test_explicit_weight_gradients_when_only_early_steps_reach_the_loss(cell):
         torch.testing.assert_close(b, a, rtol=1e-9, atol=1e-11)
 
 
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_explicit_engine_under_bf16_autocast_follows_fp32(cell):
+    # under autocast the products are bf16 and the step keeps its dhp in fp32
+    # (the LSTM and RNN then leave the path that reads dhp from dxp)
+    torch.manual_seed(0)
+    layer = Recurrent(cell, 16, 32, num_layers=2, engine="explicit")
+    x = torch.randn(4, 12, 16)
+    runs = []
+    for bf16 in (False, True):
+        layer.zero_grad()
+        with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+            out, _ = layer(x)
+        out.float().pow(2).sum().backward()
+        runs.append((out.float(), [p.grad.clone() for p in layer.parameters()]))
+    (out32, grads32), (out16, grads16) = runs
+    torch.testing.assert_close(out16, out32, rtol=0.05, atol=0.02)
+    for a, b in zip(grads16, grads32):
+        assert (a - b).norm() <= 0.05 * b.norm() + 1e-3
+
+
 def test_gradcheck_explicit_parameters_with_lengths():
     torch.manual_seed(0)
     layer = Recurrent("gru", 2, 3, num_layers=2, bidirectional=True, engine="explicit").double()
