@@ -9,6 +9,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from rnnkit.errors import ConfigError
 from rnnkit.models import LanguageModel, sample_next
+from rnnkit.models.sampling import RaceNoise
 
 
 @pytest.fixture
@@ -121,6 +122,21 @@ def test_sampling_at_temperature_one_follows_the_softmax_and_never_draws_minus_i
     counts = torch.bincount(sample_next(logits, 1.0, generator=g), minlength=4).float() / 20000
     torch.testing.assert_close(counts, logits[0].softmax(-1), atol=0.02, rtol=0)
     assert counts[3] == 0
+
+
+def test_noise_drawn_ahead_gives_independent_draws_that_follow_the_softmax():
+    # batch 1, 20,000 steps: the noise is drawn 256 steps at a time, and a
+    # step must never reuse another's (the pairs of successive draws are independent too)
+    logits = torch.tensor([[1.0, 0.0, -0.5]])
+    noise = RaceNoise(torch.Generator().manual_seed(2))
+    draws = torch.cat([sample_next(logits, 1.0, noise=noise) for _ in range(20000)])
+    p = logits[0].softmax(-1)
+    torch.testing.assert_close(torch.bincount(draws, minlength=3).float() / 20000, p, atol=0.02, rtol=0)
+    pairs = torch.bincount(draws[:-1] * 3 + draws[1:], minlength=9).float() / 19999
+    torch.testing.assert_close(pairs, torch.outer(p, p).flatten(), atol=0.02, rtol=0)
+    assert not torch.equal(draws[:256], draws[256:512])  # a used block is not drawn from again
+    # a new shape (another batch size) starts a new block
+    assert sample_next(logits.expand(5, 3), 1.0, noise=noise).shape == (5,)
 
 
 def test_fused_and_explicit_models_agree(model):

@@ -247,8 +247,12 @@ def test_lstm_gate_step_gradients_by_finite_differences():
     gates = (3 * torch.randn(4, 4 * 5, generator=g, dtype=torch.float64)).requires_grad_()
     c = torch.randn(4, 5, generator=g, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(LSTMGates.apply, (gates, c))
-    for ours, plain in zip(LSTMGates.apply(gates, c), lstm_gates(gates, c)):  # the equations written plainly
-        torch.testing.assert_close(ours, plain)
+    i, f, g, o = gates.chunk(4, dim=1)  # the equations written plainly
+    c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    plain = (torch.sigmoid(o) * torch.tanh(c_new), c_new)
+    for step in (LSTMGates.apply, lstm_gates):  # the training node and generation's step
+        for ours, expected in zip(step(gates, c), plain):
+            torch.testing.assert_close(ours, expected)
 
 
 def test_gru_gate_step_gradients_by_finite_differences():

@@ -35,7 +35,7 @@ from rnnkit.config import ModelConfig
 from rnnkit.errors import ConfigError
 from rnnkit.layers import Recurrent
 from rnnkit.layers.recurrent import locked_dropout
-from rnnkit.models.sampling import sample_next
+from rnnkit.models.sampling import RaceNoise, sample_next
 from rnnkit.models.stepping import Stepper
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}  # generate's weights: the model's own dtype, or bf16
@@ -176,8 +176,9 @@ class LanguageModel(nn.Module):
             stepper = Stepper(lambda idx: self.embed(idx, cond), cells, self.head.weight, self.head.bias,
                               prime.shape[0], PRECISIONS[precision])
             layer_states = [tuple(s[k] for s in state) for k in range(len(cells))]  # L x ((B, H), ...)
+            noise = RaceNoise(generator)
             for _ in range(length):
-                token = sample_next(logits, temperature, top_k, top_p, generator)  # (B,)
+                token = sample_next(logits, temperature, top_k, top_p, noise=noise)  # (B,)
                 yield token if batched else int(token)
                 logits, layer_states = stepper(token, layer_states)
         finally:

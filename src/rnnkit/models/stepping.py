@@ -13,7 +13,8 @@ per ``generate`` call so that a step reads fewer bytes in fewer ops:
 - the weights are laid out once for the product kernel
   (:func:`rnnkit.gemm.prepare`), in fp32 or, with ``dtype=torch.bfloat16``,
   in bf16: half the bytes to stream, products rounded to bf16, gate
-  equations and state in the model's dtype.
+  equations and state in the model's dtype (small weights at batch 1, such
+  as a character model's output layer, stay in fp32: no faster in bf16).
 
 A step computes what ``cell.recur`` computes (up to the order of summation,
 or bf16 rounding), for every cell; tests check it against the model's forward pass.
@@ -28,8 +29,8 @@ from rnnkit import gemm
 from rnnkit.cells import Cell, State
 
 
-def _bias(*biases: Tensor | None, dtype: torch.dtype | None) -> Tensor | None:
-    """The sum of a layer's biases in ``dtype`` (default: theirs); None without biases."""
+def _bias(*biases: Tensor | None, dtype: torch.dtype) -> Tensor | None:
+    """The sum of a layer's biases in ``dtype`` (its prepared weight's); None without biases."""
     if biases[0] is None:
         return None
     total = sum(b.detach() for b in biases)
@@ -47,12 +48,12 @@ class _Layer:
         if self.fused:
             both = torch.cat([cell.weight_ih, cell.weight_hh], dim=1)  # (G*H, I + H)
             self.weight = gemm.prepare(both, batch_size, dtype)
-            self.bias = _bias(cell.bias_ih, cell.bias_hh, dtype=dtype)
+            self.bias = _bias(cell.bias_ih, cell.bias_hh, dtype=self.weight.dtype)
         else:
             self.weight_ih = None if first else gemm.prepare(cell.weight_ih, batch_size, dtype)  # (G*H, I)
-            self.bias_ih = None if first else _bias(cell.bias_ih, dtype=dtype)
+            self.bias_ih = None if first else _bias(cell.bias_ih, dtype=self.weight_ih.dtype)
             self.weight_hh = gemm.prepare(cell.weight_hh, batch_size, dtype) if hidden else None  # (G*H, H)
-            self.bias_hh = _bias(cell.bias_hh, dtype=dtype) if hidden else None
+            self.bias_hh = _bias(cell.bias_hh, dtype=self.weight_hh.dtype) if hidden else None
 
     def __call__(self, x: Tensor, state: State) -> tuple[Tensor, State]:
         """x: the input (B, I), or for the first layer its projection (B, G*H)."""
@@ -81,7 +82,7 @@ class Stepper:
         self.table = cells[0].project_input(embed(vocab)[0])  # (V, G*H), in the model's dtype
         self.layers = [_Layer(cell, k == 0, batch_size, dtype) for k, cell in enumerate(cells)]
         self.head_weight = gemm.prepare(head_weight, batch_size, dtype)
-        self.head_bias = _bias(head_bias, dtype=dtype)
+        self.head_bias = _bias(head_bias, dtype=self.head_weight.dtype)
 
     @torch.no_grad()
     def __call__(self, token: Tensor, states: list[State]) -> tuple[Tensor, list[State]]:
