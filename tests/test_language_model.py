@@ -219,6 +219,15 @@ def test_embedding_dropout_drops_every_occurrence_of_a_word_together():
         assert bool((row == 0).all()) == (w in dropped)
 
 
+def test_weight_drop_reaches_the_layer_and_refuses_cells_without_recurrent_weights():
+    model = LanguageModel(10, hidden_size=8, embedding_dim=4, weight_drop=0.3)
+    assert model.rnn.weight_drop == 0.3
+    with pytest.raises(ConfigError, match="weight_drop drops recurrent weights, which mingru has not"):
+        LanguageModel(10, cell="mingru", hidden_size=8, embedding_dim=4, weight_drop=0.3)
+    with pytest.raises(ConfigError, match=r"weight_drop must be in \[0, 1\); got 1.0"):
+        LanguageModel(10, hidden_size=8, embedding_dim=4, weight_drop=1.0)
+
+
 def test_tied_weights_share_one_matrix_and_survive_a_round_trip(tmp_path):
     from rnnkit import DataConfig, TextData, TrainConfig, Trainer, load_run
 

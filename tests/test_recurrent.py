@@ -118,6 +118,38 @@ def test_dropout_only_between_layers_and_only_in_training():
     torch.testing.assert_close(one(x)[0], one(x)[0])  # nothing after the last layer
 
 
+@pytest.mark.parametrize("cell,bidirectional", [("lstm", False), ("gru", True), ("rnn", False)])
+def test_weight_drop_is_torch_nn_with_a_dropped_recurrent_matrix_per_call(cell, bidirectional):
+    # in training each call draws one DropConnect mask per W_hh (in cell order) and runs
+    # the cell with the dropped matrix, on both engines; in evaluation it changes nothing
+    ours, ref = make_pair(cell, bidirectional, num_layers=2)
+    ours.weight_drop = 0.5
+    x = torch.randn(3, 6, 5, dtype=torch.float64)
+    upstream = torch.randn(3, 6, ours.output_size, dtype=torch.float64)
+    ours.eval()
+    torch.testing.assert_close(ours(x)[0], ref(x)[0])
+    ours.train()
+    torch.manual_seed(7)
+    dropped = {f"weight_hh_l{k // ours.num_directions}" + ("_reverse" if k % ours.num_directions else ""):
+               torch.nn.functional.dropout(c.weight_hh.detach(), 0.5) for k, c in enumerate(ours.cells)}
+    with torch.no_grad():
+        for name, w in dropped.items():
+            getattr(ref, name).copy_(w)
+    ref_out, _ = ref(x)
+    (ref_out * upstream).sum().backward()
+    for engine in ("fused", "explicit"):
+        ours.engine = engine
+        ours.zero_grad()
+        torch.manual_seed(7)
+        out, _ = ours(x)
+        torch.testing.assert_close(out, ref_out, rtol=1e-10, atol=1e-12)
+        (out * upstream).sum().backward()
+        grads = dict(zip(ours.torch_state_dict(), (p.grad for p in ours.parameters())))
+        for name, w in dropped.items():  # dL/dW = mask / (1 - p) * dL/dW_dropped
+            expected = getattr(ref, name).grad * (w != 0) * 2
+            torch.testing.assert_close(grads[name], expected, rtol=1e-9, atol=1e-11, msg=f"{engine} {name}")
+
+
 @pytest.mark.parametrize("cls", [RNNCell, LSTMCell, GRUCell])
 def test_gradcheck_cells(cls):
     torch.manual_seed(0)

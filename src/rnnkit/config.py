@@ -54,6 +54,8 @@ class ModelConfig:
                                    default=None)
     locked_dropout: bool = _help("one dropout mask per sequence for all time steps (variational / AWD-LSTM "
                                  "locked dropout) instead of a fresh mask per step", default=False)
+    weight_drop: float = _help("DropConnect on the recurrent weights W_hh, a fresh mask per batch "
+                               "(AWD-LSTM's weight drop; rnn, lstm and gru)", default=0.0)
     embedding_dropout: float = _help("lm: drop whole words from the embedding (every occurrence in a batch; "
                                      "Gal & Ghahramani 2016)", default=0.0)
     tie_weights: bool = _help("lm: the output layer reuses the input embedding (Press & Wolf 2017; needs "
@@ -96,9 +98,12 @@ class ModelConfig:
         _at_least(self, "num_layers", 1)
         _at_least(self, "embedding_dim", 0)
         _at_least(self, "char_features", 0)
-        for name in ("dropout", "embedding_dropout"):
+        for name in ("dropout", "embedding_dropout", "weight_drop"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"{name} must be in [0, 1); got {getattr(self, name)}")
+        if self.weight_drop and self.cell in ("mingru", "minlstm"):
+            raise ConfigError(f"weight_drop drops recurrent weights, which {self.cell} has not (its gates read "
+                              "x_t only); use --dropout")
         if self.tie_weights and self.embedding_dim != self.hidden_size:
             raise ConfigError(f"tie_weights needs embedding_dim = hidden_size; got {self.embedding_dim} and "
                               f"{self.hidden_size}")

@@ -47,6 +47,11 @@ class Recurrent(nn.Module):
         locked_dropout: one dropout mask per sequence, the same at every time
             step (variational dropout, Gal & Ghahramani 2016; AWD-LSTM's
             "locked" dropout), instead of a fresh mask at every step.
+        weight_drop: DropConnect on the recurrent weights (AWD-LSTM's weight
+            drop, Merity et al. 2018): in training, each forward call drops
+            this fraction of every W_hh's entries (one mask for all steps and
+            the batch), scaling the rest by 1/(1-p); the state's own path is
+            regularised without changing what the cell computes at test time.
         bidirectional: add a reverse-time direction (D = 2).
         merge: how the last layer's two directions are combined: ``concat``
             (B, T, 2H), ``sum``, ``mul`` or ``avg`` (B, T, H).
@@ -63,7 +68,7 @@ class Recurrent(nn.Module):
     def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int = 1,
                  dropout: float = 0.0, bidirectional: bool = False, merge: str = "concat",
                  engine: str = "fused", nonlinearity: str = "tanh", locked_dropout: bool = False,
-                 **cell_kwargs):
+                 weight_drop: float = 0.0, **cell_kwargs):
         super().__init__()
         if cell not in CELLS:
             raise ValueError(f"Recurrent: cell must be one of {tuple(CELLS)}, got {cell!r}")
@@ -75,12 +80,17 @@ class Recurrent(nn.Module):
             raise ValueError(f"Recurrent: num_layers must be >= 1, got {num_layers}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"Recurrent: dropout must be in [0, 1), got {dropout}")
+        if not 0.0 <= weight_drop < 1.0:
+            raise ValueError(f"Recurrent: weight_drop must be in [0, 1), got {weight_drop}")
+        if weight_drop and not CELLS[cell].hidden_weights:
+            raise ValueError(f"Recurrent: weight_drop drops recurrent weights, which {cell} has not")
         self.cell_type = cell
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.num_layers = num_layers
         self.dropout = dropout
         self.locked_dropout = locked_dropout
+        self.weight_drop = weight_drop
         self.bidirectional = bidirectional
         self.num_directions = 2 if bidirectional else 1
         self.merge = merge
@@ -158,6 +168,12 @@ class Recurrent(nn.Module):
             return _FUSED_KERNELS["rnn_" + self.nonlinearity]
         return _FUSED_KERNELS[self.cell_type]
 
+    def _recurrent_weight(self, cell) -> Tensor:
+        """W_hh of a cell as this forward call uses it: with weight drop in training, a fresh mask."""
+        if self.weight_drop and self.training:
+            return F.dropout(cell.weight_hh, self.weight_drop)
+        return cell.weight_hh
+
     def _drop_between(self, x: Tensor) -> Tensor:
         """Dropout on a layer's outputs (B, T, F) before the next layer reads them."""
         if self.locked_dropout:
@@ -166,6 +182,10 @@ class Recurrent(nn.Module):
 
     def _forward_fused(self, x: Tensor, state: State, lengths: Tensor | None):
         weights = self.flat_weights()
+        if self.weight_drop and self.training:
+            per = len(weights) // len(self.cells)  # weight_ih, weight_hh[, biases] per cell
+            for k, cell in enumerate(self.cells):
+                weights[k * per + 1] = self._recurrent_weight(cell)
         if not (self.locked_dropout and self.training and self.dropout and self.num_layers > 1):
             return self._fused(x, state, lengths, weights, self.num_layers, self.dropout)
         # the kernel draws a fresh mask per step between its layers: run them one at a time
@@ -220,7 +240,10 @@ class Recurrent(nn.Module):
                 inp = layer_input
                 if direction == 1:
                     inp = _reverse(inp, rev) if mask is not None else inp.flip(1)
-                out, sT = run(self.cells[k], inp, s0, mask)
+                if run is unroll:
+                    out, sT = unroll(self.cells[k], inp, s0, mask, self._recurrent_weight(self.cells[k]))
+                else:
+                    out, sT = run(self.cells[k], inp, s0, mask)
                 if direction == 1:
                     out = _reverse(out, rev) if mask is not None else out.flip(1)
                 outputs.append(out)

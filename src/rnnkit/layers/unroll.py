@@ -136,13 +136,16 @@ class _TapeGradient(torch.autograd.Function):
         return dxp, dweight, dbias, None
 
 
-def unroll(cell: Cell, x: Tensor, state: State, mask: Tensor | None) -> tuple[Tensor, State]:
+def unroll(cell: Cell, x: Tensor, state: State, mask: Tensor | None,
+           weight_hh: Tensor | None = None) -> tuple[Tensor, State]:
     """Run ``cell`` over x (B, T, I) from ``state`` -> (outputs (B, T, H), final state).
 
     mask (B, T, 1), True at valid steps, freezes the state and zeroes the
-    output past each sequence's end."""
-    weight, bias = cell.weight_hh, cell.bias_hh
-    taped = type(cell).recur is Cell.recur and torch.is_grad_enabled() and weight.requires_grad
+    output past each sequence's end. ``weight_hh`` replaces the cell's W_hh
+    (a weight-dropped copy in training)."""
+    weight, bias = (cell.weight_hh if weight_hh is None else weight_hh), cell.bias_hh
+    plain_step = type(cell).recur is Cell.recur  # hp = h W_hh^T + b_hh, then combine
+    taped = plain_step and torch.is_grad_enabled() and weight.requires_grad
     # summed: dxp is every step's dhp, unless autocast rounds it to bf16
     summed = taped and hasattr(cell, "activate") and not torch.is_autocast_enabled(x.device.type)
     if summed:  # b_hh joins b_ih in the input projection: its gradient is db_ih, summed once
@@ -159,6 +162,8 @@ def unroll(cell: Cell, x: Tensor, state: State, mask: Tensor | None) -> tuple[Te
             h, new = cell.activate(_SummedStep.apply(xp_t, state[0], weight, bias, tape), state)
         elif taped:
             h, new = cell.combine(*_RecurrentStep.apply(xp_t, state[0], weight, bias, tape), state)
+        elif plain_step:
+            h, new = cell.combine(xp_t, gemm.linear(state[0], weight, bias), state)
         else:
             h, new = cell.recur(xp_t, state)
         if mask is not None:

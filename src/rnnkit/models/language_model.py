@@ -68,6 +68,7 @@ class LanguageModel(nn.Module):
         self.rnn = Recurrent(c.cell, input_size, c.hidden_size, c.num_layers,
                              dropout=c.dropout, engine=c.engine, nonlinearity=c.nonlinearity,
                              locked_dropout=c.locked_dropout,
+                             weight_drop=c.weight_drop,
                              **({"forget_bias": c.forget_bias} if c.cell == "lstm" else {}),
                              input_init=c.input_init, recurrent_init=c.recurrent_init)
         self.head = nn.Linear(c.hidden_size, vocab_size)
