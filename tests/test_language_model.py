@@ -244,5 +244,6 @@ def test_tied_weights_share_one_matrix_and_survive_a_round_trip(tmp_path):
     Trainer(model, data, TrainConfig(max_steps=5, sample_length=0, device="cpu"), out=tmp_path / "run",
             quiet=True).fit()
     loaded, _, _ = load_run(tmp_path / "run")
+    assert not loaded.training  # a loaded run scores and samples without dropout
     assert loaded.head.weight is loaded.embedding.weight
     torch.testing.assert_close(loaded.head.weight, model.head.weight)

@@ -147,7 +147,8 @@ def build_model(task: str, tokenizer, model: ModelConfig, labels: list[str] | No
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu", which: str = BEST):
-    """(model, tokenizer, config) of a run folder; ``which`` is BEST or LAST."""
+    """(model, tokenizer, config) of a run folder; ``which`` is BEST or LAST.
+    The model comes in evaluation mode (no dropout); ``.train()`` it to train."""
     doc = read_config(run_dir)
     tokenizer = doc["tokenizer"]
     model = build_model(doc["data"].task, tokenizer, doc["model"], doc.get("labels"))
@@ -160,4 +161,4 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu", which: str
         first = str(e).strip().splitlines()[-1].strip()
         raise CheckpointError(f"{Path(run_dir) / which} does not fit its config.json ({first}); "
                               f"restore the run folder or train again") from None
-    return model.to(device), doc["tokenizer"], doc
+    return model.to(device).eval(), doc["tokenizer"], doc
