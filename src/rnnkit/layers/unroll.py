@@ -33,7 +33,7 @@ from rnnkit.cells import Cell, State
 
 class _Tape:
     """What the steps of one sequence share: (dhp_t, h_{t-1}) left by each step's
-    backward, and W_hh laid out once for the per-step products of both ways
+    backward (or, for an additive cell, the h_{t-1} of the forward), and W_hh laid out once for the per-step products of both ways
     (:func:`rnnkit.gemm.prepare`: oneDNN's blocked layout where it does fp32
     products, 10-15 % faster per step than re-reading the dense matrix)."""
 
@@ -113,7 +113,8 @@ def _hidden_gradient(dhp: Tensor, weight: Tensor, tape: _Tape) -> Tensor:
 class _TapeGradient(torch.autograd.Function):
     """Identity on xp (B, T, G*H) whose backward, which runs after every step's
     backward, turns the tape into the weight and bias gradients of all steps at
-    once. Steps that no loss depends on leave no entry (their share is zero)."""
+    once. Steps that no loss depends on leave no entry, or a zero dxp_t (their
+    share is zero)."""
 
     @staticmethod
     def forward(ctx, xp: Tensor, weight: Tensor, bias: Tensor | None, tape: _Tape) -> Tensor:
