@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from torch import nn
 
 from rnnkit import DataConfig, LanguageModel, TextData, TrainConfig, Trainer, load_run
 from rnnkit.config import OPTIMIZERS
@@ -88,6 +89,34 @@ def test_non_finite_loss_is_reported_with_its_step(corpus, tmp_path):
     trainer.callbacks.append(poison)
     with pytest.raises(TrainingError, match="loss became nan at step 3"):
         trainer.fit()
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_optimizers_update_as_torch_reference_loops_and_spare_biases_from_decay(optimizer):
+    # rnnkit runs torch's fused kernels where they exist; the update must be the
+    # plain per-tensor loop's (foreach=False), with weight decay on matrices only
+    from rnnkit.training import build_optimizer
+
+    torch.manual_seed(0)
+    ours = nn.Linear(6, 4)
+    ref = nn.Linear(6, 4)
+    ref.load_state_dict(ours.state_dict())
+    cfg = TrainConfig(optimizer=optimizer, lr=0.05, weight_decay=0.1, momentum=0.9)
+    opt = build_optimizer(ours, cfg)
+    cls, kw = {"sgd": (torch.optim.SGD, {}), "momentum": (torch.optim.SGD, {"momentum": 0.9}),
+               "nesterov": (torch.optim.SGD, {"momentum": 0.9, "nesterov": True}),
+               "adagrad": (torch.optim.Adagrad, {}), "rmsprop": (torch.optim.RMSprop, {"alpha": 0.9}),
+               "adam": (torch.optim.Adam, {}), "adamw": (torch.optim.AdamW, {})}[optimizer]
+    ref_opt = cls([{"params": [ref.weight], "weight_decay": 0.1}, {"params": [ref.bias], "weight_decay": 0.0}],
+                  lr=0.05, foreach=False, **kw)
+    x = torch.randn(8, 6)
+    for _ in range(3):
+        for model, o in ((ours, opt), (ref, ref_opt)):
+            o.zero_grad()
+            model(x).pow(2).sum().backward()
+            o.step()
+    torch.testing.assert_close(ours.weight, ref.weight, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(ours.bias, ref.bias, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
