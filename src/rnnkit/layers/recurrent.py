@@ -183,9 +183,9 @@ class Recurrent(nn.Module):
     def _forward_fused(self, x: Tensor, state: State, lengths: Tensor | None):
         weights = self.flat_weights()
         if self.weight_drop and self.training:
-            per = len(weights) // len(self.cells)  # weight_ih, weight_hh[, biases] per cell
+            per_cell = len(weights) // len(self.cells)  # weight_ih, weight_hh[, biases]
             for k, cell in enumerate(self.cells):
-                weights[k * per + 1] = self._recurrent_weight(cell)
+                weights[k * per_cell + 1] = self._recurrent_weight(cell)
         if not (self.locked_dropout and self.training and self.dropout and self.num_layers > 1):
             return self._fused(x, state, lengths, weights, self.num_layers, self.dropout)
         # the kernel draws a fresh mask per step between its layers: run them one at a time

@@ -43,7 +43,7 @@ def draw(logits: Tensor, generator: torch.Generator | None = None, noise: RaceNo
     probability softmax(logits)_i. Tokens at -inf are never drawn. Five small
     ops and no softmax: at batch 1 over 65 characters, 8 us against 15 for the
     inverse CDF of the softmax and 16 for softmax + ``torch.multinomial`` (one thread);
-    with -log E taken from ``noise``, two."""
+    with -log E taken from ``noise``, two and a view of its row."""
     if noise is not None:
         return (logits + noise.next(logits)).argmax(dim=-1)
     return (logits + _gumbel(torch.empty_like(logits), generator)).argmax(dim=-1)
