@@ -170,6 +170,25 @@ def test_stepper_logits_equal_the_forward_pass_in_fp32_and_bf16(cell, backend, m
             torch.testing.assert_close(logits.log_softmax(-1), reference[:, t], rtol=0, atol=tolerance)
 
 
+def test_stepper_at_batch_one_keeps_small_weights_dense_and_equals_the_forward_pass():
+    # at batch 1 weights under gemm.SMALL_GEMV entries skip oneDNN (the output layer
+    # here), larger ones (the recurrent matrices, 1024 x 256 and up) are prepared
+    from rnnkit import gemm
+    from rnnkit.models.stepping import Stepper
+
+    torch.manual_seed(0)
+    model = LanguageModel(13, cell="lstm", hidden_size=256, num_layers=2, embedding_dim=8).eval()
+    seq = torch.randint(13, (1, 12))
+    reference = model(seq)[0].log_softmax(-1)  # (1, T, V)
+    stepper = Stepper(model.embed, model.rnn.cells, model.head.weight, model.head.bias, 1)
+    assert model.head.weight.numel() < gemm.SMALL_GEMV and not stepper.head_weight.is_mkldnn
+    assert stepper.layers[0].weight_hh.is_mkldnn == gemm.uses_onednn(model.head.weight)
+    states = [cell.init_state(1) for cell in model.rnn.cells]
+    for t in range(seq.shape[1]):
+        logits, states = stepper(seq[:, t], states)
+        torch.testing.assert_close(logits.log_softmax(-1), reference[:, t], rtol=0, atol=1e-5)
+
+
 def test_bf16_generation_follows_the_fp32_model():
     torch.manual_seed(0)
     model = LanguageModel(13, cell="lstm", hidden_size=32, num_layers=2, embedding_dim=8)

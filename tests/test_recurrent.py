@@ -151,6 +151,13 @@ def test_weight_drop_is_torch_nn_with_a_dropped_recurrent_matrix_per_call(cell, 
             torch.testing.assert_close(grads[name], expected, rtol=1e-9, atol=1e-11, msg=f"{engine} {name}")
 
 
+def test_weight_drop_refuses_cells_without_recurrent_weights_and_bad_fractions():
+    with pytest.raises(ValueError, match="weight_drop drops recurrent weights, which minlstm has not"):
+        Recurrent("minlstm", 3, 4, weight_drop=0.2)
+    with pytest.raises(ValueError, match=r"weight_drop must be in \[0, 1\), got 1.5"):
+        Recurrent("lstm", 3, 4, weight_drop=1.5)
+
+
 def test_drop_entries_zeroes_a_fraction_p_and_keeps_the_expectation():
     torch.manual_seed(0)
     w = torch.ones(400, 500)
