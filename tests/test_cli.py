@@ -63,10 +63,13 @@ def test_sample_streams_text_from_the_prime_and_is_seeded(trained):
     assert first == second  # greedy is deterministic
     topk1 = rnnkit("sample", run, "--prime", "3: the", "--length", 30, "--top-k", 1, "--seed", 3)
     assert topk1.stdout == first
-    if bf16_supported(torch.device("cpu")):  # bf16 weights: the same greedy text, within rounding
-        bf16 = rnnkit("sample", run, "--prime", "3: the", "--length", 30, "--temperature", 0, "--precision", "bf16")
-        assert bf16.returncode == 0, bf16.stderr
-        assert sum(a == b for a, b in zip(bf16.stdout.rstrip("\n"), first.rstrip("\n"))) >= 30
+    # the default (auto) is bf16 weights where the hardware has bf16 units: the fp32 greedy text, within rounding
+    fp32 = rnnkit("sample", run, "--prime", "3: the", "--length", 30, "--temperature", 0, "--precision", "fp32")
+    assert fp32.returncode == 0, fp32.stderr
+    if bf16_supported(torch.device("cpu")):
+        assert sum(a == b for a, b in zip(fp32.stdout.rstrip("\n"), first.rstrip("\n"))) >= 30
+    else:
+        assert fp32.stdout == first
 
 
 def test_eval_reports_loss_bpc_perplexity_as_json(trained, tmp_path):
@@ -155,7 +158,7 @@ def test_sample_and_eval_bad_inputs(trained, tmp_path):
     assert_user_error(rnnkit("sample", run, "--temperature", "-1"), "temperature must be >= 0")
     assert_user_error(rnnkit("sample", run, "--top-p", "0"), "top_p must be in (0, 1]")
     assert_user_error(rnnkit("sample", run, "--top-p", "1.5"), "top_p must be in (0, 1]")
-    assert_user_error(rnnkit("sample", run, "--precision", "fp16"), "precision must be one of fp32, bf16")
+    assert_user_error(rnnkit("sample", run, "--precision", "fp16"), "precision must be one of auto, fp32, bf16")
     assert_user_error(rnnkit("sample", tmp_path / "nope"), "no such run folder")
     assert_user_error(rnnkit("sample", tmp_path), "is not a run folder")
     assert_user_error(rnnkit("eval", run, tmp_path / "nope.txt"), "no such file")

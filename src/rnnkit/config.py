@@ -232,11 +232,12 @@ class SampleConfig:
     seed: int | None = _help("random seed for sampling (none: a fresh one each run)", default=None)
     condition: str | None = _help("a conditioned model's label to write a text of (one text a sample)",
                                   default=None)
-    precision: str = _help("weights while generating: fp32, or bf16 (half the bytes a step reads: "
-                           "faster at batch 1; logits within bf16 rounding)", default="fp32")
+    precision: str = _help("weights while generating: auto (bf16 where the hardware has bf16 units, else "
+                           "fp32), fp32, or bf16 (half the bytes a step reads: faster at batch 1; logits "
+                           "within bf16 rounding)", default="auto")
 
     def __post_init__(self):
-        _choice(self, "precision", ("fp32", "bf16"))
+        _choice(self, "precision", PRECISIONS)
         if self.temperature < 0:
             raise ConfigError(f"temperature must be >= 0 (0 = greedy); got {self.temperature}")
         if self.top_p is not None and not 0.0 < self.top_p <= 1.0:

@@ -263,7 +263,7 @@ def cmd_sample(args) -> int:
 
     cfg = from_dict(SampleConfig, _pick(args, SampleConfig), "sample settings")
     device = resolve_device(args.device)
-    resolve_precision(cfg.precision, device)  # refuses bf16 where the hardware has no bf16 units
+    precision = resolve_precision(cfg.precision, device)  # refuses bf16 where the hardware has no bf16 units
     model, tokenizer, doc = load_run(args.run, device)
     if doc["data"].task != "lm":
         raise ConfigError(f"{args.run} is a {doc['data'].task} run, not a language model; "
@@ -296,7 +296,7 @@ def cmd_sample(args) -> int:
         out.write(prime)
         decode = tokenizer.stream_decoder(prime) if tokenizer.kind == "word" else tokenizer.stream_decoder()
         for token in model.generate(prime_ids, cfg.length, cfg.temperature, cfg.top_k, cfg.top_p, generator,
-                                    cfg.precision, condition):
+                                    precision, condition):
             if token == end:  # a conditioned text ends at its newline
                 break
             out.write(decode(token))
