@@ -119,6 +119,20 @@ def test_optimizers_update_as_torch_reference_loops_and_spare_biases_from_decay(
     torch.testing.assert_close(ours.bias, ref.bias, rtol=1e-5, atol=1e-6)
 
 
+def test_weight_decay_defaults_to_0_1_for_adamw_only_and_an_explicit_value_wins():
+    from rnnkit.training import build_optimizer
+
+    def decays(**kw):
+        return [g["weight_decay"] for g in build_optimizer(nn.Linear(3, 2), TrainConfig(**kw)).param_groups]
+
+    assert decays() == [0.1, 0.0]  # the default optimizer is adamw; biases are never decayed
+    assert decays(optimizer="adam") == [0.0, 0.0]
+    assert decays(optimizer="sgd", weight_decay=0.01) == [0.01, 0.0]
+    assert decays(weight_decay=0.0) == [0.0, 0.0]
+    with pytest.raises(ConfigError, match="weight_decay must be >= 0"):
+        TrainConfig(weight_decay=-0.1)
+
+
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
 def test_every_optimizer_reduces_the_loss(corpus, tmp_path, optimizer):
     lr = {"sgd": 1.0, "momentum": 0.3, "nesterov": 0.3, "adagrad": 0.05}.get(optimizer, 1e-2)

@@ -173,7 +173,7 @@ def _rnnkit_model(cfg: BenchConfig, cell: str, H: int, engine: str = "fused") ->
 
 def _train_config(precision: str) -> TrainConfig:
     return TrainConfig(max_steps=10**6, eval_every=10**9, log_every=10**9, sample_length=0,
-                       lr=1e-3, warmup_steps=0, device="cpu", precision=precision)
+                       optimizer="adam", lr=1e-3, warmup_steps=0, device="cpu", precision=precision)
 
 
 def time_rnnkit(cfg: BenchConfig, cell: str, H: int, data: TextData, engine: str, precision: str) -> float:

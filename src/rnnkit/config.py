@@ -47,7 +47,7 @@ class ModelConfig:
     cell: str = _help("recurrent cell: rnn, lstm, gru, mingru or minlstm", default="lstm")
     hidden_size: int = _help("units per layer (char-rnn: rnn_size)", default=512)
     num_layers: int = _help("stacked recurrent layers", default=2)
-    embedding_dim: int = _help("input embedding width; 0 = one-hot input as in min-char-rnn", default=64)
+    embedding_dim: int = _help("input embedding width; 0 = one-hot input as in min-char-rnn", default=128)
     dropout: float = _help("dropout on embeddings, between layers and before the output layer", default=0.2)
     embeddings: str | None = _help("start the word embedding from this vectors file (GloVe text format, a "
                                    "word and its embedding_dim numbers a line); words it lacks start random",
@@ -165,10 +165,11 @@ class DataConfig:
 
 @dataclass
 class TrainConfig:
-    optimizer: str = _help("sgd, momentum, nesterov, adagrad, rmsprop, adam or adamw", default="adam")
-    lr: float = _help("peak learning rate (char-rnn: learning_rate)", default=3e-3)
+    optimizer: str = _help("sgd, momentum, nesterov, adagrad, rmsprop, adam or adamw", default="adamw")
+    lr: float = _help("peak learning rate (char-rnn: learning_rate)", default=4e-3)
     momentum: float = _help("momentum for momentum/nesterov; alpha for rmsprop", default=0.9)
-    weight_decay: float = _help("L2 penalty (decoupled for adamw) on weight matrices", default=0.0)
+    weight_decay: float | None = _help("penalty on weight matrices, decoupled for adamw (L2 for the others); "
+                                       "default 0.1 for adamw, 0 for the others", default=None)
     clip_norm: float | None = _help("clip the global gradient norm to this (char-rnn: grad_clip)", default=1.0)
     clip_value: float | None = _help("clip each gradient element to [-v, v]", default=None)
     lr_schedule: str = _help("constant, step or cosine (decay over the whole budget)", default="cosine")
@@ -208,12 +209,22 @@ class TrainConfig:
         for name in ("max_steps", "eval_every", "log_every", "patience", "eval_streams", "lr_decay_every",
                      "lr_decay_start"):
             _at_least(self, name, 1, optional=True)
-        for name in ("weight_decay", "warmup_steps", "sample_length", "momentum"):
+        for name in ("warmup_steps", "sample_length", "momentum"):
             _at_least(self, name, 0)
+        _at_least(self, "weight_decay", 0, optional=True)
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ConfigError(f"min_lr_ratio must be in [0, 1]; got {self.min_lr_ratio}")
         if not 0.0 < self.lr_decay <= 1.0:
             raise ConfigError(f"lr_decay must be in (0, 1]; got {self.lr_decay}")
+
+    @property
+    def weight_decay_in_use(self) -> float:
+        """The weight decay in use: ``weight_decay``, or when unset 0.1 for
+        adamw (the tiny-shakespeare recipe: it lets training past 5 epochs
+        help instead of overfit) and 0 for the other optimizers."""
+        if self.weight_decay is not None:
+            return self.weight_decay
+        return 0.1 if self.optimizer == "adamw" else 0.0
 
     @property
     def has_budget(self) -> bool:
