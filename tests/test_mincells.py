@@ -88,7 +88,7 @@ def test_minimal_cells_have_no_hidden_to_hidden_weights(cell):
 def test_minimal_cell_language_model_learns_and_generates_like_its_forward(cell):
     torch.manual_seed(0)
     text = torch.tensor([0, 1, 2, 3, 4, 5, 6, 7] * 40 + [0])  # a cycle: perfectly predictable
-    model = LanguageModel(8, cell=cell, hidden_size=32, num_layers=2, embedding_dim=8)
+    model = LanguageModel(8, cell=cell, hidden_size=32, num_layers=2, embedding_dim=8, dropout=0.0)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     x, y = text[:-1].view(4, -1), text[1:].view(4, -1)
     for _ in range(150):
@@ -98,5 +98,6 @@ def test_minimal_cell_language_model_learns_and_generates_like_its_forward(cell)
         opt.step()
     assert loss.item() < 0.05
     out = list(model.generate([0, 1], 10, temperature=0))
+    model.eval()  # generate runs without dropout; so must the forward pass it is checked against
     logits, _, _ = model(torch.tensor([[0, 1] + out]))
     assert logits[0, 1:-1].argmax(-1).tolist() == out

@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rnnkit.dropout import dropout
 from rnnkit.layers.recurrent import length_mask
 
 
@@ -45,7 +46,7 @@ class TimeDelay(nn.Module):
         h = x
         for k, conv in enumerate(self.convs):
             if k > 0:
-                h = F.dropout(h, self.dropout, self.training)
+                h = dropout(h, self.dropout, self.training)
             h = h * mask  # (B, T, C): zero beyond each length
             h = F.relu(conv(F.pad(h.transpose(1, 2), pad))).transpose(1, 2)  # (B, T, H)
         return h * mask, None

@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from rnnkit import gemm
 from rnnkit.cells import State
 from rnnkit.config import ModelConfig
+from rnnkit.dropout import dropout, keep_mask
 from rnnkit.errors import ConfigError
 from rnnkit.layers import Recurrent
 from rnnkit.layers.recurrent import locked_dropout
@@ -100,7 +101,7 @@ class LanguageModel(nn.Module):
         weight = self.embedding.weight  # (V, E)
         p = self.config.embedding_dropout
         if self.training and p:  # drop whole words: a row of the embedding, for the whole batch
-            weight = weight * weight.new_empty(weight.shape[0], 1).bernoulli_(1 - p) / (1 - p)
+            weight = weight * keep_mask((weight.shape[0], 1), p, weight)
         return self.drop(F.embedding(idx, weight))
 
     def drop(self, x: Tensor) -> Tensor:
@@ -108,7 +109,7 @@ class LanguageModel(nn.Module):
         mask per sequence with ``locked_dropout``, else one per step."""
         if self.config.locked_dropout:
             return locked_dropout(x, self.config.dropout, self.training)
-        return F.dropout(x, self.config.dropout, self.training)
+        return dropout(x, self.config.dropout, self.training)
 
     def forward(self, idx: Tensor, targets: Tensor | None = None, state: State | None = None,
                 condition: Tensor | None = None) -> tuple[Tensor, Tensor | None, State]:
