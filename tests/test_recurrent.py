@@ -53,6 +53,23 @@ def test_engines_equal_torch_nn_outputs_and_gradients(cell, bidirectional, num_l
             torch.testing.assert_close(grads[k], grad, rtol=1e-9, atol=1e-11, msg=f"{engine} {k}")
 
 
+@pytest.mark.parametrize("cell,bidirectional", [("lstm", False), ("gru", True)])
+def test_on_a_cpu_both_engines_drop_out_between_layers_with_the_same_masks(cell, bidirectional):
+    # the fused engine runs its layers one at a time with rnnkit's dropout between them,
+    # as the explicit engine does: the same seed gives the same output, and masks do drop
+    torch.manual_seed(0)
+    layer = Recurrent(cell, 5, 6, num_layers=3, dropout=0.5, bidirectional=bidirectional).double().train()
+    x = torch.randn(4, 9, 5, dtype=torch.float64)
+    outputs = {}
+    for engine in ("fused", "explicit"):
+        layer.engine = engine
+        torch.manual_seed(7)
+        outputs[engine], _ = layer(x)
+    torch.testing.assert_close(outputs["fused"], outputs["explicit"], rtol=1e-10, atol=1e-12)
+    no_dropout, _ = layer.eval()(x)
+    assert not torch.allclose(outputs["fused"], no_dropout)
+
+
 @pytest.mark.parametrize("merge", ["concat", "sum", "mul", "avg"])
 def test_merge_modes_combine_the_two_directions(merge):
     torch.manual_seed(0)

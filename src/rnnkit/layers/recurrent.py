@@ -186,9 +186,11 @@ class Recurrent(nn.Module):
             per_cell = len(weights) // len(self.cells)  # weight_ih, weight_hh[, biases]
             for k, cell in enumerate(self.cells):
                 weights[k * per_cell + 1] = self._recurrent_weight(cell)
-        if not (self.locked_dropout and self.training and self.dropout and self.num_layers > 1):
+        # between layers the kernel draws a fresh mask per step, with bernoulli_, which is slow on a
+        # CPU (rnnkit.dropout): run the layers one at a time for locked dropout, and on a CPU
+        between = self.training and self.dropout and self.num_layers > 1
+        if not (between and (self.locked_dropout or x.device.type == "cpu")):
             return self._fused(x, state, lengths, weights, self.num_layers, self.dropout)
-        # the kernel draws a fresh mask per step between its layers: run them one at a time
         D, per = self.num_directions, len(weights) // self.num_layers
         finals = []
         for layer in range(self.num_layers):
