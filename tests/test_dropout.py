@@ -39,6 +39,15 @@ def test_dropout_is_seeded_has_the_masked_gradient_and_is_identity_in_evaluation
     assert dropout(x.bfloat16(), 0.3).dtype == torch.bfloat16
 
 
+def test_dropout_of_a_weight_matrix_zeroes_a_fraction_p_and_keeps_the_expectation():  # weight drop
+    torch.manual_seed(0)
+    w = torch.ones(400, 500)
+    dropped = dropout(w, 0.3)
+    assert abs((dropped == 0).float().mean().item() - 0.3) < 0.01
+    assert torch.all((dropped == 0) | torch.isclose(dropped, torch.tensor(1 / 0.7)))
+    assert abs(dropped.mean().item() - 1.0) < 0.02
+
+
 def test_the_drop_probability_never_reaches_one_by_rounding():
     mask = keep_mask((1000,), 1 - 1e-7, torch.empty(0))
     assert torch.isfinite(mask).all()

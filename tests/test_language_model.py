@@ -200,7 +200,7 @@ def test_bf16_generation_follows_the_fp32_model():
 
 
 def test_locked_dropout_keeps_one_mask_per_sequence_for_every_step():
-    from rnnkit.layers.recurrent import locked_dropout
+    from rnnkit.dropout import locked_dropout
 
     torch.manual_seed(0)
     out = locked_dropout(torch.ones(4, 9, 16), 0.5)

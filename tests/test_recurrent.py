@@ -8,7 +8,7 @@ from torch import nn
 
 from rnnkit.cells import GRUCell, LSTMCell, RNNCell
 from rnnkit.layers import Recurrent
-from rnnkit.layers.recurrent import drop_entries
+from rnnkit.dropout import dropout
 
 TORCH_RNNS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 CASES = list(itertools.product(["rnn", "lstm", "gru"], [False, True], [1, 2, 3]))
@@ -149,7 +149,7 @@ def test_weight_drop_is_torch_nn_with_a_dropped_recurrent_matrix_per_call(cell, 
     ours.train()
     torch.manual_seed(7)
     dropped = {f"weight_hh_l{k // ours.num_directions}" + ("_reverse" if k % ours.num_directions else ""):
-               drop_entries(c.weight_hh.detach(), 0.5) for k, c in enumerate(ours.cells)}
+               dropout(c.weight_hh.detach(), 0.5) for k, c in enumerate(ours.cells)}
     with torch.no_grad():
         for name, w in dropped.items():
             getattr(ref, name).copy_(w)
@@ -173,15 +173,6 @@ def test_weight_drop_refuses_cells_without_recurrent_weights_and_bad_fractions()
         Recurrent("minlstm", 3, 4, weight_drop=0.2)
     with pytest.raises(ValueError, match=r"weight_drop must be in \[0, 1\), got 1.5"):
         Recurrent("lstm", 3, 4, weight_drop=1.5)
-
-
-def test_drop_entries_zeroes_a_fraction_p_and_keeps_the_expectation():
-    torch.manual_seed(0)
-    w = torch.ones(400, 500)
-    dropped = drop_entries(w, 0.3)
-    assert abs((dropped == 0).float().mean().item() - 0.3) < 0.01
-    assert torch.all((dropped == 0) | torch.isclose(dropped, torch.tensor(1 / 0.7)))
-    assert abs(dropped.mean().item() - 1.0) < 0.02
 
 
 @pytest.mark.parametrize("cls", [RNNCell, LSTMCell, GRUCell])

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from rnnkit.cells import CELLS, SCAN_CELLS, State
-from rnnkit.dropout import dropout, keep_mask
+from rnnkit.dropout import dropout, locked_dropout
 from rnnkit.layers.unroll import scan, unroll
 
 ENGINES = ("fused", "explicit")
@@ -169,9 +169,10 @@ class Recurrent(nn.Module):
         return _FUSED_KERNELS[self.cell_type]
 
     def _recurrent_weight(self, cell) -> Tensor:
-        """W_hh of a cell as this forward call uses it: with weight drop in training, a fresh mask."""
+        """W_hh of a cell as this forward call uses it: with weight drop in training, a fresh
+        mask (DropConnect: dropout of the matrix's entries)."""
         if self.weight_drop and self.training:
-            return drop_entries(cell.weight_hh, self.weight_drop)
+            return dropout(cell.weight_hh, self.weight_drop)
         return cell.weight_hh
 
     def _drop_between(self, x: Tensor) -> Tensor:
@@ -304,19 +305,6 @@ class Recurrent(nn.Module):
 def length_mask(lengths: Tensor, T: int) -> Tensor:
     """lengths (B,) -> mask (B, T), True at valid positions t < lengths[b]."""
     return torch.arange(T, device=lengths.device)[None, :] < lengths[:, None]
-
-
-def drop_entries(w: Tensor, p: float) -> Tensor:
-    """DropConnect: w with each entry zeroed with probability p and the rest
-    scaled by 1/(1-p): dropout of the weight matrix (:func:`rnnkit.dropout.dropout`)."""
-    return dropout(w, p)
-
-
-def locked_dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
-    """Dropout of x (B, T, F) with one mask per sequence, shared by all T steps."""
-    if not training or p == 0.0:
-        return x
-    return x * keep_mask((x.shape[0], 1, x.shape[2]), p, x)  # mask (B, 1, F)
 
 
 def _reverse(x: Tensor, rev: Tensor) -> Tensor:

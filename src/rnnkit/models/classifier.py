@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rnnkit.dropout import dropout
 from rnnkit.layers.recurrent import length_mask
 from rnnkit.models.encoder import Encoder, reading_both_ways
 
@@ -66,7 +67,6 @@ class SequenceClassifier(nn.Module):
         if self.config.pooling == "attention":
             self.attn = nn.Linear(F_, F_)
             self.attn_v = nn.Linear(F_, 1, bias=False)
-        self.drop = nn.Dropout(self.config.dropout)
         self.head = nn.Linear(F_, num_labels)
 
     def _scores(self, outputs: Tensor, mask: Tensor) -> Tensor:
@@ -95,7 +95,7 @@ class SequenceClassifier(nn.Module):
 
     def forward(self, x: Tensor, lengths: Tensor, e: Tensor | None = None) -> Tensor:
         """Logits (B, K), in fp32 at least (also under bf16 autocast)."""
-        logits = self.head(self.drop(self.pool(x, lengths, e)))  # (B, K)
+        logits = self.head(dropout(self.pool(x, lengths, e), self.config.dropout, self.training))  # (B, K)
         return logits.to(torch.promote_types(logits.dtype, torch.float32))
 
     def loss(self, batch, state=None) -> tuple[Tensor, None]:

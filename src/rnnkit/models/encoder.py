@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from rnnkit.cells import State
 from rnnkit.config import CHAR_FEATURES_NEED_WORDS, ModelConfig
+from rnnkit.dropout import dropout
 from rnnkit.errors import ConfigError
 from rnnkit.layers import Recurrent
 from rnnkit.layers.recurrent import length_mask
@@ -76,7 +77,7 @@ class Encoder(nn.Module):
                                  weight_drop=c.weight_drop,
                                  **({"forget_bias": c.forget_bias} if c.cell == "lstm" else {}),
                                  input_init=c.input_init, recurrent_init=c.recurrent_init)
-        self.drop = nn.Dropout(c.dropout)
+        self.dropout = c.dropout
 
     @property
     def output_size(self) -> int:
@@ -92,7 +93,7 @@ class Encoder(nn.Module):
         e = F.one_hot(words, self.vocab_size).float() if self.embedding is None else self.embedding(words)
         if self.spelling is not None:
             e = torch.cat([e, self.spelling(x[..., 1:], length_mask(lengths, x.shape[1]))], dim=-1)
-        return self.drop(e)
+        return dropout(e, self.dropout, self.training)
 
     def forward(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, State]:
         dims, expected = (3, "vectors (B, T, I)") if not self.vocab_size else \

@@ -32,10 +32,9 @@ from torch import Tensor, nn
 from rnnkit import gemm
 from rnnkit.cells import State
 from rnnkit.config import ModelConfig
-from rnnkit.dropout import dropout, keep_mask
+from rnnkit.dropout import dropout, keep_mask, locked_dropout
 from rnnkit.errors import ConfigError
 from rnnkit.layers import Recurrent
-from rnnkit.layers.recurrent import locked_dropout
 from rnnkit.models.sampling import RaceNoise, sample_next
 from rnnkit.models.stepping import Stepper
 

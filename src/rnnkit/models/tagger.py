@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rnnkit.dropout import dropout
 from rnnkit.layers.crf import LinearChainCRF
 from rnnkit.layers.recurrent import length_mask
 from rnnkit.models.encoder import Encoder, reading_both_ways
@@ -45,13 +46,12 @@ class SequenceTagger(nn.Module):
         self.config = reading_both_ways(config)
         self.num_labels = num_labels
         self.encoder = Encoder(vocab_size, self.config, input_size, alphabet_size)
-        self.drop = nn.Dropout(self.config.dropout)
         self.head = nn.Linear(self.encoder.output_size, num_labels)
         self.crf = LinearChainCRF(num_labels) if self.config.crf else None
 
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
         outputs, _ = self.encoder(x, lengths)  # (B, T, F)
-        scores = self.head(self.drop(outputs))  # (B, T, K)
+        scores = self.head(dropout(outputs, self.config.dropout, self.training))  # (B, T, K)
         return scores.to(torch.promote_types(scores.dtype, torch.float32))  # fp32 at least, also under autocast
 
     def loss(self, batch, state=None) -> tuple[Tensor, None]:
