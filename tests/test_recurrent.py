@@ -264,8 +264,7 @@ def test_explicit_weight_gradients_when_only_early_steps_reach_the_loss(cell):
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 def test_explicit_engine_under_bf16_autocast_follows_fp32(cell):
-    # under autocast the products are bf16 and the step keeps its dhp in fp32
-    # (the LSTM and RNN then leave the path that reads dhp from dxp)
+    # under autocast the per-step products and the weight gradient are bf16
     torch.manual_seed(0)
     layer = Recurrent(cell, 16, 32, num_layers=2, engine="explicit")
     x = torch.randn(4, 12, 16)
@@ -280,6 +279,36 @@ def test_explicit_engine_under_bf16_autocast_follows_fp32(cell):
     torch.testing.assert_close(out16, out32, rtol=0.05, atol=0.02)
     for a, b in zip(grads16, grads32):
         assert (a - b).norm() <= 0.05 * b.norm() + 1e-3
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_explicit_engine_under_bf16_autocast_equals_the_cell_stepped_by_autograd(cell):
+    """The explicit engine's bf16 path (W laid out once in bf16 for both ways, the
+    weight gradient as one bf16 product) against the cell run step by step
+    under autocast with autograd's own backward: the same bf16 roundings in
+    another order."""
+    torch.manual_seed(0)
+    layer = Recurrent(cell, 16, 32, engine="explicit")
+    x = torch.randn(8, 12, 16)
+    runs = []
+    for stepped in (False, True):
+        layer.zero_grad()
+        with torch.autocast("cpu", torch.bfloat16):
+            if stepped:
+                state = layer.cells[0].init_state(8)
+                outs = []
+                for t in range(12):
+                    h, state = layer.cells[0](x[:, t], state)
+                    outs.append(h)
+                out = torch.stack(outs, 1)
+            else:
+                out, _ = layer(x)
+        out.float().pow(2).sum().backward()
+        runs.append((out.float(), [p.grad.clone() for p in layer.parameters()]))
+    (out_engine, grads_engine), (out_stepped, grads_stepped) = runs
+    torch.testing.assert_close(out_engine, out_stepped, rtol=0.02, atol=0.01)
+    for a, b in zip(grads_engine, grads_stepped):
+        assert (a - b).norm() <= 0.02 * b.norm() + 1e-4
 
 
 def test_gradcheck_explicit_parameters_with_lengths():
