@@ -58,6 +58,7 @@ def test_bench_runs_end_to_end_and_writes_every_figure(tmp_path):
     (["--hidden-sizes", "512,big"], "--hidden-sizes: expected comma-separated integers"),
     (["--hidden-sizes", "0"], "--hidden-sizes: must be >= 1"),
     (["--engines", "cudnn"], "--engines: expected a comma-separated subset of fused, explicit"),
+    (["--rounds", "0"], "--rounds: must be >= 1"),
 ])
 def test_bench_bad_flags_get_one_line(flags, message):
     assert_user_error(rnnkit("bench", *flags), message)

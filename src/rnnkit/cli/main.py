@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="comma-separated fp32,bf16 (default auto: fp32, and bf16 where the CPU has it)")
     for name, kind, default in (("num-layers", int, 2), ("embedding-dim", int, 64), ("vocab-size", int, 65),
                                 ("batch-size", int, 64), ("seq-len", int, 100), ("seconds", float, 3.0),
-                                ("generate-chars", int, 500)):
+                                ("generate-chars", int, 500), ("rounds", int, 2)):
         bench.add_argument("--" + name, type=kind, default=default, help=f"(default {default})")
     bench.add_argument("--no-memory", action="store_true", help="skip the peak-RSS processes")
     bench.add_argument("--json", metavar="FILE", help="also write every figure to FILE as JSON")
@@ -380,7 +380,8 @@ def cmd_bench(args) -> int:
     except ValueError:
         raise ConfigError(f"--hidden-sizes: expected comma-separated integers, got {args.hidden_sizes!r}") from None
     sizes = {"hidden-sizes": min(hidden_sizes), "num-layers": args.num_layers, "batch-size": args.batch_size,
-             "seq-len": args.seq_len, "vocab-size": args.vocab_size, "embedding-dim": args.embedding_dim}
+             "seq-len": args.seq_len, "vocab-size": args.vocab_size, "embedding-dim": args.embedding_dim,
+             "rounds": args.rounds}
     for flag, value in sizes.items():
         if value < 1:
             raise ConfigError(f"--{flag}: must be >= 1, got {value}")
@@ -396,7 +397,7 @@ def cmd_bench(args) -> int:
                             precisions=precisions, num_layers=args.num_layers,
                             embedding_dim=args.embedding_dim, vocab_size=args.vocab_size,
                             batch_size=args.batch_size, seq_len=args.seq_len, seconds=args.seconds,
-                            generate_chars=args.generate_chars, memory=not args.no_memory)
+                            generate_chars=args.generate_chars, rounds=args.rounds, memory=not args.no_memory)
     result = bench.run(cfg, log=lambda line: print(line, file=sys.stderr, flush=True))
     print(bench.format_report(result))
     if args.json:
