@@ -379,10 +379,10 @@ def cmd_bench(args) -> int:
         hidden_sizes = tuple(int(t) for t in args.hidden_sizes.split(","))
     except ValueError:
         raise ConfigError(f"--hidden-sizes: expected comma-separated integers, got {args.hidden_sizes!r}") from None
-    sizes = {"hidden-sizes": min(hidden_sizes), "num-layers": args.num_layers, "batch-size": args.batch_size,
+    positive = {"hidden-sizes": min(hidden_sizes), "num-layers": args.num_layers, "batch-size": args.batch_size,
              "seq-len": args.seq_len, "vocab-size": args.vocab_size, "embedding-dim": args.embedding_dim,
              "rounds": args.rounds}
-    for flag, value in sizes.items():
+    for flag, value in positive.items():
         if value < 1:
             raise ConfigError(f"--{flag}: must be >= 1, got {value}")
     has_bf16 = bf16_supported(torch.device("cpu"))
