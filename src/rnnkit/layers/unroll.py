@@ -17,8 +17,9 @@ This is the same arithmetic (BPTT's sum over time) in another order: a
 and T additions of a (G*H, H) matrix do not. Where the cell only adds the two
 projections (cells with ``activate(xp_t + hp_t)``: the LSTM and the vanilla
 RNN), dhp_t is dxp_t, so DHP is the gradient that reaches xp anyway and the
-tape keeps only the h_{t-1}. Cells whose step is not of this form (they
-override ``recur``) run the plain loop.
+tape keeps only the h_{t-1}. Under bf16 autocast DHP and Hprev are bf16,
+and so is the product, as autocast's own weight gradients are. Cells whose
+step is not of this form (they override ``recur``) run the plain loop.
 """
 
 from __future__ import annotations
