@@ -110,8 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="comma-separated fp32,bf16 (default auto: fp32, and bf16 where the CPU has it)")
     for name, kind, default in (("num-layers", int, 2), ("embedding-dim", int, 64), ("vocab-size", int, 65),
                                 ("batch-size", int, 64), ("seq-len", int, 100), ("seconds", float, 3.0),
-                                ("generate-chars", int, 500), ("rounds", int, 2)):
+                                ("generate-chars", int, 500)):
         bench.add_argument("--" + name, type=kind, default=default, help=f"(default {default})")
+    bench.add_argument("--rounds", type=int, default=2,
+                       help="times each training loop runs, the loops of a model taking turns; "
+                            "the best counts (default 2)")
     bench.add_argument("--no-memory", action="store_true", help="skip the peak-RSS processes")
     bench.add_argument("--json", metavar="FILE", help="also write every figure to FILE as JSON")
     return parser
