@@ -41,7 +41,7 @@ class _Tape:
     backwards do; the backward's dh = dhp W used to run in fp32 on a W laid
     out again at every step (378 us against 198 here at (64, 2048) @ (2048, 512))."""
 
-    def __init__(self, weight: Tensor, batch_size: int, summed: bool):
+    def __init__(self, weight: Tensor, bias: Tensor | None, batch_size: int, summed: bool):
         self.summed = summed  # steps return xp_t + hp_t: dhp_t = dxp_t, and only h_{t-1} is kept
         self.entries: list[tuple[Tensor, Tensor]] = []  # (dhp_t, h_{t-1}) left by backward steps
         self.inputs: list[Tensor] = []  # h_{t-1} of every step, when summed
@@ -53,6 +53,9 @@ class _Tape:
         # W (G*H, H) laid out where oneDNN does the product (fp32 outside autocast, bf16 under it), else None
         self.forward_weight = (gemm.prepare(weight, batch_size, self.dtype)
                                if cpu_bf16 or gemm.uses_onednn(weight) else None)
+        # b_hh (None when summed: it joined xp), in the product's dtype where W is laid out
+        self.bias = (bias.detach().to(self.forward_weight.dtype)
+                     if bias is not None and self.forward_weight is not None else bias)
         self._backward_weight = None
 
     def cast(self, t: Tensor) -> Tensor:
@@ -73,18 +76,19 @@ class _RecurrentStep(torch.autograd.Function):
     W and b get their gradient from :class:`_TapeGradient`."""
 
     @staticmethod
-    def forward(ctx, xp_t: Tensor, h: Tensor, weight: Tensor, bias: Tensor | None, tape: _Tape):
+    def forward(ctx, xp_t: Tensor, h: Tensor, tape: _Tape):
         h = tape.cast(h)
-        ctx.save_for_backward(h, weight)
+        ctx.save_for_backward(h)
         ctx.tape = tape
-        return xp_t.view_as(xp_t), _hidden_product(h, weight, bias, tape)
+        return xp_t.view_as(xp_t), _hidden_product(h, tape)
 
     @staticmethod
     def backward(ctx, dxp_t: Tensor, dhp: Tensor):
-        h, weight = ctx.saved_tensors
-        ctx.tape.entries.append((ctx.tape.cast(dhp), h))
-        dh = _hidden_gradient(dhp, weight, ctx.tape) if ctx.needs_input_grad[1] else None
-        return dxp_t, dh, None, None, None
+        h, = ctx.saved_tensors
+        dhp_cast = ctx.tape.cast(dhp)  # once, for the tape and the product
+        ctx.tape.entries.append((dhp_cast, h))
+        dh = _hidden_gradient(dhp_cast, ctx.tape).to(dhp.dtype) if ctx.needs_input_grad[1] else None
+        return dxp_t, dh, None
 
 
 class _SummedStep(torch.autograd.Function):
@@ -93,36 +97,34 @@ class _SummedStep(torch.autograd.Function):
     dhp_t; the tape keeps h_{t-1} from the forward."""
 
     @staticmethod
-    def forward(ctx, xp_t: Tensor, h: Tensor, weight: Tensor, bias: Tensor | None, tape: _Tape):
-        ctx.save_for_backward(weight)
+    def forward(ctx, xp_t: Tensor, h: Tensor, tape: _Tape):
         ctx.tape = tape
         h = tape.cast(h.detach())
         tape.inputs.append(h)
-        return _hidden_product(h, weight, bias, tape).add_(xp_t)
+        return _hidden_product(h, tape).add_(xp_t)
 
     @staticmethod
     def backward(ctx, dgates: Tensor):
-        weight, = ctx.saved_tensors
-        dh = _hidden_gradient(dgates, weight, ctx.tape) if ctx.needs_input_grad[1] else None
-        return dgates, dh, None, None, None
+        dgates_cast = ctx.tape.cast(dgates)  # once: xp_t's gradient (xp_t has this dtype) and the product's input
+        dh = _hidden_gradient(dgates_cast, ctx.tape).to(dgates.dtype) if ctx.needs_input_grad[1] else None
+        return dgates_cast, dh, None
 
 
-def _hidden_product(h: Tensor, weight: Tensor, bias: Tensor | None, tape: _Tape) -> Tensor:
+def _hidden_product(h: Tensor, tape: _Tape) -> Tensor:
     """hp = h W^T + b (B, G*H), at least fp32: under bf16 autocast the product
     is bf16, while the gate equations and the cell state they carry stay fp32."""
     if tape.forward_weight is not None:
-        hp = gemm.prepared_linear(h, tape.forward_weight,
-                                  None if bias is None else bias.to(tape.forward_weight.dtype))
+        hp = gemm.prepared_linear(h, tape.forward_weight, tape.bias)
     else:
-        hp = gemm.linear(h, weight, bias)
+        hp = gemm.linear(h, tape.weight, tape.bias)
     return hp.to(torch.promote_types(hp.dtype, torch.float32))
 
 
-def _hidden_gradient(dhp: Tensor, weight: Tensor, tape: _Tape) -> Tensor:
-    """dh = dhp W: (B, G*H) -> (B, H) in dhp's dtype (fp32 here)."""
+def _hidden_gradient(dhp: Tensor, tape: _Tape) -> Tensor:
+    """dh = dhp W: (B, G*H) -> (B, H) in dhp's dtype."""
     if tape.forward_weight is not None:
         return gemm.prepared_linear(dhp, tape.backward_weight())
-    return gemm.mm(dhp, weight)
+    return gemm.mm(dhp, tape.weight)
 
 
 class _TapeGradient(torch.autograd.Function):
@@ -171,15 +173,15 @@ def unroll(cell: Cell, x: Tensor, state: State, mask: Tensor | None,
     else:
         xp = cell.project_input(x)  # (B, T, G*H): one GEMM for every step
     if taped:
-        tape = _Tape(weight, x.shape[0], summed)
+        tape = _Tape(weight, bias, x.shape[0], summed)
         xp = _TapeGradient.apply(xp, weight, bias, tape)
     outputs = []
     # unbind, not xp[:, t]: the backward of T slices would write T full-size zero gradients
     for xp_t in xp.unbind(1):
         if taped and summed:
-            h, new = cell.activate(_SummedStep.apply(xp_t, state[0], weight, bias, tape), state)
+            h, new = cell.activate(_SummedStep.apply(xp_t, state[0], tape), state)
         elif taped:
-            h, new = cell.combine(*_RecurrentStep.apply(xp_t, state[0], weight, bias, tape), state)
+            h, new = cell.combine(*_RecurrentStep.apply(xp_t, state[0], tape), state)
         elif plain_step:
             h, new = cell.combine(xp_t, gemm.linear(state[0], weight, bias), state)
         else:
