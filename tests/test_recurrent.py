@@ -262,20 +262,24 @@ def test_explicit_weight_gradients_when_only_early_steps_reach_the_loss(cell):
         torch.testing.assert_close(b, a, rtol=1e-9, atol=1e-11)
 
 
+def _output_and_gradients(layer, run, bf16: bool = True):
+    """run() under (bf16) autocast -> its output in fp32 and the gradients of
+    sum(output^2) with respect to layer's parameters."""
+    layer.zero_grad()
+    with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+        out = run()
+    out.float().pow(2).sum().backward()
+    return out.float(), [p.grad.clone() for p in layer.parameters()]
+
+
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 def test_explicit_engine_under_bf16_autocast_follows_fp32(cell):
     # under autocast the per-step products and the weight gradient are bf16
     torch.manual_seed(0)
     layer = Recurrent(cell, 16, 32, num_layers=2, engine="explicit")
     x = torch.randn(4, 12, 16)
-    runs = []
-    for bf16 in (False, True):
-        layer.zero_grad()
-        with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
-            out, _ = layer(x)
-        out.float().pow(2).sum().backward()
-        runs.append((out.float(), [p.grad.clone() for p in layer.parameters()]))
-    (out32, grads32), (out16, grads16) = runs
+    out32, grads32 = _output_and_gradients(layer, lambda: layer(x)[0], bf16=False)
+    out16, grads16 = _output_and_gradients(layer, lambda: layer(x)[0])
     torch.testing.assert_close(out16, out32, rtol=0.05, atol=0.02)
     for a, b in zip(grads16, grads32):
         assert (a - b).norm() <= 0.05 * b.norm() + 1e-3
@@ -290,22 +294,16 @@ def test_explicit_engine_under_bf16_autocast_equals_the_cell_stepped_by_autograd
     torch.manual_seed(0)
     layer = Recurrent(cell, 16, 32, engine="explicit")
     x = torch.randn(8, 12, 16)
-    runs = []
-    for stepped in (False, True):
-        layer.zero_grad()
-        with torch.autocast("cpu", torch.bfloat16):
-            if stepped:
-                state = layer.cells[0].init_state(8)
-                outs = []
-                for t in range(12):
-                    h, state = layer.cells[0](x[:, t], state)
-                    outs.append(h)
-                out = torch.stack(outs, 1)
-            else:
-                out, _ = layer(x)
-        out.float().pow(2).sum().backward()
-        runs.append((out.float(), [p.grad.clone() for p in layer.parameters()]))
-    (out_engine, grads_engine), (out_stepped, grads_stepped) = runs
+
+    def stepped():
+        state, outs = layer.cells[0].init_state(8), []
+        for t in range(12):
+            h, state = layer.cells[0](x[:, t], state)
+            outs.append(h)
+        return torch.stack(outs, 1)
+
+    out_engine, grads_engine = _output_and_gradients(layer, lambda: layer(x)[0])
+    out_stepped, grads_stepped = _output_and_gradients(layer, stepped)
     torch.testing.assert_close(out_engine, out_stepped, rtol=0.02, atol=0.01)
     for a, b in zip(grads_engine, grads_stepped):
         assert (a - b).norm() <= 0.02 * b.norm() + 1e-4
