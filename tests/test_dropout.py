@@ -48,6 +48,12 @@ def test_dropout_of_a_weight_matrix_zeroes_a_fraction_p_and_keeps_the_expectatio
     assert abs(dropped.mean().item() - 1.0) < 0.02
 
 
+@pytest.mark.parametrize("p", [1.0, -0.1])
+def test_a_drop_probability_outside_0_to_1_is_refused(p):
+    with pytest.raises(ValueError, match="dropout probability must be in"):
+        keep_mask((10,), p, torch.empty(0))
+
+
 def test_the_drop_probability_never_reaches_one_by_rounding():
     mask = keep_mask((1000,), 1 - 1e-7, torch.empty(0))
     assert torch.isfinite(mask).all()

@@ -29,6 +29,8 @@ def keep_mask(shape: tuple[int, ...], p: float, like: Tensor) -> Tensor:
     """A tensor of ``shape`` in ``like``'s dtype and device: 1/(1-p') with
     probability 1-p', else 0, independently per entry; p' is p to the nearest
     2^-16. Drawn from the device's default generator (``torch.manual_seed``)."""
+    if not 0.0 <= p < 1.0:  # p = 1 would keep one entry in 2^16, scaled by 2^16
+        raise ValueError(f"dropout probability must be in [0, 1), got {p}")
     n = math.prod(shape)
     words = torch.empty((n + 3) // 4, dtype=torch.int64, device=like.device).random_(-2**63, None)
     u = words.view(torch.int16)[:n].view(shape)  # uniform over [-2^15, 2^15)
