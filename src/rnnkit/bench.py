@@ -65,7 +65,7 @@ class BenchConfig:
     engines: tuple[str, ...] = ("fused", "explicit")
     precisions: tuple[str, ...] = ("fp32", "bf16")  # bf16 only where the CPU has bf16 units
     seconds: float = 3.0
-    warmup: int = 4  # the explicit engine's third bf16 step still took 1.6x its later ones (the heap growing)
+    warmup: int = 4  # the explicit engine's third bf16 step still took 1.5-1.6x as long as its later ones
     min_steps: int = 3
     generate_chars: int = 500
     rounds: int = 2  # every training loop this many times, the loops taking turns; the best counts
@@ -329,7 +329,7 @@ def format_report(result: dict) -> str:
             for p, shapes in value.items():
                 lines.append(f"  {name} {p}: " + ", ".join(f"{s} {g:,.0f}" for s, g in shapes.items()))
     lines += ["", f"training (matrix FLOPs of cells and output layer, forward + backward; "
-                  f"tokens/s the best of {cfg.get('rounds', 1)} turns)",
+                  f"tokens/s the best of {cfg['rounds']} turns)",
               f"  {'cell':5}{'H':>6}  {'loop':24}{'precision':>10}{'tokens/s':>11}{'vs plain fp32':>15}"
               f"{'GFLOP/s':>9}{'peak':>8}{'MFU':>6}"]
     for r in result["training"]:

@@ -383,8 +383,8 @@ def cmd_bench(args) -> int:
     except ValueError:
         raise ConfigError(f"--hidden-sizes: expected comma-separated integers, got {args.hidden_sizes!r}") from None
     positive = {"hidden-sizes": min(hidden_sizes), "num-layers": args.num_layers, "batch-size": args.batch_size,
-             "seq-len": args.seq_len, "vocab-size": args.vocab_size, "embedding-dim": args.embedding_dim,
-             "rounds": args.rounds}
+                "seq-len": args.seq_len, "vocab-size": args.vocab_size, "embedding-dim": args.embedding_dim,
+                "rounds": args.rounds}
     for flag, value in positive.items():
         if value < 1:
             raise ConfigError(f"--{flag}: must be >= 1, got {value}")
