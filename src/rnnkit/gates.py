@@ -6,13 +6,17 @@ backward concatenates the gate gradients. Each class below is one node: its
 forward computes the cell's gate equations, and its backward applies the
 derivatives written in its docstring. Tests check both against autograd with
 ``gradcheck`` in float64. ``tanh`` is formed from ``sigmoid``, which is
-several times faster on a CPU (see :func:`_tanh`).
+several times faster on a CPU (see :func:`_tanh`). For fp32 on a CPU the
+LSTM's node runs a compiled kernel instead, one pass each way
+(:mod:`rnnkit.native`); the torch ops here are its reference.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
+
+from rnnkit import native
 
 
 def lstm_gates(gates: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
@@ -55,6 +59,10 @@ class LSTMGates(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, gates: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+        if native.handles(gates, c):  # fp32 on a CPU: one pass (rnnkit/native/gates.c)
+            h, c_new, act, tanh_c = native.lstm_forward(gates, c)
+            ctx.save_for_backward(act, c, tanh_c)
+            return h, c_new
         H = c.shape[1]
         act = torch.sigmoid(gates)  # (B, 4H): i, f, o are final; the g block is replaced below
         act[:, 2 * H:3 * H] = _tanh(gates[:, 2 * H:3 * H])
@@ -67,6 +75,8 @@ class LSTMGates(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dh: Tensor, dc_new: Tensor) -> tuple[Tensor, Tensor]:
         act, c, tanh_c = ctx.saved_tensors
+        if native.handles(act, c, dh, dc_new):
+            return native.lstm_backward(act, c, tanh_c, dh, dc_new)
         H = c.shape[1]
         i, f, g, o = act.chunk(4, dim=1)
         dc = _tanh_backward(dh * o, tanh_c).add_(dc_new)  # (B, H)

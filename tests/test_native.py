@@ -1,0 +1,70 @@
+"""The compiled LSTM step (rnnkit.native) against the torch ops it replaces."""
+
+import pytest
+import torch
+from torch import nn
+
+from rnnkit import native
+from rnnkit.errors import ConfigError
+from rnnkit.gates import LSTMGates
+from rnnkit.layers import Recurrent
+
+
+def compiled_library():
+    try:
+        native._compiler()
+    except OSError as error:
+        pytest.skip(f"the native kernels need a C compiler: {error}")
+    library = native.library()
+    assert library is not None, "a compiler is there, so the kernels must build and load"
+    return library
+
+
+def test_native_lstm_step_equals_the_equations_in_float64():
+    compiled_library()
+    g = torch.Generator().manual_seed(0)
+    B, H = 6, 40
+    gates = 3 * torch.randn(B, 4 * H, generator=g)
+    gates[0, :8] = torch.tensor([0.0, 1e4, -1e4, 60.0, -60.0, 100.0, -100.0, 1e-3])  # saturation
+    c_row = torch.randn(1, H, generator=g)  # expanded to row stride 0, as a broadcast state
+    upstream = torch.randn(B, 7, H, generator=g)
+    dh, dc_new = upstream[:, 3], torch.randn(B, H, generator=g)  # dh: rows 7H apart, as from a stack
+    assert native.handles(gates, c_row)
+
+    def run(dtype):
+        gates_d, c_row_d = (t.to(dtype, copy=True).requires_grad_() for t in (gates, c_row))
+        h, c_out = LSTMGates.apply(gates_d, c_row_d.expand(B, H))  # float64 takes the torch ops
+        torch.autograd.backward([h, c_out], [dh.to(dtype), dc_new.to(dtype)])
+        return [h, c_out, gates_d.grad, c_row_d.grad]
+
+    for ours, reference in zip(run(torch.float32), run(torch.float64)):
+        assert ours.dtype == torch.float32 and torch.isfinite(ours).all()
+        torch.testing.assert_close(ours, reference.float(), rtol=1e-5, atol=2e-6)
+
+
+def test_explicit_lstm_in_fp32_with_native_steps_equals_torch_nn():
+    compiled_library()
+    torch.manual_seed(0)
+    ours = Recurrent("lstm", 8, 32, num_layers=2, engine="explicit")
+    ref = nn.LSTM(8, 32, 2, batch_first=True)
+    ref.load_state_dict(ours.torch_state_dict())
+    x = torch.randn(5, 30, 8)
+    out, (h, c) = ours(x)
+    ref_out, (ref_h, ref_c) = ref(x)
+    torch.testing.assert_close(out, ref_out, rtol=1e-4, atol=1e-5)
+    (out.pow(2).sum() + c.sum()).backward()
+    (ref_out.pow(2).sum() + ref_c.sum()).backward()
+    grads = {name: p.grad for name, p in zip(ours.torch_state_dict(), ours.parameters())}
+    for name, p in ref.named_parameters():
+        torch.testing.assert_close(grads[name], p.grad, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_native_setting_off_bad_value_and_a_failing_compiler(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # nothing cached: every load builds
+    assert native.load("off") is None
+    with pytest.raises(ConfigError, match="RNNKIT_NATIVE must be one of"):
+        native.load("fast")
+    for compiler in ("false", str(tmp_path / "no-such-cc")):  # fails, and is not there
+        with pytest.warns(UserWarning, match="native LSTM kernels unavailable.*RNNKIT_NATIVE=off"):
+            assert native.load("auto", compiler=compiler) is None
+    assert not list(tmp_path.rglob("*.so"))
