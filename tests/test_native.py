@@ -1,4 +1,5 @@
-"""The compiled LSTM step (rnnkit.native) against the torch ops it replaces."""
+"""The compiled LSTM step (rnnkit.native) and the layer node on it, against the
+torch ops they replace and torch.nn.LSTM."""
 
 import pytest
 import torch
@@ -7,7 +8,7 @@ from torch import nn
 from rnnkit import native
 from rnnkit.errors import ConfigError
 from rnnkit.gates import LSTMGates
-from rnnkit.layers import Recurrent
+from rnnkit.layers import Recurrent, lstm_layer
 
 
 def compiled_library():
@@ -42,21 +43,29 @@ def test_native_lstm_step_equals_the_equations_in_float64():
         torch.testing.assert_close(ours, reference.float(), rtol=1e-5, atol=2e-6)
 
 
-def test_explicit_lstm_in_fp32_with_native_steps_equals_torch_nn():
+def test_explicit_lstm_layer_node_in_fp32_equals_torch_nn():
+    """The fp32 LSTM's whole-sequence node (rnnkit.layers.lstm_layer): outputs, final
+    state and the gradients of the weights and the initial state."""
     compiled_library()
     torch.manual_seed(0)
-    ours = Recurrent("lstm", 8, 32, num_layers=2, engine="explicit")
-    ref = nn.LSTM(8, 32, 2, batch_first=True)
+    ours = Recurrent("lstm", 8, 32, num_layers=2, bidirectional=True, engine="explicit")
+    ref = nn.LSTM(8, 32, 2, batch_first=True, bidirectional=True)
     ref.load_state_dict(ours.torch_state_dict())
     x = torch.randn(5, 30, 8)
-    out, (h, c) = ours(x)
-    ref_out, (ref_h, ref_c) = ref(x)
-    torch.testing.assert_close(out, ref_out, rtol=1e-4, atol=1e-5)
-    (out.pow(2).sum() + c.sum()).backward()
-    (ref_out.pow(2).sum() + ref_c.sum()).backward()
+    assert lstm_layer.applies(ours.cells[0], x, None, ours.cells[0].weight_hh)
+    state = [torch.randn(4, 5, 32, requires_grad=True) for _ in range(2)]
+    ref_state = [s.detach().clone().requires_grad_() for s in state]
+    out, (h, c) = ours(x, tuple(state))
+    ref_out, (ref_h, ref_c) = ref(x, tuple(ref_state))
+    for a, b in ((out, ref_out), (h, ref_h), (c, ref_c)):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    (out.pow(2).sum() + h.sum() + c.pow(2).sum()).backward()
+    (ref_out.pow(2).sum() + ref_h.sum() + ref_c.pow(2).sum()).backward()
     grads = {name: p.grad for name, p in zip(ours.torch_state_dict(), ours.parameters())}
     for name, p in ref.named_parameters():
         torch.testing.assert_close(grads[name], p.grad, rtol=1e-4, atol=1e-5, msg=name)
+    for a, b in zip(state, ref_state):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-5)
 
 
 def test_native_setting_off_bad_value_and_a_failing_compiler(tmp_path, monkeypatch):

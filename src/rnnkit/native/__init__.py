@@ -93,9 +93,9 @@ def load(setting: str | None = None, compiler: str | None = None) -> ctypes.CDLL
                       "which are slower. RNNKIT_NATIVE=off silences this", stacklevel=2)
         return None
     pointer, size = ctypes.c_void_p, ctypes.c_int64
-    library.rnnkit_lstm_forward.argtypes = [pointer, size, pointer, size] + [pointer] * 4 + [size] * 2
-    library.rnnkit_lstm_backward.argtypes = ([pointer, pointer, size, pointer, pointer, size, pointer, size]
-                                             + [pointer] * 2 + [size] * 2)
+    library.rnnkit_lstm_forward.argtypes = [pointer, size] * 3 + [pointer] * 2 + [pointer, size] + [pointer] * 2 + [size] * 2
+    library.rnnkit_lstm_backward.argtypes = ([pointer, pointer, size, pointer, pointer, size, pointer, pointer, size,
+                                              pointer, size, pointer, pointer, size, size])
     library.rnnkit_lstm_forward.restype = library.rnnkit_lstm_backward.restype = None
     return library
 
@@ -114,23 +114,48 @@ def _rows(t: Tensor) -> Tensor:
     return t if t.stride(1) == 1 else t.contiguous()
 
 
+def _pointer(t: Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+def _stride(t: Tensor | None) -> int:
+    return 0 if t is None else t.stride(0)
+
+
+def lstm_step_forward(gates: Tensor, addend: Tensor | None, c: Tensor, act: Tensor, c_new: Tensor,
+                      h: Tensor, h_copy: Tensor | None, tanh_c: Tensor) -> None:
+    """Into act (B, 4H), c_new, h (any row stride), h_copy and tanh_c (B, H): the
+    step from gates (+ addend) (B, 4H) and c (B, H), read with any row stride."""
+    B, H = c.shape
+    library().rnnkit_lstm_forward(gates.data_ptr(), gates.stride(0), _pointer(addend), _stride(addend),
+                                  c.data_ptr(), c.stride(0), act.data_ptr(), c_new.data_ptr(),
+                                  h.data_ptr(), h.stride(0), _pointer(h_copy), tanh_c.data_ptr(), B, H)
+
+
+def lstm_step_backward(act: Tensor, c: Tensor, tanh_c: Tensor, dh: Tensor, dh_more: Tensor | None,
+                       dc_new: Tensor, dgates: Tensor, dgates_copy: Tensor | None, dc_prev: Tensor) -> None:
+    """Into dgates (B, 4H, any row stride), dgates_copy and dc_prev: the backward of
+    :func:`lstm_step_forward` from the gradients reaching h (dh + dh_more) and c'."""
+    B, H = c.shape
+    library().rnnkit_lstm_backward(act.data_ptr(), c.data_ptr(), c.stride(0), tanh_c.data_ptr(),
+                                   dh.data_ptr(), dh.stride(0), _pointer(dh_more), dc_new.data_ptr(),
+                                   dc_new.stride(0), dgates.data_ptr(), dgates.stride(0), _pointer(dgates_copy),
+                                   dc_prev.data_ptr(), B, H)
+
+
 def lstm_forward(gates: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """gates (B, 4H), c (B, H) -> h, c', and for the backward act = [i|f|g|o] (B, 4H) and tanh(c')."""
     gates, c = _rows(gates), _rows(c)
     B, H = c.shape
     act = torch.empty(B, 4 * H)
     c_new, h, tanh_c = torch.empty(B, H), torch.empty(B, H), torch.empty(B, H)
-    library().rnnkit_lstm_forward(gates.data_ptr(), gates.stride(0), c.data_ptr(), c.stride(0),
-                                  act.data_ptr(), c_new.data_ptr(), h.data_ptr(), tanh_c.data_ptr(), B, H)
+    lstm_step_forward(gates, None, c, act, c_new, h, None, tanh_c)
     return h, c_new, act, tanh_c
 
 
 def lstm_backward(act: Tensor, c: Tensor, tanh_c: Tensor, dh: Tensor, dc_new: Tensor) -> tuple[Tensor, Tensor]:
     """The gradients reaching h and c' (B, H) -> those reaching gates (B, 4H) and c (B, H)."""
     c, dh, dc_new = _rows(c), _rows(dh), _rows(dc_new)
-    B, H = c.shape
-    dgates, dc_prev = torch.empty(B, 4 * H), torch.empty(B, H)
-    library().rnnkit_lstm_backward(act.data_ptr(), c.data_ptr(), c.stride(0), tanh_c.data_ptr(),
-                                   dh.data_ptr(), dh.stride(0), dc_new.data_ptr(), dc_new.stride(0),
-                                   dgates.data_ptr(), dc_prev.data_ptr(), B, H)
+    dgates, dc_prev = torch.empty(act.shape), torch.empty(c.shape)
+    lstm_step_backward(act, c, tanh_c, dh, None, dc_new, dgates, None, dc_prev)
     return dgates, dc_prev

@@ -9,8 +9,14 @@
  * torch's own threads (the same libgomp, already loaded by torch).
  *
  * Layout: gates and act (B, 4H) in torch's gate order [i | f | g | o];
- * c, c_new, h, tanh_c, dh, dc_new, dc_prev (B, H). Inputs may have any row
- * stride (ld_*), in elements; each row is contiguous. Outputs are contiguous.
+ * c, c_new, h, tanh_c, dh, dc_new, dc_prev (B, H). Tensors with an ld_*
+ * argument may have any row stride, in elements (rows of a (B, T, .) tensor
+ * at one step); each row is contiguous, and so is every other tensor. The
+ * optional arguments (NULL when absent) serve a whole layer's loop
+ * (rnnkit/layers/lstm_layer.py): the input projection added to the gates,
+ * the gradient from the output added to the one from the next step, and
+ * second copies that keep h and the gate gradients time-major for the
+ * products.
  *
  * Forward:  i, f, o = σ(a_i), σ(a_f), σ(a_o);  g = tanh(a_g)
  *           c' = f c + i g;  h = o tanh(c')
@@ -33,40 +39,73 @@ static inline float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
 /* tanh(x) = 2σ(2x) - 1: one exp, like the sigmoids, and exact at the extremes */
 static inline float tanh_by_sigmoid(float x) { return 2.0f * sigmoid(2.0f * x) - 1.0f; }
 
-void rnnkit_lstm_forward(const float *gates, int64_t ld_gates, const float *c, int64_t ld_c,
-                         float *act, float *c_new, float *h, float *tanh_c, int64_t B, int64_t H) {
-#pragma omp parallel for schedule(static) if (B * H >= 16384)
-  for (int64_t b = 0; b < B; b++) {
-    const float *a = gates + b * ld_gates, *c_b = c + b * ld_c;
-    float *s = act + b * 4 * H, *cn = c_new + b * H, *hb = h + b * H, *tc = tanh_c + b * H;
+/* One batch row. has_addend and has_copy are constants at each call site below,
+ * so the compiler emits a loop without the branches for each combination. */
+static inline __attribute__((always_inline)) void forward_row(
+    const float *a, const float *x, const float *c, float *act, float *c_new, float *h, float *h_copy,
+    float *tanh_c, int64_t H, const int has_addend, const int has_copy) {
 #pragma omp simd
-    for (int64_t j = 0; j < H; j++) {
-      float i = sigmoid(a[j]), f = sigmoid(a[H + j]);
-      float g = tanh_by_sigmoid(a[2 * H + j]), o = sigmoid(a[3 * H + j]);
-      float cc = f * c_b[j] + i * g, t = tanh_by_sigmoid(cc);
-      s[j] = i; s[H + j] = f; s[2 * H + j] = g; s[3 * H + j] = o;
-      cn[j] = cc; tc[j] = t; hb[j] = o * t;
-    }
+  for (int64_t j = 0; j < H; j++) {
+    float ai = a[j], af = a[H + j], ag = a[2 * H + j], ao = a[3 * H + j];
+    if (has_addend) { ai += x[j]; af += x[H + j]; ag += x[2 * H + j]; ao += x[3 * H + j]; }
+    float i = sigmoid(ai), f = sigmoid(af), g = tanh_by_sigmoid(ag), o = sigmoid(ao);
+    float cc = f * c[j] + i * g, t = tanh_by_sigmoid(cc);
+    act[j] = i; act[H + j] = f; act[2 * H + j] = g; act[3 * H + j] = o;
+    c_new[j] = cc; tanh_c[j] = t; h[j] = o * t;
+    if (has_copy) h_copy[j] = o * t;
   }
 }
 
+/* gates (+ addend, where not NULL) -> act, c_new, tanh_c (contiguous), h (row
+ * stride ld_h) and h_copy (contiguous, where not NULL). */
+void rnnkit_lstm_forward(const float *gates, int64_t ld_gates, const float *addend, int64_t ld_addend,
+                         const float *c, int64_t ld_c, float *act, float *c_new, float *h, int64_t ld_h,
+                         float *h_copy, float *tanh_c, int64_t B, int64_t H) {
+#pragma omp parallel for schedule(static) if (B * H >= 16384)
+  for (int64_t b = 0; b < B; b++) {
+    const float *a = gates + b * ld_gates, *x = addend ? addend + b * ld_addend : 0;
+    float *hc = h_copy ? h_copy + b * H : 0;
+    float *s = act + b * 4 * H, *cn = c_new + b * H, *hb = h + b * ld_h, *tc = tanh_c + b * H;
+    const float *c_b = c + b * ld_c;
+    if (x && hc) forward_row(a, x, c_b, s, cn, hb, hc, tc, H, 1, 1);
+    else if (x) forward_row(a, x, c_b, s, cn, hb, hc, tc, H, 1, 0);
+    else if (hc) forward_row(a, x, c_b, s, cn, hb, hc, tc, H, 0, 1);
+    else forward_row(a, x, c_b, s, cn, hb, hc, tc, H, 0, 0);
+  }
+}
+
+static inline __attribute__((always_inline)) void backward_row(
+    const float *act, const float *c, const float *tanh_c, const float *dh, const float *dh_more,
+    const float *dc_new, float *dgates, float *dgates_copy, float *dc_prev, int64_t H,
+    const int has_more, const int has_copy) {
+#pragma omp simd
+  for (int64_t j = 0; j < H; j++) {
+    float i = act[j], f = act[H + j], g = act[2 * H + j], o = act[3 * H + j], t = tanh_c[j];
+    float dhj = has_more ? dh[j] + dh_more[j] : dh[j];
+    float dc = dc_new[j] + dhj * o * (1.0f - t * t);
+    float di = dc * g * i * (1.0f - i), df = dc * c[j] * f * (1.0f - f);
+    float dg = dc * i * (1.0f - g * g), d_o = dhj * t * o * (1.0f - o);
+    dgates[j] = di; dgates[H + j] = df; dgates[2 * H + j] = dg; dgates[3 * H + j] = d_o;
+    if (has_copy) { dgates_copy[j] = di; dgates_copy[H + j] = df; dgates_copy[2 * H + j] = dg; dgates_copy[3 * H + j] = d_o; }
+    dc_prev[j] = dc * f;
+  }
+}
+
+/* (dh + dh_more, where not NULL), dc_new -> dgates (row stride ld_dgates),
+ * dgates_copy (contiguous, where not NULL) and dc_prev (contiguous). */
 void rnnkit_lstm_backward(const float *act, const float *c, int64_t ld_c, const float *tanh_c,
-                          const float *dh, int64_t ld_dh, const float *dc_new, int64_t ld_dc_new,
-                          float *dgates, float *dc_prev, int64_t B, int64_t H) {
+                          const float *dh, int64_t ld_dh, const float *dh_more,
+                          const float *dc_new, int64_t ld_dc_new,
+                          float *dgates, int64_t ld_dgates, float *dgates_copy, float *dc_prev,
+                          int64_t B, int64_t H) {
 #pragma omp parallel for schedule(static) if (B * H >= 16384)
   for (int64_t b = 0; b < B; b++) {
     const float *s = act + b * 4 * H, *c_b = c + b * ld_c, *tc = tanh_c + b * H;
-    const float *dh_b = dh + b * ld_dh, *dcn = dc_new + b * ld_dc_new;
-    float *d = dgates + b * 4 * H, *dcp = dc_prev + b * H;
-#pragma omp simd
-    for (int64_t j = 0; j < H; j++) {
-      float i = s[j], f = s[H + j], g = s[2 * H + j], o = s[3 * H + j], t = tc[j];
-      float dc = dcn[j] + dh_b[j] * o * (1.0f - t * t);
-      d[j] = dc * g * i * (1.0f - i);
-      d[H + j] = dc * c_b[j] * f * (1.0f - f);
-      d[2 * H + j] = dc * i * (1.0f - g * g);
-      d[3 * H + j] = dh_b[j] * t * o * (1.0f - o);
-      dcp[j] = dc * f;
-    }
+    const float *dh_b = dh + b * ld_dh, *dm = dh_more ? dh_more + b * H : 0, *dcn = dc_new + b * ld_dc_new;
+    float *d = dgates + b * ld_dgates, *dd = dgates_copy ? dgates_copy + b * 4 * H : 0, *dcp = dc_prev + b * H;
+    if (dm && dd) backward_row(s, c_b, tc, dh_b, dm, dcn, d, dd, dcp, H, 1, 1);
+    else if (dm) backward_row(s, c_b, tc, dh_b, dm, dcn, d, dd, dcp, H, 1, 0);
+    else if (dd) backward_row(s, c_b, tc, dh_b, dm, dcn, d, dd, dcp, H, 0, 1);
+    else backward_row(s, c_b, tc, dh_b, dm, dcn, d, dd, dcp, H, 0, 0);
   }
 }

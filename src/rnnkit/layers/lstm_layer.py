@@ -1,0 +1,84 @@
+"""The explicit engine's LSTM layer in fp32 on a CPU: the whole time loop as one
+autograd node on the native gate kernels (:mod:`rnnkit.native`).
+
+:func:`rnnkit.layers.unroll.unroll` records a few autograd nodes per step and
+stacks the steps' outputs, inputs and input gradients afterwards (a 52 MB
+copy for the gradient of xp at batch 64 x 100 x 4 x 512). Here every per-step
+tensor is written by the kernels into buffers made once per sequence, and
+backward is a hand-written loop. The arithmetic is unroll's: per step t, with
+xp_t = x_t W_ih^T + b_ih + b_hh from one product over all steps::
+
+    gates_t = h_{t-1} W_hh^T + xp_t;   h_t, c_t = LSTM(gates_t, c_{t-1})
+
+and backward from dout (B, T, H) and dc_T, for t = T..1::
+
+    dgates_t = LSTM'(dout_t + dh_t, dc_t);   dh_{t-1} = dgates_t W_hh
+    dW_hh = sum_t dgates_t^T h_{t-1} = DG^T Hprev    DG (T*B, 4H), Hprev (T*B, H): one product
+    dxp_t = dgates_t                                (b_ih and b_hh get their share from xp)
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from rnnkit import gemm, native
+from rnnkit.cells import LSTMCell, State
+
+
+def applies(cell, x: Tensor, mask: Tensor | None, weight: Tensor) -> bool:
+    """Whether :func:`run` takes this sequence: a plain LSTM cell, no mask, fp32 on
+    a CPU outside autocast, a weight that gets a gradient, and the kernels built."""
+    return (type(cell) is LSTMCell and mask is None and x.shape[1] > 0
+            and torch.is_grad_enabled() and weight.requires_grad
+            and not torch.is_autocast_enabled(x.device.type) and native.handles(weight, x[:, 0]))
+
+
+class _LSTMLayer(torch.autograd.Function):
+    """(xp (B, T, 4H), h0, c0 (B, H), W_hh (4H, H)) -> (outputs (B, T, H), c_T)."""
+
+    @staticmethod
+    def forward(ctx, xp: Tensor, h0: Tensor, c0: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
+        B, T, G = xp.shape
+        H = G // 4
+        xp = xp.contiguous()
+        prepared = gemm.prepare(weight, B)
+        out = xp.new_empty(B, T, H)
+        hs = xp.new_empty(T + 1, B, H)  # h_{t-1} time-major: hs[:T] is the product's Hprev
+        cs = xp.new_empty(T + 1, B, H)  # c_{t-1} for step t's backward
+        acts = xp.new_empty(T, B, G)  # [i | f | g | o] of every step
+        tanh_cs = xp.new_empty(T, B, H)
+        hs[0], cs[0] = h0, c0
+        for t in range(T):
+            hp = gemm.prepared_linear(hs[t], prepared)  # (B, 4H)
+            native.lstm_step_forward(hp, xp[:, t], cs[t], acts[t], cs[t + 1], out[:, t], hs[t + 1], tanh_cs[t])
+        ctx.save_for_backward(weight, hs, cs, acts, tanh_cs)
+        return out, cs[T]
+
+    @staticmethod
+    def backward(ctx, dout: Tensor, dc_last: Tensor):
+        weight, hs, cs, acts, tanh_cs = ctx.saved_tensors
+        T, B, H = tanh_cs.shape
+        prepared_t = gemm.prepare(weight.t(), B)
+        dout = dout if dout.stride(2) == 1 else dout.contiguous()  # (B, T, H), read a step at a time
+        dc = dc_last.contiguous()
+        dxp = dout.new_empty(B, T, 4 * H)  # the gradient reaching xp, batch-major like xp
+        dgates = dout.new_empty(T, B, 4 * H)  # the same, time-major, for the products
+        dc_prev = [dout.new_empty(B, H), dout.new_empty(B, H)]  # written in turns
+        dh = None  # the gradient reaching h_t from step t+1
+        for t in range(T - 1, -1, -1):
+            native.lstm_step_backward(acts[t], cs[t], tanh_cs[t], dout[:, t], dh, dc,
+                                      dxp[:, t], dgates[t], dc_prev[t % 2])
+            dc = dc_prev[t % 2]
+            if t > 0 or ctx.needs_input_grad[1]:
+                dh = gemm.prepared_linear(dgates[t], prepared_t)  # (B, H)
+        dweight = gemm.mm(dgates.view(T * B, 4 * H).t(), hs[:T].view(T * B, H))  # (4H, H)
+        needs = ctx.needs_input_grad
+        return dxp, dh if needs[1] else None, dc if needs[2] else None, dweight
+
+
+def run(cell: LSTMCell, x: Tensor, state: State, weight: Tensor) -> tuple[Tensor, State]:
+    """The cell over x (B, T, I) from state (h0, c0) -> (outputs (B, T, H), (h_T, c_T))."""
+    xp = cell.project_input(x, with_hidden_bias=True)  # (B, T, 4H), b_hh joined b_ih
+    out, c = _LSTMLayer.apply(xp, state[0], state[1], weight)
+    return out, (out[:, -1], c)
