@@ -27,27 +27,35 @@ from rnnkit.cells import LSTMCell, State
 
 
 def applies(cell, x: Tensor, mask: Tensor | None, weight: Tensor) -> bool:
-    """Whether :func:`run` takes this sequence: a plain LSTM cell, no mask, fp32 on
-    a CPU outside autocast, a weight that gets a gradient, and the kernels built."""
+    """Whether :func:`run` takes this sequence: a plain LSTM cell, no mask, fp32
+    weights and input on a CPU (outside autocast or under bf16 autocast), a
+    weight that gets a gradient, and the kernels built."""
+    autocast = torch.is_autocast_enabled(x.device.type)
     return (type(cell) is LSTMCell and mask is None and x.shape[1] > 0
             and torch.is_grad_enabled() and weight.requires_grad
-            and not torch.is_autocast_enabled(x.device.type) and native.handles(weight, x[:, 0]))
+            and (not autocast or torch.get_autocast_dtype(x.device.type) == torch.bfloat16)
+            and native.handles(weight, x[:, 0]))
 
 
 class _LSTMLayer(torch.autograd.Function):
-    """(xp (B, T, 4H), h0, c0 (B, H), W_hh (4H, H)) -> (outputs (B, T, H), c_T)."""
+    """(xp (B, T, 4H), h0, c0 (B, H), W_hh (4H, H)) -> (outputs (B, T, H), c_T).
+
+    xp's dtype is the products': fp32, or bf16 under autocast, where h_{t-1},
+    W_hh and the gate gradients enter the products in bf16, as in unroll's
+    bf16 path. The gate arithmetic, c and the outputs stay fp32."""
 
     @staticmethod
     def forward(ctx, xp: Tensor, h0: Tensor, c0: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
         B, T, G = xp.shape
         H = G // 4
         xp = xp.contiguous()
-        prepared = gemm.prepare(weight, B)
-        out = xp.new_empty(B, T, H)
-        hs = xp.new_empty(T + 1, B, H)  # h_{t-1} time-major: hs[:T] is the product's Hprev
-        cs = xp.new_empty(T + 1, B, H)  # c_{t-1} for step t's backward
-        acts = xp.new_empty(T, B, G)  # [i | f | g | o] of every step
-        tanh_cs = xp.new_empty(T, B, H)
+        prepared = gemm.prepare(weight, B, xp.dtype)
+        fp32 = dict(dtype=torch.float32)
+        out = xp.new_empty(B, T, H, **fp32)
+        hs = xp.new_empty(T + 1, B, H)  # h_{t-1} time-major in xp's dtype: hs[:T] is the product's Hprev
+        cs = xp.new_empty(T + 1, B, H, **fp32)  # c_{t-1} for step t's backward
+        acts = xp.new_empty(T, B, G, **fp32)  # [i | f | g | o] of every step
+        tanh_cs = xp.new_empty(T, B, H, **fp32)
         hs[0], cs[0] = h0, c0
         for t in range(T):
             hp = gemm.prepared_linear(hs[t], prepared)  # (B, 4H)
@@ -59,13 +67,15 @@ class _LSTMLayer(torch.autograd.Function):
     def backward(ctx, dout: Tensor, dc_last: Tensor):
         weight, hs, cs, acts, tanh_cs = ctx.saved_tensors
         T, B, H = tanh_cs.shape
-        prepared_t = gemm.prepare(weight.t(), B)
+        low = dict(dtype=hs.dtype)  # the products' dtype
+        prepared_t = gemm.prepare(weight.t(), B, hs.dtype)
         dout = dout if dout.stride(2) == 1 else dout.contiguous()  # (B, T, H), read a step at a time
         dc = dc_last.contiguous()
-        dxp = dout.new_empty(B, T, 4 * H)  # the gradient reaching xp, batch-major like xp
-        dgates = dout.new_empty(T, B, 4 * H)  # the same, time-major, for the products
+        dxp = dout.new_empty(B, T, 4 * H, **low)  # the gradient reaching xp, batch-major like xp
+        dgates = dout.new_empty(T, B, 4 * H, **low)  # the same, time-major, for the products
         dc_prev = [dout.new_empty(B, H), dout.new_empty(B, H)]  # written in turns
-        dh = None  # the gradient reaching h_t from step t+1
+        # the gradient reaching h_t from step t+1 (the bf16 kernel always reads one)
+        dh = dout.new_zeros(B, H, **low) if hs.dtype == torch.bfloat16 else None
         for t in range(T - 1, -1, -1):
             native.lstm_step_backward(acts[t], cs[t], tanh_cs[t], dout[:, t], dh, dc,
                                       dxp[:, t], dgates[t], dc_prev[t % 2])
@@ -74,7 +84,7 @@ class _LSTMLayer(torch.autograd.Function):
                 dh = gemm.prepared_linear(dgates[t], prepared_t)  # (B, H)
         dweight = gemm.mm(dgates.view(T * B, 4 * H).t(), hs[:T].view(T * B, H))  # (4H, H)
         needs = ctx.needs_input_grad
-        return dxp, dh if needs[1] else None, dc if needs[2] else None, dweight
+        return dxp, dh.float() if needs[1] else None, dc if needs[2] else None, dweight.float()
 
 
 def run(cell: LSTMCell, x: Tensor, state: State, weight: Tensor) -> tuple[Tensor, State]:

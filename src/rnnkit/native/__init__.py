@@ -96,7 +96,10 @@ def load(setting: str | None = None, compiler: str | None = None) -> ctypes.CDLL
     library.rnnkit_lstm_forward.argtypes = [pointer, size] * 3 + [pointer] * 2 + [pointer, size] + [pointer] * 2 + [size] * 2
     library.rnnkit_lstm_backward.argtypes = ([pointer, pointer, size, pointer, pointer, size, pointer, pointer, size,
                                               pointer, size, pointer, pointer, size, size])
-    library.rnnkit_lstm_forward.restype = library.rnnkit_lstm_backward.restype = None
+    library.rnnkit_lstm_forward_bf16.argtypes = [pointer, pointer, size, pointer, size] + [pointer] * 3 + [size] + [pointer] * 2 + [size] * 2
+    library.rnnkit_lstm_backward_bf16.argtypes = library.rnnkit_lstm_backward.argtypes
+    for function in ("forward", "backward", "forward_bf16", "backward_bf16"):
+        getattr(library, f"rnnkit_lstm_{function}").restype = None
     return library
 
 
@@ -125,8 +128,14 @@ def _stride(t: Tensor | None) -> int:
 def lstm_step_forward(gates: Tensor, addend: Tensor | None, c: Tensor, act: Tensor, c_new: Tensor,
                       h: Tensor, h_copy: Tensor | None, tanh_c: Tensor) -> None:
     """Into act (B, 4H), c_new, h (any row stride), h_copy and tanh_c (B, H): the
-    step from gates (+ addend) (B, 4H) and c (B, H), read with any row stride."""
+    step from gates (+ addend) (B, 4H) and c (B, H), read with any row stride.
+    gates, addend and h_copy are all fp32, or all bf16 (then all given)."""
     B, H = c.shape
+    if gates.dtype == torch.bfloat16:
+        library().rnnkit_lstm_forward_bf16(gates.data_ptr(), addend.data_ptr(), addend.stride(0), c.data_ptr(),
+                                           c.stride(0), act.data_ptr(), c_new.data_ptr(), h.data_ptr(),
+                                           h.stride(0), h_copy.data_ptr(), tanh_c.data_ptr(), B, H)
+        return
     library().rnnkit_lstm_forward(gates.data_ptr(), gates.stride(0), _pointer(addend), _stride(addend),
                                   c.data_ptr(), c.stride(0), act.data_ptr(), c_new.data_ptr(),
                                   h.data_ptr(), h.stride(0), _pointer(h_copy), tanh_c.data_ptr(), B, H)
@@ -135,12 +144,13 @@ def lstm_step_forward(gates: Tensor, addend: Tensor | None, c: Tensor, act: Tens
 def lstm_step_backward(act: Tensor, c: Tensor, tanh_c: Tensor, dh: Tensor, dh_more: Tensor | None,
                        dc_new: Tensor, dgates: Tensor, dgates_copy: Tensor | None, dc_prev: Tensor) -> None:
     """Into dgates (B, 4H, any row stride), dgates_copy and dc_prev: the backward of
-    :func:`lstm_step_forward` from the gradients reaching h (dh + dh_more) and c'."""
+    :func:`lstm_step_forward` from the gradients reaching h (dh + dh_more) and c'.
+    dh_more, dgates and dgates_copy are all fp32, or all bf16 (then all given)."""
     B, H = c.shape
-    library().rnnkit_lstm_backward(act.data_ptr(), c.data_ptr(), c.stride(0), tanh_c.data_ptr(),
-                                   dh.data_ptr(), dh.stride(0), _pointer(dh_more), dc_new.data_ptr(),
-                                   dc_new.stride(0), dgates.data_ptr(), dgates.stride(0), _pointer(dgates_copy),
-                                   dc_prev.data_ptr(), B, H)
+    run = library().rnnkit_lstm_backward_bf16 if dgates.dtype == torch.bfloat16 else library().rnnkit_lstm_backward
+    run(act.data_ptr(), c.data_ptr(), c.stride(0), tanh_c.data_ptr(), dh.data_ptr(), dh.stride(0),
+        _pointer(dh_more), dc_new.data_ptr(), dc_new.stride(0), dgates.data_ptr(), dgates.stride(0),
+        _pointer(dgates_copy), dc_prev.data_ptr(), B, H)
 
 
 def lstm_forward(gates: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:

@@ -109,3 +109,68 @@ void rnnkit_lstm_backward(const float *act, const float *c, int64_t ld_c, const 
     else backward_row(s, c_b, tc, dh_b, dm, dcn, d, dd, dcp, H, 0, 0);
   }
 }
+
+/* bf16 as torch and oneDNN store it: the high 16 bits of an fp32, rounded to
+ * nearest even (NaN stays NaN). */
+static inline float from_bf16(uint16_t v) {
+  union { uint32_t u; float f; } x = { (uint32_t)v << 16 };
+  return x.f;
+}
+
+static inline uint16_t to_bf16(float f) {
+  union { float f; uint32_t u; } x = { f };
+  uint32_t rounded = (x.u + 0x7FFFu + ((x.u >> 16) & 1u)) >> 16;
+  return f != f ? (uint16_t)0x7FC0 : (uint16_t)rounded;
+}
+
+/* The layer loop's step under bf16 autocast: the products' side in bf16 (hp, xp,
+ * h_copy for the next product, dgates and its copy for dh = dgates W and for
+ * the weight gradient, dh_more from that product), the gate arithmetic, c and
+ * h in fp32, as in the fp32 functions above. Every pointer is required. */
+void rnnkit_lstm_forward_bf16(const uint16_t *hp, const uint16_t *xp, int64_t ld_xp,
+                              const float *c, int64_t ld_c, float *act, float *c_new, float *h, int64_t ld_h,
+                              uint16_t *h_copy, float *tanh_c, int64_t B, int64_t H) {
+#pragma omp parallel for schedule(static) if (B * H >= 16384)
+  for (int64_t b = 0; b < B; b++) {
+    const uint16_t *a = hp + b * 4 * H, *x = xp + b * ld_xp;
+    const float *c_b = c + b * ld_c;
+    float *s = act + b * 4 * H, *cn = c_new + b * H, *hb = h + b * ld_h, *tc = tanh_c + b * H;
+    uint16_t *hc = h_copy + b * H;
+#pragma omp simd
+    for (int64_t j = 0; j < H; j++) {
+      float i = sigmoid(from_bf16(a[j]) + from_bf16(x[j]));
+      float f = sigmoid(from_bf16(a[H + j]) + from_bf16(x[H + j]));
+      float g = tanh_by_sigmoid(from_bf16(a[2 * H + j]) + from_bf16(x[2 * H + j]));
+      float o = sigmoid(from_bf16(a[3 * H + j]) + from_bf16(x[3 * H + j]));
+      float cc = f * c_b[j] + i * g, t = tanh_by_sigmoid(cc);
+      s[j] = i; s[H + j] = f; s[2 * H + j] = g; s[3 * H + j] = o;
+      cn[j] = cc; tc[j] = t; hb[j] = o * t; hc[j] = to_bf16(o * t);
+    }
+  }
+}
+
+void rnnkit_lstm_backward_bf16(const float *act, const float *c, int64_t ld_c, const float *tanh_c,
+                               const float *dh, int64_t ld_dh, const uint16_t *dh_more,
+                               const float *dc_new, int64_t ld_dc_new,
+                               uint16_t *dgates, int64_t ld_dgates, uint16_t *dgates_copy, float *dc_prev,
+                               int64_t B, int64_t H) {
+#pragma omp parallel for schedule(static) if (B * H >= 16384)
+  for (int64_t b = 0; b < B; b++) {
+    const float *s = act + b * 4 * H, *c_b = c + b * ld_c, *tc = tanh_c + b * H;
+    const float *dh_b = dh + b * ld_dh, *dcn = dc_new + b * ld_dc_new;
+    const uint16_t *dm = dh_more + b * H;
+    uint16_t *d = dgates + b * ld_dgates, *dd = dgates_copy + b * 4 * H;
+    float *dcp = dc_prev + b * H;
+#pragma omp simd
+    for (int64_t j = 0; j < H; j++) {
+      float i = s[j], f = s[H + j], g = s[2 * H + j], o = s[3 * H + j], t = tc[j];
+      float dhj = dh_b[j] + from_bf16(dm[j]);
+      float dc = dcn[j] + dhj * o * (1.0f - t * t);
+      uint16_t di = to_bf16(dc * g * i * (1.0f - i)), df = to_bf16(dc * c_b[j] * f * (1.0f - f));
+      uint16_t dg = to_bf16(dc * i * (1.0f - g * g)), d_o = to_bf16(dhj * t * o * (1.0f - o));
+      d[j] = di; d[H + j] = df; d[2 * H + j] = dg; d[3 * H + j] = d_o;
+      dd[j] = di; dd[H + j] = df; dd[2 * H + j] = dg; dd[3 * H + j] = d_o;
+      dcp[j] = dc * f;
+    }
+  }
+}
