@@ -61,7 +61,8 @@ class ModelConfig:
     tie_weights: bool = _help("lm: the output layer reuses the input embedding (Press & Wolf 2017; needs "
                               "embedding_dim = hidden_size)", default=False)
     engine: str = _help("fused (torch kernels; a scan for mingru/minlstm) or explicit (loop over rnnkit "
-                        "cells; on a CPU the faster one for gru and rnn in fp32, see rnnkit bench)", default="fused")
+                        "cells; on a CPU the faster one for gru and rnn in fp32, about level for lstm; "
+                        "see rnnkit bench)", default="fused")
     nonlinearity: str = _help("tanh or relu, for --cell rnn", default="tanh")
     forget_bias: float = _help("initial LSTM forget-gate bias", default=1.0)
     input_init: str = _help("input weights init: glorot or torch", default="glorot")

@@ -1,5 +1,6 @@
-"""The explicit engine's LSTM layer in fp32 on a CPU: the whole time loop as one
-autograd node on the native gate kernels (:mod:`rnnkit.native`).
+"""The explicit engine's LSTM layer on a CPU (fp32, or under bf16 autocast): the
+whole time loop as one autograd node on the native gate kernels
+(:mod:`rnnkit.native`).
 
 :func:`rnnkit.layers.unroll.unroll` records a few autograd nodes per step and
 stacks the steps' outputs, inputs and input gradients afterwards (a 52 MB
@@ -57,9 +58,11 @@ class _LSTMLayer(torch.autograd.Function):
         acts = xp.new_empty(T, B, G, **fp32)  # [i | f | g | o] of every step
         tanh_cs = xp.new_empty(T, B, H, **fp32)
         hs[0], cs[0] = h0, c0
-        for t in range(T):
-            hp = gemm.prepared_linear(hs[t], prepared)  # (B, 4H)
-            native.lstm_step_forward(hp, xp[:, t], cs[t], acts[t], cs[t + 1], out[:, t], hs[t + 1], tanh_cs[t])
+        with torch.autocast(xp.device.type, enabled=False):  # each product in its operands' dtype
+            for t in range(T):
+                hp = gemm.prepared_linear(hs[t], prepared)  # (B, 4H)
+                native.lstm_step_forward(hp, xp[:, t], cs[t], acts[t], cs[t + 1], out[:, t], hs[t + 1],
+                                         tanh_cs[t])
         ctx.save_for_backward(weight, hs, cs, acts, tanh_cs)
         return out, cs[T]
 
