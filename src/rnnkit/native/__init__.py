@@ -5,7 +5,8 @@ is about eight kernels forward and nine backward, each a pass over (B, 4H)
 or (B, H) floats. ``gates.c`` does each direction in one pass: at (64, 4 x 512)
 in fp32 a forward and backward took 56 us against 217 on this project's CPU
 (2 threads). The kernels hold the cell's arithmetic only; autograd, the time
-loop and the products stay in torch.
+loop and the products stay in torch (:class:`rnnkit.gates.LSTMGates` and
+:mod:`rnnkit.layers.lstm_layer` call them).
 
 The source is compiled once per machine with the system's C compiler (``CC``,
 else ``cc``, ``gcc`` or ``clang``) into ``$XDG_CACHE_HOME/rnnkit`` (default
@@ -13,7 +14,8 @@ else ``cc``, ``gcc`` or ``clang``) into ``$XDG_CACHE_HOME/rnnkit`` (default
 the CPU, since ``-march=native`` ties the library to the CPU. Where there is no
 compiler, or compiling fails, rnnkit warns once and uses the torch ops: the
 results agree to fp32 rounding. ``RNNKIT_NATIVE=off`` turns the kernels off.
-They handle fp32 CPU tensors; other dtypes and devices use the torch ops.
+They compute in fp32 on a CPU; the layer's loop also exchanges bf16 with the
+products under autocast. Other dtypes and devices use the torch ops.
 """
 
 from __future__ import annotations
@@ -36,14 +38,25 @@ from rnnkit.errors import ConfigError
 SOURCE = Path(__file__).with_name("gates.c")
 SETTINGS = ("auto", "off")
 FLAGS = ("-O3", "-march=native", "-fno-math-errno", "-fPIC", "-shared")  # not -ffast-math: see gates.c
+# gates.c's functions, their arguments in order: P a tensor's data, N a size or a row stride
+SIGNATURES = {
+    # gates, addend, c, act, c_new, h, h_copy, tanh_c, B, H
+    "rnnkit_lstm_forward": "PN PN PN P P PN P P NN",
+    # act, c, tanh_c, dh, dh_more, dc_new, dgates, dgates_copy, dc_prev, B, H
+    "rnnkit_lstm_backward": "P PN P PN P PN PN P P NN",
+    # hp, xp, c, act, c_new, h, h_copy, tanh_c, B, H
+    "rnnkit_lstm_forward_bf16": "P PN PN P P PN P P NN",
+    "rnnkit_lstm_backward_bf16": "P PN P PN P PN PN P P NN",
+}
 
 
 def _cpu_identity() -> str:
-    """What -march=native depends on: the CPU's model and feature flags."""
+    """What -march=native depends on: the first CPU's description in /proc/cpuinfo
+    (model and feature flags), without the lines that change while it runs."""
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():
-        lines = cpuinfo.read_text().splitlines()
-        return "\n".join(next((l for l in lines if l.startswith(key)), "") for key in ("model name", "flags"))
+        first = cpuinfo.read_text().split("\n\n")[0].splitlines()
+        return "\n".join(line for line in first if not line.lower().startswith(("cpu mhz", "bogomips")))
     import platform
     return platform.machine() + platform.processor()
 
@@ -92,14 +105,11 @@ def load(setting: str | None = None, compiler: str | None = None) -> ctypes.CDLL
         warnings.warn(f"rnnkit: native LSTM kernels unavailable ({error}); using torch ops, "
                       "which are slower. RNNKIT_NATIVE=off silences this", stacklevel=2)
         return None
-    pointer, size = ctypes.c_void_p, ctypes.c_int64
-    library.rnnkit_lstm_forward.argtypes = [pointer, size] * 3 + [pointer] * 2 + [pointer, size] + [pointer] * 2 + [size] * 2
-    library.rnnkit_lstm_backward.argtypes = ([pointer, pointer, size, pointer, pointer, size, pointer, pointer, size,
-                                              pointer, size, pointer, pointer, size, size])
-    library.rnnkit_lstm_forward_bf16.argtypes = [pointer, pointer, size, pointer, size] + [pointer] * 3 + [size] + [pointer] * 2 + [size] * 2
-    library.rnnkit_lstm_backward_bf16.argtypes = library.rnnkit_lstm_backward.argtypes
-    for function in ("forward", "backward", "forward_bf16", "backward_bf16"):
-        getattr(library, f"rnnkit_lstm_{function}").restype = None
+    kinds = {"P": ctypes.c_void_p, "N": ctypes.c_int64}
+    for name, signature in SIGNATURES.items():
+        function = getattr(library, name)
+        function.argtypes = [kinds[kind] for kind in signature.replace(" ", "")]
+        function.restype = None
     return library
 
 
@@ -129,7 +139,7 @@ def lstm_step_forward(gates: Tensor, addend: Tensor | None, c: Tensor, act: Tens
                       h: Tensor, h_copy: Tensor | None, tanh_c: Tensor) -> None:
     """Into act (B, 4H), c_new, h (any row stride), h_copy and tanh_c (B, H): the
     step from gates (+ addend) (B, 4H) and c (B, H), read with any row stride.
-    gates, addend and h_copy are all fp32, or all bf16 (then all given)."""
+    gates, addend and h_copy are all fp32, or all bf16 (then all given, gates contiguous)."""
     B, H = c.shape
     if gates.dtype == torch.bfloat16:
         library().rnnkit_lstm_forward_bf16(gates.data_ptr(), addend.data_ptr(), addend.stride(0), c.data_ptr(),
