@@ -1,5 +1,5 @@
-"""The compiled LSTM step (rnnkit.native) and the layer node on it, against the
-torch ops they replace and torch.nn.LSTM."""
+"""The compiled gate steps (rnnkit.native) and the layer nodes on them, against
+the torch ops they replace and torch.nn.LSTM / GRU."""
 
 import pytest
 import torch
@@ -8,7 +8,7 @@ from torch import nn
 from rnnkit import native
 from rnnkit.errors import ConfigError
 from rnnkit.gates import LSTMGates
-from rnnkit.layers import Recurrent, lstm_layer
+from rnnkit.layers import Recurrent, native_loop
 
 
 def compiled_library():
@@ -43,24 +43,26 @@ def test_native_lstm_step_equals_the_equations_in_float64():
         torch.testing.assert_close(ours, reference.float(), rtol=1e-5, atol=2e-6)
 
 
-def test_explicit_lstm_layer_node_in_fp32_equals_torch_nn():
-    """The fp32 LSTM's whole-sequence node (rnnkit.layers.lstm_layer): outputs, final
-    state and the gradients of the weights and the initial state."""
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_explicit_layer_node_in_fp32_equals_torch_nn(cell):
+    """The LSTM's and GRU's whole-sequence node (rnnkit.layers.native_loop): outputs,
+    final state and the gradients of the weights and the initial state."""
     compiled_library()
     torch.manual_seed(0)
-    ours = Recurrent("lstm", 8, 32, num_layers=2, bidirectional=True, engine="explicit")
-    ref = nn.LSTM(8, 32, 2, batch_first=True, bidirectional=True)
+    ours = Recurrent(cell, 8, 32, num_layers=2, bidirectional=True, engine="explicit")
+    ref = {"lstm": nn.LSTM, "gru": nn.GRU}[cell](8, 32, 2, batch_first=True, bidirectional=True)
     ref.load_state_dict(ours.torch_state_dict())
     x = torch.randn(5, 30, 8)
-    assert lstm_layer.applies(ours.cells[0], x, None, ours.cells[0].weight_hh)
-    state = [torch.randn(4, 5, 32, requires_grad=True) for _ in range(2)]
+    assert native_loop.applies(ours.cells[0], x, None, ours.cells[0].weight_hh)
+    state = [torch.randn(4, 5, 32, requires_grad=True) for _ in range(ours.state_size)]
     ref_state = [s.detach().clone().requires_grad_() for s in state]
-    out, (h, c) = ours(x, tuple(state))
-    ref_out, (ref_h, ref_c) = ref(x, tuple(ref_state))
-    for a, b in ((out, ref_out), (h, ref_h), (c, ref_c)):
+    out, final = ours(x, tuple(state))
+    ref_out, ref_final = ref(x, tuple(ref_state) if cell == "lstm" else ref_state[0])
+    ref_final = ref_final if cell == "lstm" else (ref_final,)
+    for a, b in ((out, ref_out), *zip(final, ref_final)):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
-    (out.pow(2).sum() + h.sum() + c.pow(2).sum()).backward()
-    (ref_out.pow(2).sum() + ref_h.sum() + ref_c.pow(2).sum()).backward()
+    (out.pow(2).sum() + sum(s.pow(2).sum() for s in final)).backward()
+    (ref_out.pow(2).sum() + sum(s.pow(2).sum() for s in ref_final)).backward()
     grads = {name: p.grad for name, p in zip(ours.torch_state_dict(), ours.parameters())}
     for name, p in ref.named_parameters():
         torch.testing.assert_close(grads[name], p.grad, rtol=1e-4, atol=1e-5, msg=name)
@@ -74,6 +76,6 @@ def test_native_setting_off_bad_value_and_a_failing_compiler(tmp_path, monkeypat
     with pytest.raises(ConfigError, match="RNNKIT_NATIVE must be one of"):
         native.load("fast")
     for compiler in ("false", str(tmp_path / "no-such-cc")):  # fails, and is not there
-        with pytest.warns(UserWarning, match="native LSTM kernels unavailable.*RNNKIT_NATIVE=off"):
+        with pytest.warns(UserWarning, match="native LSTM/GRU kernels unavailable.*RNNKIT_NATIVE=off"):
             assert native.load("auto", compiler=compiler) is None
     assert not list(tmp_path.rglob("*.so"))

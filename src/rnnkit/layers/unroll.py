@@ -30,7 +30,7 @@ from torch import Tensor
 
 from rnnkit import gemm
 from rnnkit.cells import Cell, State
-from rnnkit.layers import lstm_layer
+from rnnkit.layers import native_loop
 
 
 class _Tape:
@@ -164,8 +164,8 @@ def unroll(cell: Cell, x: Tensor, state: State, mask: Tensor | None,
     output past each sequence's end. ``weight_hh`` replaces the cell's W_hh
     (a weight-dropped copy in training)."""
     weight, bias = (cell.weight_hh if weight_hh is None else weight_hh), cell.bias_hh
-    if lstm_layer.applies(cell, x, mask, weight):  # fp32 LSTM on a CPU: one node on native kernels
-        return lstm_layer.run(cell, x, state, weight)
+    if native_loop.applies(cell, x, mask, weight):  # LSTM or GRU on a CPU: one node on native kernels
+        return native_loop.run(cell, x, state, weight)
     plain_step = type(cell).recur is Cell.recur  # hp = h W_hh^T + b_hh, then combine
     taped = plain_step and torch.is_grad_enabled() and weight.requires_grad
     # summed: dxp is every step's dhp (under autocast rounded to xp's dtype, as autocast's

@@ -1,12 +1,13 @@
-"""Native kernels for the LSTM's element-wise step, compiled on first use.
+"""Native kernels for the LSTM's and GRU's element-wise steps, compiled on first use.
 
 The explicit engine's LSTM step as torch ops (:class:`rnnkit.gates.LSTMGates`)
 is about eight kernels forward and nine backward, each a pass over (B, 4H)
 or (B, H) floats. ``gates.c`` does each direction in one pass: at (64, 4 x 512)
 in fp32 a forward and backward took 56 us against 217 on this project's CPU
-(2 threads). The kernels hold the cell's arithmetic only; autograd, the time
-loop and the products stay in torch (:class:`rnnkit.gates.LSTMGates` and
-:mod:`rnnkit.layers.lstm_layer` call them).
+(2 threads). The GRU's kernels do the same for its step. The kernels hold the
+cells' arithmetic only; autograd, the time loop and the products stay in
+torch (:class:`rnnkit.gates.LSTMGates` and :mod:`rnnkit.layers.native_loop`
+call them).
 
 The source is compiled once per machine with the system's C compiler (``CC``,
 else ``cc``, ``gcc`` or ``clang``) into ``$XDG_CACHE_HOME/rnnkit`` (default
@@ -47,6 +48,10 @@ SIGNATURES = {
     # hp, xp, c, act, c_new, h, h_copy, tanh_c, B, H
     "rnnkit_lstm_forward_bf16": "P PN PN P P PN P P NN",
     "rnnkit_lstm_backward_bf16": "P PN P PN P PN PN P P NN",
+    # hp, xp, h, rz, n, hn, hmn, out, h_copy, B, H, bf16
+    "rnnkit_gru_forward": "P PN PN P P P P PN P NNN",
+    # rz, n, hn, hmn, dout, dh_direct, dh_more, dxp, dhp, dh_direct_out, B, H, bf16
+    "rnnkit_gru_backward": "P P P P PN P P PN P P NNN",
 }
 
 
@@ -102,7 +107,7 @@ def load(setting: str | None = None, compiler: str | None = None) -> ctypes.CDLL
             _build(compiler, path)
         library = ctypes.CDLL(str(path))  # after torch, so its OpenMP is torch's libgomp
     except (OSError, subprocess.SubprocessError) as error:
-        warnings.warn(f"rnnkit: native LSTM kernels unavailable ({error}); using torch ops, "
+        warnings.warn(f"rnnkit: native LSTM/GRU kernels unavailable ({error}); using torch ops, "
                       "which are slower. RNNKIT_NATIVE=off silences this", stacklevel=2)
         return None
     kinds = {"P": ctypes.c_void_p, "N": ctypes.c_int64}
@@ -161,6 +166,30 @@ def lstm_step_backward(act: Tensor, c: Tensor, tanh_c: Tensor, dh: Tensor, dh_mo
     run(act.data_ptr(), c.data_ptr(), c.stride(0), tanh_c.data_ptr(), dh.data_ptr(), dh.stride(0),
         _pointer(dh_more), dc_new.data_ptr(), dc_new.stride(0), dgates.data_ptr(), dgates.stride(0),
         _pointer(dgates_copy), dc_prev.data_ptr(), B, H)
+
+
+def gru_step_forward(hp: Tensor, xp: Tensor, h: Tensor, rz: Tensor, n: Tensor, hn: Tensor, hmn: Tensor,
+                     out: Tensor, h_copy: Tensor) -> None:
+    """The GRU's step from hp (B, 3H, contiguous), xp (B, 3H) and h (B, H), each read
+    with any row stride, into rz (B, 2H), n, hn, hmn (B, H), out (B, H, any row
+    stride) and h_copy. hp, xp and h_copy are all fp32 or all bf16 (see gates.c)."""
+    B, H = h.shape
+    library().rnnkit_gru_forward(hp.data_ptr(), xp.data_ptr(), xp.stride(0), h.data_ptr(), h.stride(0),
+                                 rz.data_ptr(), n.data_ptr(), hn.data_ptr(), hmn.data_ptr(), out.data_ptr(),
+                                 out.stride(0), h_copy.data_ptr(), B, H, hp.dtype == torch.bfloat16)
+
+
+def gru_step_backward(rz: Tensor, n: Tensor, hn: Tensor, hmn: Tensor, dout: Tensor, dh_direct: Tensor,
+                      dh_more: Tensor, dxp: Tensor, dhp: Tensor, dh_direct_out: Tensor) -> None:
+    """The backward of :func:`gru_step_forward` from the gradients reaching h'
+    (dout, any row stride, + dh_direct + dh_more) into dxp (B, 3H, any row
+    stride), dhp (B, 3H) and dh_direct_out = dh' z (B, H). dh_more, dxp and dhp
+    are all fp32 or all bf16."""
+    B, H = dh_direct.shape
+    library().rnnkit_gru_backward(rz.data_ptr(), n.data_ptr(), hn.data_ptr(), hmn.data_ptr(), dout.data_ptr(),
+                                  dout.stride(0), dh_direct.data_ptr(), dh_more.data_ptr(), dxp.data_ptr(),
+                                  dxp.stride(0), dhp.data_ptr(), dh_direct_out.data_ptr(), B, H,
+                                  dhp.dtype == torch.bfloat16)
 
 
 def lstm_forward(gates: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:

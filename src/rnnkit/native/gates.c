@@ -1,9 +1,10 @@
-/* The LSTM's element-wise step, forward and backward, one pass over memory each.
+/* The LSTM's and GRU's element-wise steps, forward and backward, one pass over
+ * memory each.
  *
  * Written by hand because it is the core of the explicit engine: as torch ops
- * the step is about eight kernels forward and nine backward, each reading and
- * writing (B, 4H) or (B, H) floats (rnnkit/gates.py, LSTMGates, which this
- * matches and which stays the reference). Compiled on first use by
+ * the LSTM's step is about eight kernels forward and nine backward, each
+ * reading and writing (B, 4H) or (B, H) floats (rnnkit/gates.py: LSTMGates and
+ * GRUGates, which these match and which stay the reference). Compiled on first use by
  * rnnkit/native/__init__.py with -O3 -march=native: the loops vectorise, and
  * expf becomes glibc's vector exp. OpenMP splits the batch rows between
  * torch's own threads (the same libgomp, already loaded by torch).
@@ -13,7 +14,7 @@
  * argument may have any row stride, in elements (rows of a (B, T, .) tensor
  * at one step); each row is contiguous, and so is every other tensor. The
  * optional arguments (NULL when absent) serve a whole layer's loop
- * (rnnkit/layers/lstm_layer.py): the input projection added to the gates,
+ * (rnnkit/layers/native_loop.py): the input projection added to the gates,
  * the gradient from the output added to the one from the next step, and
  * second copies that keep h and the gate gradients time-major for the
  * products.
@@ -172,5 +173,102 @@ void rnnkit_lstm_backward_bf16(const float *act, const float *c, int64_t ld_c, c
       dd[j] = di; dd[H + j] = df; dd[2 * H + j] = dg; dd[3 * H + j] = d_o;
       dcp[j] = dc * f;
     }
+  }
+}
+
+/* ---- The GRU ----
+ *
+ * Layout: xp and hp (B, 3H) as [r | z | n], hp = h W_hh^T + b_hh; rz (B, 2H);
+ * n, hn (= hp's n block), hmn (= h - n), h, dh_direct (B, H). The products'
+ * side (hp, xp, h_copy, dxp, dhp, dh_more) is fp32 or bf16 (the flag bf16);
+ * everything else is fp32.
+ *
+ * Forward:  r = σ(x_r + h_r);  z = σ(x_z + h_z);  n = tanh(x_n + r h_n);  h' = n + z (h - n)
+ * Backward, from dh' = dout + dh_direct + dh_more (the output's gradient, and
+ * the next step's direct and product parts):
+ *           da_n = dh' (1 - z)(1 - n²);  da_r = da_n h_n r(1-r);  da_z = dh' (h - n) z(1-z)
+ *           dxp = [da_r | da_z | da_n];  dhp = [da_r | da_z | da_n r];  dh_direct = dh' z
+ */
+
+static inline float load(const void *p, int64_t j, const int bf16) {
+  return bf16 ? from_bf16(((const uint16_t *)p)[j]) : ((const float *)p)[j];
+}
+
+static inline void store(void *p, int64_t j, float v, const int bf16) {
+  if (bf16) ((uint16_t *)p)[j] = to_bf16(v);
+  else ((float *)p)[j] = v;
+}
+
+/* row b of a (., ld) matrix of fp32 or bf16 */
+static inline const void *row(const void *p, int64_t b, int64_t ld, const int bf16) {
+  return (const char *)p + b * ld * (bf16 ? 2 : 4);
+}
+
+static inline __attribute__((always_inline)) void gru_forward_row(
+    const void *hp, const void *xp, const float *h, float *rz, float *n, float *hn, float *hmn,
+    float *out, void *h_copy, int64_t H, const int bf16) {
+#pragma omp simd
+  for (int64_t j = 0; j < H; j++) {
+    float r = sigmoid(load(xp, j, bf16) + load(hp, j, bf16));
+    float z = sigmoid(load(xp, H + j, bf16) + load(hp, H + j, bf16));
+    float h_n = load(hp, 2 * H + j, bf16);
+    float nj = tanh_by_sigmoid(load(xp, 2 * H + j, bf16) + r * h_n);
+    float h_new = nj + z * (h[j] - nj);
+    rz[j] = r; rz[H + j] = z; n[j] = nj; hn[j] = h_n; hmn[j] = h[j] - nj;
+    out[j] = h_new;
+    store(h_copy, j, h_new, bf16);
+  }
+}
+
+/* hp contiguous; xp, h and out with any row stride; the rest contiguous. */
+void rnnkit_gru_forward(const void *hp, const void *xp, int64_t ld_xp, const float *h, int64_t ld_h,
+                        float *rz, float *n, float *hn, float *hmn, float *out, int64_t ld_out,
+                        void *h_copy, int64_t B, int64_t H, int64_t bf16) {
+#pragma omp parallel for schedule(static) if (B * H >= 16384)
+  for (int64_t b = 0; b < B; b++) {
+    const void *hp_b = row(hp, b, 3 * H, bf16), *xp_b = row(xp, b, ld_xp, bf16);
+    void *hc = (void *)row(h_copy, b, H, bf16);
+    if (bf16)
+      gru_forward_row(hp_b, xp_b, h + b * ld_h, rz + b * 2 * H, n + b * H, hn + b * H, hmn + b * H,
+                      out + b * ld_out, hc, H, 1);
+    else
+      gru_forward_row(hp_b, xp_b, h + b * ld_h, rz + b * 2 * H, n + b * H, hn + b * H, hmn + b * H,
+                      out + b * ld_out, hc, H, 0);
+  }
+}
+
+static inline __attribute__((always_inline)) void gru_backward_row(
+    const float *rz, const float *n, const float *hn, const float *hmn, const float *dout,
+    const float *dh_direct, const void *dh_more, void *dxp, void *dhp, float *dh_direct_out,
+    int64_t H, const int bf16) {
+#pragma omp simd
+  for (int64_t j = 0; j < H; j++) {
+    float r = rz[j], z = rz[H + j], nj = n[j];
+    float dh = dout[j] + dh_direct[j] + load(dh_more, j, bf16);
+    float da_n = dh * (1.0f - z) * (1.0f - nj * nj);
+    float da_r = da_n * hn[j] * r * (1.0f - r);
+    float da_z = dh * hmn[j] * z * (1.0f - z);
+    store(dxp, j, da_r, bf16); store(dxp, H + j, da_z, bf16); store(dxp, 2 * H + j, da_n, bf16);
+    store(dhp, j, da_r, bf16); store(dhp, H + j, da_z, bf16); store(dhp, 2 * H + j, da_n * r, bf16);
+    dh_direct_out[j] = dh * z;
+  }
+}
+
+/* dout and dxp with any row stride; the rest contiguous; dh_direct and
+ * dh_direct_out are different buffers. */
+void rnnkit_gru_backward(const float *rz, const float *n, const float *hn, const float *hmn,
+                         const float *dout, int64_t ld_dout, const float *dh_direct, const void *dh_more,
+                         void *dxp, int64_t ld_dxp, void *dhp, float *dh_direct_out,
+                         int64_t B, int64_t H, int64_t bf16) {
+#pragma omp parallel for schedule(static) if (B * H >= 16384)
+  for (int64_t b = 0; b < B; b++) {
+    const void *more = row(dh_more, b, H, bf16);
+    void *dxp_b = (void *)row(dxp, b, ld_dxp, bf16), *dhp_b = (void *)row(dhp, b, 3 * H, bf16);
+    if (bf16)
+      gru_backward_row(rz + b * 2 * H, n + b * H, hn + b * H, hmn + b * H, dout + b * ld_dout,
+                       dh_direct + b * H, more, dxp_b, dhp_b, dh_direct_out + b * H, H, 1);
+    else
+      gru_backward_row(rz + b * 2 * H, n + b * H, hn + b * H, hmn + b * H, dout + b * ld_dout,
+                       dh_direct + b * H, more, dxp_b, dhp_b, dh_direct_out + b * H, H, 0);
   }
 }

@@ -1,6 +1,6 @@
-"""The explicit engine's LSTM layer on a CPU (fp32, or under bf16 autocast): the
-whole time loop as one autograd node on the native gate kernels
-(:mod:`rnnkit.native`).
+"""The explicit engine's LSTM and GRU layers on a CPU (fp32, or under bf16
+autocast): the whole time loop as one autograd node on the native gate
+kernels (:mod:`rnnkit.native`).
 
 :func:`rnnkit.layers.unroll.unroll` records a few autograd nodes per step and
 stacks the steps' outputs, inputs and input gradients afterwards (a 52 MB
@@ -16,6 +16,11 @@ and backward from dout (B, T, H) and dc_T, for t = T..1::
     dgates_t = LSTM'(dout_t + dh_t, dc_t);   dh_{t-1} = dgates_t W_hh
     dW_hh = sum_t dgates_t^T h_{t-1} = DG^T Hprev    DG (T*B, 4H), Hprev (T*B, H): one product
     dxp_t = dgates_t                                (b_ih and b_hh get their share from xp)
+
+The GRU's loop is the same with hp_t = h_{t-1} W_hh^T + b_hh kept apart from
+xp_t (the reset gate multiplies its n block), so its backward forms dhp_t
+beside dxp_t: dW_hh = DHP^T Hprev, db_hh = sum_t dhp_t, and dh_{t-1} =
+dh'_t ⊙ z_t + dhp_t W_hh (see gates.c for the gate derivatives).
 """
 
 from __future__ import annotations
@@ -24,15 +29,15 @@ import torch
 from torch import Tensor
 
 from rnnkit import gemm, native
-from rnnkit.cells import LSTMCell, State
+from rnnkit.cells import GRUCell, LSTMCell, State
 
 
 def applies(cell, x: Tensor, mask: Tensor | None, weight: Tensor) -> bool:
-    """Whether :func:`run` takes this sequence: a plain LSTM cell, no mask, fp32
-    weights and input on a CPU (outside autocast or under bf16 autocast), a
-    weight that gets a gradient, and the kernels built."""
+    """Whether :func:`run` takes this sequence: a plain LSTM or GRU cell, no mask,
+    fp32 weights and input on a CPU (outside autocast or under bf16 autocast),
+    a weight that gets a gradient, and the kernels built."""
     autocast = torch.is_autocast_enabled(x.device.type)
-    return (type(cell) is LSTMCell and mask is None and x.shape[1] > 0
+    return (type(cell) in (LSTMCell, GRUCell) and mask is None and x.shape[1] > 0
             and torch.is_grad_enabled() and weight.requires_grad
             and (not autocast or torch.get_autocast_dtype(x.device.type) == torch.bfloat16)
             and native.handles(weight, x[:, 0]))
@@ -90,8 +95,64 @@ class _LSTMLayer(torch.autograd.Function):
         return dxp, dh.float() if needs[1] else None, dc if needs[2] else None, dweight.float()
 
 
-def run(cell: LSTMCell, x: Tensor, state: State, weight: Tensor) -> tuple[Tensor, State]:
-    """The cell over x (B, T, I) from state (h0, c0) -> (outputs (B, T, H), (h_T, c_T))."""
+class _GRULayer(torch.autograd.Function):
+    """(xp (B, T, 3H), h0 (B, H), W_hh (3H, H), b_hh (3H,) or None) -> outputs (B, T, H).
+
+    xp's dtype is the products', as in :class:`_LSTMLayer`."""
+
+    @staticmethod
+    def forward(ctx, xp: Tensor, h0: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        B, T, G = xp.shape
+        H = G // 3
+        xp = xp.contiguous()
+        prepared = gemm.prepare(weight, B, xp.dtype)
+        bias = bias.detach().to(xp.dtype) if bias is not None else None
+        fp32 = dict(dtype=torch.float32)
+        out = xp.new_empty(B, T, H, **fp32)
+        hs = xp.new_empty(T + 1, B, H)  # h_{t-1} time-major in xp's dtype, for the products
+        rz = xp.new_empty(T, B, 2 * H, **fp32)  # the reset and update gates
+        n, hn, hmn = (xp.new_empty(T, B, H, **fp32) for _ in range(3))  # n, hp's n block, h - n
+        hs[0] = h0
+        h = h0.float()  # h_{t-1} in fp32
+        with torch.autocast(xp.device.type, enabled=False):  # each product in its operands' dtype
+            for t in range(T):
+                hp = gemm.prepared_linear(hs[t], prepared, bias)  # (B, 3H)
+                native.gru_step_forward(hp, xp[:, t], h, rz[t], n[t], hn[t], hmn[t], out[:, t], hs[t + 1])
+                h = out[:, t]
+        ctx.save_for_backward(weight, hs, rz, n, hn, hmn)
+        ctx.has_bias = bias is not None
+        return out
+
+    @staticmethod
+    def backward(ctx, dout: Tensor):
+        weight, hs, rz, n, hn, hmn = ctx.saved_tensors
+        T, B, H = n.shape
+        low = dict(dtype=hs.dtype)  # the products' dtype
+        prepared_t = gemm.prepare(weight.t(), B, hs.dtype)
+        dout = dout if dout.stride(2) == 1 else dout.contiguous()  # (B, T, H), read a step at a time
+        dxp = dout.new_empty(B, T, 3 * H, **low)  # the gradient reaching xp, batch-major like xp
+        dhp = dout.new_empty(T, B, 3 * H, **low)  # the one reaching hp, time-major for the products
+        direct, direct_next = dout.new_zeros(B, H), dout.new_empty(B, H)  # dh' z of the step after
+        dh_more = dout.new_zeros(B, H, **low)  # dhp W of the step after
+        for t in range(T - 1, -1, -1):
+            native.gru_step_backward(rz[t], n[t], hn[t], hmn[t], dout[:, t], direct, dh_more,
+                                     dxp[:, t], dhp[t], direct_next)
+            direct, direct_next = direct_next, direct
+            if t > 0 or ctx.needs_input_grad[1]:
+                dh_more = gemm.prepared_linear(dhp[t], prepared_t)  # (B, H)
+        dh0 = direct + dh_more.float() if ctx.needs_input_grad[1] else None
+        dhp_rows = dhp.view(T * B, 3 * H)
+        dweight = gemm.mm(dhp_rows.t(), hs[:T].view(T * B, H)).float()  # (3H, H)
+        dbias = dhp_rows.sum(0, dtype=torch.float32) if ctx.has_bias else None
+        return dxp, dh0, dweight, dbias
+
+
+def run(cell: LSTMCell | GRUCell, x: Tensor, state: State, weight: Tensor) -> tuple[Tensor, State]:
+    """The cell over x (B, T, I) from its state -> (outputs (B, T, H), final state)."""
+    if isinstance(cell, GRUCell):
+        xp = cell.project_input(x)  # (B, T, 3H)
+        out = _GRULayer.apply(xp, state[0], weight, cell.bias_hh)
+        return out, (out[:, -1],)
     xp = cell.project_input(x, with_hidden_bias=True)  # (B, T, 4H), b_hh joined b_ih
     out, c = _LSTMLayer.apply(xp, state[0], state[1], weight)
     return out, (out[:, -1], c)
