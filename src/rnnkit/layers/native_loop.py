@@ -113,7 +113,7 @@ class _GRULayer(torch.autograd.Function):
         rz = xp.new_empty(T, B, 2 * H, **fp32)  # the reset and update gates
         n, hn, hmn = (xp.new_empty(T, B, H, **fp32) for _ in range(3))  # n, hp's n block, h - n
         hs[0] = h0
-        h = h0.float()  # h_{t-1} in fp32
+        h = h0.float().contiguous()  # h_{t-1} in fp32
         with torch.autocast(xp.device.type, enabled=False):  # each product in its operands' dtype
             for t in range(T):
                 hp = gemm.prepared_linear(hs[t], prepared, bias)  # (B, 3H)
