@@ -1,6 +1,10 @@
 """The compiled gate steps (rnnkit.native) and the layer nodes on them, against
 the torch ops they replace and torch.nn.LSTM / GRU."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 from torch import nn
@@ -9,6 +13,7 @@ from rnnkit import native
 from rnnkit.errors import ConfigError
 from rnnkit.gates import LSTMGates
 from rnnkit.layers import Recurrent, native_loop
+from test_cli import TINY, assert_user_error
 
 
 def compiled_library():
@@ -79,3 +84,10 @@ def test_native_setting_off_bad_value_and_a_failing_compiler(tmp_path, monkeypat
         with pytest.warns(UserWarning, match="native LSTM/GRU kernels unavailable.*RNNKIT_NATIVE=off"):
             assert native.load("auto", compiler=compiler) is None
     assert not list(tmp_path.rglob("*.so"))
+
+
+def test_a_bad_native_setting_is_refused_in_one_line(corpus, tmp_path):
+    out = subprocess.run([sys.executable, "-m", "rnnkit", "train", str(corpus), "--out", str(tmp_path / "run"),
+                          "--engine", "explicit", "--max-steps", "1", *map(str, TINY)],
+                         env={**os.environ, "RNNKIT_NATIVE": "fast"}, capture_output=True, text=True)
+    assert_user_error(out, "RNNKIT_NATIVE must be one of")
