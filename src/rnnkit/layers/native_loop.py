@@ -82,8 +82,7 @@ class _LSTMLayer(torch.autograd.Function):
         dxp = dout.new_empty(B, T, 4 * H, **low)  # the gradient reaching xp, batch-major like xp
         dgates = dout.new_empty(T, B, 4 * H, **low)  # the same, time-major, for the products
         dc_prev = [dout.new_empty(B, H), dout.new_empty(B, H)]  # written in turns
-        # the gradient reaching h_t from step t+1 (the bf16 kernel always reads one)
-        dh = dout.new_zeros(B, H, **low) if hs.dtype == torch.bfloat16 else None
+        dh = dout.new_zeros(B, H, **low)  # the gradient reaching h_t from step t+1
         for t in range(T - 1, -1, -1):
             native.lstm_step_backward(acts[t], cs[t], tanh_cs[t], dout[:, t], dh, dc,
                                       dxp[:, t], dgates[t], dc_prev[t % 2])

@@ -41,13 +41,10 @@ SETTINGS = ("auto", "off")
 FLAGS = ("-O3", "-march=native", "-fno-math-errno", "-fPIC", "-shared")  # not -ffast-math: see gates.c
 # gates.c's functions, their arguments in order: P a tensor's data, N a size or a row stride
 SIGNATURES = {
-    # gates, addend, c, act, c_new, h, h_copy, tanh_c, B, H
-    "rnnkit_lstm_forward": "PN PN PN P P PN P P NN",
-    # act, c, tanh_c, dh, dh_more, dc_new, dgates, dgates_copy, dc_prev, B, H
-    "rnnkit_lstm_backward": "P PN P PN P PN PN P P NN",
-    # hp, xp, c, act, c_new, h, h_copy, tanh_c, B, H
-    "rnnkit_lstm_forward_bf16": "P PN PN P P PN P P NN",
-    "rnnkit_lstm_backward_bf16": "P PN P PN P PN PN P P NN",
+    # hp, xp, c, act, c_new, h, h_copy, tanh_c, B, H, bf16
+    "rnnkit_lstm_forward": "P PN PN P P PN P P NNN",
+    # act, c, tanh_c, dh, dh_more, dc_new, dgates, dgates_copy, dc_prev, B, H, bf16
+    "rnnkit_lstm_backward": "P PN P PN P PN PN P P NNN",
     # hp, xp, h, rz, n, hn, hmn, out, h_copy, B, H, bf16
     "rnnkit_gru_forward": "P PN PN P P P P PN P NNN",
     # rz, n, hn, hmn, dout, dh_direct, dh_more, dxp, dhp, dh_direct_out, B, H, bf16
@@ -132,40 +129,30 @@ def _rows(t: Tensor) -> Tensor:
     return t if t.stride(1) == 1 else t.contiguous()
 
 
-def _pointer(t: Tensor | None) -> int | None:
-    return None if t is None else t.data_ptr()
-
-
-def _stride(t: Tensor | None) -> int:
-    return 0 if t is None else t.stride(0)
-
-
-def lstm_step_forward(gates: Tensor, addend: Tensor | None, c: Tensor, act: Tensor, c_new: Tensor,
-                      h: Tensor, h_copy: Tensor | None, tanh_c: Tensor) -> None:
-    """Into act (B, 4H), c_new, h (any row stride), h_copy and tanh_c (B, H): the
-    step from gates (+ addend) (B, 4H) and c (B, H), read with any row stride.
-    gates, addend and h_copy are all fp32, or all bf16 (then all given, gates contiguous)."""
+def lstm_step_forward(hp: Tensor, xp: Tensor | None, c: Tensor, act: Tensor, c_new: Tensor,
+                      h: Tensor, h_copy: Tensor, tanh_c: Tensor) -> None:
+    """The LSTM's step from hp (B, 4H, contiguous) + xp (B, 4H, any row stride;
+    None: none) and c (B, H, any row stride) into act (B, 4H), c_new, h (any row
+    stride), h_copy and tanh_c (B, H). hp, xp and h_copy are all fp32 or all
+    bf16 (then xp is required; see gates.c)."""
     B, H = c.shape
-    if gates.dtype == torch.bfloat16:
-        library().rnnkit_lstm_forward_bf16(gates.data_ptr(), addend.data_ptr(), addend.stride(0), c.data_ptr(),
-                                           c.stride(0), act.data_ptr(), c_new.data_ptr(), h.data_ptr(),
-                                           h.stride(0), h_copy.data_ptr(), tanh_c.data_ptr(), B, H)
-        return
-    library().rnnkit_lstm_forward(gates.data_ptr(), gates.stride(0), _pointer(addend), _stride(addend),
-                                  c.data_ptr(), c.stride(0), act.data_ptr(), c_new.data_ptr(),
-                                  h.data_ptr(), h.stride(0), _pointer(h_copy), tanh_c.data_ptr(), B, H)
+    library().rnnkit_lstm_forward(hp.data_ptr(), None if xp is None else xp.data_ptr(),
+                                  0 if xp is None else xp.stride(0), c.data_ptr(), c.stride(0),
+                                  act.data_ptr(), c_new.data_ptr(), h.data_ptr(), h.stride(0),
+                                  h_copy.data_ptr(), tanh_c.data_ptr(), B, H, hp.dtype == torch.bfloat16)
 
 
-def lstm_step_backward(act: Tensor, c: Tensor, tanh_c: Tensor, dh: Tensor, dh_more: Tensor | None,
-                       dc_new: Tensor, dgates: Tensor, dgates_copy: Tensor | None, dc_prev: Tensor) -> None:
-    """Into dgates (B, 4H, any row stride), dgates_copy and dc_prev: the backward of
-    :func:`lstm_step_forward` from the gradients reaching h (dh + dh_more) and c'.
-    dh_more, dgates and dgates_copy are all fp32, or all bf16 (then all given)."""
+def lstm_step_backward(act: Tensor, c: Tensor, tanh_c: Tensor, dh: Tensor, dh_more: Tensor,
+                       dc_new: Tensor, dgates: Tensor, dgates_copy: Tensor, dc_prev: Tensor) -> None:
+    """The backward of :func:`lstm_step_forward` from the gradients reaching h
+    (dh, any row stride, + dh_more) and c' (any row stride) into dgates (B, 4H,
+    any row stride), dgates_copy and dc_prev. dh_more, dgates and dgates_copy
+    are all fp32 or all bf16."""
     B, H = c.shape
-    run = library().rnnkit_lstm_backward_bf16 if dgates.dtype == torch.bfloat16 else library().rnnkit_lstm_backward
-    run(act.data_ptr(), c.data_ptr(), c.stride(0), tanh_c.data_ptr(), dh.data_ptr(), dh.stride(0),
-        _pointer(dh_more), dc_new.data_ptr(), dc_new.stride(0), dgates.data_ptr(), dgates.stride(0),
-        _pointer(dgates_copy), dc_prev.data_ptr(), B, H)
+    library().rnnkit_lstm_backward(act.data_ptr(), c.data_ptr(), c.stride(0), tanh_c.data_ptr(), dh.data_ptr(),
+                                   dh.stride(0), dh_more.data_ptr(), dc_new.data_ptr(), dc_new.stride(0),
+                                   dgates.data_ptr(), dgates.stride(0), dgates_copy.data_ptr(),
+                                   dc_prev.data_ptr(), B, H, dgates.dtype == torch.bfloat16)
 
 
 def gru_step_forward(hp: Tensor, xp: Tensor, h: Tensor, rz: Tensor, n: Tensor, hn: Tensor, hmn: Tensor,
@@ -194,11 +181,11 @@ def gru_step_backward(rz: Tensor, n: Tensor, hn: Tensor, hmn: Tensor, dout: Tens
 
 def lstm_forward(gates: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """gates (B, 4H), c (B, H) -> h, c', and for the backward act = [i|f|g|o] (B, 4H) and tanh(c')."""
-    gates, c = _rows(gates), _rows(c)
+    gates, c = gates.contiguous(), _rows(c)
     B, H = c.shape
     act = torch.empty(B, 4 * H)
     c_new, h, tanh_c = torch.empty(B, H), torch.empty(B, H), torch.empty(B, H)
-    lstm_step_forward(gates, None, c, act, c_new, h, None, tanh_c)
+    lstm_step_forward(gates, None, c, act, c_new, h, h, tanh_c)  # h is its own copy
     return h, c_new, act, tanh_c
 
 
@@ -206,5 +193,5 @@ def lstm_backward(act: Tensor, c: Tensor, tanh_c: Tensor, dh: Tensor, dc_new: Te
     """The gradients reaching h and c' (B, H) -> those reaching gates (B, 4H) and c (B, H)."""
     c, dh, dc_new = _rows(c), _rows(dh), _rows(dc_new)
     dgates, dc_prev = torch.empty(act.shape), torch.empty(c.shape)
-    lstm_step_backward(act, c, tanh_c, dh, None, dc_new, dgates, None, dc_prev)
+    lstm_step_backward(act, c, tanh_c, dh, dh.new_zeros(dh.shape), dc_new, dgates, dgates, dc_prev)  # no product
     return dgates, dc_prev
