@@ -14,6 +14,7 @@ from rnnkit.errors import ConfigError
 from rnnkit.gates import LSTMGates
 from rnnkit.layers import Recurrent, native_loop
 from test_cli import TINY, assert_user_error
+from test_recurrent import _without_the_layer_nodes
 
 
 def compiled_library():
@@ -48,17 +49,20 @@ def test_native_lstm_step_equals_the_equations_in_float64():
         torch.testing.assert_close(ours, reference.float(), rtol=1e-5, atol=2e-6)
 
 
+@pytest.mark.parametrize("loop", ["native", "unroll"])
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_explicit_layer_node_in_fp32_equals_torch_nn(cell):
+def test_explicit_layer_node_in_fp32_equals_torch_nn(cell, loop, monkeypatch):
     """The LSTM's and GRU's whole-sequence node (rnnkit.layers.native_loop): outputs,
-    final state and the gradients of the weights and the initial state."""
+    final state and the gradients of the weights and the initial state; and
+    unroll's per-step nodes, where the LSTM's gate step runs the same kernel."""
     compiled_library()
+    _without_the_layer_nodes(monkeypatch, loop)
     torch.manual_seed(0)
     ours = Recurrent(cell, 8, 32, num_layers=2, bidirectional=True, engine="explicit")
     ref = {"lstm": nn.LSTM, "gru": nn.GRU}[cell](8, 32, 2, batch_first=True, bidirectional=True)
     ref.load_state_dict(ours.torch_state_dict())
     x = torch.randn(5, 30, 8)
-    assert native_loop.applies(ours.cells[0], x, None, ours.cells[0].weight_hh)
+    assert native_loop.applies(ours.cells[0], x, None, ours.cells[0].weight_hh) == (loop == "native")
     state = [torch.randn(4, 5, 32, requires_grad=True) for _ in range(ours.state_size)]
     ref_state = [s.detach().clone().requires_grad_() for s in state]
     out, final = ours(x, tuple(state))

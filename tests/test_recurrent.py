@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from rnnkit.cells import GRUCell, LSTMCell, RNNCell
-from rnnkit.layers import Recurrent
+from rnnkit.layers import Recurrent, native_loop
 from rnnkit.dropout import dropout
 
 TORCH_RNNS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
@@ -272,9 +272,18 @@ def _output_and_gradients(layer, run, bf16: bool = True):
     return out.float(), [p.grad.clone() for p in layer.parameters()]
 
 
+def _without_the_layer_nodes(monkeypatch, loop):
+    """loop "unroll": the LSTM and GRU take unroll's per-step nodes, as they do
+    with a mask or without the native kernels, instead of rnnkit.layers.native_loop."""
+    if loop == "unroll":
+        monkeypatch.setattr(native_loop, "applies", lambda *args: False)
+
+
+@pytest.mark.parametrize("loop", ["native", "unroll"])
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
-def test_explicit_engine_under_bf16_autocast_follows_fp32(cell):
+def test_explicit_engine_under_bf16_autocast_follows_fp32(cell, loop, monkeypatch):
     # under autocast the per-step products and the weight gradient are bf16
+    _without_the_layer_nodes(monkeypatch, loop)
     torch.manual_seed(0)
     layer = Recurrent(cell, 16, 32, num_layers=2, engine="explicit")
     x = torch.randn(4, 12, 16)
@@ -285,12 +294,14 @@ def test_explicit_engine_under_bf16_autocast_follows_fp32(cell):
         assert (a - b).norm() <= 0.05 * b.norm() + 1e-3
 
 
+@pytest.mark.parametrize("loop", ["native", "unroll"])
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
-def test_explicit_engine_under_bf16_autocast_equals_the_cell_stepped_by_autograd(cell):
+def test_explicit_engine_under_bf16_autocast_equals_the_cell_stepped_by_autograd(cell, loop, monkeypatch):
     """The explicit engine's bf16 path (W laid out once in bf16 for both ways, the
     weight gradient as one bf16 product) against the cell run step by step
     under autocast with autograd's own backward: the same bf16 roundings in
     another order."""
+    _without_the_layer_nodes(monkeypatch, loop)
     torch.manual_seed(0)
     layer = Recurrent(cell, 16, 32, engine="explicit")
     x = torch.randn(8, 12, 16)
