@@ -85,6 +85,10 @@ def test_eval_reports_loss_bpc_perplexity_as_json(trained, tmp_path):
     other.write_text(corpus.read_text()[:3000])
     windows = json.loads(rnnkit("eval", run, other, "--json", "--window", 64).stdout)
     assert windows["tokens"] == 2999 and windows["protocol"] == "windows of 64"
+    stream = json.loads(rnnkit("eval", run, other, "--json").stdout)
+    dynamic = json.loads(rnnkit("eval", run, other, "--json", "--dynamic", 0.3, "--segment", 40).stdout)
+    assert dynamic["tokens"] == 2999 and dynamic["protocol"].startswith("one stream, dynamic")
+    assert dynamic["loss"] < stream["loss"]  # a model of 60 steps goes on learning the words
     text = rnnkit("eval", run)
     assert "bits/token" in text.stdout and "perplexity" in text.stdout
 
@@ -162,6 +166,8 @@ def test_sample_and_eval_bad_inputs(trained, tmp_path):
     assert_user_error(rnnkit("sample", tmp_path / "nope"), "no such run folder")
     assert_user_error(rnnkit("sample", tmp_path), "is not a run folder")
     assert_user_error(rnnkit("eval", run, tmp_path / "nope.txt"), "no such file")
+    assert_user_error(rnnkit("eval", run, "--dynamic", 0.3, "--window", 64), "drop --window or --dynamic")
+    assert_user_error(rnnkit("eval", run, "--dynamic", -1), "--dynamic needs a step size >= 0")
     assert_user_error(rnnkit("train", corpus, "--out", run, *TINY), "already holds a run")
 
 

@@ -266,3 +266,28 @@ def test_tied_weights_share_one_matrix_and_survive_a_round_trip(tmp_path):
     assert not loaded.training  # a loaded run scores and samples without dropout
     assert loaded.head.weight is loaded.embedding.weight
     torch.testing.assert_close(loaded.head.weight, model.head.weight)
+
+
+def test_dynamic_evaluation_at_step_zero_is_the_stream_score_and_leaves_the_model_alone(model):
+    from rnnkit.training import evaluate, evaluate_dynamic
+
+    ids = torch.randint(0, 11, (301,), generator=torch.Generator().manual_seed(1))
+    static = evaluate(model, ids)
+    still = evaluate_dynamic(model, ids, lr=0.0, segment_len=20)  # 15 segments, the state carried across
+    assert still["tokens"] == static["tokens"] == 300
+    assert still["loss"] == pytest.approx(static["loss"], rel=1e-6)  # both sum fp32 losses
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    evaluate_dynamic(model, ids, lr=1.0, segment_len=20)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_dynamic_evaluation_learns_what_repeats_and_scores_each_segment_before_learning_it(model):
+    from rnnkit.training import evaluate, evaluate_dynamic
+
+    g = torch.Generator().manual_seed(1)
+    repeating = torch.randint(0, 11, (7,), generator=g).repeat(60)
+    assert evaluate_dynamic(model, repeating, 1.0, 20)["loss"] < 0.6 * evaluate(model, repeating)["loss"]
+    # in i.i.d. tokens the past says nothing about the next segment: scoring a segment
+    # after learning from it would gain about 0.3 nats here
+    noise = torch.randint(0, 11, (400,), generator=g)
+    assert evaluate_dynamic(model, noise, 1.0, 20)["loss"] > evaluate(model, noise)["loss"] - 0.02

@@ -95,6 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--window", type=int, default=None,
                     help="score independent windows of this many tokens from a zero state "
                          "(default: the whole text as one stream, state carried)")
+    ev.add_argument("--dynamic", type=float, default=None, metavar="LR",
+                    help="dynamic evaluation: after scoring each segment of the stream, take an SGD "
+                         "step of this size on it (the run's weights are not changed)")
+    ev.add_argument("--segment", type=int, default=50,
+                    help="tokens per segment of --dynamic (default 50)")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
 
@@ -313,10 +318,16 @@ def cmd_sample(args) -> int:
 
 def cmd_eval(args) -> int:
     from rnnkit.data import TextData, read_text
-    from rnnkit.training import evaluate, load_run, resolve_device
+    from rnnkit.training import evaluate, evaluate_dynamic, load_run, resolve_device
 
     if args.window is not None and args.window < 1:
         raise ConfigError(f"--window must be >= 1; got {args.window}")
+    if args.dynamic is not None:
+        if args.window is not None:
+            raise ConfigError("--dynamic reads the text as one stream; drop --window or --dynamic")
+        if args.dynamic < 0 or args.segment < 1:
+            raise ConfigError(f"--dynamic needs a step size >= 0 and --segment >= 1; "
+                              f"got {args.dynamic} and {args.segment}")
     model, tokenizer, doc = load_run(args.run, resolve_device(args.device))
     if doc["data"].task != "lm":
         raise ConfigError(f"{args.run} is a {doc['data'].task} run; score a labelled file with "
@@ -333,8 +344,12 @@ def cmd_eval(args) -> int:
         ids = getattr(TextData.from_file(data_cfg.path, data_cfg, tokenizer), args.split)
     if len(ids) < 2:
         raise DataError(f"{source} has fewer than 2 tokens to evaluate; give a longer text as PATH")
-    result = evaluate(model, ids, streams=1, window=args.window)
-    result["protocol"] = f"windows of {args.window}" if args.window else "one stream"
+    if args.dynamic is not None:
+        result = evaluate_dynamic(model, ids, args.dynamic, args.segment)
+        result["protocol"] = f"one stream, dynamic (SGD step {args.dynamic:g} after each {args.segment} tokens)"
+    else:
+        result = evaluate(model, ids, streams=1, window=args.window)
+        result["protocol"] = f"windows of {args.window}" if args.window else "one stream"
     if args.json:
         print(json.dumps({"source": source, **result}))
     else:

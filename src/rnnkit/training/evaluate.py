@@ -1,16 +1,20 @@
 """Language-model evaluation: loss in nats/token, bits/token, perplexity.
 
-Two protocols over a split of N tokens, both scoring the N - 1 predictions:
+Three protocols over a split of N tokens, all scoring the N - 1 predictions:
 
 - streams (``window=None``): the split read as ``streams`` contiguous
   streams with the state carried (``streams=1`` reads it as one, as char-rnn
   evaluates; more streams are faster and lose only the cold starts);
 - windows (``window=W``): independent windows of W tokens, each from a zero
-  state, the protocol that fits a W-token-context model such as nanoGPT.
+  state, the protocol that fits a W-token-context model such as nanoGPT;
+- dynamic (:func:`evaluate_dynamic`): one stream, and the model goes on
+  learning from the text it has already scored (Mikolov's RNNLM toolkit;
+  Krause et al., "Dynamic Evaluation of Neural Sequence Models", 2018).
 """
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -56,6 +60,44 @@ def evaluate(model, ids: torch.Tensor, streams: int = 1, window: int | None = No
         model.train(was_training)
     loss = total / count
     return {"loss": loss, "bpc": loss / math.log(2), "perplexity": math.exp(loss), "tokens": count}
+
+
+def evaluate_dynamic(model, ids: torch.Tensor, lr: float, segment_len: int = 50) -> dict:
+    """Dynamic evaluation of ``model`` on ``ids`` (N,) int64, read as one stream.
+
+    The stream is cut into segments s_1, s_2, ... of ``segment_len`` tokens.
+    Each segment is scored first and learnt from afterwards, so every
+    prediction still sees only the text before it::
+
+        score   L_k = -sum_{t in s_k} log p(x_{t+1} | x_<=t; theta_{k-1})
+        learn   theta_k = theta_{k-1} - lr * grad L_k / |s_k|     (plain SGD)
+
+    with the state carried across segments and backpropagation truncated at
+    their boundaries. The gain measures how much the text differs from the
+    training data (new names, a new topic) rather than the model's quality
+    on unseen text, so report it beside the static score, never instead of it.
+    ``model`` is not changed: a copy learns. Returns what :func:`evaluate` does.
+    """
+    if len(ids) < 2:
+        raise ValueError(f"evaluate_dynamic: need at least 2 tokens, got {len(ids)}")
+    if lr < 0 or segment_len < 1:
+        raise ValueError(f"evaluate_dynamic: need lr >= 0 and segment_len >= 1, got {lr} and {segment_len}")
+    learner = copy.deepcopy(model).eval()  # no dropout; the caller's weights stay as they are
+    learner.requires_grad_(True)
+    optimizer = torch.optim.SGD(learner.parameters(), lr=lr)
+    device = next(learner.parameters()).device
+    x, y = ids[:-1].view(1, -1).to(device), ids[1:].view(1, -1).to(device)  # (1, N - 1)
+    total, state = 0.0, None
+    for i in range(0, x.shape[1], segment_len):
+        logits, _, state = learner(x[:, i:i + segment_len], state=state)  # (1, S, V)
+        loss = F.cross_entropy(logits[0].float(), y[0, i:i + segment_len], reduction="sum")
+        total += loss.item()
+        optimizer.zero_grad(set_to_none=True)
+        (loss / logits.shape[1]).backward()
+        optimizer.step()
+        state = tuple(s.detach() for s in state)  # truncate BPTT at the segment boundary
+    loss = total / x.shape[1]
+    return {"loss": loss, "bpc": loss / math.log(2), "perplexity": math.exp(loss), "tokens": x.shape[1]}
 
 
 def validate(model, data, split: str = "val", streams: int = 1) -> dict:
