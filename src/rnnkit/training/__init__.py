@@ -5,5 +5,5 @@ from rnnkit.training.optim import build_optimizer, learning_rate
 from rnnkit.training.runs import load_run, read_config
 from rnnkit.training.trainer import Trainer, resolve_device, resolve_precision
 
-__all__ = ["Trainer", "build_optimizer", "evaluate", "evaluate_dynamic", "learning_rate", "load_run", "read_config",
-           "resolve_device", "resolve_precision"]
+__all__ = ["Trainer", "build_optimizer", "evaluate", "evaluate_dynamic", "learning_rate", "load_run",
+           "read_config", "resolve_device", "resolve_precision"]

@@ -73,29 +73,29 @@ def evaluate_dynamic(model, ids: torch.Tensor, lr: float, segment_len: int = 50)
         learn   theta_k = theta_{k-1} - lr * grad L_k / |s_k|     (plain SGD)
 
     with the state carried across segments and backpropagation truncated at
-    their boundaries. The gain measures how much the text differs from the
-    training data (new names, a new topic) rather than the model's quality
-    on unseen text, so report it beside the static score, never instead of it.
-    ``model`` is not changed: a copy learns. Returns what :func:`evaluate` does.
+    their boundaries. The gain comes from what the text repeats within itself
+    and training never showed (names, a topic), so report it beside the
+    static score, never instead of it. ``model`` is not changed: a copy
+    learns. Returns what :func:`evaluate` does.
     """
     if len(ids) < 2:
         raise ValueError(f"evaluate_dynamic: need at least 2 tokens, got {len(ids)}")
     if lr < 0 or segment_len < 1:
         raise ValueError(f"evaluate_dynamic: need lr >= 0 and segment_len >= 1, got {lr} and {segment_len}")
     learner = copy.deepcopy(model).eval()  # no dropout; the caller's weights stay as they are
-    learner.requires_grad_(True)
-    optimizer = torch.optim.SGD(learner.parameters(), lr=lr)
+    optimizer = torch.optim.SGD([p for p in learner.parameters() if p.requires_grad], lr=lr)
     device = next(learner.parameters()).device
     x, y = ids[:-1].view(1, -1).to(device), ids[1:].view(1, -1).to(device)  # (1, N - 1)
     total, state = 0.0, None
-    for i in range(0, x.shape[1], segment_len):
-        logits, _, state = learner(x[:, i:i + segment_len], state=state)  # (1, S, V)
-        loss = F.cross_entropy(logits[0].float(), y[0, i:i + segment_len], reduction="sum")
-        total += loss.item()
-        optimizer.zero_grad(set_to_none=True)
-        (loss / logits.shape[1]).backward()
-        optimizer.step()
-        state = tuple(s.detach() for s in state)  # truncate BPTT at the segment boundary
+    with torch.enable_grad():  # also when called under torch.no_grad()
+        for i in range(0, x.shape[1], segment_len):
+            logits, _, state = learner(x[:, i:i + segment_len], state=state)  # (1, S, V)
+            loss = F.cross_entropy(logits[0].float(), y[0, i:i + segment_len], reduction="sum")
+            total += loss.item()
+            optimizer.zero_grad(set_to_none=True)
+            (loss / logits.shape[1]).backward()
+            optimizer.step()
+            state = tuple(s.detach() for s in state)  # truncate BPTT at the segment boundary
     loss = total / x.shape[1]
     return {"loss": loss, "bpc": loss / math.log(2), "perplexity": math.exp(loss), "tokens": x.shape[1]}
 
