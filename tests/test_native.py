@@ -95,3 +95,28 @@ def test_a_bad_native_setting_is_refused_in_one_line(corpus, tmp_path):
                           "--engine", "explicit", "--max-steps", "1", *map(str, TINY)],
                          env={**os.environ, "RNNKIT_NATIVE": "fast"}, capture_output=True, text=True)
     assert_user_error(out, "RNNKIT_NATIVE must be one of")
+
+
+def test_auto_engine_trains_a_gru_on_the_native_node_and_runs_everything_else_fused(monkeypatch):
+    compiled_library()
+    calls = []
+    run = native_loop.run
+    monkeypatch.setattr(native_loop, "run", lambda *args: calls.append(args[0]) or run(*args))
+    torch.manual_seed(0)
+    gru = Recurrent("gru", 8, 32, num_layers=2)
+    fused = Recurrent("gru", 8, 32, num_layers=2, engine="fused")
+    fused.load_state_dict(gru.state_dict())
+    x = torch.randn(5, 30, 8)
+    assert gru.engine == "auto" and gru.engine_for(x) == "explicit"
+    out, (h,) = gru(x)
+    assert calls == list(gru.cells)  # one node per layer
+    fused_out, (fused_h,) = fused(x)
+    torch.testing.assert_close(out, fused_out, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(h, fused_h, rtol=1e-4, atol=1e-5)
+    assert gru.engine_for(x, torch.tensor([30, 29, 30, 30, 30])) == "fused"  # padding: packed sequences
+    with torch.no_grad():
+        assert gru.engine_for(x) == "fused"
+    for cell in ("lstm", "rnn", "mingru"):
+        assert Recurrent(cell, 8, 32).engine_for(x) == "fused"
+    assert Recurrent("gru", 8, 32, engine="explicit").engine_for(x, torch.tensor([30, 29, 30, 30, 30])) \
+        == "explicit"
