@@ -50,16 +50,20 @@ def test_native_lstm_step_equals_the_equations_in_float64():
 
 
 @pytest.mark.parametrize("loop", ["native", "unroll"])
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "rnn_relu"])
 def test_explicit_layer_node_in_fp32_equals_torch_nn(cell, loop, monkeypatch):
-    """The LSTM's and GRU's whole-sequence node (rnnkit.layers.native_loop): outputs,
+    """The whole-sequence node of each cell (rnnkit.layers.native_loop): outputs,
     final state and the gradients of the weights and the initial state; and
     unroll's per-step nodes, where the LSTM's gate step runs the same kernel."""
-    compiled_library()
+    if cell in ("lstm", "gru"):
+        compiled_library()
     _without_the_layer_nodes(monkeypatch, loop)
     torch.manual_seed(0)
-    ours = Recurrent(cell, 8, 32, num_layers=2, bidirectional=True, engine="explicit")
-    ref = {"lstm": nn.LSTM, "gru": nn.GRU}[cell](8, 32, 2, batch_first=True, bidirectional=True)
+    relu = dict(nonlinearity="relu") if cell == "rnn_relu" else {}
+    ours = Recurrent(cell.removesuffix("_relu"), 8, 32, num_layers=2, bidirectional=True, engine="explicit",
+                     **relu)
+    ref = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN, "rnn_relu": nn.RNN}[cell](
+        8, 32, 2, batch_first=True, bidirectional=True, **relu)
     ref.load_state_dict(ours.torch_state_dict())
     x = torch.randn(5, 30, 8)
     assert native_loop.applies(ours.cells[0], x, None, ours.cells[0].weight_hh) == (loop == "native")
@@ -97,7 +101,7 @@ def test_a_bad_native_setting_is_refused_in_one_line(corpus, tmp_path):
     assert_user_error(out, "RNNKIT_NATIVE must be one of")
 
 
-def test_auto_engine_trains_a_gru_on_the_native_node_and_runs_everything_else_fused(monkeypatch):
+def test_auto_engine_trains_a_gru_or_rnn_on_its_layer_node_and_runs_everything_else_fused(monkeypatch):
     compiled_library()
     calls = []
     run = native_loop.run
@@ -116,7 +120,8 @@ def test_auto_engine_trains_a_gru_on_the_native_node_and_runs_everything_else_fu
     assert gru.engine_for(x, torch.tensor([30, 29, 30, 30, 30])) == "fused"  # padding: packed sequences
     with torch.no_grad():
         assert gru.engine_for(x) == "fused"
-    for cell in ("lstm", "rnn", "mingru"):
+    assert Recurrent("rnn", 8, 32).engine_for(x) == "explicit"  # whose node needs no compiler
+    for cell in ("lstm", "mingru"):
         assert Recurrent(cell, 8, 32).engine_for(x) == "fused"
     assert Recurrent("gru", 8, 32, engine="explicit").engine_for(x, torch.tensor([30, 29, 30, 30, 30])) \
         == "explicit"

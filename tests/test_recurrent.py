@@ -273,7 +273,7 @@ def _output_and_gradients(layer, run, bf16: bool = True):
 
 
 def _without_the_layer_nodes(monkeypatch, loop):
-    """loop "unroll": the LSTM and GRU take unroll's per-step nodes, as they do
+    """loop "unroll": the LSTM, GRU and RNN take unroll's per-step nodes, as they do
     with a mask or without the native kernels, instead of rnnkit.layers.native_loop."""
     if loop == "unroll":
         monkeypatch.setattr(native_loop, "applies", lambda *args: False)

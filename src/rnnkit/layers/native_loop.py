@@ -1,6 +1,7 @@
-"""The explicit engine's LSTM and GRU layers on a CPU (fp32, or under bf16
-autocast): the whole time loop as one autograd node on the native gate
-kernels (:mod:`rnnkit.native`).
+"""The explicit engine's LSTM, GRU and vanilla RNN layers on a CPU (fp32, or
+under bf16 autocast): the whole time loop as one autograd node, the LSTM's
+and GRU's on the native gate kernels (:mod:`rnnkit.native`), the RNN's on
+torch's element-wise ops (its step is one addition and one activation).
 
 :func:`rnnkit.layers.unroll.unroll` records a few autograd nodes per step and
 stacks the steps' outputs, inputs and input gradients afterwards (a 52 MB
@@ -21,6 +22,10 @@ The GRU's loop is the same with hp_t = h_{t-1} W_hh^T + b_hh kept apart from
 xp_t (the reset gate multiplies its n block), so its backward forms dhp_t
 beside dxp_t: dW_hh = DHP^T Hprev, db_hh = sum_t dhp_t, and dh_{t-1} =
 dh'_t ⊙ z_t + dhp_t W_hh (see gates.c for the gate derivatives).
+
+The vanilla RNN's is the LSTM's with h_t = φ(h_{t-1} W_hh^T + xp_t) as the
+step, φ = tanh or relu: da_t = (dout_t + dh_t) ⊙ φ'(a_t), where φ' = 1 - h_t²
+for tanh and [h_t > 0] for relu, and dh_{t-1} = da_t W_hh.
 """
 
 from __future__ import annotations
@@ -29,18 +34,22 @@ import torch
 from torch import Tensor
 
 from rnnkit import gemm, native
-from rnnkit.cells import GRUCell, LSTMCell, State
+from rnnkit.cells import GRUCell, LSTMCell, RNNCell, State
 
 
 def applies(cell, x: Tensor, mask: Tensor | None, weight: Tensor) -> bool:
-    """Whether :func:`run` takes this sequence: a plain LSTM or GRU cell, no mask,
-    fp32 weights and input on a CPU (outside autocast or under bf16 autocast),
-    a weight that gets a gradient, and the kernels built."""
+    """Whether :func:`run` takes this sequence: a plain LSTM, GRU or RNN cell, no
+    mask, fp32 weights and input on a CPU (outside autocast or under bf16
+    autocast), a weight that gets a gradient, and for the LSTM and GRU the
+    kernels built."""
     autocast = torch.is_autocast_enabled(x.device.type)
-    return (type(cell) in (LSTMCell, GRUCell) and mask is None and x.shape[1] > 0
+    if not (type(cell) in (LSTMCell, GRUCell, RNNCell) and mask is None and x.shape[1] > 0
             and torch.is_grad_enabled() and weight.requires_grad
-            and (not autocast or torch.get_autocast_dtype(x.device.type) == torch.bfloat16)
-            and native.handles(weight, x[:, 0]))
+            and (not autocast or torch.get_autocast_dtype(x.device.type) == torch.bfloat16)):
+        return False
+    if type(cell) is RNNCell:
+        return all(t.device.type == "cpu" and t.dtype == torch.float32 for t in (x, weight))
+    return native.handles(weight, x[:, 0])
 
 
 class _LSTMLayer(torch.autograd.Function):
@@ -146,8 +155,63 @@ class _GRULayer(torch.autograd.Function):
         return dxp, dh0, dweight, dbias
 
 
-def run(cell: LSTMCell | GRUCell, x: Tensor, state: State, weight: Tensor) -> tuple[Tensor, State]:
+class _RNNLayer(torch.autograd.Function):
+    """(xp (B, T, H), h0 (B, H), W_hh (H, H), relu) -> outputs (B, T, H); b_hh is in xp.
+
+    xp's dtype is the products', as in :class:`_LSTMLayer`; a_t, h_t and
+    their gradients are fp32."""
+
+    @staticmethod
+    def forward(ctx, xp: Tensor, h0: Tensor, weight: Tensor, relu: bool) -> Tensor:
+        B, T, H = xp.shape
+        prepared = gemm.prepare(weight, B, xp.dtype)
+        out = xp.new_empty(B, T, H, dtype=torch.float32)
+        hs = xp.new_empty(T + 1, B, H)  # h_{t-1} time-major in xp's dtype: hs[:T] is the product's Hprev
+        hs[0] = h0
+        with torch.autocast(xp.device.type, enabled=False):  # each product in its operands' dtype
+            for t in range(T):
+                h = out[:, t]
+                torch.add(gemm.prepared_linear(hs[t], prepared), xp[:, t], out=h)  # a_t
+                if relu:
+                    h.relu_()
+                else:
+                    h.tanh_()
+                hs[t + 1] = h
+        ctx.save_for_backward(weight, hs, out)
+        ctx.relu = relu
+        return out
+
+    @staticmethod
+    def backward(ctx, dout: Tensor):
+        weight, hs, out = ctx.saved_tensors
+        B, T, H = out.shape
+        prepared_t = gemm.prepare(weight.t(), B, hs.dtype)
+        da = dout.new_empty(T, B, H, dtype=hs.dtype)  # time-major for the product, in its dtype
+        dh_total, da_t = (dout.new_empty(B, H, dtype=torch.float32) for _ in range(2))
+        dh = None  # da_{t+1} W_hh, the gradient h_t gets from the step after
+        for t in range(T - 1, -1, -1):
+            if dh is None:
+                dh_total.copy_(dout[:, t])
+            else:
+                torch.add(dout[:, t], dh, out=dh_total)
+            if ctx.relu:
+                torch.mul(dh_total, out[:, t] > 0, out=da_t)
+            else:
+                torch.ops.aten.tanh_backward.grad_input(dh_total, out[:, t], grad_input=da_t)
+            da[t] = da_t
+            if t > 0 or ctx.needs_input_grad[1]:
+                dh = gemm.prepared_linear(da[t], prepared_t)  # (B, H)
+        dh0 = dh.float() if ctx.needs_input_grad[1] else None
+        dweight = gemm.mm(da.view(T * B, H).t(), hs[:T].view(T * B, H)).float()  # (H, H)
+        return da.transpose(0, 1), dh0, dweight, None
+
+
+def run(cell: LSTMCell | GRUCell | RNNCell, x: Tensor, state: State, weight: Tensor) -> tuple[Tensor, State]:
     """The cell over x (B, T, I) from its state -> (outputs (B, T, H), final state)."""
+    if isinstance(cell, RNNCell):
+        xp = cell.project_input(x, with_hidden_bias=True)  # (B, T, H), b_hh joined b_ih
+        out = _RNNLayer.apply(xp, state[0], weight, cell.nonlinearity == "relu")
+        return out, (out[:, -1],)
     if isinstance(cell, GRUCell):
         xp = cell.project_input(x)  # (B, T, 3H)
         out = _GRULayer.apply(xp, state[0], weight, cell.bias_hh)

@@ -11,12 +11,12 @@ Two interchangeable engines run over the *same parameters*:
   supports; the input projection of all steps is one matrix product per
   layer and direction;
 - ``"auto"`` (the default) picks one of the two at every call: explicit for
-  a GRU that trains on a CPU without padding, where its layers run as one
-  node on native kernels (:mod:`rnnkit.layers.native_loop`) and trained
-  1.4-2.3x faster than torch's GRU kernel at H 64-1024 in fp32 and bf16
-  (Trainer steps, benchmarks/RESULTS.md); fused everywhere else. The LSTM
-  ran level on both engines and the vanilla RNN's explicit engine won at
-  H 512 but lost at H 64-128, so they stay on torch's kernels.
+  a GRU or vanilla RNN that trains on a CPU without padding, where each
+  layer runs as one node (:mod:`rnnkit.layers.native_loop`); fused
+  everywhere else. In Trainer steps at H 64-1024 (benchmarks/RESULTS.md)
+  that GRU took 1.4-2.3x less time than torch's GRU kernel, and that RNN
+  ran level with torch's at H 64-128 and 1.1-1.8x faster at H 512. The
+  LSTM runs level on both engines and stays on torch's kernels.
 
 Shapes (batch-first): x (B, T, I); outputs (B, T, D*H) with ``merge="concat"``
 or (B, T, H) otherwise; state a tuple of one (``rnn``, ``gru``: ``(h,)``) or
@@ -155,14 +155,14 @@ class Recurrent(nn.Module):
 
     def engine_for(self, x: Tensor, lengths: Tensor | None = None) -> str:
         """The engine that runs ``forward(x, lengths=lengths)``: ``self.engine``,
-        or for ``"auto"`` the explicit one where a GRU's native layer node
+        or for ``"auto"`` the explicit one where a GRU's or RNN's layer node
         takes the sequence (a CPU, no padding, a gradient to compute)."""
         if self.engine != "auto":
             return self.engine
         cell = self.cells[0]
-        native = (self.cell_type == "gru" and lengths is None
-                  and native_loop.applies(cell, x, None, cell.weight_hh))
-        return "explicit" if native else "fused"
+        one_node = (self.cell_type in ("gru", "rnn") and lengths is None
+                    and native_loop.applies(cell, x, None, cell.weight_hh))
+        return "explicit" if one_node else "fused"
 
     def _merge(self, outputs: Tensor) -> Tensor:
         if not self.bidirectional or self.merge == "concat":

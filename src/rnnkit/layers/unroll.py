@@ -164,7 +164,7 @@ def unroll(cell: Cell, x: Tensor, state: State, mask: Tensor | None,
     output past each sequence's end. ``weight_hh`` replaces the cell's W_hh
     (a weight-dropped copy in training)."""
     weight, bias = (cell.weight_hh if weight_hh is None else weight_hh), cell.bias_hh
-    if native_loop.applies(cell, x, mask, weight):  # LSTM or GRU on a CPU: one node on native kernels
+    if native_loop.applies(cell, x, mask, weight):  # LSTM, GRU or RNN on a CPU: one node per layer
         return native_loop.run(cell, x, state, weight)
     plain_step = type(cell).recur is Cell.recur  # hp = h W_hh^T + b_hh, then combine
     taped = plain_step and torch.is_grad_enabled() and weight.requires_grad
