@@ -23,7 +23,7 @@ xp_t (the reset gate multiplies its n block), so its backward forms dhp_t
 beside dxp_t: dW_hh = DHP^T Hprev, db_hh = sum_t dhp_t, and dh_{t-1} =
 dh'_t ⊙ z_t + dhp_t W_hh (see gates.c for the gate derivatives).
 
-The vanilla RNN's is the LSTM's with h_t = φ(h_{t-1} W_hh^T + xp_t) as the
+The vanilla RNN's loop is the LSTM's with h_t = φ(h_{t-1} W_hh^T + xp_t) as the
 step, φ = tanh or relu: da_t = (dout_t + dh_t) ⊙ φ'(a_t), where φ' = 1 - h_t²
 for tanh and [h_t > 0] for relu, and dh_{t-1} = da_t W_hh.
 """
