@@ -168,6 +168,7 @@ def test_sample_and_eval_bad_inputs(trained, tmp_path):
     assert_user_error(rnnkit("eval", run, tmp_path / "nope.txt"), "no such file")
     assert_user_error(rnnkit("eval", run, "--dynamic", 0.3, "--window", 64), "drop --window or --dynamic")
     assert_user_error(rnnkit("eval", run, "--dynamic", -1), "--dynamic needs a step size >= 0")
+    assert_user_error(rnnkit("eval", run, "--segment", 20), "add --dynamic LR or drop it")
     assert_user_error(rnnkit("train", corpus, "--out", run, *TINY), "already holds a run")
 
 

@@ -10,6 +10,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from rnnkit.errors import ConfigError
 from rnnkit.models import LanguageModel, sample_next
 from rnnkit.models.sampling import RaceNoise
+from rnnkit.training import evaluate, evaluate_dynamic
 
 
 @pytest.fixture
@@ -269,8 +270,6 @@ def test_tied_weights_share_one_matrix_and_survive_a_round_trip(tmp_path):
 
 
 def test_dynamic_evaluation_at_step_zero_is_the_stream_score_and_leaves_the_model_alone(model):
-    from rnnkit.training import evaluate, evaluate_dynamic
-
     ids = torch.randint(0, 11, (301,), generator=torch.Generator().manual_seed(1))
     static = evaluate(model, ids)
     still = evaluate_dynamic(model, ids, lr=0.0, segment_len=20)  # 15 segments, the state carried across
@@ -284,8 +283,6 @@ def test_dynamic_evaluation_at_step_zero_is_the_stream_score_and_leaves_the_mode
 
 
 def test_dynamic_evaluation_learns_what_repeats_and_scores_each_segment_before_learning_it(model):
-    from rnnkit.training import evaluate, evaluate_dynamic
-
     g = torch.Generator().manual_seed(1)
     repeating = torch.randint(0, 11, (7,), generator=g).repeat(60)
     assert evaluate_dynamic(model, repeating, 1.0, 20)["loss"] < 0.6 * evaluate(model, repeating)["loss"]

@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--dynamic", type=float, default=None, metavar="LR",
                     help="dynamic evaluation: after scoring each segment of the stream, take an SGD "
                          "step of this size on it (the run's weights are not changed)")
-    ev.add_argument("--segment", type=int, default=50,
+    ev.add_argument("--segment", type=int, default=None,
                     help="tokens per segment of --dynamic (default 50)")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
@@ -322,7 +322,10 @@ def cmd_eval(args) -> int:
 
     if args.window is not None and args.window < 1:
         raise ConfigError(f"--window must be >= 1; got {args.window}")
+    if args.dynamic is None and args.segment is not None:
+        raise ConfigError("--segment sets the segments of dynamic evaluation; add --dynamic LR or drop it")
     if args.dynamic is not None:
+        args.segment = 50 if args.segment is None else args.segment
         if args.window is not None:
             raise ConfigError("--dynamic reads the text as one stream; drop --window or --dynamic")
         if args.dynamic < 0 or args.segment < 1:

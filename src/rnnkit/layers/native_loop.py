@@ -188,12 +188,9 @@ class _RNNLayer(torch.autograd.Function):
         prepared_t = gemm.prepare(weight.t(), B, hs.dtype)
         da = dout.new_empty(T, B, H, dtype=hs.dtype)  # time-major for the product, in its dtype
         dh_total, da_t = (dout.new_empty(B, H, dtype=torch.float32) for _ in range(2))
-        dh = None  # da_{t+1} W_hh, the gradient h_t gets from the step after
+        dh = dout.new_zeros(B, H, dtype=hs.dtype)  # da_{t+1} W_hh, the gradient h_t gets from the step after
         for t in range(T - 1, -1, -1):
-            if dh is None:
-                dh_total.copy_(dout[:, t])
-            else:
-                torch.add(dout[:, t], dh, out=dh_total)
+            torch.add(dout[:, t], dh, out=dh_total)
             if ctx.relu:
                 torch.mul(dh_total, out[:, t] > 0, out=da_t)
             else:

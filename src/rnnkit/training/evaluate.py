@@ -58,6 +58,11 @@ def evaluate(model, ids: torch.Tensor, streams: int = 1, window: int | None = No
                 total, count = _add(model, tail_x, tail_y, None, device, total, count)[:2]
     finally:
         model.train(was_training)
+    return _metrics(total, count)
+
+
+def _metrics(total: float, count: int) -> dict:
+    """loss (nats/token), bpc, perplexity and tokens from a summed loss over ``count`` predictions."""
     loss = total / count
     return {"loss": loss, "bpc": loss / math.log(2), "perplexity": math.exp(loss), "tokens": count}
 
@@ -96,8 +101,7 @@ def evaluate_dynamic(model, ids: torch.Tensor, lr: float, segment_len: int = 50)
             (loss / logits.shape[1]).backward()
             optimizer.step()
             state = tuple(s.detach() for s in state)  # truncate BPTT at the segment boundary
-    loss = total / x.shape[1]
-    return {"loss": loss, "bpc": loss / math.log(2), "perplexity": math.exp(loss), "tokens": x.shape[1]}
+    return _metrics(total, x.shape[1])
 
 
 def validate(model, data, split: str = "val", streams: int = 1) -> dict:
