@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from rnnkit import evaluate
-from rnnkit.bench import PlainLM
+from rnnkit.cli.bench import PlainLM
 from rnnkit.data import CharTokenizer, read_text, split_ids
 
 HERE = Path(__file__).resolve().parent

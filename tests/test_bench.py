@@ -6,8 +6,7 @@ import json
 import pytest
 import torch
 
-from rnnkit.bench import PlainLM, training_flops_per_token
-from test_cli import assert_user_error, rnnkit
+from rnnkit.cli.bench import PlainLM, training_flops_per_token
 
 
 def test_training_flops_count_every_matrix_product_forward_and_backward():
@@ -29,11 +28,11 @@ def test_plain_baseline_is_the_torch_layer_with_a_mean_cross_entropy(cell):
     torch.testing.assert_close(loss, torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten()))
 
 
-def test_bench_runs_end_to_end_and_writes_every_figure(tmp_path):
+def test_bench_runs_end_to_end_and_writes_every_figure(tmp_path, cli):
     out = tmp_path / "bench.json"
-    result = rnnkit("bench", "--cells", "lstm", "--hidden-sizes", "16", "--batch-size", "4", "--seq-len", "8",
-                    "--precisions", "fp32", "--seconds", "0.05", "--generate-chars", "20", "--json", out,
-                    timeout=300)
+    result = cli("bench", "--cells", "lstm", "--hidden-sizes", "16", "--batch-size", "4", "--seq-len", "8",
+                 "--precisions", "fp32", "--seconds", "0.05", "--generate-chars", "20", "--json", out,
+                 timeout=300)
     assert result.returncode == 0, result.stderr
     figures = json.loads(out.read_text())
     loops = [row["loop"] for row in figures["training"]]
@@ -60,5 +59,5 @@ def test_bench_runs_end_to_end_and_writes_every_figure(tmp_path):
     (["--engines", "cudnn"], "--engines: expected a comma-separated subset of fused, explicit"),
     (["--rounds", "0"], "--rounds: must be >= 1"),
 ])
-def test_bench_bad_flags_get_one_line(flags, message):
-    assert_user_error(rnnkit("bench", *flags), message)
+def test_bench_bad_flags_get_one_line(flags, message, cli, user_error):
+    user_error(cli("bench", *flags), message)

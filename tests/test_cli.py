@@ -13,31 +13,14 @@ import torch
 
 from rnnkit.training.trainer import bf16_supported
 
-TINY = ["--hidden-size", "32", "--num-layers", "1", "--embedding-dim", "16", "--batch-size", "8",
-        "--seq-len", "32", "--sample-length", "20", "--device", "cpu"]
-
-
-def rnnkit(*args, cwd=None, timeout=120):
-    return subprocess.run([sys.executable, "-m", "rnnkit", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, timeout=timeout)
-
-
-def assert_user_error(result, message):
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
-    assert message in lines[0], lines[0]
-
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    from conftest import make_text
-
+def trained(tmp_path_factory, cli, make_text, tiny_lm_flags):
     root = tmp_path_factory.mktemp("cli")
     corpus = root / "corpus.txt"
     corpus.write_text(make_text())
     run = root / "run"
-    result = rnnkit("train", corpus, "--out", run, "--max-steps", 60, "--eval-every", 30, *TINY)
+    result = cli("train", corpus, "--out", run, "--max-steps", 60, "--eval-every", 30, *tiny_lm_flags)
     assert result.returncode == 0, result.stderr
     return corpus, run, result
 
@@ -52,19 +35,19 @@ def test_train_prints_samples_and_writes_the_run_folder(trained):
     assert doc["model"]["hidden_size"] == 32 and doc["data"]["path"] == str(corpus)
 
 
-def test_sample_streams_text_from_the_prime_and_is_seeded(trained):
+def test_sample_streams_text_from_the_prime_and_is_seeded(trained, cli):
     _, run, _ = trained
-    a = rnnkit("sample", run, "--prime", "3: the", "--length", 50, "--seed", 7)
-    b = rnnkit("sample", run, "--prime", "3: the", "--length", 50, "--seed", 7)
+    a = cli("sample", run, "--prime", "3: the", "--length", 50, "--seed", 7)
+    b = cli("sample", run, "--prime", "3: the", "--length", 50, "--seed", 7)
     assert a.returncode == 0, a.stderr
     assert a.stdout == b.stdout and a.stdout.startswith("3: the") and len(a.stdout) == len("3: the") + 51
-    greedy = rnnkit("sample", run, "--prime", "3: the", "--length", 30, "--temperature", 0, "--num-samples", 2)
+    greedy = cli("sample", run, "--prime", "3: the", "--length", 30, "--temperature", 0, "--num-samples", 2)
     _, first, second = re.split(r"-+ sample \d -+\n", greedy.stdout)
     assert first == second  # greedy is deterministic
-    topk1 = rnnkit("sample", run, "--prime", "3: the", "--length", 30, "--top-k", 1, "--seed", 3)
+    topk1 = cli("sample", run, "--prime", "3: the", "--length", 30, "--top-k", 1, "--seed", 3)
     assert topk1.stdout == first
     # the default (auto) is bf16 weights where the hardware has bf16 units: the fp32 greedy text, within rounding
-    fp32 = rnnkit("sample", run, "--prime", "3: the", "--length", 30, "--temperature", 0, "--precision", "fp32")
+    fp32 = cli("sample", run, "--prime", "3: the", "--length", 30, "--temperature", 0, "--precision", "fp32")
     assert fp32.returncode == 0, fp32.stderr
     if bf16_supported(torch.device("cpu")):
         assert sum(a == b for a, b in zip(fp32.stdout.rstrip("\n"), first.rstrip("\n"))) >= 30
@@ -72,9 +55,9 @@ def test_sample_streams_text_from_the_prime_and_is_seeded(trained):
         assert fp32.stdout == first
 
 
-def test_eval_reports_loss_bpc_perplexity_as_json(trained, tmp_path):
+def test_eval_reports_loss_bpc_perplexity_as_json(trained, tmp_path, cli):
     corpus, run, _ = trained
-    result = rnnkit("eval", run, "--json")
+    result = cli("eval", run, "--json")
     assert result.returncode == 0, result.stderr
     stats = json.loads(result.stdout)
     assert stats["bpc"] == pytest.approx(stats["loss"] / 0.6931471805599453)
@@ -83,32 +66,30 @@ def test_eval_reports_loss_bpc_perplexity_as_json(trained, tmp_path):
     assert stats["tokens"] == n - int(n * 0.9) - 1
     other = tmp_path / "other.txt"
     other.write_text(corpus.read_text()[:3000])
-    windows = json.loads(rnnkit("eval", run, other, "--json", "--window", 64).stdout)
+    windows = json.loads(cli("eval", run, other, "--json", "--window", 64).stdout)
     assert windows["tokens"] == 2999 and windows["protocol"] == "windows of 64"
-    stream = json.loads(rnnkit("eval", run, other, "--json").stdout)
-    dynamic = json.loads(rnnkit("eval", run, other, "--json", "--dynamic", 0.3, "--segment", 40).stdout)
+    stream = json.loads(cli("eval", run, other, "--json").stdout)
+    dynamic = json.loads(cli("eval", run, other, "--json", "--dynamic", 0.3, "--segment", 40).stdout)
     assert dynamic["tokens"] == 2999 and dynamic["protocol"].startswith("one stream, dynamic")
     assert dynamic["loss"] < stream["loss"]  # a model of 60 steps goes on learning the words
-    text = rnnkit("eval", run)
+    text = cli("eval", run)
     assert "bits/token" in text.stdout and "perplexity" in text.stdout
 
 
-def test_resume_continues_and_python_dash_m_equals_the_script(trained, tmp_path):
+def test_resume_continues_and_python_dash_m_equals_the_script(trained, tmp_path, cli):
     corpus, run, _ = trained
-    result = rnnkit("train", "--resume", "--out", run, "--max-steps", 70, "--eval-every", 1000)
+    result = cli("train", "--resume", "--out", run, "--max-steps", 70, "--eval-every", 1000)
     assert result.returncode == 0, result.stderr
     assert "after 70 steps" in result.stdout
     assert json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 70
 
 
-def test_ctrl_c_saves_a_checkpoint_that_resumes(tmp_path):
-    from conftest import make_text
-
+def test_ctrl_c_saves_a_checkpoint_that_resumes(tmp_path, cli, make_text, tiny_lm_flags):
     corpus = tmp_path / "c.txt"
     corpus.write_text(make_text())
     run = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "rnnkit", "train", str(corpus), "--out", str(run),
-                             "--max-steps", "100000", *TINY], stdout=subprocess.PIPE,
+                             "--max-steps", "100000", *tiny_lm_flags], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
     while not (run / "metrics.jsonl").exists() and time.time() < deadline:
@@ -118,8 +99,8 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes(tmp_path):
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "rnnkit train --resume --out" in err
     assert (run / "last.safetensors").exists()
-    result = rnnkit("train", "--resume", "--out", run, "--max-steps", 10**5, "--time-limit", 1,
-                    "--eval-every", 10**6)
+    result = cli("train", "--resume", "--out", run, "--max-steps", 10**5, "--time-limit", 1,
+                 "--eval-every", 10**6)
     assert result.returncode == 0, result.stderr
 
 
@@ -141,38 +122,38 @@ def write(name, content):
     (lambda d: d / "missing.txt", ["--dropout", "1.5"], "dropout must be in [0, 1); got 1.5"),
     (lambda d: d / "missing.txt", ["--optimizer", "lion"], "optimizer must be one of"),
 ])
-def test_train_bad_inputs(tmp_path, make_input, args, message):
+def test_train_bad_inputs(tmp_path, make_input, args, message, cli, user_error):
     path = make_input(tmp_path)
-    result = rnnkit("train", path, "--out", tmp_path / "run", *args)
-    assert_user_error(result, message)
+    result = cli("train", path, "--out", tmp_path / "run", *args)
+    user_error(result, message)
     assert not (tmp_path / "run").exists(), "a failed start must not create the run folder"
 
 
-def test_byte_tokenizer_trains_on_undecodable_bytes(tmp_path):
+def test_byte_tokenizer_trains_on_undecodable_bytes(tmp_path, cli, tiny_lm_flags):
     path = tmp_path / "latin1.txt"
     path.write_bytes(("caf\xe9 au lait, s'il vous pla\xeet. " * 300).encode("latin-1"))
-    result = rnnkit("train", path, "--out", tmp_path / "run", "--tokenizer", "byte", "--max-steps", 3, *TINY)
+    result = cli("train", path, "--out", tmp_path / "run", "--tokenizer", "byte", "--max-steps", 3, *tiny_lm_flags)
     assert result.returncode == 0, result.stderr
-    assert rnnkit("sample", tmp_path / "run", "--length", 20, "--prime", "caf").returncode == 0
+    assert cli("sample", tmp_path / "run", "--length", 20, "--prime", "caf").returncode == 0
 
 
-def test_sample_and_eval_bad_inputs(trained, tmp_path):
+def test_sample_and_eval_bad_inputs(trained, tmp_path, cli, user_error, tiny_lm_flags):
     corpus, run, _ = trained
-    assert_user_error(rnnkit("sample", run, "--prime", "€uro"), "never saw in training: '€'")
-    assert_user_error(rnnkit("sample", run, "--temperature", "-1"), "temperature must be >= 0")
-    assert_user_error(rnnkit("sample", run, "--top-p", "0"), "top_p must be in (0, 1]")
-    assert_user_error(rnnkit("sample", run, "--top-p", "1.5"), "top_p must be in (0, 1]")
-    assert_user_error(rnnkit("sample", run, "--precision", "fp16"), "precision must be one of auto, fp32, bf16")
-    assert_user_error(rnnkit("sample", tmp_path / "nope"), "no such run folder")
-    assert_user_error(rnnkit("sample", tmp_path), "is not a run folder")
-    assert_user_error(rnnkit("eval", run, tmp_path / "nope.txt"), "no such file")
-    assert_user_error(rnnkit("eval", run, "--dynamic", 0.3, "--window", 64), "drop --window or --dynamic")
-    assert_user_error(rnnkit("eval", run, "--dynamic", -1), "--dynamic needs a step size >= 0")
-    assert_user_error(rnnkit("eval", run, "--segment", 20), "add --dynamic LR or drop it")
-    assert_user_error(rnnkit("train", corpus, "--out", run, *TINY), "already holds a run")
+    user_error(cli("sample", run, "--prime", "€uro"), "never saw in training: '€'")
+    user_error(cli("sample", run, "--temperature", "-1"), "temperature must be >= 0")
+    user_error(cli("sample", run, "--top-p", "0"), "top_p must be in (0, 1]")
+    user_error(cli("sample", run, "--top-p", "1.5"), "top_p must be in (0, 1]")
+    user_error(cli("sample", run, "--precision", "fp16"), "precision must be one of auto, fp32, bf16")
+    user_error(cli("sample", tmp_path / "nope"), "no such run folder")
+    user_error(cli("sample", tmp_path), "is not a run folder")
+    user_error(cli("eval", run, tmp_path / "nope.txt"), "no such file")
+    user_error(cli("eval", run, "--dynamic", 0.3, "--window", 64), "drop --window or --dynamic")
+    user_error(cli("eval", run, "--dynamic", -1), "--dynamic needs a step size >= 0")
+    user_error(cli("eval", run, "--segment", 20), "add --dynamic LR or drop it")
+    user_error(cli("train", corpus, "--out", run, *tiny_lm_flags), "already holds a run")
 
 
-def test_damaged_run_folders(trained, tmp_path):
+def test_damaged_run_folders(trained, tmp_path, cli, user_error):
     import shutil
 
     _, run, _ = trained
@@ -180,50 +161,48 @@ def test_damaged_run_folders(trained, tmp_path):
     shutil.copytree(run, broken)
     weights = broken / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-100])
-    assert_user_error(rnnkit("sample", broken), "is corrupt (truncated or altered)")
+    user_error(cli("sample", broken), "is corrupt (truncated or altered)")
     tampered = tmp_path / "tampered"
     shutil.copytree(run, tampered)
     raw = bytearray((tampered / "model.safetensors").read_bytes())
     raw[len(raw) // 2] ^= 0x55
     (tampered / "model.safetensors").write_bytes(bytes(raw))
-    assert_user_error(rnnkit("eval", tampered), "is corrupt")
+    user_error(cli("eval", tampered), "is corrupt")
     future = tmp_path / "future"
     shutil.copytree(run, future)
     doc = json.loads((future / "config.json").read_text())
     doc["format_version"] = 7
     (future / "config.json").write_text(json.dumps(doc))
     before = {p.name: p.read_bytes() for p in future.iterdir()}
-    assert_user_error(rnnkit("sample", future), "format version 7")
-    assert_user_error(rnnkit("train", "--resume", "--out", future), "format version 7")
+    user_error(cli("sample", future), "format version 7")
+    user_error(cli("train", "--resume", "--out", future), "format version 7")
     assert before == {p.name: p.read_bytes() for p in future.iterdir()}, "nothing may be overwritten"
 
 
-def test_demo_trains_on_the_standard_library_and_prints_samples(tmp_path):
-    result = rnnkit("demo", "--time-limit", 2, "--out", tmp_path / "demo", timeout=300)
+def test_demo_trains_on_the_standard_library_and_prints_samples(tmp_path, cli):
+    result = cli("demo", "--time-limit", 2, "--out", tmp_path / "demo", timeout=300)
     assert result.returncode == 0, result.stderr
     corpus = (tmp_path / "demo" / "corpus.txt").read_text()
     assert len(corpus) > 1_000_000 and "def " in corpus and "import " in corpus
     assert "validation loss" in result.stdout and (tmp_path / "demo" / "model.safetensors").exists()
 
 
-def test_config_file_then_flags_take_precedence(tmp_path):
-    from conftest import make_text
-
+def test_config_file_then_flags_take_precedence(tmp_path, cli, user_error, make_text):
     corpus = tmp_path / "c.txt"
     corpus.write_text(make_text())
     settings = tmp_path / "settings.json"
     settings.write_text(json.dumps({"hidden_size": 24, "cell": "gru", "max_steps": 2, "num_layers": 1,
-                                    "embedding_dim": 8, "batch_size": 8, "seq_len": 16}))
-    result = rnnkit("train", corpus, "--config", settings, "--cell", "rnn", "--out", tmp_path / "run",
-                    "--sample-length", 0)
+                   "embedding_dim": 8, "batch_size": 8, "seq_len": 16}))
+    result = cli("train", corpus, "--config", settings, "--cell", "rnn", "--out", tmp_path / "run",
+                 "--sample-length", 0)
     assert result.returncode == 0, result.stderr
     doc = json.loads((tmp_path / "run" / "config.json").read_text())
     assert (doc["model"]["hidden_size"], doc["model"]["cell"], doc["train"]["max_steps"]) == (24, "rnn", 2)
     settings.write_text(json.dumps({"hidden_sise": 24}))
-    assert_user_error(rnnkit("train", corpus, "--config", settings), "unknown setting(s) hidden_sise")
+    user_error(cli("train", corpus, "--config", settings), "unknown setting(s) hidden_sise")
 
 
-def test_console_script_prime_file_and_missing_cuda(trained, tmp_path):
+def test_console_script_prime_file_and_missing_cuda(trained, tmp_path, cli, user_error, tiny_lm_flags):
     import torch
 
     corpus, run, _ = trained
@@ -231,8 +210,8 @@ def test_console_script_prime_file_and_missing_cuda(trained, tmp_path):
     assert subprocess.run([script, "--help"], capture_output=True).returncode == 0
     prime = tmp_path / "prime.txt"
     prime.write_text("5: a small")
-    result = rnnkit("sample", run, "--prime-file", prime, "--length", 10, "--seed", 1)
+    result = cli("sample", run, "--prime-file", prime, "--length", 10, "--seed", 1)
     assert result.returncode == 0 and result.stdout.startswith("5: a small"), result.stderr
     if not torch.cuda.is_available():
-        assert_user_error(rnnkit("train", corpus, "--out", tmp_path / "gpu", "--device", "cuda", *TINY[:-2]),
-                          "no CUDA device is available here")
+        user_error(cli("train", corpus, "--out", tmp_path / "gpu", "--device", "cuda", *tiny_lm_flags[:-2]),
+                   "no CUDA device is available here")

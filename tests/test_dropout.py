@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from rnnkit.dropout import dropout, keep_mask
+from rnnkit.layers.dropout import dropout, keep_mask
 
 
 @pytest.mark.parametrize("p", [0.1, 0.2, 0.5, 0.9])

@@ -10,10 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rnnkit import gemm
+from rnnkit.kernels import gemm
 from rnnkit.layers import Recurrent
 from rnnkit.models import LanguageModel
-from test_cli import TINY, assert_user_error
 
 pytestmark = pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch built without oneDNN")
 
@@ -101,15 +100,15 @@ def test_generation_logits_agree_between_backends(monkeypatch):
 
 @pytest.mark.parametrize("value,expected", [("onednn", "onednn"), ("default", "default")])
 def test_environment_variable_chooses_the_backend(value, expected):
-    code = "from rnnkit import gemm; print(gemm.fp32_backend())"
+    code = "from rnnkit.kernels import gemm; print(gemm.fp32_backend())"
     out = subprocess.run([sys.executable, "-c", code], env={"RNNKIT_FP32_GEMM": value},
                          capture_output=True, text=True, check=True)
     assert out.stdout.strip() == expected
 
 
-def test_a_nonsense_backend_is_refused_in_one_line(corpus, tmp_path):
+def test_a_nonsense_backend_is_refused_in_one_line(corpus, tmp_path, user_error, tiny_lm_flags):
     out = subprocess.run([sys.executable, "-m", "rnnkit", "train", str(corpus), "--out", str(tmp_path / "run"),
-                          "--max-steps", "1", *map(str, TINY)], env={**os.environ, "RNNKIT_FP32_GEMM": "fast"},
+                          "--max-steps", "1", *map(str, tiny_lm_flags)], env={**os.environ, "RNNKIT_FP32_GEMM": "fast"},
                          capture_output=True, text=True)
     assert out.returncode != 0 and "RNNKIT_FP32_GEMM must be one of" in out.stderr
-    assert_user_error(out, "RNNKIT_FP32_GEMM must be one of")
+    user_error(out, "RNNKIT_FP32_GEMM must be one of")

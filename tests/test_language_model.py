@@ -153,7 +153,7 @@ def test_stepper_logits_equal_the_forward_pass_in_fp32_and_bf16(cell, backend, m
     """Generation's prepared steps (table lookup, fused [W_ih | W_hh] products,
     prepacked weights) give the forward pass's logits: in fp32 up to rounding,
     with bf16 weights within bf16's; on either fp32 product backend."""
-    from rnnkit import gemm
+    from rnnkit.kernels import gemm
     from rnnkit.models.stepping import Stepper
 
     if backend == "onednn" and not torch.backends.mkldnn.is_available():
@@ -174,7 +174,7 @@ def test_stepper_logits_equal_the_forward_pass_in_fp32_and_bf16(cell, backend, m
 def test_stepper_at_batch_one_keeps_small_weights_dense_and_equals_the_forward_pass():
     # at batch 1 weights under gemm.SMALL_GEMV entries skip oneDNN (the output layer
     # here), larger ones (the recurrent matrices, 1024 x 256 and up) are prepared
-    from rnnkit import gemm
+    from rnnkit.kernels import gemm
     from rnnkit.models.stepping import Stepper
 
     torch.manual_seed(0)
@@ -201,7 +201,7 @@ def test_bf16_generation_follows_the_fp32_model():
 
 
 def test_locked_dropout_keeps_one_mask_per_sequence_for_every_step():
-    from rnnkit.dropout import locked_dropout
+    from rnnkit.layers.dropout import locked_dropout
 
     torch.manual_seed(0)
     out = locked_dropout(torch.ones(4, 9, 16), 0.5)

@@ -3,7 +3,7 @@ classification report against hand-worked counts."""
 
 import pytest
 
-from rnnkit.metrics import accuracy, binary_f1, chunk_f1, chunks, classification_report
+from rnnkit.training.metrics import accuracy, binary_f1, chunk_f1, chunks, classification_report
 
 
 def column(text: str, i: int) -> list[list[str]]:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from rnnkit import LanguageModel, Recurrent
-from rnnkit.layers.unroll import linear_recurrence, linear_scan
+from rnnkit.kernels.minimal import linear_recurrence, linear_scan
 
 
 def test_linear_scan_equals_the_recurrence_over_long_sequences():

@@ -6,18 +6,18 @@ import pytest
 import torch
 from torch import nn
 
-from rnnkit.cells import GRUCell, LSTMCell, RNNCell
-from rnnkit.layers import Recurrent, native_loop
-from rnnkit.dropout import dropout
+from rnnkit.kernels import LSTMCell
+from rnnkit.layers import Recurrent
+from rnnkit.layers.dropout import dropout
 
 TORCH_RNNS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 CASES = list(itertools.product(["rnn", "lstm", "gru"], [False, True], [1, 2, 3]))
 
 
-def make_pair(cell, bidirectional, num_layers, I=5, H=4):
+def make_pair(cell, bidirectional, num_layers, input_size=5, H=4):
     torch.manual_seed(0)
-    ours = Recurrent(cell, I, H, num_layers, bidirectional=bidirectional).double()
-    ref = TORCH_RNNS[cell](I, H, num_layers, batch_first=True, bidirectional=bidirectional).double()
+    ours = Recurrent(cell, input_size, H, num_layers, bidirectional=bidirectional).double()
+    ref = TORCH_RNNS[cell](input_size, H, num_layers, batch_first=True, bidirectional=bidirectional).double()
     ref.load_state_dict(ours.torch_state_dict())
     return ours, ref
 
@@ -103,20 +103,21 @@ def test_padding_never_changes_a_sequence_result(cell, bidirectional):
                 torch.testing.assert_close(s[:, b], a[:, 0])
 
 
-def test_chunked_calls_with_carried_state_equal_one_pass():
+@pytest.mark.parametrize("engine", ["fused", "explicit"])
+def test_chunked_calls_with_carried_state_equal_one_pass(engine):
     torch.manual_seed(0)
-    layer = Recurrent("lstm", 3, 4, num_layers=2).double()
+    layer = Recurrent("lstm", 3, 4, num_layers=2, engine=engine).double()
     x = torch.randn(2, 12, 3, dtype=torch.float64)
     whole, whole_state = layer(x)
     first, state = layer(x[:, :5])
     second, state = layer(x[:, 5:], state)
     torch.testing.assert_close(torch.cat([first, second], 1), whole)
-    stepped, s = [], None
-    for t in range(12):
-        h, s = layer.step(x[:, t], s)
+    stepped, state = [], None
+    for t in range(12):  # one step a call, as streaming would
+        h, state = layer(x[:, t:t + 1], state)
         stepped.append(h)
-    torch.testing.assert_close(torch.stack(stepped, 1), whole)
-    for a, b in zip(s, whole_state):
+    torch.testing.assert_close(torch.cat(stepped, 1), whole)
+    for a, b in zip(state, whole_state):
         torch.testing.assert_close(a, b)
 
 
@@ -175,62 +176,11 @@ def test_weight_drop_refuses_cells_without_recurrent_weights_and_bad_fractions()
         Recurrent("lstm", 3, 4, weight_drop=1.5)
 
 
-@pytest.mark.parametrize("cls", [RNNCell, LSTMCell, GRUCell])
-def test_gradcheck_cells(cls):
-    torch.manual_seed(0)
-    cell = cls(3, 4).double()
-    x = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
-    state = tuple(torch.randn(2, 4, dtype=torch.float64, requires_grad=True) for _ in range(cell.state_size))
-
-    def f(x, *state_and_params):
-        state = state_and_params[:cell.state_size]
-        h, new = torch.func.functional_call(
-            cell, dict(zip(names, state_and_params[cell.state_size:])), (x, state))
-        return (h,) + new
-
-    names = [n for n, _ in cell.named_parameters()]
-    params = [p.detach().clone().requires_grad_() for p in cell.parameters()]
-    assert torch.autograd.gradcheck(f, (x, *state, *params))
-
-
 def test_gradcheck_layer_explicit_bidirectional_with_lengths():
     torch.manual_seed(0)
     layer = Recurrent("lstm", 2, 3, num_layers=2, bidirectional=True, engine="explicit").double()
     x = torch.randn(2, 4, 2, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda x: layer(x, lengths=torch.tensor([4, 2]))[0], (x,))
-
-
-def test_golden_numbers_catch_gate_order_mistakes():
-    # constant weights and a hand computation: with W_ih = W_hh = 0 and biases
-    # (i, f, g, o) = (0, 0, 1, 0) the LSTM gives c = σ(0)·tanh(1), h = σ(0)·tanh(c)
-    cell = LSTMCell(2, 1)
-    with torch.no_grad():
-        for p in cell.parameters():
-            p.zero_()
-        cell.bias_ih.copy_(torch.tensor([0.0, 0.0, 1.0, 0.0]))
-    h, (h2, c) = cell(torch.ones(1, 2))
-    expected_c = 0.5 * torch.tanh(torch.tensor(1.0))
-    torch.testing.assert_close(c, expected_c.reshape(1, 1))
-    torch.testing.assert_close(h, (0.5 * torch.tanh(expected_c)).reshape(1, 1))
-    # GRU with z saturated to 1 keeps its state whatever the input
-    gru = GRUCell(2, 1)
-    with torch.no_grad():
-        for p in gru.parameters():
-            p.zero_()
-        gru.bias_ih.copy_(torch.tensor([0.0, 50.0, 3.0]))
-    h, _ = gru(torch.ones(1, 2), (torch.full((1, 1), 0.25),))
-    torch.testing.assert_close(h, torch.full((1, 1), 0.25))
-
-
-def test_initialisation_orthogonal_recurrent_glorot_input_forget_bias_one():
-    cell = LSTMCell(10, 8)
-    for block in cell.weight_hh.detach().split(8):
-        torch.testing.assert_close(block @ block.T, torch.eye(8), atol=1e-5, rtol=0)
-    limit = (6 / (10 + 8)) ** 0.5
-    assert cell.weight_ih.abs().max() <= limit
-    assert torch.all(cell.bias_ih[8:16] == 1) and torch.all(cell.bias_hh == 0)
-    assert torch.all(cell.bias_ih[:8] == 0) and torch.all(cell.bias_ih[16:] == 0)
-    assert torch.all(LSTMCell(10, 8, forget_bias=0.0).bias_ih == 0)
 
 
 def test_bad_shapes_give_clear_errors():
@@ -272,18 +222,11 @@ def _output_and_gradients(layer, run, bf16: bool = True):
     return out.float(), [p.grad.clone() for p in layer.parameters()]
 
 
-def _without_the_layer_nodes(monkeypatch, loop):
-    """loop "unroll": the LSTM, GRU and RNN take unroll's per-step nodes, as they do
-    with a mask or without the native kernels, instead of rnnkit.layers.native_loop."""
-    if loop == "unroll":
-        monkeypatch.setattr(native_loop, "applies", lambda *args: False)
-
-
-@pytest.mark.parametrize("loop", ["native", "unroll"])
+@pytest.mark.parametrize("backend", ["layer node", "steps"])
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
-def test_explicit_engine_under_bf16_autocast_follows_fp32(cell, loop, monkeypatch):
+def test_explicit_engine_under_bf16_autocast_follows_fp32(cell, backend, explicit_backend):
     # under autocast the per-step products and the weight gradient are bf16
-    _without_the_layer_nodes(monkeypatch, loop)
+    explicit_backend(backend)
     torch.manual_seed(0)
     layer = Recurrent(cell, 16, 32, num_layers=2, engine="explicit")
     x = torch.randn(4, 12, 16)
@@ -294,14 +237,14 @@ def test_explicit_engine_under_bf16_autocast_follows_fp32(cell, loop, monkeypatc
         assert (a - b).norm() <= 0.05 * b.norm() + 1e-3
 
 
-@pytest.mark.parametrize("loop", ["native", "unroll"])
+@pytest.mark.parametrize("backend", ["layer node", "steps"])
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
-def test_explicit_engine_under_bf16_autocast_equals_the_cell_stepped_by_autograd(cell, loop, monkeypatch):
+def test_explicit_engine_under_bf16_autocast_equals_the_cell_stepped_by_autograd(cell, backend, explicit_backend):
     """The explicit engine's bf16 path (W laid out once in bf16 for both ways, the
     weight gradient as one bf16 product) against the cell run step by step
     under autocast with autograd's own backward: the same bf16 roundings in
     another order."""
-    _without_the_layer_nodes(monkeypatch, loop)
+    explicit_backend(backend)
     torch.manual_seed(0)
     layer = Recurrent(cell, 16, 32, engine="explicit")
     x = torch.randn(8, 12, 16)
@@ -335,30 +278,3 @@ def test_gradcheck_explicit_parameters_with_lengths():
     assert torch.autograd.gradcheck(f, params)
 
 
-def test_lstm_gate_step_gradients_by_finite_differences():
-    from rnnkit.gates import LSTMGates, lstm_gates
-
-    g = torch.Generator().manual_seed(0)
-    gates = (3 * torch.randn(4, 4 * 5, generator=g, dtype=torch.float64)).requires_grad_()
-    c = torch.randn(4, 5, generator=g, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(LSTMGates.apply, (gates, c))
-    i, f, g, o = gates.chunk(4, dim=1)  # the equations written plainly
-    c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-    plain = (torch.sigmoid(o) * torch.tanh(c_new), c_new)
-    for step in (LSTMGates.apply, lstm_gates):  # the training node and generation's step
-        for ours, expected in zip(step(gates, c), plain):
-            torch.testing.assert_close(ours, expected)
-
-
-def test_gru_gate_step_gradients_by_finite_differences():
-    from rnnkit.gates import GRUGates
-
-    g = torch.Generator().manual_seed(0)
-    xp, hp = ((2 * torch.randn(4, 3 * 5, generator=g, dtype=torch.float64)).requires_grad_() for _ in range(2))
-    h = torch.randn(4, 5, generator=g, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(GRUGates.apply, (xp, hp, h))
-    xr, xz, xn = xp.chunk(3, 1)
-    hr, hz, hn = hp.chunk(3, 1)
-    r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
-    n = torch.tanh(xn + r * hn)
-    torch.testing.assert_close(GRUGates.apply(xp, hp, h), (1 - z) * n + z * h)

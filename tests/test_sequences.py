@@ -3,43 +3,15 @@ padding invariance, learning, and the errors of bad input."""
 
 import random
 import re
-import subprocess
-import sys
 
 import pytest
 import torch
 
-from rnnkit import DataConfig, TrainConfig, Trainer, load_run
+from rnnkit import DataConfig, load_run
 from rnnkit.data import LabelledData, collate, read_conll, read_table
 from rnnkit.data.sequences import BucketBatcher, Examples
 from rnnkit.errors import DataError
 from rnnkit.models import SequenceClassifier, SequenceTagger
-
-TINY = dict(cell="lstm", hidden_size=16, num_layers=1, embedding_dim=8, dropout=0.0)
-NOUNS = "cat dog bird fish cow horse".split()
-VERBS = "runs sleeps eats sings jumps".split()
-
-
-def spam_table(n=120, seed=0) -> str:
-    """Comments where spam mentions a link or a channel: learnable from words."""
-    rng = random.Random(seed)
-    rows = ["COMMENT_ID,CONTENT,CLASS"]
-    for i in range(n):
-        spam = i % 2
-        words = rng.sample(NOUNS + VERBS, 4) + (["check", "my", "channel"] if spam else ["nice", "song"])
-        rng.shuffle(words)
-        rows.append(f'c{i},"{" ".join(words)}",{spam}')
-    return "\n".join(rows) + "\n"
-
-
-def chunk_corpus(n=80, seed=0) -> str:
-    """CoNLL-2000-like sentences: 'the NOUN VERB the NOUN' with chunk tags."""
-    rng = random.Random(seed)
-    lines = []
-    for _ in range(n):
-        noun, verb, other = rng.choice(NOUNS), rng.choice(VERBS), rng.choice(NOUNS)
-        lines += ["the DT B-NP", f"{noun} NN I-NP", f"{verb} VBZ B-VP", "the DT B-NP", f"{other} NN I-NP", ""]
-    return "\n".join(lines) + "\n"
 
 
 def test_read_table_finds_columns_by_header_and_by_content(tmp_path):
@@ -114,9 +86,9 @@ def test_bucketed_batches_cover_every_example_once_with_little_padding():
 @pytest.mark.parametrize("pooling", ["last", "mean", "max", "attention"])
 @pytest.mark.parametrize("engine,merge,encoder", [("fused", "concat", "rnn"), ("explicit", "sum", "rnn"),
                                                    ("fused", "concat", "tdnn")])
-def test_padding_never_changes_a_classifiers_result(pooling, engine, merge, encoder):
+def test_padding_never_changes_a_classifiers_result(pooling, engine, merge, encoder, tiny_model):
     torch.manual_seed(0)
-    model = SequenceClassifier(30, 3, **{**TINY, "num_layers": 2}, pooling=pooling, engine=engine,
+    model = SequenceClassifier(30, 3, **{**tiny_model, "num_layers": 2}, pooling=pooling, engine=engine,
                                merge=merge, encoder=encoder).double().eval()
     seqs = [torch.randint(1, 30, (n,)).numpy() for n in (5, 2, 9)]
     x, lengths, _ = collate(seqs, [0, 1, 2])
@@ -128,9 +100,9 @@ def test_padding_never_changes_a_classifiers_result(pooling, engine, merge, enco
 
 @pytest.mark.parametrize("crf,encoder,bidirectional", [(False, "rnn", True), (True, "rnn", True),
                                                        (False, "tdnn", True), (True, "tdnn", False)])
-def test_padding_never_changes_a_taggers_result(crf, encoder, bidirectional):
+def test_padding_never_changes_a_taggers_result(crf, encoder, bidirectional, tiny_model):
     torch.manual_seed(0)
-    model = SequenceTagger(30, 4, **{**TINY, "num_layers": 2}, crf=crf, encoder=encoder, kernel_size=3,
+    model = SequenceTagger(30, 4, **{**tiny_model, "num_layers": 2}, crf=crf, encoder=encoder, kernel_size=3,
                            bidirectional=bidirectional).double().eval()
     seqs = [torch.randint(1, 30, (n,)).numpy() for n in (6, 1, 3)]
     tags = [torch.randint(0, 4, (len(s),)).numpy() for s in seqs]
@@ -146,37 +118,29 @@ def test_padding_never_changes_a_taggers_result(crf, encoder, bidirectional):
     torch.testing.assert_close(loss_batch, total / sum(len(s) for s in seqs))
 
 
-def train(data, model, tmp_path, **cfg):
-    torch.manual_seed(0)
-    config = TrainConfig(**{"max_epochs": 6, "eval_every": 1000, "sample_length": 0, "lr": 1e-2,
-                            "warmup_steps": 5, "device": "cpu", "log_every": 5, **cfg})
-    trainer = Trainer(model, data, config, out=tmp_path / "run", quiet=True)
-    return trainer, trainer.fit()
-
-
-def test_classifier_learns_spam_from_words_and_reloads(tmp_path):
+def test_classifier_learns_spam_from_words_and_reloads(tmp_path, spam_table, tiny_model, fit_labelled):
     path = tmp_path / "spam.csv"
     path.write_text(spam_table())
     data = LabelledData.from_file(path, DataConfig(task="classify", batch_size=8, val_fraction=0.25))
     assert data.labels == ["0", "1"] and len(data.val) == 30  # stratified: 15 of each
     assert sorted(data.val.labels) == [0] * 15 + [1] * 15
     torch.manual_seed(0)
-    trainer, result = train(data, SequenceClassifier(data.vocab_size, 2, **TINY), tmp_path)
+    trainer, result = fit_labelled(data, SequenceClassifier(data.vocab_size, 2, **tiny_model), tmp_path)
     assert result["val_accuracy"] >= 0.95 and result["val_loss"] < 0.3, result  # chance: 0.5, 0.69
     model, tokenizer, doc = load_run(tmp_path / "run")
     assert doc["labels"] == ["0", "1"] and isinstance(model, SequenceClassifier)
 
 
-def test_crf_tagger_learns_chunks_and_scores_chunk_f1(tmp_path):
+def test_crf_tagger_learns_chunks_and_scores_chunk_f1(tmp_path, chunk_corpus, tiny_model, fit_labelled):
     path = tmp_path / "train.txt"
     path.write_text(chunk_corpus())
     data = LabelledData.from_file(path, DataConfig(task="tag", batch_size=8, val_fraction=0.2))
     assert data.labels == ["B-NP", "B-VP", "I-NP"]
-    trainer, result = train(data, SequenceTagger(data.vocab_size, 3, **TINY, crf=True), tmp_path)
+    trainer, result = fit_labelled(data, SequenceTagger(data.vocab_size, 3, **tiny_model, crf=True), tmp_path)
     assert result["val_accuracy"] == 1.0 and result["val_f1"] == 1.0, result
 
 
-def test_held_out_files_add_their_labels_and_words_outside_training_are_unknown(tmp_path):
+def test_held_out_files_add_their_labels_and_words_outside_training_are_unknown(tmp_path, spam_table):
     train_path, val_path = tmp_path / "train.csv", tmp_path / "val.csv"
     train_path.write_text(spam_table(20))
     val_path.write_text("text,label\nhello there,maybe\n")
@@ -189,7 +153,7 @@ def test_held_out_files_add_their_labels_and_words_outside_training_are_unknown(
         [i for ids in split.train.ids for i in ids]).split()))
 
 
-def test_a_char_classifier_reads_characters_it_never_saw_as_one_unknown(tmp_path):
+def test_a_char_classifier_reads_characters_it_never_saw_as_one_unknown(tmp_path, spam_table):
     from rnnkit.data.tokenizers import tokenizer_from_dict
 
     train_path, val_path = tmp_path / "train.csv", tmp_path / "val.csv"
@@ -231,49 +195,37 @@ def test_a_causal_tdnn_sees_a_window_of_the_past_only():
     assert reach == [2, 3, 4, 5, 6]  # 2 layers x (3 - 1) + 1 inputs, none after t = 6
 
 
-def rnnkit(*args):
-    return subprocess.run([sys.executable, "-m", "rnnkit", *map(str, args)], capture_output=True, text=True,
-                          timeout=300)
-
-
-def one_line_error(result, message):
-    lines = result.stderr.strip().splitlines()
-    assert result.returncode == 2 and len(lines) == 1 and message in lines[0], result.stderr
-
-
-CLI_TINY = ["--hidden-size", "16", "--num-layers", "1", "--embedding-dim", "8", "--batch-size", "8",
-            "--device", "cpu", "--eval-every", "20"]
-
-
-def test_cli_classify_trains_and_predicts_in_the_tables_format(tmp_path):
+def test_cli_classify_trains_and_predicts_in_the_tables_format(tmp_path, cli, user_error, spam_table,
+                                                               tiny_labelled_flags):
     table = tmp_path / "spam.csv"
     table.write_text(spam_table(60))
     run = tmp_path / "run"
-    result = rnnkit("train", table, "--task", "classify", "--max-epochs", 3, "--out", run, *CLI_TINY)
+    result = cli("train", table, "--task", "classify", "--max-epochs", 3, "--out", run, *tiny_labelled_flags)
     assert result.returncode == 0, result.stderr
     assert "--task classify" in result.stdout and "accuracy" in result.stdout and "rnnkit predict" in result.stdout
     out = tmp_path / "pred.csv"
-    result = rnnkit("predict", run, table, "--output", out)
+    result = cli("predict", run, table, "--output", out)
     assert result.returncode == 0, result.stderr
     lines = out.read_text().splitlines()
     assert lines[0] == "COMMENT_ID,CONTENT,CLASS,prediction" and len(lines) == 61
     assert "60 examples with labels; accuracy" in result.stderr
     new = tmp_path / "new.tsv"
     new.write_text("text\ncheck my channel now\nnice song\n")  # no label column: texts to predict
-    result = rnnkit("predict", run, new)
+    result = cli("predict", run, new)
     assert result.returncode == 0 and result.stdout.splitlines()[0] == "text\tprediction", result.stderr
-    one_line_error(rnnkit("sample", run), "is a classify run, not a language model")
+    user_error(cli("sample", run), "is a classify run, not a language model")
 
 
-def test_cli_tag_trains_and_predicts_conll(tmp_path):
+def test_cli_tag_trains_and_predicts_conll(tmp_path, cli, chunk_corpus, tiny_labelled_flags):
     corpus = tmp_path / "train.txt"
     corpus.write_text(chunk_corpus(40))
     run = tmp_path / "run"
-    result = rnnkit("train", corpus, "--task", "tag", "--crf", "true", "--max-epochs", 2, "--out", run, *CLI_TINY)
+    result = cli("train", corpus, "--task", "tag", "--crf", "true", "--max-epochs", 2, "--out", run,
+                 *tiny_labelled_flags)
     assert result.returncode == 0, result.stderr
     words = tmp_path / "words.txt"
     words.write_text("the\ncat\nsleeps\n\nthe\nunseenword\n\n")
-    result = rnnkit("predict", run, words)
+    result = cli("predict", run, words)
     assert result.returncode == 0, result.stderr
     sentences = result.stdout.strip().split("\n\n")
     assert [len(s.splitlines()) for s in sentences] == [3, 2]
@@ -286,25 +238,25 @@ def test_cli_tag_trains_and_predicts_conll(tmp_path):
     ("the DT B-NP\ncat NN\n", ["--task", "tag"], "line 2: 2 column(s)"),
     ("text,label\nhello,1\n", ["--task", "classify", "--bidirectional", "maybe"], "expected true or false"),
 ])
-def test_cli_bad_labelled_input_is_one_line(tmp_path, content, extra, message):
+def test_cli_bad_labelled_input_is_one_line(tmp_path, content, extra, message, cli, user_error):
     path = tmp_path / ("data.csv" if "classify" in extra else "data.txt")
     path.write_text(content)
-    one_line_error(rnnkit("train", path, "--out", tmp_path / "run", *extra), message)
+    user_error(cli("train", path, "--out", tmp_path / "run", *extra), message)
     assert not (tmp_path / "run" / "model.safetensors").exists()
 
 
-def test_cli_word_vocabulary_too_large_says_what_to_cap(tmp_path):
+def test_cli_word_vocabulary_too_large_says_what_to_cap(tmp_path, cli, user_error):
     from rnnkit.data.words import MAX_UNCAPPED_VOCAB_SIZE
 
     big = tmp_path / "big.txt"
     big.write_text(" ".join(f"w{i}" for i in range(MAX_UNCAPPED_VOCAB_SIZE + 1)) + "\n")
-    result = rnnkit("train", big, "--tokenizer", "word", "--out", tmp_path / "run")
-    one_line_error(result, "cap the vocabulary with --max-vocab-size")
+    result = cli("train", big, "--tokenizer", "word", "--out", tmp_path / "run")
+    user_error(result, "cap the vocabulary with --max-vocab-size")
 
 
-def test_adversarial_perturbation_has_norm_epsilon_and_raises_the_loss():
+def test_adversarial_perturbation_has_norm_epsilon_and_raises_the_loss(tiny_model):
     torch.manual_seed(0)
-    model = SequenceClassifier(30, 2, **TINY, adversarial=0.5).double().train()
+    model = SequenceClassifier(30, 2, **tiny_model, adversarial=0.5).double().train()
     x, lengths, y = collate([torch.randint(1, 30, (n,)).numpy() for n in (5, 3)], [0, 1])
     e = model.encoder.embed(x, lengths)
     clean = torch.nn.functional.cross_entropy(model(x, lengths, e), y)
@@ -319,7 +271,7 @@ def test_adversarial_perturbation_has_norm_epsilon_and_raises_the_loss():
     torch.testing.assert_close(model.loss((x, lengths, y))[0], clean)  # evaluation: the plain loss
 
 
-def test_cli_embeddings_start_from_a_vectors_file(tmp_path):
+def test_cli_embeddings_start_from_a_vectors_file(tmp_path, cli, user_error, chunk_corpus, tiny_labelled_flags):
     from rnnkit.training import load_run
 
     corpus = tmp_path / "train.txt"
@@ -327,8 +279,8 @@ def test_cli_embeddings_start_from_a_vectors_file(tmp_path):
     vectors = tmp_path / "vectors.txt"
     vectors.write_text("the " + " ".join(["0.5"] * 8) + "\ncat " + " ".join(["-0.25"] * 8) + "\n")
     run = tmp_path / "run"
-    result = rnnkit("train", corpus, "--task", "tag", "--embeddings", vectors, "--max-steps", 1, "--lr", "1e-9",
-                    "--out", run, *CLI_TINY)
+    result = cli("train", corpus, "--task", "tag", "--embeddings", vectors, "--max-steps", 1, "--lr", "1e-9",
+                 "--out", run, *tiny_labelled_flags)
     assert result.returncode == 0, result.stderr
     assert "embeddings: 2 of" in result.stdout
     model, tokenizer, _ = load_run(run)
@@ -339,14 +291,14 @@ def test_cli_embeddings_start_from_a_vectors_file(tmp_path):
     assert 0.6 < weight.std() < 1.5  # rescaled to the N(0, 1) of the encoder's own embedding
     wrong = tmp_path / "wrong.txt"
     wrong.write_text("the 1.0 2.0\n")
-    one_line_error(rnnkit("train", corpus, "--task", "tag", "--embeddings", wrong, "--out", tmp_path / "r2",
-                          *CLI_TINY), "expected vectors of shape (8,)")
+    user_error(cli("train", corpus, "--task", "tag", "--embeddings", wrong, "--out", tmp_path / "r2",
+                   *tiny_labelled_flags), "expected vectors of shape (8,)")
 
 
-def test_cli_embeddings_need_word_tokens(tmp_path):
+def test_cli_embeddings_need_word_tokens(tmp_path, cli, user_error, tiny_labelled_flags):
     corpus = tmp_path / "text.txt"
     corpus.write_text("the cat sat on the mat\n" * 50)
     vectors = tmp_path / "vectors.txt"
     vectors.write_text("the " + " ".join(["0.5"] * 8) + "\n")
-    one_line_error(rnnkit("train", corpus, "--embeddings", vectors, "--out", tmp_path / "run", *CLI_TINY),
+    user_error(cli("train", corpus, "--embeddings", vectors, "--out", tmp_path / "run", *tiny_labelled_flags),
                    "--embeddings needs word tokens")

@@ -7,7 +7,6 @@ import random
 import numpy as np
 import pytest
 import torch
-from test_sequences import CLI_TINY, TINY, one_line_error, rnnkit, train
 
 from rnnkit import DataConfig
 from rnnkit.data import LabelledData, collate
@@ -70,9 +69,9 @@ def spelled_batch():
 
 
 @pytest.mark.parametrize("crf", [False, True])
-def test_padding_never_changes_a_spelling_taggers_result(crf):
+def test_padding_never_changes_a_spelling_taggers_result(crf, tiny_model):
     torch.manual_seed(0)
-    model = SequenceTagger(30, 3, alphabet_size=12, **TINY, char_features=4, crf=crf).double().eval()
+    model = SequenceTagger(30, 3, alphabet_size=12, **tiny_model, char_features=4, crf=crf).double().eval()
     seqs = spelled_batch()
     x, lengths, _ = collate(seqs, [np.zeros(len(s), dtype=np.int64) for s in seqs])
     scores = model(x, lengths)
@@ -81,9 +80,9 @@ def test_padding_never_changes_a_spelling_taggers_result(crf):
         torch.testing.assert_close(scores[b, :len(s)], alone)
 
 
-def test_padding_never_changes_a_spelling_classifiers_result():
+def test_padding_never_changes_a_spelling_classifiers_result(tiny_model):
     torch.manual_seed(0)
-    model = SequenceClassifier(30, 2, alphabet_size=12, **TINY, char_features=4, pooling="mean").double().eval()
+    model = SequenceClassifier(30, 2, alphabet_size=12, **tiny_model, char_features=4, pooling="mean").double().eval()
     seqs = spelled_batch()
     x, lengths, _ = collate(seqs, [0, 1, 0])
     logits = model(x, lengths)
@@ -105,7 +104,7 @@ def suffix_corpus(stems, seed):
     return "\n".join(lines) + "\n"
 
 
-def test_spelling_tags_words_the_vocabulary_never_saw(tmp_path):
+def test_spelling_tags_words_the_vocabulary_never_saw(tmp_path, tiny_model, fit_labelled):
     rng = random.Random(0)
     stems = ["".join(rng.choice("bcdfgklmnprstv") + rng.choice("aeiou") for _ in range(3)) for _ in range(120)]
     train_path, val_path = tmp_path / "train.txt", tmp_path / "val.txt"
@@ -117,34 +116,34 @@ def test_spelling_tags_words_the_vocabulary_never_saw(tmp_path):
         data = LabelledData.from_file(train_path, config, spell=width > 0)
         assert all((ids[:, 0] if width else ids).max() == UNK_ID for ids in data.val.ids)
         model = SequenceTagger(data.vocab_size, data.num_labels, alphabet_size=getattr(data.tokenizer,
-                               "alphabet_size", 0), **TINY, char_features=width)
-        _, results[width] = train(data, model, tmp_path / str(width), max_epochs=20, lr=3e-2)
+                               "alphabet_size", 0), **tiny_model, char_features=width)
+        _, results[width] = fit_labelled(data, model, tmp_path / str(width), max_epochs=20, lr=3e-2)
     assert results[0]["val_accuracy"] < 0.5  # words alone: the tag of <unk> is a guess among three
     assert results[8]["val_accuracy"] > 0.95, results  # spelled: -ing and capitals give it away
 
 
-def test_cli_tags_with_char_features_and_refuses_them_for_characters(tmp_path):
+def test_cli_tags_with_char_features_and_refuses_them_for_characters(tmp_path, cli, user_error, tiny_labelled_flags):
     corpus = tmp_path / "train.txt"
     corpus.write_text("The DT B-NP\ncat NN I-NP\nsleeps VBZ B-VP\n\nA DT B-NP\ndog NN I-NP\nruns VBZ B-VP\n\n" * 10)
     vectors = tmp_path / "vectors.txt"
     vectors.write_text("cat " + " ".join(["0.5"] * 8) + "\n")
     run = tmp_path / "run"
-    result = rnnkit("train", corpus, "--task", "tag", "--char-features", 4, "--embeddings", vectors,
-                    "--max-epochs", 1, "--out", run, *CLI_TINY)
+    result = cli("train", corpus, "--task", "tag", "--char-features", 4, "--embeddings", vectors,
+                 "--max-epochs", 1, "--out", run, *tiny_labelled_flags)
     assert result.returncode == 0 and "embeddings: 1 of" in result.stdout, result.stderr
     words = tmp_path / "words.txt"
     words.write_text("The\nunseen\nsleeps\n\n")
-    result = rnnkit("predict", run, words)
+    result = cli("predict", run, words)
     assert result.returncode == 0 and len(result.stdout.split()) == 6, result.stderr
-    lm = rnnkit("train", corpus, "--char-features", 4, "--out", tmp_path / "lm", *CLI_TINY)
-    one_line_error(lm, "--char-features reads the spelling of words")
+    lm = cli("train", corpus, "--char-features", 4, "--out", tmp_path / "lm", *tiny_labelled_flags)
+    user_error(lm, "--char-features reads the spelling of words")
     table = tmp_path / "t.csv"
     table.write_text("text,label\nhi there,0\nyo,1\n" * 5)
-    chars = rnnkit("train", table, "--task", "classify", "--tokenizer", "char", "--char-features", 4, "--out",
-                   tmp_path / "c", *CLI_TINY)
-    one_line_error(chars, "needs --task classify or tag with word tokens")
+    chars = cli("train", table, "--task", "classify", "--tokenizer", "char", "--char-features", 4, "--out",
+                tmp_path / "c", *tiny_labelled_flags)
+    user_error(chars, "needs --task classify or tag with word tokens")
 
 
-def test_an_encoder_without_an_alphabet_refuses_char_features():
+def test_an_encoder_without_an_alphabet_refuses_char_features(tiny_model):
     with pytest.raises(ConfigError, match="spelling of words"):
-        SequenceTagger(30, 3, **TINY, char_features=4)
+        SequenceTagger(30, 3, **tiny_model, char_features=4)

@@ -11,8 +11,8 @@ from rnnkit import DataConfig, LanguageModel, TextData, TrainConfig, Trainer, lo
 from rnnkit.config import OPTIMIZERS
 from rnnkit.errors import CheckpointError, ConfigError, TrainingError
 from rnnkit.training import learning_rate
-from rnnkit.training.trainer import bf16_supported
 from rnnkit.training.runs import BEST, LAST, load_tensors, read_config
+from rnnkit.training.trainer import bf16_supported
 
 SMALL = dict(cell="lstm", hidden_size=32, num_layers=1, embedding_dim=16, dropout=0.0)
 

@@ -4,7 +4,6 @@ import json
 
 import numpy as np
 import pytest
-from conftest import make_text
 
 from rnnkit.data import words
 from rnnkit.data.tokenizers import tokenizer_from_dict
@@ -79,7 +78,7 @@ def test_regex_pattern_splits_punctuation_but_never_the_special_tokens():
         WordTokenizer.fit("a", pattern="(")
 
 
-def test_word_tokenizer_round_trips_through_its_dict():
+def test_word_tokenizer_round_trips_through_its_dict(make_text):
     text = make_text(50)
     tok = WordTokenizer.fit(text, max_vocab_size=20, lowercase=True, pattern=r"\w+|[^\w\s]")
     again = _reloaded(tok)
@@ -92,7 +91,7 @@ def test_word_tokenizer_round_trips_through_its_dict():
                                  "pattern": None})
 
 
-def test_stream_decoder_adds_up_to_decode_and_spaces_after_a_prime():
+def test_stream_decoder_adds_up_to_decode_and_spaces_after_a_prime(make_text):
     tok = WordTokenizer.fit(make_text(50))
     ids = tok.encode(make_text(5, seed=1))
     decode = tok.stream_decoder()
@@ -120,7 +119,7 @@ TRICKY = "Ça été naïve — 東京 🙂🙃 déjà vu\n\n\ttabs  and   spaces
 
 
 @pytest.fixture(scope="module")
-def bpe():
+def bpe(make_text):
     return BPETokenizer.fit(make_text(200) + "café été naïve déjà\n" * 3, vocab_size=300)
 
 
@@ -132,7 +131,7 @@ def test_bpe_round_trips_any_text_exactly(bpe):
     assert bpe.tokenizer.token_to_id("<unk>") is None  # bytes cover everything; nothing is unknown
 
 
-def test_bpe_training_is_deterministic_and_honours_vocab_size(bpe):
+def test_bpe_training_is_deterministic_and_honours_vocab_size(bpe, make_text):
     text = make_text(200) + "café été naïve déjà\n" * 3
     again = BPETokenizer.fit(text, vocab_size=300)
     assert again.tokenizer.to_str() == bpe.tokenizer.to_str()
@@ -155,7 +154,7 @@ def test_bpe_stream_decoder_waits_for_whole_characters(bpe):
     assert [decode(i) for i in emoji] == ["", "", "", "🙂"]
 
 
-def test_bpe_encode_in_chunks_equals_one_call(bpe, monkeypatch):
+def test_bpe_encode_in_chunks_equals_one_call(bpe, monkeypatch, make_text):
     text = make_text(100) + TRICKY + "a \n b\n\n\nc  \n  d\n" * 20
     monkeypatch.setattr(words, "CHUNK_SIZE", 7)
     chunks = list(words._chunks(text))

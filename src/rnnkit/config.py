@@ -13,7 +13,6 @@ from typing import Any
 
 from rnnkit.errors import ConfigError
 
-CELL_TYPES = ("rnn", "lstm", "gru", "mingru", "minlstm")
 TASKS = ("lm", "classify", "tag")
 TOKENIZERS = ("auto", "char", "byte", "word", "bpe")
 POOLINGS = ("last", "mean", "max", "attention")
@@ -44,7 +43,8 @@ def _at_least(cfg, name: str, low: float, optional: bool = False) -> None:
 
 @dataclass
 class ModelConfig:
-    cell: str = _help("recurrent cell: rnn, lstm, gru, mingru or minlstm", default="lstm")
+    cell: str = _help("recurrent cell: rnn, lstm, gru, mingru, minlstm or another of rnnkit.kernels.CELLS "
+                      "(checked where the model is built)", default="lstm")
     hidden_size: int = _help("units per layer (char-rnn: rnn_size)", default=512)
     num_layers: int = _help("stacked recurrent layers", default=2)
     embedding_dim: int = _help("input embedding width; 0 = one-hot input as in min-char-rnn", default=128)
@@ -61,8 +61,8 @@ class ModelConfig:
     tie_weights: bool = _help("lm: the output layer reuses the input embedding (Press & Wolf 2017; needs "
                               "embedding_dim = hidden_size)", default=False)
     engine: str = _help("fused (torch kernels; a scan for mingru/minlstm), explicit (loop over rnnkit "
-                        "cells) or auto: explicit for a gru or rnn training on a CPU without padding, where "
-                        "it ran level or faster, fused otherwise (see rnnkit bench)", default="auto")
+                        "cells) or auto: explicit for a gru or rnn on a CPU, where it ran level or faster, "
+                        "fused otherwise (see rnnkit bench)", default="auto")
     nonlinearity: str = _help("tanh or relu, for --cell rnn", default="tanh")
     forget_bias: float = _help("initial LSTM forget-gate bias", default=1.0)
     input_init: str = _help("input weights init: glorot or torch", default="glorot")
@@ -85,7 +85,6 @@ class ModelConfig:
                       default=False)
 
     def __post_init__(self):
-        _choice(self, "cell", CELL_TYPES)
         _choice(self, "merge", ("concat", "sum", "mul", "avg"))
         _choice(self, "pooling", POOLINGS)
         _choice(self, "encoder", ("rnn", "tdnn"))
@@ -102,9 +101,6 @@ class ModelConfig:
         for name in ("dropout", "embedding_dropout", "weight_drop"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"{name} must be in [0, 1); got {getattr(self, name)}")
-        if self.weight_drop and self.cell in ("mingru", "minlstm"):
-            raise ConfigError(f"weight_drop drops recurrent weights, which {self.cell} has not (its gates read "
-                              "x_t only); use --dropout")
         if self.tie_weights and self.embedding_dim != self.hidden_size:
             raise ConfigError(f"tie_weights needs embedding_dim = hidden_size; got {self.embedding_dim} and "
                               f"{self.hidden_size}")

@@ -169,6 +169,7 @@ def _settings_from(args) -> tuple[dict, dict, dict]:
 
 def cmd_train(args) -> int:
     from rnnkit.data import LabelledData, TextData
+    from rnnkit.kernels import choose_engine
     from rnnkit.training import Trainer, read_config
     from rnnkit.training.runs import build_model
 
@@ -196,6 +197,7 @@ def cmd_train(args) -> int:
         if not args.path:
             raise ConfigError("train: give a text file to train on (or --resume --out RUN)")
         model_cfg = from_dict(ModelConfig, model_s, "model settings")
+        choose_engine(model_cfg.engine, model_cfg.cell, "cpu")  # a known cell, and an engine it has
         data_cfg = from_dict(DataConfig, {**data_s, "path": args.path}, "data settings")
         train_cfg = from_dict(TrainConfig, train_s, "train settings")
         if data_cfg.task == "lm" and not data_cfg.condition_column:
@@ -393,7 +395,7 @@ def _choices(flag: str, text: str, allowed) -> tuple[str, ...]:
 
 
 def cmd_bench(args) -> int:
-    from rnnkit import bench
+    from rnnkit.cli import bench
     from rnnkit.training.trainer import bf16_supported
 
     try:

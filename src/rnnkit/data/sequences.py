@@ -6,7 +6,7 @@ after each sequence's end (for a numeric series, vectors x (B, T, F)),
 lengths (B,) int64 >= 1, and labels y (B,) for classification (or a
 conditioned language model's conditions) or (B, T) for tagging, padded with ``IGNORE`` (-100, what
 ``F.cross_entropy`` skips). The mask of valid positions, True where
-``t < lengths[b]``, is :func:`rnnkit.layers.recurrent.length_mask`.
+``t < lengths[b]``, is :func:`rnnkit.layers.length_mask`.
 
 Bucketing: each epoch shuffles the examples (from the seed and the epoch),
 sorts windows of 50 batches' worth by length and cuts them into batches,
@@ -30,14 +30,15 @@ import numpy as np
 import torch
 
 from rnnkit.config import CHAR_FEATURES_NEED_WORDS, DataConfig
+from rnnkit.data.files import file_digest
 from rnnkit.data.series import SERIES_SUFFIXES, SeriesScaler, read_series, windows
 from rnnkit.data.tables import read_conll, read_table
-from rnnkit.data.text import file_digest
 from rnnkit.data.tokenizers import fit_tokenizer
 from rnnkit.data.words import SpelledWordTokenizer
 from rnnkit.errors import ConfigError, DataError
-from rnnkit.models.tagger import IGNORE
+
 BUCKET_BATCHES = 50
+IGNORE = -100  # the label at padded positions, which F.cross_entropy skips
 
 
 @dataclass

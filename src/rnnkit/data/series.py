@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rnnkit.data.text import read_text
+from rnnkit.data.files import read_text
 from rnnkit.errors import CheckpointError, DataError
 
 SERIES_SUFFIXES = (".csv", ".tsv", ".npy", ".npz", ".arff")

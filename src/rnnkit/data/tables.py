@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from rnnkit.data.text import read_text
+from rnnkit.data.files import read_text
 from rnnkit.errors import DataError
 
 TEXT_NAMES = ("text", "content", "comment", "message", "sentence", "review")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,36 +24,9 @@ import numpy as np
 import torch
 
 from rnnkit.config import DataConfig
+from rnnkit.data.files import file_digest, read_text
 from rnnkit.data.tokenizers import fit_tokenizer
 from rnnkit.errors import DataError
-
-
-def read_text(path: str | Path, tokenizer_kind: str = "char") -> str | bytes:
-    """The file's text (``char``) or raw bytes (``byte``), with clear errors."""
-    p = Path(path)
-    if not p.exists():
-        raise DataError(f"{path}: no such file")
-    if p.is_dir():
-        raise DataError(f"{path} is a directory; give a text file (concatenate the files you want)")
-    try:
-        raw = p.read_bytes()
-    except OSError as e:
-        raise DataError(f"{path}: cannot read: {e.strerror}") from None
-    if not raw:
-        raise DataError(f"{path} is empty")
-    if tokenizer_kind == "byte":
-        return raw
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path} is not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start}); "
-                        f"use --tokenizer byte to train on raw bytes") from None
-
-
-def file_digest(path: str | Path, *more: str | Path | None) -> str:
-    """SHA-256 of a file, or, with more files (None skipped), of their digests together."""
-    digests = [hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in (path, *more) if p]
-    return digests[0] if len(digests) == 1 else hashlib.sha256("".join(digests).encode()).hexdigest()
 
 
 def split_ids(ids: np.ndarray, val_fraction: float, test_fraction: float):

@@ -1,98 +1,18 @@
-"""Character and byte tokenizers.
+"""Every kind of tokenizer by name: fitted on a corpus (:func:`fit_tokenizer`)
+or restored from the dict it saved in a run folder (:func:`tokenizer_from_dict`).
 
-- ``CharTokenizer``: one token per Unicode code point seen in the training
-  text. For a language model, characters unseen in training are an error
-  that names them (there is no silent ``<unk>``: a model must not learn to
-  write one); for a classifier or tagger (``unk=True``) they all read as
-  one unknown character, id 0, so a comment with a new emoji still gets a
-  label.
-- ``ByteTokenizer``: the 256 byte values; reads any file at all, and decodes
-  with U+FFFD for bytes that do not form valid UTF-8.
-
-Both encode to a 1-D ``int64`` NumPy array and save themselves as a small
-JSON-able dict in the run folder's ``config.json``.
+The kinds: ``char`` and ``byte`` (:mod:`rnnkit.data.chars`), ``word``,
+``bpe`` and ``spelled-word`` (:mod:`rnnkit.data.words`), and a numeric
+series' scaler, ``series`` (:mod:`rnnkit.data.series`), which plays a
+tokenizer's part for vectors.
 """
 
 from __future__ import annotations
 
-import codecs
-
-import numpy as np
-
-from rnnkit.errors import CheckpointError, DataError
-
-
-class CharTokenizer:
-    kind = "char"
-
-    def __init__(self, code_points, unk: bool = False):
-        self.code_points = np.array(sorted(set(int(c) for c in code_points)), dtype=np.int64)  # (V,)
-        if len(self.code_points) == 0:
-            raise DataError("char tokenizer: empty vocabulary")
-        self.unk = bool(unk)  # id 0 is the unknown character; the code points follow
-
-    @classmethod
-    def fit(cls, text: str, unk: bool = False) -> "CharTokenizer":
-        return cls(np.unique(_code_points(text)), unk)
-
-    @property
-    def vocab_size(self) -> int:
-        return len(self.code_points) + self.unk
-
-    def encode(self, text: str, what: str = "text") -> np.ndarray:
-        cps = _code_points(text)
-        ids = np.searchsorted(self.code_points, cps)
-        ids = np.minimum(ids, len(self.code_points) - 1)
-        unseen = self.code_points[ids] != cps
-        if self.unk:
-            return np.where(unseen, 0, ids + 1)
-        if unseen.any():
-            chars = sorted({chr(c) for c in cps[unseen]})
-            shown = ", ".join(repr(c) for c in chars[:10]) + (", ..." if len(chars) > 10 else "")
-            raise DataError(f"{what} has {len(chars)} character(s) the model never saw in training: "
-                            f"{shown}; remove them (or train with --tokenizer byte)")
-        return ids
-
-    def decode(self, ids) -> str:
-        """The text of ``ids``; the unknown character shows as U+FFFD."""
-        ids = np.asarray(ids, dtype=np.int64) - self.unk
-        return "".join("\ufffd" if i < 0 else chr(self.code_points[i]) for i in ids.tolist())
-
-    def default_prime(self) -> str:
-        """A newline if the vocabulary has one (texts start after one), else its first character."""
-        return "\n" if 10 in self.code_points else chr(self.code_points[0])
-
-    def stream_decoder(self):
-        """A function from one token id to the text it completes (always one char)."""
-        code_points, shift = self.code_points, int(self.unk)
-        return lambda i: "\ufffd" if i < shift else chr(code_points[i - shift])
-
-    def to_dict(self) -> dict:
-        return {"kind": self.kind, "code_points": self.code_points.tolist(), "unk": self.unk}
-
-
-class ByteTokenizer:
-    kind = "byte"
-    vocab_size = 256
-
-    def encode(self, text: str | bytes, what: str = "text") -> np.ndarray:
-        data = text.encode("utf-8") if isinstance(text, str) else text
-        return np.frombuffer(data, dtype=np.uint8).astype(np.int64)
-
-    def decode(self, ids) -> str:
-        return bytes(np.asarray(ids, dtype=np.uint8)).decode("utf-8", errors="replace")
-
-    def default_prime(self) -> str:
-        return "\n"
-
-    def stream_decoder(self):
-        """A function from one byte to the text it completes: '' until a UTF-8
-        character is whole, so multi-byte characters print correctly."""
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        return lambda i: decoder.decode(bytes([int(i)]))
-
-    def to_dict(self) -> dict:
-        return {"kind": self.kind}
+from rnnkit.data.chars import ByteTokenizer, CharTokenizer
+from rnnkit.data.series import SeriesScaler
+from rnnkit.data.words import BPETokenizer, SpelledWordTokenizer, WordTokenizer
+from rnnkit.errors import CheckpointError
 
 
 def fit_tokenizer(kind: str, text: str | bytes, config, lm: bool = True):
@@ -100,8 +20,6 @@ def fit_tokenizer(kind: str, text: str | bytes, config, lm: bool = True):
     says. ``lm``: tokens for a language model, where word tokens end every
     line with ``<eos>``; otherwise (classify, tag) characters unseen in
     ``text`` read as one unknown character."""
-    from rnnkit.data.words import BPETokenizer, WordTokenizer
-
     if kind == "byte":
         return ByteTokenizer()
     if kind == "char":
@@ -114,8 +32,6 @@ def fit_tokenizer(kind: str, text: str | bytes, config, lm: bool = True):
 
 
 def tokenizer_from_dict(d: dict):
-    from rnnkit.data.words import BPETokenizer, SpelledWordTokenizer, WordTokenizer
-
     kind = d.get("kind")
     if kind == "char":
         return CharTokenizer(d["code_points"], d.get("unk", False))
@@ -128,12 +44,5 @@ def tokenizer_from_dict(d: dict):
     if kind == "spelled-word":
         return SpelledWordTokenizer.from_dict(d)
     if kind == "series":
-        from rnnkit.data.series import SeriesScaler
-
         return SeriesScaler.from_dict(d)
     raise CheckpointError(f"unknown tokenizer kind {kind!r} in config.json")
-
-
-def _code_points(text: str) -> np.ndarray:
-    # UTF-32 holds one code point per 4 bytes: a vectorised ord() over the text
-    return np.frombuffer(text.encode("utf-32-le", errors="surrogatepass"), dtype=np.uint32).astype(np.int64)

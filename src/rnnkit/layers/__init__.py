@@ -1,5 +1,5 @@
-"""Layers that unroll cells over time."""
+"""Layers that unroll cells over time, and what sits around them."""
 
-from rnnkit.layers.recurrent import ENGINES, MERGE_MODES, Recurrent
+from rnnkit.layers.recurrent import MERGE_MODES, Recurrent, length_mask, merge_directions
 
-__all__ = ["ENGINES", "MERGE_MODES", "Recurrent"]
+__all__ = ["MERGE_MODES", "Recurrent", "length_mask", "merge_directions"]

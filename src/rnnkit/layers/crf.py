@@ -88,16 +88,10 @@ class LinearChainCRF(nn.Module):
         return self._log_partition(emissions, mask) - self._score(emissions, tags, mask)
 
     @torch.no_grad()
-    def decode(self, emissions: Tensor, mask: Tensor | None = None) -> list[list[int]]:
-        """Viterbi: the highest-scoring tag sequence of each sequence, as lists
-        of length L (its valid length). mask (B, T) is True at valid positions."""
-        mask = self._validate(emissions, mask)
-        paths = self._viterbi(emissions, mask)  # (B, T)
-        return [path[:length].tolist() for path, length in zip(paths, mask.sum(1).tolist())]
-
-    @torch.no_grad()
-    def decode_tensor(self, emissions: Tensor, mask: Tensor | None = None) -> Tensor:
-        """Viterbi paths as a (B, T) int64 tensor, 0 at padded positions."""
+    def decode(self, emissions: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Viterbi, batched: the highest-scoring tag sequence of each sequence
+        as a (B, T) int64 tensor, 0 at padded positions. mask (B, T) is True
+        at valid positions."""
         return self._viterbi(emissions, self._validate(emissions, mask))
 
     def _validate(self, emissions: Tensor, mask: Tensor | None, tags: Tensor | None = None) -> Tensor:

@@ -1,22 +1,12 @@
 """The recurrent layer: cells unrolled over time, stacked and bidirectional.
 
-Two interchangeable engines run over the *same parameters*:
-
-- ``"fused"``: torch's RNN kernels (``torch.lstm`` / ``torch.gru`` /
-  ``torch.rnn_tanh`` / ``torch.rnn_relu``: oneDNN or native on CPU, cuDNN on
-  CUDA), the fast path for the three cells torch ships;
-  for the minimal cells (``mingru``, ``minlstm``), whose recurrence is linear
-  in h, a scan over time without a per-step graph (:func:`rnnkit.layers.unroll.scan`);
-- ``"explicit"``: a Python loop over rnnkit's own cells, which every cell
-  supports; the input projection of all steps is one matrix product per
-  layer and direction;
-- ``"auto"`` (the default) picks one of the two at every call: explicit for
-  a GRU or vanilla RNN that trains on a CPU without padding, where each
-  layer runs as one node (:mod:`rnnkit.layers.native_loop`); fused
-  everywhere else. In Trainer steps at H 64-1024 (benchmarks/RESULTS.md)
-  that GRU took 1.4-2.3x less time than torch's GRU kernel, and that RNN
-  ran level with torch's at H 64-128 and 1.1-1.8x faster at H 512. The
-  LSTM runs level on both engines and stays on torch's kernels.
+Two interchangeable engines run over the *same parameters* (the rule and the
+machinery are in :mod:`rnnkit.kernels.engine`): ``"fused"``, torch's RNN
+kernels for the whole stack (a scan for the minimal cells), and
+``"explicit"``, rnnkit's own loop over its cells, which every cell supports,
+each layer and direction through :func:`rnnkit.kernels.run_layer`. ``"auto"``
+(the default) picks one from the cell and the device:
+:func:`rnnkit.kernels.choose_engine`.
 
 Shapes (batch-first): x (B, T, I); outputs (B, T, D*H) with ``merge="concat"``
 or (B, T, H) otherwise; state a tuple of one (``rnn``, ``gru``: ``(h,)``) or
@@ -30,22 +20,19 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from rnnkit.cells import CELLS, SCAN_CELLS, State
-from rnnkit.dropout import dropout, locked_dropout
-from rnnkit.layers import native_loop
-from rnnkit.layers.unroll import scan, unroll
+from rnnkit.errors import ConfigError
+from rnnkit.kernels import State, cell_class, choose_engine, run_layer
+from rnnkit.layers.dropout import dropout, locked_dropout
 
-ENGINES = ("auto", "fused", "explicit")
 MERGE_MODES = ("concat", "sum", "mul", "avg")
-_FUSED_KERNELS = {"lstm": torch.lstm, "gru": torch.gru, "rnn_tanh": torch.rnn_tanh,
-                  "rnn_relu": torch.rnn_relu}
 
 
 class Recurrent(nn.Module):
     """A stack of recurrent layers over one cell type.
 
     Args:
-        cell: ``"rnn"``, ``"lstm"``, ``"gru"``, ``"mingru"`` or ``"minlstm"``.
+        cell: a registered cell's name (:data:`rnnkit.kernels.CELLS`): ``"rnn"``,
+            ``"lstm"``, ``"gru"``, ``"mingru"``, ``"minlstm"``, ...
         input_size: I, features per input step.
         hidden_size: H, units per layer and direction.
         num_layers: L, stacked layers; layer k > 0 reads layer k-1's outputs
@@ -63,7 +50,8 @@ class Recurrent(nn.Module):
         bidirectional: add a reverse-time direction (D = 2).
         merge: how the last layer's two directions are combined: ``concat``
             (B, T, 2H), ``sum``, ``mul`` or ``avg`` (B, T, H).
-        engine: ``"auto"``, ``"fused"`` or ``"explicit"`` (see the module docstring).
+        engine: ``"auto"``, ``"fused"`` or ``"explicit"`` (see the module docstring);
+            ``engine_for(device)`` tells which one runs.
         nonlinearity: ``"tanh"`` or ``"relu"`` for ``cell="rnn"``.
         **cell_kwargs: passed to every cell (``bias``, ``forget_bias``,
             ``input_init``, ``recurrent_init``).
@@ -78,20 +66,18 @@ class Recurrent(nn.Module):
                  engine: str = "auto", nonlinearity: str = "tanh", locked_dropout: bool = False,
                  weight_drop: float = 0.0, **cell_kwargs):
         super().__init__()
-        if cell not in CELLS:
-            raise ValueError(f"Recurrent: cell must be one of {tuple(CELLS)}, got {cell!r}")
-        if engine not in ENGINES:
-            raise ValueError(f"Recurrent: engine must be one of {ENGINES}, got {engine!r}")
+        cell_type = cell_class(cell)
+        choose_engine(engine, cell, "cpu")  # an engine this cell has
         if merge not in MERGE_MODES:
-            raise ValueError(f"Recurrent: merge must be one of {MERGE_MODES}, got {merge!r}")
+            raise ConfigError(f"Recurrent: merge must be one of {MERGE_MODES}, got {merge!r}")
         if num_layers < 1:
-            raise ValueError(f"Recurrent: num_layers must be >= 1, got {num_layers}")
+            raise ConfigError(f"Recurrent: num_layers must be >= 1, got {num_layers}")
         if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"Recurrent: dropout must be in [0, 1), got {dropout}")
+            raise ConfigError(f"Recurrent: dropout must be in [0, 1), got {dropout}")
         if not 0.0 <= weight_drop < 1.0:
-            raise ValueError(f"Recurrent: weight_drop must be in [0, 1), got {weight_drop}")
-        if weight_drop and not CELLS[cell].hidden_weights:
-            raise ValueError(f"Recurrent: weight_drop drops recurrent weights, which {cell} has not")
+            raise ConfigError(f"Recurrent: weight_drop must be in [0, 1), got {weight_drop}")
+        if weight_drop and not cell_type.hidden_weights:
+            raise ConfigError(f"Recurrent: weight_drop drops recurrent weights, which {cell} has not")
         self.cell_type = cell
         self.input_size = input_size
         self.hidden_size = hidden_size
@@ -110,7 +96,7 @@ class Recurrent(nn.Module):
         D = self.num_directions
         # cells[layer * D + direction], the order of torch's flat weights
         self.cells = nn.ModuleList(
-            CELLS[cell](input_size if layer == 0 else D * hidden_size, hidden_size, **cell_kwargs)
+            cell_type(input_size if layer == 0 else D * hidden_size, hidden_size, **cell_kwargs)
             for layer in range(num_layers) for _ in range(D))
         self.state_size = self.cells[0].state_size
 
@@ -145,34 +131,19 @@ class Recurrent(nn.Module):
                                  f"got shape {tuple(lengths.shape)}")
             if int(lengths.min()) == T:  # nothing is padded: skip packing (torch's packed GRU is ~2x slower)
                 lengths = None
-        if self.engine_for(x, lengths) == "explicit":
-            outputs, state = self._forward_layers(x, state, lengths, unroll)
-        elif self.cell_type in SCAN_CELLS:
-            outputs, state = self._forward_layers(x, state, lengths, scan)
-        else:
+        engine = self.engine_for(x.device)
+        if engine == "fused" and self.cells[0].fused_kernel() is not None:
             outputs, state = self._forward_fused(x, state, lengths)
-        return self._merge(outputs), state
+        else:
+            outputs, state = self._forward_layers(x, state, lengths, engine)
+        if self.bidirectional:
+            outputs = merge_directions(*outputs.chunk(2, dim=-1), self.merge)
+        return outputs, state
 
-    def engine_for(self, x: Tensor, lengths: Tensor | None = None) -> str:
-        """The engine that runs ``forward(x, lengths=lengths)``: ``self.engine``,
-        or for ``"auto"`` the explicit one where a GRU's or RNN's layer node
-        takes the sequence (a CPU, no padding, a gradient to compute)."""
-        if self.engine != "auto":
-            return self.engine
-        cell = self.cells[0]
-        one_node = (self.cell_type in ("gru", "rnn") and lengths is None
-                    and native_loop.applies(cell, x, None, cell.weight_hh))
-        return "explicit" if one_node else "fused"
-
-    def _merge(self, outputs: Tensor) -> Tensor:
-        if not self.bidirectional or self.merge == "concat":
-            return outputs
-        fwd, bwd = outputs.chunk(2, dim=-1)  # (B, T, H) each
-        if self.merge == "sum":
-            return fwd + bwd
-        if self.merge == "mul":
-            return fwd * bwd
-        return (fwd + bwd) / 2
+    def engine_for(self, device: torch.device | str) -> str:
+        """The engine this layer runs on ``device``: ``engine``, with "auto"
+        resolved (:func:`rnnkit.kernels.choose_engine`)."""
+        return choose_engine(self.engine, self.cell_type, device)
 
     # -- fused engine ---------------------------------------------------------
 
@@ -181,11 +152,6 @@ class Recurrent(nn.Module):
         ``weight_ih, weight_hh[, bias_ih, bias_hh]``."""
         names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh") if self.bias else ("weight_ih", "weight_hh")
         return [getattr(cell, n) for cell in self.cells for n in names]
-
-    def _kernel(self):
-        if self.cell_type == "rnn":
-            return _FUSED_KERNELS["rnn_" + self.nonlinearity]
-        return _FUSED_KERNELS[self.cell_type]
 
     def _recurrent_weight(self, cell) -> Tensor:
         """W_hh of a cell as this forward call uses it: with weight drop in training, a fresh
@@ -207,7 +173,7 @@ class Recurrent(nn.Module):
             for k, cell in enumerate(self.cells):
                 weights[k * per_cell + 1] = self._recurrent_weight(cell)
         # between layers the kernel draws a fresh mask per step, with bernoulli_, which is slow on a
-        # CPU (rnnkit.dropout): run the layers one at a time for locked dropout, and on a CPU
+        # CPU (rnnkit.layers.dropout): run the layers one at a time for locked dropout, and on a CPU
         between = self.training and self.dropout and self.num_layers > 1
         if not (between and (self.locked_dropout or x.device.type == "cpu")):
             return self._fused(x, state, lengths, weights, self.num_layers, self.dropout)
@@ -223,7 +189,7 @@ class Recurrent(nn.Module):
 
     def _fused(self, x: Tensor, state: State, lengths: Tensor | None, weights: list[Tensor],
                num_layers: int, dropout: float):
-        kernel = self._kernel()
+        kernel = self.cells[0].fused_kernel()
         hx = state if self.cell_type == "lstm" else state[0]
         args = (weights, self.bias, num_layers, dropout, self.training, self.bidirectional)
         if lengths is None:
@@ -239,17 +205,15 @@ class Recurrent(nn.Module):
 
     # -- explicit engine and scans ---------------------------------------------
 
-    def _forward_layers(self, x: Tensor, state: State, lengths: Tensor | None, run):
+    def _forward_layers(self, x: Tensor, state: State, lengths: Tensor | None, engine: str):
         """Layer by layer and direction by direction, each through
-        ``run(cell, x, state, mask)`` (:func:`unroll` or :func:`scan`)."""
+        :func:`rnnkit.kernels.run_layer`."""
         D = self.num_directions
         T = x.shape[1]
-        mask = None
         if lengths is not None:
             steps = torch.arange(T, device=x.device)
-            mask = length_mask(lengths, T).unsqueeze(-1)  # (B, T, 1), True at valid steps
             # index that reverses each sequence within its own length (an involution)
-            rev = torch.where(mask[..., 0], lengths[:, None] - 1 - steps[None, :], steps[None, :])
+            rev = torch.where(length_mask(lengths, T), lengths[:, None] - 1 - steps[None, :], steps[None, :])
         final: list[list[Tensor]] = [[] for _ in range(self.state_size)]
         layer_input = x
         for layer in range(self.num_layers):
@@ -261,35 +225,16 @@ class Recurrent(nn.Module):
                 s0 = tuple(s[k] for s in state)
                 inp = layer_input
                 if direction == 1:
-                    inp = _reverse(inp, rev) if mask is not None else inp.flip(1)
-                if run is unroll:
-                    out, sT = unroll(self.cells[k], inp, s0, mask, self._recurrent_weight(self.cells[k]))
-                else:
-                    out, sT = run(self.cells[k], inp, s0, mask)
+                    inp = _reverse(inp, rev) if lengths is not None else inp.flip(1)
+                cell = self.cells[k]
+                out, sT = run_layer(cell, inp, s0, lengths, self._recurrent_weight(cell), engine)
                 if direction == 1:
-                    out = _reverse(out, rev) if mask is not None else out.flip(1)
+                    out = _reverse(out, rev) if lengths is not None else out.flip(1)
                 outputs.append(out)
                 for i, s in enumerate(sT):
                     final[i].append(s)
             layer_input = torch.cat(outputs, dim=-1) if D == 2 else outputs[0]
         return layer_input, tuple(torch.stack(f) for f in final)
-
-    @torch.no_grad()
-    def step(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
-        """One time step of a unidirectional stack, for streaming generation:
-        x (B, I) -> (h of the last layer (B, H), state). Costs the same at
-        every step, however many came before."""
-        if self.bidirectional:
-            raise ValueError("Recurrent.step: a bidirectional layer needs the whole sequence")
-        if state is None:
-            state = self.init_state(x.shape[0], x.device, x.dtype)
-        new_state: list[list[Tensor]] = [[] for _ in range(self.state_size)]
-        h = x
-        for k, cell in enumerate(self.cells):
-            h, sk = cell.recur(cell.project_input(h), tuple(s[k] for s in state))
-            for i, s in enumerate(sk):
-                new_state[i].append(s)
-        return h, tuple(torch.stack(s) for s in new_state)
 
     # -- torch.nn interoperability --------------------------------------------
 
@@ -319,6 +264,18 @@ class Recurrent(nn.Module):
     def extra_repr(self) -> str:
         return (f"cell={self.cell_type!r}, engine={self.engine!r}, layers={self.num_layers}, "
                 f"bidirectional={self.bidirectional}, merge={self.merge!r}, dropout={self.dropout}")
+
+
+def merge_directions(fwd: Tensor, bwd: Tensor, mode: str) -> Tensor:
+    """The two directions' features (..., H) each -> (..., 2H) for ``concat``,
+    else (..., H): their ``sum``, product (``mul``) or average (``avg``)."""
+    if mode == "concat":
+        return torch.cat([fwd, bwd], dim=-1)
+    if mode == "sum":
+        return fwd + bwd
+    if mode == "mul":
+        return fwd * bwd
+    return (fwd + bwd) / 2
 
 
 def length_mask(lengths: Tensor, T: int) -> Tensor:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnkit.dropout import dropout
+from rnnkit.layers.dropout import dropout
 from rnnkit.layers.recurrent import length_mask
 
 

@@ -30,19 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnkit.dropout import dropout
-from rnnkit.layers.recurrent import length_mask
+from rnnkit.layers import length_mask, merge_directions
+from rnnkit.layers.dropout import dropout
 from rnnkit.models.encoder import Encoder, reading_both_ways
-
-
-def _merge(fwd: Tensor, bwd: Tensor, mode: str) -> Tensor:
-    if mode == "concat":
-        return torch.cat([fwd, bwd], dim=-1)
-    if mode == "sum":
-        return fwd + bwd
-    if mode == "mul":
-        return fwd * bwd
-    return (fwd + bwd) / 2
 
 
 class SequenceClassifier(nn.Module):
@@ -85,7 +75,7 @@ class SequenceClassifier(nn.Module):
         if kind == "last":
             h = state[0]  # (L*D, B, H), each direction's state at its sequence's end
             if self.config.bidirectional:
-                return _merge(h[-2], h[-1], self.config.merge)
+                return merge_directions(h[-2], h[-1], self.config.merge)
             return h[-1]
         if kind == "mean":
             return outputs.sum(1) / lengths[:, None].to(outputs.dtype)

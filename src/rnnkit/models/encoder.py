@@ -24,12 +24,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnkit.cells import State
 from rnnkit.config import CHAR_FEATURES_NEED_WORDS, ModelConfig
-from rnnkit.dropout import dropout
 from rnnkit.errors import ConfigError
-from rnnkit.layers import Recurrent
-from rnnkit.layers.recurrent import length_mask
+from rnnkit.kernels import State
+from rnnkit.layers import Recurrent, length_mask
+from rnnkit.layers.dropout import dropout
 from rnnkit.layers.spelling import Spelling
 from rnnkit.layers.tdnn import TimeDelay
 

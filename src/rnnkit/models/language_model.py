@@ -29,12 +29,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnkit import gemm
-from rnnkit.cells import State
 from rnnkit.config import ModelConfig
-from rnnkit.dropout import dropout, keep_mask, locked_dropout
 from rnnkit.errors import ConfigError
+from rnnkit.kernels import State, gemm
 from rnnkit.layers import Recurrent
+from rnnkit.layers.dropout import dropout, keep_mask, locked_dropout
 from rnnkit.models.sampling import RaceNoise, sample_next
 from rnnkit.models.stepping import Stepper
 

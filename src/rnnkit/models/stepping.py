@@ -25,8 +25,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from rnnkit import gemm
-from rnnkit.cells import Cell, State
+from rnnkit.kernels import Cell, State, gemm
 
 
 def _bias(*biases: Tensor | None, dtype: torch.dtype) -> Tensor | None:

@@ -21,12 +21,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnkit.dropout import dropout
+from rnnkit.data.sequences import IGNORE
+from rnnkit.layers import length_mask
 from rnnkit.layers.crf import LinearChainCRF
-from rnnkit.layers.recurrent import length_mask
+from rnnkit.layers.dropout import dropout
 from rnnkit.models.encoder import Encoder, reading_both_ways
-
-IGNORE = -100  # the tag at padded positions, which F.cross_entropy skips
 
 
 class SequenceTagger(nn.Module):
@@ -70,7 +69,4 @@ class SequenceTagger(nn.Module):
         mask = length_mask(lengths, x.shape[1])
         if self.crf is None:
             return scores.argmax(-1).masked_fill(~mask, 0)
-        tags = torch.zeros(mask.shape, dtype=torch.long, device=x.device)
-        for b, path in enumerate(self.crf.decode(scores, mask)):
-            tags[b, :len(path)] = torch.tensor(path, device=x.device)
-        return tags
+        return self.crf.decode(scores, mask)

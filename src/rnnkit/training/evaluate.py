@@ -154,7 +154,7 @@ def evaluate_labelled(model, batches, labels: list[str], device=None) -> dict:
     (x, lengths, y): loss (mean per example or token), accuracy, macro F1
     over the labels (classify) or, for tags with B-/I- prefixes, the chunk
     F1 of conlleval (tag); ``predicted`` and ``gold`` hold the label names."""
-    from rnnkit.metrics import chunk_f1, classification_report
+    from rnnkit.training.metrics import chunk_f1, classification_report
 
     was_training = model.training
     model.eval()

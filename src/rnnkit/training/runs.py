@@ -28,10 +28,10 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-import rnnkit
 from rnnkit.config import CHAR_FEATURES_NEED_WORDS, DataConfig, ModelConfig, TrainConfig, from_dict, to_dict
 from rnnkit.data.tokenizers import tokenizer_from_dict
 from rnnkit.errors import CheckpointError, ConfigError
+from rnnkit.version import __version__
 
 FORMAT_VERSION = 1
 CONFIG, BEST, LAST, METRICS, PLOT = "config.json", "model.safetensors", "last.safetensors", \
@@ -57,7 +57,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def write_config(run_dir: Path, model: ModelConfig, data: DataConfig, train: TrainConfig,
                  tokenizer, **extra) -> None:
-    doc = {"format_version": FORMAT_VERSION, "rnnkit_version": rnnkit.__version__,
+    doc = {"format_version": FORMAT_VERSION, "rnnkit_version": __version__,
            "model": to_dict(model), "data": to_dict(data), "train": to_dict(train),
            "tokenizer": tokenizer.to_dict(), **extra}
     atomic_write_bytes(Path(run_dir) / CONFIG, json.dumps(doc, indent=1).encode())
@@ -79,7 +79,7 @@ def read_config(run_dir: str | Path) -> dict:
     version = doc.get("format_version") if isinstance(doc, dict) else None
     if version != FORMAT_VERSION:
         raise CheckpointError(f"{run_dir} has run-folder format version {version!r}; this rnnkit "
-                              f"({rnnkit.__version__}) reads version {FORMAT_VERSION}: use the rnnkit "
+                              f"({__version__}) reads version {FORMAT_VERSION}: use the rnnkit "
                               f"version that wrote it ({doc.get('rnnkit_version', 'unknown')})")
     try:
         doc["model"] = from_dict(ModelConfig, doc["model"], f"{path} model")

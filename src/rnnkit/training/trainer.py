@@ -24,12 +24,11 @@ from tqdm import tqdm
 
 from rnnkit.config import TrainConfig
 from rnnkit.errors import CheckpointError, ConfigError, TrainingError
-from rnnkit.training.allocator import keep_freed_memory
+from rnnkit.kernels.memory import keep_freed_memory
 from rnnkit.training.evaluate import validate
 from rnnkit.training.optim import build_optimizer, learning_rate
 from rnnkit.training.plots import plot_losses
-from rnnkit.training.runs import (BEST, LAST, METRICS, PLOT, load_tensors, save_tensors,
-                                  write_config)
+from rnnkit.training.runs import BEST, LAST, METRICS, PLOT, load_tensors, save_tensors, write_config
 
 DEFAULT_TIME_LIMIT = 300.0
 

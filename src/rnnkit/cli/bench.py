@@ -18,7 +18,7 @@ For each cell (rnn, lstm, gru) and hidden size H, a character language model
 
 Each timed loop runs in a fresh process (the plain loop exactly as a user's
 script: rnnkit's Trainer sets its allocator, see
-:mod:`rnnkit.training.allocator`; the plain loop does not), ``warmup`` untimed
+:mod:`rnnkit.kernels.memory`; the plain loop does not), ``warmup`` untimed
 steps, then at least ``min_steps`` and ``seconds`` of timed steps; the figure
 is tokens over the timed wall time, the best of ``rounds`` turns in which the
 loops of one model take turns.
@@ -41,12 +41,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rnnkit import gemm
 from rnnkit.config import DataConfig, TrainConfig
 from rnnkit.data import CharTokenizer, TextData
+from rnnkit.kernels import gemm
+from rnnkit.kernels.memory import keep_freed_memory
 from rnnkit.models import LanguageModel
 from rnnkit.training import Trainer
-from rnnkit.training.allocator import keep_freed_memory
 from rnnkit.training.trainer import bf16_supported
 
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}

@@ -1,6 +1,8 @@
-"""One cell over a sequence: the explicit engine's time loop, whose backpropagation
-through time multiplies big matrices, not T small ones (:func:`unroll`), and
-the scan of cells whose recurrence is linear in h (:func:`scan`).
+"""One cell over a sequence, step by step: the explicit engine's time loop for
+any cell, whose backpropagation through time multiplies big matrices, not T
+small ones. Cells with a layer node of their own run it instead where it
+applies (:func:`rnnkit.kernels.engine.run_layer`); this loop takes what the
+nodes do not: other dtypes and devices, no C compiler, new cells.
 
 Per step t a cell computes ``hp_t = h_{t-1} W_hh^T + b_hh`` and then its
 element-wise gate equations ``combine(xp_t, hp_t, state)``. Plain autograd
@@ -25,18 +27,17 @@ step is not of this form (they override ``recur``) run the plain loop.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from rnnkit import gemm
-from rnnkit.cells import Cell, State
-from rnnkit.layers import native_loop
+from rnnkit.kernels import gemm
+from rnnkit.kernels.cell import Cell, State
 
 
 class _Tape:
     """What the steps of one sequence share: (dhp_t, h_{t-1}) left by each step's
-    backward (or, for an additive cell, the h_{t-1} of the forward), and W_hh laid out once for the per-step products of both ways
-    (:func:`rnnkit.gemm.prepare`: oneDNN's blocked layout, 10-15 % faster per
+    backward (or, for an additive cell, the h_{t-1} of the forward), and W_hh
+    laid out once for the per-step products of both ways
+    (:func:`rnnkit.kernels.gemm.prepare`: oneDNN's blocked layout, 10-15 % faster per
     step than re-reading the dense matrix in fp32). Under bf16 autocast on a
     CPU both ways multiply in bf16, as autocast's own products and their
     backwards do; the backward's dh = dhp W used to run in fp32 on a W laid
@@ -156,16 +157,17 @@ class _TapeGradient(torch.autograd.Function):
         return dxp, dweight, dbias, None
 
 
-def unroll(cell: Cell, x: Tensor, state: State, mask: Tensor | None,
+def unroll(cell: Cell, x: Tensor, state: State, lengths: Tensor | None = None,
            weight_hh: Tensor | None = None) -> tuple[Tensor, State]:
     """Run ``cell`` over x (B, T, I) from ``state`` -> (outputs (B, T, H), final state).
 
-    mask (B, T, 1), True at valid steps, freezes the state and zeroes the
-    output past each sequence's end. ``weight_hh`` replaces the cell's W_hh
-    (a weight-dropped copy in training)."""
+    With ``lengths`` (B,) each sequence's state is frozen and its outputs are
+    zero past its end. ``weight_hh`` replaces the cell's W_hh (a weight-dropped
+    copy in training)."""
     weight, bias = (cell.weight_hh if weight_hh is None else weight_hh), cell.bias_hh
-    if native_loop.applies(cell, x, mask, weight):  # LSTM, GRU or RNN on a CPU: one node per layer
-        return native_loop.run(cell, x, state, weight)
+    mask = None
+    if lengths is not None:  # (B, T, 1), True at valid steps
+        mask = (torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]).unsqueeze(-1)
     plain_step = type(cell).recur is Cell.recur  # hp = h W_hh^T + b_hh, then combine
     taped = plain_step and torch.is_grad_enabled() and weight.requires_grad
     # summed: dxp is every step's dhp (under autocast rounded to xp's dtype, as autocast's
@@ -196,78 +198,3 @@ def unroll(cell: Cell, x: Tensor, state: State, mask: Tensor | None,
         state = new
         outputs.append(h)
     return torch.stack(outputs, dim=1), state
-
-
-class _LinearRecurrence(torch.autograd.Function):
-    """h_t = a_t ⊙ h_{t-1} + b_t for t = 1..T as one autograd node: forward is a
-    loop of one fused multiply-add per step, backward the same recurrence run
-    backwards for g_t = dL/dh_t (all paths), then vectorised over all steps::
-
-        g_t = dh_t + a_{t+1} ⊙ g_{t+1},   db_t = g_t,   da_t = g_t ⊙ h_{t-1},   dh_0 = a_1 ⊙ g_1
-    """
-
-    @staticmethod
-    def forward(ctx, a: Tensor, b: Tensor, h0: Tensor) -> Tensor:
-        a, b = a.transpose(0, 1).contiguous(), b.transpose(0, 1).contiguous()  # (T, B, H)
-        h = torch.empty_like(b)
-        prev = h0  # (B, H)
-        for t in range(a.shape[0]):
-            prev = torch.addcmul(b[t], a[t], prev, out=h[t])
-        ctx.save_for_backward(a, h, h0)
-        return h.transpose(0, 1)  # (B, T, H)
-
-    @staticmethod
-    def backward(ctx, dh: Tensor):
-        a, h, h0 = ctx.saved_tensors
-        dh = dh.transpose(0, 1)  # (T, B, H)
-        g = torch.empty_like(h)
-        g[-1] = dh[-1]
-        for t in range(a.shape[0] - 2, -1, -1):
-            torch.addcmul(dh[t], a[t + 1], g[t + 1], out=g[t])
-        hprev = torch.cat([h0.unsqueeze(0), h[:-1]])  # (T, B, H)
-        return (g * hprev).transpose(0, 1), g.transpose(0, 1), a[0] * g[0]
-
-
-def linear_recurrence(a: Tensor, b: Tensor, h0: Tensor) -> Tensor:
-    """h_t = a_t ⊙ h_{t-1} + b_t: a, b (B, T, H), h0 (B, H) -> h (B, T, H), in
-    linear space, step by step but with no per-step autograd (T small ops each
-    way). On a CPU this does O(T) work, where a parallel scan does more."""
-    return _LinearRecurrence.apply(a, b, h0)
-
-
-def linear_scan(log_a: Tensor, log_b: Tensor, h0: Tensor) -> Tensor:
-    """h_t = a_t ⊙ h_{t-1} + b_t for t = 1..T, all at once, in log space (Heinsen 2023):
-
-        log h_t = A_t + logcumsumexp_k (log b_k - A_k),   A_t = sum_{j<=t} log a_j,
-
-    with b_0 = h_0 and A_0 = 0. log_a, log_b (B, T, H); h0 (B, H) >= 0 -> h (B, T, H).
-    Terms where b_k = 0 are -inf and drop out. Depth O(log T) on parallel
-    hardware (a cumsum and a logcumsumexp over time), which is where it pays:
-    on a 2-core CPU its logcumsumexp alone was about 8x slower than
-    :func:`linear_recurrence` (2 x 512 cells, 4,096 tokens), so CPUs use that."""
-    a_star = F.pad(log_a.cumsum(1), (0, 0, 1, 0))  # (B, T+1, H), A_0 = 0
-    log_values = torch.cat([h0.to(log_b.dtype).log().unsqueeze(1), log_b], dim=1)  # (B, T+1, H)
-    log_h = a_star + torch.logcumsumexp(log_values - a_star, dim=1)
-    return log_h[:, 1:].exp()
-
-
-def scan(cell: Cell, x: Tensor, state: State, mask: Tensor | None) -> tuple[Tensor, State]:
-    """:func:`unroll` for cells whose recurrence is linear in h with coefficients
-    from x_t alone (``cell.log_coefficients``): the parallel :func:`linear_scan`
-    on a GPU, :func:`linear_recurrence` on a CPU. Past a sequence's end (mask
-    False) a_t = 1 and b_t = 0, so its state is frozen and h[:, -1] is its final
-    state."""
-    xp = cell.project_input(x)  # (B, T, G*H)
-    # in fp32 at least, also under bf16 autocast: the scan sums T logs of the coefficients
-    log_a, log_b = cell.log_coefficients(xp.to(torch.promote_types(xp.dtype, torch.float32)))  # (B, T, H)
-    if mask is not None:
-        log_a = log_a.masked_fill(~mask, 0.0)
-        log_b = log_b.masked_fill(~mask, float("-inf"))
-    h0 = state[0].to(log_a.dtype)
-    if x.is_cuda:
-        h = linear_scan(log_a, log_b, h0)  # (B, T, H)
-    else:
-        h = linear_recurrence(log_a.exp(), log_b.exp(), h0)
-    h = h.to(xp.dtype)
-    last = h[:, -1]
-    return (h * mask if mask is not None else h), (last,)

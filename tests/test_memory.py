@@ -14,7 +14,7 @@ pytestmark = pytest.mark.skipif(platform.libc_ver()[0] != "glibc" or not os.path
 # and how much of those 64 MiB the process still holds (VmRSS)
 PROBE = """
 import re, sys, torch
-from rnnkit.training.allocator import keep_freed_memory
+from rnnkit.kernels.memory import keep_freed_memory
 rss = lambda: int(re.search(r"VmRSS:\\s+(\\d+)", open("/proc/self/status").read()).group(1)) / 1024
 on = keep_freed_memory() if sys.argv[1] == "keep" else False
 before = rss()
@@ -39,20 +39,17 @@ def test_freed_memory_is_kept_only_when_asked():
     assert probe("keep", RNNKIT_KEEP_FREED_MEMORY="0")[0] == "False"
 
 
-def test_a_nonsense_setting_is_refused_in_one_line(corpus, tmp_path):
-    from test_cli import TINY, assert_user_error
-
-    out = subprocess.run([sys.executable, "-m", "rnnkit", "train", str(corpus), "--out", str(tmp_path / "run"),
-                          "--max-steps", "1", *map(str, TINY)],
-                         env={**os.environ, "RNNKIT_KEEP_FREED_MEMORY": "yes"}, capture_output=True, text=True)
-    assert_user_error(out, "RNNKIT_KEEP_FREED_MEMORY must be 0 or 1, got 'yes'")
+def test_a_nonsense_setting_is_refused_in_one_line(corpus, tmp_path, cli, user_error, tiny_lm_flags):
+    out = cli("train", corpus, "--out", tmp_path / "run", "--max-steps", 1, *tiny_lm_flags,
+              env={**os.environ, "RNNKIT_KEEP_FREED_MEMORY": "yes"})
+    user_error(out, "RNNKIT_KEEP_FREED_MEMORY must be 0 or 1, got 'yes'")
 
 
 def test_the_trainer_keeps_freed_memory(corpus, tmp_path):
-    code = ("import sys, rnnkit; from rnnkit.training import allocator; "
+    code = ("import sys, rnnkit; from rnnkit.kernels import memory; "
             "data = rnnkit.TextData.from_file(sys.argv[1], rnnkit.DataConfig(seq_len=16, batch_size=4)); "
             "rnnkit.Trainer(rnnkit.LanguageModel(data.vocab_size, hidden_size=8, num_layers=1), data, "
-            "rnnkit.TrainConfig(max_steps=1), out=sys.argv[2], quiet=True); print(allocator._applied)")
+            "rnnkit.TrainConfig(max_steps=1), out=sys.argv[2], quiet=True); print(memory._applied)")
     out = subprocess.run([sys.executable, "-c", code, str(corpus), str(tmp_path / "run")],
                          capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "True"

@@ -1,0 +1,129 @@
+"""The vanilla (Elman) RNN: its equation, and its whole sequence as one
+autograd node on torch's element-wise ops (its step is one addition and one
+activation, so it needs no C kernel).
+
+The node (:class:`_RNNLayer`) is the LSTM's loop (:mod:`rnnkit.kernels.lstm`)
+with h_t = φ(h_{t-1} W_hh^T + xp_t) as the step, φ = tanh or relu::
+
+    da_t = (dout_t + dh_t) ⊙ φ'(a_t),   φ'(a_t) = 1 - h_t² (tanh) or [h_t > 0] (relu)
+    dh_{t-1} = da_t W_hh,   dW_hh = DA^T Hprev (one product)
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from rnnkit.kernels import gemm
+from rnnkit.kernels.cell import Cell, LongestFirst, State, cpu_node_takes, final_state
+
+NONLINEARITIES = ("tanh", "relu")
+
+
+class RNNCell(Cell):
+    r"""Vanilla (Elman) recurrent cell, the cell of min-char-rnn.
+
+    .. math::
+        h_t = \phi(W_{ih} x_t + b_{ih} + W_{hh} h_{t-1} + b_{hh})
+
+    with φ = tanh (default) or relu (``nonlinearity="relu"``).
+
+    Shapes: x (B, I), h (B, H); ``weight_ih`` (H, I), ``weight_hh`` (H, H).
+    State: ``(h,)``.
+
+    On a CPU ``engine="auto"`` runs it on the explicit engine: its layer node
+    ran level with torch's kernel at H 64-128 and 1.1-1.8x faster at H 512
+    (benchmarks/NOTEBOOK.md, 2026-11-23).
+    """
+
+    name = "rnn"
+    num_gates = 1
+    state_size = 1
+    explicit_on_cpu = True
+    options = ("nonlinearity",)
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
+                 nonlinearity: str = "tanh", **init):
+        if nonlinearity not in NONLINEARITIES:
+            raise ValueError(f"RNNCell: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+        self.nonlinearity = nonlinearity
+        super().__init__(input_size, hidden_size, bias, **init)
+
+    def combine(self, xp: Tensor, hp: Tensor, state: State) -> tuple[Tensor, State]:
+        return self.activate(xp + hp, state)
+
+    def activate(self, pre: Tensor, state: State) -> tuple[Tensor, State]:
+        """h = φ(pre) from the summed pre-activation pre (B, H)."""
+        h = torch.tanh(pre) if self.nonlinearity == "tanh" else torch.relu(pre)
+        return h, (h,)
+
+    def fused_kernel(self):
+        return torch.rnn_tanh if self.nonlinearity == "tanh" else torch.rnn_relu
+
+    def layer(self, x: Tensor, state: State, lengths: Tensor | None,
+              weight_hh: Tensor) -> tuple[Tensor, State] | None:
+        """The sequence as one :class:`_RNNLayer` node: fp32 on a CPU (or under bf16 autocast)."""
+        if not cpu_node_takes(x, weight_hh):
+            return None
+        order = LongestFirst(lengths, x.shape[0], x.shape[1])
+        xp = self.project_input(order(x), with_hidden_bias=True)  # (B, T, H), b_hh joined b_ih
+        out = _RNNLayer.apply(xp, order(state[0]), weight_hh, self.nonlinearity == "relu", order.sizes)
+        out = order.back(out)
+        return out, (final_state(out, lengths),)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", nonlinearity={self.nonlinearity!r}"
+
+
+class _RNNLayer(torch.autograd.Function):
+    """(xp (B, T, H), h0 (B, H), W_hh (H, H), relu, sizes) -> outputs (B, T, H); b_hh is in xp.
+
+    ``sizes[t]`` rows run at step t and xp's dtype is the products', as in
+    :class:`rnnkit.kernels.lstm._LSTMLayer`; a_t, h_t and their gradients are fp32."""
+
+    @staticmethod
+    def forward(ctx, xp: Tensor, h0: Tensor, weight: Tensor, relu: bool, sizes: list[int]) -> Tensor:
+        B, T, H = xp.shape
+        prepared = gemm.prepare(weight, B, xp.dtype)
+        zeros_if_ragged = xp.new_zeros if sizes[-1] < B else xp.new_empty  # rows past an end stay zero
+        out = zeros_if_ragged(B, T, H, dtype=torch.float32)
+        hs = zeros_if_ragged(T + 1, B, H)  # h_{t-1} time-major in xp's dtype: hs[:T] is the product's Hprev
+        hs[0] = h0
+        with torch.autocast(xp.device.type, enabled=False):  # each product in its operands' dtype
+            for t, n in enumerate(sizes):
+                h = out[:n, t]
+                torch.add(gemm.prepared_linear(hs[t, :n], prepared), xp[:n, t], out=h)  # a_t
+                if relu:
+                    h.relu_()
+                else:
+                    h.tanh_()
+                hs[t + 1, :n] = h
+        ctx.save_for_backward(weight, hs, out)
+        ctx.relu, ctx.sizes = relu, sizes
+        return out
+
+    @staticmethod
+    def backward(ctx, dout: Tensor):
+        weight, hs, out = ctx.saved_tensors
+        B, T, H = out.shape
+        prepared_t = gemm.prepare(weight.t(), B, hs.dtype)
+        # time-major for the product, in its dtype; rows past a sequence's end stay zero
+        da = (dout.new_zeros if ctx.sizes[-1] < B else dout.new_empty)(T, B, H, dtype=hs.dtype)
+        dh_total, da_t = (dout.new_empty(B, H, dtype=torch.float32) for _ in range(2))
+        dh = dout.new_zeros(B, H, dtype=hs.dtype)  # da_{t+1} W_hh, the gradient h_t gets from the step after
+        for t in range(T - 1, -1, -1):
+            n = ctx.sizes[t]
+            torch.add(dout[:n, t], dh[:n], out=dh_total[:n])
+            if ctx.relu:
+                torch.mul(dh_total[:n], out[:n, t] > 0, out=da_t[:n])
+            else:
+                torch.ops.aten.tanh_backward.grad_input(dh_total[:n], out[:n, t], grad_input=da_t[:n])
+            da[t, :n] = da_t[:n]
+            if t > 0 or ctx.needs_input_grad[1]:
+                if n == B:
+                    dh = gemm.prepared_linear(da[t], prepared_t)  # (B, H)
+                else:
+                    dh[:n] = gemm.prepared_linear(da[t, :n], prepared_t)
+        dh0 = dh.float() if ctx.needs_input_grad[1] else None
+        dweight = gemm.mm(da.view(T * B, H).t(), hs[:T].reshape(T * B, H)).float()  # (H, H)
+        return da.transpose(0, 1), dh0, dweight, None, None
