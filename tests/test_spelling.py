@@ -136,12 +136,12 @@ def test_cli_tags_with_char_features_and_refuses_them_for_characters(tmp_path, c
     result = cli("predict", run, words)
     assert result.returncode == 0 and len(result.stdout.split()) == 6, result.stderr
     lm = cli("train", corpus, "--char-features", 4, "--out", tmp_path / "lm", *tiny_labelled_flags)
-    user_error(lm, "--char-features reads the spelling of words")
+    user_error(lm, "--char-features needs --task classify or tag with word tokens")
     table = tmp_path / "t.csv"
     table.write_text("text,label\nhi there,0\nyo,1\n" * 5)
     chars = cli("train", table, "--task", "classify", "--tokenizer", "char", "--char-features", 4, "--out",
                 tmp_path / "c", *tiny_labelled_flags)
-    user_error(chars, "needs --task classify or tag with word tokens")
+    user_error(chars, "--char-features needs --task classify or tag with word tokens")
 
 
 def test_an_encoder_without_an_alphabet_refuses_char_features(tiny_model):

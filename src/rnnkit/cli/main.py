@@ -15,54 +15,16 @@ from pathlib import Path
 
 import torch
 
+from rnnkit.cli.options import Choice, add_config_flags, pick, refuse_changes, refuse_unused, train_settings
 from rnnkit.config import DataConfig, ModelConfig, SampleConfig, TrainConfig, from_dict, to_dict
 from rnnkit.errors import ConfigError, DataError, RnnkitError
 
 EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
-_BOOLS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
-
-
-def _bool(text: str) -> bool:
-    if text.lower() not in _BOOLS:
-        raise ValueError(text)
-    return _BOOLS[text.lower()]
-
-
-_bool.__name__ = "true or false"
-_TYPES = {"int": int, "float": float, "str": str, "bool": _bool}
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, not usage + message
         raise ConfigError(f"{self.prog}: {message}")
-
-
-def _add_config_flags(parser, cls, skip=()):
-    group = parser.add_argument_group(cls.__name__.removesuffix("Config").lower() + " settings")
-    for f in dataclasses.fields(cls):
-        if f.name in skip:
-            continue
-        base = f.type.split("|")[0].strip()
-        optional = "None" in f.type
-        convert = _TYPES[base]
-
-        def parse(text, convert=convert, optional=optional, name=f.name):
-            if optional and text.lower() == "none":
-                return None
-            try:
-                return convert(text)
-            except ValueError:
-                raise argparse.ArgumentTypeError(f"expected {convert.__name__}, got {text!r}") from None
-
-        default = "" if f.default in ("", None) else f" (default: {f.default})"
-        group.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=parse,
-                           default=argparse.SUPPRESS, metavar=base.upper(),
-                           help=f.metadata.get("help", "") + default)
-
-
-def _pick(args, cls) -> dict:
-    names = {f.name for f in dataclasses.fields(cls)}
-    return {k: v for k, v in vars(args).items() if k in names}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,23 +37,26 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", help="JSON file of settings (flags override it)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     for cls in (ModelConfig, DataConfig, TrainConfig):
-        _add_config_flags(train, cls, skip=("path",))
+        add_config_flags(train, cls, skip=("path",))
 
     sample = sub.add_parser("sample", help="generate text from a trained run")
     sample.add_argument("run", help="run folder")
     sample.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
-    _add_config_flags(sample, SampleConfig)
+    add_config_flags(sample, SampleConfig)
 
     predict = sub.add_parser("predict", help="labels (classify) or tags (tag) for a file, written in its format")
     predict.add_argument("run", help="run folder")
     predict.add_argument("input", help="CSV/TSV of texts (classify) or CoNLL file of words (tag)")
     predict.add_argument("--output", help="write here instead of stdout")
     predict.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
+    predict.add_argument("--engine", choices=("auto", "fused", "explicit"),
+                         help="recurrent engine (default: the one the run trained on)")
 
     ev = sub.add_parser("eval", help="loss, bits/char and perplexity of a run")
     ev.add_argument("run", help="run folder")
     ev.add_argument("path", nargs="?", help="text to evaluate (default: the run's validation split)")
-    ev.add_argument("--split", default="val", choices=("train", "val", "test"))
+    ev.add_argument("--split", choices=("train", "val", "test"),
+                    help="the split of the run's corpus to score, without PATH (default: val)")
     ev.add_argument("--window", type=int, default=None,
                     help="score independent windows of this many tokens from a zero state "
                          "(default: the whole text as one stream, state carried)")
@@ -102,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="tokens per segment of --dynamic (default 50)")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    ev.add_argument("--engine", choices=("auto", "fused", "explicit"),
+                    help="recurrent engine (default: the one the run trained on)")
 
     demo = sub.add_parser("demo", help="train on the Python standard library's source for ~2 minutes")
     demo.add_argument("--time-limit", type=float, default=120.0, help="seconds of training (default 120)")
@@ -144,66 +111,41 @@ def main(argv=None) -> int:
 # -- train ----------------------------------------------------------------------
 
 
-def _settings_from(args) -> tuple[dict, dict, dict]:
-    """(model, data, train) settings: defaults < --config file < flags."""
-    model, data, train = {}, {}, {}
-    if args.config:
-        try:
-            values = json.loads(Path(args.config).read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise ConfigError(f"--config {args.config}: {e}") from None
-        if not isinstance(values, dict):
-            raise ConfigError(f"--config {args.config}: expected a JSON object of settings")
-        owners = {f.name: d for cls, d in ((ModelConfig, model), (DataConfig, data), (TrainConfig, train))
-                  for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - set(owners))
-        if unknown:
-            raise ConfigError(f"--config {args.config}: unknown setting(s) {', '.join(unknown)}")
-        for k, v in values.items():
-            owners[k][k] = v
-    model.update(_pick(args, ModelConfig))
-    data.update({k: v for k, v in _pick(args, DataConfig).items() if k != "path"})  # PATH is positional
-    train.update(_pick(args, TrainConfig))
-    return model, data, train
-
-
 def cmd_train(args) -> int:
     from rnnkit.data import LabelledData, TextData
     from rnnkit.kernels import choose_engine
     from rnnkit.training import Trainer, read_config
     from rnnkit.training.runs import build_model
 
-    model_s, data_s, train_s = _settings_from(args)
+    model_s, data_s, train_s = train_settings(args)
     if args.resume:
         out = train_s.get("out")
         if not out:
             raise ConfigError("--resume needs --out RUN, the run folder to continue")
         doc = read_config(out)
-        fixed = sorted(set(model_s) | set(data_s))
-        if fixed:
-            raise ConfigError(f"--{fixed[0].replace('_', '-')} cannot change when resuming; "
-                              f"only training settings (budget, lr, ...) can")
-        if args.path and Path(args.path).resolve() != Path(doc["data"].path).resolve():
-            raise ConfigError(f"--resume continues the run on {doc['data'].path}; do not give another PATH")
         model_cfg, data_cfg = doc["model"], doc["data"]
+        refuse_changes(model_s, model_cfg, out)
+        refuse_changes(data_s, data_cfg, out)
+        if args.path and Path(args.path).resolve() != Path(data_cfg.path).resolve():
+            raise ConfigError(f"--resume continues the run on {data_cfg.path}; do not give another PATH")
         train_cfg = from_dict(TrainConfig, {**to_dict(doc["train"]), **train_s}, "train settings")
-        if data_cfg.task == "lm" and not data_cfg.condition_column:
-            data = TextData.from_file(data_cfg.path, data_cfg, tokenizer=doc["tokenizer"])
-        else:
-            data = LabelledData.from_file(data_cfg.path, data_cfg, doc["tokenizer"], doc.get("labels"))
-        if data.digest != doc.get("corpus_sha256"):
-            raise DataError(f"{data_cfg.path} changed since the run started; resume needs the same corpus")
     else:
         if not args.path:
             raise ConfigError("train: give a text file to train on (or --resume --out RUN)")
         model_cfg = from_dict(ModelConfig, model_s, "model settings")
-        choose_engine(model_cfg.engine, model_cfg.cell, "cpu")  # a known cell, and an engine it has
         data_cfg = from_dict(DataConfig, {**data_s, "path": args.path}, "data settings")
         train_cfg = from_dict(TrainConfig, train_s, "train settings")
-        if data_cfg.task == "lm" and not data_cfg.condition_column:
-            data = TextData.from_file(args.path, data_cfg)
-        else:
-            data = LabelledData.from_file(args.path, data_cfg, spell=model_cfg.char_features > 0)
+    choice = Choice(model_cfg, data_cfg, train_cfg)
+    if choice.recurrent:
+        choose_engine(model_cfg.engine, model_cfg.cell, "cpu")  # a known cell, and an engine it has
+    refuse_unused({*model_s, *data_s, *train_s}, choice)  # before any work
+    tokenizer, labels = (doc["tokenizer"], doc.get("labels")) if args.resume else (None, None)
+    if choice.stream:
+        data = TextData.from_file(data_cfg.path, data_cfg, tokenizer)
+    else:
+        data = LabelledData.from_file(data_cfg.path, data_cfg, tokenizer, labels, spell=model_cfg.char_features > 0)
+    if args.resume and data.digest != doc.get("corpus_sha256"):
+        raise DataError(f"{data_cfg.path} changed since the run started; resume needs the same corpus")
     torch.manual_seed(train_cfg.seed)
     model = build_model(data_cfg.task, data.tokenizer, model_cfg, getattr(data, "labels", None))
     if model_cfg.embeddings and not args.resume:
@@ -218,7 +160,8 @@ def cmd_train(args) -> int:
     print(f"rnnkit train --task {data_cfg.task}: {data_cfg.path} ({len(data.train):,} train / {len(data.val):,} "
           f"val {unit}, {_inputs(data)}{labels}); {model_cfg.num_layers} x {model_cfg.hidden_size} "
           f"{'bidirectional ' if model.config.bidirectional else ''}"
-          f"{model_cfg.cell.upper()}, {n_params:,} parameters, on {trainer.device} in {trainer.precision}; budget: "
+          f"{model_cfg.cell.upper() if choice.recurrent else 'TDNN'}, {n_params:,} parameters, "
+          f"on {trainer.device} in {trainer.precision}, {_engines(trainer.engines)}; budget: "
           + ", ".join(f"{k.replace('_', '-')} {v:g}" for k, v in trainer.budget.items() if v)
           + f"; run folder {trainer.out}", flush=True)
     result = trainer.fit(resume=args.resume)
@@ -254,6 +197,15 @@ def _start_embedding(model, tokenizer, path: str) -> str:
     return f"embeddings: {found:,} of {tokenizer.vocab_size:,} words from {path}"
 
 
+def _engines(engines: dict[str, str]) -> str:
+    """"explicit engine", or with layers on different engines "engines: explicit (encoder.layer), ..."."""
+    if not engines:
+        return "no recurrent layer"
+    if len(set(engines.values())) == 1:
+        return f"{next(iter(engines.values()))} engine"
+    return "engines: " + ", ".join(f"{engine} ({name})" for name, engine in engines.items())
+
+
 def _inputs(data) -> str:
     features = getattr(data.tokenizer, "num_features", None)
     return f"{features} features a sample" if features else f"vocabulary {data.vocab_size}"
@@ -271,7 +223,14 @@ def _scores(metrics: dict, prefix: str = "") -> str:
 def cmd_sample(args) -> int:
     from rnnkit.training import load_run, resolve_device, resolve_precision
 
-    cfg = from_dict(SampleConfig, _pick(args, SampleConfig), "sample settings")
+    given = pick(args, SampleConfig)
+    cfg = from_dict(SampleConfig, given, "sample settings")
+    if "prime" in given and "prime_file" in given:
+        raise ConfigError("--prime and --prime-file both give the prime text; give one of them")
+    if cfg.temperature == 0:
+        for name in sorted({"top_k", "top_p", "seed"} & set(given)):
+            raise ConfigError(f"--{name.replace('_', '-')} shapes random sampling, which --temperature 0 "
+                              f"(greedy) does not do; drop one of them")
     device = resolve_device(args.device)
     precision = resolve_precision(cfg.precision, device)  # refuses bf16 where the hardware has no bf16 units
     model, tokenizer, doc = load_run(args.run, device)
@@ -319,8 +278,9 @@ def cmd_sample(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from rnnkit.data import TextData, read_text
+    from rnnkit.data import LabelledData, TextData, read_text
     from rnnkit.training import evaluate, evaluate_dynamic, load_run, resolve_device
+    from rnnkit.training.evaluate import evaluate_texts
 
     if args.window is not None and args.window < 1:
         raise ConfigError(f"--window must be >= 1; got {args.window}")
@@ -333,30 +293,42 @@ def cmd_eval(args) -> int:
         if args.dynamic < 0 or args.segment < 1:
             raise ConfigError(f"--dynamic needs a step size >= 0 and --segment >= 1; "
                               f"got {args.dynamic} and {args.segment}")
-    model, tokenizer, doc = load_run(args.run, resolve_device(args.device))
-    if doc["data"].task != "lm":
-        raise ConfigError(f"{args.run} is a {doc['data'].task} run; score a labelled file with "
+    if args.path and args.split:
+        raise ConfigError("--split picks a split of the run's corpus; with PATH the whole file is scored: "
+                          "drop --split or PATH")
+    model, tokenizer, doc = load_run(args.run, resolve_device(args.device), engine=args.engine)
+    data_cfg, split = doc["data"], args.split or "val"
+    if data_cfg.task != "lm":
+        raise ConfigError(f"{args.run} is a {data_cfg.task} run; score a labelled file with "
                           f"`rnnkit predict {args.run} INPUT` (accuracy and F1 go to stderr)")
-    if args.path:
-        source = args.path
-        ids = torch.from_numpy(tokenizer.encode(read_text(args.path, tokenizer.kind), what=args.path))
+    for path in (data_cfg.path, data_cfg.val_path, data_cfg.test_path):
+        if not args.path and path and not Path(path).exists():
+            raise DataError(f"the run's corpus {path} is gone; give the text to evaluate as PATH")
+    source = args.path or f"{data_cfg.path} ({split} split)"
+    if data_cfg.condition_column:  # whole texts, each of its label: scored as the run validated them
+        if args.window is not None or args.dynamic is not None:
+            raise ConfigError(f"{args.run} reads whole texts of a label, not one stream: drop --window, --dynamic "
+                              f"and --segment")
+        whole = dataclasses.replace(data_cfg, val_path=None, test_path=None, val_fraction=0.0, test_fraction=0.0)
+        data = LabelledData.from_file(args.path or data_cfg.path, whole if args.path else data_cfg, tokenizer,
+                                      doc["labels"])
+        result = {**evaluate_texts(model, data.eval_batches("train" if args.path else split)),
+                  "protocol": "whole texts, each given its label"}
     else:
-        data_cfg = doc["data"]
-        source = f"{data_cfg.path} ({args.split} split)"
-        for path in (data_cfg.path, data_cfg.val_path, data_cfg.test_path):
-            if path and not Path(path).exists():
-                raise DataError(f"the run's corpus {path} is gone; give the text to evaluate as PATH")
-        ids = getattr(TextData.from_file(data_cfg.path, data_cfg, tokenizer), args.split)
-    if len(ids) < 2:
-        raise DataError(f"{source} has fewer than 2 tokens to evaluate; give a longer text as PATH")
-    if args.dynamic is not None:
-        result = evaluate_dynamic(model, ids, args.dynamic, args.segment)
-        result["protocol"] = f"one stream, dynamic (SGD step {args.dynamic:g} after each {args.segment} tokens)"
-    else:
-        result = evaluate(model, ids, streams=1, window=args.window)
-        result["protocol"] = f"windows of {args.window}" if args.window else "one stream"
+        if args.path:
+            ids = torch.from_numpy(tokenizer.encode(read_text(args.path, tokenizer.kind), what=args.path))
+        else:
+            ids = getattr(TextData.from_file(data_cfg.path, data_cfg, tokenizer), split)
+        if len(ids) < 2:
+            raise DataError(f"{source} has fewer than 2 tokens to evaluate; give a longer text as PATH")
+        if args.dynamic is not None:
+            result = evaluate_dynamic(model, ids, args.dynamic, args.segment)
+            result["protocol"] = f"one stream, dynamic (SGD step {args.dynamic:g} after each {args.segment} tokens)"
+        else:
+            result = evaluate(model, ids, streams=1, window=args.window)
+            result["protocol"] = f"windows of {args.window}" if args.window else "one stream"
     if args.json:
-        print(json.dumps({"source": source, **result}))
+        print(json.dumps({"source": str(source), **result}))
     else:
         print(f"{source}: {result['tokens']:,} predictions, {result['protocol']}\n"
               f"loss {result['loss']:.4f} nats/token | {result['bpc']:.4f} bits/token | "
@@ -371,7 +343,7 @@ def cmd_predict(args) -> int:
     from rnnkit.cli.predict import run_predict
     from rnnkit.training import resolve_device
 
-    return run_predict(args.run, args.input, args.output, resolve_device(args.device))
+    return run_predict(args.run, args.input, args.output, resolve_device(args.device), args.engine)
 
 
 # -- demo -----------------------------------------------------------------------

@@ -14,13 +14,12 @@ from rnnkit.data.sequences import BucketBatcher, collate, encode_examples, label
 from rnnkit.data.series import SERIES_SUFFIXES, read_series, write_series
 from rnnkit.data.tables import read_conll, read_table, write_conll, write_table
 from rnnkit.errors import ConfigError
+from rnnkit.training import load_run
 from rnnkit.training.evaluate import evaluate_labelled
 
 
-def run_predict(run: str, path: str, output: str | None, device) -> int:
-    from rnnkit.training import load_run
-
-    model, tokenizer, doc = load_run(run, device)
+def run_predict(run: str, path: str, output: str | None, device, engine: str | None = None) -> int:
+    model, tokenizer, doc = load_run(run, device, engine=engine)
     data_cfg, labels = doc["data"], doc.get("labels")
     task = data_cfg.task
     if task == "lm":

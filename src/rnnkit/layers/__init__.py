@@ -1,5 +1,5 @@
 """Layers that unroll cells over time, and what sits around them."""
 
-from rnnkit.layers.recurrent import MERGE_MODES, Recurrent, length_mask, merge_directions
+from rnnkit.layers.recurrent import MERGE_MODES, Recurrent, engines_in, length_mask, merge_directions, use_engines
 
-__all__ = ["MERGE_MODES", "Recurrent", "length_mask", "merge_directions"]
+__all__ = ["MERGE_MODES", "Recurrent", "engines_in", "length_mask", "merge_directions", "use_engines"]

@@ -266,6 +266,22 @@ class Recurrent(nn.Module):
                 f"bidirectional={self.bidirectional}, merge={self.merge!r}, dropout={self.dropout}")
 
 
+def engines_in(module: nn.Module, device: torch.device | str) -> dict[str, str]:
+    """The engine each recurrent layer inside ``module`` runs on ``device``, by
+    the layer's name in the module ("rnn", "encoder.layer", ...)."""
+    return {name: m.engine_for(device) for name, m in module.named_modules() if isinstance(m, Recurrent)}
+
+
+def use_engines(module: nn.Module, engines: dict[str, str] | str) -> None:
+    """Put the recurrent layers inside ``module`` on ``engines``: one engine for
+    all, or one per layer name (as :func:`engines_in` gives them)."""
+    for name, m in module.named_modules():
+        if isinstance(m, Recurrent):
+            engine = engines if isinstance(engines, str) else engines.get(name, m.engine)
+            choose_engine(engine, m.cell_type, "cpu")  # one this cell has
+            m.engine = engine
+
+
 def merge_directions(fwd: Tensor, bwd: Tensor, mode: str) -> Tensor:
     """The two directions' features (..., H) each -> (..., 2H) for ``concat``,
     else (..., H): their ``sum``, product (``mul``) or average (``avg``)."""

@@ -117,8 +117,8 @@ def validate(model, data, split: str = "val", streams: int = 1) -> dict:
     if len(ids) == 0:
         return {}
     if data.config.task == "lm":  # texts, each with its condition
-        loss = evaluate_texts(model, data.eval_batches(split))
-        return {"loss": loss, "bpc": loss / math.log(2), "perplexity": math.exp(loss)}
+        metrics = evaluate_texts(model, data.eval_batches(split))
+        return {k: metrics[k] for k in ("loss", "bpc", "perplexity")}
     metrics = evaluate_labelled(model, data.eval_batches(split), data.labels)
     return {k: metrics[k] for k in ("loss", "accuracy", "f1") if k in metrics}
 
@@ -131,9 +131,10 @@ def _add(model, x, y, state, device, total, count):
 
 
 @torch.no_grad()
-def evaluate_texts(model, batches) -> float:
-    """Mean loss per predicted token of a conditioned language model over
-    ``batches`` of independent texts (ids, lengths, condition)."""
+def evaluate_texts(model, batches) -> dict:
+    """A conditioned language model over ``batches`` of independent texts (ids,
+    lengths, condition): what :func:`evaluate` returns, each text's first
+    token given and the others predicted."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -145,7 +146,7 @@ def evaluate_texts(model, batches) -> float:
             total, count = total + loss.item() * n, count + n
     finally:
         model.train(was_training)
-    return total / max(count, 1)
+    return _metrics(total, count)
 
 
 @torch.no_grad()

@@ -3,7 +3,8 @@
 A run folder holds::
 
     config.json          every setting, the tokenizer, the label names (classify,
-                         tag), rnnkit and format versions
+                         tag), the engine of each recurrent layer, rnnkit and
+                         format versions
     model.safetensors    the best weights so far (lowest validation loss)
     last.safetensors     the last weights with the full trainer state, for exact resume
     metrics.jsonl        one JSON object per log step and per evaluation
@@ -31,6 +32,7 @@ from safetensors.torch import save as st_save
 from rnnkit.config import CHAR_FEATURES_NEED_WORDS, DataConfig, ModelConfig, TrainConfig, from_dict, to_dict
 from rnnkit.data.tokenizers import tokenizer_from_dict
 from rnnkit.errors import CheckpointError, ConfigError
+from rnnkit.layers import use_engines
 from rnnkit.version import __version__
 
 FORMAT_VERSION = 1
@@ -86,6 +88,9 @@ def read_config(run_dir: str | Path) -> dict:
         doc["data"] = from_dict(DataConfig, doc["data"], f"{path} data")
         doc["train"] = from_dict(TrainConfig, doc["train"], f"{path} train")
         doc["tokenizer"] = tokenizer_from_dict(doc["tokenizer"])
+        engines = doc.setdefault("engines", {})  # runs before 2026-12 did not record them
+        if not isinstance(engines, dict) or not set(engines.values()) <= {"fused", "explicit"}:
+            raise ValueError(f"engines {engines!r}")
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path} is incomplete or altered ({e}); restore it or train again") from None
     return doc
@@ -146,12 +151,16 @@ def build_model(task: str, tokenizer, model: ModelConfig, labels: list[str] | No
                getattr(tokenizer, "alphabet_size", 0), **to_dict(model))
 
 
-def load_run(run_dir: str | Path, device: str | torch.device = "cpu", which: str = BEST):
+def load_run(run_dir: str | Path, device: str | torch.device = "cpu", which: str = BEST,
+             engine: str | None = None):
     """(model, tokenizer, config) of a run folder; ``which`` is BEST or LAST.
-    The model comes in evaluation mode (no dropout); ``.train()`` it to train."""
+    The model comes in evaluation mode (no dropout); ``.train()`` it to train.
+    Its recurrent layers run on the engines the run trained on, or on
+    ``engine`` (auto, fused or explicit) when given."""
     doc = read_config(run_dir)
     tokenizer = doc["tokenizer"]
     model = build_model(doc["data"].task, tokenizer, doc["model"], doc.get("labels"))
+    use_engines(model, engine or doc.get("engines", {}))
     tensors, _ = load_tensors(Path(run_dir) / which)
     weights = {k.removeprefix("model."): v for k, v in tensors.items()
                if which == BEST or k.startswith("model.")}

@@ -25,6 +25,7 @@ from tqdm import tqdm
 from rnnkit.config import TrainConfig
 from rnnkit.errors import CheckpointError, ConfigError, TrainingError
 from rnnkit.kernels.memory import keep_freed_memory
+from rnnkit.layers import engines_in, use_engines
 from rnnkit.training.evaluate import validate
 from rnnkit.training.optim import build_optimizer, learning_rate
 from rnnkit.training.plots import plot_losses
@@ -93,6 +94,10 @@ class Trainer:
         self.carry = None  # recurrent state carried to the next batch
         self.rows: list[dict] = []
         self._stop = False
+        # the engine of every recurrent layer, chosen once (rnnkit.kernels.choose_engine) and recorded
+        # in config.json, so that evaluating the run later takes the same one
+        self.engines = engines_in(self.model, self.device)
+        use_engines(self.model, self.engines)
         keep_freed_memory()  # a step reuses its activations' pages instead of faulting them in again
 
     # -- public ---------------------------------------------------------------
@@ -116,7 +121,7 @@ class Trainer:
             (self.out / METRICS).unlink(missing_ok=True)
         labels = {"labels": self.data.labels} if hasattr(self.data, "labels") else {}
         write_config(self.out, self.model.config, self.data.config, self.cfg, self.data.tokenizer,
-                     corpus_sha256=self.data.digest, **labels)
+                     corpus_sha256=self.data.digest, engines=self.engines, **labels)
         previous = self._install_sigint()
         bar = tqdm(total=100, disable=self.quiet or not sys.stderr.isatty(), leave=False,
                    bar_format="{percentage:3.0f}%|{bar:20}| {elapsed}<{remaining} {postfix}")

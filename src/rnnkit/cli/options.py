@@ -1,0 +1,216 @@
+"""The command line's settings: flags generated from the config dataclasses,
+and which of them apply to what the user chose.
+
+Every field of ``ModelConfig``, ``DataConfig`` and ``TrainConfig`` is a flag
+of ``rnnkit train`` (``--kebab-case``) and a key of a ``--config`` file.
+A setting the user gave that would do nothing for the chosen task,
+tokenizer, cell, encoder, schedule or optimizer is refused before any work
+starts (:func:`refuse_unused`), one line that names the flag and what it
+needs; so is a resumed run's model or data setting that differs from the
+run's own (:func:`refuse_changes`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from rnnkit.config import DataConfig, ModelConfig, TrainConfig
+from rnnkit.data.series import SERIES_SUFFIXES
+from rnnkit.errors import ConfigError
+from rnnkit.kernels import CELLS, cell_class
+
+_BOOLS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+
+
+def _bool(text: str) -> bool:
+    if text.lower() not in _BOOLS:
+        raise ValueError(text)
+    return _BOOLS[text.lower()]
+
+
+_bool.__name__ = "true or false"
+_TYPES = {"int": int, "float": float, "str": str, "bool": _bool}
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_config_flags(parser: argparse.ArgumentParser, cls, skip=()) -> None:
+    """A flag for every field of the dataclass ``cls`` (but ``skip``), absent
+    from the parsed namespace unless given."""
+    group = parser.add_argument_group(cls.__name__.removesuffix("Config").lower() + " settings")
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        base = f.type.split("|")[0].strip()
+        optional = "None" in f.type
+        convert = _TYPES[base]
+
+        def parse(text, convert=convert, optional=optional):
+            if optional and text.lower() == "none":
+                return None
+            try:
+                return convert(text)
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"expected {convert.__name__}, got {text!r}") from None
+
+        default = "" if f.default in ("", None) else f" (default: {f.default})"
+        group.add_argument(flag(f.name), dest=f.name, type=parse, default=argparse.SUPPRESS,
+                           metavar=base.upper(), help=f.metadata.get("help", "") + default)
+
+
+def pick(args: argparse.Namespace, cls) -> dict:
+    """The fields of ``cls`` that ``args`` holds (the flags the user gave)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in vars(args).items() if k in names}
+
+
+def train_settings(args: argparse.Namespace) -> tuple[dict, dict, dict]:
+    """The (model, data, train) settings the user gave: a ``--config`` file's, then the flags'."""
+    model, data, train = {}, {}, {}
+    if args.config:
+        try:
+            values = json.loads(Path(args.config).read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ConfigError(f"--config {args.config}: {e}") from None
+        if not isinstance(values, dict):
+            raise ConfigError(f"--config {args.config}: expected a JSON object of settings")
+        owners = {f.name: d for cls, d in ((ModelConfig, model), (DataConfig, data), (TrainConfig, train))
+                  for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(owners) - {"path"})
+        if unknown:
+            raise ConfigError(f"--config {args.config}: unknown setting(s) {', '.join(unknown)}")
+        for k, v in values.items():
+            if k != "path":  # the training file is PATH
+                owners[k][k] = v
+    model.update(pick(args, ModelConfig))
+    data.update({k: v for k, v in pick(args, DataConfig).items() if k != "path"})
+    train.update(pick(args, TrainConfig))
+    return model, data, train
+
+
+# -- which settings apply ------------------------------------------------------
+
+
+@dataclass
+class Choice:
+    """What decides which settings apply: the run's model, data and training settings."""
+
+    model: ModelConfig
+    data: DataConfig
+    train: TrainConfig
+
+    @property
+    def task(self) -> str:
+        return self.data.task
+
+    @property
+    def series(self) -> bool:
+        """A numeric series to tag (vectors, not tokens)."""
+        return self.task == "tag" and Path(self.data.path or "").suffix.lower() in SERIES_SUFFIXES
+
+    @property
+    def stream(self) -> bool:
+        """A language model over one text, read as contiguous streams."""
+        return self.task == "lm" and not self.data.condition_column
+
+    @property
+    def recurrent(self) -> bool:
+        return self.task == "lm" or self.model.encoder == "rnn"
+
+    @property
+    def tokens(self) -> str:
+        """The tokenizer in use (none for a series)."""
+        return "none" if self.series else self.data.tokenizer_kind
+
+    @property
+    def bidirectional(self) -> bool:
+        return self.task != "lm" and self.model.bidirectional is not False
+
+
+_TASKS = {"lm": "--task lm", "classify": "--task classify", "tag": "--task tag"}
+WORDS = "--tokenizer word"
+STEP, COSINE = "--lr-schedule step", "--lr-schedule cosine"
+
+# setting -> (whether it applies to a choice, what it needs, said to the user)
+RULES: dict[str, tuple[Callable[[Choice], bool], str]] = {
+    # model
+    "cell": (lambda c: c.recurrent, "--encoder rnn"),
+    "embedding_dim": (lambda c: not c.series, "token inputs (a series is read as vectors)"),
+    "embeddings": (lambda c: c.tokens == "word" and c.model.embedding_dim > 0,
+                   "word tokens and an embedding (--tokenizer word, --embedding-dim > 0)"),
+    "locked_dropout": (lambda c: c.task == "lm", _TASKS["lm"]),
+    "weight_drop": (lambda c: c.recurrent and cell_class(c.model.cell).hidden_weights,
+                    "a recurrent cell with recurrent weights (rnn, lstm, gru)"),
+    "embedding_dropout": (lambda c: c.task == "lm", _TASKS["lm"]),
+    "tie_weights": (lambda c: c.task == "lm", _TASKS["lm"]),
+    "engine": (lambda c: c.recurrent, "--encoder rnn"),
+    "input_init": (lambda c: c.recurrent, "--encoder rnn"),
+    "recurrent_init": (lambda c: c.recurrent and cell_class(c.model.cell).hidden_weights,
+                       "a recurrent cell with recurrent weights (rnn, lstm, gru)"),
+    "bidirectional": (lambda c: c.task != "lm" or c.model.bidirectional is False, "--task classify or tag"),
+    "merge": (lambda c: c.bidirectional and c.recurrent,
+              "a bidirectional recurrent encoder (--task classify or tag, --encoder rnn, --bidirectional true)"),
+    "pooling": (lambda c: c.task == "classify", _TASKS["classify"]),
+    "encoder": (lambda c: c.task in ("classify", "tag"), "--task classify or tag"),
+    "kernel_size": (lambda c: c.task != "lm" and c.model.encoder == "tdnn", "--encoder tdnn"),
+    "adversarial": (lambda c: c.task == "classify", _TASKS["classify"]),
+    "char_features": (lambda c: c.task in ("classify", "tag") and c.tokens == "word",
+                      "--task classify or tag with word tokens (--tokenizer word)"),
+    "crf": (lambda c: c.task == "tag", _TASKS["tag"]),
+    # data
+    "tokenizer": (lambda c: not c.series, "a text or a table (a series is read as vectors)"),
+    "max_vocab_size": (lambda c: c.tokens in ("word", "bpe"), "--tokenizer word or bpe"),
+    "min_count": (lambda c: c.tokens == "word", WORDS),
+    "lowercase": (lambda c: c.tokens == "word", WORDS),
+    "word_pattern": (lambda c: c.tokens == "word", WORDS),
+    "text_column": (lambda c: c.task == "classify" or bool(c.data.condition_column),
+                    "--task classify or --condition-column"),
+    "label_column": (lambda c: c.task == "classify" or c.series, "--task classify, or a series to tag"),
+    "condition_column": (lambda c: c.task == "lm", _TASKS["lm"]),
+    "word_column": (lambda c: c.task == "tag" and not c.series, "--task tag on CoNLL columns"),
+    "tag_column": (lambda c: c.task == "tag" and not c.series, "--task tag on CoNLL columns"),
+    "seq_len": (lambda c: c.stream or c.series,
+                "a language model over a text, or a series to tag (other batches hold whole examples)"),
+    "val_fraction": (lambda c: not c.data.val_path, "no --val-path (the validation split comes from that file)"),
+    "test_fraction": (lambda c: not c.data.test_path, "no --test-path (the test split comes from that file)"),
+    # training
+    "momentum": (lambda c: c.train.optimizer in ("momentum", "nesterov", "rmsprop"),
+                 "--optimizer momentum, nesterov or rmsprop"),
+    "min_lr_ratio": (lambda c: c.train.lr_schedule == "cosine", COSINE),
+    "lr_decay": (lambda c: c.train.lr_schedule == "step", STEP),
+    "lr_decay_every": (lambda c: c.train.lr_schedule == "step", STEP),
+    "lr_decay_start": (lambda c: c.train.lr_schedule == "step", STEP),
+    "patience": (lambda c: bool(c.data.val_path) or c.data.val_fraction > 0,
+                 "a validation split (--val-path or --val-fraction > 0)"),
+    "eval_streams": (lambda c: c.stream, "a language model over a text (--task lm)"),
+    "sample_length": (lambda c: c.task == "lm", _TASKS["lm"]),
+}
+# a cell's own settings (LSTMCell.options: forget_bias; RNNCell.options: nonlinearity)
+for _cls in CELLS.values():
+    for _name in _cls.options:
+        RULES[_name] = (lambda c, name=_name: c.recurrent and name in cell_class(c.model.cell).options,
+                        "--cell " + " or ".join(n for n, k in CELLS.items() if _name in k.options))
+
+
+def refuse_unused(given, choice: Choice) -> None:
+    """A ConfigError for the first setting in ``given`` (names) that does nothing for ``choice``."""
+    for name in sorted(given):
+        applies, needs = RULES.get(name, (lambda c: True, ""))
+        if not applies(choice):
+            raise ConfigError(f"{flag(name)} needs {needs}, so here it would do nothing; drop it")
+
+
+def refuse_changes(given: dict, run_settings, run: str) -> None:
+    """A ConfigError for the first setting in ``given`` whose value differs from
+    the resumed run's (``run_settings``, a ModelConfig or DataConfig)."""
+    for name, value in sorted(given.items()):
+        if getattr(run_settings, name) != value:
+            raise ConfigError(f"{flag(name)} cannot change when resuming: the run in {run} has "
+                              f"{flag(name)} {getattr(run_settings, name)!r}; drop the flag or give that value")

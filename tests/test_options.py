@@ -1,0 +1,316 @@
+"""No option is silently ignored: every option of every subcommand, tried
+against every kind of run, is either taken or refused before any work with
+one line that names it (exit code 2). The tables below are the spec, written
+from the user's side; the options come from the parser itself, so a new
+option without a row here fails the test.
+
+``train`` rows run in-process with the training loop stubbed out (what is
+checked is whether the settings are taken; other tests train); ``sample``,
+``eval`` and ``predict`` rows run against small real runs of each kind."""
+
+import contextlib
+import io
+import json
+import random
+
+import pytest
+
+from rnnkit.cli import bench, main
+from rnnkit.training.trainer import Trainer
+
+CONTEXTS = ("lm", "lm conditioned", "classify", "classify tdnn", "tag", "tag series")
+ALL = set(CONTEXTS)
+RECURRENT = ALL - {"classify tdnn"}
+LM = {"lm", "lm conditioned"}
+WORD_TOKENS = {"classify", "classify tdnn", "tag"}  # the default tokenizer of classify and tag
+# the training file and flags of each kind of run
+FILES = {"lm": "text.txt", "lm conditioned": "table.csv", "classify": "table.csv", "classify tdnn": "table.csv",
+         "tag": "chunks.txt", "tag series": "series.csv"}
+BASE = {"lm": [], "lm conditioned": ["--condition-column", "CLASS"], "classify": ["--task", "classify"],
+        "classify tdnn": ["--task", "classify", "--encoder", "tdnn"], "tag": ["--task", "tag"],
+        "tag series": ["--task", "tag"]}
+TINY = ["--hidden-size", "16", "--num-layers", "1", "--batch-size", "4", "--device", "cpu"]
+
+# rnnkit train: (option, value, more flags, contexts where it is taken, contexts where it is refused)
+TRAIN = [
+    ("--cell", "gru", [], RECURRENT, {"classify tdnn"}),
+    ("--hidden-size", "8", [], ALL, set()),
+    ("--num-layers", "2", [], ALL, set()),
+    ("--embedding-dim", "8", [], ALL - {"tag series"}, {"tag series"}),
+    ("--dropout", "0.1", [], ALL, set()),
+    ("--embeddings", "vectors.txt", [], WORD_TOKENS, {"lm", "lm conditioned", "tag series"}),
+    ("--embeddings", "vectors.txt", ["--tokenizer", "word"], LM | WORD_TOKENS, set()),
+    ("--locked-dropout", "true", [], LM, ALL - LM),
+    ("--weight-drop", "0.1", [], RECURRENT, {"classify tdnn"}),
+    ("--weight-drop", "0.1", ["--cell", "mingru"], set(), {"lm", "classify", "tag"}),
+    ("--embedding-dropout", "0.1", [], LM, ALL - LM),
+    ("--tie-weights", "true", ["--embedding-dim", "16"], LM, ALL - LM - {"tag series"}),
+    ("--engine", "explicit", [], RECURRENT, {"classify tdnn"}),
+    ("--nonlinearity", "relu", [], set(), RECURRENT),
+    ("--nonlinearity", "relu", ["--cell", "rnn"], RECURRENT, set()),
+    ("--forget-bias", "0.5", [], RECURRENT, {"classify tdnn"}),
+    ("--forget-bias", "0.5", ["--cell", "gru"], set(), RECURRENT),
+    ("--input-init", "torch", [], RECURRENT, {"classify tdnn"}),
+    ("--recurrent-init", "glorot", [], RECURRENT, {"classify tdnn"}),
+    ("--recurrent-init", "glorot", ["--cell", "minlstm"], set(), RECURRENT),
+    ("--bidirectional", "false", [], ALL, set()),
+    ("--bidirectional", "true", [], ALL - LM, LM),
+    ("--merge", "sum", [], {"classify", "tag", "tag series"}, LM | {"classify tdnn"}),
+    ("--merge", "sum", ["--bidirectional", "false"], set(), {"classify", "tag"}),
+    ("--pooling", "mean", [], {"classify", "classify tdnn"}, ALL - {"classify", "classify tdnn"}),
+    ("--encoder", "tdnn", [], ALL - LM, LM),
+    ("--kernel-size", "3", [], {"classify tdnn"}, ALL - {"classify tdnn"}),
+    ("--adversarial", "0.5", [], {"classify", "classify tdnn"}, ALL - {"classify", "classify tdnn"}),
+    ("--char-features", "4", [], WORD_TOKENS, ALL - WORD_TOKENS),
+    ("--crf", "true", [], {"tag", "tag series"}, ALL - {"tag", "tag series"}),
+    ("--task", "lm", [], {"lm"}, set()),
+    ("--tokenizer", "word", [], ALL - {"tag series"}, {"tag series"}),
+    ("--max-vocab-size", "50", [], WORD_TOKENS, {"lm", "lm conditioned", "tag series"}),
+    ("--max-vocab-size", "300", ["--tokenizer", "bpe"], {"lm", "lm conditioned", "classify"}, set()),
+    ("--min-count", "1", [], WORD_TOKENS, {"lm", "lm conditioned", "tag series"}),
+    ("--lowercase", "true", [], WORD_TOKENS, {"lm", "lm conditioned", "tag series"}),
+    ("--word-pattern", r"\w+", [], WORD_TOKENS, {"lm", "lm conditioned", "tag series"}),
+    ("--text-column", "CONTENT", [], {"lm conditioned", "classify", "classify tdnn"}, {"lm", "tag", "tag series"}),
+    ("--label-column", "CLASS", [], {"classify", "classify tdnn", "tag series"}, {"lm", "lm conditioned", "tag"}),
+    ("--condition-column", "CLASS", [], {"lm conditioned"}, ALL - LM),
+    ("--word-column", "0", [], {"tag"}, ALL - {"tag"}),
+    ("--tag-column", "-1", [], {"tag"}, ALL - {"tag"}),
+    ("--val-path", "SELF", [], ALL, set()),
+    ("--test-path", "SELF", [], ALL, set()),
+    ("--seq-len", "16", [], {"lm", "tag series"}, ALL - {"lm", "tag series"}),
+    ("--batch-size", "2", [], ALL, set()),
+    ("--val-fraction", "0.2", [], ALL, set()),
+    ("--val-fraction", "0.2", ["--val-path", "SELF"], set(), ALL),
+    ("--test-fraction", "0.1", [], ALL, set()),
+    ("--test-fraction", "0.1", ["--test-path", "SELF"], set(), ALL),
+    ("--optimizer", "sgd", [], ALL, set()),
+    ("--lr", "0.01", [], ALL, set()),
+    ("--momentum", "0.8", [], set(), ALL),
+    ("--momentum", "0.8", ["--optimizer", "nesterov"], ALL, set()),
+    ("--weight-decay", "0.01", [], ALL, set()),
+    ("--clip-norm", "2", [], ALL, set()),
+    ("--clip-value", "1", [], ALL, set()),
+    ("--lr-schedule", "constant", [], ALL, set()),
+    ("--warmup-steps", "2", [], ALL, set()),
+    ("--min-lr-ratio", "0.1", [], ALL, set()),
+    ("--min-lr-ratio", "0.1", ["--lr-schedule", "step"], set(), ALL),
+    ("--lr-decay", "0.9", [], set(), ALL),
+    ("--lr-decay", "0.9", ["--lr-schedule", "step"], ALL, set()),
+    ("--lr-decay-every", "5", ["--lr-schedule", "step"], ALL, set()),
+    ("--lr-decay-every", "5", [], set(), ALL),
+    ("--lr-decay-start", "3", ["--lr-schedule", "step"], ALL, set()),
+    ("--lr-decay-start", "3", [], set(), ALL),
+    ("--max-steps", "2", [], ALL, set()),
+    ("--max-epochs", "1", [], ALL, set()),
+    ("--time-limit", "5", [], ALL, set()),
+    ("--eval-every", "5", [], ALL, set()),
+    ("--log-every", "2", [], ALL, set()),
+    ("--patience", "2", [], ALL, set()),
+    ("--patience", "2", ["--val-fraction", "0"], set(), ALL),
+    ("--eval-streams", "2", [], {"lm"}, ALL - {"lm"}),
+    ("--sample-length", "10", [], LM, ALL - LM),
+    ("--precision", "fp32", [], ALL, set()),
+    ("--seed", "3", [], ALL, set()),
+    ("--device", "cpu", [], ALL, set()),
+    ("--out", "OUT", [], ALL, set()),
+    ("--config", "settings.json", [], ALL, set()),
+    ("--resume", None, [], set(), set()),  # tested in test_resume_* below
+]
+
+# against a trained run of each kind: (subcommand, option, value, more flags, taken in, refused in)
+RUN_KINDS = ("lm", "lm conditioned", "classify", "tag", "tag series")
+LABELLED = {"classify", "tag", "tag series"}
+RUNS = [
+    ("sample", "--prime", "t", [], {"lm"}, LABELLED),
+    ("sample", "--prime-file", "prime.txt", [], {"lm"}, LABELLED),
+    ("sample", "--prime-file", "prime.txt", ["--prime", "t"], set(), {"lm"}),
+    ("sample", "--length", "3", [], LM, LABELLED),
+    ("sample", "--temperature", "0", [], LM, LABELLED),
+    ("sample", "--top-k", "2", [], LM, LABELLED),
+    ("sample", "--top-k", "2", ["--temperature", "0"], set(), LM),
+    ("sample", "--top-p", "0.9", [], LM, LABELLED),
+    ("sample", "--top-p", "0.9", ["--temperature", "0"], set(), LM),
+    ("sample", "--num-samples", "2", [], LM, LABELLED),
+    ("sample", "--seed", "1", [], LM, LABELLED),
+    ("sample", "--seed", "1", ["--temperature", "0"], set(), LM),
+    ("sample", "--condition", "1", [], {"lm conditioned"}, {"lm"} | LABELLED),
+    ("sample", "--precision", "fp32", [], LM, LABELLED),
+    ("sample", "--device", "cpu", [], LM, LABELLED),
+    ("eval", "PATH", "SELF", [], LM, LABELLED),
+    ("eval", "--split", "train", [], LM, LABELLED),
+    ("eval", "--split", "train", ["PATH"], set(), LM),
+    ("eval", "--window", "8", [], {"lm"}, {"lm conditioned"} | LABELLED),
+    ("eval", "--dynamic", "0.1", [], {"lm"}, {"lm conditioned"} | LABELLED),
+    ("eval", "--dynamic", "0.1", ["--window", "8"], set(), {"lm"}),
+    ("eval", "--segment", "5", ["--dynamic", "0.1"], {"lm"}, {"lm conditioned"} | LABELLED),
+    ("eval", "--segment", "5", [], set(), set(RUN_KINDS)),
+    ("eval", "--json", None, [], LM, LABELLED),
+    ("eval", "--device", "cpu", [], LM, LABELLED),
+    ("eval", "--engine", "fused", [], LM, LABELLED),
+    ("predict", "--output", "OUT", [], LABELLED, LM),
+    ("predict", "--device", "cpu", [], LABELLED, LM),
+    ("predict", "--engine", "explicit", [], LABELLED, LM),
+]
+
+
+def write_inputs(folder, make_text, spam_table, chunk_corpus):
+    (folder / "text.txt").write_text(make_text(120))
+    (folder / "table.csv").write_text(spam_table(40))
+    (folder / "chunks.txt").write_text(chunk_corpus(30))
+    rng = random.Random(0)
+    rows = [f"{rng.gauss(0, 1):.3f},{rng.gauss(0, 1):.3f},{int(i // 20 % 2)}" for i in range(200)]
+    (folder / "series.csv").write_text("a,b,CLASS\n" + "\n".join(rows) + "\n")
+    (folder / "vectors.txt").write_text("cat " + " ".join(["0.5"] * 128) + "\n")  # the default embedding_dim
+    (folder / "prime.txt").write_text("t")
+    (folder / "settings.json").write_text(json.dumps({"dropout": 0.1}))
+
+
+def run_main(argv) -> tuple[int, str]:
+    """rnnkit's main in this process: (exit code, stderr)."""
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        code = main.main([str(a) for a in argv])
+    return code, err.getvalue()
+
+
+def assert_taken_or_refused(code, err, option, taken, whole_command_refused=False):
+    if taken:
+        assert code == 0, f"{option} was refused: {err}"
+        return
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, f"{option}: exit {code}, {err}"
+    if not whole_command_refused:
+        named = option.lstrip("-").replace("-", "_")
+        assert option in lines[0] or named in lines[0], f"the error does not name {option}: {lines[0]}"
+
+
+def options_of(command: str) -> set[str]:
+    parser = main.build_parser()
+    subparsers = next(a for a in parser._actions if a.dest == "command").choices
+    return {s for a in subparsers[command]._actions for s in a.option_strings if s not in ("-h", "--help")}
+
+
+def test_every_option_of_every_subcommand_has_a_row():
+    assert options_of("train") == {option for option, *_ in TRAIN}
+    for command in ("sample", "eval", "predict"):
+        rows = {option for c, option, *_ in RUNS if c == command and option != "PATH"}
+        assert options_of(command) == rows, command
+    assert options_of("bench") == set(BENCH)
+    assert options_of("demo") == set(DEMO)
+
+
+def _train_cases():
+    for option, value, more, taken, refused in TRAIN:
+        for context in sorted(taken | refused):
+            yield pytest.param(option, value, more, context, context in taken,
+                               id=f"{option} {value} {' '.join(more)} [{context}]")
+
+
+@pytest.mark.parametrize("option,value,more,context,taken", list(_train_cases()))
+def test_train_takes_an_option_where_it_applies_and_refuses_it_elsewhere(option, value, more, context, taken,
+                                                                       tmp_path, monkeypatch, make_text,
+                                                                       spam_table, chunk_corpus):
+    write_inputs(tmp_path, make_text, spam_table, chunk_corpus)
+    started = []
+    monkeypatch.setattr(Trainer, "fit", lambda self, resume=False: started.append(self) or {
+        "stopped": "budget", "step": 0, "elapsed": 0.0, "out": str(self.out)})
+    training_file = tmp_path / FILES[context]
+    swap = {"SELF": training_file, "OUT": tmp_path / "elsewhere"}
+    flags = [swap.get(v, tmp_path / v if v.endswith((".txt", ".json")) else v) for v in [*more, option, value]]
+    code, err = run_main(["train", training_file, "--out", tmp_path / "run", *TINY, *BASE[context], *flags])
+    assert_taken_or_refused(code, err, option, taken)
+    assert bool(started) == taken, "a refusal must come before any work"
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, make_text, spam_table, chunk_corpus):
+    """A small trained run of each kind, and the folder of its inputs."""
+    folder = tmp_path_factory.mktemp("runs")
+    write_inputs(folder, make_text, spam_table, chunk_corpus)
+    made = {}
+    for kind in RUN_KINDS:
+        made[kind] = folder / kind.replace(" ", "-")
+        code, err = run_main(["train", folder / FILES[kind], "--out", made[kind], *TINY, *BASE[kind],
+                              "--max-steps", 2, "--eval-every", 2, *(["--sample-length", 0] if kind in LM else [])])
+        assert code == 0, err
+    return folder, made
+
+
+def _run_cases():
+    for command, option, value, more, taken, refused in RUNS:
+        for kind in sorted(taken | refused):
+            yield pytest.param(command, option, value, more, kind, kind in taken,
+                               id=f"{command} {option} {value or ''} {' '.join(more)} [{kind}]")
+
+
+@pytest.mark.parametrize("command,option,value,more,kind,taken", list(_run_cases()))
+def test_sample_eval_and_predict_take_an_option_where_it_applies(command, option, value, more, kind, taken, runs):
+    folder, made = runs
+    data = folder / FILES[kind]
+    args = [command, made[kind]]
+    if command == "predict":
+        args.append(data)
+    if command == "sample":
+        args += ["--length", 3] + (["--condition", "1"] if kind == "lm conditioned" and option != "--condition"
+                                   else [])
+    swap = {"SELF": data, "PATH": data, "OUT": folder / f"{kind}.out", "prime.txt": folder / "prime.txt"}
+    positional = [swap["PATH"]] if "PATH" in more or option == "PATH" else []
+    flags = [swap.get(v, v) for v in more if v != "PATH"] + ([] if option == "PATH" else [option])
+    flags += [swap.get(value, value)] if value is not None and option != "PATH" else []
+    code, err = run_main([*args, *positional, *flags])
+    wrong_kind = (command in ("sample", "eval") and kind in LABELLED) or (command == "predict" and kind in LM)
+    assert_taken_or_refused(code, err, option, taken, whole_command_refused=wrong_kind or option == "PATH")
+
+
+BENCH = {"--cells": "gru", "--hidden-sizes": "8", "--engines": "explicit", "--precisions": "fp32",
+         "--num-layers": "1", "--embedding-dim": "4", "--vocab-size": "10", "--batch-size": "2", "--seq-len": "4",
+         "--seconds": "0.1", "--generate-chars": "5", "--rounds": "1", "--no-memory": None, "--json": "OUT"}
+DEMO = {"--time-limit": "1.5", "--out": "OUT"}
+
+
+@pytest.mark.parametrize("option", sorted(BENCH))
+def test_every_bench_option_reaches_the_benchmark(option, tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr(bench, "run", lambda cfg, log: seen.append(cfg) or {"config": {}})
+    monkeypatch.setattr(bench, "format_report", lambda result: "")
+    value = str(tmp_path / "bench.json") if BENCH[option] == "OUT" else BENCH[option]
+    code, err = run_main(["bench", option, *([value] if value is not None else [])])
+    assert code == 0 and len(seen) == 1, err
+    field = {"--no-memory": "memory", "--json": None}.get(option, option[2:].replace("-", "_"))
+    if field:
+        default = bench.BenchConfig()
+        assert getattr(seen[0], field) != getattr(default, field), f"{option} did not reach BenchConfig"
+
+
+@pytest.mark.parametrize("option", sorted(DEMO))
+def test_every_demo_option_reaches_the_demo(option, tmp_path, monkeypatch):
+    from rnnkit.cli import demo
+
+    seen = []
+    monkeypatch.setattr(demo, "run_demo", lambda time_limit, out: seen.append((time_limit, out)) or 0)
+    value = str(tmp_path / "demo") if DEMO[option] == "OUT" else DEMO[option]
+    code, err = run_main(["demo", option, value])
+    assert code == 0 and seen, err
+    assert value in map(str, seen[0])
+
+
+def test_a_config_file_setting_that_does_not_apply_is_refused_like_a_flag(tmp_path, make_text, spam_table,
+                                                                          chunk_corpus):
+    write_inputs(tmp_path, make_text, spam_table, chunk_corpus)
+    (tmp_path / "settings.json").write_text(json.dumps({"pooling": "max"}))
+    code, err = run_main(["train", tmp_path / "text.txt", "--config", tmp_path / "settings.json", *TINY])
+    assert code == 2 and "--pooling needs --task classify" in err
+
+
+def test_resume_takes_the_original_command_again_and_names_the_runs_value_of_a_change(tmp_path, make_text,
+                                                                                      spam_table, chunk_corpus):
+    write_inputs(tmp_path, make_text, spam_table, chunk_corpus)
+    command = ["train", tmp_path / "table.csv", "--task", "classify", "--out", tmp_path / "run", *TINY,
+               "--max-steps", 2, "--eval-every", 2]
+    assert run_main(command)[0] == 0
+    code, err = run_main([*command, "--resume", "--max-steps", 4])
+    assert code == 0, err
+    code, err = run_main([*command, "--resume", "--batch-size", 8])
+    assert code == 2 and "--batch-size cannot change when resuming: the run in" in err and "has --batch-size 4" in err
+    code, err = run_main([*command, "--resume", "--seq-len", 8])  # a setting a classifier never reads
+    assert code == 2 and "--seq-len cannot change when resuming" in err
