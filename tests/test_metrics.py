@@ -3,7 +3,7 @@ classification report against hand-worked counts."""
 
 import pytest
 
-from rnnkit.training.metrics import accuracy, binary_f1, chunk_f1, chunks, classification_report
+from rnnkit.training.metrics import accuracy, chunk_f1, chunks, classification_report
 
 
 def column(text: str, i: int) -> list[list[str]]:
@@ -165,10 +165,3 @@ def test_classification_report_by_hand():
     only_dog = classification_report(y_true, y_pred, labels=["dog"])
     assert list(only_dog["per_class"]) == ["dog"] and only_dog["macro_f1"] == 0.5
 
-
-def test_binary_f1():
-    y_true = [1, 1, 1, 0, 0, 0, 0]
-    y_pred = [1, 1, 0, 1, 0, 0, 0]  # tp 2, fp 1, fn 1
-    assert binary_f1(y_true, y_pred) == pytest.approx(2 / 3)
-    assert binary_f1(y_true, y_pred, positive=0) == pytest.approx(0.75)  # tp 3, fp 1, fn 1
-    assert binary_f1([0, 0], [0, 0]) == 0.0  # no positives anywhere: undefined, reported as 0

@@ -83,6 +83,23 @@ def test_bucketed_batches_cover_every_example_once_with_little_padding():
         [y.tolist() for *_, y in list(batcher.batches(1))[5:]]  # resumable mid-epoch
 
 
+def test_attention_pooling_weights_sum_to_one_vanish_at_padding_and_weigh_the_outputs(tiny_model):
+    torch.manual_seed(0)
+    model = SequenceClassifier(30, 2, **tiny_model, pooling="attention").double().eval()
+    seqs = [torch.randint(1, 30, (n,)).numpy() for n in (6, 3, 1)]
+    x, lengths, _ = collate(seqs, [0, 1, 0])
+    valid = torch.arange(x.shape[1]) < lengths[:, None]  # (B, T)
+    alpha = model.attention_weights(x, lengths)  # (B, T)
+    torch.testing.assert_close(alpha.sum(1), torch.ones(3, dtype=torch.float64))
+    assert alpha[~valid].eq(0).all() and alpha[valid].gt(0).all() and alpha[2, 0] == 1
+    outputs, _ = model.encoder(x, lengths)  # (B, T, F)
+    torch.testing.assert_close(model.pool(x, lengths), torch.einsum("bt,btf->bf", alpha, outputs))
+    with torch.no_grad():  # every score equal: attention is the mean over each sequence's own steps
+        model.attn_v.weight.zero_()
+    torch.testing.assert_close(model.attention_weights(x, lengths), valid / lengths[:, None].double())
+    torch.testing.assert_close(model.pool(x, lengths), outputs.sum(1) / lengths[:, None].double())
+
+
 @pytest.mark.parametrize("pooling", ["last", "mean", "max", "attention"])
 @pytest.mark.parametrize("engine,merge,encoder", [("fused", "concat", "rnn"), ("explicit", "sum", "rnn"),
                                                    ("fused", "concat", "tdnn")])

@@ -236,22 +236,23 @@ def batch_sizes(lengths: Tensor | None, batch_size: int, steps: int) -> list[int
     return (lengths.numel() - counts.cumsum(0)[:steps]).tolist()
 
 
-class LongestFirst:
-    """A batch reordered so its sequences run longest first, and back: a layer
-    node then runs the first ``sizes[t]`` rows at step t, the sequences not
-    yet ended (as torch's packed sequences do). Without lengths it changes nothing."""
+def by_length(node, x: Tensor, state: State, lengths: Tensor | None) -> tuple[Tensor, State]:
+    """A layer node over a batch sorted longest first: ``node(x, state, sizes,
+    lengths) -> (outputs, *more final state)`` gets the batch reordered so that
+    the first ``sizes[t]`` rows are the sequences still running at step t (as
+    torch's packed sequences are), and ``lengths`` in that order (None without
+    padding). Returns the outputs (B, T, H) in the batch's order and the final
+    state: each sequence's last output, then ``more``."""
+    B, T = x.shape[:2]
+    order = None if lengths is None else torch.argsort(lengths, descending=True, stable=True)
 
-    def __init__(self, lengths: Tensor | None, batch_size: int, steps: int):
-        self.order = None if lengths is None else torch.argsort(lengths, descending=True, stable=True)
-        self.lengths = None if lengths is None else lengths[self.order]  # (B,), longest first
-        self.sizes = batch_sizes(self.lengths, batch_size, steps)
+    def sort(t: Tensor) -> Tensor:
+        return t if order is None else t.index_select(0, order)
 
-    def __call__(self, t: Tensor) -> Tensor:
-        """t (B, ...) in the node's order."""
-        return t if self.order is None else t.index_select(0, self.order)
+    def unsort(t: Tensor) -> Tensor:
+        return t if order is None else t.index_select(0, torch.argsort(order))
 
-    def back(self, t: Tensor) -> Tensor:
-        """t (B, ...) from the node's order back to the batch's."""
-        if self.order is None:
-            return t
-        return t.index_select(0, torch.argsort(self.order))
+    sorted_lengths = None if lengths is None else lengths[order]
+    outputs, *more = node(sort(x), tuple(map(sort, state)), batch_sizes(sorted_lengths, B, T), sorted_lengths)
+    outputs = unsort(outputs)
+    return outputs, (final_state(outputs, lengths), *map(unsort, more))

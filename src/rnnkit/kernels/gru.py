@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from rnnkit.kernels import gemm, native
-from rnnkit.kernels.cell import Cell, LongestFirst, State, cpu_node_takes, final_state, tanh_by_sigmoid
+from rnnkit.kernels.cell import Cell, State, by_length, cpu_node_takes, tanh_by_sigmoid
 
 _sigmoid_backward = torch.ops.aten.sigmoid_backward
 _tanh_backward = torch.ops.aten.tanh_backward
@@ -60,10 +60,11 @@ class GRUCell(Cell):
         under bf16 autocast), with the C kernels built."""
         if not (cpu_node_takes(x, weight_hh) and native.library() is not None):
             return None
-        order = LongestFirst(lengths, x.shape[0], x.shape[1])
-        xp = self.project_input(order(x))  # (B, T, 3H)
-        out = order.back(_GRULayer.apply(xp, order(state[0]), weight_hh, self.bias_hh, order.sizes))
-        return out, (final_state(out, lengths),)
+
+        def node(x, state, sizes, lengths):  # -> (outputs,)
+            return (_GRULayer.apply(self.project_input(x), state[0], weight_hh, self.bias_hh, sizes),)
+
+        return by_length(node, x, state, lengths)
 
 
 class GRUGates(torch.autograd.Function):

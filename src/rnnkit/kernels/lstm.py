@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from rnnkit.kernels import gemm, native
-from rnnkit.kernels.cell import Cell, LongestFirst, State, cpu_node_takes, final_state, tanh_by_sigmoid
+from rnnkit.kernels.cell import Cell, State, by_length, cpu_node_takes, tanh_by_sigmoid
 
 _sigmoid_backward = torch.ops.aten.sigmoid_backward  # dy ⊙ σ(1-σ) from σ, one kernel instead of three
 _tanh_backward = torch.ops.aten.tanh_backward  # dy ⊙ (1-tanh²) from tanh
@@ -92,11 +92,12 @@ class LSTMCell(Cell):
         under bf16 autocast), with the C kernels built."""
         if not (cpu_node_takes(x, weight_hh) and native.library() is not None):
             return None
-        order = LongestFirst(lengths, x.shape[0], x.shape[1])
-        xp = self.project_input(order(x), with_hidden_bias=True)  # (B, T, 4H), b_hh joined b_ih
-        out, c = _LSTMLayer.apply(xp, order(state[0]), order(state[1]), weight_hh, order.sizes, order.lengths)
-        out, c = order.back(out), order.back(c)
-        return out, (final_state(out, lengths), c)
+
+        def node(x, state, sizes, lengths):  # -> (outputs, c_T)
+            xp = self.project_input(x, with_hidden_bias=True)  # (B, T, 4H), b_hh joined b_ih
+            return _LSTMLayer.apply(xp, *state, weight_hh, sizes, lengths)
+
+        return by_length(node, x, state, lengths)
 
 
 def lstm_gates(gates: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
@@ -211,7 +212,7 @@ class _LSTMLayer(torch.autograd.Function):
     """(xp (B, T, 4H), h0, c0 (B, H), W_hh (4H, H), sizes, lengths) -> (outputs (B, T, H), c_T).
 
     ``sizes[t]`` rows run at step t (sequences sorted longest first, see
-    :class:`rnnkit.kernels.cell.LongestFirst`); the outputs past a sequence's
+    :func:`rnnkit.kernels.cell.by_length`); the outputs past a sequence's
     end are zero and c_T is each sequence's c after its last step (``lengths``
     (B,), or None: all T). xp's dtype is the products': fp32, or bf16 under
     autocast, where h_{t-1}, W_hh and the gate gradients enter the products in

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from rnnkit.kernels import gemm
-from rnnkit.kernels.cell import Cell, LongestFirst, State, cpu_node_takes, final_state
+from rnnkit.kernels.cell import Cell, State, by_length, cpu_node_takes
 
 NONLINEARITIES = ("tanh", "relu")
 
@@ -65,11 +65,12 @@ class RNNCell(Cell):
         """The sequence as one :class:`_RNNLayer` node: fp32 on a CPU (or under bf16 autocast)."""
         if not cpu_node_takes(x, weight_hh):
             return None
-        order = LongestFirst(lengths, x.shape[0], x.shape[1])
-        xp = self.project_input(order(x), with_hidden_bias=True)  # (B, T, H), b_hh joined b_ih
-        out = _RNNLayer.apply(xp, order(state[0]), weight_hh, self.nonlinearity == "relu", order.sizes)
-        out = order.back(out)
-        return out, (final_state(out, lengths),)
+
+        def node(x, state, sizes, lengths):  # -> (outputs,)
+            xp = self.project_input(x, with_hidden_bias=True)  # (B, T, H), b_hh joined b_ih
+            return (_RNNLayer.apply(xp, state[0], weight_hh, self.nonlinearity == "relu", sizes),)
+
+        return by_length(node, x, state, lengths)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", nonlinearity={self.nonlinearity!r}"

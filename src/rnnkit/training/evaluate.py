@@ -20,6 +20,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from rnnkit.training.metrics import accuracy, chunk_f1, classification_report
+
 
 @torch.no_grad()
 def evaluate(model, ids: torch.Tensor, streams: int = 1, window: int | None = None,
@@ -155,8 +157,6 @@ def evaluate_labelled(model, batches, labels: list[str], device=None) -> dict:
     (x, lengths, y): loss (mean per example or token), accuracy, macro F1
     over the labels (classify) or, for tags with B-/I- prefixes, the chunk
     F1 of conlleval (tag); ``predicted`` and ``gold`` hold the label names."""
-    from rnnkit.training.metrics import chunk_f1, classification_report
-
     was_training = model.training
     model.eval()
     device = device or next(model.parameters()).device
@@ -180,9 +180,7 @@ def evaluate_labelled(model, batches, labels: list[str], device=None) -> dict:
         model.train(was_training)
     result = {"loss": total / max(count, 1), "examples": len(gold)}
     if gold and isinstance(gold[0], list):
-        flat_gold = [t for s in gold for t in s]
-        flat_pred = [t for s in predicted for t in s]
-        result["accuracy"] = sum(a == b for a, b in zip(flat_gold, flat_pred)) / max(len(flat_gold), 1)
+        result["accuracy"] = accuracy(gold, predicted)  # over tokens
         if any(t[:2] in ("B-", "I-", "E-", "S-") for t in labels):
             result["f1"] = chunk_f1(gold, predicted)["f1"] / 100
     elif gold:

@@ -2,7 +2,7 @@
 accuracy and a per-class classification report.
 
 Units: :func:`chunk_f1` reports percentages (0..100), as conlleval.pl prints
-them; :func:`accuracy`, :func:`binary_f1` and :func:`classification_report`
+them; :func:`accuracy` and :func:`classification_report`
 report fractions (0..1), as scikit-learn does.
 
 Chunks follow conlleval.pl (Tjong Kim Sang, CoNLL-2000, version 2004-01-26):
@@ -158,7 +158,3 @@ def classification_report(y_true: Sequence[Hashable], y_pred: Sequence[Hashable]
             "macro_f1": sum(r["f1"] for r in per_class.values()) / len(labels) if labels else 0.0,
             "per_class": per_class}
 
-
-def binary_f1(y_true: Sequence[Hashable], y_pred: Sequence[Hashable], positive: Hashable = 1) -> float:
-    """F1 (0..1) of the ``positive`` class: 2PR / (P + R), 0 where undefined."""
-    return classification_report(y_true, y_pred, labels=[positive])["per_class"][positive]["f1"]
