@@ -2,6 +2,8 @@
 subprocess, the one-line error every bad input must get, and the explicit
 engine's backends."""
 
+import contextlib
+import io
 import random
 import subprocess
 import sys
@@ -10,6 +12,7 @@ import pytest
 import torch
 
 from rnnkit import TrainConfig, Trainer
+from rnnkit.cli.main import main
 from rnnkit.kernels import engine, native
 
 WORDS = ("the quick brown fox jumps over the lazy dog while a small cat sleeps "
@@ -85,6 +88,15 @@ def run_cli(*args, cwd=None, env=None, timeout=300) -> subprocess.CompletedProce
                           cwd=cwd, env=env, timeout=timeout)
 
 
+def run_main(*args) -> subprocess.CompletedProcess:
+    """``rnnkit ARGS`` in this process (no interpreter start: for the many
+    quick cases, such as bad inputs), with what it printed and its exit code."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in args])
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
+
+
 def assert_one_line_error(result, message: str) -> None:
     """The contract for every bad input: exit code 2 and one line on stderr that says ``message``."""
     assert result.returncode == 2, result.stderr
@@ -97,6 +109,12 @@ def assert_one_line_error(result, message: str) -> None:
 def cli():
     """Runs ``rnnkit`` in a subprocess: ``cli("train", path, ...)``."""
     return run_cli
+
+
+@pytest.fixture(scope="session")
+def cli_here():
+    """Runs ``rnnkit`` in this process: ``cli_here("sample", run, "--top-p", 0)``."""
+    return run_main
 
 
 @pytest.fixture(scope="session")

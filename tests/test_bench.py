@@ -28,6 +28,7 @@ def test_plain_baseline_is_the_torch_layer_with_a_mean_cross_entropy(cell):
     torch.testing.assert_close(loss, torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten()))
 
 
+@pytest.mark.slow
 def test_bench_runs_end_to_end_and_writes_every_figure(tmp_path, cli):
     out = tmp_path / "bench.json"
     result = cli("bench", "--cells", "lstm", "--hidden-sizes", "16", "--batch-size", "4", "--seq-len", "8",
@@ -59,5 +60,5 @@ def test_bench_runs_end_to_end_and_writes_every_figure(tmp_path, cli):
     (["--engines", "cudnn"], "--engines: expected a comma-separated subset of fused, explicit"),
     (["--rounds", "0"], "--rounds: must be >= 1"),
 ])
-def test_bench_bad_flags_get_one_line(flags, message, cli, user_error):
-    user_error(cli("bench", *flags), message)
+def test_bench_bad_flags_get_one_line(flags, message, cli_here, user_error):
+    user_error(cli_here("bench", *flags), message)

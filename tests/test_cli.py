@@ -35,6 +35,7 @@ def test_train_prints_samples_and_writes_the_run_folder(trained):
     assert doc["model"]["hidden_size"] == 32 and doc["data"]["path"] == str(corpus)
 
 
+@pytest.mark.slow
 def test_sample_streams_text_from_the_prime_and_is_seeded(trained, cli):
     _, run, _ = trained
     a = cli("sample", run, "--prime", "3: the", "--length", 50, "--seed", 7)
@@ -55,6 +56,7 @@ def test_sample_streams_text_from_the_prime_and_is_seeded(trained, cli):
         assert fp32.stdout == first
 
 
+@pytest.mark.slow
 def test_eval_reports_loss_bpc_perplexity_as_json(trained, tmp_path, cli):
     corpus, run, _ = trained
     result = cli("eval", run, "--json")
@@ -84,6 +86,7 @@ def test_resume_continues_and_python_dash_m_equals_the_script(trained, tmp_path,
     assert json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 70
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_a_checkpoint_that_resumes(tmp_path, cli, make_text, tiny_lm_flags):
     corpus = tmp_path / "c.txt"
     corpus.write_text(make_text())
@@ -122,13 +125,15 @@ def write(name, content):
     (lambda d: d / "missing.txt", ["--dropout", "1.5"], "dropout must be in [0, 1); got 1.5"),
     (lambda d: d / "missing.txt", ["--optimizer", "lion"], "optimizer must be one of"),
 ])
-def test_train_bad_inputs(tmp_path, make_input, args, message, cli, user_error):
+def test_train_bad_input_gets_one_line_and_leaves_no_run_folder(tmp_path, make_input, args, message, cli_here,
+                                                                 user_error):
     path = make_input(tmp_path)
-    result = cli("train", path, "--out", tmp_path / "run", *args)
+    result = cli_here("train", path, "--out", tmp_path / "run", *args)
     user_error(result, message)
     assert not (tmp_path / "run").exists(), "a failed start must not create the run folder"
 
 
+@pytest.mark.slow
 def test_byte_tokenizer_trains_on_undecodable_bytes(tmp_path, cli, tiny_lm_flags):
     path = tmp_path / "latin1.txt"
     path.write_bytes(("caf\xe9 au lait, s'il vous pla\xeet. " * 300).encode("latin-1"))
@@ -137,23 +142,23 @@ def test_byte_tokenizer_trains_on_undecodable_bytes(tmp_path, cli, tiny_lm_flags
     assert cli("sample", tmp_path / "run", "--length", 20, "--prime", "caf").returncode == 0
 
 
-def test_sample_and_eval_bad_inputs(trained, tmp_path, cli, user_error, tiny_lm_flags):
+def test_sample_and_eval_bad_inputs_get_one_line(trained, tmp_path, cli_here, user_error, tiny_lm_flags):
     corpus, run, _ = trained
-    user_error(cli("sample", run, "--prime", "€uro"), "never saw in training: '€'")
-    user_error(cli("sample", run, "--temperature", "-1"), "temperature must be >= 0")
-    user_error(cli("sample", run, "--top-p", "0"), "top_p must be in (0, 1]")
-    user_error(cli("sample", run, "--top-p", "1.5"), "top_p must be in (0, 1]")
-    user_error(cli("sample", run, "--precision", "fp16"), "precision must be one of auto, fp32, bf16")
-    user_error(cli("sample", tmp_path / "nope"), "no such run folder")
-    user_error(cli("sample", tmp_path), "is not a run folder")
-    user_error(cli("eval", run, tmp_path / "nope.txt"), "no such file")
-    user_error(cli("eval", run, "--dynamic", 0.3, "--window", 64), "drop --window or --dynamic")
-    user_error(cli("eval", run, "--dynamic", -1), "--dynamic needs a step size >= 0")
-    user_error(cli("eval", run, "--segment", 20), "add --dynamic LR or drop it")
-    user_error(cli("train", corpus, "--out", run, *tiny_lm_flags), "already holds a run")
+    user_error(cli_here("sample", run, "--prime", "€uro"), "never saw in training: '€'")
+    user_error(cli_here("sample", run, "--temperature", "-1"), "temperature must be >= 0")
+    user_error(cli_here("sample", run, "--top-p", "0"), "top_p must be in (0, 1]")
+    user_error(cli_here("sample", run, "--top-p", "1.5"), "top_p must be in (0, 1]")
+    user_error(cli_here("sample", run, "--precision", "fp16"), "precision must be one of auto, fp32, bf16")
+    user_error(cli_here("sample", tmp_path / "nope"), "no such run folder")
+    user_error(cli_here("sample", tmp_path), "is not a run folder")
+    user_error(cli_here("eval", run, tmp_path / "nope.txt"), "no such file")
+    user_error(cli_here("eval", run, "--dynamic", 0.3, "--window", 64), "drop --window or --dynamic")
+    user_error(cli_here("eval", run, "--dynamic", -1), "--dynamic needs a step size >= 0")
+    user_error(cli_here("eval", run, "--segment", 20), "add --dynamic LR or drop it")
+    user_error(cli_here("train", corpus, "--out", run, *tiny_lm_flags), "already holds a run")
 
 
-def test_damaged_run_folders(trained, tmp_path, cli, user_error):
+def test_damaged_or_newer_run_folders_are_refused_and_left_untouched(trained, tmp_path, cli_here, user_error):
     import shutil
 
     _, run, _ = trained
@@ -161,24 +166,25 @@ def test_damaged_run_folders(trained, tmp_path, cli, user_error):
     shutil.copytree(run, broken)
     weights = broken / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-100])
-    user_error(cli("sample", broken), "is corrupt (truncated or altered)")
+    user_error(cli_here("sample", broken), "is corrupt (truncated or altered)")
     tampered = tmp_path / "tampered"
     shutil.copytree(run, tampered)
     raw = bytearray((tampered / "model.safetensors").read_bytes())
     raw[len(raw) // 2] ^= 0x55
     (tampered / "model.safetensors").write_bytes(bytes(raw))
-    user_error(cli("eval", tampered), "is corrupt")
+    user_error(cli_here("eval", tampered), "is corrupt")
     future = tmp_path / "future"
     shutil.copytree(run, future)
     doc = json.loads((future / "config.json").read_text())
     doc["format_version"] = 7
     (future / "config.json").write_text(json.dumps(doc))
     before = {p.name: p.read_bytes() for p in future.iterdir()}
-    user_error(cli("sample", future), "format version 7")
-    user_error(cli("train", "--resume", "--out", future), "format version 7")
+    user_error(cli_here("sample", future), "format version 7")
+    user_error(cli_here("train", "--resume", "--out", future), "format version 7")
     assert before == {p.name: p.read_bytes() for p in future.iterdir()}, "nothing may be overwritten"
 
 
+@pytest.mark.slow
 def test_demo_trains_on_the_standard_library_and_prints_samples(tmp_path, cli):
     result = cli("demo", "--time-limit", 2, "--out", tmp_path / "demo", timeout=300)
     assert result.returncode == 0, result.stderr
@@ -187,6 +193,7 @@ def test_demo_trains_on_the_standard_library_and_prints_samples(tmp_path, cli):
     assert "validation loss" in result.stdout and (tmp_path / "demo" / "model.safetensors").exists()
 
 
+@pytest.mark.slow
 def test_config_file_then_flags_take_precedence(tmp_path, cli, user_error, make_text):
     corpus = tmp_path / "c.txt"
     corpus.write_text(make_text())

@@ -5,6 +5,7 @@ import random
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from rnnkit import DataConfig, TrainConfig, Trainer
@@ -53,6 +54,7 @@ def test_a_conditioned_model_writes_the_texts_of_the_label_asked_for(tmp_path):
         assert data.tokenizer.decode(ids) == start
 
 
+@pytest.mark.slow
 def test_cli_samples_one_text_per_sample_for_the_condition(tmp_path, cli):
     path = tmp_path / "comments.csv"
     path.write_text(table(40))

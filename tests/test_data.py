@@ -76,7 +76,7 @@ def test_too_short_corpus_says_what_to_lower(tmp_path):
     (b"", "char", "is empty"),
     (b"caf\xe9 latin-1", "char", "not UTF-8 text .* use --tokenizer byte"),
 ])
-def test_read_text_errors(tmp_path, content, tokenizer, message):
+def test_read_text_names_a_missing_empty_or_undecodable_file_and_a_directory(tmp_path, content, tokenizer, message):
     path = tmp_path / "f.txt"
     if content is not None:
         path.write_bytes(content)

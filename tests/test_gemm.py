@@ -106,9 +106,7 @@ def test_environment_variable_chooses_the_backend(value, expected):
     assert out.stdout.strip() == expected
 
 
-def test_a_nonsense_backend_is_refused_in_one_line(corpus, tmp_path, user_error, tiny_lm_flags):
-    out = subprocess.run([sys.executable, "-m", "rnnkit", "train", str(corpus), "--out", str(tmp_path / "run"),
-                          "--max-steps", "1", *map(str, tiny_lm_flags)], env={**os.environ, "RNNKIT_FP32_GEMM": "fast"},
-                         capture_output=True, text=True)
-    assert out.returncode != 0 and "RNNKIT_FP32_GEMM must be one of" in out.stderr
+def test_a_nonsense_backend_is_refused_in_one_line(corpus, tmp_path, cli, user_error, tiny_lm_flags):
+    out = cli("train", corpus, "--out", tmp_path / "run", "--max-steps", 1, *tiny_lm_flags,
+              env={**os.environ, "RNNKIT_FP32_GEMM": "fast"})
     user_error(out, "RNNKIT_FP32_GEMM must be one of")

@@ -40,7 +40,7 @@ def as_dict(rows, cols, values):
 
 # ---- co-occurrence ----------------------------------------------------------------------
 
-def test_cooccurrence_hand_checked():
+def test_cooccurrence_equals_a_hand_count():
     # stream a b c a (ids 0 1 2 0), window 2: left pairs (b,a) 1, (c,b) 1, (a,c) 1 at d = 1,
     # (c,a) 1/2, (a,b) 1/2 at d = 2; the two a's are 3 apart
     rows, cols, values = cooccurrence(np.array([0, 1, 2, 0]), 3, window=2)
@@ -67,7 +67,7 @@ def test_cooccurrence_matches_definition(symmetric, window):
     assert all(got[k] == pytest.approx(want[k], rel=1e-12) for k in want)
 
 
-def test_cooccurrence_edges_and_errors():
+def test_cooccurrence_of_short_streams_and_bad_ids():
     assert all(len(a) == 0 for a in cooccurrence(np.array([3]), 5))
     assert all(len(a) == 0 for a in cooccurrence(np.zeros(0, np.int64), 5))
     # a window longer than the stream counts every pair once
@@ -82,7 +82,7 @@ def test_cooccurrence_edges_and_errors():
 
 # ---- model, gradients, AdaGrad ------------------------------------------------------------
 
-def test_weighting():
+def test_weighting_is_x_over_x_max_to_the_alpha_capped_at_one():
     x = torch.tensor([1.0, 50.0, 99.0, 100.0, 1000.0], dtype=torch.float64)
     want = [0.01 ** 0.75, 0.5 ** 0.75, 0.99 ** 0.75, 1.0, 1.0]
     assert weighting(x).tolist() == pytest.approx(want, rel=1e-12)
@@ -240,7 +240,7 @@ def test_nearest_ranks_by_cosine_without_the_query():
         nearest(VECTORS, WORDS, "prince")
 
 
-def test_analogy():
+def test_analogy_answers_queen_by_cosine_and_never_a_query_word():
     (best, cos), *_ = analogy(VECTORS, WORDS, "man", "woman", "king")
     unit = VECTORS / np.linalg.norm(VECTORS, axis=1, keepdims=True)
     target = unit[1] - unit[0] + unit[2]
@@ -248,7 +248,7 @@ def test_analogy():
     assert all(w not in ("man", "woman", "king") for w, _ in analogy(VECTORS, WORDS, "man", "woman", "king", k=5))
 
 
-def test_save_load_round_trip(tmp_path):
+def test_vectors_file_round_trips_exactly_and_refuses_words_with_spaces(tmp_path):
     words = ["<unk>", "<eos>", "don't", "café", "N", "$"]
     vectors = (np.random.default_rng(0).normal(size=(6, 7)) * 10.0 ** np.arange(-3, 4)).astype(np.float32)
     path = tmp_path / "vectors.txt"
@@ -262,7 +262,7 @@ def test_save_load_round_trip(tmp_path):
         save_vectors(tmp_path / "bad.txt", vectors[:1], ["new york"])
 
 
-def test_load_vectors_other_files(tmp_path):
+def test_load_vectors_reads_word2vec_headers_and_words_with_spaces(tmp_path):
     # a word2vec header line, and a word that holds a space (some of Stanford's files have them)
     path = tmp_path / "w2v.txt"
     path.write_text("2 3\nthe 0.5 -1 2\nat&t inc. 1 2 3\n", encoding="utf-8")

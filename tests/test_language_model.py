@@ -140,7 +140,7 @@ def test_noise_drawn_ahead_gives_independent_draws_that_follow_the_softmax():
     assert sample_next(logits.expand(5, 3), 1.0, noise=noise).shape == (5,)
 
 
-def test_fused_and_explicit_models_agree(model):
+def test_fused_and_explicit_language_models_give_the_same_logits(model):
     x = torch.randint(0, 11, (2, 6))
     fused = model(x)[0]
     model.rnn.engine = "explicit"

@@ -11,7 +11,7 @@ def column(text: str, i: int) -> list[list[str]]:
     return [[line.split()[i] for line in block.splitlines()] for block in text.strip().split("\n\n")]
 
 
-def test_iob2_chunks():
+def test_iob2_chunks_start_at_b_and_go_on_at_i():
     assert chunks(["B-PER", "I-PER", "O", "B-LOC", "B-LOC", "I-LOC"]) == {
         ("PER", 0, 2), ("LOC", 3, 4), ("LOC", 4, 6)}
     assert chunks(["O", "O"]) == set() and chunks([]) == set()
@@ -28,14 +28,14 @@ def test_a_type_change_inside_i_tags_splits_chunks():
     assert chunks(["B-NP", "I-VP"]) == {("NP", 0, 1), ("VP", 1, 2)}
 
 
-def test_iobes_and_ioe_chunks():
+def test_iobes_and_ioe_chunks_close_at_e_and_s():
     assert chunks(["S-LOC", "S-LOC", "B-PER", "E-PER", "B-PER", "I-PER", "E-PER", "O", "E-ORG"]) == {
         ("LOC", 0, 1), ("LOC", 1, 2), ("PER", 2, 4), ("PER", 4, 7), ("ORG", 8, 9)}
     # IOE1: E- closes a chunk only where the next one has the same type
     assert chunks(["I-NP", "E-NP", "I-NP", "I-VP"]) == {("NP", 0, 2), ("NP", 2, 3), ("VP", 3, 4)}
 
 
-def test_tags_without_a_prefix():
+def test_tags_without_a_prefix_make_untyped_chunks():
     # plain B/I tags are untyped chunks; a hyphen inside a type stays in the type
     assert chunks(["B", "I", "O", "I", "B"]) == {("", 0, 2), ("", 3, 4), ("", 4, 5)}
     assert chunks(["I", "E", "O", "S", "O", "B", "O"]) == {("", 0, 2), ("", 3, 4), ("", 5, 6)}
@@ -91,13 +91,13 @@ signed O O
 """
 
 
-def test_conlleval_documentation_example():
+def test_chunk_f1_of_conllevals_documentation_example():
     result = chunk_f1(column(DOC_EXAMPLE, 1), column(DOC_EXAMPLE, 2))
     assert (result["gold_chunks"], result["pred_chunks"], result["correct"]) == (5, 5, 5)
     assert result["f1"] == 100.0 and round(result["accuracy"], 2) == 77.78
 
 
-def test_golden_numbers_from_conlleval():
+def test_chunk_f1_equals_conllevals_golden_numbers():
     result = chunk_f1(column(GOLDEN, 1), column(GOLDEN, 2))
     assert (result["gold_chunks"], result["pred_chunks"], result["correct"]) == (11, 12, 6)
     printed = [round(result[k], 2) for k in ("accuracy", "precision", "recall", "f1")]
@@ -111,7 +111,7 @@ def test_golden_numbers_from_conlleval():
                                          "gold_chunks": 1, "pred_chunks": 0}
 
 
-def test_iobes_golden_numbers():
+def test_iobes_numbers_equal_conllevals_with_the_iobes_rules():
     # "E-MISC B-MISC" is two chunks; the 2004 conlleval.pl would merge them and
     # "S-LOC S-LOC" too. Expected numbers from conlleval.pl with the IOBES rules:
     # 5 phrases, found 4, correct 1: precision 25.00, recall 20.00, FB1 22.22.

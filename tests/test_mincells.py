@@ -69,7 +69,7 @@ def test_scan_equals_step_loop_in_values_and_gradients(cell, bidirectional):
 
 
 @pytest.mark.parametrize("cell", ["mingru", "minlstm"])
-def test_gradcheck_scan(cell):
+def test_scan_passes_gradcheck_in_float64(cell):
     torch.manual_seed(0)
     layer = Recurrent(cell, 2, 3).double()
     x = torch.randn(2, 5, 2, dtype=torch.float64, requires_grad=True)

@@ -29,7 +29,7 @@ def total_prob(lm: KneserNey, context: tuple[int, ...]) -> float:
 
 @pytest.mark.parametrize("order", [1, 2, 3, 4])
 @pytest.mark.parametrize("kwargs", [{}, {"modified": False}, {"discount": 0.8, "modified": False}])
-def test_distribution_sums_to_one(order, kwargs):
+def test_every_contexts_distribution_sums_to_one(order, kwargs):
     toks = structured_corpus()
     lm = KneserNey(order, **kwargs).fit(toks, V)
     rng = random.Random(1)
@@ -40,7 +40,7 @@ def test_distribution_sums_to_one(order, kwargs):
         assert total_prob(lm, context) == pytest.approx(1.0, abs=1e-9), context
 
 
-def test_bigram_by_hand():
+def test_bigram_probabilities_equal_a_hand_computation():
     # Stream "a b a b c" = 0 1 0 1 2, V = 4 (id 3 never occurs), plain KN.
     lm = KneserNey(order=2, modified=False).fit([0, 1, 0, 1, 2], vocab_size=4)
     # Bigram raw counts: (0,1): 2, (1,0): 1, (1,2): 1 -> n1 = 2, n2 = 1, D = 2 / (2 + 2) = 0.5.
@@ -69,7 +69,7 @@ def test_bigram_by_hand():
         assert lm.log_prob((2, 2, 0), w) == lm.log_prob((0,), w)
 
 
-def test_modified_discounts_by_hand():
+def test_modified_discounts_equal_a_hand_computation():
     # Order 1 uses raw counts: ids 0-3 once (n1 = 4), 4-5 twice (n2 = 2),
     # 6 three times (n3 = 1), 7 four times (n4 = 1); 8 and 9 never; total 15.
     toks = [0, 1, 2, 3, 4, 4, 5, 5, 6, 6, 6, 7, 7, 7, 7]
@@ -125,7 +125,7 @@ def test_fixed_discount_is_used_at_every_order():
     ({"discount": 1.5, "modified": False}, r"discount must be in \(0, 1\], got 1.5"),
     ({"discount": 0.5}, "pass modified=False"),
 ])
-def test_bad_settings(kwargs, match):
+def test_bad_settings_are_refused_with_the_accepted_range(kwargs, match):
     with pytest.raises(ValueError, match=match):
         KneserNey(**kwargs)
 
@@ -137,12 +137,12 @@ def test_bad_settings(kwargs, match):
     ([0.0, 1.0], 5, "expected integer token ids, got dtype float64"),
     ([[0, 1], [1, 0]], 5, r"expected a 1-D stream of token ids, got shape \(2, 2\)"),
 ])
-def test_bad_training_data(tokens, vocab_size, match):
+def test_bad_training_data_is_refused_with_its_position(tokens, vocab_size, match):
     with pytest.raises(DataError, match=match):
         KneserNey(2).fit(tokens, vocab_size)
 
 
-def test_bad_queries():
+def test_queries_before_fit_or_outside_the_vocabulary_are_refused():
     with pytest.raises(RuntimeError, match="call fit"):
         KneserNey(2).evaluate([0, 1])
     with pytest.raises(ValueError, match="vocab_size must be an integer >= 1, got 0"):

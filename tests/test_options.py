@@ -8,11 +8,10 @@ option without a row here fails the test.
 checked is whether the settings are taken; other tests train); ``sample``,
 ``eval`` and ``predict`` rows run against small real runs of each kind."""
 
-import contextlib
-import io
 import json
 import random
 
+import conftest
 import pytest
 
 from rnnkit.cli import bench, main
@@ -167,10 +166,8 @@ def write_inputs(folder, make_text, spam_table, chunk_corpus):
 
 def run_main(argv) -> tuple[int, str]:
     """rnnkit's main in this process: (exit code, stderr)."""
-    err = io.StringIO()
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
-        code = main.main([str(a) for a in argv])
-    return code, err.getvalue()
+    result = conftest.run_main(*argv)
+    return result.returncode, result.stderr
 
 
 def assert_taken_or_refused(code, err, option, taken, whole_command_refused=False):

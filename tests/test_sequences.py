@@ -212,6 +212,7 @@ def test_a_causal_tdnn_sees_a_window_of_the_past_only():
     assert reach == [2, 3, 4, 5, 6]  # 2 layers x (3 - 1) + 1 inputs, none after t = 6
 
 
+@pytest.mark.slow
 def test_cli_classify_trains_and_predicts_in_the_tables_format(tmp_path, cli, user_error, spam_table,
                                                                tiny_labelled_flags):
     table = tmp_path / "spam.csv"
@@ -233,6 +234,7 @@ def test_cli_classify_trains_and_predicts_in_the_tables_format(tmp_path, cli, us
     user_error(cli("sample", run), "is a classify run, not a language model")
 
 
+@pytest.mark.slow
 def test_cli_tag_trains_and_predicts_conll(tmp_path, cli, chunk_corpus, tiny_labelled_flags):
     corpus = tmp_path / "train.txt"
     corpus.write_text(chunk_corpus(40))
@@ -255,19 +257,19 @@ def test_cli_tag_trains_and_predicts_conll(tmp_path, cli, chunk_corpus, tiny_lab
     ("the DT B-NP\ncat NN\n", ["--task", "tag"], "line 2: 2 column(s)"),
     ("text,label\nhello,1\n", ["--task", "classify", "--bidirectional", "maybe"], "expected true or false"),
 ])
-def test_cli_bad_labelled_input_is_one_line(tmp_path, content, extra, message, cli, user_error):
+def test_cli_bad_labelled_input_is_one_line(tmp_path, content, extra, message, cli_here, user_error):
     path = tmp_path / ("data.csv" if "classify" in extra else "data.txt")
     path.write_text(content)
-    user_error(cli("train", path, "--out", tmp_path / "run", *extra), message)
+    user_error(cli_here("train", path, "--out", tmp_path / "run", *extra), message)
     assert not (tmp_path / "run" / "model.safetensors").exists()
 
 
-def test_cli_word_vocabulary_too_large_says_what_to_cap(tmp_path, cli, user_error):
+def test_cli_word_vocabulary_too_large_says_what_to_cap(tmp_path, cli_here, user_error):
     from rnnkit.data.words import MAX_UNCAPPED_VOCAB_SIZE
 
     big = tmp_path / "big.txt"
     big.write_text(" ".join(f"w{i}" for i in range(MAX_UNCAPPED_VOCAB_SIZE + 1)) + "\n")
-    result = cli("train", big, "--tokenizer", "word", "--out", tmp_path / "run")
+    result = cli_here("train", big, "--tokenizer", "word", "--out", tmp_path / "run")
     user_error(result, "cap the vocabulary with --max-vocab-size")
 
 
@@ -288,6 +290,7 @@ def test_adversarial_perturbation_has_norm_epsilon_and_raises_the_loss(tiny_mode
     torch.testing.assert_close(model.loss((x, lengths, y))[0], clean)  # evaluation: the plain loss
 
 
+@pytest.mark.slow
 def test_cli_embeddings_start_from_a_vectors_file(tmp_path, cli, user_error, chunk_corpus, tiny_labelled_flags):
     from rnnkit.training import load_run
 
@@ -310,12 +313,3 @@ def test_cli_embeddings_start_from_a_vectors_file(tmp_path, cli, user_error, chu
     wrong.write_text("the 1.0 2.0\n")
     user_error(cli("train", corpus, "--task", "tag", "--embeddings", wrong, "--out", tmp_path / "r2",
                    *tiny_labelled_flags), "expected vectors of shape (8,)")
-
-
-def test_cli_embeddings_need_word_tokens(tmp_path, cli, user_error, tiny_labelled_flags):
-    corpus = tmp_path / "text.txt"
-    corpus.write_text("the cat sat on the mat\n" * 50)
-    vectors = tmp_path / "vectors.txt"
-    vectors.write_text("the " + " ".join(["0.5"] * 8) + "\n")
-    user_error(cli("train", corpus, "--embeddings", vectors, "--out", tmp_path / "run", *tiny_labelled_flags),
-                   "--embeddings needs word tokens")

@@ -82,6 +82,7 @@ def test_a_bidirectional_tagger_learns_a_state_no_single_sample_shows(tmp_path):
     assert result["val_accuracy"] > 0.85, result  # a per-sample rule gets about 0.7
 
 
+@pytest.mark.slow
 def test_predict_tags_every_sample_and_refuses_unseen_labels(tmp_path):
     x, y = recording(600)
     path = tmp_path / "rec.csv"

@@ -122,6 +122,7 @@ def test_spelling_tags_words_the_vocabulary_never_saw(tmp_path, tiny_model, fit_
     assert results[8]["val_accuracy"] > 0.95, results  # spelled: -ing and capitals give it away
 
 
+@pytest.mark.slow
 def test_cli_tags_with_char_features_and_refuses_them_for_characters(tmp_path, cli, user_error, tiny_labelled_flags):
     corpus = tmp_path / "train.txt"
     corpus.write_text("The DT B-NP\ncat NN I-NP\nsleeps VBZ B-VP\n\nA DT B-NP\ndog NN I-NP\nruns VBZ B-VP\n\n" * 10)

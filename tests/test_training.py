@@ -142,7 +142,7 @@ def test_every_optimizer_reduces_the_loss(corpus, tmp_path, optimizer):
     assert sum(seen[-5:]) / 5 < 0.85 * sum(seen[:5]) / 5, (optimizer, seen[:5], seen[-5:])
 
 
-def test_learning_rate_schedules():
+def test_learning_rate_schedules_warm_up_then_decay_as_documented():
     cfg = TrainConfig(lr=1.0, warmup_steps=10, lr_schedule="cosine", min_lr_ratio=0.1)
     assert learning_rate(cfg, 0, 0.0) == pytest.approx(0.1)
     assert learning_rate(cfg, 9, 0.0) == pytest.approx(1.0)
