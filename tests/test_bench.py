@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from rnnkit.cli.bench import PlainLM, training_flops_per_token
+from rnnkit.cli.bench import BenchConfig, PlainLM, step_peak_gflops, step_products, training_flops_per_token
 
 
 def test_training_flops_count_every_matrix_product_forward_and_backward():
@@ -16,6 +16,20 @@ def test_training_flops_count_every_matrix_product_forward_and_backward():
     assert training_flops_per_token("lstm", 65, 64, 512, 2) == 6 * macs
     assert training_flops_per_token("gru", 65, 64, 512, 1) == 6 * (1536 * (64 + 512) + 512 * 65)
     assert training_flops_per_token("rnn", 65, 64, 512, 1) == 6 * (512 * (64 + 512) + 512 * 65)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_the_step_products_hold_every_training_flop_and_the_peak_weighs_them_by_flops(cell):
+    cfg = BenchConfig(batch_size=8, seq_len=10, embedding_dim=6, vocab_size=9, num_layers=2)
+    products = step_products(cfg, cell, 12)
+    step_flops = sum(2 * M * K * N * times for (M, K, N), times in products)
+    assert step_flops == 8 * 10 * training_flops_per_token(cell, 9, 6, 12, 2)
+    rates = {shape: 100.0 for shape, _ in products}
+    assert step_peak_gflops(products, rates) == pytest.approx(100.0)
+    recurrent = (8, 12, 12 * {"rnn": 1, "lstm": 4, "gru": 3}[cell])  # (B, H, G*H), run T times a step
+    slow = {**rates, recurrent: 50.0}
+    share = sum(2 * M * K * N * t for (M, K, N), t in products if (M, K, N) == recurrent) / step_flops
+    assert step_peak_gflops(products, slow) == pytest.approx(100.0 / (1 + share))  # time: (1 - s)/100 + s/50
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
@@ -32,6 +46,7 @@ def test_plain_baseline_is_the_torch_layer_with_a_mean_cross_entropy(cell):
 def test_bench_runs_end_to_end_and_writes_every_figure(tmp_path, cli):
     out = tmp_path / "bench.json"
     result = cli("bench", "--cells", "lstm", "--hidden-sizes", "16", "--batch-size", "4", "--seq-len", "8",
+                 "--num-layers", 1, "--embedding-dim", 16,
                  "--precisions", "fp32", "--seconds", "0.05", "--generate-chars", "20", "--json", out,
                  timeout=300)
     assert result.returncode == 0, result.stderr
@@ -39,12 +54,16 @@ def test_bench_runs_end_to_end_and_writes_every_figure(tmp_path, cli):
     loops = [row["loop"] for row in figures["training"]]
     assert loops == ["plain torch.nn.LSTM", "rnnkit fused", "rnnkit explicit"]
     assert figures["training"][0]["vs_plain_fp32"] == 1.0
+    rates = figures["gemm"]["lstm 16"]  # kind -> {"MxKxN": GFLOP/s} at every shape a step multiplies
+    best = [max(by_kind[shape] for by_kind in rates.values()) for shape in rates["fp32"]]
     for row in figures["training"]:
         assert row["tokens_per_s"] > 0 and 0 < row["mfu"] < 1.5
-        # the peak is the best fp32 kernel torch carries: MKL's, or oneDNN's where it is faster
-        assert row["peak_gflops"] >= max(figures["gemm"]["2048 square"].values())
+        # the peak lies between the step's slowest and fastest products at their best kernels
+        assert min(best) <= row["peak_gflops"] <= max(best)
+    assert set(rates["fp32"]) == {"32x16x64", "32x64x16", "64x32x16", "4x16x64", "4x64x16", "32x16x65",
+                                  "32x65x16", "65x32x16"}  # B*T = 32, E = H = 16, 4H = 64, V = 65
     if torch.backends.mkldnn.is_available():
-        assert set(figures["gemm"]["lstm 16"]) == {"fp32", "fp32 oneDNN"}
+        assert set(rates) == {"fp32", "fp32 oneDNN"}
     assert figures["fp32_products"] in ("onednn", "default")
     assert figures["generation"][0]["batch 1 fp32"] > 0 and figures["generation"][0]["batch 64 fp32"] > 0
     memory = figures["memory"]

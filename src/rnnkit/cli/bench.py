@@ -5,11 +5,16 @@ For each cell (rnn, lstm, gru) and hidden size H, a character language model
 (embedding E -> L x H cells -> linear over V) is measured:
 
 - the machine's GEMM GFLOP/s (fp32, and bf16 where the CPU has bf16 units) at
-  the shapes the model multiplies and at a 2048 square, fp32 both on torch's
-  default kernel (MKL) and on oneDNN (see :mod:`rnnkit.gemm`); the best is the peak;
+  every shape a training step multiplies (:func:`step_products`: each
+  layer's input projection, the recurrent step, the output layer, each
+  forward and in its two backward forms) and at a 2048 square, fp32 both on
+  torch's default kernel (MKL) and on oneDNN (see :mod:`rnnkit.kernels.gemm`);
+- the peak of a precision: the rate of a step whose every product ran as fast
+  as the best kernel of that precision ran it alone, FLOP-weighted
+  (:func:`step_peak_gflops`): what the machine can do for this step;
 - training tokens/s of a plain torch.nn.RNN/LSTM/GRU loop (the baseline every
   ratio is taken against) and of rnnkit's Trainer with each engine and
-  precision, with achieved GFLOP/s and MFU = achieved / peak of that dtype.
+  precision, with achieved GFLOP/s and MFU = achieved / peak of that precision.
   FLOPs count the matrix products of the cells and the output layer, forward
   plus backward (3 x forward): 6 (sum_l G H (I_l + H) + H V) per token;
 - generation chars/s at batch 1 and batch 64, with fp32 and bf16 weights,
@@ -43,13 +48,12 @@ from torch import nn
 
 from rnnkit.config import DataConfig, TrainConfig
 from rnnkit.data import CharTokenizer, TextData
-from rnnkit.kernels import gemm
+from rnnkit.kernels import CELLS, gemm
 from rnnkit.kernels.memory import keep_freed_memory
 from rnnkit.models import LanguageModel
 from rnnkit.training import Trainer
 from rnnkit.training.trainer import bf16_supported
 
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 TORCH_LAYERS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
 
@@ -93,7 +97,7 @@ class PlainLM(nn.Module):
 def training_flops_per_token(cell: str, vocab_size: int, embedding_dim: int, hidden_size: int,
                              num_layers: int) -> float:
     """Matrix FLOPs per token of one training step (forward + backward = 3 x forward)."""
-    G, H = GATES[cell], hidden_size
+    G, H = CELLS[cell].num_gates, hidden_size
     macs = sum(G * H * ((embedding_dim if layer == 0 else H) + H) for layer in range(num_layers))
     return 6.0 * (macs + H * vocab_size)
 
@@ -117,10 +121,29 @@ def gemm_gflops(m: int, k: int, n: int, kind: str, seconds: float = 0.3) -> floa
     return 2 * m * k * n * count / (time.perf_counter() - start) / 1e9
 
 
-def model_gemm_shapes(cfg: BenchConfig, cell: str, H: int) -> dict[str, tuple[int, int, int]]:
-    B, T, E, G, V = cfg.batch_size, cfg.seq_len, cfg.embedding_dim, GATES[cell], cfg.vocab_size
-    return {"input projection, layer 1": (B * T, E, G * H), "input projection, layer 2": (B * T, H, G * H),
-            "recurrent step": (B, H, G * H), "output layer": (B * T, H, V)}
+def step_products(cfg: BenchConfig, cell: str, H: int) -> list[tuple[tuple[int, int, int], int]]:
+    """Every matrix product of one training step as ((M, K, N), how many a step):
+    for Y = X W^T of (M, K) by (K, N), forward (M, K, N), dX = dY W (M, N, K)
+    and dW = dY^T X (N, M, K). The recurrent step runs T times each way; its
+    weight gradient is one product over all steps (:mod:`rnnkit.kernels.unroll`)."""
+    B, T, E, G, V = cfg.batch_size, cfg.seq_len, cfg.embedding_dim, CELLS[cell].num_gates, cfg.vocab_size
+
+    def both_ways(M, K, N, times=1):
+        return [((M, K, N), times), ((M, N, K), times)]
+
+    products = []
+    for layer in range(cfg.num_layers):
+        inputs = E if layer == 0 else H
+        products += both_ways(B * T, inputs, G * H) + [((G * H, B * T, inputs), 1)]  # input projection
+        products += both_ways(B, H, G * H, T) + [((G * H, B * T, H), 1)]  # recurrent step
+    return products + both_ways(B * T, H, V) + [((V, B * T, H), 1)]  # output layer
+
+
+def step_peak_gflops(products, rates: dict[tuple[int, int, int], float]) -> float:
+    """The GFLOP/s of a step whose products each ran at ``rates[shape]``:
+    its FLOPs over the time they would take, sum_i F_i / sum_i (F_i / r_i)."""
+    flops = [2 * M * K * N * times for (M, K, N), times in products]
+    return sum(flops) / sum(f / rates[shape] for f, (shape, _) in zip(flops, products))
 
 
 def synthetic_data(cfg: BenchConfig, steps: int = 50) -> TextData:
@@ -276,11 +299,14 @@ def run(cfg: BenchConfig, log=print) -> dict:
     for cell in cfg.cells:
         for H in cfg.hidden_sizes:
             log(f"measuring {cell} {H} ...")
-            shapes = model_gemm_shapes(cfg, cell, H)
-            rates = {k: {name: gemm_gflops(*shape, k) for name, shape in shapes.items()} for k in kinds}
-            result["gemm"][f"{cell} {H}"] = rates
-            peak = {p: max(max(square[k], *rates[k].values()) for k in kinds if GEMM_KINDS[k][0] == p)
-                    for p in precisions}
+            products = step_products(cfg, cell, H)
+            shapes = sorted({shape for shape, _ in products})
+            rates = {k: {shape: gemm_gflops(*shape, k) for shape in shapes} for k in kinds}
+            result["gemm"][f"{cell} {H}"] = {k: {"x".join(map(str, shape)): r for shape, r in by_shape.items()}
+                                             for k, by_shape in rates.items()}
+            best = {p: {shape: max(rates[k][shape] for k in kinds if GEMM_KINDS[k][0] == p) for shape in shapes}
+                    for p in precisions}  # the fastest kernel of each precision at each shape
+            peak = {p: step_peak_gflops(products, best[p]) for p in precisions}
             flops = training_flops_per_token(cell, cfg.vocab_size, cfg.embedding_dim, H, cfg.num_layers)
             loops = [(f"plain torch.nn.{TORCH_LAYERS[cell].__name__}", "plain", p) for p in precisions]
             loops += [(f"rnnkit {engine}", engine, p) for engine in cfg.engines for p in precisions]
@@ -320,8 +346,8 @@ def format_report(result: dict) -> str:
              f"{cfg['num_layers']} layers, embedding {cfg['embedding_dim']}, vocabulary {cfg['vocab_size']}, "
              f"batch {cfg['batch_size']}, seq {cfg['seq_len']}; rnnkit's own fp32 products on "
              f"{'oneDNN' if result['fp32_products'] == 'onednn' else 'torch default (MKL)'}", "",
-             "GEMM GFLOP/s (fp32 = torch's default kernel, MKL; peak = best of the 2048 square and "
-             "the model's shapes, over both fp32 kernels)"]
+             "GEMM GFLOP/s at M x K x N (fp32 = torch's default kernel, MKL); peak = a training step "
+             "whose every product ran at the best of its precision's kernels at its shape"]
     for name, value in result["gemm"].items():
         if name == "2048 square":
             lines.append("  2048 square: " + ", ".join(f"{p} {g:,.0f}" for p, g in value.items()))

@@ -387,7 +387,7 @@ def cmd_bench(args) -> int:
         precisions = _choices("precisions", args.precisions, ("fp32", "bf16"))
         if "bf16" in precisions and not has_bf16:
             raise ConfigError("--precisions bf16: this CPU has no bf16 matrix units; use --precisions fp32")
-    cfg = bench.BenchConfig(cells=_choices("cells", args.cells, tuple(bench.GATES)), hidden_sizes=hidden_sizes,
+    cfg = bench.BenchConfig(cells=_choices("cells", args.cells, tuple(bench.TORCH_LAYERS)), hidden_sizes=hidden_sizes,
                             engines=_choices("engines", args.engines, ("fused", "explicit")),
                             precisions=precisions, num_layers=args.num_layers,
                             embedding_dim=args.embedding_dim, vocab_size=args.vocab_size,
