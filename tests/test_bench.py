@@ -63,7 +63,7 @@ def test_bench_runs_end_to_end_and_writes_every_figure(tmp_path, cli):
     assert set(rates["fp32"]) == {"32x16x64", "32x64x16", "64x32x16", "4x16x64", "4x64x16", "32x16x65",
                                   "32x65x16", "65x32x16"}  # B*T = 32, E = H = 16, 4H = 64, V = 65
     if torch.backends.mkldnn.is_available():
-        assert set(rates) == {"fp32", "fp32 oneDNN"}
+        assert set(rates) == {"fp32", "fp32 oneDNN", "fp32 oneDNN laid out"}
     assert figures["fp32_products"] in ("onednn", "default")
     assert figures["generation"][0]["batch 1 fp32"] > 0 and figures["generation"][0]["batch 64 fp32"] > 0
     memory = figures["memory"]

@@ -104,14 +104,23 @@ def training_flops_per_token(cell: str, vocab_size: int, embedding_dim: int, hid
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 # the products measured: their precision, and whether on oneDNN (else torch's default kernel)
-GEMM_KINDS = {"fp32": ("fp32", False), "fp32 oneDNN": ("fp32", True), "bf16": ("bf16", False)}
+# the products measured: their precision, and the kernel: torch's default (``a @ b``: MKL for fp32 on
+# x86, oneDNN for bf16), oneDNN, or oneDNN with the second operand laid out once in its blocked
+# format, as rnnkit multiplies a weight it uses many times (the recurrent step; rnnkit.kernels.gemm.prepare)
+GEMM_KINDS = {"fp32": ("fp32", "default"), "fp32 oneDNN": ("fp32", "onednn"),
+              "fp32 oneDNN laid out": ("fp32", "laid out"), "bf16": ("bf16", "default"),
+              "bf16 oneDNN laid out": ("bf16", "laid out")}
 
 
 def gemm_gflops(m: int, k: int, n: int, kind: str, seconds: float = 0.3) -> float:
     """Measured GFLOP/s of an (m x k) @ (k x n) product of ``kind`` (a key of GEMM_KINDS)."""
-    precision, onednn = GEMM_KINDS[kind]
+    precision, kernel = GEMM_KINDS[kind]
     a, b = torch.randn(m, k).to(DTYPES[precision]), torch.randn(k, n).to(DTYPES[precision])
-    product = (lambda: gemm.onednn_linear(a, b.t(), None)) if onednn else (lambda: a @ b)
+    if kernel == "default":
+        product = lambda: a @ b  # noqa: E731
+    else:
+        weight = torch.ops.mkldnn._reorder_linear_weight(b.t().contiguous(), m) if kernel == "laid out" else b.t()
+        product = lambda: gemm.onednn_linear(a, weight, None)  # noqa: E731
     for _ in range(3):
         product()
     count, start = 0, time.perf_counter()
@@ -288,8 +297,8 @@ def run(cfg: BenchConfig, log=print) -> dict:
     """Measure everything ``cfg`` asks for; ``log`` gets progress lines.
     Returns {"gemm": ..., "training": [...], "generation": [...], "memory": ...}."""
     precisions = [p for p in cfg.precisions if p == "fp32" or bf16_supported(torch.device("cpu"))]
-    kinds = [k for k, (p, onednn) in GEMM_KINDS.items()
-             if p in precisions and (not onednn or torch.backends.mkldnn.is_available())]
+    kinds = [k for k, (p, kernel) in GEMM_KINDS.items()
+             if p in precisions and (kernel == "default" or torch.backends.mkldnn.is_available())]
     result = {"config": dataclasses.asdict(cfg), "torch": torch.__version__,
               "threads": torch.get_num_threads(), "fp32_products": gemm.fp32_backend(),
               "gemm": {}, "training": [], "generation": [], "memory": {}}
