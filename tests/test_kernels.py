@@ -229,14 +229,16 @@ def test_a_bad_native_setting_is_refused_in_one_line(corpus, tmp_path, cli, user
 
 # -- the engine ----------------------------------------------------------------------
 
-def test_auto_picks_the_explicit_engine_for_gru_and_rnn_on_a_cpu_whatever_the_batch(monkeypatch, native_kernels):
-    assert [choose_engine("auto", cell, "cpu") for cell in ("rnn", "lstm", "gru", "mingru", "minlstm")] == \
-        ["explicit", "fused", "explicit", "fused", "fused"]
-    assert choose_engine("auto", "gru", "cuda") == "fused"
+def test_auto_picks_the_engine_from_cell_device_and_kind_of_batch_never_from_one_call(monkeypatch, native_kernels):
+    cells = ("rnn", "lstm", "gru", "mingru", "minlstm")
+    assert [choose_engine("auto", cell, "cpu") for cell in cells] == ["explicit", "fused", "explicit", "fused", "fused"]
+    assert [choose_engine("auto", cell, "cpu", padded=True) for cell in cells] == \
+        ["explicit", "explicit", "explicit", "fused", "fused"]
+    assert choose_engine("auto", "gru", "cuda") == "fused" and choose_engine("auto", "lstm", "cuda", True) == "fused"
     assert choose_engine("fused", "gru", "cpu") == "fused" and choose_engine("explicit", "lstm", "cuda") == "explicit"
     with pytest.raises(ConfigError, match="engine must be one of auto, fused, explicit; got 'fast'"):
         choose_engine("fast", "gru", "cpu")
-    # the same engine with or without padding, and with or without autograd: train and evaluate agree
+    # the same engine for a batch with or without padding, with or without autograd: train and evaluate agree
     calls = []
     layer_node = GRUCell.layer
     monkeypatch.setattr(GRUCell, "layer", lambda *args: calls.append(args[0]) or layer_node(*args))
@@ -247,6 +249,7 @@ def test_auto_picks_the_explicit_engine_for_gru_and_rnn_on_a_cpu_whatever_the_ba
     with torch.no_grad():
         gru(x)
     assert calls == list(gru.cells) * 3  # one node per layer, every call
+    assert Recurrent("lstm", 8, 32, padded=True).engine_for("cpu") == "explicit"  # as classifiers build it
 
 
 def test_a_new_cell_is_one_class_that_runs_on_the_explicit_engine(monkeypatch):

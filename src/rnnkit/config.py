@@ -61,8 +61,8 @@ class ModelConfig:
     tie_weights: bool = _help("lm: the output layer reuses the input embedding (Press & Wolf 2017; needs "
                               "embedding_dim = hidden_size)", default=False)
     engine: str = _help("fused (torch kernels; a scan for mingru/minlstm), explicit (loop over rnnkit "
-                        "cells) or auto: explicit for a gru or rnn on a CPU, where it ran level or faster, "
-                        "fused otherwise (see rnnkit bench)", default="auto")
+                        "cells) or auto: on a CPU explicit for a gru or rnn, and for an lstm over padded "
+                        "batches (classify, tag), where it ran faster; fused otherwise", default="auto")
     nonlinearity: str = _help("tanh or relu, for --cell rnn", default="tanh")
     forget_bias: float = _help("initial LSTM forget-gate bias", default=1.0)
     input_init: str = _help("input weights init: glorot or torch", default="glorot")

@@ -63,8 +63,9 @@ class Cell(nn.Module):
       (``torch.lstm``, ...), the fused engine;
     - ``scan(x, state, lengths)``: the fused engine of a cell torch has no
       kernel for, when its recurrence is linear in h;
-    - ``explicit_on_cpu = True``: ``engine="auto"`` runs it on the explicit
-      engine on a CPU (its layer node beats torch's kernel there);
+    - ``explicit_on_cpu``: the batches, "unpadded" and/or "padded", for which
+      ``engine="auto"`` runs it on the explicit engine on a CPU (where its
+      layer node beat torch's kernel);
     - ``options``: the names of the :class:`rnnkit.config.ModelConfig` fields
       that only this cell reads (passed to its constructor).
 
@@ -79,7 +80,7 @@ class Cell(nn.Module):
     num_gates: int = 1
     state_size: int = 1
     hidden_weights: bool = True
-    explicit_on_cpu: bool = False
+    explicit_on_cpu: tuple[str, ...] = ()
     options: tuple[str, ...] = ()
 
     def __init_subclass__(cls, **kwargs):

@@ -10,11 +10,12 @@ Two engines run over the same parameters:
   GRU's on C kernels, the vanilla RNN's on torch ops), else unroll's
   per-step nodes (:mod:`rnnkit.kernels.unroll`).
 
-``"auto"`` is resolved by :func:`choose_engine` from the cell and the device
-alone (never from the batch or from whether a gradient is wanted), so a model
-trains and evaluates on the same engine: explicit on a CPU for the cells whose
-layer node beats torch's kernel there (``explicit_on_cpu``), else fused where
-the cell has a fused form.
+``"auto"`` is resolved by :func:`choose_engine` from the cell, the device and
+the kind of batch the layer reads (padded or not, which its model states
+once), never from one batch or from whether a gradient is wanted, so a model
+trains and evaluates on the same engine: explicit on a CPU where the cell's
+layer node beat torch's kernel for that kind of batch (``explicit_on_cpu``),
+else fused where the cell has a fused form.
 """
 
 from __future__ import annotations
@@ -30,14 +31,15 @@ ENGINES = ("auto", "fused", "explicit")
 LAYER_NODES = True  # False: every explicit layer unrolls its steps (tests compare the two)
 
 
-def choose_engine(engine: str, cell: str, device: torch.device | str) -> str:
+def choose_engine(engine: str, cell: str, device: torch.device | str, padded: bool = False) -> str:
     """The engine a layer of ``cell`` runs on ``device`` when ``engine`` was asked
-    for: "auto" resolved, "fused" or "explicit" checked against what the cell has."""
+    for: "auto" resolved for ``padded`` batches or not, "fused" or "explicit"
+    checked against what the cell has."""
     if engine not in ENGINES:
         raise ConfigError(f"engine must be one of {', '.join(ENGINES)}; got {engine!r}")
     cls = cell_class(cell)
     if engine == "auto":
-        if torch.device(device).type == "cpu" and cls.explicit_on_cpu:
+        if torch.device(device).type == "cpu" and ("padded" if padded else "unpadded") in cls.explicit_on_cpu:
             return "explicit"
         return "fused" if "fused" in cls.engines() else "explicit"
     if engine not in cls.engines():

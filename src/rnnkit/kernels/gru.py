@@ -39,13 +39,14 @@ class GRUCell(Cell):
 
     On a CPU ``engine="auto"`` runs it on the explicit engine: its layer node
     took 1.4-2.3x less time per Trainer step than torch's GRU kernel at H
-    64-1024, fp32 and bf16 (benchmarks/NOTEBOOK.md, 2026-11-23).
+    64-1024, fp32 and bf16, and 1.9-2.8x less over padded batches
+    (benchmarks/NOTEBOOK.md, 2026-11-23 and 2026-12-04).
     """
 
     name = "gru"
     num_gates = 3
     state_size = 1
-    explicit_on_cpu = True
+    explicit_on_cpu = ("unpadded", "padded")
 
     def combine(self, xp: Tensor, hp: Tensor, state: State) -> tuple[Tensor, State]:
         h = GRUGates.apply(xp, hp, state[0])

@@ -53,12 +53,19 @@ class LSTMCell(Cell):
     ``forget_bias`` (default 1, Jozefowicz et al. 2015) so that memory is
     kept early in training. torch keeps two biases; ``bias_ih`` carries the
     forget bias and ``bias_hh`` stays zero, so their sum is ``forget_bias``.
+
+    On a CPU ``engine="auto"`` runs it on the explicit engine over padded
+    batches (classifiers, taggers), where its layer node took half the time
+    of torch's packed kernel, and on the fused engine otherwise, where
+    torch's kernel was 1.2-1.4x faster at a language model's shapes
+    (benchmarks/NOTEBOOK.md, 2026-12-04).
     """
 
     name = "lstm"
     num_gates = 4
     state_size = 2
     options = ("forget_bias",)
+    explicit_on_cpu = ("padded",)
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
                  forget_bias: float = 1.0, **init):

@@ -32,14 +32,15 @@ class RNNCell(Cell):
     State: ``(h,)``.
 
     On a CPU ``engine="auto"`` runs it on the explicit engine: its layer node
-    ran level with torch's kernel at H 64-128 and 1.1-1.8x faster at H 512
-    (benchmarks/NOTEBOOK.md, 2026-11-23).
+    ran level with torch's kernel at H 64-128 and 1.1-1.8x faster at H 512,
+    and 1.3-1.6x faster over padded batches (benchmarks/NOTEBOOK.md,
+    2026-11-23 and 2026-12-04).
     """
 
     name = "rnn"
     num_gates = 1
     state_size = 1
-    explicit_on_cpu = True
+    explicit_on_cpu = ("unpadded", "padded")
     options = ("nonlinearity",)
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True,

@@ -52,6 +52,9 @@ class Recurrent(nn.Module):
             (B, T, 2H), ``sum``, ``mul`` or ``avg`` (B, T, H).
         engine: ``"auto"``, ``"fused"`` or ``"explicit"`` (see the module docstring);
             ``engine_for(device)`` tells which one runs.
+        padded: whether the layer reads padded batches (``lengths`` given), as
+            classifiers and taggers do; ``"auto"`` chooses the engine for that
+            kind of batch. Results do not depend on it.
         nonlinearity: ``"tanh"`` or ``"relu"`` for ``cell="rnn"``.
         **cell_kwargs: passed to every cell (``bias``, ``forget_bias``,
             ``input_init``, ``recurrent_init``).
@@ -64,7 +67,7 @@ class Recurrent(nn.Module):
     def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int = 1,
                  dropout: float = 0.0, bidirectional: bool = False, merge: str = "concat",
                  engine: str = "auto", nonlinearity: str = "tanh", locked_dropout: bool = False,
-                 weight_drop: float = 0.0, **cell_kwargs):
+                 weight_drop: float = 0.0, padded: bool = False, **cell_kwargs):
         super().__init__()
         cell_type = cell_class(cell)
         choose_engine(engine, cell, "cpu")  # an engine this cell has
@@ -89,6 +92,7 @@ class Recurrent(nn.Module):
         self.num_directions = 2 if bidirectional else 1
         self.merge = merge
         self.engine = engine
+        self.padded = padded
         self.nonlinearity = nonlinearity
         if cell == "rnn":
             cell_kwargs["nonlinearity"] = nonlinearity
@@ -142,8 +146,8 @@ class Recurrent(nn.Module):
 
     def engine_for(self, device: torch.device | str) -> str:
         """The engine this layer runs on ``device``: ``engine``, with "auto"
-        resolved (:func:`rnnkit.kernels.choose_engine`)."""
-        return choose_engine(self.engine, self.cell_type, device)
+        resolved for its kind of batch (:func:`rnnkit.kernels.choose_engine`)."""
+        return choose_engine(self.engine, self.cell_type, device, self.padded)
 
     # -- fused engine ---------------------------------------------------------
 

@@ -34,7 +34,7 @@ class Spelling(nn.Module):
     def __init__(self, alphabet_size: int, width: int):
         super().__init__()
         self.embedding = nn.Embedding(alphabet_size, width, padding_idx=0)
-        self.layer = Recurrent("lstm", width, width, bidirectional=True)
+        self.layer = Recurrent("lstm", width, width, bidirectional=True, padded=True)
 
     @property
     def output_size(self) -> int:

@@ -73,7 +73,7 @@ class Encoder(nn.Module):
             self.layer = Recurrent(c.cell, width, c.hidden_size, c.num_layers,
                                  dropout=c.dropout, bidirectional=bool(c.bidirectional), merge=c.merge,
                                  engine=c.engine, nonlinearity=c.nonlinearity,
-                                 weight_drop=c.weight_drop,
+                                 weight_drop=c.weight_drop, padded=True,
                                  **({"forget_bias": c.forget_bias} if c.cell == "lstm" else {}),
                                  input_init=c.input_init, recurrent_init=c.recurrent_init)
         self.dropout = c.dropout
