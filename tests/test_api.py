@@ -1,6 +1,7 @@
 """The README's Python quick start runs as written (on a small corpus, fewer steps)."""
 
 import re
+import shlex
 from pathlib import Path
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -31,3 +32,32 @@ def test_readme_classifier_lines_run(tmp_path, capsys, monkeypatch):
     exec(compile(code, str(README), "exec"), {})
     assert "val_accuracy" in capsys.readouterr().out
     assert (tmp_path / "runs" / "spam" / "model.safetensors").exists()
+
+
+def documented_train_commands() -> list[str]:
+    """Every ``rnnkit train ...`` command line in the README and the results page
+    (continuation lines joined, comments dropped)."""
+    commands = []
+    for path in (README, README.parent / "benchmarks" / "RESULTS.md"):
+        text = path.read_text().replace("\\\n", " ")
+        for line in text.splitlines():
+            command = line.strip().strip("`").split("  #")[0].split("`")[0]
+            if command.startswith("rnnkit train ") and "..." not in command:
+                commands.append(command)
+    return commands
+
+
+def test_every_documented_train_command_passes_the_option_rules():
+    """The commands the documentation gives are the ones that work: none of
+    their settings is refused as doing nothing for what they choose."""
+    from rnnkit.cli.main import build_parser
+    from rnnkit.cli.options import Choice, refuse_unused, train_settings
+    from rnnkit.config import DataConfig, ModelConfig, TrainConfig
+
+    commands = documented_train_commands()
+    assert len(commands) >= 10, commands
+    for command in commands:
+        args = build_parser().parse_args(shlex.split(command)[1:])
+        model, data, train = train_settings(args)
+        choice = Choice(ModelConfig(**model), DataConfig(**data, path=args.path), TrainConfig(**train))
+        refuse_unused({*model, *data, *train}, choice)  # raises ConfigError naming the flag
