@@ -43,8 +43,8 @@ def _at_least(cfg, name: str, low: float, optional: bool = False) -> None:
 
 @dataclass
 class ModelConfig:
-    cell: str = _help("recurrent cell: rnn, lstm, gru, mingru, minlstm or another of rnnkit.kernels.CELLS "
-                      "(checked where the model is built)", default="lstm")
+    cell: str = _help("recurrent cell: rnn, lstm, gru, mingru, minlstm, or any other cell registered in "
+                      "rnnkit.kernels", default="lstm")
     hidden_size: int = _help("units per layer (char-rnn: rnn_size)", default=512)
     num_layers: int = _help("stacked recurrent layers", default=2)
     embedding_dim: int = _help("input embedding width; 0 = one-hot input as in min-char-rnn", default=128)

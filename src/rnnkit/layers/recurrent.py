@@ -5,8 +5,8 @@ machinery are in :mod:`rnnkit.kernels.engine`): ``"fused"``, torch's RNN
 kernels for the whole stack (a scan for the minimal cells), and
 ``"explicit"``, rnnkit's own loop over its cells, which every cell supports,
 each layer and direction through :func:`rnnkit.kernels.run_layer`. ``"auto"``
-(the default) picks one from the cell and the device:
-:func:`rnnkit.kernels.choose_engine`.
+(the default) picks one from the cell, the device and whether the layer
+reads padded batches (``padded``): :func:`rnnkit.kernels.choose_engine`.
 
 Shapes (batch-first): x (B, T, I); outputs (B, T, D*H) with ``merge="concat"``
 or (B, T, H) otherwise; state a tuple of one (``rnn``, ``gru``: ``(h,)``) or

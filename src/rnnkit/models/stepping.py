@@ -11,7 +11,7 @@ per ``generate`` call so that a step reads fewer bytes in fewer ops:
   (RNN, LSTM: those that define ``activate``) gets W_ih x + W_hh h + b_ih + b_hh as one
   product of [x, h] (B, I + H) by [W_ih | W_hh] (G*H, I + H);
 - the weights are laid out once for the product kernel
-  (:func:`rnnkit.gemm.prepare`), in fp32 or, with ``dtype=torch.bfloat16``,
+  (:func:`rnnkit.kernels.gemm.prepare`), in fp32 or, with ``dtype=torch.bfloat16``,
   in bf16: half the bytes to stream, products rounded to bf16, gate
   equations and state in the model's dtype (small weights at batch 1, such
   as a character model's output layer, stay in fp32: no faster in bf16).
