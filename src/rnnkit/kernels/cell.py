@@ -221,6 +221,11 @@ def cpu_node_takes(x: Tensor, weight: Tensor) -> bool:
     return x.shape[1] > 0 and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in (x, weight))
 
 
+def length_mask(lengths: Tensor, T: int) -> Tensor:
+    """lengths (B,) -> mask (B, T), True at valid positions t < lengths[b]."""
+    return torch.arange(T, device=lengths.device)[None, :] < lengths[:, None]
+
+
 def final_state(outputs: Tensor, lengths: Tensor | None) -> Tensor:
     """Each sequence's output at its last valid step: outputs (B, T, H) -> (B, H)."""
     if lengths is None:

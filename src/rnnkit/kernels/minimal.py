@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from rnnkit.kernels.cell import Cell, State
+from rnnkit.kernels.cell import Cell, State, length_mask
 
 
 class MinimalCell(Cell):
@@ -37,7 +37,7 @@ class MinimalCell(Cell):
         log_a, log_b = self.log_coefficients(xp.to(torch.promote_types(xp.dtype, torch.float32)))  # (B, T, H)
         mask = None
         if lengths is not None:
-            mask = (torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]).unsqueeze(-1)  # (B, T, 1)
+            mask = length_mask(lengths, x.shape[1]).unsqueeze(-1)  # (B, T, 1)
             log_a = log_a.masked_fill(~mask, 0.0)
             log_b = log_b.masked_fill(~mask, float("-inf"))
         h0 = state[0].to(log_a.dtype)

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from rnnkit.kernels import gemm
-from rnnkit.kernels.cell import Cell, State
+from rnnkit.kernels.cell import Cell, State, length_mask
 
 
 class _Tape:
@@ -165,9 +165,7 @@ def unroll(cell: Cell, x: Tensor, state: State, lengths: Tensor | None = None,
     zero past its end. ``weight_hh`` replaces the cell's W_hh (a weight-dropped
     copy in training)."""
     weight, bias = (cell.weight_hh if weight_hh is None else weight_hh), cell.bias_hh
-    mask = None
-    if lengths is not None:  # (B, T, 1), True at valid steps
-        mask = (torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]).unsqueeze(-1)
+    mask = None if lengths is None else length_mask(lengths, x.shape[1]).unsqueeze(-1)  # (B, T, 1)
     plain_step = type(cell).recur is Cell.recur  # hp = h W_hh^T + b_hh, then combine
     taped = plain_step and torch.is_grad_enabled() and weight.requires_grad
     # summed: dxp is every step's dhp (under autocast rounded to xp's dtype, as autocast's

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from rnnkit.errors import ConfigError
-from rnnkit.kernels import State, cell_class, choose_engine, run_layer
+from rnnkit.kernels import State, cell_class, choose_engine, length_mask, run_layer
 from rnnkit.layers.dropout import dropout, locked_dropout
 
 MERGE_MODES = ("concat", "sum", "mul", "avg")
@@ -296,11 +296,6 @@ def merge_directions(fwd: Tensor, bwd: Tensor, mode: str) -> Tensor:
     if mode == "mul":
         return fwd * bwd
     return (fwd + bwd) / 2
-
-
-def length_mask(lengths: Tensor, T: int) -> Tensor:
-    """lengths (B,) -> mask (B, T), True at valid positions t < lengths[b]."""
-    return torch.arange(T, device=lengths.device)[None, :] < lengths[:, None]
 
 
 def _reverse(x: Tensor, rev: Tensor) -> Tensor:
