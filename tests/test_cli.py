@@ -28,6 +28,7 @@ def trained(tmp_path_factory, cli, make_text, tiny_lm_flags):
 def test_train_prints_samples_and_writes_the_run_folder(trained):
     corpus, run, result = trained
     assert "val" in result.stdout and "sample with: rnnkit sample" in result.stdout
+    assert "in fp32, fused engine;" in result.stdout or "in bf16, fused engine;" in result.stdout  # the LSTM's
     for name in ("config.json", "model.safetensors", "last.safetensors", "metrics.jsonl", "loss.png"):
         assert (run / name).exists(), name
     doc = json.loads((run / "config.json").read_text())

@@ -117,8 +117,8 @@ TRAIN = [
 ]
 
 # against a trained run of each kind: (subcommand, option, value, more flags, taken in, refused in)
-RUN_KINDS = ("lm", "lm conditioned", "classify", "tag", "tag series")
-LABELLED = {"classify", "tag", "tag series"}
+RUN_KINDS = ("lm", "lm conditioned", "classify", "classify tdnn", "tag", "tag series")
+LABELLED = {"classify", "classify tdnn", "tag", "tag series"}
 RUNS = [
     ("sample", "--prime", "t", [], {"lm"}, LABELLED),
     ("sample", "--prime-file", "prime.txt", [], {"lm"}, LABELLED),
@@ -148,7 +148,7 @@ RUNS = [
     ("eval", "--engine", "fused", [], LM, LABELLED),
     ("predict", "--output", "OUT", [], LABELLED, LM),
     ("predict", "--device", "cpu", [], LABELLED, LM),
-    ("predict", "--engine", "explicit", [], LABELLED, LM),
+    ("predict", "--engine", "explicit", [], LABELLED - {"classify tdnn"}, LM | {"classify tdnn"}),
 ]
 
 

@@ -190,6 +190,26 @@ def test_run_folder_round_trip_and_corruption(corpus, tmp_path):
         read_config(tmp_path / "run")
 
 
+def test_the_run_records_each_layers_engine_and_is_loaded_onto_it_unless_another_is_asked(corpus, tmp_path):
+    data = TextData.from_file(corpus, DataConfig(batch_size=8, seq_len=32))
+    model = LanguageModel(data.vocab_size, **{**SMALL, "cell": "gru"})
+    cfg = TrainConfig(max_steps=2, eval_every=2, sample_length=0, device="cpu")
+    trainer = Trainer(model, data, cfg, out=tmp_path / "run", quiet=True)
+    assert trainer.engines == {"rnn": "explicit"} and model.rnn.engine == "auto"  # the model is left as it was
+    trainer.fit()
+    config = tmp_path / "run" / "config.json"
+    assert json.loads(config.read_text())["engines"] == {"rnn": "explicit"}
+    doc = json.loads(config.read_text())
+    doc["engines"] = {"rnn": "fused"}  # as if an earlier rnnkit had chosen the fused engine
+    config.write_text(json.dumps(doc))
+    assert load_run(tmp_path / "run")[0].rnn.engine == "fused"
+    assert load_run(tmp_path / "run", engine="explicit")[0].rnn.engine == "explicit"
+    doc["engines"] = {"rnn": "warp"}
+    config.write_text(json.dumps(doc))
+    with pytest.raises(CheckpointError, match="incomplete or altered"):
+        load_run(tmp_path / "run")
+
+
 def test_early_stopping_after_patience_evaluations_without_improvement(corpus, tmp_path):
     # an lr far below float32 resolution leaves the weights, hence the validation loss, unchanged
     trainer = make(corpus, tmp_path, optimizer="sgd", lr=1e-20, warmup_steps=0, eval_every=5,

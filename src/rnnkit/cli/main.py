@@ -18,6 +18,7 @@ import torch
 from rnnkit.cli.options import Choice, add_config_flags, pick, refuse_changes, refuse_unused, train_settings
 from rnnkit.config import DataConfig, ModelConfig, SampleConfig, TrainConfig, from_dict, to_dict
 from rnnkit.errors import ConfigError, DataError, RnnkitError
+from rnnkit.kernels import ENGINES, choose_engine
 
 EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
 
@@ -49,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("input", help="CSV/TSV of texts (classify) or CoNLL file of words (tag)")
     predict.add_argument("--output", help="write here instead of stdout")
     predict.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
-    predict.add_argument("--engine", choices=("auto", "fused", "explicit"),
+    predict.add_argument("--engine", choices=ENGINES,
                          help="recurrent engine (default: the one the run trained on)")
 
     ev = sub.add_parser("eval", help="loss, bits/char and perplexity of a run")
@@ -67,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="tokens per segment of --dynamic (default 50)")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    ev.add_argument("--engine", choices=("auto", "fused", "explicit"),
+    ev.add_argument("--engine", choices=ENGINES,
                     help="recurrent engine (default: the one the run trained on)")
 
     demo = sub.add_parser("demo", help="train on the Python standard library's source for ~2 minutes")
@@ -113,7 +114,6 @@ def main(argv=None) -> int:
 
 def cmd_train(args) -> int:
     from rnnkit.data import LabelledData, TextData
-    from rnnkit.kernels import choose_engine
     from rnnkit.training import Trainer, read_config
     from rnnkit.training.runs import build_model
 
@@ -227,10 +227,10 @@ def cmd_sample(args) -> int:
     cfg = from_dict(SampleConfig, given, "sample settings")
     if "prime" in given and "prime_file" in given:
         raise ConfigError("--prime and --prime-file both give the prime text; give one of them")
-    if cfg.temperature == 0:
-        for name in sorted({"top_k", "top_p", "seed"} & set(given)):
-            raise ConfigError(f"--{name.replace('_', '-')} shapes random sampling, which --temperature 0 "
-                              f"(greedy) does not do; drop one of them")
+    random_only = sorted({"top_k", "top_p", "seed"} & set(given))
+    if cfg.temperature == 0 and random_only:
+        raise ConfigError(f"--{random_only[0].replace('_', '-')} shapes random sampling, which --temperature 0 "
+                          f"(greedy) does not do; drop one of them")
     device = resolve_device(args.device)
     precision = resolve_precision(cfg.precision, device)  # refuses bf16 where the hardware has no bf16 units
     model, tokenizer, doc = load_run(args.run, device)

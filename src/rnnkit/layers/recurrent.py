@@ -278,12 +278,16 @@ def engines_in(module: nn.Module, device: torch.device | str) -> dict[str, str]:
 
 def use_engines(module: nn.Module, engines: dict[str, str] | str) -> None:
     """Put the recurrent layers inside ``module`` on ``engines``: one engine for
-    all, or one per layer name (as :func:`engines_in` gives them)."""
-    for name, m in module.named_modules():
-        if isinstance(m, Recurrent):
-            engine = engines if isinstance(engines, str) else engines.get(name, m.engine)
-            choose_engine(engine, m.cell_type, "cpu")  # one this cell has
-            m.engine = engine
+    all, or one per layer name (as :func:`engines_in` gives them). One engine
+    for a module without recurrent layers (a tdnn) is a ConfigError."""
+    layers = [(name, m) for name, m in module.named_modules() if isinstance(m, Recurrent)]
+    if isinstance(engines, str) and not layers:
+        raise ConfigError(f"--engine {engines} picks the engine of recurrent layers, and this model has none "
+                          f"(a tdnn encoder); drop --engine")
+    for name, m in layers:
+        engine = engines if isinstance(engines, str) else engines.get(name, m.engine)
+        choose_engine(engine, m.cell_type, "cpu")  # one this cell has
+        m.engine = engine
 
 
 def merge_directions(fwd: Tensor, bwd: Tensor, mode: str) -> Tensor:

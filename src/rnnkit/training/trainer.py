@@ -25,7 +25,7 @@ from tqdm import tqdm
 from rnnkit.config import TrainConfig
 from rnnkit.errors import CheckpointError, ConfigError, TrainingError
 from rnnkit.kernels.memory import keep_freed_memory
-from rnnkit.layers import engines_in, use_engines
+from rnnkit.layers import engines_in
 from rnnkit.training.evaluate import validate
 from rnnkit.training.optim import build_optimizer, learning_rate
 from rnnkit.training.plots import plot_losses
@@ -94,10 +94,9 @@ class Trainer:
         self.carry = None  # recurrent state carried to the next batch
         self.rows: list[dict] = []
         self._stop = False
-        # the engine of every recurrent layer, chosen once (rnnkit.kernels.choose_engine) and recorded
-        # in config.json, so that evaluating the run later takes the same one
+        # the engine of every recurrent layer (rnnkit.kernels.choose_engine), recorded in config.json
+        # so that evaluating the run later takes the same one
         self.engines = engines_in(self.model, self.device)
-        use_engines(self.model, self.engines)
         keep_freed_memory()  # a step reuses its activations' pages instead of faulting them in again
 
     # -- public ---------------------------------------------------------------
