@@ -8,7 +8,10 @@ either.
 """
 
 import ast
+import re
 from pathlib import Path
+
+import pytest
 
 import rnnkit
 
@@ -91,12 +94,8 @@ def test_the_layer_table_catches_an_import_that_points_up(monkeypatch, tmp_path)
     bad = tmp_path / "bad.py"
     bad.write_text("from rnnkit.models.tagger import SequenceTagger\n")
     monkeypatch.setitem(MODULES, "rnnkit.data.bad", bad)
-    try:
+    with pytest.raises(AssertionError, match=re.escape("rnnkit.data.bad (data) imports rnnkit.models.tagger (models)")):
         test_every_module_imports_only_from_its_own_layer_or_below()
-    except AssertionError as error:
-        assert "rnnkit.data.bad (data) imports rnnkit.models.tagger (models)" in str(error)
-    else:
-        raise AssertionError("an upward import went unnoticed")
 
 
 def test_the_cycle_check_catches_two_modules_that_import_each_other(monkeypatch, tmp_path):
@@ -104,9 +103,5 @@ def test_the_cycle_check_catches_two_modules_that_import_each_other(monkeypatch,
     (tmp_path / "b.py").write_text("from rnnkit.data.a import f\n")
     monkeypatch.setitem(MODULES, "rnnkit.data.a", tmp_path / "a.py")
     monkeypatch.setitem(MODULES, "rnnkit.data.b", tmp_path / "b.py")
-    try:
+    with pytest.raises(AssertionError, match=re.escape("rnnkit.data.a -> rnnkit.data.b -> rnnkit.data.a")):
         test_no_modules_import_each_other_in_a_cycle()
-    except AssertionError as error:
-        assert "rnnkit.data.a -> rnnkit.data.b -> rnnkit.data.a" in str(error)
-    else:
-        raise AssertionError("an import cycle went unnoticed")
