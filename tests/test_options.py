@@ -12,22 +12,25 @@ import json
 import random
 
 import conftest
+import numpy as np
 import pytest
 
 from rnnkit.cli import bench, main
+from rnnkit.data.audio import write_wav
 from rnnkit.training.trainer import Trainer
 
-CONTEXTS = ("lm", "lm conditioned", "classify", "classify tdnn", "tag", "tag series")
+CONTEXTS = ("lm", "lm conditioned", "classify", "classify tdnn", "tag", "tag series", "seq2seq", "ctc")
 ALL = set(CONTEXTS)
 RECURRENT = ALL - {"classify tdnn"}
 LM = {"lm", "lm conditioned"}
-WORD_TOKENS = {"classify", "classify tdnn", "tag"}  # the default tokenizer of classify and tag
+WORD_TOKENS = {"classify", "classify tdnn", "tag"}  # the default tokenizer of classify and tag (and seq2seq)
+VECTORS = {"tag series", "ctc"}  # inputs that are no tokens
 # the training file and flags of each kind of run
 FILES = {"lm": "text.txt", "lm conditioned": "table.csv", "classify": "table.csv", "classify tdnn": "table.csv",
-         "tag": "chunks.txt", "tag series": "series.csv"}
+         "tag": "chunks.txt", "tag series": "series.csv", "seq2seq": "pairs.tsv", "ctc": "speech.tsv"}
 BASE = {"lm": [], "lm conditioned": ["--condition-column", "CLASS"], "classify": ["--task", "classify"],
         "classify tdnn": ["--task", "classify", "--encoder", "tdnn"], "tag": ["--task", "tag"],
-        "tag series": ["--task", "tag"]}
+        "tag series": ["--task", "tag"], "seq2seq": ["--task", "seq2seq"], "ctc": ["--task", "ctc"]}
 TINY = ["--hidden-size", "16", "--num-layers", "1", "--batch-size", "4", "--device", "cpu"]
 
 # rnnkit train: (option, value, more flags, contexts where it is taken, contexts where it is refused)
@@ -35,15 +38,15 @@ TRAIN = [
     ("--cell", "gru", [], RECURRENT, {"classify tdnn"}),
     ("--hidden-size", "8", [], ALL, set()),
     ("--num-layers", "2", [], ALL, set()),
-    ("--embedding-dim", "8", [], ALL - {"tag series"}, {"tag series"}),
+    ("--embedding-dim", "8", [], ALL - VECTORS, VECTORS),
     ("--dropout", "0.1", [], ALL, set()),
-    ("--embeddings", "vectors.txt", [], WORD_TOKENS, {"lm", "lm conditioned", "tag series"}),
-    ("--embeddings", "vectors.txt", ["--tokenizer", "word"], LM | WORD_TOKENS, set()),
+    ("--embeddings", "vectors.txt", [], WORD_TOKENS, {"lm", "lm conditioned", "seq2seq"} | VECTORS),
+    ("--embeddings", "vectors.txt", ["--tokenizer", "word"], LM | WORD_TOKENS, {"seq2seq"}),
     ("--locked-dropout", "true", [], LM, ALL - LM),
     ("--weight-drop", "0.1", [], RECURRENT, {"classify tdnn"}),
     ("--weight-drop", "0.1", ["--cell", "mingru"], set(), {"lm", "classify", "tag"}),
     ("--embedding-dropout", "0.1", [], LM, ALL - LM),
-    ("--tie-weights", "true", ["--embedding-dim", "16"], LM, ALL - LM - {"tag series"}),
+    ("--tie-weights", "true", ["--embedding-dim", "16"], LM, ALL - LM - VECTORS),
     ("--engine", "explicit", [], RECURRENT, {"classify tdnn"}),
     ("--nonlinearity", "relu", [], set(), RECURRENT),
     ("--nonlinearity", "relu", ["--cell", "rnn"], RECURRENT, set()),
@@ -54,7 +57,7 @@ TRAIN = [
     ("--recurrent-init", "glorot", ["--cell", "minlstm"], set(), RECURRENT),
     ("--bidirectional", "false", [], ALL, set()),
     ("--bidirectional", "true", [], ALL - LM, LM),
-    ("--merge", "sum", [], {"classify", "tag", "tag series"}, LM | {"classify tdnn"}),
+    ("--merge", "sum", [], {"classify", "tag", "tag series", "seq2seq", "ctc"}, LM | {"classify tdnn"}),
     ("--merge", "sum", ["--bidirectional", "false"], set(), {"classify", "tag"}),
     ("--pooling", "mean", [], {"classify", "classify tdnn"}, ALL - {"classify", "classify tdnn"}),
     ("--encoder", "tdnn", [], ALL - LM, LM),
@@ -62,15 +65,34 @@ TRAIN = [
     ("--adversarial", "0.5", [], {"classify", "classify tdnn"}, ALL - {"classify", "classify tdnn"}),
     ("--char-features", "4", [], WORD_TOKENS, ALL - WORD_TOKENS),
     ("--crf", "true", [], {"tag", "tag series"}, ALL - {"tag", "tag series"}),
+    ("--attention", "dot", [], {"seq2seq"}, ALL - {"seq2seq"}),
+    ("--input-feeding", "false", [], {"seq2seq"}, ALL - {"seq2seq"}),
+    ("--input-feeding", "false", ["--attention", "none"], set(), {"seq2seq"}),
+    ("--input-feeding", "false", ["--decoder-recurrence", "output"], set(), {"seq2seq"}),
+    ("--decoder-recurrence", "output", [], {"seq2seq"}, ALL - {"seq2seq"}),
+    ("--sequence-end", "stop", [], {"seq2seq"}, ALL - {"seq2seq"}),
     ("--task", "lm", [], {"lm"}, set()),
-    ("--tokenizer", "word", [], ALL - {"tag series"}, {"tag series"}),
-    ("--max-vocab-size", "50", [], WORD_TOKENS, {"lm", "lm conditioned", "tag series"}),
-    ("--max-vocab-size", "300", ["--tokenizer", "bpe"], {"lm", "lm conditioned", "classify"}, set()),
-    ("--min-count", "1", [], WORD_TOKENS, {"lm", "lm conditioned", "tag series"}),
-    ("--lowercase", "true", [], WORD_TOKENS, {"lm", "lm conditioned", "tag series"}),
-    ("--word-pattern", r"\w+", [], WORD_TOKENS, {"lm", "lm conditioned", "tag series"}),
-    ("--text-column", "CONTENT", [], {"lm conditioned", "classify", "classify tdnn"}, {"lm", "tag", "tag series"}),
-    ("--label-column", "CLASS", [], {"classify", "classify tdnn", "tag series"}, {"lm", "lm conditioned", "tag"}),
+    ("--tokenizer", "word", [], ALL - VECTORS, VECTORS),
+    ("--target-tokenizer", "char", [], {"seq2seq"}, ALL - {"seq2seq"}),
+    ("--max-vocab-size", "50", [], WORD_TOKENS | {"seq2seq"}, {"lm", "lm conditioned"} | VECTORS),
+    ("--max-vocab-size", "50", ["--tokenizer", "char", "--target-tokenizer", "word"], {"seq2seq"}, set()),
+    ("--max-vocab-size", "300", ["--tokenizer", "bpe"], {"lm", "lm conditioned", "classify", "seq2seq"}, set()),
+    ("--min-count", "1", [], WORD_TOKENS | {"seq2seq"}, {"lm", "lm conditioned"} | VECTORS),
+    ("--lowercase", "true", [], WORD_TOKENS | {"seq2seq"}, {"lm", "lm conditioned"} | VECTORS),
+    ("--word-pattern", r"\w+", [], WORD_TOKENS | {"seq2seq"}, {"lm", "lm conditioned"} | VECTORS),
+    ("--text-column", "CONTENT", [], {"lm conditioned", "classify", "classify tdnn"},
+     {"lm", "tag", "tag series", "seq2seq", "ctc"}),
+    ("--label-column", "CLASS", [], {"classify", "classify tdnn", "tag series"},
+     {"lm", "lm conditioned", "tag", "seq2seq", "ctc"}),
+    ("--source-column", "1", ["--target-column", "0"], {"seq2seq"}, ALL - {"seq2seq"}),
+    ("--source-column", "0", ["--source-lang", "de", "--target-lang", "en"], set(), {"seq2seq"}),
+    ("--target-column", "1", [], {"seq2seq"}, ALL - {"seq2seq"}),
+    ("--source-lang", "de", ["--target-lang", "en"], {"seq2seq"}, ALL - {"seq2seq"}),
+    ("--target-lang", "en", ["--source-lang", "de"], {"seq2seq"}, set()),
+    ("--sample-rate", "8000", [], {"ctc"}, ALL - {"ctc"}),
+    ("--mel-bands", "20", [], {"ctc"}, ALL - {"ctc"}),
+    ("--frame-stack", "2", [], {"ctc"}, ALL - {"ctc"}),
+    ("--long-transcripts", "skip", [], {"ctc"}, ALL - {"ctc"}),
     ("--condition-column", "CLASS", [], {"lm conditioned"}, ALL - LM),
     ("--word-column", "0", [], {"tag"}, ALL - {"tag"}),
     ("--tag-column", "-1", [], {"tag"}, ALL - {"tag"}),
@@ -108,6 +130,10 @@ TRAIN = [
     ("--patience", "2", ["--val-fraction", "0"], set(), ALL),
     ("--eval-streams", "2", [], {"lm"}, ALL - {"lm"}),
     ("--sample-length", "10", [], LM, ALL - LM),
+    ("--scheduled-sampling", "linear", [], {"seq2seq"}, ALL - {"seq2seq"}),
+    ("--scheduled-sampling", "linear", ["--decoder-recurrence", "output"], set(), {"seq2seq"}),
+    ("--sampling-steps", "100", ["--scheduled-sampling", "linear"], {"seq2seq"}, set()),
+    ("--sampling-steps", "100", [], set(), {"seq2seq"}),
     ("--precision", "fp32", [], ALL, set()),
     ("--seed", "3", [], ALL, set()),
     ("--device", "cpu", [], ALL, set()),
@@ -117,8 +143,9 @@ TRAIN = [
 ]
 
 # against a trained run of each kind: (subcommand, option, value, more flags, taken in, refused in)
-RUN_KINDS = ("lm", "lm conditioned", "classify", "classify tdnn", "tag", "tag series")
+RUN_KINDS = ("lm", "lm conditioned", "classify", "classify tdnn", "tag", "tag series", "seq2seq", "ctc")
 LABELLED = {"classify", "classify tdnn", "tag", "tag series"}
+DECODED = {"seq2seq", "ctc"}
 RUNS = [
     ("sample", "--prime", "t", [], {"lm"}, LABELLED),
     ("sample", "--prime-file", "prime.txt", [], {"lm"}, LABELLED),
@@ -135,20 +162,40 @@ RUNS = [
     ("sample", "--condition", "1", [], {"lm conditioned"}, {"lm"} | LABELLED),
     ("sample", "--precision", "fp32", [], LM, LABELLED),
     ("sample", "--device", "cpu", [], LM, LABELLED),
-    ("eval", "PATH", "SELF", [], LM, LABELLED),
-    ("eval", "--split", "train", [], LM, LABELLED),
+    ("eval", "PATH", "SELF", [], LM | DECODED, LABELLED),
+    ("eval", "--split", "train", [], LM | DECODED, LABELLED),
     ("eval", "--split", "train", ["PATH"], set(), LM),
-    ("eval", "--window", "8", [], {"lm"}, {"lm conditioned"} | LABELLED),
-    ("eval", "--dynamic", "0.1", [], {"lm"}, {"lm conditioned"} | LABELLED),
+    ("eval", "--window", "8", [], {"lm"}, {"lm conditioned"} | LABELLED | DECODED),
+    ("eval", "--dynamic", "0.1", [], {"lm"}, {"lm conditioned"} | LABELLED | DECODED),
     ("eval", "--dynamic", "0.1", ["--window", "8"], set(), {"lm"}),
     ("eval", "--segment", "5", ["--dynamic", "0.1"], {"lm"}, {"lm conditioned"} | LABELLED),
     ("eval", "--segment", "5", [], set(), set(RUN_KINDS)),
-    ("eval", "--json", None, [], LM, LABELLED),
-    ("eval", "--device", "cpu", [], LM, LABELLED),
-    ("eval", "--engine", "fused", [], LM, LABELLED),
-    ("predict", "--output", "OUT", [], LABELLED, LM),
-    ("predict", "--device", "cpu", [], LABELLED, LM),
-    ("predict", "--engine", "explicit", [], LABELLED - {"classify tdnn"}, LM | {"classify tdnn"}),
+    ("eval", "--json", None, [], LM | DECODED, LABELLED),
+    ("eval", "--device", "cpu", [], LM | DECODED, LABELLED),
+    ("eval", "--engine", "fused", [], LM | DECODED, LABELLED),
+    ("predict", "--output", "OUT", [], LABELLED | DECODED, LM),
+    ("predict", "--device", "cpu", [], LABELLED | DECODED, LM),
+    ("predict", "--engine", "explicit", [], LABELLED - {"classify tdnn"} | DECODED, LM | {"classify tdnn"}),
+]
+# decoding, for eval and predict alike
+for _command in ("eval", "predict"):
+    RUNS += [
+        (_command, "--beam-size", "2", [], DECODED, {"lm", "classify", "tag"}),
+        (_command, "--length-penalty", "0.5", ["--beam-size", "2"], {"seq2seq"}, {"ctc"}),
+        (_command, "--length-penalty", "0.5", [], set(), {"seq2seq", "lm", "tag"}),
+        (_command, "--max-length", "5", [], {"seq2seq"}, {"ctc", "lm", "classify"}),
+        (_command, "--lm", "LMRUN", ["--beam-size", "2"], {"ctc"}, {"seq2seq"}),
+        (_command, "--lm", "LMRUN", [], set(), {"ctc", "lm", "tag"}),
+        (_command, "--lm-weight", "0.3", ["--beam-size", "2", "--lm", "LMRUN"], {"ctc"}, set()),
+        (_command, "--lm-weight", "0.3", [], set(), {"ctc", "seq2seq"}),
+        (_command, "--insertion-bonus", "0.1", ["--beam-size", "2", "--lm", "LMRUN"], {"ctc"}, set()),
+        (_command, "--insertion-bonus", "0.1", [], set(), {"ctc", "seq2seq"}),
+    ]
+RUNS += [
+    ("predict", "--n-best", "2", ["--beam-size", "2"], {"seq2seq"}, {"ctc"}),
+    ("predict", "--n-best", "2", [], set(), {"seq2seq", "classify"}),
+    ("predict", "--attention-plot", "OUTPNG", [], {"seq2seq"}, {"ctc", "tag"}),
+    ("predict", "--posteriorgram", "OUTPNG", [], {"ctc"}, {"seq2seq", "classify"}),
 ]
 
 
@@ -162,6 +209,18 @@ def write_inputs(folder, make_text, spam_table, chunk_corpus):
     (folder / "vectors.txt").write_text("cat " + " ".join(["0.5"] * 128) + "\n")  # the default embedding_dim
     (folder / "prime.txt").write_text("t")
     (folder / "settings.json").write_text(json.dumps({"dropout": 0.1}))
+    rng = random.Random(1)
+    words = ["".join(rng.choice("abcdef") for _ in range(rng.randint(2, 5))) for _ in range(60)]
+    (folder / "pairs.tsv").write_text("".join(f"{w}\t{' '.join(reversed(w))}\n" for w in words))
+    (folder / "pairs.tsv.de").write_text("".join(w + "\n" for w in words))
+    (folder / "pairs.tsv.en").write_text("".join(" ".join(reversed(w)) + "\n" for w in words))
+    lines = []
+    for n in range(16):  # tones standing for the letters a, b, e (characters any English text has)
+        transcript = "".join(rng.choice("abe") for _ in range(rng.randint(1, 3)))
+        tones = [np.sin(2 * np.pi * {"a": 500, "b": 1200, "e": 2500}[ch] * np.arange(800) / 8000) for ch in transcript]
+        write_wav(folder / f"u{n}.wav", 0.3 * np.concatenate([np.zeros(400), *tones, np.zeros(400)]), 8000)
+        lines.append(f"u{n}.wav\t{transcript}\n")
+    (folder / "speech.tsv").write_text("".join(lines))
 
 
 def run_main(argv) -> tuple[int, str]:
@@ -250,12 +309,14 @@ def test_sample_eval_and_predict_take_an_option_where_it_applies(command, option
     if command == "sample":
         args += ["--length", 3] + (["--condition", "1"] if kind == "lm conditioned" and option != "--condition"
                                    else [])
-    swap = {"SELF": data, "PATH": data, "OUT": folder / f"{kind}.out", "prime.txt": folder / "prime.txt"}
+    swap = {"SELF": data, "PATH": data, "OUT": folder / f"{kind}.out", "prime.txt": folder / "prime.txt",
+            "LMRUN": made["lm"], "OUTPNG": folder / f"{kind}.png"}
     positional = [swap["PATH"]] if "PATH" in more or option == "PATH" else []
     flags = [swap.get(v, v) for v in more if v != "PATH"] + ([] if option == "PATH" else [option])
     flags += [swap.get(value, value)] if value is not None and option != "PATH" else []
     code, err = run_main([*args, *positional, *flags])
-    wrong_kind = (command in ("sample", "eval") and kind in LABELLED) or (command == "predict" and kind in LM)
+    wrong_kind = (command == "sample" and kind not in LM) or (command == "eval" and kind in LABELLED) or \
+        (command == "predict" and kind in LM)
     assert_taken_or_refused(code, err, option, taken, whole_command_refused=wrong_kind or option == "PATH")
 
 

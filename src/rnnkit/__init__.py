@@ -6,15 +6,24 @@ G gates.
 """
 
 from rnnkit.config import DataConfig, ModelConfig, SampleConfig, TrainConfig
-from rnnkit.data import BPETokenizer, ByteTokenizer, CharTokenizer, LabelledData, TextData, WordTokenizer
+from rnnkit.data import (
+                         BPETokenizer,
+                         ByteTokenizer,
+                         CharTokenizer,
+                         LabelledData,
+                         PairData,
+                         SpeechData,
+                         TextData,
+                         WordTokenizer,
+)
 from rnnkit.errors import RnnkitError
 from rnnkit.kernels import GRUCell, LSTMCell, RNNCell
 from rnnkit.layers import Recurrent
-from rnnkit.models import LanguageModel, SequenceClassifier, SequenceTagger
+from rnnkit.models import CTCRecognizer, LanguageModel, Seq2Seq, SequenceClassifier, SequenceTagger
 from rnnkit.training import Trainer, evaluate, load_run
 from rnnkit.version import __version__
 
-__all__ = ["__version__", "BPETokenizer", "ByteTokenizer", "CharTokenizer", "DataConfig", "GRUCell", "LSTMCell",
-           "LabelledData", "LanguageModel", "ModelConfig", "RNNCell", "Recurrent", "RnnkitError", "SampleConfig",
-           "SequenceClassifier", "SequenceTagger", "TextData", "TrainConfig", "Trainer", "WordTokenizer",
-           "evaluate", "load_run"]
+__all__ = ["__version__", "BPETokenizer", "ByteTokenizer", "CTCRecognizer", "CharTokenizer", "DataConfig", "GRUCell",
+           "LSTMCell", "LabelledData", "LanguageModel", "ModelConfig", "PairData", "RNNCell", "Recurrent",
+           "RnnkitError", "SampleConfig", "Seq2Seq", "SequenceClassifier", "SequenceTagger", "SpeechData", "TextData",
+           "TrainConfig", "Trainer", "WordTokenizer", "evaluate", "load_run"]

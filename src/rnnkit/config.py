@@ -13,7 +13,7 @@ from typing import Any
 
 from rnnkit.errors import ConfigError
 
-TASKS = ("lm", "classify", "tag")
+TASKS = ("lm", "classify", "tag", "seq2seq", "ctc")
 TOKENIZERS = ("auto", "char", "byte", "word", "bpe")
 POOLINGS = ("last", "mean", "max", "attention")
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
@@ -83,11 +83,24 @@ class ModelConfig:
                                "0 = off; 25 is usual)", default=0)
     crf: bool = _help("tag: a linear-chain CRF output layer (Viterbi decoding) instead of per-step softmax",
                       default=False)
+    attention: str = _help("seq2seq: the decoder's attention score over the source: additive (Bahdanau), "
+                           "dot or general (Luong), or none (the source reaches the decoder only through "
+                           "the encoder's final state)", default="additive")
+    input_feeding: bool = _help("seq2seq: feed each step's attentional state to the next step's input "
+                                "(Luong et al. 2015)", default=True)
+    decoder_recurrence: str = _help("seq2seq: hidden (the decoder's state reads its previous state) or output "
+                                    "(it reads only the previous output token, so teacher-forced steps "
+                                    "train in parallel)", default="hidden")
+    sequence_end: str = _help("seq2seq: how an output ends: eos (an end-of-sequence symbol) or stop (a "
+                              "Bernoulli stop output at each step)", default="eos")
 
     def __post_init__(self):
         _choice(self, "merge", ("concat", "sum", "mul", "avg"))
         _choice(self, "pooling", POOLINGS)
         _choice(self, "encoder", ("rnn", "tdnn"))
+        _choice(self, "attention", ("additive", "dot", "general", "none"))
+        _choice(self, "decoder_recurrence", ("hidden", "output"))
+        _choice(self, "sequence_end", ("eos", "stop"))
         _at_least(self, "kernel_size", 1)
         _at_least(self, "adversarial", 0.0)
         _choice(self, "engine", ("auto", "fused", "explicit"))
@@ -108,14 +121,18 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    path: str | None = _help("training file: text (lm), a CSV/TSV table (classify), CoNLL columns (tag)",
-                             default=None)
-    task: str = _help("lm (next token), classify (one label a text) or tag (one label a token)", default="lm")
+    path: str | None = _help("training file: text (lm), a CSV/TSV table (classify), CoNLL columns (tag), "
+                             "a TSV of source and target (seq2seq) or, with --source-lang, the parallel "
+                             "files' prefix", default=None)
+    task: str = _help("lm (next token), classify (one label a text), tag (one label a token), seq2seq "
+                      "(a sequence for a sequence) or ctc (a transcript for audio, unaligned)", default="lm")
     tokenizer: str = _help("char (Unicode code points), byte (0-255, any file), word (whitespace, <unk> "
                            "beyond the cap) or bpe (subwords); auto: char for lm, word otherwise",
                            default="auto")
     max_vocab_size: int | None = _help("word: keep the most frequent words (the rest are <unk>); bpe: "
                                        "vocabulary size (default 2000)", default=None)
+    target_tokenizer: str = _help("seq2seq: the target side's tokenizer, as --tokenizer (auto: the same kind "
+                                  "as the source's)", default="auto")
     min_count: int = _help("word: words seen fewer times are <unk>", default=1)
     lowercase: bool = _help("word: lower-case the text first", default=False)
     word_pattern: str | None = _help("word: a regular expression for a word (default: split on whitespace; "
@@ -126,6 +143,18 @@ class DataConfig:
                               default="auto")
     condition_column: str | None = _help("lm: learn each text of a table conditioned on the label in this "
                                          "column (sample with --condition LABEL)", default=None)
+    source_column: int = _help("seq2seq: the TSV column of the source (0-based)", default=0)
+    target_column: int = _help("seq2seq: the TSV column of the target (0-based)", default=1)
+    source_lang: str | None = _help("seq2seq: read parallel files PATH.LANG (or PATH.LANG.gz), this one the "
+                                    "source; the same for --val-path and --test-path", default=None)
+    target_lang: str | None = _help("seq2seq: the target language of the parallel files", default=None)
+    sample_rate: int | None = _help("ctc: the audio's sample rate in Hz; every wav must have it (default: the "
+                                    "first training file's)", default=None)
+    mel_bands: int = _help("ctc: log-mel features per frame (25 ms windows every 10 ms)", default=40)
+    frame_stack: int = _help("ctc: join this many consecutive frames into one step, to shorten the "
+                             "sequences (Sak et al. 2015)", default=1)
+    long_transcripts: str = _help("ctc: what to do with a transcript longer than its audio's frames can "
+                                  "emit: refuse (an error naming it) or skip (with a count)", default="refuse")
     word_column: int = _help("tag: the CoNLL column of the words (0-based)", default=0)
     tag_column: int = _help("tag: the CoNLL column of the tags (-1: the last; CoNLL-U UPOS: 3)", default=-1)
     val_path: str | None = _help("validation file (default: split --val-fraction off the training file)",
@@ -139,6 +168,18 @@ class DataConfig:
     def __post_init__(self):
         _choice(self, "task", TASKS)
         _choice(self, "tokenizer", TOKENIZERS)
+        _choice(self, "target_tokenizer", TOKENIZERS)
+        _at_least(self, "sample_rate", 1, optional=True)
+        _at_least(self, "mel_bands", 1)
+        _at_least(self, "frame_stack", 1)
+        _choice(self, "long_transcripts", ("refuse", "skip"))
+        _at_least(self, "source_column", 0)
+        _at_least(self, "target_column", 0)
+        if self.source_column == self.target_column:
+            raise ConfigError(f"source_column and target_column are both {self.source_column}; give two columns")
+        if (self.source_lang is None) != (self.target_lang is None) or (self.source_lang and
+                                                                       self.source_lang == self.target_lang):
+            raise ConfigError("source_lang and target_lang name the two parallel files: give both, different")
         _at_least(self, "seq_len", 1)
         _at_least(self, "max_vocab_size", 1, optional=True)
         _at_least(self, "min_count", 1)
@@ -153,8 +194,13 @@ class DataConfig:
             raise ConfigError("val_fraction + test_fraction must be < 1; nothing would be left to train on")
 
     @property
+    def target_tokenizer_kind(self) -> str:
+        """The seq2seq target's tokenizer: ``target_tokenizer``, or the source's kind when auto."""
+        return self.tokenizer_kind if self.target_tokenizer == "auto" else self.target_tokenizer
+
+    @property
     def tokenizer_kind(self) -> str:
-        """The tokenizer in use: ``auto`` is char for lm, word for classify and tag."""
+        """The tokenizer in use: ``auto`` is char for lm, word for the other tasks."""
         if self.tokenizer != "auto":
             return self.tokenizer
         return "char" if self.task == "lm" else "word"
@@ -184,6 +230,11 @@ class TrainConfig:
     log_every: int = _help("write a metrics line every this many steps", default=10)
     patience: int | None = _help("stop after this many evaluations without a better validation loss",
                                  default=None)
+    scheduled_sampling: str = _help("seq2seq: feed the decoder its own sampled tokens instead of the "
+                                    "target's, more often as training goes on (Bengio et al. 2015): none "
+                                    "(teacher forcing), linear, exponential or inverse_sigmoid", default="none")
+    sampling_steps: int = _help("seq2seq: the step at which scheduled sampling feeds the model's own tokens "
+                                "half the time", default=5000)
     eval_streams: int = _help("parallel streams for validation during training (eval uses 1)", default=16)
     sample_length: int = _help("characters sampled at each evaluation (0 = none)", default=200)
     precision: str = _help("auto (bf16 where the hardware has bf16 units, else fp32), fp32, or bf16 "
@@ -197,6 +248,8 @@ class TrainConfig:
         _choice(self, "lr_schedule", LR_SCHEDULES)
         _choice(self, "device", DEVICES)
         _choice(self, "precision", PRECISIONS)
+        _choice(self, "scheduled_sampling", ("none", "linear", "exponential", "inverse_sigmoid"))
+        _at_least(self, "sampling_steps", 1)
         if not self.lr > 0:
             raise ConfigError(f"lr must be > 0; got {self.lr}")
         for name in ("clip_norm", "clip_value", "time_limit", "max_epochs"):

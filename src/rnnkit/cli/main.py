@@ -52,6 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
     predict.add_argument("--engine", choices=ENGINES,
                          help="recurrent engine (default: the one the run trained on)")
+    _search_flags(predict)
+    predict.add_argument("--n-best", type=int, default=None,
+                         help="seq2seq: write the n best outputs of each source, with their log-probabilities")
+    predict.add_argument("--attention-plot", metavar="PNG",
+                         help="seq2seq: draw the first source's attention over its output as a heat map")
+    predict.add_argument("--posteriorgram", metavar="PNG",
+                         help="ctc: draw the first utterance's label probabilities over time")
 
     ev = sub.add_parser("eval", help="loss, bits/char and perplexity of a run")
     ev.add_argument("run", help="run folder")
@@ -70,6 +77,18 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     ev.add_argument("--engine", choices=ENGINES,
                     help="recurrent engine (default: the one the run trained on)")
+    _search_flags(ev)
+
+    digits = sub.add_parser("digits", help="spoken digit strings for --task ctc, joined from the Free Spoken "
+                                           "Digit Dataset's recordings: wav files and manifests")
+    digits.add_argument("recordings", help="FSDD's recordings folder ({digit}_{speaker}_{take}.wav)")
+    digits.add_argument("out", help="folder for the utterances and train.tsv, test.tsv, speaker.tsv")
+    digits.add_argument("--seed", type=int, default=0, help="(default 0)")
+    digits.add_argument("--num-train", type=int, default=3000, help="training utterances (default 3000)")
+    digits.add_argument("--num-test", type=int, default=500, help="test (and held-out speaker) utterances "
+                                                                  "(default 500)")
+    digits.add_argument("--held-out-speaker", default="theo",
+                        help="a speaker kept out of train and test, for speaker.tsv (default theo; none: no one)")
 
     demo = sub.add_parser("demo", help="train on the Python standard library's source for ~2 minutes")
     demo.add_argument("--time-limit", type=float, default=120.0, help="seconds of training (default 120)")
@@ -93,11 +112,56 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _search_flags(parser) -> None:
+    parser.add_argument("--beam-size", type=int, default=None,
+                        help="seq2seq: hypotheses kept per source (default 1: greedy decoding)")
+    parser.add_argument("--length-penalty", type=float, default=None,
+                        help="seq2seq beam search: rank finished outputs by log-probability / length^A "
+                             "(default 1; 0 ranks by probability alone)")
+    parser.add_argument("--max-length", type=int, default=None,
+                        help="seq2seq: the longest output in tokens (default 2 x the source's length + 10)")
+    parser.add_argument("--lm", metavar="RUN", help="ctc: fuse this character language model's run into the "
+                                                    "prefix beam search (shallow fusion)")
+    parser.add_argument("--lm-weight", type=float, default=None, help="ctc: the weight of --lm (default 0.5)")
+    parser.add_argument("--insertion-bonus", type=float, default=None,
+                        help="ctc: added to a hypothesis's score for each character (default 0)")
+
+
+# decoding flags -> the tasks they apply to
+SEARCH = {"beam_size": ("seq2seq", "ctc"), "length_penalty": ("seq2seq",), "n_best": ("seq2seq",),
+          "max_length": ("seq2seq",), "attention_plot": ("seq2seq",), "lm": ("ctc",), "lm_weight": ("ctc",),
+          "insertion_bonus": ("ctc",), "posteriorgram": ("ctc",)}
+
+
+def _search(args, task: str):
+    """The decoding settings of a seq2seq or ctc run; for another run, an error for any of them."""
+    from rnnkit.cli.ctc import Fusion
+    from rnnkit.cli.seq2seq import Search
+
+    for name, tasks in SEARCH.items():
+        if getattr(args, name, None) is not None and task not in tasks:
+            raise ConfigError(f"--{name.replace('_', '-')} needs a {' or '.join(tasks)} run; {args.run} is a "
+                              f"{task} run, so here it would do nothing; drop it")
+    if task == "ctc":
+        if args.lm is None and (args.lm_weight is not None or args.insertion_bonus is not None):
+            raise ConfigError("--lm-weight and --insertion-bonus shape the fusion with a language model: "
+                              "add --lm RUN or drop them")
+        return Fusion(args.beam_size or 1, args.lm, 0.5 if args.lm_weight is None else args.lm_weight,
+                      args.insertion_bonus or 0.0).check()
+    if task != "seq2seq":
+        return None
+    if args.length_penalty is not None and (args.beam_size or 1) == 1:
+        raise ConfigError("--length-penalty ranks the outputs of a beam; greedy decoding has one: "
+                          "add --beam-size K or drop it")
+    return Search(args.beam_size or 1, 1.0 if args.length_penalty is None else args.length_penalty,
+                  getattr(args, "n_best", None) or 1, args.max_length).check()
+
+
 def main(argv=None) -> int:
     try:
         args = build_parser().parse_args(argv)
         return {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "demo": cmd_demo,
-                "bench": cmd_bench, "predict": cmd_predict}[args.command](args)
+                "bench": cmd_bench, "predict": cmd_predict, "digits": cmd_digits}[args.command](args)
     except RnnkitError as e:
         print(f"rnnkit: error: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -113,7 +177,7 @@ def main(argv=None) -> int:
 
 
 def cmd_train(args) -> int:
-    from rnnkit.data import LabelledData, TextData
+    from rnnkit.data import LabelledData, PairData, SpeechData, TextData
     from rnnkit.training import Trainer, read_config
     from rnnkit.training.runs import build_model
 
@@ -142,12 +206,20 @@ def cmd_train(args) -> int:
     tokenizer, labels = (doc["tokenizer"], doc.get("labels")) if args.resume else (None, None)
     if choice.stream:
         data = TextData.from_file(data_cfg.path, data_cfg, tokenizer)
+    elif data_cfg.task == "seq2seq":
+        data = PairData.from_file(data_cfg.path, data_cfg, (tokenizer, doc["target_tokenizer"]) if args.resume
+                                  else None)
+    elif data_cfg.task == "ctc":
+        data = SpeechData.from_file(data_cfg.path, data_cfg, *((doc["target_tokenizer"], tokenizer) if args.resume
+                                                               else ()))
+        data_cfg = data.config  # the sample rate filled in
     else:
         data = LabelledData.from_file(data_cfg.path, data_cfg, tokenizer, labels, spell=model_cfg.char_features > 0)
     if args.resume and data.digest != doc.get("corpus_sha256"):
         raise DataError(f"{data_cfg.path} changed since the run started; resume needs the same corpus")
     torch.manual_seed(train_cfg.seed)
-    model = build_model(data_cfg.task, data.tokenizer, model_cfg, getattr(data, "labels", None))
+    model = build_model(data_cfg.task, data.tokenizer, model_cfg, getattr(data, "labels", None),
+                        getattr(data, "target_tokenizer", None))
     if model_cfg.embeddings and not args.resume:
         print(_start_embedding(model, data.tokenizer, model_cfg.embeddings), flush=True)
     trainer = Trainer(model, data, train_cfg)
@@ -155,7 +227,8 @@ def cmd_train(args) -> int:
         raise ConfigError(f"{trainer.out} already holds a run; pass --resume to continue it "
                           f"or choose another --out")
     n_params = sum(p.numel() for p in model.parameters())
-    unit = "examples" if hasattr(data, "labels") else "tokens"
+    unit = {"seq2seq": "pairs", "ctc": "utterances"}.get(data_cfg.task, "examples" if hasattr(data, "labels")
+                                                         else "tokens")
     labels = f", {len(data.labels)} labels" if hasattr(data, "labels") else ""
     print(f"rnnkit train --task {data_cfg.task}: {data_cfg.path} ({len(data.train):,} train / {len(data.val):,} "
           f"val {unit}, {_inputs(data)}{labels}); {model_cfg.num_layers} x {model_cfg.hidden_size} "
@@ -180,6 +253,7 @@ def cmd_train(args) -> int:
     if test:
         summary += "; test (best checkpoint) " + _scores(test)
     use = f"sample with: rnnkit sample {result['out']}" if data_cfg.task == "lm" else \
+        f"score the decoded outputs with: rnnkit eval {result['out']}" if data_cfg.task in ("seq2seq", "ctc") else \
         f"predict with: rnnkit predict {result['out']} INPUT"
     print(summary + "; " + use)
     return 0
@@ -208,6 +282,12 @@ def _engines(engines: dict[str, str]) -> str:
 
 def _inputs(data) -> str:
     features = getattr(data.tokenizer, "num_features", None)
+    if hasattr(data, "target_tokenizer") and features:  # ctc
+        skipped = sum(getattr(data, split).skipped for split in ("train", "val", "test"))
+        return (f"{features} features a step -> {data.target_tokenizer.vocab_size} characters"
+                + (f", {skipped} utterances skipped: transcript too long for the audio" if skipped else ""))
+    if hasattr(data, "target_tokenizer"):
+        return f"vocabularies {data.vocab_size} -> {data.target_tokenizer.vocab_size}"
     return f"{features} features a sample" if features else f"vocabulary {data.vocab_size}"
 
 
@@ -298,6 +378,17 @@ def cmd_eval(args) -> int:
                           "drop --split or PATH")
     model, tokenizer, doc = load_run(args.run, resolve_device(args.device), engine=args.engine)
     data_cfg, split = doc["data"], args.split or "val"
+    search = _search(args, data_cfg.task)
+    if data_cfg.task in ("seq2seq", "ctc"):
+        from rnnkit.cli import ctc, seq2seq
+
+        for name, value in (("window", args.window), ("dynamic", args.dynamic), ("segment", args.segment)):
+            if value is not None:
+                raise ConfigError(f"--{name} reads a language model's stream; {args.run} is a {data_cfg.task} "
+                                  f"run: drop it")
+        if data_cfg.task == "ctc":
+            return ctc.run_eval(model, doc, args.path, split, search, args.json)
+        return seq2seq.run_eval(args.run, model, doc, args.path, split, search, args.json)
     if data_cfg.task != "lm":
         raise ConfigError(f"{args.run} is a {data_cfg.task} run; score a labelled file with "
                           f"`rnnkit predict {args.run} INPUT` (accuracy and F1 go to stderr)")
@@ -341,9 +432,31 @@ def cmd_eval(args) -> int:
 
 def cmd_predict(args) -> int:
     from rnnkit.cli.predict import run_predict
-    from rnnkit.training import resolve_device
+    from rnnkit.training import load_run, read_config, resolve_device
 
+    task = read_config(args.run)["data"].task
+    search = _search(args, task)
+    if search is not None:
+        from rnnkit.cli import ctc, seq2seq
+
+        model, _, doc = load_run(args.run, resolve_device(args.device), engine=args.engine)
+        if task == "ctc":
+            return ctc.run_predict(model, doc, args.input, args.output, search, args.posteriorgram)
+        return seq2seq.run_predict(model, doc, args.input, args.output, search, args.attention_plot)
     return run_predict(args.run, args.input, args.output, resolve_device(args.device), args.engine)
+
+
+# -- digits ---------------------------------------------------------------------
+
+
+def cmd_digits(args) -> int:
+    from rnnkit.cli.ctc import run_digits
+
+    for name in ("num_train", "num_test"):
+        if getattr(args, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be >= 1; got {getattr(args, name)}")
+    speaker = None if args.held_out_speaker.lower() == "none" else args.held_out_speaker
+    return run_digits(args.recordings, args.out, args.seed, args.num_train, args.num_test, speaker)
 
 
 # -- demo -----------------------------------------------------------------------

@@ -122,54 +122,86 @@ class Choice:
 
     @property
     def recurrent(self) -> bool:
+        """Whether the encoder (or the language model) has recurrent layers."""
         return self.task == "lm" or self.model.encoder == "rnn"
 
     @property
+    def cells(self) -> bool:
+        """Whether the model has cells: recurrent layers, or a seq2seq decoder (also after a tdnn)."""
+        return self.recurrent or self.task == "seq2seq"
+
+    @property
+    def attending(self) -> bool:
+        return self.task == "seq2seq" and self.model.attention != "none"
+
+    def token_kinds(self) -> set[str]:
+        """The tokenizers in use: the source's (or the only one) and a seq2seq target's."""
+        return {self.tokens, self.data.target_tokenizer_kind} if self.task == "seq2seq" else {self.tokens}
+
+    @property
     def tokens(self) -> str:
-        """The tokenizer in use (none for a series)."""
-        return "none" if self.series else self.data.tokenizer_kind
+        """The tokenizer in use (none for a series or audio)."""
+        return "none" if self.series or self.task == "ctc" else self.data.tokenizer_kind
 
     @property
     def bidirectional(self) -> bool:
         return self.task != "lm" and self.model.bidirectional is not False
 
 
-_TASKS = {"lm": "--task lm", "classify": "--task classify", "tag": "--task tag"}
+_TASKS = {"lm": "--task lm", "classify": "--task classify", "tag": "--task tag", "seq2seq": "--task seq2seq"}
 WORDS = "--tokenizer word"
 STEP, COSINE = "--lr-schedule step", "--lr-schedule cosine"
 
 # setting -> (whether it applies to a choice, what it needs, said to the user)
 RULES: dict[str, tuple[Callable[[Choice], bool], str]] = {
     # model
-    "cell": (lambda c: c.recurrent, "--encoder rnn"),
-    "embedding_dim": (lambda c: not c.series, "token inputs (a series is read as vectors)"),
-    "embeddings": (lambda c: c.tokens == "word" and c.model.embedding_dim > 0,
-                   "word tokens and an embedding (--tokenizer word, --embedding-dim > 0)"),
+    "cell": (lambda c: c.cells, "--encoder rnn (or --task seq2seq, whose decoder has cells)"),
+    "embedding_dim": (lambda c: c.tokens != "none", "token inputs (a series or audio is read as vectors)"),
+    "embeddings": (lambda c: c.task in ("lm", "classify", "tag") and c.tokens == "word" and c.model.embedding_dim > 0,
+                   "--task lm, classify or tag with word tokens and an embedding (--tokenizer word, "
+                   "--embedding-dim > 0)"),
     "locked_dropout": (lambda c: c.task == "lm", _TASKS["lm"]),
     "weight_drop": (lambda c: c.recurrent and cell_class(c.model.cell).hidden_weights,
                     "a recurrent cell with recurrent weights (rnn, lstm, gru)"),
     "embedding_dropout": (lambda c: c.task == "lm", _TASKS["lm"]),
     "tie_weights": (lambda c: c.task == "lm", _TASKS["lm"]),
     "engine": (lambda c: c.recurrent, "--encoder rnn"),
-    "input_init": (lambda c: c.recurrent, "--encoder rnn"),
-    "recurrent_init": (lambda c: c.recurrent and cell_class(c.model.cell).hidden_weights,
+    "input_init": (lambda c: c.cells, "--encoder rnn (or --task seq2seq)"),
+    "recurrent_init": (lambda c: c.cells and cell_class(c.model.cell).hidden_weights,
                        "a recurrent cell with recurrent weights (rnn, lstm, gru)"),
-    "bidirectional": (lambda c: c.task != "lm" or c.model.bidirectional is False, "--task classify or tag"),
+    "bidirectional": (lambda c: c.task != "lm" or c.model.bidirectional is False,
+                      "--task classify, tag, seq2seq or ctc"),
     "merge": (lambda c: c.bidirectional and c.recurrent,
               "a bidirectional recurrent encoder (--task classify or tag, --encoder rnn, --bidirectional true)"),
     "pooling": (lambda c: c.task == "classify", _TASKS["classify"]),
-    "encoder": (lambda c: c.task in ("classify", "tag"), "--task classify or tag"),
+    "encoder": (lambda c: c.task in ("classify", "tag", "seq2seq", "ctc"), "--task classify, tag, seq2seq or ctc"),
     "kernel_size": (lambda c: c.task != "lm" and c.model.encoder == "tdnn", "--encoder tdnn"),
     "adversarial": (lambda c: c.task == "classify", _TASKS["classify"]),
     "char_features": (lambda c: c.task in ("classify", "tag") and c.tokens == "word",
                       "--task classify or tag with word tokens (--tokenizer word)"),
     "crf": (lambda c: c.task == "tag", _TASKS["tag"]),
+    "attention": (lambda c: c.task == "seq2seq", _TASKS["seq2seq"]),
+    "input_feeding": (lambda c: c.attending and c.model.decoder_recurrence == "hidden",
+                      "--task seq2seq with attention and --decoder-recurrence hidden"),
+    "decoder_recurrence": (lambda c: c.task == "seq2seq", _TASKS["seq2seq"]),
+    "sequence_end": (lambda c: c.task == "seq2seq", _TASKS["seq2seq"]),
     # data
-    "tokenizer": (lambda c: not c.series, "a text or a table (a series is read as vectors)"),
-    "max_vocab_size": (lambda c: c.tokens in ("word", "bpe"), "--tokenizer word or bpe"),
-    "min_count": (lambda c: c.tokens == "word", WORDS),
-    "lowercase": (lambda c: c.tokens == "word", WORDS),
-    "word_pattern": (lambda c: c.tokens == "word", WORDS),
+    "tokenizer": (lambda c: c.tokens != "none", "a text or a table (a series or audio is read as vectors)"),
+    "sample_rate": (lambda c: c.task == "ctc", "--task ctc"),
+    "mel_bands": (lambda c: c.task == "ctc", "--task ctc"),
+    "frame_stack": (lambda c: c.task == "ctc", "--task ctc"),
+    "long_transcripts": (lambda c: c.task == "ctc", "--task ctc"),
+    "max_vocab_size": (lambda c: bool(c.token_kinds() & {"word", "bpe"}), "--tokenizer word or bpe"),
+    "min_count": (lambda c: "word" in c.token_kinds(), WORDS),
+    "lowercase": (lambda c: "word" in c.token_kinds(), WORDS),
+    "word_pattern": (lambda c: "word" in c.token_kinds(), WORDS),
+    "target_tokenizer": (lambda c: c.task == "seq2seq", _TASKS["seq2seq"]),
+    "source_column": (lambda c: c.task == "seq2seq" and not c.data.source_lang,
+                      "--task seq2seq over a TSV (not --source-lang)"),
+    "target_column": (lambda c: c.task == "seq2seq" and not c.data.source_lang,
+                      "--task seq2seq over a TSV (not --source-lang)"),
+    "source_lang": (lambda c: c.task == "seq2seq", _TASKS["seq2seq"]),
+    "target_lang": (lambda c: c.task == "seq2seq", _TASKS["seq2seq"]),
     "text_column": (lambda c: c.task == "classify" or bool(c.data.condition_column),
                     "--task classify or --condition-column"),
     "label_column": (lambda c: c.task == "classify" or c.series, "--task classify, or a series to tag"),
@@ -191,11 +223,16 @@ RULES: dict[str, tuple[Callable[[Choice], bool], str]] = {
                  "a validation split (--val-path or --val-fraction > 0)"),
     "eval_streams": (lambda c: c.stream, "a language model over a text (--task lm)"),
     "sample_length": (lambda c: c.task == "lm", _TASKS["lm"]),
+    "scheduled_sampling": (lambda c: c.task == "seq2seq" and c.model.decoder_recurrence == "hidden",
+                           "--task seq2seq with --decoder-recurrence hidden (the output decoder's "
+                           "teacher-forced steps are what make it parallel)"),
+    "sampling_steps": (lambda c: c.task == "seq2seq" and c.train.scheduled_sampling != "none",
+                       "--scheduled-sampling linear, exponential or inverse_sigmoid"),
 }
 # a cell's own settings (LSTMCell.options: forget_bias; RNNCell.options: nonlinearity)
 for _cls in CELLS.values():
     for _name in _cls.options:
-        RULES[_name] = (lambda c, name=_name: c.recurrent and name in cell_class(c.model.cell).options,
+        RULES[_name] = (lambda c, name=_name: c.cells and name in cell_class(c.model.cell).options,
                         "--cell " + " or ".join(n for n, k in CELLS.items() if _name in k.options))
 
 

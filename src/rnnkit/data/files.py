@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 from pathlib import Path
 
@@ -9,7 +10,8 @@ from rnnkit.errors import DataError
 
 
 def read_text(path: str | Path, tokenizer_kind: str = "char") -> str | bytes:
-    """The file's text (``char``) or raw bytes (``byte``), with clear errors."""
+    """The file's text (``char``) or raw bytes (``byte``), with clear errors;
+    a ``.gz`` file is decompressed first."""
     p = Path(path)
     if not p.exists():
         raise DataError(f"{path}: no such file")
@@ -19,6 +21,11 @@ def read_text(path: str | Path, tokenizer_kind: str = "char") -> str | bytes:
         raw = p.read_bytes()
     except OSError as e:
         raise DataError(f"{path}: cannot read: {e.strerror}") from None
+    if p.suffix == ".gz":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as e:
+            raise DataError(f"{path} is not a whole gzip file ({e}); download or copy it again") from None
     if not raw:
         raise DataError(f"{path} is empty")
     if tokenizer_kind == "byte":

@@ -72,15 +72,17 @@ def collate(ids: list[np.ndarray], labels: list) -> tuple[torch.Tensor, torch.Te
 
 
 class BucketBatcher:
-    """Padded, length-bucketed batches over ``examples``; deterministic in (seed, epoch)."""
+    """Padded, length-bucketed batches over ``examples``; deterministic in
+    (seed, epoch). ``collate(ids, labels)`` makes a batch (default :func:`collate`)."""
 
-    def __init__(self, examples: Examples, batch_size: int, seed: int, shuffle: bool = True):
+    def __init__(self, examples: Examples, batch_size: int, seed: int, shuffle: bool = True, collate=collate):
         if len(examples) == 0:
             raise DataError("no training examples")
         self.examples = examples
         self.batch_size = batch_size
         self.seed = seed
         self.shuffle = shuffle
+        self.collate = collate
 
     def num_batches(self, epoch: int) -> int:
         return -(-len(self.examples) // self.batch_size)
@@ -101,7 +103,7 @@ class BucketBatcher:
 
     def batches(self, epoch: int, start: int = 0):
         for index in self._order(epoch)[start:]:
-            yield collate([self.examples.ids[i] for i in index], [self.examples.labels[i] for i in index])
+            yield self.collate([self.examples.ids[i] for i in index], [self.examples.labels[i] for i in index])
 
 
 def _stratified_split(labels: list[int], fractions: tuple[float, float], seed: int):

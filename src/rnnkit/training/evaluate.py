@@ -109,7 +109,13 @@ def evaluate_dynamic(model, ids: torch.Tensor, lr: float, segment_len: int = 50)
 def validate(model, data, split: str = "val", streams: int = 1) -> dict:
     """The metrics of ``model`` on a split of ``data`` ({} if the split is empty):
     loss and bpc for a language model (TextData), loss, accuracy and F1 for a
-    classifier or tagger (LabelledData)."""
+    classifier or tagger (LabelledData), loss and perplexity for sequence to
+    sequence (PairData) and CTC (SpeechData; decoding is :mod:`rnnkit.training.decode`)."""
+    if data.config.task in ("seq2seq", "ctc"):
+        from rnnkit.training.decode import evaluate_pairs
+
+        endings = data.config.task == "seq2seq"
+        return evaluate_pairs(model, data.eval_batches(split), endings) if len(getattr(data, split)) else {}
     ids = getattr(data, split)
     if not hasattr(data, "labels"):
         if len(ids) < 2:

@@ -61,3 +61,29 @@ def learning_rate(cfg: TrainConfig, step: int, progress: float) -> float:
         return cfg.lr * cfg.lr_decay ** decays
     m = cfg.min_lr_ratio
     return cfg.lr * (m + (1 - m) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+
+
+def teacher_forcing(cfg: TrainConfig, step: int) -> float:
+    """The chance ε_i of feeding a sequence-to-sequence decoder the target's
+    token at training step i (scheduled sampling, Bengio et al. 2015), falling
+    from 1 and crossing 1/2 at i = k = ``sampling_steps``:
+
+    - ``linear``: ε_i = max(0, 1 - i / 2k);
+    - ``exponential``: ε_i = 2^(-i/k)  (their k^i, with their k = 2^(-1/k));
+    - ``inverse_sigmoid``: ε_i = c / (c + exp(i / c)) with c ln c = k, so ε_k = 1/2
+      (it starts at c / (c + 1), 0.99 for k = 400);
+    - ``none``: 1 (teacher forcing throughout).
+    """
+    schedule, k = cfg.scheduled_sampling, cfg.sampling_steps
+    if schedule == "none":
+        return 1.0
+    if schedule == "linear":
+        return max(0.0, 1.0 - step / (2 * k))
+    if schedule == "exponential":
+        return 0.5 ** (step / k)
+    lo, hi = 1.0, max(3.0, float(k))  # c ln c = k by bisection (c ln c rises from 0 at c = 1)
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if mid * math.log(mid) < k else (lo, mid)
+    c = (lo + hi) / 2
+    return c / (c + math.exp(min(step / c, 700.0)))

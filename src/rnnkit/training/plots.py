@@ -32,3 +32,29 @@ def plot_losses(rows: list[dict], path: Path, title: str = "") -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     atomic_write_bytes(path, buf.getvalue())
+
+
+def plot_alignment(weights, rows: list[str], columns: list[str], path: Path, title: str = "",
+                   row_label: str = "output", column_label: str = "source") -> None:
+    """A heat map of ``weights`` (R, C) in [0, 1]: a decoder's attention (an
+    output token a row, a source token a column) or a CTC posteriorgram (a
+    label a row, a frame a column)."""
+    from matplotlib.figure import Figure
+
+    R, C = len(rows), len(columns)
+    fig = Figure(figsize=(min(2 + 0.3 * C, 24), min(1.5 + 0.3 * R, 16)), dpi=100)
+    ax = fig.subplots()
+    image = ax.imshow(weights, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto", interpolation="nearest")
+    for axis, labels, set_ticks, set_labels in ((0, rows, ax.set_yticks, ax.set_yticklabels),
+                                                  (1, columns, ax.set_xticks, ax.set_xticklabels)):
+        if len(labels) <= 80:  # beyond that, tick labels overlap into a smear
+            set_ticks(range(len(labels)))
+            set_labels(labels, rotation=90 if axis == 1 else 0, fontsize=8)
+    ax.set_xlabel(column_label)
+    ax.set_ylabel(row_label)
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(image, ax=ax, fraction=0.04)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    atomic_write_bytes(path, buf.getvalue())

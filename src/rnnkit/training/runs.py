@@ -2,9 +2,9 @@
 
 A run folder holds::
 
-    config.json          every setting, the tokenizer, the label names (classify,
-                         tag), the engine of each recurrent layer, rnnkit and
-                         format versions
+    config.json          every setting, the tokenizer (and a seq2seq or ctc run's
+                         target tokenizer), the label names (classify, tag), the engine
+                         of each recurrent layer, rnnkit and format versions
     model.safetensors    the best weights so far (lowest validation loss)
     last.safetensors     the last weights with the full trainer state, for exact resume
     metrics.jsonl        one JSON object per log step and per evaluation
@@ -88,6 +88,8 @@ def read_config(run_dir: str | Path) -> dict:
         doc["data"] = from_dict(DataConfig, doc["data"], f"{path} data")
         doc["train"] = from_dict(TrainConfig, doc["train"], f"{path} train")
         doc["tokenizer"] = tokenizer_from_dict(doc["tokenizer"])
+        if doc["data"].task in ("seq2seq", "ctc"):
+            doc["target_tokenizer"] = tokenizer_from_dict(doc["target_tokenizer"])
         engines = doc.setdefault("engines", {})  # runs before 2026-12 did not record them
         if not isinstance(engines, dict) or not set(engines.values()) <= {"fused", "explicit"}:
             raise ValueError(f"engines {engines!r}")
@@ -134,14 +136,20 @@ def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     return tensors, json.loads(metadata.get("rnnkit", "{}"))
 
 
-def build_model(task: str, tokenizer, model: ModelConfig, labels: list[str] | None = None):
-    """The model of ``task`` (lm, classify, tag) with these settings, sized by
-    its ``tokenizer`` (its vocabulary, a series' features, an alphabet of spellings)."""
-    from rnnkit.models import LanguageModel, SequenceClassifier, SequenceTagger
+def build_model(task: str, tokenizer, model: ModelConfig, labels: list[str] | None = None,
+                target_tokenizer=None):
+    """The model of ``task`` (lm, classify, tag, seq2seq, ctc) with these settings, sized
+    by its ``tokenizer`` (its vocabulary, a series' or audio's features, an alphabet of
+    spellings) and a seq2seq or ctc model's ``target_tokenizer``."""
+    from rnnkit.models import CTCRecognizer, LanguageModel, Seq2Seq, SequenceClassifier, SequenceTagger
 
-    if model.char_features and task == "lm":
+    if model.char_features and task in ("lm", "seq2seq", "ctc"):
         raise ConfigError(CHAR_FEATURES_NEED_WORDS)
     vocab_size = tokenizer.vocab_size
+    if task == "seq2seq":
+        return Seq2Seq(vocab_size, target_tokenizer.vocab_size, **to_dict(model))
+    if task == "ctc":  # the transcripts' characters and CTC's blank
+        return CTCRecognizer(tokenizer.num_features, target_tokenizer.vocab_size + 1, **to_dict(model))
     if task == "lm":
         return LanguageModel(vocab_size, len(labels or ()), **to_dict(model))
     if not labels:
@@ -159,7 +167,7 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu", which: str
     ``engine`` (auto, fused or explicit) when given."""
     doc = read_config(run_dir)
     tokenizer = doc["tokenizer"]
-    model = build_model(doc["data"].task, tokenizer, doc["model"], doc.get("labels"))
+    model = build_model(doc["data"].task, tokenizer, doc["model"], doc.get("labels"), doc.get("target_tokenizer"))
     use_engines(model, engine or doc.get("engines", {}))
     tensors, _ = load_tensors(Path(run_dir) / which)
     weights = {k.removeprefix("model."): v for k, v in tensors.items()

@@ -27,7 +27,7 @@ from rnnkit.errors import CheckpointError, ConfigError, TrainingError
 from rnnkit.kernels.memory import keep_freed_memory
 from rnnkit.layers import engines_in
 from rnnkit.training.evaluate import validate
-from rnnkit.training.optim import build_optimizer, learning_rate
+from rnnkit.training.optim import build_optimizer, learning_rate, teacher_forcing
 from rnnkit.training.plots import plot_losses
 from rnnkit.training.runs import BEST, LAST, METRICS, PLOT, load_tensors, save_tensors, write_config
 
@@ -118,9 +118,11 @@ class Trainer:
                                       f"or choose another --out")
             torch.manual_seed(self.cfg.seed)
             (self.out / METRICS).unlink(missing_ok=True)
-        labels = {"labels": self.data.labels} if hasattr(self.data, "labels") else {}
+        extra = {"labels": self.data.labels} if hasattr(self.data, "labels") else {}
+        if hasattr(self.data, "target_tokenizer"):  # sequence to sequence
+            extra["target_tokenizer"] = self.data.target_tokenizer.to_dict()
         write_config(self.out, self.model.config, self.data.config, self.cfg, self.data.tokenizer,
-                     corpus_sha256=self.data.digest, engines=self.engines, **labels)
+                     corpus_sha256=self.data.digest, engines=self.engines, **extra)
         previous = self._install_sigint()
         bar = tqdm(total=100, disable=self.quiet or not sys.stderr.isatty(), leave=False,
                    bar_format="{percentage:3.0f}%|{bar:20}| {elapsed}<{remaining} {postfix}")
@@ -157,6 +159,9 @@ class Trainer:
                 lr = learning_rate(cfg, self.step, self._progress())
                 for group in opt.param_groups:
                     group["lr"] = lr
+                sampling = cfg.scheduled_sampling != "none"
+                if sampling:  # a seq2seq decoder's chance of reading the target's token
+                    model.teacher_forcing = teacher_forcing(cfg, self.step)
                 with torch.autocast(self.device.type, torch.bfloat16, enabled=self.precision == "bf16"):
                     loss, state = model.loss(tuple(t.to(self.device) for t in batch), self.carry)
                 value = loss.item()
@@ -177,7 +182,7 @@ class Trainer:
                 self.elapsed = time.perf_counter() - started
                 self.log_sum += value
                 self.log_count += 1
-                tick_tokens += batch[0].numel()
+                tick_tokens += batch[0].shape[0] * batch[0].shape[1]  # (B, T), or (B, T, F) of vectors
                 if self.step % cfg.log_every == 0:
                     now = time.perf_counter()
                     speed = tick_tokens / max(now - tick, 1e-9)
@@ -185,6 +190,7 @@ class Trainer:
                     self._log({"step": self.step, "epoch": round(self.epoch + self.batch_index /
                                                                   self.batcher.num_batches(self.epoch), 4),
                                "loss": self.log_sum / self.log_count, "lr": lr,
+                               **({"teacher_forcing": round(model.teacher_forcing, 4)} if sampling else {}),
                                "tokens_per_s": round(speed, 1), "elapsed": round(self.elapsed, 2)})
                     self.log_sum, self.log_count = 0.0, 0
                     bar.set_postfix_str(f"loss {self.rows[-1]['loss']:.3f} "
