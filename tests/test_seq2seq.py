@@ -146,12 +146,12 @@ def test_scheduled_sampling_feeds_the_models_own_tokens():
     model = model_of()
     batch = toy_batch()
     model.train()
-    forced = float(model.loss(batch)[0])
+    forced = model.loss(batch)[0].item()
     model.teacher_forcing = 0.0
     torch.manual_seed(1)
-    assert float(model.loss(batch)[0]) != pytest.approx(forced)
+    assert model.loss(batch)[0].item() != pytest.approx(forced)
     model.eval()
-    assert float(model.loss(batch)[0]) == pytest.approx(forced)
+    assert model.loss(batch)[0].item() == pytest.approx(forced)
 
 
 # -- metrics ---------------------------------------------------------------------------

@@ -113,13 +113,13 @@ class Seq2Seq(nn.Module):
         self.stop_bit = c.sequence_end == "stop"
         self.embedding = nn.Embedding(V + 1, c.embedding_dim)
         E = c.embedding_dim
+        self.feeding = c.input_feeding and c.attention != "none" and c.decoder_recurrence == "hidden"
         if c.decoder_recurrence == "hidden":
             cls = cell_class(c.cell)
             options = {name: getattr(c, name) for name in cls.options}
-            feed = F_ if c.input_feeding and c.attention != "none" else 0
             self.cells = nn.ModuleList(
-                cls(E + feed if k == 0 else F_, F_, input_init=c.input_init, recurrent_init=c.recurrent_init,
-                    **options) for k in range(c.num_layers))
+                cls(E + F_ * self.feeding if k == 0 else F_, F_, input_init=c.input_init,
+                    recurrent_init=c.recurrent_init, **options) for k in range(c.num_layers))
         else:
             self.hidden = nn.Linear(2 * E, F_)
         self.attention = Attention(c.attention, F_) if c.attention != "none" else None
@@ -146,8 +146,7 @@ class Seq2Seq(nn.Module):
                     layer = [merge_directions(s[0], s[1], self.config.merge) for s in layer]
                 else:
                     layer = [s[0] for s in layer]
-                layers.append(tuple(layer) if len(layer) == cell.state_size
-                              else tuple(layer) + cell.init_state(B, x.device, outputs.dtype)[len(layer):])
+                layers.append(tuple(layer))
         feed = outputs.new_zeros(B, self.size)
         end = torch.full((B,), float("-inf"), device=x.device, dtype=wide(outputs).dtype)
         return DecoderState(layers, feed, end, 0), memory
@@ -161,7 +160,7 @@ class Seq2Seq(nn.Module):
         e = dropout(self.embedding(tokens), c.dropout, self.training)  # (N, E)
         new_layers = []
         if c.decoder_recurrence == "hidden":
-            x = torch.cat([e, state.feed.to(e.dtype)], dim=-1) if self.cells[0].input_size > e.shape[-1] else e
+            x = torch.cat([e, state.feed.to(e.dtype)], dim=-1) if self.feeding else e  # (N, E [+ F])
             for k, (cell, s) in enumerate(zip(self.cells, state.layers)):
                 h, s = cell(x, s)  # (N, F)
                 new_layers.append(s)
