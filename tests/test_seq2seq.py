@@ -290,3 +290,24 @@ def test_bad_pairs_and_settings_through_the_command_line(tmp_path, cli_here, use
     path = tmp_path / ("p.tsv" if "p.tsv" in files else "p")
     user_error(cli_here("train", path, "--task", "seq2seq", "--out", tmp_path / "run", *flags), message)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_a_resumed_run_continues_the_same_trajectory(tmp_path, cli_here):
+    """Stopped after 6 steps and resumed to 12, a run ends where one of 12 steps
+    ends: the tokenizers come back from config.json and scheduled sampling's
+    draws from the saved random state."""
+    from rnnkit.training.runs import LAST, load_tensors
+
+    (tmp_path / "pairs.tsv").write_text(reversal_pairs(300))
+    flags = ["--task", "seq2seq", "--tokenizer", "char", "--target-tokenizer", "word", "--hidden-size", 8,
+             "--num-layers", 1, "--embedding-dim", 8, "--batch-size", 16, "--device", "cpu", "--eval-every", 4,
+             "--lr-schedule", "constant", "--scheduled-sampling", "linear", "--sampling-steps", 6,
+             "--precision", "fp32"]
+    assert cli_here("train", tmp_path / "pairs.tsv", *flags, "--max-steps", 12, "--out", tmp_path / "a").returncode == 0
+    assert cli_here("train", tmp_path / "pairs.tsv", *flags, "--max-steps", 6, "--out", tmp_path / "b").returncode == 0
+    resumed = cli_here("train", "--resume", "--out", tmp_path / "b", "--max-steps", 12)
+    assert resumed.returncode == 0, resumed.stderr
+    whole, halves = load_tensors(tmp_path / "a" / LAST)[0], load_tensors(tmp_path / "b" / LAST)[0]
+    for name in (k for k in whole if k.startswith("model.")):
+        assert torch.equal(whole[name], halves[name]), name
