@@ -162,10 +162,11 @@ def test_explicit_engine_on_each_backend_equals_torch_nn_with_and_without_paddin
     (out.pow(2).sum() + sum(s.pow(2).sum() for s in final)).backward()
     (ref_out.pow(2).sum() + sum(s.pow(2).sum() for s in ref_final)).backward()
     grads = {name: p.grad for name, p in zip(ours.torch_state_dict(), ours.parameters())}
-    for name, p in ref.named_parameters():
-        torch.testing.assert_close(grads[name], p.grad, rtol=1e-4, atol=1e-5, msg=name)
+    for name, p in ref.named_parameters():  # fp32 sums' rounding scales with the largest entry (ReLU: ~2e3)
+        torch.testing.assert_close(grads[name], p.grad, rtol=1e-4, atol=1e-5 * max(1.0, p.grad.abs().max().item()),
+                                   msg=name)
     for a, b in zip(state, ref_state):
-        torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-5 * max(1.0, b.grad.abs().max().item()))
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
