@@ -4,6 +4,7 @@ beam search, pairs of files, training on a toy task, and the command line."""
 import gzip
 import math
 import random
+import zipfile
 
 import pytest
 import torch
@@ -179,6 +180,14 @@ def test_pairs_from_a_tsv_and_from_gzipped_parallel_files_agree(tmp_path):
     tsv = read_pairs(tmp_path / "pairs.tsv", DataConfig(task="seq2seq"))
     parallel = read_pairs(tmp_path / "train", DataConfig(task="seq2seq", source_lang="de", target_lang="en"))
     assert tsv == parallel == ([s for s, _ in pairs], [t for _, t in pairs])
+    with zipfile.ZipFile(tmp_path / "both.zip", "w") as z:  # Tatoeba's fra-eng.zip: the pairs and an _about.txt
+        z.write(tmp_path / "pairs.tsv", "pairs.tsv")
+        z.writestr("_about.txt", "where the pairs come from")
+    assert read_pairs(tmp_path / "both.zip" / "pairs.tsv", DataConfig(task="seq2seq")) == tsv
+    with pytest.raises(DataError, match=r"both.zip holds 2 files \(pairs.tsv, _about.txt\); name one as .*pairs.tsv"):
+        read_pairs(tmp_path / "both.zip", DataConfig(task="seq2seq"))
+    with pytest.raises(DataError, match="both.zip has no file fra.txt"):
+        read_pairs(tmp_path / "both.zip" / "fra.txt", DataConfig(task="seq2seq"))
 
 
 def test_a_split_keeps_every_target_of_a_source_together(tmp_path):
