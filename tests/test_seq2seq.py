@@ -1,7 +1,9 @@
 """Sequence to sequence: attention, the decoder's distributions, greedy and
 beam search, pairs of files, training on a toy task, and the command line."""
 
+import dataclasses
 import gzip
+import json
 import math
 import random
 import zipfile
@@ -237,6 +239,35 @@ def test_the_trainer_learns_to_reverse_words(tmp_path, kw):
     sources = data.val.examples.ids
     outputs = [data.target_tokenizer.decode(h[0].tokens) for h in decode(model, sources, beam_size=3)]
     assert score(outputs, [[t] for t in data.val.targets], "word")["sequence_error_rate"] < 0.1
+
+
+def test_validation_decodes_and_the_best_checkpoint_is_the_one_that_errs_least(tmp_path, monkeypatch):
+    """Validation scores the greedy outputs; and since a decoder's loss can
+    rise while its outputs improve, the checkpoint kept as the best is the
+    validation token error rate's minimum (the first of equals), not the loss's."""
+    import rnnkit.training.trainer as trainer_module
+    from rnnkit.training.runs import BEST, load_tensors
+
+    (tmp_path / "pairs.tsv").write_text(reversal_pairs(600, seed=2))
+    data = PairData.from_file(tmp_path / "pairs.tsv", DataConfig(task="seq2seq", tokenizer="char",
+                                                                 target_tokenizer="word", batch_size=32))
+    torch.manual_seed(0)
+    model = Seq2Seq(data.vocab_size, data.target_tokenizer.vocab_size,
+                    **to_dict(ModelConfig(hidden_size=16, num_layers=1, embedding_dim=8, dropout=0.3)))
+    config = TrainConfig(max_steps=60, eval_every=20, lr=1e-2, device="cpu", sample_length=0, precision="fp32")
+    Trainer(model, data, config, out=tmp_path / "real", quiet=True).fit()
+    evals = [row for row in map(json.loads, (tmp_path / "real" / "metrics.jsonl").read_text().splitlines())
+             if "val_loss" in row]
+    assert [set(row) for row in evals] == 3 * [{"step", "val_loss", "val_perplexity", "val_token_error_rate",
+                                                "val_sequence_error_rate", "val_bleu"}]
+    assert evals[-1]["val_token_error_rate"] < 0.8 * evals[0]["val_token_error_rate"]
+
+    scripted = iter([(1.0, 0.5), (0.8, 0.6), (0.9, 0.4), (0.7, 0.4)])  # (loss, token error rate) at steps 5..20
+    monkeypatch.setattr(trainer_module, "validate", lambda *args, **kw: dict(zip(("loss", "token_error_rate"),
+                                                                                 next(scripted))))
+    config = dataclasses.replace(config, max_steps=20, eval_every=5)
+    Trainer(model, data, config, out=tmp_path / "scripted", quiet=True).fit()
+    assert load_tensors(tmp_path / "scripted" / BEST)[1]["step"] == 15
 
 
 def test_beam_search_never_scores_below_greedy_on_a_trained_model(tmp_path):

@@ -246,7 +246,7 @@ def cmd_train(args) -> int:
     if "val_bpc" in result:
         unit = data.tokenizer.kind  # char, byte, word or bpe
         summary += (f"; val loss {result['val_loss']:.4f} nats/{unit} ({result['val_bpc']:.3f} bits/{unit}, "
-                    f"perplexity {result['val_perplexity']:.2f}), best {result['best_val_loss']:.4f}")
+                    f"perplexity {result['val_perplexity']:.2f}), best {result['best_val']:.4f}")
     elif "val_loss" in result:
         summary += "; val " + _scores(result, "val_")
     test = trainer.test()
@@ -292,7 +292,8 @@ def _inputs(data) -> str:
 
 
 def _scores(metrics: dict, prefix: str = "") -> str:
-    names = {"loss": "loss", "bpc": "bpc", "perplexity": "perplexity", "accuracy": "accuracy", "f1": "F1"}
+    names = {"loss": "loss", "bpc": "bpc", "perplexity": "perplexity", "accuracy": "accuracy", "f1": "F1",
+             "token_error_rate": "token error rate", "sequence_error_rate": "sequence error rate", "bleu": "BLEU"}
     return ", ".join(f"{label} {metrics[prefix + key]:.4f}" for key, label in names.items()
                      if prefix + key in metrics)
 

@@ -76,6 +76,43 @@ def score(outputs: list[str], references: list[list[str]], kind: str) -> dict:
 
 
 @torch.no_grad()
+def decoded_metrics(model, data, split: str) -> dict:
+    """Greedy outputs of a split scored against its references: the token
+    error rate and sequence error rate (and BLEU for seq2seq) of
+    :func:`score`. For CTC the references are the transcripts and the tokens
+    their labels (characters). The model's training mode is kept."""
+    was_training = model.training
+    try:
+        return _decoded_metrics(model, data, split)
+    finally:
+        model.train(was_training)
+
+
+def _decoded_metrics(model, data, split: str) -> dict:
+    if data.config.task == "ctc":
+        from rnnkit.data.speech import label_text
+
+        device = next(model.parameters()).device
+        model.eval()
+        outputs, refs = [], []
+        for x, lengths, y, y_lengths in data.eval_batches(split):
+            labels = model.decode(x.to(device), lengths.to(device))
+            outputs += [label_text(data.target_tokenizer, ids) for ids in labels]
+            refs += [[label_text(data.target_tokenizer, row[:n].tolist())] for row, n in zip(y, y_lengths)]
+        metrics = score(outputs, refs, "char")
+        return {k: metrics[k] for k in ("token_error_rate", "sequence_error_rate")}
+    from rnnkit.data.pairs import encode_line, references
+
+    pairs = getattr(data, split)
+    refs = references(pairs.sources, pairs.targets)
+    sources = list(refs)
+    hyps = decode(model, [encode_line(data.tokenizer, s, f"{split} source") for s in sources])
+    outputs = [data.target_tokenizer.decode(h[0].tokens) for h in hyps]
+    metrics = score(outputs, [refs[s] for s in sources], data.config.target_tokenizer_kind)
+    return {k: metrics[k] for k in ("token_error_rate", "sequence_error_rate", "bleu")}
+
+
+@torch.no_grad()
 def evaluate_pairs(model, batches, endings: bool = True) -> dict:
     """The loss over ``batches`` of (x, x_lengths, y, y_lengths), teacher-forced
     for a seq2seq model: loss (nats per target token, each ending counted as a

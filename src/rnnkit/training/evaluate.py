@@ -109,13 +109,16 @@ def evaluate_dynamic(model, ids: torch.Tensor, lr: float, segment_len: int = 50)
 def validate(model, data, split: str = "val", streams: int = 1) -> dict:
     """The metrics of ``model`` on a split of ``data`` ({} if the split is empty):
     loss and bpc for a language model (TextData), loss, accuracy and F1 for a
-    classifier or tagger (LabelledData), loss and perplexity for sequence to
-    sequence (PairData) and CTC (SpeechData; decoding is :mod:`rnnkit.training.decode`)."""
+    classifier or tagger (LabelledData), loss, perplexity and the greedy
+    outputs' error rates for sequence to sequence (PairData) and CTC
+    (SpeechData; see :mod:`rnnkit.training.decode`)."""
     if data.config.task in ("seq2seq", "ctc"):
-        from rnnkit.training.decode import evaluate_pairs
+        from rnnkit.training.decode import decoded_metrics, evaluate_pairs
 
+        if not len(getattr(data, split)):
+            return {}
         endings = data.config.task == "seq2seq"
-        return evaluate_pairs(model, data.eval_batches(split), endings) if len(getattr(data, split)) else {}
+        return {**evaluate_pairs(model, data.eval_batches(split), endings), **decoded_metrics(model, data, split)}
     ids = getattr(data, split)
     if not hasattr(data, "labels"):
         if len(ids) < 2:
@@ -129,6 +132,15 @@ def validate(model, data, split: str = "val", streams: int = 1) -> dict:
         return {k: metrics[k] for k in ("loss", "bpc", "perplexity")}
     metrics = evaluate_labelled(model, data.eval_batches(split), data.labels)
     return {k: metrics[k] for k in ("loss", "accuracy", "f1") if k in metrics}
+
+
+def criterion(metrics: dict) -> float:
+    """What makes a checkpoint the best (lower is better): the decoded
+    outputs' token error rate where the task decodes (seq2seq, CTC), since
+    their loss can rise as they grow confident while their outputs still
+    improve (CMUdict: val loss up 5 % over the last 3,000 steps of an hour,
+    test WER down from 23.9 % to 22.6 %); the loss otherwise."""
+    return metrics.get("token_error_rate", metrics["loss"])
 
 
 def _add(model, x, y, state, device, total, count):

@@ -26,7 +26,7 @@ from rnnkit.config import TrainConfig
 from rnnkit.errors import CheckpointError, ConfigError, TrainingError
 from rnnkit.kernels.memory import keep_freed_memory
 from rnnkit.layers import engines_in
-from rnnkit.training.evaluate import validate
+from rnnkit.training.evaluate import criterion, validate
 from rnnkit.training.optim import build_optimizer, learning_rate, teacher_forcing
 from rnnkit.training.plots import plot_losses
 from rnnkit.training.runs import BEST, LAST, METRICS, PLOT, load_tensors, save_tensors, write_config
@@ -134,7 +134,7 @@ class Trainer:
                 signal.signal(signal.SIGINT, previous)
         result = self._evaluate_and_save() if reason != "interrupted" else self._save_last()
         return {"stopped": reason, "step": self.step, "epoch": self.epoch, "elapsed": self.elapsed,
-                "best_val_loss": self.best_val, "out": str(self.out), **(result or {})}
+                "best_val": self.best_val, "out": str(self.out), **(result or {})}
 
     # -- the loop -------------------------------------------------------------
 
@@ -226,11 +226,11 @@ class Trainer:
         result = {"val_" + k: v for k, v in metrics.items()}
         if result:
             self._log({"step": self.step, **result})
-            improved = metrics["loss"] < self.best_val
+            improved = criterion(metrics) < self.best_val
         else:  # no validation split: the last weights are the best we know
             improved = True
         if improved:
-            self.best_val = result.get("val_loss", math.inf)
+            self.best_val = criterion(metrics) if metrics else math.inf
             self.evals_without_improvement = 0
             save_tensors(self.out / BEST, self.model.state_dict(),
                          {"step": self.step, **result})
@@ -249,7 +249,8 @@ class Trainer:
             line += (f" | val {result['val_loss']:.4f} nats ({result['val_bpc']:.3f} bpc, "
                      f"perplexity {result['val_perplexity']:.2f})")
         elif result:
-            line += " | val " + " | ".join(f"{k.removeprefix('val_')} {v:.4f}" for k, v in result.items())
+            line += " | val " + " | ".join(f"{k.removeprefix('val_').replace('_', ' ')} {v:.4f}"
+                                           for k, v in result.items())
         write = bar.write if bar is not None else print
         write(line)
         if self.cfg.sample_length and hasattr(self.model, "generate"):
