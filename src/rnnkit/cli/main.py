@@ -114,7 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _search_flags(parser) -> None:
     parser.add_argument("--beam-size", type=int, default=None,
-                        help="seq2seq: hypotheses kept per source (default 1: greedy decoding)")
+                        help="seq2seq and ctc: hypotheses kept per source (default 1: greedy decoding, "
+                             "best path)")
     parser.add_argument("--length-penalty", type=float, default=None,
                         help="seq2seq beam search: rank finished outputs by log-probability / length^A "
                              "(default 1; 0 ranks by probability alone)")
