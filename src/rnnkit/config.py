@@ -228,8 +228,8 @@ class TrainConfig:
                                      "budget is given)", default=None)
     eval_every: int = _help("evaluate, checkpoint, plot and sample every this many steps", default=250)
     log_every: int = _help("write a metrics line every this many steps", default=10)
-    patience: int | None = _help("stop after this many evaluations without a better validation loss",
-                                 default=None)
+    patience: int | None = _help("stop after this many evaluations without a better validation loss "
+                                 "(seq2seq and ctc: token error rate)", default=None)
     scheduled_sampling: str = _help("seq2seq: feed the decoder its own sampled tokens instead of the "
                                     "target's, more often as training goes on (Bengio et al. 2015): none "
                                     "(teacher forcing), linear, exponential or inverse_sigmoid", default="none")
