@@ -8,15 +8,13 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
-from tqdm import tqdm
 
 from rnnkit.data.audio import build_digit_strings, read_manifest
-from rnnkit.data.speech import SpeechData, collate_speech, label_text
+from rnnkit.data.speech import SpeechData
 from rnnkit.errors import ConfigError, DataError
 from rnnkit.models.ctc import LanguageModelScorer
-from rnnkit.training.decode import evaluate_pairs, score
+from rnnkit.training.decode import evaluate_pairs, score, score_speech, transcribe
 from rnnkit.training.plots import plot_alignment
 
 
@@ -48,22 +46,8 @@ class Fusion:
         return LanguageModelScorer(lm, lm_tokenizer, target_tokenizer)
 
 
-def transcribe(model, features: list[torch.Tensor], target_tokenizer, fusion: Fusion, progress: bool = False):
-    """The transcripts of utterances ``features`` (T', F each) and their posteriors (T', V)."""
-    device = next(model.parameters()).device
-    model.eval()
-    lm = fusion.scorer(target_tokenizer, device)
-    texts, posteriors = [], []
-    batch = 32 if fusion.beam_size == 1 else 1  # the prefix search runs one utterance at a time
-    for start in tqdm(range(0, len(features), batch), disable=not progress, unit="batch", leave=False):
-        chunk = features[start:start + batch]
-        x, lengths, _, _ = collate_speech(chunk, [np.ones(1, dtype=np.int64)] * len(chunk))  # no labels
-        x, lengths = x.to(device), lengths.to(device)
-        with torch.no_grad():
-            labels = model.decode(x, lengths, fusion.beam_size, lm, fusion.lm_weight, fusion.insertion_bonus)
-            posteriors += [p.cpu() for p in model.posteriors(x, lengths)]
-        texts += [label_text(target_tokenizer, ids) for ids in labels]
-    return texts, posteriors
+def _device(model) -> torch.device:
+    return next(model.parameters()).device
 
 
 def run_eval(model, doc: dict, path: str | None, split: str, fusion: Fusion, as_json: bool) -> int:
@@ -79,8 +63,8 @@ def run_eval(model, doc: dict, path: str | None, split: str, fusion: Fusion, as_
     if not len(part):
         raise DataError(f"{source} holds no utterances to evaluate; give a manifest as PATH")
     result = evaluate_pairs(model, data.eval_batches(split), endings=False)
-    texts, _ = transcribe(model, list(part.examples.ids), target, fusion, progress=not as_json and sys.stderr.isatty())
-    metrics = score(texts, [[t] for t in part.transcripts], "char")
+    metrics = score_speech(model, data, split, fusion.beam_size, fusion.scorer(target, _device(model)),
+                           fusion.lm_weight, fusion.insertion_bonus, progress=not as_json and sys.stderr.isatty())
     decoding = "best path" if fusion.beam_size == 1 else f"prefix beam {fusion.beam_size}"
     if fusion.lm:
         decoding += f", LM {fusion.lm} weight {fusion.lm_weight:g} bonus {fusion.insertion_bonus:g}"
@@ -106,7 +90,10 @@ def run_predict(model, doc: dict, path: str, output: str | None, fusion: Fusion,
         items = read_manifest(path)
         gold = [t for _, t in items]
     inputs = [features.read(p) for p, _ in items]
-    texts, posteriors = transcribe(model, inputs, doc["target_tokenizer"], fusion, progress=sys.stderr.isatty())
+    target = doc["target_tokenizer"]
+    texts, posteriors = transcribe(model, inputs, target, fusion.beam_size, fusion.scorer(target, _device(model)),
+                                   fusion.lm_weight, fusion.insertion_bonus, posteriors=bool(plot),
+                                   progress=sys.stderr.isatty())
     out = open(output, "w", encoding="utf-8") if output else sys.stdout
     try:
         for (p, _), text in zip(items, texts):
@@ -120,7 +107,6 @@ def run_predict(model, doc: dict, path: str, output: str | None, fusion: Fusion,
               f"{100 * metrics['token_error_rate']:.2f}% | whole-transcript accuracy "
               f"{100 * (1 - metrics['sequence_error_rate']):.2f}%", file=sys.stderr)
     if plot:
-        target = doc["target_tokenizer"]
         rows = ["blank"] + [target.decode([k]) for k in range(target.vocab_size)]
         step_ms = 10 * features.frame_stack
         plot_alignment(posteriors[0].T.numpy(), rows, [f"{t * step_ms}" for t in range(len(posteriors[0]))],

@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 from rnnkit.data.files import read_text
-from rnnkit.data.pairs import PairData, encode_line, references, split_batches
+from rnnkit.data.pairs import PairData, encode_line, references
 from rnnkit.errors import ConfigError, DataError
-from rnnkit.training.decode import decode, evaluate_pairs, score
+from rnnkit.training.decode import decode, evaluate_pairs, score, score_pairs
 from rnnkit.training.plots import plot_alignment
 
 
@@ -49,18 +49,15 @@ def run_eval(run: str, model, doc: dict, path: str | None, split: str, search: S
     tokenizers = (doc["tokenizer"], doc["target_tokenizer"])
     if path:  # the whole file, read as the run read its pairs
         whole = dataclasses.replace(data_cfg, val_path=None, test_path=None, val_fraction=0.0, test_fraction=0.0)
-        pairs, source = PairData.from_file(path, whole, tokenizers).train, path
+        data, split, source = PairData.from_file(path, whole, tokenizers), "train", path
     else:
-        pairs, source = getattr(PairData.from_file(data_cfg.path, data_cfg, tokenizers), split), \
-            f"{data_cfg.path} ({split} split)"
+        data, source = PairData.from_file(data_cfg.path, data_cfg, tokenizers), f"{data_cfg.path} ({split} split)"
+    pairs = getattr(data, split)
     if not len(pairs):
         raise DataError(f"{source} holds no pairs to evaluate; give a file of pairs as PATH")
-    result = evaluate_pairs(model, split_batches(pairs))
-    refs = references(pairs.sources, pairs.targets)
-    unique = list(refs)
-    ids = [encode_line(tokenizers[0], s, f"{source}: source") for s in unique]
-    _, outputs = _decoded(model, tokenizers[1], ids, search, progress=not as_json and sys.stderr.isatty())
-    result.update(score([o[0] for o in outputs], [refs[s] for s in unique], data_cfg.target_tokenizer_kind))
+    result = evaluate_pairs(model, data.eval_batches(split))
+    result.update(score_pairs(model, data, split, search.beam_size, search.length_penalty, search.max_length,
+                              progress=not as_json and sys.stderr.isatty()))
     result["decoding"] = "greedy" if search.beam_size == 1 else \
         f"beam {search.beam_size}, length penalty {search.length_penalty:g}"
     if as_json:

@@ -143,8 +143,11 @@ class PairData:
         return BucketBatcher(self.train.examples, self.config.batch_size, seed, collate=collate_pairs)
 
     def eval_batches(self, split: str = "val", batch_size: int = 128):
-        """Batches of a split in file order, for evaluation."""
-        return split_batches(getattr(self, split), batch_size)
+        """Batches of a split in file order, for evaluation (none for an empty split)."""
+        examples = getattr(self, split).examples
+        if not len(examples):
+            return iter(())
+        return BucketBatcher(examples, batch_size, 0, shuffle=False, collate=collate_pairs).batches(0)
 
     @classmethod
     def from_file(cls, path: str | Path, config: DataConfig, tokenizers=None) -> "PairData":
@@ -178,13 +181,6 @@ class PairData:
         digest = file_digest(*pair_files(path, config),
                              *(f for p in (config.val_path, config.test_path) if p for f in pair_files(p, config)))
         return cls(source_tok, target_tok, splits["train"], splits["val"], splits["test"], config, digest)
-
-
-def split_batches(split: PairSplit, batch_size: int = 128):
-    """The batches of ``split`` in file order (none for an empty split)."""
-    if not len(split):
-        return iter(())
-    return BucketBatcher(split.examples, batch_size, 0, shuffle=False, collate=collate_pairs).batches(0)
 
 
 def encode_line(tokenizer, text: str, what: str) -> np.ndarray:

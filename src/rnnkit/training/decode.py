@@ -20,12 +20,27 @@ Edit distances come from rapidfuzz, BLEU and chrF from sacreBLEU.
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
-from rnnkit.data.pairs import collate_pairs
+from rnnkit.data.pairs import collate_pairs, references
+from rnnkit.data.speech import collate_speech, label_text
 from rnnkit.models.beam import Hypothesis, beam_search
+
+
+@contextmanager
+def evaluating(model):
+    """``model`` in eval mode inside the block and in its own mode after (the
+    trainer decodes its validation split between training steps)."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 def decode(model, sources: list, beam_size: int = 1, length_penalty: float = 1.0, n_best: int = 1,
@@ -37,16 +52,40 @@ def decode(model, sources: list, beam_size: int = 1, length_penalty: float = 1.0
     order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
     results: list = [None] * len(sources)
     bar = tqdm(total=len(sources), disable=not progress, unit="sentence", leave=False)
-    for start in range(0, len(order), batch_size):
-        index = order[start:start + batch_size]
-        x, lengths, _, _ = collate_pairs([sources[i] for i in index], [sources[i] for i in index])
-        limit = max_length or 2 * int(lengths.max()) + 10
-        hyps = beam_search(model, x.to(device), lengths.to(device), beam_size, limit, length_penalty, n_best)
-        for i, h in zip(index, hyps):
-            results[i] = h
-        bar.update(len(index))
+    with evaluating(model):
+        for start in range(0, len(order), batch_size):
+            index = order[start:start + batch_size]
+            x, lengths, _, _ = collate_pairs([sources[i] for i in index], [sources[i] for i in index])
+            limit = max_length or 2 * int(lengths.max()) + 10
+            hyps = beam_search(model, x.to(device), lengths.to(device), beam_size, limit, length_penalty, n_best)
+            for i, h in zip(index, hyps):
+                results[i] = h
+            bar.update(len(index))
     bar.close()
     return results
+
+
+@torch.no_grad()
+def transcribe(model, features: list[torch.Tensor], target_tokenizer, beam_size: int = 1, lm=None,
+               lm_weight: float = 0.0, insertion_bonus: float = 0.0, posteriors: bool = False,
+               progress: bool = False) -> tuple[list[str], list[torch.Tensor]]:
+    """A CTC recogniser's transcripts of utterances ``features`` (T', F each):
+    best path for ``beam_size`` 1, else the prefix beam search fused with
+    ``lm`` (a :class:`rnnkit.models.ctc_search.PrefixScorer`); with
+    ``posteriors``, also each utterance's label probabilities (T', V)."""
+    device = next(model.parameters()).device
+    texts, probs = [], []
+    batch = 32 if beam_size == 1 else 1  # the prefix search runs one utterance at a time
+    with evaluating(model):
+        for start in tqdm(range(0, len(features), batch), disable=not progress, unit="batch", leave=False):
+            chunk = features[start:start + batch]
+            x, lengths, _, _ = collate_speech(chunk, [np.ones(1, dtype=np.int64)] * len(chunk))  # no labels
+            x, lengths = x.to(device), lengths.to(device)
+            labels = model.decode(x, lengths, beam_size, lm, lm_weight, insertion_bonus)
+            texts += [label_text(target_tokenizer, ids) for ids in labels]
+            if posteriors:
+                probs += [p.cpu() for p in model.posteriors(x, lengths)]
+    return texts, probs
 
 
 def tokens_of(text: str, kind: str) -> list[str]:
@@ -75,41 +114,31 @@ def score(outputs: list[str], references: list[list[str]], kind: str) -> dict:
             "chrf": sacrebleu.corpus_chrf(outputs, streams).score, "sources": len(outputs)}
 
 
-@torch.no_grad()
-def decoded_metrics(model, data, split: str) -> dict:
-    """Greedy outputs of a split scored against its references: the token
-    error rate and sequence error rate (and BLEU for seq2seq) of
-    :func:`score`. For CTC the references are the transcripts and the tokens
-    their labels (characters). The model's training mode is kept."""
-    was_training = model.training
-    try:
-        return _decoded_metrics(model, data, split)
-    finally:
-        model.train(was_training)
-
-
-def _decoded_metrics(model, data, split: str) -> dict:
-    if data.config.task == "ctc":
-        from rnnkit.data.speech import label_text
-
-        device = next(model.parameters()).device
-        model.eval()
-        outputs, refs = [], []
-        for x, lengths, y, y_lengths in data.eval_batches(split):
-            labels = model.decode(x.to(device), lengths.to(device))
-            outputs += [label_text(data.target_tokenizer, ids) for ids in labels]
-            refs += [[label_text(data.target_tokenizer, row[:n].tolist())] for row, n in zip(y, y_lengths)]
-        metrics = score(outputs, refs, "char")
-        return {k: metrics[k] for k in ("token_error_rate", "sequence_error_rate")}
-    from rnnkit.data.pairs import encode_line, references
-
+def score_pairs(model, data, split: str, beam_size: int = 1, length_penalty: float = 1.0,
+                max_length: int | None = None, progress: bool = False) -> dict:
+    """A seq2seq model's outputs for the distinct sources of a split of
+    ``data`` (a :class:`rnnkit.data.PairData`), scored by :func:`score`
+    against every target of their source."""
     pairs = getattr(data, split)
     refs = references(pairs.sources, pairs.targets)
-    sources = list(refs)
-    hyps = decode(model, [encode_line(data.tokenizer, s, f"{split} source") for s in sources])
+    first: dict[str, int] = {}  # source -> its first pair, whose ids it has
+    for i, s in enumerate(pairs.sources):
+        first.setdefault(s, i)
+    ids = [pairs.examples.ids[first[s]] for s in refs]
+    hyps = decode(model, ids, beam_size, length_penalty, max_length=max_length, progress=progress)
     outputs = [data.target_tokenizer.decode(h[0].tokens) for h in hyps]
-    metrics = score(outputs, [refs[s] for s in sources], data.config.target_tokenizer_kind)
-    return {k: metrics[k] for k in ("token_error_rate", "sequence_error_rate", "bleu")}
+    return score(outputs, list(refs.values()), data.config.target_tokenizer_kind)
+
+
+def score_speech(model, data, split: str, beam_size: int = 1, lm=None, lm_weight: float = 0.0,
+                 insertion_bonus: float = 0.0, progress: bool = False) -> dict:
+    """A CTC recogniser's transcripts of a split of ``data`` (a
+    :class:`rnnkit.data.SpeechData`), scored by :func:`score` against the
+    manifest's transcripts, a character a token."""
+    part = getattr(data, split)
+    texts, _ = transcribe(model, list(part.examples.ids), data.target_tokenizer, beam_size, lm, lm_weight,
+                          insertion_bonus, progress=progress)
+    return score(texts, [[t] for t in part.transcripts], "char")
 
 
 @torch.no_grad()
@@ -118,15 +147,11 @@ def evaluate_pairs(model, batches, endings: bool = True) -> dict:
     for a seq2seq model: loss (nats per target token, each ending counted as a
     token when ``endings``, as a seq2seq loss counts them; a CTC loss does not)
     and perplexity."""
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
     total, count = 0.0, 0
-    try:
+    with evaluating(model):
         for batch in batches:
             loss, _ = model.loss(tuple(t.to(device) for t in batch))
             n = int((batch[3] + endings).sum())
             total, count = total + loss.item() * n, count + n
-    finally:
-        model.train(was_training)
     return {"loss": total / count, "perplexity": math.exp(total / count)}

@@ -113,12 +113,14 @@ def validate(model, data, split: str = "val", streams: int = 1) -> dict:
     outputs' error rates for sequence to sequence (PairData) and CTC
     (SpeechData; see :mod:`rnnkit.training.decode`)."""
     if data.config.task in ("seq2seq", "ctc"):
-        from rnnkit.training.decode import decoded_metrics, evaluate_pairs
+        from rnnkit.training.decode import evaluate_pairs, score_pairs, score_speech
 
         if not len(getattr(data, split)):
             return {}
-        endings = data.config.task == "seq2seq"
-        return {**evaluate_pairs(model, data.eval_batches(split), endings), **decoded_metrics(model, data, split)}
+        seq2seq = data.config.task == "seq2seq"
+        decoded = (score_pairs if seq2seq else score_speech)(model, data, split)  # greedy, best path
+        kept = ("token_error_rate", "sequence_error_rate") + (("bleu",) if seq2seq else ())
+        return {**evaluate_pairs(model, data.eval_batches(split), endings=seq2seq), **{k: decoded[k] for k in kept}}
     ids = getattr(data, split)
     if not hasattr(data, "labels"):
         if len(ids) < 2:
