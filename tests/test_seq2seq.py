@@ -190,6 +190,11 @@ def test_pairs_from_a_tsv_and_from_gzipped_parallel_files_agree(tmp_path):
         read_pairs(tmp_path / "both.zip", DataConfig(task="seq2seq"))
     with pytest.raises(DataError, match="both.zip has no file fra.txt"):
         read_pairs(tmp_path / "both.zip" / "fra.txt", DataConfig(task="seq2seq"))
+    with zipfile.ZipFile(tmp_path / "parallel.zip", "w") as z:  # parallel files inside an archive
+        for lang in ("de", "en"):
+            z.write(tmp_path / f"train.{lang}.gz", f"train.{lang}.gz")
+    assert read_pairs(tmp_path / "parallel.zip" / "train", DataConfig(task="seq2seq", source_lang="de",
+                                                                      target_lang="en")) == tsv
 
 
 def test_a_split_keeps_every_target_of_a_source_together(tmp_path):

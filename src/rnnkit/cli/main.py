@@ -361,6 +361,7 @@ def cmd_sample(args) -> int:
 
 def cmd_eval(args) -> int:
     from rnnkit.data import LabelledData, TextData, read_text
+    from rnnkit.data.files import exists
     from rnnkit.training import evaluate, evaluate_dynamic, load_run, resolve_device
     from rnnkit.training.evaluate import evaluate_texts
 
@@ -395,7 +396,7 @@ def cmd_eval(args) -> int:
         raise ConfigError(f"{args.run} is a {data_cfg.task} run; score a labelled file with "
                           f"`rnnkit predict {args.run} INPUT` (accuracy and F1 go to stderr)")
     for path in (data_cfg.path, data_cfg.val_path, data_cfg.test_path):
-        if not args.path and path and not Path(path).exists():
+        if not args.path and path and not exists(path):
             raise DataError(f"the run's corpus {path} is gone; give the text to evaluate as PATH")
     source = args.path or f"{data_cfg.path} ({split} split)"
     if data_cfg.condition_column:  # whole texts, each of its label: scored as the run validated them

@@ -39,6 +39,18 @@ def _read_member(archive: Path, member: str) -> bytes:
         raise DataError(f"{archive} is not a whole zip file ({e}); download or copy it again") from None
 
 
+def exists(path: str | Path) -> bool:
+    """Whether ``path`` names a file, or a member of a zip archive that exists."""
+    inside = _archive_of(Path(path))
+    if not inside:
+        return Path(path).is_file()
+    try:
+        with zipfile.ZipFile(inside[0]) as z:
+            return not inside[1] or inside[1] in z.namelist()
+    except (zipfile.BadZipFile, OSError, EOFError):
+        return True  # there is something; reading it gives the error
+
+
 def read_bytes(path: str | Path) -> bytes:
     """The bytes of a file or of a zip archive's member, with one-line errors."""
     p = Path(path)

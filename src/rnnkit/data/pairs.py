@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from rnnkit.config import DataConfig
-from rnnkit.data.files import file_digest, read_text
+from rnnkit.data.files import exists, file_digest, read_text
 from rnnkit.data.sequences import IGNORE, BucketBatcher, Examples
 from rnnkit.data.tokenizers import fit_tokenizer
 from rnnkit.errors import DataError
@@ -54,10 +54,10 @@ def pair_files(path: str | Path, config: DataConfig) -> list[Path]:
     files = []
     for lang in (config.source_lang, config.target_lang):
         plain, packed = Path(f"{path}.{lang}"), Path(f"{path}.{lang}.gz")
-        if not plain.exists() and not packed.exists():
+        if not exists(plain) and not exists(packed):
             raise DataError(f"{path}: neither {plain} nor {packed} exists; --source-lang and --target-lang "
                             f"name the parallel files PATH.LANG")
-        files.append(plain if plain.exists() else packed)
+        files.append(plain if exists(plain) else packed)
     return files
 
 
