@@ -23,6 +23,7 @@ from rnnkit.errors import ConfigError, DataError
 from rnnkit.models.ctc import CTCRecognizer, LanguageModelScorer
 from rnnkit.models.language_model import LanguageModel
 from rnnkit.training.evaluate import validate
+from rnnkit.training.plots import plot_alignment
 
 RATE = 8000
 TONES = {"a": 500.0, "b": 1200.0, "c": 2500.0}  # Hz, one pure tone a symbol
@@ -377,3 +378,12 @@ def test_bad_speech_inputs_through_the_command_line(tmp_path, cli_here, user_err
                "--long-transcripts skip")
     user_error(cli_here("digits", tmp_path / "nowhere", tmp_path / "d"), "nowhere")
     assert not (tmp_path / "r").exists()  # refused before anything was written
+
+
+def test_a_long_posteriorgram_labels_every_kth_frame_with_its_time(tmp_path):
+    """200 frames get 50 time labels (every 4th), not an unlabelled axis of frame indices; 11 rows keep all."""
+    rows, times = ["blank"] + [str(d) for d in range(10)], [str(20 * t) for t in range(200)]
+    fig = plot_alignment(np.random.default_rng(0).random((11, 200)), rows, times, tmp_path / "p.png")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == times[::4]
+    assert [t.get_text() for t in ax.get_yticklabels()] == rows and (tmp_path / "p.png").stat().st_size > 1000

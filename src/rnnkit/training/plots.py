@@ -35,21 +35,19 @@ def plot_losses(rows: list[dict], path: Path, title: str = "") -> None:
 
 
 def plot_alignment(weights, rows: list[str], columns: list[str], path: Path, title: str = "",
-                   row_label: str = "output", column_label: str = "source") -> None:
+                   row_label: str = "output", column_label: str = "source"):
     """A heat map of ``weights`` (R, C) in [0, 1]: a decoder's attention (an
     output token a row, a source token a column) or a CTC posteriorgram (a
-    label a row, a frame a column)."""
+    label a row, a frame a column). Writes the PNG and returns the figure."""
     from matplotlib.figure import Figure
 
     R, C = len(rows), len(columns)
     fig = Figure(figsize=(min(2 + 0.3 * C, 24), min(1.5 + 0.3 * R, 16)), dpi=100)
     ax = fig.subplots()
     image = ax.imshow(weights, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto", interpolation="nearest")
-    for axis, labels, set_ticks, set_labels in ((0, rows, ax.set_yticks, ax.set_yticklabels),
-                                                  (1, columns, ax.set_xticks, ax.set_xticklabels)):
-        every = -(-len(labels) // 60)  # at most 60 tick labels: more overlap into a smear
-        set_ticks(range(0, len(labels), every))
-        set_labels(labels[::every], rotation=90 if axis == 1 else 0, fontsize=8)
+    for axis, labels, rotation in ((ax.yaxis, rows, 0), (ax.xaxis, columns, 90)):
+        every = -(-len(labels) // 60)  # every k-th label, at most 60: more overlap into a smear
+        axis.set_ticks(range(0, len(labels), every), labels[::every], rotation=rotation, fontsize=8)
     ax.set_xlabel(column_label)
     ax.set_ylabel(row_label)
     ax.set_title(title, fontsize=9)
@@ -58,3 +56,4 @@ def plot_alignment(weights, rows: list[str], columns: list[str], path: Path, tit
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     atomic_write_bytes(path, buf.getvalue())
+    return fig
