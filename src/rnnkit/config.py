@@ -20,6 +20,7 @@ OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adam
 LR_SCHEDULES = ("constant", "step", "cosine")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
+NONFINITE_POLICIES = ("stop", "skip", "lower_lr")
 CHAR_FEATURES_NEED_WORDS = ("--char-features reads the spelling of words: it needs --task classify or tag "
                             "with word tokens (--tokenizer word)")
 
@@ -228,6 +229,11 @@ class TrainConfig:
                                      "budget is given)", default=None)
     eval_every: int = _help("evaluate, checkpoint, plot and sample every this many steps", default=250)
     log_every: int = _help("write a metrics line every this many steps", default=10)
+    save_every: int | None = _help("also write the resume checkpoint (last.safetensors) every this many steps: "
+                                   "a crash loses at most this many (default: at each evaluation)", default=None)
+    on_nonfinite: str = _help("when a step's loss or gradient is NaN or infinite: stop (with the step named), "
+                              "skip the step, or lower_lr (skip it and halve the learning rate from then on); "
+                              "skip and lower_lr stop after 20 such steps in a row", default="stop")
     patience: int | None = _help("stop after this many evaluations without a better validation loss "
                                  "(seq2seq and ctc: token error rate)", default=None)
     scheduled_sampling: str = _help("seq2seq: feed the decoder its own sampled tokens instead of the "
@@ -248,6 +254,7 @@ class TrainConfig:
         _choice(self, "lr_schedule", LR_SCHEDULES)
         _choice(self, "device", DEVICES)
         _choice(self, "precision", PRECISIONS)
+        _choice(self, "on_nonfinite", NONFINITE_POLICIES)
         _choice(self, "scheduled_sampling", ("none", "linear", "exponential", "inverse_sigmoid"))
         _at_least(self, "sampling_steps", 1)
         if not self.lr > 0:
@@ -256,8 +263,8 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise ConfigError(f"{name} must be > 0; got {value}")
-        for name in ("max_steps", "eval_every", "log_every", "patience", "eval_streams", "lr_decay_every",
-                     "lr_decay_start"):
+        for name in ("max_steps", "eval_every", "log_every", "save_every", "patience", "eval_streams",
+                     "lr_decay_every", "lr_decay_start"):
             _at_least(self, name, 1, optional=True)
         for name in ("warmup_steps", "sample_length", "momentum"):
             _at_least(self, name, 0)

@@ -9,18 +9,32 @@ A run folder holds::
     last.safetensors     the last weights with the full trainer state, for exact resume
     metrics.jsonl        one JSON object per log step and per evaluation
     loss.png             the loss curves, redrawn at each evaluation
+    run.lock             held (flock) by the trainer writing the folder; names its process
 
 Tensors are stored with safetensors (never pickle); each file's metadata
 carries a SHA-256 of its tensors, checked on load, so a truncated or altered
-file is reported instead of loaded. Every write goes to a temporary file
-that is renamed into place: a crash or Ctrl-C never leaves half a file.
+file is reported instead of loaded. Every write goes to a temporary file,
+is flushed to disk (fsync) and renamed into place, and the rename is made
+durable by syncing the folder: a crash, a kill -9 or Ctrl-C never leaves
+half a file, and a write that fails (a full disk) leaves the previous file.
+
+A run folder may come from anyone, so nothing in it is trusted: nothing is
+unpickled (the trainer state is safetensors and JSON too, so no file is
+ever read with ``torch.load``, with or without ``weights_only``); each
+checkpoint records a SHA-256 of the parts of config.json its weights depend
+on (model settings, task, tokenizers, labels), so an edited config.json is
+refused before a model is built from it; and every tensor must have the
+name, shape and dtype the model expects before any is loaded.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
+import socket
 import struct
 import tempfile
 from pathlib import Path
@@ -36,8 +50,8 @@ from rnnkit.layers import use_engines
 from rnnkit.version import __version__
 
 FORMAT_VERSION = 1
-CONFIG, BEST, LAST, METRICS, PLOT = "config.json", "model.safetensors", "last.safetensors", \
-    "metrics.jsonl", "loss.png"
+CONFIG, BEST, LAST, METRICS, PLOT, LOCK = "config.json", "model.safetensors", "last.safetensors", \
+    "metrics.jsonl", "loss.png", "run.lock"
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -55,14 +69,65 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)  # the rename itself reaches the disk
+    finally:
+        os.close(folder)
+
+
+def remove_partial_writes(run_dir: Path) -> None:
+    """Delete temporary files that a killed writer left in ``run_dir`` (call with the lock held)."""
+    for tmp in Path(run_dir).glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path):
+    """Hold ``run_dir``'s lock for the block; a second holder is refused with a CheckpointError.
+
+    The lock is an ``flock`` on ``run.lock``, which the kernel releases when the
+    process ends, however it ends: a lock left by a killed trainer is simply
+    free, so a stale lock is taken over without guessing whether its process
+    lives. The file stays (deleting it would let two processes lock two
+    different files); it holds the holder's pid and host for the message.
+    """
+    path = Path(run_dir) / LOCK
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise CheckpointError(f"{run_dir} is in use by {holder}, which is training in it; wait for it to end, "
+                              f"stop it, or choose another --out") from None
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"process {os.getpid()} on {socket.gethostname()}".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def write_config(run_dir: Path, model: ModelConfig, data: DataConfig, train: TrainConfig,
-                 tokenizer, **extra) -> None:
+                 tokenizer, **extra) -> str:
+    """Write config.json; returns its :func:`structure_digest`, for the checkpoints to carry."""
     doc = {"format_version": FORMAT_VERSION, "rnnkit_version": __version__,
            "model": to_dict(model), "data": to_dict(data), "train": to_dict(train),
            "tokenizer": tokenizer.to_dict(), **extra}
-    atomic_write_bytes(Path(run_dir) / CONFIG, json.dumps(doc, indent=1).encode())
+    text = json.dumps(doc, indent=1)
+    atomic_write_bytes(Path(run_dir) / CONFIG, text.encode())
+    return structure_digest(json.loads(text))
+
+
+def structure_digest(doc: dict) -> str:
+    """SHA-256 of what a run's weights mean, as config.json states it: the model
+    settings, the task, the tokenizers and the labels (not the training settings,
+    which a resumed run may change)."""
+    data = doc.get("data")
+    part = {"model": doc.get("model"), "task": data.get("task") if isinstance(data, dict) else None,
+            **{k: doc.get(k) for k in ("tokenizer", "target_tokenizer", "labels")}}
+    return hashlib.sha256(json.dumps(part, sort_keys=True).encode()).hexdigest()
 
 
 def read_config(run_dir: str | Path) -> dict:
@@ -79,6 +144,8 @@ def read_config(run_dir: str | Path) -> dict:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{path} is corrupt ({e}); restore it or train again") from None
     version = doc.get("format_version") if isinstance(doc, dict) else None
+    if version is not None:
+        doc["structure_sha256"] = structure_digest(doc)
     if version != FORMAT_VERSION:
         raise CheckpointError(f"{run_dir} has run-folder format version {version!r}; this rnnkit "
                               f"({__version__}) reads version {FORMAT_VERSION}: use the rnnkit "
@@ -95,6 +162,9 @@ def read_config(run_dir: str | Path) -> dict:
             raise ValueError(f"engines {engines!r}")
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path} is incomplete or altered ({e}); restore it or train again") from None
+    for name in (BEST, LAST):  # before anything is built from it
+        if (run_dir / name).exists():
+            _check_config_digest(run_dir / name, read_metadata(run_dir / name), doc)
     return doc
 
 
@@ -115,25 +185,77 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict | None
     atomic_write_bytes(path, st_save(tensors, metadata=metadata))
 
 
+def _corrupt(path: Path) -> CheckpointError:
+    return CheckpointError(f"{path} is corrupt (truncated or altered); restore it or train again")
+
+
+def _safetensors_metadata(path: Path, head: bytes) -> dict:
+    """The ``__metadata__`` of a safetensors file that starts with ``head``."""
+    try:
+        (header_len,) = struct.unpack("<Q", head[:8])
+        metadata = json.loads(head[8:8 + header_len]).get("__metadata__") or {}
+    except Exception:  # any parse failure of a damaged file is the same problem for the user
+        raise _corrupt(path) from None
+    if metadata.get("format_version") != str(FORMAT_VERSION):
+        raise CheckpointError(f"{path} has format version {metadata.get('format_version')!r}; this "
+                              f"rnnkit reads {FORMAT_VERSION}")
+    return metadata
+
+
+def read_metadata(path: Path) -> dict:
+    """The JSON ``meta`` that :func:`save_tensors` stored, read from the file's header
+    alone (its tensors and checksum are checked when :func:`load_tensors` reads it)."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+        header_len = struct.unpack("<Q", head)[0] if len(head) == 8 else 0
+        if not 0 < header_len <= 100_000_000:
+            raise _corrupt(path)
+        metadata = _safetensors_metadata(path, head + f.read(header_len))
+    try:
+        return json.loads(metadata.get("rnnkit", "{}"))
+    except json.JSONDecodeError:
+        raise _corrupt(path) from None
+
+
 def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     """Read a file written by :func:`save_tensors`, verifying its checksum."""
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: no such checkpoint")
     raw = path.read_bytes()
-    problem = f"{path} is corrupt (truncated or altered); restore it or train again"
+    metadata = _safetensors_metadata(path, raw)
     try:
-        (header_len,) = struct.unpack("<Q", raw[:8])
-        metadata = json.loads(raw[8:8 + header_len]).get("__metadata__") or {}
         tensors = st_load(raw)
-    except Exception:  # any parse failure of a damaged file is the same problem for the user
-        raise CheckpointError(problem) from None
-    if metadata.get("format_version") != str(FORMAT_VERSION):
-        raise CheckpointError(f"{path} has format version {metadata.get('format_version')!r}; this "
-                              f"rnnkit reads {FORMAT_VERSION}")
-    if metadata.get("sha256") != _digest(tensors):
-        raise CheckpointError(problem)
-    return tensors, json.loads(metadata.get("rnnkit", "{}"))
+        meta = json.loads(metadata.get("rnnkit", "{}"))
+    except Exception:
+        raise _corrupt(path) from None
+    if metadata.get("sha256") != _digest(tensors) or not isinstance(meta, dict):
+        raise _corrupt(path)
+    return tensors, meta
+
+
+def _check_config_digest(path: Path, meta: dict, doc: dict) -> None:
+    """Refuse a checkpoint whose weights were written under other model settings,
+    tokenizers or labels than config.json states now (checkpoints written before
+    2026-12-05 carry no digest and pass)."""
+    recorded = meta.get("config_sha256") if isinstance(meta, dict) else None
+    if recorded is not None and recorded != doc["structure_sha256"]:
+        raise CheckpointError(f"{Path(path).parent / CONFIG} was edited after {path} was written (its model "
+                              f"settings, tokenizer or labels differ); restore it or train again")
+
+
+def check_tensors(path: Path, given: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], what: str) -> None:
+    """Refuse ``given`` unless it has exactly the names, shapes and dtypes of ``expected``."""
+    missing, unexpected = sorted(expected.keys() - given.keys()), sorted(given.keys() - expected.keys())
+    if missing or unexpected:
+        names = ", ".join([f"{n} missing" for n in missing[:3]] + [f"{n} unexpected" for n in unexpected[:3]])
+        raise CheckpointError(f"{path} does not fit {what} ({names}); restore the run folder or train again")
+    for name, tensor in given.items():
+        want = expected[name]
+        if tensor.shape != want.shape or tensor.dtype != want.dtype:
+            raise CheckpointError(f"{path} does not fit {what} ({name} is {tensor.dtype} {tuple(tensor.shape)}, "
+                                  f"expected {want.dtype} {tuple(want.shape)}); restore the run folder or train "
+                                  f"again")
 
 
 def build_model(task: str, tokenizer, model: ModelConfig, labels: list[str] | None = None,
@@ -166,16 +288,13 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu", which: str
     Its recurrent layers run on the engines the run trained on, or on
     ``engine`` (auto, fused or explicit) when given."""
     doc = read_config(run_dir)
+    path = Path(run_dir) / which
+    tensors, _ = load_tensors(path)
     tokenizer = doc["tokenizer"]
     model = build_model(doc["data"].task, tokenizer, doc["model"], doc.get("labels"), doc.get("target_tokenizer"))
     use_engines(model, engine or doc.get("engines", {}))
-    tensors, _ = load_tensors(Path(run_dir) / which)
     weights = {k.removeprefix("model."): v for k, v in tensors.items()
                if which == BEST or k.startswith("model.")}
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as e:
-        first = str(e).strip().splitlines()[-1].strip()
-        raise CheckpointError(f"{Path(run_dir) / which} does not fit its config.json ({first}); "
-                              f"restore the run folder or train again") from None
+    check_tensors(path, weights, model.state_dict(), "its config.json")
+    model.load_state_dict(weights)
     return model.to(device).eval(), doc["tokenizer"], doc

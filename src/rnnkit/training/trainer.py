@@ -10,6 +10,7 @@ None. Validation is :func:`rnnkit.training.evaluate.validate`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import json
@@ -29,9 +30,45 @@ from rnnkit.layers import engines_in
 from rnnkit.training.evaluate import criterion, validate
 from rnnkit.training.optim import build_optimizer, learning_rate, teacher_forcing
 from rnnkit.training.plots import plot_losses
-from rnnkit.training.runs import BEST, LAST, METRICS, PLOT, load_tensors, save_tensors, write_config
+from rnnkit.training.runs import (
+    BEST,
+    CONFIG,
+    LAST,
+    METRICS,
+    PLOT,
+    atomic_write_bytes,
+    check_tensors,
+    load_tensors,
+    read_config,
+    remove_partial_writes,
+    run_lock,
+    save_tensors,
+    write_config,
+)
 
 DEFAULT_TIME_LIMIT = 300.0
+MAX_NONFINITE_IN_A_ROW = 20  # skip and lower_lr give up after this many non-finite steps in a row
+
+
+def gradient_norm(model) -> float:
+    """The global L2 norm of the gradients ||(g_1, ..., g_n)||_2; NaN or inf when any element is."""
+    grads = [p.grad.detach() for p in model.parameters() if p.grad is not None]
+    if not grads:
+        return 0.0
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g, dtype=torch.float32)
+                                                 for g in grads])).item()
+
+
+def _parse_row(line: str) -> dict | None:
+    """A line of metrics.jsonl; None for the torn last line of a killed process."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError:
+        return None
+
+
+def all_finite(tensors) -> bool:
+    return all(torch.isfinite(t).all().item() for t in tensors if t.is_floating_point())
 
 
 def resolve_device(name: str) -> torch.device:
@@ -90,7 +127,11 @@ class Trainer:
         self.elapsed = 0.0
         self.best_val = math.inf
         self.evals_without_improvement = 0
-        self.log_sum, self.log_count = 0.0, 0
+        self.log_sum, self.log_norm_sum, self.log_count = 0.0, 0.0, 0
+        self.skipped_steps, self.nonfinite_in_a_row = 0, 0  # steps whose loss or gradient was not finite
+        self.lr_scale = 1.0  # halved at each such step under --on-nonfinite lower_lr
+        self.saved_step: int | None = None  # the step of the last checkpoint written
+        self.config_digest: str | None = None  # what the weights mean (runs.structure_digest), in each checkpoint
         self.carry = None  # recurrent state carried to the next batch
         self.rows: list[dict] = []
         self._stop = False
@@ -110,6 +151,11 @@ class Trainer:
 
     def fit(self, resume: bool = False) -> dict:
         self.out.mkdir(parents=True, exist_ok=True)
+        with run_lock(self.out):  # a second trainer on this folder is refused
+            remove_partial_writes(self.out)  # of a writer killed mid-write
+            return self._fit(resume)
+
+    def _fit(self, resume: bool) -> dict:
         if resume:
             self._restore()
         else:
@@ -121,8 +167,10 @@ class Trainer:
         extra = {"labels": self.data.labels} if hasattr(self.data, "labels") else {}
         if hasattr(self.data, "target_tokenizer"):  # sequence to sequence
             extra["target_tokenizer"] = self.data.target_tokenizer.to_dict()
-        write_config(self.out, self.model.config, self.data.config, self.cfg, self.data.tokenizer,
-                     corpus_sha256=self.data.digest, engines=self.engines, **extra)
+        with self._writing():
+            self.config_digest = write_config(self.out, self.model.config, self.data.config, self.cfg,
+                                              self.data.tokenizer, corpus_sha256=self.data.digest,
+                                              engines=self.engines, **extra)
         previous = self._install_sigint()
         bar = tqdm(total=100, disable=self.quiet or not sys.stderr.isatty(), leave=False,
                    bar_format="{percentage:3.0f}%|{bar:20}| {elapsed}<{remaining} {postfix}")
@@ -134,7 +182,8 @@ class Trainer:
                 signal.signal(signal.SIGINT, previous)
         result = self._evaluate_and_save() if reason != "interrupted" else self._save_last()
         return {"stopped": reason, "step": self.step, "epoch": self.epoch, "elapsed": self.elapsed,
-                "best_val": self.best_val, "out": str(self.out), **(result or {})}
+                "best_val": self.best_val, "skipped_steps": self.skipped_steps, "out": str(self.out),
+                **(result or {})}
 
     # -- the loop -------------------------------------------------------------
 
@@ -156,7 +205,7 @@ class Trainer:
         tick, tick_tokens = time.perf_counter(), 0
         while True:
             for batch in self.batcher.batches(self.epoch, self.batch_index):
-                lr = learning_rate(cfg, self.step, self._progress())
+                lr = learning_rate(cfg, self.step, self._progress()) * self.lr_scale
                 for group in opt.param_groups:
                     group["lr"] = lr
                 sampling = cfg.scheduled_sampling != "none"
@@ -164,35 +213,41 @@ class Trainer:
                     model.teacher_forcing = teacher_forcing(cfg, self.step)
                 with torch.autocast(self.device.type, torch.bfloat16, enabled=self.precision == "bf16"):
                     loss, state = model.loss(tuple(t.to(self.device) for t in batch), self.carry)
-                value = loss.item()
-                if not math.isfinite(value):
-                    raise TrainingError(f"the loss became {value} at step {self.step + 1}; lower --lr or "
-                                        f"set --clip-norm (the last checkpoint is in {self.out})")
+                value, norm = loss.item(), math.nan
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.clip_value:
-                    torch.nn.utils.clip_grad_value_(model.parameters(), cfg.clip_value)
-                if cfg.clip_norm:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)
-                opt.step()
-                if state is not None:
-                    self.carry = tuple(s.detach() for s in state)  # truncate BPTT here
+                if math.isfinite(value):
+                    loss.backward()
+                    norm = gradient_norm(model)  # before clipping: what backpropagation gave
+                if math.isfinite(value) and math.isfinite(norm):
+                    if cfg.clip_value:
+                        torch.nn.utils.clip_grad_value_(model.parameters(), cfg.clip_value)
+                    if cfg.clip_norm:
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)
+                    opt.step()
+                    self.nonfinite_in_a_row = 0
+                    self.log_sum += value
+                    self.log_norm_sum += norm
+                    self.log_count += 1
+                    if state is not None:
+                        self.carry = tuple(s.detach() for s in state)  # truncate BPTT here
+                else:  # no update; the next batch starts from a zero state
+                    self._skip(*(("loss", value) if not math.isfinite(value) else ("gradient norm", norm)))
+                    self.carry = None
                 self.step += 1
                 self.batch_index += 1
                 self.elapsed = time.perf_counter() - started
-                self.log_sum += value
-                self.log_count += 1
                 tick_tokens += batch[0].shape[0] * batch[0].shape[1]  # (B, T), or (B, T, F) of vectors
-                if self.step % cfg.log_every == 0:
+                if self.step % cfg.log_every == 0 and self.log_count:
                     now = time.perf_counter()
                     speed = tick_tokens / max(now - tick, 1e-9)
                     tick, tick_tokens = now, 0
                     self._log({"step": self.step, "epoch": round(self.epoch + self.batch_index /
                                                                   self.batcher.num_batches(self.epoch), 4),
                                "loss": self.log_sum / self.log_count, "lr": lr,
+                               "grad_norm": round(self.log_norm_sum / self.log_count, 4),
                                **({"teacher_forcing": round(model.teacher_forcing, 4)} if sampling else {}),
                                "tokens_per_s": round(speed, 1), "elapsed": round(self.elapsed, 2)})
-                    self.log_sum, self.log_count = 0.0, 0
+                    self.log_sum, self.log_norm_sum, self.log_count = 0.0, 0.0, 0
                     bar.set_postfix_str(f"loss {self.rows[-1]['loss']:.3f} "
                                         f"({self.rows[-1]['loss'] / math.log(2):.3f} bpc) "
                                         f"{speed:,.0f} tok/s", refresh=False)
@@ -204,6 +259,8 @@ class Trainer:
                     return "budget"
                 if self._stop:
                     return "interrupted"
+                if cfg.save_every and self.step % cfg.save_every == 0 and self.step % cfg.eval_every:
+                    self._save_last()
                 if self.step % cfg.eval_every == 0:
                     self._evaluate_and_save(bar)
                     started = time.perf_counter() - self.elapsed  # evaluation time is not budget
@@ -216,8 +273,47 @@ class Trainer:
 
     def _log(self, row: dict) -> None:
         self.rows.append(row)
-        with open(self.out / METRICS, "a") as f:
+        with self._writing(), open(self.out / METRICS, "a") as f:
             f.write(json.dumps(row) + "\n")
+
+    def _skip(self, what: str, value: float) -> None:
+        """Deal with step ``self.step + 1``, whose ``what`` (loss or gradient norm)
+        is ``value``, not finite, as ``--on-nonfinite`` says: stop, or count it, warn, and
+        (lower_lr) halve the learning rate. Weights that are not finite themselves
+        end training whatever the policy: no skipping brings them back."""
+        step, policy, problem = self.step + 1, self.cfg.on_nonfinite, f"{what} {value}"
+        self.skipped_steps += 1
+        self.nonfinite_in_a_row += 1
+        where = (f"the last checkpoint (step {self.saved_step}) is in {self.out}" if self.saved_step is not None
+                 else "nothing was saved yet")
+        if not all_finite(self.model.parameters()):
+            raise TrainingError(f"the weights are no longer finite at step {step} ({problem}); {where}: "
+                                f"resume from it with a lower --lr")
+        if policy == "stop":
+            raise TrainingError(f"the {what} became {value} at step {step}; lower --lr, set "
+                                f"--clip-norm, or pass --on-nonfinite skip; {where}")
+        if self.nonfinite_in_a_row >= MAX_NONFINITE_IN_A_ROW:
+            raise TrainingError(f"{self.nonfinite_in_a_row} steps in a row up to step {step} had a non-finite loss "
+                                f"or gradient; lower --lr; {where}")
+        if policy == "lower_lr":
+            self.lr_scale /= 2
+        self._log({"step": step, "nonfinite": problem, "skipped_steps": self.skipped_steps, "lr_scale": self.lr_scale})
+        if not self.quiet:
+            tqdm.write(f"step {step}: {problem}, step skipped ({self.skipped_steps} so far)"
+                       + (f"; learning rate now x{self.lr_scale:g}" if policy == "lower_lr" else ""), file=sys.stderr)
+
+    @contextlib.contextmanager
+    def _writing(self):
+        """A write into the run folder; one that fails (a full disk) ends training with a
+        message that says what is still there: every file is replaced atomically, so
+        the previous checkpoint is whole."""
+        try:
+            yield
+        except OSError as e:
+            kept = (f"the last checkpoint (step {self.saved_step}) is intact" if self.saved_step is not None
+                    else "no checkpoint was written yet")
+            raise TrainingError(f"could not write to {self.out}: {e.strerror or e}; {kept}: free space, then "
+                                f"continue with: rnnkit train --resume --out {self.out}") from None
 
     # -- evaluation and checkpoints -------------------------------------------
 
@@ -229,15 +325,18 @@ class Trainer:
             improved = criterion(metrics) < self.best_val
         else:  # no validation split: the last weights are the best we know
             improved = True
+        self._refuse_nonfinite_weights()
         if improved:
             self.best_val = criterion(metrics) if metrics else math.inf
             self.evals_without_improvement = 0
-            save_tensors(self.out / BEST, self.model.state_dict(),
-                         {"step": self.step, **result})
+            with self._writing():
+                save_tensors(self.out / BEST, self.model.state_dict(),
+                             {"step": self.step, "config_sha256": self.config_digest, **result})
         else:
             self.evals_without_improvement += 1
         self._save_last()
-        plot_losses(self.rows, self.out / PLOT, title=str(self.out))
+        with self._writing():
+            plot_losses(self.rows, self.out / PLOT, title=str(self.out))
         self._report(result, bar)
         return result
 
@@ -284,7 +383,14 @@ class Trainer:
         finally:
             self.model.load_state_dict(current)
 
+    def _refuse_nonfinite_weights(self) -> None:
+        if not all_finite(self.model.parameters()):
+            kept = f"step {self.saved_step}" if self.saved_step is not None else "none yet"
+            raise TrainingError(f"the weights are not finite at step {self.step}, so they were not saved (the last "
+                                f"checkpoint in {self.out}: {kept}); resume from it with a lower --lr")
+
     def _save_last(self) -> None:
+        self._refuse_nonfinite_weights()
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         opt_state = self.optimizer.state_dict()
         scalars = {}
@@ -302,42 +408,99 @@ class Trainer:
         meta = {"step": self.step, "epoch": self.epoch, "batch_index": self.batch_index,
                 "elapsed": self.elapsed, "best_val": self.best_val if math.isfinite(self.best_val) else None,
                 "evals_without_improvement": self.evals_without_improvement,
-                "log_sum": self.log_sum, "log_count": self.log_count,
-                "param_groups": opt_state["param_groups"], "optim_scalars": scalars}
-        save_tensors(self.out / LAST, tensors, meta)
+                "log_sum": self.log_sum, "log_norm_sum": self.log_norm_sum, "log_count": self.log_count,
+                "skipped_steps": self.skipped_steps, "nonfinite_in_a_row": self.nonfinite_in_a_row,
+                "lr_scale": self.lr_scale, "param_groups": opt_state["param_groups"], "optim_scalars": scalars,
+                "config_sha256": self.config_digest}
+        with self._writing():
+            save_tensors(self.out / LAST, tensors, meta)
+        self.saved_step = self.step
 
     def _restore(self) -> None:
-        tensors, meta = load_tensors(self.out / LAST)
+        """Take up the run in ``out`` from last.safetensors, every part of it checked
+        against this trainer's model, optimizer and data before any is used."""
+        path = self.out / LAST
+        tensors, meta = load_tensors(path)
+        if (self.out / CONFIG).exists():
+            read_config(self.out)  # refuses a config.json edited after the checkpoints were written
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]  # optimizer state's ids
         model_sd = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
-        try:
-            self.model.load_state_dict(model_sd)
-        except RuntimeError:
-            raise CheckpointError(f"{self.out / LAST} does not fit this model's settings; resume without "
-                                  f"changing model flags") from None
+        check_tensors(path, model_sd, self.model.state_dict(), "this model's settings (resume without changing "
+                                                               "model flags)")
         state: dict[int, dict] = {}
         for k, v in tensors.items():
             if k.startswith("optim."):
                 _, pid, key = k.split(".", 2)
+                p = params[int(pid)] if pid.isdigit() and int(pid) < len(params) else None
+                if p is None or not v.is_floating_point() or (v.dim() and (v.shape, v.dtype) != (p.shape, p.dtype)):
+                    raise CheckpointError(f"{path} holds an optimizer state {k} {v.dtype} {tuple(v.shape)} that fits "
+                                          f"no parameter of this model; restore the run folder or train again")
                 state.setdefault(int(pid), {})[key] = v.to(self.device)
-        for k, v in meta["optim_scalars"].items():
-            pid, key = k.split(".", 1)
-            state.setdefault(int(pid), {})[key] = v
-        self.optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
         carry_keys = sorted((k for k in tensors if k.startswith("carry.")), key=lambda k: int(k[6:]))
-        self.carry = tuple(tensors[k].to(self.device) for k in carry_keys) or None
-        torch.set_rng_state(tensors["rng.cpu"])
+        carry = {k: tensors[k] for k in carry_keys}
+        if carry and hasattr(self.model, "init_state"):  # a language model's state, fp32 or bf16 (autocast)
+            zero = self.model.init_state(self.data.config.batch_size)
+            if [s.shape for s in carry.values()] != [s.shape for s in zero] or not all_finite(carry.values()) or \
+                    not all(s.is_floating_point() for s in carry.values()):
+                raise CheckpointError(f"{path} holds a recurrent state that does not fit this model and batch size; "
+                                      f"restore the run folder or train again")
+        rng = tensors.get("rng.cpu")
+        if rng is None or (rng.shape, rng.dtype) != (torch.get_rng_state().shape, torch.uint8):
+            raise CheckpointError(f"{path} has no valid random state (rng.cpu); restore the run folder or train again")
+        try:
+            self._restore_meta(meta, state)
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"{path} has an altered trainer state ({e}); restore the run folder or train "
+                                  f"again") from None
+        self.model.load_state_dict(model_sd)
+        self.carry = tuple(carry[k].to(self.device) for k in carry_keys) or None
+        torch.set_rng_state(rng)
         if "rng.cuda" in tensors and self.device.type == "cuda":
             torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
-        self.step, self.epoch, self.batch_index = meta["step"], meta["epoch"], meta["batch_index"]
-        self.elapsed = meta["elapsed"]
-        self.best_val = meta["best_val"] if meta["best_val"] is not None else math.inf
-        self.evals_without_improvement = meta["evals_without_improvement"]
-        self.log_sum, self.log_count = meta["log_sum"], meta["log_count"]
+
+    def _restore_meta(self, meta: dict, state: dict[int, dict]) -> None:
+        """The trainer's counters and the optimizer from ``meta``, type-checked; a ValueError
+        or TypeError for anything that is not what :meth:`_save_last` writes."""
+        def number(key, kind=float, default=None):
+            value = meta.get(key, default) if default is not None else meta[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int):
+                raise TypeError(f"{key} is {value!r}")
+            if kind is int and value < 0 or kind is float and not math.isfinite(value):
+                raise ValueError(f"{key} is {value!r}")
+            return value
+
+        # the state of the same parameters; the hyperparameters are this run's settings (a resumed run may
+        # change --weight-decay, say), not the checkpoint's
+        groups = self.optimizer.state_dict()["param_groups"]
+        saved = meta["param_groups"]
+        if not isinstance(saved, list) or [g.get("params") if isinstance(g, dict) else None
+                                           for g in saved] != [g["params"] for g in groups]:
+            raise ValueError("its parameter groups do not fit this model")
+        scalars = meta["optim_scalars"]
+        if not isinstance(scalars, dict):
+            raise TypeError("optim_scalars")
+        for k in scalars:
+            pid, key = k.split(".", 1)
+            state.setdefault(int(pid), {})[key] = number(k)  # never nested objects
+        self.step, self.epoch, self.batch_index = number("step", int), number("epoch", int), number("batch_index", int)
+        self.elapsed = number("elapsed")
+        best = meta["best_val"]
+        self.best_val = math.inf if best is None else number("best_val")
+        self.evals_without_improvement = number("evals_without_improvement", int)
+        self.log_sum, self.log_count = number("log_sum"), number("log_count", int)
+        # checkpoints before 2026-12-05 lack these
+        self.log_norm_sum = number("log_norm_sum", default=0.0)
+        self.skipped_steps = number("skipped_steps", int, default=0)
+        self.nonfinite_in_a_row = number("nonfinite_in_a_row", int, default=0)
+        self.lr_scale = number("lr_scale", default=1.0)
+        self.optimizer.load_state_dict({"state": state, "param_groups": groups})
+        self.saved_step = self.step
         # keep the metrics up to the checkpoint; lines written after it are redone
         path = self.out / METRICS
         if path.exists():
-            self.rows = [r for r in map(json.loads, path.read_text().splitlines()) if r["step"] <= self.step]
-            path.write_text("".join(json.dumps(r) + "\n" for r in self.rows))
+            self.rows = [r for r in map(_parse_row, path.read_text().splitlines()) if r and r["step"] <= self.step]
+            with self._writing():
+                atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in self.rows).encode())
 
     def _install_sigint(self):
         import threading
