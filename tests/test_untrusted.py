@@ -53,6 +53,7 @@ def test_a_trainer_state_that_does_not_fit_is_refused_before_resuming(run, cli_h
         rewrite(run / LAST, change)
         user_error(cli_here("train", "--resume", "--out", run, "--max-steps", 6), message)
     (run / LAST).write_bytes(original)
+    user_error(cli_here("train", "--resume", "--out", run, "--optimizer", "sgd"), "trained with --optimizer adamw")
     assert cli_here("train", "--resume", "--out", run, "--max-steps", 6).returncode == 0
 
 

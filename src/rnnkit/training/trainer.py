@@ -411,7 +411,7 @@ class Trainer:
                 "log_sum": self.log_sum, "log_norm_sum": self.log_norm_sum, "log_count": self.log_count,
                 "skipped_steps": self.skipped_steps, "nonfinite_in_a_row": self.nonfinite_in_a_row,
                 "lr_scale": self.lr_scale, "param_groups": opt_state["param_groups"], "optim_scalars": scalars,
-                "config_sha256": self.config_digest}
+                "optimizer": self.cfg.optimizer, "config_sha256": self.config_digest}
         with self._writing():
             save_tensors(self.out / LAST, tensors, meta)
         self.saved_step = self.step
@@ -447,6 +447,9 @@ class Trainer:
         rng = tensors.get("rng.cpu")
         if rng is None or (rng.shape, rng.dtype) != (torch.get_rng_state().shape, torch.uint8):
             raise CheckpointError(f"{path} has no valid random state (rng.cpu); restore the run folder or train again")
+        if meta.get("optimizer", self.cfg.optimizer) != self.cfg.optimizer:
+            raise CheckpointError(f"{self.out} trained with --optimizer {meta['optimizer']}, whose state does not "
+                                  f"carry over to {self.cfg.optimizer}; resume with --optimizer {meta['optimizer']}")
         try:
             self._restore_meta(meta, state)
         except (KeyError, TypeError, ValueError) as e:
