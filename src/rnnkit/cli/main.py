@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("path", nargs="?", help="training file (optional with --resume)")
     train.add_argument("--config", help="JSON file of settings (flags override it)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    train.add_argument("--dry-run", action="store_true", help="print parameters, tokens a step and the memory the "
+                       "run needs (measured on its heaviest batch) against what is available, then stop: nothing is "
+                       "trained or written")
     for cls in (ModelConfig, DataConfig, TrainConfig):
         add_config_flags(train, cls, skip=("path",))
 
@@ -238,6 +241,11 @@ def cmd_train(args) -> int:
           f"on {trainer.device} in {trainer.precision}, {_engines(trainer.engines)}; budget: "
           + ", ".join(f"{k.replace('_', '-')} {v:g}" for k, v in trainer.budget.items() if v)
           + f"; run folder {trainer.out}", flush=True)
+    if args.dry_run:
+        footprint = trainer.footprint()
+        print(footprint.describe())
+        trainer.check_memory(footprint)
+        return 0
     result = trainer.fit(resume=args.resume)
     if result["stopped"] == "interrupted":
         print(f"interrupted at step {result['step']}; saved {result['out']}; continue with: "

@@ -101,6 +101,18 @@ class BucketBatcher:
             batches += [window[i:i + B] for i in range(0, len(window), B)]
         return [batches[i] for i in rng.permutation(len(batches))]
 
+    def tokens_per_batch(self) -> float:
+        """Input tokens (or frames) a batch holds on average, padding left out."""
+        return sum(len(s) for s in self.examples.ids) / self.num_batches(0)
+
+    def heaviest_batch(self, size: int):
+        """A batch of the ``size`` longest examples (input and label lengths added up):
+        padded to the longest, the step that needs the most memory."""
+        lengths = np.array([len(s) + (np.size(y) if np.ndim(y) else 0)
+                            for s, y in zip(self.examples.ids, self.examples.labels)])
+        index = np.argsort(-lengths, kind="stable")[:size]
+        return self.collate([self.examples.ids[i] for i in index], [self.examples.labels[i] for i in index])
+
     def batches(self, epoch: int, start: int = 0):
         for index in self._order(epoch)[start:]:
             yield self.collate([self.examples.ids[i] for i in index], [self.examples.labels[i] for i in index])

@@ -72,6 +72,14 @@ class StreamBatcher:
     def num_batches(self, epoch: int) -> int:
         return self._stream_len(epoch) // self.seq_len
 
+    def tokens_per_batch(self) -> int:
+        return self.batch_size * self.seq_len
+
+    def heaviest_batch(self, size: int):
+        """A batch of ``size`` streams (every batch is as heavy)."""
+        x, y = next(self.batches(0))
+        return x[:size], y[:size]
+
     def batches(self, epoch: int, start: int = 0):
         """Yield (x, y) for batches ``start, start+1, ...`` of ``epoch``; y is x shifted by one."""
         B, T, L = self.batch_size, self.seq_len, self._stream_len(epoch)

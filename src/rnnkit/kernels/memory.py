@@ -14,6 +14,10 @@ freed, as tcmalloc or jemalloc would keep them (PyTorch's CPU performance
 guide recommends those). The process's RSS then stays at its high-water mark.
 The Trainer calls it; it is a no-op off glibc, and ``RNNKIT_KEEP_FREED_MEMORY=0``
 turns it off (``=1``, the default, keeps it on; anything else is refused).
+
+:func:`heap_in_use` reads glibc's count of the bytes malloc has handed out and
+not taken back, which :mod:`rnnkit.training.footprint` uses to measure what a
+training step holds.
 """
 
 from __future__ import annotations
@@ -26,6 +30,26 @@ from rnnkit.errors import ConfigError
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # from glibc's malloc.h
 _applied = False
+
+
+class _MallInfo2(ctypes.Structure):  # glibc's struct mallinfo2 (malloc.h, glibc >= 2.33)
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+                 "keepcost")]
+
+
+def heap_in_use() -> int | None:
+    """Bytes that malloc has handed out and not taken back, in every arena: blocks in
+    use on the heaps (``uordblks``) plus blocks mapped on their own (``hblkhd``).
+    None where the C library is not glibc >= 2.33."""
+    if platform.libc_ver()[0] != "glibc":
+        return None
+    libc = ctypes.CDLL("libc.so.6")
+    if not hasattr(libc, "mallinfo2"):
+        return None
+    libc.mallinfo2.restype = _MallInfo2
+    info = libc.mallinfo2()
+    return info.uordblks + info.hblkhd
 
 
 def keep_freed_memory() -> bool:

@@ -28,6 +28,8 @@ from rnnkit.errors import CheckpointError, ConfigError, TrainingError
 from rnnkit.kernels.memory import keep_freed_memory
 from rnnkit.layers import engines_in
 from rnnkit.training.evaluate import criterion, validate
+from rnnkit.training.footprint import Footprint, size
+from rnnkit.training.footprint import measure as measure_footprint
 from rnnkit.training.optim import build_optimizer, learning_rate, teacher_forcing
 from rnnkit.training.plots import plot_losses
 from rnnkit.training.runs import (
@@ -149,7 +151,21 @@ class Trainer:
     def request_stop(self) -> None:
         self._stop = True
 
+    def footprint(self) -> Footprint:
+        """The memory this run needs (:mod:`rnnkit.training.footprint`)."""
+        return measure_footprint(self.model, self.batcher, self.data.config.batch_size, self.cfg.optimizer,
+                                 self.device, self.precision)
+
+    def check_memory(self, footprint: Footprint | None = None) -> None:
+        """A TrainingError, before anything starts, when the run cannot fit in memory."""
+        footprint = footprint or self.footprint()
+        if not footprint.fits:
+            raise TrainingError(f"this run needs about {size(footprint.step)} beyond the {size(footprint.resident)} "
+                                f"the process holds, and {size(footprint.available)} are available; lower "
+                                f"--batch-size (or --seq-len, --hidden-size)")
+
     def fit(self, resume: bool = False) -> dict:
+        self.check_memory()
         self.out.mkdir(parents=True, exist_ok=True)
         with run_lock(self.out):  # a second trainer on this folder is refused
             remove_partial_writes(self.out)  # of a writer killed mid-write
