@@ -10,10 +10,16 @@ import sys
 
 import pytest
 import torch
+from hypothesis import settings
 
 from rnnkit import TrainConfig, Trainer
 from rnnkit.cli.main import main
 from rnnkit.kernels import engine, native
+
+# property-based tests (test_fuzz.py): fixed examples in CI, many new ones when exploring
+settings.register_profile("ci", max_examples=40, derandomize=True, deadline=None, print_blob=True)
+settings.register_profile("explore", max_examples=2000, deadline=None)
+settings.load_profile("ci")
 
 WORDS = ("the quick brown fox jumps over the lazy dog while a small cat sleeps "
          "near an old red barn and seven birds sing in the tall green tree").split()

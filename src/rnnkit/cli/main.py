@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import sys
 from pathlib import Path
@@ -181,11 +182,27 @@ def main(argv=None) -> int:
 
 
 def cmd_train(args) -> int:
+    from rnnkit.training import distributed
+
+    if not distributed.launched():
+        return _train(args, print)
+    device = distributed.join(pick(args, TrainConfig).get("device", "auto"))  # one of torchrun's processes
+    try:
+        return _train(args, print if distributed.current().main else lambda *a, **k: None, device)
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def _train(args, say, device: str | None = None) -> int:
+    """``rnnkit train``; ``say`` prints (rank 0's) news, and ``device`` is torchrun's for this process."""
     from rnnkit.data import LabelledData, PairData, SpeechData, TextData
-    from rnnkit.training import Trainer, read_config
+    from rnnkit.training import Trainer, read_config, resolve_device
+    from rnnkit.training.footprint import refuse_oversized
     from rnnkit.training.runs import build_model
 
     model_s, data_s, train_s = train_settings(args)
+    if device is not None:
+        train_s["device"] = device.split(":")[0]  # cuda:LOCAL_RANK is the current device
     if args.resume:
         out = train_s.get("out")
         if not out:
@@ -221,11 +238,14 @@ def cmd_train(args) -> int:
         data = LabelledData.from_file(data_cfg.path, data_cfg, tokenizer, labels, spell=model_cfg.char_features > 0)
     if args.resume and data.digest != doc.get("corpus_sha256"):
         raise DataError(f"{data_cfg.path} changed since the run started; resume needs the same corpus")
+    build = functools.partial(build_model, data_cfg.task, data.tokenizer, model_cfg, getattr(data, "labels", None),
+                              getattr(data, "target_tokenizer", None))
+    with torch.device("meta"):  # the model's size, before memory is spent on it
+        refuse_oversized(build(), train_cfg.optimizer, resolve_device(train_cfg.device))
     torch.manual_seed(train_cfg.seed)
-    model = build_model(data_cfg.task, data.tokenizer, model_cfg, getattr(data, "labels", None),
-                        getattr(data, "target_tokenizer", None))
+    model = build()
     if model_cfg.embeddings and not args.resume:
-        print(_start_embedding(model, data.tokenizer, model_cfg.embeddings), flush=True)
+        say(_start_embedding(model, data.tokenizer, model_cfg.embeddings), flush=True)
     trainer = Trainer(model, data, train_cfg)
     if not args.resume and trainer.holds_run():
         raise ConfigError(f"{trainer.out} already holds a run; pass --resume to continue it "
@@ -234,21 +254,22 @@ def cmd_train(args) -> int:
     unit = {"seq2seq": "pairs", "ctc": "utterances"}.get(data_cfg.task, "examples" if hasattr(data, "labels")
                                                          else "tokens")
     labels = f", {len(data.labels)} labels" if hasattr(data, "labels") else ""
-    print(f"rnnkit train --task {data_cfg.task}: {data_cfg.path} ({len(data.train):,} train / {len(data.val):,} "
+    say(f"rnnkit train --task {data_cfg.task}: {data_cfg.path} ({len(data.train):,} train / {len(data.val):,} "
           f"val {unit}, {_inputs(data)}{labels}); {model_cfg.num_layers} x {model_cfg.hidden_size} "
           f"{'bidirectional ' if model.config.bidirectional else ''}"
           f"{model_cfg.cell.upper() if choice.recurrent else 'TDNN'}, {n_params:,} parameters, "
           f"on {trainer.device} in {trainer.precision}, {_engines(trainer.engines)}; budget: "
           + ", ".join(f"{k.replace('_', '-')} {v:g}" for k, v in trainer.budget.items() if v)
-          + f"; run folder {trainer.out}", flush=True)
+          + f"; run folder {trainer.out}" + (f"; {trainer.group.world} processes" if trainer.group else ""),
+          flush=True)
     if args.dry_run:
         footprint = trainer.footprint()
-        print(footprint.describe())
+        say(footprint.describe())
         trainer.check_memory(footprint)
         return 0
     result = trainer.fit(resume=args.resume)
     if result["stopped"] == "interrupted":
-        print(f"interrupted at step {result['step']}; saved {result['out']}; continue with: "
+        say(f"interrupted at step {result['step']}; saved {result['out']}; continue with: "
               f"rnnkit train --resume --out {result['out']}", file=sys.stderr)
         return EXIT_INTERRUPTED
     summary = f"done ({result['stopped']}) after {result['step']:,} steps, {result['elapsed']:.0f}s"
@@ -264,7 +285,7 @@ def cmd_train(args) -> int:
     use = f"sample with: rnnkit sample {result['out']}" if data_cfg.task == "lm" else \
         f"score the decoded outputs with: rnnkit eval {result['out']}" if data_cfg.task in ("seq2seq", "ctc") else \
         f"predict with: rnnkit predict {result['out']} INPUT"
-    print(summary + "; " + use)
+    say(summary + "; " + use)
     return 0
 
 

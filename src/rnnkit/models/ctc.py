@@ -91,6 +91,10 @@ class CTCRecognizer(nn.Module):
                            targets, x_lengths, y_lengths, blank=BLANK, reduction="sum", zero_infinity=False)
         return total / y_lengths.sum(), None
 
+    def loss_terms(self, batch) -> int:
+        """How many labels :meth:`loss`'s sum is divided by."""
+        return int(batch[3].sum())
+
     @torch.no_grad()
     def decode(self, x: Tensor, lengths: Tensor, beam_size: int = 1, lm: PrefixScorer | None = None,
                lm_weight: float = 0.0, insertion_bonus: float = 0.0) -> list[list[int]]:

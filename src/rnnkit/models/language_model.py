@@ -137,6 +137,13 @@ class LanguageModel(nn.Module):
         _, loss, _ = self(x, y, None, condition)
         return loss, None
 
+    def loss_terms(self, batch: tuple[Tensor, ...]) -> int:
+        """How many predictions :meth:`loss` averages over: every target of a
+        stream batch; each text's tokens after its first in a conditioned one."""
+        if len(batch) == 2:
+            return batch[1].numel()
+        return int((batch[1] - 1).clamp(min=0).sum())
+
     @torch.no_grad()
     def generate(self, prime: Tensor | list[int], length: int, temperature: float = 1.0,
                  top_k: int | None = None, top_p: float | None = None,

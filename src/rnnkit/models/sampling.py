@@ -21,8 +21,8 @@ def sample_next(logits: Tensor, temperature: float = 1.0, top_k: int | None = No
         return logits.argmax(dim=-1)
     if logits.dtype != torch.float32:
         logits = logits.float()
-    if temperature != 1.0:
-        logits = logits / temperature
+    if temperature != 1.0:  # from the row's maximum, which stays 0: a tiny temperature cannot overflow it away
+        logits = (logits - logits.max(dim=-1, keepdim=True).values) / temperature
     if top_k is not None and top_k < logits.shape[-1]:
         kth = logits.topk(top_k, dim=-1).values[:, -1:]  # (B, 1)
         logits = logits.masked_fill(logits < kth, float("-inf"))

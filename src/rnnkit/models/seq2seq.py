@@ -250,6 +250,10 @@ class Seq2Seq(nn.Module):
         nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="sum")
         return nll / int((y_lengths + 1).sum()), None
 
+    def loss_terms(self, batch) -> int:
+        """How many predictions :meth:`loss` averages over: each target token and its ending."""
+        return int((batch[3] + 1).sum())
+
 
 @torch.no_grad()
 def greedy(model: Seq2Seq, x: Tensor, lengths: Tensor, max_length: int) -> tuple[list[list[int]], list[Tensor]]:

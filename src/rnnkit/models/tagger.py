@@ -62,6 +62,10 @@ class SequenceTagger(nn.Module):
         mask = y != IGNORE  # (B, T), True at valid positions
         return self.crf.nll(scores, y.clamp(min=0), mask).sum() / mask.sum(), None
 
+    def loss_terms(self, batch) -> int:
+        """How many tags :meth:`loss` averages over (padding left out)."""
+        return int((batch[2] != IGNORE).sum())
+
     @torch.no_grad()
     def predict(self, x: Tensor, lengths: Tensor) -> Tensor:
         """Tag ids (B, T): argmax per step, or the CRF's Viterbi path; 0 beyond each length."""

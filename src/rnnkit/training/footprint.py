@@ -34,6 +34,7 @@ from pathlib import Path
 
 import torch
 
+from rnnkit.errors import ConfigError
 from rnnkit.kernels.memory import heap_in_use
 
 OPTIMIZER_BUFFERS = {"sgd": 0, "momentum": 1, "nesterov": 1, "adagrad": 1, "rmsprop": 1, "adam": 2, "adamw": 2}
@@ -82,6 +83,19 @@ class Footprint:
                 f"the process holds {size(self.resident)} now (data, weights, libraries), so it peaks near "
                 f"{size(None if self.step is None or self.resident is None else self.resident + self.step)}; "
                 f"available: {size(self.available)}")
+
+
+def refuse_oversized(model, optimizer: str, device: torch.device) -> None:
+    """A ConfigError when ``model``'s weights, gradients and optimizer state alone
+    exceed the memory available. Give it the model built on the ``meta`` device,
+    where building costs nothing, before building it for real."""
+    n = sum(p.numel() for p in model.parameters())
+    need = 4 * n * (2 + OPTIMIZER_BUFFERS[optimizer])  # fp32 weights and gradients, the optimizer's buffers
+    available = _available(device)
+    if available is not None and need > available:
+        raise ConfigError(f"a model of {n:,} parameters needs {size(need)} for its weights, gradients and "
+                          f"optimizer state, and {size(available)} are available; lower --hidden-size, "
+                          f"--num-layers or --embedding-dim")
 
 
 def measure(model, batcher, batch_size: int, optimizer: str, device: torch.device, precision: str) -> Footprint:

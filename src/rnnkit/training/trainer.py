@@ -27,6 +27,7 @@ from rnnkit.config import TrainConfig
 from rnnkit.errors import CheckpointError, ConfigError, TrainingError
 from rnnkit.kernels.memory import keep_freed_memory
 from rnnkit.layers import engines_in
+from rnnkit.training import distributed
 from rnnkit.training.evaluate import criterion, validate
 from rnnkit.training.footprint import Footprint, size
 from rnnkit.training.footprint import measure as measure_footprint
@@ -57,8 +58,8 @@ def gradient_norm(model) -> float:
     grads = [p.grad.detach() for p in model.parameters() if p.grad is not None]
     if not grads:
         return 0.0
-    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g, dtype=torch.float32)
-                                                 for g in grads])).item()
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g, dtype=torch.promote_types(
+        g.dtype, torch.float32)) for g in grads])).item()
 
 
 def _parse_row(line: str) -> dict | None:
@@ -117,7 +118,14 @@ class Trainer:
         self.model = model.to(self.device)
         self.precision = resolve_precision(config.precision, self.device)
         self.callbacks = list(callbacks)
-        self.quiet = quiet
+        # data parallel (rnnkit.training.distributed): this process's place, and the model behind DDP
+        self.group = distributed.current()
+        self.writes = self.group is None or self.group.main  # only rank 0 writes the run folder and prints
+        self.quiet = quiet or not self.writes
+        if self.group and data.config.batch_size % self.group.world:
+            raise ConfigError(f"--batch-size {data.config.batch_size} does not split over {self.group.world} "
+                              f"processes; give a multiple of {self.group.world} (it is the global batch)")
+        self.step_loss = distributed.wrap(self.model, self.device) if self.group else self.model.loss
         self.batcher = data.batcher(config.seed)
         self.optimizer = build_optimizer(self.model, config)
         self.budget = {"max_steps": config.max_steps, "max_epochs": config.max_epochs,
@@ -153,8 +161,9 @@ class Trainer:
 
     def footprint(self) -> Footprint:
         """The memory this run needs (:mod:`rnnkit.training.footprint`)."""
-        return measure_footprint(self.model, self.batcher, self.data.config.batch_size, self.cfg.optimizer,
-                                 self.device, self.precision)
+        local_batch = self.data.config.batch_size // (self.group.world if self.group else 1)
+        return measure_footprint(self.model, self.batcher, local_batch, self.cfg.optimizer, self.device,
+                                 self.precision)
 
     def check_memory(self, footprint: Footprint | None = None) -> None:
         """A TrainingError, before anything starts, when the run cannot fit in memory."""
@@ -166,6 +175,8 @@ class Trainer:
 
     def fit(self, resume: bool = False) -> dict:
         self.check_memory()
+        if not self.writes:
+            return self._fit(resume)
         self.out.mkdir(parents=True, exist_ok=True)
         with run_lock(self.out):  # a second trainer on this folder is refused
             remove_partial_writes(self.out)  # of a writer killed mid-write
@@ -175,18 +186,20 @@ class Trainer:
         if resume:
             self._restore()
         else:
-            if self.holds_run():
+            if self.holds_run() and self.writes:
                 raise CheckpointError(f"{self.out} already holds a run; pass --resume to continue it "
                                       f"or choose another --out")
-            torch.manual_seed(self.cfg.seed)
-            (self.out / METRICS).unlink(missing_ok=True)
+            torch.manual_seed(self.cfg.seed + (self.group.rank if self.group else 0))  # dropout differs by rank
+            if self.writes:
+                (self.out / METRICS).unlink(missing_ok=True)
         extra = {"labels": self.data.labels} if hasattr(self.data, "labels") else {}
         if hasattr(self.data, "target_tokenizer"):  # sequence to sequence
             extra["target_tokenizer"] = self.data.target_tokenizer.to_dict()
-        with self._writing():
-            self.config_digest = write_config(self.out, self.model.config, self.data.config, self.cfg,
-                                              self.data.tokenizer, corpus_sha256=self.data.digest,
-                                              engines=self.engines, **extra)
+        if self.writes:
+            with self._writing():
+                self.config_digest = write_config(self.out, self.model.config, self.data.config, self.cfg,
+                                                  self.data.tokenizer, corpus_sha256=self.data.digest,
+                                                  engines=self.engines, **extra)
         previous = self._install_sigint()
         bar = tqdm(total=100, disable=self.quiet or not sys.stderr.isatty(), leave=False,
                    bar_format="{percentage:3.0f}%|{bar:20}| {elapsed}<{remaining} {postfix}")
@@ -227,12 +240,19 @@ class Trainer:
                 sampling = cfg.scheduled_sampling != "none"
                 if sampling:  # a seq2seq decoder's chance of reading the target's token
                     model.teacher_forcing = teacher_forcing(cfg, self.step)
+                batch = tuple(t.to(self.device) for t in batch)
+                if self.group:  # this rank's rows
+                    batch = distributed.rows(batch, self.group)
                 with torch.autocast(self.device.type, torch.bfloat16, enabled=self.precision == "bf16"):
-                    loss, state = model.loss(tuple(t.to(self.device) for t in batch), self.carry)
-                value, norm = loss.item(), math.nan
+                    loss, state = self.step_loss(batch, self.carry)
+                value, norm, share = loss.item(), math.nan, 1.0
+                if self.group:  # the global batch's mean loss (NaN if any rank's is), and this rank's share
+                    terms = distributed.loss_terms(model, batch)
+                    total, all_terms = distributed.all_sum(value * terms, terms)
+                    value, share = total / all_terms, terms * self.group.world / all_terms
                 opt.zero_grad(set_to_none=True)
                 if math.isfinite(value):
-                    loss.backward()
+                    (loss * share if share != 1.0 else loss).backward()
                     norm = gradient_norm(model)  # before clipping: what backpropagation gave
                 if math.isfinite(value) and math.isfinite(norm):
                     if cfg.clip_value:
@@ -252,6 +272,9 @@ class Trainer:
                 self.step += 1
                 self.batch_index += 1
                 self.elapsed = time.perf_counter() - started
+                if self.group:  # one clock and one stop decision for all ranks: the slowest rank's time
+                    self.elapsed, stop = distributed.all_max(self.elapsed, float(self._stop))
+                    self._stop = bool(stop)
                 tick_tokens += batch[0].shape[0] * batch[0].shape[1]  # (B, T), or (B, T, F) of vectors
                 if self.step % cfg.log_every == 0 and self.log_count:
                     now = time.perf_counter()
@@ -289,6 +312,8 @@ class Trainer:
 
     def _log(self, row: dict) -> None:
         self.rows.append(row)
+        if not self.writes:
+            return
         with self._writing(), open(self.out / METRICS, "a") as f:
             f.write(json.dumps(row) + "\n")
 
@@ -345,14 +370,16 @@ class Trainer:
         if improved:
             self.best_val = criterion(metrics) if metrics else math.inf
             self.evals_without_improvement = 0
-            with self._writing():
-                save_tensors(self.out / BEST, self.model.state_dict(),
-                             {"step": self.step, "config_sha256": self.config_digest, **result})
+            if self.writes:
+                with self._writing():
+                    save_tensors(self.out / BEST, self.model.state_dict(),
+                                 {"step": self.step, "config_sha256": self.config_digest, **result})
         else:
             self.evals_without_improvement += 1
         self._save_last()
-        with self._writing():
-            plot_losses(self.rows, self.out / PLOT, title=str(self.out))
+        if self.writes:
+            with self._writing():
+                plot_losses(self.rows, self.out / PLOT, title=str(self.out))
         self._report(result, bar)
         return result
 
@@ -416,10 +443,15 @@ class Trainer:
                     tensors[f"optim.{pid}.{key}"] = value
                 else:
                     scalars[f"{pid}.{key}"] = value
-        for i, s in enumerate(self.carry or ()):
+        carry, rngs = self.carry or (), [torch.get_rng_state()]
+        if self.group:  # the global state: every rank's streams (state (L*D, B, H)), every rank's random state
+            carry = tuple(distributed.gather_rows(s, dim=1) for s in carry)
+            rngs = distributed.gather_objects(rngs[0])
+        for i, s in enumerate(carry):
             tensors[f"carry.{i}"] = s
-        tensors["rng.cpu"] = torch.get_rng_state()
-        if self.device.type == "cuda":
+        for rank, rng in enumerate(rngs):
+            tensors["rng.cpu" if rank == 0 else f"rng.cpu.{rank}"] = rng
+        if self.device.type == "cuda" and not self.group:
             tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
         meta = {"step": self.step, "epoch": self.epoch, "batch_index": self.batch_index,
                 "elapsed": self.elapsed, "best_val": self.best_val if math.isfinite(self.best_val) else None,
@@ -428,8 +460,9 @@ class Trainer:
                 "skipped_steps": self.skipped_steps, "nonfinite_in_a_row": self.nonfinite_in_a_row,
                 "lr_scale": self.lr_scale, "param_groups": opt_state["param_groups"], "optim_scalars": scalars,
                 "optimizer": self.cfg.optimizer, "config_sha256": self.config_digest}
-        with self._writing():
-            save_tensors(self.out / LAST, tensors, meta)
+        if self.writes:
+            with self._writing():
+                save_tensors(self.out / LAST, tensors, meta)
         self.saved_step = self.step
 
     def _restore(self) -> None:
@@ -460,9 +493,11 @@ class Trainer:
                     not all(s.is_floating_point() for s in carry.values()):
                 raise CheckpointError(f"{path} holds a recurrent state that does not fit this model and batch size; "
                                       f"restore the run folder or train again")
-        rng = tensors.get("rng.cpu")
-        if rng is None or (rng.shape, rng.dtype) != (torch.get_rng_state().shape, torch.uint8):
+        rngs = [v for k, v in tensors.items() if k == "rng.cpu" or k.startswith("rng.cpu.")]
+        if not rngs or any((r.shape, r.dtype) != (torch.get_rng_state().shape, torch.uint8) for r in rngs):
             raise CheckpointError(f"{path} has no valid random state (rng.cpu); restore the run folder or train again")
+        rank = self.group.rank if self.group else 0
+        rng = tensors.get("rng.cpu" if rank == 0 else f"rng.cpu.{rank}")  # None: resumed on more ranks
         if meta.get("optimizer", self.cfg.optimizer) != self.cfg.optimizer:
             raise CheckpointError(f"{self.out} trained with --optimizer {meta['optimizer']}, whose state does not "
                                   f"carry over to {self.cfg.optimizer}; resume with --optimizer {meta['optimizer']}")
@@ -473,7 +508,12 @@ class Trainer:
                                   f"again") from None
         self.model.load_state_dict(model_sd)
         self.carry = tuple(carry[k].to(self.device) for k in carry_keys) or None
-        torch.set_rng_state(rng)
+        if self.carry and self.group:  # this rank's streams
+            self.carry = tuple(distributed.own_rows(s, 1, self.group) for s in self.carry)
+        if rng is not None:
+            torch.set_rng_state(rng)
+        else:
+            torch.manual_seed(self.cfg.seed + rank + self.step)
         if "rng.cuda" in tensors and self.device.type == "cuda":
             torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
 

@@ -1,0 +1,142 @@
+"""Data-parallel training over processes with torch.distributed.
+
+``torchrun`` starts one process per CPU socket, GPU or machine and tells each
+its place (RANK, WORLD_SIZE, LOCAL_RANK, and where to meet: MASTER_ADDR and
+MASTER_PORT, or a rendezvous endpoint); :func:`join` turns that into a
+process group (gloo on CPUs, NCCL on GPUs). The trainer then, at every step:
+
+- gives rank r of W its rows of the global batch (``--batch-size`` is the
+  global batch, a multiple of W): rows r B/W .. (r+1) B/W, which for a
+  language model are its own streams, whose state it carries;
+- weights the loss it backpropagates by its share of the batch's loss terms
+  (tokens, or examples): with n_r terms on rank r and N in all, rank r
+  backpropagates L_r n_r W / N, and DistributedDataParallel averages the
+  gradients over the W ranks, so every rank holds
+
+      (1/W) sum_r W (n_r / N) grad L_r = (1/N) sum_r n_r grad L_r = grad L,
+
+  the gradient of the global batch's mean loss, as one process computes it;
+- agrees with the others on what only a rank can see: its loss (a NaN
+  anywhere skips the step everywhere), the time spent (the slowest rank's,
+  so time budgets and schedules move together) and a stop request.
+
+Only rank 0 writes the run folder; checkpoints gather what differs between
+ranks (the carried states, the random states) into one global state, so a
+run resumes on any number of ranks that divides the batch.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+
+from rnnkit.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Group:
+    """This process's place among ``world`` data-parallel processes."""
+
+    rank: int
+    world: int
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def launched() -> bool:
+    """Whether torchrun started this process as one of several."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def join(device_name: str) -> str:
+    """Join the process group torchrun describes; returns the device to train on
+    (this process's GPU by LOCAL_RANK, else the CPU)."""
+    cuda = device_name in ("auto", "cuda") and torch.cuda.is_available()
+    if device_name == "cuda" and not cuda:
+        raise ConfigError("--device cuda: no CUDA device is available here; use --device cpu or auto")
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
+    if cuda:
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        return f"cuda:{local}"
+    return "cpu"
+
+
+def current() -> Group | None:
+    """The process group this process trains in, or None when it trains alone."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return None
+    return Group(dist.get_rank(), dist.get_world_size())
+
+
+class _Loss(nn.Module):
+    """The model's training contract as a forward pass, for DistributedDataParallel to wrap."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch, state):
+        return self.model.loss(batch, state)
+
+
+def wrap(model: nn.Module, device: torch.device) -> nn.Module:
+    """``model.loss`` behind DistributedDataParallel, which broadcasts rank 0's
+    weights now and averages the gradients in buckets during backward."""
+    return DistributedDataParallel(_Loss(model), device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def rows(batch: tuple[Tensor, ...], group: Group) -> tuple[Tensor, ...]:
+    """Rank ``group.rank``'s rows of a global batch (every tensor batch-first)."""
+    b = batch[0].shape[0]
+    if b % group.world:
+        raise ConfigError(f"a batch of {b} does not split over {group.world} processes; give a --batch-size that "
+                          f"is a multiple of {group.world}")
+    n = b // group.world
+    return tuple(t[group.rank * n:(group.rank + 1) * n] for t in batch)
+
+
+def loss_terms(model: nn.Module, batch: tuple[Tensor, ...]) -> int:
+    """How many terms the model's mean loss averages over on ``batch``: its
+    ``loss_terms(batch)``, or the examples (the batch's rows)."""
+    count = getattr(model, "loss_terms", None)
+    return int(count(batch)) if count is not None else batch[0].shape[0]
+
+
+def all_sum(*values: float) -> list[float]:
+    """The sums over all ranks of each of ``values`` (float64, one collective)."""
+    t = torch.tensor(values, dtype=torch.float64)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def all_max(*values: float) -> list[float]:
+    t = torch.tensor(values, dtype=torch.float64)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return t.tolist()
+
+
+def gather_rows(t: Tensor, dim: int) -> Tensor:
+    """Every rank's ``t`` joined along ``dim`` in rank order (the global batch's rows)."""
+    parts = [torch.empty_like(t) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, t.contiguous())
+    return torch.cat(parts, dim)
+
+
+def own_rows(t: Tensor, dim: int, group: Group) -> Tensor:
+    """Rank ``group.rank``'s part of a global tensor split along ``dim``."""
+    return t.chunk(group.world, dim)[group.rank].contiguous()
+
+
+def gather_objects(obj) -> list:
+    out = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out

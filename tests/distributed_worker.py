@@ -1,0 +1,38 @@
+"""One process of a data-parallel test run (test_distributed.py): trains a small
+float64 model of TASK on the corpus in FOLDER into FOLDER/OUT, alone or as one of
+torchrun's processes, for STEPS steps in all (resuming the run in OUT if it has one).
+
+    python distributed_worker.py TASK FOLDER OUT STEPS
+    torchrun --standalone --nproc-per-node 2 distributed_worker.py TASK FOLDER OUT STEPS
+"""
+
+import sys
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from rnnkit import DataConfig, TrainConfig, Trainer
+from rnnkit.data import LabelledData, PairData, TextData
+from rnnkit.training.runs import LAST, build_model
+
+task, folder, out, steps = sys.argv[1], Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+if int(__import__("os").environ.get("WORLD_SIZE", "1")) > 1:
+    dist.init_process_group("gloo")
+if task == "lm":
+    data = TextData.from_file(folder / "corpus.txt", DataConfig(batch_size=8, seq_len=16))
+elif task == "classify":
+    data = LabelledData.from_file(folder / "spam.csv", DataConfig(task="classify", batch_size=8))
+else:
+    data = PairData.from_file(folder / "pairs.tsv", DataConfig(task="seq2seq", batch_size=8, tokenizer="char",
+                                                                target_tokenizer="char"))
+torch.manual_seed(0)
+model = build_model(task, data.tokenizer, __import__("rnnkit").ModelConfig(
+    hidden_size=16, num_layers=1, embedding_dim=8, dropout=0.0, **({} if task == "lm" else {"bidirectional": True})),
+    getattr(data, "labels", None), getattr(data, "target_tokenizer", None)).double()
+config = TrainConfig(max_steps=steps, eval_every=5, log_every=1, sample_length=0, precision="fp32", device="cpu",
+                     optimizer="adam", lr=1e-2, warmup_steps=2, lr_schedule="constant")  # the same with any budget
+trainer = Trainer(model, data, config, out=folder / out, quiet=True)
+trainer.fit(resume=(folder / out / LAST).exists())
+if dist.is_initialized():
+    dist.destroy_process_group()

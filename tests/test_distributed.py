@@ -1,0 +1,86 @@
+"""Data-parallel training with torch.distributed: two gloo processes launched by
+torchrun train exactly as one process that sees the same global batch, only
+rank 0 writes, and a run resumes on another number of processes."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from rnnkit.training.runs import LAST, load_tensors
+
+WORKER = Path(__file__).with_name("distributed_worker.py")
+TORCHRUN = Path(sys.executable).with_name("torchrun")
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or not TORCHRUN.exists(),
+                                reason="needs torch.distributed and torchrun")
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory, make_text, spam_table):
+    folder = tmp_path_factory.mktemp("ddp")
+    (folder / "corpus.txt").write_text(make_text(200))
+    (folder / "spam.csv").write_text(spam_table(96))
+    words = sorted(set(make_text(120).split())) * 8  # every character in the training split
+    (folder / "pairs.tsv").write_text("".join(f"{w}\t{w[::-1]}\n" for w in words))
+    return folder
+
+
+def worker(folder, task, out, steps, processes=1):
+    launcher = [str(TORCHRUN), "--standalone", f"--nproc-per-node={processes}"] if processes > 1 else [sys.executable]
+    done = subprocess.run([*launcher, str(WORKER), task, str(folder), out, str(steps)], env=ENV, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def weights(run):
+    tensors, meta = load_tensors(run / LAST)
+    return {k: v for k, v in tensors.items() if k.startswith(("model.", "optim."))}, meta
+
+
+def assert_same_weights(a, b):
+    (wa, ma), (wb, mb) = weights(a), weights(b)
+    assert ma["step"] == mb["step"] and wa.keys() == wb.keys()
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=1e-9, atol=1e-12, msg=k)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["lm", "classify", "seq2seq"])
+def test_two_processes_train_exactly_as_one_that_sees_the_global_batch(folder, task):
+    worker(folder, task, f"{task}-one", 10)
+    worker(folder, task, f"{task}-two", 10, processes=2)
+    assert_same_weights(folder / f"{task}-one", folder / f"{task}-two")
+    one, two = (json.loads(line) for line in ((folder / f"{task}-{n}" / "metrics.jsonl").read_text().splitlines()[-1]
+                                              for n in ("one", "two")))
+    assert one["step"] == two["step"] and one["val_loss"] == pytest.approx(two["val_loss"], rel=1e-9)
+
+
+@pytest.mark.slow
+def test_a_run_resumes_on_another_number_of_processes(folder):
+    """Two processes for 7 steps, then one for 5 more: the run of one process for 12 (the LM's
+    carried states of both ranks' streams are in the checkpoint)."""
+    worker(folder, "lm", "straight", 12)
+    worker(folder, "lm", "switched", 7, processes=2)
+    worker(folder, "lm", "switched", 12)
+    assert_same_weights(folder / "straight", folder / "switched")
+    shutil.rmtree(folder / "switched")
+
+
+@pytest.mark.slow
+def test_rnnkit_train_under_torchrun_prints_and_writes_once(folder, tmp_path):
+    done = subprocess.run([str(TORCHRUN), "--standalone", "--nproc-per-node=2", "-m", "rnnkit", "train",
+                           str(folder / "corpus.txt"), "--hidden-size", "16", "--num-layers", "1", "--batch-size", "8",
+                           "--seq-len", "16", "--max-steps", "6", "--eval-every", "3", "--sample-length", "0",
+                           "--device", "cpu", "--out", str(tmp_path / "run")], env=ENV, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("2 processes") == 1 and done.stdout.count("done (budget) after 6 steps") == 1
+    steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps) and steps[-1] == 6  # one writer
