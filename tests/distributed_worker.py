@@ -35,4 +35,5 @@ config = TrainConfig(max_steps=steps, eval_every=5, log_every=1, sample_length=0
 trainer = Trainer(model, data, config, out=folder / out, quiet=True)
 trainer.fit(resume=(folder / out / LAST).exists())
 if dist.is_initialized():
+    dist.barrier()
     dist.destroy_process_group()

@@ -11,6 +11,7 @@ import torch
 
 from rnnkit import DataConfig, LanguageModel, TextData, TrainConfig, Trainer
 from rnnkit.data import LabelledData
+from rnnkit.errors import TrainingError
 from rnnkit.kernels.memory import heap_in_use
 from rnnkit.training import footprint
 
@@ -53,22 +54,32 @@ def test_the_heaviest_batch_holds_the_longest_examples(tmp_path, spam_table):
 
 
 def test_a_run_that_would_not_fit_is_refused_before_it_starts(corpus, tmp_path, monkeypatch, cli_here, user_error):
-    monkeypatch.setattr(footprint, "_available", lambda device: 10_000_000)
-    with pytest.raises(Exception, match="this run needs about .* MB beyond the .* the process holds, and 10.0 MB "
+    monkeypatch.setattr(footprint, "_available", lambda device: 2_000_000)
+    with pytest.raises(TrainingError, match="this run needs about .* MB beyond the .* the process holds, and 2.0 MB "
                                         "are available; lower --batch-size"):
         trainer(corpus, tmp_path).fit()
     assert not (tmp_path / "run").exists()
-    result = cli_here("train", corpus, "--dry-run", "--out", tmp_path / "cli", "--device", "cpu")
-    user_error(result, "10.0 MB are available; lower --batch-size")
+    result = cli_here("train", corpus, "--dry-run", "--out", tmp_path / "cli", "--device", "cpu", "--hidden-size", 16,
+                      "--num-layers", 1)
+    user_error(result, "2.0 MB are available; lower --batch-size")
+    user_error(cli_here("train", corpus, "--out", tmp_path / "cli", "--device", "cpu"),  # 2 x 512: 55 MB of weights
+               "parameters needs 55.0 MB for its weights, gradients and optimizer state, and 2.0 MB are available")
     assert "activations" in result.stdout and not (tmp_path / "cli").exists()
 
 
-def test_dry_run_prints_the_footprint_and_writes_nothing(corpus, tmp_path, cli_here):
+def test_dry_run_prints_the_footprint_and_writes_nothing(corpus, tmp_path, cli_here, spam_table):
     result = cli_here("train", corpus, "--dry-run", "--out", tmp_path / "run", "--device", "cpu", "--batch-size", 16,
                       "--seq-len", 32)
     assert result.returncode == 0, result.stderr
     assert "512 tokens a step" in result.stdout and "optimizer state" in result.stdout
     assert "available:" in result.stdout and not (tmp_path / "run").exists()
+    (tmp_path / "spam.csv").write_text(spam_table())
+    (tmp_path / "pairs.tsv").write_text("".join(f"{w}\t{w[::-1]}\n" for w in corpus.read_text().split()))
+    for path, task in (("spam.csv", "classify"), ("pairs.tsv", "seq2seq")):
+        result = cli_here("train", tmp_path / path, "--task", task, "--dry-run", "--out", tmp_path / task,
+                          "--device", "cpu", "--hidden-size", 16, "--num-layers", 1)
+        assert result.returncode == 0 and "activations" in result.stdout, result.stderr
+        assert not (tmp_path / task).exists()
 
 
 @pytest.mark.slow

@@ -140,6 +140,9 @@ TRAIN = [
     ("--out", "OUT", [], ALL, set()),
     ("--config", "settings.json", [], ALL, set()),
     ("--resume", None, [], set(), set()),  # tested in test_resume_* below
+    ("--dry-run", None, [], set(), set()),  # tested in test_footprint.py
+    ("--save-every", "5", [], ALL, set()),
+    ("--on-nonfinite", "skip", [], ALL, set()),
 ]
 
 # against a trained run of each kind: (subcommand, option, value, more flags, taken in, refused in)

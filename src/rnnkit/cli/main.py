@@ -187,10 +187,12 @@ def cmd_train(args) -> int:
     if not distributed.launched():
         return _train(args, print)
     device = distributed.join(pick(args, TrainConfig).get("device", "auto"))  # one of torchrun's processes
-    try:
-        return _train(args, print if distributed.current().main else lambda *a, **k: None, device)
-    finally:
-        torch.distributed.destroy_process_group()
+    code = _train(args, print if distributed.current().main else lambda *a, **k: None, device)
+    # after an error, torchrun stops the other processes; destroying the group then could wait on them. After
+    # success, all wait for all first: a gloo process that left while another still talked aborted at exit
+    torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
+    return code
 
 
 def _train(args, say, device: str | None = None) -> int:

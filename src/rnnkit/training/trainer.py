@@ -125,7 +125,7 @@ class Trainer:
         if self.group and data.config.batch_size % self.group.world:
             raise ConfigError(f"--batch-size {data.config.batch_size} does not split over {self.group.world} "
                               f"processes; give a multiple of {self.group.world} (it is the global batch)")
-        self.step_loss = distributed.wrap(self.model, self.device) if self.group else self.model.loss
+        self.ddp = distributed.wrap(self.model, self.device) if self.group else None  # calls model.loss
         self.batcher = data.batcher(config.seed)
         self.optimizer = build_optimizer(self.model, config)
         self.budget = {"max_steps": config.max_steps, "max_epochs": config.max_epochs,
@@ -244,7 +244,7 @@ class Trainer:
                 if self.group:  # this rank's rows
                     batch = distributed.rows(batch, self.group)
                 with torch.autocast(self.device.type, torch.bfloat16, enabled=self.precision == "bf16"):
-                    loss, state = self.step_loss(batch, self.carry)
+                    loss, state = (self.ddp or model.loss)(batch, self.carry)
                 value, norm, share = loss.item(), math.nan, 1.0
                 if self.group:  # the global batch's mean loss (NaN if any rank's is), and this rank's share
                     terms = distributed.loss_terms(model, batch)
