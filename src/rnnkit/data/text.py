@@ -11,12 +11,16 @@ so row b of batch i+1 continues row b of batch i, and the hidden state
 carried from one batch to the next belongs to the same stream (char-rnn).
 Each epoch starts the streams at an offset in [0, T) drawn from the seed and
 the epoch number, so chunk boundaries move between epochs.
+
+A corpus too large for memory is a :class:`rnnkit.data.tokenfile.TokenFile`
+instead of a tensor, and batches read their windows of it from disk.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +28,7 @@ import numpy as np
 import torch
 
 from rnnkit.config import DataConfig
+from rnnkit.data import tokenfile
 from rnnkit.data.files import file_digest, read_text
 from rnnkit.data.tokenizers import fit_tokenizer
 from rnnkit.errors import DataError
@@ -84,6 +89,12 @@ class StreamBatcher:
         """Yield (x, y) for batches ``start, start+1, ...`` of ``epoch``; y is x shifted by one."""
         B, T, L = self.batch_size, self.seq_len, self._stream_len(epoch)
         off = self._offset(epoch)
+        if isinstance(self.ids, tokenfile.TokenFile):  # row b: tokens off + b L + i T ... + T, read from disk
+            starts = off + np.arange(B) * L
+            for i in range(start, L // T):
+                w = self.ids.windows(starts + i * T, T + 1)  # (B, T + 1)
+                yield w[:, :-1], w[:, 1:]
+            return
         x = self.ids[off:off + B * L].view(B, L)  # (B, L)
         y = self.ids[off + 1:off + 1 + B * L].view(B, L)
         for i in range(start, L // T):
@@ -112,6 +123,8 @@ class TextData:
         the end of ``path`` by ``val_fraction`` and ``test_fraction``."""
         config = dataclasses.replace(config or DataConfig(), path=str(path))
         kind = config.tokenizer_kind
+        if tokenfile.streamable(path, kind):
+            return cls._streamed(path, config, tokenizer)
         text = read_text(path, "byte" if kind == "byte" else "char")
         if tokenizer is None:
             tokenizer = fit_tokenizer(kind, text, config)
@@ -128,6 +141,28 @@ class TextData:
         digest = file_digest(path, config.val_path, config.test_path)
         data = cls(tokenizer, train, val, test, config, digest)
         data.batcher(seed=0)  # fail now, not at the first step, if the split is too short
+        return data
+
+    @classmethod
+    def _streamed(cls, path, config: DataConfig, tokenizer) -> "TextData":
+        """A corpus read in chunks into a token file (:mod:`rnnkit.data.tokenfile`),
+        split as :meth:`from_file` splits one in memory."""
+        digest, fitted = tokenfile.scan(path, config.tokenizer_kind)
+        tokenizer = tokenizer or fitted
+        if tokenizer.to_dict() != fitted.to_dict():  # resumed: the run's own vocabulary
+            raise DataError(f"{path} holds other characters than the run's vocabulary; resume needs the same corpus")
+        ids = tokenfile.token_file(path, digest, tokenizer)
+        splits = list(split_ids(ids, 0.0 if config.val_path else config.val_fraction,
+                                0.0 if config.test_path else config.test_fraction))
+        for i, extra in ((1, config.val_path), (2, config.test_path)):
+            if extra:
+                text = read_text(extra, "byte" if config.tokenizer_kind == "byte" else "char")
+                splits[i] = torch.from_numpy(tokenizer.encode(text, what=extra))
+        more = [file_digest(p) for p in (config.val_path, config.test_path) if p]
+        if more:  # as file_digest joins several files' digests
+            digest = hashlib.sha256("".join([digest, *more]).encode()).hexdigest()
+        data = cls(tokenizer, *splits, config, digest)
+        data.batcher(seed=0)
         return data
 
     @property

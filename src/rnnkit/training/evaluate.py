@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -35,6 +36,7 @@ def evaluate(model, ids: torch.Tensor, streams: int = 1, window: int | None = No
     total, count = 0.0, 0
     try:
         if window:
+            ids = ids if torch.is_tensor(ids) else ids.tensor()  # a token file's split, read whole
             n = (len(ids) - 1) // window * window  # full windows only
             rest = len(ids) - 1 - n
             x = ids[:n].view(-1, window)
@@ -49,18 +51,31 @@ def evaluate(model, ids: torch.Tensor, streams: int = 1, window: int | None = No
         else:
             streams = max(1, min(streams, (len(ids) - 1) // 2))
             L = (len(ids) - 1) // streams
-            x = ids[:streams * L].view(streams, L)
-            y = ids[1:streams * L + 1].view(streams, L)
             state = None
-            for i in range(0, L, chunk_len):
-                total, count, state = _add(model, x[:, i:i + chunk_len], y[:, i:i + chunk_len],
-                                           state, device, total, count)
+            for x, y in _stream_chunks(ids, streams, L, chunk_len):
+                total, count, state = _add(model, x, y, state, device, total, count)
             if streams * L < len(ids) - 1:  # the tail the streams did not cover
-                tail_x, tail_y = ids[streams * L:-1].view(1, -1), ids[streams * L + 1:].view(1, -1)
-                total, count = _add(model, tail_x, tail_y, None, device, total, count)[:2]
+                tail = ids[streams * L:]
+                tail = tail if torch.is_tensor(tail) else tail.tensor()
+                total, count = _add(model, tail[:-1].view(1, -1), tail[1:].view(1, -1), None, device, total,
+                                    count)[:2]
     finally:
         model.train(was_training)
     return _metrics(total, count)
+
+
+def _stream_chunks(ids, streams: int, L: int, chunk_len: int):
+    """(x, y) of ``streams`` contiguous streams of L predictions, ``chunk_len``
+    columns at a time: from a tensor's views, or read from a token file."""
+    if torch.is_tensor(ids):
+        x, y = ids[:streams * L].view(streams, L), ids[1:streams * L + 1].view(streams, L)
+        for i in range(0, L, chunk_len):
+            yield x[:, i:i + chunk_len], y[:, i:i + chunk_len]
+        return
+    starts = np.arange(streams) * L
+    for i in range(0, L, chunk_len):
+        w = ids.windows(starts + i, min(chunk_len, L - i) + 1)  # (streams, n + 1)
+        yield w[:, :-1], w[:, 1:]
 
 
 def _metrics(total: float, count: int) -> dict:
@@ -92,6 +107,7 @@ def evaluate_dynamic(model, ids: torch.Tensor, lr: float, segment_len: int = 50)
     learner = copy.deepcopy(model).eval()  # no dropout; the caller's weights stay as they are
     optimizer = torch.optim.SGD([p for p in learner.parameters() if p.requires_grad], lr=lr)
     device = next(learner.parameters()).device
+    ids = ids if torch.is_tensor(ids) else ids.tensor()  # a token file's split, read whole
     x, y = ids[:-1].view(1, -1).to(device), ids[1:].view(1, -1).to(device)  # (1, N - 1)
     total, state = 0.0, None
     with torch.enable_grad():  # also when called under torch.no_grad()
