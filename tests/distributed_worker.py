@@ -6,18 +6,19 @@ torchrun's processes, for STEPS steps in all (resuming the run in OUT if it has 
     torchrun --standalone --nproc-per-node 2 distributed_worker.py TASK FOLDER OUT STEPS
 """
 
+import os
 import sys
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
-from rnnkit import DataConfig, TrainConfig, Trainer
+from rnnkit import DataConfig, ModelConfig, TrainConfig, Trainer
 from rnnkit.data import LabelledData, PairData, TextData
 from rnnkit.training.runs import LAST, build_model
 
 task, folder, out, steps = sys.argv[1], Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
-if int(__import__("os").environ.get("WORLD_SIZE", "1")) > 1:
+if int(os.environ.get("WORLD_SIZE", "1")) > 1:
     dist.init_process_group("gloo")
 if task == "lm":
     data = TextData.from_file(folder / "corpus.txt", DataConfig(batch_size=8, seq_len=16))
@@ -27,7 +28,7 @@ else:
     data = PairData.from_file(folder / "pairs.tsv", DataConfig(task="seq2seq", batch_size=8, tokenizer="char",
                                                                 target_tokenizer="char"))
 torch.manual_seed(0)
-model = build_model(task, data.tokenizer, __import__("rnnkit").ModelConfig(
+model = build_model(task, data.tokenizer, ModelConfig(
     hidden_size=16, num_layers=1, embedding_dim=8, dropout=0.0, **({} if task == "lm" else {"bidirectional": True})),
     getattr(data, "labels", None), getattr(data, "target_tokenizer", None)).double()
 config = TrainConfig(max_steps=steps, eval_every=5, log_every=1, sample_length=0, precision="fp32", device="cpu",
