@@ -3,7 +3,7 @@ float64 model of TASK on the corpus in FOLDER into FOLDER/OUT, alone or as one o
 torchrun's processes, for STEPS steps in all (resuming the run in OUT if it has one).
 
     python distributed_worker.py TASK FOLDER OUT STEPS
-    torchrun --standalone --nproc-per-node 2 distributed_worker.py TASK FOLDER OUT STEPS
+    torchrun --standalone --nproc-per-node 2 distributed_worker.py TASK FOLDER OUT STEPS [nan-on-rank-1-at-step-3]
 """
 
 import os
@@ -27,13 +27,23 @@ elif task == "classify":
 else:
     data = PairData.from_file(folder / "pairs.tsv", DataConfig(task="seq2seq", batch_size=8, tokenizer="char",
                                                                 target_tokenizer="char"))
+spoil = sys.argv[5:] == ["nan-on-rank-1-at-step-3"]
 torch.manual_seed(0)
 model = build_model(task, data.tokenizer, ModelConfig(
     hidden_size=16, num_layers=1, embedding_dim=8, dropout=0.0, **({} if task == "lm" else {"bidirectional": True})),
     getattr(data, "labels", None), getattr(data, "target_tokenizer", None)).double()
 config = TrainConfig(max_steps=steps, eval_every=5, log_every=1, sample_length=0, precision="fp32", device="cpu",
-                     optimizer="adam", lr=1e-2, warmup_steps=2, lr_schedule="constant")  # the same with any budget
+                     optimizer="adam", lr=1e-2, warmup_steps=2, lr_schedule="constant",  # the same with any budget
+                     on_nonfinite="skip")
 trainer = Trainer(model, data, config, out=folder / out, quiet=True)
+if spoil:  # one rank's loss is NaN at step 3
+    loss = model.loss
+
+    def spoiled(batch, state=None):
+        value, state = loss(batch, state)
+        return (value * float("nan") if trainer.step + 1 == 3 and dist.get_rank() == 1 else value), state
+
+    model.loss = spoiled
 trainer.fit(resume=(folder / out / LAST).exists())
 if dist.is_initialized():
     dist.barrier()

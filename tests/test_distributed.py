@@ -32,10 +32,10 @@ def folder(tmp_path_factory, make_text, spam_table):
     return folder
 
 
-def worker(folder, task, out, steps, processes=1):
+def worker(folder, task, out, steps, processes=1, *more):
     launcher = [str(TORCHRUN), "--standalone", f"--nproc-per-node={processes}"] if processes > 1 else [sys.executable]
-    done = subprocess.run([*launcher, str(WORKER), task, str(folder), out, str(steps)], env=ENV, capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run([*launcher, str(WORKER), task, str(folder), out, str(steps), *more], env=ENV,
+                          capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
 
 
@@ -71,6 +71,14 @@ def test_a_run_resumes_on_another_number_of_processes(folder):
     worker(folder, "lm", "switched", 12)
     assert_same_weights(folder / "straight", folder / "switched")
     shutil.rmtree(folder / "switched")
+
+
+@pytest.mark.slow
+def test_a_nan_on_one_rank_skips_the_step_on_every_rank(folder):
+    worker(folder, "lm", "nan", 8, 2, "nan-on-rank-1-at-step-3")
+    rows = [json.loads(line) for line in (folder / "nan" / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["skipped_steps"]) for r in rows if "nonfinite" in r] == [(3, 1)]
+    assert weights(folder / "nan")[1]["step"] == 8  # and training went on, in step
 
 
 @pytest.mark.slow
