@@ -220,6 +220,3 @@ def trained_run(tiny_corpus, tmp_path_factory):
     assert code == 0, err
     return out
 
-
-def test_errors_of_the_fuzzed_kinds_are_rnnkit_errors():
-    assert issubclass(ConfigError, RnnkitError) and issubclass(DataError, RnnkitError)
