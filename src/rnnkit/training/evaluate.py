@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from rnnkit.training.distributed import all_sum
 from rnnkit.training.metrics import accuracy, chunk_f1, classification_report
 
 
@@ -49,32 +50,46 @@ def evaluate(model, ids: torch.Tensor, streams: int = 1, window: int | None = No
             if rest:
                 total, count = _add(model, x_tail, y_tail, None, device, total, count)[:2]
         else:
-            streams = max(1, min(streams, (len(ids) - 1) // 2))
-            L = (len(ids) - 1) // streams
-            state = None
-            for x, y in _stream_chunks(ids, streams, L, chunk_len):
-                total, count, state = _add(model, x, y, state, device, total, count)
-            if streams * L < len(ids) - 1:  # the tail the streams did not cover
-                tail = ids[streams * L:]
-                tail = tail if torch.is_tensor(tail) else tail.tensor()
-                total, count = _add(model, tail[:-1].view(1, -1), tail[1:].view(1, -1), None, device, total,
-                                    count)[:2]
+            total, count = stream_sums(model, ids, streams, chunk_len)
     finally:
         model.train(was_training)
     return _metrics(total, count)
 
 
-def _stream_chunks(ids, streams: int, L: int, chunk_len: int):
-    """(x, y) of ``streams`` contiguous streams of L predictions, ``chunk_len``
-    columns at a time: from a tensor's views, or read from a token file."""
+@torch.no_grad()
+def stream_sums(model, ids, streams: int, chunk_len: int = 1024, rank: int = 0, world: int = 1) -> tuple[float, int]:
+    """(summed loss, predictions) of ``model`` (in the mode it is in) over ``ids`` read as
+    ``streams`` contiguous streams with the state carried, and the tail they leave;
+    with ``world`` > 1, over streams ``rank``, ``rank + world``, ... only (rank 0
+    takes the tail), so that the sums of all ranks are the whole split's."""
+    device = next(model.parameters()).device
+    streams = max(1, min(streams, (len(ids) - 1) // 2))
+    L = (len(ids) - 1) // streams
+    mine = np.arange(rank, streams, world)
+    total, count, state = 0.0, 0, None
+    if len(mine):
+        for x, y in _stream_chunks(ids, streams, L, chunk_len, mine):
+            total, count, state = _add(model, x, y, state, device, total, count)
+    if rank == 0 and streams * L < len(ids) - 1:  # the tail the streams did not cover
+        tail = ids[streams * L:]
+        tail = tail if torch.is_tensor(tail) else tail.tensor()
+        total, count = _add(model, tail[:-1].view(1, -1), tail[1:].view(1, -1), None, device, total, count)[:2]
+    return total, count
+
+
+def _stream_chunks(ids, streams: int, L: int, chunk_len: int, rows: np.ndarray):
+    """(x, y) of streams ``rows`` of ``streams`` contiguous streams of L predictions,
+    ``chunk_len`` columns at a time: from a tensor's views, or read from a token file."""
     if torch.is_tensor(ids):
-        x, y = ids[:streams * L].view(streams, L), ids[1:streams * L + 1].view(streams, L)
+        index = torch.from_numpy(rows)
+        x = ids[:streams * L].view(streams, L)[index]
+        y = ids[1:streams * L + 1].view(streams, L)[index]
         for i in range(0, L, chunk_len):
             yield x[:, i:i + chunk_len], y[:, i:i + chunk_len]
         return
-    starts = np.arange(streams) * L
+    starts = rows * L
     for i in range(0, L, chunk_len):
-        w = ids.windows(starts + i, min(chunk_len, L - i) + 1)  # (streams, n + 1)
+        w = ids.windows(starts + i, min(chunk_len, L - i) + 1)  # (rows, n + 1)
         yield w[:, :-1], w[:, 1:]
 
 
@@ -122,7 +137,7 @@ def evaluate_dynamic(model, ids: torch.Tensor, lr: float, segment_len: int = 50)
     return _metrics(total, x.shape[1])
 
 
-def validate(model, data, split: str = "val", streams: int = 1) -> dict:
+def validate(model, data, split: str = "val", streams: int = 1, group=None) -> dict:
     """The metrics of ``model`` on a split of ``data`` ({} if the split is empty):
     loss and bpc for a language model (TextData), loss, accuracy and F1 for a
     classifier or tagger (LabelledData), loss, perplexity and the greedy
@@ -141,7 +156,16 @@ def validate(model, data, split: str = "val", streams: int = 1) -> dict:
     if not hasattr(data, "labels"):
         if len(ids) < 2:
             return {}
-        metrics = evaluate(model, ids, streams=streams)
+        if group is None:
+            metrics = evaluate(model, ids, streams=streams)
+        else:  # each rank its streams (rnnkit.training.distributed), the sums reduced
+            was_training = model.training
+            model.eval()
+            try:
+                total, count = all_sum(*stream_sums(model, ids, streams, rank=group.rank, world=group.world))
+            finally:
+                model.train(was_training)
+            metrics = _metrics(total, int(count))
         return {k: metrics[k] for k in ("loss", "bpc", "perplexity")}
     if len(ids) == 0:
         return {}

@@ -359,7 +359,7 @@ class Trainer:
     # -- evaluation and checkpoints -------------------------------------------
 
     def _evaluate_and_save(self, bar=None) -> dict:
-        metrics = validate(self.model, self.data, "val", self.cfg.eval_streams)
+        metrics = validate(self.model, self.data, "val", self.cfg.eval_streams, self.group)
         result = {"val_" + k: v for k, v in metrics.items()}
         if result:
             self._log({"step": self.step, **result})
