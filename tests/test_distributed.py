@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from rnnkit import DataConfig, LanguageModel, TextData
+from rnnkit.training.distributed import Group, rows
 from rnnkit.training.evaluate import stream_sums
 from rnnkit.training.runs import LAST, load_tensors
 
@@ -106,3 +107,11 @@ def test_the_ranks_streams_of_a_validation_split_add_up_to_the_whole(corpus):
     assert sum(c for _, c in parts) == whole[1] == len(data.val) - 1
     assert sum(t for t, _ in parts) == pytest.approx(whole[0], rel=1e-6)  # each batch sums in fp32
     assert parts[1][1] == 2 * ((len(data.val) - 1) // 5)  # streams 1 and 4 (rank 0 has 0, 3 and the tail)
+
+
+def test_any_batch_splits_over_the_ranks_and_a_rank_without_rows_runs_one_at_weight_0():
+    batch = (torch.arange(5)[:, None], torch.arange(5))
+    parts = [rows(batch, Group(r, 2)) for r in range(2)]
+    assert [p[0][1].tolist() for p in parts] == [[0, 1], [2, 3, 4]] and all(p[1] for p in parts)
+    (x, y), has_rows = rows((torch.zeros(1, 3), torch.zeros(1)), Group(0, 2))
+    assert not has_rows and x.shape == (1, 3)

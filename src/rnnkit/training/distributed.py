@@ -94,14 +94,14 @@ def wrap(model: nn.Module, device: torch.device) -> nn.Module:
     return DistributedDataParallel(_Loss(model), device_ids=[device.index] if device.type == "cuda" else None)
 
 
-def rows(batch: tuple[Tensor, ...], group: Group) -> tuple[Tensor, ...]:
-    """Rank ``group.rank``'s rows of a global batch (every tensor batch-first)."""
+def rows(batch: tuple[Tensor, ...], group: Group) -> tuple[tuple[Tensor, ...], bool]:
+    """Rank ``group.rank``'s rows of a global batch of b rows (every tensor batch-first):
+    rows r b/W .. (r+1) b/W, rounded down, which split any batch (an epoch's last
+    may be short); and whether there are any. A rank left without rows runs the
+    first row, so as to take part in DDP's all-reduce, at weight 0 (no loss terms)."""
     b = batch[0].shape[0]
-    if b % group.world:
-        raise ConfigError(f"a batch of {b} does not split over {group.world} processes; give a --batch-size that "
-                          f"is a multiple of {group.world}")
-    n = b // group.world
-    return tuple(t[group.rank * n:(group.rank + 1) * n] for t in batch)
+    lo, hi = group.rank * b // group.world, (group.rank + 1) * b // group.world
+    return (tuple(t[lo:hi] for t in batch), True) if hi > lo else (tuple(t[:1] for t in batch), False)
 
 
 def loss_terms(model: nn.Module, batch: tuple[Tensor, ...]) -> int:

@@ -240,25 +240,22 @@ class Trainer:
                 sampling = cfg.scheduled_sampling != "none"
                 if sampling:  # a seq2seq decoder's chance of reading the target's token
                     model.teacher_forcing = teacher_forcing(cfg, self.step)
-                batch = tuple(t.to(self.device) for t in batch)
+                batch, has_rows = tuple(t.to(self.device) for t in batch), True
                 if self.group:  # this rank's rows
-                    batch = distributed.rows(batch, self.group)
+                    batch, has_rows = distributed.rows(batch, self.group)
                 with torch.autocast(self.device.type, torch.bfloat16, enabled=self.precision == "bf16"):
                     loss, state = (self.ddp or model.loss)(batch, self.carry)
-                value, norm, share = loss.item(), math.nan, 1.0
+                value, share = loss.item(), 1.0
                 if self.group:  # the global batch's mean loss (NaN if any rank's is), and this rank's share
-                    terms = distributed.loss_terms(model, batch)
+                    terms = distributed.loss_terms(model, batch) if has_rows else 0
                     total, all_terms = distributed.all_sum(value * terms, terms)
                     value, share = total / all_terms, terms * self.group.world / all_terms
                 opt.zero_grad(set_to_none=True)
+                norm = math.nan
                 if math.isfinite(value):
                     (loss * share if share != 1.0 else loss).backward()
-                    norm = gradient_norm(model)  # before clipping: what backpropagation gave
+                    norm = self._clip()
                 if math.isfinite(value) and math.isfinite(norm):
-                    if cfg.clip_value:
-                        torch.nn.utils.clip_grad_value_(model.parameters(), cfg.clip_value)
-                    if cfg.clip_norm:
-                        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)
                     opt.step()
                     self.nonfinite_in_a_row = 0
                     self.log_sum += value
@@ -309,6 +306,20 @@ class Trainer:
             self.epoch += 1
             self.batch_index = 0
             self.carry = None
+
+    def _clip(self) -> float:
+        """Clip the gradients as configured; returns their global norm before clipping
+        (NaN or inf if any element is), computed once: clip_grad_norm_ returns it."""
+        params, cfg = self.model.parameters(), self.cfg
+        if cfg.clip_value:  # element-wise clipping first changes the norm: measure before it
+            norm = gradient_norm(self.model)
+            torch.nn.utils.clip_grad_value_(params, cfg.clip_value)
+            if cfg.clip_norm:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_norm)
+            return norm
+        if cfg.clip_norm:
+            return torch.nn.utils.clip_grad_norm_(params, cfg.clip_norm).item()
+        return gradient_norm(self.model)
 
     def _log(self, row: dict) -> None:
         self.rows.append(row)
