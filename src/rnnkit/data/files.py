@@ -84,8 +84,13 @@ def read_text(path: str | Path, tokenizer_kind: str = "char") -> str | bytes:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise DataError(f"{path} is not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start}); "
-                        f"use --tokenizer byte to train on raw bytes") from None
+        raise not_utf8(path, raw[e.start], e.start) from None
+
+
+def not_utf8(path, byte: int, offset: int) -> DataError:
+    """The error for a text that is not UTF-8, naming the first bad byte."""
+    return DataError(f"{path} is not UTF-8 text (byte 0x{byte:02x} at offset {offset}); "
+                     f"use --tokenizer byte to train on raw bytes")
 
 
 def file_digest(path: str | Path, *more: str | Path | None) -> str:

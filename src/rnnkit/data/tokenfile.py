@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from rnnkit.data.chars import ByteTokenizer, CharTokenizer, _code_points
+from rnnkit.data.files import not_utf8
 from rnnkit.errors import DataError
 
 STREAM_BYTES = 64 * 2**20  # plain files above this are streamed (in memory, 0.4 GB of text took 10.6 GB)
@@ -86,8 +87,7 @@ def _texts(path: Path):
         try:
             yield raw, decoder.decode(raw)
         except UnicodeDecodeError as e:
-            raise DataError(f"{path} is not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {offset + e.start}); "
-                            f"use --tokenizer byte to train on raw bytes") from None
+            raise not_utf8(path, raw[e.start], offset + e.start) from None
         offset += len(raw)
     try:
         decoder.decode(b"", final=True)
