@@ -4,6 +4,7 @@ rank 0 writes, and a run resumes on another number of processes."""
 
 import json
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from rnnkit.training.evaluate import stream_sums
 from rnnkit.training.runs import LAST, load_tensors
 
 WORKER = Path(__file__).with_name("distributed_worker.py")
+EVAL_WORKER = Path(__file__).with_name("distributed_eval_worker.py")
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
@@ -62,8 +64,10 @@ def test_two_processes_train_exactly_as_one_that_sees_the_global_batch(folder, t
     assert_same_weights(folder / f"{task}-one", folder / f"{task}-two")
     one, two = (json.loads(line) for line in ((folder / f"{task}-{n}" / "metrics.jsonl").read_text().splitlines()[-1]
                                               for n in ("one", "two")))
-    # a language model's ranks validate their own streams: each chunk's loss sums in fp32 over other rows
-    assert one["step"] == two["step"] and one["val_loss"] == pytest.approx(two["val_loss"], rel=1e-6)
+    # weights equal to 1e-9, and a language model's ranks validate their own streams (fp32 sums over other rows)
+    assert one["step"] == two["step"] and one.keys() == two.keys() and "val_loss" in one
+    for key in (k for k in one if k.startswith("val_")):  # loss, accuracy, F1, decoded error rates, BLEU
+        assert one[key] == pytest.approx(two[key], rel=1e-6), key
 
 
 @pytest.mark.slow
@@ -96,6 +100,40 @@ def test_rnnkit_train_under_torchrun_prints_and_writes_once(folder, tmp_path):
     assert done.stdout.count("2 processes") == 1 and done.stdout.count("done (budget) after 6 steps") == 1
     steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert steps == sorted(steps) and steps[-1] == 6  # one writer
+
+
+@pytest.mark.slow
+def test_every_task_s_validation_is_split_over_the_ranks_and_gives_every_rank_the_figures_of_one(
+        tmp_path, make_text, spam_table, chunk_corpus):
+    from test_ctc import random_texts, write_manifest
+
+    (tmp_path / "corpus.txt").write_text(make_text(200))
+    (tmp_path / "spam.csv").write_text(spam_table(1000))  # 300 to validate: 3 batches
+    (tmp_path / "chunks.txt").write_text(chunk_corpus(1000))
+    rng = random.Random(0)
+    words = {"".join(rng.choices("abcdef", k=rng.randint(3, 8))) for _ in range(700)}  # 180 sources to validate
+    (tmp_path / "pairs.tsv").write_text("".join(f"{w}\t{w[::-1]}\n" for w in sorted(words)))
+    write_manifest(tmp_path, "speech", random_texts(300, 0))
+    for processes in (1, 2):
+        launcher = [str(TORCHRUN), "--standalone", f"--nproc-per-node={processes}"] if processes > 1 \
+            else [sys.executable]
+        done = subprocess.run([*launcher, str(EVAL_WORKER), str(tmp_path)], env=ENV, capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+    one, *ranks = (json.loads((tmp_path / name).read_text()) for name in ("eval-1-0.json", "eval-2-0.json",
+                                                                          "eval-2-1.json"))
+    for task, alone in one.items():
+        assert ranks[0][task]["metrics"] == ranks[1][task]["metrics"], task  # every rank decides alike
+        if task == "lm":  # streams split: each chunk's loss sums in fp32 over other rows
+            for key, value in alone["metrics"].items():
+                assert ranks[0][task]["metrics"][key] == pytest.approx(value, rel=1e-6), (task, key)
+            continue
+        assert ranks[0][task]["metrics"] == alone["metrics"], task  # the same batches, the same sums in order
+        whole = {"evaluated": alone["examples"], "decoded": alone["sources"] if task in ("seq2seq", "ctc") else 0}
+        assert {k: alone[k] for k in whole} == whole, task
+        for count in (k for k, n in whole.items() if n):
+            shares = [r[task][count] for r in ranks]
+            assert sum(shares) == whole[count] and 0 < min(shares), (task, count, shares)
 
 
 def test_the_ranks_streams_of_a_validation_split_add_up_to_the_whole(corpus):

@@ -20,6 +20,13 @@ process group (gloo on CPUs, NCCL on GPUs). The trainer then, at every step:
   anywhere skips the step everywhere), the time spent (the slowest rank's,
   so time budgets and schedules move together) and a stop request.
 
+Validation is split too: a language model's streams go round the ranks and
+the summed losses are reduced; every other task's evaluation batches go round
+the ranks (:func:`share`) and their results (losses, predictions, decoded
+outputs) come back to every rank in order (:func:`gather_shares`), so every
+rank computes the metrics one process would, and all decide alike on the best
+checkpoint and on stopping early.
+
 Only rank 0 writes the run folder; checkpoints gather what differs between
 ranks (the carried states, the random states) into one global state, so a
 run resumes on any number of ranks that divides the batch.
@@ -27,6 +34,7 @@ run resumes on any number of ranks that divides the batch.
 
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass
 
@@ -136,7 +144,31 @@ def own_rows(t: Tensor, dim: int, group: Group) -> Tensor:
     return t.chunk(group.world, dim)[group.rank].contiguous()
 
 
+def barrier() -> None:
+    dist.barrier()
+
+
 def gather_objects(obj) -> list:
     out = [None] * dist.get_world_size()
     dist.all_gather_object(out, obj)
     return out
+
+
+def share(items, group: Group | None):
+    """Rank r's share of a sequence of work items (evaluation batches): every
+    W-th from the r-th, which balances batches sorted by length; all of them
+    when training alone."""
+    return items if group is None else itertools.islice(items, group.rank, None, group.world)
+
+
+def gather_shares(results: list, group: Group | None) -> list:
+    """The results of every rank's :func:`share` (one per item), put back in
+    the items' order on every rank, so that what is computed from them is what
+    one process computes."""
+    if group is None:
+        return results
+    parts = gather_objects(results)
+    everything: list = [None] * sum(map(len, parts))
+    for rank, part in enumerate(parts):
+        everything[rank::group.world] = part
+    return everything

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rnnkit.training.distributed import all_sum
+from rnnkit.training.distributed import all_sum, gather_shares, share
 from rnnkit.training.metrics import accuracy, chunk_f1, classification_report
 
 
@@ -142,16 +142,18 @@ def validate(model, data, split: str = "val", streams: int = 1, group=None) -> d
     loss and bpc for a language model (TextData), loss, accuracy and F1 for a
     classifier or tagger (LabelledData), loss, perplexity and the greedy
     outputs' error rates for sequence to sequence (PairData) and CTC
-    (SpeechData; see :mod:`rnnkit.training.decode`)."""
+    (SpeechData; see :mod:`rnnkit.training.decode`). With a ``group``, the
+    ranks share the work and every rank returns the same metrics."""
     if data.config.task in ("seq2seq", "ctc"):
         from rnnkit.training.decode import evaluate_pairs, score_pairs, score_speech
 
         if not len(getattr(data, split)):
             return {}
         seq2seq = data.config.task == "seq2seq"
-        decoded = (score_pairs if seq2seq else score_speech)(model, data, split)  # greedy, best path
+        decoded = (score_pairs if seq2seq else score_speech)(model, data, split, group=group)  # greedy, best path
         kept = ("token_error_rate", "sequence_error_rate") + (("bleu",) if seq2seq else ())
-        return {**evaluate_pairs(model, data.eval_batches(split), endings=seq2seq), **{k: decoded[k] for k in kept}}
+        return {**evaluate_pairs(model, data.eval_batches(split), endings=seq2seq, group=group),
+                **{k: decoded[k] for k in kept}}
     ids = getattr(data, split)
     if not hasattr(data, "labels"):
         if len(ids) < 2:
@@ -170,9 +172,9 @@ def validate(model, data, split: str = "val", streams: int = 1, group=None) -> d
     if len(ids) == 0:
         return {}
     if data.config.task == "lm":  # texts, each with its condition
-        metrics = evaluate_texts(model, data.eval_batches(split))
+        metrics = evaluate_texts(model, data.eval_batches(split), group)
         return {k: metrics[k] for k in ("loss", "bpc", "perplexity")}
-    metrics = evaluate_labelled(model, data.eval_batches(split), data.labels)
+    metrics = evaluate_labelled(model, data.eval_batches(split), data.labels, group=group)
     return {k: metrics[k] for k in ("loss", "accuracy", "f1") if k in metrics}
 
 
@@ -193,52 +195,56 @@ def _add(model, x, y, state, device, total, count):
 
 
 @torch.no_grad()
-def evaluate_texts(model, batches) -> dict:
+def evaluate_texts(model, batches, group=None) -> dict:
     """A conditioned language model over ``batches`` of independent texts (ids,
     lengths, condition): what :func:`evaluate` returns, each text's first
-    token given and the others predicted."""
+    token given and the others predicted; the batches split over the ranks of
+    ``group`` (:mod:`rnnkit.training.distributed`)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    total, count = 0.0, 0
+    sums = []  # (summed loss, predictions) a batch
     try:
-        for batch in batches:
+        for batch in share(batches, group):
             loss, _ = model.loss(tuple(t.to(device) for t in batch))
             n = int((batch[1] - 1).sum())  # each text of length n predicts n - 1 tokens
-            total, count = total + loss.item() * n, count + n
+            sums.append((loss.item() * n, n))
     finally:
         model.train(was_training)
-    return _metrics(total, count)
+    sums = gather_shares(sums, group)
+    return _metrics(sum(t for t, _ in sums), sum(n for _, n in sums))
 
 
 @torch.no_grad()
-def evaluate_labelled(model, batches, labels: list[str], device=None) -> dict:
+def evaluate_labelled(model, batches, labels: list[str], device=None, group=None) -> dict:
     """Loss and predictions of a classifier or tagger over ``batches`` of
     (x, lengths, y): loss (mean per example or token), accuracy, macro F1
     over the labels (classify) or, for tags with B-/I- prefixes, the chunk
-    F1 of conlleval (tag); ``predicted`` and ``gold`` hold the label names."""
+    F1 of conlleval (tag); ``predicted`` and ``gold`` hold the label names.
+    The batches split over the ranks of ``group`` (:mod:`rnnkit.training.distributed`)."""
     was_training = model.training
     model.eval()
     device = device or next(model.parameters()).device
-    total, count = 0.0, 0
-    gold, predicted = [], []
+    results = []  # a batch's (summed loss, terms, gold, predicted)
     try:
-        for x, lengths, y in batches:
+        for x, lengths, y in share(batches, group):
             x, lengths, y = x.to(device), lengths.to(device), y.to(device)
             loss, _ = model.loss((x, lengths, y))
             n = int(lengths.sum()) if y.dim() == 2 else len(y)
-            total, count = total + loss.item() * n, count + n
             pred = model.predict(x, lengths).cpu()
             if y.dim() == 1:
-                gold += [labels[i] for i in y.tolist()]
-                predicted += [labels[i] for i in pred.tolist()]
+                gold = [labels[i] for i in y.tolist()]
+                predicted = [labels[i] for i in pred.tolist()]
             else:
-                for b, n_b in enumerate(lengths.tolist()):
-                    gold.append([labels[i] for i in y[b, :n_b].tolist()])
-                    predicted.append([labels[i] for i in pred[b, :n_b].tolist()])
+                gold = [[labels[i] for i in y[b, :n_b].tolist()] for b, n_b in enumerate(lengths.tolist())]
+                predicted = [[labels[i] for i in pred[b, :n_b].tolist()] for b, n_b in enumerate(lengths.tolist())]
+            results.append((loss.item() * n, n, gold, predicted))
     finally:
         model.train(was_training)
-    result = {"loss": total / max(count, 1), "examples": len(gold)}
+    results = gather_shares(results, group)
+    gold = [g for r in results for g in r[2]]
+    predicted = [p for r in results for p in r[3]]
+    result = {"loss": sum(r[0] for r in results) / max(sum(r[1] for r in results), 1), "examples": len(gold)}
     if gold and isinstance(gold[0], list):
         result["accuracy"] = accuracy(gold, predicted)  # over tokens
         if any(t[:2] in ("B-", "I-", "E-", "S-") for t in labels):

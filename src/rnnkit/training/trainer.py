@@ -427,13 +427,15 @@ class Trainer:
 
     def test(self) -> dict:
         """The best checkpoint's metrics on the test split ({} without one)."""
+        if self.group:  # rank 0's last writes land before any rank reads them
+            distributed.barrier()
         if not (self.out / BEST).exists():
             return {}
         tensors, _ = load_tensors(self.out / BEST)
         current = {k: v.clone() for k, v in self.model.state_dict().items()}
         self.model.load_state_dict(tensors)
-        try:
-            return validate(self.model, self.data, "test", streams=1)  # a text read as one stream
+        try:  # a text read as one stream; the ranks share the batches of other tasks
+            return validate(self.model, self.data, "test", streams=1, group=self.group)
         finally:
             self.model.load_state_dict(current)
 
