@@ -24,9 +24,10 @@ LAYERS = [
     (1, "data", ("rnnkit.data",)),
     (2, "layers", ("rnnkit.layers",)),
     (3, "models", ("rnnkit.models",)),
-    (4, "training", ("rnnkit.training",)),
-    (5, "cli", ("rnnkit.cli", "rnnkit.__main__")),
-    (6, "package", ("rnnkit",)),  # the root only re-exports the public names
+    (4, "diagnostics", ("rnnkit.diagnostics",)),
+    (5, "training", ("rnnkit.training",)),
+    (6, "cli", ("rnnkit.cli", "rnnkit.__main__")),
+    (7, "package", ("rnnkit",)),  # the root only re-exports the public names
 ]
 
 

@@ -78,10 +78,12 @@ class Cell(nn.Module):
 
     name: str = ""
     num_gates: int = 1
+    gate_names: tuple[str, ...] = ()  # a name for each block of H rows of the weights
     state_size: int = 1
     hidden_weights: bool = True
     explicit_on_cpu: tuple[str, ...] = ()
     options: tuple[str, ...] = ()
+    recorder = None  # set inside rnnkit.kernels.trace.recording(): records steps called one at a time
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -170,6 +172,12 @@ class Cell(nn.Module):
         """The element-wise gate equations: xp, hp (B, G*H) -> (h (B, H), new state)."""
         raise NotImplementedError
 
+    def gates(self, xp: Tensor, hp: Tensor | None, state: State) -> dict[str, tuple[str, Tensor]]:
+        """The values of the step's squashing nonlinearities, for diagnostics
+        (saturation): name -> (``"sigmoid"`` or ``"tanh"``, values (B, H)),
+        from the step's xp, hp (None without W_hh) and the state before it."""
+        return {}
+
     def layer(self, x: Tensor, state: State, lengths: Tensor | None,
               weight_hh: Tensor) -> tuple[Tensor, State] | None:
         """x (B, T, I) from ``state`` -> (outputs (B, T, H), final state) as one
@@ -191,6 +199,8 @@ class Cell(nn.Module):
             if s.shape != (x.shape[0], self.hidden_size):
                 raise ValueError(f"{type(self).__name__}: expected state of shape "
                                  f"({x.shape[0]}, {self.hidden_size}), got {tuple(s.shape)}")
+        if Cell.recorder is not None:  # diagnostics record this step (rnnkit.kernels.trace)
+            return Cell.recorder(self, x, state)
         return self.recur(self.project_input(x), state)
 
     def extra_repr(self) -> str:

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from rnnkit.errors import ConfigError
+from rnnkit.kernels import trace
 from rnnkit.kernels.cell import Cell, State, cell_class
 from rnnkit.kernels.unroll import unroll
 
@@ -56,6 +57,8 @@ def run_layer(cell: Cell, x: Tensor, state: State, lengths: Tensor | None, weigh
     cell that torch has a kernel for runs the whole stack in the layer, not here."""
     if engine == "fused":
         return cell.scan(x, state, lengths)
+    if trace.active():  # diagnostics record every step (rnnkit.kernels.trace)
+        return trace.traced(cell, x, state, lengths, weight_hh)
     if LAYER_NODES and weight_hh is not None:
         result = cell.layer(x, state, lengths, weight_hh)
         if result is not None:

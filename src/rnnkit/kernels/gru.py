@@ -45,12 +45,18 @@ class GRUCell(Cell):
 
     name = "gru"
     num_gates = 3
+    gate_names = ("reset", "update", "candidate")  # the blocks of G*H rows, in order
     state_size = 1
     explicit_on_cpu = ("unpadded", "padded")
 
     def combine(self, xp: Tensor, hp: Tensor, state: State) -> tuple[Tensor, State]:
         h = GRUGates.apply(xp, hp, state[0])
         return h, (h,)
+
+    def gates(self, xp: Tensor, hp: Tensor | None, state: State) -> dict[str, tuple[str, Tensor]]:
+        (xr, xz, xn), (hr, hz, hn) = xp.chunk(3, dim=1), hp.chunk(3, dim=1)
+        r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
+        return {"reset": ("sigmoid", r), "update": ("sigmoid", z), "candidate": ("tanh", torch.tanh(xn + r * hn))}
 
     def fused_kernel(self):
         return torch.gru

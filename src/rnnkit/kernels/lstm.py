@@ -63,6 +63,7 @@ class LSTMCell(Cell):
 
     name = "lstm"
     num_gates = 4
+    gate_names = ("input", "forget", "cell", "output")  # the blocks of G*H rows, in order
     state_size = 2
     options = ("forget_bias",)
     explicit_on_cpu = ("padded",)
@@ -89,6 +90,12 @@ class LSTMCell(Cell):
         else:
             h, c = lstm_gates(gates, state[1])  # fewest ops, for generation
         return h, (h, c)
+
+    def gates(self, xp: Tensor, hp: Tensor | None, state: State) -> dict[str, tuple[str, Tensor]]:
+        i, f, g, o = (xp + hp).chunk(4, dim=1)
+        i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
+        return {"input": ("sigmoid", i), "forget": ("sigmoid", f), "cell": ("tanh", g), "output": ("sigmoid", o),
+                "tanh(c)": ("tanh", torch.tanh(f * state[1] + i * g))}
 
     def fused_kernel(self):
         return torch.lstm

@@ -80,6 +80,7 @@ class MinGRUCell(MinimalCell):
 
     name = "mingru"
     num_gates = 2
+    gate_names = ("update", "candidate")  # the blocks of G*H rows, in order
     state_size = 1
 
     def recur(self, xp: Tensor, state: State) -> tuple[Tensor, State]:
@@ -87,6 +88,9 @@ class MinGRUCell(MinimalCell):
         z = torch.sigmoid(kz)
         h = state[0] + z * (_g(kh) - state[0])  # = (1 - z) ⊙ h + z ⊙ g(kh)
         return h, (h,)
+
+    def gates(self, xp: Tensor, hp: Tensor | None, state: State) -> dict[str, tuple[str, Tensor]]:
+        return {"update": ("sigmoid", torch.sigmoid(xp.chunk(2, dim=1)[0]))}
 
     def log_coefficients(self, xp: Tensor) -> tuple[Tensor, Tensor]:
         """xp (B, T, 2H) -> log a, log b (B, T, H) of h_t = a_t ⊙ h_{t-1} + b_t."""
@@ -109,6 +113,7 @@ class MinLSTMCell(MinimalCell):
 
     name = "minlstm"
     num_gates = 3
+    gate_names = ("forget", "input", "candidate")  # the blocks of G*H rows, in order
     state_size = 1
 
     def recur(self, xp: Tensor, state: State) -> tuple[Tensor, State]:
@@ -116,6 +121,10 @@ class MinLSTMCell(MinimalCell):
         f, i = torch.sigmoid(kf), torch.sigmoid(ki)
         h = (f * state[0] + i * _g(kh)) / (f + i)
         return h, (h,)
+
+    def gates(self, xp: Tensor, hp: Tensor | None, state: State) -> dict[str, tuple[str, Tensor]]:
+        kf, ki, _ = xp.chunk(3, dim=1)
+        return {"forget": ("sigmoid", torch.sigmoid(kf)), "input": ("sigmoid", torch.sigmoid(ki))}
 
     def log_coefficients(self, xp: Tensor) -> tuple[Tensor, Tensor]:
         """xp (B, T, 3H) -> log a, log b (B, T, H) of h_t = a_t ⊙ h_{t-1} + b_t."""

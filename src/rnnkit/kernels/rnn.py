@@ -39,6 +39,7 @@ class RNNCell(Cell):
 
     name = "rnn"
     num_gates = 1
+    gate_names = ("h",)  # the blocks of G*H rows, in order
     state_size = 1
     explicit_on_cpu = ("unpadded", "padded")
     options = ("nonlinearity",)
@@ -57,6 +58,9 @@ class RNNCell(Cell):
         """h = φ(pre) from the summed pre-activation pre (B, H)."""
         h = torch.tanh(pre) if self.nonlinearity == "tanh" else torch.relu(pre)
         return h, (h,)
+
+    def gates(self, xp: Tensor, hp: Tensor | None, state: State) -> dict[str, tuple[str, Tensor]]:
+        return {"h": ("tanh", torch.tanh(xp + hp))} if self.nonlinearity == "tanh" else {}  # relu does not saturate
 
     def fused_kernel(self):
         return torch.rnn_tanh if self.nonlinearity == "tanh" else torch.rnn_relu
