@@ -143,6 +143,9 @@ TRAIN = [
     ("--dry-run", None, [], set(), set()),  # tested in test_footprint.py
     ("--save-every", "5", [], ALL, set()),
     ("--on-nonfinite", "skip", [], ALL, set()),
+    ("--diagnostics", "5", [], ALL - {"classify tdnn"}, {"classify tdnn"}),
+    ("--diagnostics", "5", ["--encoder", "tdnn", "--decoder-recurrence", "output"], set(), {"seq2seq"}),
+    ("--log", "tensorboard", [], ALL, set()),
 ]
 
 # against a trained run of each kind: (subcommand, option, value, more flags, taken in, refused in)

@@ -21,6 +21,7 @@ LR_SCHEDULES = ("constant", "step", "cosine")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
 NONFINITE_POLICIES = ("stop", "skip", "lower_lr")
+LOGS = ("jsonl", "tensorboard")
 CHAR_FEATURES_NEED_WORDS = ("--char-features reads the spelling of words: it needs --task classify or tag "
                             "with word tokens (--tokenizer word)")
 
@@ -234,6 +235,12 @@ class TrainConfig:
     on_nonfinite: str = _help("when a step's loss or gradient is NaN or infinite: stop (with the step named), "
                               "skip the step, or lower_lr (skip it and halve the learning rate from then on); "
                               "skip and lower_lr stop after 20 such steps in a row", default="stop")
+    diagnostics: int | None = _help("every this many steps, measure on a fixed validation batch the gradient "
+                                    "flow through time, the step Jacobians' products, each recurrent matrix's "
+                                    "spectral radius and the saturated gates, into metrics.jsonl "
+                                    "(rnnkit report RUN draws them)", default=None)
+    log: str = _help("metrics.jsonl always; tensorboard: also TensorBoard event files in RUN/tensorboard "
+                     "(losses, learning rate, gradient norms, diagnostics, samples)", default="jsonl")
     patience: int | None = _help("stop after this many evaluations without a better validation loss "
                                  "(seq2seq and ctc: token error rate)", default=None)
     scheduled_sampling: str = _help("seq2seq: feed the decoder its own sampled tokens instead of the "
@@ -255,6 +262,7 @@ class TrainConfig:
         _choice(self, "device", DEVICES)
         _choice(self, "precision", PRECISIONS)
         _choice(self, "on_nonfinite", NONFINITE_POLICIES)
+        _choice(self, "log", LOGS)
         _choice(self, "scheduled_sampling", ("none", "linear", "exponential", "inverse_sigmoid"))
         _at_least(self, "sampling_steps", 1)
         if not self.lr > 0:
@@ -263,7 +271,7 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise ConfigError(f"{name} must be > 0; got {value}")
-        for name in ("max_steps", "eval_every", "log_every", "save_every", "patience", "eval_streams",
+        for name in ("max_steps", "eval_every", "log_every", "save_every", "diagnostics", "patience", "eval_streams",
                      "lr_decay_every", "lr_decay_start"):
             _at_least(self, name, 1, optional=True)
         for name in ("warmup_steps", "sample_length", "momentum"):

@@ -83,6 +83,16 @@ def build_parser() -> argparse.ArgumentParser:
                     help="recurrent engine (default: the one the run trained on)")
     _search_flags(ev)
 
+    report = sub.add_parser("report", help="one self-contained HTML file that shows a run: curves, samples, "
+                                           "gradient flow, spectral radius, saturation, units over text, "
+                                           "attention or CTC posteriorgrams")
+    report.add_argument("run", help="run folder")
+    report.add_argument("--out", help="the HTML file to write (default RUN/report.html)")
+    report.add_argument("--text", help="lm: a text to draw units and surprisal over (default: the start of the "
+                                       "run's validation split)")
+    report.add_argument("--chars", type=int, default=2000, help="lm: tokens of that text to read (default 2000)")
+    report.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
+
     digits = sub.add_parser("digits", help="spoken digit strings for --task ctc, joined from the Free Spoken "
                                            "Digit Dataset's recordings: wav files and manifests")
     digits.add_argument("recordings", help="FSDD's recordings folder ({digit}_{speaker}_{take}.wav)")
@@ -166,7 +176,8 @@ def main(argv=None) -> int:
     try:
         args = build_parser().parse_args(argv)
         return {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "demo": cmd_demo,
-                "bench": cmd_bench, "predict": cmd_predict, "digits": cmd_digits}[args.command](args)
+                "bench": cmd_bench, "predict": cmd_predict, "digits": cmd_digits,
+                "report": cmd_report}[args.command](args)
     except RnnkitError as e:
         print(f"rnnkit: error: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -478,6 +489,16 @@ def cmd_predict(args) -> int:
             return ctc.run_predict(model, doc, args.input, args.output, search, args.posteriorgram)
         return seq2seq.run_predict(model, doc, args.input, args.output, search, args.attention_plot)
     return run_predict(args.run, args.input, args.output, resolve_device(args.device), args.engine)
+
+
+# -- report ---------------------------------------------------------------------
+
+
+def cmd_report(args) -> int:
+    from rnnkit.cli.report import run_report
+    from rnnkit.training import resolve_device
+
+    return run_report(args.run, args.out, args.text, args.chars, resolve_device(args.device))
 
 
 # -- digits ---------------------------------------------------------------------

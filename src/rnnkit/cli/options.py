@@ -222,6 +222,9 @@ RULES: dict[str, tuple[Callable[[Choice], bool], str]] = {
     "patience": (lambda c: bool(c.data.val_path) or c.data.val_fraction > 0,
                  "a validation split (--val-path or --val-fraction > 0)"),
     "eval_streams": (lambda c: c.stream, "a language model over a text (--task lm)"),
+    "diagnostics": (lambda c: c.cells and (c.recurrent or c.model.decoder_recurrence == "hidden"),
+                    "recurrent cells to inspect (--encoder rnn, or a seq2seq decoder with --decoder-recurrence "
+                    "hidden)"),
     "sample_length": (lambda c: c.task == "lm", _TASKS["lm"]),
     "scheduled_sampling": (lambda c: c.task == "seq2seq" and c.model.decoder_recurrence == "hidden",
                            "--task seq2seq with --decoder-recurrence hidden (the output decoder's "

@@ -76,6 +76,20 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         os.close(folder)
 
 
+def read_metrics(run_dir: str | Path) -> list[dict]:
+    """The rows of a run's metrics.jsonl ([] without one), less a torn last line of a killed process."""
+    path = Path(run_dir) / METRICS
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
 def remove_partial_writes(run_dir: Path) -> None:
     """Delete temporary files that a killed writer left in ``run_dir`` (call with the lock held)."""
     for tmp in Path(run_dir).glob(".*.tmp"):

@@ -24,10 +24,14 @@ import torch
 from tqdm import tqdm
 
 from rnnkit.config import TrainConfig
+from rnnkit.diagnostics import diagnostic_batch
+from rnnkit.diagnostics import measure as measure_diagnostics
 from rnnkit.errors import CheckpointError, ConfigError, TrainingError
+from rnnkit.kernels.cell import Cell
 from rnnkit.kernels.memory import keep_freed_memory
 from rnnkit.layers import engines_in
 from rnnkit.training import distributed
+from rnnkit.training.board import Board
 from rnnkit.training.evaluate import criterion, validate
 from rnnkit.training.footprint import Footprint, size
 from rnnkit.training.footprint import measure as measure_footprint
@@ -43,6 +47,7 @@ from rnnkit.training.runs import (
     check_tensors,
     load_tensors,
     read_config,
+    read_metrics,
     remove_partial_writes,
     run_lock,
     save_tensors,
@@ -60,14 +65,6 @@ def gradient_norm(model) -> float:
         return 0.0
     return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g, dtype=torch.promote_types(
         g.dtype, torch.float32)) for g in grads])).item()
-
-
-def _parse_row(line: str) -> dict | None:
-    """A line of metrics.jsonl; None for the torn last line of a killed process."""
-    try:
-        return json.loads(line)
-    except json.JSONDecodeError:
-        return None
 
 
 def all_finite(tensors) -> bool:
@@ -144,7 +141,12 @@ class Trainer:
         self.config_digest: str | None = None  # what the weights mean (runs.structure_digest), in each checkpoint
         self.carry = None  # recurrent state carried to the next batch
         self.rows: list[dict] = []
+        self.board: Board | None = None  # TensorBoard's event files, with --log tensorboard
+        self._fixed_batch: tuple | None = None  # what --diagnostics measures on
         self._stop = False
+        if config.diagnostics and not any(isinstance(m, Cell) for m in self.model.modules()):
+            raise ConfigError("--diagnostics inspects recurrent cells, and this model has none (a tdnn encoder); "
+                              "drop --diagnostics")
         # the engine of every recurrent layer (rnnkit.kernels.choose_engine), recorded in config.json
         # so that evaluating the run later takes the same one
         self.engines = engines_in(self.model, self.device)
@@ -200,16 +202,20 @@ class Trainer:
                 self.config_digest = write_config(self.out, self.model.config, self.data.config, self.cfg,
                                                   self.data.tokenizer, corpus_sha256=self.data.digest,
                                                   engines=self.engines, **extra)
+        if self.writes and self.cfg.log == "tensorboard":
+            self.board = Board(self.out)
         previous = self._install_sigint()
         bar = tqdm(total=100, disable=self.quiet or not sys.stderr.isatty(), leave=False,
                    bar_format="{percentage:3.0f}%|{bar:20}| {elapsed}<{remaining} {postfix}")
         try:
             reason = self._loop(bar)
+            result = self._evaluate_and_save() if reason != "interrupted" else self._save_last()
         finally:
             bar.close()
             if previous is not None:
                 signal.signal(signal.SIGINT, previous)
-        result = self._evaluate_and_save() if reason != "interrupted" else self._save_last()
+            if self.board is not None:
+                self.board.close()
         return {"stopped": reason, "step": self.step, "epoch": self.epoch, "elapsed": self.elapsed,
                 "best_val": self.best_val, "skipped_steps": self.skipped_steps, "out": str(self.out),
                 **(result or {})}
@@ -291,6 +297,9 @@ class Trainer:
                 bar.refresh()
                 for callback in self.callbacks:
                     callback(self)
+                if cfg.diagnostics and self.step % cfg.diagnostics == 0 and self.writes:
+                    self._log({"step": self.step, "diagnostics": measure_diagnostics(model, self._diagnostic_batch())})
+                    started = time.perf_counter() - self.elapsed  # measuring is not budget, as evaluating
                 if self._progress() >= 1.0:
                     return "budget"
                 if self._stop:
@@ -325,8 +334,16 @@ class Trainer:
         self.rows.append(row)
         if not self.writes:
             return
-        with self._writing(), open(self.out / METRICS, "a") as f:
-            f.write(json.dumps(row) + "\n")
+        with self._writing():
+            with open(self.out / METRICS, "a") as f:
+                f.write(json.dumps(row) + "\n")
+            if self.board is not None:
+                self.board.log(row)
+
+    def _diagnostic_batch(self) -> tuple:
+        if self._fixed_batch is None:
+            self._fixed_batch = tuple(t.to(self.device) for t in diagnostic_batch(self.data))
+        return self._fixed_batch
 
     def _skip(self, what: str, value: float) -> None:
         """Deal with step ``self.step + 1``, whose ``what`` (loss or gradient norm)
@@ -391,10 +408,14 @@ class Trainer:
         if self.writes:
             with self._writing():
                 plot_losses(self.rows, self.out / PLOT, title=str(self.out))
-        self._report(result, bar)
+        sample = None
+        if self.writes and self.cfg.sample_length and hasattr(self.model, "generate"):
+            sample = self._sample()
+            self._log({"step": self.step, "sample": sample})
+        self._report(result, bar, sample)
         return result
 
-    def _report(self, result: dict, bar) -> None:
+    def _report(self, result: dict, bar, sample: str | None) -> None:
         if self.quiet:
             return
         line = f"step {self.step:,} | epoch {self.epoch + 1} | {self.elapsed:.0f}s"
@@ -406,8 +427,8 @@ class Trainer:
                                            for k, v in result.items())
         write = bar.write if bar is not None else print
         write(line)
-        if self.cfg.sample_length and hasattr(self.model, "generate"):
-            write(self._sample() + "\n" + "-" * 40)
+        if sample is not None:
+            write(sample + "\n" + "-" * 40)
 
     def _sample(self) -> str:
         tok = self.data.tokenizer
@@ -570,7 +591,7 @@ class Trainer:
         # keep the metrics up to the checkpoint; lines written after it are redone
         path = self.out / METRICS
         if path.exists():
-            self.rows = [r for r in map(_parse_row, path.read_text().splitlines()) if r and r["step"] <= self.step]
+            self.rows = [r for r in read_metrics(self.out) if r["step"] <= self.step]
             with self._writing():
                 atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in self.rows).encode())
 
