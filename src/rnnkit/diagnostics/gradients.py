@@ -75,9 +75,11 @@ def gradient_flow(model: nn.Module, batch: tuple[Tensor, ...]) -> list[Curve]:
 def jacobian_norms(model: nn.Module, batch: tuple[Tensor, ...], example: int = 0,
                    last_steps: int | None = None) -> list[Curve]:
     """For each recurrent layer and direction, over sequence ``example`` of
-    ``batch``: σ_max(∂h_n/∂h_k) for every step k, h_n its last state inside the
-    sequence's length (the value at k = n is 1). ``last_steps`` limits the
-    product to the last that many steps (the values before them are NaN)."""
+    ``batch``: σ_max(∂h_n/∂h_k), h_n its last state inside the sequence's
+    length (the value at k = n is 1), at k = n - j for every j steps back up to
+    20, every 5th up to 100 and every 25th beyond (NaN between: an SVD a value
+    is what it costs). ``last_steps`` limits the product to the last that many
+    steps (NaN before them)."""
     one = tuple(t[example:example + 1] for t in batch)
     was_training = model.training
     model.eval()
@@ -90,34 +92,58 @@ def jacobian_norms(model: nn.Module, batch: tuple[Tensor, ...], example: int = 0
     return [Curve(r.name, _product_norms(r, last_steps)) for r in found]
 
 
+def measured(back: int) -> bool:
+    """Whether :func:`jacobian_norms` measures the product ``back`` steps back."""
+    return back <= 20 or (back <= 100 and back % 5 == 0) or back % 25 == 0
+
+
 def _product_norms(r: Recording, last_steps: int | None) -> np.ndarray:
-    """σ_max of ∂h_n/∂h_k for k = n .. 0 (NaN past ``last_steps``), one sequence's steps."""
+    """σ_max of ∂h_n/∂h_k for k = n .. 0 (see :func:`jacobian_norms`), one sequence's steps."""
     n = int(r.mask[0].sum())  # the steps inside the sequence's length
     values = np.full(len(r.steps), np.nan)
-    H = r.cell.hidden_size
-    rows = None  # ∂h_n/∂s_t, (H, S*H) in float64: the h rows of the product, all the product needs
+    H, S = r.cell.hidden_size, r.cell.state_size
+    rows = None  # ∂h_n/∂s_t = rows * exp(log_scale), the h rows of the product, (H, S*H)
+    log_scale = 0.0
     for t in range(n - 1, -1 if last_steps is None else max(-1, n - 1 - last_steps), -1):
-        J = step_jacobian(r.cell, r.steps[t]).double()  # ∂s_t/∂s_{t-1}, (S*H, S*H)
         if rows is None:
-            rows = torch.eye(H, J.shape[0], dtype=torch.float64)
-        values[t] = float(torch.linalg.matrix_norm(rows[:, :H], ord=2))
-        rows = rows @ J
+            step = r.steps[t].after[0]
+            rows = torch.eye(H, S * H, dtype=step.dtype, device=step.device)
+        if measured(n - 1 - t):
+            values[t] = float(torch.linalg.svdvals(rows[:, :H])[0]) * np.exp(log_scale)
+        rows = backward_through_step(r.cell, r.steps[t], rows)  # ∂h_n/∂s_{t-1}
+        scale = float(rows.abs().max())
+        if scale > 0:  # kept near 1, so that float32 neither underflows nor overflows over long products
+            rows, log_scale = rows / scale, log_scale + np.log(scale)
     return values
 
 
 @torch.enable_grad()
-def step_jacobian(cell: Cell, step: Step) -> Tensor:
-    """∂s_t/∂s_{t-1} of a recorded step of the batch's first sequence: (S*H, S*H), the
-    state (h,) or (h, c) flattened; the step's input held fixed. Its S*H rows come
-    from one backward pass over S*H copies of the step, each asked for one row."""
-    size = cell.state_size * cell.hidden_size
-    before = tuple(s[:1].detach().expand(size, -1).clone().requires_grad_() for s in step.before)
-    xp = step.xp[:1].detach().expand(size, -1)
-    if type(cell).recur is Cell.recur:
-        hp = gemm.linear(before[0], cell.weight_hh.detach(), None if cell.bias_hh is None else cell.bias_hh.detach())
+def backward_through_step(cell: Cell, step: Step, rows: Tensor) -> Tensor:
+    """rows (R, S*H) @ ∂s_t/∂s_{t-1} for a recorded step of the batch's first sequence,
+    the state (h,) or (h, c) flattened and the step's input held fixed: one backward
+    pass over R copies of the step, copy j carrying row j."""
+    R, H = rows.shape[0], cell.hidden_size
+    before = tuple(s[:1].detach().expand(R, -1).clone().requires_grad_() for s in step.before)
+    xp = step.xp[:1].detach().expand(R, -1)
+    if type(cell).recur is Cell.recur:  # hp = h W_hh^T + b_hh: the same row for every copy
+        hp = _SharedProjection.apply(before[0], cell.weight_hh.detach(), step.hp[:1].detach())
         _, after = cell.combine(xp, hp, before)
     else:
         _, after = cell.recur(xp, before)
-    flat = torch.cat(after, dim=1)  # (S*H, S*H): copy j's outputs
-    rows = torch.autograd.grad(flat, before, grad_outputs=torch.eye(size, dtype=flat.dtype, device=flat.device))
-    return torch.cat(rows, dim=1)  # row j: ∂(s_t)_j/∂s_{t-1}
+    grads = torch.autograd.grad(after, before, grad_outputs=rows.split(H, dim=1), allow_unused=True)
+    return torch.cat([torch.zeros_like(b) if g is None else g for g, b in zip(grads, before)], dim=1)
+
+
+class _SharedProjection(torch.autograd.Function):
+    """h W^T + b for R copies of one state: the forward repeats the row already
+    computed, the backward is each copy's own, dh = dhp W."""
+
+    @staticmethod
+    def forward(ctx, h: Tensor, weight: Tensor, hp: Tensor) -> Tensor:
+        ctx.save_for_backward(weight)
+        return hp.expand(h.shape[0], -1)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (weight,) = ctx.saved_tensors
+        return gemm.mm(grad, weight), None, None

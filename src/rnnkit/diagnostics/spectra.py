@@ -27,6 +27,8 @@ def spectral_radii(model: nn.Module) -> dict[str, dict[str, float]]:
         cell = modules[key]
         if cell.weight_hh is None:
             continue
-        blocks = cell.weight_hh.detach().double().cpu().split(cell.hidden_size)  # G blocks of (H, H)
+        w = cell.weight_hh.detach().cpu()
+        w = w if w.dtype in (torch.float32, torch.float64) else w.float()  # eigvals takes no bf16
+        blocks = w.split(cell.hidden_size)  # G blocks of (H, H)
         result[name] = {gate: float(torch.linalg.eigvals(w).abs().max()) for gate, w in zip(cell.gate_names, blocks)}
     return result
