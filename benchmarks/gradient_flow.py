@@ -77,8 +77,9 @@ def main() -> None:
     axes = fig.subplots(1, 2, sharey=True)
     for ax, index, when in ((axes[0], 0, "at initialisation"), (axes[1], 1, f"after {args.minutes:g} min")):
         for cell, pair in results.items():
-            product = np.array(pair[index]["product"])
-            ax.plot(np.arange(len(product))[::-1], product, label=cell.upper())
+            product = np.array(pair[index]["product"], dtype=float)  # NaN where not measured
+            back, keep = np.arange(len(product))[::-1], np.isfinite(product)
+            ax.plot(back[keep], product[keep], ".-", label=cell.upper(), markersize=3)
         ax.set(yscale="log", xlabel="steps back, n - k", title=when)
         ax.grid(alpha=0.3)
         ax.legend()

@@ -6,7 +6,6 @@ import re
 import shutil
 
 import pytest
-
 from conftest import run_main
 
 CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
@@ -66,7 +65,7 @@ def test_a_language_model_s_report_has_every_section(runs):
                               "saturation", "Units over the text, and surprisal"]
     assert page.count("<img") == 4  # training, gradient flow now and at initialisation, over training
     assert "inside quotes" in page and "bracket depth" in page  # units that track them were looked for
-    assert "step 12" in page  # the last sample
+    assert "step 12" in page and "the best checkpoint, now" in page  # the last sample written, and one now
 
 
 @pytest.mark.slow

@@ -2,7 +2,8 @@
 why its recurrent network behaves as it does.
 
 Sections: the run (settings, size, how far it trained); loss, learning-rate
-and gradient-norm curves; samples (language models); gradient flow through
+and gradient-norm curves; samples (language models: those written while
+training, and one from the best checkpoint); gradient flow through
 time and the products of step Jacobians, for the run's model and for the same
 architecture at initialisation with each of the RNN, LSTM and GRU cells;
 spectral radius and saturated gates, now and over training (runs trained with
@@ -34,6 +35,7 @@ from rnnkit.training.runs import atomic_write_bytes, build_model, load_run, read
 
 COMPARED_CELLS = ("rnn", "lstm", "gru")
 UNITS_SHOWN = 8  # units of each layer offered besides the ones found
+SAMPLE_LENGTH = 300
 
 
 def run_report(run: str, out: str | None, text: str | None, chars: int, device: torch.device) -> int:
@@ -47,10 +49,15 @@ def run_report(run: str, out: str | None, text: str | None, chars: int, device: 
     data, missing = _data_of(doc, tokenizer)
     sections = [("Run", _summary(run, model, doc, rows)),
                 ("Training", _figure(training_figure(rows)) if rows else _note("metrics.jsonl is empty or gone."))]
-    samples = [r for r in rows if "sample" in r]
+    samples = [(f"step {r['step']:,}", r["sample"]) for r in rows if "sample" in r][-3:]
+    if task == "lm" and not doc["data"].condition_column:
+        prime = tokenizer.encode(tokenizer.default_prime())
+        generator = torch.Generator(device=device).manual_seed(0)
+        samples.append(("the best checkpoint, now (temperature 0.8)",
+                        tokenizer.decode(list(model.generate(prime, SAMPLE_LENGTH, 0.8, generator=generator)))))
     if samples:
-        sections.append(("Samples", "".join(f"<h3>step {r['step']:,}</h3><pre>{html.escape(r['sample'])}</pre>"
-                                            for r in samples[-3:])))
+        sections.append(("Samples", "".join(f"<h3>{html.escape(when)}</h3><pre>{html.escape(text)}</pre>"
+                                            for when, text in samples)))
     if not any(isinstance(m, Cell) for m in model.modules()):
         sections.append(("Gradient flow", _note("This model has no recurrent cells (a tdnn encoder).")))
     elif data is None:
@@ -58,7 +65,7 @@ def run_report(run: str, out: str | None, text: str | None, chars: int, device: 
     else:
         batch = tuple(t.to(device) for t in diagnostic_batch(data))
         now = measure(model, batch)
-        sections.append(("Gradient flow through time", _gradient_flow(now, model, doc, tokenizer, batch)))
+        sections.append(("Gradient flow through time", _gradient_flow(now, doc, tokenizer, batch)))
         sections.append(("Spectral radius and saturation", _recurrence(now, rows)))
         if task in ("seq2seq", "ctc"):
             sections.append(("Attention" if task == "seq2seq" else "CTC posteriorgrams",
@@ -128,7 +135,7 @@ def _summary(run: str, model, doc: dict, rows: list[dict]) -> str:
             f"<pre>{html.escape(json.dumps(config, indent=1))}</pre></details>")
 
 
-def _gradient_flow(now: dict, model, doc: dict, tokenizer, batch) -> str:
+def _gradient_flow(now: dict, doc: dict, tokenizer, batch) -> str:
     compared = {"gradient_flow": {}, "jacobian_norms": {}}
     for cell in COMPARED_CELLS:
         torch.manual_seed(0)

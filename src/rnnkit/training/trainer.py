@@ -208,12 +208,14 @@ class Trainer:
         bar = tqdm(total=100, disable=self.quiet or not sys.stderr.isatty(), leave=False,
                    bar_format="{percentage:3.0f}%|{bar:20}| {elapsed}<{remaining} {postfix}")
         try:
-            reason = self._loop(bar)
+            try:
+                reason = self._loop(bar)
+            finally:
+                bar.close()
+                if previous is not None:
+                    signal.signal(signal.SIGINT, previous)
             result = self._evaluate_and_save() if reason != "interrupted" else self._save_last()
         finally:
-            bar.close()
-            if previous is not None:
-                signal.signal(signal.SIGINT, previous)
             if self.board is not None:
                 self.board.close()
         return {"stopped": reason, "step": self.step, "epoch": self.epoch, "elapsed": self.elapsed,
