@@ -122,12 +122,13 @@ def _text_ids(tokenizer, path: str | None, data, chars: int) -> torch.Tensor:
 
 def _summary(run: str, model, doc: dict, rows: list[dict]) -> str:
     m, d = doc["model"], doc["data"]
-    trained = [r for r in rows if "loss" in r]
+    timed = [r for r in rows if "elapsed" in r]
     vals = [r for r in rows if "val_loss" in r]
+    layers = "TDNN" if d.task != "lm" and m.encoder == "tdnn" else m.cell.upper()
     facts = {"task": d.task, "data": d.path,
-             "model": f"{m.num_layers} x {m.hidden_size} {m.cell.upper()}" + (" (encoder)" if d.task != "lm" else ""),
+             "model": f"{m.num_layers} x {m.hidden_size} {layers}" + (" encoder" if d.task != "lm" else ""),
              "parameters": f"{sum(p.numel() for p in model.parameters()):,}",
-             "trained": f"{trained[-1]['step']:,} steps, {trained[-1].get('elapsed', 0):.0f} s" if trained else "-",
+             "trained": f"{max(r['step'] for r in rows):,} steps, {timed[-1]['elapsed']:.0f} s" if timed else "-",
              "best validation loss": f"{min(r['val_loss'] for r in vals):.4f}" if vals else "-"}
     table = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in facts.items())
     config = json.loads((Path(run) / "config.json").read_text())
