@@ -22,6 +22,7 @@ LAYERS = [
     (0, "base", ("rnnkit.errors", "rnnkit.config", "rnnkit.version")),
     (1, "kernels", ("rnnkit.kernels",)),
     (1, "data", ("rnnkit.data",)),
+    (1, "reference", ("rnnkit.reference",)),  # NumPy only: the lectures' algorithms, nothing of rnnkit's
     (2, "layers", ("rnnkit.layers",)),
     (3, "models", ("rnnkit.models",)),
     (4, "diagnostics", ("rnnkit.diagnostics",)),
