@@ -27,8 +27,9 @@ LAYERS = [
     (3, "models", ("rnnkit.models",)),
     (4, "diagnostics", ("rnnkit.diagnostics",)),
     (5, "training", ("rnnkit.training",)),
-    (6, "cli", ("rnnkit.cli", "rnnkit.__main__")),
-    (7, "package", ("rnnkit",)),  # the root only re-exports the public names
+    (6, "experiments", ("rnnkit.experiments",)),
+    (7, "cli", ("rnnkit.cli", "rnnkit.__main__")),
+    (8, "package", ("rnnkit",)),  # the root only re-exports the public names
 ]
 
 

@@ -93,6 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--chars", type=int, default=2000, help="lm: tokens of that text to read (default 2000)")
     report.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
 
+    experiment = sub.add_parser("experiment", help="a lecture's claim as an experiment: prints a table, draws "
+                                                   "a plot (linear: h_t = W h_(t-1) and its spectral radius; "
+                                                   "symmetry: identical units stay identical)")
+    experiment.add_argument("name", choices=("linear", "symmetry"))
+    experiment.add_argument("--out", default="runs/experiments", help="folder for NAME.png (default runs/experiments)")
+    experiment.add_argument("--quick", action="store_true", help="the tests' small configuration")
+
     digits = sub.add_parser("digits", help="spoken digit strings for --task ctc, joined from the Free Spoken "
                                            "Digit Dataset's recordings: wav files and manifests")
     digits.add_argument("recordings", help="FSDD's recordings folder ({digit}_{speaker}_{take}.wav)")
@@ -177,7 +184,7 @@ def main(argv=None) -> int:
         args = build_parser().parse_args(argv)
         return {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "demo": cmd_demo,
                 "bench": cmd_bench, "predict": cmd_predict, "digits": cmd_digits,
-                "report": cmd_report}[args.command](args)
+                "report": cmd_report, "experiment": cmd_experiment}[args.command](args)
     except RnnkitError as e:
         print(f"rnnkit: error: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -499,6 +506,25 @@ def cmd_report(args) -> int:
     from rnnkit.training import resolve_device
 
     return run_report(args.run, args.out, args.text, args.chars, resolve_device(args.device))
+
+
+# -- experiment -----------------------------------------------------------------
+
+
+def cmd_experiment(args) -> int:
+    from rnnkit.experiments import EXPERIMENTS
+    from rnnkit.training.plots import png
+    from rnnkit.training.runs import atomic_write_bytes
+
+    table, figure = EXPERIMENTS[args.name].run(quick=args.quick)
+    target = Path(args.out) / f"{args.name}.png"
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(target, png(figure))
+    except OSError as e:
+        raise DataError(f"could not write {target}: {e.strerror or e}; pass --out elsewhere") from None
+    print(table + f"\n\nplot: {target}")
+    return 0
 
 
 # -- digits ---------------------------------------------------------------------
