@@ -16,9 +16,9 @@ from pathlib import Path
 
 import torch
 
-from rnnkit.cli.options import Choice, add_config_flags, pick, refuse_changes, refuse_unused, train_settings
+from rnnkit.cli.options import Choice, add_config_flags, flag, pick, refuse_changes, refuse_unused, train_settings
 from rnnkit.config import DataConfig, ModelConfig, SampleConfig, TrainConfig, from_dict, to_dict
-from rnnkit.errors import ConfigError, DataError, RnnkitError
+from rnnkit.errors import ConfigError, DataError, RnnkitError, TrainingError
 from rnnkit.kernels import ENGINES, choose_engine
 
 EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
@@ -43,6 +43,16 @@ def build_parser() -> argparse.ArgumentParser:
                        "trained or written")
     for cls in (ModelConfig, DataConfig, TrainConfig):
         add_config_flags(train, cls, skip=("path",))
+
+    lr_find = sub.add_parser("lr-find", help="the learning-rate range test (Smith 2017): the loss against an "
+                                             "exponentially rising learning rate, plotted, with a suggested rate")
+    lr_find.add_argument("path", help="training file")
+    lr_find.add_argument("--config", help="JSON file of settings (flags override it)")
+    lr_find.add_argument("--start-lr", type=float, default=1e-6, help="the first step's rate (default 1e-6)")
+    lr_find.add_argument("--end-lr", type=float, default=1.0, help="the last step's rate (default 1)")
+    lr_find.add_argument("--steps", type=int, default=300, help="steps from one to the other (default 300)")
+    for cls in (ModelConfig, DataConfig, TrainConfig):
+        add_config_flags(lr_find, cls, skip=("path",))
 
     sample = sub.add_parser("sample", help="generate text from a trained run")
     sample.add_argument("run", help="run folder")
@@ -184,7 +194,7 @@ def main(argv=None) -> int:
         args = build_parser().parse_args(argv)
         return {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "demo": cmd_demo,
                 "bench": cmd_bench, "predict": cmd_predict, "digits": cmd_digits,
-                "report": cmd_report, "experiment": cmd_experiment}[args.command](args)
+                "report": cmd_report, "experiment": cmd_experiment, "lr-find": cmd_lr_find}[args.command](args)
     except RnnkitError as e:
         print(f"rnnkit: error: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -213,14 +223,56 @@ def cmd_train(args) -> int:
     return code
 
 
-def _train(args, say, device: str | None = None) -> int:
-    """``rnnkit train``; ``say`` prints (rank 0's) news, and ``device`` is torchrun's for this process."""
+def cmd_lr_find(args) -> int:
+    from rnnkit.training import distributed
+
+    if distributed.launched():
+        raise ConfigError("lr-find runs in one process; start it without torchrun")
+    if not (0 < args.start_lr < args.end_lr) or args.steps < 2:
+        raise ConfigError(f"lr-find needs 0 < --start-lr < --end-lr and --steps >= 2; got {args.start_lr:g}, "
+                          f"{args.end_lr:g} and {args.steps}")
+    args.resume = args.dry_run = False
+    return _train(args, print, lr_find=(args.start_lr, args.end_lr, args.steps))
+
+
+def _lr_find(model, data, train_cfg: TrainConfig, start: float, end: float, steps: int) -> int:
+    from rnnkit.training.lr_find import range_test, range_test_figure
+    from rnnkit.training.plots import png
+    from rnnkit.training.runs import atomic_write_bytes
+
+    out = Path(train_cfg.out or Path("runs") / Path(data.config.path).stem)
+    print(f"rnnkit lr-find: {data.config.path}, {train_cfg.optimizer}, the rate from {start:g} to {end:g} over "
+          f"{steps} steps; the weights are left behind, the curve goes to {out}", flush=True)
+    test = range_test(model, data, train_cfg, start, end, steps)
+    if not test.losses:
+        raise TrainingError(f"the loss was not finite from the first step at rate {start:g}; lower --start-lr")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(out / "lr_find.png", png(range_test_figure(test, f"{data.config.path}, "
+                                                                            f"{train_cfg.optimizer}")))
+        atomic_write_bytes(out / "lr_find.json", json.dumps(test.to_dict()).encode())
+    except OSError as e:
+        raise DataError(f"could not write to {out}: {e.strerror or e}; pass --out elsewhere") from None
+    smoothed = test.smoothed
+    low = min(range(len(smoothed)), key=smoothed.__getitem__)
+    print(f"{len(test.losses)} steps ({test.stopped}); the lowest smoothed loss {smoothed[low]:.3f} at rate "
+          f"{test.lrs[low]:.2g}: suggested --lr {test.suggestion:.2g}; the curve: {out / 'lr_find.png'}")
+    return 0
+
+
+def _train(args, say, device: str | None = None, lr_find: tuple | None = None) -> int:
+    """``rnnkit train``; ``say`` prints (rank 0's) news, and ``device`` is torchrun's for this process;
+    with ``lr_find`` (start, end, steps), ``rnnkit lr-find``: the range test instead of training."""
     from rnnkit.data import LabelledData, PairData, SpeechData, TextData
     from rnnkit.training import Trainer, read_config, resolve_device
     from rnnkit.training.footprint import refuse_oversized
+    from rnnkit.training.lr_find import FIXED
     from rnnkit.training.runs import build_model
 
     model_s, data_s, train_s = train_settings(args)
+    for name in sorted(set(train_s) & set(FIXED) if lr_find else ()):
+        raise ConfigError(f"{flag(name)} does nothing in a learning-rate range test, which sets the rate and the "
+                          f"steps itself and saves no weights; drop it")
     if device is not None:
         train_s["device"] = device.split(":")[0]  # cuda:LOCAL_RANK is the current device
     if args.resume:
@@ -266,6 +318,8 @@ def _train(args, say, device: str | None = None) -> int:
     model = build()
     if model_cfg.embeddings and not args.resume:
         say(_start_embedding(model, data.tokenizer, model_cfg.embeddings), flush=True)
+    if lr_find is not None:
+        return _lr_find(model, data, train_cfg, *lr_find)
     trainer = Trainer(model, data, train_cfg)
     if not args.resume and trainer.holds_run():
         raise ConfigError(f"{trainer.out} already holds a run; pass --resume to continue it "
@@ -571,9 +625,9 @@ def cmd_bench(args) -> int:
     positive = {"hidden-sizes": min(hidden_sizes), "num-layers": args.num_layers, "batch-size": args.batch_size,
                 "seq-len": args.seq_len, "vocab-size": args.vocab_size, "embedding-dim": args.embedding_dim,
                 "rounds": args.rounds}
-    for flag, value in positive.items():
+    for name, value in positive.items():
         if value < 1:
-            raise ConfigError(f"--{flag}: must be >= 1, got {value}")
+            raise ConfigError(f"--{name}: must be >= 1, got {value}")
     has_bf16 = bf16_supported(torch.device("cpu"))
     if args.precisions == "auto":
         precisions = ("fp32", "bf16") if has_bf16 else ("fp32",)
