@@ -25,6 +25,8 @@ def test_the_rate_rises_exponentially_the_loss_falls_then_blows_up_and_the_sugge
     assert test.smoothed[low] < test.losses[0] - 0.2  # it learnt at some rate
     assert test.suggestion == pytest.approx(test.lrs[low] / 10) and test.lrs[0] < test.suggestion < test.lrs[-1]
     assert all(math.isfinite(x) for x in test.losses)
+    calm = range_test(model, data, TrainConfig(optimizer="sgd", device="cpu"), 1e-4, 1e-3, 12)
+    assert calm.stopped == "end" and len(calm.losses) == 12 and calm.lrs[-1] == pytest.approx(1e-3)
 
 
 def test_rnnkit_lr_find_plots_and_suggests_and_leaves_no_run_behind(cli_here, corpus, tmp_path):

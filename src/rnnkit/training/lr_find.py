@@ -64,9 +64,9 @@ class RangeTest:
 def range_test(model, data, config: TrainConfig, start_lr: float, end_lr: float, steps: int) -> RangeTest:
     """The test on ``model`` and ``data`` with ``config``'s optimizer and other settings."""
     config = dataclasses.replace(
-        config, lr=start_lr, lr_schedule="constant", warmup_steps=0, max_steps=steps, max_epochs=None,
-        time_limit=None, eval_every=steps + 1, log_every=1, save_every=None, patience=None, diagnostics=None,
-        sample_length=0, on_nonfinite="skip", log="jsonl")
+        config, lr=start_lr, lr_schedule="constant", warmup_steps=0, max_steps=steps + 1, max_epochs=None,
+        time_limit=None, eval_every=steps + 2, log_every=1, save_every=None, patience=None, diagnostics=None,
+        sample_length=0, on_nonfinite="skip", log="jsonl")  # stopped after `steps`, before a final evaluation
     factor = (end_lr / start_lr) ** (1 / max(steps - 1, 1))
     test, average, lowest = RangeTest(), 0.0, math.inf
 
@@ -88,11 +88,13 @@ def range_test(model, data, config: TrainConfig, start_lr: float, end_lr: float,
         if running > DIVERGED * lowest:
             test.stopped = "diverged"
             trainer.request_stop()
+        elif trainer.step == steps:
+            trainer.request_stop()
 
     with tempfile.TemporaryDirectory() as folder:
         trainer = Trainer(model, data, config, out=Path(folder) / "range-test", callbacks=[after_step], quiet=True)
-        result = trainer.fit()
-    if result["stopped"] == "interrupted" and test.stopped != "diverged":
+        trainer.fit()
+    if test.stopped == "end" and len(test.losses) < steps:  # Ctrl-C
         test.stopped = "interrupted"
     return test
 
