@@ -1,10 +1,12 @@
 """The lectures' experiments in their small configuration must already show the
 lecture's effect; `rnnkit experiment` prints the table and writes the plot."""
 
+import math
+
 import numpy as np
 import pytest
 
-from rnnkit.experiments import linear, symmetry
+from rnnkit.experiments import clipping, linear, symmetry
 
 
 def test_the_linear_recursion_grows_or_decays_as_rho_to_the_t_and_tanh_bounds_the_state_not_the_gradient():
@@ -23,7 +25,13 @@ def test_identical_units_stay_identical_and_random_ones_learn_more():
     assert np.mean(rand[-10:]) < np.mean(same[-10:])
 
 
-@pytest.mark.parametrize("name", ["linear", "symmetry"])
+def test_without_clipping_the_exploding_relu_rnn_diverges_and_with_it_it_learns():
+    (off, off_norms), (on, on_norms) = (clipping.train(clip, steps=60) for clip in (None, 1.0))
+    assert len(off) < 60 and not math.isfinite(off[-1]) and max(off_norms) > 1e4
+    assert len(on) == 60 and all(math.isfinite(x) for x in on) and np.mean(on[-10:]) < on[0] - 0.5
+
+
+@pytest.mark.parametrize("name", ["linear", "symmetry", "clipping"])
 def test_rnnkit_experiment_prints_a_table_and_writes_a_plot(cli_here, tmp_path, name):
     result = cli_here("experiment", name, "--quick", "--out", tmp_path)
     assert result.returncode == 0, result.stderr

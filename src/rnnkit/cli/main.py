@@ -105,8 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     experiment = sub.add_parser("experiment", help="a lecture's claim as an experiment: prints a table, draws "
                                                    "a plot (linear: h_t = W h_(t-1) and its spectral radius; "
-                                                   "symmetry: identical units stay identical)")
-    experiment.add_argument("name", choices=("linear", "symmetry"))
+                                                   "symmetry: identical units stay identical; clipping: on and off "
+                                                   "where gradients explode)")
+    experiment.add_argument("name", choices=("linear", "symmetry", "clipping"))
     experiment.add_argument("--out", default="runs/experiments", help="folder for NAME.png (default runs/experiments)")
     experiment.add_argument("--quick", action="store_true", help="the tests' small configuration")
 

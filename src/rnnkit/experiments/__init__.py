@@ -3,8 +3,8 @@ and draws a plot: ``rnnkit experiment NAME``. Each module's ``run(quick)``
 returns (markdown table, matplotlib figure); ``quick`` is the tests' small
 configuration, which must already show the effect."""
 
-from rnnkit.experiments import linear, symmetry
+from rnnkit.experiments import clipping, linear, symmetry
 
-EXPERIMENTS = {"linear": linear, "symmetry": symmetry}
+EXPERIMENTS = {"linear": linear, "symmetry": symmetry, "clipping": clipping}
 
 __all__ = ["EXPERIMENTS"]

@@ -18,17 +18,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from rnnkit.experiments.corpus import python_source
 from rnnkit.models import LanguageModel
 
 HIDDEN, SEQ, BATCH, LR = 32, 32, 16, 0.3
-
-
-def _corpus() -> str:
-    """Text that ships with Python: the first 200 kB of its own ``argparse`` module's source."""
-    import argparse
-    from pathlib import Path
-
-    return Path(argparse.__file__).read_text()[:200_000]
 
 
 def spread(model: LanguageModel) -> float:
@@ -42,7 +35,7 @@ def spread(model: LanguageModel) -> float:
 
 def train(symmetric: bool, steps: int, seed: int = 0) -> tuple[list[float], float]:
     """Losses of ``steps`` SGD steps and the units' spread at the end."""
-    text = _corpus()
+    text = python_source()
     vocab = sorted(set(text))
     ids = torch.tensor([vocab.index(c) for c in text])
     torch.manual_seed(seed)
