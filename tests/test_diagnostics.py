@@ -196,3 +196,13 @@ def test_text_features_and_a_planted_quote_unit_is_found_first():
     assert abs(quote[1].correlation) < 0.8
     unquoted = find_units({"l": noise[:4]}, text_features("abcd"))  # no quotes, no brackets: nothing to track
     assert {x.feature for x in unquoted} == {"position in line"}
+
+
+def test_measuring_puts_a_training_model_back_in_training_mode_on_its_engines():
+    torch.manual_seed(0)
+    model, batch = MODELS["lm"]("lstm")
+    engines = [m.engine for m in model.modules() if isinstance(m, Recurrent)]
+    model.train()
+    gradient_flow(model, batch), jacobian_norms(model, batch), saturation(model, batch)
+    assert model.training and all(m.training for m in model.modules())
+    assert [m.engine for m in model.modules() if isinstance(m, Recurrent)] == engines

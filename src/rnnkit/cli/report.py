@@ -26,10 +26,9 @@ import numpy as np
 import torch
 
 from rnnkit.data.files import exists, read_text
-from rnnkit.diagnostics import diagnostic_batch, find_units, measure, text_features
+from rnnkit.diagnostics import diagnostic_batch, find_units, has_cells, measure, text_features
 from rnnkit.diagnostics import read_text as read_with_model
 from rnnkit.errors import ConfigError, DataError
-from rnnkit.kernels.cell import Cell
 from rnnkit.training.plots import gradient_flow_figure, over_training_figure, plot_alignment, png, training_figure
 from rnnkit.training.runs import atomic_write_bytes, build_model, load_run, read_metrics
 
@@ -58,7 +57,7 @@ def run_report(run: str, out: str | None, text: str | None, chars: int, device: 
     if samples:
         sections.append(("Samples", "".join(f"<h3>{html.escape(when)}</h3><pre>{html.escape(text)}</pre>"
                                             for when, text in samples)))
-    if not any(isinstance(m, Cell) for m in model.modules()):
+    if not has_cells(model):
         sections.append(("Gradient flow", _note("This model has no recurrent cells (a tdnn encoder).")))
     elif data is None:
         sections.append(("Gradient flow", _note(missing)))

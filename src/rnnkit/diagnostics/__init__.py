@@ -10,7 +10,8 @@ from rnnkit.diagnostics.gradients import Curve, gradient_flow, jacobian_norms
 from rnnkit.diagnostics.measure import diagnostic_batch, measure
 from rnnkit.diagnostics.saturation import saturation
 from rnnkit.diagnostics.spectra import spectral_radii
+from rnnkit.diagnostics.tracing import has_cells
 from rnnkit.diagnostics.units import Finding, Reading, find_units, read_text, text_features
 
-__all__ = ["Curve", "Finding", "Reading", "diagnostic_batch", "find_units", "gradient_flow", "jacobian_norms",
-           "measure", "read_text", "saturation", "spectral_radii", "text_features"]
+__all__ = ["Curve", "Finding", "Reading", "diagnostic_batch", "find_units", "gradient_flow", "has_cells",
+           "jacobian_norms", "measure", "read_text", "saturation", "spectral_radii", "text_features"]

@@ -48,16 +48,11 @@ def gradient_flow(model: nn.Module, batch: tuple[Tensor, ...]) -> list[Curve]:
     """For each recurrent layer and direction: the mean over the batch's
     sequences of ||dL/dh_k||_2 at every step k (a sequence counts at the steps
     inside its length), L the model's loss on ``batch`` (``model.loss``)."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.enable_grad(), recorded(model) as traces:
-            loss, _ = model.loss(batch)
-        found = recordings(model, traces)
-        states = [step.after[0] for r in found for step in r.steps]
-        grads = torch.autograd.grad(loss, states, allow_unused=True)
-    finally:
-        model.train(was_training)
+    with torch.enable_grad(), recorded(model) as traces:
+        loss, _ = model.loss(batch)
+    found = recordings(model, traces)
+    states = [step.after[0] for r in found for step in r.steps]
+    grads = torch.autograd.grad(loss, states, allow_unused=True)
     curves, i = [], 0
     for r in found:
         per_step = []
@@ -80,16 +75,9 @@ def jacobian_norms(model: nn.Module, batch: tuple[Tensor, ...], example: int = 0
     20, every 5th up to 100 and every 25th beyond (NaN between: an SVD a value
     is what it costs). ``last_steps`` limits the product to the last that many
     steps (NaN before them)."""
-    one = tuple(t[example:example + 1] for t in batch)
-    was_training = model.training
-    model.eval()
-    try:
-        with recorded(model) as traces:
-            model.loss(one)
-        found = recordings(model, traces)
-    finally:
-        model.train(was_training)
-    return [Curve(r.name, _product_norms(r, last_steps)) for r in found]
+    with recorded(model) as traces:
+        model.loss(tuple(t[example:example + 1] for t in batch))
+    return [Curve(r.name, _product_norms(r, last_steps)) for r in recordings(model, traces)]
 
 
 def measured(back: int) -> bool:

@@ -26,16 +26,10 @@ def saturation(model: nn.Module, batch: tuple[Tensor, ...]) -> dict[str, dict[st
     fractions (left, right) of its values that are saturated, over every unit
     and every step inside the lengths of ``batch``'s sequences, the model in
     evaluation mode on its own loss's forward pass."""
-    was_training = model.training
-    model.eval()
-    try:
-        with recorded(model) as traces:
-            model.loss(batch)
-        found = recordings(model, traces)
-    finally:
-        model.train(was_training)
+    with recorded(model) as traces:
+        model.loss(batch)
     result = {}
-    for r in found:
+    for r in recordings(model, traces):
         counts: dict[str, list[float]] = {}  # gate -> [left, right, values]
         for t, step in enumerate(r.steps):
             valid = r.mask[:, t]

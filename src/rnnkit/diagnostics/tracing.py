@@ -43,21 +43,29 @@ def cells_of(model: nn.Module) -> dict[int, str]:
     return names
 
 
+def has_cells(model: nn.Module) -> bool:
+    """Whether ``model`` has recurrent cells to inspect (a tdnn classifier has none)."""
+    return any(isinstance(m, Cell) for m in model.modules())
+
+
 @contextmanager
 def recorded(model: nn.Module):
-    """Inside the block the model's recurrent layers run on the explicit engine with
-    every step recorded; yields the list of :class:`rnnkit.kernels.trace.LayerTrace`
-    that the model's calls fill. The layers' engines are restored after."""
-    layers = [m for m in model.modules() if isinstance(m, Recurrent)]
-    if not any(isinstance(m, Cell) for m in model.modules()):
+    """Inside the block the model is in evaluation mode (no dropout) and its recurrent
+    layers run on the explicit engine with every step recorded; yields the list of
+    :class:`rnnkit.kernels.trace.LayerTrace` that the model's calls fill. The model's
+    mode and its layers' engines are restored after."""
+    if not has_cells(model):
         raise ValueError("this model has no recurrent layers (a tdnn encoder): there is no recurrence to inspect")
-    engines = [m.engine for m in layers]
+    layers = [m for m in model.modules() if isinstance(m, Recurrent)]
+    engines, was_training = [m.engine for m in layers], model.training
     try:
+        model.eval()
         for m in layers:
             m.engine = "explicit"
         with trace.recording() as traces:
             yield traces
     finally:
+        model.train(was_training)
         for m, engine in zip(layers, engines):
             m.engine = engine
 

@@ -46,16 +46,10 @@ def read_text(model: nn.Module, ids: Tensor) -> Reading:
     state, in evaluation mode."""
     if not hasattr(model, "generate"):
         raise ValueError("reading a text takes a language model (--task lm): others do not predict the next token")
-    was_training = model.training
-    model.eval()
-    try:
-        with recorded(model) as traces:
-            logits, _, _ = model(ids[None].to(next(model.parameters()).device))  # (1, N, V)
-        found = recordings(model, traces)
-    finally:
-        model.train(was_training)
+    with recorded(model) as traces:
+        logits, _, _ = model(ids[None].to(next(model.parameters()).device))  # (1, N, V)
     activations = {}
-    for r in found:
+    for r in recordings(model, traces):
         activations[f"{r.name} h"] = torch.cat([s.after[0] for s in r.steps]).float().cpu().numpy()
         if len(r.steps[0].after) == 2:  # an LSTM's cell state, squashed as its output reads it
             activations[f"{r.name} tanh(c)"] = torch.cat([s.after[1] for s in r.steps]).tanh().float().cpu().numpy()

@@ -24,10 +24,9 @@ import torch
 from tqdm import tqdm
 
 from rnnkit.config import TrainConfig
-from rnnkit.diagnostics import diagnostic_batch
+from rnnkit.diagnostics import diagnostic_batch, has_cells
 from rnnkit.diagnostics import measure as measure_diagnostics
 from rnnkit.errors import CheckpointError, ConfigError, TrainingError
-from rnnkit.kernels.cell import Cell
 from rnnkit.kernels.memory import keep_freed_memory
 from rnnkit.layers import engines_in
 from rnnkit.training import distributed
@@ -144,7 +143,7 @@ class Trainer:
         self.board: Board | None = None  # TensorBoard's event files, with --log tensorboard
         self._fixed_batch: tuple | None = None  # what --diagnostics measures on
         self._stop = False
-        if config.diagnostics and not any(isinstance(m, Cell) for m in self.model.modules()):
+        if config.diagnostics and not has_cells(self.model):
             raise ConfigError("--diagnostics inspects recurrent cells, and this model has none (a tdnn encoder); "
                               "drop --diagnostics")
         # the engine of every recurrent layer (rnnkit.kernels.choose_engine), recorded in config.json
