@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from rnnkit.data.files import exists, read_text
+from rnnkit.data.tokenfile import as_tensor
 from rnnkit.diagnostics import diagnostic_batch, find_units, has_cells, measure, text_features
 from rnnkit.diagnostics import read_text as read_with_model
 from rnnkit.errors import ConfigError, DataError
@@ -110,7 +111,7 @@ def _text_ids(tokenizer, path: str | None, data, chars: int) -> torch.Tensor:
         ids = torch.from_numpy(tokenizer.encode(read_text(path, tokenizer.kind), what=path))
     else:
         ids = data.val if len(data.val) >= 2 else data.train
-        ids = ids[:chars] if torch.is_tensor(ids) else ids[:chars].tensor()
+        ids = as_tensor(ids[:chars])
     if len(ids) < 2:
         raise DataError(f"{path or 'the validation split'} has fewer than 2 tokens to read")
     return ids[:chars].long()

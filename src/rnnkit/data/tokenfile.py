@@ -67,6 +67,11 @@ class TokenFile:
         return self.windows([0], len(self))[0]
 
 
+def as_tensor(ids) -> torch.Tensor:
+    """A split's token ids as a tensor: ``ids`` itself, or a token file's slice read whole."""
+    return ids if torch.is_tensor(ids) else ids.tensor()
+
+
 def streamable(path: str | Path, kind: str) -> bool:
     """Whether ``path`` is a plain file large enough to stream with tokenizer ``kind``."""
     p = Path(path)

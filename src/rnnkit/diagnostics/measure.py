@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import math
 
-import torch
 from torch import Tensor, nn
 
+from rnnkit.data.tokenfile import as_tensor
 from rnnkit.diagnostics.gradients import gradient_flow, jacobian_norms
 from rnnkit.diagnostics.saturation import saturation
 from rnnkit.diagnostics.spectra import spectral_radii
@@ -39,6 +39,5 @@ def diagnostic_batch(data, rows: int = 8) -> tuple[Tensor, ...]:
         return tuple(t[:rows] for t in next(iter(data.eval_batches(split))))
     T = min(data.config.seq_len, len(ids) - 1)  # a text read as streams (a tensor or a token file)
     rows = max(1, min(rows, (len(ids) - 1) // T))
-    head = ids[:rows * T + 1]
-    head = head if torch.is_tensor(head) else head.tensor()
+    head = as_tensor(ids[:rows * T + 1])
     return head[:-1].view(rows, T), head[1:].view(rows, T)

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from rnnkit.data.tokenfile import as_tensor
+from rnnkit.training.decode import evaluate_pairs, evaluating, score_pairs, score_speech
 from rnnkit.training.distributed import all_sum, gather_shares, share
 from rnnkit.training.metrics import accuracy, chunk_f1, classification_report
 
@@ -31,13 +33,11 @@ def evaluate(model, ids: torch.Tensor, streams: int = 1, window: int | None = No
     """Evaluate ``model`` on ``ids`` (N,) int64; returns loss, bpc, perplexity, tokens."""
     if len(ids) < 2:
         raise ValueError(f"evaluate: need at least 2 tokens, got {len(ids)}")
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
     total, count = 0.0, 0
-    try:
+    with evaluating(model):
         if window:
-            ids = ids if torch.is_tensor(ids) else ids.tensor()  # a token file's split, read whole
+            ids = as_tensor(ids)
             n = (len(ids) - 1) // window * window  # full windows only
             rest = len(ids) - 1 - n
             x = ids[:n].view(-1, window)
@@ -51,8 +51,6 @@ def evaluate(model, ids: torch.Tensor, streams: int = 1, window: int | None = No
                 total, count = _add(model, x_tail, y_tail, None, device, total, count)[:2]
         else:
             total, count = stream_sums(model, ids, streams, chunk_len)
-    finally:
-        model.train(was_training)
     return _metrics(total, count)
 
 
@@ -71,8 +69,7 @@ def stream_sums(model, ids, streams: int, chunk_len: int = 1024, rank: int = 0, 
         for x, y in _stream_chunks(ids, streams, L, chunk_len, mine):
             total, count, state = _add(model, x, y, state, device, total, count)
     if rank == 0 and streams * L < len(ids) - 1:  # the tail the streams did not cover
-        tail = ids[streams * L:]
-        tail = tail if torch.is_tensor(tail) else tail.tensor()
+        tail = as_tensor(ids[streams * L:])
         total, count = _add(model, tail[:-1].view(1, -1), tail[1:].view(1, -1), None, device, total, count)[:2]
     return total, count
 
@@ -122,7 +119,7 @@ def evaluate_dynamic(model, ids: torch.Tensor, lr: float, segment_len: int = 50)
     learner = copy.deepcopy(model).eval()  # no dropout; the caller's weights stay as they are
     optimizer = torch.optim.SGD([p for p in learner.parameters() if p.requires_grad], lr=lr)
     device = next(learner.parameters()).device
-    ids = ids if torch.is_tensor(ids) else ids.tensor()  # a token file's split, read whole
+    ids = as_tensor(ids)
     x, y = ids[:-1].view(1, -1).to(device), ids[1:].view(1, -1).to(device)  # (1, N - 1)
     total, state = 0.0, None
     with torch.enable_grad():  # also when called under torch.no_grad()
@@ -145,8 +142,6 @@ def validate(model, data, split: str = "val", streams: int = 1, group=None) -> d
     (SpeechData; see :mod:`rnnkit.training.decode`). With a ``group``, the
     ranks share the work and every rank returns the same metrics."""
     if data.config.task in ("seq2seq", "ctc"):
-        from rnnkit.training.decode import evaluate_pairs, score_pairs, score_speech
-
         if not len(getattr(data, split)):
             return {}
         seq2seq = data.config.task == "seq2seq"
@@ -161,12 +156,8 @@ def validate(model, data, split: str = "val", streams: int = 1, group=None) -> d
         if group is None:
             metrics = evaluate(model, ids, streams=streams)
         else:  # each rank its streams (rnnkit.training.distributed), the sums reduced
-            was_training = model.training
-            model.eval()
-            try:
+            with evaluating(model):
                 total, count = all_sum(*stream_sums(model, ids, streams, rank=group.rank, world=group.world))
-            finally:
-                model.train(was_training)
             metrics = _metrics(total, int(count))
         return {k: metrics[k] for k in ("loss", "bpc", "perplexity")}
     if len(ids) == 0:
@@ -200,17 +191,13 @@ def evaluate_texts(model, batches, group=None) -> dict:
     lengths, condition): what :func:`evaluate` returns, each text's first
     token given and the others predicted; the batches split over the ranks of
     ``group`` (:mod:`rnnkit.training.distributed`)."""
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
     sums = []  # (summed loss, predictions) a batch
-    try:
+    with evaluating(model):
         for batch in share(batches, group):
             loss, _ = model.loss(tuple(t.to(device) for t in batch))
             n = int((batch[1] - 1).sum())  # each text of length n predicts n - 1 tokens
             sums.append((loss.item() * n, n))
-    finally:
-        model.train(was_training)
     sums = gather_shares(sums, group)
     return _metrics(sum(t for t, _ in sums), sum(n for _, n in sums))
 
@@ -222,11 +209,9 @@ def evaluate_labelled(model, batches, labels: list[str], device=None, group=None
     over the labels (classify) or, for tags with B-/I- prefixes, the chunk
     F1 of conlleval (tag); ``predicted`` and ``gold`` hold the label names.
     The batches split over the ranks of ``group`` (:mod:`rnnkit.training.distributed`)."""
-    was_training = model.training
-    model.eval()
     device = device or next(model.parameters()).device
     results = []  # a batch's (summed loss, terms, gold, predicted)
-    try:
+    with evaluating(model):
         for x, lengths, y in share(batches, group):
             x, lengths, y = x.to(device), lengths.to(device), y.to(device)
             loss, _ = model.loss((x, lengths, y))
@@ -236,11 +221,10 @@ def evaluate_labelled(model, batches, labels: list[str], device=None, group=None
                 gold = [labels[i] for i in y.tolist()]
                 predicted = [labels[i] for i in pred.tolist()]
             else:
-                gold = [[labels[i] for i in y[b, :n_b].tolist()] for b, n_b in enumerate(lengths.tolist())]
-                predicted = [[labels[i] for i in pred[b, :n_b].tolist()] for b, n_b in enumerate(lengths.tolist())]
+                spans = list(enumerate(lengths.tolist()))
+                gold = [[labels[i] for i in y[b, :n_b].tolist()] for b, n_b in spans]
+                predicted = [[labels[i] for i in pred[b, :n_b].tolist()] for b, n_b in spans]
             results.append((loss.item() * n, n, gold, predicted))
-    finally:
-        model.train(was_training)
     results = gather_shares(results, group)
     gold = [g for r in results for g in r[2]]
     predicted = [p for r in results for p in r[3]]
