@@ -239,24 +239,18 @@ def cmd_lr_find(args) -> int:
 def _lr_find(model, data, train_cfg: TrainConfig, start: float, end: float, steps: int) -> int:
     from rnnkit.training.lr_find import range_test, range_test_figure
     from rnnkit.training.plots import png
-    from rnnkit.training.runs import atomic_write_bytes
+    from rnnkit.training.runs import default_folder, write_output
 
-    out = Path(train_cfg.out or Path("runs") / Path(data.config.path).stem)
+    out = Path(train_cfg.out) if train_cfg.out else default_folder(data.config.path)
     print(f"rnnkit lr-find: {data.config.path}, {train_cfg.optimizer}, the rate from {start:g} to {end:g} over "
           f"{steps} steps; the weights are left behind, the curve goes to {out}", flush=True)
     test = range_test(model, data, train_cfg, start, end, steps)
     if not test.losses:
         raise TrainingError(f"the loss was not finite from the first step at rate {start:g}; lower --start-lr")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(out / "lr_find.png", png(range_test_figure(test, f"{data.config.path}, "
-                                                                            f"{train_cfg.optimizer}")))
-        atomic_write_bytes(out / "lr_find.json", json.dumps(test.to_dict()).encode())
-    except OSError as e:
-        raise DataError(f"could not write to {out}: {e.strerror or e}; pass --out elsewhere") from None
-    smoothed = test.smoothed
-    low = min(range(len(smoothed)), key=smoothed.__getitem__)
-    print(f"{len(test.losses)} steps ({test.stopped}); the lowest smoothed loss {smoothed[low]:.3f} at rate "
+    write_output(out / "lr_find.png", png(range_test_figure(test, f"{data.config.path}, {train_cfg.optimizer}")))
+    write_output(out / "lr_find.json", json.dumps(test.to_dict()).encode())
+    low = test.lowest
+    print(f"{len(test.losses)} steps ({test.stopped}); the lowest smoothed loss {test.smoothed[low]:.3f} at rate "
           f"{test.lrs[low]:.2g}: suggested --lr {test.suggestion:.2g}; the curve: {out / 'lr_find.png'}")
     return 0
 
@@ -264,11 +258,10 @@ def _lr_find(model, data, train_cfg: TrainConfig, start: float, end: float, step
 def _train(args, say, device: str | None = None, lr_find: tuple | None = None) -> int:
     """``rnnkit train``; ``say`` prints (rank 0's) news, and ``device`` is torchrun's for this process;
     with ``lr_find`` (start, end, steps), ``rnnkit lr-find``: the range test instead of training."""
-    from rnnkit.data import LabelledData, PairData, SpeechData, TextData
     from rnnkit.training import Trainer, read_config, resolve_device
     from rnnkit.training.footprint import refuse_oversized
     from rnnkit.training.lr_find import FIXED
-    from rnnkit.training.runs import build_model
+    from rnnkit.training.runs import build_model, read_data
 
     model_s, data_s, train_s = train_settings(args)
     for name in sorted(set(train_s) & set(FIXED) if lr_find else ()):
@@ -297,18 +290,9 @@ def _train(args, say, device: str | None = None, lr_find: tuple | None = None) -
     if choice.recurrent:
         choose_engine(model_cfg.engine, model_cfg.cell, "cpu")  # a known cell, and an engine it has
     refuse_unused({*model_s, *data_s, *train_s}, choice)  # before any work
-    tokenizer, labels = (doc["tokenizer"], doc.get("labels")) if args.resume else (None, None)
-    if choice.stream:
-        data = TextData.from_file(data_cfg.path, data_cfg, tokenizer)
-    elif data_cfg.task == "seq2seq":
-        data = PairData.from_file(data_cfg.path, data_cfg, (tokenizer, doc["target_tokenizer"]) if args.resume
-                                  else None)
-    elif data_cfg.task == "ctc":
-        data = SpeechData.from_file(data_cfg.path, data_cfg, *((doc["target_tokenizer"], tokenizer) if args.resume
-                                                               else ()))
+    data = read_data(data_cfg, doc if args.resume else None, spell=model_cfg.char_features > 0)
+    if data_cfg.task == "ctc":
         data_cfg = data.config  # the sample rate filled in
-    else:
-        data = LabelledData.from_file(data_cfg.path, data_cfg, tokenizer, labels, spell=model_cfg.char_features > 0)
     if args.resume and data.digest != doc.get("corpus_sha256"):
         raise DataError(f"{data_cfg.path} changed since the run started; resume needs the same corpus")
     build = functools.partial(build_model, data_cfg.task, data.tokenizer, model_cfg, getattr(data, "labels", None),
@@ -569,15 +553,11 @@ def cmd_report(args) -> int:
 def cmd_experiment(args) -> int:
     from rnnkit.experiments import EXPERIMENTS
     from rnnkit.training.plots import png
-    from rnnkit.training.runs import atomic_write_bytes
+    from rnnkit.training.runs import write_output
 
     table, figure = EXPERIMENTS[args.name].run(quick=args.quick)
     target = Path(args.out) / f"{args.name}.png"
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(target, png(figure))
-    except OSError as e:
-        raise DataError(f"could not write {target}: {e.strerror or e}; pass --out elsewhere") from None
+    write_output(target, png(figure))
     print(table + f"\n\nplot: {target}")
     return 0
 

@@ -31,7 +31,7 @@ from rnnkit.diagnostics import diagnostic_batch, find_units, has_cells, measure,
 from rnnkit.diagnostics import read_text as read_with_model
 from rnnkit.errors import ConfigError, DataError
 from rnnkit.training.plots import gradient_flow_figure, over_training_figure, plot_alignment, png, training_figure
-from rnnkit.training.runs import atomic_write_bytes, build_model, load_run, read_metrics
+from rnnkit.training.runs import build_model, load_run, read_data, read_metrics, write_output
 
 COMPARED_CELLS = ("rnn", "lstm", "gru")
 UNITS_SHOWN = 8  # units of each layer offered besides the ones found
@@ -46,7 +46,7 @@ def run_report(run: str, out: str | None, text: str | None, chars: int, device: 
     if text and task != "lm":
         raise ConfigError(f"--text is read by a language model; {run} is a {task} run: drop --text")
     rows = read_metrics(run)
-    data, missing = _data_of(doc, tokenizer)
+    data, missing = _data_of(doc)
     sections = [("Run", _summary(run, model, doc, rows)),
                 ("Training", _figure(training_figure(rows)) if rows else _note("metrics.jsonl is empty or gone."))]
     samples = [(f"step {r['step']:,}", r["sample"]) for r in rows if "sample" in r][-3:]
@@ -78,10 +78,7 @@ def run_report(run: str, out: str | None, text: str | None, chars: int, device: 
             sections.append(("Units over the text, and surprisal", _note(missing + " Or pass --text FILE.")))
     target = Path(out or Path(run) / "report.html")
     page = _page(f"rnnkit report: {run}", sections)
-    try:
-        atomic_write_bytes(target, page.encode())
-    except OSError as e:
-        raise DataError(f"could not write {target}: {e.strerror or e}; pass --out elsewhere") from None
+    write_output(target, page.encode())
     print(f"wrote {target} ({len(page) / 1e6:.1f} MB, {len(sections)} sections); open it in a browser")
     return 0
 
@@ -89,21 +86,13 @@ def run_report(run: str, out: str | None, text: str | None, chars: int, device: 
 # -- the run's data ---------------------------------------------------------------------------------
 
 
-def _data_of(doc: dict, tokenizer):
+def _data_of(doc: dict):
     """The run's data, read as it trained on it; (None, why) when its files are gone."""
-    from rnnkit.data import LabelledData, PairData, SpeechData, TextData
-
     cfg = doc["data"]
     gone = [p for p in (cfg.path, cfg.val_path) if p and not exists(p)]
     if gone:
         return None, f"The run's data {gone[0]} is gone, so nothing here is measured on it."
-    if cfg.task == "seq2seq":
-        return PairData.from_file(cfg.path, cfg, (tokenizer, doc["target_tokenizer"])), ""
-    if cfg.task == "ctc":
-        return SpeechData.from_file(cfg.path, cfg, doc["target_tokenizer"], tokenizer), ""
-    if cfg.task == "lm" and not cfg.condition_column:
-        return TextData.from_file(cfg.path, cfg, tokenizer), ""
-    return LabelledData.from_file(cfg.path, cfg, tokenizer, doc["labels"]), ""
+    return read_data(cfg, doc), ""
 
 
 def _text_ids(tokenizer, path: str | None, data, chars: int) -> torch.Tensor:

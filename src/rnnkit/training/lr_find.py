@@ -51,10 +51,15 @@ class RangeTest:
         return [sum(w) / len(w) for w in (self.losses[max(0, s - half):s + half + 1] for s in range(len(self.losses)))]
 
     @property
+    def lowest(self) -> int:
+        """The step of the lowest smoothed loss."""
+        smoothed = self.smoothed
+        return min(range(len(smoothed)), key=smoothed.__getitem__)
+
+    @property
     def suggestion(self) -> float:
         """The rate at the lowest smoothed loss, divided by 10."""
-        smoothed = self.smoothed
-        return self.lrs[min(range(len(smoothed)), key=smoothed.__getitem__)] / 10
+        return self.lrs[self.lowest] / 10
 
     def to_dict(self) -> dict:
         return {"lrs": self.lrs, "losses": self.losses, "smoothed": self.smoothed, "stopped": self.stopped,

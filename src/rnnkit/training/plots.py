@@ -31,9 +31,7 @@ def plot_losses(rows: list[dict], path: Path, title: str = "") -> None:
     bits = ax.secondary_yaxis("right", functions=(lambda n: n / math.log(2), lambda b: b * math.log(2)))
     bits.set_ylabel("bits/token")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, png(fig))
 
 
 def plot_alignment(weights, rows: list[str], columns: list[str], path: Path | None, title: str = "",

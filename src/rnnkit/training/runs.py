@@ -45,7 +45,7 @@ from safetensors.torch import save as st_save
 
 from rnnkit.config import CHAR_FEATURES_NEED_WORDS, DataConfig, ModelConfig, TrainConfig, from_dict, to_dict
 from rnnkit.data.tokenizers import tokenizer_from_dict
-from rnnkit.errors import CheckpointError, ConfigError
+from rnnkit.errors import CheckpointError, ConfigError, DataError
 from rnnkit.layers import use_engines
 from rnnkit.version import __version__
 
@@ -74,6 +74,21 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         os.fsync(folder)  # the rename itself reaches the disk
     finally:
         os.close(folder)
+
+
+def write_output(path: Path, data: bytes) -> None:
+    """A file the user asked for (a report, a plot): its folder made, the file written
+    atomically; a failed write is one line naming the file and the fix."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, data)
+    except OSError as e:
+        raise DataError(f"could not write {path}: {e.strerror or e}; pass --out elsewhere") from None
+
+
+def default_folder(data_path: str | None) -> Path:
+    """The run folder of a corpus when no --out is given: runs/<its name>."""
+    return Path("runs") / Path(data_path or "run").stem
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
@@ -293,6 +308,22 @@ def build_model(task: str, tokenizer, model: ModelConfig, labels: list[str] | No
     cls = SequenceClassifier if task == "classify" else SequenceTagger
     return cls(vocab_size, len(labels), getattr(tokenizer, "num_features", None),
                getattr(tokenizer, "alphabet_size", 0), **to_dict(model))
+
+
+def read_data(config: DataConfig, doc: dict | None = None, spell: bool = False):
+    """The data of ``config``'s task (TextData, PairData, SpeechData or LabelledData);
+    with a run's config.json ``doc``, read with the run's tokenizers and labels, as
+    it trained; ``spell``: words with their spellings (``char_features``)."""
+    from rnnkit.data import LabelledData, PairData, SpeechData, TextData
+
+    tokenizer = doc["tokenizer"] if doc else None
+    if config.task == "lm" and not config.condition_column:
+        return TextData.from_file(config.path, config, tokenizer)
+    if config.task == "seq2seq":
+        return PairData.from_file(config.path, config, (tokenizer, doc["target_tokenizer"]) if doc else None)
+    if config.task == "ctc":
+        return SpeechData.from_file(config.path, config, *((doc["target_tokenizer"], tokenizer) if doc else ()))
+    return LabelledData.from_file(config.path, config, tokenizer, doc.get("labels") if doc else None, spell=spell)
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu", which: str = BEST,

@@ -44,6 +44,7 @@ from rnnkit.training.runs import (
     PLOT,
     atomic_write_bytes,
     check_tensors,
+    default_folder,
     load_tensors,
     read_config,
     read_metrics,
@@ -107,7 +108,7 @@ class Trainer:
 
     def __init__(self, model, data, config: TrainConfig, out: str | Path | None = None,
                  callbacks=(), quiet: bool = False):
-        self.out = Path(out or config.out or Path("runs") / Path(data.config.path or "run").stem)
+        self.out = Path(out or config.out or default_folder(data.config.path))
         self.cfg = config = dataclasses.replace(config, out=str(self.out))
         self.data = data
         self.device = resolve_device(config.device)
