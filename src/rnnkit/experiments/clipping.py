@@ -25,7 +25,7 @@ import math
 import numpy as np
 import torch
 
-from rnnkit.experiments.corpus import python_source
+from rnnkit.experiments.corpus import characters, windows
 from rnnkit.models import LanguageModel
 
 HIDDEN, SEQ, BATCH, LR, CLIP = 64, 64, 16, 0.1, 1.0
@@ -34,22 +34,17 @@ HIDDEN, SEQ, BATCH, LR, CLIP = 64, 64, 16, 0.1, 1.0
 def train(clip: float | None, steps: int, seed: int = 0) -> tuple[list[float], list[float]]:
     """Losses and gradient norms (before clipping) of up to ``steps`` SGD steps; it stops
     at the first loss that is not finite."""
-    text = python_source()
-    vocab = sorted(set(text))
-    ids = torch.tensor([vocab.index(c) for c in text])
+    vocab_size, ids = characters()
     torch.manual_seed(seed)
-    model = LanguageModel(len(vocab), cell="rnn", nonlinearity="relu", hidden_size=HIDDEN, num_layers=1,
+    model = LanguageModel(vocab_size, cell="rnn", nonlinearity="relu", hidden_size=HIDDEN, num_layers=1,
                           embedding_dim=0, dropout=0.0)
     with torch.no_grad():
         q, _ = torch.linalg.qr(torch.randn(HIDDEN, HIDDEN))
         model.rnn.cells[0].weight_hh.copy_(q)
     optimizer = torch.optim.SGD(model.parameters(), lr=LR)
-    rng = np.random.default_rng(seed)
     losses, norms = [], []
-    for _ in range(steps):
-        starts = torch.from_numpy(rng.integers(0, len(ids) - SEQ - 1, BATCH))
-        window = ids[starts[:, None] + torch.arange(SEQ + 1)]
-        loss, _ = model.loss((window[:, :-1], window[:, 1:]))
+    for _, batch in zip(range(steps), windows(ids, BATCH, SEQ, seed)):
+        loss, _ = model.loss(batch)
         losses.append(loss.item())
         if not math.isfinite(losses[-1]):
             break

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from rnnkit.experiments.corpus import python_source
+from rnnkit.experiments.corpus import characters, windows
 from rnnkit.models import LanguageModel
 
 HIDDEN, SEQ, BATCH, LR = 32, 32, 16, 0.3
@@ -35,11 +35,9 @@ def spread(model: LanguageModel) -> float:
 
 def train(symmetric: bool, steps: int, seed: int = 0) -> tuple[list[float], float]:
     """Losses of ``steps`` SGD steps and the units' spread at the end."""
-    text = python_source()
-    vocab = sorted(set(text))
-    ids = torch.tensor([vocab.index(c) for c in text])
+    vocab_size, ids = characters()
     torch.manual_seed(seed)
-    model = LanguageModel(len(vocab), cell="rnn", hidden_size=HIDDEN, num_layers=1, embedding_dim=0,
+    model = LanguageModel(vocab_size, cell="rnn", hidden_size=HIDDEN, num_layers=1, embedding_dim=0,
                           dropout=0.0, engine="explicit").double()
     if symmetric:
         cell = model.rnn.cells[0]
@@ -49,12 +47,9 @@ def train(symmetric: bool, steps: int, seed: int = 0) -> tuple[list[float], floa
             cell.weight_hh.fill_(float(cell.weight_hh[0, 0]))  # each unit hears every other alike
             model.head.weight.copy_(model.head.weight[:, :1].expand_as(model.head.weight))  # and speaks alike
     optimizer = torch.optim.SGD(model.parameters(), lr=LR)
-    rng = np.random.default_rng(seed)
     losses = []
-    for _ in range(steps):
-        starts = torch.from_numpy(rng.integers(0, len(ids) - SEQ - 1, BATCH))
-        window = ids[starts[:, None] + torch.arange(SEQ + 1)]  # (B, SEQ + 1)
-        loss, _ = model.loss((window[:, :-1], window[:, 1:]))
+    for _, batch in zip(range(steps), windows(ids, BATCH, SEQ, seed)):
+        loss, _ = model.loss(batch)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
