@@ -109,6 +109,7 @@ TRAIN = [
     ("--momentum", "0.8", [], set(), ALL),
     ("--momentum", "0.8", ["--optimizer", "nesterov"], ALL, set()),
     ("--weight-decay", "0.01", [], ALL, set()),
+    ("--l1", "1e-5", [], ALL, set()),
     ("--clip-norm", "2", [], ALL, set()),
     ("--clip-value", "1", [], ALL, set()),
     ("--lr-schedule", "constant", [], ALL, set()),

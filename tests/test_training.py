@@ -152,6 +152,22 @@ def test_clipping_bounds_the_update(corpus, tmp_path):
     assert moved.norm().item() == pytest.approx(1e-3, rel=1e-3)
 
 
+def test_l1_adds_its_subgradient_to_weight_matrices_only(corpus, tmp_path):
+    def one_step(name, l1):  # plain SGD, no clipping: the update is -lr * (g + l1 * sign(w))
+        trainer = make(corpus, tmp_path, name, max_steps=1, optimizer="sgd", lr=0.5, warmup_steps=0, clip_norm=None,
+                       l1=l1)
+        before = {k: p.detach().clone() for k, p in trainer.model.named_parameters()}
+        trainer.fit()
+        return before, {k: p.detach() for k, p in trainer.model.named_parameters()}
+
+    before, plain = one_step("plain", 0.0)
+    _, penalised = one_step("l1", 0.01)
+    for k, w in before.items():
+        expected = plain[k] - 0.5 * 0.01 * w.sign() if w.dim() >= 2 else plain[k]  # biases untouched
+        torch.testing.assert_close(penalised[k], expected, rtol=0, atol=1e-6, msg=k)
+    assert any(w.dim() >= 2 and w.abs().sum() > 0 for w in before.values())
+
+
 def test_run_folder_round_trip_and_corruption(corpus, tmp_path):
     trainer = make(corpus, tmp_path, max_steps=20)
     trainer.fit()

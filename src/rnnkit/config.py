@@ -215,6 +215,8 @@ class TrainConfig:
     momentum: float = _help("momentum for momentum/nesterov; alpha for rmsprop", default=0.9)
     weight_decay: float | None = _help("penalty on weight matrices, decoupled for adamw (L2 for the others); "
                                        "default 0.1 for adamw, 0 for the others", default=None)
+    l1: float = _help("L1 penalty l1 * sum |w| on weight matrices and embeddings (not biases): its subgradient "
+                      "l1 * sign(w) joins the gradient before each step, as an L2 weight decay does", default=0.0)
     clip_norm: float | None = _help("clip the global gradient norm to this (char-rnn: grad_clip)", default=1.0)
     clip_value: float | None = _help("clip each gradient element to [-v, v]", default=None)
     lr_schedule: str = _help("constant, step or cosine (decay over the whole budget)", default="cosine")
@@ -277,6 +279,7 @@ class TrainConfig:
         for name in ("warmup_steps", "sample_length", "momentum"):
             _at_least(self, name, 0)
         _at_least(self, "weight_decay", 0, optional=True)
+        _at_least(self, "l1", 0)
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ConfigError(f"min_lr_ratio must be in [0, 1]; got {self.min_lr_ratio}")
         if not 0.0 < self.lr_decay <= 1.0:

@@ -42,6 +42,18 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
     return torch.optim.AdamW(groups, lr=lr, fused=fused)
 
 
+def add_l1_subgradient(model: nn.Module, strength: float) -> None:
+    """The gradient of the L1 penalty ``strength * Σ|w|`` over the weight matrices
+    and embeddings (as weight decay, never biases), added to their gradients:
+    g <- g + strength * sign(w), 0 where w = 0. Under an adaptive optimizer
+    (Adam, RMSProp, AdaGrad) the added term is rescaled with the rest, as an L2
+    term is, so the penalty is not exact L1 there."""
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() >= 2 and p.grad is not None:
+                p.grad.add_(p.sign(), alpha=strength)
+
+
 def learning_rate(cfg: TrainConfig, step: int, progress: float) -> float:
     """Learning rate for ``step`` (0-based) at ``progress`` in [0, 1] of the budget.
 

@@ -34,7 +34,7 @@ from rnnkit.training.board import Board
 from rnnkit.training.evaluate import criterion, validate
 from rnnkit.training.footprint import Footprint, size
 from rnnkit.training.footprint import measure as measure_footprint
-from rnnkit.training.optim import build_optimizer, learning_rate, teacher_forcing
+from rnnkit.training.optim import add_l1_subgradient, build_optimizer, learning_rate, teacher_forcing
 from rnnkit.training.plots import plot_losses
 from rnnkit.training.runs import (
     BEST,
@@ -264,6 +264,8 @@ class Trainer:
                     (loss * share if share != 1.0 else loss).backward()
                     norm = self._clip()
                 if math.isfinite(value) and math.isfinite(norm):
+                    if cfg.l1:
+                        add_l1_subgradient(model, cfg.l1)
                     opt.step()
                     self.nonfinite_in_a_row = 0
                     self.log_sum += value
