@@ -22,6 +22,7 @@ from rnnkit.errors import ConfigError, DataError, RnnkitError, TrainingError
 from rnnkit.kernels import ENGINES, choose_engine
 
 EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
+EXPERIMENT_NAMES = ("linear", "symmetry", "clipping", "vanishing", "optimizers", "regularisation", "echo-state")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -106,9 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
     experiment = sub.add_parser("experiment", help="a lecture's claim as an experiment: prints a table, draws "
                                                    "a plot (linear: h_t = W h_(t-1) and its spectral radius; "
                                                    "symmetry: identical units stay identical; clipping: on and off "
-                                                   "where gradients explode)")
-    experiment.add_argument("name", choices=("linear", "symmetry", "clipping"))
+                                                   "where gradients explode; vanishing: RNN, LSTM and GRU on the "
+                                                   "adding problem; optimizers: SGD to Adam, each at its swept "
+                                                   "rate; regularisation: dropout, L2, L1, early stopping; "
+                                                   "echo-state: reservoirs against an LSTM on EEG)")
+    experiment.add_argument("name", choices=EXPERIMENT_NAMES)
     experiment.add_argument("--out", default="runs/experiments", help="folder for NAME.png (default runs/experiments)")
+    experiment.add_argument("--data", help="echo-state: the Bonn EEG recordings (bonn_eeg_dataset.zip)")
     experiment.add_argument("--quick", action="store_true", help="the tests' small configuration")
 
     digits = sub.add_parser("digits", help="spoken digit strings for --task ctc, joined from the Free Spoken "
@@ -555,7 +560,10 @@ def cmd_experiment(args) -> int:
     from rnnkit.training.plots import png
     from rnnkit.training.runs import write_output
 
-    table, figure = EXPERIMENTS[args.name].run(quick=args.quick)
+    if args.data and args.name != "echo-state":
+        raise ConfigError(f"--data is read by the echo-state experiment only; {args.name} makes its own data")
+    extra = {"data": args.data} if args.name == "echo-state" else {}
+    table, figure = EXPERIMENTS[args.name].run(quick=args.quick, **extra)
     target = Path(args.out) / f"{args.name}.png"
     write_output(target, png(figure))
     print(table + f"\n\nplot: {target}")

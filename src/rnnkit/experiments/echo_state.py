@@ -1,0 +1,212 @@
+"""Echo state networks: a fixed random recurrent reservoir with a trained
+linear readout, against leaky-integrator reservoirs, a trained LSTM and
+linear prediction, on one-step-ahead prediction of a real EEG recording.
+
+An echo state network (Jaeger 2001) never trains its recurrence:
+
+    h_t = (1 - α) ⊙ h_{t-1} + α ⊙ tanh(W_in [1, x_t] + W h_{t-1}),
+    x̂_{t+1} = w · [1, x_t, h_t],
+
+with W (N x N) drawn at random and scaled to spectral radius ρ, W_in drawn
+from U(-0.2, 0.2), α = 1 for ordinary units, and w the ridge regression
+w = (FᵀF + λI)⁻¹ Fᵀ y over the training steps' features F (λ chosen on the
+validation part). For ρ < 1 the state is a fading memory of the input, the
+"echo"; past 1 the reservoir's own dynamics take over from the input and
+the readout has less to work with. Leaky-integrator units (Jaeger et al.
+2007) have rates α spread geometrically from 1 to 0.1 over the units:
+time constants 1/α of 1 to 10 steps, a memory of several time scales.
+
+The series: the Bonn epilepsy EEG (Andrzejak et al. 2001), set E (seizure
+activity), one channel at 173.61 Hz, 4,097 samples a segment. Segments 1-6
+train, 7-8 validate (ridge λ, AR order), 9-10 test; z-scored with the
+training part's mean and deviation. Error: the normalised mean squared
+error MSE / Var(x_{t+1}) (1 = always predicting the mean), over each segment
+after its first 100 steps (the reservoir's washout), averaged over segments.
+
+Against: predicting the last value (persistence); linear autoregression
+x̂_{t+1} = c + Σ_{k<p} a_k x_{t-k} by least squares (p by validation); and a
+64-unit LSTM trained by backpropagation through time on windows of 256 steps
+(Adam at 3e-3), which reads each segment from a zero state.
+"""
+
+from __future__ import annotations
+
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from rnnkit.errors import DataError
+from rnnkit.experiments.threads import one_thread
+from rnnkit.layers import Recurrent
+
+SET, WASHOUT, INPUT_SCALE = "E_S/", 100, 0.2
+RIDGES = (1e-6, 1e-4, 1e-2, 1.0)
+ORDERS = (5, 10, 20, 40)
+
+
+def bonn_segments(path: str | Path, count: int) -> list[np.ndarray]:
+    """The first ``count`` segments of set E of the Bonn EEG zip, each (4097,) float64."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = sorted(n for n in archive.namelist() if n.startswith(SET) and n.lower().endswith(".txt"))
+            segments = [np.array(archive.read(n).split(), dtype=np.float64) for n in names[:count]]
+    except (OSError, zipfile.BadZipFile, ValueError) as error:
+        raise DataError(f"{path}: not the Bonn EEG zip ({error}); pass bonn_eeg_dataset.zip") from error
+    if len(segments) < count:
+        raise DataError(f"{path}: {len(segments)} segments of set E, the experiment needs {count}")
+    return segments
+
+
+def nmse(prediction: np.ndarray, target: np.ndarray) -> float:
+    return float(np.mean((prediction - target) ** 2) / np.var(target))
+
+
+def score(predict, segments: list[np.ndarray]) -> float:
+    """The mean over segments of the NMSE of predict(segment) (a prediction of s[t+1] for each
+    t < T - 1) after the washout."""
+    return float(np.mean([nmse(predict(s)[WASHOUT:], s[WASHOUT + 1:]) for s in segments]))
+
+
+def lags(segment: np.ndarray, order: int) -> np.ndarray:
+    """(T - 1, order + 1): [1, x_t, x_{t-1}, ..., x_{t-order+1}] for every t < T - 1 (zeros before the start)."""
+    padded = np.concatenate([np.zeros(order - 1), segment[:-1]])
+    columns = [padded[order - 1 - k: len(padded) - k] for k in range(order)]
+    return np.column_stack([np.ones(len(segment) - 1)] + columns)
+
+
+def ridge(features: list[np.ndarray], segments: list[np.ndarray], penalty: float) -> np.ndarray:
+    """w minimising Σ ||F w - y||² + penalty ||w||² over the segments' steps after the washout."""
+    F = np.concatenate([f[WASHOUT:] for f in features])
+    y = np.concatenate([s[WASHOUT + 1:] for s in segments])
+    return np.linalg.solve(F.T @ F + penalty * np.eye(F.shape[1]), F.T @ y)
+
+
+def autoregression(train, val, test) -> tuple[float, float, int]:
+    """(validation NMSE, test NMSE, order) of the least-squares AR model whose order validates best."""
+    fits = {p: ridge([lags(s, p) for s in train], train, 1e-9) for p in ORDERS}
+    best = min(ORDERS, key=lambda p: score(lambda s: lags(s, p) @ fits[p], val))
+    return score(lambda s: lags(s, best) @ fits[best], val), score(lambda s: lags(s, best) @ fits[best], test), best
+
+
+class Reservoir:
+    """N leaky tanh units with fixed random weights: W (N, N) at spectral radius ``rho``,
+    W_in (N, 2) for [1, x], rates ``leak`` (N,)."""
+
+    def __init__(self, units: int, rho: float, leak: np.ndarray | None = None, seed: int = 0):
+        rng = np.random.default_rng(seed)
+        W = rng.standard_normal((units, units))
+        self.W = W * rho / np.abs(np.linalg.eigvals(W)).max()
+        self.W_in = rng.uniform(-INPUT_SCALE, INPUT_SCALE, (units, 2))
+        self.leak = np.ones(units) if leak is None else leak
+
+    def features(self, segment: np.ndarray) -> np.ndarray:
+        """(T - 1, N + 2): [1, x_t, h_t] for every t < T - 1, from h_0 = 0."""
+        drive = self.W_in @ np.stack([np.ones(len(segment) - 1), segment[:-1]])  # (N, T - 1)
+        h, states = np.zeros(len(self.leak)), np.empty((len(segment) - 1, len(self.leak)))
+        for t in range(len(segment) - 1):
+            h = (1 - self.leak) * h + self.leak * np.tanh(drive[:, t] + self.W @ h)
+            states[t] = h
+        return np.column_stack([np.ones(len(states)), segment[:-1], states])
+
+
+def echo_state(reservoir: Reservoir, train, val, test) -> tuple[float, float, float]:
+    """(validation NMSE, test NMSE, λ) of the reservoir's ridge readout, λ by validation."""
+    features = {name: [reservoir.features(s) for s in part] for name, part in
+                (("train", train), ("val", val), ("test", test))}
+    fits = {lam: ridge(features["train"], train, lam) for lam in RIDGES}
+
+    def error(lam, part, segments):
+        pairs = zip(features[part], segments)
+        return float(np.mean([nmse(f[WASHOUT:] @ fits[lam], s[WASHOUT + 1:]) for f, s in pairs]))
+
+    best = min(RIDGES, key=lambda lam: error(lam, "val", val))
+    return error(best, "val", val), error(best, "test", test), best
+
+
+class Predictor(nn.Module):
+    """An LSTM read out at every step: x (B, T) -> x̂ of the next values (B, T)."""
+
+    def __init__(self, hidden: int = 64):
+        super().__init__()
+        self.rnn = Recurrent("lstm", 1, hidden)
+        self.head = nn.Linear(hidden, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outputs, _ = self.rnn(x.unsqueeze(-1))  # (B, T, H)
+        return self.head(outputs).squeeze(-1)
+
+
+def trained_lstm(train, val, test, steps: int, seed: int = 0) -> tuple[float, float, Predictor]:
+    """(validation NMSE, test NMSE, model) of an LSTM trained on random windows of the training segments."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    model, series = Predictor(), [torch.tensor(s, dtype=torch.float32) for s in train]
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(steps):
+        picks = rng.integers(0, len(series), 32)
+        starts = rng.integers(0, len(series[0]) - 257, 32)
+        windows = torch.stack([series[i][t: t + 257] for i, t in zip(picks, starts)])  # (32, 257)
+        loss = ((model(windows[:, :-1]) - windows[:, 1:]) ** 2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+
+    @torch.no_grad()
+    def predict(segment):
+        return model(torch.tensor(segment[None, :-1], dtype=torch.float32))[0].double().numpy()
+
+    return score(predict, val), score(predict, test), model
+
+
+def run(quick: bool = False, data: str | Path | None = None):
+    """(markdown table, figure)."""
+    from matplotlib.figure import Figure
+
+    if data is None:
+        raise DataError("the echo-state experiment predicts the Bonn EEG recordings: pass --data "
+                        "bonn_eeg_dataset.zip (sets A-E of Andrzejak et al. 2001)")
+    counts, units, radii, steps = ((3, 1, 1), 100, (0.9, 3.0), 200) if quick else \
+        ((6, 2, 2), 400, (0.1, 0.5, 0.9, 0.99, 1.2, 1.5, 3.0), 1500)
+    segments = bonn_segments(data, sum(counts))
+    mean, sd = np.concatenate(segments[:counts[0]]).mean(), np.concatenate(segments[:counts[0]]).std()
+    segments = [(s - mean) / sd for s in segments]
+    train, val, test = segments[:counts[0]], segments[counts[0]:-counts[2]], segments[-counts[2]:]
+    rows, curve = [], {"ordinary": {}, "leaky": {}}
+    with one_thread():
+        rows.append(("persistence, x̂ = x_t", score(lambda s: s[:-1], val), score(lambda s: s[:-1], test), "", 0.0))
+        began = time.perf_counter()
+        v, t, order = autoregression(train, val, test)
+        rows.append((f"linear AR({order}), least squares", v, t, f"{order + 1} weights", time.perf_counter() - began))
+        for name, leak in (("ordinary", None), ("leaky", np.geomspace(1.0, 0.1, units))):
+            for rho in radii:
+                began = time.perf_counter()
+                v, t, lam = echo_state(Reservoir(units, rho, leak), train, val, test)
+                curve[name][rho] = v
+                rows.append((f"echo state, {units} {name} units, ρ = {rho:g}", v, t,
+                             f"{units + 2} trained, λ = {lam:g}", time.perf_counter() - began))
+        began = time.perf_counter()
+        v, t, model = trained_lstm(train, val, test, steps)
+        trained = sum(p.numel() for p in model.parameters())
+        rows.append((f"LSTM, 64 units, {steps} Adam steps", v, t, f"{trained:,} trained", time.perf_counter() - began))
+    lines = ["| model | validation NMSE | test NMSE | weights | seconds |", "|---|---|---|---|---|"]
+    lines += [f"| {name} | {v:.4f} | {t:.4f} | {w} | {s:.1f} |" for name, v, t, w, s in rows]
+    lines.append(f"\nBonn EEG set E, one-step-ahead prediction at 173.61 Hz; segments {counts[0]} / {counts[1]} / "
+                 f"{counts[2]} for training / validation / test; NMSE = MSE / Var(x), 1 = predicting the mean")
+    fig = Figure(figsize=(6, 3.8), dpi=100)
+    ax = fig.subplots()
+    for name, points in curve.items():
+        ax.plot(list(points), list(points.values()), marker="o", label=f"echo state, {name} units")
+    for name, v, *_ in (rows[1], rows[-1]):
+        ax.axhline(v, linestyle="--", linewidth=1, color="grey" if name.startswith("linear") else "black",
+                   label=name.split(",")[0])
+    ax.set(xlabel="spectral radius ρ of W", ylabel="validation NMSE", xscale="log", yscale="log",
+           title="one step ahead, Bonn EEG set E")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return "\n".join(lines), fig
