@@ -52,6 +52,8 @@ TRAIN = [
     ("--nonlinearity", "relu", ["--cell", "rnn"], RECURRENT, set()),
     ("--forget-bias", "0.5", [], RECURRENT, {"classify tdnn"}),
     ("--forget-bias", "0.5", ["--cell", "gru"], set(), RECURRENT),
+    ("--leak-timescale", "10", [], set(), RECURRENT),
+    ("--leak-timescale", "10", ["--cell", "leaky"], RECURRENT, set()),
     ("--input-init", "torch", [], RECURRENT, {"classify tdnn"}),
     ("--recurrent-init", "glorot", [], RECURRENT, {"classify tdnn"}),
     ("--recurrent-init", "glorot", ["--cell", "minlstm"], set(), RECURRENT),
