@@ -5,6 +5,8 @@ and a short training run that must learn. (Gradcheck and the agreement of
 engines and backends run for every registered cell in test_kernels.py and
 test_engines.py.)"""
 
+import math
+
 import pytest
 import torch
 from conftest import _make_text
@@ -37,14 +39,19 @@ def train_briefly(cell: str, steps: int = 120, **settings) -> float:
     model = LanguageModel(len(chars), cell=cell, hidden_size=32, num_layers=2, embedding_dim=16, dropout=0.0,
                           **settings)
     optimizer = torch.optim.Adam(model.parameters(), 1e-2)
-    for _ in range(steps):
-        starts = torch.randint(0, len(ids) - 33, (16,), generator=g).tolist()
-        x = torch.stack([ids[j:j + 32] for j in starts])  # (16, 32)
-        y = torch.stack([ids[j + 1:j + 33] for j in starts])
-        _, loss, _ = model(x, y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # at these sizes a second thread only waits, and slows to a crawl on a busy machine
+    try:
+        for _ in range(steps):
+            starts = torch.randint(0, len(ids) - 33, (16,), generator=g).tolist()
+            x = torch.stack([ids[j:j + 32] for j in starts])  # (16, 32)
+            y = torch.stack([ids[j + 1:j + 33] for j in starts])
+            _, loss, _ = model(x, y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    finally:
+        torch.set_num_threads(threads)
     return loss.item()
 
 
@@ -128,3 +135,118 @@ def test_leak_timescale_only_for_the_leaky_cell_and_at_least_one(corpus, tmp_pat
                         *tiny_lm_flags), "--leak-timescale needs --cell leaky")
     user_error(cli_here("train", corpus, "--out", tmp_path / "b", "--cell", "leaky", "--leak-timescale", 0.5,
                         *tiny_lm_flags), "leak_timescale must be >= 1.0; got 0.5")
+
+
+# -- layer-normalised LSTM and GRU ----------------------------------------------------
+
+def plain_ln(a, gain, bias, blocks):
+    """LN per block of H entries, written out: (a - mean) / sqrt(biased variance + 1e-5) * gain + bias."""
+    parts = []
+    for block in a.chunk(blocks, dim=-1):
+        mean = block.mean(-1, keepdim=True)
+        var = ((block - mean) ** 2).mean(-1, keepdim=True)
+        parts.append((block - mean) / torch.sqrt(var + 1e-5))
+    return torch.cat(parts, dim=-1) * gain + bias
+
+
+def test_lnlstm_step_equals_its_equations_with_known_weights():
+    cell = known_weights(CELLS["lnlstm"](3, 4).double())
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 3, generator=g, dtype=torch.float64)
+    h, c = (torch.randn(2, 4, generator=g, dtype=torch.float64) for _ in range(2))
+    a = (plain_ln(x @ cell.weight_ih.T, cell.ln_ih_gain, cell.ln_ih_bias, 4)
+         + plain_ln(h @ cell.weight_hh.T, cell.ln_hh_gain, cell.ln_hh_bias, 4))
+    i, f, gg, o = a.chunk(4, dim=1)  # torch's gate order
+    c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(gg)
+    h_new = torch.sigmoid(o) * torch.tanh(plain_ln(c_new, cell.ln_c_gain, cell.ln_c_bias, 1))
+    out, (h_out, c_out) = cell(x, (h, c))
+    for ours, expected in ((out, h_new), (h_out, h_new), (c_out, c_new)):
+        torch.testing.assert_close(ours, expected)
+    gates = cell.gates(cell.project_input(x), h @ cell.weight_hh.T, (h, c))
+    torch.testing.assert_close(gates["forget"][1], torch.sigmoid(f))
+
+
+def test_lngru_step_equals_its_equations_with_known_weights():
+    cell = known_weights(CELLS["lngru"](3, 4).double())
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 3, generator=g, dtype=torch.float64)
+    h = torch.randn(2, 4, generator=g, dtype=torch.float64)
+    xr, xz, xn = plain_ln(x @ cell.weight_ih.T, cell.ln_ih_gain, cell.ln_ih_bias, 3).chunk(3, dim=1)
+    hr, hz, hn = plain_ln(h @ cell.weight_hh.T, cell.ln_hh_gain, cell.ln_hh_bias, 3).chunk(3, dim=1)
+    r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
+    n = torch.tanh(xn + r * hn)
+    out, (h_out,) = cell(x, (h,))
+    torch.testing.assert_close(out, (1 - z) * n + z * h)
+    torch.testing.assert_close(h_out, out)
+
+
+def test_ln_cells_start_with_gains_one_biases_zero_and_the_lstms_forget_bias():
+    lstm, gru = CELLS["lnlstm"](3, 4, forget_bias=2.0), CELLS["lngru"](3, 4)
+    assert lstm.bias_ih is None and lstm.bias_hh is None  # β_x and β_h take their place
+    assert lstm.ln_ih_bias.tolist() == [0.0] * 4 + [2.0] * 4 + [0.0] * 8
+    for cell in (lstm, gru):
+        for name, p in cell.named_parameters():
+            if name.endswith("gain"):
+                assert p.eq(1).all(), name
+            elif name.startswith("ln_") and name != "ln_ih_bias" or cell is gru and name == "ln_ih_bias":
+                assert p.eq(0).all(), name
+    assert {n for n, _ in lstm.named_parameters()} == {"weight_ih", "weight_hh", "ln_ih_gain", "ln_ih_bias",
+                                                     "ln_hh_gain", "ln_hh_bias", "ln_c_gain", "ln_c_bias"}
+    assert {n for n, _ in CELLS["lnlstm"](3, 4, bias=False).named_parameters()} == {
+        "weight_ih", "weight_hh", "ln_ih_gain", "ln_hh_gain", "ln_c_gain"}
+
+
+@pytest.mark.parametrize("cell", ["lnlstm", "lngru"])
+def test_ln_cells_outputs_do_not_change_when_the_weights_are_rescaled(cell):
+    """LN(s W h) = LN(W h) for s > 0 (up to ε): a property of the normalisation that
+    the plain cell lacks, so the test fails if either LN were left out."""
+    def outputs_after_rescaling(name, scale):
+        torch.manual_seed(0)
+        layer = Recurrent(name, 5, 16, num_layers=2).double()
+        x = torch.randn(3, 12, 5, dtype=torch.float64)
+        before = layer(x)[0]
+        with torch.no_grad():
+            for c in layer.cells:
+                c.weight_hh.mul_(scale)
+                c.weight_ih.mul_(1 / scale)
+        return before, layer(x)[0]
+
+    before, after = outputs_after_rescaling(cell, 3.0)
+    torch.testing.assert_close(after, before, rtol=0, atol=2e-3)
+    plain_before, plain_after = outputs_after_rescaling(cell[2:], 3.0)  # the plain lstm or gru
+    assert (plain_after - plain_before).abs().max() > 0.1
+
+
+@pytest.mark.parametrize("cell", ["leaky", "lnlstm", "lngru"])
+def test_generation_step_by_step_equals_the_full_forward(cell):
+    """Generation steps each layer alone (models/stepping.py), the layer above the first
+    through the cell's own input projection: greedy tokens are the full forward's argmax."""
+    torch.manual_seed(0)
+    model = LanguageModel(11, cell=cell, hidden_size=16, num_layers=3, embedding_dim=8, dropout=0.0)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "ln_" in name:  # gains and biases off their initial 1 and 0
+                p.add_(0.3 * torch.randn_like(p))
+    prime = [1, 2, 3]
+    out = list(model.generate(prime, 12, temperature=0))
+    logits, _, _ = model(torch.tensor([prime + out]))
+    assert logits[0, len(prime) - 1:-1].argmax(-1).tolist() == out
+
+
+@pytest.mark.parametrize("cell", ["leaky", "lnlstm", "lngru"])
+def test_diagnostics_measure_the_new_cells(cell):
+    from rnnkit.diagnostics import measure
+
+    torch.manual_seed(0)
+    model = LanguageModel(11, cell=cell, hidden_size=8, num_layers=2, embedding_dim=4, dropout=0.0)
+    x = torch.randint(0, 11, (2, 10))
+    result = measure(model, (x, torch.roll(x, -1, 1)))
+    gate_names = CELLS[cell].gate_names
+    assert all(set(r) == set(gate_names) for r in result["spectral_radius"].values())
+    assert len(result["spectral_radius"]) == 2 and result["saturation"] and result["gradient_flow"]
+    assert all(math.isfinite(v) for curve in result["gradient_flow"].values() for v in curve if v is not None)
+
+
+@pytest.mark.parametrize("cell,bound", [("lnlstm", UNIGRAM_ENTROPY - 2.3), ("lngru", UNIGRAM_ENTROPY - 2.3)])
+def test_ln_models_learn_beyond_the_unigram_entropy(cell, bound):
+    assert train_briefly(cell) < bound

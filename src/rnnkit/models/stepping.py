@@ -16,8 +16,10 @@ per ``generate`` call so that a step reads fewer bytes in fewer ops:
   equations and state in the model's dtype (small weights at batch 1, such
   as a character model's output layer, stay in fp32: no faster in bf16).
 
-A step computes what ``cell.recur`` computes (up to the order of summation,
-or bf16 rounding), for every cell; tests check it against the model's forward pass.
+A cell that defines its own ``project_input`` (the layer-normalised cells)
+gets its input projected by it, in the model's dtype. A step computes what
+``cell.recur`` computes (up to the order of summation, or bf16 rounding),
+for every cell; tests check it against the model's forward pass.
 """
 
 from __future__ import annotations
@@ -43,14 +45,16 @@ class _Layer:
         self.cell = cell
         self.first = first
         hidden = cell.hidden_weights
-        self.fused = not first and hidden and hasattr(cell, "activate")
+        # a cell with its own input projection (the layer-normalised ones) is asked for it
+        self.own_input = type(cell).project_input is not Cell.project_input
+        self.fused = not first and hidden and hasattr(cell, "activate") and not self.own_input
         if self.fused:
             both = torch.cat([cell.weight_ih, cell.weight_hh], dim=1)  # (G*H, I + H)
             self.weight = gemm.prepare(both, batch_size, dtype)
             self.bias = _bias(cell.bias_ih, cell.bias_hh, dtype=self.weight.dtype)
         else:
-            self.weight_ih = None if first else gemm.prepare(cell.weight_ih, batch_size, dtype)  # (G*H, I)
-            self.bias_ih = None if first else _bias(cell.bias_ih, dtype=self.weight_ih.dtype)
+            self.weight_ih = None if first or self.own_input else gemm.prepare(cell.weight_ih, batch_size, dtype)
+            self.bias_ih = None if self.weight_ih is None else _bias(cell.bias_ih, dtype=self.weight_ih.dtype)
             self.weight_hh = gemm.prepare(cell.weight_hh, batch_size, dtype) if hidden else None  # (G*H, H)
             self.bias_hh = _bias(cell.bias_hh, dtype=self.weight_hh.dtype) if hidden else None
 
@@ -59,7 +63,12 @@ class _Layer:
         if self.fused:
             pre = gemm.prepared_linear(torch.cat([x, state[0]], dim=1), self.weight, self.bias)  # (B, G*H)
             return self.cell.activate(pre, state)
-        xp = x if self.first else gemm.prepared_linear(x, self.weight_ih, self.bias_ih)  # (B, G*H)
+        if self.first:
+            xp = x
+        elif self.own_input:
+            xp = self.cell.project_input(x)  # (B, G*H)
+        else:
+            xp = gemm.prepared_linear(x, self.weight_ih, self.bias_ih)
         if self.weight_hh is None:
             return self.cell.recur(xp, state)
         return self.cell.combine(xp, gemm.prepared_linear(state[0], self.weight_hh, self.bias_hh), state)
