@@ -43,6 +43,7 @@ TRAIN = [
     ("--embeddings", "vectors.txt", [], WORD_TOKENS, {"lm", "lm conditioned", "seq2seq"} | VECTORS),
     ("--embeddings", "vectors.txt", ["--tokenizer", "word"], LM | WORD_TOKENS, {"seq2seq"}),
     ("--locked-dropout", "true", [], LM, ALL - LM),
+    ("--batchnorm", "true", [], RECURRENT, {"classify tdnn"}),
     ("--weight-drop", "0.1", [], RECURRENT, {"classify tdnn"}),
     ("--weight-drop", "0.1", ["--cell", "mingru"], set(), {"lm", "classify", "tag"}),
     ("--embedding-dropout", "0.1", [], LM, ALL - LM),

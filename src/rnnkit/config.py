@@ -57,6 +57,8 @@ class ModelConfig:
                                    default=None)
     locked_dropout: bool = _help("one dropout mask per sequence for all time steps (variational / AWD-LSTM "
                                  "locked dropout) instead of a fresh mask per step", default=False)
+    batchnorm: bool = _help("batch normalisation of every recurrent layer's outputs, before the dropout "
+                            "between layers (torch-rnn's -batchnorm 1)", default=False)
     weight_drop: float = _help("DropConnect on the recurrent weights W_hh, a fresh mask per batch "
                                "(AWD-LSTM's weight drop; rnn, lstm and gru)", default=0.0)
     embedding_dropout: float = _help("lm: drop whole words from the embedding (every occurrence in a batch; "

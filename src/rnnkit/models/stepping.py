@@ -78,17 +78,21 @@ class Stepper:
     """Token ids (B,) and per-layer states -> next-token logits (B, V) and new states.
 
     Args: ``embed`` (idx (1, V) -> (1, V, I)), ``cells`` (bottom first), the
-    output layer's ``head_weight`` (V, H) and ``head_bias``, ``batch_size`` and
-    the weights' ``dtype`` (fp32 or bf16). Built in no-grad mode from the
+    output layer's ``head_weight`` (V, H) and ``head_bias``, ``batch_size``,
+    the weights' ``dtype`` (fp32 or bf16) and the layer's batch ``norms``
+    (``nn.BatchNorm1d`` of each layer's outputs, or None), applied with their
+    running statistics as in evaluation mode. Built in no-grad mode from the
     present weights; build another after the weights change.
     """
 
     @torch.no_grad()
     def __init__(self, embed, cells, head_weight: Tensor, head_bias: Tensor | None, batch_size: int,
-                 dtype: torch.dtype | None = None):
+                 dtype: torch.dtype | None = None, norms=None):
         vocab = torch.arange(head_weight.shape[0], device=head_weight.device).view(1, -1)
         self.table = cells[0].project_input(embed(vocab)[0])  # (V, G*H), in the model's dtype
         self.layers = [_Layer(cell, k == 0, batch_size, dtype) for k, cell in enumerate(cells)]
+        # y = x ⊙ scale + shift per layer: batch norm's evaluation mode, (x - mean) / sqrt(var + ε) ⊙ γ + β
+        self.norms = [None] * len(cells) if norms is None else [_evaluation_norm(n) for n in norms]
         self.head_weight = gemm.prepare(head_weight, batch_size, dtype)
         self.head_bias = _bias(head_bias, dtype=self.head_weight.dtype)
 
@@ -96,7 +100,18 @@ class Stepper:
     def __call__(self, token: Tensor, states: list[State]) -> tuple[Tensor, list[State]]:
         x = self.table.index_select(0, token)  # (B, G*H)
         new_states = []
-        for layer, state in zip(self.layers, states):
+        for layer, norm, state in zip(self.layers, self.norms, states):
             x, state = layer(x, state)  # (B, H)
+            if norm is not None:
+                x = torch.addcmul(norm[1], x, norm[0])
             new_states.append(state)
         return gemm.prepared_linear(x, self.head_weight, self.head_bias), new_states  # (B, V)
+
+
+def _evaluation_norm(norm) -> tuple[Tensor, Tensor]:
+    """(scale, shift) (F,) each of an ``nn.BatchNorm1d`` in evaluation mode."""
+    scale = norm.running_var.add(norm.eps).rsqrt()
+    shift = -norm.running_mean * scale
+    if norm.affine:
+        scale, shift = scale * norm.weight, shift * norm.weight + norm.bias
+    return scale.detach(), shift.detach()
