@@ -10,7 +10,7 @@ reads padded batches (``padded``): :func:`rnnkit.kernels.choose_engine`.
 
 Shapes (batch-first): x (B, T, I); outputs (B, T, D*H) with ``merge="concat"``
 or (B, T, H) otherwise; state a tuple of one (``rnn``, ``gru``: ``(h,)``) or
-two (``lstm``: ``(h, c)``) tensors of shape (L*D, B, H), ordered as in
+two (``lstm``, ``lnlstm``: ``(h, c)``) tensors of shape (L*D, B, H), ordered as in
 ``torch.nn.LSTM``: layer-major, forward direction before reverse.
 """
 
@@ -32,7 +32,8 @@ class Recurrent(nn.Module):
 
     Args:
         cell: a registered cell's name (:data:`rnnkit.kernels.CELLS`): ``"rnn"``,
-            ``"lstm"``, ``"gru"``, ``"mingru"``, ``"minlstm"``, ...
+            ``"lstm"``, ``"gru"``, ``"leaky"``, ``"lnlstm"``, ``"lngru"``, ``"mingru"``,
+            ``"minlstm"``, ...
         input_size: I, features per input step.
         hidden_size: H, units per layer and direction.
         num_layers: L, stacked layers; layer k > 0 reads layer k-1's outputs
@@ -63,7 +64,7 @@ class Recurrent(nn.Module):
             before the dropout between layers; running statistics in
             evaluation mode. The fused engine then runs the stack layer by layer.
         **cell_kwargs: passed to every cell (``bias``, ``forget_bias``,
-            ``input_init``, ``recurrent_init``).
+            ``leak_timescale``, ``input_init``, ``recurrent_init``).
 
     ``forward(x, state=None, lengths=None) -> (outputs, state)``: with
     ``lengths`` (B,), each sequence stops at its length: its state is the
