@@ -45,8 +45,9 @@ def _at_least(cfg, name: str, low: float, optional: bool = False) -> None:
 
 @dataclass
 class ModelConfig:
-    cell: str = _help("recurrent cell: rnn, lstm, gru, mingru, minlstm, or any other cell registered in "
-                      "rnnkit.kernels", default="lstm")
+    cell: str = _help("recurrent cell: rnn, lstm, gru, leaky (leaky-integrator units), lnlstm, lngru "
+                      "(layer-normalised), mingru, minlstm, or any other cell registered in rnnkit.kernels",
+                      default="lstm")
     hidden_size: int = _help("units per layer (char-rnn: rnn_size)", default=512)
     num_layers: int = _help("stacked recurrent layers", default=2)
     embedding_dim: int = _help("input embedding width; 0 = one-hot input as in min-char-rnn", default=128)
@@ -56,6 +57,8 @@ class ModelConfig:
                                    default=None)
     locked_dropout: bool = _help("one dropout mask per sequence for all time steps (variational / AWD-LSTM "
                                  "locked dropout) instead of a fresh mask per step", default=False)
+    batchnorm: bool = _help("batch normalisation of every recurrent layer's outputs, before the dropout "
+                            "between layers (torch-rnn's -batchnorm 1)", default=False)
     weight_drop: float = _help("DropConnect on the recurrent weights W_hh, a fresh mask per batch "
                                "(AWD-LSTM's weight drop; rnn, lstm and gru)", default=0.0)
     embedding_dropout: float = _help("lm: drop whole words from the embedding (every occurrence in a batch; "
@@ -66,7 +69,10 @@ class ModelConfig:
                         "cells) or auto: on a CPU explicit for a gru or rnn, and for an lstm over padded "
                         "batches (classify, tag), where it ran faster; fused otherwise", default="auto")
     nonlinearity: str = _help("tanh or relu, for --cell rnn", default="tanh")
-    forget_bias: float = _help("initial LSTM forget-gate bias", default=1.0)
+    forget_bias: float = _help("initial LSTM forget-gate bias (lstm, lnlstm)", default=1.0)
+    leak_timescale: float = _help("leaky: the slowest unit's time scale in steps; the leak rates spread "
+                                  "geometrically over the units from 1 (an ordinary RNN unit) down to "
+                                  "1/leak_timescale", default=100.0)
     input_init: str = _help("input weights init: glorot or torch", default="glorot")
     recurrent_init: str = _help("recurrent weights init: orthogonal, glorot or torch", default="orthogonal")
     bidirectional: bool | None = _help("read the sequence both ways (none: yes for classify and tag, no for "
@@ -113,6 +119,7 @@ class ModelConfig:
         _at_least(self, "num_layers", 1)
         _at_least(self, "embedding_dim", 0)
         _at_least(self, "char_features", 0)
+        _at_least(self, "leak_timescale", 1.0)
         for name in ("dropout", "embedding_dropout", "weight_drop"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"{name} must be in [0, 1); got {getattr(self, name)}")

@@ -161,6 +161,7 @@ RULES: dict[str, tuple[Callable[[Choice], bool], str]] = {
                    "--task lm, classify or tag with word tokens and an embedding (--tokenizer word, "
                    "--embedding-dim > 0)"),
     "locked_dropout": (lambda c: c.task == "lm", _TASKS["lm"]),
+    "batchnorm": (lambda c: c.recurrent, "recurrent layers (--encoder rnn; a seq2seq decoder's cells have none)"),
     "weight_drop": (lambda c: c.recurrent and cell_class(c.model.cell).hidden_weights,
                     "a recurrent cell with recurrent weights (rnn, lstm, gru)"),
     "embedding_dropout": (lambda c: c.task == "lm", _TASKS["lm"]),

@@ -12,7 +12,7 @@ imported, and this package imports them all: a new cell is one file here
 import importlib
 import pkgutil
 
-from rnnkit.kernels.cell import CELLS, Cell, State, cell_class, length_mask
+from rnnkit.kernels.cell import CELLS, Cell, State, cell_class, cell_options, length_mask
 from rnnkit.kernels.engine import ENGINES, choose_engine, run_layer
 from rnnkit.kernels.gru import GRUCell
 from rnnkit.kernels.lstm import LSTMCell
@@ -23,4 +23,4 @@ for _module in pkgutil.iter_modules(__path__):  # every cell file, so each regis
     importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = ["CELLS", "Cell", "ENGINES", "GRUCell", "LSTMCell", "MinGRUCell", "MinLSTMCell", "RNNCell", "State",
-           "cell_class", "choose_engine", "length_mask", "run_layer"]
+           "cell_class", "cell_options", "choose_engine", "length_mask", "run_layer"]

@@ -214,6 +214,12 @@ def cell_class(name: str) -> type[Cell]:
     return CELLS[name]
 
 
+def cell_options(name: str, settings) -> dict:
+    """The settings only the cell ``name`` reads (its ``options``), taken from
+    ``settings`` (a :class:`rnnkit.config.ModelConfig`), as keywords for its constructor."""
+    return {option: getattr(settings, option) for option in cell_class(name).options}
+
+
 def tanh_by_sigmoid(x: Tensor) -> Tensor:
     """tanh(x) = 2σ(2x) - 1, without autograd: torch's CPU tanh took 46 us on a
     (64, 512) fp32 tensor here where sigmoid took 11 (2 threads); the absolute

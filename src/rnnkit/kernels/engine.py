@@ -7,7 +7,8 @@ Two engines run over the same parameters:
   has no kernel for, its own whole-sequence form (the minimal cells' scan);
 - ``"explicit"``: rnnkit's own loop over the cell, which every cell supports:
   a layer node where the cell has one that takes the call (the LSTM's and
-  GRU's on C kernels, the vanilla RNN's on torch ops), else unroll's
+  GRU's on C kernels, the vanilla RNN's and the leaky integrator's on torch
+  ops), else unroll's
   per-step nodes (:mod:`rnnkit.kernels.unroll`).
 
 ``"auto"`` is resolved by :func:`choose_engine` from the cell, the device and

@@ -10,7 +10,7 @@ reads padded batches (``padded``): :func:`rnnkit.kernels.choose_engine`.
 
 Shapes (batch-first): x (B, T, I); outputs (B, T, D*H) with ``merge="concat"``
 or (B, T, H) otherwise; state a tuple of one (``rnn``, ``gru``: ``(h,)``) or
-two (``lstm``: ``(h, c)``) tensors of shape (L*D, B, H), ordered as in
+two (``lstm``, ``lnlstm``: ``(h, c)``) tensors of shape (L*D, B, H), ordered as in
 ``torch.nn.LSTM``: layer-major, forward direction before reverse.
 """
 
@@ -32,7 +32,8 @@ class Recurrent(nn.Module):
 
     Args:
         cell: a registered cell's name (:data:`rnnkit.kernels.CELLS`): ``"rnn"``,
-            ``"lstm"``, ``"gru"``, ``"mingru"``, ``"minlstm"``, ...
+            ``"lstm"``, ``"gru"``, ``"leaky"``, ``"lnlstm"``, ``"lngru"``, ``"mingru"``,
+            ``"minlstm"``, ...
         input_size: I, features per input step.
         hidden_size: H, units per layer and direction.
         num_layers: L, stacked layers; layer k > 0 reads layer k-1's outputs
@@ -56,8 +57,14 @@ class Recurrent(nn.Module):
             classifiers and taggers do; ``"auto"`` chooses the engine for that
             kind of batch. Results do not depend on it.
         nonlinearity: ``"tanh"`` or ``"relu"`` for ``cell="rnn"``.
+        batchnorm: batch normalisation of every layer's outputs (as torch-rnn's
+            ``-batchnorm 1``): ``nn.BatchNorm1d`` over the layer's D*H features,
+            statistics over the batch and time steps (over the valid positions
+            only, with ``lengths``: padding stays zero and counts for nothing),
+            before the dropout between layers; running statistics in
+            evaluation mode. The fused engine then runs the stack layer by layer.
         **cell_kwargs: passed to every cell (``bias``, ``forget_bias``,
-            ``input_init``, ``recurrent_init``).
+            ``leak_timescale``, ``input_init``, ``recurrent_init``).
 
     ``forward(x, state=None, lengths=None) -> (outputs, state)``: with
     ``lengths`` (B,), each sequence stops at its length: its state is the
@@ -67,7 +74,7 @@ class Recurrent(nn.Module):
     def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int = 1,
                  dropout: float = 0.0, bidirectional: bool = False, merge: str = "concat",
                  engine: str = "auto", nonlinearity: str = "tanh", locked_dropout: bool = False,
-                 weight_drop: float = 0.0, padded: bool = False, **cell_kwargs):
+                 weight_drop: float = 0.0, padded: bool = False, batchnorm: bool = False, **cell_kwargs):
         super().__init__()
         cell_type = cell_class(cell)
         choose_engine(engine, cell, "cpu")  # an engine this cell has
@@ -103,6 +110,8 @@ class Recurrent(nn.Module):
             cell_type(input_size if layer == 0 else D * hidden_size, hidden_size, **cell_kwargs)
             for layer in range(num_layers) for _ in range(D))
         self.state_size = self.cells[0].state_size
+        # norms[layer], over the layer's outputs (B, T, D*H); None without batchnorm
+        self.norms = nn.ModuleList(nn.BatchNorm1d(D * hidden_size) for _ in range(num_layers)) if batchnorm else None
 
     @property
     def output_size(self) -> int:
@@ -170,6 +179,17 @@ class Recurrent(nn.Module):
             return locked_dropout(x, self.dropout, self.training)
         return dropout(x, self.dropout, self.training)
 
+    def _normalise(self, layer: int, x: Tensor, lengths: Tensor | None) -> Tensor:
+        """Batch normalisation of a layer's outputs x (B, T, F) with ``norms[layer]``
+        (x itself without batchnorm): statistics over the valid positions only, padding left zero."""
+        if self.norms is None:
+            return x
+        norm = self.norms[layer]
+        if lengths is None:
+            return norm(x.reshape(-1, x.shape[-1])).view_as(x)  # (B*T, F): a feature's statistics over B and T
+        mask = length_mask(lengths, x.shape[1])  # (B, T), True at valid positions
+        return x.new_zeros(x.shape).index_put((mask,), norm(x[mask]))  # x[mask]: (valid positions, F)
+
     def _forward_fused(self, x: Tensor, state: State, lengths: Tensor | None):
         weights = self.flat_weights()
         if self.weight_drop and self.training:
@@ -177,9 +197,10 @@ class Recurrent(nn.Module):
             for k, cell in enumerate(self.cells):
                 weights[k * per_cell + 1] = self._recurrent_weight(cell)
         # between layers the kernel draws a fresh mask per step, with bernoulli_, which is slow on a
-        # CPU (rnnkit.layers.dropout): run the layers one at a time for locked dropout, and on a CPU
+        # CPU (rnnkit.layers.dropout): run the layers one at a time for locked dropout, and on a CPU;
+        # and for batchnorm, which the kernel has not
         between = self.training and self.dropout and self.num_layers > 1
-        if not (between and (self.locked_dropout or x.device.type == "cpu")):
+        if self.norms is None and not (between and (self.locked_dropout or x.device.type == "cpu")):
             return self._fused(x, state, lengths, weights, self.num_layers, self.dropout)
         D, per = self.num_directions, len(weights) // self.num_layers
         finals = []
@@ -188,6 +209,7 @@ class Recurrent(nn.Module):
                 x = self._drop_between(x)
             s = tuple(t[layer * D:(layer + 1) * D] for t in state)
             x, s = self._fused(x, s, lengths, weights[layer * per:(layer + 1) * per], 1, 0.0)
+            x = self._normalise(layer, x, lengths)
             finals.append(s)
         return x, tuple(torch.cat([f[i] for f in finals]) for i in range(self.state_size))
 
@@ -237,7 +259,7 @@ class Recurrent(nn.Module):
                 outputs.append(out)
                 for i, s in enumerate(sT):
                     final[i].append(s)
-            layer_input = torch.cat(outputs, dim=-1) if D == 2 else outputs[0]
+            layer_input = self._normalise(layer, torch.cat(outputs, dim=-1) if D == 2 else outputs[0], lengths)
         return layer_input, tuple(torch.stack(f) for f in final)
 
     # -- torch.nn interoperability --------------------------------------------
@@ -267,7 +289,8 @@ class Recurrent(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"cell={self.cell_type!r}, engine={self.engine!r}, layers={self.num_layers}, "
-                f"bidirectional={self.bidirectional}, merge={self.merge!r}, dropout={self.dropout}")
+                f"bidirectional={self.bidirectional}, merge={self.merge!r}, dropout={self.dropout}, "
+                f"batchnorm={self.norms is not None}")
 
 
 def engines_in(module: nn.Module, device: torch.device | str) -> dict[str, str]:

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from rnnkit.config import CHAR_FEATURES_NEED_WORDS, ModelConfig
 from rnnkit.errors import ConfigError
-from rnnkit.kernels import State
+from rnnkit.kernels import State, cell_options
 from rnnkit.layers import Recurrent, length_mask
 from rnnkit.layers.dropout import dropout
 from rnnkit.layers.spelling import Spelling
@@ -72,9 +72,8 @@ class Encoder(nn.Module):
         else:
             self.layer = Recurrent(c.cell, width, c.hidden_size, c.num_layers,
                                  dropout=c.dropout, bidirectional=bool(c.bidirectional), merge=c.merge,
-                                 engine=c.engine, nonlinearity=c.nonlinearity,
-                                 weight_drop=c.weight_drop, padded=True,
-                                 **({"forget_bias": c.forget_bias} if c.cell == "lstm" else {}),
+                                 engine=c.engine, weight_drop=c.weight_drop, padded=True, batchnorm=c.batchnorm,
+                                 **cell_options(c.cell, c),  # forget_bias, nonlinearity, ...
                                  input_init=c.input_init, recurrent_init=c.recurrent_init)
         self.dropout = c.dropout
 

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from rnnkit.config import ModelConfig
 from rnnkit.errors import ConfigError
-from rnnkit.kernels import State, gemm
+from rnnkit.kernels import State, cell_options, gemm
 from rnnkit.layers import Recurrent
 from rnnkit.layers.dropout import dropout, keep_mask, locked_dropout
 from rnnkit.models.sampling import RaceNoise, sample_next
@@ -65,10 +65,9 @@ class LanguageModel(nn.Module):
         self.condition = nn.Embedding(num_conditions, c.embedding_dim or 16) if num_conditions else None
         input_size = (c.embedding_dim or vocab_size) + (self.condition.embedding_dim if num_conditions else 0)
         self.rnn = Recurrent(c.cell, input_size, c.hidden_size, c.num_layers,
-                             dropout=c.dropout, engine=c.engine, nonlinearity=c.nonlinearity,
-                             locked_dropout=c.locked_dropout,
-                             weight_drop=c.weight_drop,
-                             **({"forget_bias": c.forget_bias} if c.cell == "lstm" else {}),
+                             dropout=c.dropout, engine=c.engine, locked_dropout=c.locked_dropout,
+                             weight_drop=c.weight_drop, batchnorm=c.batchnorm,
+                             **cell_options(c.cell, c),  # forget_bias, ...
                              input_init=c.input_init, recurrent_init=c.recurrent_init)
         self.head = nn.Linear(c.hidden_size, vocab_size)
         if self.embedding is not None:
@@ -181,7 +180,7 @@ class LanguageModel(nn.Module):
             logits = logits[:, -1]  # (B, V)
             cells = self.rnn.cells
             stepper = Stepper(lambda idx: self.embed(idx, cond), cells, self.head.weight, self.head.bias,
-                              prime.shape[0], PRECISIONS[precision])
+                              prime.shape[0], PRECISIONS[precision], norms=self.rnn.norms)
             layer_states = [tuple(s[k] for s in state) for k in range(len(cells))]  # L x ((B, H), ...)
             noise = RaceNoise(generator)
             for _ in range(length):

@@ -55,7 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnkit.kernels import State, cell_class
+from rnnkit.kernels import State, cell_class, cell_options
 from rnnkit.layers import length_mask, merge_directions
 from rnnkit.layers.attention import Attention, Memory
 from rnnkit.layers.dropout import dropout
@@ -116,7 +116,7 @@ class Seq2Seq(nn.Module):
         self.feeding = c.input_feeding and c.attention != "none" and c.decoder_recurrence == "hidden"
         if c.decoder_recurrence == "hidden":
             cls = cell_class(c.cell)
-            options = {name: getattr(c, name) for name in cls.options}
+            options = cell_options(c.cell, c)
             self.cells = nn.ModuleList(
                 cls(E + F_ * self.feeding if k == 0 else F_, F_, input_init=c.input_init,
                     recurrent_init=c.recurrent_init, **options) for k in range(c.num_layers))

@@ -16,8 +16,10 @@ per ``generate`` call so that a step reads fewer bytes in fewer ops:
   equations and state in the model's dtype (small weights at batch 1, such
   as a character model's output layer, stay in fp32: no faster in bf16).
 
-A step computes what ``cell.recur`` computes (up to the order of summation,
-or bf16 rounding), for every cell; tests check it against the model's forward pass.
+A cell that defines its own ``project_input`` (the layer-normalised cells)
+gets its input projected by it, in the model's dtype. A step computes what
+``cell.recur`` computes (up to the order of summation, or bf16 rounding),
+for every cell; tests check it against the model's forward pass.
 """
 
 from __future__ import annotations
@@ -43,14 +45,16 @@ class _Layer:
         self.cell = cell
         self.first = first
         hidden = cell.hidden_weights
-        self.fused = not first and hidden and hasattr(cell, "activate")
+        # a cell with its own input projection (the layer-normalised ones) is asked for it
+        self.own_input = type(cell).project_input is not Cell.project_input
+        self.fused = not first and hidden and hasattr(cell, "activate") and not self.own_input
         if self.fused:
             both = torch.cat([cell.weight_ih, cell.weight_hh], dim=1)  # (G*H, I + H)
             self.weight = gemm.prepare(both, batch_size, dtype)
             self.bias = _bias(cell.bias_ih, cell.bias_hh, dtype=self.weight.dtype)
         else:
-            self.weight_ih = None if first else gemm.prepare(cell.weight_ih, batch_size, dtype)  # (G*H, I)
-            self.bias_ih = None if first else _bias(cell.bias_ih, dtype=self.weight_ih.dtype)
+            self.weight_ih = None if first or self.own_input else gemm.prepare(cell.weight_ih, batch_size, dtype)
+            self.bias_ih = None if self.weight_ih is None else _bias(cell.bias_ih, dtype=self.weight_ih.dtype)
             self.weight_hh = gemm.prepare(cell.weight_hh, batch_size, dtype) if hidden else None  # (G*H, H)
             self.bias_hh = _bias(cell.bias_hh, dtype=self.weight_hh.dtype) if hidden else None
 
@@ -59,7 +63,12 @@ class _Layer:
         if self.fused:
             pre = gemm.prepared_linear(torch.cat([x, state[0]], dim=1), self.weight, self.bias)  # (B, G*H)
             return self.cell.activate(pre, state)
-        xp = x if self.first else gemm.prepared_linear(x, self.weight_ih, self.bias_ih)  # (B, G*H)
+        if self.first:
+            xp = x
+        elif self.own_input:
+            xp = self.cell.project_input(x)  # (B, G*H)
+        else:
+            xp = gemm.prepared_linear(x, self.weight_ih, self.bias_ih)
         if self.weight_hh is None:
             return self.cell.recur(xp, state)
         return self.cell.combine(xp, gemm.prepared_linear(state[0], self.weight_hh, self.bias_hh), state)
@@ -69,17 +78,21 @@ class Stepper:
     """Token ids (B,) and per-layer states -> next-token logits (B, V) and new states.
 
     Args: ``embed`` (idx (1, V) -> (1, V, I)), ``cells`` (bottom first), the
-    output layer's ``head_weight`` (V, H) and ``head_bias``, ``batch_size`` and
-    the weights' ``dtype`` (fp32 or bf16). Built in no-grad mode from the
+    output layer's ``head_weight`` (V, H) and ``head_bias``, ``batch_size``,
+    the weights' ``dtype`` (fp32 or bf16) and the layer's batch ``norms``
+    (``nn.BatchNorm1d`` of each layer's outputs, or None), applied with their
+    running statistics as in evaluation mode. Built in no-grad mode from the
     present weights; build another after the weights change.
     """
 
     @torch.no_grad()
     def __init__(self, embed, cells, head_weight: Tensor, head_bias: Tensor | None, batch_size: int,
-                 dtype: torch.dtype | None = None):
+                 dtype: torch.dtype | None = None, norms=None):
         vocab = torch.arange(head_weight.shape[0], device=head_weight.device).view(1, -1)
         self.table = cells[0].project_input(embed(vocab)[0])  # (V, G*H), in the model's dtype
         self.layers = [_Layer(cell, k == 0, batch_size, dtype) for k, cell in enumerate(cells)]
+        # y = x ⊙ scale + shift per layer: batch norm's evaluation mode, (x - mean) / sqrt(var + ε) ⊙ γ + β
+        self.norms = [None] * len(cells) if norms is None else [_evaluation_norm(n) for n in norms]
         self.head_weight = gemm.prepare(head_weight, batch_size, dtype)
         self.head_bias = _bias(head_bias, dtype=self.head_weight.dtype)
 
@@ -87,7 +100,18 @@ class Stepper:
     def __call__(self, token: Tensor, states: list[State]) -> tuple[Tensor, list[State]]:
         x = self.table.index_select(0, token)  # (B, G*H)
         new_states = []
-        for layer, state in zip(self.layers, states):
+        for layer, norm, state in zip(self.layers, self.norms, states):
             x, state = layer(x, state)  # (B, H)
+            if norm is not None:
+                x = torch.addcmul(norm[1], x, norm[0])
             new_states.append(state)
         return gemm.prepared_linear(x, self.head_weight, self.head_bias), new_states  # (B, V)
+
+
+def _evaluation_norm(norm) -> tuple[Tensor, Tensor]:
+    """(scale, shift) (F,) each of an ``nn.BatchNorm1d`` in evaluation mode."""
+    scale = norm.running_var.add(norm.eps).rsqrt()
+    shift = -norm.running_mean * scale
+    if norm.affine:
+        scale, shift = scale * norm.weight, shift * norm.weight + norm.bias
+    return scale.detach(), shift.detach()

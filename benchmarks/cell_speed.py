@@ -1,0 +1,73 @@
+"""Training speed of a character language model per cell and engine, side by
+side in one process: tokens/s of forward + backward + an Adam step on one
+fixed batch, in rounds that take every setting in turn (so load from other
+processes spreads over all of them), best round of each, and its ratio to
+the first setting's.
+
+A setting is CELL:ENGINE[:steps][:bn]: ``steps`` puts the explicit engine on
+unroll's per-step nodes instead of the cell's layer node, ``bn`` adds
+--batchnorm. For example, the layer-normalised cells against theirs:
+
+    python benchmarks/cell_speed.py --settings lstm:auto lstm:explicit lnlstm:explicit gru:auto lngru:explicit
+    python benchmarks/cell_speed.py --settings rnn:auto leaky:explicit leaky:explicit:steps --hidden-size 256
+"""
+
+import argparse
+import time
+
+import torch
+
+from rnnkit import LanguageModel
+from rnnkit.kernels import engine
+
+VOCAB = 65  # tiny-shakespeare's characters
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--settings", nargs="+", default=["lstm:auto", "lstm:explicit", "lnlstm:explicit"])
+    parser.add_argument("--hidden-size", type=int, default=512)
+    parser.add_argument("--num-layers", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--seq-len", type=int, default=64)
+    parser.add_argument("--seconds", type=float, default=3.0, help="per setting and round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    x = torch.randint(0, VOCAB, (args.batch_size, args.seq_len))  # (B, T)
+    y = torch.roll(x, -1, 1)
+    runs = {}
+    for setting in args.settings:
+        cell, engine_name, *more = setting.split(":")
+        model = LanguageModel(VOCAB, cell=cell, hidden_size=args.hidden_size, num_layers=args.num_layers,
+                              engine=engine_name, dropout=0.0, batchnorm="bn" in more)
+        runs[setting] = (model, torch.optim.Adam(model.parameters(), 1e-3), "steps" in more, [])
+
+    def step(model, optimizer):
+        _, loss, _ = model(x, y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    for _ in range(args.rounds):
+        for model, optimizer, steps, rates in runs.values():
+            engine.LAYER_NODES = not steps
+            step(model, optimizer)  # warm: weights laid out, buffers allocated
+            n, start = 0, time.perf_counter()
+            while time.perf_counter() - start < args.seconds:
+                step(model, optimizer)
+                n += 1
+            rates.append(n * x.numel() / (time.perf_counter() - start))
+    base = max(runs[args.settings[0]][3])
+    print(f"{args.num_layers} x {args.hidden_size}, batches of {args.batch_size} x {args.seq_len}, "
+          f"{torch.get_num_threads()} threads; best of {args.rounds} rounds of {args.seconds:g} s")
+    print(f"| setting | tokens/s | / {args.settings[0]} | rounds |\n|---|---|---|---|")
+    for setting, (*_, rates) in runs.items():
+        print(f"| {setting} | {max(rates):,.0f} | {max(rates) / base:.2f} | {', '.join(f'{r:,.0f}' for r in rates)} |")
+
+
+if __name__ == "__main__":
+    main()
