@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from rnnkit import DataConfig, TextData, TrainConfig, Trainer, load_run
+from rnnkit.errors import DataError
 from rnnkit.kernels import length_mask
 from rnnkit.layers import Recurrent, use_engines
 from rnnkit.models import LanguageModel
@@ -31,6 +32,15 @@ def test_train_mode_outputs_have_mean_zero_and_variance_one_per_feature_over_val
     torch.testing.assert_close(other(noisy, lengths=lengths)[0], out)
     torch.testing.assert_close(other.norms[1].running_mean, layer.norms[1].running_mean)
     assert layer.norms[0].num_features == 16 and len(layer.norms) == 2
+
+
+def test_a_training_batch_of_one_step_is_refused_in_one_line_and_evaluation_takes_it():
+    layer = Recurrent("lstm", 3, 8, num_layers=2, batchnorm=True)
+    with pytest.raises(DataError, match="needs at least 2 steps in a training batch .* this one has 1: raise "
+                                        "--batch-size"):
+        layer(torch.randn(1, 3, 3), lengths=torch.tensor([1]))
+    layer.eval()
+    assert layer(torch.randn(1, 1, 3))[0].shape == (1, 1, 8)  # running statistics need no batch
 
 
 def test_without_batchnorm_a_layer_has_no_norms():

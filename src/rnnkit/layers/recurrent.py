@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from rnnkit.errors import ConfigError
+from rnnkit.errors import ConfigError, DataError
 from rnnkit.kernels import State, cell_class, choose_engine, length_mask, run_layer
 from rnnkit.layers.dropout import dropout, locked_dropout
 
@@ -185,6 +185,10 @@ class Recurrent(nn.Module):
         if self.norms is None:
             return x
         norm = self.norms[layer]
+        positions = x.shape[0] * x.shape[1] if lengths is None else int(lengths.clamp(max=x.shape[1]).sum())
+        if self.training and positions < 2:
+            raise DataError(f"batch normalisation needs at least 2 steps in a training batch to take statistics "
+                            f"over; this one has {positions}: raise --batch-size or drop --batchnorm")
         if lengths is None:
             return norm(x.reshape(-1, x.shape[-1])).view_as(x)  # (B*T, F): a feature's statistics over B and T
         mask = length_mask(lengths, x.shape[1])  # (B, T), True at valid positions
