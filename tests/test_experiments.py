@@ -35,6 +35,7 @@ def test_without_clipping_the_exploding_relu_rnn_diverges_and_with_it_it_learns(
     assert len(on) == 60 and all(math.isfinite(x) for x in on) and np.mean(on[-10:]) < on[0] - 0.5
 
 
+@pytest.mark.slow
 def test_the_adding_problem_beats_the_rnn_at_a_distance_the_lstm_bridges(cli_here, tmp_path):
     result = cli_here("experiment", "vanishing", "--quick", "--out", tmp_path)  # T = 10 and 50, 1,000 steps
     assert result.returncode == 0, result.stderr
@@ -49,6 +50,7 @@ def table_rows(stdout: str) -> dict[str, list[str]]:
     return {cells[1]: cells[2:-1] for cells in (line.split("|") for line in stdout.splitlines()) if len(cells) > 2}
 
 
+@pytest.mark.slow
 def test_dropout_narrows_the_gap_and_early_stopping_stops_at_the_turn(cli_here, tmp_path):
     result = cli_here("experiment", "regularisation", "--quick", "--out", tmp_path)  # 15 kB, 320 steps
     assert result.returncode == 0, result.stderr
@@ -60,6 +62,7 @@ def test_dropout_narrows_the_gap_and_early_stopping_stops_at_the_turn(cli_here, 
     assert (tmp_path / "regularisation.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 def test_adam_at_its_swept_rate_beats_sgd_at_its_own(cli_here, tmp_path):
     result = cli_here("experiment", "optimizers", "--quick", "--out", tmp_path)  # 3 rates each, then 150 steps
     assert result.returncode == 0, result.stderr
@@ -70,6 +73,7 @@ def test_adam_at_its_swept_rate_beats_sgd_at_its_own(cli_here, tmp_path):
     assert (tmp_path / "optimizers.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not BONN.is_file(), reason=f"the Bonn EEG recordings are not at {BONN}")
 def test_a_reservoir_below_radius_one_predicts_eeg_and_one_far_above_it_does_not(cli_here, tmp_path):
     result = cli_here("experiment", "echo-state", "--quick", "--data", BONN, "--out", tmp_path)  # 100 units
