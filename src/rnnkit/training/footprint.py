@@ -14,7 +14,8 @@ The activations grow linearly with the batch size B at a given length, so they
 are measured, not modelled: the memory the allocator has handed out when a
 forward pass of the heaviest batch (the longest examples) has run, minus
 before, at batch sizes 4 and 8 (after one pass that lets first-call caches
-settle), extrapolated to B::
+settle; each the median of three passes, since on a CPU one pass read up to
+3 % off the others), extrapolated to B::
 
     a(B) = a(4) + (B - 4) (a(8) - a(4)) / 4
 
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,13 +113,22 @@ def _activations(model, batcher, batch_size: int, device: torch.device, precisio
     small = (4, 8) if batch_size > 8 else (batch_size,)
     with _untouched(model, device):
         _held_by_forward(model, batcher.heaviest_batch(2), device, precision)  # first-call caches and layouts
-        held = [_held_by_forward(model, batcher.heaviest_batch(b), device, precision) for b in small]
+        held = [held_by_forward(model, batcher.heaviest_batch(b), device, precision) for b in small]
     if None in held:
         return None
     if len(held) == 1:
         return held[0]
     slope = (held[1] - held[0]) / (small[1] - small[0])
     return max(0, round(held[0] + (batch_size - small[0]) * slope))
+
+
+def held_by_forward(model, batch, device: torch.device, precision: str, passes: int = 3) -> int | None:
+    """The median over ``passes`` forward passes of the bytes each holds for its backward.
+    On a CPU glibc's count of one pass varied by about 1 MB in 40 (a 2 x 128 LSTM,
+    batch 48: 39.9 MB in most passes, 38.8 in one), and the extrapolation
+    magnifies an error at batch 4 or 8 tenfold."""
+    held = [_held_by_forward(model, batch, device, precision) for _ in range(passes)]
+    return None if None in held else round(statistics.median(held))
 
 
 def _held_by_forward(model, batch, device: torch.device, precision: str) -> int | None:
