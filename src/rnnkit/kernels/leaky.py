@@ -3,9 +3,9 @@ share of its previous state, so slow units carry information over many
 steps and fast ones follow the input (Jaeger 2002; the multiple time scales
 of Goodfellow et al. 10.9.2).
 
-The layer node (:class:`_LeakyLayer`) is the vanilla RNN's loop
-(:mod:`rnnkit.kernels.rnn`) with the leak added; per step t, with
-xp_t = x_t W_ih^T + b_ih + b_hh from one product over all steps::
+Its layer node is the vanilla RNN's (:class:`rnnkit.kernels.rnn._RNNLayer`)
+given the leak rates α; per step t, with xp_t = x_t W_ih^T + b_ih + b_hh from
+one product over all steps::
 
     u_t = tanh(h_{t-1} W_hh^T + xp_t);   h_t = h_{t-1} + α ⊙ (u_t - h_{t-1})
 
@@ -21,8 +21,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from rnnkit.kernels import gemm
 from rnnkit.kernels.cell import Cell, State, by_length, cpu_node_takes
+from rnnkit.kernels.rnn import _RNNLayer
 
 
 def leak_rates(hidden_size: int, timescale: float) -> Tensor:
@@ -87,71 +87,17 @@ class LeakyCell(Cell):
 
     def layer(self, x: Tensor, state: State, lengths: Tensor | None,
               weight_hh: Tensor) -> tuple[Tensor, State] | None:
-        """The sequence as one :class:`_LeakyLayer` node: fp32 on a CPU (or under bf16 autocast)."""
+        """The sequence as the vanilla RNN's node with the leak (:class:`rnnkit.kernels.rnn._RNNLayer`):
+        fp32 on a CPU (or under bf16 autocast)."""
         if not cpu_node_takes(x, weight_hh):
             return None
 
         def node(x, state, sizes, lengths):  # -> (outputs,)
             xp = self.project_input(x, with_hidden_bias=True)  # (B, T, H), b_hh joined b_ih
-            return (_LeakyLayer.apply(xp, state[0], weight_hh, self.alpha, sizes),)
+            return (_RNNLayer.apply(xp, state[0], weight_hh, False, sizes, self.alpha.float()),)
 
         return by_length(node, x, state, lengths)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", leak_timescale={self.leak_timescale}"
 
-
-class _LeakyLayer(torch.autograd.Function):
-    """(xp (B, T, H), h0 (B, H), W_hh (H, H), α (H,), sizes) -> outputs (B, T, H); b_hh is in xp.
-
-    ``sizes[t]`` rows run at step t and xp's dtype is the products', as in
-    :class:`rnnkit.kernels.lstm._LSTMLayer`; u_t, h_t and their gradients are
-    fp32 (the leak's direct path h_{t-1} -> h_t too)."""
-
-    @staticmethod
-    def forward(ctx, xp: Tensor, h0: Tensor, weight: Tensor, alpha: Tensor, sizes: list[int]) -> Tensor:
-        B, T, H = xp.shape
-        prepared = gemm.prepare(weight, B, xp.dtype)
-        zeros_if_ragged = xp.new_zeros if sizes[-1] < B else xp.new_empty  # rows past an end stay zero
-        out = zeros_if_ragged(B, T, H, dtype=torch.float32)
-        us = xp.new_empty(T, B, H, dtype=torch.float32)  # u_t = tanh(a_t), for the backward
-        hs = zeros_if_ragged(T + 1, B, H)  # h_{t-1} time-major in xp's dtype: hs[:T] is the product's Hprev
-        hs[0] = h0
-        h = h0.float()  # h_{t-1} in fp32, for the leak's direct path
-        alpha = alpha.float()
-        with torch.autocast(xp.device.type, enabled=False):  # each product in its operands' dtype
-            for t, n in enumerate(sizes):
-                u = us[t, :n]
-                torch.add(gemm.prepared_linear(hs[t, :n], prepared), xp[:n, t], out=u)  # a_t
-                u.tanh_()
-                torch.addcmul(h[:n], alpha, u - h[:n], out=out[:n, t])  # h_t
-                h = out[:, t]
-                hs[t + 1, :n] = h[:n]
-        ctx.save_for_backward(weight, hs, us, alpha)
-        ctx.sizes = sizes
-        return out
-
-    @staticmethod
-    def backward(ctx, dout: Tensor):
-        weight, hs, us, alpha = ctx.saved_tensors
-        T, B, H = us.shape
-        prepared_t = gemm.prepare(weight.t(), B, hs.dtype)
-        keep = 1 - alpha  # (H,)
-        # time-major for the product, in its dtype; rows past a sequence's end stay zero
-        da = (dout.new_zeros if ctx.sizes[-1] < B else dout.new_empty)(T, B, H, dtype=hs.dtype)
-        g = dout.new_zeros(B, H, dtype=torch.float32)  # g_{t+1}, zero past each sequence's last step
-        da_t = dout.new_empty(B, H, dtype=torch.float32)
-        dh = dout.new_zeros(B, H, dtype=hs.dtype)  # da_{t+1} W_hh
-        for t in range(T - 1, -1, -1):
-            n = ctx.sizes[t]
-            g[:n] = torch.addcmul(dout[:n, t] + dh[:n], keep, g[:n])  # g_t
-            torch.ops.aten.tanh_backward.grad_input(g[:n] * alpha, us[t, :n], grad_input=da_t[:n])
-            da[t, :n] = da_t[:n]
-            if t > 0 or ctx.needs_input_grad[1]:
-                if n == B:
-                    dh = gemm.prepared_linear(da[t], prepared_t)  # (B, H)
-                else:
-                    dh[:n] = gemm.prepared_linear(da[t, :n], prepared_t)
-        dh0 = keep * g + dh.float() if ctx.needs_input_grad[1] else None
-        dweight = gemm.mm(da.view(T * B, H).t(), hs[:T].reshape(T * B, H)).float()  # (H, H)
-        return da.transpose(0, 1), dh0, dweight, None, None
