@@ -19,10 +19,10 @@ import torch
 from rnnkit.cli.options import Choice, add_config_flags, flag, pick, refuse_changes, refuse_unused, train_settings
 from rnnkit.config import DataConfig, ModelConfig, SampleConfig, TrainConfig, from_dict, to_dict
 from rnnkit.errors import ConfigError, DataError, RnnkitError, TrainingError
+from rnnkit.experiments import EXPERIMENTS, reads_data
 from rnnkit.kernels import ENGINES, choose_engine
 
 EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
-EXPERIMENT_NAMES = ("linear", "symmetry", "clipping", "vanishing", "optimizers", "regularisation", "echo-state")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "adding problem; optimizers: SGD to Adam, each at its swept "
                                                    "rate; regularisation: dropout, L2, L1, early stopping; "
                                                    "echo-state: reservoirs against an LSTM on EEG)")
-    experiment.add_argument("name", choices=EXPERIMENT_NAMES)
+    experiment.add_argument("name", choices=tuple(EXPERIMENTS))
     experiment.add_argument("--out", default="runs/experiments", help="folder for NAME.png (default runs/experiments)")
     experiment.add_argument("--data", help="echo-state: the Bonn EEG recordings (bonn_eeg_dataset.zip)")
     experiment.add_argument("--quick", action="store_true", help="the tests' small configuration")
@@ -556,14 +556,14 @@ def cmd_report(args) -> int:
 
 
 def cmd_experiment(args) -> int:
-    from rnnkit.experiments import EXPERIMENTS
     from rnnkit.training.plots import png
     from rnnkit.training.runs import write_output
 
-    if args.data and args.name != "echo-state":
-        raise ConfigError(f"--data is read by the echo-state experiment only; {args.name} makes its own data")
-    extra = {"data": args.data} if args.name == "echo-state" else {}
-    table, figure = EXPERIMENTS[args.name].run(quick=args.quick, **extra)
+    if args.data and not reads_data(args.name):
+        readers = " and ".join(name for name in EXPERIMENTS if reads_data(name))
+        raise ConfigError(f"--data is read by the {readers} experiment only; {args.name} makes its own data")
+    data = {"data": args.data} if reads_data(args.name) else {}
+    table, figure = EXPERIMENTS[args.name].run(quick=args.quick, **data)
     target = Path(args.out) / f"{args.name}.png"
     write_output(target, png(figure))
     print(table + f"\n\nplot: {target}")

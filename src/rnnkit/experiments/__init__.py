@@ -1,11 +1,20 @@
 """The lectures' claims as experiments, each one command that prints a table
 and draws a plot: ``rnnkit experiment NAME``. Each module's ``run(quick)``
 returns (markdown table, matplotlib figure); ``quick`` is the tests' small
-configuration, which must already show the effect."""
+configuration, which must already show the effect. An experiment on a data
+set the package does not ship takes its path as ``run(quick, data)``."""
+
+import inspect
 
 from rnnkit.experiments import clipping, echo_state, linear, optimizers, regularisation, symmetry, vanishing
 
 EXPERIMENTS = {"linear": linear, "symmetry": symmetry, "clipping": clipping, "vanishing": vanishing,
                "optimizers": optimizers, "regularisation": regularisation, "echo-state": echo_state}
 
-__all__ = ["EXPERIMENTS"]
+
+def reads_data(name: str) -> bool:
+    """Whether the experiment ``name`` reads a data set given by path (``run(quick, data)``)."""
+    return "data" in inspect.signature(EXPERIMENTS[name].run).parameters
+
+
+__all__ = ["EXPERIMENTS", "reads_data"]
