@@ -184,15 +184,13 @@ class Recurrent(nn.Module):
         (x itself without batchnorm): statistics over the valid positions only, padding left zero."""
         if self.norms is None:
             return x
-        norm = self.norms[layer]
-        positions = x.shape[0] * x.shape[1] if lengths is None else int(lengths.clamp(max=x.shape[1]).sum())
-        if self.training and positions < 2:
+        mask = None if lengths is None else length_mask(lengths, x.shape[1])  # (B, T), True at valid positions
+        rows = x.reshape(-1, x.shape[-1]) if mask is None else x[mask]  # (valid positions, F)
+        if self.training and rows.shape[0] < 2:
             raise DataError(f"batch normalisation needs at least 2 steps in a training batch to take statistics "
-                            f"over; this one has {positions}: raise --batch-size or drop --batchnorm")
-        if lengths is None:
-            return norm(x.reshape(-1, x.shape[-1])).view_as(x)  # (B*T, F): a feature's statistics over B and T
-        mask = length_mask(lengths, x.shape[1])  # (B, T), True at valid positions
-        return x.new_zeros(x.shape).index_put((mask,), norm(x[mask]))  # x[mask]: (valid positions, F)
+                            f"over; this one has {rows.shape[0]}: raise --batch-size or drop --batchnorm")
+        normed = self.norms[layer](rows)  # a feature's statistics over the valid positions of B and T
+        return normed.view_as(x) if mask is None else x.new_zeros(x.shape).index_put((mask,), normed)
 
     def _forward_fused(self, x: Tensor, state: State, lengths: Tensor | None):
         weights = self.flat_weights()
