@@ -173,7 +173,8 @@ def run(quick: bool = False, data: str | Path | None = None):
     counts, units, radii, steps = ((3, 1, 1), 100, (0.9, 3.0), 200) if quick else \
         ((6, 2, 2), 400, (0.1, 0.5, 0.9, 0.99, 1.2, 1.5, 3.0), 1500)
     segments = bonn_segments(data, sum(counts))
-    mean, sd = np.concatenate(segments[:counts[0]]).mean(), np.concatenate(segments[:counts[0]]).std()
+    training = np.concatenate(segments[:counts[0]])
+    mean, sd = training.mean(), training.std()
     segments = [(s - mean) / sd for s in segments]
     train, val, test = segments[:counts[0]], segments[counts[0]:-counts[2]], segments[-counts[2]:]
     rows, curve = [], {"ordinary": {}, "leaky": {}}
