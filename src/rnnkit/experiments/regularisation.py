@@ -46,19 +46,22 @@ QUICK = ("none", "dropout 0.5", "early stopping, patience 2")
 
 def train(setting: str, steps: int, every: int, chars: int) -> list[tuple[int, float, float]]:
     """(step, training loss, validation loss) every ``every`` steps of the run with
-    ``setting`` on the first ``chars`` characters, both in evaluation mode."""
+    ``setting`` on the first ``chars`` characters, both in evaluation mode: the
+    validation loss the Trainer measures (and early stopping reads), the
+    training split's measured beside it."""
     model, settings = SETTINGS[setting]
-    curve = []
+    train_losses = {}
 
     def measure(trainer) -> None:
         if trainer.step % every == 0:
-            train_loss = validate(trainer.model, trainer.data, "train", streams=8)["loss"]  # evaluation mode
-            curve.append((trainer.step, train_loss, validate(trainer.model, trainer.data, "val")["loss"]))
+            train_losses[trainer.step] = validate(trainer.model, trainer.data, "train", streams=8)["loss"]
 
     with one_thread():
-        train_on_text(python_source()[:chars], {**MODEL, **model},
-                      {**TRAIN, "max_steps": steps, "eval_every": every, **settings}, DATA, callbacks=(measure,))
-    return curve
+        trainer = train_on_text(python_source()[:chars], {**MODEL, **model},
+                                {**TRAIN, "max_steps": steps, "eval_every": every, **settings}, DATA,
+                                callbacks=(measure,))
+    val_losses = {row["step"]: row["val_loss"] for row in trainer.rows if "val_loss" in row}
+    return [(step, loss, val_losses[step]) for step, loss in sorted(train_losses.items())]
 
 
 def run(quick: bool = False):
