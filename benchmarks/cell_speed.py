@@ -33,6 +33,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0, help="per setting and round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--bf16", action="store_true", help="under bf16 autocast, as rnnkit train runs on this CPU")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -47,7 +48,8 @@ def main() -> None:
         runs[setting] = (model, torch.optim.Adam(model.parameters(), 1e-3), "steps" in more, [])
 
     def step(model, optimizer):
-        _, loss, _ = model(x, y)
+        with torch.autocast("cpu", torch.bfloat16, enabled=args.bf16):
+            _, loss, _ = model(x, y)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -62,8 +64,9 @@ def main() -> None:
                 n += 1
             rates.append(n * x.numel() / (time.perf_counter() - start))
     base = max(runs[args.settings[0]][3])
+    precision = "bf16 autocast" if args.bf16 else "fp32"
     print(f"{args.num_layers} x {args.hidden_size}, batches of {args.batch_size} x {args.seq_len}, "
-          f"{torch.get_num_threads()} threads; best of {args.rounds} rounds of {args.seconds:g} s")
+          f"{torch.get_num_threads()} threads, {precision}; best of {args.rounds} rounds of {args.seconds:g} s")
     print(f"| setting | tokens/s | / {args.settings[0]} | rounds |\n|---|---|---|---|")
     for setting, (*_, rates) in runs.items():
         print(f"| {setting} | {max(rates):,.0f} | {max(rates) / base:.2f} | {', '.join(f'{r:,.0f}' for r in rates)} |")

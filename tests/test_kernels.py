@@ -191,7 +191,9 @@ def test_kernel_signatures_are_read_from_the_c_declarations():
     with pytest.raises(TypeError, match="neither a pointer nor an int64_t"):
         native.signatures("void rnnkit_bad(float x) {}")
     exported = {name for source in native.sources() for name in native.signatures(source.read_text())}
-    assert exported == {"rnnkit_lstm_forward", "rnnkit_lstm_backward", "rnnkit_gru_forward", "rnnkit_gru_backward"}
+    assert exported == {"rnnkit_lstm_forward", "rnnkit_lstm_backward", "rnnkit_gru_forward", "rnnkit_gru_backward",
+                        "rnnkit_lnlstm_forward", "rnnkit_lnlstm_backward", "rnnkit_lngru_forward",
+                        "rnnkit_lngru_backward"}
 
 
 def test_the_cache_key_changes_with_the_flags_and_the_compiler(monkeypatch, tmp_path, native_kernels):

@@ -2,7 +2,8 @@
 appendix, applied to torch's GRU): the GRU's gates from normalised input and
 recurrent projections. The shared parts (LN per gate block, parameters, the
 normalised input projection) are in :mod:`rnnkit.kernels.layernorm`; the
-gate equations are the GRU's own node, :class:`rnnkit.kernels.gru.GRUGates`.
+per-step gate equations are the GRU's own node, :class:`rnnkit.kernels.gru.GRUGates`,
+and the whole sequence one node on the C kernels of ``lngru.c``.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from rnnkit.kernels.cell import State
+from rnnkit.kernels import gemm, native
+from rnnkit.kernels.cell import State, by_length, cpu_node_takes
 from rnnkit.kernels.gru import GRUGates
 from rnnkit.kernels.layernorm import LayerNormCell
 
@@ -39,11 +41,13 @@ class LNGRUCell(LayerNormCell):
     GRU (the reset gate multiplies the normalised W_hn h + β_hn, not h before
     the product), and the paper's bias b folded into β_x. β_h's r and z blocks
     add to the same sums as β_x's; its n block is gated by r, so it is a
-    parameter of its own, as torch's b_hn is. The explicit engine only, on
-    unroll's per-step nodes (see :class:`rnnkit.kernels.lnlstm.LNLSTMCell`):
-    0.65x the GRU's tokens/s on ``auto`` (its C layer node) and 0.95x torch's
-    fused GRU for a 2 x 512 character model (0.60x and 0.74x at 2 x 256;
-    benchmarks/cell_speed.py, 2026-12-05, 2 threads).
+    parameter of its own, as torch's b_hn is. The explicit engine only: on a
+    CPU in fp32 or under bf16 autocast the whole sequence is one
+    :class:`_LNGRULayer` node on lngru.c, elsewhere unroll's per-step nodes
+    (see :class:`rnnkit.kernels.lnlstm.LNLSTMCell`). Training tokens/s of a
+    2 x 256 character model (benchmarks/cell_speed.py, 2026-12-06, 2 threads):
+    0.84x the GRU's C layer node in fp32 and about 0.8x under bf16 autocast;
+    the per-step nodes ran at 0.58x.
     """
 
     name = "lngru"
@@ -55,7 +59,96 @@ class LNGRUCell(LayerNormCell):
         h = GRUGates.apply(xp, self.norm_hidden(hp), state[0])
         return h, (h,)
 
+    def layer(self, x: Tensor, state: State, lengths: Tensor | None,
+              weight_hh: Tensor) -> tuple[Tensor, State] | None:
+        """The sequence as one :class:`_LNGRULayer` node: fp32 on a CPU (or
+        under bf16 autocast, the recurrent products in bf16), with the C kernels built."""
+        if not (cpu_node_takes(x, weight_hh) and native.library() is not None):
+            return None
+        products = torch.bfloat16 if torch.is_autocast_enabled(x.device.type) else torch.float32
+
+        def node(x, state, sizes, lengths):  # -> (outputs,)
+            xp = self.project_input(x).float()  # (B, T, 3H): LN(W_ih x) of every step
+            return (_LNGRULayer.apply(xp, state[0], weight_hh, self.ln_hh_gain, self.ln_hh_bias, products, sizes),)
+
+        return by_length(node, x, state, lengths)
+
     def gates(self, xp: Tensor, hp: Tensor | None, state: State) -> dict[str, tuple[str, Tensor]]:
         (xr, xz, xn), (hr, hz, hn) = xp.chunk(3, dim=1), self.norm_hidden(hp).chunk(3, dim=1)
         r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
         return {"reset": ("sigmoid", r), "update": ("sigmoid", z), "candidate": ("tanh", torch.tanh(xn + r * hn))}
+
+
+class _LNGRULayer(torch.autograd.Function):
+    """(xp (B, T, 3H) fp32, h0 (B, H), W_hh (3H, H), γ_h, β_h (3H), products, sizes)
+    -> outputs (B, T, H), as :class:`rnnkit.kernels.gru._GRULayer` with the norm of
+    lngru.c in each step: xp is LN(W_ih x) already, each step normalises
+    hp = h_{t-1} W_hh^T. β_h may be None (``bias=False``); ``products`` is the
+    recurrent products' dtype (fp32, or bf16 under autocast). Backward::
+
+        dW_hh = sum_t dhp_t^T h_{t-1}            one product over all steps
+        dγ_h = sum_{t,b} dhn ⊙ hhat;  dβ_h = sum_{t,b} dhn   (dhn: the normalised hp's gradient)
+    """
+
+    @staticmethod
+    def forward(ctx, xp: Tensor, h0: Tensor, weight: Tensor, gain_h: Tensor, bias_h: Tensor | None,
+                products: torch.dtype, sizes: list[int]) -> Tensor:
+        B, T, G = xp.shape
+        H = G // 3
+        xp = xp.contiguous()
+        prepared = gemm.prepare(weight, B, products)
+        gain, bias = (None if p is None else p.detach().float().contiguous() for p in (gain_h, bias_h))
+        zeros_if_ragged = xp.new_zeros if sizes[-1] < B else xp.new_empty  # rows past an end stay zero
+        out = zeros_if_ragged(B, T, H)
+        hs = zeros_if_ragged(T + 1, B, H, dtype=products)  # h_{t-1} time-major, for the products
+        hhats = zeros_if_ragged(T, B, G)  # the normalised hp; finite past an end for the gain's sum
+        rstd_h = xp.new_empty(T, B, 3)  # 1/sqrt(σ² + ε) of each block
+        rz = xp.new_empty(T, B, 2 * H)  # the reset and update gates
+        ns, hn, hmn = (xp.new_empty(T, B, H) for _ in range(3))  # n, the normalised hp's n block, h - n
+        hs[0] = h0
+        h = h0.float().contiguous()  # h_{t-1} in fp32
+        with torch.autocast(xp.device.type, enabled=False):  # each product in its operands' dtype
+            for t, n in enumerate(sizes):
+                hp = gemm.prepared_linear(hs[t, :n], prepared)  # (n, 3H), bare
+                native.library().rnnkit_lngru_forward(
+                    hp.data_ptr(), xp[:, t].data_ptr(), xp.stride(0), h.data_ptr(), h.stride(0), gain.data_ptr(),
+                    None if bias is None else bias.data_ptr(), hhats[t].data_ptr(), rstd_h[t].data_ptr(),
+                    rz[t].data_ptr(), ns[t].data_ptr(), hn[t].data_ptr(), hmn[t].data_ptr(), out[:, t].data_ptr(),
+                    out.stride(0), hs[t + 1].data_ptr(), n, H, products == torch.bfloat16)
+                h = out[:, t]
+        ctx.save_for_backward(weight, hs, hhats, rstd_h, rz, ns, hn, hmn, gain)
+        ctx.has_bias = bias is not None
+        ctx.sizes = sizes
+        return out
+
+    @staticmethod
+    def backward(ctx, dout: Tensor):
+        weight, hs, hhats, rstd_h, rz, ns, hn, hmn, gain = ctx.saved_tensors
+        T, B, H = ns.shape
+        low = dict(dtype=hs.dtype)  # the products' dtype
+        prepared_t = gemm.prepare(weight.t(), B, hs.dtype)
+        dout = dout if dout.stride(2) == 1 else dout.contiguous()  # (B, T, H), read a step at a time
+        zeros_if_ragged = dout.new_zeros if ctx.sizes[-1] < B else dout.new_empty  # rows past an end stay zero
+        dxp = zeros_if_ragged(B, T, 3 * H)  # the gradient reaching xp, batch-major like xp
+        dhn = zeros_if_ragged(T, B, 3 * H)  # the one reaching the normalised hp
+        dhp = zeros_if_ragged(T, B, 3 * H, **low)  # the one reaching hp, time-major for the products
+        # dh' z of the step after, in turns; zero at a sequence's last step
+        direct, direct_next = dout.new_zeros(B, H), dout.new_zeros(B, H)
+        dh_more = dout.new_zeros(B, H, **low)  # dhp W of the step after
+        for t in range(T - 1, -1, -1):
+            n = ctx.sizes[t]
+            native.library().rnnkit_lngru_backward(
+                rz[t].data_ptr(), ns[t].data_ptr(), hn[t].data_ptr(), hmn[t].data_ptr(), hhats[t].data_ptr(),
+                rstd_h[t].data_ptr(), gain.data_ptr(), dout[:, t].data_ptr(), dout.stride(0), direct.data_ptr(),
+                dh_more.data_ptr(), dxp[:, t].data_ptr(), dxp.stride(0), dhn[t].data_ptr(), dhp[t].data_ptr(),
+                direct_next.data_ptr(), n, H, hs.dtype == torch.bfloat16)
+            direct, direct_next = direct_next, direct
+            if t > 0 or ctx.needs_input_grad[1]:
+                if n == B:
+                    dh_more = gemm.prepared_linear(dhp[t], prepared_t)  # (B, H)
+                else:
+                    dh_more[:n] = gemm.prepared_linear(dhp[t, :n], prepared_t)
+        dh0 = direct + dh_more.float() if ctx.needs_input_grad[1] else None
+        dweight = gemm.mm(dhp.view(T * B, 3 * H).t(), hs[:T].reshape(T * B, H)).float()  # (3H, H)
+        return (dxp, dh0, dweight, (dhn * hhats).sum((0, 1)), dhn.sum((0, 1)) if ctx.has_bias else None,
+                None, None)

@@ -1,7 +1,9 @@
 """The layer-normalised LSTM (Ba, Kiros & Hinton 2016, section 3.1 and
 appendix): the LSTM's gates from normalised input and recurrent projections,
-and h from the normalised cell state. The shared parts (LN per gate block,
-parameters, the normalised input projection) are in :mod:`rnnkit.kernels.layernorm`.
+and h from the normalised cell state; its equations as torch ops, and its
+whole sequence as one autograd node on the C kernels of ``lnlstm.c``. The
+shared parts (LN per gate block, parameters, the normalised input
+projection) are in :mod:`rnnkit.kernels.layernorm`.
 """
 
 from __future__ import annotations
@@ -9,7 +11,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from rnnkit.kernels.cell import State
+from rnnkit.kernels import gemm, native
+from rnnkit.kernels.cell import State, by_length, cpu_node_takes
 from rnnkit.kernels.layernorm import LayerNormCell, block_norm
 
 
@@ -38,14 +41,13 @@ class LNLSTMCell(LayerNormCell):
     Deviations from the paper: the paper's bias b is folded into β_x (it adds
     to the same sums); β_h is kept although it adds to the same sums too, so
     that both norms have a gain and a bias per block as the paper writes them.
-    The explicit engine only (no torch kernel exists for it), on unroll's
-    per-step nodes: the recurrent weight gradient of all steps is one product,
-    the normalisations and gates are torch's ops under autograd. Measured
-    (benchmarks/cell_speed.py, 2026-12-05, 2 threads, training tokens/s of a
-    2 x 512 character model): 0.68x the LSTM's on ``auto`` (torch's kernel)
-    and 0.67x on its explicit layer node; the matrix products took 55 % of a
-    step (69 % on one thread), so no node of its own yet. At 2 x 256 it ran at
-    0.43x (element-wise ops and their autograd nodes took about 60 %).
+    The explicit engine only (no torch kernel exists for it): on a CPU in
+    fp32 or under bf16 autocast, the whole sequence is one :class:`_LNLSTMLayer`
+    node on lnlstm.c, elsewhere unroll's per-step nodes on torch's ops, which
+    are the reference. Training tokens/s of a 2 x 256 character model
+    (benchmarks/cell_speed.py, 2026-12-06, 2 threads): 0.84x the LSTM's own
+    C layer node in fp32 and about 0.8x under bf16 autocast; the per-step nodes
+    ran at 0.53x.
     """
 
     name = "lnlstm"
@@ -75,6 +77,21 @@ class LNLSTMCell(LayerNormCell):
         h = o * torch.tanh(self.norm_cell(c))
         return h, (h, c)
 
+    def layer(self, x: Tensor, state: State, lengths: Tensor | None,
+              weight_hh: Tensor) -> tuple[Tensor, State] | None:
+        """The sequence as one :class:`_LNLSTMLayer` node: fp32 on a CPU (or
+        under bf16 autocast, the recurrent products in bf16), with the C kernels built."""
+        if not (cpu_node_takes(x, weight_hh) and native.library() is not None):
+            return None
+        products = torch.bfloat16 if torch.is_autocast_enabled(x.device.type) else torch.float32
+
+        def node(x, state, sizes, lengths):  # -> (outputs, c_T)
+            xp = self.project_input(x).float()  # (B, T, 4H): LN(W_ih x) of every step
+            return _LNLSTMLayer.apply(xp, *state, weight_hh, self.ln_hh_gain, self.ln_hh_bias, self.ln_c_gain,
+                                      self.ln_c_bias, products, sizes, lengths)
+
+        return by_length(node, x, state, lengths)
+
     def norm_cell(self, c: Tensor) -> Tensor:
         """LN(c; γ_c, β_c): (B, H) -> (B, H)."""
         return block_norm(c, self.ln_c_gain, self.ln_c_bias, 1)
@@ -92,3 +109,91 @@ class LNLSTMCell(LayerNormCell):
         c = f * state[1] + i * g
         return {"input": ("sigmoid", i), "forget": ("sigmoid", f), "cell": ("tanh", g), "output": ("sigmoid", o),
                 "tanh(LN(c))": ("tanh", torch.tanh(self.norm_cell(c)))}
+
+
+# -- the C kernels (lnlstm.c) --------------------------------------------------
+
+def _pointer(t: Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+class _LNLSTMLayer(torch.autograd.Function):
+    """(xp (B, T, 4H) fp32, h0, c0 (B, H), W_hh (4H, H), γ_h, β_h (4H), γ_c, β_c (H),
+    products, sizes, lengths) -> (outputs (B, T, H), c_T), as
+    :class:`rnnkit.kernels.lstm._LSTMLayer` but with the norms of lnlstm.c in each
+    step: xp is LN(W_ih x) already, each step normalises hp = h_{t-1} W_hh^T and
+    c_t. The β's may be None (``bias=False``). ``products`` is the recurrent
+    products' dtype (fp32, or bf16 under autocast); the rest is fp32. Backward::
+
+        dW_hh = sum_t dhp_t^T h_{t-1}            one product over all steps
+        dγ_h = sum_{t,b} da ⊙ hhat;  dβ_h = sum_{t,b} da   (da = dxp, the pre-activations' gradient)
+        dγ_c = sum_{t,b} dy ⊙ chat;  dβ_c = sum_{t,b} dy
+    """
+
+    @staticmethod
+    def forward(ctx, xp: Tensor, h0: Tensor, c0: Tensor, weight: Tensor, gain_h: Tensor, bias_h: Tensor | None,
+                gain_c: Tensor, bias_c: Tensor | None, products: torch.dtype, sizes: list[int],
+                lengths: Tensor | None) -> tuple[Tensor, Tensor]:
+        B, T, G = xp.shape
+        H = G // 4
+        xp = xp.contiguous()
+        prepared = gemm.prepare(weight, B, products)
+        norms = [None if p is None else p.detach().float().contiguous() for p in (gain_h, bias_h, gain_c, bias_c)]
+        ragged = lengths is not None
+        # past a sequence's end: zero outputs, and finite values for the backward's sums
+        zeros_if_ragged = xp.new_zeros if ragged else xp.new_empty
+        out = zeros_if_ragged(B, T, H)
+        hs = zeros_if_ragged(T + 1, B, H, dtype=products)  # h_{t-1} time-major, for the products
+        cs = xp.new_empty(T + 1, B, H)  # c_{t-1} for step t's backward
+        acts, hhats = xp.new_empty(T, B, G), zeros_if_ragged(T, B, G)  # [i | f | g | o], normalised hp
+        chats, tanh_ys = zeros_if_ragged(T, B, H), xp.new_empty(T, B, H)  # normalised c, tanh(LN(c))
+        rstd_h, rstd_c = xp.new_empty(T, B, 4), xp.new_empty(T, B)  # 1/sqrt(σ² + ε) of each norm
+        hs[0], cs[0] = h0, c0
+        with torch.autocast(xp.device.type, enabled=False):  # each product in its operands' dtype
+            for t, n in enumerate(sizes):
+                hp = gemm.prepared_linear(hs[t, :n], prepared)  # (n, 4H), bare
+                native.library().rnnkit_lnlstm_forward(
+                    hp.data_ptr(), xp[:, t].data_ptr(), xp.stride(0), cs[t].data_ptr(), H, *map(_pointer, norms),
+                    acts[t].data_ptr(), hhats[t].data_ptr(), rstd_h[t].data_ptr(), cs[t + 1].data_ptr(),
+                    chats[t].data_ptr(), rstd_c[t].data_ptr(), tanh_ys[t].data_ptr(), out[:, t].data_ptr(),
+                    out.stride(0), hs[t + 1].data_ptr(), n, H, products == torch.bfloat16)
+        c_last = cs[lengths, torch.arange(B)] if ragged else cs[T]
+        ctx.save_for_backward(weight, hs, cs, acts, hhats, rstd_h, chats, rstd_c, tanh_ys, norms[0], norms[2])
+        ctx.has_bias = bias_h is not None
+        ctx.sizes = sizes
+        return out, c_last
+
+    @staticmethod
+    def backward(ctx, dout: Tensor, dc_last: Tensor):
+        weight, hs, cs, acts, hhats, rstd_h, chats, rstd_c, tanh_ys, gain_h, gain_c = ctx.saved_tensors
+        T, B, H = tanh_ys.shape
+        ragged = ctx.sizes[-1] < B
+        low = dict(dtype=hs.dtype)  # the products' dtype
+        prepared_t = gemm.prepare(weight.t(), B, hs.dtype)
+        dout = dout if dout.stride(2) == 1 else dout.contiguous()  # (B, T, H), read a step at a time
+        zeros_if_ragged = dout.new_zeros if ragged else dout.new_empty  # rows past an end stay zero
+        dxp = zeros_if_ragged(B, T, 4 * H)  # da: the gradient reaching xp, batch-major like xp
+        dhp = zeros_if_ragged(T, B, 4 * H, **low)  # the one reaching hp, time-major for the products
+        dys = zeros_if_ragged(T, B, H)  # the one reaching y = LN(c)
+        # dc of the step after, written in turns; a sequence's last step reads its dc_T from both
+        dcs = [dc_last.float().clone(memory_format=torch.contiguous_format) for _ in range(2)]
+        dh = dout.new_zeros(B, H, **low)  # the gradient reaching h_t from step t+1 (0 at a last step)
+        for t in range(T - 1, -1, -1):
+            n = ctx.sizes[t]
+            native.library().rnnkit_lnlstm_backward(
+                acts[t].data_ptr(), hhats[t].data_ptr(), rstd_h[t].data_ptr(), cs[t].data_ptr(), H,
+                chats[t].data_ptr(), rstd_c[t].data_ptr(), tanh_ys[t].data_ptr(), gain_h.data_ptr(),
+                gain_c.data_ptr(), dout[:, t].data_ptr(), dout.stride(0), dh.data_ptr(),
+                dcs[(t + 1) % 2].data_ptr(), H, dys[t].data_ptr(), dxp[:, t].data_ptr(), dxp.stride(0),
+                dhp[t].data_ptr(), dcs[t % 2].data_ptr(), n, H, hs.dtype == torch.bfloat16)
+            if t > 0 or ctx.needs_input_grad[1]:
+                if n == B:
+                    dh = gemm.prepared_linear(dhp[t], prepared_t)  # (B, H)
+                else:
+                    dh[:n] = gemm.prepared_linear(dhp[t, :n], prepared_t)
+        dweight = gemm.mm(dhp.view(T * B, 4 * H).t(), hs[:T].reshape(T * B, H))  # (4H, H)
+        da = dxp.transpose(0, 1)  # (T, B, 4H) like hhats
+        needs = ctx.needs_input_grad
+        return (dxp, dh.float() if needs[1] else None, dcs[0] if needs[2] else None, dweight.float(),
+                (da * hhats).sum((0, 1)), da.sum((0, 1)) if ctx.has_bias else None,
+                (dys * chats).sum((0, 1)), dys.sum((0, 1)) if ctx.has_bias else None, None, None, None)
