@@ -69,7 +69,7 @@ def node_and_steps_agree(layer, x, lengths):
             (out.sin().sum() + sum(s.cos().sum() for s in state)).backward()
             results.append([out, *state, x.grad, *(p.grad for p in layer.parameters())])
     for a, b in zip(*results):  # to fp32 rounding of each tensor's scale (a norm's 1/σ magnifies it)
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * float(b.abs().max()))
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * float(b.detach().abs().max()))
 
 
 # -- leaky integrators ------------------------------------------------------------

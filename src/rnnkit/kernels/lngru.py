@@ -46,8 +46,8 @@ class LNGRUCell(LayerNormCell):
     :class:`_LNGRULayer` node on lngru.c, elsewhere unroll's per-step nodes
     (see :class:`rnnkit.kernels.lnlstm.LNLSTMCell`). Training tokens/s of a
     2 x 256 character model (benchmarks/cell_speed.py, 2026-12-06, 2 threads):
-    0.84x the GRU's C layer node in fp32 and about 0.8x under bf16 autocast;
-    the per-step nodes ran at 0.58x.
+    0.92x the GRU's C layer node in fp32 and under bf16 autocast; the per-step
+    nodes ran at 0.60x and 0.48x.
     """
 
     name = "lngru"
