@@ -6,10 +6,10 @@ Two engines run over the same parameters:
   native on a CPU, cuDNN on CUDA) for the cells torch ships; for a cell torch
   has no kernel for, its own whole-sequence form (the minimal cells' scan);
 - ``"explicit"``: rnnkit's own loop over the cell, which every cell supports:
-  a layer node where the cell has one that takes the call (the LSTM's and
-  GRU's on C kernels, the vanilla RNN's and the leaky integrator's on torch
-  ops), else unroll's
-  per-step nodes (:mod:`rnnkit.kernels.unroll`).
+  a layer node where the cell has one that takes the call (the LSTM's, the
+  GRU's and their layer-normalised forms' on C kernels, the vanilla RNN's and
+  the leaky integrator's on torch ops), else unroll's per-step nodes
+  (:mod:`rnnkit.kernels.unroll`).
 
 ``"auto"`` is resolved by :func:`choose_engine` from the cell, the device and
 the kind of batch the layer reads (padded or not, which its model states
