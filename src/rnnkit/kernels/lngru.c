@@ -9,32 +9,23 @@
  * and β_h (a NULL β: none).
  *
  * Forward:  hhat_k = (hp_k - μ_k) rstd_k for each gate block k (layernorm.h)
- *           [h_r | h_z | h_n] = γ_h hhat + β_h
- *           r = σ(x_r + h_r);  z = σ(x_z + h_z);  n = tanh(x_n + r h_n);  h' = n + z (h - n)
- * Backward, from dh' = dout + dh_direct + dh_more:
- *           da_n = dh' (1 - z)(1 - n²);  da_r = da_n h_n r(1-r);  da_z = dh' (h - n) z(1-z)
- *           dxp = [da_r | da_z | da_n];  dhn = [da_r | da_z | da_n r];  dh_direct = dh' z
+ *           the GRU's step (gru.h) on LN(hp) = γ_h hhat + β_h = [h_r | h_z | h_n]
+ * Backward: the GRU's, into dxp and dhn (the gradient reaching LN(hp)), then
  *           dhp_k = rstd_k (γ_h dhn_k - mean(γ_h dhn_k) - hhat_k mean(γ_h dhn_k hhat_k))
  * The layer loop forms dγ_h = sum dhn hhat and dβ_h = sum dhn over steps and rows.
  */
+#include "gru.h"
 #include "layernorm.h"
 
+/* hp normalised (hhat, then γ_h hhat + β_h in fp32), then gru.h's step on it */
 static inline __attribute__((always_inline)) void lngru_forward_row(
     const void *hp, const float *xp, const float *h, const float *gain_h, const float *bias_h, float *hhat,
     float *rstd_h, float *rz, float *n, float *hn, float *hmn, float *out, void *h_copy, int64_t H, const int bf16) {
   normalise_blocks(hp, hhat, rstd_h, 3, H, bf16);
+  float normed[3 * H];  /* (3H): LN(hp) */
 #pragma omp simd
-  for (int64_t j = 0; j < H; j++) {
-    float hr = gain_h[j] * hhat[j] + (bias_h ? bias_h[j] : 0.0f);
-    float hz = gain_h[H + j] * hhat[H + j] + (bias_h ? bias_h[H + j] : 0.0f);
-    float h_n = gain_h[2 * H + j] * hhat[2 * H + j] + (bias_h ? bias_h[2 * H + j] : 0.0f);
-    float r = sigmoid(xp[j] + hr), z = sigmoid(xp[H + j] + hz);
-    float nj = tanh_by_sigmoid(xp[2 * H + j] + r * h_n);
-    float h_new = nj + z * (h[j] - nj);
-    rz[j] = r; rz[H + j] = z; n[j] = nj; hn[j] = h_n; hmn[j] = h[j] - nj;
-    out[j] = h_new;
-    store(h_copy, j, h_new, bf16);
-  }
+  for (int64_t j = 0; j < 3 * H; j++) normed[j] = gain_h[j] * hhat[j] + (bias_h ? bias_h[j] : 0.0f);
+  gru_forward_row(normed, xp, h, rz, n, hn, hmn, out, h_copy, H, 0, bf16);
 }
 
 /* hp contiguous; xp, h and out with any row stride; the rest contiguous. */
@@ -55,21 +46,12 @@ void rnnkit_lngru_forward(const void *hp, const float *xp, int64_t ld_xp, const 
   }
 }
 
+/* gru.h's backward into dxp and dhn (the normalised hp's gradient, fp32), then LN's */
 static inline __attribute__((always_inline)) void lngru_backward_row(
     const float *rz, const float *n, const float *hn, const float *hmn, const float *hhat, const float *rstd_h,
     const float *gain_h, const float *dout, const float *dh_direct, const void *dh_more, float *dxp, float *dhn,
     void *dhp, float *dh_direct_out, int64_t H, const int bf16) {
-#pragma omp simd
-  for (int64_t j = 0; j < H; j++) {
-    float r = rz[j], z = rz[H + j], nj = n[j];
-    float dh = dout[j] + dh_direct[j] + load(dh_more, j, bf16);
-    float da_n = dh * (1.0f - z) * (1.0f - nj * nj);
-    float da_r = da_n * hn[j] * r * (1.0f - r);
-    float da_z = dh * hmn[j] * z * (1.0f - z);
-    dxp[j] = da_r; dxp[H + j] = da_z; dxp[2 * H + j] = da_n;
-    dhn[j] = da_r; dhn[H + j] = da_z; dhn[2 * H + j] = da_n * r;
-    dh_direct_out[j] = dh * z;
-  }
+  gru_backward_row(rz, n, hn, hmn, dout, dh_direct, dh_more, dxp, dhn, dh_direct_out, H, bf16, 0);
   for (int64_t k = 0; k < 3; k++)
     norm_backward(dhn + k * H, gain_h + k * H, hhat + k * H, rstd_h[k], (void *)row(dhp, k, H, bf16), H, bf16);
 }
