@@ -28,7 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnkit.kernels.cell import Cell
+from rnnkit.kernels import native
+from rnnkit.kernels.cell import Cell, State, by_length, cpu_node_takes
 
 EPS = 1e-5  # ε, torch.nn.LayerNorm's default
 
@@ -74,6 +75,27 @@ class LayerNormCell(Cell):
         """LN(x W_ih^T; γ_x, β_x) per gate block: (..., I) -> (..., G*H). (There is
         no b_hh to add: ``with_hidden_bias`` changes nothing.)"""
         return block_norm(super().project_input(x), self.ln_ih_gain, self.ln_ih_bias, self.num_gates)
+
+    def layer(self, x: Tensor, state: State, lengths: Tensor | None,
+              weight_hh: Tensor) -> tuple[Tensor, State] | None:
+        """The sequence as one node on the cell's C kernels (:meth:`sequence_node`):
+        fp32 on a CPU, or under bf16 autocast with the recurrent products in bf16,
+        where the kernels are built; None elsewhere (unroll's per-step nodes)."""
+        if not (cpu_node_takes(x, weight_hh) and native.library() is not None):
+            return None
+        products = torch.bfloat16 if torch.is_autocast_enabled(x.device.type) else torch.float32
+
+        def node(x, state, sizes, lengths):
+            xp = self.project_input(x).float()  # (B, T, G*H): LN(W_ih x) of every step
+            return self.sequence_node(xp, state, weight_hh, products, sizes, lengths)
+
+        return by_length(node, x, state, lengths)
+
+    def sequence_node(self, xp: Tensor, state: State, weight_hh: Tensor, products: torch.dtype,
+                      sizes: list[int], lengths: Tensor | None) -> tuple[Tensor, ...]:
+        """(outputs (B, T, H), *final state after h) from the normalised xp, on the
+        cell's layer node; ``products`` is the recurrent products' dtype."""
+        raise NotImplementedError
 
     def norm_hidden(self, hp: Tensor) -> Tensor:
         """LN(h W_hh^T; γ_h, β_h) per gate block from the bare product hp (B, G*H)."""

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from rnnkit.kernels import gemm, native
-from rnnkit.kernels.cell import State, by_length, cpu_node_takes
+from rnnkit.kernels.cell import State
 from rnnkit.kernels.gru import GRUGates
 from rnnkit.kernels.layernorm import LayerNormCell
 
@@ -59,19 +59,10 @@ class LNGRUCell(LayerNormCell):
         h = GRUGates.apply(xp, self.norm_hidden(hp), state[0])
         return h, (h,)
 
-    def layer(self, x: Tensor, state: State, lengths: Tensor | None,
-              weight_hh: Tensor) -> tuple[Tensor, State] | None:
-        """The sequence as one :class:`_LNGRULayer` node: fp32 on a CPU (or
-        under bf16 autocast, the recurrent products in bf16), with the C kernels built."""
-        if not (cpu_node_takes(x, weight_hh) and native.library() is not None):
-            return None
-        products = torch.bfloat16 if torch.is_autocast_enabled(x.device.type) else torch.float32
-
-        def node(x, state, sizes, lengths):  # -> (outputs,)
-            xp = self.project_input(x).float()  # (B, T, 3H): LN(W_ih x) of every step
-            return (_LNGRULayer.apply(xp, state[0], weight_hh, self.ln_hh_gain, self.ln_hh_bias, products, sizes),)
-
-        return by_length(node, x, state, lengths)
+    def sequence_node(self, xp: Tensor, state: State, weight_hh: Tensor, products: torch.dtype,
+                      sizes: list[int], lengths: Tensor | None) -> tuple[Tensor]:
+        """(outputs,) on :class:`_LNGRULayer`."""
+        return (_LNGRULayer.apply(xp, state[0], weight_hh, self.ln_hh_gain, self.ln_hh_bias, products, sizes),)
 
     def gates(self, xp: Tensor, hp: Tensor | None, state: State) -> dict[str, tuple[str, Tensor]]:
         (xr, xz, xn), (hr, hz, hn) = xp.chunk(3, dim=1), self.norm_hidden(hp).chunk(3, dim=1)

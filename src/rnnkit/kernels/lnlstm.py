@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from rnnkit.kernels import gemm, native
-from rnnkit.kernels.cell import State, by_length, cpu_node_takes
+from rnnkit.kernels.cell import State
 from rnnkit.kernels.layernorm import LayerNormCell, block_norm
 
 
@@ -77,20 +77,11 @@ class LNLSTMCell(LayerNormCell):
         h = o * torch.tanh(self.norm_cell(c))
         return h, (h, c)
 
-    def layer(self, x: Tensor, state: State, lengths: Tensor | None,
-              weight_hh: Tensor) -> tuple[Tensor, State] | None:
-        """The sequence as one :class:`_LNLSTMLayer` node: fp32 on a CPU (or
-        under bf16 autocast, the recurrent products in bf16), with the C kernels built."""
-        if not (cpu_node_takes(x, weight_hh) and native.library() is not None):
-            return None
-        products = torch.bfloat16 if torch.is_autocast_enabled(x.device.type) else torch.float32
-
-        def node(x, state, sizes, lengths):  # -> (outputs, c_T)
-            xp = self.project_input(x).float()  # (B, T, 4H): LN(W_ih x) of every step
-            return _LNLSTMLayer.apply(xp, *state, weight_hh, self.ln_hh_gain, self.ln_hh_bias, self.ln_c_gain,
-                                      self.ln_c_bias, products, sizes, lengths)
-
-        return by_length(node, x, state, lengths)
+    def sequence_node(self, xp: Tensor, state: State, weight_hh: Tensor, products: torch.dtype,
+                      sizes: list[int], lengths: Tensor | None) -> tuple[Tensor, Tensor]:
+        """(outputs, c_T) on :class:`_LNLSTMLayer`."""
+        return _LNLSTMLayer.apply(xp, *state, weight_hh, self.ln_hh_gain, self.ln_hh_bias, self.ln_c_gain,
+                                  self.ln_c_bias, products, sizes, lengths)
 
     def norm_cell(self, c: Tensor) -> Tensor:
         """LN(c; γ_c, β_c): (B, H) -> (B, H)."""
