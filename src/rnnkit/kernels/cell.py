@@ -258,6 +258,18 @@ def batch_sizes(lengths: Tensor | None, batch_size: int, steps: int) -> list[int
     return (lengths.numel() - counts.cumsum(0)[:steps]).tolist()
 
 
+def running_rows_product(d: Tensor, n: int, prepared: Tensor, previous: Tensor) -> Tensor:
+    """The first n rows of d (B, G*H), the sequences still running at this step
+    (:func:`by_length`), times a :func:`rnnkit.kernels.gemm.prepare`-d weight:
+    a layer node's dh_{t-1} = dgates_t W_hh in its backward. A new (B, H) when all
+    B rows run, else ``previous`` with its first n rows overwritten and the rest
+    kept as they are (zero: those sequences end later in the batch's time)."""
+    if n == d.shape[0]:
+        return gemm.prepared_linear(d, prepared)
+    previous[:n] = gemm.prepared_linear(d[:n], prepared)
+    return previous
+
+
 def by_length(node, x: Tensor, state: State, lengths: Tensor | None) -> tuple[Tensor, State]:
     """A layer node over a batch sorted longest first: ``node(x, state, sizes,
     lengths) -> (outputs, *more final state)`` gets the batch reordered so that

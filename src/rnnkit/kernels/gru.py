@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from rnnkit.kernels import gemm, native
-from rnnkit.kernels.cell import Cell, State, by_length, cpu_node_takes, tanh_by_sigmoid
+from rnnkit.kernels.cell import Cell, State, by_length, cpu_node_takes, running_rows_product, tanh_by_sigmoid
 
 _sigmoid_backward = torch.ops.aten.sigmoid_backward
 _tanh_backward = torch.ops.aten.tanh_backward
@@ -192,10 +192,7 @@ class _GRULayer(torch.autograd.Function):
                           dxp[:n, t], dhp[t, :n], direct_next[:n])
             direct, direct_next = direct_next, direct
             if t > 0 or ctx.needs_input_grad[1]:
-                if n == B:
-                    dh_more = gemm.prepared_linear(dhp[t], prepared_t)  # (B, H)
-                else:
-                    dh_more[:n] = gemm.prepared_linear(dhp[t, :n], prepared_t)
+                dh_more = running_rows_product(dhp[t], n, prepared_t, dh_more)  # (B, H)
         dh0 = direct + dh_more.float() if ctx.needs_input_grad[1] else None
         dhp_rows = dhp.view(T * B, 3 * H)
         dweight = gemm.mm(dhp_rows.t(), hs[:T].reshape(T * B, H)).float()  # (3H, H)

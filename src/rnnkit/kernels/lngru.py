@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from rnnkit.kernels import gemm, native
-from rnnkit.kernels.cell import State
+from rnnkit.kernels.cell import State, running_rows_product
 from rnnkit.kernels.gru import GRUGates
 from rnnkit.kernels.layernorm import LayerNormCell
 
@@ -135,10 +135,7 @@ class _LNGRULayer(torch.autograd.Function):
                 direct_next.data_ptr(), n, H, hs.dtype == torch.bfloat16)
             direct, direct_next = direct_next, direct
             if t > 0 or ctx.needs_input_grad[1]:
-                if n == B:
-                    dh_more = gemm.prepared_linear(dhp[t], prepared_t)  # (B, H)
-                else:
-                    dh_more[:n] = gemm.prepared_linear(dhp[t, :n], prepared_t)
+                dh_more = running_rows_product(dhp[t], n, prepared_t, dh_more)  # (B, H)
         dh0 = direct + dh_more.float() if ctx.needs_input_grad[1] else None
         dweight = gemm.mm(dhp.view(T * B, 3 * H).t(), hs[:T].reshape(T * B, H)).float()  # (3H, H)
         return (dxp, dh0, dweight, (dhn * hhats).sum((0, 1)), dhn.sum((0, 1)) if ctx.has_bias else None,

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from rnnkit.kernels import gemm, native
-from rnnkit.kernels.cell import State
+from rnnkit.kernels.cell import State, running_rows_product
 from rnnkit.kernels.layernorm import LayerNormCell, block_norm
 
 
@@ -178,10 +178,7 @@ class _LNLSTMLayer(torch.autograd.Function):
                 dcs[(t + 1) % 2].data_ptr(), H, dys[t].data_ptr(), dxp[:, t].data_ptr(), dxp.stride(0),
                 dhp[t].data_ptr(), dcs[t % 2].data_ptr(), n, H, hs.dtype == torch.bfloat16)
             if t > 0 or ctx.needs_input_grad[1]:
-                if n == B:
-                    dh = gemm.prepared_linear(dhp[t], prepared_t)  # (B, H)
-                else:
-                    dh[:n] = gemm.prepared_linear(dhp[t, :n], prepared_t)
+                dh = running_rows_product(dhp[t], n, prepared_t, dh)  # (B, H)
         dweight = gemm.mm(dhp.view(T * B, 4 * H).t(), hs[:T].reshape(T * B, H))  # (4H, H)
         da = dxp.transpose(0, 1)  # (T, B, 4H) like hhats
         needs = ctx.needs_input_grad

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from rnnkit.kernels import gemm, native
-from rnnkit.kernels.cell import Cell, State, by_length, cpu_node_takes, tanh_by_sigmoid
+from rnnkit.kernels.cell import Cell, State, by_length, cpu_node_takes, running_rows_product, tanh_by_sigmoid
 
 _sigmoid_backward = torch.ops.aten.sigmoid_backward  # dy ⊙ σ(1-σ) from σ, one kernel instead of three
 _tanh_backward = torch.ops.aten.tanh_backward  # dy ⊙ (1-tanh²) from tanh
@@ -277,10 +277,7 @@ class _LSTMLayer(torch.autograd.Function):
             step_backward(acts[t, :n], cs[t, :n], tanh_cs[t, :n], dout[:n, t], dh[:n], dcs[(t + 1) % 2][:n],
                           dxp[:n, t], dgates[t, :n], dcs[t % 2][:n])
             if t > 0 or ctx.needs_input_grad[1]:
-                if n == B:
-                    dh = gemm.prepared_linear(dgates[t], prepared_t)  # (B, H)
-                else:
-                    dh[:n] = gemm.prepared_linear(dgates[t, :n], prepared_t)
+                dh = running_rows_product(dgates[t], n, prepared_t, dh)  # (B, H)
         dweight = gemm.mm(dgates.view(T * B, 4 * H).t(), hs[:T].reshape(T * B, H))  # (4H, H)
         needs = ctx.needs_input_grad
         return (dxp, dh.float() if needs[1] else None, dcs[0] if needs[2] else None, dweight.float(),

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from rnnkit.kernels import gemm
-from rnnkit.kernels.cell import Cell, State, by_length, cpu_node_takes
+from rnnkit.kernels.cell import Cell, State, by_length, cpu_node_takes, running_rows_product
 
 NONLINEARITIES = ("tanh", "relu")
 
@@ -150,10 +150,7 @@ class _RNNLayer(torch.autograd.Function):
                 torch.ops.aten.tanh_backward.grad_input(dphi, phis[t, :n], grad_input=da_t[:n])
             da[t, :n] = da_t[:n]
             if t > 0 or ctx.needs_input_grad[1]:
-                if n == B:
-                    dh = gemm.prepared_linear(da[t], prepared_t)  # (B, H)
-                else:
-                    dh[:n] = gemm.prepared_linear(da[t, :n], prepared_t)
+                dh = running_rows_product(da[t], n, prepared_t, dh)  # (B, H)
         dh0 = None
         if ctx.needs_input_grad[1]:
             dh0 = dh.float() if alpha is None else keep * g + dh.float()
