@@ -10,6 +10,12 @@ from torch import nn
 from rnnkit.config import TrainConfig
 
 
+def penalised(p: nn.Parameter) -> bool:
+    """Whether weight decay and L1 apply to p: weight matrices and embeddings, never
+    biases or the norms' gains and biases (the 1-d parameters)."""
+    return p.dim() >= 2
+
+
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """The optimizer ``cfg.optimizer`` over ``model``'s parameters.
 
@@ -23,8 +29,8 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
     fused against 11.4 ms, about a tenth of a training step at batch 32 x 64.
     """
     params = list(model.parameters())
-    decay = [p for p in params if p.dim() >= 2]
-    no_decay = [p for p in params if p.dim() < 2]
+    decay = [p for p in params if penalised(p)]
+    no_decay = [p for p in params if not penalised(p)]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay_in_use},
               {"params": no_decay, "weight_decay": 0.0}]
     fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
@@ -50,7 +56,7 @@ def add_l1_subgradient(model: nn.Module, strength: float) -> None:
     term is, so the penalty is not exact L1 there."""
     with torch.no_grad():
         for p in model.parameters():
-            if p.dim() >= 2 and p.grad is not None:
+            if penalised(p) and p.grad is not None:
                 p.grad.add_(p.sign(), alpha=strength)
 
 
