@@ -13,7 +13,8 @@ w = (FᵀF + λI)⁻¹ Fᵀ y over the training steps' features F (λ chosen on 
 validation part). For ρ < 1 the state is a fading memory of the input, the
 "echo"; past 1 the reservoir's own dynamics take over from the input and
 the readout has less to work with. Leaky-integrator units (Jaeger et al.
-2007) have rates α spread geometrically from 1 to 0.1 over the units:
+2007) have rates α spread geometrically from 1 to 0.1 over the units (as
+``--cell leaky``'s, :func:`rnnkit.kernels.leaky.leak_rates` at time scale 10):
 time constants 1/α of 1 to 10 steps, a memory of several time scales.
 
 The series: the Bonn epilepsy EEG (Andrzejak et al. 2001), set E (seizure
@@ -41,6 +42,7 @@ from torch import nn
 
 from rnnkit.errors import DataError
 from rnnkit.experiments.threads import one_thread
+from rnnkit.kernels.leaky import leak_rates
 from rnnkit.layers import Recurrent
 
 SET, WASHOUT, INPUT_SCALE = "E_S/", 100, 0.2
@@ -65,10 +67,10 @@ def nmse(prediction: np.ndarray, target: np.ndarray) -> float:
     return float(np.mean((prediction - target) ** 2) / np.var(target))
 
 
-def score(predict, segments: list[np.ndarray]) -> float:
-    """The mean over segments of the NMSE of predict(segment) (a prediction of s[t+1] for each
+def score(predictions, segments: list[np.ndarray]) -> float:
+    """The mean over segments of the NMSE of each segment's predictions (of s[t+1] for each
     t < T - 1) after the washout."""
-    return float(np.mean([nmse(predict(s)[WASHOUT:], s[WASHOUT + 1:]) for s in segments]))
+    return float(np.mean([nmse(p[WASHOUT:], s[WASHOUT + 1:]) for p, s in zip(predictions, segments)]))
 
 
 def lags(segment: np.ndarray, order: int) -> np.ndarray:
@@ -88,8 +90,11 @@ def ridge(features: list[np.ndarray], segments: list[np.ndarray], penalty: float
 def autoregression(train, val, test) -> tuple[float, float, int]:
     """(validation NMSE, test NMSE, order) of the least-squares AR model whose order validates best."""
     fits = {p: ridge([lags(s, p) for s in train], train, 1e-9) for p in ORDERS}
-    best = min(ORDERS, key=lambda p: score(lambda s: lags(s, p) @ fits[p], val))
-    return score(lambda s: lags(s, best) @ fits[best], val), score(lambda s: lags(s, best) @ fits[best], test), best
+    def error(p, segments):
+        return score([lags(s, p) @ fits[p] for s in segments], segments)
+
+    best = min(ORDERS, key=lambda p: error(p, val))
+    return error(best, val), error(best, test), best
 
 
 class Reservoir:
@@ -120,8 +125,7 @@ def echo_state(reservoir: Reservoir, train, val, test) -> tuple[float, float, fl
     fits = {lam: ridge(features["train"], train, lam) for lam in RIDGES}
 
     def error(lam, part, segments):
-        pairs = zip(features[part], segments)
-        return float(np.mean([nmse(f[WASHOUT:] @ fits[lam], s[WASHOUT + 1:]) for f, s in pairs]))
+        return score([f @ fits[lam] for f in features[part]], segments)
 
     best = min(RIDGES, key=lambda lam: error(lam, "val", val))
     return error(best, "val", val), error(best, "test", test), best
@@ -157,10 +161,10 @@ def trained_lstm(train, val, test, steps: int, seed: int = 0) -> tuple[float, fl
         optimizer.step()
 
     @torch.no_grad()
-    def predict(segment):
-        return model(torch.tensor(segment[None, :-1], dtype=torch.float32))[0].double().numpy()
+    def predictions(segments):
+        return [model(torch.tensor(s[None, :-1], dtype=torch.float32))[0].double().numpy() for s in segments]
 
-    return score(predict, val), score(predict, test), model
+    return score(predictions(val), val), score(predictions(test), test), model
 
 
 def run(quick: bool = False, data: str | Path | None = None):
@@ -179,11 +183,12 @@ def run(quick: bool = False, data: str | Path | None = None):
     train, val, test = segments[:counts[0]], segments[counts[0]:-counts[2]], segments[-counts[2]:]
     rows, curve = [], {"ordinary": {}, "leaky": {}}
     with one_thread():
-        rows.append(("persistence, x̂ = x_t", score(lambda s: s[:-1], val), score(lambda s: s[:-1], test), "", 0.0))
+        rows.append(("persistence, x̂ = x_t", score([s[:-1] for s in val], val), score([s[:-1] for s in test], test),
+                     "", 0.0))
         began = time.perf_counter()
         v, t, order = autoregression(train, val, test)
         rows.append((f"linear AR({order}), least squares", v, t, f"{order + 1} weights", time.perf_counter() - began))
-        for name, leak in (("ordinary", None), ("leaky", np.geomspace(1.0, 0.1, units))):
+        for name, leak in (("ordinary", None), ("leaky", leak_rates(units, 10.0).numpy())):  # 1 to 0.1
             for rho in radii:
                 began = time.perf_counter()
                 v, t, lam = echo_state(Reservoir(units, rho, leak), train, val, test)
