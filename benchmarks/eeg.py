@@ -11,7 +11,7 @@ at each of 14,980 samples. Split in time by the library (``task="tag"``,
 Normalisation is the library's: robust z-scores fitted on the training part,
 clipped to ±10 (which also tames the file's four outlier rows).
 
-Inputs, each through the same path (``LabelledData.from_file``):
+Inputs, each through the same path (``rnnkit.read_data``):
 
 - ``raw``: the ARFF file as it is.
 - ``detrended``: each channel minus its running median over the past
@@ -66,7 +66,7 @@ PUBLISHED = ("Rösler & Suendermann 2013: KStar 97.3 % (2.7 % error; majority ba
 def load(path: Path, variant: str, args, folder: Path) -> dict:
     """LabelledData of one input variant and the whole normalised series z (T, F), labels y (T,) and cuts."""
     from rnnkit import DataConfig
-    from rnnkit.data import LabelledData
+    from rnnkit import read_data
     from rnnkit.data.series import read_series
 
     x, names, _, _ = read_series(path)
@@ -79,7 +79,7 @@ def load(path: Path, variant: str, args, folder: Path) -> dict:
         np.savez(path, x=x, y=np.array(names))
     config = DataConfig(task="tag", seq_len=args.seq_len, batch_size=args.batch_size, val_fraction=0.15,
                         test_fraction=0.15)
-    data = LabelledData.from_file(path, config)
+    data = read_data(path, config)
     z = data.tokenizer.transform(x)  # (T, F): the scaler fitted on the training part, for every split
     y = np.array([data.labels.index(v) for v in names])
     n_val, n_test = len(data.val.ids[0]), len(data.test.ids[0])

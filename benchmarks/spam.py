@@ -20,7 +20,7 @@ on the same validation examples. Nothing is selected on the test fold.
 
 The neural models go through rnnkit's public API: each fold's train,
 validation and test examples are written as CSV files to a temporary folder
-and read with ``LabelledData.from_file``; ``Trainer.fit`` trains,
+and read with ``rnnkit.read_data``; ``Trainer.fit`` trains,
 ``Trainer.test`` scores the best checkpoint (accuracy, macro F1), and
 ``load_run`` with ``evaluate_labelled`` gives that checkpoint's predictions
 for the F1 of the spam class. Scores: accuracy, F1 of the spam class, macro
@@ -132,7 +132,7 @@ def run_rnnkit(kind: str, texts, labels, split, folder: Path, args) -> dict:
     """Train and test one rnnkit classifier (bilstm, tdnn, adversarial) on one fold; scores of the best
     checkpoint."""
     from rnnkit import DataConfig, ModelConfig, TrainConfig, Trainer, load_run
-    from rnnkit.data import LabelledData
+    from rnnkit import read_data
     from rnnkit.models import SequenceClassifier
     from rnnkit.training.evaluate import evaluate_labelled
 
@@ -143,7 +143,7 @@ def run_rnnkit(kind: str, texts, labels, split, folder: Path, args) -> dict:
                           word_pattern=args.word_pattern if args.tokenizer == "word" else None,
                           val_path=str(folder / "val.csv"), test_path=str(folder / "test.csv"),
                           batch_size=args.batch_size)
-    data = LabelledData.from_file(folder / "train.csv", data_cfg, spell=kind == "chars")
+    data = read_data(folder / "train.csv", data_cfg, spell=kind == "chars")
     assert len(data.train) == len(train) and len(data.test) == len(test), "a CSV row was lost"
     model_cfg = ModelConfig(cell="lstm", embedding_dim=args.embedding_dim, hidden_size=args.hidden_size,
                             num_layers=1, dropout=args.dropout, encoder="tdnn" if kind == "tdnn" else "rnn",

@@ -30,10 +30,9 @@ import torch
 import torch.distributed as dist
 
 from rnnkit import DataConfig, ModelConfig
-from rnnkit.data import LabelledData, PairData
+from rnnkit.data import PairData
+from rnnkit.tasks import named, read_data
 from rnnkit.training.distributed import current, gather_objects
-from rnnkit.training.evaluate import validate
-from rnnkit.training.runs import build_model
 
 TASKS = ("g2p", "tag")
 
@@ -44,11 +43,11 @@ def setup(task: str, data_dir: Path):
             task="seq2seq", tokenizer="char", target_tokenizer="word", val_fraction=0.03))
         settings = ModelConfig(hidden_size=256, num_layers=2, embedding_dim=64)
     else:
-        data = LabelledData.from_file(data_dir / "conll2000" / "train.txt", DataConfig(task="tag", val_fraction=0.2))
+        data = read_data(data_dir / "conll2000" / "train.txt", DataConfig(task="tag", val_fraction=0.2))
         settings = ModelConfig(hidden_size=256, num_layers=2, embedding_dim=64, bidirectional=True)
     torch.manual_seed(0)
-    model = build_model(data.config.task, data.tokenizer, settings, getattr(data, "labels", None),
-                        getattr(data, "target_tokenizer", None))
+    model = named(data.config.task).build_model(settings, data.tokenizer, getattr(data, "labels", None),
+                                                getattr(data, "target_tokenizer", None))
     return data, model
 
 
@@ -56,13 +55,13 @@ def measure(task: str, data_dir: Path, repeats: int) -> dict:
     """The fastest of ``repeats`` validations (after one to warm up) in this process's group, and the metrics."""
     group = current()
     data, model = setup(task, data_dir)
-    validate(model, data, "val", group=group)
+    named(data.config.task).validate(model, data, "val", group=group)
     best = float("inf")
     for _ in range(repeats):
         if group:
             dist.barrier()
         start = time.perf_counter()
-        metrics = validate(model, data, "val", group=group)
+        metrics = named(data.config.task).validate(model, data, "val", group=group)
         best = min(best, time.perf_counter() - start)
     if group:  # the slowest rank's time is the validation's
         best = max(gather_objects(best))

@@ -21,7 +21,7 @@ Each model is also run with character-level word features
 each word's characters, concatenated with its embedding; Lample et al. 2016),
 which is how taggers read words their vocabulary lacks.
 
-Every model goes through rnnkit's public API: ``LabelledData.from_file``
+Every model goes through rnnkit's public API: ``rnnkit.read_data``
 (tokenizer fitted on the training part only; words seen fewer than
 ``--min-count`` times there are ``<unk>``, so the ``<unk>`` row is trained),
 ``Trainer.fit`` for ``--minutes`` of training (evaluation time not counted;
@@ -75,7 +75,7 @@ PUBLISHED = {
 def load_corpus(corpus: str, args, spell: bool = False):
     """The corpus as LabelledData (task tag); ``spell``: words with their spellings."""
     from rnnkit import DataConfig
-    from rnnkit.data import LabelledData
+    from rnnkit import read_data
     from rnnkit.data.words import UNK_ID
 
     common = dict(task="tag", min_count=args.min_count, lowercase=args.lowercase, batch_size=args.batch_size)
@@ -88,7 +88,7 @@ def load_corpus(corpus: str, args, spell: bool = False):
         train = root / "en_ewt-ud-train.conllu"
         config = DataConfig(word_column=1, tag_column=3, val_path=str(root / "en_ewt-ud-dev.conllu"),
                             test_path=str(root / "en_ewt-ud-test.conllu"), **common)
-    data = LabelledData.from_file(train, config, spell=spell)
+    data = read_data(train, config, spell=spell)
     tokens = {split: sum(len(s) for s in getattr(data, split).ids) for split in ("train", "val", "test")}
     assert tokens["test"] == TEST_TOKENS[corpus], (corpus, tokens["test"])  # nothing dropped by the reader
     test_ids = word_ids(data.test)

@@ -16,10 +16,9 @@ import torch
 import torch.distributed as dist
 
 from rnnkit import DataConfig, ModelConfig
-from rnnkit.data import LabelledData, PairData, SpeechData, TextData
+from rnnkit.data import PairData, SpeechData, TextData
+from rnnkit.tasks import named, read_data
 from rnnkit.training.distributed import current
-from rnnkit.training.evaluate import validate
-from rnnkit.training.runs import build_model
 
 folder = Path(sys.argv[1])
 world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -30,9 +29,9 @@ rank = group.rank if group else 0
 char = {"tokenizer": "char", "val_fraction": 0.3}
 datasets = {
     "lm": TextData.from_file(folder / "corpus.txt", DataConfig(**char)),
-    "lm-texts": LabelledData.from_file(folder / "spam.csv", DataConfig(task="lm", condition_column="CLASS", **char)),
-    "classify": LabelledData.from_file(folder / "spam.csv", DataConfig(task="classify", val_fraction=0.3)),
-    "tag": LabelledData.from_file(folder / "chunks.txt", DataConfig(task="tag", val_fraction=0.3)),
+    "lm-texts": read_data(folder / "spam.csv", DataConfig(task="lm", condition_column="CLASS", **char)),
+    "classify": read_data(folder / "spam.csv", DataConfig(task="classify", val_fraction=0.3)),
+    "tag": read_data(folder / "chunks.txt", DataConfig(task="tag", val_fraction=0.3)),
     "seq2seq": PairData.from_file(folder / "pairs.tsv", DataConfig(task="seq2seq", target_tokenizer="char", **char)),
     "ctc": SpeechData.from_file(folder / "speech.tsv", DataConfig(task="ctc", mel_bands=8, val_fraction=0.3)),
 }
@@ -40,8 +39,9 @@ result = {}
 for name, data in datasets.items():
     task = data.config.task
     torch.manual_seed(0)
-    model = build_model(task, data.tokenizer, ModelConfig(hidden_size=16, num_layers=1, embedding_dim=8, dropout=0.0),
-                        getattr(data, "labels", None), getattr(data, "target_tokenizer", None))
+    settings = ModelConfig(hidden_size=16, num_layers=1, embedding_dim=8, dropout=0.0)
+    model = named(task).build_model(settings, data.tokenizer, getattr(data, "labels", None),
+                                    getattr(data, "target_tokenizer", None))
     counts = {"evaluated": 0, "decoded": 0}
 
     def counting(method, key):
@@ -54,7 +54,7 @@ for name, data in datasets.items():
     decoder = {"seq2seq": "start", "ctc": "decode"}.get(task)
     if decoder:
         setattr(model, decoder, counting(getattr(model, decoder), "decoded"))
-    metrics = validate(model, data, "val", streams=4, group=group)
+    metrics = named(task).validate(model, data, "val", streams=4, group=group)
     if task == "seq2seq":  # its loss starts the decoder too
         counts["decoded"] -= counts["evaluated"]
     result[name] = {"metrics": metrics, **counts, "examples": len(data.val),

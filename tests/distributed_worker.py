@@ -14,8 +14,9 @@ import torch
 import torch.distributed as dist
 
 from rnnkit import DataConfig, ModelConfig, TrainConfig, Trainer
-from rnnkit.data import LabelledData, PairData, TextData
-from rnnkit.training.runs import LAST, build_model
+from rnnkit.data import PairData, TextData
+from rnnkit.tasks import named, read_data
+from rnnkit.training.runs import LAST
 
 task, folder, out, steps = sys.argv[1], Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 if int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -23,15 +24,15 @@ if int(os.environ.get("WORLD_SIZE", "1")) > 1:
 if task == "lm":
     data = TextData.from_file(folder / "corpus.txt", DataConfig(batch_size=8, seq_len=16))
 elif task == "classify":
-    data = LabelledData.from_file(folder / "spam.csv", DataConfig(task="classify", batch_size=8))
+    data = read_data(folder / "spam.csv", DataConfig(task="classify", batch_size=8))
 else:
     data = PairData.from_file(folder / "pairs.tsv", DataConfig(task="seq2seq", batch_size=8, tokenizer="char",
                                                                 target_tokenizer="char"))
 spoil = sys.argv[5:] == ["nan-on-rank-1-at-step-3"]
 torch.manual_seed(0)
-model = build_model(task, data.tokenizer, ModelConfig(
+model = named(task).build_model(ModelConfig(
     hidden_size=16, num_layers=1, embedding_dim=8, dropout=0.0, **({} if task == "lm" else {"bidirectional": True})),
-    getattr(data, "labels", None), getattr(data, "target_tokenizer", None)).double()
+    data.tokenizer, getattr(data, "labels", None), getattr(data, "target_tokenizer", None)).double()
 config = TrainConfig(max_steps=steps, eval_every=5, log_every=1, sample_length=0, precision="fp32", device="cpu",
                      optimizer="adam", lr=1e-2, warmup_steps=2, lr_schedule="constant",  # the same with any budget
                      on_nonfinite="skip")

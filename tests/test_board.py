@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from rnnkit import DataConfig, LanguageModel, SequenceClassifier, TextData, TrainConfig, Trainer
-from rnnkit.data import LabelledData
 from rnnkit.errors import ConfigError
+from rnnkit.tasks import read_data
 
 event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator",
                                         reason="needs the tensorboard package (pip install tensorboard)")
@@ -70,7 +70,7 @@ def test_tensorboard_holds_what_metrics_jsonl_holds(lm_run):
 
 def test_diagnostics_need_cells_and_tensorboard_its_package(tmp_path, spam_table, monkeypatch):
     (tmp_path / "spam.csv").write_text(spam_table(40))
-    data = LabelledData.from_file(tmp_path / "spam.csv", DataConfig(task="classify", batch_size=8))
+    data = read_data(tmp_path / "spam.csv", DataConfig(task="classify", batch_size=8))
     tdnn = SequenceClassifier(data.vocab_size, 2, encoder="tdnn", hidden_size=8, embedding_dim=4)
     with pytest.raises(ConfigError, match="--diagnostics inspects recurrent cells, and this model has none"):
         Trainer(tdnn, data, TrainConfig(max_steps=2, diagnostics=1, device="cpu"), out=tmp_path / "a", quiet=True)

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from rnnkit import DataConfig, TrainConfig, Trainer
-from rnnkit.data import LabelledData, collate
+from rnnkit.data import collate
 from rnnkit.models import LanguageModel
+from rnnkit.tasks import read_data
 
 
 def table(n=80, seed=0) -> str:
@@ -40,7 +41,7 @@ def test_padding_never_changes_a_texts_loss():
 def test_a_conditioned_model_writes_the_texts_of_the_label_asked_for(tmp_path):
     path = tmp_path / "comments.csv"
     path.write_text(table())
-    data = LabelledData.from_file(path, DataConfig(task="lm", condition_column="label", batch_size=8))
+    data = read_data(path, DataConfig(task="lm", condition_column="label", batch_size=8))
     assert data.labels == ["ham", "spam"] and data.tokenizer.decode(data.train.ids[0])[0] == "\n"
     torch.manual_seed(0)
     model = LanguageModel(data.vocab_size, num_conditions=2, hidden_size=32, num_layers=1, embedding_dim=16,

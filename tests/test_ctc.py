@@ -22,7 +22,7 @@ from rnnkit.data.speech import SpeechData, SpeechFeatures, collate_speech, frame
 from rnnkit.errors import ConfigError, DataError
 from rnnkit.models.ctc import CTCRecognizer, LanguageModelScorer
 from rnnkit.models.language_model import LanguageModel
-from rnnkit.training.evaluate import validate
+from rnnkit.tasks import CTCTask
 from rnnkit.training.plots import plot_alignment
 
 RATE = 8000
@@ -192,7 +192,8 @@ def test_tone_sequences_are_learnt_in_seconds(tmp_path):
     assert errors[1] / total < 0.2, (errors, total, epoch, np.mean(losses))
     assert errors[4] / total < 0.2, (errors, total)
     model.train()  # the trainer validates between steps: the error rate is best path's, and dropout stays on
-    assert validate(model, data, "test")["token_error_rate"] == pytest.approx(errors[1] / total) and model.training
+    validated = CTCTask().validate(model, data, "test")
+    assert validated["token_error_rate"] == pytest.approx(errors[1] / total) and model.training
 
 
 # -- the data ------------------------------------------------------------------------

@@ -27,9 +27,10 @@ LAYERS = [
     (3, "models", ("rnnkit.models",)),
     (4, "diagnostics", ("rnnkit.diagnostics",)),
     (5, "training", ("rnnkit.training",)),
-    (6, "experiments", ("rnnkit.experiments",)),
-    (7, "cli", ("rnnkit.cli", "rnnkit.__main__")),
-    (8, "package", ("rnnkit",)),  # the root only re-exports the public names
+    (6, "tasks", ("rnnkit.tasks",)),  # one module a task, and the registry the layers above ask
+    (7, "experiments", ("rnnkit.experiments",)),
+    (8, "cli", ("rnnkit.cli", "rnnkit.__main__")),
+    (9, "package", ("rnnkit",)),  # the root only re-exports the public names
 ]
 
 

@@ -7,7 +7,10 @@ import pytest
 import torch
 
 from rnnkit import DataConfig, LanguageModel, TextData, TrainConfig
+from rnnkit.tasks import named
 from rnnkit.training.lr_find import range_test
+
+LM = named("lm")
 
 FLAGS = ["--hidden-size", "32", "--num-layers", "1", "--embedding-dim", "16", "--batch-size", "8", "--seq-len", "32",
          "--device", "cpu"]
@@ -17,7 +20,7 @@ def test_the_rate_rises_exponentially_the_loss_falls_then_blows_up_and_the_sugge
     data = TextData.from_file(corpus, DataConfig(batch_size=8, seq_len=32))
     torch.manual_seed(0)
     model = LanguageModel(data.vocab_size, hidden_size=32, num_layers=1, embedding_dim=16)
-    test = range_test(model, data, TrainConfig(optimizer="sgd", device="cpu"), 1e-3, 1e4, 80)
+    test = range_test(model, data, TrainConfig(optimizer="sgd", device="cpu"), 1e-3, 1e4, 80, task=LM)
     assert test.stopped == "diverged" and 10 < len(test.losses) < 80
     ratios = [b / a for a, b in zip(test.lrs, test.lrs[1:])]
     assert all(r == pytest.approx((1e4 / 1e-3) ** (1 / 79)) for r in ratios)
@@ -25,7 +28,7 @@ def test_the_rate_rises_exponentially_the_loss_falls_then_blows_up_and_the_sugge
     assert test.smoothed[low] < test.losses[0] - 0.2  # it learnt at some rate
     assert test.suggestion == pytest.approx(test.lrs[low] / 10) and test.lrs[0] < test.suggestion < test.lrs[-1]
     assert all(math.isfinite(x) for x in test.losses)
-    calm = range_test(model, data, TrainConfig(optimizer="sgd", device="cpu"), 1e-4, 1e-3, 12)
+    calm = range_test(model, data, TrainConfig(optimizer="sgd", device="cpu"), 1e-4, 1e-3, 12, task=LM)
     assert calm.stopped == "end" and len(calm.losses) == 12 and calm.lrs[-1] == pytest.approx(1e-3)
 
 

@@ -17,7 +17,7 @@ from rnnkit.errors import DataError
 from rnnkit.layers.attention import Attention
 from rnnkit.models.beam import beam_search
 from rnnkit.models.seq2seq import Seq2Seq, greedy
-from rnnkit.training import Trainer
+from rnnkit.tasks import Seq2SeqTask, Trainer
 from rnnkit.training.decode import decode, score
 from rnnkit.training.optim import teacher_forcing
 
@@ -250,7 +250,6 @@ def test_validation_decodes_and_the_best_checkpoint_is_the_one_that_errs_least(t
     """Validation scores the greedy outputs; and since a decoder's loss can
     rise while its outputs improve, the checkpoint kept as the best is the
     validation token error rate's minimum (the first of equals), not the loss's."""
-    import rnnkit.training.trainer as trainer_module
     from rnnkit.training.runs import BEST, load_tensors
 
     (tmp_path / "pairs.tsv").write_text(reversal_pairs(600, seed=2))
@@ -268,8 +267,8 @@ def test_validation_decodes_and_the_best_checkpoint_is_the_one_that_errs_least(t
     assert evals[-1]["val_token_error_rate"] < 0.8 * evals[0]["val_token_error_rate"]
 
     scripted = iter([(1.0, 0.5), (0.8, 0.6), (0.9, 0.4), (0.7, 0.4)])  # (loss, token error rate) at steps 5..20
-    monkeypatch.setattr(trainer_module, "validate", lambda *args, **kw: dict(zip(("loss", "token_error_rate"),
-                                                                                 next(scripted))))
+    monkeypatch.setattr(Seq2SeqTask, "validate", lambda *args, **kw: dict(zip(("loss", "token_error_rate"),
+                                                                              next(scripted))))
     config = dataclasses.replace(config, max_steps=20, eval_every=5)
     Trainer(model, data, config, out=tmp_path / "scripted", quiet=True).fit()
     assert load_tensors(tmp_path / "scripted" / BEST)[1]["step"] == 15
@@ -318,7 +317,7 @@ def test_train_eval_and_predict_through_the_command_line(tmp_path, cli, user_err
     (tmp_path / "odd.txt").write_text("abz\n")
     user_error(cli("predict", run, tmp_path / "odd.txt"), "character(s) the model never saw in training: 'z'")
     user_error(cli("predict", run, tmp_path / "words.txt", "--n-best", 2), "--n-best 2 outputs need a beam")
-    user_error(cli("eval", run, "--window", 4), "--window reads a language model's stream")
+    user_error(cli("eval", run, "--window", 4), "--window needs a lm run")
     assert math.isfinite(metrics["loss"])
 
 

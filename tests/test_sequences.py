@@ -8,10 +8,11 @@ import pytest
 import torch
 
 from rnnkit import DataConfig, load_run
-from rnnkit.data import LabelledData, collate, read_conll, read_table
+from rnnkit.data import collate, read_conll, read_table
 from rnnkit.data.sequences import BucketBatcher, Examples
 from rnnkit.errors import DataError
 from rnnkit.models import SequenceClassifier, SequenceTagger
+from rnnkit.tasks import named, read_data
 
 
 def test_read_table_finds_columns_by_header_and_by_content(tmp_path):
@@ -138,7 +139,7 @@ def test_padding_never_changes_a_taggers_result(crf, encoder, bidirectional, tin
 def test_classifier_learns_spam_from_words_and_reloads(tmp_path, spam_table, tiny_model, fit_labelled):
     path = tmp_path / "spam.csv"
     path.write_text(spam_table())
-    data = LabelledData.from_file(path, DataConfig(task="classify", batch_size=8, val_fraction=0.25))
+    data = read_data(path, DataConfig(task="classify", batch_size=8, val_fraction=0.25))
     assert data.labels == ["0", "1"] and len(data.val) == 30  # stratified: 15 of each
     assert sorted(data.val.labels) == [0] * 15 + [1] * 15
     torch.manual_seed(0)
@@ -151,7 +152,7 @@ def test_classifier_learns_spam_from_words_and_reloads(tmp_path, spam_table, tin
 def test_crf_tagger_learns_chunks_and_scores_chunk_f1(tmp_path, chunk_corpus, tiny_model, fit_labelled):
     path = tmp_path / "train.txt"
     path.write_text(chunk_corpus())
-    data = LabelledData.from_file(path, DataConfig(task="tag", batch_size=8, val_fraction=0.2))
+    data = read_data(path, DataConfig(task="tag", batch_size=8, val_fraction=0.2))
     assert data.labels == ["B-NP", "B-VP", "I-NP"]
     trainer, result = fit_labelled(data, SequenceTagger(data.vocab_size, 3, **tiny_model, crf=True), tmp_path)
     assert result["val_accuracy"] == 1.0 and result["val_f1"] == 1.0, result
@@ -161,10 +162,10 @@ def test_held_out_files_add_their_labels_and_words_outside_training_are_unknown(
     train_path, val_path = tmp_path / "train.csv", tmp_path / "val.csv"
     train_path.write_text(spam_table(20))
     val_path.write_text("text,label\nhello there,maybe\n")
-    data = LabelledData.from_file(train_path, DataConfig(task="classify", val_path=str(val_path)))
+    data = read_data(train_path, DataConfig(task="classify", val_path=str(val_path)))
     assert data.labels == ["0", "1", "maybe"]  # a test label never seen in training scores as a miss
     assert data.val.ids[0].tolist() == [0, 0]  # "hello there": <unk> <unk>, not words of their own
-    split = LabelledData.from_file(train_path, DataConfig(task="classify", val_fraction=0.5))
+    split = read_data(train_path, DataConfig(task="classify", val_fraction=0.5))
     held_out = {w for ids in split.val.ids for w in split.tokenizer.decode(ids).split()}
     assert split.tokenizer.vocab_size < 1 + len(held_out | set(split.tokenizer.decode(
         [i for ids in split.train.ids for i in ids]).split()))
@@ -176,22 +177,22 @@ def test_a_char_classifier_reads_characters_it_never_saw_as_one_unknown(tmp_path
     train_path, val_path = tmp_path / "train.csv", tmp_path / "val.csv"
     train_path.write_text(spam_table(20))
     val_path.write_text("text,label\nhéllo ☃,1\n")
-    data = LabelledData.from_file(train_path, DataConfig(task="classify", tokenizer="char", val_path=str(val_path)))
+    data = read_data(train_path, DataConfig(task="classify", tokenizer="char", val_path=str(val_path)))
     tok, ids = data.tokenizer, data.val.ids[0]
     assert ids.tolist().count(0) == 2 and tok.decode(ids) == "h\ufffdllo \ufffd"  # é and ☃: id 0
     assert "é" not in tok.decode(range(1, tok.vocab_size))  # the alphabet of the training part only
     assert tokenizer_from_dict(tok.to_dict()).encode("héllo ☃").tolist() == ids.tolist()
     with pytest.raises(DataError, match="never saw in training"):  # a language model's characters stay strict
-        LabelledData.from_file(val_path, DataConfig(task="lm", condition_column="label", tokenizer="char"),
-                               tokenizer=tokenizer_from_dict({**tok.to_dict(), "unk": False}))
+        named("lm").read_data(DataConfig(path=str(val_path), condition_column="label", tokenizer="char"),
+                              {"tokenizer": tokenizer_from_dict({**tok.to_dict(), "unk": False})})
 
 
 def test_an_example_without_tokens_is_an_error(tmp_path):
     empty = tmp_path / "empty.csv"
     empty.write_text('text,label\n"!!!",1\nfine words,0\n')
     with pytest.raises(DataError, match="example 1 has no tokens"):
-        LabelledData.from_file(empty, DataConfig(task="classify", tokenizer="word"),
-                               tokenizer=_word_tokenizer("fine words"))
+        named("classify").read_data(DataConfig(path=str(empty), task="classify", tokenizer="word"),
+                                    {"tokenizer": _word_tokenizer("fine words")})
 
 
 def _word_tokenizer(text):
@@ -292,7 +293,6 @@ def test_adversarial_perturbation_has_norm_epsilon_and_raises_the_loss(tiny_mode
 
 @pytest.mark.slow
 def test_cli_embeddings_start_from_a_vectors_file(tmp_path, cli, user_error, chunk_corpus, tiny_labelled_flags):
-    from rnnkit.training import load_run
 
     corpus = tmp_path / "train.txt"
     corpus.write_text(chunk_corpus(20))

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from rnnkit import DataConfig, TrainConfig, Trainer
-from rnnkit.data import LabelledData
 from rnnkit.data.series import CLIP, read_series, windows
 from rnnkit.errors import DataError
 from rnnkit.models import SequenceTagger
+from rnnkit.tasks import read_data
 
 
 def recording(n=1200, seed=0):
@@ -35,7 +35,7 @@ def test_split_is_in_time_and_the_scale_comes_from_training_samples_only(tmp_pat
     x[1100, 1] = 1e9  # an artefact in the test part
     path = tmp_path / "rec.csv"
     write_csv(path, x, y)
-    data = LabelledData.from_file(path, DataConfig(task="tag", seq_len=100, val_fraction=0.15,
+    data = read_data(path, DataConfig(task="tag", seq_len=100, val_fraction=0.15,
                                                    test_fraction=0.15))
     assert data.tokenizer.num_features == 2 and data.labels == ["0", "1"]
     np.testing.assert_allclose(data.tokenizer.center, np.median(x[:840], axis=0), atol=1e-4)
@@ -74,7 +74,7 @@ def test_a_bidirectional_tagger_learns_a_state_no_single_sample_shows(tmp_path):
     x, y = recording(2400)
     path = tmp_path / "rec.csv"
     write_csv(path, x, y)
-    data = LabelledData.from_file(path, DataConfig(task="tag", seq_len=120, batch_size=8, val_fraction=0.2))
+    data = read_data(path, DataConfig(task="tag", seq_len=120, batch_size=8, val_fraction=0.2))
     torch.manual_seed(0)
     model = SequenceTagger(0, 2, input_size=2, cell="gru", hidden_size=16, num_layers=1, dropout=0.0)
     cfg = TrainConfig(max_epochs=25, eval_every=1000, sample_length=0, lr=1e-2, device="cpu", log_every=10)

@@ -9,12 +9,13 @@ import pytest
 import torch
 
 from rnnkit import DataConfig
-from rnnkit.data import LabelledData, collate
+from rnnkit.data import collate
 from rnnkit.data.tokenizers import tokenizer_from_dict
 from rnnkit.data.words import MAX_WORD_CHARS, UNK_CHAR_ID, UNK_ID, SpelledWordTokenizer, WordTokenizer
 from rnnkit.errors import ConfigError
 from rnnkit.layers.spelling import Spelling
 from rnnkit.models import SequenceClassifier, SequenceTagger
+from rnnkit.tasks import read_data
 
 
 def spelled(text="the cat runs", lowercase=False):
@@ -113,7 +114,7 @@ def test_spelling_tags_words_the_vocabulary_never_saw(tmp_path, tiny_model, fit_
     config = DataConfig(task="tag", batch_size=16, val_path=str(val_path))
     results = {}
     for width in (0, 8):
-        data = LabelledData.from_file(train_path, config, spell=width > 0)
+        data = read_data(train_path, config, spell=width > 0)
         assert all((ids[:, 0] if width else ids).max() == UNK_ID for ids in data.val.ids)
         model = SequenceTagger(data.vocab_size, data.num_labels, alphabet_size=getattr(data.tokenizer,
                                "alphabet_size", 0), **tiny_model, char_features=width)

@@ -13,7 +13,6 @@ from typing import Any
 
 from rnnkit.errors import ConfigError
 
-TASKS = ("lm", "classify", "tag", "seq2seq", "ctc")
 TOKENIZERS = ("auto", "char", "byte", "word", "bpe")
 POOLINGS = ("last", "mean", "max", "attention")
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
@@ -133,10 +132,10 @@ class DataConfig:
     path: str | None = _help("training file: text (lm), a CSV/TSV table (classify), CoNLL columns (tag), "
                              "a TSV of source and target (seq2seq) or, with --source-lang, the parallel "
                              "files' prefix", default=None)
-    task: str = _help("lm (next token), classify (one label a text), tag (one label a token), seq2seq "
-                      "(a sequence for a sequence) or ctc (a transcript for audio, unaligned)", default="lm")
+    task: str = _help("what to learn, a name in rnnkit.tasks.TASKS", default="lm")
     tokenizer: str = _help("char (Unicode code points), byte (0-255, any file), word (whitespace, <unk> "
-                           "beyond the cap) or bpe (subwords); auto: char for lm, word otherwise",
+                           "beyond the cap) or bpe (subwords); auto: the task decides from the data (lm: char; "
+                           "one token a line: char; a large open vocabulary: bpe; else word)",
                            default="auto")
     max_vocab_size: int | None = _help("word: keep the most frequent words (the rest are <unk>); bpe: "
                                        "vocabulary size (default 2000)", default=None)
@@ -175,7 +174,6 @@ class DataConfig:
     test_fraction: float = _help("share held out for testing (taken last)", default=0.0)
 
     def __post_init__(self):
-        _choice(self, "task", TASKS)
         _choice(self, "tokenizer", TOKENIZERS)
         _choice(self, "target_tokenizer", TOKENIZERS)
         _at_least(self, "sample_rate", 1, optional=True)
@@ -192,27 +190,12 @@ class DataConfig:
         _at_least(self, "seq_len", 1)
         _at_least(self, "max_vocab_size", 1, optional=True)
         _at_least(self, "min_count", 1)
-        if self.task == "tag" and self.tokenizer not in ("auto", "word"):
-            raise ConfigError(f"tokenizer {self.tokenizer!r} does not apply to --task tag: a CoNLL file's "
-                              f"tokens are its words; leave --tokenizer unset")
         _at_least(self, "batch_size", 1)
         for name in ("val_fraction", "test_fraction"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"{name} must be in [0, 1); got {getattr(self, name)}")
         if self.val_fraction + self.test_fraction >= 1.0:
             raise ConfigError("val_fraction + test_fraction must be < 1; nothing would be left to train on")
-
-    @property
-    def target_tokenizer_kind(self) -> str:
-        """The seq2seq target's tokenizer: ``target_tokenizer``, or the source's kind when auto."""
-        return self.tokenizer_kind if self.target_tokenizer == "auto" else self.target_tokenizer
-
-    @property
-    def tokenizer_kind(self) -> str:
-        """The tokenizer in use: ``auto`` is char for lm, word for the other tasks."""
-        if self.tokenizer != "auto":
-            return self.tokenizer
-        return "char" if self.task == "lm" else "word"
 
 
 @dataclass

@@ -16,7 +16,7 @@ from rnnkit.config import DataConfig, TrainConfig
 from rnnkit.data import TextData
 from rnnkit.errors import DataError
 from rnnkit.models import LanguageModel
-from rnnkit.training import Trainer
+from rnnkit.tasks import Trainer
 
 DEMO_CORPUS_BYTES = 3_000_000
 

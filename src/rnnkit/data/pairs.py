@@ -125,7 +125,8 @@ class PairSplit:
 class PairData:
     """Source and target tokenizers and the train / val / test splits of a
     sequence-to-sequence task. ``PairData.from_file("g014b2b.train",
-    DataConfig(task="seq2seq", tokenizer="char", target_tokenizer="word"))``."""
+    DataConfig(tokenizer="char", target_tokenizer="word"))``; a tokenizer
+    ``auto`` reads words (the target: the source's kind)."""
 
     tokenizer: object  # the source's
     target_tokenizer: object
@@ -169,8 +170,9 @@ class PairData:
             train_sources, train_targets = texts["train"]
             tokenizers = tuple(fit_tokenizer(kind, ("" if kind == "char" else "\n").join(side), config, lm=False,
                                              unknown=False)
-                               for kind, side in ((config.tokenizer_kind, train_sources),
-                                                  (config.target_tokenizer_kind, train_targets)))
+                               for kind, side in ((_kind(config.tokenizer), train_sources),
+                                                  (_kind(config.target_tokenizer, config.tokenizer),
+                                                   train_targets)))
         source_tok, target_tok = tokenizers
         splits = {}
         for split, (ss, ts) in texts.items():
@@ -181,6 +183,11 @@ class PairData:
         digest = file_digest(*pair_files(path, config),
                              *(f for p in (config.val_path, config.test_path) if p for f in pair_files(p, config)))
         return cls(source_tok, target_tok, splits["train"], splits["val"], splits["test"], config, digest)
+
+
+def _kind(name: str, auto: str = "word") -> str:
+    """A tokenizer kind, ``auto`` read as ``auto`` (the target's: the source's kind; the source's: words)."""
+    return ("word" if auto == "auto" else auto) if name == "auto" else name
 
 
 def encode_line(tokenizer, text: str, what: str) -> np.ndarray:

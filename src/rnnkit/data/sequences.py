@@ -31,7 +31,7 @@ import torch
 
 from rnnkit.config import CHAR_FEATURES_NEED_WORDS, DataConfig
 from rnnkit.data.files import file_digest
-from rnnkit.data.series import SERIES_SUFFIXES, SeriesScaler, read_series, windows
+from rnnkit.data.series import SeriesScaler, read_series, windows
 from rnnkit.data.tables import read_conll, read_table
 from rnnkit.data.tokenizers import fit_tokenizer
 from rnnkit.data.words import SpelledWordTokenizer
@@ -134,12 +134,16 @@ def _stratified_split(labels: list[int], fractions: tuple[float, float], seed: i
 
 @dataclass
 class LabelledData:
-    """Examples of a classification (``task="classify"``) or tagging
-    (``task="tag"``) task, or texts with a condition each (``task="lm"`` with
-    ``condition_column``), split, with the tokenizer and the label names.
+    """Labelled examples, split, with the tokenizer and the label names: texts
+    with one label each (a classifier's, or a conditioned language model's
+    conditions), sentences with a tag a word, or a numeric recording with a
+    label a sample.
 
-    ``LabelledData.from_file("spam.csv", DataConfig(task="classify"))`` reads
-    a table; ``task="tag"`` reads CoNLL columns.
+    ``LabelledData.from_texts("spam.csv", DataConfig(), read)`` reads
+    examples with ``read(path) -> (texts, labels)`` (:func:`read_labelled_table`
+    for a table); ``per_token=True`` takes a list of tags a text (CoNLL
+    columns, :func:`read_tagged_sentences`). :meth:`from_series` reads a
+    numeric recording.
     """
 
     tokenizer: object
@@ -168,25 +172,30 @@ class LabelledData:
         return BucketBatcher(examples, batch_size, 0, shuffle=False).batches(0) if len(examples) else iter(())
 
     @classmethod
-    def from_file(cls, path: str | Path, config: DataConfig, tokenizer=None,
-                  labels: list[str] | None = None, spell: bool = False) -> "LabelledData":
-        """Read, tokenize and split; a given ``tokenizer`` and ``labels`` (a
-        resumed run's) are used as they are. ``spell``: the words come with
-        their spellings (a :class:`SpelledWordTokenizer`, for ``char_features``)."""
+    def from_texts(cls, path: str | Path, config: DataConfig, read, tokenizer=None, labels: list[str] | None = None,
+                   *, per_token: bool = False, stratify: bool = False, lm: bool = False,
+                   spell: bool = False) -> "LabelledData":
+        """Read ``path`` (and ``config.val_path``, ``config.test_path``) with
+        ``read(path) -> (texts, names)``, tokenize and split; a given
+        ``tokenizer`` and ``labels`` (a resumed run's) are used as they are.
+
+        ``per_token``: ``names`` holds a list of tags a text, one a
+        whitespace-separated word; ``stratify``: the random split keeps each
+        label's share; ``lm``: tokens for a language model (a character
+        vocabulary fitted on every text, which has no unknown symbol; word
+        tokens with ``<eos>``); ``spell``: the words come with their
+        spellings (a :class:`SpelledWordTokenizer`, for ``char_features``).
+        ``config.tokenizer`` ``auto`` reads words."""
         config = dataclasses.replace(config, path=str(path))
-        if config.task == "tag" and Path(path).suffix.lower() in SERIES_SUFFIXES:
-            return cls._from_series(path, config, tokenizer, labels)
-        texts, names = _read(path, config)
+        texts, names = read(path)
         given = {"val": config.val_path, "test": config.test_path}
-        extras = {split: _read(p, config) for split, p in given.items() if p}
-        strata = names if config.task in ("classify", "lm") else [0] * len(texts)
+        extras = {split: read(p) for split, p in given.items() if p}
+        strata = names if stratify else [0] * len(texts)
         fractions = (0.0 if config.val_path else config.val_fraction,
                      0.0 if config.test_path else config.test_fraction)
         index = dict(zip(("train", "val", "test"), _stratified_split(strata, fractions, 0)))
-        if tokenizer is None:  # from the training part only: held-out words and characters stay unknown,
-            # except a conditioned language model's characters, which have no unknown symbol (as for `lm`)
-            kind = config.tokenizer_kind
-            lm = config.task == "lm"
+        if tokenizer is None:  # from the training part only: held-out words and characters stay unknown
+            kind = "word" if config.tokenizer == "auto" else config.tokenizer
             fit_on = range(len(texts)) if lm and kind == "char" else index["train"]
             train_text = "\n".join(texts[i] for i in fit_on)
             tokenizer = fit_tokenizer(kind, train_text, config, lm=lm)
@@ -196,12 +205,11 @@ class LabelledData:
                 tokenizer = SpelledWordTokenizer.fit(tokenizer, train_text)
         if labels is None:  # the labels of every file: a test label unseen in training scores as a miss
             groups = names + [n for _, extra_names in extras.values() for n in extra_names]
-            labels = sorted({n for g in groups for n in (g if config.task == "tag" else [g])})
-        examples = encode_examples(texts, names, tokenizer, labels, path, config.task)
+            labels = sorted({n for g in groups for n in (g if per_token else [g])})
+        examples = encode_examples(texts, names, tokenizer, labels, path, per_token)
         splits = {split: examples.subset(i) for split, i in index.items()}
         for split, (extra_texts, extra_names) in extras.items():
-            splits[split] = encode_examples(extra_texts, extra_names, tokenizer, labels, given[split],
-                                            config.task)
+            splits[split] = encode_examples(extra_texts, extra_names, tokenizer, labels, given[split], per_token)
         train, val, test = splits["train"], splits["val"], splits["test"]
         if len(train) == 0:
             raise DataError(f"{path}: no training examples are left after the split; lower --val-fraction")
@@ -209,9 +217,13 @@ class LabelledData:
         return cls(tokenizer, labels, train, val, test, config, digest)
 
     @classmethod
-    def _from_series(cls, path, config: DataConfig, scaler, labels) -> "LabelledData":
-        """A numeric recording split in time (see :mod:`rnnkit.data.series`)."""
-        x, names, _, _ = read_series(path, config.label_column)
+    def from_series(cls, path, config: DataConfig, label_column: str, scaler=None, labels=None) -> "LabelledData":
+        """A numeric recording with a label a sample, split in time (see
+        :mod:`rnnkit.data.series`): training windows of ``config.seq_len``
+        samples, the held-out parts whole; a given ``scaler`` and ``labels``
+        (a resumed run's) are used as they are."""
+        config = dataclasses.replace(config, path=str(path))
+        x, names, _, _ = read_series(path, label_column)
         n = len(x)
         n_val = 0 if config.val_path else int(n * config.val_fraction)
         n_test = 0 if config.test_path else int(n * config.test_fraction)
@@ -222,7 +234,7 @@ class LabelledData:
         given = {"val": config.val_path, "test": config.test_path}
         for split, extra in given.items():
             if extra:
-                parts[split] = read_series(extra, config.label_column)[:2]
+                parts[split] = read_series(extra, label_column)[:2]
         if n_train < 2:
             raise DataError(f"{path}: {n_train} training sample(s) are left after the split; lower "
                             f"--val-fraction / --test-fraction")
@@ -237,18 +249,15 @@ class LabelledData:
         return cls(scaler, labels, splits["train"], splits["val"], splits["test"], config, digest)
 
 
-def _read(path, config: DataConfig):
-    """(texts, label names): a text and a label per example (classify), a text
-    framed by newlines and its condition (lm with ``condition_column``: a
-    newline starts and ends each text, so texts are flattened to one line), or
-    the words joined by spaces and a tag list per sentence (tag)."""
-    if config.task == "classify":
-        table = read_table(path, config.text_column, config.label_column)
-        return table.texts, table.labels
-    if config.task == "lm":
-        table = read_table(path, config.text_column, config.condition_column)
-        return ["\n" + " ".join(t.split()) + "\n" for t in table.texts], table.labels
-    sentences = read_conll(path, config.word_column, config.tag_column)
+def read_labelled_table(path, text_column: str, label_column: str) -> tuple[list[str], list[str]]:
+    """(texts, labels) of a CSV/TSV table (:func:`rnnkit.data.tables.read_table`)."""
+    table = read_table(path, text_column, label_column)
+    return table.texts, table.labels
+
+
+def read_tagged_sentences(path, word_column: int, tag_column: int) -> tuple[list[str], list[list[str]]]:
+    """(sentences, tags) of CoNLL columns: a sentence's words joined by spaces, and its tags."""
+    sentences = read_conll(path, word_column, tag_column)
     return [" ".join(w) for w in sentences.words], sentences.tags
 
 
@@ -263,16 +272,17 @@ def label_ids(names, labels: list[str], path) -> np.ndarray:
     return np.array([index[n] for n in names], dtype=np.int64)
 
 
-def encode_examples(texts, names, tokenizer, labels, path, task) -> Examples:
-    """Token ids and label ids; a label outside ``labels`` or an example
-    without tokens is an error naming the file."""
-    flat = label_ids([n for group in names for n in (group if task == "tag" else [group])], labels, path)
+def encode_examples(texts, names, tokenizer, labels, path, per_token: bool = False) -> Examples:
+    """Token ids and label ids (``per_token``: a list of tags a text, one a
+    word); a label outside ``labels`` or an example without tokens is an
+    error naming the file."""
+    flat = label_ids([n for group in names for n in (group if per_token else [group])], labels, path)
     ids, ys, start = [], [], 0
     for n, (text, name) in enumerate(zip(texts, names), start=1):
         tokens = tokenizer.encode(text, what=str(path))
         if len(tokens) == 0:
             raise DataError(f"{path}: example {n} has no tokens; remove it")
-        if task == "tag":
+        if per_token:
             if len(tokens) != len(name):  # a word the tokenizer split or dropped
                 raise DataError(f"{path}: sentence {n} has {len(name)} words but {len(tokens)} tokens; "
                                 f"words must not contain spaces")

@@ -122,7 +122,9 @@ class TextData:
         ``config.test_path`` where given (Penn Treebank's files), else cut off
         the end of ``path`` by ``val_fraction`` and ``test_fraction``."""
         config = dataclasses.replace(config or DataConfig(), path=str(path))
-        kind = config.tokenizer_kind
+        if config.tokenizer == "auto":  # a language model of any text: characters
+            config = dataclasses.replace(config, tokenizer="char")
+        kind = config.tokenizer
         if tokenfile.streamable(path, kind):
             return cls._streamed(path, config, tokenizer)
         text = read_text(path, "byte" if kind == "byte" else "char")
@@ -147,7 +149,7 @@ class TextData:
     def _streamed(cls, path, config: DataConfig, tokenizer) -> "TextData":
         """A corpus read in chunks into a token file (:mod:`rnnkit.data.tokenfile`),
         split as :meth:`from_file` splits one in memory."""
-        digest, fitted = tokenfile.scan(path, config.tokenizer_kind)
+        digest, fitted = tokenfile.scan(path, config.tokenizer)
         tokenizer = tokenizer or fitted
         if tokenizer.to_dict() != fitted.to_dict():  # resumed: the run's own vocabulary
             raise DataError(f"{path} holds other characters than the run's vocabulary; resume needs the same corpus")
@@ -156,7 +158,7 @@ class TextData:
                                 0.0 if config.test_path else config.test_fraction))
         for i, extra in ((1, config.val_path), (2, config.test_path)):
             if extra:
-                text = read_text(extra, "byte" if config.tokenizer_kind == "byte" else "char")
+                text = read_text(extra, "byte" if config.tokenizer == "byte" else "char")
                 splits[i] = torch.from_numpy(tokenizer.encode(text, what=extra))
         more = [file_digest(p) for p in (config.val_path, config.test_path) if p]
         if more:  # as file_digest joins several files' digests

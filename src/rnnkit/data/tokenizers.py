@@ -10,6 +10,8 @@ a tokenizer's part for vectors: a numeric series' scaler, ``series``
 
 from __future__ import annotations
 
+from collections import Counter
+
 from rnnkit.data.audio import SpeechFeatures
 from rnnkit.data.chars import ByteTokenizer, CharTokenizer
 from rnnkit.data.series import SeriesScaler
@@ -32,6 +34,31 @@ def fit_tokenizer(kind: str, text: str | bytes, config, lm: bool = True, unknown
                                  lowercase=config.lowercase, eos=lm, pattern=config.word_pattern,
                                  what=str(config.path or "the corpus"))
     return BPETokenizer.fit(text, vocab_size=config.max_vocab_size or 2000)
+
+
+ONE_TOKEN_SHARE = 0.9  # lines of a single token, at least: read as characters (spellings, pronunciations)
+OPEN_VOCABULARY = (10_000, 0.4)  # distinct words, at least, and the share of them seen once: read as subwords
+
+
+def choose_tokenizer(lines: list[str]) -> tuple[str, str]:
+    """The tokenizer kind for ``auto`` from what ``lines`` (one side of the
+    training examples) look like, and why, in a few words:
+
+    - ``char`` when at least 90 % of the lines are one whitespace token (a
+      word to spell, pronounce or transliterate): as words, every word the
+      training lines lack would be ``<unk>``;
+    - ``bpe`` when the words form a large open vocabulary (10,000 distinct
+      words or more, 40 % or more of them seen once), so that a word level
+      vocabulary would be mostly rare words and leave many unknown;
+    - ``word`` otherwise."""
+    words = Counter(w for line in lines for w in line.split())
+    single = sum(len(line.split()) <= 1 for line in lines) / max(len(lines), 1)
+    if single >= ONE_TOKEN_SHARE:
+        return "char", f"{single:.0%} of its lines are one token"
+    once = sum(n == 1 for n in words.values()) / max(len(words), 1)
+    if len(words) >= OPEN_VOCABULARY[0] and once >= OPEN_VOCABULARY[1]:
+        return "bpe", f"{len(words):,} distinct words, {once:.0%} of them seen once"
+    return "word", f"{len(words):,} distinct words"
 
 
 def tokenizer_from_dict(d: dict):

@@ -31,7 +31,6 @@ from __future__ import annotations
 from rnnkit.experiments.corpus import python_source
 from rnnkit.experiments.runs import train_on_text
 from rnnkit.experiments.threads import one_thread
-from rnnkit.training.evaluate import validate
 
 MODEL = dict(cell="lstm", hidden_size=256, num_layers=1, embedding_dim=32, dropout=0.0)
 TRAIN = dict(optimizer="adam", lr=3e-3, lr_schedule="constant", warmup_steps=0, weight_decay=0.0)
@@ -54,7 +53,7 @@ def train(setting: str, steps: int, every: int, chars: int) -> list[tuple[int, f
 
     def measure(trainer) -> None:
         if trainer.step % every == 0:
-            train_losses[trainer.step] = validate(trainer.model, trainer.data, "train", streams=8)["loss"]
+            train_losses[trainer.step] = trainer.task.validate(trainer.model, trainer.data, "train", streams=8)["loss"]
 
     with one_thread():
         trainer = train_on_text(python_source()[:chars], {**MODEL, **model},

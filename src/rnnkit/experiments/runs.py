@@ -12,7 +12,7 @@ import torch
 
 from rnnkit.config import DataConfig, ModelConfig, TrainConfig
 from rnnkit.data import TextData
-from rnnkit.training.runs import build_model
+from rnnkit.tasks import named
 from rnnkit.training.trainer import Trainer
 
 
@@ -27,7 +27,8 @@ def train_on_text(text: str, model: dict, train: dict, data: dict | None = None,
         corpus = TextData.from_file(path, DataConfig(tokenizer="char", **(data or {})))
         config = TrainConfig(device="cpu", sample_length=0, **train)
         torch.manual_seed(config.seed)  # the initialisation, as rnnkit train seeds it
-        trainer = Trainer(build_model("lm", corpus.tokenizer, ModelConfig(**model)), corpus, config,
-                          out=Path(folder) / "run", callbacks=callbacks, quiet=True)
+        lm = named("lm")
+        trainer = Trainer(lm.build_model(ModelConfig(**model), corpus.tokenizer), corpus, config,
+                          out=Path(folder) / "run", callbacks=callbacks, quiet=True, task=lm)
         trainer.fit()
     return trainer

@@ -26,6 +26,29 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from rnnkit.errors import ConfigError
+
+
+@dataclass
+class Search:
+    """How to decode: the beam (1: greedy), its length normalisation, outputs kept, longest output."""
+
+    beam_size: int = 1
+    length_penalty: float = 1.0
+    n_best: int = 1
+    max_length: int | None = None
+
+    def check(self) -> "Search":
+        if self.beam_size < 1 or self.n_best < 1 or (self.max_length is not None and self.max_length < 1):
+            raise ConfigError(f"--beam-size, --n-best and --max-length must be >= 1; got {self.beam_size}, "
+                              f"{self.n_best} and {self.max_length}")
+        if self.n_best > self.beam_size:
+            raise ConfigError(f"--n-best {self.n_best} outputs need a beam at least as wide; "
+                              f"give --beam-size {self.n_best} or more")
+        if self.length_penalty < 0:
+            raise ConfigError(f"--length-penalty must be >= 0; got {self.length_penalty}")
+        return self
+
 
 @dataclass
 class Hypothesis:

@@ -37,15 +37,36 @@ from __future__ import annotations
 
 import heapq
 import math
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
 from torch import Tensor
 
+from rnnkit.errors import ConfigError
 from rnnkit.layers import length_mask
 
 BLANK = 0
 _NEG_INF = float("-inf")
+
+
+@dataclass
+class Fusion:
+    """How to decode: prefix beam width (1: best path), and shallow fusion with a language model
+    (``lm``: its run folder; weight λ and insertion bonus β as above)."""
+
+    beam_size: int = 1
+    lm: str | None = None
+    lm_weight: float = 0.5
+    insertion_bonus: float = 0.0
+
+    def check(self) -> "Fusion":
+        if self.beam_size < 1:
+            raise ConfigError(f"--beam-size must be >= 1; got {self.beam_size}")
+        if self.lm and self.beam_size == 1:
+            raise ConfigError("--lm fuses a language model into the prefix beam search: add --beam-size K (8 is "
+                              "usual)")
+        return self
 
 
 class PrefixScorer(Protocol):

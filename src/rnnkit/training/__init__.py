@@ -2,8 +2,8 @@
 
 from rnnkit.training.evaluate import evaluate, evaluate_dynamic
 from rnnkit.training.optim import build_optimizer, learning_rate
-from rnnkit.training.runs import load_run, read_config
+from rnnkit.training.runs import read_config
 from rnnkit.training.trainer import Trainer, resolve_device, resolve_precision
 
-__all__ = ["Trainer", "build_optimizer", "evaluate", "evaluate_dynamic", "learning_rate", "load_run",
-           "read_config", "resolve_device", "resolve_precision"]
+__all__ = ["Trainer", "build_optimizer", "evaluate", "evaluate_dynamic", "learning_rate", "read_config",
+           "resolve_device", "resolve_precision"]

@@ -135,7 +135,7 @@ def score_pairs(model, data, split: str, beam_size: int = 1, length_penalty: flo
     ids = [pairs.examples.ids[first[s]] for s in refs]
     hyps = decode(model, ids, beam_size, length_penalty, max_length=max_length, progress=progress, group=group)
     outputs = [data.target_tokenizer.decode(h[0].tokens) for h in hyps]
-    return score(outputs, list(refs.values()), data.config.target_tokenizer_kind)
+    return score(outputs, list(refs.values()), data.target_tokenizer.kind)
 
 
 def score_speech(model, data, split: str, beam_size: int = 1, lm=None, lm_weight: float = 0.0,

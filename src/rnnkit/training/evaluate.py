@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 
 from rnnkit.data.tokenfile import as_tensor
-from rnnkit.training.decode import evaluate_pairs, evaluating, score_pairs, score_speech
-from rnnkit.training.distributed import all_sum, gather_shares, share
+from rnnkit.training.decode import evaluating
+from rnnkit.training.distributed import gather_shares, share
 from rnnkit.training.metrics import accuracy, chunk_f1, classification_report
 
 
@@ -51,7 +51,7 @@ def evaluate(model, ids: torch.Tensor, streams: int = 1, window: int | None = No
                 total, count = _add(model, x_tail, y_tail, None, device, total, count)[:2]
         else:
             total, count = stream_sums(model, ids, streams, chunk_len)
-    return _metrics(total, count)
+    return metrics_of(total, count)
 
 
 @torch.no_grad()
@@ -90,7 +90,7 @@ def _stream_chunks(ids, streams: int, L: int, chunk_len: int, rows: np.ndarray):
         yield w[:, :-1], w[:, 1:]
 
 
-def _metrics(total: float, count: int) -> dict:
+def metrics_of(total: float, count: int) -> dict:
     """loss (nats/token), bpc, perplexity and tokens from a summed loss over ``count`` predictions."""
     loss = total / count
     return {"loss": loss, "bpc": loss / math.log(2), "perplexity": math.exp(loss), "tokens": count}
@@ -131,51 +131,7 @@ def evaluate_dynamic(model, ids: torch.Tensor, lr: float, segment_len: int = 50)
             (loss / logits.shape[1]).backward()
             optimizer.step()
             state = tuple(s.detach() for s in state)  # truncate BPTT at the segment boundary
-    return _metrics(total, x.shape[1])
-
-
-def validate(model, data, split: str = "val", streams: int = 1, group=None) -> dict:
-    """The metrics of ``model`` on a split of ``data`` ({} if the split is empty):
-    loss and bpc for a language model (TextData), loss, accuracy and F1 for a
-    classifier or tagger (LabelledData), loss, perplexity and the greedy
-    outputs' error rates for sequence to sequence (PairData) and CTC
-    (SpeechData; see :mod:`rnnkit.training.decode`). With a ``group``, the
-    ranks share the work and every rank returns the same metrics."""
-    if data.config.task in ("seq2seq", "ctc"):
-        if not len(getattr(data, split)):
-            return {}
-        seq2seq = data.config.task == "seq2seq"
-        decoded = (score_pairs if seq2seq else score_speech)(model, data, split, group=group)  # greedy, best path
-        kept = ("token_error_rate", "sequence_error_rate") + (("bleu",) if seq2seq else ())
-        return {**evaluate_pairs(model, data.eval_batches(split), endings=seq2seq, group=group),
-                **{k: decoded[k] for k in kept}}
-    ids = getattr(data, split)
-    if not hasattr(data, "labels"):
-        if len(ids) < 2:
-            return {}
-        if group is None:
-            metrics = evaluate(model, ids, streams=streams)
-        else:  # each rank its streams (rnnkit.training.distributed), the sums reduced
-            with evaluating(model):
-                total, count = all_sum(*stream_sums(model, ids, streams, rank=group.rank, world=group.world))
-            metrics = _metrics(total, int(count))
-        return {k: metrics[k] for k in ("loss", "bpc", "perplexity")}
-    if len(ids) == 0:
-        return {}
-    if data.config.task == "lm":  # texts, each with its condition
-        metrics = evaluate_texts(model, data.eval_batches(split), group)
-        return {k: metrics[k] for k in ("loss", "bpc", "perplexity")}
-    metrics = evaluate_labelled(model, data.eval_batches(split), data.labels, group=group)
-    return {k: metrics[k] for k in ("loss", "accuracy", "f1") if k in metrics}
-
-
-def criterion(metrics: dict) -> float:
-    """What makes a checkpoint the best (lower is better): the decoded
-    outputs' token error rate where the task decodes (seq2seq, CTC), since
-    their loss can rise as they grow confident while their outputs still
-    improve (CMUdict: val loss up 8 % over the last 3,300 steps of an hour,
-    test WER down from 23.9 % to 22.6 %); the loss otherwise."""
-    return metrics.get("token_error_rate", metrics["loss"])
+    return metrics_of(total, x.shape[1])
 
 
 def _add(model, x, y, state, device, total, count):
@@ -199,7 +155,7 @@ def evaluate_texts(model, batches, group=None) -> dict:
             n = int((batch[1] - 1).sum())  # each text of length n predicts n - 1 tokens
             sums.append((loss.item() * n, n))
     sums = gather_shares(sums, group)
-    return _metrics(sum(t for t, _ in sums), sum(n for _, n in sums))
+    return metrics_of(sum(t for t, _ in sums), sum(n for _, n in sums))
 
 
 @torch.no_grad()

@@ -66,8 +66,9 @@ class RangeTest:
                 "suggestion": self.suggestion}
 
 
-def range_test(model, data, config: TrainConfig, start_lr: float, end_lr: float, steps: int) -> RangeTest:
-    """The test on ``model`` and ``data`` with ``config``'s optimizer and other settings."""
+def range_test(model, data, config: TrainConfig, start_lr: float, end_lr: float, steps: int, *, task) -> RangeTest:
+    """The test on ``model`` and ``data`` of ``task`` (:class:`rnnkit.tasks.Task`) with ``config``'s
+    optimizer and other settings."""
     config = dataclasses.replace(
         config, lr=start_lr, lr_schedule="constant", warmup_steps=0, max_steps=steps + 1, max_epochs=None,
         time_limit=None, eval_every=steps + 2, log_every=1, save_every=None, patience=None, diagnostics=None,
@@ -97,7 +98,8 @@ def range_test(model, data, config: TrainConfig, start_lr: float, end_lr: float,
             trainer.request_stop()
 
     with tempfile.TemporaryDirectory() as folder:
-        trainer = Trainer(model, data, config, out=Path(folder) / "range-test", callbacks=[after_step], quiet=True)
+        trainer = Trainer(model, data, config, out=Path(folder) / "range-test", callbacks=[after_step], quiet=True,
+                          task=task)
         trainer.fit()
     if test.stopped == "end" and len(test.losses) < steps:  # Ctrl-C
         test.stopped = "interrupted"

@@ -43,9 +43,9 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from rnnkit.config import CHAR_FEATURES_NEED_WORDS, DataConfig, ModelConfig, TrainConfig, from_dict, to_dict
+from rnnkit.config import DataConfig, ModelConfig, TrainConfig, from_dict, to_dict
 from rnnkit.data.tokenizers import tokenizer_from_dict
-from rnnkit.errors import CheckpointError, ConfigError, DataError
+from rnnkit.errors import CheckpointError, DataError
 from rnnkit.layers import use_engines
 from rnnkit.version import __version__
 
@@ -184,7 +184,7 @@ def read_config(run_dir: str | Path) -> dict:
         doc["data"] = from_dict(DataConfig, doc["data"], f"{path} data")
         doc["train"] = from_dict(TrainConfig, doc["train"], f"{path} train")
         doc["tokenizer"] = tokenizer_from_dict(doc["tokenizer"])
-        if doc["data"].task in ("seq2seq", "ctc"):
+        if "target_tokenizer" in doc:  # a seq2seq or ctc run's outputs
             doc["target_tokenizer"] = tokenizer_from_dict(doc["target_tokenizer"])
         engines = doc.setdefault("engines", {})  # runs before 2026-12 did not record them
         if not isinstance(engines, dict) or not set(engines.values()) <= {"fused", "explicit"}:
@@ -287,59 +287,18 @@ def check_tensors(path: Path, given: dict[str, torch.Tensor], expected: dict[str
                                   f"again")
 
 
-def build_model(task: str, tokenizer, model: ModelConfig, labels: list[str] | None = None,
-                target_tokenizer=None):
-    """The model of ``task`` (lm, classify, tag, seq2seq, ctc) with these settings, sized
-    by its ``tokenizer`` (its vocabulary, a series' or audio's features, an alphabet of
-    spellings) and a seq2seq or ctc model's ``target_tokenizer``."""
-    from rnnkit.models import CTCRecognizer, LanguageModel, Seq2Seq, SequenceClassifier, SequenceTagger
-
-    if model.char_features and task in ("lm", "seq2seq", "ctc"):
-        raise ConfigError(CHAR_FEATURES_NEED_WORDS)
-    vocab_size = tokenizer.vocab_size
-    if task == "seq2seq":
-        return Seq2Seq(vocab_size, target_tokenizer.vocab_size, **to_dict(model))
-    if task == "ctc":  # the transcripts' characters and CTC's blank
-        return CTCRecognizer(tokenizer.num_features, target_tokenizer.vocab_size + 1, **to_dict(model))
-    if task == "lm":
-        return LanguageModel(vocab_size, len(labels or ()), **to_dict(model))
-    if not labels:
-        raise CheckpointError(f"a {task} run needs its label names in config.json; restore it or train again")
-    cls = SequenceClassifier if task == "classify" else SequenceTagger
-    return cls(vocab_size, len(labels), getattr(tokenizer, "num_features", None),
-               getattr(tokenizer, "alphabet_size", 0), **to_dict(model))
-
-
-def read_data(config: DataConfig, doc: dict | None = None, spell: bool = False):
-    """The data of ``config``'s task (TextData, PairData, SpeechData or LabelledData);
-    with a run's config.json ``doc``, read with the run's tokenizers and labels, as
-    it trained; ``spell``: words with their spellings (``char_features``)."""
-    from rnnkit.data import LabelledData, PairData, SpeechData, TextData
-
-    tokenizer = doc["tokenizer"] if doc else None
-    if config.task == "lm" and not config.condition_column:
-        return TextData.from_file(config.path, config, tokenizer)
-    if config.task == "seq2seq":
-        return PairData.from_file(config.path, config, (tokenizer, doc["target_tokenizer"]) if doc else None)
-    if config.task == "ctc":
-        return SpeechData.from_file(config.path, config, *((doc["target_tokenizer"], tokenizer) if doc else ()))
-    return LabelledData.from_file(config.path, config, tokenizer, doc.get("labels") if doc else None, spell=spell)
-
-
-def load_run(run_dir: str | Path, device: str | torch.device = "cpu", which: str = BEST,
-             engine: str | None = None):
-    """(model, tokenizer, config) of a run folder; ``which`` is BEST or LAST.
-    The model comes in evaluation mode (no dropout); ``.train()`` it to train.
-    Its recurrent layers run on the engines the run trained on, or on
-    ``engine`` (auto, fused or explicit) when given."""
+def load_model(run_dir: str | Path, build, device: str | torch.device = "cpu", which: str = BEST,
+               engine: str | None = None):
+    """(model, tokenizer, config) of a run folder, the model made by ``build(config)`` (its
+    task's, :meth:`rnnkit.tasks.Task.build_from`) with the weights of ``which`` (BEST or LAST),
+    in evaluation mode (no dropout; ``.train()`` it to train). Its recurrent layers run on the
+    engines the run trained on, or on ``engine`` (auto, fused or explicit) when given."""
     doc = read_config(run_dir)
     path = Path(run_dir) / which
     tensors, _ = load_tensors(path)
-    tokenizer = doc["tokenizer"]
-    model = build_model(doc["data"].task, tokenizer, doc["model"], doc.get("labels"), doc.get("target_tokenizer"))
+    model = build(doc)
     use_engines(model, engine or doc.get("engines", {}))
-    weights = {k.removeprefix("model."): v for k, v in tensors.items()
-               if which == BEST or k.startswith("model.")}
+    weights = {k.removeprefix("model."): v for k, v in tensors.items() if which == BEST or k.startswith("model.")}
     check_tensors(path, weights, model.state_dict(), "its config.json")
     model.load_state_dict(weights)
     return model.to(device).eval(), doc["tokenizer"], doc

@@ -5,14 +5,14 @@ The loop knows nothing task-specific: the model gives ``loss(batch, state)
 -> (loss, state)``; a state it returns (a language model's) is detached and
 passed back with the next batch of the same epoch (the batches continue each
 other), and reset to zero at each new epoch; classifiers and taggers return
-None. Validation is :func:`rnnkit.training.evaluate.validate`.
+None. What validation measures and which metric picks the best checkpoint
+is the task's (:class:`rnnkit.tasks.Task`), which the Trainer is handed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import itertools
 import json
 import math
 import signal
@@ -31,7 +31,6 @@ from rnnkit.kernels.memory import keep_freed_memory
 from rnnkit.layers import engines_in
 from rnnkit.training import distributed
 from rnnkit.training.board import Board
-from rnnkit.training.evaluate import criterion, validate
 from rnnkit.training.footprint import Footprint, size
 from rnnkit.training.footprint import measure as measure_footprint
 from rnnkit.training.optim import add_l1_subgradient, build_optimizer, learning_rate, teacher_forcing
@@ -97,7 +96,9 @@ def resolve_precision(name: str, device: torch.device) -> str:
 
 
 class Trainer:
-    """Train ``model`` on ``data`` as ``config`` says, writing the run folder ``out``.
+    """Train ``model`` on ``data`` as ``config`` says, writing the run folder ``out``;
+    ``task`` (:class:`rnnkit.tasks.Task`) validates and picks the best checkpoint
+    (``rnnkit.Trainer`` finds it from ``data.config.task`` when not given).
 
     ``fit()`` trains until the budget (``max_steps``, ``max_epochs``,
     ``time_limit``; 5 minutes when none is set) is spent, early stopping
@@ -107,10 +108,11 @@ class Trainer:
     """
 
     def __init__(self, model, data, config: TrainConfig, out: str | Path | None = None,
-                 callbacks=(), quiet: bool = False):
+                 callbacks=(), quiet: bool = False, *, task):
         self.out = Path(out or config.out or default_folder(data.config.path))
         self.cfg = config = dataclasses.replace(config, out=str(self.out))
         self.data = data
+        self.task = task  # validation, the best checkpoint's criterion, samples (rnnkit.tasks.Task)
         self.device = resolve_device(config.device)
         self.model = model.to(self.device)
         self.precision = resolve_precision(config.precision, self.device)
@@ -391,16 +393,16 @@ class Trainer:
     # -- evaluation and checkpoints -------------------------------------------
 
     def _evaluate_and_save(self, bar=None) -> dict:
-        metrics = validate(self.model, self.data, "val", self.cfg.eval_streams, self.group)
+        metrics = self.task.validate(self.model, self.data, "val", self.cfg.eval_streams, self.group)
         result = {"val_" + k: v for k, v in metrics.items()}
         if result:
             self._log({"step": self.step, **result})
-            improved = criterion(metrics) < self.best_val
+            improved = self.task.criterion(metrics) < self.best_val
         else:  # no validation split: the last weights are the best we know
             improved = True
         self._refuse_nonfinite_weights()
         if improved:
-            self.best_val = criterion(metrics) if metrics else math.inf
+            self.best_val = self.task.criterion(metrics) if metrics else math.inf
             self.evals_without_improvement = 0
             if self.writes:
                 with self._writing():
@@ -413,9 +415,12 @@ class Trainer:
             with self._writing():
                 plot_losses(self.rows, self.out / PLOT, title=str(self.out))
         sample = None
-        if self.writes and self.cfg.sample_length and hasattr(self.model, "generate"):
-            sample = self._sample()
-            self._log({"step": self.step, "sample": sample})
+        if self.writes and self.cfg.sample_length:
+            gen = torch.Generator(device=self.device).manual_seed(self.cfg.seed + self.step)
+            sample = self.task.sample_text(self.model, self.data.tokenizer, getattr(self.data, "labels", None),
+                                           self.cfg.sample_length, gen)
+            if sample is not None:
+                self._log({"step": self.step, "sample": sample})
         self._report(result, bar, sample)
         return result
 
@@ -434,22 +439,6 @@ class Trainer:
         if sample is not None:
             write(sample + "\n" + "-" * 40)
 
-    def _sample(self) -> str:
-        tok = self.data.tokenizer
-        prime = tok.encode(tok.default_prime())
-        gen = torch.Generator(device=self.device).manual_seed(self.cfg.seed + self.step)
-        labels = getattr(self.data, "labels", None)  # a conditioned model: one text per label
-        if not labels:
-            return tok.decode(list(self.model.generate(prime, self.cfg.sample_length, temperature=0.8,
-                                                       generator=gen)))
-        end = int(tok.encode("\n")[-1])
-        texts = []
-        for k, label in enumerate(labels[:4]):
-            tokens = self.model.generate(prime, self.cfg.sample_length, temperature=0.8, generator=gen, condition=k)
-            ids = list(itertools.takewhile(lambda t: t != end, tokens))  # a text ends at its newline
-            texts.append(f"[{label}] {tok.decode(ids)}")
-        return "\n".join(texts)
-
     def test(self) -> dict:
         """The best checkpoint's metrics on the test split ({} without one)."""
         if self.group:  # rank 0's last writes land before any rank reads them
@@ -460,7 +449,7 @@ class Trainer:
         current = {k: v.clone() for k, v in self.model.state_dict().items()}
         self.model.load_state_dict(tensors)
         try:  # a text read as one stream; the ranks share the batches of other tasks
-            return validate(self.model, self.data, "test", streams=1, group=self.group)
+            return self.task.validate(self.model, self.data, "test", streams=1, group=self.group)
         finally:
             self.model.load_state_dict(current)
 

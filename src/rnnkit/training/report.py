@@ -1,17 +1,19 @@
 """``rnnkit report RUN``: one self-contained HTML file that shows a run and
 why its recurrent network behaves as it does.
 
-Sections: the run (settings, size, how far it trained); loss, learning-rate
-and gradient-norm curves; samples (language models: those written while
-training, and one from the best checkpoint); gradient flow through
-time and the products of step Jacobians, for the run's model and for the same
-architecture at initialisation with each of the RNN, LSTM and GRU cells;
-spectral radius and saturated gates, now and over training (runs trained with
-``--diagnostics``); for a language model, units drawn over a text with those
-that track quotes, line position or brackets found for you, and the
-surprisal of each character; for seq2seq and CTC, attention maps or CTC
-posteriorgrams. Figures are PNGs inside the file; a few lines of script
-recolour the text when another unit is chosen. No network, no external file.
+Sections every run has: the run (settings, size, how far it trained); loss,
+learning-rate and gradient-norm curves; samples (those written while
+training, and one from the best checkpoint where the task writes text);
+gradient flow through time and the products of step Jacobians, for the
+run's model and for the same architecture at initialisation with each of
+the RNN, LSTM and GRU cells; spectral radius and saturated gates, now and
+over training (runs trained with ``--diagnostics``). Then the task's own
+(:meth:`rnnkit.tasks.Task.report_sections`): for a language model, units
+drawn over a text (:func:`units_section`) with those that track quotes,
+line position or brackets found for you, and the surprisal of each
+character; for seq2seq and CTC, attention maps or CTC posteriorgrams.
+Figures are PNGs inside the file; a few lines of script recolour the text
+when another unit is chosen. No network, no external file.
 """
 
 from __future__ import annotations
@@ -25,57 +27,47 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rnnkit.data.files import exists, read_text
-from rnnkit.data.tokenfile import as_tensor
+from rnnkit.data.files import exists
 from rnnkit.diagnostics import diagnostic_batch, find_units, has_cells, measure, text_features
 from rnnkit.diagnostics import read_text as read_with_model
-from rnnkit.errors import ConfigError, DataError
-from rnnkit.training.plots import gradient_flow_figure, over_training_figure, plot_alignment, png, training_figure
-from rnnkit.training.runs import build_model, load_run, read_data, read_metrics, write_output
+from rnnkit.errors import ConfigError
+from rnnkit.training.plots import gradient_flow_figure, over_training_figure, png, training_figure
+from rnnkit.training.runs import read_metrics, write_output
 
 COMPARED_CELLS = ("rnn", "lstm", "gru")
 UNITS_SHOWN = 8  # units of each layer offered besides the ones found
 SAMPLE_LENGTH = 300
 
 
-def run_report(run: str, out: str | None, text: str | None, chars: int, device: torch.device) -> int:
+def write_report(run: str, out: str | None, task, model, doc: dict, text: str | None, chars: int,
+                 device: torch.device) -> int:
+    """Write the report of the run folder ``run`` (its best ``model`` and config.json ``doc``, of
+    ``task``, a :class:`rnnkit.tasks.Task`) to ``out`` (default RUN/report.html)."""
     if chars < 2:
         raise ConfigError(f"--chars must be >= 2; got {chars}")
-    model, tokenizer, doc = load_run(run, device)
-    task = doc["data"].task
-    if text and task != "lm":
-        raise ConfigError(f"--text is read by a language model; {run} is a {task} run: drop --text")
     rows = read_metrics(run)
-    data, missing = _data_of(doc)
+    data, missing = _data_of(task, doc)
     sections = [("Run", _summary(run, model, doc, rows)),
-                ("Training", _figure(training_figure(rows)) if rows else _note("metrics.jsonl is empty or gone."))]
+                ("Training", figure_html(training_figure(rows)) if rows else
+                 note_html("metrics.jsonl is empty or gone."))]
     samples = [(f"step {r['step']:,}", r["sample"]) for r in rows if "sample" in r][-3:]
-    if task == "lm" and not doc["data"].condition_column:
-        prime = tokenizer.encode(tokenizer.default_prime())
-        generator = torch.Generator(device=device).manual_seed(0)
-        samples.append(("the best checkpoint, now (temperature 0.8)",
-                        tokenizer.decode(list(model.generate(prime, SAMPLE_LENGTH, 0.8, generator=generator)))))
+    now = task.sample_text(model, doc["tokenizer"], doc.get("labels"), SAMPLE_LENGTH,
+                           torch.Generator(device=device).manual_seed(0))
+    if now is not None:
+        samples.append(("the best checkpoint, now (temperature 0.8)", now))
     if samples:
         sections.append(("Samples", "".join(f"<h3>{html.escape(when)}</h3><pre>{html.escape(text)}</pre>"
                                             for when, text in samples)))
     if not has_cells(model):
-        sections.append(("Gradient flow", _note("This model has no recurrent cells (a tdnn encoder).")))
+        sections.append(("Gradient flow", note_html("This model has no recurrent cells (a tdnn encoder).")))
     elif data is None:
-        sections.append(("Gradient flow", _note(missing)))
+        sections.append(("Gradient flow", note_html(missing)))
     else:
         batch = tuple(t.to(device) for t in diagnostic_batch(data))
         now = measure(model, batch)
-        sections.append(("Gradient flow through time", _gradient_flow(now, doc, tokenizer, batch)))
+        sections.append(("Gradient flow through time", _gradient_flow(now, task, doc, batch)))
         sections.append(("Spectral radius and saturation", _recurrence(now, rows)))
-        if task in ("seq2seq", "ctc"):
-            sections.append(("Attention" if task == "seq2seq" else "CTC posteriorgrams",
-                             _alignments(model, doc, data)))
-    if task == "lm" and not doc["data"].condition_column:
-        if text or data is not None:
-            ids = _text_ids(tokenizer, text, data, chars)
-            sections.append(("Units over the text, and surprisal", _units(model, tokenizer, ids)))
-        else:
-            sections.append(("Units over the text, and surprisal", _note(missing + " Or pass --text FILE.")))
+    sections += task.report_sections(model, doc, data, text, chars, missing)
     target = Path(out or Path(run) / "report.html")
     page = _page(f"rnnkit report: {run}", sections)
     write_output(target, page.encode())
@@ -86,24 +78,13 @@ def run_report(run: str, out: str | None, text: str | None, chars: int, device: 
 # -- the run's data ---------------------------------------------------------------------------------
 
 
-def _data_of(doc: dict):
+def _data_of(task, doc: dict):
     """The run's data, read as it trained on it; (None, why) when its files are gone."""
     cfg = doc["data"]
     gone = [p for p in (cfg.path, cfg.val_path) if p and not exists(p)]
     if gone:
         return None, f"The run's data {gone[0]} is gone, so nothing here is measured on it."
-    return read_data(cfg, doc), ""
-
-
-def _text_ids(tokenizer, path: str | None, data, chars: int) -> torch.Tensor:
-    if path:
-        ids = torch.from_numpy(tokenizer.encode(read_text(path, tokenizer.kind), what=path))
-    else:
-        ids = data.val if len(data.val) >= 2 else data.train
-        ids = as_tensor(ids[:chars])
-    if len(ids) < 2:
-        raise DataError(f"{path or 'the validation split'} has fewer than 2 tokens to read")
-    return ids[:chars].long()
+    return task.read_data(cfg, doc), ""
 
 
 # -- sections -----------------------------------------------------------------------------------------
@@ -113,9 +94,9 @@ def _summary(run: str, model, doc: dict, rows: list[dict]) -> str:
     m, d = doc["model"], doc["data"]
     timed = [r for r in rows if "elapsed" in r]
     vals = [r for r in rows if "val_loss" in r]
-    layers = "TDNN" if d.task != "lm" and m.encoder == "tdnn" else m.cell.upper()
+    layers = "TDNN" if m.encoder == "tdnn" else m.cell.upper()  # a language model's encoder is rnn
     facts = {"task": d.task, "data": d.path,
-             "model": f"{m.num_layers} x {m.hidden_size} {layers}" + (" encoder" if d.task != "lm" else ""),
+             "model": f"{m.num_layers} x {m.hidden_size} {layers}" + (" encoder" if hasattr(model, "encoder") else ""),
              "parameters": f"{sum(p.numel() for p in model.parameters()):,}",
              "trained": f"{max(r['step'] for r in rows):,} steps, {timed[-1]['elapsed']:.0f} s" if timed else "-",
              "best validation loss": f"{min(r['val_loss'] for r in vals):.4f}" if vals else "-"}
@@ -125,23 +106,23 @@ def _summary(run: str, model, doc: dict, rows: list[dict]) -> str:
             f"<pre>{html.escape(json.dumps(config, indent=1))}</pre></details>")
 
 
-def _gradient_flow(now: dict, doc: dict, tokenizer, batch) -> str:
+def _gradient_flow(now: dict, task, doc: dict, batch) -> str:
     compared = {"gradient_flow": {}, "jacobian_norms": {}}
     for cell in COMPARED_CELLS:
         torch.manual_seed(0)
-        fresh = build_model(doc["data"].task, tokenizer, dataclasses.replace(doc["model"], cell=cell),
-                            doc.get("labels"), doc.get("target_tokenizer")).to(batch[0].device)
+        fresh = task.build_model(dataclasses.replace(doc["model"], cell=cell), doc["tokenizer"],
+                                 doc.get("labels"), doc.get("target_tokenizer")).to(batch[0].device)
         at_init = measure(fresh, batch)
         for kind in compared:
             compared[kind][cell.upper()] = list(at_init[kind].values())[-1]  # the top layer (seq2seq: decoder)
     return (f"<p>The gradient of the loss reaching each step's hidden state, ||dL/dh_k||, on {len(batch[0])} "
             "sequences of the validation split, and the largest singular value of the product of step Jacobians "
             "∂h_n/∂h_k over the first of them: how much of step n's state still depends on step k.</p>"
-            + _figure(gradient_flow_figure(now, "this run (best checkpoint)"))
+            + figure_html(gradient_flow_figure(now, "this run (best checkpoint)"))
             + "<p>The same architecture at initialisation, its top layer with each cell, on the same batch: "
               "the vanilla RNN's product of Jacobians decays geometrically, the LSTM's cell state and the GRU's "
               "update gate carry it further.</p>"
-            + _figure(gradient_flow_figure(compared, "at initialisation")))
+            + figure_html(gradient_flow_figure(compared, "at initialisation")))
 
 
 def _recurrence(now: dict, rows: list[dict]) -> str:
@@ -157,38 +138,12 @@ def _recurrence(now: dict, rows: list[dict]) -> str:
     over = over_training_figure(rows)
     return ("<p>ρ of each gate's block of W_hh (above 1: the linear recursion grows), and the share of gate values "
             "below 0.1 or above 0.9 (tanh: below -0.9 or above 0.9) on the validation batch.</p>" + table
-            + (_figure(over) if over is not None else
-               _note("Train with --diagnostics N to see these over training.")))
+            + (figure_html(over) if over is not None else
+               note_html("Train with --diagnostics N to see these over training.")))
 
 
-def _alignments(model, doc: dict, data, count: int = 3) -> str:
-    from rnnkit.training.decode import decode, transcribe
-
-    part = data.val if len(data.val) else data.train
-    ids = list(part.examples.ids[:count])
-    target = doc["target_tokenizer"]
-    figures = []
-    if doc["data"].task == "seq2seq":
-        if doc["model"].attention == "none":
-            return _note("This run has no attention (--attention none).")
-        source = doc["tokenizer"]
-        for x, (best, *_) in zip(ids, decode(model, ids)):
-            fig = plot_alignment(best.attention.float().numpy(), [target.decode([t]) for t in best.tokens] + ["</s>"],
-                                 [source.decode([int(i)]) for i in x], None,
-                                 title=f"{source.decode(list(map(int, x)))} -> {target.decode(best.tokens)}")
-            figures.append(_figure(fig))
-    else:
-        texts, posteriors = transcribe(model, ids, target, posteriors=True)
-        step_ms = 10 * doc["tokenizer"].frame_stack
-        rows = ["blank"] + [target.decode([k]) for k in range(target.vocab_size)]
-        for text, p, truth in zip(texts, posteriors, part.transcripts):
-            figures.append(_figure(plot_alignment(p.T.numpy(), rows, [f"{t * step_ms}" for t in range(len(p))],
-                                                  None, title=f"{truth!r} heard as {text!r}", row_label="label",
-                                                  column_label=f"time (ms; a step is {step_ms} ms)")))
-    return "".join(figures)
-
-
-def _units(model, tokenizer, ids: torch.Tensor) -> str:
+def units_section(model, tokenizer, ids: torch.Tensor) -> str:
+    """Units over a text and the surprisal of each token: a language model reads ``ids`` (T,)."""
     reading = read_with_model(model, ids)
     pieces = [tokenizer.decode([int(i)]) for i in ids]
     text = "".join(pieces)
@@ -219,11 +174,11 @@ def _units(model, tokenizer, ids: torch.Tensor) -> str:
             "activation (blue -1, red +1).</p>"
             f'<p><select id="colour"><option value="surprisal">surprisal</option>{options}</select></p>'
             f'<div id="reading" class="reading"></div>'
-            f'<script type="application/json" id="reading-data">{_json_in_html(data)}</script>'
+            f'<script type="application/json" id="reading-data">{json_in_html(data)}</script>'
             "<h3>Units that track something you can name</h3><p>Pearson's r of each unit's activation with a "
             "feature of the text, the best three of any layer for each.</p>"
             + (f"<table><tr><th>feature</th><th>layer</th><th>unit</th><th>r</th></tr>{found_rows}</table>"
-               if found else _note("Nothing to look for: the text has no quotes, brackets or line breaks, or its "
+               if found else note_html("Nothing to look for: the text has no quotes, brackets or line breaks, or its "
                                    "tokens are not single characters."))
             + f"<h3>The most surprising tokens</h3><table><tr><th>bits</th><th>in context</th></tr>{table}</table>")
 
@@ -231,16 +186,18 @@ def _units(model, tokenizer, ids: torch.Tensor) -> str:
 # -- the page -------------------------------------------------------------------------------------------
 
 
-def _figure(fig) -> str:
+def figure_html(fig) -> str:
+    """A matplotlib figure as a PNG inside the page."""
     data = base64.b64encode(png(fig)).decode()
     return f'<figure><img alt="figure" src="data:image/png;base64,{data}"></figure>'
 
 
-def _note(text: str) -> str:
+def note_html(text: str) -> str:
+    """A remark in place of a section that has nothing to show."""
     return f'<p class="note">{html.escape(text)}</p>'
 
 
-def _json_in_html(value) -> str:
+def json_in_html(value) -> str:
     """JSON that a script element holds safely (no "</" to end it early)."""
     return json.dumps(value).replace("</", "<\\/")
 

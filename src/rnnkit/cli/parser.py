@@ -1,0 +1,156 @@
+"""The parser of ``rnnkit``'s command line: a subcommand each, flags of
+``train`` and ``lr-find`` generated from the config dataclasses
+(``--kebab-case`` of each field)."""
+
+from __future__ import annotations
+
+import argparse
+
+from rnnkit.cli.options import add_config_flags
+from rnnkit.config import DataConfig, ModelConfig, SampleConfig, TrainConfig
+from rnnkit.errors import ConfigError
+from rnnkit.experiments import EXPERIMENTS
+from rnnkit.kernels import ENGINES
+from rnnkit.tasks import TASKS
+
+TASK_HELP = {"task": ", ".join(task.summary for task in TASKS.values())}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not usage + message
+        raise ConfigError(f"{self.prog}: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="rnnkit", description="Recurrent neural networks on PyTorch.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    train = sub.add_parser("train", help="train a language model (text), classifier (CSV/TSV of text and "
+                                         "label) or tagger (CoNLL columns)")
+    train.add_argument("path", nargs="?", help="training file (optional with --resume)")
+    train.add_argument("--config", help="JSON file of settings (flags override it)")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    train.add_argument("--dry-run", action="store_true", help="print parameters, tokens a step and the memory the "
+                       "run needs (measured on its heaviest batch) against what is available, then stop: nothing is "
+                       "trained or written")
+    for cls in (ModelConfig, DataConfig, TrainConfig):
+        add_config_flags(train, cls, skip=("path",), helps=TASK_HELP)
+
+    lr_find = sub.add_parser("lr-find", help="the learning-rate range test (Smith 2017): the loss against an "
+                                             "exponentially rising learning rate, plotted, with a suggested rate")
+    lr_find.add_argument("path", help="training file")
+    lr_find.add_argument("--config", help="JSON file of settings (flags override it)")
+    lr_find.add_argument("--start-lr", type=float, default=1e-6, help="the first step's rate (default 1e-6)")
+    lr_find.add_argument("--end-lr", type=float, default=1.0, help="the last step's rate (default 1)")
+    lr_find.add_argument("--steps", type=int, default=300, help="steps from one to the other (default 300)")
+    for cls in (ModelConfig, DataConfig, TrainConfig):
+        add_config_flags(lr_find, cls, skip=("path",), helps=TASK_HELP)
+
+    sample = sub.add_parser("sample", help="generate text from a trained run")
+    sample.add_argument("run", help="run folder")
+    sample.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
+    add_config_flags(sample, SampleConfig)
+
+    predict = sub.add_parser("predict", help="labels (classify) or tags (tag) for a file, written in its format")
+    predict.add_argument("run", help="run folder")
+    predict.add_argument("input", help="CSV/TSV of texts (classify) or CoNLL file of words (tag)")
+    predict.add_argument("--output", help="write here instead of stdout")
+    predict.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
+    predict.add_argument("--engine", choices=ENGINES,
+                         help="recurrent engine (default: the one the run trained on)")
+    _search_flags(predict)
+    predict.add_argument("--n-best", type=int, default=None,
+                         help="seq2seq: write the n best outputs of each source, with their log-probabilities")
+    predict.add_argument("--attention-plot", metavar="PNG",
+                         help="seq2seq: draw the first source's attention over its output as a heat map")
+    predict.add_argument("--posteriorgram", metavar="PNG",
+                         help="ctc: draw the first utterance's label probabilities over time")
+
+    ev = sub.add_parser("eval", help="loss, bits/char and perplexity of a run")
+    ev.add_argument("run", help="run folder")
+    ev.add_argument("path", nargs="?", help="text to evaluate (default: the run's validation split)")
+    ev.add_argument("--split", choices=("train", "val", "test"),
+                    help="the split of the run's corpus to score, without PATH (default: val)")
+    ev.add_argument("--window", type=int, default=None,
+                    help="score independent windows of this many tokens from a zero state "
+                         "(default: the whole text as one stream, state carried)")
+    ev.add_argument("--dynamic", type=float, default=None, metavar="LR",
+                    help="dynamic evaluation: after scoring each segment of the stream, take an SGD "
+                         "step of this size on it (the run's weights are not changed)")
+    ev.add_argument("--segment", type=int, default=None,
+                    help="tokens per segment of --dynamic (default 50)")
+    ev.add_argument("--json", action="store_true", help="print one JSON object")
+    ev.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    ev.add_argument("--engine", choices=ENGINES,
+                    help="recurrent engine (default: the one the run trained on)")
+    _search_flags(ev)
+
+    report = sub.add_parser("report", help="one self-contained HTML file that shows a run: curves, samples, "
+                                           "gradient flow, spectral radius, saturation, units over text, "
+                                           "attention or CTC posteriorgrams")
+    report.add_argument("run", help="run folder")
+    report.add_argument("--out", help="the HTML file to write (default RUN/report.html)")
+    report.add_argument("--text", help="lm: a text to draw units and surprisal over (default: the start of the "
+                                       "run's validation split)")
+    report.add_argument("--chars", type=int, default=2000, help="lm: tokens of that text to read (default 2000)")
+    report.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
+
+    experiment = sub.add_parser("experiment", help="a lecture's claim as an experiment: prints a table, draws "
+                                                   "a plot (linear: h_t = W h_(t-1) and its spectral radius; "
+                                                   "symmetry: identical units stay identical; clipping: on and off "
+                                                   "where gradients explode; vanishing: RNN, LSTM and GRU on the "
+                                                   "adding problem; optimizers: SGD to Adam, each at its swept "
+                                                   "rate; regularisation: dropout, L2, L1, early stopping; "
+                                                   "echo-state: reservoirs against an LSTM on EEG)")
+    experiment.add_argument("name", choices=tuple(EXPERIMENTS))
+    experiment.add_argument("--out", default="runs/experiments", help="folder for NAME.png (default runs/experiments)")
+    experiment.add_argument("--data", help="echo-state: the Bonn EEG recordings (bonn_eeg_dataset.zip)")
+    experiment.add_argument("--quick", action="store_true", help="the tests' small configuration")
+
+    digits = sub.add_parser("digits", help="spoken digit strings for --task ctc, joined from the Free Spoken "
+                                           "Digit Dataset's recordings: wav files and manifests")
+    digits.add_argument("recordings", help="FSDD's recordings folder ({digit}_{speaker}_{take}.wav)")
+    digits.add_argument("out", help="folder for the utterances and train.tsv, test.tsv, speaker.tsv")
+    digits.add_argument("--seed", type=int, default=0, help="(default 0)")
+    digits.add_argument("--num-train", type=int, default=3000, help="training utterances (default 3000)")
+    digits.add_argument("--num-test", type=int, default=500, help="test (and held-out speaker) utterances "
+                                                                  "(default 500)")
+    digits.add_argument("--held-out-speaker", default="theo",
+                        help="a speaker kept out of train and test, for speaker.tsv (default theo; none: no one)")
+
+    demo = sub.add_parser("demo", help="train on the Python standard library's source for ~2 minutes")
+    demo.add_argument("--time-limit", type=float, default=120.0, help="seconds of training (default 120)")
+    demo.add_argument("--out", default=None, help="run folder (default runs/demo-<time>)")
+    bench = sub.add_parser("bench", help="training and generation speed against plain torch.nn and the "
+                                         "machine's GEMM peak, and peak memory")
+    bench.add_argument("--cells", default="lstm,gru,rnn", help="comma-separated (default lstm,gru,rnn)")
+    bench.add_argument("--hidden-sizes", default="256,512,1024", help="comma-separated (default 256,512,1024)")
+    bench.add_argument("--engines", default="fused,explicit", help="comma-separated (default fused,explicit)")
+    bench.add_argument("--precisions", default="auto",
+                       help="comma-separated fp32,bf16 (default auto: fp32, and bf16 where the CPU has it)")
+    for name, kind, default in (("num-layers", int, 2), ("embedding-dim", int, 64), ("vocab-size", int, 65),
+                                ("batch-size", int, 64), ("seq-len", int, 100), ("seconds", float, 3.0),
+                                ("generate-chars", int, 500)):
+        bench.add_argument("--" + name, type=kind, default=default, help=f"(default {default})")
+    bench.add_argument("--rounds", type=int, default=2,
+                       help="times each training loop runs, the loops of a model taking turns; "
+                            "the best counts (default 2)")
+    bench.add_argument("--no-memory", action="store_true", help="skip the peak-RSS processes")
+    bench.add_argument("--json", metavar="FILE", help="also write every figure to FILE as JSON")
+    return parser
+
+
+def _search_flags(parser) -> None:
+    parser.add_argument("--beam-size", type=int, default=None,
+                        help="seq2seq and ctc: hypotheses kept per source (default 1: greedy decoding, "
+                             "best path)")
+    parser.add_argument("--length-penalty", type=float, default=None,
+                        help="seq2seq beam search: rank finished outputs by log-probability / length^A "
+                             "(default 1; 0 ranks by probability alone)")
+    parser.add_argument("--max-length", type=int, default=None,
+                        help="seq2seq: the longest output in tokens (default 2 x the source's length + 10)")
+    parser.add_argument("--lm", metavar="RUN", help="ctc: fuse this character language model's run into the "
+                                                    "prefix beam search (shallow fusion)")
+    parser.add_argument("--lm-weight", type=float, default=None, help="ctc: the weight of --lm (default 0.5)")
+    parser.add_argument("--insertion-bonus", type=float, default=None,
+                        help="ctc: added to a hypothesis's score for each character (default 0)")

@@ -1,0 +1,66 @@
+"""The tasks, one module each behind one contract (:class:`Task`), and their
+registry: ``named("classify")`` is the task a run's ``--task`` names.
+
+Adding a task is one module here (a :class:`Task` subclass), its tests and
+one line in ``TASKS``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+
+from rnnkit.config import DataConfig
+from rnnkit.errors import ConfigError
+from rnnkit.tasks.base import Task
+from rnnkit.tasks.classify import ClassifyTask
+from rnnkit.tasks.ctc import CTCTask
+from rnnkit.tasks.lm import LanguageModelTask
+from rnnkit.tasks.seq2seq import Seq2SeqTask
+from rnnkit.tasks.tag import TagTask
+from rnnkit.training import trainer
+from rnnkit.training.runs import BEST, load_model
+
+TASKS: dict[str, Task] = {task.name: task for task in (
+    LanguageModelTask(),
+    ClassifyTask(),
+    TagTask(),
+    Seq2SeqTask(),
+    CTCTask(),
+)}
+
+
+def named(name: str) -> Task:
+    """The task called ``name`` (a ``--task`` value)."""
+    if name not in TASKS:
+        raise ConfigError(f"task must be one of {', '.join(TASKS)}; got {name!r}")
+    return TASKS[name]
+
+
+def read_data(path: str | Path, config: DataConfig | None = None, spell: bool = False):
+    """The data of ``config.task`` read from ``path`` as `rnnkit train` reads it: a
+    :class:`rnnkit.data.TextData` (lm), :class:`~rnnkit.data.LabelledData` (classify, tag, a
+    conditioned lm), :class:`~rnnkit.data.PairData` (seq2seq) or :class:`~rnnkit.data.SpeechData` (ctc)."""
+    config = dataclasses.replace(config or DataConfig(), path=str(path))
+    return named(config.task).read_data(config, spell=spell)
+
+
+def load_run(run_dir: str | Path, device: str | torch.device = "cpu", which: str = BEST,
+             engine: str | None = None):
+    """(model, tokenizer, config) of a run folder, its model built by the run's task
+    (:func:`rnnkit.training.runs.load_model`): the best weights, or with ``which`` LAST
+    the last; in evaluation mode, on the engines the run trained on unless ``engine``."""
+    return load_model(run_dir, lambda doc: named(doc["data"].task).build_from(doc), device, which, engine)
+
+
+class Trainer(trainer.Trainer):
+    """:class:`rnnkit.training.Trainer`, its ``task`` by default the one ``data.config.task`` names."""
+
+    def __init__(self, model, data, config, out=None, callbacks=(), quiet: bool = False, task: Task | None = None):
+        super().__init__(model, data, config, out, callbacks, quiet, task=task or named(data.config.task))
+
+
+__all__ = ["TASKS", "CTCTask", "ClassifyTask", "LanguageModelTask", "Seq2SeqTask", "TagTask", "Task", "Trainer",
+           "load_run", "named", "read_data"]

@@ -1,0 +1,212 @@
+"""Connectionist temporal classification (``--task ctc``): labels that are
+ordered but not aligned, a transcript for audio (Graves et al. 2006), from
+manifests of wav files and transcripts; ``rnnkit digits`` makes spoken
+digit strings from the Free Spoken Digit Dataset.
+
+Validation gives the loss and the best-path transcripts' label and
+whole-transcript error rates; the best checkpoint is the one with the
+lowest label error rate. ``rnnkit eval`` and ``rnnkit predict`` decode by
+best path or prefix beam search, fused with a character language model's
+run (:class:`rnnkit.models.ctc_search.Fusion`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from rnnkit.config import CHAR_FEATURES_NEED_WORDS, to_dict
+from rnnkit.data.audio import build_digit_strings, read_manifest
+from rnnkit.data.speech import SpeechData
+from rnnkit.errors import ConfigError, DataError
+from rnnkit.models import CTCRecognizer
+from rnnkit.models.ctc import LanguageModelScorer
+from rnnkit.models.ctc_search import Fusion
+from rnnkit.tasks.base import Task
+from rnnkit.tasks.labelled import ENCODER_RULES
+from rnnkit.tasks.lm import LanguageModelTask
+from rnnkit.training.decode import evaluate_pairs, score, score_speech, transcribe
+from rnnkit.training.plots import plot_alignment
+from rnnkit.training.report import figure_html
+from rnnkit.training.runs import load_model, read_config
+
+CTC = "--task ctc"
+
+
+class CTCTask(Task):
+    name = "ctc"
+    summary = "ctc (a transcript for audio, unaligned)"
+    rules = {
+        **ENCODER_RULES,
+        "sample_rate": (lambda c: True, CTC),
+        "mel_bands": (lambda c: True, CTC),
+        "frame_stack": (lambda c: True, CTC),
+        "long_transcripts": (lambda c: True, CTC),
+    }
+    eval_options = frozenset({"beam_size", "lm", "lm_weight", "insertion_bonus"})
+    predict_options = eval_options | {"posteriorgram"}
+
+    def token_kinds(self, choice) -> set[str]:
+        return {"none"}  # audio, read as vectors
+
+    def decide(self, data_cfg):
+        return data_cfg, []  # the sample rate is the first file's (rnnkit.data.SpeechData)
+
+    # -- data and model --------------------------------------------------------------------------
+
+    def read_data(self, config, run=None, spell=False):
+        if spell:
+            raise ConfigError(CHAR_FEATURES_NEED_WORDS)
+        return SpeechData.from_file(config.path, config, *((run["target_tokenizer"], run["tokenizer"]) if run else ()))
+
+    def build_model(self, model_cfg, tokenizer, labels=None, target_tokenizer=None):
+        if model_cfg.char_features:
+            raise ConfigError(CHAR_FEATURES_NEED_WORDS)
+        # the transcripts' characters and CTC's blank
+        return CTCRecognizer(tokenizer.num_features, target_tokenizer.vocab_size + 1, **to_dict(model_cfg))
+
+    def unit_of(self, data) -> str:
+        return "utterances"
+
+    def describe(self, data) -> str:
+        skipped = sum(getattr(data, split).skipped for split in ("train", "val", "test"))
+        return (f"{data.tokenizer.num_features} features a step -> {data.target_tokenizer.vocab_size} characters"
+                + (f", {skipped} utterances skipped: transcript too long for the audio" if skipped else ""))
+
+    # -- training --------------------------------------------------------------------------------
+
+    def validate(self, model, data, split="val", streams=1, group=None) -> dict:
+        if not len(getattr(data, split)):
+            return {}
+        decoded = score_speech(model, data, split, group=group)  # best path
+        return {**evaluate_pairs(model, data.eval_batches(split), endings=False, group=group),
+                **{k: decoded[k] for k in ("token_error_rate", "sequence_error_rate")}}
+
+    def criterion(self, metrics: dict) -> float:
+        """The transcripts' label error rate (as for seq2seq, the loss can rise while they improve)."""
+        return metrics["token_error_rate"]
+
+    def next_step(self, out) -> str:
+        return f"score the decoded outputs with: rnnkit eval {out}"
+
+    # -- commands --------------------------------------------------------------------------------
+
+    def decoding(self, request) -> Fusion:
+        if request.lm is None and (request.lm_weight is not None or request.insertion_bonus is not None):
+            raise ConfigError("--lm-weight and --insertion-bonus shape the fusion with a language model: "
+                              "add --lm RUN or drop them")
+        return Fusion(request.beam_size or 1, request.lm, 0.5 if request.lm_weight is None else request.lm_weight,
+                      request.insertion_bonus or 0.0).check()
+
+    @staticmethod
+    def _scorer(fusion: Fusion, target_tokenizer, device):
+        """The language model of ``fusion.lm`` (a run folder) over the transcripts' characters, or None."""
+        if not fusion.lm:
+            return None
+        lm_task = LanguageModelTask()
+        task = read_config(fusion.lm)["data"].task
+        if task != lm_task.name:
+            raise ConfigError(f"--lm {fusion.lm} is a {task} run; give a language model's run folder")
+        lm, lm_tokenizer, _ = load_model(fusion.lm, lm_task.build_from, device)
+        return LanguageModelScorer(lm, lm_tokenizer, target_tokenizer)
+
+    def evaluate(self, run, model, doc, request) -> int:
+        """Loss, label (digit, character) error rate and whole-transcript accuracy on a split or a manifest."""
+        fusion, path, split, as_json = self.decoding(request), request.path, request.split or "val", request.json
+        data_cfg = doc["data"]
+        features, target = doc["tokenizer"], doc["target_tokenizer"]
+        if path:
+            whole = dataclasses.replace(data_cfg, val_path=None, test_path=None, val_fraction=0.0, test_fraction=0.0)
+            data, split, source = SpeechData.from_file(path, whole, target, features), "train", path
+        else:
+            data, source = SpeechData.from_file(data_cfg.path, data_cfg, target, features), f"{data_cfg.path} ({split})"
+        part = getattr(data, split)
+        if not len(part):
+            raise DataError(f"{source} holds no utterances to evaluate; give a manifest as PATH")
+        result = evaluate_pairs(model, data.eval_batches(split), endings=False)
+        metrics = score_speech(model, data, split, fusion.beam_size, self._scorer(fusion, target, _device(model)),
+                               fusion.lm_weight, fusion.insertion_bonus, progress=not as_json and sys.stderr.isatty())
+        decoding = "best path" if fusion.beam_size == 1 else f"prefix beam {fusion.beam_size}"
+        if fusion.lm:
+            decoding += f", LM {fusion.lm} weight {fusion.lm_weight:g} bonus {fusion.insertion_bonus:g}"
+        result.update(token_error_rate=metrics["token_error_rate"], string_accuracy=1 - metrics["sequence_error_rate"],
+                      utterances=len(part), skipped=part.skipped, decoding=decoding)
+        if as_json:
+            print(json.dumps({"source": str(source), **result}))
+            return 0
+        print(f"{source}: {len(part):,} utterances ({part.skipped} skipped: transcript too long), "
+              f"decoding {result['decoding']}\nloss {result['loss']:.4f} nats/label | "
+              f"label error rate {100 * result['token_error_rate']:.2f}% | "
+              f"whole-transcript accuracy {100 * result['string_accuracy']:.2f}%")
+        return 0
+
+
+    def predict(self, run, model, doc, request) -> int:
+        """Transcribe a wav file or the audio of a manifest; ``path<TAB>transcript`` lines out,
+        a manifest's own transcripts scored on stderr."""
+        fusion = self.decoding(request)
+        path, output, plot = request.input, request.output, request.posteriorgram
+        features = doc["tokenizer"]
+        if Path(path).suffix.lower() == ".wav":
+            items, gold = [(Path(path), None)], None
+        else:
+            items = read_manifest(path)
+            gold = [t for _, t in items]
+        inputs = [features.read(p) for p, _ in items]
+        target = doc["target_tokenizer"]
+        scorer = self._scorer(fusion, target, _device(model))
+        texts, posteriors = transcribe(model, inputs, target, fusion.beam_size, scorer,
+                                       fusion.lm_weight, fusion.insertion_bonus, posteriors=bool(plot),
+                                       progress=sys.stderr.isatty())
+        out = open(output, "w", encoding="utf-8") if output else sys.stdout
+        try:
+            for (p, _), text in zip(items, texts):
+                out.write(f"{p}\t{text}\n")
+        finally:
+            if output:
+                out.close()
+        if gold:
+            metrics = score(texts, [[t] for t in gold], "char")
+            print(f"{path}: {len(gold):,} utterances with transcripts; label error rate "
+                  f"{100 * metrics['token_error_rate']:.2f}% | whole-transcript accuracy "
+                  f"{100 * (1 - metrics['sequence_error_rate']):.2f}%", file=sys.stderr)
+        if plot:
+            rows = ["blank"] + [target.decode([k]) for k in range(target.vocab_size)]
+            step_ms = 10 * features.frame_stack
+            plot_alignment(posteriors[0].T.numpy(), rows, [f"{t * step_ms}" for t in range(len(posteriors[0]))],
+                           Path(plot), title=f"{items[0][0].name}: {texts[0]!r}", row_label="label",
+                           column_label=f"time (ms; a step is {step_ms} ms)")
+        return 0
+
+    # -- rnnkit report -------------------------------------------------------------------------------
+
+    def report_sections(self, model, doc, data, text, chars, missing):
+        super().report_sections(model, doc, data, text, chars, missing)
+        if data is None:
+            return []
+        part = data.val if len(data.val) else data.train
+        target = doc["target_tokenizer"]
+        texts, posteriors = transcribe(model, list(part.examples.ids[:3]), target, posteriors=True)
+        step_ms = 10 * doc["tokenizer"].frame_stack
+        rows = ["blank"] + [target.decode([k]) for k in range(target.vocab_size)]
+        return [("CTC posteriorgrams", "".join(
+            figure_html(plot_alignment(p.T.numpy(), rows, [f"{t * step_ms}" for t in range(len(p))], None,
+                                       title=f"{truth!r} heard as {text!r}", row_label="label",
+                                       column_label=f"time (ms; a step is {step_ms} ms)"))
+            for text, p, truth in zip(texts, posteriors, part.transcripts)))]
+
+
+def _device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+def run_digits(recordings: str, out: str, seed: int, num_train: int, num_test: int, held_out_speaker: str | None):
+    counts = build_digit_strings(Path(recordings), Path(out), seed=seed, num_train=num_train, num_test=num_test,
+                                 held_out_speaker=held_out_speaker)
+    print(f"{out}: " + ", ".join(f"{n:,} {split} utterances ({split}.tsv)" for split, n in counts.items()) +
+          f"; train with: rnnkit train {Path(out) / 'train.tsv'} --task ctc --test-path {Path(out) / 'test.tsv'}")
+    return 0

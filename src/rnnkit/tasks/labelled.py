@@ -1,0 +1,81 @@
+"""What the classifier and the tagger share: labelled examples in padded
+batches, an encoder (recurrent or tdnn) that may read each word's
+spelling, validation by loss, accuracy and F1, and ``rnnkit predict``
+writing the input's own format with the prediction as a new last column
+(their accuracy and F1 on stderr where the input carries gold labels)."""
+
+from __future__ import annotations
+
+import sys
+
+from rnnkit.config import CHAR_FEATURES_NEED_WORDS, to_dict
+from rnnkit.data.sequences import BucketBatcher, encode_examples
+from rnnkit.errors import CheckpointError, ConfigError
+from rnnkit.tasks.base import Task
+from rnnkit.training.evaluate import evaluate_labelled
+
+WORDS_AND_EMBEDDING = "word tokens and an embedding (--tokenizer word, --embedding-dim > 0)"
+ENCODER_RULES = {
+    "encoder": (lambda c: True, "--task classify, tag, seq2seq or ctc"),
+    "kernel_size": (lambda c: c.model.encoder == "tdnn", "--encoder tdnn"),
+}
+
+
+def _words(choice) -> bool:
+    return choice.task.token_kinds(choice) == {"word"}
+
+
+class LabelledTask(Task):
+    """A task of labelled examples (classify, tag): ``model_class`` is its model."""
+
+    model_class = None
+    rules = {
+        **ENCODER_RULES,
+        "embeddings": (lambda c: _words(c) and c.model.embedding_dim > 0, WORDS_AND_EMBEDDING),
+        "char_features": (_words, "--task classify or tag with word tokens (--tokenizer word)"),
+    }
+
+    def build_model(self, model_cfg, tokenizer, labels=None, target_tokenizer=None):
+        if model_cfg.char_features and getattr(tokenizer, "alphabet_size", 0) == 0:
+            raise ConfigError(CHAR_FEATURES_NEED_WORDS)
+        if not labels:
+            raise CheckpointError(f"a {self.name} run needs its label names in config.json; restore it or "
+                                  f"train again")
+        return self.model_class(tokenizer.vocab_size, len(labels), getattr(tokenizer, "num_features", None),
+                                getattr(tokenizer, "alphabet_size", 0), **to_dict(model_cfg))
+
+    def describe(self, data) -> str:
+        features = getattr(data.tokenizer, "num_features", None)
+        inputs = f"{features} features a sample" if features else f"vocabulary {data.vocab_size}"
+        return f"{inputs}, {len(data.labels)} labels"
+
+    def validate(self, model, data, split="val", streams=1, group=None) -> dict:
+        if len(getattr(data, split)) == 0:
+            return {}
+        metrics = evaluate_labelled(model, data.eval_batches(split), data.labels, group=group)
+        return {k: metrics[k] for k in ("loss", "accuracy", "f1") if k in metrics}
+
+
+
+def predict_and_write(model, batches, labels: list[str], write, output: str | None, path, unit: str | None) -> int:
+    """Predict the labels of ``batches``, write them with ``write(file, predicted)`` to ``output``
+    (stdout without one) and, where the input had gold labels (``unit``, what it counts; None
+    without labels), their accuracy and F1 to stderr."""
+    result = evaluate_labelled(model, batches, labels)
+    if output:
+        with open(output, "w", newline="", encoding="utf-8") as f:
+            write(f, result["predicted"])
+    else:
+        write(sys.stdout, result["predicted"])
+    if unit is not None:
+        scores = f"accuracy {result['accuracy']:.4f}" + (f" | F1 {result['f1']:.4f}" if "f1" in result else "")
+        print(f"{path}: {result['examples']:,} {unit} with labels; {scores}", file=sys.stderr)
+    return 0
+
+
+def examples_to_predict(texts, gold, placeholder, tokenizer, labels, path, per_token: bool):
+    """Batches of ``texts`` in file order; without ``gold`` labels each text gets ``placeholder``
+    (a gold label unseen in training is an error naming the file)."""
+    names = gold if gold is not None else [placeholder(t) for t in texts]
+    examples = encode_examples(texts, names, tokenizer, labels, path, per_token)
+    return BucketBatcher(examples, 128, 0, shuffle=False).batches(0)

@@ -1,0 +1,237 @@
+"""The language model (``--task lm``): output at every step, the next token.
+
+Two kinds of data: a text read as contiguous streams for truncated BPTT
+(:class:`rnnkit.data.TextData`), or, with ``--condition-column``, each text
+of a table learnt whole and conditioned on its label (a
+:class:`rnnkit.data.LabelledData` of texts framed by newlines). Validation
+gives loss, bits and perplexity per token; ``rnnkit sample`` writes text,
+``rnnkit eval`` scores a text as one stream, in windows or dynamically,
+and the report draws units and surprisal over a text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import sys
+
+import torch
+
+from rnnkit.config import CHAR_FEATURES_NEED_WORDS, to_dict
+from rnnkit.data import LabelledData, TextData, read_text
+from rnnkit.data.files import exists
+from rnnkit.data.sequences import read_labelled_table
+from rnnkit.data.tokenfile import as_tensor
+from rnnkit.errors import ConfigError, DataError
+from rnnkit.models import LanguageModel
+from rnnkit.tasks.base import Task
+from rnnkit.training.decode import evaluating
+from rnnkit.training.distributed import all_sum
+from rnnkit.training.evaluate import evaluate, evaluate_dynamic, evaluate_texts, metrics_of, stream_sums
+from rnnkit.training.report import note_html, units_section
+
+LM = "--task lm"
+STREAM = "a language model over a text (--task lm without --condition-column)"
+
+
+def _stream(choice) -> bool:
+    """A text read as contiguous streams (not texts of a table, each with its label)."""
+    return not choice.data.condition_column
+
+
+class LanguageModelTask(Task):
+    name = "lm"
+    summary = "lm (next token)"
+    rules = {
+        "bidirectional": (lambda c: c.model.bidirectional is False,
+                          "--task classify, tag, seq2seq or ctc (a language model reads left to right)"),
+        "embeddings": (lambda c: c.data.tokenizer == "word" and c.model.embedding_dim > 0,
+                       "word tokens and an embedding (--tokenizer word, --embedding-dim > 0)"),
+        "locked_dropout": (lambda c: True, LM),
+        "embedding_dropout": (lambda c: True, LM),
+        "tie_weights": (lambda c: True, LM),
+        "condition_column": (lambda c: True, LM),
+        "text_column": (lambda c: not _stream(c), "--condition-column (the texts of a table)"),
+        "seq_len": (_stream, STREAM),
+        "eval_streams": (_stream, STREAM),
+        "sample_length": (lambda c: True, LM),
+    }
+    eval_options = frozenset({"window", "dynamic", "segment"})
+
+    def recurrent(self, choice) -> bool:
+        return True
+
+    def reads_both_ways(self, choice) -> bool:
+        return False
+
+    def tokenizer_kind(self, data_cfg) -> str:
+        """Characters unless told otherwise: a language model of any text needs no vocabulary cap."""
+        return data_cfg.tokenizer if data_cfg.tokenizer != "auto" else "char"
+
+    # -- data and model --------------------------------------------------------------------------
+
+    def read_data(self, config, run=None, spell=False):
+        config, _ = self.decide(config)
+        tokenizer = run["tokenizer"] if run else None
+        if spell:
+            raise ConfigError(CHAR_FEATURES_NEED_WORDS)
+        if not config.condition_column:
+            return TextData.from_file(config.path, config, tokenizer)
+        # each text of the table framed by newlines (flattened to one line), conditioned on its label; a
+        # character vocabulary is fitted on every text, as for a stream (characters have no unknown symbol)
+        return LabelledData.from_texts(
+            config.path, config, lambda path: _conditioned_texts(path, config), tokenizer,
+            run.get("labels") if run else None, stratify=True, lm=True)
+
+    def build_model(self, model_cfg, tokenizer, labels=None, target_tokenizer=None):
+        if model_cfg.char_features:
+            raise ConfigError(CHAR_FEATURES_NEED_WORDS)
+        return LanguageModel(tokenizer.vocab_size, len(labels or ()), **to_dict(model_cfg))
+
+    def unit_of(self, data) -> str:
+        return "examples" if hasattr(data, "labels") else "tokens"  # texts of a table, or a stream
+
+    # -- training --------------------------------------------------------------------------------
+
+    def validate(self, model, data, split="val", streams=1, group=None) -> dict:
+        ids = getattr(data, split)
+        if hasattr(data, "labels"):  # texts, each with its condition
+            if len(ids) == 0:
+                return {}
+            metrics = evaluate_texts(model, data.eval_batches(split), group)
+        elif len(ids) < 2:
+            return {}
+        elif group is None:
+            metrics = evaluate(model, ids, streams=streams)
+        else:  # each rank its streams (rnnkit.training.distributed), the sums reduced
+            with evaluating(model):
+                total, count = all_sum(*stream_sums(model, ids, streams, rank=group.rank, world=group.world))
+            metrics = metrics_of(total, int(count))
+        return {k: metrics[k] for k in ("loss", "bpc", "perplexity")}
+
+    def sample_text(self, model, tokenizer, labels, length, generator) -> str:
+        prime = tokenizer.encode(tokenizer.default_prime())
+        if not labels:
+            return tokenizer.decode(list(model.generate(prime, length, temperature=0.8, generator=generator)))
+        end = int(tokenizer.encode("\n")[-1])
+        texts = []
+        for k, label in enumerate(labels[:4]):  # a conditioned model: one text per label
+            tokens = model.generate(prime, length, temperature=0.8, generator=generator, condition=k)
+            ids = list(itertools.takewhile(lambda t: t != end, tokens))  # a text ends at its newline
+            texts.append(f"[{label}] {tokenizer.decode(ids)}")
+        return "\n".join(texts)
+
+    def next_step(self, out) -> str:
+        return f"sample with: rnnkit sample {out}"
+
+    # -- commands --------------------------------------------------------------------------------
+
+    def sample(self, run, model, tokenizer, doc, cfg, precision) -> int:
+        labels = doc.get("labels")
+        condition, end = None, None
+        if labels:  # a conditioned model writes one text (a line) of the label asked for
+            if cfg.condition not in labels:
+                raise ConfigError(f"{run} writes texts of a label: pass --condition with one of "
+                                  f"{', '.join(labels)}")
+            condition, end = labels.index(cfg.condition), int(tokenizer.encode("\n")[-1])
+        elif cfg.condition is not None:
+            raise ConfigError(f"{run} is not conditioned on labels; drop --condition")
+        prime = cfg.prime
+        if cfg.prime_file:
+            prime = read_text(cfg.prime_file, "char")
+        if labels:  # texts were learnt as "\n" + text + "\n": start a text, and echo only the user's prime
+            prime_ids = tokenizer.encode("\n" + prime, what="the prime text")
+        else:
+            prime = prime or tokenizer.default_prime()
+            prime_ids = tokenizer.encode(prime, what="the prime text")
+        seed = cfg.seed if cfg.seed is not None else torch.seed()
+        generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
+        out = sys.stdout
+        for n in range(cfg.num_samples):
+            if cfg.num_samples > 1:
+                out.write(f"{'-' * 20} sample {n + 1} {'-' * 20}\n")
+            out.write(prime)
+            decode = tokenizer.stream_decoder(prime) if tokenizer.kind == "word" else tokenizer.stream_decoder()
+            for token in model.generate(prime_ids, cfg.length, cfg.temperature, cfg.top_k, cfg.top_p, generator,
+                                        precision, condition):
+                if token == end:  # a conditioned text ends at its newline
+                    break
+                out.write(decode(token))
+                out.flush()
+            out.write("\n")
+        return 0
+
+    def evaluate(self, run, model, doc, request) -> int:
+        data_cfg, tokenizer, split = doc["data"], doc["tokenizer"], request.split or "val"
+        if request.window is not None and request.window < 1:
+            raise ConfigError(f"--window must be >= 1; got {request.window}")
+        segment = request.segment
+        if request.dynamic is None and segment is not None:
+            raise ConfigError("--segment sets the segments of dynamic evaluation; add --dynamic LR or drop it")
+        if request.dynamic is not None:
+            segment = 50 if segment is None else segment
+            if request.window is not None:
+                raise ConfigError("--dynamic reads the text as one stream; drop --window or --dynamic")
+            if request.dynamic < 0 or segment < 1:
+                raise ConfigError(f"--dynamic needs a step size >= 0 and --segment >= 1; "
+                                  f"got {request.dynamic} and {segment}")
+        for path in (data_cfg.path, data_cfg.val_path, data_cfg.test_path):
+            if not request.path and path and not exists(path):
+                raise DataError(f"the run's corpus {path} is gone; give the text to evaluate as PATH")
+        source = request.path or f"{data_cfg.path} ({split} split)"
+        if data_cfg.condition_column:  # whole texts, each of its label: scored as the run validated them
+            if request.window is not None or request.dynamic is not None:
+                raise ConfigError(f"{run} reads whole texts of a label, not one stream: drop --window, --dynamic "
+                                  f"and --segment")
+            whole = dataclasses.replace(data_cfg, val_path=None, test_path=None, val_fraction=0.0,
+                                        test_fraction=0.0)
+            data = self.read_data(dataclasses.replace(whole, path=request.path) if request.path else data_cfg, doc)
+            result = {**evaluate_texts(model, data.eval_batches("train" if request.path else split)),
+                      "protocol": "whole texts, each given its label"}
+        else:
+            if request.path:
+                ids = torch.from_numpy(tokenizer.encode(read_text(request.path, tokenizer.kind), what=request.path))
+            else:
+                ids = getattr(TextData.from_file(data_cfg.path, data_cfg, tokenizer), split)
+            if len(ids) < 2:
+                raise DataError(f"{source} has fewer than 2 tokens to evaluate; give a longer text as PATH")
+            if request.dynamic is not None:
+                result = evaluate_dynamic(model, ids, request.dynamic, segment)
+                result["protocol"] = f"one stream, dynamic (SGD step {request.dynamic:g} after each {segment} tokens)"
+            else:
+                result = evaluate(model, ids, streams=1, window=request.window)
+                result["protocol"] = f"windows of {request.window}" if request.window else "one stream"
+        if request.json:
+            print(json.dumps({"source": str(source), **result}))
+        else:
+            print(f"{source}: {result['tokens']:,} predictions, {result['protocol']}\n"
+                  f"loss {result['loss']:.4f} nats/token | {result['bpc']:.4f} bits/token | "
+                  f"perplexity {result['perplexity']:.3f}")
+        return 0
+
+    def predict(self, run, model, doc, request) -> int:
+        raise ConfigError(f"{run} is a language model; use `rnnkit sample {run}` or `rnnkit eval {run} TEXT`")
+
+    # -- rnnkit report -------------------------------------------------------------------------------
+
+    def report_sections(self, model, doc, data, text, chars, missing):
+        if doc["data"].condition_column:
+            return super().report_sections(model, doc, data, text, chars, missing)
+        if not (text or data is not None):
+            return [("Units over the text, and surprisal", note_html(missing + " Or pass --text FILE."))]
+        tokenizer = doc["tokenizer"]
+        if text:
+            ids = torch.from_numpy(tokenizer.encode(read_text(text, tokenizer.kind), what=text))
+        else:
+            ids = as_tensor((data.val if len(data.val) >= 2 else data.train)[:chars])
+        if len(ids) < 2:
+            raise DataError(f"{text or 'the validation split'} has fewer than 2 tokens to read")
+        return [("Units over the text, and surprisal", units_section(model, tokenizer, ids[:chars].long()))]
+
+
+def _conditioned_texts(path, config):
+    """(texts, labels) of a table: each text framed by newlines and flattened to one line, so a
+    newline starts and ends every text."""
+    texts, labels = read_labelled_table(path, config.text_column, config.condition_column)
+    return ["\n" + " ".join(t.split()) + "\n" for t in texts], labels
