@@ -64,8 +64,8 @@ def run(quick: bool = False):
     results = {rho: recursions(rho) for rho in RHOS}
     rows = [(rho, rho ** STEPS, r["linear"][-1], r["tanh"][-1], r["tanh saturated"][-1], r["tanh product"][-1],
              r["sigmoid product"][-1]) for rho, r in results.items()]
-    table = Table(("ρ", "ρ^50", "‖h_50‖ linear", "‖h_50‖ tanh", "tanh units saturated", "σ_max ∂h_50/∂h_0, tanh",
-                   "σ_max ∂h_50/∂h_0, sigmoid"), rows,
+    table = Table(("ρ", "ρ^50", "‖h_50‖ linear", "‖h_50‖ tanh", "tanh units saturated",
+                   "σ_max ∂h_50/∂h_0, tanh", "σ_max ∂h_50/∂h_0, sigmoid"), rows,
                   ("{:g}", "{:.2e}", "{:.2e}", "{:.3f}", lambda share: f"{100 * share:.0f} %", "{:.2e}", "{:.2e}"))
     fig = Figure(figsize=(12, 3.8), dpi=100)
     axes = fig.subplots(1, 3)
