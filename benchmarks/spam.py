@@ -31,7 +31,7 @@ lower-cased words split by ``\w+|[^\w\s]`` with words seen once in the
 training part mapped to ``<unk>`` (``--min-count 2``); embedding 64, one
 bidirectional LSTM layer of 64 units a direction, max pooling, dropout 0.3;
 Adam 3e-3 with rnnkit's cosine schedule, batch 32, 10 epochs, fp32.
-``--tokenizer byte`` reads the raw UTF-8 bytes instead (6-10x slower here).
+``--tokenizer byte`` reads the raw UTF-8 bytes instead (much slower).
 On request: ``glove``, the BiLSTM with its embedding started from a vectors
 file (``--vectors``, e.g. ``benchmarks/glove.py --dim 64`` on Penn
 Treebank), and ``chars``, the BiLSTM with character-level word features.
