@@ -13,14 +13,30 @@ unroll's per-step nodes instead of the cell's layer node, ``bn`` adds
 """
 
 import argparse
-import time
 
 import torch
 
 from rnnkit import LanguageModel
 from rnnkit.kernels import engine
 
+from common import in_turns, markdown_table
+
 VOCAB = 65  # tiny-shakespeare's characters
+
+
+def trainer(model: LanguageModel, steps: bool, bf16: bool):
+    """One training step (forward, backward, Adam) of ``model`` on a batch (x, y); ``steps``: the explicit
+    engine on unroll's per-step nodes."""
+    optimizer = torch.optim.Adam(model.parameters(), 1e-3)
+
+    def step(batch):
+        engine.LAYER_NODES = not steps
+        with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+            _, loss, _ = model(*batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return step
 
 
 def main() -> None:
@@ -40,36 +56,20 @@ def main() -> None:
     torch.manual_seed(0)
     x = torch.randint(0, VOCAB, (args.batch_size, args.seq_len))  # (B, T)
     y = torch.roll(x, -1, 1)
-    runs = {}
+    contestants = {}
     for setting in args.settings:
         cell, engine_name, *more = setting.split(":")
         model = LanguageModel(VOCAB, cell=cell, hidden_size=args.hidden_size, num_layers=args.num_layers,
                               engine=engine_name, dropout=0.0, batchnorm="bn" in more)
-        runs[setting] = (model, torch.optim.Adam(model.parameters(), 1e-3), "steps" in more, [])
-
-    def step(model, optimizer):
-        with torch.autocast("cpu", torch.bfloat16, enabled=args.bf16):
-            _, loss, _ = model(x, y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-
-    for _ in range(args.rounds):
-        for model, optimizer, steps, rates in runs.values():
-            engine.LAYER_NODES = not steps
-            step(model, optimizer)  # warm: weights laid out, buffers allocated
-            n, start = 0, time.perf_counter()
-            while time.perf_counter() - start < args.seconds:
-                step(model, optimizer)
-                n += 1
-            rates.append(n * x.numel() / (time.perf_counter() - start))
-    base = max(runs[args.settings[0]][3])
+        contestants[setting] = (trainer(model, "steps" in more, args.bf16), [(x, y)], lambda batch: batch[0].numel())
+    rates = in_turns(contestants, args.rounds, args.seconds)
+    base = max(rates[args.settings[0]])
     precision = "bf16 autocast" if args.bf16 else "fp32"
     print(f"{args.num_layers} x {args.hidden_size}, batches of {args.batch_size} x {args.seq_len}, "
           f"{torch.get_num_threads()} threads, {precision}; best of {args.rounds} rounds of {args.seconds:g} s")
-    print(f"| setting | tokens/s | / {args.settings[0]} | rounds |\n|---|---|---|---|")
-    for setting, (*_, rates) in runs.items():
-        print(f"| {setting} | {max(rates):,.0f} | {max(rates) / base:.2f} | {', '.join(f'{r:,.0f}' for r in rates)} |")
+    print(markdown_table(["setting", "tokens/s", f"/ {args.settings[0]}", "rounds"],
+                         [[setting, f"{max(r):,.0f}", f"{max(r) / base:.2f}", ", ".join(f"{v:,.0f}" for v in r)]
+                          for setting, r in rates.items()]))
 
 
 if __name__ == "__main__":

@@ -20,9 +20,6 @@ Prints the commands and one markdown table.
 from __future__ import annotations
 
 import argparse
-import json
-import shlex
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -30,8 +27,8 @@ from pathlib import Path
 from rnnkit.kernels import native
 from rnnkit.training.runs import LAST, read_metadata
 
-HERE = Path(__file__).resolve().parent
-CORPUS = HERE.parent.parent / "shared" / "data" / "tinyshakespeare" / "input.txt"
+from common import TINYSHAKESPEARE, markdown_table, metrics, print_command, rnnkit
+
 # name -> the flags that make it
 VARIANTS = {"lstm": ["--cell", "lstm"], "lnlstm": ["--cell", "lnlstm"], "gru": ["--cell", "gru"],
             "lngru": ["--cell", "lngru"], "rnn": ["--cell", "rnn"], "leaky": ["--cell", "leaky"],
@@ -41,19 +38,13 @@ BATCH_SIZE, SEQ_LEN = 32, 64
 
 def train(variant: str, args: argparse.Namespace, out: Path) -> dict:
     """Train one variant; its steps, tokens/s, best validation loss and engine."""
-    cmd = [sys.executable, "-m", "rnnkit", "train", str(args.corpus), "--out", str(out),
-           "--time-limit", f"{60 * args.minutes:g}", "--sample-length", "0", "--seed", "0",
-           "--hidden-size", str(args.hidden_size), "--num-layers", str(args.num_layers),
-           "--batch-size", str(BATCH_SIZE), "--seq-len", str(SEQ_LEN), "--precision", args.precision,
-           *VARIANTS[variant]]
-    print("$ rnnkit " + shlex.join(cmd[3:]), flush=True)
-    result = subprocess.run(cmd, capture_output=True, text=True)
-    if result.returncode != 0:
-        sys.exit(f"cell_variants: {variant} failed:\n{result.stderr}")
-    first = result.stdout.splitlines()[0] if result.stdout else ""
+    stdout = rnnkit("train", str(args.corpus), "--out", str(out), "--time-limit", f"{60 * args.minutes:g}",
+                    "--sample-length", "0", "--seed", "0", "--hidden-size", str(args.hidden_size),
+                    "--num-layers", str(args.num_layers), "--batch-size", str(BATCH_SIZE), "--seq-len", str(SEQ_LEN),
+                    "--precision", args.precision, *VARIANTS[variant])
+    first = stdout.splitlines()[0] if stdout else ""
     engine = next((w for w in ("explicit", "fused") if f"{w} engine" in first), "?")
-    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    vals = [r["val_loss"] for r in rows if "val_loss" in r]
+    vals = [r["val_loss"] for r in metrics(out) if "val_loss" in r]
     last = read_metadata(out / LAST)  # the step and training seconds (evaluation is not budget) at the end
     return {"steps": last["step"], "engine": engine, "best_val": min(vals) if vals else float("nan"),
             "tokens_per_s": last["step"] * BATCH_SIZE * SEQ_LEN / last["elapsed"]}
@@ -65,12 +56,12 @@ def main() -> None:
     parser.add_argument("--hidden-size", type=int, default=256)
     parser.add_argument("--num-layers", type=int, default=2)
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
-    parser.add_argument("--corpus", type=Path, default=CORPUS)
+    parser.add_argument("--corpus", type=Path, default=TINYSHAKESPEARE)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     args = parser.parse_args()
     if not args.corpus.exists():
         sys.exit(f"cell_variants: no {args.corpus}; pass --corpus")
-    print("$ python " + shlex.join(sys.argv), flush=True)
+    print_command()
     native.library()  # the C kernels built (or found in the cache) before any clock starts
     results = {}
     with tempfile.TemporaryDirectory() as folder:
@@ -80,12 +71,9 @@ def main() -> None:
     print(f"\n{args.num_layers} x {args.hidden_size} character language models on {args.corpus.name}, "
           f"{args.minutes:g} min of training each, batches of {BATCH_SIZE} x {SEQ_LEN}, precision "
           f"{args.precision}.\n")
-    print("| cell | engine | tokens/s | steps | best val loss (nats/char) | tokens/s / lstm's |")
-    print("|---|---|---|---|---|---|")
-    for variant, r in results.items():
-        ratio = f"{r['tokens_per_s'] / base:.2f}" if base else "-"
-        print(f"| {variant} | {r['engine']} | {r['tokens_per_s']:,.0f} | {r['steps']:,} | {r['best_val']:.3f} | "
-              f"{ratio} |")
+    print(markdown_table(["cell", "engine", "tokens/s", "steps", "best val loss (nats/char)", "tokens/s / lstm's"],
+                         [[variant, r["engine"], f"{r['tokens_per_s']:,.0f}", f"{r['steps']:,}", f"{r['best_val']:.3f}",
+                           f"{r['tokens_per_s'] / base:.2f}" if base else "-"] for variant, r in results.items()]))
 
 
 if __name__ == "__main__":

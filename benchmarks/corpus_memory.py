@@ -12,14 +12,13 @@ streaming it from a token file.
 """
 
 import argparse
-import os
-import shlex
-import subprocess
 import sys
 import tempfile
 import textwrap
 import time
 from pathlib import Path
+
+from common import markdown_row, markdown_table, print_command, run
 
 LINE = b"the quick brown fox jumps over the lazy dog while a small cat sleeps near an old red barn\n"
 
@@ -29,7 +28,7 @@ def main() -> None:
     parser.add_argument("sizes", type=float, nargs="+", help="corpus sizes in GB")
     parser.add_argument("--in-memory", action="store_true", help="read the corpus into memory, however large")
     args = parser.parse_args()
-    print("$ python " + shlex.join(sys.argv))
+    print_command()
     child = textwrap.dedent(f"""
         import resource, sys
         from rnnkit.cli.main import main
@@ -39,7 +38,7 @@ def main() -> None:
         main(sys.argv[1:])
         print("peak", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
         """)
-    print("| corpus (GB) | read | peak RSS (GB) | wall time (s) |\n|---|---|---|---|")
+    print(markdown_table(["corpus (GB)", "read", "peak RSS (GB)", "wall time (s)"], []), flush=True)
     for gigabytes in args.sizes:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "big.txt"
@@ -47,16 +46,15 @@ def main() -> None:
             with open(path, "wb") as f:
                 for _ in range(int(gigabytes * 1e9) // len(block)):
                     f.write(block)
-            env = {**os.environ, "OMP_NUM_THREADS": "1", "RNNKIT_CACHE": str(Path(tmp) / "cache")}
             start = time.perf_counter()
-            done = subprocess.run([sys.executable, "-c", child, "train", str(path), "--hidden-size", "64",
-                                   "--num-layers", "1", "--batch-size", "32", "--seq-len", "64", "--max-steps", "20",
-                                   "--eval-every", "10", "--eval-streams", "64", "--val-fraction", "0.00002",
-                                   "--sample-length", "0", "--device", "cpu", "--out", str(Path(tmp) / "run")],
-                                  capture_output=True, text=True, env=env, check=True)
-            peak = int(done.stdout.split("peak ")[-1]) / 1e9
-            print(f"| {path.stat().st_size / 1e9:.2f} | {'into memory' if args.in_memory else 'streamed'} | "
-                  f"{peak:.3f} | {time.perf_counter() - start:.0f} |", flush=True)
+            stdout = run([sys.executable, "-c", child, "train", str(path), "--hidden-size", "64", "--num-layers", "1",
+                          "--batch-size", "32", "--seq-len", "64", "--max-steps", "20", "--eval-every", "10",
+                          "--eval-streams", "64", "--val-fraction", "0.00002", "--sample-length", "0",
+                          "--device", "cpu", "--out", str(Path(tmp) / "run")],
+                         env={"OMP_NUM_THREADS": "1", "RNNKIT_CACHE": str(Path(tmp) / "cache")})
+            peak = int(stdout.split("peak ")[-1]) / 1e9
+            print(markdown_row([f"{path.stat().st_size / 1e9:.2f}", "into memory" if args.in_memory else "streamed",
+                                f"{peak:.3f}", f"{time.perf_counter() - start:.0f}"]), flush=True)
 
 
 if __name__ == "__main__":

@@ -54,7 +54,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-DATA_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+from common import DATA, markdown_table
+
 FILE = "eeg_eye_state/eeg_eye_state.arff"
 RATE = 128  # Hz
 PUBLISHED = ("Rösler & Suendermann 2013: KStar 97.3 % (2.7 % error; majority baseline 44.9 % error), "
@@ -210,18 +211,16 @@ def fmt(values, bold: bool = False) -> str:
 
 
 def table(results: dict) -> str:
-    variants = list(results)
-    head = "| model | " + " | ".join(f"{v}: val acc. | {v}: test acc. | {v}: test balanced acc." for v in variants)
-    lines = [head + " |", "|---" * (1 + 3 * len(variants)) + "|"]
-    names = list(dict.fromkeys(name for v in variants for name in results[v]))
-    for name in names:
-        cells = []
-        for v in variants:
-            r = results[v].get(name)
+    columns = ["model", *(f"{v}: {c}" for v in results for c in ("val acc.", "test acc.", "test balanced acc."))]
+    rows = []
+    for name in dict.fromkeys(name for rows_of_variant in results.values() for name in rows_of_variant):
+        cells = [name]
+        for rows_of_variant in results.values():
+            r = rows_of_variant.get(name)
             cells += ([fmt(r["val"]["accuracy"]), fmt(r["test"]["accuracy"], bold=True), fmt(r["test"]["balanced"])]
                       if r else ["-"] * 3)
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        rows.append(cells)
+    return markdown_table(columns, rows)
 
 
 def run_variant(variant: str, path: Path, folder: Path, args) -> tuple[dict, dict]:
@@ -259,7 +258,7 @@ def run_variant(variant: str, path: Path, folder: Path, args) -> tuple[dict, dic
 
 def main() -> None:
     p = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
-    p.add_argument("--data-dir", type=Path, default=DATA_DIR,
+    p.add_argument("--data-dir", type=Path, default=DATA,
                    help="folder holding eeg_eye_state/ (default: ../shared/data from the repo)")
     p.add_argument("--minutes", type=float, default=2.0, help="training time limit per model and seed (default 2)")
     p.add_argument("--max-steps", type=int, default=400, help="training steps per model and seed (default 400)")

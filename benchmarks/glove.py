@@ -32,7 +32,8 @@ from rnnkit.models.glove import (
     train_glove,
 )
 
-DATA_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+from common import DATA
+
 QUERIES = ["company", "stock", "president", "monday", "billion", "good", "bank", "japan", "buy", "director"]
 ANALOGIES = [("monday", "tuesday", "friday"), ("million", "billion", "thousand"), ("buy", "bought", "sell"),
              ("japan", "japanese", "germany"), ("big", "bigger", "small")]
@@ -40,7 +41,7 @@ ANALOGIES = [("monday", "tuesday", "friday"), ("million", "billion", "thousand")
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data-dir", type=Path, default=DATA_DIR, help="folder with ptb/ (default: ../shared/data)")
+    p.add_argument("--data-dir", type=Path, default=DATA, help="folder with ptb/ (default: ../shared/data)")
     p.add_argument("--dim", type=int, default=100)
     p.add_argument("--window", type=int, default=10)
     p.add_argument("--epochs", type=int, default=15)

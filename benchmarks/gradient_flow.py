@@ -14,7 +14,6 @@ Prints the command and one markdown table; draws benchmarks/gradient_flow.png.
 """
 
 import argparse
-import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -25,6 +24,8 @@ import torch
 from rnnkit import DataConfig, LanguageModel, TextData, TrainConfig, Trainer
 from rnnkit.diagnostics import diagnostic_batch, measure
 from rnnkit.training.plots import png
+
+from common import DATA, markdown_table, print_command
 
 CELLS = ("rnn", "lstm", "gru")
 LAGS = (10, 25, 50)
@@ -42,7 +43,7 @@ def summary(d: dict) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--minutes", type=float, default=2.0)
     parser.add_argument("--hidden-size", type=int, default=256)
     parser.add_argument("--seq-len", type=int, default=100)
@@ -50,7 +51,7 @@ def main() -> None:
     corpus = args.data / "tinyshakespeare" / "input.txt"
     if not corpus.exists():
         sys.exit(f"gradient_flow: no {corpus}; pass --data")
-    print("$ python " + shlex.join(sys.argv))
+    print_command()
     data = TextData.from_file(corpus, DataConfig(seq_len=args.seq_len))
     batch = diagnostic_batch(data)
     results = {}
@@ -64,13 +65,12 @@ def main() -> None:
         results[cell] = (before, summary(measure(model, batch)), result)
     print(f"\n2 x {args.hidden_size} character language models, {args.minutes:g} min each on tiny-shakespeare, "
           f"windows of {args.seq_len}; σ_max(∂h_n/∂h_(n-k)) of the top layer.\n")
-    print("| cell | steps | val loss | | " + " | ".join(f"k = {k}" for k in LAGS) + " |")
-    print("|---|---|---|---|" + "---|" * len(LAGS))
+    rows = []
     for cell, (before, after, result) in results.items():
         for when, s in (("initial", before), ("trained", after)):
             steps, loss = (f"{result['step']:,}", f"{result['val_loss']:.3f}") if when == "trained" else ("0", "")
-            print(f"| {cell.upper()} | {steps} | {loss} | {when} | "
-                  + " | ".join(f"{s[f'k={k}']:.1e}" for k in LAGS) + " |")
+            rows.append([cell.upper(), steps, loss, when, *(f"{s[f'k={k}']:.1e}" for k in LAGS)])
+    print(markdown_table(["cell", "steps", "val loss", "", *(f"k = {k}" for k in LAGS)], rows))
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(10, 3.8), dpi=100)

@@ -19,26 +19,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 from rnnkit import load_run
 
+from common import TINYSHAKESPEARE, metrics, rnnkit
+
 TOKENS_PER_STEP = 4096
-CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "tinyshakespeare" / "input.txt"
-
-
-def rnnkit(*args: str) -> str:
-    print("$ rnnkit", " ".join(args), flush=True)
-    return subprocess.run([sys.executable, "-m", "rnnkit", *args], check=True, capture_output=True,
-                          text=True).stdout
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--corpus", default=str(CORPUS))
+    p.add_argument("--corpus", default=str(TINYSHAKESPEARE))
     p.add_argument("--seconds", type=float, default=60.0)
     p.add_argument("--seq-lens", default="128,512,2048")
     p.add_argument("--cells", default="lstm,mingru,minlstm")
@@ -57,8 +51,7 @@ def main():
                        "--batch-size", batch, "--time-limit", str(args.seconds), "--eval-every", "1000000",
                        "--sample-length", "0", "--log-every", "1", "--device", "cpu")
                 score = json.loads(rnnkit("eval", str(out), "--json", "--device", "cpu"))
-                metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-                last = [r for r in metrics if "elapsed" in r][-1]
+                last = [r for r in metrics(out) if "elapsed" in r][-1]
                 speed = last["step"] * TOKENS_PER_STEP / last["elapsed"]
                 params = sum(p.numel() for p in load_run(out)[0].parameters())
                 rows.append(f"{cell:9}{seq_len:>8}{batch:>6}{score['loss']:>10.4f}{speed:>10,.0f}"

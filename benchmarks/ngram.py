@@ -27,7 +27,8 @@ from pathlib import Path
 
 from rnnkit.models.ngram import KneserNey
 
-DATA_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+from common import DATA
+
 VARIANTS = {"KN": {"modified": False}, "modified KN": {"modified": True}}
 
 
@@ -86,7 +87,7 @@ def print_row(row: dict, unit: str) -> None:
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data-dir", type=Path, default=DATA_DIR,
+    p.add_argument("--data-dir", type=Path, default=DATA,
                    help="folder with ptb/ and tinyshakespeare/ (default: ../shared/data from the repo)")
     p.add_argument("--ptb-orders", type=int, nargs="*", default=[3, 4, 5])
     p.add_argument("--char-orders", type=int, nargs="*", default=list(range(3, 11)))

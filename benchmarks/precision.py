@@ -14,23 +14,16 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "tinyshakespeare" / "input.txt"
-
-
-def rnnkit(*args: str) -> str:
-    print("$ rnnkit", " ".join(args), flush=True)
-    return subprocess.run([sys.executable, "-m", "rnnkit", *args], check=True, capture_output=True,
-                          text=True).stdout
+from common import TINYSHAKESPEARE, metrics, rnnkit
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--corpus", default=str(CORPUS))
+    p.add_argument("--corpus", default=str(TINYSHAKESPEARE))
     p.add_argument("--steps", type=int, default=400)
     args = p.parse_args()
     if not Path(args.corpus).exists():
@@ -42,7 +35,7 @@ def main():
             rnnkit("train", args.corpus, "--out", str(out), "--max-steps", str(args.steps), "--precision",
                    precision, "--eval-every", str(args.steps), "--sample-length", "0", "--device", "cpu")
             score = json.loads(rnnkit("eval", str(out), "--json", "--device", "cpu"))
-            rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+            rows = metrics(out)
             speed = statistics.median(r["tokens_per_s"] for r in rows if "tokens_per_s" in r)
             results[precision] = (score["loss"], speed)
     (fp32, fp32_speed), (bf16, bf16_speed) = results["fp32"], results["bf16"]

@@ -28,9 +28,6 @@ Prints the command and one markdown table.
 
 import argparse
 import json
-import os
-import shlex
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,6 +37,8 @@ import torch
 import torch.distributed as dist
 
 from rnnkit import DataConfig, LanguageModel, TextData, TrainConfig, Trainer
+
+from common import markdown_table, print_command, torchrun
 
 NETWORKS = {"10 Gb/s Ethernet": (1.25e9, 50e-6), "100 Gb/s InfiniBand": (12.5e9, 5e-6)}
 
@@ -99,17 +98,14 @@ def main() -> None:
     args = parser.parse_args()
     if args.worker:
         return worker(args, Path(args.worker))
-    print("$ python " + shlex.join(sys.argv))
+    print_command()
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         text = Path(torch.__file__).parent.joinpath("nn", "modules", "module.py").read_text()  # ships with torch
         (folder / "corpus.txt").write_text(text * max(1, 2_000_000 // len(text)))
         t1, params = step_time(args, folder, "one")
-        torchrun = Path(sys.executable).with_name("torchrun")
-        env = {**os.environ, "OMP_NUM_THREADS": "1"}
-        subprocess.run([str(torchrun), "--standalone", "--nproc-per-node=2", __file__, "--worker", tmp,
-                        *sys.argv[1:]], env=env, check=True, capture_output=True)
+        torchrun(__file__, "--worker", tmp, *sys.argv[1:])
         two = json.loads((folder / "two.json").read_text())
     nbytes, tokens = 4 * params, args.batch_size * args.seq_len
     t_c = t1
@@ -118,18 +114,17 @@ def main() -> None:
           f"{t1 * 1e3:.1f} ms, t(2) = {two['t2'] * 1e3:.1f} ms; gloo here: beta {two['beta'] / 1e9:.2f} GB/s, "
           f"alpha {two['alpha'] * 1e6:.0f} us. Model at W = 2: t_c + t_ar = "
           f"{(t_c + t_allreduce(2, nbytes, two['beta'], two['alpha'])) * 1e3:.1f} ms.\n")
-    print("| link | W | t_ar (ms) | step (ms) | tokens/s | efficiency |")
-    print("|---|---|---|---|---|---|")
-    print(f"| measured here | 1 | 0 | {t1 * 1e3:.1f} | {tokens / t1:,.0f} | 1.00 |")
-    print(f"| measured here | 2 | - | {two['t2'] * 1e3:.1f} | {2 * tokens / two['t2']:,.0f} | "
-          f"{t1 / two['t2']:.2f} |")
+    rows = [["measured here", 1, 0, f"{t1 * 1e3:.1f}", f"{tokens / t1:,.0f}", "1.00"],
+            ["measured here", 2, "-", f"{two['t2'] * 1e3:.1f}", f"{2 * tokens / two['t2']:,.0f}",
+             f"{t1 / two['t2']:.2f}"]]
     links = {"this machine's gloo (model)": (two["beta"], two["alpha"]), **NETWORKS}
     for name, (beta, alpha) in links.items():
         for world in (2, 8, 64, 512):
             t_ar = t_allreduce(world, nbytes, beta, alpha)
             step = t_c + t_ar
-            print(f"| {name} | {world} | {t_ar * 1e3:.1f} | {step * 1e3:.1f} | {world * tokens / step:,.0f} | "
-                  f"{t_c / step:.2f} |")
+            rows.append([name, world, f"{t_ar * 1e3:.1f}", f"{step * 1e3:.1f}", f"{world * tokens / step:,.0f}",
+                         f"{t_c / step:.2f}"])
+    print(markdown_table(["link", "W", "t_ar (ms)", "step (ms)", "tokens/s", "efficiency"], rows))
 
 
 if __name__ == "__main__":

@@ -37,7 +37,6 @@ import argparse
 import re
 import shlex
 import sys
-import time
 
 import numpy as np
 import torch
@@ -53,6 +52,8 @@ from rnnkit.models.ctc import CTCRecognizer
 from rnnkit.models.seq2seq import Seq2Seq
 from rnnkit.training.decode import decode
 from rnnkit.training.trainer import bf16_supported
+
+from common import in_turns, markdown_table
 
 SOURCE_VOCAB, TARGET_VOCAB, EMBEDDING = 28, 40, 64
 FEATURES, LABELS, UTTERANCES, CTC_HIDDEN = 80, 11, 16, 128  # LABELS: 10 + the blank
@@ -164,31 +165,13 @@ def frames(batch) -> int:
     return int(batch[1].sum())
 
 
-def rate(work, items: list, units, seconds: float) -> float:
-    """Units per second of ``work`` over ``items`` in turn for about ``seconds`` (at least one), after one warm-up."""
-    work(items[0])
-    done, n, start = 0, 0, time.perf_counter()
-    while True:
-        work(items[n % len(items)])
-        done, n = done + units(items[n % len(items)]), n + 1
-        elapsed = time.perf_counter() - start
-        if elapsed >= seconds:
-            return done / elapsed
-
-
 def contest(contestants: dict, args) -> dict:
     """The best rate of each contestant, name -> (work, items, units), over ``args.rounds`` rounds in turns."""
-    best = dict.fromkeys(contestants, 0.0)
-    for _ in range(args.rounds):
-        for name, (work, items, units) in contestants.items():
-            best[name] = max(best[name], rate(work, items, units, args.seconds))
-    return best
+    return {name: max(rates) for name, rates in in_turns(contestants, args.rounds, args.seconds).items()}
 
 
 def table(title: str, columns: list[str], rows: list[list[str]]) -> None:
-    print(f"\n{title}\n\n| " + " | ".join(columns) + " |\n|" + "---|" * len(columns))
-    for row in rows:
-        print("| " + " | ".join(row) + " |", flush=True)
+    print(f"\n{title}\n\n" + markdown_table(columns, rows), flush=True)
 
 
 def training(title: str, plain: nn.Module, model: nn.Module, batches: list, units, precisions: list, args):

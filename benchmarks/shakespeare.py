@@ -20,8 +20,6 @@ Prints a table and writes benchmarks/shakespeare_curve_<minutes>min.png.
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,8 +32,9 @@ from rnnkit import evaluate
 from rnnkit.cli.bench import PlainLM
 from rnnkit.data import CharTokenizer, read_text, split_ids
 
+from common import TINYSHAKESPEARE, metrics, rnnkit
+
 HERE = Path(__file__).resolve().parent
-CORPUS = HERE.parent.parent / "shared" / "data" / "tinyshakespeare" / "input.txt"
 
 
 def train_plain(train_ids: torch.Tensor, val_ids: torch.Tensor, vocab_size: int, seconds: float,
@@ -71,11 +70,9 @@ def train_plain(train_ids: torch.Tensor, val_ids: torch.Tensor, vocab_size: int,
 
 
 def train_rnnkit(corpus: Path, seconds: float, out: Path, flags: list[str]) -> list[tuple]:
-    cmd = [sys.executable, "-m", "rnnkit", "train", str(corpus), "--out", str(out),
-           "--time-limit", str(seconds), "--sample-length", "0", *flags]
-    print("$", " ".join(cmd[2:]), flush=True)
-    subprocess.run(cmd, check=True)
-    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    rnnkit("train", str(corpus), "--out", str(out), "--time-limit", str(seconds), "--sample-length", "0", *flags,
+           capture=False)
+    rows = metrics(out)
     elapsed, at = {}, 0.0
     for r in rows:  # a validation row gets the training time of the step it follows
         at = r.get("elapsed", at)
@@ -91,7 +88,7 @@ def scores(model, val: torch.Tensor) -> dict:
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--corpus", default=str(CORPUS))
+    p.add_argument("--corpus", default=str(TINYSHAKESPEARE))
     p.add_argument("--minutes", type=float, default=5.0)
     p.add_argument("--skip-plain", action="store_true")
     p.add_argument("flags", nargs="*", help="extra `rnnkit train` flags (after --)")

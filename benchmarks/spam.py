@@ -31,7 +31,7 @@ lower-cased words split by ``\w+|[^\w\s]`` with words seen once in the
 training part mapped to ``<unk>`` (``--min-count 2``); embedding 64, one
 bidirectional LSTM layer of 64 units a direction, max pooling, dropout 0.3;
 Adam 3e-3 with rnnkit's cosine schedule, batch 32, 10 epochs, fp32.
-``--tokenizer byte`` reads the raw UTF-8 bytes instead (6-10x slower here).
+``--tokenizer byte`` reads the raw UTF-8 bytes instead (much slower).
 On request: ``glove``, the BiLSTM with its embedding started from a vectors
 file (``--vectors``, e.g. ``benchmarks/glove.py --dim 64`` on Penn
 Treebank), and ``chars``, the BiLSTM with character-level word features.
@@ -52,7 +52,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-DATA_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+from common import DATA, markdown_table
+
 # words, lower-cased: runs of word characters and single punctuation marks, so a URL is
 # its pieces ("http", ":", "/", "/", "www", ".", "youtube", ...) and "!!!" three tokens
 WORD_PATTERN = r"\w+|[^\w\s]"
@@ -235,32 +236,26 @@ def mean_std(values: list[float]) -> str:
 
 
 def summary_table(all_results: dict[str, dict[str, list[dict]]]) -> str:
-    lines = ["| setting | model | accuracy | spam F1 | macro F1 | seconds a fold |",
-             "|---|---|---|---|---|---|"]
+    lines = []
     for setting, results in all_results.items():
         for m, rows in results.items():
             cells = [mean_std([r[k] for r in rows]) for k in ("accuracy", "spam_f1", "macro_f1")]
-            lines.append(f"| {setting} | {MODEL_NAMES[m]} | " + " | ".join(cells)
-                         + f" | {statistics.mean(r['seconds'] for r in rows):.1f} |")
-    return "\n".join(lines)
+            lines.append([setting, MODEL_NAMES[m], *cells, f"{statistics.mean(r['seconds'] for r in rows):.1f}"])
+    return markdown_table(["setting", "model", "accuracy", "spam F1", "macro F1", "seconds a fold"], lines)
 
 
 def per_fold_table(results: dict[str, list[dict]]) -> str:
     models = list(results)
-    head = "| test video | " + " | ".join(f"{MODEL_NAMES[m]} acc / spam F1" for m in models) + " |"
-    lines = [head, "|---" * (len(models) + 1) + "|"]
-    for i, r0 in enumerate(results[models[0]]):
-        lines.append(f"| {r0['fold']} | " + " | ".join(
-            f"{results[m][i]['accuracy']:.4f} / {results[m][i]['spam_f1']:.4f}" for m in models) + " |")
-    lines.append("| mean | " + " | ".join(
-        f"{statistics.mean(r['accuracy'] for r in results[m]):.4f} / "
-        f"{statistics.mean(r['spam_f1'] for r in results[m]):.4f}" for m in models) + " |")
-    return "\n".join(lines)
+    lines = [[r0["fold"], *(f"{results[m][i]['accuracy']:.4f} / {results[m][i]['spam_f1']:.4f}" for m in models)]
+             for i, r0 in enumerate(results[models[0]])]
+    lines.append(["mean", *(f"{statistics.mean(r['accuracy'] for r in results[m]):.4f} / "
+                            f"{statistics.mean(r['spam_f1'] for r in results[m]):.4f}" for m in models)])
+    return markdown_table(["test video", *(f"{MODEL_NAMES[m]} acc / spam F1" for m in models)], lines)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data-dir", type=Path, default=DATA_DIR,
+    p.add_argument("--data-dir", type=Path, default=DATA,
                    help="folder with youtube_spam/ and sms_spam/ (default: ../shared/data from the repo)")
     p.add_argument("--folds", type=int, default=10, help="stratified folds on the pooled data (default 10)")
     p.add_argument("--sms-folds", type=int, default=None, help="folds for SMS (default: --folds)")

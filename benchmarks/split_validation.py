@@ -18,9 +18,6 @@ Prints the command and one markdown table (the fastest of ``--repeats`` validati
 
 import argparse
 import json
-import os
-import shlex
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,6 +30,8 @@ from rnnkit import DataConfig, ModelConfig
 from rnnkit.data import PairData
 from rnnkit.tasks import named, read_data
 from rnnkit.training.distributed import current, gather_objects
+
+from common import DATA, markdown_table, print_command, run, torchrun
 
 TASKS = ("g2p", "tag")
 
@@ -78,16 +77,15 @@ def worker(args) -> None:
 
 
 def alone(args, threads: int) -> dict:
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
-        subprocess.run([sys.executable, __file__, "--alone", out.name, "--data", str(args.data),
-                        "--repeats", str(args.repeats)], env=env, check=True, capture_output=True)
+        run([sys.executable, __file__, "--alone", out.name, "--data", str(args.data), "--repeats", str(args.repeats)],
+            env={"OMP_NUM_THREADS": str(threads)})
         return json.loads(Path(out.name).read_text())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--alone", help=argparse.SUPPRESS)
@@ -100,21 +98,18 @@ def main() -> None:
         return None
     if not (args.data / "cmudict_g2p").is_dir() or not (args.data / "conll2000").is_dir():
         sys.exit(f"split_validation: no cmudict_g2p and conll2000 under {args.data}; pass --data")
-    print("$ python " + shlex.join(sys.argv))
+    print_command()
     one_thread, two_threads = alone(args, 1), alone(args, 2)
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
-        torchrun = Path(sys.executable).with_name("torchrun")
-        subprocess.run([str(torchrun), "--standalone", "--nproc-per-node=2", __file__, "--worker", out.name,
-                        "--data", str(args.data), "--repeats", str(args.repeats)],
-                       env={**os.environ, "OMP_NUM_THREADS": "1"}, check=True, capture_output=True)
+        torchrun(__file__, "--worker", out.name, "--data", str(args.data), "--repeats", str(args.repeats))
         split = json.loads(Path(out.name).read_text())
-    print("\n| task | examples | whole split, 1 thread (s) | 1 process, 2 threads (s) | split, 2 processes (s) "
-          "| speed-up of the split | metrics equal |")
-    print("|---|---|---|---|---|---|---|")
+    rows = []
     for task in TASKS:
         a, b, s = one_thread[task], two_threads[task], split[task]
-        print(f"| {task} | {a['examples']:,} | {a['seconds']:.2f} | {b['seconds']:.2f} | {s['seconds']:.2f} | "
-              f"{a['seconds'] / s['seconds']:.2f}x | {'yes' if a['metrics'] == s['metrics'] else 'NO'} |")
+        rows.append([task, f"{a['examples']:,}", f"{a['seconds']:.2f}", f"{b['seconds']:.2f}", f"{s['seconds']:.2f}",
+                     f"{a['seconds'] / s['seconds']:.2f}x", "yes" if a["metrics"] == s["metrics"] else "NO"])
+    print("\n" + markdown_table(["task", "examples", "whole split, 1 thread (s)", "1 process, 2 threads (s)",
+                                  "split, 2 processes (s)", "speed-up of the split", "metrics equal"], rows))
 
 
 if __name__ == "__main__":

@@ -44,7 +44,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-DATA_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+from common import DATA, markdown_table
+
 # the official token counts of the test files (SOURCES.md), checked after reading
 TEST_TOKENS = {"conll2000": 47_377, "ewt": 25_094}
 # (key, corpus, name, ModelConfig overrides)
@@ -185,9 +186,7 @@ def run_model(data, name: str, overrides: dict, folder: Path, args) -> dict:
 # -- report -----------------------------------------------------------------------
 
 def table(rows: dict[str, dict]) -> str:
-    lines = ["| corpus | model | test score | test token acc. | acc. on <unk> / known | <unk> test tokens "
-             "| best val | steps (epochs) | train s |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = []
     for key, corpus, name, _ in MODELS:
         if key not in rows:
             continue
@@ -196,16 +195,17 @@ def table(rows: dict[str, dict]) -> str:
             score, val = f"F1 **{100 * r['f1']:.2f}**", f"F1 {100 * r['val_f1']:.2f}"
         else:
             score, val = f"UPOS acc. **{100 * r['accuracy']:.2f}**", f"acc. {100 * r['val_accuracy']:.2f}"
-        lines.append(f"| {CORPUS_NAMES[corpus]} | {name} | {score} | {100 * r['accuracy']:.2f} | "
-                     f"{100 * r['unk_accuracy']:.2f} / {100 * r['known_accuracy']:.2f} | "
-                     f"{r['unk_tokens']:,} of {r['test_tokens']:,} ({r['unk_tokens'] / r['test_tokens']:.2%}) | "
-                     f"{val} | {r['steps']:,} ({r['epochs']:.1f}) | {r['train_seconds']:.0f} |")
-    return "\n".join(lines)
+        lines.append([CORPUS_NAMES[corpus], name, score, f"{100 * r['accuracy']:.2f}",
+                      f"{100 * r['unk_accuracy']:.2f} / {100 * r['known_accuracy']:.2f}",
+                      f"{r['unk_tokens']:,} of {r['test_tokens']:,} ({r['unk_tokens'] / r['test_tokens']:.2%})",
+                      val, f"{r['steps']:,} ({r['epochs']:.1f})", f"{r['train_seconds']:.0f}"])
+    return markdown_table(["corpus", "model", "test score", "test token acc.", "acc. on <unk> / known",
+                           "<unk> test tokens", "best val", "steps (epochs)", "train s"], lines)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
-    p.add_argument("--data-dir", type=Path, default=DATA_DIR,
+    p.add_argument("--data-dir", type=Path, default=DATA,
                    help="folder with conll2000/ and ud_english_ewt/ (default: ../shared/data from the repo)")
     p.add_argument("--minutes", type=float, default=3.0, help="training time per model (default 3)")
     p.add_argument("--quick", action="store_true", help="smoke run: 10 seconds a model")

@@ -1,13 +1,14 @@
 """The lectures' experiments in their small configuration must already show the
 lecture's effect; `rnnkit experiment` prints the table and writes the plot."""
 
+import functools
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from rnnkit.experiments import clipping, linear, symmetry
+from rnnkit.experiments import EXPERIMENTS, Table, clipping, linear, symmetry
 
 BONN = Path(__file__).parents[2] / "shared" / "data" / "bonn_eeg" / "bonn_eeg_dataset.zip"
 
@@ -34,56 +35,71 @@ def test_without_clipping_the_exploding_relu_rnn_diverges_and_with_it_it_learns(
     assert len(on) == 60 and all(math.isfinite(x) for x in on) and np.mean(on[-10:]) < on[0] - 0.5
 
 
+@pytest.fixture
+def experiment(cli_here, monkeypatch, tmp_path):
+    """Runs ``rnnkit experiment NAME --quick --out tmp_path FLAGS`` in this process:
+    (the Table that the experiment returned to the CLI, what the CLI printed)."""
+    def run(name: str, *flags) -> tuple[Table, str]:
+        module, tables = EXPERIMENTS[name], []
+
+        @functools.wraps(module.run)  # its signature too, which says whether it reads --data
+        def recorded(*args, **kwargs):
+            table, figure = recorded.__wrapped__(*args, **kwargs)
+            tables.append(table)
+            return table, figure
+
+        monkeypatch.setattr(module, "run", recorded)
+        result = cli_here("experiment", name, "--quick", "--out", tmp_path, *flags)
+        assert result.returncode == 0, result.stderr
+        return tables[0], result.stdout
+    return run
+
+
+def solved(steps: tuple) -> list[bool]:
+    """Which seeds solved the adding problem, from the steps each needed (None: not solved)."""
+    return [s is not None for s in steps]
+
+
 @pytest.mark.slow
-def test_the_adding_problem_beats_the_rnn_at_a_distance_the_lstm_bridges(cli_here, tmp_path):
-    result = cli_here("experiment", "vanishing", "--quick", "--out", tmp_path)  # T = 10 and 50, 1,000 steps
-    assert result.returncode == 0, result.stderr
-    rows = table_rows(result.stdout)  # seeds solved at T = 10 | at T = 50
-    assert rows[" rnn "][0].startswith(" 1/1") and rows[" rnn "][1].startswith(" 0/1")  # solves T = 10, not 50
-    assert rows[" lstm "][0].startswith(" 1/1") and rows[" lstm "][1].startswith(" 1/1")  # solves both
+def test_the_adding_problem_beats_the_rnn_at_a_distance_the_lstm_bridges(experiment, tmp_path):
+    table, _ = experiment("vanishing")  # T = 10 and 50, 1,000 steps, one seed
+    rnn, lstm = table.row("rnn"), table.row("lstm")
+    assert solved(rnn["T = 10"]) == [True] and solved(rnn["T = 50"]) == [False]  # solves T = 10, not 50
+    assert solved(lstm["T = 10"]) == [True] and solved(lstm["T = 50"]) == [True]  # solves both
     assert (tmp_path / "vanishing.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def table_rows(stdout: str) -> dict[str, list[str]]:
-    """A printed markdown table's rows by their first cell."""
-    return {cells[1]: cells[2:-1] for cells in (line.split("|") for line in stdout.splitlines()) if len(cells) > 2}
-
-
 @pytest.mark.slow
-def test_dropout_narrows_the_gap_and_early_stopping_stops_at_the_turn(cli_here, tmp_path):
-    result = cli_here("experiment", "regularisation", "--quick", "--out", tmp_path)  # 15 kB, 320 steps
-    assert result.returncode == 0, result.stderr
-    rows = table_rows(result.stdout)  # steps | training loss | validation loss | gap | best (step)
-    none, dropout, early = (rows[f" {name} "] for name in ("none", "dropout 0.5", "early stopping, patience 2"))
-    assert float(none[3]) > 0.5 and float(dropout[3]) < 0.5 * float(none[3])  # none overfits; dropout much less
-    assert float(dropout[2]) < float(none[2])
-    assert int(early[0]) < int(none[0]) and early[4] == none[4]  # stopped early, at the same best
+def test_dropout_narrows_the_gap_and_early_stopping_stops_at_the_turn(experiment, tmp_path):
+    table, _ = experiment("regularisation")  # 15 kB, 320 steps
+    none, dropout, early = (table.row(name) for name in ("none", "dropout 0.5", "early stopping, patience 2"))
+    assert none["gap"] > 0.5 and dropout["gap"] < 0.5 * none["gap"]  # none overfits; dropout much less
+    assert dropout["validation loss"] < none["validation loss"]
+    best = "best validation loss (step)"
+    assert early["steps"] < none["steps"] and early[best] == none[best]  # stopped early, at the same best
     assert (tmp_path / "regularisation.png").read_bytes()[:4] == b"\x89PNG"
 
 
 @pytest.mark.slow
-def test_adam_at_its_swept_rate_beats_sgd_at_its_own(cli_here, tmp_path):
-    result = cli_here("experiment", "optimizers", "--quick", "--out", tmp_path)  # 3 rates each, then 150 steps
-    assert result.returncode == 0, result.stderr
-    rows = table_rows(result.stdout)  # sweep | rate | validation loss at step 50 | at 100 | best (step) | seconds
-    sgd, adam = rows[" sgd "], rows[" adam "]
-    assert sgd[0].count(":") == adam[0].count(":") == 3  # three rates swept
-    assert float(adam[3]) < float(sgd[3]) - 0.1  # at step 100
+def test_adam_at_its_swept_rate_beats_sgd_at_its_own(experiment, tmp_path):
+    table, _ = experiment("optimizers")  # 3 rates each, then 150 steps
+    sgd, adam = table.row("sgd"), table.row("adam")
+    sweep = "sweep: rate -> validation loss"
+    assert len(sgd[sweep]) == len(adam[sweep]) == 3  # three rates swept
+    assert adam["validation loss at step 100"] < sgd["validation loss at step 100"] - 0.1
     assert (tmp_path / "optimizers.png").read_bytes()[:4] == b"\x89PNG"
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not BONN.is_file(), reason=f"the Bonn EEG recordings are not at {BONN}")
-def test_a_reservoir_below_radius_one_predicts_eeg_and_one_far_above_it_does_not(cli_here, tmp_path):
-    result = cli_here("experiment", "echo-state", "--quick", "--data", BONN, "--out", tmp_path)  # 100 units
-    assert result.returncode == 0, result.stderr
-    nmse = {name.strip(): float(cells[0]) for name, cells in table_rows(result.stdout).items()
-            if name.strip() not in ("model", "---")}  # model -> validation NMSE
-    persistence, below, above = (nmse["persistence, x̂ = x_t"], nmse["echo state, 100 ordinary units, ρ = 0.9"],
-                                 nmse["echo state, 100 ordinary units, ρ = 3"])
+def test_a_reservoir_below_radius_one_predicts_eeg_and_one_far_above_it_does_not(experiment, tmp_path):
+    table, _ = experiment("echo-state", "--data", BONN)  # 100 units
+    persistence, below, above, lstm = (table.row(name)["validation NMSE"] for name in (
+        "persistence, x̂ = x_t", "echo state, 100 ordinary units, ρ = 0.9", "echo state, 100 ordinary units, ρ = 3",
+        "LSTM, 64 units, 200 Adam steps"))
     assert below < 0.25 * persistence  # the fixed reservoir remembers enough of the input
     assert above > 5 * below  # far past ρ = 1 its own dynamics drown the input
-    assert nmse["LSTM, 64 units, 200 Adam steps"] < 0.5 * persistence
+    assert lstm < 0.5 * persistence
     assert (tmp_path / "echo-state.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -98,8 +114,25 @@ def test_data_is_refused_where_it_is_not_read_and_required_where_it_is(cli_here,
 
 
 @pytest.mark.parametrize("name", ["linear", "symmetry", "clipping"])
-def test_rnnkit_experiment_prints_a_table_and_writes_a_plot(cli_here, tmp_path, name):
-    result = cli_here("experiment", name, "--quick", "--out", tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("| ") and f"plot: {tmp_path / (name + '.png')}" in result.stdout
+def test_rnnkit_experiment_prints_its_table_and_writes_a_plot(experiment, tmp_path, name):
+    table, stdout = experiment(name)
+    assert table.rows and stdout == table.markdown() + f"\n\nplot: {tmp_path / (name + '.png')}\n"
     assert (tmp_path / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_table_prints_each_value_by_its_columns_format_and_finds_a_row_by_its_first_value():
+    table = Table(("cell", "steps", "best (step)", "seeds solved"),
+                  [("rnn", (22, 60), (1.56449, 200), (300, None)), ("lstm", (60, 60), (float("nan"), 0), ())],
+                  ("{}", "{} of {}", "{:.3f} ({})", lambda steps: f"{sum(s is not None for s in steps)}/{len(steps)}"),
+                  "a note")
+    assert table.markdown() == ("| cell | steps | best (step) | seeds solved |\n"
+                                "|---|---|---|---|\n"
+                                "| rnn | 22 of 60 | 1.564 (200) | 1/2 |\n"
+                                "| lstm | 60 of 60 | nan (0) | 0/0 |\n"
+                                "\n"
+                                "a note")
+    assert table.row("rnn") == {"cell": "rnn", "steps": (22, 60), "best (step)": (1.56449, 200),
+                                "seeds solved": (300, None)}
+    assert Table(("a", "b"), [(1, 2.5)]).markdown() == "| a | b |\n|---|---|\n| 1 | 2.5 |"  # "{}" by default
+    with pytest.raises(KeyError, match="0 rows start with 'gru'"):
+        table.row("gru")

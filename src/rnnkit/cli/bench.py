@@ -69,7 +69,7 @@ class BenchConfig:
     engines: tuple[str, ...] = ("fused", "explicit")
     precisions: tuple[str, ...] = ("fp32", "bf16")  # bf16 only where the CPU has bf16 units
     seconds: float = 3.0
-    warmup: int = 4  # the explicit engine's third bf16 step still took 1.5-1.6x as long as its later ones
+    warmup: int = 4  # the explicit engine's third bf16 step was still slower than its later ones (NOTEBOOK.md)
     min_steps: int = 3
     generate_chars: int = 500
     rounds: int = 2  # every training loop this many times, the loops taking turns; the best counts

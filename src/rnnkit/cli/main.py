@@ -144,7 +144,7 @@ def cmd_experiment(args) -> int:
     table, figure = EXPERIMENTS[args.name].run(quick=args.quick, **data)
     target = Path(args.out) / f"{args.name}.png"
     write_output(target, png(figure))
-    print(table + f"\n\nplot: {target}")
+    print(table.markdown() + f"\n\nplot: {target}")
     return 0
 
 

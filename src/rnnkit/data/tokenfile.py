@@ -26,7 +26,7 @@ from rnnkit.data.chars import ByteTokenizer, CharTokenizer, _code_points
 from rnnkit.data.files import not_utf8
 from rnnkit.errors import DataError
 
-STREAM_BYTES = 64 * 2**20  # plain files above this are streamed (in memory, 0.4 GB of text took 10.6 GB)
+STREAM_BYTES = 64 * 2**20  # plain files above this are streamed (read whole, a text peaks at many times its size)
 CHUNK_BYTES = 16 * 2**20
 
 

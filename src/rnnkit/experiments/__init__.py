@@ -1,12 +1,14 @@
 """The lectures' claims as experiments, each one command that prints a table
 and draws a plot: ``rnnkit experiment NAME``. Each module's ``run(quick)``
-returns (markdown table, matplotlib figure); ``quick`` is the tests' small
-configuration, which must already show the effect. An experiment on a data
-set the package does not ship takes its path as ``run(quick, data)``."""
+returns (:class:`Table`, matplotlib figure): its rows as data, which
+``Table.markdown`` prints; ``quick`` is the tests' small configuration, which
+must already show the effect. An experiment on a data set the package does
+not ship takes its path as ``run(quick, data)``."""
 
 import inspect
 
 from rnnkit.experiments import clipping, echo_state, linear, optimizers, regularisation, symmetry, vanishing
+from rnnkit.experiments.table import Table
 
 EXPERIMENTS = {"linear": linear, "symmetry": symmetry, "clipping": clipping, "vanishing": vanishing,
                "optimizers": optimizers, "regularisation": regularisation, "echo-state": echo_state}
@@ -17,4 +19,4 @@ def reads_data(name: str) -> bool:
     return "data" in inspect.signature(EXPERIMENTS[name].run).parameters
 
 
-__all__ = ["EXPERIMENTS", "reads_data"]
+__all__ = ["EXPERIMENTS", "Table", "reads_data"]

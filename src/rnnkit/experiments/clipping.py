@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from rnnkit.experiments.corpus import characters, windows
+from rnnkit.experiments.table import Table
 from rnnkit.models import LanguageModel
 
 HIDDEN, SEQ, BATCH, LR, CLIP = 64, 64, 16, 0.1, 1.0
@@ -56,15 +57,17 @@ def train(clip: float | None, steps: int, seed: int = 0) -> tuple[list[float], l
 
 
 def run(quick: bool = False):
-    """(markdown table, figure)."""
+    """(Table, figure)."""
     from matplotlib.figure import Figure
 
     steps = 60 if quick else 300
     results = {name: train(clip, steps) for name, clip in (("off", None), (f"norm {CLIP:g}", CLIP))}
-    lines = ["| clipping | steps | largest gradient norm | loss, last 10 steps |", "|---|---|---|---|"]
+    rows = []
     for name, (losses, norms) in results.items():
-        last = losses[-1] if not math.isfinite(losses[-1]) else np.mean(losses[-10:])
-        lines.append(f"| {name} | {len(losses)} of {steps} | {max(norms):.2g} | {last:.3f} |")
+        last = losses[-1] if not math.isfinite(losses[-1]) else float(np.mean(losses[-10:]))
+        rows.append((name, (len(losses), steps), max(norms), last))
+    table = Table(("clipping", "steps", "largest gradient norm", "loss, last 10 steps"), rows,
+                  ("{}", "{} of {}", "{:.2g}", "{:.3f}"))
     fig = Figure(figsize=(10, 3.8), dpi=100)
     loss_ax, norm_ax = fig.subplots(1, 2)
     for name, (losses, norms) in results.items():
@@ -76,4 +79,4 @@ def run(quick: bool = False):
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    return "\n".join(lines), fig
+    return table, fig

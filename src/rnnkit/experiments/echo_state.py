@@ -41,6 +41,7 @@ import torch
 from torch import nn
 
 from rnnkit.errors import DataError
+from rnnkit.experiments.table import Table
 from rnnkit.experiments.threads import one_thread
 from rnnkit.kernels.leaky import leak_rates
 from rnnkit.layers import Recurrent
@@ -168,7 +169,7 @@ def trained_lstm(train, val, test, steps: int, seed: int = 0) -> tuple[float, fl
 
 
 def run(quick: bool = False, data: str | Path | None = None):
-    """(markdown table, figure)."""
+    """(Table, figure)."""
     from matplotlib.figure import Figure
 
     if data is None:
@@ -199,10 +200,10 @@ def run(quick: bool = False, data: str | Path | None = None):
         v, t, model = trained_lstm(train, val, test, steps)
         trained = sum(p.numel() for p in model.parameters())
         rows.append((f"LSTM, 64 units, {steps} Adam steps", v, t, f"{trained:,} trained", time.perf_counter() - began))
-    lines = ["| model | validation NMSE | test NMSE | weights | seconds |", "|---|---|---|---|---|"]
-    lines += [f"| {name} | {v:.4f} | {t:.4f} | {w} | {s:.1f} |" for name, v, t, w, s in rows]
-    lines.append(f"\nBonn EEG set E, one-step-ahead prediction at 173.61 Hz; segments {counts[0]} / {counts[1]} / "
-                 f"{counts[2]} for training / validation / test; NMSE = MSE / Var(x), 1 = predicting the mean")
+    table = Table(("model", "validation NMSE", "test NMSE", "weights", "seconds"), rows,
+                  ("{}", "{:.4f}", "{:.4f}", "{}", "{:.1f}"),
+                  f"Bonn EEG set E, one-step-ahead prediction at 173.61 Hz; segments {counts[0]} / {counts[1]} / "
+                  f"{counts[2]} for training / validation / test; NMSE = MSE / Var(x), 1 = predicting the mean")
     fig = Figure(figsize=(6, 3.8), dpi=100)
     ax = fig.subplots()
     for name, points in curve.items():
@@ -215,4 +216,4 @@ def run(quick: bool = False, data: str | Path | None = None):
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    return "\n".join(lines), fig
+    return table, fig

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from rnnkit.experiments.table import Table
+
 RHOS = (0.5, 0.9, 1.0, 1.1, 1.5, 3.0)
 STEPS, HIDDEN = 50, 64
 
@@ -56,16 +58,15 @@ def recursions(rho: float, steps: int = STEPS, hidden: int = HIDDEN, seed: int =
 
 
 def run(quick: bool = False):
-    """(markdown table, figure)."""
+    """(Table, figure)."""
     from matplotlib.figure import Figure
 
     results = {rho: recursions(rho) for rho in RHOS}
-    lines = ["| ρ | ρ^50 | ‖h_50‖ linear | ‖h_50‖ tanh | tanh units saturated | σ_max ∂h_50/∂h_0, tanh "
-             "| σ_max ∂h_50/∂h_0, sigmoid |", "|---|---|---|---|---|---|---|"]
-    for rho, r in results.items():
-        lines.append(f"| {rho:g} | {rho ** STEPS:.2e} | {r['linear'][-1]:.2e} | {r['tanh'][-1]:.3f} | "
-                     f"{100 * r['tanh saturated'][-1]:.0f} % | {r['tanh product'][-1]:.2e} | "
-                     f"{r['sigmoid product'][-1]:.2e} |")
+    rows = [(rho, rho ** STEPS, r["linear"][-1], r["tanh"][-1], r["tanh saturated"][-1], r["tanh product"][-1],
+             r["sigmoid product"][-1]) for rho, r in results.items()]
+    table = Table(("ρ", "ρ^50", "‖h_50‖ linear", "‖h_50‖ tanh", "tanh units saturated",
+                   "σ_max ∂h_50/∂h_0, tanh", "σ_max ∂h_50/∂h_0, sigmoid"), rows,
+                  ("{:g}", "{:.2e}", "{:.2e}", "{:.3f}", lambda share: f"{100 * share:.0f} %", "{:.2e}", "{:.2e}"))
     fig = Figure(figsize=(12, 3.8), dpi=100)
     axes = fig.subplots(1, 3)
     for rho, r in results.items():
@@ -79,4 +80,4 @@ def run(quick: bool = False):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    return "\n".join(lines), fig
+    return table, fig

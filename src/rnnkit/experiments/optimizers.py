@@ -37,6 +37,7 @@ import numpy as np
 from rnnkit.errors import TrainingError
 from rnnkit.experiments.corpus import python_source
 from rnnkit.experiments.runs import train_on_text
+from rnnkit.experiments.table import Table
 from rnnkit.experiments.threads import one_thread
 
 MODEL = dict(cell="lstm", hidden_size=128, num_layers=1, embedding_dim=32, dropout=0.0)
@@ -69,35 +70,36 @@ def sweep(optimizer: str, steps: int, grid=GRID) -> dict[float, float]:
 
 
 def run(quick: bool = False):
-    """(markdown table, figure)."""
+    """(Table, figure): a row an optimizer, with its sweep {rate: validation loss},
+    (its rate, whether that lies at the sweep's edge), its validation losses at
+    steps 50, 100 and 300 (those within the run), (the best of them, its step)
+    and its seconds per 100 steps."""
     from matplotlib.figure import Figure
 
     names, grid, sweep_steps, steps = ((("sgd", "adam"), GRID[2:5], 60, 150) if quick
                                        else (tuple(CUSTOMARY), GRID, 200, 1000))
     marks = [m for m in (50, 100, 300) if m < steps]  # how fast each gets going
-    results = {}
-    lines = ["| optimizer | sweep: rate -> validation loss | rate | " +
-             "".join(f"validation loss at step {m} | " for m in marks) + "best (step) | seconds per 100 steps |",
-             "|---" * (5 + len(marks)) + "|"]
+    results, rows = {}, []
     for name in names:
         tried = sweep(name, sweep_steps, grid)
         best = min(tried, key=tried.get)
-        edge = " (grid edge)" if best in (min(tried), max(tried)) else ""
-        rows, vals = train(name, best, steps, 50)
-        results[name] = rows
-        per_100 = 100 * rows[-1]["elapsed"] / rows[-1]["step"]
-        sweep_text = ", ".join(f"{lr:g}: {loss:.2f}" for lr, loss in tried.items())
+        train_rows, vals = train(name, best, steps, 50)
+        results[name] = train_rows
         lowest = min(vals, key=vals.get)
-        early = "".join(f"{vals[m]:.3f} | " for m in marks)
-        lines.append(f"| {name} | {sweep_text} | {best:g}{edge} | {early}{vals[lowest]:.3f} ({lowest}) | "
-                     f"{per_100:.2f} |")
-    lines.append(f"\nsweep: {sweep_steps} steps a rate; then {steps} steps at the chosen rate, evaluated every 50; "
-                 "losses in nats/char")
+        rows.append((name, tried, (best, best in (min(tried), max(tried))), *(vals[m] for m in marks),
+                     (vals[lowest], lowest), 100 * train_rows[-1]["elapsed"] / train_rows[-1]["step"]))
+    table = Table(("optimizer", "sweep: rate -> validation loss", "rate",
+                   *(f"validation loss at step {m}" for m in marks), "best (step)", "seconds per 100 steps"), rows,
+                  ("{}", lambda tried: ", ".join(f"{lr:g}: {loss:.2f}" for lr, loss in tried.items()),
+                   lambda rate: f"{rate[0]:g}" + (" (grid edge)" if rate[1] else ""), *("{:.3f}",) * len(marks),
+                   "{:.3f} ({})", "{:.2f}"),
+                  f"sweep: {sweep_steps} steps a rate; then {steps} steps at the chosen rate, evaluated every 50; "
+                  "losses in nats/char")
     fig = Figure(figsize=(10, 3.8), dpi=100)
     step_ax, time_ax = fig.subplots(1, 2)
-    for name, rows in results.items():
-        step_ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], label=name, linewidth=1)
-        time_ax.plot([r["elapsed"] for r in rows], [r["loss"] for r in rows], label=name, linewidth=1)
+    for name, curve in results.items():
+        step_ax.plot([r["step"] for r in curve], [r["loss"] for r in curve], label=name, linewidth=1)
+        time_ax.plot([r["elapsed"] for r in curve], [r["loss"] for r in curve], label=name, linewidth=1)
     step_ax.set(xlabel="step", ylabel="training loss (nats/char)", title="against steps")
     time_ax.set(xlabel="seconds of training", ylabel="training loss (nats/char)", title="against time")
     for ax in (step_ax, time_ax):
@@ -105,4 +107,4 @@ def run(quick: bool = False):
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    return "\n".join(lines), fig
+    return table, fig

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from rnnkit.experiments.corpus import python_source
 from rnnkit.experiments.runs import train_on_text
+from rnnkit.experiments.table import Table
 from rnnkit.experiments.threads import one_thread
 
 MODEL = dict(cell="lstm", hidden_size=256, num_layers=1, embedding_dim=32, dropout=0.0)
@@ -64,20 +65,20 @@ def train(setting: str, steps: int, every: int, chars: int) -> list[tuple[int, f
 
 
 def run(quick: bool = False):
-    """(markdown table, figure)."""
+    """(Table, figure)."""
     from matplotlib.figure import Figure
 
     steps, every, chars = (320, 40, 15_000) if quick else (800, 100, 30_000)
     curves = {name: train(name, steps, every, chars) for name in (QUICK if quick else SETTINGS)}
-    lines = ["| regularisation | steps | training loss | validation loss | gap | best validation loss (step) |",
-             "|---|---|---|---|---|---|"]
+    rows = []
     for name, curve in curves.items():
         step, train_loss, val_loss = curve[-1]
         best = min(curve, key=lambda point: point[2])
-        lines.append(f"| {name} | {step} | {train_loss:.3f} | {val_loss:.3f} | {val_loss - train_loss:.3f} | "
-                     f"{best[2]:.3f} ({best[0]}) |")
-    lines.append(f"\nlosses in nats/char, in evaluation mode, on the first {chars:,} characters of argparse.py "
-                 "(a tenth held out); early stopping keeps the weights of its best evaluation")
+        rows.append((name, step, train_loss, val_loss, val_loss - train_loss, (best[2], best[0])))
+    table = Table(("regularisation", "steps", "training loss", "validation loss", "gap",
+                   "best validation loss (step)"), rows, ("{}", "{}", "{:.3f}", "{:.3f}", "{:.3f}", "{:.3f} ({})"),
+                  f"losses in nats/char, in evaluation mode, on the first {chars:,} characters of argparse.py "
+                  "(a tenth held out); early stopping keeps the weights of its best evaluation")
     fig = Figure(figsize=(10, 3.8), dpi=100)
     val_ax, gap_ax = fig.subplots(1, 2)
     for name, curve in curves.items():
@@ -90,4 +91,4 @@ def run(quick: bool = False):
         ax.grid(alpha=0.3)
     val_ax.legend(fontsize=7)
     fig.tight_layout()
-    return "\n".join(lines), fig
+    return table, fig

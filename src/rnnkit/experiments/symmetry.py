@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from rnnkit.experiments.corpus import characters, windows
+from rnnkit.experiments.table import Table
 from rnnkit.models import LanguageModel
 
 HIDDEN, SEQ, BATCH, LR = 32, 32, 16, 0.3
@@ -58,15 +59,15 @@ def train(symmetric: bool, steps: int, seed: int = 0) -> tuple[list[float], floa
 
 
 def run(quick: bool = False):
-    """(markdown table, figure)."""
+    """(Table, figure)."""
     from matplotlib.figure import Figure
 
     steps = 30 if quick else 600
     results = {name: train(name == "identical", steps) for name in ("identical", "random")}
-    lines = ["| initialisation | steps | largest difference between two units' weights | training loss, "
-             "last 10 steps |", "|---|---|---|---|"]
-    for name, (losses, gap) in results.items():
-        lines.append(f"| {name} | {steps} | {gap:.1e} | {np.mean(losses[-10:]):.3f} |")
+    table = Table(("initialisation", "steps", "largest difference between two units' weights",
+                   "training loss, last 10 steps"),
+                  [(name, steps, gap, float(np.mean(losses[-10:]))) for name, (losses, gap) in results.items()],
+                  ("{}", "{}", "{:.1e}", "{:.3f}"))
     fig = Figure(figsize=(6, 3.8), dpi=100)
     ax = fig.subplots()
     for name, (losses, _) in results.items():
@@ -75,4 +76,4 @@ def run(quick: bool = False):
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    return "\n".join(lines), fig
+    return table, fig

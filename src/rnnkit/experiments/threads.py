@@ -1,8 +1,7 @@
 """The experiments' small models run on one thread: their matrices (64 units,
 batches of 64) are too small for a second thread to pay for its handover,
-and where another process shares the cores the threads wait on each other.
-Measured: 300 steps of the adding problem's RNN at T = 50 took 3.2 s on one
-thread and 20.7 s on two, beside another busy process on a 2-core machine."""
+and where another process shares the cores the threads wait on each other
+(benchmarks/NOTEBOOK.md, 2026-12-05, "Threads")."""
 
 from __future__ import annotations
 

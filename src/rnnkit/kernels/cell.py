@@ -221,9 +221,9 @@ def cell_options(name: str, settings) -> dict:
 
 
 def tanh_by_sigmoid(x: Tensor) -> Tensor:
-    """tanh(x) = 2σ(2x) - 1, without autograd: torch's CPU tanh took 46 us on a
-    (64, 512) fp32 tensor here where sigmoid took 11 (2 threads); the absolute
-    error stays at the dtype's resolution of 1."""
+    """tanh(x) = 2σ(2x) - 1, without autograd: torch's CPU tanh measured several
+    times slower than its sigmoid (benchmarks/NOTEBOOK.md, "What this machine
+    showed"); the absolute error stays at the dtype's resolution of 1."""
     return torch.sigmoid(x * 2).mul_(2).sub_(1)
 
 

@@ -4,10 +4,9 @@ torch multiplies fp32 matrices on a CPU with MKL, and MKL chooses its code
 path by CPU vendor: on processors not made by Intel it runs generic AVX2
 kernels even where the CPU has AVX-512. oneDNN, which torch also carries (its
 LSTM/GRU/RNN kernels and bf16 products use it), chooses by instruction set.
-On this project's AMD EPYC (2 threads, ``rnnkit bench``) oneDNN multiplied
-fp32 matrices 1.6-2.6x faster than MKL at a language model's shapes: a 2048
-square at 415 against 190 GFLOP/s, an LSTM step's (64 x 512) @ (512 x 2048)
-at 363 against 166.
+On this project's AMD EPYC (``rnnkit bench``) oneDNN multiplied fp32 matrices
+much faster than MKL at a language model's shapes (benchmarks/NOTEBOOK.md,
+"What this machine showed").
 
 The products that rnnkit forms itself (input projections, the explicit
 engine's steps and its weight gradient, the output layer, generation) go
@@ -136,9 +135,10 @@ def prepare(weight: Tensor, batch_size: int, dtype: torch.dtype | None = None) -
     reorders it again.
 
     A small weight (below ``SMALL_GEMV`` elements) multiplied one row at a time
-    stays dense in its own dtype for torch's default kernel: oneDNN costs about
-    15 us a call here whatever the size, where a character model's output layer
-    (65 x 512) takes 3.5 us on MKL, in fp32 faster than either kernel's bf16."""
+    stays dense in its own dtype for torch's default kernel: oneDNN's fixed
+    cost a call, whatever the size, is several times a character model's
+    output layer (65 x 512) on MKL, whose fp32 also beat either kernel's bf16
+    there (benchmarks/NOTEBOOK.md, "Generation, later")."""
     if batch_size == 1 and weight.numel() < SMALL_GEMV:
         return weight.detach().contiguous()
     weight = weight.detach().to(dtype or weight.dtype).contiguous()

@@ -38,9 +38,9 @@ class GRUCell(Cell):
     [W_ir | W_iz | W_in], ``weight_hh`` (3H, H) likewise. State: ``(h,)``.
 
     On a CPU ``engine="auto"`` runs it on the explicit engine: its layer node
-    took 1.4-2.3x less time per Trainer step than torch's GRU kernel at H
-    64-1024, fp32 and bf16, and 1.9-2.8x less over padded batches
-    (benchmarks/NOTEBOOK.md, 2026-11-23 and 2026-12-04).
+    took less time per Trainer step than torch's GRU kernel at every H
+    measured, in fp32 and bf16, and over padded batches (benchmarks/RESULTS.md,
+    "Padded batches"; NOTEBOOK.md, 2026-11-23 and 2026-12-04).
     """
 
     name = "gru"

@@ -13,9 +13,9 @@
 
 /* The cells' rows are split between threads from B H = 4096 on, a quarter of lstm.c's
  * threshold: the norms make a row's work about twice the plain cell's, and
- * at 2 x 256, batch 32, bf16 the LN-LSTM trained at 0.80x the LSTM's layer
- * node with the split against 0.72x without; the LN-GRU's runs were level
- * within the machine's noise (benchmarks/cell_speed.py, NOTEBOOK.md). */
+ * at 2 x 256, batch 32, bf16 the LN-LSTM trained faster with the split than
+ * without; the LN-GRU's runs were level within the machine's noise
+ * (benchmarks/cell_speed.py; NOTEBOOK.md, 2026-12-06, "Threads"). */
 #define LN_ROWS_IN_PARALLEL(B, H) ((B) * (H) >= 4096)
 
 /* rstd of the n floats v; their mean in *mean (two passes: the mean, then the squared deviations) */

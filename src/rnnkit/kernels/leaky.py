@@ -50,9 +50,9 @@ class LeakyCell(Cell):
     weights. State: ``(h,)``. Initialisation: as :class:`Cell`.
 
     Its layer node (the explicit engine; ``auto`` picks it, there being no
-    torch kernel) trained a 2 x 256 character model at 0.98x the vanilla
-    RNN's tokens/s where unroll's per-step nodes gave 0.80x, and at 0.90x at
-    2 x 512, level with the steps (benchmarks/cell_speed.py, 2026-12-05).
+    torch kernel) trains nearly as fast as the vanilla RNN's layer node, and
+    faster than unroll's per-step nodes at 2 x 256 (benchmarks/RESULTS.md,
+    "Cell variants at equal wall time"; NOTEBOOK.md, 2026-12-06).
 
     Deviation from Jaeger (2002): one α per unit over a geometric range
     instead of one leak rate for the whole reservoir, and the recurrent

@@ -44,10 +44,9 @@ class LNGRUCell(LayerNormCell):
     parameter of its own, as torch's b_hn is. The explicit engine only: on a
     CPU in fp32 or under bf16 autocast the whole sequence is one
     :class:`_LNGRULayer` node on lngru.c, elsewhere unroll's per-step nodes
-    (see :class:`rnnkit.kernels.lnlstm.LNLSTMCell`). Training tokens/s of a
-    2 x 256 character model (benchmarks/cell_speed.py, 2026-12-06, 2 threads):
-    0.92x the GRU's C layer node in fp32 and under bf16 autocast; the per-step
-    nodes ran at 0.60x and 0.48x.
+    (see :class:`rnnkit.kernels.lnlstm.LNLSTMCell`). The node trains a little
+    slower than the GRU's C layer node and much faster than the per-step nodes
+    (benchmarks/RESULTS.md, "Cell variants at equal wall time").
     """
 
     name = "lngru"

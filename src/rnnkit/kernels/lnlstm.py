@@ -44,10 +44,9 @@ class LNLSTMCell(LayerNormCell):
     The explicit engine only (no torch kernel exists for it): on a CPU in
     fp32 or under bf16 autocast, the whole sequence is one :class:`_LNLSTMLayer`
     node on lnlstm.c, elsewhere unroll's per-step nodes on torch's ops, which
-    are the reference. Training tokens/s of a 2 x 256 character model
-    (benchmarks/cell_speed.py, 2026-12-06, 2 threads): 0.86x the LSTM's own
-    C layer node in fp32 and 0.83x under bf16 autocast; the per-step nodes
-    ran at 0.58x and 0.46x.
+    are the reference. The node trains a little slower than the LSTM's own C
+    layer node (the norms' work) and much faster than the per-step nodes
+    (benchmarks/RESULTS.md, "Cell variants at equal wall time").
     """
 
     name = "lnlstm"

@@ -55,10 +55,10 @@ class LSTMCell(Cell):
     forget bias and ``bias_hh`` stays zero, so their sum is ``forget_bias``.
 
     On a CPU ``engine="auto"`` runs it on the explicit engine over padded
-    batches (classifiers, taggers), where its layer node took half the time
-    of torch's packed kernel, and on the fused engine otherwise, where
-    torch's kernel was 1.2-1.4x faster at a language model's shapes
-    (benchmarks/NOTEBOOK.md, 2026-12-04).
+    batches (classifiers, taggers), where its layer node measured faster than
+    torch's packed kernel, and on the fused engine otherwise, where torch's
+    kernel measured faster at a language model's shapes (benchmarks/RESULTS.md,
+    "Padded batches"; NOTEBOOK.md, 2026-12-04).
     """
 
     name = "lstm"
@@ -116,7 +116,7 @@ class LSTMCell(Cell):
 
 def lstm_gates(gates: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
     """The LSTM's element-wise step in the fewest ops, for steps without autograd
-    (at batch 1 each op costs about 1-2 us, whatever its size): gates (B, 4H),
+    (at batch 1 an op's fixed cost outweighs its arithmetic): gates (B, 4H),
     c (B, H) -> (h, c'). One sigmoid over all four blocks (the g block's is unused)."""
     H = c.shape[1]
     i, f, _, o = torch.sigmoid(gates).chunk(4, dim=1)

@@ -5,8 +5,8 @@ most 32 MiB) with fresh pages from mmap and unmaps them when they are freed.
 A training step allocates and frees the same large activations at every step
 ((B*T, G*H) fp32 is 52 MB for a 2 x 512 LSTM at 64 x 100), so every step
 pays a page fault for every 4 KiB of them again. On this project's virtual
-machine, filling a freshly allocated 52 MB tensor took 27 ms against 5.4 ms
-for reused memory, and a (6400 x 64) @ (64 x 2048) product 39 ms against 9.6.
+machines filling or multiplying freshly allocated memory took several times as
+long as reused memory (benchmarks/NOTEBOOK.md, "What this machine showed").
 
 :func:`keep_freed_memory` raises glibc's mmap threshold to 1 GiB and its trim
 threshold to 2 GiB - 1: blocks come from the heap and stay mapped after they are

@@ -178,8 +178,9 @@ def linear_scan(log_a: Tensor, log_b: Tensor, h0: Tensor) -> Tensor:
     with b_0 = h_0 and A_0 = 0. log_a, log_b (B, T, H); h0 (B, H) >= 0 -> h (B, T, H).
     Terms where b_k = 0 are -inf and drop out. Depth O(log T) on parallel
     hardware (a cumsum and a logcumsumexp over time), which is where it pays:
-    on a 2-core CPU its logcumsumexp alone was about 8x slower than
-    :func:`linear_recurrence` (2 x 512 cells, 4,096 tokens), so CPUs use that."""
+    on a 2-core CPU its logcumsumexp alone was slower than the whole of
+    :func:`linear_recurrence` (benchmarks/NOTEBOOK.md, "Minimal cells"), so
+    CPUs use that."""
     a_star = F.pad(log_a.cumsum(1), (0, 0, 1, 0))  # (B, T+1, H), A_0 = 0
     log_values = torch.cat([h0.to(log_b.dtype).log().unsqueeze(1), log_b], dim=1)  # (B, T+1, H)
     log_h = a_star + torch.logcumsumexp(log_values - a_star, dim=1)

@@ -33,8 +33,8 @@ class RNNCell(Cell):
     State: ``(h,)``.
 
     On a CPU ``engine="auto"`` runs it on the explicit engine: its layer node
-    ran level with torch's kernel at H 64-128 and 1.1-1.8x faster at H 512,
-    and 1.3-1.6x faster over padded batches (benchmarks/NOTEBOOK.md,
+    ran level with torch's kernel at H 64-128 and faster at H 512 and over
+    padded batches (benchmarks/RESULTS.md, "Padded batches"; NOTEBOOK.md,
     2026-11-23 and 2026-12-04).
     """
 

@@ -37,11 +37,12 @@ class _Tape:
     """What the steps of one sequence share: (dhp_t, h_{t-1}) left by each step's
     backward (or, for an additive cell, the h_{t-1} of the forward), and W_hh
     laid out once for the per-step products of both ways
-    (:func:`rnnkit.kernels.gemm.prepare`: oneDNN's blocked layout, 10-15 % faster per
+    (:func:`rnnkit.kernels.gemm.prepare`: oneDNN's blocked layout, faster per
     step than re-reading the dense matrix in fp32). Under bf16 autocast on a
     CPU both ways multiply in bf16, as autocast's own products and their
     backwards do; the backward's dh = dhp W used to run in fp32 on a W laid
-    out again at every step (378 us against 198 here at (64, 2048) @ (2048, 512))."""
+    out again at every step, slower (benchmarks/NOTEBOOK.md, "The explicit
+    engine under bf16 autocast")."""
 
     def __init__(self, weight: Tensor, bias: Tensor | None, batch_size: int, summed: bool):
         self.summed = summed  # steps return xp_t + hp_t: dhp_t = dxp_t, and only h_{t-1} is kept

@@ -2,16 +2,17 @@
 
 Dropout zeroes each entry with probability p and scales the rest by 1/(1-p),
 so that its expectation is the input. ``F.dropout`` draws its mask with
-``bernoulli_``, one random float per entry: on this project's CPU it took
-8.9 ms for a (32, 64, 512) activation, about 12 % of a training step of the
-2 x 512 LSTM language model, which draws three masks of up to that size a step.
+``bernoulli_``, one random float per entry: on this project's CPU a sizeable
+share of a training step of the 2 x 512 LSTM language model, which draws three
+masks of up to (32, 64, 512) a step (benchmarks/NOTEBOOK.md, "Cheaper dropout
+masks").
 
 Here one 64-bit random word gives four 16-bit uniform integers u, and an
 entry is kept when u >= t with t = round(p * 2^16): the drop probability is
 p to the nearest 2^-16 (0.2 becomes 0.19999695), and the scale is the exact
 1 / (1 - t / 2^16), so the expectation stays the input. The same mask costs
-about 2 ms. On a GPU ``F.dropout`` is one fused kernel already and is used
-as it is.
+a fraction of the time. On a GPU ``F.dropout`` is one fused kernel already
+and is used as it is.
 """
 
 from __future__ import annotations

@@ -142,7 +142,7 @@ class Recurrent(nn.Module):
             if lengths.shape != (B,) or int(lengths.min()) < 1 or int(lengths.max()) > T:
                 raise ValueError(f"Recurrent: lengths must have shape ({B},) with values in [1, {T}], "
                                  f"got shape {tuple(lengths.shape)}")
-            if int(lengths.min()) == T:  # nothing is padded: skip packing (torch's packed GRU is ~2x slower)
+            if int(lengths.min()) == T:  # nothing is padded: skip packing (torch's packed GRU is slower)
                 lengths = None
         engine = self.engine_for(x.device)
         if engine == "fused" and self.cells[0].fused_kernel() is not None:

@@ -201,11 +201,9 @@ def fit_glove(model: GloVe, rows, cols, counts, epochs: int = 15, batch_size: in
     Deviation from the authors' ``glove.c``: its sums start at 1 and add
     (lr g)², so it steps θ -= g / √(1/lr² + Σ_past g²): plain SGD at rate lr
     while the sum is small, AdaGrad at rate 1 once it is large. On Penn
-    Treebank (100-d, 15 epochs, ``benchmarks/glove.py``) that rule ended at
-    twice the cost, with WordSim-353 Spearman 0.10 against 0.20 here,
-    SimLex-999 0.09 against 0.15, and 0.6 % against 1.8 % of the Google
-    analogies whose words are all in PTB's vocabulary (measured once, on
-    the copies of those test sets that gensim ships).
+    Treebank (``benchmarks/glove.py``) that rule ended at a higher cost and
+    scored worse on word similarity and analogies than the AdaGrad here
+    (benchmarks/NOTEBOOK.md, "GloVe word vectors").
     """
     if epochs < 0 or batch_size < 1 or lr <= 0:
         raise ConfigError(f"fit_glove: expected epochs >= 0, batch_size >= 1 and lr > 0; "

@@ -41,9 +41,10 @@ def draw(logits: Tensor, generator: torch.Generator | None = None, noise: RaceNo
     softmax(logits) by the exponential race (the Gumbel-max trick): with
     E_i ~ Exp(1) independent, argmax_i (logits_i - log E_i) is i with
     probability softmax(logits)_i. Tokens at -inf are never drawn. Five small
-    ops and no softmax: at batch 1 over 65 characters, 8 us against 15 for the
-    inverse CDF of the softmax and 16 for softmax + ``torch.multinomial`` (one thread);
-    with -log E taken from ``noise``, two and a view of its row."""
+    ops and no softmax, faster at batch 1 than the inverse CDF of the softmax
+    and than softmax + ``torch.multinomial`` (benchmarks/NOTEBOOK.md, "Sampling
+    by the exponential race"); with -log E taken from ``noise``, two and a view
+    of its row."""
     if noise is not None:
         return (logits + noise.next(logits)).argmax(dim=-1)
     return (logits + _gumbel(torch.empty_like(logits), generator)).argmax(dim=-1)

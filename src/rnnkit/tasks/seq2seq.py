@@ -119,7 +119,8 @@ class Seq2SeqTask(Task):
 
     def criterion(self, metrics: dict) -> float:
         """The decoded outputs' token error rate: the loss can rise as the outputs grow confident
-        while they still improve (CMUdict: see RESULTS.md)."""
+        while they still improve (benchmarks/NOTEBOOK.md, 2026-12-05, "CMUdict G2P: an hour, and
+        which checkpoint to keep")."""
         return metrics["token_error_rate"]
 
     def next_step(self, out) -> str:

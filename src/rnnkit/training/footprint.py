@@ -14,16 +14,16 @@ The activations grow linearly with the batch size B at a given length, so they
 are measured, not modelled: the memory the allocator has handed out when a
 forward pass of the heaviest batch (the longest examples) has run, minus
 before, at batch sizes 4 and 8 (after one pass that lets first-call caches
-settle; each the median of three passes, since on a CPU one pass read up to
-3 % off the others), extrapolated to B::
+settle; each the median of three passes, since on a CPU one pass's count can
+differ from the others'), extrapolated to B::
 
     a(B) = a(4) + (B - 4) (a(8) - a(4)) / 4
 
 On a CPU the allocator's count is glibc's (:func:`rnnkit.kernels.memory.heap_in_use`),
 on a GPU torch's. The measurement leaves the model, its buffers and the random
 state as they were, so a run's trajectory does not depend on it. The
-allocator's fragmentation comes on top: on a 2 x 512 LSTM the process's peak
-was 4-13 % above the estimate (the test allows 25 %).
+allocator's fragmentation comes on top, so the process's peak stands somewhat
+above the estimate (benchmarks/NOTEBOOK.md, 2026-12-06; the test allows 25 %).
 """
 
 from __future__ import annotations
@@ -124,8 +124,8 @@ def _activations(model, batcher, batch_size: int, device: torch.device, precisio
 
 def held_by_forward(model, batch, device: torch.device, precision: str, passes: int = 3) -> int | None:
     """The median over ``passes`` forward passes of the bytes each holds for its backward.
-    On a CPU glibc's count of one pass varied by about 1 MB in 40 (a 2 x 128 LSTM,
-    batch 48: 39.9 MB in most passes, 38.8 in one), and the extrapolation
+    On a CPU glibc's count of one pass can differ from the next's
+    (benchmarks/NOTEBOOK.md, 2026-12-06, "Footprint"), and the extrapolation
     magnifies an error at batch 4 or 8 tenfold."""
     held = [_held_by_forward(model, batch, device, precision) for _ in range(passes)]
     return None if None in held else round(statistics.median(held))

@@ -24,9 +24,9 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
 
     SGD, AdaGrad, Adam and AdamW run torch's fused implementation (one kernel
     over all parameters) on CPUs and GPUs: the same update, where the
-    default on a CPU loops over the tensors with about ten ops each. For a
-    2 x 512 LSTM language model (3.3 M parameters) an AdamW step took 0.95 ms
-    fused against 11.4 ms, about a tenth of a training step at batch 32 x 64.
+    default on a CPU loops over the tensors with about ten ops each, a
+    sizeable share of a small model's training step (benchmarks/NOTEBOOK.md,
+    "Fused optimizer steps").
     """
     params = list(model.parameters())
     decay = [p for p in params if penalised(p)]

@@ -1,0 +1,61 @@
+"""The scripts in benchmarks/ (run as ``python benchmarks/NAME.py``) import, with
+their shared module, and parse their flags; what they measure is never asserted."""
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
+SCRIPTS = sorted(path.stem for path in BENCHMARKS.glob("*.py") if path.stem != "common")
+
+
+def load(name: str, module_name: str):
+    spec = importlib.util.spec_from_file_location(module_name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def common(monkeypatch):
+    """benchmarks/common.py as the scripts import it (``import common``), for this test only."""
+    module = load("common", "common")
+    monkeypatch.setitem(sys.modules, "common", module)
+    return module
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_every_benchmark_script_imports_and_answers_help(name, common, monkeypatch, capsys):
+    script = load(name, f"benchmark_{name}")  # the script's top level only defines, so this runs nothing
+    monkeypatch.setattr(sys, "argv", [f"benchmarks/{name}.py", "--help"])
+    with pytest.raises(SystemExit) as done:
+        script.main()
+    assert done.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: {name}.py")
+
+
+def test_the_shell_benchmark_parses():
+    for path in BENCHMARKS.glob("*.sh"):
+        result = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+
+
+def test_the_shared_module_finds_the_data_beside_the_repository_and_prints_markdown(common):
+    assert common.DATA == BENCHMARKS.parents[1] / "shared" / "data"
+    assert common.TINYSHAKESPEARE == common.DATA / "tinyshakespeare" / "input.txt"
+    assert common.markdown_table(["cell", "tokens/s"], [["lstm", "1,234"], ["gru", 5]]) == (
+        "| cell | tokens/s |\n|---|---|\n| lstm | 1,234 |\n| gru | 5 |")
+
+
+def test_contestants_take_turns_and_a_rate_is_the_units_of_the_items_worked_over_the_time(common, monkeypatch):
+    clock = iter(range(100))  # a second a reading
+    monkeypatch.setattr(common, "time", SimpleNamespace(perf_counter=lambda: next(clock)))
+    calls = []
+    contestants = {"a": (calls.append, ["x", "yy"], len), "b": (calls.append, ["zzz"], len)}
+    rates = common.in_turns(contestants, rounds=2, seconds=1.5)  # a warm-up call, then two timed calls
+    assert calls == ["x", "x", "yy", "zzz", "zzz", "zzz"] * 2
+    assert rates == {"a": [1.5, 1.5], "b": [3.0, 3.0]}  # (1 + 2) and (3 + 3) units in 2 s
