@@ -52,7 +52,7 @@ from rnnkit.layers import engines_in
 from rnnkit.models.ctc import CTCRecognizer
 from rnnkit.models.seq2seq import Seq2Seq
 from rnnkit.training.decode import decode
-from rnnkit.training.trainer import bf16_supported
+from rnnkit.training.device import bf16_supported
 
 SOURCE_VOCAB, TARGET_VOCAB, EMBEDDING = 28, 40, 64
 FEATURES, LABELS, UTTERANCES, CTC_HIDDEN = 80, 11, 16, 128  # LABELS: 10 + the blank

@@ -31,6 +31,7 @@ from rnnkit.kernels.memory import keep_freed_memory
 from rnnkit.layers import engines_in
 from rnnkit.training import distributed
 from rnnkit.training.board import Board
+from rnnkit.training.device import resolve_device, resolve_precision
 from rnnkit.training.evaluate import criterion, validate
 from rnnkit.training.footprint import Footprint, size
 from rnnkit.training.footprint import measure as measure_footprint
@@ -69,31 +70,6 @@ def gradient_norm(model) -> float:
 
 def all_finite(tensors) -> bool:
     return all(torch.isfinite(t).all().item() for t in tensors if t.is_floating_point())
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: no CUDA device is available here; use --device cpu or auto")
-    return torch.device(name)
-
-
-def bf16_supported(device: torch.device) -> bool:
-    """Whether ``device`` multiplies bf16 matrices natively (CPU: AVX-512 BF16 or AMX)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    cpu = torch.cpu
-    return any(getattr(cpu, f, lambda: False)() for f in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
-
-
-def resolve_precision(name: str, device: torch.device) -> str:
-    if name == "auto":
-        return "bf16" if bf16_supported(device) else "fp32"
-    if name == "bf16" and not bf16_supported(device):
-        raise ConfigError(f"--precision bf16: this {device.type} has no bf16 matrix units (AVX-512 BF16 or "
-                          f"AMX), so bf16 would be slower than fp32; use --precision fp32 or auto")
-    return name
 
 
 class Trainer:
