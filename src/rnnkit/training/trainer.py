@@ -35,7 +35,14 @@ from rnnkit.training.device import resolve_device, resolve_precision
 from rnnkit.training.evaluate import criterion, validate
 from rnnkit.training.footprint import Footprint, size
 from rnnkit.training.footprint import measure as measure_footprint
-from rnnkit.training.optim import add_l1_subgradient, build_optimizer, learning_rate, teacher_forcing
+from rnnkit.training.optim import (
+    add_l1_subgradient,
+    all_finite,
+    build_optimizer,
+    clip_gradients,
+    learning_rate,
+    teacher_forcing,
+)
 from rnnkit.training.plots import plot_losses
 from rnnkit.training.runs import (
     BEST,
@@ -57,19 +64,6 @@ from rnnkit.training.runs import (
 
 DEFAULT_TIME_LIMIT = 300.0
 MAX_NONFINITE_IN_A_ROW = 20  # skip and lower_lr give up after this many non-finite steps in a row
-
-
-def gradient_norm(model) -> float:
-    """The global L2 norm of the gradients ||(g_1, ..., g_n)||_2; NaN or inf when any element is."""
-    grads = [p.grad.detach() for p in model.parameters() if p.grad is not None]
-    if not grads:
-        return 0.0
-    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g, dtype=torch.promote_types(
-        g.dtype, torch.float32)) for g in grads])).item()
-
-
-def all_finite(tensors) -> bool:
-    return all(torch.isfinite(t).all().item() for t in tensors if t.is_floating_point())
 
 
 class Trainer:
@@ -238,7 +232,7 @@ class Trainer:
                 norm = math.nan
                 if math.isfinite(value):
                     (loss * share if share != 1.0 else loss).backward()
-                    norm = self._clip()
+                    norm = clip_gradients(model, cfg.clip_value, cfg.clip_norm)
                 if math.isfinite(value) and math.isfinite(norm):
                     if cfg.l1:
                         add_l1_subgradient(model, cfg.l1)
@@ -295,20 +289,6 @@ class Trainer:
             self.epoch += 1
             self.batch_index = 0
             self.carry = None
-
-    def _clip(self) -> float:
-        """Clip the gradients as configured; returns their global norm before clipping
-        (NaN or inf if any element is), computed once: clip_grad_norm_ returns it."""
-        params, cfg = self.model.parameters(), self.cfg
-        if cfg.clip_value:  # element-wise clipping first changes the norm: measure before it
-            norm = gradient_norm(self.model)
-            torch.nn.utils.clip_grad_value_(params, cfg.clip_value)
-            if cfg.clip_norm:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_norm)
-            return norm
-        if cfg.clip_norm:
-            return torch.nn.utils.clip_grad_norm_(params, cfg.clip_norm).item()
-        return gradient_norm(self.model)
 
     def _log(self, row: dict) -> None:
         self.rows.append(row)
