@@ -7,6 +7,7 @@ A run folder holds::
                          of each recurrent layer, rnnkit and format versions
     model.safetensors    the best weights so far (lowest validation loss)
     last.safetensors     the last weights with the full trainer state, for exact resume
+                         (its tensors and keys: rnnkit.training.checkpoint)
     metrics.jsonl        one JSON object per log step and per evaluation
     loss.png             the loss curves, redrawn at each evaluation
     run.lock             held (flock) by the trainer writing the folder; names its process
