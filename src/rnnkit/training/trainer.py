@@ -204,67 +204,25 @@ class Trainer:
         return max(parts)
 
     def _loop(self, bar) -> str:
-        model, opt, cfg, p = self.model, self.optimizer, self.cfg, self.progress
+        """Train until the budget is spent, early stopping fires or a stop is asked for; returns which."""
+        model, cfg, p = self.model, self.cfg, self.progress
         model.train()
         started = time.perf_counter() - p.elapsed
         tick, tick_tokens = time.perf_counter(), 0
         while True:
             for batch in self.batcher.batches(p.epoch, p.batch_index):
-                lr = learning_rate(cfg, p.step, self._budget_spent()) * p.lr_scale
-                for group in opt.param_groups:
-                    group["lr"] = lr
-                sampling = cfg.scheduled_sampling != "none"
-                if sampling:  # a seq2seq decoder's chance of reading the target's token
-                    model.teacher_forcing = teacher_forcing(cfg, p.step)
-                batch, has_rows = tuple(t.to(self.device) for t in batch), True
-                if self.group:  # this rank's rows
-                    batch, has_rows = distributed.rows(batch, self.group)
-                with torch.autocast(self.device.type, torch.bfloat16, enabled=self.precision == "bf16"):
-                    loss, state = (self.ddp or model.loss)(batch, self.carry)
-                value, share = loss.item(), 1.0
-                if self.group:  # the global batch's mean loss (NaN if any rank's is), and this rank's share
-                    terms = distributed.loss_terms(model, batch) if has_rows else 0
-                    total, all_terms = distributed.all_sum(value * terms, terms)
-                    value, share = total / all_terms, terms * self.group.world / all_terms
-                opt.zero_grad(set_to_none=True)
-                norm = math.nan
-                if math.isfinite(value):
-                    (loss * share if share != 1.0 else loss).backward()
-                    norm = clip_gradients(model, cfg.clip_value, cfg.clip_norm)
-                if math.isfinite(value) and math.isfinite(norm):
-                    if cfg.l1:
-                        add_l1_subgradient(model, cfg.l1)
-                    opt.step()
-                    p.nonfinite_in_a_row = 0
-                    p.log_sum += value
-                    p.log_norm_sum += norm
-                    p.log_count += 1
-                    if state is not None:
-                        self.carry = tuple(s.detach() for s in state)  # truncate BPTT here
-                else:  # no update; the next batch starts from a zero state
-                    self._skip(*(("loss", value) if not math.isfinite(value) else ("gradient norm", norm)))
-                    self.carry = None
+                lr, tokens = self._train_step(batch)
                 p.step += 1
                 p.batch_index += 1
                 p.elapsed = time.perf_counter() - started
                 if self.group:  # one clock and one stop decision for all ranks: the slowest rank's time
                     p.elapsed, stop = distributed.all_max(p.elapsed, float(self._stop))
                     self._stop = bool(stop)
-                tick_tokens += batch[0].shape[0] * batch[0].shape[1]  # (B, T), or (B, T, F) of vectors
+                tick_tokens += tokens
                 if p.step % cfg.log_every == 0 and p.log_count:
                     now = time.perf_counter()
-                    speed = tick_tokens / max(now - tick, 1e-9)
+                    self._log_metrics(lr, tick_tokens / max(now - tick, 1e-9), bar)
                     tick, tick_tokens = now, 0
-                    self._log({"step": p.step, "epoch": round(p.epoch + p.batch_index /
-                                                               self.batcher.num_batches(p.epoch), 4),
-                               "loss": p.log_sum / p.log_count, "lr": lr,
-                               "grad_norm": round(p.log_norm_sum / p.log_count, 4),
-                               **({"teacher_forcing": round(model.teacher_forcing, 4)} if sampling else {}),
-                               "tokens_per_s": round(speed, 1), "elapsed": round(p.elapsed, 2)})
-                    p.log_sum, p.log_norm_sum, p.log_count = 0.0, 0.0, 0
-                    bar.set_postfix_str(f"loss {self.rows[-1]['loss']:.3f} "
-                                        f"({self.rows[-1]['loss'] / math.log(2):.3f} bpc) "
-                                        f"{speed:,.0f} tok/s", refresh=False)
                 bar.n = round(100 * min(self._budget_spent(), 1.0), 1)
                 bar.refresh()
                 for callback in self.callbacks:
@@ -287,6 +245,58 @@ class Trainer:
             p.epoch += 1
             p.batch_index = 0
             self.carry = None
+
+    def _train_step(self, batch: tuple) -> tuple[float, int]:
+        """One step on ``batch``: set the rate, the loss under autocast (under torchrun, of this
+        rank's rows, weighted by its share of the global batch), backward, clip, and update, or,
+        when the loss or the gradient norm is not finite, no update and the ``--on-nonfinite``
+        policy. Returns the learning rate and the tokens this process read."""
+        model, opt, cfg, p = self.model, self.optimizer, self.cfg, self.progress
+        lr = learning_rate(cfg, p.step, self._budget_spent()) * p.lr_scale
+        for group in opt.param_groups:
+            group["lr"] = lr
+        if cfg.scheduled_sampling != "none":  # a seq2seq decoder's chance of reading the target's token
+            model.teacher_forcing = teacher_forcing(cfg, p.step)
+        batch, has_rows = tuple(t.to(self.device) for t in batch), True
+        if self.group:  # this rank's rows
+            batch, has_rows = distributed.rows(batch, self.group)
+        with torch.autocast(self.device.type, torch.bfloat16, enabled=self.precision == "bf16"):
+            loss, state = (self.ddp or model.loss)(batch, self.carry)
+        value, share = loss.item(), 1.0
+        if self.group:  # the global batch's mean loss (NaN if any rank's is), and this rank's share
+            terms = distributed.loss_terms(model, batch) if has_rows else 0
+            total, all_terms = distributed.all_sum(value * terms, terms)
+            value, share = total / all_terms, terms * self.group.world / all_terms
+        opt.zero_grad(set_to_none=True)
+        norm = math.nan
+        if math.isfinite(value):
+            (loss * share if share != 1.0 else loss).backward()
+            norm = clip_gradients(model, cfg.clip_value, cfg.clip_norm)
+        if math.isfinite(value) and math.isfinite(norm):
+            if cfg.l1:
+                add_l1_subgradient(model, cfg.l1)
+            opt.step()
+            p.nonfinite_in_a_row = 0
+            p.log_sum += value
+            p.log_norm_sum += norm
+            p.log_count += 1
+            if state is not None:
+                self.carry = tuple(s.detach() for s in state)  # truncate BPTT here
+        else:  # no update; the next batch starts from a zero state
+            self._skip(*(("loss", value) if not math.isfinite(value) else ("gradient norm", norm)))
+            self.carry = None
+        return lr, batch[0].shape[0] * batch[0].shape[1]  # (B, T), or (B, T, F) of vectors
+
+    def _log_metrics(self, lr: float, speed: float, bar) -> None:
+        """A metrics line: the mean loss and gradient norm of the steps since the last one."""
+        p, sampling = self.progress, self.cfg.scheduled_sampling != "none"
+        self._log({"step": p.step, "epoch": round(p.epoch + p.batch_index / self.batcher.num_batches(p.epoch), 4),
+                   "loss": p.log_sum / p.log_count, "lr": lr, "grad_norm": round(p.log_norm_sum / p.log_count, 4),
+                   **({"teacher_forcing": round(self.model.teacher_forcing, 4)} if sampling else {}),
+                   "tokens_per_s": round(speed, 1), "elapsed": round(p.elapsed, 2)})
+        p.log_sum, p.log_norm_sum, p.log_count = 0.0, 0.0, 0
+        loss = self.rows[-1]["loss"]
+        bar.set_postfix_str(f"loss {loss:.3f} ({loss / math.log(2):.3f} bpc) {speed:,.0f} tok/s", refresh=False)
 
     def _log(self, row: dict) -> None:
         self.rows.append(row)
