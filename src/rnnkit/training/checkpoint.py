@@ -8,7 +8,8 @@ atomically, with a checksum) holds the tensors::
                             its place in the optimizer's parameter groups
     carry.<i>               the recurrent state carried to the next batch, part i of a language
                             model's (h,) or (h, c), each (L*D, B, H) with every rank's streams
-    rng.cpu, rng.cpu.<r>    the CPU random state of rank 0, and of rank r > 0 under torchrun
+    rng.cpu, rng.cpu.<r>    the CPU random state of rank 0, and of rank r > 0 under torchrun (a
+                            rank resumed without one seeds from the run's seed, its rank and step)
     rng.cuda                the CUDA random state, for one process on a GPU
 
 and, as JSON metadata, the trainer's :class:`Progress` (``step``,
@@ -39,6 +40,7 @@ import torch
 from torch import Tensor, nn
 
 from rnnkit.errors import CheckpointError
+from rnnkit.training import distributed
 from rnnkit.training.optim import all_finite
 from rnnkit.training.runs import CONFIG, check_tensors, load_tensors, read_config, save_tensors
 
@@ -61,21 +63,13 @@ class Progress:
     lr_scale: float = 1.0  # halved at each such step under --on-nonfinite lower_lr
 
 
-@dataclass
-class Resumed:
-    """What :func:`load_checkpoint` gives back beside the weights and optimizer state it loads."""
-
-    progress: Progress
-    carry: tuple[Tensor, ...] | None  # the state carried to the next batch, every rank's streams
-    rng: Tensor | None  # this rank's CPU random state; None when fewer ranks saved the run
-    cuda_rng: Tensor | None
-
-
 def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, progress: Progress,
-                    carry=(), rngs=(), cuda_rng: Tensor | None = None, *, optimizer_name: str,
-                    config_sha256: str | None) -> None:
-    """Write last.safetensors at ``path``: ``model`` and ``optimizer`` with ``progress``,
-    the ``carry`` of every rank's streams and ``rngs``, the CPU random state of each rank."""
+                    carry: tuple[Tensor, ...] | None, *, group: distributed.Group | None, device: torch.device,
+                    optimizer_name: str, config_sha256: str | None) -> None:
+    """Write last.safetensors at ``path``: ``model``, ``optimizer`` (named ``optimizer_name``),
+    ``progress``, the state ``carry``-ed to the next batch and the random state. Under torchrun
+    every rank calls it, and rank 0 writes the global state that the ranks' carried states
+    and random states are gathered into (so a run resumes on any number of ranks)."""
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     opt_state = optimizer.state_dict()
     scalars = {}
@@ -85,23 +79,31 @@ def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
                 tensors[f"optim.{pid}.{key}"] = value
             else:
                 scalars[f"{pid}.{key}"] = value
+    carry, rngs = carry or (), [torch.get_rng_state()]
+    if group:  # the global state: every rank's streams (state (L*D, B, H)), every rank's random state
+        carry = tuple(distributed.gather_rows(s, dim=1) for s in carry)
+        rngs = distributed.gather_objects(rngs[0])
     for i, s in enumerate(carry):
         tensors[f"carry.{i}"] = s
     for rank, rng in enumerate(rngs):
         tensors["rng.cpu" if rank == 0 else f"rng.cpu.{rank}"] = rng
-    if cuda_rng is not None:
-        tensors["rng.cuda"] = cuda_rng
+    if device.type == "cuda" and not group:
+        tensors["rng.cuda"] = torch.cuda.get_rng_state(device)
     best = progress.best_val if math.isfinite(progress.best_val) else None
     meta = {**dataclasses.asdict(progress), "best_val": best, "param_groups": opt_state["param_groups"],
             "optim_scalars": scalars, "optimizer": optimizer_name, "config_sha256": config_sha256}
-    save_tensors(path, tensors, meta)
+    if group is None or group.main:
+        save_tensors(path, tensors, meta)
 
 
-def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, *, optimizer_name: str,
-                    batch_size: int, rank: int = 0, device: torch.device | str = "cpu") -> Resumed:
-    """Take up the run in last.safetensors at ``path``: every part of it checked against
+def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, *,
+                    group: distributed.Group | None, device: torch.device, optimizer_name: str, batch_size: int,
+                    seed: int) -> tuple[Progress, tuple[Tensor, ...] | None]:
+    """Take up the run in last.safetensors at ``path``. Every part is checked against
     ``model``, ``optimizer`` (named ``optimizer_name``) and the global ``batch_size`` before
-    any is used, then the weights and the optimizer state loaded; the rest is returned."""
+    any is used; then the weights, the optimizer state and this process's random state
+    are put back (a rank the run was not saved with seeds from ``seed``, its rank and the
+    step). Returns the progress and this process's state for its next batch."""
     tensors, meta = load_tensors(path)
     if (path.parent / CONFIG).exists():
         read_config(path.parent)  # refuses a config.json edited after the checkpoints were written
@@ -129,6 +131,7 @@ def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
     rngs = [v for k, v in tensors.items() if k == "rng.cpu" or k.startswith("rng.cpu.")]
     if not rngs or any((r.shape, r.dtype) != (torch.get_rng_state().shape, torch.uint8) for r in rngs):
         raise CheckpointError(f"{path} has no valid random state (rng.cpu); restore the run folder or train again")
+    rank = group.rank if group else 0
     rng = tensors.get("rng.cpu" if rank == 0 else f"rng.cpu.{rank}")  # None: resumed on more ranks
     if meta.get("optimizer", optimizer_name) != optimizer_name:
         raise CheckpointError(f"{path.parent} trained with --optimizer {meta['optimizer']}, whose state does not "
@@ -140,7 +143,16 @@ def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
     except (KeyError, TypeError, ValueError) as e:
         raise altered(path, e) from None
     model.load_state_dict(model_sd)
-    return Resumed(progress, tuple(carry[k].to(device) for k in carry_keys) or None, rng, tensors.get("rng.cuda"))
+    own = tuple(carry[k].to(device) for k in carry_keys) or None
+    if own and group:  # this rank's streams
+        own = tuple(distributed.own_rows(s, 1, group) for s in own)
+    if rng is not None:
+        torch.set_rng_state(rng)
+    else:
+        torch.manual_seed(seed + rank + progress.step)
+    if "rng.cuda" in tensors and device.type == "cuda":
+        torch.cuda.set_rng_state(tensors["rng.cuda"], device)
+    return progress, own
 
 
 def altered(path: Path, error: Exception) -> CheckpointError:

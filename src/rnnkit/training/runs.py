@@ -106,6 +106,17 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
     return rows
 
 
+def truncate_metrics(run_dir: Path, step: int) -> list[dict]:
+    """Cut a run's metrics.jsonl back to its rows up to ``step`` (a resumed run redoes the
+    steps after its checkpoint); returns them ([] without the file)."""
+    path = Path(run_dir) / METRICS
+    if not path.exists():
+        return []
+    rows = [r for r in read_metrics(run_dir) if r["step"] <= step]
+    atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in rows).encode())
+    return rows
+
+
 def remove_partial_writes(run_dir: Path) -> None:
     """Delete temporary files that a killed writer left in ``run_dir`` (call with the lock held)."""
     for tmp in Path(run_dir).glob(".*.tmp"):

@@ -50,13 +50,12 @@ from rnnkit.training.runs import (
     LAST,
     METRICS,
     PLOT,
-    atomic_write_bytes,
     default_folder,
     load_tensors,
-    read_metrics,
     remove_partial_writes,
     run_lock,
     save_tensors,
+    truncate_metrics,
     write_config,
 )
 
@@ -436,41 +435,23 @@ class Trainer:
 
     def _save_last(self) -> None:
         self._refuse_nonfinite_weights()
-        carry, rngs = self.carry or (), [torch.get_rng_state()]
-        if self.group:  # the global state: every rank's streams (state (L*D, B, H)), every rank's random state
-            carry = tuple(distributed.gather_rows(s, dim=1) for s in carry)
-            rngs = distributed.gather_objects(rngs[0])
-        cuda_rng = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" and not self.group else None
-        if self.writes:
-            with self._writing():
-                save_checkpoint(self.out / LAST, self.model, self.optimizer, self.progress, carry, rngs, cuda_rng,
-                                optimizer_name=self.cfg.optimizer, config_sha256=self.config_digest)
+        with self._writing():  # every rank takes part, rank 0 writes
+            save_checkpoint(self.out / LAST, self.model, self.optimizer, self.progress, self.carry, group=self.group,
+                            device=self.device, optimizer_name=self.cfg.optimizer, config_sha256=self.config_digest)
         self.saved_step = self.step
 
     def _restore(self) -> None:
         """Take up the run in ``out`` from last.safetensors (:mod:`rnnkit.training.checkpoint`)."""
-        path, rank = self.out / LAST, self.group.rank if self.group else 0
-        resumed = load_checkpoint(path, self.model, self.optimizer, optimizer_name=self.cfg.optimizer,
-                                  batch_size=self.data.config.batch_size, rank=rank, device=self.device)
-        self.progress = resumed.progress
+        path = self.out / LAST
+        self.progress, self.carry = load_checkpoint(
+            path, self.model, self.optimizer, group=self.group, device=self.device, optimizer_name=self.cfg.optimizer,
+            batch_size=self.data.config.batch_size, seed=self.cfg.seed)
         self.saved_step = self.step
-        # keep the metrics up to the checkpoint; lines written after it are redone
-        if (self.out / METRICS).exists():
-            try:
-                self.rows = [r for r in read_metrics(self.out) if r["step"] <= self.step]
-            except (KeyError, TypeError, ValueError) as e:  # a row without a step: the folder was altered
-                raise altered(path, e) from None
+        try:  # the metrics up to the checkpoint; the steps after it are redone
             with self._writing():
-                atomic_write_bytes(self.out / METRICS, "".join(json.dumps(r) + "\n" for r in self.rows).encode())
-        self.carry = resumed.carry
-        if self.carry and self.group:  # this rank's streams
-            self.carry = tuple(distributed.own_rows(s, 1, self.group) for s in self.carry)
-        if resumed.rng is not None:
-            torch.set_rng_state(resumed.rng)
-        else:
-            torch.manual_seed(self.cfg.seed + rank + self.step)
-        if resumed.cuda_rng is not None and self.device.type == "cuda":
-            torch.cuda.set_rng_state(resumed.cuda_rng, self.device)
+                self.rows = truncate_metrics(self.out, self.step)
+        except (KeyError, TypeError, ValueError) as e:  # a row without a step: the folder was altered
+            raise altered(path, e) from None
 
     def _install_sigint(self):
         import threading
