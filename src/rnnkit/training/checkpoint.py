@@ -23,7 +23,9 @@ read back: the hyperparameters are the resumed run's settings),
 (:func:`rnnkit.training.runs.structure_digest`, what the weights mean).
 
 Checkpoints written before 2026-12-05 lack log_norm_sum, skipped_steps,
-nonfinite_in_a_row and lr_scale, which are back-filled as 0, 0, 0 and 1.
+nonfinite_in_a_row and lr_scale, which are back-filled as 0, 0, 0 and 1, and
+config_sha256 (nothing to check); one without ``optimizer`` is taken to be
+of the resumed run's optimizer.
 Nothing is trusted: every tensor and every value is checked for its name,
 shape, dtype or type before any of them is used.
 """
@@ -156,6 +158,7 @@ def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
 
 
 def altered(path: Path, error: Exception) -> CheckpointError:
+    """The error for a trainer state that is not what :func:`save_checkpoint` writes."""
     return CheckpointError(f"{path} has an altered trainer state ({error}); restore the run folder or train "
                            f"again")
 
