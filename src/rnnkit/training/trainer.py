@@ -1,5 +1,6 @@
 """One training loop: truncated BPTT over carried state, schedules, clipping,
-evaluation, checkpoints that resume exactly, and Ctrl-C that saves.
+evaluation, checkpoints that resume exactly (:mod:`rnnkit.training.checkpoint`),
+and Ctrl-C that saves.
 
 The loop knows nothing task-specific: the model gives ``loss(batch, state)
 -> (loss, state)``; a state it returns (a language model's) is detached and
