@@ -51,7 +51,7 @@ from rnnkit.layers import engines_in
 from rnnkit.models.ctc import CTCRecognizer
 from rnnkit.models.seq2seq import Seq2Seq
 from rnnkit.training.decode import decode
-from rnnkit.training.trainer import bf16_supported
+from rnnkit.training.device import bf16_supported
 
 from common import in_turns, markdown_table
 

@@ -11,7 +11,7 @@ import time
 import pytest
 import torch
 
-from rnnkit.training.trainer import bf16_supported
+from rnnkit.training.device import bf16_supported
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from conftest import EXPLICIT_BACKENDS
 from rnnkit.kernels import CELLS, engine, gemm, native
 from rnnkit.layers import use_engines
 from rnnkit.models import LanguageModel, SequenceClassifier, SequenceTagger
-from rnnkit.training.trainer import bf16_supported
+from rnnkit.training.device import bf16_supported
 
 SETTINGS = [("fused", None)] + [("explicit", backend) for backend in EXPLICIT_BACKENDS]
 GEMMS = ("default", "onednn") if torch.backends.mkldnn.is_available() else ("default",)

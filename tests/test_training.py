@@ -12,7 +12,7 @@ from rnnkit.config import OPTIMIZERS
 from rnnkit.errors import CheckpointError, ConfigError
 from rnnkit.training import learning_rate
 from rnnkit.training.runs import BEST, LAST, load_tensors, read_config
-from rnnkit.training.trainer import bf16_supported
+from rnnkit.training.device import bf16_supported
 
 SMALL = dict(cell="lstm", hidden_size=32, num_layers=1, embedding_dim=16, dropout=0.0)
 
@@ -242,12 +242,12 @@ def test_bf16_autocast_loss_and_gradients_match_fp32_within_bf16_tolerance(corpu
 
 
 def test_bf16_is_refused_where_the_hardware_lacks_it(monkeypatch):
-    import rnnkit.training.trainer as trainer_module
+    import rnnkit.training.device as device_module
 
-    monkeypatch.setattr(trainer_module, "bf16_supported", lambda device: False)
-    assert trainer_module.resolve_precision("auto", torch.device("cpu")) == "fp32"
+    monkeypatch.setattr(device_module, "bf16_supported", lambda device: False)
+    assert device_module.resolve_precision("auto", torch.device("cpu")) == "fp32"
     with pytest.raises(ConfigError, match="no bf16 matrix units .* use --precision fp32 or auto"):
-        trainer_module.resolve_precision("bf16", torch.device("cpu"))
+        device_module.resolve_precision("bf16", torch.device("cpu"))
 
 
 def test_clip_value_bounds_every_gradient_element(corpus, tmp_path):

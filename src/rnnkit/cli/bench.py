@@ -52,7 +52,7 @@ from rnnkit.kernels import CELLS, gemm
 from rnnkit.kernels.memory import keep_freed_memory
 from rnnkit.models import LanguageModel
 from rnnkit.tasks import Trainer
-from rnnkit.training.trainer import bf16_supported
+from rnnkit.training.device import bf16_supported
 
 TORCH_LAYERS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 

@@ -183,7 +183,7 @@ def _choices(flag: str, text: str, allowed) -> tuple[str, ...]:
 
 def cmd_bench(args) -> int:
     from rnnkit.cli import bench
-    from rnnkit.training.trainer import bf16_supported
+    from rnnkit.training.device import bf16_supported
 
     try:
         hidden_sizes = tuple(int(t) for t in args.hidden_sizes.split(","))

@@ -80,8 +80,8 @@ def range_test(model, data, config: TrainConfig, start_lr: float, end_lr: float,
         nonlocal average, lowest
         row = trainer.rows[-1] if trainer.rows else {}
         loss = row["loss"] if row.get("step") == trainer.step and "loss" in row else math.nan  # NaN: skipped
-        lr = start_lr * trainer.lr_scale
-        trainer.lr_scale = factor ** trainer.step  # the next step's rate
+        lr = start_lr * trainer.progress.lr_scale
+        trainer.progress.lr_scale = factor ** trainer.step  # the next step's rate
         if not math.isfinite(loss):
             test.stopped = "diverged"
             trainer.request_stop()

@@ -1,4 +1,5 @@
-"""Optimizers by name (torch.optim) and the learning-rate schedule."""
+"""Optimizers by name (torch.optim), what a step does to the gradients before
+the update (clipping, the L1 term), and the learning-rate schedule."""
 
 from __future__ import annotations
 
@@ -58,6 +59,36 @@ def add_l1_subgradient(model: nn.Module, strength: float) -> None:
         for p in model.parameters():
             if penalised(p) and p.grad is not None:
                 p.grad.add_(p.sign(), alpha=strength)
+
+
+def gradient_norm(model: nn.Module) -> float:
+    """The global L2 norm of the gradients ||(g_1, ..., g_n)||_2; NaN or inf when any element is."""
+    grads = [p.grad.detach() for p in model.parameters() if p.grad is not None]
+    if not grads:
+        return 0.0
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g, dtype=torch.promote_types(
+        g.dtype, torch.float32)) for g in grads])).item()
+
+
+def clip_gradients(model: nn.Module, clip_value: float | None, clip_norm: float | None) -> float:
+    """Clip ``model``'s gradients to [-clip_value, clip_value] element-wise, then to a
+    global norm of ``clip_norm`` (each when set); returns their global norm before
+    clipping (NaN or inf if any element is), computed once: clip_grad_norm_ returns it."""
+    params = model.parameters()
+    if clip_value:  # element-wise clipping first changes the norm: measure before it
+        norm = gradient_norm(model)
+        torch.nn.utils.clip_grad_value_(params, clip_value)
+        if clip_norm:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
+        return norm
+    if clip_norm:
+        return torch.nn.utils.clip_grad_norm_(params, clip_norm).item()
+    return gradient_norm(model)
+
+
+def all_finite(tensors) -> bool:
+    """Whether every floating-point element of ``tensors`` (weights, a carried state) is finite."""
+    return all(torch.isfinite(t).all().item() for t in tensors if t.is_floating_point())
 
 
 def learning_rate(cfg: TrainConfig, step: int, progress: float) -> float:

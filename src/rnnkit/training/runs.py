@@ -7,6 +7,7 @@ A run folder holds::
                          of each recurrent layer, rnnkit and format versions
     model.safetensors    the best weights so far (lowest validation loss)
     last.safetensors     the last weights with the full trainer state, for exact resume
+                         (its tensors and keys: rnnkit.training.checkpoint)
     metrics.jsonl        one JSON object per log step and per evaluation
     loss.png             the loss curves, redrawn at each evaluation
     run.lock             held (flock) by the trainer writing the folder; names its process
@@ -102,6 +103,17 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
             rows.append(json.loads(line))
         except json.JSONDecodeError:
             continue
+    return rows
+
+
+def truncate_metrics(run_dir: Path, step: int) -> list[dict]:
+    """Cut a run's metrics.jsonl back to its rows up to ``step`` (a resumed run redoes the
+    steps after its checkpoint); returns them ([] without the file)."""
+    path = Path(run_dir) / METRICS
+    if not path.exists():
+        return []
+    rows = [r for r in read_metrics(run_dir) if r["step"] <= step]
+    atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in rows).encode())
     return rows
 
 

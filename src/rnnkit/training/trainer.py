@@ -1,5 +1,6 @@
 """One training loop: truncated BPTT over carried state, schedules, clipping,
-evaluation, checkpoints that resume exactly, and Ctrl-C that saves.
+evaluation, checkpoints that resume exactly (:mod:`rnnkit.training.checkpoint`),
+and Ctrl-C that saves.
 
 The loop knows nothing task-specific: the model gives ``loss(batch, state)
 -> (loss, state)``; a state it returns (a language model's) is detached and
@@ -31,68 +32,35 @@ from rnnkit.kernels.memory import keep_freed_memory
 from rnnkit.layers import engines_in
 from rnnkit.training import distributed
 from rnnkit.training.board import Board
+from rnnkit.training.checkpoint import Progress, altered, load_checkpoint, save_checkpoint
+from rnnkit.training.device import resolve_device, resolve_precision
 from rnnkit.training.footprint import Footprint, size
 from rnnkit.training.footprint import measure as measure_footprint
-from rnnkit.training.optim import add_l1_subgradient, build_optimizer, learning_rate, teacher_forcing
+from rnnkit.training.optim import (
+    add_l1_subgradient,
+    all_finite,
+    build_optimizer,
+    clip_gradients,
+    learning_rate,
+    teacher_forcing,
+)
 from rnnkit.training.plots import plot_losses
 from rnnkit.training.runs import (
     BEST,
-    CONFIG,
     LAST,
     METRICS,
     PLOT,
-    atomic_write_bytes,
-    check_tensors,
     default_folder,
     load_tensors,
-    read_config,
-    read_metrics,
     remove_partial_writes,
     run_lock,
     save_tensors,
+    truncate_metrics,
     write_config,
 )
 
 DEFAULT_TIME_LIMIT = 300.0
 MAX_NONFINITE_IN_A_ROW = 20  # skip and lower_lr give up after this many non-finite steps in a row
-
-
-def gradient_norm(model) -> float:
-    """The global L2 norm of the gradients ||(g_1, ..., g_n)||_2; NaN or inf when any element is."""
-    grads = [p.grad.detach() for p in model.parameters() if p.grad is not None]
-    if not grads:
-        return 0.0
-    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g, dtype=torch.promote_types(
-        g.dtype, torch.float32)) for g in grads])).item()
-
-
-def all_finite(tensors) -> bool:
-    return all(torch.isfinite(t).all().item() for t in tensors if t.is_floating_point())
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: no CUDA device is available here; use --device cpu or auto")
-    return torch.device(name)
-
-
-def bf16_supported(device: torch.device) -> bool:
-    """Whether ``device`` multiplies bf16 matrices natively (CPU: AVX-512 BF16 or AMX)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    cpu = torch.cpu
-    return any(getattr(cpu, f, lambda: False)() for f in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
-
-
-def resolve_precision(name: str, device: torch.device) -> str:
-    if name == "auto":
-        return "bf16" if bf16_supported(device) else "fp32"
-    if name == "bf16" and not bf16_supported(device):
-        raise ConfigError(f"--precision bf16: this {device.type} has no bf16 matrix units (AVX-512 BF16 or "
-                          f"AMX), so bf16 would be slower than fp32; use --precision fp32 or auto")
-    return name
 
 
 class Trainer:
@@ -103,8 +71,10 @@ class Trainer:
     ``fit()`` trains until the budget (``max_steps``, ``max_epochs``,
     ``time_limit``; 5 minutes when none is set) is spent, early stopping
     fires, or Ctrl-C; it returns a summary dict. ``callbacks`` are called as
-    ``f(trainer)`` after every step; ``request_stop()`` ends training after
-    the current step, as Ctrl-C does.
+    ``f(trainer)`` after every step (``trainer.step``; ``trainer.progress``, a
+    :class:`~rnnkit.training.checkpoint.Progress`, holds the rest of where
+    training is); ``request_stop()`` ends training after the current step, as
+    Ctrl-C does.
     """
 
     def __init__(self, model, data, config: TrainConfig, out: str | Path | None = None,
@@ -131,14 +101,7 @@ class Trainer:
                        "time_limit": config.time_limit}
         if not config.has_budget:
             self.budget["time_limit"] = DEFAULT_TIME_LIMIT
-        # position and bookkeeping, all saved in last.safetensors
-        self.step, self.epoch, self.batch_index = 0, 0, 0
-        self.elapsed = 0.0
-        self.best_val = math.inf
-        self.evals_without_improvement = 0
-        self.log_sum, self.log_norm_sum, self.log_count = 0.0, 0.0, 0
-        self.skipped_steps, self.nonfinite_in_a_row = 0, 0  # steps whose loss or gradient was not finite
-        self.lr_scale = 1.0  # halved at each such step under --on-nonfinite lower_lr
+        self.progress = Progress()  # position and bookkeeping, all saved in last.safetensors
         self.saved_step: int | None = None  # the step of the last checkpoint written
         self.config_digest: str | None = None  # what the weights mean (runs.structure_digest), in each checkpoint
         self.carry = None  # recurrent state carried to the next batch
@@ -159,6 +122,11 @@ class Trainer:
     def holds_run(self) -> bool:
         """Whether ``out`` already has checkpoints (that a fresh run would overwrite)."""
         return (self.out / LAST).exists() or (self.out / BEST).exists()
+
+    @property
+    def step(self) -> int:
+        """The steps taken (``progress.step``), which callbacks read to act at a step."""
+        return self.progress.step
 
     def request_stop(self) -> None:
         self._stop = True
@@ -220,121 +188,117 @@ class Trainer:
         finally:
             if self.board is not None:
                 self.board.close()
-        return {"stopped": reason, "step": self.step, "epoch": self.epoch, "elapsed": self.elapsed,
-                "best_val": self.best_val, "skipped_steps": self.skipped_steps, "out": str(self.out),
-                **(result or {})}
+        p = self.progress
+        return {"stopped": reason, "step": p.step, "epoch": p.epoch, "elapsed": p.elapsed, "best_val": p.best_val,
+                "skipped_steps": p.skipped_steps, "out": str(self.out), **(result or {})}
 
     # -- the loop -------------------------------------------------------------
 
-    def _progress(self) -> float:
-        b, nb = self.budget, self.batcher.num_batches(self.epoch)
+    def _budget_spent(self) -> float:
+        b, nb = self.budget, self.batcher.num_batches(self.progress.epoch)
         parts = [0.0]
         if b["max_steps"]:
             parts.append(self.step / b["max_steps"])
         if b["max_epochs"]:
-            parts.append((self.epoch + self.batch_index / nb) / b["max_epochs"])
+            parts.append((self.progress.epoch + self.progress.batch_index / nb) / b["max_epochs"])
         if b["time_limit"]:
-            parts.append(self.elapsed / b["time_limit"])
+            parts.append(self.progress.elapsed / b["time_limit"])
         return max(parts)
 
     def _loop(self, bar) -> str:
-        model, opt, cfg = self.model, self.optimizer, self.cfg
+        """Train until the budget is spent, early stopping fires or a stop is asked for; returns which."""
+        model, cfg, p = self.model, self.cfg, self.progress
         model.train()
-        started = time.perf_counter() - self.elapsed
+        started = time.perf_counter() - p.elapsed
         tick, tick_tokens = time.perf_counter(), 0
         while True:
-            for batch in self.batcher.batches(self.epoch, self.batch_index):
-                lr = learning_rate(cfg, self.step, self._progress()) * self.lr_scale
-                for group in opt.param_groups:
-                    group["lr"] = lr
-                sampling = cfg.scheduled_sampling != "none"
-                if sampling:  # a seq2seq decoder's chance of reading the target's token
-                    model.teacher_forcing = teacher_forcing(cfg, self.step)
-                batch, has_rows = tuple(t.to(self.device) for t in batch), True
-                if self.group:  # this rank's rows
-                    batch, has_rows = distributed.rows(batch, self.group)
-                with torch.autocast(self.device.type, torch.bfloat16, enabled=self.precision == "bf16"):
-                    loss, state = (self.ddp or model.loss)(batch, self.carry)
-                value, share = loss.item(), 1.0
-                if self.group:  # the global batch's mean loss (NaN if any rank's is), and this rank's share
-                    terms = distributed.loss_terms(model, batch) if has_rows else 0
-                    total, all_terms = distributed.all_sum(value * terms, terms)
-                    value, share = total / all_terms, terms * self.group.world / all_terms
-                opt.zero_grad(set_to_none=True)
-                norm = math.nan
-                if math.isfinite(value):
-                    (loss * share if share != 1.0 else loss).backward()
-                    norm = self._clip()
-                if math.isfinite(value) and math.isfinite(norm):
-                    if cfg.l1:
-                        add_l1_subgradient(model, cfg.l1)
-                    opt.step()
-                    self.nonfinite_in_a_row = 0
-                    self.log_sum += value
-                    self.log_norm_sum += norm
-                    self.log_count += 1
-                    if state is not None:
-                        self.carry = tuple(s.detach() for s in state)  # truncate BPTT here
-                else:  # no update; the next batch starts from a zero state
-                    self._skip(*(("loss", value) if not math.isfinite(value) else ("gradient norm", norm)))
-                    self.carry = None
-                self.step += 1
-                self.batch_index += 1
-                self.elapsed = time.perf_counter() - started
+            for batch in self.batcher.batches(p.epoch, p.batch_index):
+                lr, tokens = self._train_step(batch)
+                p.step += 1
+                p.batch_index += 1
+                p.elapsed = time.perf_counter() - started
                 if self.group:  # one clock and one stop decision for all ranks: the slowest rank's time
-                    self.elapsed, stop = distributed.all_max(self.elapsed, float(self._stop))
+                    p.elapsed, stop = distributed.all_max(p.elapsed, float(self._stop))
                     self._stop = bool(stop)
-                tick_tokens += batch[0].shape[0] * batch[0].shape[1]  # (B, T), or (B, T, F) of vectors
-                if self.step % cfg.log_every == 0 and self.log_count:
+                tick_tokens += tokens
+                if p.step % cfg.log_every == 0 and p.log_count:
                     now = time.perf_counter()
-                    speed = tick_tokens / max(now - tick, 1e-9)
+                    self._log_metrics(lr, tick_tokens / max(now - tick, 1e-9), bar)
                     tick, tick_tokens = now, 0
-                    self._log({"step": self.step, "epoch": round(self.epoch + self.batch_index /
-                                                                  self.batcher.num_batches(self.epoch), 4),
-                               "loss": self.log_sum / self.log_count, "lr": lr,
-                               "grad_norm": round(self.log_norm_sum / self.log_count, 4),
-                               **({"teacher_forcing": round(model.teacher_forcing, 4)} if sampling else {}),
-                               "tokens_per_s": round(speed, 1), "elapsed": round(self.elapsed, 2)})
-                    self.log_sum, self.log_norm_sum, self.log_count = 0.0, 0.0, 0
-                    bar.set_postfix_str(f"loss {self.rows[-1]['loss']:.3f} "
-                                        f"({self.rows[-1]['loss'] / math.log(2):.3f} bpc) "
-                                        f"{speed:,.0f} tok/s", refresh=False)
-                bar.n = round(100 * min(self._progress(), 1.0), 1)
+                bar.n = round(100 * min(self._budget_spent(), 1.0), 1)
                 bar.refresh()
                 for callback in self.callbacks:
                     callback(self)
-                if cfg.diagnostics and self.step % cfg.diagnostics == 0 and self.writes:
-                    self._log({"step": self.step, "diagnostics": measure_diagnostics(model, self._diagnostic_batch())})
-                    started = time.perf_counter() - self.elapsed  # measuring is not budget, as evaluating
-                if self._progress() >= 1.0:
+                if cfg.diagnostics and p.step % cfg.diagnostics == 0 and self.writes:
+                    self._log({"step": p.step, "diagnostics": measure_diagnostics(model, self._diagnostic_batch())})
+                    started = time.perf_counter() - p.elapsed  # measuring is not budget, as evaluating
+                if self._budget_spent() >= 1.0:
                     return "budget"
                 if self._stop:
                     return "interrupted"
-                if cfg.save_every and self.step % cfg.save_every == 0 and self.step % cfg.eval_every:
+                if cfg.save_every and p.step % cfg.save_every == 0 and p.step % cfg.eval_every:
                     self._save_last()
-                if self.step % cfg.eval_every == 0:
+                if p.step % cfg.eval_every == 0:
                     self._evaluate_and_save(bar)
-                    started = time.perf_counter() - self.elapsed  # evaluation time is not budget
+                    started = time.perf_counter() - p.elapsed  # evaluation time is not budget
                     tick = time.perf_counter()
-                    if cfg.patience and self.evals_without_improvement >= cfg.patience:
+                    if cfg.patience and p.evals_without_improvement >= cfg.patience:
                         return "early stopping"
-            self.epoch += 1
-            self.batch_index = 0
+            p.epoch += 1
+            p.batch_index = 0
             self.carry = None
 
-    def _clip(self) -> float:
-        """Clip the gradients as configured; returns their global norm before clipping
-        (NaN or inf if any element is), computed once: clip_grad_norm_ returns it."""
-        params, cfg = self.model.parameters(), self.cfg
-        if cfg.clip_value:  # element-wise clipping first changes the norm: measure before it
-            norm = gradient_norm(self.model)
-            torch.nn.utils.clip_grad_value_(params, cfg.clip_value)
-            if cfg.clip_norm:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_norm)
-            return norm
-        if cfg.clip_norm:
-            return torch.nn.utils.clip_grad_norm_(params, cfg.clip_norm).item()
-        return gradient_norm(self.model)
+    def _train_step(self, batch: tuple) -> tuple[float, int]:
+        """One step on ``batch``: set the rate, the loss under autocast (under torchrun, of this
+        rank's rows, weighted by its share of the global batch), backward, clip, and update, or,
+        when the loss or the gradient norm is not finite, no update and the ``--on-nonfinite``
+        policy. Returns the learning rate and the tokens this process read."""
+        model, opt, cfg, p = self.model, self.optimizer, self.cfg, self.progress
+        lr = learning_rate(cfg, p.step, self._budget_spent()) * p.lr_scale
+        for group in opt.param_groups:
+            group["lr"] = lr
+        if cfg.scheduled_sampling != "none":  # a seq2seq decoder's chance of reading the target's token
+            model.teacher_forcing = teacher_forcing(cfg, p.step)
+        batch, has_rows = tuple(t.to(self.device) for t in batch), True
+        if self.group:  # this rank's rows
+            batch, has_rows = distributed.rows(batch, self.group)
+        with torch.autocast(self.device.type, torch.bfloat16, enabled=self.precision == "bf16"):
+            loss, state = (self.ddp or model.loss)(batch, self.carry)
+        value, share = loss.item(), 1.0
+        if self.group:  # the global batch's mean loss (NaN if any rank's is), and this rank's share
+            terms = distributed.loss_terms(model, batch) if has_rows else 0
+            total, all_terms = distributed.all_sum(value * terms, terms)
+            value, share = total / all_terms, terms * self.group.world / all_terms
+        opt.zero_grad(set_to_none=True)
+        norm = math.nan
+        if math.isfinite(value):
+            (loss * share if share != 1.0 else loss).backward()
+            norm = clip_gradients(model, cfg.clip_value, cfg.clip_norm)
+        if math.isfinite(value) and math.isfinite(norm):
+            if cfg.l1:
+                add_l1_subgradient(model, cfg.l1)
+            opt.step()
+            p.nonfinite_in_a_row = 0
+            p.log_sum += value
+            p.log_norm_sum += norm
+            p.log_count += 1
+            if state is not None:
+                self.carry = tuple(s.detach() for s in state)  # truncate BPTT here
+        else:  # no update; the next batch starts from a zero state
+            self._skip(*(("loss", value) if not math.isfinite(value) else ("gradient norm", norm)))
+            self.carry = None
+        return lr, batch[0].shape[0] * batch[0].shape[1]  # (B, T), or (B, T, F) of vectors
+
+    def _log_metrics(self, lr: float, speed: float, bar) -> None:
+        """A metrics line: the mean loss and gradient norm of the steps since the last one."""
+        p, sampling = self.progress, self.cfg.scheduled_sampling != "none"
+        self._log({"step": p.step, "epoch": round(p.epoch + p.batch_index / self.batcher.num_batches(p.epoch), 4),
+                   "loss": p.log_sum / p.log_count, "lr": lr, "grad_norm": round(p.log_norm_sum / p.log_count, 4),
+                   **({"teacher_forcing": round(self.model.teacher_forcing, 4)} if sampling else {}),
+                   "tokens_per_s": round(speed, 1), "elapsed": round(p.elapsed, 2)})
+        p.log_sum, p.log_norm_sum, p.log_count = 0.0, 0.0, 0
+        loss = self.rows[-1]["loss"]
+        bar.set_postfix_str(f"loss {loss:.3f} ({loss / math.log(2):.3f} bpc) {speed:,.0f} tok/s", refresh=False)
 
     def _log(self, row: dict) -> None:
         self.rows.append(row)
@@ -356,9 +320,9 @@ class Trainer:
         is ``value``, not finite, as ``--on-nonfinite`` says: stop, or count it, warn, and
         (lower_lr) halve the learning rate. Weights that are not finite themselves
         end training whatever the policy: no skipping brings them back."""
-        step, policy, problem = self.step + 1, self.cfg.on_nonfinite, f"{what} {value}"
-        self.skipped_steps += 1
-        self.nonfinite_in_a_row += 1
+        step, policy, problem, p = self.step + 1, self.cfg.on_nonfinite, f"{what} {value}", self.progress
+        p.skipped_steps += 1
+        p.nonfinite_in_a_row += 1
         where = (f"the last checkpoint (step {self.saved_step}) is in {self.out}" if self.saved_step is not None
                  else "nothing was saved yet")
         if not all_finite(self.model.parameters()):
@@ -367,15 +331,15 @@ class Trainer:
         if policy == "stop":
             raise TrainingError(f"the {what} became {value} at step {step}; lower --lr, set "
                                 f"--clip-norm, or pass --on-nonfinite skip; {where}")
-        if self.nonfinite_in_a_row >= MAX_NONFINITE_IN_A_ROW:
-            raise TrainingError(f"{self.nonfinite_in_a_row} steps in a row up to step {step} had a non-finite loss "
+        if p.nonfinite_in_a_row >= MAX_NONFINITE_IN_A_ROW:
+            raise TrainingError(f"{p.nonfinite_in_a_row} steps in a row up to step {step} had a non-finite loss "
                                 f"or gradient; lower --lr; {where}")
         if policy == "lower_lr":
-            self.lr_scale /= 2
-        self._log({"step": step, "nonfinite": problem, "skipped_steps": self.skipped_steps, "lr_scale": self.lr_scale})
+            p.lr_scale /= 2
+        self._log({"step": step, "nonfinite": problem, "skipped_steps": p.skipped_steps, "lr_scale": p.lr_scale})
         if not self.quiet:
-            tqdm.write(f"step {step}: {problem}, step skipped ({self.skipped_steps} so far)"
-                       + (f"; learning rate now x{self.lr_scale:g}" if policy == "lower_lr" else ""), file=sys.stderr)
+            tqdm.write(f"step {step}: {problem}, step skipped ({p.skipped_steps} so far)"
+                       + (f"; learning rate now x{p.lr_scale:g}" if policy == "lower_lr" else ""), file=sys.stderr)
 
     @contextlib.contextmanager
     def _writing(self):
@@ -397,19 +361,19 @@ class Trainer:
         result = {"val_" + k: v for k, v in metrics.items()}
         if result:
             self._log({"step": self.step, **result})
-            improved = self.task.criterion(metrics) < self.best_val
+            improved = self.task.criterion(metrics) < self.progress.best_val
         else:  # no validation split: the last weights are the best we know
             improved = True
         self._refuse_nonfinite_weights()
         if improved:
-            self.best_val = self.task.criterion(metrics) if metrics else math.inf
-            self.evals_without_improvement = 0
+            self.progress.best_val = self.task.criterion(metrics) if metrics else math.inf
+            self.progress.evals_without_improvement = 0
             if self.writes:
                 with self._writing():
                     save_tensors(self.out / BEST, self.model.state_dict(),
                                  {"step": self.step, "config_sha256": self.config_digest, **result})
         else:
-            self.evals_without_improvement += 1
+            self.progress.evals_without_improvement += 1
         self._save_last()
         if self.writes:
             with self._writing():
@@ -427,7 +391,7 @@ class Trainer:
     def _report(self, result: dict, bar, sample: str | None) -> None:
         if self.quiet:
             return
-        line = f"step {self.step:,} | epoch {self.epoch + 1} | {self.elapsed:.0f}s"
+        line = f"step {self.step:,} | epoch {self.progress.epoch + 1} | {self.progress.elapsed:.0f}s"
         if "val_bpc" in result:
             line += (f" | val {result['val_loss']:.4f} nats ({result['val_bpc']:.3f} bpc, "
                      f"perplexity {result['val_perplexity']:.2f})")
@@ -461,132 +425,23 @@ class Trainer:
 
     def _save_last(self) -> None:
         self._refuse_nonfinite_weights()
-        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
-        opt_state = self.optimizer.state_dict()
-        scalars = {}
-        for pid, entries in opt_state["state"].items():
-            for key, value in entries.items():
-                if torch.is_tensor(value):
-                    tensors[f"optim.{pid}.{key}"] = value
-                else:
-                    scalars[f"{pid}.{key}"] = value
-        carry, rngs = self.carry or (), [torch.get_rng_state()]
-        if self.group:  # the global state: every rank's streams (state (L*D, B, H)), every rank's random state
-            carry = tuple(distributed.gather_rows(s, dim=1) for s in carry)
-            rngs = distributed.gather_objects(rngs[0])
-        for i, s in enumerate(carry):
-            tensors[f"carry.{i}"] = s
-        for rank, rng in enumerate(rngs):
-            tensors["rng.cpu" if rank == 0 else f"rng.cpu.{rank}"] = rng
-        if self.device.type == "cuda" and not self.group:
-            tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
-        meta = {"step": self.step, "epoch": self.epoch, "batch_index": self.batch_index,
-                "elapsed": self.elapsed, "best_val": self.best_val if math.isfinite(self.best_val) else None,
-                "evals_without_improvement": self.evals_without_improvement,
-                "log_sum": self.log_sum, "log_norm_sum": self.log_norm_sum, "log_count": self.log_count,
-                "skipped_steps": self.skipped_steps, "nonfinite_in_a_row": self.nonfinite_in_a_row,
-                "lr_scale": self.lr_scale, "param_groups": opt_state["param_groups"], "optim_scalars": scalars,
-                "optimizer": self.cfg.optimizer, "config_sha256": self.config_digest}
-        if self.writes:
-            with self._writing():
-                save_tensors(self.out / LAST, tensors, meta)
+        with self._writing():  # every rank takes part, rank 0 writes
+            save_checkpoint(self.out / LAST, self.model, self.optimizer, self.progress, self.carry, group=self.group,
+                            device=self.device, optimizer_name=self.cfg.optimizer, config_sha256=self.config_digest)
         self.saved_step = self.step
 
     def _restore(self) -> None:
-        """Take up the run in ``out`` from last.safetensors, every part of it checked
-        against this trainer's model, optimizer and data before any is used."""
+        """Take up the run in ``out`` from last.safetensors (:mod:`rnnkit.training.checkpoint`)."""
         path = self.out / LAST
-        tensors, meta = load_tensors(path)
-        if (self.out / CONFIG).exists():
-            read_config(self.out)  # refuses a config.json edited after the checkpoints were written
-        params = [p for group in self.optimizer.param_groups for p in group["params"]]  # optimizer state's ids
-        model_sd = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
-        check_tensors(path, model_sd, self.model.state_dict(), "this model's settings (resume without changing "
-                                                               "model flags)")
-        state: dict[int, dict] = {}
-        for k, v in tensors.items():
-            if k.startswith("optim."):
-                _, pid, key = k.split(".", 2)
-                p = params[int(pid)] if pid.isdigit() and int(pid) < len(params) else None
-                if p is None or not v.is_floating_point() or (v.dim() and (v.shape, v.dtype) != (p.shape, p.dtype)):
-                    raise CheckpointError(f"{path} holds an optimizer state {k} {v.dtype} {tuple(v.shape)} that fits "
-                                          f"no parameter of this model; restore the run folder or train again")
-                state.setdefault(int(pid), {})[key] = v.to(self.device)
-        carry_keys = sorted((k for k in tensors if k.startswith("carry.")), key=lambda k: int(k[6:]))
-        carry = {k: tensors[k] for k in carry_keys}
-        if carry and hasattr(self.model, "init_state"):  # a language model's state, fp32 or bf16 (autocast)
-            zero = self.model.init_state(self.data.config.batch_size)
-            if [s.shape for s in carry.values()] != [s.shape for s in zero] or not all_finite(carry.values()) or \
-                    not all(s.is_floating_point() for s in carry.values()):
-                raise CheckpointError(f"{path} holds a recurrent state that does not fit this model and batch size; "
-                                      f"restore the run folder or train again")
-        rngs = [v for k, v in tensors.items() if k == "rng.cpu" or k.startswith("rng.cpu.")]
-        if not rngs or any((r.shape, r.dtype) != (torch.get_rng_state().shape, torch.uint8) for r in rngs):
-            raise CheckpointError(f"{path} has no valid random state (rng.cpu); restore the run folder or train again")
-        rank = self.group.rank if self.group else 0
-        rng = tensors.get("rng.cpu" if rank == 0 else f"rng.cpu.{rank}")  # None: resumed on more ranks
-        if meta.get("optimizer", self.cfg.optimizer) != self.cfg.optimizer:
-            raise CheckpointError(f"{self.out} trained with --optimizer {meta['optimizer']}, whose state does not "
-                                  f"carry over to {self.cfg.optimizer}; resume with --optimizer {meta['optimizer']}")
-        try:
-            self._restore_meta(meta, state)
-        except (KeyError, TypeError, ValueError) as e:
-            raise CheckpointError(f"{path} has an altered trainer state ({e}); restore the run folder or train "
-                                  f"again") from None
-        self.model.load_state_dict(model_sd)
-        self.carry = tuple(carry[k].to(self.device) for k in carry_keys) or None
-        if self.carry and self.group:  # this rank's streams
-            self.carry = tuple(distributed.own_rows(s, 1, self.group) for s in self.carry)
-        if rng is not None:
-            torch.set_rng_state(rng)
-        else:
-            torch.manual_seed(self.cfg.seed + rank + self.step)
-        if "rng.cuda" in tensors and self.device.type == "cuda":
-            torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
-
-    def _restore_meta(self, meta: dict, state: dict[int, dict]) -> None:
-        """The trainer's counters and the optimizer from ``meta``, type-checked; a ValueError
-        or TypeError for anything that is not what :meth:`_save_last` writes."""
-        def number(key, kind=float, default=None):
-            value = meta.get(key, default) if default is not None else meta[key]
-            if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int):
-                raise TypeError(f"{key} is {value!r}")
-            if kind is int and value < 0 or kind is float and not math.isfinite(value):
-                raise ValueError(f"{key} is {value!r}")
-            return value
-
-        # the state of the same parameters; the hyperparameters are this run's settings (a resumed run may
-        # change --weight-decay, say), not the checkpoint's
-        groups = self.optimizer.state_dict()["param_groups"]
-        saved = meta["param_groups"]
-        if not isinstance(saved, list) or [g.get("params") if isinstance(g, dict) else None
-                                           for g in saved] != [g["params"] for g in groups]:
-            raise ValueError("its parameter groups do not fit this model")
-        scalars = meta["optim_scalars"]
-        if not isinstance(scalars, dict):
-            raise TypeError("optim_scalars")
-        for k in scalars:
-            pid, key = k.split(".", 1)
-            state.setdefault(int(pid), {})[key] = number(k)  # never nested objects
-        self.step, self.epoch, self.batch_index = number("step", int), number("epoch", int), number("batch_index", int)
-        self.elapsed = number("elapsed")
-        best = meta["best_val"]
-        self.best_val = math.inf if best is None else number("best_val")
-        self.evals_without_improvement = number("evals_without_improvement", int)
-        self.log_sum, self.log_count = number("log_sum"), number("log_count", int)
-        # checkpoints before 2026-12-05 lack these
-        self.log_norm_sum = number("log_norm_sum", default=0.0)
-        self.skipped_steps = number("skipped_steps", int, default=0)
-        self.nonfinite_in_a_row = number("nonfinite_in_a_row", int, default=0)
-        self.lr_scale = number("lr_scale", default=1.0)
-        self.optimizer.load_state_dict({"state": state, "param_groups": groups})
+        self.progress, self.carry = load_checkpoint(
+            path, self.model, self.optimizer, group=self.group, device=self.device, optimizer_name=self.cfg.optimizer,
+            batch_size=self.data.config.batch_size, seed=self.cfg.seed)
         self.saved_step = self.step
-        # keep the metrics up to the checkpoint; lines written after it are redone
-        path = self.out / METRICS
-        if path.exists():
-            self.rows = [r for r in read_metrics(self.out) if r["step"] <= self.step]
+        try:  # the metrics up to the checkpoint; the steps after it are redone
             with self._writing():
-                atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in self.rows).encode())
+                self.rows = truncate_metrics(self.out, self.step)
+        except (KeyError, TypeError, ValueError) as e:  # a row without a step: the folder was altered
+            raise altered(path, e) from None
 
     def _install_sigint(self):
         import threading
