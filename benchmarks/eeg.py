@@ -66,8 +66,7 @@ PUBLISHED = ("Rösler & Suendermann 2013: KStar 97.3 % (2.7 % error; majority ba
 
 def load(path: Path, variant: str, args, folder: Path) -> dict:
     """LabelledData of one input variant and the whole normalised series z (T, F), labels y (T,) and cuts."""
-    from rnnkit import DataConfig
-    from rnnkit import read_data
+    from rnnkit import DataConfig, read_data
     from rnnkit.data.series import read_series
 
     x, names, _, _ = read_series(path)
@@ -160,14 +159,14 @@ def cv_knn(z: np.ndarray, y: np.ndarray, k: int, seed: int) -> dict:
 
 def train_tagger(data, overrides: dict, seed: int, folder: Path, args) -> dict:
     """One tagger, one seed: val and test scores of the checkpoint with the best validation loss."""
-    from rnnkit import ModelConfig, TrainConfig, Trainer, load_run
-    from rnnkit.models import SequenceTagger
+    from rnnkit import TrainConfig, Trainer, load_run
+    from rnnkit.models import SequenceTagger, TaggerConfig
     from rnnkit.training.evaluate import evaluate_labelled
 
-    model_cfg = ModelConfig(**{"cell": "lstm", "hidden_size": args.hidden_size, "num_layers": 1,
-                               "dropout": args.dropout, **overrides})
+    model_cfg = TaggerConfig(**{"cell": "lstm", "hidden_size": args.hidden_size, "num_layers": 1,
+                                "dropout": args.dropout, **overrides})
     train_cfg = TrainConfig(optimizer="adam", lr=args.lr, max_steps=args.max_steps, time_limit=args.minutes * 60,
-                            eval_every=args.eval_every, log_every=args.eval_every, sample_length=0,
+                            eval_every=args.eval_every, log_every=args.eval_every,
                             precision="fp32", seed=seed, device="cpu")
     torch.manual_seed(seed)
     model = SequenceTagger(0, data.num_labels, input_size=data.tokenizer.num_features, **vars(model_cfg))

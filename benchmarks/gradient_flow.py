@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rnnkit import DataConfig, LanguageModel, TextData, TrainConfig, Trainer
+from rnnkit import DataConfig, LanguageModel, TextData, Trainer
 from rnnkit.diagnostics import diagnostic_batch, measure
 from rnnkit.training.plots import png
+from rnnkit.tasks import LanguageModelTraining
 
 from common import DATA, markdown_table, print_command
 
@@ -60,7 +61,8 @@ def main() -> None:
         model = LanguageModel(data.vocab_size, cell=cell, hidden_size=args.hidden_size, num_layers=2)
         before = summary(measure(model, batch))
         with tempfile.TemporaryDirectory() as out:
-            config = TrainConfig(time_limit=60 * args.minutes, eval_every=10**9, sample_length=0, precision="fp32")
+            config = LanguageModelTraining(time_limit=60 * args.minutes, eval_every=10**9, sample_length=0,
+                                           precision="fp32")
             result = Trainer(model, data, config, out=Path(out) / "run", quiet=True).fit()
         results[cell] = (before, summary(measure(model, batch)), result)
     print(f"\n2 x {args.hidden_size} character language models, {args.minutes:g} min each on tiny-shakespeare, "

@@ -36,7 +36,8 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from rnnkit import DataConfig, LanguageModel, TextData, TrainConfig, Trainer
+from rnnkit import DataConfig, LanguageModel, TextData, Trainer
+from rnnkit.tasks import LanguageModelTraining
 
 from common import markdown_table, print_command, torchrun
 
@@ -52,8 +53,8 @@ def step_time(args, folder: Path, out: str) -> tuple[float, int]:
     torch.manual_seed(0)
     model = LanguageModel(data.vocab_size, hidden_size=args.hidden_size, num_layers=2, dropout=0.0)
     times = []
-    cfg = TrainConfig(max_steps=args.steps, eval_every=10**9, log_every=10**9, sample_length=0, device="cpu",
-                      precision="fp32")
+    cfg = LanguageModelTraining(max_steps=args.steps, eval_every=10**9, log_every=10**9, sample_length=0, device="cpu",
+                                precision="fp32")
     trainer = Trainer(model, data, cfg, out=folder / out, quiet=True)
     trainer.callbacks.append(lambda t: times.append(time.perf_counter()))
     trainer.fit()

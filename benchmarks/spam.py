@@ -132,9 +132,8 @@ def scores(gold: list[str], predicted: list[str]) -> dict:
 def run_rnnkit(kind: str, texts, labels, split, folder: Path, args) -> dict:
     """Train and test one rnnkit classifier (bilstm, tdnn, adversarial) on one fold; scores of the best
     checkpoint."""
-    from rnnkit import DataConfig, ModelConfig, TrainConfig, Trainer, load_run
-    from rnnkit import read_data
-    from rnnkit.models import SequenceClassifier
+    from rnnkit import DataConfig, TrainConfig, Trainer, load_run, read_data
+    from rnnkit.models import ClassifierConfig, SequenceClassifier
     from rnnkit.training.evaluate import evaluate_labelled
 
     train, val, test = split
@@ -146,15 +145,15 @@ def run_rnnkit(kind: str, texts, labels, split, folder: Path, args) -> dict:
                           batch_size=args.batch_size)
     data = read_data(folder / "train.csv", data_cfg, spell=kind == "chars")
     assert len(data.train) == len(train) and len(data.test) == len(test), "a CSV row was lost"
-    model_cfg = ModelConfig(cell="lstm", embedding_dim=args.embedding_dim, hidden_size=args.hidden_size,
-                            num_layers=1, dropout=args.dropout, encoder="tdnn" if kind == "tdnn" else "rnn",
-                            kernel_size=5,
-                            pooling=args.pooling, bidirectional=True,
-                            adversarial=args.adversarial if kind == "adversarial" else 0.0,
-                            char_features=16 if kind == "chars" else 0)
+    model_cfg = ClassifierConfig(cell="lstm", embedding_dim=args.embedding_dim, hidden_size=args.hidden_size,
+                                 num_layers=1, dropout=args.dropout, encoder="tdnn" if kind == "tdnn" else "rnn",
+                                 kernel_size=5,
+                                 pooling=args.pooling, bidirectional=True,
+                                 adversarial=args.adversarial if kind == "adversarial" else 0.0,
+                                 char_features=16 if kind == "chars" else 0)
     steps_per_epoch = -(-len(data.train) // args.batch_size)
     train_cfg = TrainConfig(optimizer="adam", lr=args.lr, max_epochs=args.epochs, eval_every=steps_per_epoch,
-                            log_every=steps_per_epoch, sample_length=0, precision=args.precision,
+                            log_every=steps_per_epoch, precision=args.precision,
                             seed=args.seed, device="cpu")
     torch.manual_seed(args.seed)
     model = SequenceClassifier(data.vocab_size, data.num_labels, alphabet_size=getattr(data.tokenizer,

@@ -75,20 +75,20 @@ PUBLISHED = {
 
 def load_corpus(corpus: str, args, spell: bool = False):
     """The corpus as LabelledData (task tag); ``spell``: words with their spellings."""
-    from rnnkit import DataConfig
     from rnnkit import read_data
+    from rnnkit.tasks import TagData
     from rnnkit.data.words import UNK_ID
 
     common = dict(task="tag", min_count=args.min_count, lowercase=args.lowercase, batch_size=args.batch_size)
     if corpus == "conll2000":
         train = args.data_dir / "conll2000" / "train.txt"
-        config = DataConfig(word_column=0, tag_column=-1, val_fraction=0.1,
-                            test_path=str(args.data_dir / "conll2000" / "test.txt"), **common)
+        config = TagData(word_column=0, tag_column=-1, val_fraction=0.1,
+                         test_path=str(args.data_dir / "conll2000" / "test.txt"), **common)
     else:
         root = args.data_dir / "ud_english_ewt"
         train = root / "en_ewt-ud-train.conllu"
-        config = DataConfig(word_column=1, tag_column=3, val_path=str(root / "en_ewt-ud-dev.conllu"),
-                            test_path=str(root / "en_ewt-ud-test.conllu"), **common)
+        config = TagData(word_column=1, tag_column=3, val_path=str(root / "en_ewt-ud-dev.conllu"),
+                         test_path=str(root / "en_ewt-ud-test.conllu"), **common)
     data = read_data(train, config, spell=spell)
     tokens = {split: sum(len(s) for s in getattr(data, split).ids) for split in ("train", "val", "test")}
     assert tokens["test"] == TEST_TOKENS[corpus], (corpus, tokens["test"])  # nothing dropped by the reader
@@ -126,8 +126,8 @@ def unk_accuracy(data, predicted: dict) -> dict:
 
 def run_model(data, name: str, overrides: dict, folder: Path, args) -> dict:
     """Train one tagger for the budget; test scores of its best checkpoint."""
-    from rnnkit import ModelConfig, TrainConfig, Trainer, load_run
-    from rnnkit.models import SequenceTagger
+    from rnnkit import TrainConfig, Trainer, load_run
+    from rnnkit.models import SequenceTagger, TaggerConfig
     from rnnkit.training.evaluate import evaluate_labelled
 
     hidden = args.hidden_size
@@ -135,14 +135,14 @@ def run_model(data, name: str, overrides: dict, folder: Path, args) -> dict:
         hidden = 2 * args.hidden_size
     overrides = dict(overrides)
     glove = overrides.pop("glove", False)
-    model_cfg = ModelConfig(cell="lstm", embedding_dim=args.embedding_dim, hidden_size=hidden, num_layers=1,
-                            dropout=args.dropout, bidirectional=True, kernel_size=5,
-                            **{"crf": False, "encoder": "rnn", **overrides})
+    model_cfg = TaggerConfig(cell="lstm", embedding_dim=args.embedding_dim, hidden_size=hidden, num_layers=1,
+                             dropout=args.dropout, bidirectional=True, kernel_size=5,
+                             **{"crf": False, "encoder": "rnn", **overrides})
     steps_per_epoch = -(-len(data.train) // args.batch_size)
     eval_every = max(1, round(steps_per_epoch / args.evals_per_epoch))
     budget = {"max_steps": args.steps} if args.steps else {"time_limit": args.minutes * 60}
     train_cfg = TrainConfig(optimizer="adam", lr=args.lr, **budget, eval_every=eval_every,
-                            log_every=min(50, eval_every), sample_length=0, precision=args.precision,
+                            log_every=min(50, eval_every), precision=args.precision,
                             seed=args.seed, device="cpu")
     torch.manual_seed(args.seed)
     model = SequenceTagger(data.vocab_size, data.num_labels, alphabet_size=getattr(data.tokenizer, "alphabet_size", 0),

@@ -162,7 +162,7 @@ def fit_labelled():
 
     def fit(data, model, out, **settings):
         torch.manual_seed(0)
-        config = TrainConfig(**{"max_epochs": 6, "eval_every": 1000, "sample_length": 0, "lr": 1e-2,
+        config = TrainConfig(**{"max_epochs": 6, "eval_every": 1000, "lr": 1e-2,
                                 "warmup_steps": 5, "device": "cpu", "log_every": 5, **settings})
         trainer = Trainer(model, data, config, out=out / "run", quiet=True)
         return trainer, trainer.fit()

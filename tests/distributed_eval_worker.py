@@ -16,8 +16,8 @@ import torch
 import torch.distributed as dist
 
 from rnnkit import DataConfig, ModelConfig
-from rnnkit.data import PairData, SpeechData, TextData
-from rnnkit.tasks import named, read_data
+from rnnkit.data import PairConfig, PairData, SpeechConfig, SpeechData, TextData
+from rnnkit.tasks import LanguageModelData, named, read_data
 from rnnkit.training.distributed import current
 
 folder = Path(sys.argv[1])
@@ -29,11 +29,11 @@ rank = group.rank if group else 0
 char = {"tokenizer": "char", "val_fraction": 0.3}
 datasets = {
     "lm": TextData.from_file(folder / "corpus.txt", DataConfig(**char)),
-    "lm-texts": read_data(folder / "spam.csv", DataConfig(task="lm", condition_column="CLASS", **char)),
+    "lm-texts": read_data(folder / "spam.csv", LanguageModelData(condition_column="CLASS", **char)),
     "classify": read_data(folder / "spam.csv", DataConfig(task="classify", val_fraction=0.3)),
     "tag": read_data(folder / "chunks.txt", DataConfig(task="tag", val_fraction=0.3)),
-    "seq2seq": PairData.from_file(folder / "pairs.tsv", DataConfig(task="seq2seq", target_tokenizer="char", **char)),
-    "ctc": SpeechData.from_file(folder / "speech.tsv", DataConfig(task="ctc", mel_bands=8, val_fraction=0.3)),
+    "seq2seq": PairData.from_file(folder / "pairs.tsv", PairConfig(target_tokenizer="char", **char)),
+    "ctc": SpeechData.from_file(folder / "speech.tsv", SpeechConfig(mel_bands=8, val_fraction=0.3)),
 }
 result = {}
 for name, data in datasets.items():

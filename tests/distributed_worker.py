@@ -14,7 +14,7 @@ import torch
 import torch.distributed as dist
 
 from rnnkit import DataConfig, ModelConfig, TrainConfig, Trainer
-from rnnkit.data import PairData, TextData
+from rnnkit.data import PairConfig, PairData, TextData
 from rnnkit.tasks import named, read_data
 from rnnkit.training.runs import LAST
 
@@ -26,14 +26,14 @@ if task == "lm":
 elif task == "classify":
     data = read_data(folder / "spam.csv", DataConfig(task="classify", batch_size=8))
 else:
-    data = PairData.from_file(folder / "pairs.tsv", DataConfig(task="seq2seq", batch_size=8, tokenizer="char",
-                                                                target_tokenizer="char"))
+    data = PairData.from_file(folder / "pairs.tsv", PairConfig(batch_size=8, tokenizer="char",
+                                                               target_tokenizer="char"))
 spoil = sys.argv[5:] == ["nan-on-rank-1-at-step-3"]
 torch.manual_seed(0)
 model = named(task).build_model(ModelConfig(
     hidden_size=16, num_layers=1, embedding_dim=8, dropout=0.0, **({} if task == "lm" else {"bidirectional": True})),
     data.tokenizer, getattr(data, "labels", None), getattr(data, "target_tokenizer", None)).double()
-config = TrainConfig(max_steps=steps, eval_every=5, log_every=1, sample_length=0, precision="fp32", device="cpu",
+config = TrainConfig(max_steps=steps, eval_every=5, log_every=1, precision="fp32", device="cpu",
                      optimizer="adam", lr=1e-2, warmup_steps=2, lr_schedule="constant",  # the same with any budget
                      on_nonfinite="skip")
 trainer = Trainer(model, data, config, out=folder / out, quiet=True)

@@ -10,7 +10,7 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 def test_readme_python_quick_start_runs(corpus, tmp_path, capsys, monkeypatch):
     block = re.search(r"## Python\n\n```python\n(.*?)```", README.read_text(), re.S).group(1)
     code = (block.replace('"input.txt"', repr(str(corpus)))
-                 .replace("max_steps=500", "max_steps=20, sample_length=0, device='cpu'")
+                 .replace("max_steps=500", "max_steps=20, device='cpu'")
                  .replace("hidden_size=512", "hidden_size=32")
                  .replace("seq_len=128, batch_size=64", "seq_len=32, batch_size=8")
                  .replace("ROMEO:", "3: the"))  # a prime made of characters the small corpus has
@@ -19,7 +19,7 @@ def test_readme_python_quick_start_runs(corpus, tmp_path, capsys, monkeypatch):
     exec(compile(code, str(README), "exec"), namespace)
     printed = capsys.readouterr().out
     assert "\n3: the" in printed and "'bpc'" in printed
-    assert namespace["config"]["model"].hidden_size == 32
+    assert namespace["config"].model.hidden_size == 32
     assert (tmp_path / "runs" / "shakespeare" / "model.safetensors").exists()
 
 
@@ -27,7 +27,7 @@ def test_readme_classifier_lines_run(tmp_path, capsys, monkeypatch):
     block = re.search(r"A classifier is the same few lines.*?```python\n(.*?)```", README.read_text(), re.S).group(1)
     rows = ["text,label"] + [f"check my channel {i},spam" if i % 2 else f"nice song {i},ham" for i in range(40)]
     (tmp_path / "comments.csv").write_text("\n".join(rows) + "\n")
-    code = "import rnnkit\n" + block.replace("max_epochs=10", "max_epochs=1, sample_length=0, device='cpu'")
+    code = "import rnnkit\n" + block.replace("max_epochs=10", "max_epochs=1, device='cpu'")
     monkeypatch.chdir(tmp_path)
     exec(compile(code, str(README), "exec"), {})
     assert "val_accuracy" in capsys.readouterr().out
@@ -51,13 +51,15 @@ def test_every_documented_train_command_passes_the_option_rules():
     """The commands the documentation gives are the ones that work: none of
     their settings is refused as doing nothing for what they choose."""
     from rnnkit.cli.main import build_parser
-    from rnnkit.cli.options import Choice, refuse_unused, train_settings
-    from rnnkit.config import DataConfig, ModelConfig, TrainConfig
+    from rnnkit.cli.options import Choice, refuse_unused, split_settings, train_settings
+    from rnnkit.tasks import named
 
     commands = documented_train_commands()
     assert len(commands) >= 10, commands
     for command in commands:
         args = build_parser().parse_args(shlex.split(command)[1:])
-        model, data, train = train_settings(args)
-        choice = Choice(ModelConfig(**model), DataConfig(**data, path=args.path), TrainConfig(**train))
-        refuse_unused({*model, *data, *train}, choice)  # raises ConfigError naming the flag
+        given = train_settings(args)
+        task = named(given.get("task", "lm"))
+        model, data, train = split_settings(given, task)
+        choice = Choice(task.model_config(**model), task.data_config(**data, path=args.path), task.train_config(**train))
+        refuse_unused(given, choice)  # raises ConfigError naming the flag

@@ -6,11 +6,12 @@ layer, and that its running statistics travel with the weights."""
 import pytest
 import torch
 
-from rnnkit import DataConfig, TextData, TrainConfig, Trainer, load_run
+from rnnkit import DataConfig, TextData, Trainer, load_run
 from rnnkit.errors import DataError
 from rnnkit.kernels import length_mask
 from rnnkit.layers import Recurrent, use_engines
 from rnnkit.models import LanguageModel
+from rnnkit.tasks import LanguageModelTraining
 from rnnkit.training.runs import LAST
 
 
@@ -102,7 +103,7 @@ def test_running_statistics_are_saved_and_a_checkpoint_round_trip_gives_equal_ou
     data = TextData.from_file(corpus, DataConfig(batch_size=4, seq_len=16))
     torch.manual_seed(0)
     model = LanguageModel(data.vocab_size, cell="lstm", hidden_size=8, embedding_dim=8, num_layers=2, batchnorm=True)
-    Trainer(model, data, TrainConfig(max_steps=5, sample_length=0, device="cpu"), out=tmp_path / "run",
+    Trainer(model, data, LanguageModelTraining(max_steps=5, sample_length=0, device="cpu"), out=tmp_path / "run",
             quiet=True).fit()
     assert {"rnn.norms.1.running_mean", "rnn.norms.1.running_var", "rnn.norms.1.num_batches_tracked"} <= \
         set(model.state_dict())

@@ -9,7 +9,7 @@ import torch
 
 from rnnkit import DataConfig, LanguageModel, SequenceClassifier, TextData, TrainConfig, Trainer
 from rnnkit.errors import ConfigError
-from rnnkit.tasks import read_data
+from rnnkit.tasks import LanguageModelTraining, read_data
 
 event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator",
                                         reason="needs the tensorboard package (pip install tensorboard)")
@@ -22,8 +22,8 @@ def lm_run(tmp_path_factory, make_text):
     data = TextData.from_file(folder / "corpus.txt", DataConfig(batch_size=8, seq_len=24))
     torch.manual_seed(0)
     model = LanguageModel(data.vocab_size, cell="gru", hidden_size=24, num_layers=2, embedding_dim=8)
-    config = TrainConfig(max_steps=12, eval_every=6, log_every=2, diagnostics=4, log="tensorboard", sample_length=30,
-                         device="cpu")
+    config = LanguageModelTraining(max_steps=12, eval_every=6, log_every=2, diagnostics=4, log="tensorboard",
+                                   sample_length=30, device="cpu")
     Trainer(model, data, config, out=folder / "run", quiet=True).fit()
     rows = [json.loads(line) for line in (folder / "run" / "metrics.jsonl").read_text().splitlines()]
     events = event_accumulator.EventAccumulator(str(folder / "run" / "tensorboard"),

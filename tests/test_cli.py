@@ -32,7 +32,7 @@ def test_train_prints_samples_and_writes_the_run_folder(trained):
     for name in ("config.json", "model.safetensors", "last.safetensors", "metrics.jsonl", "loss.png"):
         assert (run / name).exists(), name
     doc = json.loads((run / "config.json").read_text())
-    assert doc["format_version"] == 1 and doc["tokenizer"]["kind"] == "char"
+    assert doc["format_version"] == 2 and doc["tokenizer"]["kind"] == "char"
     assert doc["model"]["hidden_size"] == 32 and doc["data"]["path"] == str(corpus)
 
 

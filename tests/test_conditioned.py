@@ -8,10 +8,10 @@ import sys
 import pytest
 import torch
 
-from rnnkit import DataConfig, TrainConfig, Trainer
+from rnnkit import Trainer
 from rnnkit.data import collate
 from rnnkit.models import LanguageModel
-from rnnkit.tasks import read_data
+from rnnkit.tasks import LanguageModelData, LanguageModelTraining, read_data
 
 
 def table(n=80, seed=0) -> str:
@@ -41,12 +41,12 @@ def test_padding_never_changes_a_texts_loss():
 def test_a_conditioned_model_writes_the_texts_of_the_label_asked_for(tmp_path):
     path = tmp_path / "comments.csv"
     path.write_text(table())
-    data = read_data(path, DataConfig(task="lm", condition_column="label", batch_size=8))
+    data = read_data(path, LanguageModelData(condition_column="label", batch_size=8))
     assert data.labels == ["ham", "spam"] and data.tokenizer.decode(data.train.ids[0])[0] == "\n"
     torch.manual_seed(0)
     model = LanguageModel(data.vocab_size, num_conditions=2, hidden_size=32, num_layers=1, embedding_dim=16,
                           dropout=0.0)
-    cfg = TrainConfig(max_epochs=12, eval_every=1000, sample_length=0, lr=1e-2, device="cpu", log_every=10)
+    cfg = LanguageModelTraining(max_epochs=12, eval_every=1000, sample_length=0, lr=1e-2, device="cpu", log_every=10)
     result = Trainer(model, data, cfg, out=tmp_path / "run", quiet=True).fit()
     assert result["val_loss"] < 0.6, result  # the texts are near-deterministic given the label
     prime = data.tokenizer.encode("\n")

@@ -14,11 +14,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rnnkit.config import DataConfig
 from rnnkit.data.audio import log_mel, read_wav, stack_frames, write_wav
 from rnnkit.data.chars import CharTokenizer
 from rnnkit.data.sequences import IGNORE
-from rnnkit.data.speech import SpeechData, SpeechFeatures, collate_speech, frames_needed, label_ids, label_text
+from rnnkit.data.speech import (SpeechConfig, SpeechData, SpeechFeatures, collate_speech, frames_needed, label_ids,
+                                label_text)
 from rnnkit.errors import ConfigError, DataError
 from rnnkit.models.ctc import CTCRecognizer, LanguageModelScorer
 from rnnkit.models.language_model import LanguageModel
@@ -163,8 +163,8 @@ def test_decode_with_a_wider_beam_and_bad_arguments():
 def test_tone_sequences_are_learnt_in_seconds(tmp_path):
     train = write_manifest(tmp_path, "train", random_texts(120, seed=0), seed=0)
     test = write_manifest(tmp_path, "test", random_texts(30, seed=1), seed=1)
-    data = SpeechData.from_file(train, DataConfig(task="ctc", mel_bands=16, frame_stack=3, val_fraction=0.0,
-                                                  test_path=str(test), batch_size=16))
+    data = SpeechData.from_file(train, SpeechConfig(mel_bands=16, frame_stack=3, val_fraction=0.0,
+                                                    test_path=str(test), batch_size=16))
     assert (len(data.train), len(data.val), len(data.test)) == (120, 0, 30)
     assert data.vocab_size == 4 and data.num_features == 48
     torch.manual_seed(0)
@@ -202,7 +202,7 @@ def test_tone_sequences_are_learnt_in_seconds(tmp_path):
 def test_batches_hold_features_and_label_ids(tmp_path):
     texts = ["ab", "cab", "bb", "acca"]
     path = write_manifest(tmp_path, "train", texts)
-    data = SpeechData.from_file(path, DataConfig(task="ctc", mel_bands=8, frame_stack=2, val_fraction=0.0))
+    data = SpeechData.from_file(path, SpeechConfig(mel_bands=8, frame_stack=2, val_fraction=0.0))
     assert data.config.sample_rate == RATE  # inferred from the first file, and kept for the run
     assert data.train.transcripts == texts and data.train.skipped == 0
     x, x_lengths, y, y_lengths = next(data.eval_batches("train", batch_size=4))
@@ -224,21 +224,21 @@ def test_a_transcript_too_long_for_its_audio_is_refused_or_skipped(tmp_path):
     rng = np.random.default_rng(0)
     audio = [utterance("ab", rng), 0.1 * np.ones(400, np.float32), utterance("ca", rng)]  # 400 samples: 6 frames
     path = write_manifest(tmp_path, "train", ["ab", "abcabca", "ca"], audio=audio)
-    config = DataConfig(task="ctc", mel_bands=8, val_fraction=0.0)
+    config = SpeechConfig(mel_bands=8, val_fraction=0.0)
     with pytest.raises(DataError) as error:
         SpeechData.from_file(path, config)
     message = str(error.value)
     assert f"{path} line 2" in message and "needs 7 steps" in message and "gives 6" in message
     assert "--frame-stack" in message and "--long-transcripts skip" in message and "\n" not in message
-    data = SpeechData.from_file(path, DataConfig(task="ctc", mel_bands=8, val_fraction=0.0,
-                                                 long_transcripts="skip"))
+    data = SpeechData.from_file(path, SpeechConfig(mel_bands=8, val_fraction=0.0,
+                                                   long_transcripts="skip"))
     assert data.train.skipped == 1 and data.train.transcripts == ["ab", "ca"]
 
 
 def test_feature_statistics_come_from_the_training_split_only(tmp_path):
     train = write_manifest(tmp_path, "train", random_texts(6, seed=0))
     val = write_manifest(tmp_path, "val", ["cc", "cccc"], seed=5)  # all high tones: other statistics
-    data = SpeechData.from_file(train, DataConfig(task="ctc", mel_bands=8, frame_stack=2, val_path=str(val)))
+    data = SpeechData.from_file(train, SpeechConfig(mel_bands=8, frame_stack=2, val_path=str(val)))
     raw = [stack_frames(log_mel(read_wav(p), RATE, 8), 2) for p in data.train.audio]
     every = torch.cat(raw).double()
     torch.testing.assert_close(data.tokenizer.mean, every.mean(0).float())
@@ -251,7 +251,7 @@ def test_feature_statistics_come_from_the_training_split_only(tmp_path):
 
 def test_random_split_is_seeded_and_disjoint(tmp_path):
     path = write_manifest(tmp_path, "train", random_texts(20, seed=0))
-    config = DataConfig(task="ctc", mel_bands=8, val_fraction=0.2, test_fraction=0.1)
+    config = SpeechConfig(mel_bands=8, val_fraction=0.2, test_fraction=0.1)
     first, again = SpeechData.from_file(path, config), SpeechData.from_file(path, config)
     assert (len(first.train), len(first.val), len(first.test)) == (14, 4, 2)
     assert first.val.audio == again.val.audio
@@ -264,22 +264,22 @@ def test_the_sample_rate_is_enforced(tmp_path):
     path = write_manifest(tmp_path, "train", ["ab", "ba"])
     write_wav(tmp_path / "train" / "0001.wav", utterance("ba", rng, 16000), 16000)
     with pytest.raises(DataError, match="is 16000 Hz but the model reads 8000 Hz"):
-        SpeechData.from_file(path, DataConfig(task="ctc", mel_bands=8, val_fraction=0.0))
+        SpeechData.from_file(path, SpeechConfig(mel_bands=8, val_fraction=0.0))
     with pytest.raises(DataError, match="0000.wav is 8000 Hz but the model reads 16000 Hz"):
-        SpeechData.from_file(path, DataConfig(task="ctc", mel_bands=8, val_fraction=0.0, sample_rate=16000))
+        SpeechData.from_file(path, SpeechConfig(mel_bands=8, val_fraction=0.0, sample_rate=16000))
 
 
 def test_a_character_unseen_in_training_is_an_error_naming_the_manifest(tmp_path):
     train = write_manifest(tmp_path, "train", ["ab", "ba"])
     val = write_manifest(tmp_path, "val", ["ab", "abc"])
     with pytest.raises(DataError) as error:
-        SpeechData.from_file(train, DataConfig(task="ctc", mel_bands=8, val_path=str(val)))
+        SpeechData.from_file(train, SpeechConfig(mel_bands=8, val_path=str(val)))
     assert str(error.value).startswith(f"{val} has 1 character(s) the training transcripts lack: 'c' (line 2)")
 
 
 def test_speech_features_round_trip_through_json(tmp_path):
     path = write_manifest(tmp_path, "train", random_texts(4, seed=0))
-    data = SpeechData.from_file(path, DataConfig(task="ctc", mel_bands=10, frame_stack=3, val_fraction=0.0))
+    data = SpeechData.from_file(path, SpeechConfig(mel_bands=10, frame_stack=3, val_fraction=0.0))
     saved = json.loads(json.dumps(data.tokenizer.to_dict()))
     assert saved["kind"] == "speech" and saved["sample_rate"] == RATE
     restored = SpeechFeatures.from_dict(saved)
@@ -292,7 +292,7 @@ def test_speech_features_round_trip_through_json(tmp_path):
     assert torch.equal(again.train.examples.ids[1], restored.read(again.train.audio[1]))
     assert torch.equal(again.tokenizer.mean, data.tokenizer.mean)
     with pytest.raises(ConfigError, match="mel_bands is 40 but the run's features were computed with 10"):
-        SpeechData.from_file(other, DataConfig(task="ctc"), data.target_tokenizer, restored)
+        SpeechData.from_file(other, SpeechConfig(), data.target_tokenizer, restored)
 
 
 # -- shallow fusion --------------------------------------------------------------------

@@ -16,8 +16,9 @@ import time
 import pytest
 import torch
 
-from rnnkit import DataConfig, LanguageModel, TextData, TrainConfig, Trainer
+from rnnkit import DataConfig, LanguageModel, TextData, Trainer
 from rnnkit.errors import CheckpointError, TrainingError
+from rnnkit.tasks import LanguageModelTraining
 from rnnkit.training.runs import LAST, load_tensors, run_lock
 
 SMALL = dict(cell="lstm", hidden_size=32, num_layers=1, embedding_dim=16, dropout=0.0)
@@ -27,8 +28,8 @@ def make(corpus, out, **train):
     data = TextData.from_file(corpus, DataConfig(batch_size=8, seq_len=32))
     torch.manual_seed(0)
     model = LanguageModel(data.vocab_size, **SMALL)
-    cfg = TrainConfig(**{"max_steps": 8, "eval_every": 2, "log_every": 1, "sample_length": 0, "lr": 1e-2,
-                         "warmup_steps": 0, "lr_schedule": "constant", "device": "cpu", **train})
+    cfg = LanguageModelTraining(**{"max_steps": 8, "eval_every": 2, "log_every": 1, "sample_length": 0, "lr": 1e-2,
+                                   "warmup_steps": 0, "lr_schedule": "constant", "device": "cpu", **train})
     return Trainer(model, data, cfg, out=out, quiet=True)
 
 
@@ -154,6 +155,7 @@ def test_the_lock_of_a_killed_trainer_is_taken_over_and_its_partial_writes_remov
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import sys, time
         from rnnkit.training.runs import run_lock
+        from rnnkit.tasks import LanguageModelTraining
         with run_lock({str(run)!r}):
             open({str(run / ".last.safetensors.x.tmp")!r}, "w").write("half a checkpoint")
             print("locked", flush=True)

@@ -9,11 +9,11 @@ import textwrap
 import pytest
 import torch
 
-from rnnkit import DataConfig, LanguageModel, TextData, TrainConfig, Trainer
+from rnnkit import DataConfig, LanguageModel, TextData, Trainer
 from rnnkit.errors import TrainingError
 from rnnkit.kernels.memory import heap_in_use
+from rnnkit.tasks import LanguageModelTraining, read_data
 from rnnkit.training import footprint
-from rnnkit.tasks import read_data
 
 pytestmark = pytest.mark.skipif(heap_in_use() is None, reason="measuring a step's memory needs glibc >= 2.33")
 
@@ -22,7 +22,7 @@ def trainer(corpus, tmp_path, batch_size=32, **train):
     data = TextData.from_file(corpus, DataConfig(batch_size=batch_size, seq_len=64))
     torch.manual_seed(0)
     model = LanguageModel(data.vocab_size, hidden_size=128, num_layers=2, embedding_dim=16)
-    cfg = TrainConfig(**{"max_steps": 3, "eval_every": 3, "sample_length": 0, "device": "cpu", **train})
+    cfg = LanguageModelTraining(**{"max_steps": 3, "eval_every": 3, "sample_length": 0, "device": "cpu", **train})
     return Trainer(model, data, cfg, out=tmp_path / "run", quiet=True)
 
 
@@ -96,6 +96,7 @@ def test_the_estimate_predicts_the_peak_resident_memory_of_a_real_run(tmp_path, 
     script = textwrap.dedent("""
         import resource, sys
         from rnnkit.cli.main import main
+        from rnnkit.tasks import LanguageModelTraining
         code = main(sys.argv[1:])
         print("peak", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
         """)

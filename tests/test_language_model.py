@@ -10,6 +10,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from rnnkit.errors import ConfigError
 from rnnkit.models import LanguageModel, sample_next
 from rnnkit.models.sampling import RaceNoise
+from rnnkit.tasks import LanguageModelTraining
 from rnnkit.training import evaluate, evaluate_dynamic
 
 
@@ -249,7 +250,7 @@ def test_weight_drop_reaches_the_layer_and_refuses_cells_without_recurrent_weigh
 
 
 def test_tied_weights_share_one_matrix_and_survive_a_round_trip(tmp_path):
-    from rnnkit import DataConfig, TextData, TrainConfig, Trainer, load_run
+    from rnnkit import DataConfig, TextData, Trainer, load_run
 
     with pytest.raises(ConfigError, match="tie_weights needs embedding_dim = hidden_size"):
         LanguageModel(10, hidden_size=8, embedding_dim=4, tie_weights=True)
@@ -261,7 +262,7 @@ def test_tied_weights_share_one_matrix_and_survive_a_round_trip(tmp_path):
     assert sum(p.numel() for p in model.parameters()) == \
         sum(p.numel() for p in LanguageModel(data.vocab_size, hidden_size=8, embedding_dim=8,
                                              num_layers=1).parameters()) - data.vocab_size * 8
-    Trainer(model, data, TrainConfig(max_steps=5, sample_length=0, device="cpu"), out=tmp_path / "run",
+    Trainer(model, data, LanguageModelTraining(max_steps=5, sample_length=0, device="cpu"), out=tmp_path / "run",
             quiet=True).fit()
     loaded, _, _ = load_run(tmp_path / "run")
     assert not loaded.training  # a loaded run scores and samples without dropout

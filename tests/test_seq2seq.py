@@ -11,13 +11,13 @@ import zipfile
 import pytest
 import torch
 
-from rnnkit.config import DataConfig, ModelConfig, TrainConfig, to_dict
-from rnnkit.data.pairs import PairData, collate_pairs, read_pairs
+from rnnkit.config import TrainConfig, to_dict
+from rnnkit.data.pairs import PairConfig, PairData, collate_pairs, read_pairs
 from rnnkit.errors import DataError
 from rnnkit.layers.attention import Attention
 from rnnkit.models.beam import beam_search
-from rnnkit.models.seq2seq import Seq2Seq, greedy
-from rnnkit.tasks import Seq2SeqTask, Trainer
+from rnnkit.models.seq2seq import Seq2Seq, Seq2SeqConfig, greedy
+from rnnkit.tasks import Seq2SeqTask, Seq2SeqTraining, Trainer
 from rnnkit.training.decode import decode, score
 from rnnkit.training.optim import teacher_forcing
 
@@ -31,7 +31,7 @@ IDS = ["additive", "dot", "general", "none", "no-feeding", "stop", "output-fed",
 def model_of(seed=0, dtype=torch.float64, **kw):
     torch.manual_seed(seed)
     settings = dict(hidden_size=6, num_layers=2, embedding_dim=5, dropout=0.0, **kw)
-    return Seq2Seq(7, 5, **to_dict(ModelConfig(**settings))).to(dtype).eval()
+    return Seq2Seq(7, 5, **to_dict(Seq2SeqConfig(**settings))).to(dtype).eval()
 
 
 def toy_batch(seed=0):
@@ -135,7 +135,7 @@ def test_beam_size_one_is_greedy_and_every_hypothesis_scores_its_own_log_likelih
 
 @pytest.mark.parametrize("schedule", ["linear", "exponential", "inverse_sigmoid"])
 def test_teacher_forcing_falls_from_one_and_is_half_at_sampling_steps(schedule):
-    cfg = TrainConfig(scheduled_sampling=schedule, sampling_steps=400)
+    cfg = Seq2SeqTraining(scheduled_sampling=schedule, sampling_steps=400)
     values = [teacher_forcing(cfg, i) for i in range(0, 2000, 50)]
     assert values[0] == pytest.approx(1.0, abs=0.02)  # inverse sigmoid starts at c / (c + 1)
     assert all(a >= b for a, b in zip(values, values[1:]))
@@ -179,28 +179,28 @@ def test_pairs_from_a_tsv_and_from_gzipped_parallel_files_agree(tmp_path):
     (tmp_path / "pairs.tsv").write_text("".join(f"{s}\t{t}\n" for s, t in pairs) + "\n")
     for lang, side in (("de", 0), ("en", 1)):
         (tmp_path / f"train.{lang}.gz").write_bytes(gzip.compress("".join(p[side] + "\n" for p in pairs).encode()))
-    tsv = read_pairs(tmp_path / "pairs.tsv", DataConfig(task="seq2seq"))
-    parallel = read_pairs(tmp_path / "train", DataConfig(task="seq2seq", source_lang="de", target_lang="en"))
+    tsv = read_pairs(tmp_path / "pairs.tsv", PairConfig())
+    parallel = read_pairs(tmp_path / "train", PairConfig(source_lang="de", target_lang="en"))
     assert tsv == parallel == ([s for s, _ in pairs], [t for _, t in pairs])
     with zipfile.ZipFile(tmp_path / "both.zip", "w") as z:  # Tatoeba's fra-eng.zip: the pairs and an _about.txt
         z.write(tmp_path / "pairs.tsv", "pairs.tsv")
         z.writestr("_about.txt", "where the pairs come from")
-    assert read_pairs(tmp_path / "both.zip" / "pairs.tsv", DataConfig(task="seq2seq")) == tsv
+    assert read_pairs(tmp_path / "both.zip" / "pairs.tsv", PairConfig()) == tsv
     with pytest.raises(DataError, match=r"both.zip holds 2 files \(pairs.tsv, _about.txt\); name one as .*pairs.tsv"):
-        read_pairs(tmp_path / "both.zip", DataConfig(task="seq2seq"))
+        read_pairs(tmp_path / "both.zip", PairConfig())
     with pytest.raises(DataError, match="both.zip has no file fra.txt"):
-        read_pairs(tmp_path / "both.zip" / "fra.txt", DataConfig(task="seq2seq"))
+        read_pairs(tmp_path / "both.zip" / "fra.txt", PairConfig())
     with zipfile.ZipFile(tmp_path / "parallel.zip", "w") as z:  # parallel files inside an archive
         for lang in ("de", "en"):
             z.write(tmp_path / f"train.{lang}.gz", f"train.{lang}.gz")
-    assert read_pairs(tmp_path / "parallel.zip" / "train", DataConfig(task="seq2seq", source_lang="de",
+    assert read_pairs(tmp_path / "parallel.zip" / "train", PairConfig(source_lang="de",
                                                                       target_lang="en")) == tsv
 
 
 def test_a_split_keeps_every_target_of_a_source_together(tmp_path):
     lines = [f"w{i}\tp{i} a\n" for i in range(100)] + [f"w{i}\tp{i} b\n" for i in range(100)]
     (tmp_path / "pairs.tsv").write_text("".join(lines))
-    data = PairData.from_file(tmp_path / "pairs.tsv", DataConfig(task="seq2seq", val_fraction=0.2))
+    data = PairData.from_file(tmp_path / "pairs.tsv", PairConfig(val_fraction=0.2))
     assert len(data.val) == 40 and not set(data.train.sources) & set(data.val.sources)
 
 
@@ -217,7 +217,7 @@ def test_bad_pair_files_are_named_with_the_line(tmp_path, files, flags, message)
         (tmp_path / name).write_text(text)
     path = tmp_path / ("p.tsv" if "p.tsv" in files else "p")
     with pytest.raises(DataError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        read_pairs(path, DataConfig(task="seq2seq", **flags))
+        read_pairs(path, PairConfig(**flags))
 
 
 # -- training --------------------------------------------------------------------------
@@ -233,12 +233,12 @@ def reversal_pairs(n, seed=0) -> str:
 @pytest.mark.parametrize("kw", [dict(), dict(sequence_end="stop", attention="dot")], ids=["eos", "stop"])
 def test_the_trainer_learns_to_reverse_words(tmp_path, kw):
     (tmp_path / "pairs.tsv").write_text(reversal_pairs(1500))
-    data = PairData.from_file(tmp_path / "pairs.tsv", DataConfig(task="seq2seq", tokenizer="char",
+    data = PairData.from_file(tmp_path / "pairs.tsv", PairConfig(tokenizer="char",
                                                                  target_tokenizer="word", batch_size=32))
     torch.manual_seed(0)
     model = Seq2Seq(data.vocab_size, data.target_tokenizer.vocab_size,
-                    **to_dict(ModelConfig(hidden_size=32, num_layers=1, embedding_dim=16, dropout=0.0, **kw)))
-    config = TrainConfig(max_steps=250, eval_every=250, lr=1e-2, device="cpu", sample_length=0, precision="fp32")
+                    **to_dict(Seq2SeqConfig(hidden_size=32, num_layers=1, embedding_dim=16, dropout=0.0, **kw)))
+    config = TrainConfig(max_steps=250, eval_every=250, lr=1e-2, device="cpu", precision="fp32")
     result = Trainer(model, data, config, out=tmp_path / "run", quiet=True).fit()
     assert result["val_loss"] < 0.1
     sources = data.val.examples.ids
@@ -253,12 +253,12 @@ def test_validation_decodes_and_the_best_checkpoint_is_the_one_that_errs_least(t
     from rnnkit.training.runs import BEST, load_tensors
 
     (tmp_path / "pairs.tsv").write_text(reversal_pairs(600, seed=2))
-    data = PairData.from_file(tmp_path / "pairs.tsv", DataConfig(task="seq2seq", tokenizer="char",
+    data = PairData.from_file(tmp_path / "pairs.tsv", PairConfig(tokenizer="char",
                                                                  target_tokenizer="word", batch_size=32))
     torch.manual_seed(0)
     model = Seq2Seq(data.vocab_size, data.target_tokenizer.vocab_size,
-                    **to_dict(ModelConfig(hidden_size=16, num_layers=1, embedding_dim=8, dropout=0.3)))
-    config = TrainConfig(max_steps=60, eval_every=20, lr=1e-2, device="cpu", sample_length=0, precision="fp32")
+                    **to_dict(Seq2SeqConfig(hidden_size=16, num_layers=1, embedding_dim=8, dropout=0.3)))
+    config = TrainConfig(max_steps=60, eval_every=20, lr=1e-2, device="cpu", precision="fp32")
     Trainer(model, data, config, out=tmp_path / "real", quiet=True).fit()
     evals = [row for row in map(json.loads, (tmp_path / "real" / "metrics.jsonl").read_text().splitlines())
              if "val_loss" in row]
@@ -278,12 +278,12 @@ def test_beam_search_never_scores_below_greedy_on_a_trained_model(tmp_path):
     """Under the model's own scores (no length normalisation), on a model half
     trained so that its choices are not all certain."""
     (tmp_path / "pairs.tsv").write_text(reversal_pairs(800, seed=1))
-    data = PairData.from_file(tmp_path / "pairs.tsv", DataConfig(task="seq2seq", tokenizer="char",
+    data = PairData.from_file(tmp_path / "pairs.tsv", PairConfig(tokenizer="char",
                                                                  target_tokenizer="word", batch_size=32))
     torch.manual_seed(0)
     model = Seq2Seq(data.vocab_size, data.target_tokenizer.vocab_size,
-                    **to_dict(ModelConfig(hidden_size=16, num_layers=1, embedding_dim=8, dropout=0.0)))
-    Trainer(model, data, TrainConfig(max_steps=60, eval_every=1000, lr=1e-2, device="cpu", sample_length=0,
+                    **to_dict(Seq2SeqConfig(hidden_size=16, num_layers=1, embedding_dim=8, dropout=0.0)))
+    Trainer(model, data, TrainConfig(max_steps=60, eval_every=1000, lr=1e-2, device="cpu",
                                      precision="fp32"), out=tmp_path / "run", quiet=True).fit()
     x, xl, _, _ = collate_pairs(data.val.examples.ids, data.val.examples.ids)
     greedy_outputs = beam_search(model, x, xl, beam_size=1, max_length=12, length_penalty=0.0)

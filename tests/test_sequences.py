@@ -3,6 +3,7 @@ padding invariance, learning, and the errors of bad input."""
 
 import random
 import re
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -12,7 +13,7 @@ from rnnkit.data import collate, read_conll, read_table
 from rnnkit.data.sequences import BucketBatcher, Examples
 from rnnkit.errors import DataError
 from rnnkit.models import SequenceClassifier, SequenceTagger
-from rnnkit.tasks import named, read_data
+from rnnkit.tasks import LanguageModelData, named, read_data
 
 
 def test_read_table_finds_columns_by_header_and_by_content(tmp_path):
@@ -146,7 +147,7 @@ def test_classifier_learns_spam_from_words_and_reloads(tmp_path, spam_table, tin
     trainer, result = fit_labelled(data, SequenceClassifier(data.vocab_size, 2, **tiny_model), tmp_path)
     assert result["val_accuracy"] >= 0.95 and result["val_loss"] < 0.3, result  # chance: 0.5, 0.69
     model, tokenizer, doc = load_run(tmp_path / "run")
-    assert doc["labels"] == ["0", "1"] and isinstance(model, SequenceClassifier)
+    assert doc.labels == ["0", "1"] and isinstance(model, SequenceClassifier)
 
 
 def test_crf_tagger_learns_chunks_and_scores_chunk_f1(tmp_path, chunk_corpus, tiny_model, fit_labelled):
@@ -183,8 +184,8 @@ def test_a_char_classifier_reads_characters_it_never_saw_as_one_unknown(tmp_path
     assert "é" not in tok.decode(range(1, tok.vocab_size))  # the alphabet of the training part only
     assert tokenizer_from_dict(tok.to_dict()).encode("héllo ☃").tolist() == ids.tolist()
     with pytest.raises(DataError, match="never saw in training"):  # a language model's characters stay strict
-        named("lm").read_data(DataConfig(path=str(val_path), condition_column="label", tokenizer="char"),
-                              {"tokenizer": tokenizer_from_dict({**tok.to_dict(), "unk": False})})
+        named("lm").read_data(LanguageModelData(path=str(val_path), condition_column="label", tokenizer="char"),
+                              SimpleNamespace(tokenizer=tokenizer_from_dict({**tok.to_dict(), "unk": False}), labels=None))
 
 
 def test_an_example_without_tokens_is_an_error(tmp_path):
@@ -192,7 +193,7 @@ def test_an_example_without_tokens_is_an_error(tmp_path):
     empty.write_text('text,label\n"!!!",1\nfine words,0\n')
     with pytest.raises(DataError, match="example 1 has no tokens"):
         named("classify").read_data(DataConfig(path=str(empty), task="classify", tokenizer="word"),
-                                    {"tokenizer": _word_tokenizer("fine words")})
+                                    SimpleNamespace(tokenizer=_word_tokenizer("fine words"), labels=None))
 
 
 def _word_tokenizer(text):

@@ -77,7 +77,7 @@ def test_a_bidirectional_tagger_learns_a_state_no_single_sample_shows(tmp_path):
     data = read_data(path, DataConfig(task="tag", seq_len=120, batch_size=8, val_fraction=0.2))
     torch.manual_seed(0)
     model = SequenceTagger(0, 2, input_size=2, cell="gru", hidden_size=16, num_layers=1, dropout=0.0)
-    cfg = TrainConfig(max_epochs=25, eval_every=1000, sample_length=0, lr=1e-2, device="cpu", log_every=10)
+    cfg = TrainConfig(max_epochs=25, eval_every=1000, lr=1e-2, device="cpu", log_every=10)
     result = Trainer(model, data, cfg, out=tmp_path / "run", quiet=True).fit()
     assert result["val_accuracy"] > 0.85, result  # a per-sample rule gets about 0.7
 

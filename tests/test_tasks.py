@@ -12,8 +12,7 @@ import rnnkit
 from rnnkit.config import DataConfig
 from rnnkit.data.tokenizers import choose_tokenizer
 from rnnkit.errors import ConfigError
-from rnnkit.tasks import TASKS, Task, named
-from rnnkit.training import read_config
+from rnnkit.tasks import TASKS, ClassifyData, Task, named, read_run
 
 PACKAGE = Path(rnnkit.__file__).parent
 NAMES = set(TASKS)
@@ -111,11 +110,11 @@ def test_train_decides_auto_tokenizers_from_the_pairs_and_says_so_in_its_first_l
     first = result.stdout.splitlines()[0]
     assert "tokenizer auto: char (100% of its lines are one token)" in first, first
     assert "target tokenizer auto: word (26 distinct words)" in first, first
-    doc = read_config(tmp_path / "run")
-    assert (doc["tokenizer"].kind, doc["target_tokenizer"].kind) == ("char", "word")
-    assert (doc["data"].tokenizer, doc["data"].target_tokenizer) == ("char", "word")  # the run records the choice
+    run = read_run(tmp_path / "run")
+    assert (run.tokenizer.kind, run.target_tokenizer.kind) == ("char", "word")
+    assert (run.data.tokenizer, run.data.target_tokenizer) == ("char", "word")  # the run records the choice
     unseen = "".join(sorted(set(words[-1])))  # a word of held-out letters only: no unknown symbol
-    assert 0 not in doc["tokenizer"].encode(unseen).tolist()
+    assert 0 not in run.tokenizer.encode(unseen).tolist()
 
 
 def test_a_classifiers_auto_tokenizer_follows_its_texts(tmp_path):
@@ -123,5 +122,6 @@ def test_a_classifiers_auto_tokenizer_follows_its_texts(tmp_path):
     (tmp_path / "words.csv").write_text("\n".join(rows) + "\n")
     data = named("classify").read_data(DataConfig(path=str(tmp_path / "words.csv"), task="classify"))
     assert data.tokenizer.kind == "char" and data.config.tokenizer == "char"
-    assert named("classify").decide(DataConfig(path="x.csv", task="classify", tokenizer="word")) == \
-        (DataConfig(path="x.csv", task="classify", tokenizer="word"), [])  # given: nothing to decide, no read
+    given = ClassifyData(path="x.csv", tokenizer="word")
+    assert named("classify").decide(given) == (given, [])  # given: nothing to decide, no file read
+

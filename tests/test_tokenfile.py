@@ -9,9 +9,10 @@ import textwrap
 import pytest
 import torch
 
-from rnnkit import DataConfig, LanguageModel, TextData, TrainConfig, Trainer
+from rnnkit import DataConfig, LanguageModel, TextData, Trainer
 from rnnkit.data import tokenfile
 from rnnkit.errors import DataError
+from rnnkit.tasks import LanguageModelTraining
 from rnnkit.training import evaluate
 
 
@@ -55,7 +56,7 @@ def test_a_streamed_run_trains_resumes_and_reuses_its_token_file(tmp_path, strea
         data = TextData.from_file(corpus, DataConfig(batch_size=4, seq_len=16))
         torch.manual_seed(0)
         model = LanguageModel(data.vocab_size, hidden_size=16, num_layers=1, embedding_dim=8)
-        return Trainer(model, data, TrainConfig(max_steps=steps, eval_every=3, sample_length=0, device="cpu"),
+        return Trainer(model, data, LanguageModelTraining(max_steps=steps, eval_every=3, sample_length=0, device="cpu"),
                        out=tmp_path / "run", quiet=True)
 
     trainer(4).fit()

@@ -10,9 +10,10 @@ from torch import nn
 from rnnkit import DataConfig, LanguageModel, TextData, TrainConfig, Trainer, load_run
 from rnnkit.config import OPTIMIZERS
 from rnnkit.errors import CheckpointError, ConfigError
+from rnnkit.tasks import LanguageModelTraining, read_run
 from rnnkit.training import learning_rate
-from rnnkit.training.runs import BEST, LAST, load_tensors, read_config
 from rnnkit.training.device import bf16_supported
+from rnnkit.training.runs import BEST, LAST, load_tensors
 
 SMALL = dict(cell="lstm", hidden_size=32, num_layers=1, embedding_dim=16, dropout=0.0)
 
@@ -21,8 +22,8 @@ def make(corpus, tmp_path, name="run", seed=0, init_seed=None, **train):
     data = TextData.from_file(corpus, DataConfig(batch_size=8, seq_len=32))
     torch.manual_seed(seed if init_seed is None else init_seed)
     model = LanguageModel(data.vocab_size, **SMALL)
-    cfg = TrainConfig(**{"max_steps": 40, "eval_every": 20, "log_every": 1, "sample_length": 0,
-                         "lr": 1e-2, "warmup_steps": 5, "device": "cpu", "seed": seed, **train})
+    cfg = LanguageModelTraining(**{"max_steps": 40, "eval_every": 20, "log_every": 1, "sample_length": 0,
+                                   "lr": 1e-2, "warmup_steps": 5, "device": "cpu", "seed": seed, **train})
     return Trainer(model, data, cfg, out=tmp_path / name, quiet=True)
 
 
@@ -59,7 +60,7 @@ def test_resume_is_exact_with_dropout_and_across_epochs(corpus, tmp_path):
         data = TextData.from_file(corpus, DataConfig(batch_size=16, seq_len=64))
         torch.manual_seed(0)
         model = LanguageModel(data.vocab_size, **{**SMALL, "dropout": 0.3, "num_layers": 2})
-        cfg = TrainConfig(max_epochs=3, eval_every=7, log_every=1, sample_length=0, device="cpu")
+        cfg = LanguageModelTraining(max_epochs=3, eval_every=7, log_every=1, sample_length=0, device="cpu")
         t = Trainer(model, data, cfg, out=tmp_path / name, quiet=True)
         if stop:
             t.callbacks.append(lambda t: t.request_stop() if t.step == stop else None)
@@ -172,7 +173,7 @@ def test_run_folder_round_trip_and_corruption(corpus, tmp_path):
     trainer = make(corpus, tmp_path, max_steps=20)
     trainer.fit()
     model, tok, doc = load_run(tmp_path / "run")
-    assert doc["model"].hidden_size == 32 and tok.vocab_size == trainer.data.vocab_size
+    assert doc.model.hidden_size == 32 and tok.vocab_size == trainer.data.vocab_size
     x = trainer.data.val[:50].view(1, -1)
     trainer.model.cpu().eval()
     torch.testing.assert_close(model.eval()(x)[0], trainer.model(x)[0])
@@ -189,14 +190,14 @@ def test_run_folder_round_trip_and_corruption(corpus, tmp_path):
     doc = json.loads(cfg.read_text())
     doc["format_version"] = 99
     cfg.write_text(json.dumps(doc))
-    with pytest.raises(CheckpointError, match="format version 99; this rnnkit .* reads version 1"):
-        read_config(tmp_path / "run")
+    with pytest.raises(CheckpointError, match="format version 99; this rnnkit .* reads versions 1 to 2"):
+        read_run(tmp_path / "run")
 
 
 def test_the_run_records_each_layers_engine_and_is_loaded_onto_it_unless_another_is_asked(corpus, tmp_path):
     data = TextData.from_file(corpus, DataConfig(batch_size=8, seq_len=32))
     model = LanguageModel(data.vocab_size, **{**SMALL, "cell": "gru"})
-    cfg = TrainConfig(max_steps=2, eval_every=2, sample_length=0, device="cpu")
+    cfg = LanguageModelTraining(max_steps=2, eval_every=2, sample_length=0, device="cpu")
     trainer = Trainer(model, data, cfg, out=tmp_path / "run", quiet=True)
     assert trainer.engines == {"rnn": "explicit"} and model.rnn.engine == "auto"  # the model is left as it was
     trainer.fit()

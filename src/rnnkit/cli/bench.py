@@ -51,7 +51,7 @@ from rnnkit.data import CharTokenizer, TextData
 from rnnkit.kernels import CELLS, gemm
 from rnnkit.kernels.memory import keep_freed_memory
 from rnnkit.models import LanguageModel
-from rnnkit.tasks import Trainer
+from rnnkit.tasks import LanguageModelTraining, Trainer
 from rnnkit.training.device import bf16_supported
 
 TORCH_LAYERS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
@@ -206,8 +206,8 @@ def _rnnkit_model(cfg: BenchConfig, cell: str, H: int, engine: str = "fused") ->
 
 
 def _train_config(precision: str) -> TrainConfig:
-    return TrainConfig(max_steps=10**6, eval_every=10**9, log_every=10**9, sample_length=0,
-                       optimizer="adam", lr=1e-3, warmup_steps=0, device="cpu", precision=precision)
+    return LanguageModelTraining(max_steps=10**6, eval_every=10**9, log_every=10**9, sample_length=0,
+                                 optimizer="adam", lr=1e-3, warmup_steps=0, device="cpu", precision=precision)
 
 
 def time_rnnkit(cfg: BenchConfig, cell: str, H: int, data: TextData, engine: str, precision: str) -> float:

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import torch
 
-from rnnkit.config import DataConfig, TrainConfig
+from rnnkit.config import DataConfig
 from rnnkit.data import TextData
 from rnnkit.errors import DataError
 from rnnkit.models import LanguageModel
-from rnnkit.tasks import Trainer
+from rnnkit.tasks import LanguageModelTraining, Trainer
 
 DEMO_CORPUS_BYTES = 3_000_000
 
@@ -49,7 +49,7 @@ def run_demo(time_limit: float, out: str | None) -> int:
     data = TextData.from_file(corpus, DataConfig())
     torch.manual_seed(0)
     model = LanguageModel(data.vocab_size)  # the default recipe of `rnnkit train`
-    cfg = TrainConfig(time_limit=time_limit, eval_every=100, sample_length=300, seed=0)
+    cfg = LanguageModelTraining(time_limit=time_limit, eval_every=100, sample_length=300, seed=0)
     trainer = Trainer(model, data, cfg, out=out_dir)
     print(f"rnnkit demo: a 2 x 512 LSTM learns to write Python from {len(text):,} characters of the "
           f"standard library ({corpus}), for {time_limit:.0f}s on {trainer.device} in {trainer.precision}. "

@@ -87,7 +87,7 @@ def cmd_sample(args) -> int:
     device = resolve_device(args.device)
     precision = resolve_precision(cfg.precision, device)  # refuses bf16 where the hardware has no bf16 units
     model, tokenizer, doc = load_run(args.run, device)
-    return named(doc["data"].task).sample(args.run, model, tokenizer, doc, cfg, precision)
+    return named(doc.data.task).sample(args.run, model, tokenizer, doc, cfg, precision)
 
 
 def _refuse_other_tasks_options(args, task, command: str) -> None:
@@ -107,7 +107,7 @@ def cmd_eval(args) -> int:
         raise ConfigError("--split picks a split of the run's corpus; with PATH the whole file is scored: "
                           "drop --split or PATH")
     model, _, doc = load_run(args.run, resolve_device(args.device), engine=args.engine)
-    task = named(doc["data"].task)
+    task = named(doc.data.task)
     _refuse_other_tasks_options(args, task, "eval")
     return task.evaluate(args.run, model, doc, args)
 
@@ -116,7 +116,7 @@ def cmd_predict(args) -> int:
     from rnnkit.training import resolve_device
 
     model, _, doc = load_run(args.run, resolve_device(args.device), engine=args.engine)
-    task = named(doc["data"].task)
+    task = named(doc.data.task)
     _refuse_other_tasks_options(args, task, "predict")
     return task.predict(args.run, model, doc, args)
 
@@ -127,7 +127,7 @@ def cmd_report(args) -> int:
 
     device = resolve_device(args.device)
     model, _, doc = load_run(args.run, device)
-    return write_report(args.run, args.out, named(doc["data"].task), model, doc, args.text, args.chars, device)
+    return write_report(args.run, args.out, named(doc.data.task), model, doc, args.text, args.chars, device)
 
 
 # -- experiment -----------------------------------------------------------------

@@ -1,13 +1,16 @@
 """The command line's settings: flags generated from the config dataclasses,
 and which of them apply to what the user chose.
 
-Every field of ``ModelConfig``, ``DataConfig`` and ``TrainConfig`` is a flag
-of ``rnnkit train`` (``--kebab-case``) and a key of a ``--config`` file.
-A setting the user gave that would do nothing for the chosen task,
-tokenizer, cell, encoder, schedule or optimizer is refused before any work
-starts (:func:`refuse_unused`), one line that names the flag and what it
-needs; so is a resumed run's model or data setting that differs from the
-run's own (:func:`refuse_changes`).
+Every field of every task's configs (:class:`rnnkit.tasks.Task`'s
+``model_config``, ``data_config`` and ``train_config``: the common settings
+and each task's own) is a flag of ``rnnkit train`` (``--kebab-case``) and a
+key of a ``--config`` file. A setting the user gave that would do nothing
+for what they chose is refused before any work starts (:func:`refuse_unused`),
+one line that names the flag and what it needs: by the structure when the
+chosen task's configs lack it (``--pooling`` is a classifier's), else by a
+rule (:data:`RULES`, a task's ``rules``) for what structure cannot say
+(``--momentum`` with ``--optimizer adam``). So is a resumed run's model or
+data setting that differs from the run's own (:func:`refuse_changes`).
 """
 
 from __future__ import annotations
@@ -41,11 +44,12 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def add_config_flags(parser: argparse.ArgumentParser, cls, skip=(), helps: dict[str, str] | None = None) -> None:
-    """A flag for every field of the dataclass ``cls`` (but ``skip``), absent
-    from the parsed namespace unless given; ``helps`` replaces fields' help texts."""
-    group = parser.add_argument_group(cls.__name__.removesuffix("Config").lower() + " settings")
-    for f in dataclasses.fields(cls):
+def add_setting_flags(parser: argparse.ArgumentParser, title: str, fields, helps: dict[str, str] | None = None,
+                      skip=()) -> None:
+    """A flag for every dataclass field in ``fields`` (but ``skip``), in an argument group
+    ``title``, absent from the parsed namespace unless given; ``helps`` replaces fields' help texts."""
+    group = parser.add_argument_group(title)
+    for f in fields:
         if f.name in skip:
             continue
         base = f.type.split("|")[0].strip()
@@ -65,15 +69,35 @@ def add_config_flags(parser: argparse.ArgumentParser, cls, skip=(), helps: dict[
                            metavar=base.upper(), help=(helps or {}).get(f.name, f.metadata.get("help", "")) + default)
 
 
-def pick(args: argparse.Namespace, cls) -> dict:
-    """The fields of ``cls`` that ``args`` holds (the flags the user gave)."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    return {k: v for k, v in vars(args).items() if k in names}
+def add_config_flags(parser: argparse.ArgumentParser, cls, skip=(), helps: dict[str, str] | None = None) -> None:
+    """A flag for every field of the dataclass ``cls`` (but ``skip``)."""
+    title = cls.__name__.removesuffix("Config").lower() + " settings"
+    add_setting_flags(parser, title, dataclasses.fields(cls), helps, skip)
 
 
-def train_settings(args: argparse.Namespace) -> tuple[dict, dict, dict]:
-    """The (model, data, train) settings the user gave: a ``--config`` file's, then the flags'."""
-    model, data, train = {}, {}, {}
+CONCERNS = ("model", "data", "train")
+
+
+def settings_by_concern() -> dict[str, dict[str, dataclasses.Field]]:
+    """Every setting of every task, by concern (model, data, train) and name: one flag each."""
+    found: dict[str, dict[str, dataclasses.Field]] = {concern: {} for concern in CONCERNS}
+    for task in TASKS.values():
+        for concern in CONCERNS:
+            for f in dataclasses.fields(getattr(task, concern + "_config")):
+                found[concern].setdefault(f.name, f)
+    return found
+
+
+def add_train_flags(parser: argparse.ArgumentParser, helps: dict[str, str] | None = None) -> None:
+    """The flags of ``rnnkit train`` and ``lr-find``: every setting of every task (PATH is positional)."""
+    for concern, fields in settings_by_concern().items():
+        add_setting_flags(parser, concern + " settings", fields.values(), helps, skip=("path",))
+
+
+def train_settings(args: argparse.Namespace) -> dict:
+    """The settings the user gave, by name: a ``--config`` file's, then the flags'."""
+    known = {name for fields in settings_by_concern().values() for name in fields} - {"path"}
+    given = {}
     if args.config:
         try:
             values = json.loads(Path(args.config).read_text())
@@ -81,18 +105,19 @@ def train_settings(args: argparse.Namespace) -> tuple[dict, dict, dict]:
             raise ConfigError(f"--config {args.config}: {e}") from None
         if not isinstance(values, dict):
             raise ConfigError(f"--config {args.config}: expected a JSON object of settings")
-        owners = {f.name: d for cls, d in ((ModelConfig, model), (DataConfig, data), (TrainConfig, train))
-                  for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - set(owners) - {"path"})
+        unknown = sorted(set(values) - known - {"path"})
         if unknown:
             raise ConfigError(f"--config {args.config}: unknown setting(s) {', '.join(unknown)}")
-        for k, v in values.items():
-            if k != "path":  # the training file is PATH
-                owners[k][k] = v
-    model.update(pick(args, ModelConfig))
-    data.update({k: v for k, v in pick(args, DataConfig).items() if k != "path"})
-    train.update(pick(args, TrainConfig))
-    return model, data, train
+        given.update({k: v for k, v in values.items() if k != "path"})  # the training file is PATH
+    given.update({k: v for k, v in vars(args).items() if k in known})
+    return given
+
+
+def split_settings(given: dict, task) -> tuple[dict, dict, dict]:
+    """The (model, data, train) settings in ``given`` that ``task``'s configs have; the others
+    are refused by :func:`refuse_unused`."""
+    return tuple({k: v for k, v in given.items() if k in {f.name for f in dataclasses.fields(
+        getattr(task, concern + "_config"))}} for concern in CONCERNS)
 
 
 # -- which settings apply ------------------------------------------------------
@@ -129,9 +154,8 @@ WORDS = "--tokenizer word"
 STEP, COSINE = "--lr-schedule step", "--lr-schedule cosine"
 HIDDEN_WEIGHTS = "a recurrent cell with recurrent weights (rnn, lstm, gru)"
 
-# setting -> (whether it applies to a choice, what it needs, said to the user); a task may override a
-# rule with its own (rnnkit.tasks.Task.rules), and a setting only tasks give rules for is refused for
-# the other tasks
+# what the structure of the configs cannot say: a common setting -> (whether it applies to a choice,
+# what it needs, said to the user); a task may override a rule with its own (rnnkit.tasks.Task.rules)
 RULES: dict[str, tuple[Callable[[Choice], bool], str]] = {
     # model
     "cell": (lambda c: c.cells, "--encoder rnn (or --task seq2seq, whose decoder has cells)"),
@@ -170,20 +194,33 @@ for _cls in CELLS.values():
                         "--cell " + " or ".join(n for n, k in CELLS.items() if _name in k.options))
 
 
+def _tasks_phrase(tasks) -> str:
+    names = [t.name for t in tasks]
+    return "--task " + (" or ".join(names) if len(names) < 3 else ", ".join(names[:-1]) + " or " + names[-1])
+
+
+def _refused_for_others(name: str, readers) -> tuple[Callable[[Choice], bool], str]:
+    """Refused: only the tasks ``readers`` read setting ``name``; what they need, in the user's words."""
+    needs = _tasks_phrase(readers)
+    conditions = {t.rules[name][1] for t in readers if name in t.rules}
+    if len(conditions) == 1 and all(name in t.rules for t in readers):  # what all of them need besides
+        condition = next(iter(conditions))
+        needs = condition if condition.startswith("--task") else f"{needs} with {condition}"
+    return (lambda c: False), needs
+
+
 def rule(name: str, task) -> tuple[Callable[[Choice], bool], str]:
-    """The rule of setting ``name`` under ``task``: the task's own, else the common one; a
-    setting that only other tasks read is refused, naming them."""
+    """The rule of setting ``name`` under ``task``. A setting none of the task's configs has is
+    refused, naming the tasks whose configs have it (the structure says it); else the task's own
+    rule, else the common one. A common setting that only some tasks give a rule for (and
+    :data:`RULES` none) is refused for the others, naming them."""
+    if name not in task.settings():
+        return _refused_for_others(name, [t for t in TASKS.values() if name in t.settings()])
     if name in task.rules:
         return task.rules[name]
     readers = [t for t in TASKS.values() if name in t.rules]
     if name not in RULES and readers:
-        names = [t.name for t in readers]
-        needs = "--task " + (" or ".join(names) if len(names) < 3 else ", ".join(names[:-1]) + " or " + names[-1])
-        conditions = {t.rules[name][1] for t in readers}
-        if len(conditions) == 1:  # what all of them need besides
-            condition = next(iter(conditions))
-            needs = condition if condition.startswith("--task") else f"{needs} with {condition}"
-        return (lambda c: False), needs
+        return _refused_for_others(name, readers)
     return RULES.get(name, (lambda c: True, ""))
 
 
@@ -197,7 +234,7 @@ def refuse_unused(given, choice: Choice) -> None:
 
 def refuse_changes(given: dict, run_settings, run: str) -> None:
     """A ConfigError for the first setting in ``given`` whose value differs from
-    the resumed run's (``run_settings``, a ModelConfig or DataConfig)."""
+    the resumed run's (``run_settings``, its model or data config)."""
     for name, value in sorted(given.items()):
         if getattr(run_settings, name) != value:
             raise ConfigError(f"{flag(name)} cannot change when resuming: the run in {run} has "

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import argparse
 
-from rnnkit.cli.options import add_config_flags
-from rnnkit.config import DataConfig, ModelConfig, SampleConfig, TrainConfig
+from rnnkit.cli.options import add_config_flags, add_train_flags
+from rnnkit.config import SampleConfig
 from rnnkit.errors import ConfigError
 from rnnkit.experiments import EXPERIMENTS
 from rnnkit.kernels import ENGINES
@@ -33,8 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--dry-run", action="store_true", help="print parameters, tokens a step and the memory the "
                        "run needs (measured on its heaviest batch) against what is available, then stop: nothing is "
                        "trained or written")
-    for cls in (ModelConfig, DataConfig, TrainConfig):
-        add_config_flags(train, cls, skip=("path",), helps=TASK_HELP)
+    add_train_flags(train, helps=TASK_HELP)
 
     lr_find = sub.add_parser("lr-find", help="the learning-rate range test (Smith 2017): the loss against an "
                                              "exponentially rising learning rate, plotted, with a suggested rate")
@@ -43,8 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     lr_find.add_argument("--start-lr", type=float, default=1e-6, help="the first step's rate (default 1e-6)")
     lr_find.add_argument("--end-lr", type=float, default=1.0, help="the last step's rate (default 1)")
     lr_find.add_argument("--steps", type=int, default=300, help="steps from one to the other (default 300)")
-    for cls in (ModelConfig, DataConfig, TrainConfig):
-        add_config_flags(lr_find, cls, skip=("path",), helps=TASK_HELP)
+    add_train_flags(lr_find, helps=TASK_HELP)
 
     sample = sub.add_parser("sample", help="generate text from a trained run")
     sample.add_argument("run", help="run folder")

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import torch
 
-from rnnkit.cli.options import Choice, flag, refuse_changes, refuse_unused, train_settings
-from rnnkit.config import DataConfig, ModelConfig, TrainConfig, from_dict, to_dict
+from rnnkit.cli.options import Choice, flag, refuse_changes, refuse_unused, split_settings, train_settings
+from rnnkit.config import TrainConfig, from_dict, to_dict
 from rnnkit.errors import ConfigError, DataError, TrainingError
 from rnnkit.kernels import choose_engine
-from rnnkit.tasks import Trainer, named
+from rnnkit.tasks import Trainer, named, read_run
 
 EXIT_INTERRUPTED = 130
 
@@ -42,43 +42,46 @@ def _lr_find(model, data, task, train_cfg: TrainConfig, start: float, end: float
 def run_train(args, say, device: str | None = None, lr_find: tuple | None = None) -> int:
     """``rnnkit train``; ``say`` prints (rank 0's) news, and ``device`` is torchrun's for this process;
     with ``lr_find`` (start, end, steps), ``rnnkit lr-find``: the range test instead of training."""
-    from rnnkit.training import read_config, resolve_device
+    from rnnkit.training import resolve_device
     from rnnkit.training.footprint import refuse_oversized
     from rnnkit.training.lr_find import FIXED
 
-    model_s, data_s, train_s = train_settings(args)
-    for name in sorted(set(train_s) & set(FIXED) if lr_find else ()):
+    given = train_settings(args)
+    for name in sorted(set(given) & set(FIXED) if lr_find else ()):
         raise ConfigError(f"{flag(name)} does nothing in a learning-rate range test, which sets the rate and the "
                           f"steps itself and saves no weights; drop it")
     if device is not None:
-        train_s["device"] = device.split(":")[0]  # cuda:LOCAL_RANK is the current device
+        given["device"] = device.split(":")[0]  # cuda:LOCAL_RANK is the current device
     if args.resume:
-        out = train_s.get("out")
+        out = given.get("out")
         if not out:
             raise ConfigError("--resume needs --out RUN, the run folder to continue")
-        doc = read_config(out)
-        model_cfg, data_cfg = doc["model"], doc["data"]
+        doc = read_run(out)
+        task = named(doc.task)
+        model_s, data_s, train_s = split_settings(given, task)
+        model_cfg, data_cfg = doc.model, doc.data
         refuse_changes(model_s, model_cfg, out)
         refuse_changes(data_s, data_cfg, out)
         if args.path and Path(args.path).resolve() != Path(data_cfg.path).resolve():
             raise ConfigError(f"--resume continues the run on {data_cfg.path}; do not give another PATH")
-        train_cfg = from_dict(TrainConfig, {**to_dict(doc["train"]), **train_s}, "train settings")
+        train_cfg = from_dict(task.train_config, {**to_dict(doc.train), **train_s}, "train settings")
     else:
         if not args.path:
             raise ConfigError("train: give a text file to train on (or --resume --out RUN)")
-        model_cfg = from_dict(ModelConfig, model_s, "model settings")
-        data_cfg = from_dict(DataConfig, {**data_s, "path": args.path}, "data settings")
-        train_cfg = from_dict(TrainConfig, train_s, "train settings")
-    task = named(data_cfg.task)
+        task = named(given.get("task", "lm"))
+        model_s, data_s, train_s = split_settings(given, task)  # what the task's configs have
+        model_cfg = from_dict(task.model_config, model_s, "model settings")
+        data_cfg = from_dict(task.data_config, {**data_s, "path": args.path, "task": task.name}, "data settings")
+        train_cfg = from_dict(task.train_config, train_s, "train settings")
     data_cfg, decided = task.decide(data_cfg)  # `auto` settings, from what the data looks like
     choice = Choice(model_cfg, data_cfg, train_cfg)
     if choice.recurrent:
         choose_engine(model_cfg.engine, model_cfg.cell, "cpu")  # a known cell, and an engine it has
-    refuse_unused({*model_s, *data_s, *train_s}, choice)  # before any work
+    refuse_unused(given, choice)  # before any work; a setting the task's configs lack, too
     task.check(model_cfg, data_cfg)
-    data = task.read_data(data_cfg, doc if args.resume else None, spell=model_cfg.char_features > 0)
+    data = task.read_data(data_cfg, doc if args.resume else None, spell=task.spelling(model_cfg))
     data_cfg = data.config  # with what the task decided from the data (a sample rate, an auto tokenizer)
-    if args.resume and data.digest != doc.get("corpus_sha256"):
+    if args.resume and data.digest != doc.corpus_sha256:
         raise DataError(f"{data_cfg.path} changed since the run started; resume needs the same corpus")
     build = functools.partial(task.build_model, model_cfg, data.tokenizer, getattr(data, "labels", None),
                               getattr(data, "target_tokenizer", None))
@@ -101,7 +104,7 @@ def run_train(args, say, device: str | None = None, lr_find: tuple | None = None
           f"{'bidirectional ' if model.config.bidirectional else ''}"
           f"{model_cfg.cell.upper() if choice.recurrent else 'TDNN'}, {n_params:,} parameters, "
           f"on {trainer.device} in {trainer.precision}, {_engines(trainer.engines)}; budget: "
-          + ", ".join(f"{k.replace('_', '-')} {v:g}" for k, v in trainer.budget.items() if v)
+          + trainer.budget.describe()
           + f"; run folder {trainer.out}" + (f"; {trainer.group.world} processes" if trainer.group else ""),
           flush=True)
     if args.dry_run:

@@ -2,14 +2,14 @@
 
 from rnnkit.data.chars import ByteTokenizer, CharTokenizer
 from rnnkit.data.files import read_text
-from rnnkit.data.pairs import PairData
+from rnnkit.data.pairs import PairConfig, PairData
 from rnnkit.data.sequences import BucketBatcher, LabelledData, collate
-from rnnkit.data.speech import SpeechData
+from rnnkit.data.speech import SpeechConfig, SpeechData
 from rnnkit.data.tables import read_conll, read_table
 from rnnkit.data.text import StreamBatcher, TextData, split_ids
 from rnnkit.data.tokenizers import fit_tokenizer, tokenizer_from_dict
 from rnnkit.data.words import BPETokenizer, WordTokenizer
 
-__all__ = ["BPETokenizer", "BucketBatcher", "ByteTokenizer", "CharTokenizer", "LabelledData", "PairData",
-           "SpeechData", "StreamBatcher", "TextData", "WordTokenizer", "collate", "fit_tokenizer", "read_conll",
-           "read_table", "read_text", "split_ids", "tokenizer_from_dict"]
+__all__ = ["BPETokenizer", "BucketBatcher", "ByteTokenizer", "CharTokenizer", "LabelledData", "PairConfig",
+           "PairData", "SpeechConfig", "SpeechData", "StreamBatcher", "TextData", "WordTokenizer", "collate",
+           "fit_tokenizer", "read_conll", "read_table", "read_text", "split_ids", "tokenizer_from_dict"]

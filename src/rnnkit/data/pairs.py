@@ -28,11 +28,37 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rnnkit.config import DataConfig
+from rnnkit.config import TOKENIZERS, DataConfig, check_at_least, check_choice, setting
 from rnnkit.data.files import exists, file_digest, read_text
 from rnnkit.data.sequences import IGNORE, BucketBatcher, Examples
 from rnnkit.data.tokenizers import fit_tokenizer
-from rnnkit.errors import DataError
+from rnnkit.errors import ConfigError, DataError
+
+
+@dataclass
+class PairConfig(DataConfig):
+    """:class:`rnnkit.config.DataConfig` and how a file of pairs is laid out and its targets tokenized
+    (the data settings of ``--task seq2seq``)."""
+
+    task: str = setting("what to learn, a name in rnnkit.tasks.TASKS", default="seq2seq")
+    target_tokenizer: str = setting("seq2seq: the target side's tokenizer, as --tokenizer (auto: the same kind "
+                                    "as the source's)", default="auto")
+    source_column: int = setting("seq2seq: the TSV column of the source (0-based)", default=0)
+    target_column: int = setting("seq2seq: the TSV column of the target (0-based)", default=1)
+    source_lang: str | None = setting("seq2seq: read parallel files PATH.LANG (or PATH.LANG.gz), this one the "
+                                      "source; the same for --val-path and --test-path", default=None)
+    target_lang: str | None = setting("seq2seq: the target language of the parallel files", default=None)
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_choice(self, "target_tokenizer", TOKENIZERS)
+        check_at_least(self, "source_column", 0)
+        check_at_least(self, "target_column", 0)
+        if self.source_column == self.target_column:
+            raise ConfigError(f"source_column and target_column are both {self.source_column}; give two columns")
+        if (self.source_lang is None) != (self.target_lang is None) or (self.source_lang and
+                                                                       self.source_lang == self.target_lang):
+            raise ConfigError("source_lang and target_lang name the two parallel files: give both, different")
 
 
 def collate_pairs(sources: list[np.ndarray], targets: list[np.ndarray]):
@@ -47,7 +73,7 @@ def collate_pairs(sources: list[np.ndarray], targets: list[np.ndarray]):
     return x, x_lengths, y, y_lengths
 
 
-def pair_files(path: str | Path, config: DataConfig) -> list[Path]:
+def pair_files(path: str | Path, config: PairConfig) -> list[Path]:
     """The file(s) a path names: itself, or its two parallel files."""
     if not config.source_lang:
         return [Path(path)]
@@ -61,7 +87,7 @@ def pair_files(path: str | Path, config: DataConfig) -> list[Path]:
     return files
 
 
-def read_pairs(path: str | Path, config: DataConfig) -> tuple[list[str], list[str]]:
+def read_pairs(path: str | Path, config: PairConfig) -> tuple[list[str], list[str]]:
     """(sources, targets) of a TSV or of parallel files; blank lines of a TSV
     are skipped. A line without both sides is an error naming it."""
     files = pair_files(path, config)
@@ -125,7 +151,7 @@ class PairSplit:
 class PairData:
     """Source and target tokenizers and the train / val / test splits of a
     sequence-to-sequence task. ``PairData.from_file("g014b2b.train",
-    DataConfig(tokenizer="char", target_tokenizer="word"))``; a tokenizer
+    PairConfig(tokenizer="char", target_tokenizer="word"))``; a tokenizer
     ``auto`` reads words (the target: the source's kind)."""
 
     tokenizer: object  # the source's
@@ -133,7 +159,7 @@ class PairData:
     train: PairSplit
     val: PairSplit
     test: PairSplit
-    config: DataConfig
+    config: PairConfig
     digest: str = ""
 
     @property
@@ -151,7 +177,7 @@ class PairData:
         return BucketBatcher(examples, batch_size, 0, shuffle=False, collate=collate_pairs).batches(0)
 
     @classmethod
-    def from_file(cls, path: str | Path, config: DataConfig, tokenizers=None) -> "PairData":
+    def from_file(cls, path: str | Path, config: PairConfig, tokenizers=None) -> "PairData":
         """Read, tokenize and split; given ``tokenizers`` (source, target; a
         resumed run's) are used as they are, else fitted on the training pairs."""
         config = dataclasses.replace(config, path=str(path))

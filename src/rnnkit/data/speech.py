@@ -45,12 +45,34 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rnnkit.config import DataConfig
+from rnnkit.config import DataConfig, check_at_least, check_choice, setting
 from rnnkit.data.audio import SpeechFeatures, raw_features, read_manifest, read_wav
 from rnnkit.data.chars import CharTokenizer
 from rnnkit.data.files import file_digest, read_text
 from rnnkit.data.sequences import IGNORE, BucketBatcher, Examples
 from rnnkit.errors import ConfigError, DataError
+
+
+@dataclass
+class SpeechConfig(DataConfig):
+    """:class:`rnnkit.config.DataConfig` and how audio becomes features, and what a transcript too
+    long for its audio gets (the data settings of ``--task ctc``)."""
+
+    task: str = setting("what to learn, a name in rnnkit.tasks.TASKS", default="ctc")
+    sample_rate: int | None = setting("ctc: the audio's sample rate in Hz; every wav must have it (default: the "
+                                      "first training file's)", default=None)
+    mel_bands: int = setting("ctc: log-mel features per frame (25 ms windows every 10 ms)", default=40)
+    frame_stack: int = setting("ctc: join this many consecutive frames into one step, to shorten the "
+                               "sequences (Sak et al. 2015)", default=1)
+    long_transcripts: str = setting("ctc: what to do with a transcript longer than its audio's frames can "
+                                    "emit: refuse (an error naming it) or skip (with a count)", default="refuse")
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_at_least(self, "sample_rate", 1, optional=True)
+        check_at_least(self, "mel_bands", 1)
+        check_at_least(self, "frame_stack", 1)
+        check_choice(self, "long_transcripts", ("refuse", "skip"))
 
 
 def label_ids(tokenizer: CharTokenizer, text: str, what: str = "transcript") -> np.ndarray:
@@ -101,14 +123,14 @@ class SpeechData:
     """Features and transcripts of a CTC task, split. ``tokenizer`` is the
     :class:`SpeechFeatures` (input side), ``target_tokenizer`` the
     :class:`CharTokenizer` of the transcripts (label id = token id + 1).
-    ``SpeechData.from_file("digits/train.tsv", DataConfig(task="ctc"))``."""
+    ``SpeechData.from_file("digits/train.tsv", SpeechConfig())``."""
 
     tokenizer: SpeechFeatures
     target_tokenizer: CharTokenizer
     train: SpeechSplit
     val: SpeechSplit
     test: SpeechSplit
-    config: DataConfig
+    config: SpeechConfig
     digest: str = ""
 
     @property
@@ -131,7 +153,7 @@ class SpeechData:
         return BucketBatcher(examples, batch_size, 0, shuffle=False, collate=collate_speech).batches(0)
 
     @classmethod
-    def from_file(cls, path: str | Path, config: DataConfig, tokenizer: CharTokenizer | None = None,
+    def from_file(cls, path: str | Path, config: SpeechConfig, tokenizer: CharTokenizer | None = None,
                   features: SpeechFeatures | None = None) -> "SpeechData":
         """Read the manifests, compute the features, split and check them; a
         given ``tokenizer`` (the transcripts') and ``features`` (a resumed

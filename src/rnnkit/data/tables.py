@@ -22,11 +22,28 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from rnnkit.config import setting
 from rnnkit.data.files import read_text
 from rnnkit.errors import DataError
 
 TEXT_NAMES = ("text", "content", "comment", "message", "sentence", "review")
 LABEL_NAMES = ("label", "class", "category", "target")
+
+
+@dataclass
+class TextColumn:
+    """The setting of the column that holds the texts of a table (a mixin for a data config)."""
+
+    text_column: str = setting("classify, a conditioned lm: the text column, by header name or 0-based index "
+                               "(auto: text, content, comment, message, sentence or review)", default="auto")
+
+
+@dataclass
+class LabelColumn:
+    """The setting of the column that holds the labels of a table or series (a mixin for a data config)."""
+
+    label_column: str = setting("classify, a series to tag: the label column (auto: label, class, category or "
+                                "target)", default="auto")
 
 
 @dataclass

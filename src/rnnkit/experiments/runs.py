@@ -10,9 +10,9 @@ from pathlib import Path
 
 import torch
 
-from rnnkit.config import DataConfig, ModelConfig, TrainConfig
+from rnnkit.config import DataConfig, ModelConfig
 from rnnkit.data import TextData
-from rnnkit.tasks import named
+from rnnkit.tasks import LanguageModelTraining, named
 from rnnkit.training.trainer import Trainer
 
 
@@ -25,7 +25,7 @@ def train_on_text(text: str, model: dict, train: dict, data: dict | None = None,
         path = Path(folder) / "text.txt"
         path.write_text(text)
         corpus = TextData.from_file(path, DataConfig(tokenizer="char", **(data or {})))
-        config = TrainConfig(device="cpu", sample_length=0, **train)
+        config = LanguageModelTraining(device="cpu", sample_length=0, **train)
         torch.manual_seed(config.seed)  # the initialisation, as rnnkit train seeds it
         lm = named("lm")
         trainer = Trainer(lm.build_model(ModelConfig(**model), corpus.tokenizer), corpus, config,

@@ -5,7 +5,7 @@
     c = pool(o_1..o_T)                            (B, F)
     p(y | x) = softmax(W c + b)                   (B, K)
 
-Pooling (``ModelConfig.pooling``), always over valid positions only:
+Pooling (``ClassifierConfig.pooling``), always over valid positions only:
 
 - ``last``: the final state of the top layer: →h_T, merged with ←h_1 (the
   reverse direction's state after reading the whole sequence) when bidirectional
@@ -26,19 +26,39 @@ first; here e is used as it is.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rnnkit.config import check_at_least, check_choice, setting
 from rnnkit.layers import length_mask, merge_directions
 from rnnkit.layers.dropout import dropout
-from rnnkit.models.encoder import Encoder, reading_both_ways
+from rnnkit.models.encoder import Encoder, WordEncoderConfig, reading_both_ways
+
+POOLINGS = ("last", "mean", "max", "attention")
+
+
+@dataclass
+class ClassifierConfig(WordEncoderConfig):
+    """:class:`rnnkit.models.encoder.WordEncoderConfig` and how a classifier pools its steps and trains."""
+
+    pooling: str = setting("classify: one vector from all steps by last (state), mean, max or attention",
+                           default="max")
+    adversarial: float = setting("classify: adversarial training with perturbations of this L2 norm on each "
+                                 "example's embeddings (Miyato et al. 2017; 0 = off)", default=0.0)
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_choice(self, "pooling", POOLINGS)
+        check_at_least(self, "adversarial", 0.0)
 
 
 class SequenceClassifier(nn.Module):
     """Args: ``vocab_size`` (V), ``num_labels`` (K), ``input_size`` (I, for
     vectors), ``alphabet_size`` (character ids, for ``char_features``) and the
-    fields of :class:`ModelConfig` as keywords (``bidirectional`` None means True).
+    fields of :class:`ClassifierConfig` as keywords (``bidirectional`` None means True).
 
     ``forward(x, lengths) -> logits (B, K)`` for ids x (B, T) padded after
     each sequence and lengths (B,). ``loss((x, lengths, y))`` is the mean
@@ -48,11 +68,11 @@ class SequenceClassifier(nn.Module):
     def __init__(self, vocab_size: int, num_labels: int, input_size: int | None = None, alphabet_size: int = 0,
                  **config):
         super().__init__()
-        self.config = reading_both_ways(config)
+        self.config = reading_both_ways(config, ClassifierConfig)
         if num_labels < 2:
             raise ValueError(f"SequenceClassifier: need at least 2 labels, got {num_labels}")
         self.num_labels = num_labels
-        self.encoder = Encoder(vocab_size, self.config, input_size, alphabet_size)
+        self.encoder = Encoder(vocab_size, self.config, input_size, alphabet_size, self.config.char_features)
         F_ = self.encoder.output_size
         if self.config.pooling == "attention":
             self.attn = nn.Linear(F_, F_)

@@ -39,12 +39,12 @@ from rnnkit.errors import ConfigError, DataError
 from rnnkit.layers import length_mask
 from rnnkit.layers.dropout import dropout
 from rnnkit.models.ctc_search import BLANK, PrefixScorer, ctc_greedy, ctc_prefix_beam_search
-from rnnkit.models.encoder import Encoder, reading_both_ways
+from rnnkit.models.encoder import Encoder, EncoderConfig, reading_both_ways
 
 
 class CTCRecognizer(nn.Module):
     """Args: ``num_features`` (I, features per frame), ``num_labels`` (V, the
-    blank at id 0 included) and the fields of :class:`rnnkit.config.ModelConfig`
+    blank at id 0 included) and the fields of :class:`rnnkit.models.encoder.EncoderConfig`
     as keywords (``bidirectional`` None means True).
 
     ``forward(x, lengths) -> log_probs (B, T, V)`` for features x (B, T, I)
@@ -55,7 +55,7 @@ class CTCRecognizer(nn.Module):
 
     def __init__(self, num_features: int, num_labels: int, **config):
         super().__init__()
-        self.config = reading_both_ways(config)
+        self.config = reading_both_ways(config, EncoderConfig)
         if num_labels < 2:
             raise ConfigError(f"CTCRecognizer: need the blank and at least 1 label, got num_labels={num_labels}")
         if num_features < 1:

@@ -20,11 +20,13 @@ token), and whatever reads o_t masks the positions beyond it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnkit.config import CHAR_FEATURES_NEED_WORDS, ModelConfig
+from rnnkit.config import CHAR_FEATURES_NEED_WORDS, ModelConfig, check_at_least, check_choice, setting
 from rnnkit.errors import ConfigError
 from rnnkit.kernels import State, cell_options
 from rnnkit.layers import Recurrent, length_mask
@@ -33,22 +35,49 @@ from rnnkit.layers.spelling import Spelling
 from rnnkit.layers.tdnn import TimeDelay
 
 
-def reading_both_ways(config: dict) -> ModelConfig:
-    """The settings of a model that sees the whole sequence at once: ``bidirectional``
+@dataclass
+class EncoderConfig(ModelConfig):
+    """:class:`ModelConfig` and the encoder's kind, for a model that reads whole sequences."""
+
+    encoder: str = setting("classify, tag, seq2seq, ctc: rnn (the recurrent cells) or tdnn (a time-delay network: 1-D "
+                           "convolutions over time, the finite-window baseline)", default="rnn")
+    kernel_size: int = setting("tdnn: inputs each convolution sees", default=5)
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_choice(self, "encoder", ("rnn", "tdnn"))
+        check_at_least(self, "kernel_size", 1)
+
+
+@dataclass
+class WordEncoderConfig(EncoderConfig):
+    """:class:`EncoderConfig` of an encoder of words, which may also read each word's spelling."""
+
+    char_features: int = setting("classify, tag: read each word's spelling with a bidirectional LSTM of this "
+                                 "many units a direction, for words the vocabulary lacks (Lample et al. 2016; "
+                                 "0 = off; 25 is usual)", default=0)
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_at_least(self, "char_features", 0)
+
+
+def reading_both_ways(config: dict, cls=EncoderConfig):
+    """The settings (a ``cls``) of a model that sees the whole sequence at once: ``bidirectional``
     unset (None) means True."""
-    return ModelConfig(**{**config, "bidirectional": config.get("bidirectional") is not False})
+    return cls(**{**config, "bidirectional": config.get("bidirectional") is not False})
 
 
 class Encoder(nn.Module):
     """``forward(x, lengths) -> (outputs (B, T, F), state)`` for ids x (B, T)
     (or, with ``vocab_size`` 0 and ``input_size`` I, vectors x (B, T, I)) and
-    lengths (B,); ``config`` a :class:`ModelConfig` whose ``bidirectional``
+    lengths (B,); ``config`` an :class:`EncoderConfig` whose ``bidirectional``
     is already decided (True or False). The state is None for a tdnn. With
-    ``config.char_features`` the ids come with spellings, x (B, T, 1 + C),
-    over ``alphabet_size`` character ids."""
+    ``char_features`` (a :class:`WordEncoderConfig`'s) the ids come with
+    spellings, x (B, T, 1 + C), over ``alphabet_size`` character ids."""
 
-    def __init__(self, vocab_size: int, config: ModelConfig, input_size: int | None = None,
-                 alphabet_size: int = 0):
+    def __init__(self, vocab_size: int, config: EncoderConfig, input_size: int | None = None,
+                 alphabet_size: int = 0, char_features: int = 0):
         super().__init__()
         c = config
         self.vocab_size = vocab_size
@@ -59,10 +88,10 @@ class Encoder(nn.Module):
             nn.init.normal_(self.embedding.weight, std=1.0)
         width = input_size if not vocab_size else (c.embedding_dim or vocab_size)
         self.spelling = None
-        if c.char_features:
+        if char_features:
             if not vocab_size or not alphabet_size:
                 raise ConfigError(CHAR_FEATURES_NEED_WORDS)
-            self.spelling = Spelling(alphabet_size, c.char_features)
+            self.spelling = Spelling(alphabet_size, char_features)
             width += self.spelling.output_size
         if c.encoder == "tdnn":
             if c.kernel_size % 2 == 0 and c.bidirectional:

@@ -14,7 +14,7 @@ as an extra input at every step): a label k in [0, K) is embedded as
 c = C[k] and read at every step beside the token, h_t = RNN([e_t; c], h_{t-1}),
 so one model writes texts of each label (spam or not, ...).
 
-Regularisers (``ModelConfig``): dropout on e_t, between layers and on h_t
+Regularisers (``LanguageModelConfig``): dropout on e_t, between layers and on h_t
 before W_out (Zaremba et al. 2014); ``locked_dropout``, one mask per
 sequence for all steps (Gal & Ghahramani 2016); ``embedding_dropout``,
 whole words dropped from E; ``tie_weights``, W_out = E (Press & Wolf 2017;
@@ -24,12 +24,13 @@ Inan et al. 2017), which needs E = H.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnkit.config import ModelConfig
+from rnnkit.config import ModelConfig, check_fraction, setting
 from rnnkit.errors import ConfigError
 from rnnkit.kernels import State, cell_options, gemm
 from rnnkit.layers import Recurrent
@@ -40,9 +41,28 @@ from rnnkit.models.stepping import Stepper
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}  # generate's weights: the model's own dtype, or bf16
 
 
+@dataclass
+class LanguageModelConfig(ModelConfig):
+    """:class:`rnnkit.config.ModelConfig` and a language model's own regularisers."""
+
+    locked_dropout: bool = setting("lm: one dropout mask per sequence for all time steps (variational / AWD-LSTM "
+                                   "locked dropout) instead of a fresh mask per step", default=False)
+    embedding_dropout: float = setting("lm: drop whole words from the embedding (every occurrence in a batch; "
+                                       "Gal & Ghahramani 2016)", default=0.0)
+    tie_weights: bool = setting("lm: the output layer reuses the input embedding (Press & Wolf 2017; needs "
+                                "embedding_dim = hidden_size)", default=False)
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_fraction(self, "embedding_dropout")
+        if self.tie_weights and self.embedding_dim != self.hidden_size:
+            raise ConfigError(f"tie_weights needs embedding_dim = hidden_size; got {self.embedding_dim} and "
+                              f"{self.hidden_size}")
+
+
 class LanguageModel(nn.Module):
     """Args: ``vocab_size`` (V), ``num_conditions`` (K labels to condition on;
-    0 = none) and the fields of :class:`rnnkit.config.ModelConfig` as keywords
+    0 = none) and the fields of :class:`LanguageModelConfig` as keywords
     (``cell``, ``hidden_size``, ``num_layers``, ``embedding_dim``, ``dropout``,
     ``engine``, ...).
 
@@ -54,7 +74,7 @@ class LanguageModel(nn.Module):
 
     def __init__(self, vocab_size: int, num_conditions: int = 0, **config):
         super().__init__()
-        self.config = ModelConfig(**config)
+        self.config = LanguageModelConfig(**config)
         c = self.config
         if c.bidirectional:
             raise ConfigError("a language model predicts the next token, so it cannot read the sequence "

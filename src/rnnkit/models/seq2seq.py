@@ -49,17 +49,42 @@ target ids y (B, U) padded with IGNORE, lengths >= 1.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rnnkit.config import check_choice, setting
 from rnnkit.kernels import State, cell_class, cell_options
 from rnnkit.layers import length_mask, merge_directions
 from rnnkit.layers.attention import Attention, Memory
 from rnnkit.layers.dropout import dropout
-from rnnkit.models.encoder import Encoder, reading_both_ways
+from rnnkit.models.encoder import Encoder, EncoderConfig, reading_both_ways
+
+
+@dataclass
+class Seq2SeqConfig(EncoderConfig):
+    """:class:`rnnkit.models.encoder.EncoderConfig` and the decoder's: its attention, its recurrence and how an
+    output ends."""
+
+    attention: str = setting("seq2seq: the decoder's attention score over the source: additive (Bahdanau), "
+                             "dot or general (Luong), or none (the source reaches the decoder only through "
+                             "the encoder's final state)", default="additive")
+    input_feeding: bool = setting("seq2seq: feed each step's attentional state to the next step's input "
+                                  "(Luong et al. 2015)", default=True)
+    decoder_recurrence: str = setting("seq2seq: hidden (the decoder's state reads its previous state) or output "
+                                      "(it reads only the previous output token, so teacher-forced steps "
+                                      "train in parallel)", default="hidden")
+    sequence_end: str = setting("seq2seq: how an output ends: eos (an end-of-sequence symbol) or stop (a "
+                                "Bernoulli stop output at each step)", default="eos")
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_choice(self, "attention", ("additive", "dot", "general", "none"))
+        check_choice(self, "decoder_recurrence", ("hidden", "output"))
+        check_choice(self, "sequence_end", ("eos", "stop"))
 
 
 class DecoderState(NamedTuple):
@@ -94,7 +119,7 @@ def step_code(t: Tensor, width: int) -> Tensor:
 
 class Seq2Seq(nn.Module):
     """Args: ``source_vocab_size``, ``target_vocab_size`` (V, without </s>)
-    and the fields of :class:`ModelConfig` as keywords (``bidirectional``
+    and the fields of :class:`Seq2SeqConfig` as keywords (``bidirectional``
     None means True).
 
     ``loss(batch)`` is the mean negative log-likelihood per target token
@@ -105,7 +130,7 @@ class Seq2Seq(nn.Module):
 
     def __init__(self, source_vocab_size: int, target_vocab_size: int, **config):
         super().__init__()
-        self.config = c = reading_both_ways(config)
+        self.config = c = reading_both_ways(config, Seq2SeqConfig)
         self.encoder = Encoder(source_vocab_size, c)
         self.size = F_ = self.encoder.output_size
         self.vocab_size = V = target_vocab_size

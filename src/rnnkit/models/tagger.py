@@ -4,7 +4,7 @@ figure 10.3), by default reading the whole sentence both ways.
     o_1..o_T = Encoder(x_1..x_T)                  (B, T, F)
     s_t = W o_t + b                               (B, T, K)  emission scores
 
-Output layer, per ``ModelConfig.crf``:
+Output layer, per ``TaggerConfig.crf``:
 
 - softmax (default): p(y_t | x) = softmax(s_t), each step on its own;
   loss Σ_t -log p(y_t | x) / (tokens);
@@ -17,22 +17,33 @@ Output layer, per ``ModelConfig.crf``:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rnnkit.config import setting
 from rnnkit.data.sequences import IGNORE
 from rnnkit.layers import length_mask
 from rnnkit.layers.crf import LinearChainCRF
 from rnnkit.layers.dropout import dropout
-from rnnkit.models.encoder import Encoder, reading_both_ways
+from rnnkit.models.encoder import Encoder, WordEncoderConfig, reading_both_ways
+
+
+@dataclass
+class TaggerConfig(WordEncoderConfig):
+    """:class:`rnnkit.models.encoder.WordEncoderConfig` and the tagger's output layer."""
+
+    crf: bool = setting("tag: a linear-chain CRF output layer (Viterbi decoding) instead of per-step softmax",
+                        default=False)
 
 
 class SequenceTagger(nn.Module):
     """Args: ``vocab_size`` (V), ``num_labels`` (K tags), ``input_size`` (I, for
     a numeric series: vocab_size 0 and inputs x (B, T, I)), ``alphabet_size``
     (character ids, for ``char_features``: inputs x (B, T, 1 + C)) and the
-    fields of :class:`ModelConfig` as keywords (``bidirectional`` None means True).
+    fields of :class:`TaggerConfig` as keywords (``bidirectional`` None means True).
 
     ``forward(x, lengths) -> emission scores (B, T, K)``; ``loss((x, lengths,
     y))`` against tags y (B, T) padded with -100; ``predict(x, lengths)`` the
@@ -42,9 +53,9 @@ class SequenceTagger(nn.Module):
     def __init__(self, vocab_size: int, num_labels: int, input_size: int | None = None, alphabet_size: int = 0,
                  **config):
         super().__init__()
-        self.config = reading_both_ways(config)
+        self.config = reading_both_ways(config, TaggerConfig)
         self.num_labels = num_labels
-        self.encoder = Encoder(vocab_size, self.config, input_size, alphabet_size)
+        self.encoder = Encoder(vocab_size, self.config, input_size, alphabet_size, self.config.char_features)
         self.head = nn.Linear(self.encoder.output_size, num_labels)
         self.crf = LinearChainCRF(num_labels) if self.config.crf else None
 

@@ -15,13 +15,15 @@ import torch
 from rnnkit.config import DataConfig
 from rnnkit.errors import ConfigError
 from rnnkit.tasks.base import Task
-from rnnkit.tasks.classify import ClassifyTask
+from rnnkit.tasks.classify import ClassifyData, ClassifyTask
 from rnnkit.tasks.ctc import CTCTask
-from rnnkit.tasks.lm import LanguageModelTask
-from rnnkit.tasks.seq2seq import Seq2SeqTask
-from rnnkit.tasks.tag import TagTask
+from rnnkit.tasks.lm import LanguageModelData, LanguageModelTask, LanguageModelTraining
+from rnnkit.tasks.seq2seq import Seq2SeqTask, Seq2SeqTraining
+from rnnkit.tasks.tag import TagData, TagTask
 from rnnkit.training import trainer
-from rnnkit.training.runs import BEST, load_model
+from rnnkit.training.run_config import Run
+from rnnkit.training.run_config import read_run as read_config
+from rnnkit.training.runs import BEST, load_weights
 
 TASKS: dict[str, Task] = {task.name: task for task in (
     LanguageModelTask(),
@@ -47,12 +49,20 @@ def read_data(path: str | Path, config: DataConfig | None = None, spell: bool = 
     return named(config.task).read_data(config, spell=spell)
 
 
+def read_run(run_dir: str | Path) -> Run:
+    """A run folder's config.json (:class:`rnnkit.training.run_config.Run`), typed by its task's
+    configs; an older format's migrated."""
+    return read_config(run_dir, lambda name: named(name).configs())
+
+
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu", which: str = BEST,
              engine: str | None = None):
-    """(model, tokenizer, config) of a run folder, its model built by the run's task
-    (:func:`rnnkit.training.runs.load_model`): the best weights, or with ``which`` LAST
-    the last; in evaluation mode, on the engines the run trained on unless ``engine``."""
-    return load_model(run_dir, lambda doc: named(doc["data"].task).build_from(doc), device, which, engine)
+    """(model, tokenizer, run) of a run folder: the model its task builds from its config.json
+    (:func:`read_run`, the ``run``) with the best weights, or with ``which`` LAST the last; in
+    evaluation mode, on the engines the run trained on unless ``engine``."""
+    run = read_run(run_dir)
+    model = load_weights(named(run.task).build_from(run), run_dir, which, engine or run.engines)
+    return model.to(device), run.tokenizer, run
 
 
 class Trainer(trainer.Trainer):
@@ -62,5 +72,6 @@ class Trainer(trainer.Trainer):
         super().__init__(model, data, config, out, callbacks, quiet, task=task or named(data.config.task))
 
 
-__all__ = ["TASKS", "CTCTask", "ClassifyTask", "LanguageModelTask", "Seq2SeqTask", "TagTask", "Task", "Trainer",
-           "load_run", "named", "read_data"]
+__all__ = ["TASKS", "CTCTask", "ClassifyData", "ClassifyTask", "LanguageModelData", "LanguageModelTask",
+           "LanguageModelTraining", "Seq2SeqTask", "Seq2SeqTraining", "TagData", "TagTask", "Task", "Trainer",
+           "load_run", "named", "read_data", "read_run"]

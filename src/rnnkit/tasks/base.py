@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
+from rnnkit.config import DataConfig, ModelConfig, TrainConfig, from_dict, to_dict
 from rnnkit.errors import ConfigError
 
 # a setting's rule: (whether it applies to a choice of settings, what it needs, said to the user)
@@ -25,17 +26,53 @@ Rule = tuple[Callable[["object"], bool], str]
 
 
 class Task:
-    """One task's behaviour; subclasses set the class attributes and override what differs."""
+    """One task's behaviour; subclasses set the class attributes and override what differs.
+
+    A task's settings are three dataclasses, one a concern: ``model_config``
+    (its model's, a :class:`rnnkit.config.ModelConfig`), ``data_config`` (a
+    :class:`~rnnkit.config.DataConfig`) and ``train_config`` (a
+    :class:`~rnnkit.config.TrainConfig`), each the common settings and the
+    task's own. A setting is a flag of `rnnkit train` and a key of a
+    ``--config`` file; one that none of the three classes of the chosen task
+    has does nothing for it and is refused."""
 
     name: str = ""  # the --task value
     summary: str = ""  # one line for --task's help: what a training file holds
-    # settings that only some tasks read, each with the condition under which this task reads it;
-    # a setting another task lists and this one does not is refused for this task
+    model_config: type = ModelConfig
+    data_config: type = DataConfig
+    train_config: type = TrainConfig
+    # the settings this task reads only under a condition, each with the condition and what it
+    # needs; a common setting (rnnkit.cli.options.RULES) that only some tasks list is refused for the others
     rules: dict[str, Rule] = {}
     # the options of `rnnkit eval` and `rnnkit predict` (argparse dest names) this task takes beyond
     # the common ones; another task's option is refused for it
     eval_options: frozenset[str] = frozenset()
     predict_options: frozenset[str] = frozenset()
+
+    # -- settings ------------------------------------------------------------------------------
+
+    def own(self, config):
+        """``config`` (a model, data or training config) as this task's class of its concern, the
+        settings it lacks at their defaults (``rnnkit.read_data(path, DataConfig(task="classify"))``)."""
+        for base, cls in ((ModelConfig, self.model_config), (DataConfig, self.data_config),
+                          (TrainConfig, self.train_config)):
+            if isinstance(config, base):
+                if type(config) is cls:
+                    return config
+                values = {**to_dict(config), **({"task": self.name} if base is DataConfig else {})}
+                return from_dict(cls, values, f"{self.name} {base.__name__}")
+        raise TypeError(f"{self.name}: not a model, data or training config: {config!r}")
+
+    @classmethod
+    def configs(cls) -> tuple[type, type, type]:
+        """The (model, data, train) config classes."""
+        return cls.model_config, cls.data_config, cls.train_config
+
+    @classmethod
+    def settings(cls) -> dict[str, object]:
+        """Every setting of this task, by name: the fields of its three configs."""
+        return {f.name: f for c in (cls.model_config, cls.data_config, cls.train_config)
+                for f in dataclasses.fields(c)}
 
     # -- which settings apply (rnnkit.cli.options.Choice asks) ------------------------------
 
@@ -79,14 +116,19 @@ class Task:
         ``spell``: words with their spellings (``char_features``)."""
         raise NotImplementedError
 
+    def spelling(self, model_cfg) -> bool:
+        """Whether the model reads each word's spelling (``read_data(spell=True)``)."""
+        return False
+
     def build_model(self, model_cfg, tokenizer, labels: list[str] | None = None, target_tokenizer=None):
         """The model with these settings, sized by the data's ``tokenizer`` (its vocabulary,
         a series' or audio's features) and its ``labels`` or ``target_tokenizer``."""
         raise NotImplementedError
 
-    def build_from(self, doc: dict):
-        """The model a run's config.json ``doc`` describes (without its weights)."""
-        return self.build_model(doc["model"], doc["tokenizer"], doc.get("labels"), doc.get("target_tokenizer"))
+    def build_from(self, run):
+        """The model a run's config.json describes (a :class:`rnnkit.training.run_config.Run`),
+        without its weights."""
+        return self.build_model(run.model, run.tokenizer, run.labels, run.target_tokenizer)
 
     def unit_of(self, data) -> str:
         """What one example of ``data`` is called in `rnnkit train`'s first line."""
@@ -98,18 +140,31 @@ class Task:
 
     # -- training ------------------------------------------------------------------------------
 
-    def validate(self, model, data, split: str = "val", streams: int = 1, group=None) -> dict:
+    def validate(self, model, data, split: str = "val", group=None, config=None) -> dict:
         """The metrics of ``model`` on a split of ``data`` ({} if the split is empty); with a
-        ``group`` (rnnkit.training.distributed) the ranks share the work and all get the same."""
+        ``group`` (rnnkit.training.distributed) the ranks share the work and all get the same;
+        ``config``: the training settings, while training (None: a final test)."""
         raise NotImplementedError
+
+    def describe_metrics(self, metrics: dict) -> str:
+        """Validation ``metrics`` in a line's few words (the Trainer prints them at each evaluation)."""
+        return " | ".join(f"{name.replace('_', ' ')} {value:.4f}" for name, value in metrics.items())
 
     def criterion(self, metrics: dict) -> float:
         """What makes a checkpoint the best, lower being better: the loss, unless the task says."""
         return metrics["loss"]
 
+    def before_step(self, model, step: int, config) -> dict:
+        """Set what changes over training in the model before training step ``step`` (seq2seq's
+        scheduled sampling); what is returned goes into that step's metrics line."""
+        return {}
+
+    def evaluation_sample(self, model, data, config, generator) -> str | None:
+        """A text the model writes at each evaluation, shown and logged (None: none)."""
+        return None
+
     def sample_text(self, model, tokenizer, labels: list[str] | None, length: int, generator) -> str | None:
-        """A text of ``length`` tokens the model writes, shown and logged at each evaluation and
-        in the report (None: the task writes none)."""
+        """A text of ``length`` tokens the model writes, for the report (None: the task writes none)."""
         return None
 
     def next_step(self, out) -> str:

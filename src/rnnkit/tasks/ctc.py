@@ -21,9 +21,9 @@ import torch
 
 from rnnkit.config import CHAR_FEATURES_NEED_WORDS, to_dict
 from rnnkit.data.audio import build_digit_strings, read_manifest
-from rnnkit.data.speech import SpeechData
+from rnnkit.data.speech import SpeechConfig, SpeechData
 from rnnkit.errors import ConfigError, DataError
-from rnnkit.models import CTCRecognizer
+from rnnkit.models import CTCRecognizer, EncoderConfig
 from rnnkit.models.ctc import LanguageModelScorer
 from rnnkit.models.ctc_search import Fusion
 from rnnkit.tasks.base import Task
@@ -32,21 +32,16 @@ from rnnkit.tasks.lm import LanguageModelTask
 from rnnkit.training.decode import evaluate_pairs, score, score_speech, transcribe
 from rnnkit.training.plots import plot_alignment
 from rnnkit.training.report import figure_html
-from rnnkit.training.runs import load_model, read_config
-
-CTC = "--task ctc"
+from rnnkit.training.run_config import read_run, run_task
+from rnnkit.training.runs import load_weights
 
 
 class CTCTask(Task):
     name = "ctc"
     summary = "ctc (a transcript for audio, unaligned)"
-    rules = {
-        **ENCODER_RULES,
-        "sample_rate": (lambda c: True, CTC),
-        "mel_bands": (lambda c: True, CTC),
-        "frame_stack": (lambda c: True, CTC),
-        "long_transcripts": (lambda c: True, CTC),
-    }
+    model_config = EncoderConfig
+    data_config = SpeechConfig
+    rules = ENCODER_RULES
     eval_options = frozenset({"beam_size", "lm", "lm_weight", "insertion_bonus"})
     predict_options = eval_options | {"posteriorgram"}
 
@@ -61,11 +56,10 @@ class CTCTask(Task):
     def read_data(self, config, run=None, spell=False):
         if spell:
             raise ConfigError(CHAR_FEATURES_NEED_WORDS)
-        return SpeechData.from_file(config.path, config, *((run["target_tokenizer"], run["tokenizer"]) if run else ()))
+        config = self.own(config)
+        return SpeechData.from_file(config.path, config, *((run.target_tokenizer, run.tokenizer) if run else ()))
 
     def build_model(self, model_cfg, tokenizer, labels=None, target_tokenizer=None):
-        if model_cfg.char_features:
-            raise ConfigError(CHAR_FEATURES_NEED_WORDS)
         # the transcripts' characters and CTC's blank
         return CTCRecognizer(tokenizer.num_features, target_tokenizer.vocab_size + 1, **to_dict(model_cfg))
 
@@ -79,7 +73,7 @@ class CTCTask(Task):
 
     # -- training --------------------------------------------------------------------------------
 
-    def validate(self, model, data, split="val", streams=1, group=None) -> dict:
+    def validate(self, model, data, split="val", group=None, config=None) -> dict:
         if not len(getattr(data, split)):
             return {}
         decoded = score_speech(model, data, split, group=group)  # best path
@@ -108,17 +102,18 @@ class CTCTask(Task):
         if not fusion.lm:
             return None
         lm_task = LanguageModelTask()
-        task = read_config(fusion.lm)["data"].task
+        task = run_task(fusion.lm)
         if task != lm_task.name:
             raise ConfigError(f"--lm {fusion.lm} is a {task} run; give a language model's run folder")
-        lm, lm_tokenizer, _ = load_model(fusion.lm, lm_task.build_from, device)
-        return LanguageModelScorer(lm, lm_tokenizer, target_tokenizer)
+        run = read_run(fusion.lm, lambda name: lm_task.configs())
+        lm = load_weights(lm_task.build_from(run), fusion.lm, engines=run.engines).to(device)
+        return LanguageModelScorer(lm, run.tokenizer, target_tokenizer)
 
     def evaluate(self, run, model, doc, request) -> int:
         """Loss, label (digit, character) error rate and whole-transcript accuracy on a split or a manifest."""
         fusion, path, split, as_json = self.decoding(request), request.path, request.split or "val", request.json
-        data_cfg = doc["data"]
-        features, target = doc["tokenizer"], doc["target_tokenizer"]
+        data_cfg = doc.data
+        features, target = doc.tokenizer, doc.target_tokenizer
         if path:
             whole = dataclasses.replace(data_cfg, val_path=None, test_path=None, val_fraction=0.0, test_fraction=0.0)
             data, split, source = SpeechData.from_file(path, whole, target, features), "train", path
@@ -150,14 +145,14 @@ class CTCTask(Task):
         a manifest's own transcripts scored on stderr."""
         fusion = self.decoding(request)
         path, output, plot = request.input, request.output, request.posteriorgram
-        features = doc["tokenizer"]
+        features = doc.tokenizer
         if Path(path).suffix.lower() == ".wav":
             items, gold = [(Path(path), None)], None
         else:
             items = read_manifest(path)
             gold = [t for _, t in items]
         inputs = [features.read(p) for p, _ in items]
-        target = doc["target_tokenizer"]
+        target = doc.target_tokenizer
         scorer = self._scorer(fusion, target, _device(model))
         texts, posteriors = transcribe(model, inputs, target, fusion.beam_size, scorer,
                                        fusion.lm_weight, fusion.insertion_bonus, posteriors=bool(plot),
@@ -189,9 +184,9 @@ class CTCTask(Task):
         if data is None:
             return []
         part = data.val if len(data.val) else data.train
-        target = doc["target_tokenizer"]
+        target = doc.target_tokenizer
         texts, posteriors = transcribe(model, list(part.examples.ids[:3]), target, posteriors=True)
-        step_ms = 10 * doc["tokenizer"].frame_stack
+        step_ms = 10 * doc.tokenizer.frame_stack
         rows = ["blank"] + [target.decode([k]) for k in range(target.vocab_size)]
         return [("CTC posteriorgrams", "".join(
             figure_html(plot_alignment(p.T.numpy(), rows, [f"{t * step_ms}" for t in range(len(p))], None,

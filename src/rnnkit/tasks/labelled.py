@@ -8,17 +8,14 @@ from __future__ import annotations
 
 import sys
 
-from rnnkit.config import CHAR_FEATURES_NEED_WORDS, to_dict
+from rnnkit.config import to_dict
 from rnnkit.data.sequences import BucketBatcher, encode_examples
-from rnnkit.errors import CheckpointError, ConfigError
+from rnnkit.errors import CheckpointError
 from rnnkit.tasks.base import Task
 from rnnkit.training.evaluate import evaluate_labelled
 
 WORDS_AND_EMBEDDING = "word tokens and an embedding (--tokenizer word, --embedding-dim > 0)"
-ENCODER_RULES = {
-    "encoder": (lambda c: True, "--task classify, tag, seq2seq or ctc"),
-    "kernel_size": (lambda c: c.model.encoder == "tdnn", "--encoder tdnn"),
-}
+ENCODER_RULES = {"kernel_size": (lambda c: c.model.encoder == "tdnn", "--encoder tdnn")}
 
 
 def _words(choice) -> bool:
@@ -35,9 +32,10 @@ class LabelledTask(Task):
         "char_features": (_words, "--task classify or tag with word tokens (--tokenizer word)"),
     }
 
+    def spelling(self, model_cfg) -> bool:
+        return model_cfg.char_features > 0
+
     def build_model(self, model_cfg, tokenizer, labels=None, target_tokenizer=None):
-        if model_cfg.char_features and getattr(tokenizer, "alphabet_size", 0) == 0:
-            raise ConfigError(CHAR_FEATURES_NEED_WORDS)
         if not labels:
             raise CheckpointError(f"a {self.name} run needs its label names in config.json; restore it or "
                                   f"train again")
@@ -49,7 +47,7 @@ class LabelledTask(Task):
         inputs = f"{features} features a sample" if features else f"vocabulary {data.vocab_size}"
         return f"{inputs}, {len(data.labels)} labels"
 
-    def validate(self, model, data, split="val", streams=1, group=None) -> dict:
+    def validate(self, model, data, split="val", group=None, config=None) -> dict:
         if len(getattr(data, split)) == 0:
             return {}
         metrics = evaluate_labelled(model, data.eval_batches(split), data.labels, group=group)

@@ -15,24 +15,48 @@ import dataclasses
 import itertools
 import json
 import sys
+from dataclasses import dataclass
 
 import torch
 
-from rnnkit.config import CHAR_FEATURES_NEED_WORDS, to_dict
+from rnnkit.config import CHAR_FEATURES_NEED_WORDS, DataConfig, TrainConfig, check_at_least, setting, to_dict
 from rnnkit.data import LabelledData, TextData, read_text
 from rnnkit.data.files import exists
 from rnnkit.data.sequences import read_labelled_table
+from rnnkit.data.tables import TextColumn
 from rnnkit.data.tokenfile import as_tensor
 from rnnkit.errors import ConfigError, DataError
-from rnnkit.models import LanguageModel
+from rnnkit.models import LanguageModel, LanguageModelConfig
 from rnnkit.tasks.base import Task
 from rnnkit.training.decode import evaluating
 from rnnkit.training.distributed import all_sum
 from rnnkit.training.evaluate import evaluate, evaluate_dynamic, evaluate_texts, metrics_of, stream_sums
 from rnnkit.training.report import note_html, units_section
 
-LM = "--task lm"
 STREAM = "a language model over a text (--task lm without --condition-column)"
+
+
+@dataclass
+class LanguageModelData(TextColumn, DataConfig):
+    """:class:`rnnkit.config.DataConfig`, and the columns of a table whose texts are learnt each
+    conditioned on its label."""
+
+    task: str = setting("what to learn, a name in rnnkit.tasks.TASKS", default="lm")
+    condition_column: str | None = setting("lm: learn each text of a table conditioned on the label in this "
+                                           "column (sample with --condition LABEL)", default=None)
+
+
+@dataclass
+class LanguageModelTraining(TrainConfig):
+    """:class:`rnnkit.config.TrainConfig` and what a language model's evaluations read and write."""
+
+    eval_streams: int = setting("lm: parallel streams for validation during training (eval uses 1)", default=16)
+    sample_length: int = setting("lm: characters sampled at each evaluation (0 = none)", default=200)
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_at_least(self, "eval_streams", 1)
+        check_at_least(self, "sample_length", 0)
 
 
 def _stream(choice) -> bool:
@@ -43,19 +67,17 @@ def _stream(choice) -> bool:
 class LanguageModelTask(Task):
     name = "lm"
     summary = "lm (next token)"
+    model_config = LanguageModelConfig
+    data_config = LanguageModelData
+    train_config = LanguageModelTraining
     rules = {
         "bidirectional": (lambda c: c.model.bidirectional is False,
                           "--task classify, tag, seq2seq or ctc (a language model reads left to right)"),
         "embeddings": (lambda c: c.data.tokenizer == "word" and c.model.embedding_dim > 0,
                        "word tokens and an embedding (--tokenizer word, --embedding-dim > 0)"),
-        "locked_dropout": (lambda c: True, LM),
-        "embedding_dropout": (lambda c: True, LM),
-        "tie_weights": (lambda c: True, LM),
-        "condition_column": (lambda c: True, LM),
         "text_column": (lambda c: not _stream(c), "--condition-column (the texts of a table)"),
         "seq_len": (_stream, STREAM),
         "eval_streams": (_stream, STREAM),
-        "sample_length": (lambda c: True, LM),
     }
     eval_options = frozenset({"window", "dynamic", "segment"})
 
@@ -72,8 +94,8 @@ class LanguageModelTask(Task):
     # -- data and model --------------------------------------------------------------------------
 
     def read_data(self, config, run=None, spell=False):
-        config, _ = self.decide(config)
-        tokenizer = run["tokenizer"] if run else None
+        config, _ = self.decide(self.own(config))
+        tokenizer = run.tokenizer if run else None
         if spell:
             raise ConfigError(CHAR_FEATURES_NEED_WORDS)
         if not config.condition_column:
@@ -82,11 +104,9 @@ class LanguageModelTask(Task):
         # character vocabulary is fitted on every text, as for a stream (characters have no unknown symbol)
         return LabelledData.from_texts(
             config.path, config, lambda path: _conditioned_texts(path, config), tokenizer,
-            run.get("labels") if run else None, stratify=True, lm=True)
+            run.labels if run else None, stratify=True, lm=True)
 
     def build_model(self, model_cfg, tokenizer, labels=None, target_tokenizer=None):
-        if model_cfg.char_features:
-            raise ConfigError(CHAR_FEATURES_NEED_WORDS)
         return LanguageModel(tokenizer.vocab_size, len(labels or ()), **to_dict(model_cfg))
 
     def unit_of(self, data) -> str:
@@ -94,8 +114,10 @@ class LanguageModelTask(Task):
 
     # -- training --------------------------------------------------------------------------------
 
-    def validate(self, model, data, split="val", streams=1, group=None) -> dict:
-        ids = getattr(data, split)
+    def validate(self, model, data, split="val", group=None, config=None) -> dict:
+        """Loss, bits and perplexity per token: a text read as ``config.eval_streams`` streams (one
+        stream without a training ``config``), or each text of a table given its label."""
+        ids, streams = getattr(data, split), config.eval_streams if config is not None else 1
         if hasattr(data, "labels"):  # texts, each with its condition
             if len(ids) == 0:
                 return {}
@@ -109,6 +131,14 @@ class LanguageModelTask(Task):
                 total, count = all_sum(*stream_sums(model, ids, streams, rank=group.rank, world=group.world))
             metrics = metrics_of(total, int(count))
         return {k: metrics[k] for k in ("loss", "bpc", "perplexity")}
+
+    def describe_metrics(self, metrics: dict) -> str:
+        return f"{metrics['loss']:.4f} nats ({metrics['bpc']:.3f} bpc, perplexity {metrics['perplexity']:.2f})"
+
+    def evaluation_sample(self, model, data, config, generator) -> str | None:
+        if not config.sample_length:
+            return None
+        return self.sample_text(model, data.tokenizer, getattr(data, "labels", None), config.sample_length, generator)
 
     def sample_text(self, model, tokenizer, labels, length, generator) -> str:
         prime = tokenizer.encode(tokenizer.default_prime())
@@ -128,7 +158,7 @@ class LanguageModelTask(Task):
     # -- commands --------------------------------------------------------------------------------
 
     def sample(self, run, model, tokenizer, doc, cfg, precision) -> int:
-        labels = doc.get("labels")
+        labels = doc.labels
         condition, end = None, None
         if labels:  # a conditioned model writes one text (a line) of the label asked for
             if cfg.condition not in labels:
@@ -163,7 +193,7 @@ class LanguageModelTask(Task):
         return 0
 
     def evaluate(self, run, model, doc, request) -> int:
-        data_cfg, tokenizer, split = doc["data"], doc["tokenizer"], request.split or "val"
+        data_cfg, tokenizer, split = doc.data, doc.tokenizer, request.split or "val"
         if request.window is not None and request.window < 1:
             raise ConfigError(f"--window must be >= 1; got {request.window}")
         segment = request.segment
@@ -216,11 +246,11 @@ class LanguageModelTask(Task):
     # -- rnnkit report -------------------------------------------------------------------------------
 
     def report_sections(self, model, doc, data, text, chars, missing):
-        if doc["data"].condition_column:
+        if doc.data.condition_column:
             return super().report_sections(model, doc, data, text, chars, missing)
         if not (text or data is not None):
             return [("Units over the text, and surprisal", note_html(missing + " Or pass --text FILE."))]
-        tokenizer = doc["tokenizer"]
+        tokenizer = doc.tokenizer
         if text:
             ids = torch.from_numpy(tokenizer.encode(read_text(text, tokenizer.kind), what=text))
         else:

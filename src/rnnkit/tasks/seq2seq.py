@@ -14,23 +14,42 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
-from rnnkit.config import CHAR_FEATURES_NEED_WORDS, to_dict
+from rnnkit.config import CHAR_FEATURES_NEED_WORDS, TrainConfig, check_at_least, check_choice, setting, to_dict
 from rnnkit.data.files import read_text
-from rnnkit.data.pairs import PairData, encode_line, read_pairs, references
+from rnnkit.data.pairs import PairConfig, PairData, encode_line, read_pairs, references
 from rnnkit.data.tokenizers import choose_tokenizer
 from rnnkit.errors import ConfigError, DataError
-from rnnkit.models import Seq2Seq
+from rnnkit.models import Seq2Seq, Seq2SeqConfig
 from rnnkit.models.beam import Search
 from rnnkit.tasks.base import Task
 from rnnkit.tasks.labelled import ENCODER_RULES
 from rnnkit.training.decode import decode, evaluate_pairs, score, score_pairs
+from rnnkit.training.optim import teacher_forcing
 from rnnkit.training.plots import plot_alignment
 from rnnkit.training.report import figure_html, note_html
 
-SEQ2SEQ = "--task seq2seq"
 TSV = "--task seq2seq over a TSV (not --source-lang)"
+SCHEDULES = ("none", "linear", "exponential", "inverse_sigmoid")
+
+
+@dataclass
+class Seq2SeqTraining(TrainConfig):
+    """:class:`rnnkit.config.TrainConfig` and scheduled sampling: how often the decoder reads its own
+    tokens instead of the target's as training goes on."""
+
+    scheduled_sampling: str = setting("seq2seq: feed the decoder its own sampled tokens instead of the "
+                                      "target's, more often as training goes on (Bengio et al. 2015): none "
+                                      "(teacher forcing), linear, exponential or inverse_sigmoid", default="none")
+    sampling_steps: int = setting("seq2seq: the step at which scheduled sampling feeds the model's own tokens "
+                                  "half the time", default=5000)
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_choice(self, "scheduled_sampling", SCHEDULES)
+        check_at_least(self, "sampling_steps", 1)
 
 
 def _attending(choice) -> bool:
@@ -40,18 +59,15 @@ def _attending(choice) -> bool:
 class Seq2SeqTask(Task):
     name = "seq2seq"
     summary = "seq2seq (a sequence for a sequence)"
+    model_config = Seq2SeqConfig
+    data_config = PairConfig
+    train_config = Seq2SeqTraining
     rules = {
         **ENCODER_RULES,
-        "attention": (lambda c: True, SEQ2SEQ),
         "input_feeding": (lambda c: _attending(c) and c.model.decoder_recurrence == "hidden",
                           "--task seq2seq with attention and --decoder-recurrence hidden"),
-        "decoder_recurrence": (lambda c: True, SEQ2SEQ),
-        "sequence_end": (lambda c: True, SEQ2SEQ),
-        "target_tokenizer": (lambda c: True, SEQ2SEQ),
         "source_column": (lambda c: not c.data.source_lang, TSV),
         "target_column": (lambda c: not c.data.source_lang, TSV),
-        "source_lang": (lambda c: True, SEQ2SEQ),
-        "target_lang": (lambda c: True, SEQ2SEQ),
         "diagnostics": (lambda c: c.model.encoder == "rnn" or c.model.decoder_recurrence == "hidden",
                         "recurrent cells to inspect (--encoder rnn, or a seq2seq decoder with --decoder-recurrence "
                         "hidden)"),
@@ -94,12 +110,10 @@ class Seq2SeqTask(Task):
     def read_data(self, config, run=None, spell=False):
         if spell:
             raise ConfigError(CHAR_FEATURES_NEED_WORDS)
-        config, _ = self.decide(config)
-        return PairData.from_file(config.path, config, (run["tokenizer"], run["target_tokenizer"]) if run else None)
+        config, _ = self.decide(self.own(config))
+        return PairData.from_file(config.path, config, (run.tokenizer, run.target_tokenizer) if run else None)
 
     def build_model(self, model_cfg, tokenizer, labels=None, target_tokenizer=None):
-        if model_cfg.char_features:
-            raise ConfigError(CHAR_FEATURES_NEED_WORDS)
         return Seq2Seq(tokenizer.vocab_size, target_tokenizer.vocab_size, **to_dict(model_cfg))
 
     def unit_of(self, data) -> str:
@@ -110,12 +124,18 @@ class Seq2SeqTask(Task):
 
     # -- training --------------------------------------------------------------------------------
 
-    def validate(self, model, data, split="val", streams=1, group=None) -> dict:
+    def validate(self, model, data, split="val", group=None, config=None) -> dict:
         if not len(getattr(data, split)):
             return {}
         decoded = score_pairs(model, data, split, group=group)  # greedy
         return {**evaluate_pairs(model, data.eval_batches(split), endings=True, group=group),
                 **{k: decoded[k] for k in ("token_error_rate", "sequence_error_rate", "bleu")}}
+
+    def before_step(self, model, step, config) -> dict:
+        if config.scheduled_sampling == "none":
+            return {}
+        model.teacher_forcing = teacher_forcing(config, step)  # the chance of reading the target's token
+        return {"teacher_forcing": round(model.teacher_forcing, 4)}
 
     def criterion(self, metrics: dict) -> float:
         """The decoded outputs' token error rate: the loss can rise as the outputs grow confident
@@ -138,8 +158,8 @@ class Seq2SeqTask(Task):
     def evaluate(self, run, model, doc, request) -> int:
         """Teacher-forced loss and the decoded outputs' metrics on a split of the run's pairs or on PATH."""
         search, path, split, as_json = self.decoding(request), request.path, request.split or "val", request.json
-        data_cfg = doc["data"]
-        tokenizers = (doc["tokenizer"], doc["target_tokenizer"])
+        data_cfg = doc.data
+        tokenizers = (doc.tokenizer, doc.target_tokenizer)
         if path:  # the whole file, read as the run read its pairs
             whole = dataclasses.replace(data_cfg, val_path=None, test_path=None, val_fraction=0.0, test_fraction=0.0)
             data, split, source = PairData.from_file(path, whole, tokenizers), "train", path
@@ -169,9 +189,9 @@ class Seq2SeqTask(Task):
         column); where the lines carry targets, their metrics go to stderr."""
         search = self.decoding(request)
         path, output, plot = request.input, request.output, request.attention_plot
-        data_cfg = doc["data"]
-        source_tok, target_tok = doc["tokenizer"], doc["target_tokenizer"]
-        if plot and doc["model"].attention == "none":
+        data_cfg = doc.data
+        source_tok, target_tok = doc.tokenizer, doc.target_tokenizer
+        if plot and doc.model.attention == "none":
             raise ConfigError("--attention-plot draws the decoder's attention, which this run has not "
                               "(--attention none); drop the flag")
         lines = [line for line in read_text(path).splitlines() if line.strip()]
@@ -220,11 +240,11 @@ class Seq2SeqTask(Task):
         super().report_sections(model, doc, data, text, chars, missing)
         if data is None:
             return []
-        if doc["model"].attention == "none":
+        if doc.model.attention == "none":
             return [("Attention", note_html("This run has no attention (--attention none)."))]
         part = data.val if len(data.val) else data.train
         ids = list(part.examples.ids[:3])
-        source, target = doc["tokenizer"], doc["target_tokenizer"]
+        source, target = doc.tokenizer, doc.target_tokenizer
         figures = []
         for x, (best, *_) in zip(ids, decode(model, ids)):
             figures.append(figure_html(plot_alignment(

@@ -5,19 +5,20 @@ and read as vectors."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from rnnkit.config import DataConfig, setting
 from rnnkit.data import LabelledData
 from rnnkit.data.sequences import collate, label_ids, read_tagged_sentences
 from rnnkit.data.series import SERIES_SUFFIXES, read_series, write_series
-from rnnkit.data.tables import read_conll, write_conll
+from rnnkit.data.tables import LabelColumn, read_conll, write_conll
 from rnnkit.errors import ConfigError
-from rnnkit.models import SequenceTagger
+from rnnkit.models import SequenceTagger, TaggerConfig
 from rnnkit.tasks.labelled import LabelledTask, examples_to_predict, predict_and_write
 
-TAG = "--task tag"
 CONLL = "--task tag on CoNLL columns"
 
 
@@ -26,13 +27,24 @@ def _series(path) -> bool:
     return Path(path or "").suffix.lower() in SERIES_SUFFIXES
 
 
+@dataclass
+class TagData(LabelColumn, DataConfig):
+    """:class:`rnnkit.config.DataConfig` and the columns of a CoNLL file's words and tags (a series:
+    of its labels)."""
+
+    task: str = setting("what to learn, a name in rnnkit.tasks.TASKS", default="tag")
+    word_column: int = setting("tag: the CoNLL column of the words (0-based)", default=0)
+    tag_column: int = setting("tag: the CoNLL column of the tags (-1: the last; CoNLL-U UPOS: 3)", default=-1)
+
+
 class TagTask(LabelledTask):
     name = "tag"
     summary = "tag (one label a token)"
     model_class = SequenceTagger
+    model_config = TaggerConfig
+    data_config = TagData
     rules = {
         **LabelledTask.rules,
-        "crf": (lambda c: True, TAG),
         "word_column": (lambda c: not _series(c.data.path), CONLL),
         "tag_column": (lambda c: not _series(c.data.path), CONLL),
         "label_column": (lambda c: _series(c.data.path), "--task classify, or a series to tag"),
@@ -53,8 +65,9 @@ class TagTask(LabelledTask):
         return (data_cfg, []) if _series(data_cfg.path) else super().decide(data_cfg)
 
     def read_data(self, config, run=None, spell=False):
+        config = self.own(config)
         self.check(None, config)
-        tokenizer, labels = (run["tokenizer"], run.get("labels")) if run else (None, None)
+        tokenizer, labels = (run.tokenizer, run.labels) if run else (None, None)
         if _series(config.path):
             return LabelledData.from_series(config.path, config, config.label_column, tokenizer, labels)
         config, _ = self.decide(config)
@@ -63,8 +76,8 @@ class TagTask(LabelledTask):
             tokenizer, labels, per_token=True, spell=spell)
 
     def predict(self, run, model, doc, request) -> int:
-        tokenizer = doc["tokenizer"]
-        cfg, labels, path = doc["data"], doc["labels"], request.input
+        tokenizer = doc.tokenizer
+        cfg, labels, path = doc.data, doc.labels, request.input
         if _series(path):  # every sample of a recording, read as one sequence
             x, gold, header, rows = read_series(path, cfg.label_column, num_features=tokenizer.num_features)
             y = label_ids(gold, labels, path) if gold else np.zeros(len(x), dtype=np.int64)

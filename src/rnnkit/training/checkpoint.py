@@ -20,7 +20,7 @@ then ``param_groups`` (the optimizer's, of which only the parameter ids are
 read back: the hyperparameters are the resumed run's settings),
 ``optim_scalars`` (the optimizer's state that is not a tensor, as
 ``"<pid>.<key>": number``), ``optimizer`` (its name) and ``config_sha256``
-(:func:`rnnkit.training.runs.structure_digest`, what the weights mean).
+(:func:`rnnkit.training.run_config.structure_digest`, what the weights mean).
 
 Checkpoints written before 2026-12-05 lack log_norm_sum, skipped_steps,
 nonfinite_in_a_row and lr_scale, which are back-filled as 0, 0, 0 and 1, and
@@ -44,7 +44,7 @@ from torch import Tensor, nn
 from rnnkit.errors import CheckpointError
 from rnnkit.training import distributed
 from rnnkit.training.optim import all_finite
-from rnnkit.training.runs import CONFIG, check_tensors, load_tensors, read_config, save_tensors
+from rnnkit.training.runs import check_tensors, load_tensors, save_tensors
 
 
 @dataclass
@@ -107,8 +107,6 @@ def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
     are put back (a rank the run was not saved with seeds from ``seed``, its rank and the
     step). Returns the progress and this process's state for its next batch."""
     tensors, meta = load_tensors(path)
-    if (path.parent / CONFIG).exists():
-        read_config(path.parent)  # refuses a config.json edited after the checkpoints were written
     params = [p for group in optimizer.param_groups for p in group["params"]]  # optimizer state's ids
     model_sd = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
     check_tensors(path, model_sd, model.state_dict(), "this model's settings (resume without changing "

@@ -3,7 +3,9 @@ the update (clipping, the L1 term), and the learning-rate schedule."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -89,6 +91,35 @@ def clip_gradients(model: nn.Module, clip_value: float | None, clip_norm: float 
 def all_finite(tensors) -> bool:
     """Whether every floating-point element of ``tensors`` (weights, a carried state) is finite."""
     return all(torch.isfinite(t).all().item() for t in tensors if t.is_floating_point())
+
+
+DEFAULT_TIME_LIMIT = 300.0  # seconds of training when no budget is set
+
+
+@dataclass
+class Budget:
+    """What ends training, whichever comes first: ``max_steps``, ``max_epochs`` (passes over
+    the training split), ``time_limit`` seconds (:data:`DEFAULT_TIME_LIMIT` when none is set)."""
+
+    max_steps: int | None = None
+    max_epochs: float | None = None
+    time_limit: float | None = None
+
+    @classmethod
+    def of(cls, cfg: TrainConfig) -> "Budget":
+        if not cfg.has_budget:
+            return cls(time_limit=DEFAULT_TIME_LIMIT)
+        return cls(cfg.max_steps, cfg.max_epochs, cfg.time_limit)
+
+    def spent(self, step: int, epochs: float, elapsed: float) -> float:
+        """The share spent after ``step`` steps, ``epochs`` passes and ``elapsed`` seconds (>= 1: done)."""
+        return max([0.0] + [used / limit for used, limit in ((step, self.max_steps), (epochs, self.max_epochs),
+                                                           (elapsed, self.time_limit)) if limit])
+
+    def describe(self) -> str:
+        """"max-steps 500, time-limit 300": the limits set, as flags."""
+        return ", ".join(f"{f.name.replace('_', '-')} {getattr(self, f.name):g}" for f in dataclasses.fields(self)
+                         if getattr(self, f.name))
 
 
 def learning_rate(cfg: TrainConfig, step: int, progress: float) -> float:

@@ -51,7 +51,7 @@ def write_report(run: str, out: str | None, task, model, doc: dict, text: str | 
                 ("Training", figure_html(training_figure(rows)) if rows else
                  note_html("metrics.jsonl is empty or gone."))]
     samples = [(f"step {r['step']:,}", r["sample"]) for r in rows if "sample" in r][-3:]
-    now = task.sample_text(model, doc["tokenizer"], doc.get("labels"), SAMPLE_LENGTH,
+    now = task.sample_text(model, doc.tokenizer, doc.labels, SAMPLE_LENGTH,
                            torch.Generator(device=device).manual_seed(0))
     if now is not None:
         samples.append(("the best checkpoint, now (temperature 0.8)", now))
@@ -80,7 +80,7 @@ def write_report(run: str, out: str | None, task, model, doc: dict, text: str | 
 
 def _data_of(task, doc: dict):
     """The run's data, read as it trained on it; (None, why) when its files are gone."""
-    cfg = doc["data"]
+    cfg = doc.data
     gone = [p for p in (cfg.path, cfg.val_path) if p and not exists(p)]
     if gone:
         return None, f"The run's data {gone[0]} is gone, so nothing here is measured on it."
@@ -91,7 +91,7 @@ def _data_of(task, doc: dict):
 
 
 def _summary(run: str, model, doc: dict, rows: list[dict]) -> str:
-    m, d = doc["model"], doc["data"]
+    m, d = doc.model, doc.data
     timed = [r for r in rows if "elapsed" in r]
     vals = [r for r in rows if "val_loss" in r]
     layers = "TDNN" if m.encoder == "tdnn" else m.cell.upper()  # a language model's encoder is rnn
@@ -110,8 +110,8 @@ def _gradient_flow(now: dict, task, doc: dict, batch) -> str:
     compared = {"gradient_flow": {}, "jacobian_norms": {}}
     for cell in COMPARED_CELLS:
         torch.manual_seed(0)
-        fresh = task.build_model(dataclasses.replace(doc["model"], cell=cell), doc["tokenizer"],
-                                 doc.get("labels"), doc.get("target_tokenizer")).to(batch[0].device)
+        fresh = task.build_model(dataclasses.replace(doc.model, cell=cell), doc.tokenizer,
+                                 doc.labels, doc.target_tokenizer).to(batch[0].device)
         at_init = measure(fresh, batch)
         for kind in compared:
             compared[kind][cell.upper()] = list(at_init[kind].values())[-1]  # the top layer (seq2seq: decoder)

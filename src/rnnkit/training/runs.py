@@ -5,6 +5,7 @@ A run folder holds::
     config.json          every setting, the tokenizer (and a seq2seq or ctc run's
                          target tokenizer), the label names (classify, tag), the engine
                          of each recurrent layer, rnnkit and format versions
+                         (its format, reader and writer: rnnkit.training.run_config)
     model.safetensors    the best weights so far (lowest validation loss)
     last.safetensors     the last weights with the full trainer state, for exact resume
                          (its tensors and keys: rnnkit.training.checkpoint)
@@ -44,13 +45,10 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from rnnkit.config import DataConfig, ModelConfig, TrainConfig, from_dict, to_dict
-from rnnkit.data.tokenizers import tokenizer_from_dict
 from rnnkit.errors import CheckpointError, DataError
 from rnnkit.layers import use_engines
-from rnnkit.version import __version__
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # of the tensor files; config.json has its own (rnnkit.training.run_config)
 CONFIG, BEST, LAST, METRICS, PLOT, LOCK = "config.json", "model.safetensors", "last.safetensors", \
     "metrics.jsonl", "loss.png", "run.lock"
 
@@ -150,65 +148,6 @@ def run_lock(run_dir: Path):
         os.close(fd)  # releases the lock
 
 
-def write_config(run_dir: Path, model: ModelConfig, data: DataConfig, train: TrainConfig,
-                 tokenizer, **extra) -> str:
-    """Write config.json; returns its :func:`structure_digest`, for the checkpoints to carry."""
-    doc = {"format_version": FORMAT_VERSION, "rnnkit_version": __version__,
-           "model": to_dict(model), "data": to_dict(data), "train": to_dict(train),
-           "tokenizer": tokenizer.to_dict(), **extra}
-    text = json.dumps(doc, indent=1)
-    atomic_write_bytes(Path(run_dir) / CONFIG, text.encode())
-    return structure_digest(json.loads(text))
-
-
-def structure_digest(doc: dict) -> str:
-    """SHA-256 of what a run's weights mean, as config.json states it: the model
-    settings, the task, the tokenizers and the labels (not the training settings,
-    which a resumed run may change)."""
-    data = doc.get("data")
-    part = {"model": doc.get("model"), "task": data.get("task") if isinstance(data, dict) else None,
-            **{k: doc.get(k) for k in ("tokenizer", "target_tokenizer", "labels")}}
-    return hashlib.sha256(json.dumps(part, sort_keys=True).encode()).hexdigest()
-
-
-def read_config(run_dir: str | Path) -> dict:
-    """config.json of a run folder, checked for existence, JSON and format version."""
-    run_dir = Path(run_dir)
-    path = run_dir / CONFIG
-    if not run_dir.is_dir():
-        raise CheckpointError(f"{run_dir}: no such run folder")
-    if not path.exists():
-        raise CheckpointError(f"{run_dir} is not a run folder (no {CONFIG}); "
-                              f"give the --out folder of an `rnnkit train` run")
-    try:
-        doc = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path} is corrupt ({e}); restore it or train again") from None
-    version = doc.get("format_version") if isinstance(doc, dict) else None
-    if version is not None:
-        doc["structure_sha256"] = structure_digest(doc)
-    if version != FORMAT_VERSION:
-        raise CheckpointError(f"{run_dir} has run-folder format version {version!r}; this rnnkit "
-                              f"({__version__}) reads version {FORMAT_VERSION}: use the rnnkit "
-                              f"version that wrote it ({doc.get('rnnkit_version', 'unknown')})")
-    try:
-        doc["model"] = from_dict(ModelConfig, doc["model"], f"{path} model")
-        doc["data"] = from_dict(DataConfig, doc["data"], f"{path} data")
-        doc["train"] = from_dict(TrainConfig, doc["train"], f"{path} train")
-        doc["tokenizer"] = tokenizer_from_dict(doc["tokenizer"])
-        if "target_tokenizer" in doc:  # a seq2seq or ctc run's outputs
-            doc["target_tokenizer"] = tokenizer_from_dict(doc["target_tokenizer"])
-        engines = doc.setdefault("engines", {})  # runs before 2026-12 did not record them
-        if not isinstance(engines, dict) or not set(engines.values()) <= {"fused", "explicit"}:
-            raise ValueError(f"engines {engines!r}")
-    except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{path} is incomplete or altered ({e}); restore it or train again") from None
-    for name in (BEST, LAST):  # before anything is built from it
-        if (run_dir / name).exists():
-            _check_config_digest(run_dir / name, read_metadata(run_dir / name), doc)
-    return doc
-
-
 def _digest(tensors: dict[str, torch.Tensor]) -> str:
     h = hashlib.sha256()
     for name in sorted(tensors):
@@ -275,16 +214,6 @@ def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     return tensors, meta
 
 
-def _check_config_digest(path: Path, meta: dict, doc: dict) -> None:
-    """Refuse a checkpoint whose weights were written under other model settings,
-    tokenizers or labels than config.json states now (checkpoints written before
-    2026-12-05 carry no digest and pass)."""
-    recorded = meta.get("config_sha256") if isinstance(meta, dict) else None
-    if recorded is not None and recorded != doc["structure_sha256"]:
-        raise CheckpointError(f"{Path(path).parent / CONFIG} was edited after {path} was written (its model "
-                              f"settings, tokenizer or labels differ); restore it or train again")
-
-
 def check_tensors(path: Path, given: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], what: str) -> None:
     """Refuse ``given`` unless it has exactly the names, shapes and dtypes of ``expected``."""
     missing, unexpected = sorted(expected.keys() - given.keys()), sorted(given.keys() - expected.keys())
@@ -299,18 +228,15 @@ def check_tensors(path: Path, given: dict[str, torch.Tensor], expected: dict[str
                                   f"again")
 
 
-def load_model(run_dir: str | Path, build, device: str | torch.device = "cpu", which: str = BEST,
-               engine: str | None = None):
-    """(model, tokenizer, config) of a run folder, the model made by ``build(config)`` (its
-    task's, :meth:`rnnkit.tasks.Task.build_from`) with the weights of ``which`` (BEST or LAST),
-    in evaluation mode (no dropout; ``.train()`` it to train). Its recurrent layers run on the
-    engines the run trained on, or on ``engine`` (auto, fused or explicit) when given."""
-    doc = read_config(run_dir)
+def load_weights(model, run_dir: str | Path, which: str = BEST, engines: dict[str, str] | str | None = None):
+    """``model`` (built from the run's config.json by its task) with the weights of ``which``
+    (BEST or LAST) of ``run_dir``, each checked for name, shape and dtype first, on ``engines``
+    (the engines the run trained on, or one it is asked to use), in evaluation mode (no dropout;
+    ``.train()`` it to train)."""
     path = Path(run_dir) / which
     tensors, _ = load_tensors(path)
-    model = build(doc)
-    use_engines(model, engine or doc.get("engines", {}))
+    use_engines(model, engines or {})
     weights = {k.removeprefix("model."): v for k, v in tensors.items() if which == BEST or k.startswith("model.")}
     check_tensors(path, weights, model.state_dict(), "its config.json")
     model.load_state_dict(weights)
-    return model.to(device).eval(), doc["tokenizer"], doc
+    return model.eval()

@@ -16,7 +16,6 @@ import contextlib
 import dataclasses
 import json
 import math
-import signal
 import sys
 import time
 from pathlib import Path
@@ -36,31 +35,14 @@ from rnnkit.training.checkpoint import Progress, altered, load_checkpoint, save_
 from rnnkit.training.device import resolve_device, resolve_precision
 from rnnkit.training.footprint import Footprint, size
 from rnnkit.training.footprint import measure as measure_footprint
-from rnnkit.training.optim import (
-    add_l1_subgradient,
-    all_finite,
-    build_optimizer,
-    clip_gradients,
-    learning_rate,
-    teacher_forcing,
-)
+from rnnkit.training.interrupt import ctrl_c_stops
+from rnnkit.training.nonfinite import skip_step
+from rnnkit.training.optim import Budget, add_l1_subgradient, all_finite, build_optimizer, clip_gradients, learning_rate
 from rnnkit.training.plots import plot_losses
-from rnnkit.training.runs import (
-    BEST,
-    LAST,
-    METRICS,
-    PLOT,
-    default_folder,
-    load_tensors,
-    remove_partial_writes,
-    run_lock,
-    save_tensors,
-    truncate_metrics,
-    write_config,
-)
+from rnnkit.training.run_config import CONFIG, Run, check_run, resign_checkpoints, structure_digest, write_run
+from rnnkit.training.runs import (BEST, LAST, METRICS, PLOT, default_folder, load_tensors, remove_partial_writes,
+                                  run_lock, save_tensors, truncate_metrics)
 
-DEFAULT_TIME_LIMIT = 300.0
-MAX_NONFINITE_IN_A_ROW = 20  # skip and lower_lr give up after this many non-finite steps in a row
 
 
 class Trainer:
@@ -80,9 +62,9 @@ class Trainer:
     def __init__(self, model, data, config: TrainConfig, out: str | Path | None = None,
                  callbacks=(), quiet: bool = False, *, task):
         self.out = Path(out or config.out or default_folder(data.config.path))
-        self.cfg = config = dataclasses.replace(config, out=str(self.out))
-        self.data = data
         self.task = task  # validation, the best checkpoint's criterion, samples (rnnkit.tasks.Task)
+        self.cfg = config = dataclasses.replace(task.own(config), out=str(self.out))  # the task's own settings
+        self.data = data
         self.device = resolve_device(config.device)
         self.model = model.to(self.device)
         self.precision = resolve_precision(config.precision, self.device)
@@ -97,14 +79,12 @@ class Trainer:
         self.ddp = distributed.wrap(self.model, self.device) if self.group else None  # calls model.loss
         self.batcher = data.batcher(config.seed)
         self.optimizer = build_optimizer(self.model, config)
-        self.budget = {"max_steps": config.max_steps, "max_epochs": config.max_epochs,
-                       "time_limit": config.time_limit}
-        if not config.has_budget:
-            self.budget["time_limit"] = DEFAULT_TIME_LIMIT
+        self.budget = Budget.of(config)
         self.progress = Progress()  # position and bookkeeping, all saved in last.safetensors
         self.saved_step: int | None = None  # the step of the last checkpoint written
-        self.config_digest: str | None = None  # what the weights mean (runs.structure_digest), in each checkpoint
+        self.config_digest: str | None = None  # what the weights mean (run_config.structure_digest), in each checkpoint
         self.carry = None  # recurrent state carried to the next batch
+        self._step_notes: dict = {}  # what the task set before the last step (teacher forcing), logged with it
         self.rows: list[dict] = []
         self.board: Board | None = None  # TensorBoard's event files, with --log tensorboard
         self._fixed_batch: tuple | None = None  # what --diagnostics measures on
@@ -164,26 +144,25 @@ class Trainer:
             torch.manual_seed(self.cfg.seed + (self.group.rank if self.group else 0))  # dropout differs by rank
             if self.writes:
                 (self.out / METRICS).unlink(missing_ok=True)
-        extra = {"labels": self.data.labels} if hasattr(self.data, "labels") else {}
-        if hasattr(self.data, "target_tokenizer"):  # sequence to sequence
-            extra["target_tokenizer"] = self.data.target_tokenizer.to_dict()
+        run = Run(self.model.config, self.data.config, self.cfg, self.data.tokenizer,
+                  getattr(self.data, "target_tokenizer", None), getattr(self.data, "labels", None), self.engines,
+                  self.data.digest)
+        self.config_digest = structure_digest(run.to_json())
         if self.writes:
             with self._writing():
-                self.config_digest = write_config(self.out, self.model.config, self.data.config, self.cfg,
-                                                  self.data.tokenizer, corpus_sha256=self.data.digest,
-                                                  engines=self.engines, **extra)
+                if resume:  # an older format's checkpoints, moved to the config.json now written
+                    resign_checkpoints(self.out, self.config_digest)
+                write_run(self.out, run)
         if self.writes and self.cfg.log == "tensorboard":
             self.board = Board(self.out)
-        previous = self._install_sigint()
         bar = tqdm(total=100, disable=self.quiet or not sys.stderr.isatty(), leave=False,
                    bar_format="{percentage:3.0f}%|{bar:20}| {elapsed}<{remaining} {postfix}")
         try:
-            try:
-                reason = self._loop(bar)
-            finally:
-                bar.close()
-                if previous is not None:
-                    signal.signal(signal.SIGINT, previous)
+            with ctrl_c_stops(self.request_stop, lambda: self._stop, self.out):
+                try:
+                    reason = self._loop(bar)
+                finally:
+                    bar.close()
             result = self._evaluate_and_save() if reason != "interrupted" else self._save_last()
         finally:
             if self.board is not None:
@@ -195,15 +174,8 @@ class Trainer:
     # -- the loop -------------------------------------------------------------
 
     def _budget_spent(self) -> float:
-        b, nb = self.budget, self.batcher.num_batches(self.progress.epoch)
-        parts = [0.0]
-        if b["max_steps"]:
-            parts.append(self.step / b["max_steps"])
-        if b["max_epochs"]:
-            parts.append((self.progress.epoch + self.progress.batch_index / nb) / b["max_epochs"])
-        if b["time_limit"]:
-            parts.append(self.progress.elapsed / b["time_limit"])
-        return max(parts)
+        p = self.progress
+        return self.budget.spent(p.step, p.epoch + p.batch_index / self.batcher.num_batches(p.epoch), p.elapsed)
 
     def _loop(self, bar) -> str:
         """Train until the budget is spent, early stopping fires or a stop is asked for; returns which."""
@@ -257,8 +229,7 @@ class Trainer:
         lr = learning_rate(cfg, p.step, self._budget_spent()) * p.lr_scale
         for group in opt.param_groups:
             group["lr"] = lr
-        if cfg.scheduled_sampling != "none":  # a seq2seq decoder's chance of reading the target's token
-            model.teacher_forcing = teacher_forcing(cfg, p.step)
+        self._step_notes = self.task.before_step(model, p.step, cfg)  # seq2seq's scheduled sampling
         batch, has_rows = tuple(t.to(self.device) for t in batch), True
         if self.group:  # this rank's rows
             batch, has_rows = distributed.rows(batch, self.group)
@@ -291,10 +262,10 @@ class Trainer:
 
     def _log_metrics(self, lr: float, speed: float, bar) -> None:
         """A metrics line: the mean loss and gradient norm of the steps since the last one."""
-        p, sampling = self.progress, self.cfg.scheduled_sampling != "none"
+        p = self.progress
         self._log({"step": p.step, "epoch": round(p.epoch + p.batch_index / self.batcher.num_batches(p.epoch), 4),
                    "loss": p.log_sum / p.log_count, "lr": lr, "grad_norm": round(p.log_norm_sum / p.log_count, 4),
-                   **({"teacher_forcing": round(self.model.teacher_forcing, 4)} if sampling else {}),
+                   **self._step_notes,
                    "tokens_per_s": round(speed, 1), "elapsed": round(p.elapsed, 2)})
         p.log_sum, p.log_norm_sum, p.log_count = 0.0, 0.0, 0
         loss = self.rows[-1]["loss"]
@@ -316,30 +287,20 @@ class Trainer:
         return self._fixed_batch
 
     def _skip(self, what: str, value: float) -> None:
-        """Deal with step ``self.step + 1``, whose ``what`` (loss or gradient norm)
-        is ``value``, not finite, as ``--on-nonfinite`` says: stop, or count it, warn, and
-        (lower_lr) halve the learning rate. Weights that are not finite themselves
-        end training whatever the policy: no skipping brings them back."""
-        step, policy, problem, p = self.step + 1, self.cfg.on_nonfinite, f"{what} {value}", self.progress
-        p.skipped_steps += 1
-        p.nonfinite_in_a_row += 1
-        where = (f"the last checkpoint (step {self.saved_step}) is in {self.out}" if self.saved_step is not None
-                 else "nothing was saved yet")
-        if not all_finite(self.model.parameters()):
-            raise TrainingError(f"the weights are no longer finite at step {step} ({problem}); {where}: "
-                                f"resume from it with a lower --lr")
-        if policy == "stop":
-            raise TrainingError(f"the {what} became {value} at step {step}; lower --lr, set "
-                                f"--clip-norm, or pass --on-nonfinite skip; {where}")
-        if p.nonfinite_in_a_row >= MAX_NONFINITE_IN_A_ROW:
-            raise TrainingError(f"{p.nonfinite_in_a_row} steps in a row up to step {step} had a non-finite loss "
-                                f"or gradient; lower --lr; {where}")
-        if policy == "lower_lr":
-            p.lr_scale /= 2
-        self._log({"step": step, "nonfinite": problem, "skipped_steps": p.skipped_steps, "lr_scale": p.lr_scale})
+        """Deal with step ``self.step + 1``, whose ``what`` (loss or gradient norm) is ``value``,
+        not finite, as ``--on-nonfinite`` says (:func:`rnnkit.training.nonfinite.skip_step`)."""
+        step, p = self.step + 1, self.progress
+        warning = skip_step(self.cfg.on_nonfinite, p, what, value, step, all_finite(self.model.parameters()),
+                            self._kept())
+        self._log({"step": step, "nonfinite": f"{what} {value}", "skipped_steps": p.skipped_steps,
+                   "lr_scale": p.lr_scale})
         if not self.quiet:
-            tqdm.write(f"step {step}: {problem}, step skipped ({p.skipped_steps} so far)"
-                       + (f"; learning rate now x{p.lr_scale:g}" if policy == "lower_lr" else ""), file=sys.stderr)
+            tqdm.write(warning, file=sys.stderr)
+
+    def _kept(self) -> str:
+        """Where the last checkpoint is, for a message that ends training."""
+        return (f"the last checkpoint (step {self.saved_step}) is in {self.out}" if self.saved_step is not None
+                else "nothing was saved yet")
 
     @contextlib.contextmanager
     def _writing(self):
@@ -357,7 +318,7 @@ class Trainer:
     # -- evaluation and checkpoints -------------------------------------------
 
     def _evaluate_and_save(self, bar=None) -> dict:
-        metrics = self.task.validate(self.model, self.data, "val", self.cfg.eval_streams, self.group)
+        metrics = self.task.validate(self.model, self.data, "val", self.group, self.cfg)
         result = {"val_" + k: v for k, v in metrics.items()}
         if result:
             self._log({"step": self.step, **result})
@@ -379,10 +340,9 @@ class Trainer:
             with self._writing():
                 plot_losses(self.rows, self.out / PLOT, title=str(self.out))
         sample = None
-        if self.writes and self.cfg.sample_length:
+        if self.writes:
             gen = torch.Generator(device=self.device).manual_seed(self.cfg.seed + self.step)
-            sample = self.task.sample_text(self.model, self.data.tokenizer, getattr(self.data, "labels", None),
-                                           self.cfg.sample_length, gen)
+            sample = self.task.evaluation_sample(self.model, self.data, self.cfg, gen)
             if sample is not None:
                 self._log({"step": self.step, "sample": sample})
         self._report(result, bar, sample)
@@ -392,14 +352,8 @@ class Trainer:
         if self.quiet:
             return
         line = f"step {self.step:,} | epoch {self.progress.epoch + 1} | {self.progress.elapsed:.0f}s"
-        if "val_bpc" in result:
-            line += (f" | val {result['val_loss']:.4f} nats ({result['val_bpc']:.3f} bpc, "
-                     f"perplexity {result['val_perplexity']:.2f})")
-        elif result:
-            line += " | val " + " | ".join(f"{k.removeprefix('val_').replace('_', ' ')} {v:.4f}"
-                                           for k, v in result.items())
         write = bar.write if bar is not None else print
-        write(line)
+        write(line + (" | val " + self.task.describe_metrics({k[4:]: v for k, v in result.items()}) if result else ""))
         if sample is not None:
             write(sample + "\n" + "-" * 40)
 
@@ -413,7 +367,7 @@ class Trainer:
         current = {k: v.clone() for k, v in self.model.state_dict().items()}
         self.model.load_state_dict(tensors)
         try:  # a text read as one stream; the ranks share the batches of other tasks
-            return self.task.validate(self.model, self.data, "test", streams=1, group=self.group)
+            return self.task.validate(self.model, self.data, "test", self.group)
         finally:
             self.model.load_state_dict(current)
 
@@ -433,6 +387,8 @@ class Trainer:
     def _restore(self) -> None:
         """Take up the run in ``out`` from last.safetensors (:mod:`rnnkit.training.checkpoint`)."""
         path = self.out / LAST
+        if (self.out / CONFIG).exists():  # refuses a config.json edited after the checkpoints were written
+            check_run(self.out, lambda name: self.task.configs())
         self.progress, self.carry = load_checkpoint(
             path, self.model, self.optimizer, group=self.group, device=self.device, optimizer_name=self.cfg.optimizer,
             batch_size=self.data.config.batch_size, seed=self.cfg.seed)
@@ -442,18 +398,3 @@ class Trainer:
                 self.rows = truncate_metrics(self.out, self.step)
         except (KeyError, TypeError, ValueError) as e:  # a row without a step: the folder was altered
             raise altered(path, e) from None
-
-    def _install_sigint(self):
-        import threading
-
-        if threading.current_thread() is not threading.main_thread():
-            return None
-
-        def handler(signum, frame):
-            if self._stop:  # a second Ctrl-C: stop now (files are written atomically)
-                raise KeyboardInterrupt
-            self._stop = True
-            print(f"\nstopping after this step; the checkpoint goes to {self.out} "
-                  f"(Ctrl-C again to abort at once)", file=sys.stderr)
-
-        return signal.signal(signal.SIGINT, handler)
