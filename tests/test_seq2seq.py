@@ -140,7 +140,7 @@ def test_teacher_forcing_falls_from_one_and_is_half_at_sampling_steps(schedule):
     assert values[0] == pytest.approx(1.0, abs=0.02)  # inverse sigmoid starts at c / (c + 1)
     assert all(a >= b for a, b in zip(values, values[1:]))
     assert teacher_forcing(cfg, 400) == pytest.approx(0.5, abs=1e-6)
-    assert teacher_forcing(TrainConfig(), 10 ** 6) == 1.0
+    assert teacher_forcing(Seq2SeqTraining(), 10 ** 6) == 1.0
 
 
 def test_scheduled_sampling_feeds_the_models_own_tokens():

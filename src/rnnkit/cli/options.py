@@ -76,6 +76,7 @@ def add_config_flags(parser: argparse.ArgumentParser, cls, skip=(), helps: dict[
 
 
 CONCERNS = ("model", "data", "train")
+COMMON = {f.name for cls in (ModelConfig, DataConfig, TrainConfig) for f in dataclasses.fields(cls)}  # every task's
 
 
 def settings_by_concern() -> dict[str, dict[str, dataclasses.Field]]:
@@ -219,7 +220,7 @@ def rule(name: str, task) -> tuple[Callable[[Choice], bool], str]:
     if name in task.rules:
         return task.rules[name]
     readers = [t for t in TASKS.values() if name in t.rules]
-    if name not in RULES and readers:
+    if name in COMMON and name not in RULES and readers:
         return _refused_for_others(name, readers)
     return RULES.get(name, (lambda c: True, ""))
 

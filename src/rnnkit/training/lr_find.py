@@ -72,7 +72,7 @@ def range_test(model, data, config: TrainConfig, start_lr: float, end_lr: float,
     config = dataclasses.replace(
         config, lr=start_lr, lr_schedule="constant", warmup_steps=0, max_steps=steps + 1, max_epochs=None,
         time_limit=None, eval_every=steps + 2, log_every=1, save_every=None, patience=None, diagnostics=None,
-        sample_length=0, on_nonfinite="skip", log="jsonl")  # stopped after `steps`, before a final evaluation
+        on_nonfinite="skip", log="jsonl")  # stopped after `steps`, before any evaluation
     factor = (end_lr / start_lr) ** (1 / max(steps - 1, 1))
     test, average, lowest = RangeTest(), 0.0, math.inf
 

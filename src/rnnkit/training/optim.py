@@ -143,10 +143,11 @@ def learning_rate(cfg: TrainConfig, step: int, progress: float) -> float:
     return cfg.lr * (m + (1 - m) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
 
 
-def teacher_forcing(cfg: TrainConfig, step: int) -> float:
+def teacher_forcing(cfg, step: int) -> float:
     """The chance ε_i of feeding a sequence-to-sequence decoder the target's
     token at training step i (scheduled sampling, Bengio et al. 2015), falling
-    from 1 and crossing 1/2 at i = k = ``sampling_steps``:
+    from 1 and crossing 1/2 at i = k = ``sampling_steps`` (``cfg``: a
+    :class:`rnnkit.tasks.Seq2SeqTraining`):
 
     - ``linear``: ε_i = max(0, 1 - i / 2k);
     - ``exponential``: ε_i = 2^(-i/k)  (their k^i, with their k = 2^(-1/k));

@@ -31,6 +31,7 @@ from rnnkit.data.files import exists
 from rnnkit.diagnostics import diagnostic_batch, find_units, has_cells, measure, text_features
 from rnnkit.diagnostics import read_text as read_with_model
 from rnnkit.errors import ConfigError
+from rnnkit.models import EncoderConfig
 from rnnkit.training.plots import gradient_flow_figure, over_training_figure, png, training_figure
 from rnnkit.training.runs import read_metrics, write_output
 
@@ -94,7 +95,7 @@ def _summary(run: str, model, doc: dict, rows: list[dict]) -> str:
     m, d = doc.model, doc.data
     timed = [r for r in rows if "elapsed" in r]
     vals = [r for r in rows if "val_loss" in r]
-    layers = "TDNN" if m.encoder == "tdnn" else m.cell.upper()  # a language model's encoder is rnn
+    layers = "TDNN" if isinstance(m, EncoderConfig) and m.encoder == "tdnn" else m.cell.upper()
     facts = {"task": d.task, "data": d.path,
              "model": f"{m.num_layers} x {m.hidden_size} {layers}" + (" encoder" if hasattr(model, "encoder") else ""),
              "parameters": f"{sum(p.numel() for p in model.parameters()):,}",
