@@ -107,3 +107,22 @@ def test_an_altered_counter_is_refused_before_anything_is_loaded(tmp_path, key, 
         load(path, model, optimizer)
     assert all(torch.equal(v, weights[k]) for k, v in model.state_dict().items())
     assert torch.equal(optimizer.state_dict()["state"][0]["exp_avg"], moments)
+
+
+def test_the_optimizers_non_tensor_state_comes_back_and_a_tampered_one_is_refused(tmp_path):
+    """No optimizer of rnnkit's writes such scalars on torch 2.13, so one is written by hand."""
+    model, optimizer = trained(seed=0)
+    path = tmp_path / "last.safetensors"
+    save(path, model, optimizer, PROGRESS)
+    tensors, meta = load_tensors(path)
+    for scalars, fine in (({"0.bias_correction": 0.5}, True), ({"0.bias_correction": "0.5"}, False),
+                          ({"999.bias_correction": 0.5}, False), ({"x.bias_correction": 0.5}, False)):
+        save_tensors(path, tensors, {**meta, "optim_scalars": scalars})
+        other, other_optimizer = trained(seed=1)
+        if fine:
+            load(path, other, other_optimizer)
+            first = other_optimizer.param_groups[0]["params"][0]
+            assert other_optimizer.state[first]["bias_correction"] == 0.5
+        else:
+            with pytest.raises(CheckpointError, match="altered trainer state"):
+                load(path, other, other_optimizer)

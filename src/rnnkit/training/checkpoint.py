@@ -186,7 +186,9 @@ def _optimizer_groups(meta: dict, state: dict[int, dict], optimizer: torch.optim
         raise TypeError("optim_scalars")
     for k in scalars:
         pid, key = k.split(".", 1)
-        state.setdefault(int(pid), {})[key] = _number(meta, k)  # never nested objects
+        if not pid.isdigit() or int(pid) >= sum(len(g["params"]) for g in groups):
+            raise ValueError(f"optim_scalars {k!r} names no parameter of this model")
+        state.setdefault(int(pid), {})[key] = _number(scalars, k)  # a number, never a nested object
     return groups
 
 
