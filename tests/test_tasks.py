@@ -3,6 +3,7 @@ task's name anywhere but in its own module (``rnnkit/tasks/``)."""
 
 import ast
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -125,3 +126,18 @@ def test_a_classifiers_auto_tokenizer_follows_its_texts(tmp_path):
     given = ClassifyData(path="x.csv", tokenizer="word")
     assert named("classify").decide(given) == (given, [])  # given: nothing to decide, no file read
 
+
+
+def test_a_setting_a_tasks_configs_lack_is_refused_naming_the_tasks_that_have_it():
+    """The structure says it: for every task, every setting of another task's configs that its
+    own lack is refused, and the refusal names exactly the tasks whose configs have it."""
+    from rnnkit.cli.options import rule
+
+    everything = {name for task in TASKS.values() for name in task.settings()}
+    for task in TASKS.values():
+        for name in sorted(everything - set(task.settings())):
+            applies, needs = rule(name, task)
+            owners = [t.name for t in TASKS.values() if name in t.settings()]
+            assert not applies(None), (task.name, name)
+            named_tasks = set(re.findall(r"\w+", needs)) & set(TASKS)
+            assert needs.startswith("--task ") and named_tasks == set(owners), (task.name, name, needs)
