@@ -17,7 +17,7 @@ import torch.distributed as dist
 
 from rnnkit import DataConfig, ModelConfig
 from rnnkit.data import PairConfig, PairData, SpeechConfig, SpeechData, TextData
-from rnnkit.tasks import LanguageModelData, named, read_data
+from rnnkit.tasks import LanguageModelData, LanguageModelTraining, named, read_data
 from rnnkit.training.distributed import current
 
 folder = Path(sys.argv[1])
@@ -54,7 +54,8 @@ for name, data in datasets.items():
     decoder = {"seq2seq": "start", "ctc": "decode"}.get(task)
     if decoder:
         setattr(model, decoder, counting(getattr(model, decoder), "decoded"))
-    metrics = named(task).validate(model, data, "val", streams=4, group=group)
+    streams = LanguageModelTraining(eval_streams=4) if task == "lm" else None  # a text read as 4 streams
+    metrics = named(task).validate(model, data, "val", group=group, config=streams)
     if task == "seq2seq":  # its loss starts the decoder too
         counts["decoded"] -= counts["evaluated"]
     result[name] = {"metrics": metrics, **counts, "examples": len(data.val),

@@ -61,5 +61,6 @@ def test_every_documented_train_command_passes_the_option_rules():
         given = train_settings(args)
         task = named(given.get("task", "lm"))
         model, data, train = split_settings(given, task)
-        choice = Choice(task.model_config(**model), task.data_config(**data, path=args.path), task.train_config(**train))
+        choice = Choice(task.model_config(**model), task.data_config(**data, path=args.path),
+                        task.train_config(**train))
         refuse_unused(given, choice)  # raises ConfigError naming the flag

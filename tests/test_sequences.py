@@ -184,8 +184,8 @@ def test_a_char_classifier_reads_characters_it_never_saw_as_one_unknown(tmp_path
     assert "é" not in tok.decode(range(1, tok.vocab_size))  # the alphabet of the training part only
     assert tokenizer_from_dict(tok.to_dict()).encode("héllo ☃").tolist() == ids.tolist()
     with pytest.raises(DataError, match="never saw in training"):  # a language model's characters stay strict
-        named("lm").read_data(LanguageModelData(path=str(val_path), condition_column="label", tokenizer="char"),
-                              SimpleNamespace(tokenizer=tokenizer_from_dict({**tok.to_dict(), "unk": False}), labels=None))
+        strict = SimpleNamespace(tokenizer=tokenizer_from_dict({**tok.to_dict(), "unk": False}), labels=None)
+        named("lm").read_data(LanguageModelData(path=str(val_path), condition_column="label", tokenizer="char"), strict)
 
 
 def test_an_example_without_tokens_is_an_error(tmp_path):

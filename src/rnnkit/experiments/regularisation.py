@@ -28,6 +28,8 @@ validation loss and the gap over training.
 
 from __future__ import annotations
 
+import dataclasses
+
 from rnnkit.experiments.corpus import python_source
 from rnnkit.experiments.runs import train_on_text
 from rnnkit.experiments.table import Table
@@ -54,7 +56,9 @@ def train(setting: str, steps: int, every: int, chars: int) -> list[tuple[int, f
 
     def measure(trainer) -> None:
         if trainer.step % every == 0:
-            train_losses[trainer.step] = trainer.task.validate(trainer.model, trainer.data, "train", streams=8)["loss"]
+            eight_streams = dataclasses.replace(trainer.cfg, eval_streams=8)
+            train_losses[trainer.step] = trainer.task.validate(trainer.model, trainer.data, "train",
+                                                               config=eight_streams)["loss"]
 
     with one_thread():
         trainer = train_on_text(python_source()[:chars], {**MODEL, **model},
