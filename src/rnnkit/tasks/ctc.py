@@ -144,7 +144,7 @@ class CTCTask(Task):
         """Transcribe a wav file or the audio of a manifest; ``path<TAB>transcript`` lines out,
         a manifest's own transcripts scored on stderr."""
         fusion = self.decoding(request)
-        path, output, plot = request.input, request.output, request.posteriorgram
+        path, output, plot = request.input, request.out, request.posteriorgram
         features = doc.tokenizer
         if Path(path).suffix.lower() == ".wav":
             items, gold = [(Path(path), None)], None

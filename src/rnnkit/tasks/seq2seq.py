@@ -68,7 +68,7 @@ class Seq2SeqTask(Task):
                           "--task seq2seq with attention and --decoder-recurrence hidden"),
         "source_column": (lambda c: not c.data.source_lang, TSV),
         "target_column": (lambda c: not c.data.source_lang, TSV),
-        "diagnostics": (lambda c: c.model.encoder == "rnn" or c.model.decoder_recurrence == "hidden",
+        "diagnostics_every": (lambda c: c.model.encoder == "rnn" or c.model.decoder_recurrence == "hidden",
                         "recurrent cells to inspect (--encoder rnn, or a seq2seq decoder with --decoder-recurrence "
                         "hidden)"),
         "scheduled_sampling": (lambda c: c.model.decoder_recurrence == "hidden",
@@ -188,7 +188,7 @@ class Seq2SeqTask(Task):
         ``source<TAB>output`` lines (with ``--n-best`` > 1, n lines a source with the score as a third
         column); where the lines carry targets, their metrics go to stderr."""
         search = self.decoding(request)
-        path, output, plot = request.input, request.output, request.attention_plot
+        path, output, plot = request.input, request.out, request.attention_plot
         data_cfg = doc.data
         source_tok, target_tok = doc.tokenizer, doc.target_tokenizer
         if plot and doc.model.attention == "none":
