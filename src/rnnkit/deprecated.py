@@ -12,6 +12,8 @@ silently (:func:`rnnkit.training.run_config.migrate`): it is no one's typing.
 - :data:`RENAMED_FLAGS`: flags of other commands, by command.
 - ``--momentum`` with ``--optimizer rmsprop`` meant RMSprop's smoothing
   constant, now ``--alpha`` (:func:`rmsprop_momentum`).
+- :data:`OLD_JSON_KEYS`: keys of ``rnnkit eval --json`` that still come,
+  beside their new ones, with a warning (:func:`old_json_keys`).
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ RENAMED_FLAGS: dict[str, dict[str, str]] = {
 for _command in ("train", "lr-find"):
     RENAMED_FLAGS[_command] = {"--" + old.replace("_", "-"): "--" + new.replace("_", "-")
                                for old, new in RENAMED_SETTINGS.items()}
+
+
+# eval --json: an old key -> (its new key, what to use, the old value from the new one)
+OLD_JSON_KEYS = {"string_accuracy": ("sequence_error_rate", "1 - sequence_error_rate", lambda new: 1 - new)}
 
 
 def warn(old: str, new: str) -> None:
@@ -66,6 +72,16 @@ def rewrite_argv(argv: list[str]) -> list[str]:
             warn(old, new)
             out[i] = new + argv[i][len(old):]
     return out
+
+
+def old_json_keys(result: dict) -> dict:
+    """The old keys of the JSON object ``result`` (by :data:`OLD_JSON_KEYS`), each with its warning."""
+    old = {}
+    for key, (new, use, value) in OLD_JSON_KEYS.items():
+        if new in result:
+            warn(f"the JSON key {key}", use)
+            old[key] = value(result[new])
+    return old
 
 
 def rename_settings(values: dict, where: str) -> dict:
