@@ -132,3 +132,16 @@ def test_a_format_1_run_samples_with_the_old_flag(tmp_path, monkeypatch):
     assert new.returncode == old.returncode == 0, old.stderr
     assert old.stdout == new.stdout and len(new.stdout) >= 20
     assert old.stderr == warning("--length", "--sample-length") and new.stderr == ""
+
+
+def test_a_resumed_rmsprop_runs_momentum_is_its_alpha(tmp_path, make_text, tiny_lm_flags):
+    (tmp_path / "text.txt").write_text(make_text(60))
+    trained = run_main("train", tmp_path / "text.txt", "--out", tmp_path / "run", *tiny_lm_flags, "--optimizer",
+                       "rmsprop", "--momentum", "0.95", "--max-steps", 2, "--sample-length", 0)
+    assert trained.returncode == 0 and trained.stderr.count("warning") == 1, trained.stderr
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["alpha"] == 0.95
+    resumed = run_main("train", "--resume", "--out", tmp_path / "run", "--momentum", "0.8", "--max-steps", 3)
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stderr.count("warning") == 1 and warning("--momentum with --optimizer rmsprop", "--alpha") \
+        in resumed.stderr
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["alpha"] == 0.8

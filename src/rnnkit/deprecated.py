@@ -97,10 +97,11 @@ def rename_settings(values: dict, where: str) -> dict:
     return out
 
 
-def rmsprop_momentum(given: dict) -> dict:
+def rmsprop_momentum(given: dict, optimizer: str | None = None) -> dict:
     """``given`` settings with ``momentum`` under ``optimizer rmsprop`` (which set RMSprop's
-    smoothing constant) moved to ``alpha``, with the warning; with ``alpha`` too, an error."""
-    if given.get("optimizer") != "rmsprop" or "momentum" not in given:
+    smoothing constant) moved to ``alpha``, with the warning; with ``alpha`` too, an error.
+    ``optimizer``: the optimizer when ``given`` names none (a resumed run's)."""
+    if given.get("optimizer", optimizer) != "rmsprop" or "momentum" not in given:
         return given
     if "alpha" in given:
         raise ConfigError("--momentum with --optimizer rmsprop is the deprecated name of --alpha; give only --alpha")
