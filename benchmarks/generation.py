@@ -3,14 +3,14 @@ with bf16 weights, and what bf16 weights cost in quality.
 
 Speed: ``model.generate`` from a one-character prime, softmax and sampling
 included, several rounds alternating fp32 and bf16; the cost per character of
-the first and the last 1,000 of ``--chars`` characters is printed too.
+the first and the last 1,000 of ``--sample-length`` characters is printed too.
 Quality: the validation split (the run's own split of its corpus) is read by
 generation's own step function (:class:`rnnkit.models.stepping.Stepper`) one
 character at a time, as 16 parallel streams with the state carried, and
 scored by the cross-entropy of each next character, with fp32 and with bf16
 weights.
 
-    python benchmarks/generation.py RUN [--chars 20000] [--rounds 3]
+    python benchmarks/generation.py RUN [--sample-length 20000] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -55,16 +55,16 @@ def stepped_loss(model, ids: torch.Tensor, dtype, streams: int = 16) -> float:
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("run")
-    p.add_argument("--chars", type=int, default=20000)
+    p.add_argument("--sample-length", type=int, default=20000)
     p.add_argument("--rounds", type=int, default=3)
     args = p.parse_args()
     model, tokenizer, doc = load_run(args.run, torch.device("cpu"))
     m = doc["model"]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {m.num_layers} x {m.hidden_size} "
-          f"{m.cell}, batch 1, {args.chars:,} characters a round")
+          f"{m.cell}, batch 1, {args.sample_length:,} characters a round")
     for r in range(args.rounds):
         for precision in ("fp32", "bf16"):
-            rate, first, last = chars_per_s(model, args.chars, precision)
+            rate, first, last = chars_per_s(model, args.sample_length, precision)
             print(f"  round {r + 1} {precision}: {rate:,.0f} chars/s; first 1,000 {first:.3f} s, "
                   f"last 1,000 {last:.3f} s")
     data = doc["data"]

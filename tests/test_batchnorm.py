@@ -128,7 +128,7 @@ def test_the_command_line_trains_and_samples_an_lnlstm_with_batchnorm(corpus, tm
     result = cli("train", corpus, "--out", run, "--cell", "lnlstm", "--batchnorm", "true", "--num-layers", 2,
                  "--max-steps", 3, "--eval-every", 3, *tiny_lm_flags)
     assert result.returncode == 0, result.stderr
-    result = cli("sample", run, "--length", 20, "--seed", 1)
+    result = cli("sample", run, "--sample-length", 20, "--seed", 1)
     assert result.returncode == 0 and len(result.stdout) >= 20, result.stderr
 
 

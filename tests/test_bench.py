@@ -47,7 +47,7 @@ def test_bench_runs_end_to_end_and_writes_every_figure(tmp_path, cli):
     out = tmp_path / "bench.json"
     result = cli("bench", "--cells", "lstm", "--hidden-sizes", "16", "--batch-size", "4", "--seq-len", "8",
                  "--num-layers", 1, "--embedding-dim", 16,
-                 "--precisions", "fp32", "--seconds", "0.05", "--generate-chars", "20", "--json", out,
+                 "--precisions", "fp32", "--seconds", "0.05", "--sample-length", "20", "--out", out,
                  timeout=300)
     assert result.returncode == 0, result.stderr
     figures = json.loads(out.read_text())

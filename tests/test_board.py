@@ -1,4 +1,4 @@
-"""--diagnostics and --log tensorboard: what the trainer measures and logs, read
+"""--diagnostics-every and --log tensorboard: what the trainer measures and logs, read
 back from metrics.jsonl and from TensorBoard's own event reader."""
 
 import json
@@ -22,7 +22,7 @@ def lm_run(tmp_path_factory, make_text):
     data = TextData.from_file(folder / "corpus.txt", DataConfig(batch_size=8, seq_len=24))
     torch.manual_seed(0)
     model = LanguageModel(data.vocab_size, cell="gru", hidden_size=24, num_layers=2, embedding_dim=8)
-    config = LanguageModelTraining(max_steps=12, eval_every=6, log_every=2, diagnostics=4, log="tensorboard",
+    config = LanguageModelTraining(max_steps=12, eval_every=6, log_every=2, diagnostics_every=4, log="tensorboard",
                                    sample_length=30, device="cpu")
     Trainer(model, data, config, out=folder / "run", quiet=True).fit()
     rows = [json.loads(line) for line in (folder / "run" / "metrics.jsonl").read_text().splitlines()]
@@ -72,8 +72,8 @@ def test_diagnostics_need_cells_and_tensorboard_its_package(tmp_path, spam_table
     (tmp_path / "spam.csv").write_text(spam_table(40))
     data = read_data(tmp_path / "spam.csv", DataConfig(task="classify", batch_size=8))
     tdnn = SequenceClassifier(data.vocab_size, 2, encoder="tdnn", hidden_size=8, embedding_dim=4)
-    with pytest.raises(ConfigError, match="--diagnostics inspects recurrent cells, and this model has none"):
-        Trainer(tdnn, data, TrainConfig(max_steps=2, diagnostics=1, device="cpu"), out=tmp_path / "a", quiet=True)
+    with pytest.raises(ConfigError, match="--diagnostics-every inspects recurrent cells, and this model has none"):
+        Trainer(tdnn, data, TrainConfig(max_steps=2, diagnostics_every=1, device="cpu"), out=tmp_path / "a", quiet=True)
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # as where it is not installed
     rnn = SequenceClassifier(data.vocab_size, 2, hidden_size=8, embedding_dim=4)
     with pytest.raises(ConfigError, match="--log tensorboard needs the tensorboard package: pip install tensorboard"):
@@ -83,6 +83,6 @@ def test_diagnostics_need_cells_and_tensorboard_its_package(tmp_path, spam_table
 
 def test_the_cli_refuses_diagnostics_without_cells(cli_here, tmp_path, spam_table, user_error):
     (tmp_path / "spam.csv").write_text(spam_table(40))
-    result = cli_here("train", tmp_path / "spam.csv", "--task", "classify", "--encoder", "tdnn", "--diagnostics", "5",
-                 "--out", tmp_path / "run")
-    user_error(result, "--diagnostics needs recurrent cells to inspect")
+    result = cli_here("train", tmp_path / "spam.csv", "--task", "classify", "--encoder", "tdnn",
+                      "--diagnostics-every", "5", "--out", tmp_path / "run")
+    user_error(result, "--diagnostics-every needs recurrent cells to inspect")

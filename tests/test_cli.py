@@ -32,24 +32,24 @@ def test_train_prints_samples_and_writes_the_run_folder(trained):
     for name in ("config.json", "model.safetensors", "last.safetensors", "metrics.jsonl", "loss.png"):
         assert (run / name).exists(), name
     doc = json.loads((run / "config.json").read_text())
-    assert doc["format_version"] == 2 and doc["tokenizer"]["kind"] == "char"
+    assert doc["format_version"] == 3 and doc["tokenizer"]["kind"] == "char"
     assert doc["model"]["hidden_size"] == 32 and doc["data"]["path"] == str(corpus)
 
 
 @pytest.mark.slow
 def test_sample_streams_text_from_the_prime_and_is_seeded(trained, cli):
     _, run, _ = trained
-    a = cli("sample", run, "--prime", "3: the", "--length", 50, "--seed", 7)
-    b = cli("sample", run, "--prime", "3: the", "--length", 50, "--seed", 7)
+    a = cli("sample", run, "--prime", "3: the", "--sample-length", 50, "--seed", 7)
+    b = cli("sample", run, "--prime", "3: the", "--sample-length", 50, "--seed", 7)
     assert a.returncode == 0, a.stderr
     assert a.stdout == b.stdout and a.stdout.startswith("3: the") and len(a.stdout) == len("3: the") + 51
-    greedy = cli("sample", run, "--prime", "3: the", "--length", 30, "--temperature", 0, "--num-samples", 2)
+    greedy = cli("sample", run, "--prime", "3: the", "--sample-length", 30, "--temperature", 0, "--num-samples", 2)
     _, first, second = re.split(r"-+ sample \d -+\n", greedy.stdout)
     assert first == second  # greedy is deterministic
-    topk1 = cli("sample", run, "--prime", "3: the", "--length", 30, "--top-k", 1, "--seed", 3)
+    topk1 = cli("sample", run, "--prime", "3: the", "--sample-length", 30, "--top-k", 1, "--seed", 3)
     assert topk1.stdout == first
     # the default (auto) is bf16 weights where the hardware has bf16 units: the fp32 greedy text, within rounding
-    fp32 = cli("sample", run, "--prime", "3: the", "--length", 30, "--temperature", 0, "--precision", "fp32")
+    fp32 = cli("sample", run, "--prime", "3: the", "--sample-length", 30, "--temperature", 0, "--precision", "fp32")
     assert fp32.returncode == 0, fp32.stderr
     if bf16_supported(torch.device("cpu")):
         assert sum(a == b for a, b in zip(fp32.stdout.rstrip("\n"), first.rstrip("\n"))) >= 30
@@ -140,7 +140,7 @@ def test_byte_tokenizer_trains_on_undecodable_bytes(tmp_path, cli, tiny_lm_flags
     path.write_bytes(("caf\xe9 au lait, s'il vous pla\xeet. " * 300).encode("latin-1"))
     result = cli("train", path, "--out", tmp_path / "run", "--tokenizer", "byte", "--max-steps", 3, *tiny_lm_flags)
     assert result.returncode == 0, result.stderr
-    assert cli("sample", tmp_path / "run", "--length", 20, "--prime", "caf").returncode == 0
+    assert cli("sample", tmp_path / "run", "--sample-length", 20, "--prime", "caf").returncode == 0
 
 
 def test_sample_and_eval_bad_inputs_get_one_line(trained, tmp_path, cli_here, user_error, tiny_lm_flags):
@@ -218,7 +218,7 @@ def test_console_script_prime_file_and_missing_cuda(trained, tmp_path, cli, user
     assert subprocess.run([script, "--help"], capture_output=True).returncode == 0
     prime = tmp_path / "prime.txt"
     prime.write_text("5: a small")
-    result = cli("sample", run, "--prime-file", prime, "--length", 10, "--seed", 1)
+    result = cli("sample", run, "--prime-file", prime, "--sample-length", 10, "--seed", 1)
     assert result.returncode == 0 and result.stdout.startswith("5: a small"), result.stderr
     if not torch.cuda.is_available():
         user_error(cli("train", corpus, "--out", tmp_path / "gpu", "--device", "cuda", *tiny_lm_flags[:-2]),

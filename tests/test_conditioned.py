@@ -68,7 +68,7 @@ def test_cli_samples_one_text_per_sample_for_the_condition(tmp_path, cli):
                   "--embedding-dim", 8, "--batch-size", 8, "--max-steps", 20, "--device", "cpu", "--out", run)
     assert trained.returncode == 0, trained.stderr
     assert "[ham]" in trained.stdout and "[spam]" in trained.stdout  # a sample of each label
-    sampled = cli("sample", run, "--condition", "spam", "--num-samples", 2, "--seed", 3, "--length", 40)
+    sampled = cli("sample", run, "--condition", "spam", "--num-samples", 2, "--seed", 3, "--sample-length", 40)
     assert sampled.returncode == 0, sampled.stderr
     assert sampled.stdout.count("sample ") == 2
     missing = cli("sample", run)

@@ -358,12 +358,16 @@ def test_digits_train_eval_and_predict_through_the_command_line(tmp_path, cli, u
     assert evaluated.returncode == 0, evaluated.stderr
     metrics = json.loads(evaluated.stdout)
     assert metrics["token_error_rate"] < 0.2 and metrics["utterances"] == 40
+    assert metrics["string_accuracy"] == 1 - metrics["sequence_error_rate"]  # the old key, for this version
+    assert evaluated.stderr.count("warning: the JSON key string_accuracy is deprecated; use 1 - sequence_error_rate"
+                                  ) == 1
     predicted = cli("predict", run, tmp_path / "digits" / "test.tsv", "--beam-size", 4,
                     "--posteriorgram", tmp_path / "p.png")
     assert predicted.returncode == 0, predicted.stderr
     lines = [line.split("\t") for line in predicted.stdout.splitlines()]
     assert len(lines) == 40 and all(text.isdigit() or text == "" for _, text in lines)
-    assert "label error rate" in predicted.stderr and (tmp_path / "p.png").stat().st_size > 1000
+    assert "sequence error rate" in predicted.stderr and "token error rate" in predicted.stderr
+    assert (tmp_path / "p.png").stat().st_size > 1000
     write_wav(tmp_path / "fast.wav", np.zeros(800), 16000)
     user_error(cli("predict", run, tmp_path / "fast.wav"), "16000 Hz")
     user_error(cli("eval", run, "--length-penalty", 1), "--length-penalty needs a seq2seq run")

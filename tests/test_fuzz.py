@@ -202,10 +202,10 @@ def test_train_answers_any_flag_values_with_a_plan_or_one_clear_line(tiny_corpus
         assert err.strip().splitlines()[-1].startswith("rnnkit"), (argv, err)  # "rnnkit: error: ..." or argparse's
 
 
-@given(st.sampled_from(["--temperature", "--top-k", "--top-p", "--length", "--seed", "--prime", "--num-samples",
+@given(st.sampled_from(["--temperature", "--top-k", "--top-p", "--sample-length", "--seed", "--prime", "--num-samples",
                         "--precision", "--condition"]), flag_values)
 def test_sample_answers_any_flag_value_with_text_or_one_clear_line(trained_run, flag, value):
-    code, out, err = run(["sample", trained_run, "--length", "5", flag, value])
+    code, out, err = run(["sample", trained_run, "--sample-length", "5", flag, value])
     assert code in (0, 2) and "Traceback" not in err, (flag, value, err)
     if code == 2:
         assert err.strip().splitlines()[-1].startswith("rnnkit"), (flag, value, err)

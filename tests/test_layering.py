@@ -19,7 +19,7 @@ PACKAGE = Path(rnnkit.__file__).parent
 
 # (level, layer, module prefixes), bottom first; a module is in the layer of its longest matching prefix
 LAYERS = [
-    (0, "base", ("rnnkit.errors", "rnnkit.config", "rnnkit.version")),
+    (0, "base", ("rnnkit.errors", "rnnkit.config", "rnnkit.version", "rnnkit.deprecated")),
     (1, "kernels", ("rnnkit.kernels",)),
     (1, "data", ("rnnkit.data",)),
     (1, "reference", ("rnnkit.reference",)),  # NumPy only: the lectures' algorithms, nothing of rnnkit's

@@ -111,6 +111,8 @@ TRAIN = [
     ("--lr", "0.01", [], ALL, set()),
     ("--momentum", "0.8", [], set(), ALL),
     ("--momentum", "0.8", ["--optimizer", "nesterov"], ALL, set()),
+    ("--alpha", "0.95", [], set(), ALL),
+    ("--alpha", "0.95", ["--optimizer", "rmsprop"], ALL, set()),
     ("--weight-decay", "0.01", [], ALL, set()),
     ("--l1", "1e-5", [], ALL, set()),
     ("--clip-norm", "2", [], ALL, set()),
@@ -147,8 +149,8 @@ TRAIN = [
     ("--dry-run", None, [], set(), set()),  # tested in test_footprint.py
     ("--save-every", "5", [], ALL, set()),
     ("--on-nonfinite", "skip", [], ALL, set()),
-    ("--diagnostics", "5", [], ALL - {"classify tdnn"}, {"classify tdnn"}),
-    ("--diagnostics", "5", ["--encoder", "tdnn", "--decoder-recurrence", "output"], set(), {"seq2seq"}),
+    ("--diagnostics-every", "5", [], ALL - {"classify tdnn"}, {"classify tdnn"}),
+    ("--diagnostics-every", "5", ["--encoder", "tdnn", "--decoder-recurrence", "output"], set(), {"seq2seq"}),
     ("--log", "tensorboard", [], ALL, set()),
 ]
 
@@ -160,7 +162,7 @@ RUNS = [
     ("sample", "--prime", "t", [], {"lm"}, LABELLED),
     ("sample", "--prime-file", "prime.txt", [], {"lm"}, LABELLED),
     ("sample", "--prime-file", "prime.txt", ["--prime", "t"], set(), {"lm"}),
-    ("sample", "--length", "3", [], LM, LABELLED),
+    ("sample", "--sample-length", "3", [], LM, LABELLED),
     ("sample", "--temperature", "0", [], LM, LABELLED),
     ("sample", "--top-k", "2", [], LM, LABELLED),
     ("sample", "--top-k", "2", ["--temperature", "0"], set(), LM),
@@ -183,7 +185,7 @@ RUNS = [
     ("eval", "--json", None, [], LM | DECODED, LABELLED),
     ("eval", "--device", "cpu", [], LM | DECODED, LABELLED),
     ("eval", "--engine", "fused", [], LM | DECODED, LABELLED),
-    ("predict", "--output", "OUT", [], LABELLED | DECODED, LM),
+    ("predict", "--out", "OUT", [], LABELLED | DECODED, LM),
     ("predict", "--device", "cpu", [], LABELLED | DECODED, LM),
     ("predict", "--engine", "explicit", [], LABELLED - {"classify tdnn"} | DECODED, LM | {"classify tdnn"}),
 ]
@@ -317,7 +319,7 @@ def test_sample_eval_and_predict_take_an_option_where_it_applies(command, option
     if command == "predict":
         args.append(data)
     if command == "sample":
-        args += ["--length", 3] + (["--condition", "1"] if kind == "lm conditioned" and option != "--condition"
+        args += ["--sample-length", 3] + (["--condition", "1"] if kind == "lm conditioned" and option != "--condition"
                                    else [])
     swap = {"SELF": data, "PATH": data, "OUT": folder / f"{kind}.out", "prime.txt": folder / "prime.txt",
             "LMRUN": made["lm"], "OUTPNG": folder / f"{kind}.png"}
@@ -332,7 +334,7 @@ def test_sample_eval_and_predict_take_an_option_where_it_applies(command, option
 
 BENCH = {"--cells": "gru", "--hidden-sizes": "8", "--engines": "explicit", "--precisions": "fp32",
          "--num-layers": "1", "--embedding-dim": "4", "--vocab-size": "10", "--batch-size": "2", "--seq-len": "4",
-         "--seconds": "0.1", "--generate-chars": "5", "--rounds": "1", "--no-memory": None, "--json": "OUT"}
+         "--seconds": "0.1", "--sample-length": "5", "--rounds": "1", "--no-memory": None, "--out": "OUT"}
 DEMO = {"--time-limit": "1.5", "--out": "OUT"}
 
 
@@ -344,7 +346,7 @@ def test_every_bench_option_reaches_the_benchmark(option, tmp_path, monkeypatch)
     value = str(tmp_path / "bench.json") if BENCH[option] == "OUT" else BENCH[option]
     code, err = run_main(["bench", option, *([value] if value is not None else [])])
     assert code == 0 and len(seen) == 1, err
-    field = {"--no-memory": "memory", "--json": None}.get(option, option[2:].replace("-", "_"))
+    field = {"--no-memory": "memory", "--out": None}.get(option, option[2:].replace("-", "_"))
     if field:
         default = bench.BenchConfig()
         assert getattr(seen[0], field) != getattr(default, field), f"{option} did not reach BenchConfig"

@@ -25,7 +25,7 @@ def runs(tmp_path_factory, make_text, spam_table):
     (folder / "pairs.tsv").write_text("".join(f"{w}\t{w[::-1]}\n" for w in words))
     write_manifest(folder, "speech", random_texts(40, 0))
     commands = {
-        "lm": ["corpus.txt", "--seq-len", "32", "--max-steps", "12", "--eval-every", "6", "--diagnostics", "4",
+        "lm": ["corpus.txt", "--seq-len", "32", "--max-steps", "12", "--eval-every", "6", "--diagnostics-every", "4",
                "--sample-length", "40"],
         "classify": ["spam.csv", "--task", "classify", "--max-steps", "6"],
         "tdnn": ["spam.csv", "--task", "classify", "--encoder", "tdnn", "--max-steps", "4"],
@@ -89,7 +89,7 @@ def test_every_task_s_report(runs, task, expected, images):
 def test_bad_report_requests_get_one_line(runs, user_error, cli_here, tmp_path):
     user_error(cli_here("report", runs / "classify", "--text", runs / "corpus.txt"),
                "--text is read by a language model; ")
-    user_error(cli_here("report", runs / "lm", "--chars", "1"), "--chars must be >= 2; got 1")
+    user_error(cli_here("report", runs / "lm", "--text-length", "1"), "--text-length must be >= 2; got 1")
     user_error(cli_here("report", tmp_path / "nothing"), "")
 
 
@@ -104,7 +104,7 @@ def test_a_report_whose_corpus_is_gone_says_so_and_reads_a_given_text(runs, tmp_
     corpus.unlink()
     page = report(run)
     assert "is gone, so nothing here is measured on it" in page and page.count("<img") == 1
-    page = report(run, "--text", runs / "corpus.txt", "--chars", "300")
+    page = report(run, "--text", runs / "corpus.txt", "--text-length", "300")
     assert "300 tokens read from a zero state" in page
 
 

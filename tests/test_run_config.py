@@ -38,7 +38,7 @@ def test_a_format_1_run_reads_as_its_tasks_typed_configs(old):
     written = json.loads((old / "classify" / "config.json").read_text())
     assert written["format_version"] == 1 and "attention" in written["model"] and "mel_bands" in written["data"]
     migrated = migrate(written, lambda name: named(name).configs())
-    assert migrated["format_version"] == 2 and "pooling" in migrated["model"]
+    assert migrated["format_version"] == 3 and "pooling" in migrated["model"]
     assert "attention" not in migrated["model"] and "mel_bands" not in migrated["data"]  # seq2seq's, ctc's
     assert "eval_streams" not in migrated["train"]  # a language model's
 
@@ -48,18 +48,18 @@ def test_a_format_1_run_predicts_samples_and_evaluates(old):
     assert predicted.returncode == 0, predicted.stderr
     assert predicted.stdout.splitlines()[0] == "text,label,prediction" and len(predicted.stdout.splitlines()) == 61
     assert "60 examples with labels; accuracy" in predicted.stderr
-    sampled = run_main("sample", old / "lm", "--length", 20, "--seed", 1)
+    sampled = run_main("sample", old / "lm", "--sample-length", 20, "--seed", 1)
     assert sampled.returncode == 0 and len(sampled.stdout) >= 20, sampled.stderr
     evaluated = run_main("eval", old / "lm", "--json")
     assert evaluated.returncode == 0 and json.loads(evaluated.stdout)["tokens"] == 587, evaluated.stderr
 
 
-def test_resuming_a_format_1_run_writes_format_2_and_keeps_its_checkpoints_valid(old):
+def test_resuming_a_format_1_run_writes_format_3_and_keeps_its_checkpoints_valid(old):
     best = read_metadata(old / "classify" / BEST)
     resumed = run_main("train", "--resume", "--out", old / "classify", "--max-steps", 9)
     assert resumed.returncode == 0, resumed.stderr
     doc = json.loads((old / "classify" / "config.json").read_text())
-    assert doc["format_version"] == 2 and "attention" not in doc["model"] and doc["model"]["pooling"] == "mean"
+    assert doc["format_version"] == 3 and "attention" not in doc["model"] and doc["model"]["pooling"] == "mean"
     assert read_metadata(old / "classify" / LAST)["step"] == 9
     model, _, run = load_run(old / "classify")  # every checkpoint carries the new config.json's digest
     assert run.model.pooling == "mean" and read_metadata(old / "classify" / BEST)["step"] >= best["step"]

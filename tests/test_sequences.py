@@ -224,7 +224,7 @@ def test_cli_classify_trains_and_predicts_in_the_tables_format(tmp_path, cli, us
     assert result.returncode == 0, result.stderr
     assert "--task classify" in result.stdout and "accuracy" in result.stdout and "rnnkit predict" in result.stdout
     out = tmp_path / "pred.csv"
-    result = cli("predict", run, table, "--output", out)
+    result = cli("predict", run, table, "--out", out)
     assert result.returncode == 0, result.stderr
     lines = out.read_text().splitlines()
     assert lines[0] == "COMMENT_ID,CONTENT,CLASS,prediction" and len(lines) == 61

@@ -190,7 +190,7 @@ def test_run_folder_round_trip_and_corruption(corpus, tmp_path):
     doc = json.loads(cfg.read_text())
     doc["format_version"] = 99
     cfg.write_text(json.dumps(doc))
-    with pytest.raises(CheckpointError, match="format version 99; this rnnkit .* reads versions 1 to 2"):
+    with pytest.raises(CheckpointError, match="format version 99; this rnnkit .* reads versions 1 to 3"):
         read_run(tmp_path / "run")
 
 

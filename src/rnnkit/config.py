@@ -147,7 +147,9 @@ class DataConfig:
 class TrainConfig:
     optimizer: str = setting("sgd, momentum, nesterov, adagrad, rmsprop, adam or adamw", default="adamw")
     lr: float = setting("peak learning rate (char-rnn: learning_rate)", default=4e-3)
-    momentum: float = setting("momentum for momentum/nesterov; alpha for rmsprop", default=0.9)
+    momentum: float = setting("momentum/nesterov: the velocity's decay", default=0.9)
+    alpha: float = setting("rmsprop: smoothing constant of the squared gradients' running average (torch's "
+                           "alpha, char-rnn's decay_rate)", default=0.9)
     weight_decay: float | None = setting("penalty on weight matrices, decoupled for adamw (L2 for the others); "
                                          "default 0.1 for adamw, 0 for the others", default=None)
     l1: float = setting("L1 penalty l1 * sum |w| on weight matrices and embeddings (not biases): its subgradient "
@@ -172,7 +174,7 @@ class TrainConfig:
     on_nonfinite: str = setting("when a step's loss or gradient is NaN or infinite: stop (with the step named), "
                                 "skip the step, or lower_lr (skip it and halve the learning rate from then on); "
                                 "skip and lower_lr stop after 20 such steps in a row", default="stop")
-    diagnostics: int | None = setting("every this many steps, measure on a fixed validation batch the gradient "
+    diagnostics_every: int | None = setting("every this many steps, measure on a fixed validation batch the gradient "
                                       "flow through time, the step Jacobians' products, each recurrent matrix's "
                                       "spectral radius and the saturated gates, into metrics.jsonl "
                                       "(rnnkit report RUN draws them)", default=None)
@@ -199,13 +201,15 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise ConfigError(f"{name} must be > 0; got {value}")
-        for name in ("max_steps", "eval_every", "log_every", "save_every", "diagnostics", "patience", "lr_decay_every",
-                     "lr_decay_start"):
+        for name in ("max_steps", "eval_every", "log_every", "save_every", "diagnostics_every", "patience",
+                     "lr_decay_every", "lr_decay_start"):
             check_at_least(self, name, 1, optional=True)
         for name in ("warmup_steps", "momentum"):
             check_at_least(self, name, 0)
         check_at_least(self, "weight_decay", 0, optional=True)
         check_at_least(self, "l1", 0)
+        if not 0.0 <= self.alpha < 1.0:
+            raise ConfigError(f"alpha must be in [0, 1); got {self.alpha}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ConfigError(f"min_lr_ratio must be in [0, 1]; got {self.min_lr_ratio}")
         if not 0.0 < self.lr_decay <= 1.0:
@@ -229,7 +233,7 @@ class TrainConfig:
 class SampleConfig:
     prime: str = setting("text to start from (char-rnn: primetext; empty: a newline)", default="")
     prime_file: str | None = setting("read the prime text from this file", default=None)
-    length: int = setting("characters (tokens) to generate", default=1000)
+    sample_length: int = setting("characters (tokens) to generate", default=1000)
     temperature: float = setting("softmax temperature; 0 = greedy (always the likeliest)", default=0.8)
     top_k: int | None = setting("sample only among the k likeliest tokens", default=None)
     top_p: float | None = setting("sample from the smallest set with total probability >= p", default=None)
@@ -248,7 +252,7 @@ class SampleConfig:
         if self.top_p is not None and not 0.0 < self.top_p <= 1.0:
             raise ConfigError(f"top_p must be in (0, 1]; got {self.top_p}")
         check_at_least(self, "top_k", 1, optional=True)
-        check_at_least(self, "length", 0)
+        check_at_least(self, "sample_length", 0)
         check_at_least(self, "num_samples", 1)
 
 

@@ -71,7 +71,7 @@ class BenchConfig:
     seconds: float = 3.0
     warmup: int = 4  # the explicit engine's third bf16 step was still slower than its later ones (NOTEBOOK.md)
     min_steps: int = 3
-    generate_chars: int = 500
+    sample_length: int = 500
     rounds: int = 2  # every training loop this many times, the loops taking turns; the best counts
     memory: bool = True
 
@@ -339,7 +339,7 @@ def run(cfg: BenchConfig, log=print) -> dict:
             result["training"] += rows
             model = _rnnkit_model(cfg, cell, H)
             result["generation"].append({"cell": cell, "hidden_size": H, **{
-                f"batch {b} {p}": generation_chars_per_s(model, b, cfg.generate_chars, p)
+                f"batch {b} {p}": generation_chars_per_s(model, b, cfg.sample_length, p)
                 for p in precisions for b in (1, 64)}})
             if cfg.memory:
                 result["memory"][f"{cell} {H}"] = {job: peak_rss(job, cfg, cell, H)

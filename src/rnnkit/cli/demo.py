@@ -56,5 +56,5 @@ def run_demo(time_limit: float, out: str | None) -> int:
           f"Samples follow each evaluation.", flush=True)
     result = trainer.fit()
     print(f"validation loss {result.get('val_loss', float('nan')):.3f} nats/char after "
-          f"{result['step']} steps; try: rnnkit sample {out_dir} --prime 'def ' --length 500")
+          f"{result['step']} steps; try: rnnkit sample {out_dir} --prime 'def ' --sample-length 500")
     return 0

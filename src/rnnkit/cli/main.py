@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from rnnkit.cli.parser import build_parser
+from rnnkit.cli.parser import build_parser, parse_args  # noqa: F401 (build_parser: the tests read the options)
 from rnnkit.cli.train import run_train
 from rnnkit.config import SampleConfig, from_dict
 from rnnkit.errors import ConfigError, RnnkitError
@@ -25,7 +25,7 @@ EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
 
 def main(argv=None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        args = parse_args(sys.argv[1:] if argv is None else list(argv))
         return {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "demo": cmd_demo,
                 "bench": cmd_bench, "predict": cmd_predict, "digits": cmd_digits,
                 "report": cmd_report, "experiment": cmd_experiment, "lr-find": cmd_lr_find}[args.command](args)
@@ -127,7 +127,7 @@ def cmd_report(args) -> int:
 
     device = resolve_device(args.device)
     model, _, doc = load_run(args.run, device)
-    return write_report(args.run, args.out, named(doc.data.task), model, doc, args.text, args.chars, device)
+    return write_report(args.run, args.out, named(doc.data.task), model, doc, args.text, args.text_length, device)
 
 
 # -- experiment -----------------------------------------------------------------
@@ -207,9 +207,9 @@ def cmd_bench(args) -> int:
                             precisions=precisions, num_layers=args.num_layers,
                             embedding_dim=args.embedding_dim, vocab_size=args.vocab_size,
                             batch_size=args.batch_size, seq_len=args.seq_len, seconds=args.seconds,
-                            generate_chars=args.generate_chars, rounds=args.rounds, memory=not args.no_memory)
+                            sample_length=args.sample_length, rounds=args.rounds, memory=not args.no_memory)
     result = bench.run(cfg, log=lambda line: print(line, file=sys.stderr, flush=True))
     print(bench.format_report(result))
-    if args.json:
-        bench.save_json(result, args.json)
+    if args.out:
+        bench.save_json(result, args.out)
     return 0

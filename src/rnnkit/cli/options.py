@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 from rnnkit.config import DataConfig, ModelConfig, TrainConfig
+from rnnkit.deprecated import rename_settings, rmsprop_momentum
 from rnnkit.errors import ConfigError
 from rnnkit.kernels import CELLS, cell_class
 from rnnkit.tasks import TASKS, named
@@ -106,12 +107,13 @@ def train_settings(args: argparse.Namespace) -> dict:
             raise ConfigError(f"--config {args.config}: {e}") from None
         if not isinstance(values, dict):
             raise ConfigError(f"--config {args.config}: expected a JSON object of settings")
+        values = rename_settings(values, f"--config {args.config}")
         unknown = sorted(set(values) - known - {"path"})
         if unknown:
             raise ConfigError(f"--config {args.config}: unknown setting(s) {', '.join(unknown)}")
         given.update({k: v for k, v in values.items() if k != "path"})  # the training file is PATH
     given.update({k: v for k, v in vars(args).items() if k in known})
-    return given
+    return rmsprop_momentum(given)
 
 
 def split_settings(given: dict, task) -> tuple[dict, dict, dict]:
@@ -178,15 +180,15 @@ RULES: dict[str, tuple[Callable[[Choice], bool], str]] = {
     "val_fraction": (lambda c: not c.data.val_path, "no --val-path (the validation split comes from that file)"),
     "test_fraction": (lambda c: not c.data.test_path, "no --test-path (the test split comes from that file)"),
     # training
-    "momentum": (lambda c: c.train.optimizer in ("momentum", "nesterov", "rmsprop"),
-                 "--optimizer momentum, nesterov or rmsprop"),
+    "momentum": (lambda c: c.train.optimizer in ("momentum", "nesterov"), "--optimizer momentum or nesterov"),
+    "alpha": (lambda c: c.train.optimizer == "rmsprop", "--optimizer rmsprop"),
     "min_lr_ratio": (lambda c: c.train.lr_schedule == "cosine", COSINE),
     "lr_decay": (lambda c: c.train.lr_schedule == "step", STEP),
     "lr_decay_every": (lambda c: c.train.lr_schedule == "step", STEP),
     "lr_decay_start": (lambda c: c.train.lr_schedule == "step", STEP),
     "patience": (lambda c: bool(c.data.val_path) or c.data.val_fraction > 0,
                  "a validation split (--val-path or --val-fraction > 0)"),
-    "diagnostics": (lambda c: c.recurrent, "recurrent cells to inspect (--encoder rnn)"),
+    "diagnostics_every": (lambda c: c.recurrent, "recurrent cells to inspect (--encoder rnn)"),
 }
 # a cell's own settings (LSTMCell.options: forget_bias; RNNCell.options: nonlinearity)
 for _cls in CELLS.values():

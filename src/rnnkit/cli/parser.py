@@ -8,6 +8,7 @@ import argparse
 
 from rnnkit.cli.options import add_config_flags, add_train_flags
 from rnnkit.config import SampleConfig
+from rnnkit.deprecated import rewrite_argv
 from rnnkit.errors import ConfigError
 from rnnkit.experiments import EXPERIMENTS
 from rnnkit.kernels import ENGINES
@@ -19,6 +20,12 @@ TASK_HELP = {"task": ", ".join(task.summary for task in TASKS.values())}
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, not usage + message
         raise ConfigError(f"{self.prog}: {message}")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """``argv`` parsed, deprecated flag names taken as their new names, each with a warning
+    (:mod:`rnnkit.deprecated`)."""
+    return build_parser().parse_args(rewrite_argv(argv))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,14 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     sample = sub.add_parser("sample", help="generate text from a trained run")
     sample.add_argument("run", help="run folder")
-    sample.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
+    sample.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     add_config_flags(sample, SampleConfig)
 
     predict = sub.add_parser("predict", help="labels (classify) or tags (tag) for a file, written in its format")
     predict.add_argument("run", help="run folder")
     predict.add_argument("input", help="CSV/TSV of texts (classify) or CoNLL file of words (tag)")
-    predict.add_argument("--output", help="write here instead of stdout")
-    predict.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
+    predict.add_argument("--out", help="write here instead of stdout")
+    predict.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     predict.add_argument("--engine", choices=ENGINES,
                          help="recurrent engine (default: the one the run trained on)")
     _search_flags(predict)
@@ -90,8 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", help="the HTML file to write (default RUN/report.html)")
     report.add_argument("--text", help="lm: a text to draw units and surprisal over (default: the start of the "
                                        "run's validation split)")
-    report.add_argument("--chars", type=int, default=2000, help="lm: tokens of that text to read (default 2000)")
-    report.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
+    report.add_argument("--text-length", type=int, default=2000,
+                        help="lm: tokens of that text to read (default 2000)")
+    report.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
 
     experiment = sub.add_parser("experiment", help="a lecture's claim as an experiment: prints a table, draws "
                                                    "a plot (linear: h_t = W h_(t-1) and its spectral radius; "
@@ -128,13 +136,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="comma-separated fp32,bf16 (default auto: fp32, and bf16 where the CPU has it)")
     for name, kind, default in (("num-layers", int, 2), ("embedding-dim", int, 64), ("vocab-size", int, 65),
                                 ("batch-size", int, 64), ("seq-len", int, 100), ("seconds", float, 3.0),
-                                ("generate-chars", int, 500)):
+                                ("sample-length", int, 500)):
         bench.add_argument("--" + name, type=kind, default=default, help=f"(default {default})")
     bench.add_argument("--rounds", type=int, default=2,
                        help="times each training loop runs, the loops of a model taking turns; "
                             "the best counts (default 2)")
     bench.add_argument("--no-memory", action="store_true", help="skip the peak-RSS processes")
-    bench.add_argument("--json", metavar="FILE", help="also write every figure to FILE as JSON")
+    bench.add_argument("--out", metavar="FILE", help="also write every figure to FILE as JSON")
     return parser
 
 

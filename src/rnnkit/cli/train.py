@@ -13,6 +13,7 @@ import torch
 
 from rnnkit.cli.options import Choice, flag, refuse_changes, refuse_unused, split_settings, train_settings
 from rnnkit.config import TrainConfig, from_dict, to_dict
+from rnnkit.deprecated import rmsprop_momentum
 from rnnkit.errors import ConfigError, DataError, TrainingError
 from rnnkit.kernels import choose_engine
 from rnnkit.tasks import Trainer, named, read_run
@@ -58,6 +59,7 @@ def run_train(args, say, device: str | None = None, lr_find: tuple | None = None
             raise ConfigError("--resume needs --out RUN, the run folder to continue")
         doc = read_run(out)
         task = named(doc.task)
+        given = rmsprop_momentum(given, doc.train.optimizer)  # a resumed rmsprop run's --momentum: its --alpha
         model_s, data_s, train_s = split_settings(given, task)
         model_cfg, data_cfg = doc.model, doc.data
         refuse_changes(model_s, model_cfg, out)

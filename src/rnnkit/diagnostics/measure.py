@@ -1,5 +1,5 @@
 """Every diagnostic of a model on one batch, as numbers that JSON can hold:
-what ``rnnkit train --diagnostics N`` logs every N steps, and what the report
+what ``rnnkit train --diagnostics-every N`` logs every N steps, and what the report
 draws (NaN, a step outside a sequence, becomes None); and the batch they are
 measured on."""
 

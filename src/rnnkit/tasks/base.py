@@ -196,7 +196,7 @@ class Task:
                         missing: str) -> list[tuple[str, str]]:
         """This task's sections of the report (title, HTML), after the common ones; ``data`` is
         None (and ``missing`` says why) when the run's files are gone; ``text`` and ``chars``
-        are `rnnkit report --text/--chars`."""
+        are `rnnkit report --text/--text-length`."""
         if text:
             raise ConfigError(f"--text is read by a language model; this is a {self.name} run: drop --text")
         return []

@@ -3,9 +3,9 @@ ordered but not aligned, a transcript for audio (Graves et al. 2006), from
 manifests of wav files and transcripts; ``rnnkit digits`` makes spoken
 digit strings from the Free Spoken Digit Dataset.
 
-Validation gives the loss and the best-path transcripts' label and
-whole-transcript error rates; the best checkpoint is the one with the
-lowest label error rate. ``rnnkit eval`` and ``rnnkit predict`` decode by
+Validation gives the loss and the best-path transcripts' token (label:
+digit, character) and sequence (whole-transcript) error rates; the best
+checkpoint is the one with the lowest token error rate. ``rnnkit eval`` and ``rnnkit predict`` decode by
 best path or prefix beam search, fused with a character language model's
 run (:class:`rnnkit.models.ctc_search.Fusion`).
 """
@@ -29,7 +29,8 @@ from rnnkit.models.ctc_search import Fusion
 from rnnkit.tasks.base import Task
 from rnnkit.tasks.labelled import ENCODER_RULES
 from rnnkit.tasks.lm import LanguageModelTask
-from rnnkit.training.decode import evaluate_pairs, score, score_speech, transcribe
+from rnnkit.deprecated import old_json_keys
+from rnnkit.training.decode import error_rates, evaluate_pairs, score, score_speech, transcribe
 from rnnkit.training.plots import plot_alignment
 from rnnkit.training.report import figure_html
 from rnnkit.training.run_config import read_run, run_task
@@ -81,7 +82,7 @@ class CTCTask(Task):
                 **{k: decoded[k] for k in ("token_error_rate", "sequence_error_rate")}}
 
     def criterion(self, metrics: dict) -> float:
-        """The transcripts' label error rate (as for seq2seq, the loss can rise while they improve)."""
+        """The transcripts' token error rate (as for seq2seq, the loss can rise while they improve)."""
         return metrics["token_error_rate"]
 
     def next_step(self, out) -> str:
@@ -110,7 +111,7 @@ class CTCTask(Task):
         return LanguageModelScorer(lm, run.tokenizer, target_tokenizer)
 
     def evaluate(self, run, model, doc, request) -> int:
-        """Loss, label (digit, character) error rate and whole-transcript accuracy on a split or a manifest."""
+        """Loss, token (digit, character) and sequence (whole-transcript) error rates on a split or a manifest."""
         fusion, path, split, as_json = self.decoding(request), request.path, request.split or "val", request.json
         data_cfg = doc.data
         features, target = doc.tokenizer, doc.target_tokenizer
@@ -128,15 +129,13 @@ class CTCTask(Task):
         decoding = "best path" if fusion.beam_size == 1 else f"prefix beam {fusion.beam_size}"
         if fusion.lm:
             decoding += f", LM {fusion.lm} weight {fusion.lm_weight:g} bonus {fusion.insertion_bonus:g}"
-        result.update(token_error_rate=metrics["token_error_rate"], string_accuracy=1 - metrics["sequence_error_rate"],
+        result.update(token_error_rate=metrics["token_error_rate"], sequence_error_rate=metrics["sequence_error_rate"],
                       utterances=len(part), skipped=part.skipped, decoding=decoding)
         if as_json:
-            print(json.dumps({"source": str(source), **result}))
+            print(json.dumps({"source": str(source), **result, **old_json_keys(result)}))
             return 0
         print(f"{source}: {len(part):,} utterances ({part.skipped} skipped: transcript too long), "
-              f"decoding {result['decoding']}\nloss {result['loss']:.4f} nats/label | "
-              f"label error rate {100 * result['token_error_rate']:.2f}% | "
-              f"whole-transcript accuracy {100 * result['string_accuracy']:.2f}%")
+              f"decoding {result['decoding']}\nloss {result['loss']:.4f} nats/label | {error_rates(result)}")
         return 0
 
 
@@ -144,7 +143,7 @@ class CTCTask(Task):
         """Transcribe a wav file or the audio of a manifest; ``path<TAB>transcript`` lines out,
         a manifest's own transcripts scored on stderr."""
         fusion = self.decoding(request)
-        path, output, plot = request.input, request.output, request.posteriorgram
+        path, output, plot = request.input, request.out, request.posteriorgram
         features = doc.tokenizer
         if Path(path).suffix.lower() == ".wav":
             items, gold = [(Path(path), None)], None
@@ -166,9 +165,7 @@ class CTCTask(Task):
                 out.close()
         if gold:
             metrics = score(texts, [[t] for t in gold], "char")
-            print(f"{path}: {len(gold):,} utterances with transcripts; label error rate "
-                  f"{100 * metrics['token_error_rate']:.2f}% | whole-transcript accuracy "
-                  f"{100 * (1 - metrics['sequence_error_rate']):.2f}%", file=sys.stderr)
+            print(f"{path}: {len(gold):,} utterances with transcripts; {error_rates(metrics)}", file=sys.stderr)
         if plot:
             rows = ["blank"] + [target.decode([k]) for k in range(target.vocab_size)]
             step_ms = 10 * features.frame_stack

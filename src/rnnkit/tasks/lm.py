@@ -183,7 +183,7 @@ class LanguageModelTask(Task):
                 out.write(f"{'-' * 20} sample {n + 1} {'-' * 20}\n")
             out.write(prime)
             decode = tokenizer.stream_decoder(prime) if tokenizer.kind == "word" else tokenizer.stream_decoder()
-            for token in model.generate(prime_ids, cfg.length, cfg.temperature, cfg.top_k, cfg.top_p, generator,
+            for token in model.generate(prime_ids, cfg.sample_length, cfg.temperature, cfg.top_k, cfg.top_p, generator,
                                         precision, condition):
                 if token == end:  # a conditioned text ends at its newline
                     break

@@ -26,7 +26,7 @@ from rnnkit.models import Seq2Seq, Seq2SeqConfig
 from rnnkit.models.beam import Search
 from rnnkit.tasks.base import Task
 from rnnkit.tasks.labelled import ENCODER_RULES
-from rnnkit.training.decode import decode, evaluate_pairs, score, score_pairs
+from rnnkit.training.decode import decode, error_rates, evaluate_pairs, score, score_pairs
 from rnnkit.training.optim import teacher_forcing
 from rnnkit.training.plots import plot_alignment
 from rnnkit.training.report import figure_html, note_html
@@ -68,7 +68,7 @@ class Seq2SeqTask(Task):
                           "--task seq2seq with attention and --decoder-recurrence hidden"),
         "source_column": (lambda c: not c.data.source_lang, TSV),
         "target_column": (lambda c: not c.data.source_lang, TSV),
-        "diagnostics": (lambda c: c.model.encoder == "rnn" or c.model.decoder_recurrence == "hidden",
+        "diagnostics_every": (lambda c: c.model.encoder == "rnn" or c.model.decoder_recurrence == "hidden",
                         "recurrent cells to inspect (--encoder rnn, or a seq2seq decoder with --decoder-recurrence "
                         "hidden)"),
         "scheduled_sampling": (lambda c: c.model.decoder_recurrence == "hidden",
@@ -178,9 +178,7 @@ class Seq2SeqTask(Task):
             return 0
         print(f"{source}: {len(pairs):,} pairs, {result['sources']:,} distinct sources, decoding {result['decoding']}\n"
               f"loss {result['loss']:.4f} nats/token | perplexity {result['perplexity']:.3f} | "
-              f"sequence error rate {100 * result['sequence_error_rate']:.2f}% | "
-              f"token error rate {100 * result['token_error_rate']:.2f}% | "
-              f"BLEU {result['bleu']:.2f} | chrF {result['chrf']:.2f}")
+              f"{error_rates(result)} | BLEU {result['bleu']:.2f} | chrF {result['chrf']:.2f}")
         return 0
 
     def predict(self, run, model, doc, request) -> int:
@@ -188,7 +186,7 @@ class Seq2SeqTask(Task):
         ``source<TAB>output`` lines (with ``--n-best`` > 1, n lines a source with the score as a third
         column); where the lines carry targets, their metrics go to stderr."""
         search = self.decoding(request)
-        path, output, plot = request.input, request.output, request.attention_plot
+        path, output, plot = request.input, request.out, request.attention_plot
         data_cfg = doc.data
         source_tok, target_tok = doc.tokenizer, doc.target_tokenizer
         if plot and doc.model.attention == "none":
@@ -224,9 +222,8 @@ class Seq2SeqTask(Task):
         if targets is not None:
             refs = references(sources, targets)
             metrics = score([outputs[sources.index(s)][0] for s in refs], list(refs.values()), target_tok.kind)
-            print(f"{path}: {metrics['sources']:,} sources with targets; sequence error rate "
-                  f"{100 * metrics['sequence_error_rate']:.2f}% | token error rate "
-                  f"{100 * metrics['token_error_rate']:.2f}% | BLEU {metrics['bleu']:.2f}", file=sys.stderr)
+            print(f"{path}: {metrics['sources']:,} sources with targets; {error_rates(metrics)} | "
+                  f"BLEU {metrics['bleu']:.2f}", file=sys.stderr)
         if plot:
             first = hyps[0][0]  # the first source's best output
             plot_alignment(first.attention.float().numpy(), [target_tok.decode([t]) for t in first.tokens] + ["</s>"],

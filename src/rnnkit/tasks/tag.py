@@ -84,11 +84,11 @@ class TagTask(LabelledTask):
             batches = [collate([tokenizer.transform(x, str(path))], [y])]
             return predict_and_write(model, batches, labels,
                                      lambda f, predicted: write_series(f, path, header, rows, predicted[0]),
-                                     request.output, path, "series" if gold else None)
+                                     request.out, path, "series" if gold else None)
         sentences = read_conll(path, cfg.word_column, cfg.tag_column, require_tags=False)
         texts = [" ".join(w) for w in sentences.words]
         batches = examples_to_predict(texts, sentences.tags, lambda text: [labels[0]] * len(text.split()),
                                       tokenizer, labels, path, per_token=True)
         return predict_and_write(model, batches, labels,
-                                 lambda f, predicted: write_conll(f, sentences, predicted), request.output, path,
+                                 lambda f, predicted: write_conll(f, sentences, predicted), request.out, path,
                                  "sentences" if sentences.tags is not None else None)

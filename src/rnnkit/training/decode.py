@@ -101,6 +101,12 @@ def tokens_of(text: str, kind: str) -> list[str]:
     return list(text) if kind in ("char", "byte") else text.split()
 
 
+def error_rates(metrics: dict) -> str:
+    """The two error rates of ``metrics`` as every printout shows them: named by their keys, in percent."""
+    return " | ".join(f"{key.replace('_', ' ')} {100 * metrics[key]:.2f}%"
+                      for key in ("sequence_error_rate", "token_error_rate"))
+
+
 def score(outputs: list[str], references: list[list[str]], kind: str) -> dict:
     """Metrics of ``outputs`` (one per source) against each source's references
     (see the module docstring); ``kind`` is the target tokenizer's."""

@@ -34,8 +34,8 @@ from rnnkit.training.trainer import Trainer
 BETA, DIVERGED = 0.9, 4.0
 # the settings the test sets itself: each of these flags is refused by `rnnkit lr-find`
 FIXED = ("lr", "lr_schedule", "warmup_steps", "min_lr_ratio", "lr_decay", "lr_decay_every", "lr_decay_start",
-         "max_steps", "max_epochs", "time_limit", "eval_every", "log_every", "save_every", "patience", "diagnostics",
-         "sample_length", "on_nonfinite", "eval_streams", "log")
+         "max_steps", "max_epochs", "time_limit", "eval_every", "log_every", "save_every", "patience",
+         "diagnostics_every", "sample_length", "on_nonfinite", "eval_streams", "log")
 
 
 @dataclass
@@ -71,7 +71,7 @@ def range_test(model, data, config: TrainConfig, start_lr: float, end_lr: float,
     optimizer and other settings."""
     config = dataclasses.replace(
         config, lr=start_lr, lr_schedule="constant", warmup_steps=0, max_steps=steps + 1, max_epochs=None,
-        time_limit=None, eval_every=steps + 2, log_every=1, save_every=None, patience=None, diagnostics=None,
+        time_limit=None, eval_every=steps + 2, log_every=1, save_every=None, patience=None, diagnostics_every=None,
         on_nonfinite="skip", log="jsonl")  # stopped after `steps`, before any evaluation
     factor = (end_lr / start_lr) ** (1 / max(steps - 1, 1))
     test, average, lowest = RangeTest(), 0.0, math.inf

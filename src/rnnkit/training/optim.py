@@ -45,7 +45,7 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
     if name == "adagrad":
         return torch.optim.Adagrad(groups, lr=lr, fused=fused)
     if name == "rmsprop":  # char-rnn's optimizer; decay rate 0.95 there, alpha here (no fused kernel)
-        return torch.optim.RMSprop(groups, lr=lr, alpha=cfg.momentum if cfg.momentum < 1 else 0.99)
+        return torch.optim.RMSprop(groups, lr=lr, alpha=cfg.alpha)
     if name == "adam":
         return torch.optim.Adam(groups, lr=lr, fused=fused)
     return torch.optim.AdamW(groups, lr=lr, fused=fused)

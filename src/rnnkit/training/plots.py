@@ -124,7 +124,7 @@ def training_figure(rows: list[dict], title: str = ""):
 
 
 def over_training_figure(rows: list[dict]):
-    """From the rows --diagnostics wrote: each recurrent layer's gates' spectral
+    """From the rows --diagnostics-every wrote: each recurrent layer's gates' spectral
     radius and saturated fraction (both ends) against step. None without such rows."""
     from matplotlib.figure import Figure
 

@@ -7,7 +7,7 @@ training, and one from the best checkpoint where the task writes text);
 gradient flow through time and the products of step Jacobians, for the
 run's model and for the same architecture at initialisation with each of
 the RNN, LSTM and GRU cells; spectral radius and saturated gates, now and
-over training (runs trained with ``--diagnostics``). Then the task's own
+over training (runs trained with ``--diagnostics-every``). Then the task's own
 (:meth:`rnnkit.tasks.Task.report_sections`): for a language model, units
 drawn over a text (:func:`units_section`) with those that track quotes,
 line position or brackets found for you, and the surprisal of each
@@ -45,7 +45,7 @@ def write_report(run: str, out: str | None, task, model, doc: dict, text: str | 
     """Write the report of the run folder ``run`` (its best ``model`` and config.json ``doc``, of
     ``task``, a :class:`rnnkit.tasks.Task`) to ``out`` (default RUN/report.html)."""
     if chars < 2:
-        raise ConfigError(f"--chars must be >= 2; got {chars}")
+        raise ConfigError(f"--text-length must be >= 2; got {chars}")
     rows = read_metrics(run)
     data, missing = _data_of(task, doc)
     sections = [("Run", _summary(run, model, doc, rows)),
@@ -140,7 +140,7 @@ def _recurrence(now: dict, rows: list[dict]) -> str:
     return ("<p>ρ of each gate's block of W_hh (above 1: the linear recursion grows), and the share of gate values "
             "below 0.1 or above 0.9 (tanh: below -0.9 or above 0.9) on the validation batch.</p>" + table
             + (figure_html(over) if over is not None else
-               note_html("Train with --diagnostics N to see these over training.")))
+               note_html("Train with --diagnostics-every N to see these over training.")))
 
 
 def units_section(model, tokenizer, ids: torch.Tensor) -> str:

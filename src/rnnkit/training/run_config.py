@@ -2,7 +2,7 @@
 (:func:`write_run`) and its one reader (:func:`read_run`), and the
 migration of the formats older rnnkits wrote (:func:`migrate`).
 
-Format 2 (this rnnkit)::
+Format 3 (this rnnkit)::
 
     format_version, rnnkit_version
     model, data, train       the run's task's three configs (rnnkit.tasks.Task.model_config, ...):
@@ -13,13 +13,17 @@ Format 2 (this rnnkit)::
     engines                  the engine each recurrent layer trained on
     corpus_sha256            what the training files held
 
-Format 1 (rnnkit before 2026-12-06) held every setting of every task in
-flat model, data and train sections; :func:`migrate` keeps the run's own.
+Format 2 (rnnkit of 2026-12-06) named some settings by their old names
+(:data:`rnnkit.deprecated.RENAMED_SETTINGS`: ``diagnostics``) and gave an
+rmsprop run's smoothing constant as ``momentum`` (now ``alpha``). Format 1
+(rnnkit before 2026-12-06) also held every setting of every task in flat
+model, data and train sections. :func:`migrate` renames, and keeps the
+run's own settings.
 
 Every checkpoint carries :func:`structure_digest` of the config.json it
 was written under; a config.json whose digest differs from a checkpoint's
 was edited after it, and is refused before any model is built from it.
-A format-1 folder's checkpoints carry the digest of its format-1 text, which
+An older format's checkpoints carry the digest of its own text, which
 is accepted beside the digest of its migration; :func:`resign_checkpoints`
 moves them to the new text's digest before a resumed run rewrites config.json.
 """
@@ -36,12 +40,13 @@ from pathlib import Path
 
 from rnnkit.config import DataConfig, ModelConfig, TrainConfig, from_dict, to_dict
 from rnnkit.data.tokenizers import tokenizer_from_dict
+from rnnkit.deprecated import RENAMED_SETTINGS
 from rnnkit.errors import CheckpointError
 from rnnkit.training.runs import BEST, LAST, atomic_write_bytes, load_tensors, read_metadata, save_tensors
 from rnnkit.version import __version__
 
 CONFIG = "config.json"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 # a task's name -> its (model, data, train) config classes: rnnkit.tasks' registry answers
 Configs = Callable[[str], tuple[type, type, type]]
 
@@ -105,11 +110,22 @@ def structure_digest(doc: dict) -> str:
 def migrate(doc: dict, configs: Configs) -> dict:
     """A config.json document of an older format as format :data:`FORMAT_VERSION`.
 
+    1 and 2 -> 3: the settings :data:`rnnkit.deprecated.RENAMED_SETTINGS` renamed take their new
+    names, and an rmsprop run's ``momentum`` (which set RMSprop's smoothing constant) is copied
+    to ``alpha``, as the optimizer read it.
     1 -> 2: the model, data and train sections keep the settings the run's task's configs have;
     the other tasks' settings, which format 1 held at their defaults, go."""
-    if doc.get("format_version") == 1:
+    version = doc.get("format_version")
+    if version not in (1, 2):
+        return doc
+    doc = {**doc, "format_version": FORMAT_VERSION}
+    for section in ("model", "data", "train"):
+        doc[section] = {RENAMED_SETTINGS.get(k, k): v for k, v in doc[section].items()}
+    train = doc["train"]
+    if train.get("optimizer") == "rmsprop" and "momentum" in train and "alpha" not in train:
+        train["alpha"] = train["momentum"] if train["momentum"] < 1 else 0.99
+    if version == 1:
         classes = dict(zip(("model", "data", "train"), configs(doc["data"]["task"])))
-        doc = {**doc, "format_version": 2}
         for section, cls in classes.items():
             names = {f.name for f in dataclasses.fields(cls)}
             doc[section] = {k: v for k, v in doc[section].items() if k in names}
@@ -129,7 +145,7 @@ def _document(run_dir: Path) -> dict:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{path} is corrupt ({e}); restore it or train again") from None
     version = doc.get("format_version") if isinstance(doc, dict) else None
-    if version not in (1, FORMAT_VERSION):
+    if version not in range(1, FORMAT_VERSION + 1):
         raise CheckpointError(f"{run_dir} has run-folder format version {version!r}; this rnnkit "
                               f"({__version__}) reads versions 1 to {FORMAT_VERSION}: use the rnnkit "
                               f"version that wrote it ({doc.get('rnnkit_version', 'unknown')})")

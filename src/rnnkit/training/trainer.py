@@ -87,11 +87,11 @@ class Trainer:
         self._step_notes: dict = {}  # what the task set before the last step (teacher forcing), logged with it
         self.rows: list[dict] = []
         self.board: Board | None = None  # TensorBoard's event files, with --log tensorboard
-        self._fixed_batch: tuple | None = None  # what --diagnostics measures on
+        self._fixed_batch: tuple | None = None  # what --diagnostics-every measures on
         self._stop = False
-        if config.diagnostics and not has_cells(self.model):
-            raise ConfigError("--diagnostics inspects recurrent cells, and this model has none (a tdnn encoder); "
-                              "drop --diagnostics")
+        if config.diagnostics_every and not has_cells(self.model):
+            raise ConfigError("--diagnostics-every inspects recurrent cells, and this model has none (a tdnn "
+                              "encoder); drop --diagnostics-every")
         # the engine of every recurrent layer (rnnkit.kernels.choose_engine), recorded in config.json
         # so that evaluating the run later takes the same one
         self.engines = engines_in(self.model, self.device)
@@ -201,7 +201,7 @@ class Trainer:
                 bar.refresh()
                 for callback in self.callbacks:
                     callback(self)
-                if cfg.diagnostics and p.step % cfg.diagnostics == 0 and self.writes:
+                if cfg.diagnostics_every and p.step % cfg.diagnostics_every == 0 and self.writes:
                     self._log({"step": p.step, "diagnostics": measure_diagnostics(model, self._diagnostic_batch())})
                     started = time.perf_counter() - p.elapsed  # measuring is not budget, as evaluating
                 if self._budget_spent() >= 1.0:
