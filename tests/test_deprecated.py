@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import run_main
 
+from rnnkit import SampleConfig
 from rnnkit.cli.main import build_parser
 from rnnkit.cli.options import train_settings
 from rnnkit.cli.parser import parse_args
@@ -145,3 +146,10 @@ def test_a_resumed_rmsprop_runs_momentum_is_its_alpha(tmp_path, make_text, tiny_
     assert resumed.stderr.count("warning") == 1 and warning("--momentum with --optimizer rmsprop", "--alpha") \
         in resumed.stderr
     assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["alpha"] == 0.8
+
+
+def test_sample_configs_old_keyword_acts_as_sample_length(capsys):
+    assert SampleConfig(length=7).sample_length == 7
+    assert capsys.readouterr().err == "warning: SampleConfig(length=...) is deprecated; use sample_length\n"
+    with pytest.raises(ConfigError, match="length is the deprecated name of sample_length"):
+        SampleConfig(length=7, sample_length=9)

@@ -20,9 +20,10 @@ defaults < config file < command-line flags; unknown keys are errors.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from typing import Any
 
+from rnnkit import deprecated
 from rnnkit.errors import ConfigError
 
 TOKENIZERS = ("auto", "char", "byte", "word", "bpe")
@@ -244,8 +245,14 @@ class SampleConfig:
     precision: str = setting("weights while generating: auto (bf16 where the hardware has bf16 units, else "
                              "fp32), fp32, or bf16 (half the bytes a step reads: faster at batch 1; logits "
                              "within bf16 rounding)", default="auto")
+    length: InitVar[int | None] = None  # deprecated name of sample_length, kept for this version
 
-    def __post_init__(self):
+    def __post_init__(self, length: int | None):
+        if length is not None:
+            if self.sample_length != SampleConfig.sample_length:  # both given
+                raise deprecated.both("length", "sample_length")
+            deprecated.warn("SampleConfig(length=...)", "sample_length")
+            self.sample_length = length
         check_choice(self, "precision", PRECISIONS)
         if self.temperature < 0:
             raise ConfigError(f"temperature must be >= 0 (0 = greedy); got {self.temperature}")
