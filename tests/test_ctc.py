@@ -351,7 +351,7 @@ def test_digits_train_eval_and_predict_through_the_command_line(tmp_path, cli_he
     run = tmp_path / "run"
     trained = cli_here("train", tmp_path / "digits" / "train.tsv", "--task", "ctc", "--test-path",
                        tmp_path / "digits" / "test.tsv", "--frame-stack", 3, "--hidden-size", 32, "--num-layers", 1,
-                       "--mel-bands", 20, "--max-steps", 150, "--lr", "0.01", "--eval-every", 150, "--batch-size", 16,
+                       "--mel-bands", 20, "--max-steps", 90, "--lr", "0.01", "--eval-every", 90, "--batch-size", 16,
                        "--device", "cpu", "--out", run)
     assert trained.returncode == 0, trained.stderr
     evaluated = cli_here("eval", run, "--split", "test", "--json")
