@@ -123,12 +123,12 @@ def test_a_model_with_batchnorm_learns():
 
 
 @pytest.mark.slow
-def test_the_command_line_trains_and_samples_an_lnlstm_with_batchnorm(corpus, tmp_path, cli, tiny_lm_flags):
+def test_the_command_line_trains_and_samples_an_lnlstm_with_batchnorm(corpus, tmp_path, cli_here, tiny_lm_flags):
     run = tmp_path / "run"
-    result = cli("train", corpus, "--out", run, "--cell", "lnlstm", "--batchnorm", "true", "--num-layers", 2,
-                 "--max-steps", 3, "--eval-every", 3, *tiny_lm_flags)
+    result = cli_here("train", corpus, "--out", run, "--cell", "lnlstm", "--batchnorm", "true", "--num-layers", 2,
+                      "--max-steps", 3, "--eval-every", 3, *tiny_lm_flags)
     assert result.returncode == 0, result.stderr
-    result = cli("sample", run, "--sample-length", 20, "--seed", 1)
+    result = cli_here("sample", run, "--sample-length", 20, "--seed", 1)
     assert result.returncode == 0 and len(result.stdout) >= 20, result.stderr
 
 

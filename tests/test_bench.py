@@ -43,12 +43,11 @@ def test_plain_baseline_is_the_torch_layer_with_a_mean_cross_entropy(cell):
 
 
 @pytest.mark.slow
-def test_bench_runs_end_to_end_and_writes_every_figure(tmp_path, cli):
+def test_bench_runs_end_to_end_and_writes_every_figure(tmp_path, cli_here):
     out = tmp_path / "bench.json"
-    result = cli("bench", "--cells", "lstm", "--hidden-sizes", "16", "--batch-size", "4", "--seq-len", "8",
-                 "--num-layers", 1, "--embedding-dim", 16,
-                 "--precisions", "fp32", "--seconds", "0.05", "--sample-length", "20", "--out", out,
-                 timeout=300)
+    result = cli_here("bench", "--cells", "lstm", "--hidden-sizes", "16", "--batch-size", "4", "--seq-len", "8",
+                      "--num-layers", 1, "--embedding-dim", 16, "--rounds", 1,
+                      "--precisions", "fp32", "--seconds", "0.05", "--sample-length", "20", "--out", out)
     assert result.returncode == 0, result.stderr
     figures = json.loads(out.read_text())
     loops = [row["loop"] for row in figures["training"]]

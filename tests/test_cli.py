@@ -1,4 +1,6 @@
-"""The command line end to end, through a subprocess, and every bad input's error."""
+"""The command line end to end, and every bad input's error. Most commands run in this
+process (``cli_here``); the real entry point runs in a subprocess where the process
+is the point: Ctrl-C, ``python -m rnnkit``, the console script and its exit codes."""
 
 import json
 import os
@@ -15,12 +17,12 @@ from rnnkit.training.device import bf16_supported
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, cli, make_text, tiny_lm_flags):
+def trained(tmp_path_factory, cli_here, make_text, tiny_lm_flags):
     root = tmp_path_factory.mktemp("cli")
     corpus = root / "corpus.txt"
     corpus.write_text(make_text())
     run = root / "run"
-    result = cli("train", corpus, "--out", run, "--max-steps", 60, "--eval-every", 30, *tiny_lm_flags)
+    result = cli_here("train", corpus, "--out", run, "--max-steps", 60, "--eval-every", 30, *tiny_lm_flags)
     assert result.returncode == 0, result.stderr
     return corpus, run, result
 
@@ -37,19 +39,20 @@ def test_train_prints_samples_and_writes_the_run_folder(trained):
 
 
 @pytest.mark.slow
-def test_sample_streams_text_from_the_prime_and_is_seeded(trained, cli):
+def test_sample_streams_text_from_the_prime_and_is_seeded(trained, cli_here):
     _, run, _ = trained
-    a = cli("sample", run, "--prime", "3: the", "--sample-length", 50, "--seed", 7)
-    b = cli("sample", run, "--prime", "3: the", "--sample-length", 50, "--seed", 7)
+    a = cli_here("sample", run, "--prime", "3: the", "--sample-length", 50, "--seed", 7)
+    b = cli_here("sample", run, "--prime", "3: the", "--sample-length", 50, "--seed", 7)
     assert a.returncode == 0, a.stderr
     assert a.stdout == b.stdout and a.stdout.startswith("3: the") and len(a.stdout) == len("3: the") + 51
-    greedy = cli("sample", run, "--prime", "3: the", "--sample-length", 30, "--temperature", 0, "--num-samples", 2)
+    greedy = cli_here("sample", run, "--prime", "3: the", "--sample-length", 30, "--temperature", 0, "--num-samples", 2)
     _, first, second = re.split(r"-+ sample \d -+\n", greedy.stdout)
     assert first == second  # greedy is deterministic
-    topk1 = cli("sample", run, "--prime", "3: the", "--sample-length", 30, "--top-k", 1, "--seed", 3)
+    topk1 = cli_here("sample", run, "--prime", "3: the", "--sample-length", 30, "--top-k", 1, "--seed", 3)
     assert topk1.stdout == first
     # the default (auto) is bf16 weights where the hardware has bf16 units: the fp32 greedy text, within rounding
-    fp32 = cli("sample", run, "--prime", "3: the", "--sample-length", 30, "--temperature", 0, "--precision", "fp32")
+    fp32 = cli_here("sample", run, "--prime", "3: the", "--sample-length", 30, "--temperature", 0,
+                    "--precision", "fp32")
     assert fp32.returncode == 0, fp32.stderr
     if bf16_supported(torch.device("cpu")):
         assert sum(a == b for a, b in zip(fp32.stdout.rstrip("\n"), first.rstrip("\n"))) >= 30
@@ -58,9 +61,9 @@ def test_sample_streams_text_from_the_prime_and_is_seeded(trained, cli):
 
 
 @pytest.mark.slow
-def test_eval_reports_loss_bpc_perplexity_as_json(trained, tmp_path, cli):
+def test_eval_reports_loss_bpc_perplexity_as_json(trained, tmp_path, cli, cli_here):
     corpus, run, _ = trained
-    result = cli("eval", run, "--json")
+    result = cli("eval", run, "--json")  # the real entry point's eval; the others in this process
     assert result.returncode == 0, result.stderr
     stats = json.loads(result.stdout)
     assert stats["bpc"] == pytest.approx(stats["loss"] / 0.6931471805599453)
@@ -69,13 +72,13 @@ def test_eval_reports_loss_bpc_perplexity_as_json(trained, tmp_path, cli):
     assert stats["tokens"] == n - int(n * 0.9) - 1
     other = tmp_path / "other.txt"
     other.write_text(corpus.read_text()[:3000])
-    windows = json.loads(cli("eval", run, other, "--json", "--window", 64).stdout)
+    windows = json.loads(cli_here("eval", run, other, "--json", "--window", 64).stdout)
     assert windows["tokens"] == 2999 and windows["protocol"] == "windows of 64"
-    stream = json.loads(cli("eval", run, other, "--json").stdout)
-    dynamic = json.loads(cli("eval", run, other, "--json", "--dynamic", 0.3, "--segment", 40).stdout)
+    stream = json.loads(cli_here("eval", run, other, "--json").stdout)
+    dynamic = json.loads(cli_here("eval", run, other, "--json", "--dynamic", 0.3, "--segment", 40).stdout)
     assert dynamic["tokens"] == 2999 and dynamic["protocol"].startswith("one stream, dynamic")
     assert dynamic["loss"] < stream["loss"]  # a model of 60 steps goes on learning the words
-    text = cli("eval", run)
+    text = cli_here("eval", run)
     assert "bits/token" in text.stdout and "perplexity" in text.stdout
 
 
@@ -88,7 +91,7 @@ def test_resume_continues_and_python_dash_m_equals_the_script(trained, tmp_path,
 
 
 @pytest.mark.slow
-def test_ctrl_c_saves_a_checkpoint_that_resumes(tmp_path, cli, make_text, tiny_lm_flags):
+def test_ctrl_c_saves_a_checkpoint_that_resumes(tmp_path, cli_here, make_text, tiny_lm_flags):
     corpus = tmp_path / "c.txt"
     corpus.write_text(make_text())
     run = tmp_path / "run"
@@ -103,8 +106,8 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes(tmp_path, cli, make_text, tiny_l
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "rnnkit train --resume --out" in err
     assert (run / "last.safetensors").exists()
-    result = cli("train", "--resume", "--out", run, "--max-steps", 10**5, "--time-limit", 1,
-                 "--eval-every", 10**6)
+    result = cli_here("train", "--resume", "--out", run, "--max-steps", 10**5, "--time-limit", 1,
+                      "--eval-every", 10**6)
     assert result.returncode == 0, result.stderr
 
 
@@ -135,12 +138,13 @@ def test_train_bad_input_gets_one_line_and_leaves_no_run_folder(tmp_path, make_i
 
 
 @pytest.mark.slow
-def test_byte_tokenizer_trains_on_undecodable_bytes(tmp_path, cli, tiny_lm_flags):
+def test_byte_tokenizer_trains_on_undecodable_bytes(tmp_path, cli_here, tiny_lm_flags):
     path = tmp_path / "latin1.txt"
     path.write_bytes(("caf\xe9 au lait, s'il vous pla\xeet. " * 300).encode("latin-1"))
-    result = cli("train", path, "--out", tmp_path / "run", "--tokenizer", "byte", "--max-steps", 3, *tiny_lm_flags)
+    result = cli_here("train", path, "--out", tmp_path / "run", "--tokenizer", "byte", "--max-steps", 3,
+                      *tiny_lm_flags)
     assert result.returncode == 0, result.stderr
-    assert cli("sample", tmp_path / "run", "--sample-length", 20, "--prime", "caf").returncode == 0
+    assert cli_here("sample", tmp_path / "run", "--sample-length", 20, "--prime", "caf").returncode == 0
 
 
 def test_sample_and_eval_bad_inputs_get_one_line(trained, tmp_path, cli_here, user_error, tiny_lm_flags):
@@ -186,8 +190,13 @@ def test_damaged_or_newer_run_folders_are_refused_and_left_untouched(trained, tm
 
 
 @pytest.mark.slow
-def test_demo_trains_on_the_standard_library_and_prints_samples(tmp_path, cli):
-    result = cli("demo", "--time-limit", 2, "--out", tmp_path / "demo", timeout=300)
+def test_demo_trains_on_the_standard_library_and_prints_samples(tmp_path, cli_here, monkeypatch):
+    from rnnkit.cli import demo
+
+    # 1.1 MB instead of 3: the run ends by validating a tenth of the corpus with the 2 x 512 LSTM, which is most
+    # of the test's time; the corpus is still the standard library's and more than 1 MB
+    monkeypatch.setattr(demo, "DEMO_CORPUS_BYTES", 1_100_000)
+    result = cli_here("demo", "--time-limit", 2, "--out", tmp_path / "demo")
     assert result.returncode == 0, result.stderr
     corpus = (tmp_path / "demo" / "corpus.txt").read_text()
     assert len(corpus) > 1_000_000 and "def " in corpus and "import " in corpus
@@ -195,19 +204,19 @@ def test_demo_trains_on_the_standard_library_and_prints_samples(tmp_path, cli):
 
 
 @pytest.mark.slow
-def test_config_file_then_flags_take_precedence(tmp_path, cli, user_error, make_text):
+def test_config_file_then_flags_take_precedence(tmp_path, cli_here, user_error, make_text):
     corpus = tmp_path / "c.txt"
     corpus.write_text(make_text())
     settings = tmp_path / "settings.json"
     settings.write_text(json.dumps({"hidden_size": 24, "cell": "gru", "max_steps": 2, "num_layers": 1,
                    "embedding_dim": 8, "batch_size": 8, "seq_len": 16}))
-    result = cli("train", corpus, "--config", settings, "--cell", "rnn", "--out", tmp_path / "run",
-                 "--sample-length", 0)
+    result = cli_here("train", corpus, "--config", settings, "--cell", "rnn", "--out", tmp_path / "run",
+                      "--sample-length", 0)
     assert result.returncode == 0, result.stderr
     doc = json.loads((tmp_path / "run" / "config.json").read_text())
     assert (doc["model"]["hidden_size"], doc["model"]["cell"], doc["train"]["max_steps"]) == (24, "rnn", 2)
     settings.write_text(json.dumps({"hidden_sise": 24}))
-    user_error(cli("train", corpus, "--config", settings), "unknown setting(s) hidden_sise")
+    user_error(cli_here("train", corpus, "--config", settings), "unknown setting(s) hidden_sise")
 
 
 def test_console_script_prime_file_and_missing_cuda(trained, tmp_path, cli, user_error, tiny_lm_flags):

@@ -2,8 +2,6 @@
 to write each label's texts, and sampling from the CLI."""
 
 import random
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -56,20 +54,16 @@ def test_a_conditioned_model_writes_the_texts_of_the_label_asked_for(tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_samples_one_text_per_sample_for_the_condition(tmp_path, cli):
+def test_cli_samples_one_text_per_sample_for_the_condition(tmp_path, cli_here):
     path = tmp_path / "comments.csv"
     path.write_text(table(40))
     run = tmp_path / "run"
-
-    def cli(*args):
-        return subprocess.run([sys.executable, "-m", "rnnkit", *map(str, args)], capture_output=True, text=True)
-
-    trained = cli("train", path, "--condition-column", "label", "--hidden-size", "16", "--num-layers", 1,
-                  "--embedding-dim", 8, "--batch-size", 8, "--max-steps", 20, "--device", "cpu", "--out", run)
+    trained = cli_here("train", path, "--condition-column", "label", "--hidden-size", "16", "--num-layers", 1,
+                       "--embedding-dim", 8, "--batch-size", 8, "--max-steps", 20, "--device", "cpu", "--out", run)
     assert trained.returncode == 0, trained.stderr
     assert "[ham]" in trained.stdout and "[spam]" in trained.stdout  # a sample of each label
-    sampled = cli("sample", run, "--condition", "spam", "--num-samples", 2, "--seed", 3, "--sample-length", 40)
+    sampled = cli_here("sample", run, "--condition", "spam", "--num-samples", 2, "--seed", 3, "--sample-length", 40)
     assert sampled.returncode == 0, sampled.stderr
     assert sampled.stdout.count("sample ") == 2
-    missing = cli("sample", run)
+    missing = cli_here("sample", run)
     assert missing.returncode == 2 and "pass --condition with one of ham, spam" in missing.stderr

@@ -343,34 +343,34 @@ def _tone_recordings(folder, speakers=("ann", "bob"), takes=8):
 
 
 @pytest.mark.slow
-def test_digits_train_eval_and_predict_through_the_command_line(tmp_path, cli, user_error):
+def test_digits_train_eval_and_predict_through_the_command_line(tmp_path, cli_here, user_error):
     recordings = _tone_recordings(tmp_path / "recordings")
-    built = cli("digits", recordings, tmp_path / "digits", "--num-train", 300, "--num-test", 40,
-                "--held-out-speaker", "none")
+    built = cli_here("digits", recordings, tmp_path / "digits", "--num-train", 300, "--num-test", 40,
+                     "--held-out-speaker", "none")
     assert built.returncode == 0, built.stderr
     run = tmp_path / "run"
-    trained = cli("train", tmp_path / "digits" / "train.tsv", "--task", "ctc", "--test-path",
-                  tmp_path / "digits" / "test.tsv", "--frame-stack", 3, "--hidden-size", 32, "--num-layers", 1,
-                  "--mel-bands", 20, "--max-steps", 150, "--lr", "0.01", "--eval-every", 150, "--batch-size", 16,
-                  "--device", "cpu", "--out", run)
+    trained = cli_here("train", tmp_path / "digits" / "train.tsv", "--task", "ctc", "--test-path",
+                       tmp_path / "digits" / "test.tsv", "--frame-stack", 3, "--hidden-size", 32, "--num-layers", 1,
+                       "--mel-bands", 20, "--max-steps", 90, "--lr", "0.01", "--eval-every", 90, "--batch-size", 16,
+                       "--device", "cpu", "--out", run)
     assert trained.returncode == 0, trained.stderr
-    evaluated = cli("eval", run, "--split", "test", "--json")
+    evaluated = cli_here("eval", run, "--split", "test", "--json")
     assert evaluated.returncode == 0, evaluated.stderr
     metrics = json.loads(evaluated.stdout)
     assert metrics["token_error_rate"] < 0.2 and metrics["utterances"] == 40
     assert metrics["string_accuracy"] == 1 - metrics["sequence_error_rate"]  # the old key, for this version
     assert evaluated.stderr.count("warning: the JSON key string_accuracy is deprecated; use 1 - sequence_error_rate"
                                   ) == 1
-    predicted = cli("predict", run, tmp_path / "digits" / "test.tsv", "--beam-size", 4,
-                    "--posteriorgram", tmp_path / "p.png")
+    predicted = cli_here("predict", run, tmp_path / "digits" / "test.tsv", "--beam-size", 4,
+                         "--posteriorgram", tmp_path / "p.png")
     assert predicted.returncode == 0, predicted.stderr
     lines = [line.split("\t") for line in predicted.stdout.splitlines()]
     assert len(lines) == 40 and all(text.isdigit() or text == "" for _, text in lines)
     assert "sequence error rate" in predicted.stderr and "token error rate" in predicted.stderr
     assert (tmp_path / "p.png").stat().st_size > 1000
     write_wav(tmp_path / "fast.wav", np.zeros(800), 16000)
-    user_error(cli("predict", run, tmp_path / "fast.wav"), "16000 Hz")
-    user_error(cli("eval", run, "--length-penalty", 1), "--length-penalty needs a seq2seq run")
+    user_error(cli_here("predict", run, tmp_path / "fast.wav"), "16000 Hz")
+    user_error(cli_here("eval", run, "--length-penalty", 1), "--length-penalty needs a seq2seq run")
 
 
 def test_bad_speech_inputs_through_the_command_line(tmp_path, cli_here, user_error):

@@ -5,7 +5,6 @@ rank 0 writes, and a run resumes on another number of processes."""
 import json
 import os
 import random
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -37,11 +36,25 @@ def folder(tmp_path_factory, make_text, spam_table):
     return folder
 
 
-def worker(folder, task, out, steps, processes=1, *more):
+def worker(folder, *jobs, processes=1):
+    """Runs the jobs ("TASK:OUT:STEPS[:nan-on-rank-1-at-step-3]") in turn in one launch of the worker."""
     launcher = [str(TORCHRUN), "--standalone", f"--nproc-per-node={processes}"] if processes > 1 else [sys.executable]
-    done = subprocess.run([*launcher, str(WORKER), task, str(folder), out, str(steps), *more], env=ENV,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run([*launcher, str(WORKER), str(folder), *jobs], env=ENV, capture_output=True, text=True,
+                          timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def trained(folder):
+    """The runs the tests below compare, made in two launches (one of two processes, then one of
+    one) rather than one launch each: two processes for 10 steps of each task, for 7 steps of a
+    language model to resume on one process, and for 8 steps with a NaN on rank 1 at step 3; one
+    process for the same 10 steps of each task, 12 straight, and the resumed run to 12."""
+    worker(folder, "lm:lm-two:10", "classify:classify-two:10", "seq2seq:seq2seq-two:10", "lm:switched:7",
+           "lm:nan:8:nan-on-rank-1-at-step-3", processes=2)
+    worker(folder, "lm:lm-one:10", "classify:classify-one:10", "seq2seq:seq2seq-one:10", "lm:straight:12",
+           "lm:switched:12")
+    return folder
 
 
 def weights(run):
@@ -58,9 +71,8 @@ def assert_same_weights(a, b):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("task", ["lm", "classify", "seq2seq"])
-def test_two_processes_train_exactly_as_one_that_sees_the_global_batch(folder, task):
-    worker(folder, task, f"{task}-one", 10)
-    worker(folder, task, f"{task}-two", 10, processes=2)
+def test_two_processes_train_exactly_as_one_that_sees_the_global_batch(trained, task):
+    folder = trained
     assert_same_weights(folder / f"{task}-one", folder / f"{task}-two")
     one, two = (json.loads(line) for line in ((folder / f"{task}-{n}" / "metrics.jsonl").read_text().splitlines()[-1]
                                               for n in ("one", "two")))
@@ -71,22 +83,17 @@ def test_two_processes_train_exactly_as_one_that_sees_the_global_batch(folder, t
 
 
 @pytest.mark.slow
-def test_a_run_resumes_on_another_number_of_processes(folder):
+def test_a_run_resumes_on_another_number_of_processes(trained):
     """Two processes for 7 steps, then one for 5 more: the run of one process for 12 (the LM's
     carried states of both ranks' streams are in the checkpoint)."""
-    worker(folder, "lm", "straight", 12)
-    worker(folder, "lm", "switched", 7, processes=2)
-    worker(folder, "lm", "switched", 12)
-    assert_same_weights(folder / "straight", folder / "switched")
-    shutil.rmtree(folder / "switched")
+    assert_same_weights(trained / "straight", trained / "switched")
 
 
 @pytest.mark.slow
-def test_a_nan_on_one_rank_skips_the_step_on_every_rank(folder):
-    worker(folder, "lm", "nan", 8, 2, "nan-on-rank-1-at-step-3")
-    rows = [json.loads(line) for line in (folder / "nan" / "metrics.jsonl").read_text().splitlines()]
+def test_a_nan_on_one_rank_skips_the_step_on_every_rank(trained):
+    rows = [json.loads(line) for line in (trained / "nan" / "metrics.jsonl").read_text().splitlines()]
     assert [(r["step"], r["skipped_steps"]) for r in rows if "nonfinite" in r] == [(3, 1)]
-    assert weights(folder / "nan")[1]["step"] == 8  # and training went on, in step
+    assert weights(trained / "nan")[1]["step"] == 8  # and training went on, in step
 
 
 @pytest.mark.slow

@@ -90,7 +90,7 @@ def test_the_estimate_predicts_the_peak_resident_memory_of_a_real_run(tmp_path, 
     """A 2 x 512 LSTM at batch 64 x 100 steps: the process's peak RSS over training, evaluation and
     checkpoints is within 25 % of what the dry run says (allocator fragmentation is the gap)."""
     corpus = tmp_path / "corpus.txt"
-    corpus.write_text(make_text(6000))
+    corpus.write_text(make_text(2000))
     flags = [str(corpus), "--hidden-size", "512", "--batch-size", "64", "--seq-len", "100", "--max-steps", "4",
              "--eval-every", "2", "--sample-length", "0", "--device", "cpu", "--precision", "fp32"]
     script = textwrap.dedent("""

@@ -274,27 +274,32 @@ def _train_cases():
                                id=f"{option} {value} {' '.join(more)} [{context}]")
 
 
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory, make_text, spam_table, chunk_corpus):
+    """The input files of every kind of run, written once for the module (no test writes to them)."""
+    folder = tmp_path_factory.mktemp("inputs")
+    write_inputs(folder, make_text, spam_table, chunk_corpus)
+    return folder
+
+
 @pytest.mark.parametrize("option,value,more,context,taken", list(_train_cases()))
 def test_train_takes_an_option_where_it_applies_and_refuses_it_elsewhere(option, value, more, context, taken,
-                                                                       tmp_path, monkeypatch, make_text,
-                                                                       spam_table, chunk_corpus):
-    write_inputs(tmp_path, make_text, spam_table, chunk_corpus)
+                                                                       inputs, tmp_path, monkeypatch):
     started = []
     monkeypatch.setattr(Trainer, "fit", lambda self, resume=False: started.append(self) or {
         "stopped": "budget", "step": 0, "elapsed": 0.0, "out": str(self.out)})
-    training_file = tmp_path / FILES[context]
+    training_file = inputs / FILES[context]
     swap = {"SELF": training_file, "OUT": tmp_path / "elsewhere"}
-    flags = [swap.get(v, tmp_path / v if v.endswith((".txt", ".json")) else v) for v in [*more, option, value]]
+    flags = [swap.get(v, inputs / v if v.endswith((".txt", ".json")) else v) for v in [*more, option, value]]
     code, err = run_main(["train", training_file, "--out", tmp_path / "run", *TINY, *BASE[context], *flags])
     assert_taken_or_refused(code, err, option, taken)
     assert bool(started) == taken, "a refusal must come before any work"
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, make_text, spam_table, chunk_corpus):
+def runs(inputs):
     """A small trained run of each kind, and the folder of its inputs."""
-    folder = tmp_path_factory.mktemp("runs")
-    write_inputs(folder, make_text, spam_table, chunk_corpus)
+    folder = inputs
     made = {}
     for kind in RUN_KINDS:
         made[kind] = folder / kind.replace(" ", "-")
@@ -364,18 +369,14 @@ def test_every_demo_option_reaches_the_demo(option, tmp_path, monkeypatch):
     assert value in map(str, seen[0])
 
 
-def test_a_config_file_setting_that_does_not_apply_is_refused_like_a_flag(tmp_path, make_text, spam_table,
-                                                                          chunk_corpus):
-    write_inputs(tmp_path, make_text, spam_table, chunk_corpus)
+def test_a_config_file_setting_that_does_not_apply_is_refused_like_a_flag(inputs, tmp_path):
     (tmp_path / "settings.json").write_text(json.dumps({"pooling": "max"}))
-    code, err = run_main(["train", tmp_path / "text.txt", "--config", tmp_path / "settings.json", *TINY])
+    code, err = run_main(["train", inputs / "text.txt", "--config", tmp_path / "settings.json", *TINY])
     assert code == 2 and "--pooling needs --task classify" in err
 
 
-def test_resume_takes_the_original_command_again_and_names_the_runs_value_of_a_change(tmp_path, make_text,
-                                                                                      spam_table, chunk_corpus):
-    write_inputs(tmp_path, make_text, spam_table, chunk_corpus)
-    command = ["train", tmp_path / "table.csv", "--task", "classify", "--out", tmp_path / "run", *TINY,
+def test_resume_takes_the_original_command_again_and_names_the_runs_value_of_a_change(inputs, tmp_path):
+    command = ["train", inputs / "table.csv", "--task", "classify", "--out", tmp_path / "run", *TINY,
                "--max-steps", 2, "--eval-every", 2]
     assert run_main(command)[0] == 0
     code, err = run_main([*command, "--resume", "--max-steps", 4])

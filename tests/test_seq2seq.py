@@ -296,28 +296,28 @@ def test_beam_search_never_scores_below_greedy_on_a_trained_model(tmp_path):
 
 
 @pytest.mark.slow
-def test_train_eval_and_predict_through_the_command_line(tmp_path, cli, user_error):
+def test_train_eval_and_predict_through_the_command_line(tmp_path, cli_here, user_error):
     (tmp_path / "pairs.tsv").write_text(reversal_pairs(1500))
     (tmp_path / "words.txt").write_text("abc\nfed\n")
     run = tmp_path / "run"
-    trained = cli("train", tmp_path / "pairs.tsv", "--task", "seq2seq", "--tokenizer", "char", "--target-tokenizer",
-                  "word", "--hidden-size", 32, "--num-layers", 1, "--embedding-dim", 16, "--max-steps", 300,
-                  "--lr", "0.01", "--eval-every", 300, "--device", "cpu", "--out", run)
+    trained = cli_here("train", tmp_path / "pairs.tsv", "--task", "seq2seq", "--tokenizer", "char",
+                       "--target-tokenizer", "word", "--hidden-size", 32, "--num-layers", 1, "--embedding-dim", 16,
+                       "--max-steps", 150, "--lr", "0.01", "--eval-every", 150, "--device", "cpu", "--out", run)
     assert trained.returncode == 0, trained.stderr
-    evaluated = cli("eval", run, "--beam-size", 3, "--json")
+    evaluated = cli_here("eval", run, "--beam-size", 3, "--json")
     assert evaluated.returncode == 0, evaluated.stderr
     metrics = __import__("json").loads(evaluated.stdout)
     assert metrics["sequence_error_rate"] < 0.1 and metrics["decoding"].startswith("beam 3")
-    predicted = cli("predict", run, tmp_path / "words.txt", "--beam-size", 2, "--n-best", 2,
-                    "--attention-plot", tmp_path / "a.png")
+    predicted = cli_here("predict", run, tmp_path / "words.txt", "--beam-size", 2, "--n-best", 2,
+                         "--attention-plot", tmp_path / "a.png")
     assert predicted.returncode == 0, predicted.stderr
     lines = [line.split("\t") for line in predicted.stdout.splitlines()]
     assert [line[:2] for line in lines[::2]] == [["abc", "c b a"], ["fed", "d e f"]]
     assert float(lines[0][2]) > float(lines[1][2]) and (tmp_path / "a.png").stat().st_size > 1000
     (tmp_path / "odd.txt").write_text("abz\n")
-    user_error(cli("predict", run, tmp_path / "odd.txt"), "character(s) the model never saw in training: 'z'")
-    user_error(cli("predict", run, tmp_path / "words.txt", "--n-best", 2), "--n-best 2 outputs need a beam")
-    user_error(cli("eval", run, "--window", 4), "--window needs a lm run")
+    user_error(cli_here("predict", run, tmp_path / "odd.txt"), "character(s) the model never saw in training: 'z'")
+    user_error(cli_here("predict", run, tmp_path / "words.txt", "--n-best", 2), "--n-best 2 outputs need a beam")
+    user_error(cli_here("eval", run, "--window", 4), "--window needs a lm run")
     assert math.isfinite(metrics["loss"])
 
 

@@ -215,38 +215,38 @@ def test_a_causal_tdnn_sees_a_window_of_the_past_only():
 
 
 @pytest.mark.slow
-def test_cli_classify_trains_and_predicts_in_the_tables_format(tmp_path, cli, user_error, spam_table,
+def test_cli_classify_trains_and_predicts_in_the_tables_format(tmp_path, cli_here, user_error, spam_table,
                                                                tiny_labelled_flags):
     table = tmp_path / "spam.csv"
     table.write_text(spam_table(60))
     run = tmp_path / "run"
-    result = cli("train", table, "--task", "classify", "--max-epochs", 3, "--out", run, *tiny_labelled_flags)
+    result = cli_here("train", table, "--task", "classify", "--max-epochs", 3, "--out", run, *tiny_labelled_flags)
     assert result.returncode == 0, result.stderr
     assert "--task classify" in result.stdout and "accuracy" in result.stdout and "rnnkit predict" in result.stdout
     out = tmp_path / "pred.csv"
-    result = cli("predict", run, table, "--out", out)
+    result = cli_here("predict", run, table, "--out", out)
     assert result.returncode == 0, result.stderr
     lines = out.read_text().splitlines()
     assert lines[0] == "COMMENT_ID,CONTENT,CLASS,prediction" and len(lines) == 61
     assert "60 examples with labels; accuracy" in result.stderr
     new = tmp_path / "new.tsv"
     new.write_text("text\ncheck my channel now\nnice song\n")  # no label column: texts to predict
-    result = cli("predict", run, new)
+    result = cli_here("predict", run, new)
     assert result.returncode == 0 and result.stdout.splitlines()[0] == "text\tprediction", result.stderr
-    user_error(cli("sample", run), "is a classify run, not a language model")
+    user_error(cli_here("sample", run), "is a classify run, not a language model")
 
 
 @pytest.mark.slow
-def test_cli_tag_trains_and_predicts_conll(tmp_path, cli, chunk_corpus, tiny_labelled_flags):
+def test_cli_tag_trains_and_predicts_conll(tmp_path, cli_here, chunk_corpus, tiny_labelled_flags):
     corpus = tmp_path / "train.txt"
     corpus.write_text(chunk_corpus(40))
     run = tmp_path / "run"
-    result = cli("train", corpus, "--task", "tag", "--crf", "true", "--max-epochs", 2, "--out", run,
-                 *tiny_labelled_flags)
+    result = cli_here("train", corpus, "--task", "tag", "--crf", "true", "--max-epochs", 2, "--out", run,
+                      *tiny_labelled_flags)
     assert result.returncode == 0, result.stderr
     words = tmp_path / "words.txt"
     words.write_text("the\ncat\nsleeps\n\nthe\nunseenword\n\n")
-    result = cli("predict", run, words)
+    result = cli_here("predict", run, words)
     assert result.returncode == 0, result.stderr
     sentences = result.stdout.strip().split("\n\n")
     assert [len(s.splitlines()) for s in sentences] == [3, 2]
@@ -293,15 +293,15 @@ def test_adversarial_perturbation_has_norm_epsilon_and_raises_the_loss(tiny_mode
 
 
 @pytest.mark.slow
-def test_cli_embeddings_start_from_a_vectors_file(tmp_path, cli, user_error, chunk_corpus, tiny_labelled_flags):
+def test_cli_embeddings_start_from_a_vectors_file(tmp_path, cli_here, user_error, chunk_corpus, tiny_labelled_flags):
 
     corpus = tmp_path / "train.txt"
     corpus.write_text(chunk_corpus(20))
     vectors = tmp_path / "vectors.txt"
     vectors.write_text("the " + " ".join(["0.5"] * 8) + "\ncat " + " ".join(["-0.25"] * 8) + "\n")
     run = tmp_path / "run"
-    result = cli("train", corpus, "--task", "tag", "--embeddings", vectors, "--max-steps", 1, "--lr", "1e-9",
-                 "--out", run, *tiny_labelled_flags)
+    result = cli_here("train", corpus, "--task", "tag", "--embeddings", vectors, "--max-steps", 1, "--lr", "1e-9",
+                      "--out", run, *tiny_labelled_flags)
     assert result.returncode == 0, result.stderr
     assert "embeddings: 2 of" in result.stdout
     model, tokenizer, _ = load_run(run)
@@ -312,5 +312,5 @@ def test_cli_embeddings_start_from_a_vectors_file(tmp_path, cli, user_error, chu
     assert 0.6 < weight.std() < 1.5  # rescaled to the N(0, 1) of the encoder's own embedding
     wrong = tmp_path / "wrong.txt"
     wrong.write_text("the 1.0 2.0\n")
-    user_error(cli("train", corpus, "--task", "tag", "--embeddings", wrong, "--out", tmp_path / "r2",
-                   *tiny_labelled_flags), "expected vectors of shape (8,)")
+    user_error(cli_here("train", corpus, "--task", "tag", "--embeddings", wrong, "--out", tmp_path / "r2",
+                        *tiny_labelled_flags), "expected vectors of shape (8,)")

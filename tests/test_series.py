@@ -83,15 +83,15 @@ def test_a_bidirectional_tagger_learns_a_state_no_single_sample_shows(tmp_path):
 
 
 @pytest.mark.slow
-def test_predict_tags_every_sample_and_refuses_unseen_labels(tmp_path):
+def test_predict_tags_every_sample_and_refuses_unseen_labels(tmp_path, cli_here):
     x, y = recording(600)
     path = tmp_path / "rec.csv"
     write_csv(path, x, y)
     run = tmp_path / "run"
-    train = subprocess.run([sys.executable, "-m", "rnnkit", "train", path, "--task", "tag", "--seq-len", "50",
-                            "--hidden-size", "8", "--num-layers", "1", "--max-steps", "5", "--device", "cpu",
-                            "--out", run], capture_output=True, text=True)
+    train = cli_here("train", path, "--task", "tag", "--seq-len", "50", "--hidden-size", "8", "--num-layers", "1",
+                     "--max-steps", "5", "--device", "cpu", "--out", run)
     assert train.returncode == 0, train.stderr
+    # predict through the real entry point: its output and its exit code 2
     unlabelled = tmp_path / "new.csv"
     write_csv(unlabelled, x[:30])
     out = subprocess.run([sys.executable, "-m", "rnnkit", "predict", run, unlabelled], capture_output=True,

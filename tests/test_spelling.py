@@ -124,25 +124,26 @@ def test_spelling_tags_words_the_vocabulary_never_saw(tmp_path, tiny_model, fit_
 
 
 @pytest.mark.slow
-def test_cli_tags_with_char_features_and_refuses_them_for_characters(tmp_path, cli, user_error, tiny_labelled_flags):
+def test_cli_tags_with_char_features_and_refuses_them_for_characters(tmp_path, cli_here, user_error,
+                                                                     tiny_labelled_flags):
     corpus = tmp_path / "train.txt"
     corpus.write_text("The DT B-NP\ncat NN I-NP\nsleeps VBZ B-VP\n\nA DT B-NP\ndog NN I-NP\nruns VBZ B-VP\n\n" * 10)
     vectors = tmp_path / "vectors.txt"
     vectors.write_text("cat " + " ".join(["0.5"] * 8) + "\n")
     run = tmp_path / "run"
-    result = cli("train", corpus, "--task", "tag", "--char-features", 4, "--embeddings", vectors,
-                 "--max-epochs", 1, "--out", run, *tiny_labelled_flags)
+    result = cli_here("train", corpus, "--task", "tag", "--char-features", 4, "--embeddings", vectors,
+                      "--max-epochs", 1, "--out", run, *tiny_labelled_flags)
     assert result.returncode == 0 and "embeddings: 1 of" in result.stdout, result.stderr
     words = tmp_path / "words.txt"
     words.write_text("The\nunseen\nsleeps\n\n")
-    result = cli("predict", run, words)
+    result = cli_here("predict", run, words)
     assert result.returncode == 0 and len(result.stdout.split()) == 6, result.stderr
-    lm = cli("train", corpus, "--char-features", 4, "--out", tmp_path / "lm", *tiny_labelled_flags)
+    lm = cli_here("train", corpus, "--char-features", 4, "--out", tmp_path / "lm", *tiny_labelled_flags)
     user_error(lm, "--char-features needs --task classify or tag with word tokens")
     table = tmp_path / "t.csv"
     table.write_text("text,label\nhi there,0\nyo,1\n" * 5)
-    chars = cli("train", table, "--task", "classify", "--tokenizer", "char", "--char-features", 4, "--out",
-                tmp_path / "c", *tiny_labelled_flags)
+    chars = cli_here("train", table, "--task", "classify", "--tokenizer", "char", "--char-features", 4, "--out",
+                     tmp_path / "c", *tiny_labelled_flags)
     user_error(chars, "--char-features needs --task classify or tag with word tokens")
 
 

@@ -21,8 +21,10 @@ from rnnkit.tasks import LanguageModelTraining, Trainer
 DEMO_CORPUS_BYTES = 3_000_000
 
 
-def stdlib_corpus(max_bytes: int = DEMO_CORPUS_BYTES) -> str:
-    """Top-level ``.py`` files of the standard library, sorted by name, up to ``max_bytes``."""
+def stdlib_corpus(max_bytes: int | None = None) -> str:
+    """Top-level ``.py`` files of the standard library, sorted by name, up to ``max_bytes``
+    (default ``DEMO_CORPUS_BYTES``, read at the call: a test sets a smaller one)."""
+    max_bytes = DEMO_CORPUS_BYTES if max_bytes is None else max_bytes
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     parts, size = [], 0
     for path in sorted(stdlib.glob("*.py")):
