@@ -11,6 +11,7 @@ import pytest
 import torch
 from conftest import _make_text
 
+from rnnkit.data.batches import StreamBatch
 from rnnkit.kernels import CELLS, engine
 from rnnkit.kernels.leaky import leak_rates
 from rnnkit.layers import Recurrent
@@ -258,7 +259,7 @@ def test_diagnostics_measure_the_new_cells(cell):
     torch.manual_seed(0)
     model = LanguageModel(11, cell=cell, hidden_size=8, num_layers=2, embedding_dim=4, dropout=0.0)
     x = torch.randint(0, 11, (2, 10))
-    result = measure(model, (x, torch.roll(x, -1, 1)))
+    result = measure(model, StreamBatch(x, torch.roll(x, -1, 1)))
     gate_names = CELLS[cell].gate_names
     assert all(set(r) == set(gate_names) for r in result["spectral_radius"].values())
     assert len(result["spectral_radius"]) == 2 and result["saturation"] and result["gradient_flow"]

@@ -15,10 +15,18 @@ import torch
 import torch.nn.functional as F
 
 from rnnkit.data.audio import log_mel, read_wav, stack_frames, write_wav
+from rnnkit.data.batches import PairBatch
 from rnnkit.data.chars import CharTokenizer
 from rnnkit.data.sequences import IGNORE
-from rnnkit.data.speech import (SpeechConfig, SpeechData, SpeechFeatures, collate_speech, frames_needed, label_ids,
-                                label_text)
+from rnnkit.data.speech import (
+    SpeechConfig,
+    SpeechData,
+    SpeechFeatures,
+    collate_speech,
+    frames_needed,
+    label_ids,
+    label_text,
+)
 from rnnkit.errors import ConfigError, DataError
 from rnnkit.models.ctc import CTCRecognizer, LanguageModelScorer
 from rnnkit.models.language_model import LanguageModel
@@ -70,9 +78,9 @@ def tiny_model(num_features=3, num_labels=3, seed=0, **settings):
 def random_batch(lengths, label_lists, num_features=3, seed=0):
     """A float64 batch of random features with the given lengths and label ids."""
     g = torch.Generator().manual_seed(seed)
-    x, x_lengths, y, y_lengths = collate_speech([torch.randn(n, num_features, generator=g) for n in lengths],
-                                                [np.array(t, dtype=np.int64) for t in label_lists])
-    return x.double(), x_lengths, y, y_lengths
+    batch = collate_speech([torch.randn(n, num_features, generator=g) for n in lengths],
+                           [np.array(t, dtype=np.int64) for t in label_lists])
+    return batch._replace(x=batch.x.double())
 
 
 def collapse(path):
@@ -127,7 +135,7 @@ def test_padding_changes_neither_a_loss_nor_a_decoding():
     loss, _ = model.loss(batch)
     alone = []
     for b in range(3):
-        one = (x[b:b + 1, :lengths[b]], x_lengths[b:b + 1], y[b:b + 1, :len(labels[b])], y_lengths[b:b + 1])
+        one = PairBatch(x[b:b + 1, :lengths[b]], x_lengths[b:b + 1], y[b:b + 1, :len(labels[b])], y_lengths[b:b + 1])
         alone.append(model.loss(one)[0] * len(labels[b]))
         assert model.decode(one[0], one[1]) == [model.decode(x, x_lengths)[b]]
         assert model.decode(one[0], one[1], beam_size=3) == [model.decode(x, x_lengths, beam_size=3)[b]]
@@ -139,7 +147,7 @@ def test_gradcheck_of_the_loss_in_the_input_features():
     model = tiny_model(hidden_size=3)
     x, x_lengths, y, y_lengths = random_batch([4, 3], [[1, 2], [2]], seed=2)
     x.requires_grad_(True)
-    assert torch.autograd.gradcheck(lambda x: model.loss((x, x_lengths, y, y_lengths))[0], (x,))
+    assert torch.autograd.gradcheck(lambda x: model.loss(PairBatch(x, x_lengths, y, y_lengths))[0], (x,))
 
 
 def test_decode_with_a_wider_beam_and_bad_arguments():

@@ -9,6 +9,7 @@ from torch import nn
 
 from rnnkit import DataConfig, LanguageModel, TextData, TrainConfig, Trainer, load_run
 from rnnkit.config import OPTIMIZERS
+from rnnkit.data.batches import StreamBatch
 from rnnkit.errors import CheckpointError, ConfigError
 from rnnkit.tasks import LanguageModelTraining, read_run
 from rnnkit.training import learning_rate
@@ -233,7 +234,7 @@ def test_bf16_autocast_loss_and_gradients_match_fp32_within_bf16_tolerance(corpu
     for precision in ("fp32", "bf16"):
         model.zero_grad()
         with torch.autocast("cpu", torch.bfloat16, enabled=precision == "bf16"):
-            loss, _ = model.loss((x, y))
+            loss, _ = model.loss(StreamBatch(x, y))
         assert loss.dtype == torch.float32  # the loss stays fp32 under autocast
         loss.backward()
         grads[precision] = (loss.item(), torch.cat([p.grad.flatten() for p in model.parameters()]))

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnkit.config import check_at_least, check_choice, setting
+from rnnkit.data.batches import LabelledBatch
 from rnnkit.layers import length_mask, merge_directions
 from rnnkit.layers.dropout import dropout
 from rnnkit.models.encoder import Encoder, WordEncoderConfig, reading_both_ways
@@ -108,10 +109,10 @@ class SequenceClassifier(nn.Module):
         logits = self.head(dropout(self.pool(x, lengths, e), self.config.dropout, self.training))  # (B, K)
         return logits.to(torch.promote_types(logits.dtype, torch.float32))
 
-    def loss(self, batch, state=None) -> tuple[Tensor, None]:
-        """The training contract: (x, lengths, y) -> (mean cross-entropy, no carried state);
-        with ``adversarial`` in training, plus the loss on adversarial embeddings."""
-        x, lengths, y = batch
+    def loss(self, batch: LabelledBatch, state=None) -> tuple[Tensor, None]:
+        """The training contract: a :class:`LabelledBatch` (x, lengths, y) -> (mean cross-entropy, no carried
+        state); with ``adversarial`` in training, plus the loss on adversarial embeddings."""
+        x, lengths, y = batch.x, batch.lengths, batch.y
         eps = self.config.adversarial
         if not (eps and self.training and torch.is_grad_enabled()):
             return F.cross_entropy(self(x, lengths), y), None

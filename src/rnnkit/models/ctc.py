@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rnnkit.data.batches import PairBatch
 from rnnkit.errors import ConfigError, DataError
 from rnnkit.layers import length_mask
 from rnnkit.layers.dropout import dropout
@@ -75,8 +76,9 @@ class CTCRecognizer(nn.Module):
         logits = self.head(dropout(outputs, self.config.dropout, self.training))  # (B, T, V)
         return logits.to(torch.promote_types(logits.dtype, torch.float32)).log_softmax(-1)
 
-    def loss(self, batch, state=None) -> tuple[Tensor, None]:
-        """The training contract: (x, x_lengths, y, y_lengths) -> (CTC loss, no carried state).
+    def loss(self, batch: PairBatch, state=None) -> tuple[Tensor, None]:
+        """The training contract: a :class:`PairBatch` (x, x_lengths, y, y_lengths) -> (CTC loss, no carried
+        state).
 
         The loss is Σ_b -log p(ℓ_b | x_b) / Σ_b U_b, nats per target label, as
         the other models' losses are per token: a batch of long transcripts
@@ -84,7 +86,7 @@ class CTCRecognizer(nn.Module):
         across batches. ``zero_infinity`` stays off: an impossible transcript
         is the data's error (refused at load), not a loss to hide.
         """
-        x, x_lengths, y, y_lengths = batch
+        x, x_lengths, y, y_lengths = batch.x, batch.x_lengths, batch.y, batch.y_lengths
         log_probs = self(x, x_lengths)  # (B, T, V)
         targets = y[length_mask(y_lengths, y.shape[1])]  # (Σ U_b,), the labels back to back, no padding
         total = F.ctc_loss(log_probs.transpose(0, 1),  # ctc_loss wants time first: (T, B, V)
@@ -93,7 +95,7 @@ class CTCRecognizer(nn.Module):
 
     def loss_terms(self, batch) -> int:
         """How many labels :meth:`loss`'s sum is divided by."""
-        return int(batch[3].sum())
+        return int(batch.y_lengths.sum())
 
     @torch.no_grad()
     def decode(self, x: Tensor, lengths: Tensor, beam_size: int = 1, lm: PrefixScorer | None = None,

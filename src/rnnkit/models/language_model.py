@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnkit.config import ModelConfig, check_fraction, setting
+from rnnkit.data.batches import LabelledBatch, StreamBatch
 from rnnkit.errors import ConfigError
 from rnnkit.kernels import State, cell_options, gemm
 from rnnkit.layers import Recurrent
@@ -141,27 +142,31 @@ class LanguageModel(nn.Module):
             loss = F.cross_entropy(wide.reshape(-1, self.vocab_size), targets.reshape(-1))
         return logits, loss, state
 
-    def loss(self, batch: tuple[Tensor, ...], state: State | None = None) -> tuple[Tensor, State | None]:
-        """The training contract: (x, y) each (B, T) -> (mean loss in nats/token,
-        state to carry); or, for a conditioned model, independent texts
-        (ids (B, T) padded after each length, lengths (B,), condition (B,)) ->
-        (mean loss over their next-token predictions, None)."""
-        if len(batch) == 2:
-            x, y = batch
-            _, loss, state = self(x, y, state)
+    def loss(self, batch: StreamBatch | LabelledBatch, state: State | None = None) -> tuple[Tensor, State | None]:
+        """The training contract, by the kind of batch:
+
+        - :class:`StreamBatch` (x, y) each (B, T) -> (mean loss in nats/token, state to carry);
+        - :class:`LabelledBatch` (x, lengths, y), for a conditioned model: independent texts x (B, T) padded
+          after each length, each with its label y (B,) as the condition -> (mean loss over their next-token
+          predictions, None).
+        """
+        if isinstance(batch, StreamBatch):
+            _, loss, state = self(batch.x, batch.y, state)
             return loss, state
-        ids, lengths, condition = batch
-        x, y = ids[:, :-1], ids[:, 1:].clone()  # (B, T-1): predict each next token
-        y[torch.arange(y.shape[1], device=y.device)[None, :] >= (lengths[:, None] - 1)] = -100  # padding
-        _, loss, _ = self(x, y, None, condition)
+        if not isinstance(batch, LabelledBatch):
+            raise TypeError(f"LanguageModel.loss: expected a StreamBatch or a LabelledBatch, "
+                            f"got {type(batch).__name__}")
+        x, y = batch.x[:, :-1], batch.x[:, 1:].clone()  # (B, T-1): predict each next token
+        y[torch.arange(y.shape[1], device=y.device)[None, :] >= (batch.lengths[:, None] - 1)] = -100  # padding
+        _, loss, _ = self(x, y, None, batch.y)
         return loss, None
 
-    def loss_terms(self, batch: tuple[Tensor, ...]) -> int:
+    def loss_terms(self, batch: StreamBatch | LabelledBatch) -> int:
         """How many predictions :meth:`loss` averages over: every target of a
         stream batch; each text's tokens after its first in a conditioned one."""
-        if len(batch) == 2:
-            return batch[1].numel()
-        return int((batch[1] - 1).clamp(min=0).sum())
+        if isinstance(batch, StreamBatch):
+            return batch.y.numel()
+        return int((batch.lengths - 1).clamp(min=0).sum())
 
     @torch.no_grad()
     def generate(self, prime: Tensor | list[int], length: int, temperature: float = 1.0,

@@ -57,6 +57,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnkit.config import check_choice, setting
+from rnnkit.data.batches import PairBatch
 from rnnkit.kernels import State, cell_class, cell_options
 from rnnkit.layers import length_mask, merge_directions
 from rnnkit.layers.attention import Attention, Memory
@@ -253,10 +254,10 @@ class Seq2Seq(nn.Module):
             outs.append(out)
         return torch.stack(outs, dim=1)  # (B, U, F)
 
-    def loss(self, batch, state=None) -> tuple[Tensor, None]:
-        """(x, x_lengths, y, y_lengths) -> mean negative log-likelihood per
+    def loss(self, batch: PairBatch, state=None) -> tuple[Tensor, None]:
+        """A :class:`PairBatch` (x, x_lengths, y, y_lengths) -> mean negative log-likelihood per
         target token (each sequence's ending counts as one), no carried state."""
-        x, x_lengths, y, y_lengths = batch
+        x, x_lengths, y, y_lengths = batch.x, batch.x_lengths, batch.y, batch.y_lengths
         B, U = y.shape
         if self.stop_bit:
             out = self(x, x_lengths, y)  # (B, U, F)
@@ -277,7 +278,7 @@ class Seq2Seq(nn.Module):
 
     def loss_terms(self, batch) -> int:
         """How many predictions :meth:`loss` averages over: each target token and its ending."""
-        return int((batch[3] + 1).sum())
+        return int((batch.y_lengths + 1).sum())
 
 
 @torch.no_grad()

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnkit.config import setting
+from rnnkit.data.batches import LabelledBatch
 from rnnkit.data.sequences import IGNORE
 from rnnkit.layers import length_mask
 from rnnkit.layers.crf import LinearChainCRF
@@ -64,9 +65,10 @@ class SequenceTagger(nn.Module):
         scores = self.head(dropout(outputs, self.config.dropout, self.training))  # (B, T, K)
         return scores.to(torch.promote_types(scores.dtype, torch.float32))  # fp32 at least, also under autocast
 
-    def loss(self, batch, state=None) -> tuple[Tensor, None]:
-        """The training contract: (x, lengths, y) -> (loss per token in nats, no carried state)."""
-        x, lengths, y = batch
+    def loss(self, batch: LabelledBatch, state=None) -> tuple[Tensor, None]:
+        """The training contract: a :class:`LabelledBatch` (x, lengths, y) -> (loss per token in nats, no
+        carried state)."""
+        x, lengths, y = batch.x, batch.lengths, batch.y
         scores = self(x, lengths)
         if self.crf is None:
             return F.cross_entropy(scores.reshape(-1, self.num_labels), y.reshape(-1), ignore_index=IGNORE), None
@@ -75,7 +77,7 @@ class SequenceTagger(nn.Module):
 
     def loss_terms(self, batch) -> int:
         """How many tags :meth:`loss` averages over (padding left out)."""
-        return int((batch[2] != IGNORE).sum())
+        return int((batch.y != IGNORE).sum())
 
     @torch.no_grad()
     def predict(self, x: Tensor, lengths: Tensor) -> Tensor:
