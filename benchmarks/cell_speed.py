@@ -32,7 +32,7 @@ def trainer(model: LanguageModel, steps: bool, bf16: bool):
     def step(batch):
         engine.LAYER_NODES = not steps
         with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
-            _, loss, _ = model(*batch)
+            _, loss = model(*batch)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -105,7 +105,8 @@ def test_loss_is_ctc_loss_per_label_and_the_sum_over_alignments():
     x, x_lengths, y, y_lengths = batch
     loss, state = model.loss(batch)
     assert state is None
-    log_probs = model(x, x_lengths)  # (B, T, V)
+    log_probs, forward_loss = model(x, x_lengths, y, y_lengths)  # (B, T, V)
+    assert forward_loss is not None and torch.equal(forward_loss, loss)  # loss(batch) is the forward pass's
     padded = y.clamp_min(0)  # ctc_loss reads only the first y_lengths[b] targets of row b
     direct = F.ctc_loss(log_probs.transpose(0, 1), padded, x_lengths, y_lengths, reduction="none")  # (B,)
     torch.testing.assert_close(loss, direct.sum() / y_lengths.sum())
@@ -120,7 +121,7 @@ def test_loss_stays_float32_under_bf16_autocast():
     model = CTCRecognizer(3, 4, **TINY)
     x = torch.randn(2, 5, 3)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        log_probs = model(x, torch.tensor([5, 3]))
+        log_probs, _ = model(x, torch.tensor([5, 3]))
     assert log_probs.dtype == torch.float32
     torch.testing.assert_close(log_probs.exp().sum(-1), torch.ones(2, 5))
 
@@ -316,7 +317,7 @@ def test_language_model_scorer_reads_the_lm_at_each_labels_character():
     b = int(label_ids(target_tokenizer, "b")[0])
 
     def lm_log_probs(text):
-        logits, _, _ = lm(torch.from_numpy(lm_tokenizer.encode(text))[None])  # (1, T, V_lm)
+        (logits, _), _ = lm(torch.from_numpy(lm_tokenizer.encode(text))[None])  # (1, T, V_lm)
         return logits[0, -1].log_softmax(-1)
 
     at = torch.from_numpy(lm_tokenizer.encode("abc"))  # the LM's ids of labels 1, 2, 3

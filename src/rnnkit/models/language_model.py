@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -61,16 +62,27 @@ class LanguageModelConfig(ModelConfig):
                               f"{self.hidden_size}")
 
 
+class LMOutput(NamedTuple):
+    """What a language model's forward pass computes besides the loss. The state is an output of the
+    pass, as the logits are: truncated BPTT feeds it to the next call, so it travels with the logits and
+    ``forward`` keeps every model's ``(outputs, loss)``."""
+
+    logits: Tensor  # (B, T, V)
+    state: State  # the recurrent state after the last step: a tuple of (L, B, H), (h,) or (h, c)
+
+
 class LanguageModel(nn.Module):
     """Args: ``vocab_size`` (V), ``num_conditions`` (K labels to condition on;
     0 = none) and the fields of :class:`LanguageModelConfig` as keywords
     (``cell``, ``hidden_size``, ``num_layers``, ``embedding_dim``, ``dropout``,
     ``engine``, ...).
 
-    ``forward(idx, targets=None, state=None, condition=None) -> (logits, loss,
-    state)``: idx (B, T) int64; logits (B, T, V); loss a scalar (None without
-    targets; targets of -100 are skipped); state the recurrent state after the
-    last step, to pass to the next call; condition (B,) label ids.
+    ``forward(idx, targets=None, state=None, condition=None) -> (outputs, loss)``
+    as every model's: idx (B, T) int64; outputs an :class:`LMOutput` (logits
+    (B, T, V), state); loss a scalar (None without targets; targets of -100
+    are skipped); condition (B,) label ids. ``state`` is the recurrent state
+    to start from and, in the outputs, the state after the last step, to pass
+    to the next call (truncated BPTT carries it from batch to batch).
     """
 
     def __init__(self, vocab_size: int, num_conditions: int = 0, **config):
@@ -130,7 +142,7 @@ class LanguageModel(nn.Module):
         return dropout(x, self.config.dropout, self.training)
 
     def forward(self, idx: Tensor, targets: Tensor | None = None, state: State | None = None,
-                condition: Tensor | None = None) -> tuple[Tensor, Tensor | None, State]:
+                condition: Tensor | None = None) -> tuple[LMOutput, Tensor | None]:
         if idx.dim() != 2:
             raise ValueError(f"LanguageModel: expected token ids of shape (B, T), got {tuple(idx.shape)}")
         h, state = self.rnn(self.embed(idx, condition), state)  # (B, T, H)
@@ -140,7 +152,7 @@ class LanguageModel(nn.Module):
             # in fp32 at least, also when the logits come from bf16 autocast
             wide = logits.to(torch.promote_types(logits.dtype, torch.float32))
             loss = F.cross_entropy(wide.reshape(-1, self.vocab_size), targets.reshape(-1))
-        return logits, loss, state
+        return LMOutput(logits, state), loss
 
     def loss(self, batch: StreamBatch | LabelledBatch, state: State | None = None) -> tuple[Tensor, State | None]:
         """The training contract, by the kind of batch:
@@ -151,14 +163,14 @@ class LanguageModel(nn.Module):
           predictions, None).
         """
         if isinstance(batch, StreamBatch):
-            _, loss, state = self(batch.x, batch.y, state)
+            (_, state), loss = self(batch.x, batch.y, state)
             return loss, state
         if not isinstance(batch, LabelledBatch):
             raise TypeError(f"LanguageModel.loss: expected a StreamBatch or a LabelledBatch, "
                             f"got {type(batch).__name__}")
         x, y = batch.x[:, :-1], batch.x[:, 1:].clone()  # (B, T-1): predict each next token
         y[torch.arange(y.shape[1], device=y.device)[None, :] >= (batch.lengths[:, None] - 1)] = -100  # padding
-        _, loss, _ = self(x, y, None, batch.y)
+        _, loss = self(x, y, None, batch.y)
         return loss, None
 
     def loss_terms(self, batch: StreamBatch | LabelledBatch) -> int:
@@ -201,7 +213,7 @@ class LanguageModel(nn.Module):
             cond = None if condition is None else torch.tensor([condition], device=device)
             if self.condition is not None and cond is None:
                 raise ValueError("LanguageModel.generate: this model is conditioned; pass condition (a label id)")
-            logits, _, state = self(prime, condition=cond)
+            (logits, state), _ = self(prime, condition=cond)
             logits = logits[:, -1]  # (B, V)
             cells = self.rnn.cells
             stepper = Stepper(lambda idx: self.embed(idx, cond), cells, self.head.weight, self.head.bias,

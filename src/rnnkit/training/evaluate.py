@@ -125,7 +125,7 @@ def evaluate_dynamic(model, ids: torch.Tensor, lr: float, segment_len: int = 50)
     total, state = 0.0, None
     with torch.enable_grad():  # also when called under torch.no_grad()
         for i in range(0, x.shape[1], segment_len):
-            logits, _, state = learner(x[:, i:i + segment_len], state=state)  # (1, S, V)
+            (logits, state), _ = learner(x[:, i:i + segment_len], state=state)  # (1, S, V)
             loss = F.cross_entropy(logits[0].float(), y[0, i:i + segment_len], reduction="sum")
             total += loss.item()
             optimizer.zero_grad(set_to_none=True)
@@ -136,7 +136,7 @@ def evaluate_dynamic(model, ids: torch.Tensor, lr: float, segment_len: int = 50)
 
 
 def _add(model, x, y, state, device, total, count):
-    logits, _, state = model(x.to(device), state=state)
+    (logits, state), _ = model(x.to(device), state=state)
     loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.to(device).reshape(-1),
                            reduction="sum")
     return total + loss.item(), count + y.numel(), state
