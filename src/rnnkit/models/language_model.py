@@ -37,7 +37,7 @@ from rnnkit.errors import ConfigError
 from rnnkit.kernels import State, cell_options, gemm
 from rnnkit.layers import Recurrent
 from rnnkit.layers.dropout import dropout, keep_mask, locked_dropout
-from rnnkit.models.sampling import RaceNoise, sample_next
+from rnnkit.models.decoding import Sampling, run
 from rnnkit.models.stepping import Stepper
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}  # generate's weights: the model's own dtype, or bf16
@@ -219,10 +219,12 @@ class LanguageModel(nn.Module):
             stepper = Stepper(lambda idx: self.embed(idx, cond), cells, self.head.weight, self.head.bias,
                               prime.shape[0], PRECISIONS[precision], norms=self.rnn.norms)
             layer_states = [tuple(s[k] for s in state) for k in range(len(cells))]  # L x ((B, H), ...)
-            noise = RaceNoise(generator)
-            for _ in range(length):
-                token = sample_next(logits, temperature, top_k, top_p, noise=noise)  # (B,)
+
+            def step(token: Tensor, layer_states):
+                return *stepper(token, layer_states), None  # logits (B, V), the states, no attention
+
+            strategy = Sampling(length, temperature, top_k, top_p, generator)
+            for token in run(strategy, step, layer_states, logits):  # (B,) each
                 yield token if batched else int(token)
-                logits, layer_states = stepper(token, layer_states)
         finally:
             self.train(was_training)

@@ -63,6 +63,7 @@ from rnnkit.kernels import State, cell_class, cell_options
 from rnnkit.layers import length_mask, merge_directions
 from rnnkit.layers.attention import Attention, Memory
 from rnnkit.layers.dropout import dropout
+from rnnkit.models.decoding import Greedy, decode
 from rnnkit.models.encoder import Encoder, EncoderConfig, reading_both_ways
 
 
@@ -128,7 +129,8 @@ class Seq2Seq(nn.Module):
     targets teacher-forced; ``loss(batch)`` is its mean negative
     log-likelihood per target token (</s> or the stop decision included). ``start(x, lengths)`` and
     ``step(tokens, state, memory)`` are the decoder one step at a time, which
-    :func:`greedy` and :func:`rnnkit.models.beam.beam_search` drive.
+    :func:`rnnkit.models.decoding.decode` drives with a strategy (:func:`greedy`,
+    :func:`rnnkit.models.beam.beam_search`).
     """
 
     def __init__(self, source_vocab_size: int, target_vocab_size: int, **config):
@@ -300,30 +302,10 @@ class Seq2Seq(nn.Module):
         return int((batch.y_lengths + 1).sum())
 
 
-@torch.no_grad()
 def greedy(model: Seq2Seq, x: Tensor, lengths: Tensor, max_length: int) -> tuple[list[list[int]], list[Tensor]]:
     """The likeliest choice at every step, for a batch: x (B, S), lengths (B,)
     -> each sentence's tokens (without </s>) and its attention weights
     (U_b + 1, S_b): each token's step and the step that chose the end (empty
-    without attention). At most ``max_length`` tokens."""
-    model.eval()
-    state, memory = model.start(x, lengths)
-    B = x.shape[0]
-    tokens = x.new_full((B,), model.end)
-    outputs, weights = [], []
-    running = torch.ones(B, dtype=torch.bool, device=x.device)
-    for _ in range(max_length):
-        log_probs, state, alpha = model.step(tokens, state, memory)  # (B, V + 1)
-        tokens = log_probs.argmax(-1)
-        running &= tokens != model.end
-        outputs.append(torch.where(running, tokens, -1))
-        weights.append(alpha)
-        if not running.any():
-            break
-    steps = torch.stack(outputs, dim=1).tolist()  # (B, steps), -1 after the end
-    result = [[t for t in row[:row.index(-1)]] if -1 in row else row for row in steps]
-    if weights[0] is None:
-        return result, [x.new_zeros(0, 0) for _ in result]
-    alphas = torch.stack(weights, dim=1)  # (B, steps, S)
-    return result, [alphas[b, :len(r) + 1, :int(lengths[b])].cpu() for b, r in enumerate(result)]
-
+    without attention). At most ``max_length`` tokens. :class:`Greedy` in
+    :func:`rnnkit.models.decoding.decode`, as beam search is :class:`rnnkit.models.beam.Beam`."""
+    return decode(model, x, lengths, Greedy(x.shape[0], model.end, max_length, lengths, x.device))
