@@ -59,7 +59,6 @@ class DecodeStrategy:
         self.done = max_length < 1
         self.select: Tensor | None = None
         self.initial_rows: Tensor | None = None  # the rows of the first state each row reads (None: its own)
-        self.initial_rows: Tensor | None = None  # the rows of the first state each row reads (None: its own)
 
     def advance(self, scores: Tensor, attention: Tensor | None = None) -> Tensor:
         raise NotImplementedError

@@ -195,6 +195,8 @@ class LanguageModel(nn.Module):
         ``precision="bf16"`` with bf16 weights: half the bytes a step reads,
         faster at batch 1, logits within bf16 rounding of fp32. A conditioned
         model writes for the label id ``condition`` (the same for the whole batch).
+        Each token is drawn by a :class:`rnnkit.models.decoding.Sampling` strategy
+        in the decoding loop every decoder shares (:func:`rnnkit.models.decoding.run`).
         """
         if self.rnn.bidirectional:
             raise ValueError("LanguageModel.generate: a bidirectional model needs the whole sequence")
