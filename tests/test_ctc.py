@@ -222,7 +222,7 @@ def test_batches_hold_features_and_label_ids(tmp_path):
         assert y[b, :y_lengths[b]].min() >= 1  # 0 is the blank
         torch.testing.assert_close(x[b, :x_lengths[b]], data.tokenizer.read(data.train.audio[b]))
     assert label_ids(data.target_tokenizer, "abc").tolist() == [1, 2, 3]
-    assert sum(len(batch[0]) for batch in data.batcher(0).batches(0)) == 4
+    assert sum(len(batch.x) for batch in data.batcher(0).batches(0)) == 4
 
 
 def test_frames_needed_counts_a_blank_between_repeats():

@@ -71,7 +71,7 @@ def test_the_jacobian_product_is_autograd_s_jacobian_of_the_unrolled_steps():
     batch = classify_batch(1)
     (curve,) = jacobian_norms(model, batch)
     (cell,) = next(m for m in model.modules() if isinstance(m, Recurrent)).cells
-    x = model.encoder.embed(batch[0], batch[1])[0]  # (T, E)
+    x = model.encoder.embed(batch.x, batch.lengths)[0]  # (T, E)
     xp = cell.project_input(x).detach()
 
     def run_from(k, state):  # h_n from the state after step k, the inputs fixed
