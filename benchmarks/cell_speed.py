@@ -17,6 +17,7 @@ import argparse
 import torch
 
 from rnnkit import LanguageModel
+from rnnkit.data.batches import StreamBatch
 from rnnkit.kernels import engine
 
 from common import in_turns, markdown_table
@@ -32,7 +33,7 @@ def trainer(model: LanguageModel, steps: bool, bf16: bool):
     def step(batch):
         engine.LAYER_NODES = not steps
         with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
-            _, loss, _ = model(*batch)
+            _, loss = model(*batch)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -61,7 +62,8 @@ def main() -> None:
         cell, engine_name, *more = setting.split(":")
         model = LanguageModel(VOCAB, cell=cell, hidden_size=args.hidden_size, num_layers=args.num_layers,
                               engine=engine_name, dropout=0.0, batchnorm="bn" in more)
-        contestants[setting] = (trainer(model, "steps" in more, args.bf16), [(x, y)], lambda batch: batch[0].numel())
+        contestants[setting] = (trainer(model, "steps" in more, args.bf16), [StreamBatch(x, y)],
+                                lambda batch: batch.x.numel())
     rates = in_turns(contestants, args.rounds, args.seconds)
     base = max(rates[args.settings[0]])
     precision = "bf16 autocast" if args.bf16 else "fp32"

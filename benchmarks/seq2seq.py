@@ -157,12 +157,12 @@ def trainer(model: nn.Module, precision: str):
 
 def target_tokens(batch) -> int:
     """A seq2seq batch's target tokens, each sentence's </s> included (as the loss counts them)."""
-    return int((batch[3] + 1).sum())
+    return int((batch.y_lengths + 1).sum())
 
 
 def frames(batch) -> int:
     """A speech batch's valid frames."""
-    return int(batch[1].sum())
+    return int(batch.x_lengths.sum())
 
 
 def contest(contestants: dict, args) -> dict:

@@ -56,7 +56,7 @@ def train_plain(train_ids: torch.Tensor, val_ids: torch.Tensor, vocab_size: int,
         i = torch.randint(len(train_ids) - T - 1, (B,))
         x = torch.stack([train_ids[j:j + T] for j in i.tolist()])
         y = torch.stack([train_ids[j + 1:j + T + 1] for j in i.tolist()])
-        logits, _, _ = model(x)
+        (logits, _), _ = model(x)
         loss = nn.functional.cross_entropy(logits.reshape(-1, vocab_size), y.reshape(-1))
         opt.zero_grad(set_to_none=True)
         loss.backward()

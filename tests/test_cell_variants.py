@@ -11,6 +11,7 @@ import pytest
 import torch
 from conftest import _make_text
 
+from rnnkit.data.batches import StreamBatch
 from rnnkit.kernels import CELLS, engine
 from rnnkit.kernels.leaky import leak_rates
 from rnnkit.layers import Recurrent
@@ -46,7 +47,7 @@ def train_briefly(cell: str, steps: int = 120, **settings) -> float:
             starts = torch.randint(0, len(ids) - 33, (16,), generator=g).tolist()
             x = torch.stack([ids[j:j + 32] for j in starts])  # (16, 32)
             y = torch.stack([ids[j + 1:j + 33] for j in starts])
-            _, loss, _ = model(x, y)
+            _, loss = model(x, y)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -247,7 +248,7 @@ def test_generation_step_by_step_equals_the_full_forward(cell):
                 p.add_(0.3 * torch.randn_like(p))
     prime = [1, 2, 3]
     out = list(model.generate(prime, 12, temperature=0))
-    logits, _, _ = model(torch.tensor([prime + out]))
+    (logits, _), _ = model(torch.tensor([prime + out]))
     assert logits[0, len(prime) - 1:-1].argmax(-1).tolist() == out
 
 
@@ -258,7 +259,7 @@ def test_diagnostics_measure_the_new_cells(cell):
     torch.manual_seed(0)
     model = LanguageModel(11, cell=cell, hidden_size=8, num_layers=2, embedding_dim=4, dropout=0.0)
     x = torch.randint(0, 11, (2, 10))
-    result = measure(model, (x, torch.roll(x, -1, 1)))
+    result = measure(model, StreamBatch(x, torch.roll(x, -1, 1)))
     gate_names = CELLS[cell].gate_names
     assert all(set(r) == set(gate_names) for r in result["spectral_radius"].values())
     assert len(result["spectral_radius"]) == 2 and result["saturation"] and result["gradient_flow"]

@@ -8,6 +8,7 @@ import torch
 
 from rnnkit import Trainer
 from rnnkit.data import collate
+from rnnkit.data.batches import LabelledBatch
 from rnnkit.models import LanguageModel
 from rnnkit.tasks import LanguageModelData, LanguageModelTraining, read_data
 
@@ -30,7 +31,7 @@ def test_padding_never_changes_a_texts_loss():
                           dropout=0.0).double()
     texts = [torch.randint(0, 12, (n,)).numpy() for n in (7, 3, 5)]
     ids, lengths, cond = collate(texts, [0, 2, 1])
-    batch_loss, state = model.loss((ids, lengths, cond))
+    batch_loss, state = model.loss(LabelledBatch(ids, lengths, cond))
     assert state is None  # independent texts: nothing to carry
     total = sum(model.loss(collate([t], [c]))[0] * (len(t) - 1) for t, c in zip(texts, [0, 2, 1]))
     torch.testing.assert_close(batch_loss, total / (lengths - 1).sum())

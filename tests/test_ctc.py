@@ -15,10 +15,18 @@ import torch
 import torch.nn.functional as F
 
 from rnnkit.data.audio import log_mel, read_wav, stack_frames, write_wav
+from rnnkit.data.batches import PairBatch
 from rnnkit.data.chars import CharTokenizer
 from rnnkit.data.sequences import IGNORE
-from rnnkit.data.speech import (SpeechConfig, SpeechData, SpeechFeatures, collate_speech, frames_needed, label_ids,
-                                label_text)
+from rnnkit.data.speech import (
+    SpeechConfig,
+    SpeechData,
+    SpeechFeatures,
+    collate_speech,
+    frames_needed,
+    label_ids,
+    label_text,
+)
 from rnnkit.errors import ConfigError, DataError
 from rnnkit.models.ctc import CTCRecognizer, LanguageModelScorer
 from rnnkit.models.language_model import LanguageModel
@@ -70,9 +78,9 @@ def tiny_model(num_features=3, num_labels=3, seed=0, **settings):
 def random_batch(lengths, label_lists, num_features=3, seed=0):
     """A float64 batch of random features with the given lengths and label ids."""
     g = torch.Generator().manual_seed(seed)
-    x, x_lengths, y, y_lengths = collate_speech([torch.randn(n, num_features, generator=g) for n in lengths],
-                                                [np.array(t, dtype=np.int64) for t in label_lists])
-    return x.double(), x_lengths, y, y_lengths
+    batch = collate_speech([torch.randn(n, num_features, generator=g) for n in lengths],
+                           [np.array(t, dtype=np.int64) for t in label_lists])
+    return batch._replace(x=batch.x.double())
 
 
 def collapse(path):
@@ -97,7 +105,8 @@ def test_loss_is_ctc_loss_per_label_and_the_sum_over_alignments():
     x, x_lengths, y, y_lengths = batch
     loss, state = model.loss(batch)
     assert state is None
-    log_probs = model(x, x_lengths)  # (B, T, V)
+    log_probs, forward_loss = model(x, x_lengths, y, y_lengths)  # (B, T, V)
+    assert forward_loss is not None and torch.equal(forward_loss, loss)  # loss(batch) is the forward pass's
     padded = y.clamp_min(0)  # ctc_loss reads only the first y_lengths[b] targets of row b
     direct = F.ctc_loss(log_probs.transpose(0, 1), padded, x_lengths, y_lengths, reduction="none")  # (B,)
     torch.testing.assert_close(loss, direct.sum() / y_lengths.sum())
@@ -112,7 +121,7 @@ def test_loss_stays_float32_under_bf16_autocast():
     model = CTCRecognizer(3, 4, **TINY)
     x = torch.randn(2, 5, 3)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        log_probs = model(x, torch.tensor([5, 3]))
+        log_probs, _ = model(x, torch.tensor([5, 3]))
     assert log_probs.dtype == torch.float32
     torch.testing.assert_close(log_probs.exp().sum(-1), torch.ones(2, 5))
 
@@ -127,7 +136,7 @@ def test_padding_changes_neither_a_loss_nor_a_decoding():
     loss, _ = model.loss(batch)
     alone = []
     for b in range(3):
-        one = (x[b:b + 1, :lengths[b]], x_lengths[b:b + 1], y[b:b + 1, :len(labels[b])], y_lengths[b:b + 1])
+        one = PairBatch(x[b:b + 1, :lengths[b]], x_lengths[b:b + 1], y[b:b + 1, :len(labels[b])], y_lengths[b:b + 1])
         alone.append(model.loss(one)[0] * len(labels[b]))
         assert model.decode(one[0], one[1]) == [model.decode(x, x_lengths)[b]]
         assert model.decode(one[0], one[1], beam_size=3) == [model.decode(x, x_lengths, beam_size=3)[b]]
@@ -139,7 +148,7 @@ def test_gradcheck_of_the_loss_in_the_input_features():
     model = tiny_model(hidden_size=3)
     x, x_lengths, y, y_lengths = random_batch([4, 3], [[1, 2], [2]], seed=2)
     x.requires_grad_(True)
-    assert torch.autograd.gradcheck(lambda x: model.loss((x, x_lengths, y, y_lengths))[0], (x,))
+    assert torch.autograd.gradcheck(lambda x: model.loss(PairBatch(x, x_lengths, y, y_lengths))[0], (x,))
 
 
 def test_decode_with_a_wider_beam_and_bad_arguments():
@@ -213,7 +222,7 @@ def test_batches_hold_features_and_label_ids(tmp_path):
         assert y[b, :y_lengths[b]].min() >= 1  # 0 is the blank
         torch.testing.assert_close(x[b, :x_lengths[b]], data.tokenizer.read(data.train.audio[b]))
     assert label_ids(data.target_tokenizer, "abc").tolist() == [1, 2, 3]
-    assert sum(len(batch[0]) for batch in data.batcher(0).batches(0)) == 4
+    assert sum(len(batch.x) for batch in data.batcher(0).batches(0)) == 4
 
 
 def test_frames_needed_counts_a_blank_between_repeats():
@@ -308,7 +317,7 @@ def test_language_model_scorer_reads_the_lm_at_each_labels_character():
     b = int(label_ids(target_tokenizer, "b")[0])
 
     def lm_log_probs(text):
-        logits, _, _ = lm(torch.from_numpy(lm_tokenizer.encode(text))[None])  # (1, T, V_lm)
+        (logits, _), _ = lm(torch.from_numpy(lm_tokenizer.encode(text))[None])  # (1, T, V_lm)
         return logits[0, -1].log_softmax(-1)
 
     at = torch.from_numpy(lm_tokenizer.encode("abc"))  # the LM's ids of labels 1, 2, 3

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from rnnkit import LanguageModel, SequenceClassifier, SequenceTagger
+from rnnkit.data.batches import LabelledBatch, PairBatch, StreamBatch
 from rnnkit.diagnostics import (
     find_units,
     gradient_flow,
@@ -47,7 +48,7 @@ def linear_classifier(rho: float) -> SequenceClassifier:
 
 def classify_batch(B: int = 4):
     x = torch.randint(0, 20, (B, T), generator=torch.Generator().manual_seed(2))
-    return x, torch.full((B,), T), torch.arange(B) % 3
+    return LabelledBatch(x, torch.full((B,), T), torch.arange(B) % 3)
 
 
 @pytest.mark.parametrize("rho", [0.5, 1.0, 1.25])
@@ -70,7 +71,7 @@ def test_the_jacobian_product_is_autograd_s_jacobian_of_the_unrolled_steps():
     batch = classify_batch(1)
     (curve,) = jacobian_norms(model, batch)
     (cell,) = next(m for m in model.modules() if isinstance(m, Recurrent)).cells
-    x = model.encoder.embed(batch[0], batch[1])[0]  # (T, E)
+    x = model.encoder.embed(batch.x, batch.lengths)[0]  # (T, E)
     xp = cell.project_input(x).detach()
 
     def run_from(k, state):  # h_n from the state after step k, the inputs fixed
@@ -119,12 +120,13 @@ def test_every_cell_names_its_gate_blocks():
 
 MODELS = {
     "lm": lambda cell: (LanguageModel(30, cell=cell, hidden_size=H, num_layers=2, embedding_dim=6),
-                        (torch.randint(0, 30, (3, T)), torch.randint(0, 30, (3, T)))),
+                        StreamBatch(torch.randint(0, 30, (3, T)), torch.randint(0, 30, (3, T)))),
     "tag": lambda cell: (SequenceTagger(30, 5, cell=cell, hidden_size=H, num_layers=1, embedding_dim=6),
-                         (torch.randint(0, 30, (3, T)), torch.tensor([T, 5, 1]), torch.randint(0, 5, (3, T)))),
+                         LabelledBatch(torch.randint(0, 30, (3, T)), torch.tensor([T, 5, 1]),
+                                       torch.randint(0, 5, (3, T)))),
     "seq2seq": lambda cell: (Seq2Seq(30, 20, cell=cell, hidden_size=H, num_layers=1, embedding_dim=6),
-                             (torch.randint(0, 30, (3, T)), torch.tensor([T, 4, 2]), torch.randint(0, 20, (3, 5)),
-                              torch.tensor([5, 3, 1]))),
+                             PairBatch(torch.randint(0, 30, (3, T)), torch.tensor([T, 4, 2]),
+                                       torch.randint(0, 20, (3, 5)), torch.tensor([5, 3, 1]))),
 }
 
 

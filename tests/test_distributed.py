@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from rnnkit import DataConfig, LanguageModel, TextData
+from rnnkit.data.batches import LabelledBatch, StreamBatch
 from rnnkit.training.distributed import Group, rows
 from rnnkit.training.evaluate import stream_sums
 from rnnkit.training.runs import LAST, load_tensors
@@ -155,8 +156,9 @@ def test_the_ranks_streams_of_a_validation_split_add_up_to_the_whole(corpus):
 
 
 def test_any_batch_splits_over_the_ranks_and_a_rank_without_rows_runs_one_at_weight_0():
-    batch = (torch.arange(5)[:, None], torch.arange(5))
+    batch = LabelledBatch(torch.arange(5)[:, None], torch.ones(5, dtype=torch.long), torch.arange(5))
     parts = [rows(batch, Group(r, 2)) for r in range(2)]
-    assert [p[0][1].tolist() for p in parts] == [[0, 1], [2, 3, 4]] and all(p[1] for p in parts)
-    (x, y), has_rows = rows((torch.zeros(1, 3), torch.zeros(1)), Group(0, 2))
-    assert not has_rows and x.shape == (1, 3)
+    assert [p[0].y.tolist() for p in parts] == [[0, 1], [2, 3, 4]] and all(p[1] for p in parts)
+    assert all(type(p[0]) is LabelledBatch for p in parts)  # the kind of batch kept, so a model reads its names
+    part, has_rows = rows(StreamBatch(torch.zeros(1, 3), torch.zeros(1, 3)), Group(0, 2))
+    assert not has_rows and type(part) is StreamBatch and part.x.shape == (1, 3)

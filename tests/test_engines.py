@@ -9,6 +9,7 @@ import pytest
 import torch
 from conftest import EXPLICIT_BACKENDS
 
+from rnnkit.data.batches import LabelledBatch, StreamBatch
 from rnnkit.kernels import CELLS, engine, gemm, native
 from rnnkit.layers import use_engines
 from rnnkit.models import LanguageModel, SequenceClassifier, SequenceTagger
@@ -24,13 +25,13 @@ def model_and_batch(task: str, cell: str, **more):
     g = torch.Generator().manual_seed(1)
     if task == "lm":
         x = torch.randint(0, 30, (4, 20), generator=g)
-        return LanguageModel(30, **settings), (x, torch.roll(x, -1, 1))
+        return LanguageModel(30, **settings), StreamBatch(x, torch.roll(x, -1, 1))
     lengths = torch.tensor([7, 13, 1, 20])  # padded: each sequence stops at its length, in no order
     x = torch.randint(1, 30, (4, 20), generator=g) * (torch.arange(20) < lengths[:, None])
     if task == "classify":
-        return SequenceClassifier(30, 3, **settings), (x, lengths, torch.tensor([0, 2, 1, 2]))
+        return SequenceClassifier(30, 3, **settings), LabelledBatch(x, lengths, torch.tensor([0, 2, 1, 2]))
     y = torch.randint(0, 3, (4, 20), generator=g).masked_fill(torch.arange(20) >= lengths[:, None], -100)
-    return SequenceTagger(30, 3, **settings), (x, lengths, y)
+    return SequenceTagger(30, 3, **settings), LabelledBatch(x, lengths, y)
 
 
 def loss_and_gradients(model, batch, engine_name, backend, gemm_backend, bf16=False):

@@ -23,7 +23,7 @@ def model():
 def test_loss_is_mean_cross_entropy_in_nats(model):
     x = torch.randint(0, 11, (3, 9))
     y = torch.randint(0, 11, (3, 9))
-    logits, loss, _ = model(x, y)
+    (logits, _), loss = model(x, y)
     manual = -logits.log_softmax(-1).gather(-1, y.unsqueeze(-1)).mean()
     torch.testing.assert_close(loss, manual)
     untrained = LanguageModel(11, hidden_size=8, num_layers=1)
@@ -39,7 +39,7 @@ def test_one_hot_input_is_min_char_rnn():
     for t in range(4):
         ht, state = cell(F.one_hot(x[:, t], 7).float(), state)
         manual_h.append(ht)
-    torch.testing.assert_close(one_hot(x)[0], one_hot.head(torch.stack(manual_h, 1)))
+    torch.testing.assert_close(one_hot(x)[0].logits, one_hot.head(torch.stack(manual_h, 1)))
     # W_ih's columns act as the embeddings of the tokens (min-char-rnn's Wxh)
     torch.testing.assert_close(cell.project_input(F.one_hot(x, 7).float()),
                                cell.weight_ih.T[x] + cell.bias_ih)
@@ -49,7 +49,7 @@ def test_generation_carries_state_like_one_long_forward(model):
     prime = [1, 2, 3]
     out = list(model.generate(prime, 12, temperature=0))
     seq = torch.tensor([prime + out])
-    logits, _, _ = model(seq)
+    (logits, _), _ = model(seq)
     # greedy generation: each generated token is the argmax of the full forward at that step
     assert logits[0, len(prime) - 1:-1].argmax(-1).tolist() == out
 
@@ -143,9 +143,9 @@ def test_noise_drawn_ahead_gives_independent_draws_that_follow_the_softmax():
 
 def test_fused_and_explicit_language_models_give_the_same_logits(model):
     x = torch.randint(0, 11, (2, 6))
-    fused = model(x)[0]
+    fused = model(x)[0].logits
     model.rnn.engine = "explicit"
-    torch.testing.assert_close(model(x)[0], fused)
+    torch.testing.assert_close(model(x)[0].logits, fused)
 
 
 @pytest.mark.parametrize("backend", ["onednn", "default"])
@@ -163,7 +163,7 @@ def test_stepper_logits_equal_the_forward_pass_in_fp32_and_bf16(cell, backend, m
     torch.manual_seed(0)
     model = LanguageModel(13, cell=cell, hidden_size=32, num_layers=3, embedding_dim=8).eval()
     seq = torch.randint(13, (2, 20))
-    reference = model(seq)[0].log_softmax(-1)  # (B, T, V)
+    reference = model(seq)[0].logits.log_softmax(-1)  # (B, T, V)
     for dtype, tolerance in ((None, 1e-5), (torch.bfloat16, 0.05)):
         stepper = Stepper(model.embed, model.rnn.cells, model.head.weight, model.head.bias, 2, dtype)
         states = [cell.init_state(2) for cell in model.rnn.cells]
@@ -181,7 +181,7 @@ def test_stepper_at_batch_one_keeps_small_weights_dense_and_equals_the_forward_p
     torch.manual_seed(0)
     model = LanguageModel(13, cell="lstm", hidden_size=256, num_layers=2, embedding_dim=8).eval()
     seq = torch.randint(13, (1, 12))
-    reference = model(seq)[0].log_softmax(-1)  # (1, T, V)
+    reference = model(seq)[0].logits.log_softmax(-1)  # (1, T, V)
     stepper = Stepper(model.embed, model.rnn.cells, model.head.weight, model.head.bias, 1)
     assert model.head.weight.numel() < gemm.SMALL_GEMV and not stepper.head_weight.is_mkldnn
     assert stepper.layers[0].weight_hh.is_mkldnn == gemm.uses_onednn(model.head.weight)
@@ -221,9 +221,9 @@ def test_locked_dropout_runs_the_same_on_both_engines():
     explicit.load_state_dict(fused.state_dict())
     x = torch.randint(0, 20, (3, 7))
     torch.manual_seed(5)
-    a, _, sa = fused(x)
+    (a, sa), _ = fused(x)
     torch.manual_seed(5)
-    b, _, sb = explicit(x)
+    (b, sb), _ = explicit(x)
     torch.testing.assert_close(a, b)
     torch.testing.assert_close(sa, sb)
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from rnnkit import LanguageModel
+from rnnkit.data.batches import StreamBatch
 from rnnkit.reference import MinCharRNN, lstm, minchar
 
 V, H, T = 6, 5, 9
@@ -43,7 +44,7 @@ def sequence(seed: int):
 
 def torch_gradients(model, x, y, state):
     model.zero_grad()
-    loss, _ = model.loss((x, y), state)
+    loss, _ = model.loss(StreamBatch(x, y), state)
     (loss * T).backward()  # the model's loss is the mean over the steps, the reference's the sum
     cell = model.rnn.cells[0]
     return (loss * T).item(), [p.grad.numpy() for p in (cell.weight_ih, cell.weight_hh, cell.bias_ih,
@@ -108,7 +109,7 @@ def test_min_char_rnn_and_rnnkit_train_the_same_losses_for_100_steps(make_text):
             state, p = None, 0
         x, y = data[None, p:p + 25], data[None, p + 1:p + 26]
         model.zero_grad()
-        loss, state = model.loss((x, y), state)
+        loss, state = model.loss(StreamBatch(x, y), state)
         (loss * 25).backward()
         state = tuple(s.detach() for s in state)
         with torch.no_grad():

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from rnnkit.config import TrainConfig, to_dict
+from rnnkit.data.batches import PairBatch
 from rnnkit.data.pairs import PairConfig, PairData, collate_pairs, read_pairs
 from rnnkit.errors import DataError
 from rnnkit.layers.attention import Attention
@@ -84,12 +85,12 @@ def test_the_training_loss_is_the_stepped_decoders_log_likelihood_and_padding_ne
     x, xl, y, yl = toy_batch()
     per_pair = []
     for b in range(3):
-        alone = (x[b:b + 1, :xl[b]], xl[b:b + 1], y[b:b + 1, :yl[b]], yl[b:b + 1])
+        alone = PairBatch(x[b:b + 1, :xl[b]], xl[b:b + 1], y[b:b + 1, :yl[b]], yl[b:b + 1])
         loss, _ = model.loss(alone)
         per_pair.append(loss.item() * (int(yl[b]) + 1))
         expected = -sequence_log_prob(model, alone[0], alone[1], y[b, :yl[b]].tolist())
         assert per_pair[-1] == pytest.approx(expected, rel=1e-9)
-    batch_loss, _ = model.loss((x, xl, y, yl))
+    batch_loss, _ = model.loss(PairBatch(x, xl, y, yl))
     assert batch_loss.item() * int((yl + 1).sum()) == pytest.approx(sum(per_pair), rel=1e-9)
 
 

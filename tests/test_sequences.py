@@ -10,6 +10,7 @@ import torch
 
 from rnnkit import DataConfig, load_run
 from rnnkit.data import collate, read_conll, read_table
+from rnnkit.data.batches import LabelledBatch
 from rnnkit.data.sequences import BucketBatcher, Examples
 from rnnkit.errors import DataError
 from rnnkit.models import SequenceClassifier, SequenceTagger
@@ -111,9 +112,9 @@ def test_padding_never_changes_a_classifiers_result(pooling, engine, merge, enco
                                merge=merge, encoder=encoder).double().eval()
     seqs = [torch.randint(1, 30, (n,)).numpy() for n in (5, 2, 9)]
     x, lengths, _ = collate(seqs, [0, 1, 2])
-    batched = model(x, lengths)
+    batched, _ = model(x, lengths)
     for b, s in enumerate(seqs):
-        alone = model(torch.from_numpy(s)[None], torch.tensor([len(s)]))
+        alone, _ = model(torch.from_numpy(s)[None], torch.tensor([len(s)]))
         torch.testing.assert_close(batched[b], alone[0])
 
 
@@ -126,12 +127,12 @@ def test_padding_never_changes_a_taggers_result(crf, encoder, bidirectional, tin
     seqs = [torch.randint(1, 30, (n,)).numpy() for n in (6, 1, 3)]
     tags = [torch.randint(0, 4, (len(s),)).numpy() for s in seqs]
     x, lengths, y = collate(seqs, tags)
-    loss_batch, _ = model.loss((x, lengths, y))
+    loss_batch, _ = model.loss(LabelledBatch(x, lengths, y))
     pred = model.predict(x, lengths)
     total = 0.0
     for b, (s, t) in enumerate(zip(seqs, tags)):
         xb, lb, yb = collate([s], [t])
-        total += model.loss((xb, lb, yb))[0] * len(s)
+        total += model.loss(LabelledBatch(xb, lb, yb))[0] * len(s)
         assert pred[b, :len(s)].tolist() == model.predict(xb, lb)[0].tolist()
         assert pred[b, len(s):].eq(0).all()
     torch.testing.assert_close(loss_batch, total / sum(len(s) for s in seqs))
@@ -280,16 +281,16 @@ def test_adversarial_perturbation_has_norm_epsilon_and_raises_the_loss(tiny_mode
     model = SequenceClassifier(30, 2, **tiny_model, adversarial=0.5).double().train()
     x, lengths, y = collate([torch.randint(1, 30, (n,)).numpy() for n in (5, 3)], [0, 1])
     e = model.encoder.embed(x, lengths)
-    clean = torch.nn.functional.cross_entropy(model(x, lengths, e), y)
+    clean = torch.nn.functional.cross_entropy(model(x, lengths, e=e)[0], y)
     (g,) = torch.autograd.grad(clean, e, retain_graph=True)
     r = 0.5 * g / g.flatten(1).norm(dim=1)[:, None, None]
-    worse = torch.nn.functional.cross_entropy(model(x, lengths, e + r), y)
-    random = torch.nn.functional.cross_entropy(model(x, lengths, e + 0.5 * torch.randn_like(e) / 8), y)
+    worse = torch.nn.functional.cross_entropy(model(x, lengths, e=e + r)[0], y)
+    random = torch.nn.functional.cross_entropy(model(x, lengths, e=e + 0.5 * torch.randn_like(e) / 8)[0], y)
     assert worse > clean and worse > random  # the gradient's direction hurts most
-    total, _ = model.loss((x, lengths, y))
+    total, _ = model.loss(LabelledBatch(x, lengths, y))
     torch.testing.assert_close(total, clean + worse)
     model.eval()
-    torch.testing.assert_close(model.loss((x, lengths, y))[0], clean)  # evaluation: the plain loss
+    torch.testing.assert_close(model.loss(LabelledBatch(x, lengths, y))[0], clean)  # evaluation: the plain loss
 
 
 @pytest.mark.slow

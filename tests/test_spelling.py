@@ -75,9 +75,9 @@ def test_padding_never_changes_a_spelling_taggers_result(crf, tiny_model):
     model = SequenceTagger(30, 3, alphabet_size=12, **tiny_model, char_features=4, crf=crf).double().eval()
     seqs = spelled_batch()
     x, lengths, _ = collate(seqs, [np.zeros(len(s), dtype=np.int64) for s in seqs])
-    scores = model(x, lengths)
+    scores, _ = model(x, lengths)
     for b, s in enumerate(seqs):
-        alone = model(torch.from_numpy(s)[None], torch.tensor([len(s)]))[0]
+        alone = model(torch.from_numpy(s)[None], torch.tensor([len(s)]))[0][0]
         torch.testing.assert_close(scores[b, :len(s)], alone)
 
 
@@ -86,9 +86,9 @@ def test_padding_never_changes_a_spelling_classifiers_result(tiny_model):
     model = SequenceClassifier(30, 2, alphabet_size=12, **tiny_model, char_features=4, pooling="mean").double().eval()
     seqs = spelled_batch()
     x, lengths, _ = collate(seqs, [0, 1, 0])
-    logits = model(x, lengths)
+    logits, _ = model(x, lengths)
     for b, s in enumerate(seqs):
-        torch.testing.assert_close(logits[b], model(torch.from_numpy(s)[None], torch.tensor([len(s)]))[0])
+        torch.testing.assert_close(logits[b], model(torch.from_numpy(s)[None], torch.tensor([len(s)]))[0][0])
 
 
 def suffix_corpus(stems, seed):

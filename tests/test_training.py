@@ -9,6 +9,7 @@ from torch import nn
 
 from rnnkit import DataConfig, LanguageModel, TextData, TrainConfig, Trainer, load_run
 from rnnkit.config import OPTIMIZERS
+from rnnkit.data.batches import StreamBatch
 from rnnkit.errors import CheckpointError, ConfigError
 from rnnkit.tasks import LanguageModelTraining, read_run
 from rnnkit.training import learning_rate
@@ -176,7 +177,7 @@ def test_run_folder_round_trip_and_corruption(corpus, tmp_path):
     assert doc.model.hidden_size == 32 and tok.vocab_size == trainer.data.vocab_size
     x = trainer.data.val[:50].view(1, -1)
     trainer.model.cpu().eval()
-    torch.testing.assert_close(model.eval()(x)[0], trainer.model(x)[0])
+    torch.testing.assert_close(model.eval()(x)[0].logits, trainer.model(x)[0].logits)
     best = tmp_path / "run" / BEST
     raw = bytearray(best.read_bytes())
     raw[-10] ^= 0xFF  # flip one byte of the weights
@@ -233,7 +234,7 @@ def test_bf16_autocast_loss_and_gradients_match_fp32_within_bf16_tolerance(corpu
     for precision in ("fp32", "bf16"):
         model.zero_grad()
         with torch.autocast("cpu", torch.bfloat16, enabled=precision == "bf16"):
-            loss, _ = model.loss((x, y))
+            loss, _ = model.loss(StreamBatch(x, y))
         assert loss.dtype == torch.float32  # the loss stays fp32 under autocast
         loss.backward()
         grads[precision] = (loss.item(), torch.cat([p.grad.flatten() for p in model.parameters()]))

@@ -78,7 +78,7 @@ class BenchConfig:
 
 class PlainLM(nn.Module):
     """The baseline a user would write: embedding -> torch.nn.RNN/LSTM/GRU -> linear,
-    with LanguageModel's ``forward(idx, targets, state) -> (logits, loss, state)``."""
+    with LanguageModel's ``forward(idx, targets, state) -> ((logits, state), loss)``."""
 
     def __init__(self, cell: str, vocab_size: int, embedding_dim: int = 64, hidden_size: int = 512,
                  num_layers: int = 2):
@@ -91,7 +91,7 @@ class PlainLM(nn.Module):
         h, state = self.rnn(self.emb(idx), state)
         logits = self.head(h)
         loss = None if targets is None else F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
-        return logits, loss, state
+        return (logits, state), loss
 
 
 def training_flops_per_token(cell: str, vocab_size: int, embedding_dim: int, hidden_size: int,
@@ -187,7 +187,7 @@ def time_plain(cfg: BenchConfig, cell: str, H: int, data: TextData, precision: s
     batcher = data.batcher(seed=0)
     for x, y in itertools.chain.from_iterable(map(batcher.batches, itertools.count())):
         with torch.autocast("cpu", torch.bfloat16, enabled=precision == "bf16"):
-            _, loss, state = model(x, y, state)
+            (_, state), loss = model(x, y, state)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -1,5 +1,6 @@
 """Tokenizers, corpora and batchers."""
 
+from rnnkit.data.batches import LabelledBatch, PairBatch, StreamBatch
 from rnnkit.data.chars import ByteTokenizer, CharTokenizer
 from rnnkit.data.files import read_text
 from rnnkit.data.pairs import PairConfig, PairData
@@ -10,6 +11,7 @@ from rnnkit.data.text import StreamBatcher, TextData, split_ids
 from rnnkit.data.tokenizers import fit_tokenizer, tokenizer_from_dict
 from rnnkit.data.words import BPETokenizer, WordTokenizer
 
-__all__ = ["BPETokenizer", "BucketBatcher", "ByteTokenizer", "CharTokenizer", "LabelledData", "PairConfig",
-           "PairData", "SpeechConfig", "SpeechData", "StreamBatcher", "TextData", "WordTokenizer", "collate",
-           "fit_tokenizer", "read_conll", "read_table", "read_text", "split_ids", "tokenizer_from_dict"]
+__all__ = ["BPETokenizer", "BucketBatcher", "ByteTokenizer", "CharTokenizer", "LabelledBatch", "LabelledData",
+           "PairBatch", "PairConfig", "PairData", "SpeechConfig", "SpeechData", "StreamBatch", "StreamBatcher",
+           "TextData", "WordTokenizer", "collate", "fit_tokenizer", "read_conll", "read_table", "read_text",
+           "split_ids", "tokenizer_from_dict"]

@@ -8,7 +8,7 @@ parallel files ``PATH.LANG`` (or ``PATH.LANG.gz``) whose lines pair up
 (Multi30K's ``train.de.gz`` and ``train.en.gz``). ``val_path`` and
 ``test_path`` are read the same way.
 
-A batch is ``(x, x_lengths, y, y_lengths)``: source ids x (B, S) padded
+A batch is a :class:`rnnkit.data.batches.PairBatch` ``(x, x_lengths, y, y_lengths)``: source ids x (B, S) padded
 with 0, target ids y (B, U) padded with ``IGNORE``, lengths (B,) >= 1.
 
 Splits: validation and test come from their files where given, else from
@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from rnnkit.config import TOKENIZERS, DataConfig, check_at_least, check_choice, setting
+from rnnkit.data.batches import PairBatch
 from rnnkit.data.files import exists, file_digest, read_text
 from rnnkit.data.sequences import IGNORE, BucketBatcher, Examples
 from rnnkit.data.tokenizers import fit_tokenizer
@@ -61,8 +62,8 @@ class PairConfig(DataConfig):
             raise ConfigError("source_lang and target_lang name the two parallel files: give both, different")
 
 
-def collate_pairs(sources: list[np.ndarray], targets: list[np.ndarray]):
-    """Pad pairs into one batch (x, x_lengths, y, y_lengths); see the module docstring."""
+def collate_pairs(sources: list[np.ndarray], targets: list[np.ndarray]) -> PairBatch:
+    """Pad pairs into one :class:`PairBatch` (x, x_lengths, y, y_lengths); see the module docstring."""
     x_lengths = torch.tensor([len(s) for s in sources], dtype=torch.long)
     y_lengths = torch.tensor([len(t) for t in targets], dtype=torch.long)
     x = torch.zeros(len(sources), int(x_lengths.max()), dtype=torch.long)  # (B, S)
@@ -70,7 +71,7 @@ def collate_pairs(sources: list[np.ndarray], targets: list[np.ndarray]):
     for b, (s, t) in enumerate(zip(sources, targets)):
         x[b, :len(s)] = torch.from_numpy(s)
         y[b, :len(t)] = torch.from_numpy(t)
-    return x, x_lengths, y, y_lengths
+    return PairBatch(x, x_lengths, y, y_lengths)
 
 
 def pair_files(path: str | Path, config: PairConfig) -> list[Path]:

@@ -1,7 +1,7 @@
 """Labelled sequences for classification and tagging, in padded,
 length-bucketed batches.
 
-A batch is ``(x, lengths, y)``: token ids x (B, T) int64 padded with 0
+A batch is a :class:`rnnkit.data.batches.LabelledBatch` ``(x, lengths, y)``: token ids x (B, T) int64 padded with 0
 after each sequence's end (for a numeric series, vectors x (B, T, F)),
 lengths (B,) int64 >= 1, and labels y (B,) for classification (or a
 conditioned language model's conditions) or (B, T) for tagging, padded with ``IGNORE`` (-100, what
@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from rnnkit.config import CHAR_FEATURES_NEED_WORDS, DataConfig
+from rnnkit.data.batches import LabelledBatch
 from rnnkit.data.files import file_digest
 from rnnkit.data.series import SeriesScaler, read_series, windows
 from rnnkit.data.tables import read_conll, read_table
@@ -55,8 +56,8 @@ class Examples:
         return Examples([self.ids[i] for i in index], [self.labels[i] for i in index])
 
 
-def collate(ids: list[np.ndarray], labels: list) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Pad a list of examples into one batch (x, lengths, y); see the module docstring."""
+def collate(ids: list[np.ndarray], labels: list) -> LabelledBatch:
+    """Pad a list of examples into one :class:`LabelledBatch` (x, lengths, y); see the module docstring."""
     lengths = torch.tensor([len(s) for s in ids], dtype=torch.long)
     T = int(lengths.max())
     x = torch.zeros((len(ids), T) + ids[0].shape[1:], dtype=torch.from_numpy(ids[0][:0]).dtype)  # (B, T[, F])
@@ -68,7 +69,7 @@ def collate(ids: list[np.ndarray], labels: list) -> tuple[torch.Tensor, torch.Te
         y = torch.full((len(ids), T), IGNORE, dtype=torch.long)  # (B, T)
         for b, s in enumerate(labels):
             y[b, :len(s)] = torch.from_numpy(np.asarray(s, dtype=np.int64))
-    return x, lengths, y
+    return LabelledBatch(x, lengths, y)
 
 
 class BucketBatcher:

@@ -20,7 +20,7 @@ run folder's ``config.json``:
   + 1, because id 0 is CTC's blank (:data:`rnnkit.models.ctc_search.BLANK`):
   :func:`label_ids` and :func:`label_text` convert.
 
-A batch is ``(x, x_lengths, y, y_lengths)``: features x (B, T', F) float32
+A batch is a :class:`rnnkit.data.batches.PairBatch` ``(x, x_lengths, y, y_lengths)``: features x (B, T', F) float32
 padded with 0 after each utterance's T' steps (F = k M), x_lengths (B,), label
 ids y (B, U) padded with ``IGNORE`` (-100), y_lengths (B,).
 
@@ -47,6 +47,7 @@ import torch
 
 from rnnkit.config import DataConfig, check_at_least, check_choice, setting
 from rnnkit.data.audio import SpeechFeatures, raw_features, read_manifest, read_wav
+from rnnkit.data.batches import PairBatch
 from rnnkit.data.chars import CharTokenizer
 from rnnkit.data.files import file_digest, read_text
 from rnnkit.data.sequences import IGNORE, BucketBatcher, Examples
@@ -91,8 +92,8 @@ def frames_needed(transcript: str) -> int:
     return len(transcript) + sum(a == b for a, b in zip(transcript, transcript[1:]))
 
 
-def collate_speech(features: list[torch.Tensor], labels: list[np.ndarray]):
-    """Pad utterances into one batch (x, x_lengths, y, y_lengths); see the module docstring."""
+def collate_speech(features: list[torch.Tensor], labels: list[np.ndarray]) -> PairBatch:
+    """Pad utterances into one :class:`PairBatch` (x, x_lengths, y, y_lengths); see the module docstring."""
     x_lengths = torch.tensor([len(f) for f in features], dtype=torch.long)
     y_lengths = torch.tensor([len(y) for y in labels], dtype=torch.long)
     x = torch.zeros(len(features), int(x_lengths.max()), features[0].shape[1])  # (B, T', F)
@@ -100,7 +101,7 @@ def collate_speech(features: list[torch.Tensor], labels: list[np.ndarray]):
     for b, (f, t) in enumerate(zip(features, labels)):
         x[b, :len(f)] = f
         y[b, :len(t)] = torch.from_numpy(t)
-    return x, x_lengths, y, y_lengths
+    return PairBatch(x, x_lengths, y, y_lengths)
 
 
 @dataclass

@@ -29,6 +29,7 @@ import torch
 
 from rnnkit.config import DataConfig
 from rnnkit.data import tokenfile
+from rnnkit.data.batches import StreamBatch, rows
 from rnnkit.data.files import file_digest, read_text
 from rnnkit.data.tokenizers import fit_tokenizer
 from rnnkit.errors import DataError
@@ -55,7 +56,7 @@ def _epoch_offset(seed: int, epoch: int, seq_len: int) -> int:
 
 
 class StreamBatcher:
-    """Batches (x, y), each (B, T), of contiguous parallel streams over ``ids``."""
+    """:class:`StreamBatch` (x, y), each (B, T), of contiguous parallel streams over ``ids``."""
 
     def __init__(self, ids: torch.Tensor, batch_size: int, seq_len: int, seed: int):
         self.ids = ids
@@ -82,23 +83,22 @@ class StreamBatcher:
 
     def heaviest_batch(self, size: int):
         """A batch of ``size`` streams (every batch is as heavy)."""
-        x, y = next(self.batches(0))
-        return x[:size], y[:size]
+        return rows(next(self.batches(0)), 0, size)
 
     def batches(self, epoch: int, start: int = 0):
-        """Yield (x, y) for batches ``start, start+1, ...`` of ``epoch``; y is x shifted by one."""
+        """Yield :class:`StreamBatch` (x, y) for batches ``start, start+1, ...`` of ``epoch``; y is x shifted by one."""
         B, T, L = self.batch_size, self.seq_len, self._stream_len(epoch)
         off = self._offset(epoch)
         if isinstance(self.ids, tokenfile.TokenFile):  # row b: tokens off + b L + i T ... + T, read from disk
             starts = off + np.arange(B) * L
             for i in range(start, L // T):
                 w = self.ids.windows(starts + i * T, T + 1)  # (B, T + 1)
-                yield w[:, :-1], w[:, 1:]
+                yield StreamBatch(w[:, :-1], w[:, 1:])
             return
         x = self.ids[off:off + B * L].view(B, L)  # (B, L)
         y = self.ids[off + 1:off + 1 + B * L].view(B, L)
         for i in range(start, L // T):
-            yield x[:, i * T:(i + 1) * T], y[:, i * T:(i + 1) * T]
+            yield StreamBatch(x[:, i * T:(i + 1) * T], y[:, i * T:(i + 1) * T])
 
 
 @dataclass

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from rnnkit.data.batches import rows
 from rnnkit.diagnostics.tracing import Recording, recorded, recordings
 from rnnkit.kernels import gemm
 from rnnkit.kernels.cell import Cell
@@ -76,7 +77,7 @@ def jacobian_norms(model: nn.Module, batch: tuple[Tensor, ...], example: int = 0
     is what it costs). ``last_steps`` limits the product to the last that many
     steps (NaN before them)."""
     with recorded(model) as traces:
-        model.loss(tuple(t[example:example + 1] for t in batch))
+        model.loss(rows(batch, example, example + 1))
     return [Curve(r.name, _product_norms(r, last_steps)) for r in recordings(model, traces)]
 
 

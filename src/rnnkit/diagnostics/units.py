@@ -47,7 +47,7 @@ def read_text(model: nn.Module, ids: Tensor) -> Reading:
     if not hasattr(model, "generate"):
         raise ValueError("reading a text takes a language model (--task lm): others do not predict the next token")
     with recorded(model) as traces:
-        logits, _, _ = model(ids[None].to(next(model.parameters()).device))  # (1, N, V)
+        (logits, _), _ = model(ids[None].to(next(model.parameters()).device))  # (1, N, V)
     activations = {}
     for r in recordings(model, traces):
         activations[f"{r.name} h"] = torch.cat([s.after[0] for s in r.steps]).float().cpu().numpy()

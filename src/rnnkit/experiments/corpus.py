@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from rnnkit.data.batches import StreamBatch
+
 
 def python_source() -> str:
     return Path(argparse.__file__).read_text()[:200_000]
@@ -24,10 +26,11 @@ def characters() -> tuple[int, Tensor]:
     return len(index), torch.tensor([index[c] for c in text])
 
 
-def windows(ids: Tensor, batch: int, length: int, seed: int) -> Iterator[tuple[Tensor, Tensor]]:
-    """Endless batches (x, y), each ``batch`` windows of ``length`` ids from random places, y x's next ids."""
+def windows(ids: Tensor, batch: int, length: int, seed: int) -> Iterator[StreamBatch]:
+    """Endless :class:`StreamBatch` (x, y), each ``batch`` windows of ``length`` ids from random places, y x's
+    next ids."""
     rng = np.random.default_rng(seed)
     while True:
         starts = torch.from_numpy(rng.integers(0, len(ids) - length - 1, batch))
         window = ids[starts[:, None] + torch.arange(length + 1)]  # (B, length + 1)
-        yield window[:, :-1], window[:, 1:]
+        yield StreamBatch(window[:, :-1], window[:, 1:])

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnkit.config import check_at_least, check_choice, setting
+from rnnkit.data.batches import LabelledBatch
 from rnnkit.layers import length_mask, merge_directions
 from rnnkit.layers.dropout import dropout
 from rnnkit.models.encoder import Encoder, WordEncoderConfig, reading_both_ways
@@ -60,9 +61,12 @@ class SequenceClassifier(nn.Module):
     vectors), ``alphabet_size`` (character ids, for ``char_features``) and the
     fields of :class:`ClassifierConfig` as keywords (``bidirectional`` None means True).
 
-    ``forward(x, lengths) -> logits (B, K)`` for ids x (B, T) padded after
-    each sequence and lengths (B,). ``loss((x, lengths, y))`` is the mean
-    cross-entropy against labels y (B,); ``predict(x, lengths)`` the label ids.
+    ``forward(x, lengths, targets=None) -> (logits (B, K), loss)`` for ids x
+    (B, T) padded after each sequence and lengths (B,): loss the mean
+    cross-entropy against labels ``targets`` (B,), None without them.
+    ``loss(batch)`` is the forward pass's loss on a :class:`LabelledBatch`
+    (with ``adversarial`` in training, plus the adversarial term);
+    ``predict(x, lengths)`` the label ids.
     """
 
     def __init__(self, vocab_size: int, num_labels: int, input_size: int | None = None, alphabet_size: int = 0,
@@ -103,28 +107,31 @@ class SequenceClassifier(nn.Module):
             return outputs.masked_fill(~mask[..., None], float("-inf")).amax(1)
         return torch.einsum("bt,btf->bf", self._scores(outputs, mask), outputs)
 
-    def forward(self, x: Tensor, lengths: Tensor, e: Tensor | None = None) -> Tensor:
-        """Logits (B, K), in fp32 at least (also under bf16 autocast)."""
+    def forward(self, x: Tensor, lengths: Tensor, targets: Tensor | None = None,
+                e: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """(logits (B, K) in fp32 at least (also under bf16 autocast), the mean cross-entropy against
+        ``targets`` (B,) or None); ``e`` (B, T, E) replaces the embedding of x (the adversarial term's)."""
         logits = self.head(dropout(self.pool(x, lengths, e), self.config.dropout, self.training))  # (B, K)
-        return logits.to(torch.promote_types(logits.dtype, torch.float32))
+        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+        return logits, None if targets is None else F.cross_entropy(logits, targets)
 
-    def loss(self, batch, state=None) -> tuple[Tensor, None]:
-        """The training contract: (x, lengths, y) -> (mean cross-entropy, no carried state);
-        with ``adversarial`` in training, plus the loss on adversarial embeddings."""
-        x, lengths, y = batch
+    def loss(self, batch: LabelledBatch, state=None) -> tuple[Tensor, None]:
+        """The training contract: a :class:`LabelledBatch` (x, lengths, y) -> (mean cross-entropy, no carried
+        state); with ``adversarial`` in training, plus the loss on adversarial embeddings."""
+        x, lengths, y = batch.x, batch.lengths, batch.y
         eps = self.config.adversarial
         if not (eps and self.training and torch.is_grad_enabled()):
-            return F.cross_entropy(self(x, lengths), y), None
+            return self(x, lengths, y)[1], None
         e = self.encoder.embed(x, lengths)  # (B, T, E)
-        loss = F.cross_entropy(self(x, lengths, e), y)
+        _, loss = self(x, lengths, y, e)
         (g,) = torch.autograd.grad(loss, e, retain_graph=True)  # (B, T, E)
         r = eps * g / g.flatten(1).norm(dim=1).clamp_min(1e-12)[:, None, None]  # ‖r_b‖ = ε
-        return loss + F.cross_entropy(self(x, lengths, e + r.detach()), y), None
+        return loss + self(x, lengths, y, e + r.detach())[1], None
 
     @torch.no_grad()
     def predict(self, x: Tensor, lengths: Tensor) -> Tensor:
         """Label ids (B,)."""
-        return self(x, lengths).argmax(-1)
+        return self(x, lengths)[0].argmax(-1)
 
     @torch.no_grad()
     def attention_weights(self, x: Tensor, lengths: Tensor) -> Tensor:

@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rnnkit.data.batches import PairBatch
 from rnnkit.errors import ConfigError, DataError
 from rnnkit.layers import length_mask
 from rnnkit.layers.dropout import dropout
@@ -47,10 +48,12 @@ class CTCRecognizer(nn.Module):
     blank at id 0 included) and the fields of :class:`rnnkit.models.encoder.EncoderConfig`
     as keywords (``bidirectional`` None means True).
 
-    ``forward(x, lengths) -> log_probs (B, T, V)`` for features x (B, T, I)
-    padded after each utterance and lengths (B,); ``loss((x, x_lengths, y,
-    y_lengths))`` the CTC loss per target label; ``decode`` the label ids of
-    each utterance (no blanks); ``posteriors`` its per-frame probabilities.
+    ``forward(x, lengths, targets=None, target_lengths=None) -> (log_probs
+    (B, T, V), loss)`` for features x (B, T, I) padded after each utterance
+    and lengths (B,), loss the CTC loss per target label (None without
+    targets); ``loss(batch)`` the same on a :class:`PairBatch`; ``decode`` the
+    label ids of each utterance (no blanks); ``posteriors`` its per-frame
+    probabilities.
     """
 
     def __init__(self, num_features: int, num_labels: int, **config):
@@ -65,18 +68,28 @@ class CTCRecognizer(nn.Module):
         self.encoder = Encoder(0, self.config, input_size=num_features)  # vocab_size 0: it reads vectors
         self.head = nn.Linear(self.encoder.output_size, num_labels)
 
-    def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
-        """Log-probabilities per frame (B, T, V), in fp32 at least (also under
-        bf16 autocast); frames past a length hold values to be ignored."""
+    def forward(self, x: Tensor, lengths: Tensor, targets: Tensor | None = None,
+                target_lengths: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """(log-probabilities per frame (B, T, V), in fp32 at least (also under
+        bf16 autocast), frames past a length holding values to be ignored; the
+        CTC loss of :meth:`loss` against ``targets`` (B, U) padded after
+        ``target_lengths`` (B,), or None without them)."""
         if x.dim() != 3 or x.shape[-1] != self.num_features:
             raise ValueError(f"CTCRecognizer: expected features of shape (B, T, {self.num_features}), "
                              f"got {tuple(x.shape)}")
         outputs, _ = self.encoder(x, lengths)  # (B, T, F)
         logits = self.head(dropout(outputs, self.config.dropout, self.training))  # (B, T, V)
-        return logits.to(torch.promote_types(logits.dtype, torch.float32)).log_softmax(-1)
+        log_probs = logits.to(torch.promote_types(logits.dtype, torch.float32)).log_softmax(-1)
+        if targets is None:
+            return log_probs, None
+        flat = targets[length_mask(target_lengths, targets.shape[1])]  # (Σ U_b,), the labels back to back
+        total = F.ctc_loss(log_probs.transpose(0, 1),  # ctc_loss wants time first: (T, B, V)
+                           flat, lengths, target_lengths, blank=BLANK, reduction="sum", zero_infinity=False)
+        return log_probs, total / target_lengths.sum()
 
-    def loss(self, batch, state=None) -> tuple[Tensor, None]:
-        """The training contract: (x, x_lengths, y, y_lengths) -> (CTC loss, no carried state).
+    def loss(self, batch: PairBatch, state=None) -> tuple[Tensor, None]:
+        """The training contract: a :class:`PairBatch` (x, x_lengths, y, y_lengths) -> (CTC loss, no carried
+        state).
 
         The loss is Σ_b -log p(ℓ_b | x_b) / Σ_b U_b, nats per target label, as
         the other models' losses are per token: a batch of long transcripts
@@ -84,16 +97,11 @@ class CTCRecognizer(nn.Module):
         across batches. ``zero_infinity`` stays off: an impossible transcript
         is the data's error (refused at load), not a loss to hide.
         """
-        x, x_lengths, y, y_lengths = batch
-        log_probs = self(x, x_lengths)  # (B, T, V)
-        targets = y[length_mask(y_lengths, y.shape[1])]  # (Σ U_b,), the labels back to back, no padding
-        total = F.ctc_loss(log_probs.transpose(0, 1),  # ctc_loss wants time first: (T, B, V)
-                           targets, x_lengths, y_lengths, blank=BLANK, reduction="sum", zero_infinity=False)
-        return total / y_lengths.sum(), None
+        return self(batch.x, batch.x_lengths, batch.y, batch.y_lengths)[1], None
 
     def loss_terms(self, batch) -> int:
         """How many labels :meth:`loss`'s sum is divided by."""
-        return int(batch[3].sum())
+        return int(batch.y_lengths.sum())
 
     @torch.no_grad()
     def decode(self, x: Tensor, lengths: Tensor, beam_size: int = 1, lm: PrefixScorer | None = None,
@@ -104,7 +112,7 @@ class CTCRecognizer(nn.Module):
         bonus per label. Call ``eval()`` first, as for any prediction."""
         if beam_size < 1:
             raise ValueError(f"CTCRecognizer.decode: beam_size must be at least 1, got {beam_size}")
-        log_probs = self(x, lengths)  # (B, T, V)
+        log_probs, _ = self(x, lengths)  # (B, T, V)
         if beam_size == 1:
             return ctc_greedy(log_probs, lengths)
         best = []
@@ -117,7 +125,7 @@ class CTCRecognizer(nn.Module):
     @torch.no_grad()
     def posteriors(self, x: Tensor, lengths: Tensor) -> list[Tensor]:
         """p(k at t | x) of each utterance over its valid frames: B tensors (T_b, V)."""
-        probs = self(x, lengths).exp()  # (B, T, V)
+        probs = self(x, lengths)[0].exp()  # (B, T, V)
         return [probs[b, :n] for b, n in enumerate(lengths.tolist())]
 
 
@@ -161,7 +169,7 @@ class LanguageModelScorer:
 
     @torch.no_grad()
     def _read(self, ids: list[int], state):
-        logits, _, state = self.lm(torch.tensor([ids], device=self.device), state=state)  # (1, T, V_lm)
+        (logits, state), _ = self.lm(torch.tensor([ids], device=self.device), state=state)  # (1, T, V_lm)
         return logits[0, -1].float().log_softmax(-1), state  # (V_lm,)
 
     def initial(self):

@@ -25,17 +25,19 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnkit.config import ModelConfig, check_fraction, setting
+from rnnkit.data.batches import LabelledBatch, StreamBatch
 from rnnkit.errors import ConfigError
 from rnnkit.kernels import State, cell_options, gemm
 from rnnkit.layers import Recurrent
 from rnnkit.layers.dropout import dropout, keep_mask, locked_dropout
-from rnnkit.models.sampling import RaceNoise, sample_next
+from rnnkit.models.decoding import Sampling, run
 from rnnkit.models.stepping import Stepper
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}  # generate's weights: the model's own dtype, or bf16
@@ -60,16 +62,27 @@ class LanguageModelConfig(ModelConfig):
                               f"{self.hidden_size}")
 
 
+class LMOutput(NamedTuple):
+    """What a language model's forward pass computes besides the loss. The state is an output of the
+    pass, as the logits are: truncated BPTT feeds it to the next call, so it travels with the logits and
+    ``forward`` keeps every model's ``(outputs, loss)``."""
+
+    logits: Tensor  # (B, T, V)
+    state: State  # the recurrent state after the last step: a tuple of (L, B, H), (h,) or (h, c)
+
+
 class LanguageModel(nn.Module):
     """Args: ``vocab_size`` (V), ``num_conditions`` (K labels to condition on;
     0 = none) and the fields of :class:`LanguageModelConfig` as keywords
     (``cell``, ``hidden_size``, ``num_layers``, ``embedding_dim``, ``dropout``,
     ``engine``, ...).
 
-    ``forward(idx, targets=None, state=None, condition=None) -> (logits, loss,
-    state)``: idx (B, T) int64; logits (B, T, V); loss a scalar (None without
-    targets; targets of -100 are skipped); state the recurrent state after the
-    last step, to pass to the next call; condition (B,) label ids.
+    ``forward(idx, targets=None, state=None, condition=None) -> (outputs, loss)``
+    as every model's: idx (B, T) int64; outputs an :class:`LMOutput` (logits
+    (B, T, V), state); loss a scalar (None without targets; targets of -100
+    are skipped); condition (B,) label ids. ``state`` is the recurrent state
+    to start from and, in the outputs, the state after the last step, to pass
+    to the next call (truncated BPTT carries it from batch to batch).
     """
 
     def __init__(self, vocab_size: int, num_conditions: int = 0, **config):
@@ -129,7 +142,7 @@ class LanguageModel(nn.Module):
         return dropout(x, self.config.dropout, self.training)
 
     def forward(self, idx: Tensor, targets: Tensor | None = None, state: State | None = None,
-                condition: Tensor | None = None) -> tuple[Tensor, Tensor | None, State]:
+                condition: Tensor | None = None) -> tuple[LMOutput, Tensor | None]:
         if idx.dim() != 2:
             raise ValueError(f"LanguageModel: expected token ids of shape (B, T), got {tuple(idx.shape)}")
         h, state = self.rnn(self.embed(idx, condition), state)  # (B, T, H)
@@ -139,29 +152,33 @@ class LanguageModel(nn.Module):
             # in fp32 at least, also when the logits come from bf16 autocast
             wide = logits.to(torch.promote_types(logits.dtype, torch.float32))
             loss = F.cross_entropy(wide.reshape(-1, self.vocab_size), targets.reshape(-1))
-        return logits, loss, state
+        return LMOutput(logits, state), loss
 
-    def loss(self, batch: tuple[Tensor, ...], state: State | None = None) -> tuple[Tensor, State | None]:
-        """The training contract: (x, y) each (B, T) -> (mean loss in nats/token,
-        state to carry); or, for a conditioned model, independent texts
-        (ids (B, T) padded after each length, lengths (B,), condition (B,)) ->
-        (mean loss over their next-token predictions, None)."""
-        if len(batch) == 2:
-            x, y = batch
-            _, loss, state = self(x, y, state)
+    def loss(self, batch: StreamBatch | LabelledBatch, state: State | None = None) -> tuple[Tensor, State | None]:
+        """The training contract, by the kind of batch:
+
+        - :class:`StreamBatch` (x, y) each (B, T) -> (mean loss in nats/token, state to carry);
+        - :class:`LabelledBatch` (x, lengths, y), for a conditioned model: independent texts x (B, T) padded
+          after each length, each with its label y (B,) as the condition -> (mean loss over their next-token
+          predictions, None).
+        """
+        if isinstance(batch, StreamBatch):
+            (_, state), loss = self(batch.x, batch.y, state)
             return loss, state
-        ids, lengths, condition = batch
-        x, y = ids[:, :-1], ids[:, 1:].clone()  # (B, T-1): predict each next token
-        y[torch.arange(y.shape[1], device=y.device)[None, :] >= (lengths[:, None] - 1)] = -100  # padding
-        _, loss, _ = self(x, y, None, condition)
+        if not isinstance(batch, LabelledBatch):
+            raise TypeError(f"LanguageModel.loss: expected a StreamBatch or a LabelledBatch, "
+                            f"got {type(batch).__name__}")
+        x, y = batch.x[:, :-1], batch.x[:, 1:].clone()  # (B, T-1): predict each next token
+        y[torch.arange(y.shape[1], device=y.device)[None, :] >= (batch.lengths[:, None] - 1)] = -100  # padding
+        _, loss = self(x, y, None, batch.y)
         return loss, None
 
-    def loss_terms(self, batch: tuple[Tensor, ...]) -> int:
+    def loss_terms(self, batch: StreamBatch | LabelledBatch) -> int:
         """How many predictions :meth:`loss` averages over: every target of a
         stream batch; each text's tokens after its first in a conditioned one."""
-        if len(batch) == 2:
-            return batch[1].numel()
-        return int((batch[1] - 1).clamp(min=0).sum())
+        if isinstance(batch, StreamBatch):
+            return batch.y.numel()
+        return int((batch.lengths - 1).clamp(min=0).sum())
 
     @torch.no_grad()
     def generate(self, prime: Tensor | list[int], length: int, temperature: float = 1.0,
@@ -178,6 +195,8 @@ class LanguageModel(nn.Module):
         ``precision="bf16"`` with bf16 weights: half the bytes a step reads,
         faster at batch 1, logits within bf16 rounding of fp32. A conditioned
         model writes for the label id ``condition`` (the same for the whole batch).
+        Each token is drawn by a :class:`rnnkit.models.decoding.Sampling` strategy
+        in the decoding loop every decoder shares (:func:`rnnkit.models.decoding.run`).
         """
         if self.rnn.bidirectional:
             raise ValueError("LanguageModel.generate: a bidirectional model needs the whole sequence")
@@ -196,16 +215,18 @@ class LanguageModel(nn.Module):
             cond = None if condition is None else torch.tensor([condition], device=device)
             if self.condition is not None and cond is None:
                 raise ValueError("LanguageModel.generate: this model is conditioned; pass condition (a label id)")
-            logits, _, state = self(prime, condition=cond)
+            (logits, state), _ = self(prime, condition=cond)
             logits = logits[:, -1]  # (B, V)
             cells = self.rnn.cells
             stepper = Stepper(lambda idx: self.embed(idx, cond), cells, self.head.weight, self.head.bias,
                               prime.shape[0], PRECISIONS[precision], norms=self.rnn.norms)
             layer_states = [tuple(s[k] for s in state) for k in range(len(cells))]  # L x ((B, H), ...)
-            noise = RaceNoise(generator)
-            for _ in range(length):
-                token = sample_next(logits, temperature, top_k, top_p, noise=noise)  # (B,)
+
+            def step(token: Tensor, layer_states):
+                return *stepper(token, layer_states), None  # logits (B, V), the states, no attention
+
+            strategy = Sampling(length, temperature, top_k, top_p, generator)
+            for token in run(strategy, step, layer_states, logits):  # (B,) each
                 yield token if batched else int(token)
-                logits, layer_states = stepper(token, layer_states)
         finally:
             self.train(was_training)

@@ -43,8 +43,9 @@ probability 1 - ``teacher_forcing`` per token, a token sampled from the
 model's own distribution at t-1 (scheduled sampling, Bengio et al. 2015; the
 trainer sets ``teacher_forcing`` from its schedule).
 
-A batch is (x, x_lengths, y, y_lengths): source ids x (B, S) padded with 0,
-target ids y (B, U) padded with IGNORE, lengths >= 1.
+A batch is a :class:`rnnkit.data.batches.PairBatch` (x, x_lengths, y,
+y_lengths): source ids x (B, S) padded with 0, target ids y (B, U) padded
+with IGNORE, lengths >= 1.
 """
 
 from __future__ import annotations
@@ -57,10 +58,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnkit.config import check_choice, setting
+from rnnkit.data.batches import PairBatch
 from rnnkit.kernels import State, cell_class, cell_options
 from rnnkit.layers import length_mask, merge_directions
 from rnnkit.layers.attention import Attention, Memory
 from rnnkit.layers.dropout import dropout
+from rnnkit.models.decoding import Greedy, decode
 from rnnkit.models.encoder import Encoder, EncoderConfig, reading_both_ways
 
 
@@ -122,10 +125,12 @@ class Seq2Seq(nn.Module):
     and the fields of :class:`Seq2SeqConfig` as keywords (``bidirectional``
     None means True).
 
-    ``loss(batch)`` is the mean negative log-likelihood per target token
-    (</s> or the stop decision included). ``start(x, lengths)`` and
+    ``forward(x, x_lengths, y, y_lengths=None) -> (logits, loss)`` scores the
+    targets teacher-forced; ``loss(batch)`` is its mean negative
+    log-likelihood per target token (</s> or the stop decision included). ``start(x, lengths)`` and
     ``step(tokens, state, memory)`` are the decoder one step at a time, which
-    :func:`greedy` and :func:`rnnkit.models.beam.beam_search` drive.
+    :func:`rnnkit.models.decoding.decode` drives with a strategy (:func:`greedy`,
+    :func:`rnnkit.models.beam.beam_search`).
     """
 
     def __init__(self, source_vocab_size: int, target_vocab_size: int, **config):
@@ -227,9 +232,43 @@ class Seq2Seq(nn.Module):
 
     teacher_forcing: float = 1.0  # P(feed the target's y_{t-1}); the trainer's schedule sets it
 
-    def forward(self, x: Tensor, x_lengths: Tensor, y: Tensor) -> Tensor:
-        """Teacher-forced (or scheduled-sampling) outputs h̃ (B, U, F) for
-        targets y (B, U) (padding may hold any id)."""
+    def forward(self, x: Tensor, x_lengths: Tensor, y: Tensor,
+                y_lengths: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """Teacher-forced (or scheduled-sampling) scores of targets y (B, U) (padding may hold any id) ->
+        (logits (B, U', V + 1), loss).
+
+        With ``sequence_end="eos"`` the decoder reads <s> y_1..y_U, U' = U + 1 steps, and column V is
+        </s> in the softmax: step t scores y_t, step U_b + 1 the ending of sequence b. With ``"stop"``
+        it reads <s> y_1..y_{U-1}, U' = U, and column V is the stop output's logit w_s · h̃_t + b_s (a
+        Bernoulli's, outside the softmax over the first V columns). ``loss`` is :meth:`loss`'s, the mean
+        negative log-likelihood per target token and ending, given ``y_lengths`` (B,); None without.
+        """
+        B, U = y.shape
+        if self.stop_bit:
+            out = self._teacher_forced(x, x_lengths, y)  # (B, U, F)
+            logits = wide(self.head(dropout(out, self.config.dropout, self.training)))  # (B, U, V)
+            stops = wide(self.stop(out))  # (B, U, 1)
+            if y_lengths is None:
+                return torch.cat([logits, stops], dim=-1), None
+            nll = F.cross_entropy(logits.reshape(B * U, -1), y.reshape(-1), reduction="sum")
+            stops = stops.squeeze(-1)  # (B, U)
+            last = (torch.arange(U, device=y.device)[None, :] == (y_lengths - 1)[:, None]).to(stops.dtype)  # (B, U)
+            valid = length_mask(y_lengths, U)
+            nll = nll + F.binary_cross_entropy_with_logits(stops[valid], last[valid], reduction="sum")
+            return torch.cat([logits, stops[..., None]], dim=-1), nll / int((y_lengths + 1).sum())
+        out = self._teacher_forced(x, x_lengths, torch.cat([y.clamp_min(0), y.new_zeros(B, 1)], dim=1))  # (B, U+1, F)
+        logits = wide(self.head(dropout(out, self.config.dropout, self.training)))  # (B, U + 1, V + 1)
+        if y_lengths is None:
+            return logits, None
+        # </s> after each target: y_1..y_U, </s>, then padding
+        targets = torch.cat([y, y.new_full((B, 1), -100)], dim=1)  # (B, U + 1)
+        targets[torch.arange(B, device=y.device), y_lengths] = self.end
+        nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="sum")
+        return logits, nll / int((y_lengths + 1).sum())  # per token and ending
+
+    def _teacher_forced(self, x: Tensor, x_lengths: Tensor, y: Tensor) -> Tensor:
+        """The decoder's outputs h̃ (B, U, F) reading <s> y_1..y_{U-1} of y (B, U) (or, under scheduled
+        sampling, its own choices in their place)."""
         state, memory = self.start(x, x_lengths)
         B, U = y.shape
         inputs = torch.cat([y.new_full((B, 1), self.end), y[:, :-1].clamp_min(0)], dim=1)  # <s> y_1..y_{U-1}
@@ -253,57 +292,20 @@ class Seq2Seq(nn.Module):
             outs.append(out)
         return torch.stack(outs, dim=1)  # (B, U, F)
 
-    def loss(self, batch, state=None) -> tuple[Tensor, None]:
-        """(x, x_lengths, y, y_lengths) -> mean negative log-likelihood per
-        target token (each sequence's ending counts as one), no carried state."""
-        x, x_lengths, y, y_lengths = batch
-        B, U = y.shape
-        if self.stop_bit:
-            out = self(x, x_lengths, y)  # (B, U, F)
-            logits = wide(self.head(dropout(out, self.config.dropout, self.training)))
-            nll = F.cross_entropy(logits.reshape(B * U, -1), y.reshape(-1), reduction="sum")
-            stops = wide(self.stop(out)).squeeze(-1)  # (B, U)
-            last = (torch.arange(U, device=y.device)[None, :] == (y_lengths - 1)[:, None]).to(stops.dtype)  # (B, U)
-            valid = length_mask(y_lengths, U)
-            nll = nll + F.binary_cross_entropy_with_logits(stops[valid], last[valid], reduction="sum")
-            return nll / int((y_lengths + 1).sum()), None  # per token and ending, as for eos
-        # </s> after each target: y_1..y_U, </s>, then padding
-        targets = torch.cat([y, y.new_full((B, 1), -100)], dim=1)  # (B, U + 1)
-        targets[torch.arange(B, device=y.device), y_lengths] = self.end
-        out = self(x, x_lengths, torch.cat([y.clamp_min(0), y.new_zeros(B, 1)], dim=1))  # (B, U + 1, F)
-        logits = wide(self.head(dropout(out, self.config.dropout, self.training)))
-        nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="sum")
-        return nll / int((y_lengths + 1).sum()), None
+    def loss(self, batch: PairBatch, state=None) -> tuple[Tensor, None]:
+        """A :class:`PairBatch` (x, x_lengths, y, y_lengths) -> (the forward pass's mean negative
+        log-likelihood per target token (each sequence's ending counts as one), no carried state)."""
+        return self(batch.x, batch.x_lengths, batch.y, batch.y_lengths)[1], None
 
     def loss_terms(self, batch) -> int:
         """How many predictions :meth:`loss` averages over: each target token and its ending."""
-        return int((batch[3] + 1).sum())
+        return int((batch.y_lengths + 1).sum())
 
 
-@torch.no_grad()
 def greedy(model: Seq2Seq, x: Tensor, lengths: Tensor, max_length: int) -> tuple[list[list[int]], list[Tensor]]:
     """The likeliest choice at every step, for a batch: x (B, S), lengths (B,)
     -> each sentence's tokens (without </s>) and its attention weights
     (U_b + 1, S_b): each token's step and the step that chose the end (empty
-    without attention). At most ``max_length`` tokens."""
-    model.eval()
-    state, memory = model.start(x, lengths)
-    B = x.shape[0]
-    tokens = x.new_full((B,), model.end)
-    outputs, weights = [], []
-    running = torch.ones(B, dtype=torch.bool, device=x.device)
-    for _ in range(max_length):
-        log_probs, state, alpha = model.step(tokens, state, memory)  # (B, V + 1)
-        tokens = log_probs.argmax(-1)
-        running &= tokens != model.end
-        outputs.append(torch.where(running, tokens, -1))
-        weights.append(alpha)
-        if not running.any():
-            break
-    steps = torch.stack(outputs, dim=1).tolist()  # (B, steps), -1 after the end
-    result = [[t for t in row[:row.index(-1)]] if -1 in row else row for row in steps]
-    if weights[0] is None:
-        return result, [x.new_zeros(0, 0) for _ in result]
-    alphas = torch.stack(weights, dim=1)  # (B, steps, S)
-    return result, [alphas[b, :len(r) + 1, :int(lengths[b])].cpu() for b, r in enumerate(result)]
-
+    without attention). At most ``max_length`` tokens. :class:`Greedy` in
+    :func:`rnnkit.models.decoding.decode`, as beam search is :class:`rnnkit.models.beam.Beam`."""
+    return decode(model, x, lengths, Greedy(x.shape[0], model.end, max_length, lengths, x.device))

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnkit.config import setting
+from rnnkit.data.batches import LabelledBatch
 from rnnkit.data.sequences import IGNORE
 from rnnkit.layers import length_mask
 from rnnkit.layers.crf import LinearChainCRF
@@ -45,9 +46,11 @@ class SequenceTagger(nn.Module):
     (character ids, for ``char_features``: inputs x (B, T, 1 + C)) and the
     fields of :class:`TaggerConfig` as keywords (``bidirectional`` None means True).
 
-    ``forward(x, lengths) -> emission scores (B, T, K)``; ``loss((x, lengths,
-    y))`` against tags y (B, T) padded with -100; ``predict(x, lengths)`` the
-    tag ids (B, T), 0 beyond each length.
+    ``forward(x, lengths, targets=None) -> (emission scores (B, T, K), loss)``,
+    loss per tag in nats against ``targets`` (B, T) padded with -100 (the CRF's
+    negative log-likelihood with ``crf``), None without them; ``loss(batch)``
+    the forward pass's loss on a :class:`LabelledBatch`; ``predict(x, lengths)``
+    the tag ids (B, T), 0 beyond each length.
     """
 
     def __init__(self, vocab_size: int, num_labels: int, input_size: int | None = None, alphabet_size: int = 0,
@@ -59,28 +62,31 @@ class SequenceTagger(nn.Module):
         self.head = nn.Linear(self.encoder.output_size, num_labels)
         self.crf = LinearChainCRF(num_labels) if self.config.crf else None
 
-    def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
+    def forward(self, x: Tensor, lengths: Tensor, targets: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         outputs, _ = self.encoder(x, lengths)  # (B, T, F)
         scores = self.head(dropout(outputs, self.config.dropout, self.training))  # (B, T, K)
-        return scores.to(torch.promote_types(scores.dtype, torch.float32))  # fp32 at least, also under autocast
-
-    def loss(self, batch, state=None) -> tuple[Tensor, None]:
-        """The training contract: (x, lengths, y) -> (loss per token in nats, no carried state)."""
-        x, lengths, y = batch
-        scores = self(x, lengths)
+        scores = scores.to(torch.promote_types(scores.dtype, torch.float32))  # fp32 at least, also under autocast
+        if targets is None:
+            return scores, None
         if self.crf is None:
-            return F.cross_entropy(scores.reshape(-1, self.num_labels), y.reshape(-1), ignore_index=IGNORE), None
-        mask = y != IGNORE  # (B, T), True at valid positions
-        return self.crf.nll(scores, y.clamp(min=0), mask).sum() / mask.sum(), None
+            return scores, F.cross_entropy(scores.reshape(-1, self.num_labels), targets.reshape(-1),
+                                           ignore_index=IGNORE)
+        mask = targets != IGNORE  # (B, T), True at valid positions
+        return scores, self.crf.nll(scores, targets.clamp(min=0), mask).sum() / mask.sum()
+
+    def loss(self, batch: LabelledBatch, state=None) -> tuple[Tensor, None]:
+        """The training contract: a :class:`LabelledBatch` (x, lengths, y) -> (loss per token in nats, no
+        carried state)."""
+        return self(batch.x, batch.lengths, batch.y)[1], None
 
     def loss_terms(self, batch) -> int:
         """How many tags :meth:`loss` averages over (padding left out)."""
-        return int((batch[2] != IGNORE).sum())
+        return int((batch.y != IGNORE).sum())
 
     @torch.no_grad()
     def predict(self, x: Tensor, lengths: Tensor) -> Tensor:
         """Tag ids (B, T): argmax per step, or the CRF's Viterbi path; 0 beyond each length."""
-        scores = self(x, lengths)
+        scores, _ = self(x, lengths)
         mask = length_mask(lengths, x.shape[1])
         if self.crf is None:
             return scores.argmax(-1).masked_fill(~mask, 0)

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from rnnkit.data.batches import to_device
 from rnnkit.data.pairs import collate_pairs, references
 from rnnkit.data.speech import collate_speech, label_text
 from rnnkit.models.beam import Hypothesis, beam_search
@@ -157,7 +158,7 @@ def score_speech(model, data, split: str, beam_size: int = 1, lm=None, lm_weight
 
 @torch.no_grad()
 def evaluate_pairs(model, batches, endings: bool = True, group=None) -> dict:
-    """The loss over ``batches`` of (x, x_lengths, y, y_lengths), teacher-forced
+    """The loss over ``batches`` of :class:`PairBatch` (x, x_lengths, y, y_lengths), teacher-forced
     for a seq2seq model: loss (nats per target token, each ending counted as a
     token when ``endings``, as a seq2seq loss counts them; a CTC loss does not)
     and perplexity. The ranks of ``group`` share the batches."""
@@ -165,8 +166,8 @@ def evaluate_pairs(model, batches, endings: bool = True, group=None) -> dict:
     sums = []  # (summed loss, target tokens) a batch
     with evaluating(model):
         for batch in share(batches, group):
-            loss, _ = model.loss(tuple(t.to(device) for t in batch))
-            n = int((batch[3] + endings).sum())
+            loss, _ = model.loss(to_device(batch, device))
+            n = int((batch.y_lengths + endings).sum())
             sums.append((loss.item() * n, n))
     sums = gather_shares(sums, group)
     total, count = sum(t for t, _ in sums), sum(n for _, n in sums)

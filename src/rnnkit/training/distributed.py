@@ -43,6 +43,8 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
+from rnnkit.data import batches
+from rnnkit.data.batches import Batch
 from rnnkit.errors import ConfigError
 
 
@@ -102,21 +104,21 @@ def wrap(model: nn.Module, device: torch.device) -> nn.Module:
     return DistributedDataParallel(_Loss(model), device_ids=[device.index] if device.type == "cuda" else None)
 
 
-def rows(batch: tuple[Tensor, ...], group: Group) -> tuple[tuple[Tensor, ...], bool]:
+def rows(batch: Batch, group: Group) -> tuple[Batch, bool]:
     """Rank ``group.rank``'s rows of a global batch of b rows (every tensor batch-first):
     rows r b/W .. (r+1) b/W, rounded down, which split any batch (an epoch's last
     may be short); and whether there are any. A rank left without rows runs the
     first row, so as to take part in DDP's all-reduce, at weight 0 (no loss terms)."""
-    b = batch[0].shape[0]
+    b = len(batch.x)
     lo, hi = group.rank * b // group.world, (group.rank + 1) * b // group.world
-    return (tuple(t[lo:hi] for t in batch), True) if hi > lo else (tuple(t[:1] for t in batch), False)
+    return (batches.rows(batch, lo, hi), True) if hi > lo else (batches.rows(batch, 0, 1), False)
 
 
-def loss_terms(model: nn.Module, batch: tuple[Tensor, ...]) -> int:
+def loss_terms(model: nn.Module, batch: Batch) -> int:
     """How many terms the model's mean loss averages over on ``batch``: its
     ``loss_terms(batch)``, or the examples (the batch's rows)."""
     count = getattr(model, "loss_terms", None)
-    return int(count(batch)) if count is not None else batch[0].shape[0]
+    return int(count(batch)) if count is not None else len(batch.x)
 
 
 def all_sum(*values: float) -> list[float]:

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from rnnkit.data.batches import to_device
 from rnnkit.data.tokenfile import as_tensor
 from rnnkit.training.decode import evaluating
 from rnnkit.training.distributed import gather_shares, share
@@ -124,7 +125,7 @@ def evaluate_dynamic(model, ids: torch.Tensor, lr: float, segment_len: int = 50)
     total, state = 0.0, None
     with torch.enable_grad():  # also when called under torch.no_grad()
         for i in range(0, x.shape[1], segment_len):
-            logits, _, state = learner(x[:, i:i + segment_len], state=state)  # (1, S, V)
+            (logits, state), _ = learner(x[:, i:i + segment_len], state=state)  # (1, S, V)
             loss = F.cross_entropy(logits[0].float(), y[0, i:i + segment_len], reduction="sum")
             total += loss.item()
             optimizer.zero_grad(set_to_none=True)
@@ -135,7 +136,7 @@ def evaluate_dynamic(model, ids: torch.Tensor, lr: float, segment_len: int = 50)
 
 
 def _add(model, x, y, state, device, total, count):
-    logits, _, state = model(x.to(device), state=state)
+    (logits, state), _ = model(x.to(device), state=state)
     loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.to(device).reshape(-1),
                            reduction="sum")
     return total + loss.item(), count + y.numel(), state
@@ -143,16 +144,17 @@ def _add(model, x, y, state, device, total, count):
 
 @torch.no_grad()
 def evaluate_texts(model, batches, group=None) -> dict:
-    """A conditioned language model over ``batches`` of independent texts (ids,
-    lengths, condition): what :func:`evaluate` returns, each text's first
-    token given and the others predicted; the batches split over the ranks of
-    ``group`` (:mod:`rnnkit.training.distributed`)."""
+    """A conditioned language model over ``batches`` of independent texts
+    (:class:`LabelledBatch`: texts, lengths, their labels as conditions): what
+    :func:`evaluate` returns, each text's first token given and the others
+    predicted; the batches split over the ranks of ``group``
+    (:mod:`rnnkit.training.distributed`)."""
     device = next(model.parameters()).device
     sums = []  # (summed loss, predictions) a batch
     with evaluating(model):
         for batch in share(batches, group):
-            loss, _ = model.loss(tuple(t.to(device) for t in batch))
-            n = int((batch[1] - 1).sum())  # each text of length n predicts n - 1 tokens
+            loss, _ = model.loss(to_device(batch, device))
+            n = int((batch.lengths - 1).sum())  # each text of length n predicts n - 1 tokens
             sums.append((loss.item() * n, n))
     sums = gather_shares(sums, group)
     return metrics_of(sum(t for t, _ in sums), sum(n for _, n in sums))
@@ -161,16 +163,17 @@ def evaluate_texts(model, batches, group=None) -> dict:
 @torch.no_grad()
 def evaluate_labelled(model, batches, labels: list[str], device=None, group=None) -> dict:
     """Loss and predictions of a classifier or tagger over ``batches`` of
-    (x, lengths, y): loss (mean per example or token), accuracy, macro F1
+    :class:`LabelledBatch` (x, lengths, y): loss (mean per example or token), accuracy, macro F1
     over the labels (classify) or, for tags with B-/I- prefixes, the chunk
     F1 of conlleval (tag); ``predicted`` and ``gold`` hold the label names.
     The batches split over the ranks of ``group`` (:mod:`rnnkit.training.distributed`)."""
     device = device or next(model.parameters()).device
     results = []  # a batch's (summed loss, terms, gold, predicted)
     with evaluating(model):
-        for x, lengths, y in share(batches, group):
-            x, lengths, y = x.to(device), lengths.to(device), y.to(device)
-            loss, _ = model.loss((x, lengths, y))
+        for batch in share(batches, group):
+            batch = to_device(batch, device)
+            x, lengths, y = batch.x, batch.lengths, batch.y
+            loss, _ = model.loss(batch)
             n = int(lengths.sum()) if y.dim() == 2 else len(y)
             pred = model.predict(x, lengths).cpu()
             if y.dim() == 1:

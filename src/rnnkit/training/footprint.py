@@ -36,6 +36,7 @@ from pathlib import Path
 
 import torch
 
+from rnnkit.data.batches import to_device
 from rnnkit.errors import ConfigError
 from rnnkit.kernels.memory import heap_in_use
 
@@ -132,7 +133,7 @@ def held_by_forward(model, batch, device: torch.device, precision: str, passes: 
 
 
 def _held_by_forward(model, batch, device: torch.device, precision: str) -> int | None:
-    batch = tuple(t.to(device) for t in batch)
+    batch = to_device(batch, device)
     before = _in_use(device)
     if before is None:
         return None

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rnnkit.data.batches import to_device
 from rnnkit.data.files import exists
 from rnnkit.diagnostics import diagnostic_batch, find_units, has_cells, measure, text_features
 from rnnkit.diagnostics import read_text as read_with_model
@@ -64,7 +65,7 @@ def write_report(run: str, out: str | None, task, model, doc: dict, text: str | 
     elif data is None:
         sections.append(("Gradient flow", note_html(missing)))
     else:
-        batch = tuple(t.to(device) for t in diagnostic_batch(data))
+        batch = to_device(diagnostic_batch(data), device)
         now = measure(model, batch)
         sections.append(("Gradient flow through time", _gradient_flow(now, task, doc, batch)))
         sections.append(("Spectral radius and saturation", _recurrence(now, rows)))
@@ -112,11 +113,11 @@ def _gradient_flow(now: dict, task, doc: dict, batch) -> str:
     for cell in COMPARED_CELLS:
         torch.manual_seed(0)
         fresh = task.build_model(dataclasses.replace(doc.model, cell=cell), doc.tokenizer,
-                                 doc.labels, doc.target_tokenizer).to(batch[0].device)
+                                 doc.labels, doc.target_tokenizer).to(batch.x.device)
         at_init = measure(fresh, batch)
         for kind in compared:
             compared[kind][cell.upper()] = list(at_init[kind].values())[-1]  # the top layer (seq2seq: decoder)
-    return (f"<p>The gradient of the loss reaching each step's hidden state, ||dL/dh_k||, on {len(batch[0])} "
+    return (f"<p>The gradient of the loss reaching each step's hidden state, ||dL/dh_k||, on {len(batch.x)} "
             "sequences of the validation split, and the largest singular value of the product of step Jacobians "
             "∂h_n/∂h_k over the first of them: how much of step n's state still depends on step k.</p>"
             + figure_html(gradient_flow_figure(now, "this run (best checkpoint)"))

@@ -24,6 +24,7 @@ import torch
 from tqdm import tqdm
 
 from rnnkit.config import TrainConfig
+from rnnkit.data.batches import to_device
 from rnnkit.diagnostics import diagnostic_batch, has_cells
 from rnnkit.diagnostics import measure as measure_diagnostics
 from rnnkit.errors import CheckpointError, ConfigError, TrainingError
@@ -230,7 +231,7 @@ class Trainer:
         for group in opt.param_groups:
             group["lr"] = lr
         self._step_notes = self.task.before_step(model, p.step, cfg)  # seq2seq's scheduled sampling
-        batch, has_rows = tuple(t.to(self.device) for t in batch), True
+        batch, has_rows = to_device(batch, self.device), True
         if self.group:  # this rank's rows
             batch, has_rows = distributed.rows(batch, self.group)
         with torch.autocast(self.device.type, torch.bfloat16, enabled=self.precision == "bf16"):
@@ -258,7 +259,7 @@ class Trainer:
         else:  # no update; the next batch starts from a zero state
             self._skip(*(("loss", value) if not math.isfinite(value) else ("gradient norm", norm)))
             self.carry = None
-        return lr, batch[0].shape[0] * batch[0].shape[1]  # (B, T), or (B, T, F) of vectors
+        return lr, batch.x.shape[0] * batch.x.shape[1]  # (B, T), or (B, T, F) of vectors
 
     def _log_metrics(self, lr: float, speed: float, bar) -> None:
         """A metrics line: the mean loss and gradient norm of the steps since the last one."""
@@ -283,7 +284,7 @@ class Trainer:
 
     def _diagnostic_batch(self) -> tuple:
         if self._fixed_batch is None:
-            self._fixed_batch = tuple(t.to(self.device) for t in diagnostic_batch(self.data))
+            self._fixed_batch = to_device(diagnostic_batch(self.data), self.device)
         return self._fixed_batch
 
     def _skip(self, what: str, value: float) -> None:

@@ -1,0 +1,56 @@
+"""The kinds of batch the loaders yield, each a NamedTuple of batch-first tensors.
+
+A model reads a batch's fields by name; unpacking (``x, y = batch``) still
+works, and code that treats every kind alike (moving to a device, taking a
+rank's rows) rebuilds a batch with ``type(batch)(*parts)``. Every kind has
+its input first, as ``x``, so ``len(batch.x)`` is the number of rows B.
+
+- :class:`StreamBatch` (x, y): contiguous streams for truncated BPTT, each
+  (B, T) int64, y x shifted by one (:class:`rnnkit.data.StreamBatcher`).
+- :class:`LabelledBatch` (x, lengths, y): padded sequences x (B, T) int64
+  (vectors (B, T, F) for a numeric series) with lengths (B,) >= 1 and labels
+  y (B,) (a class, or a conditioned language model's condition) or (B, T)
+  (a tag a step, padded with ``IGNORE``) (:mod:`rnnkit.data.sequences`).
+- :class:`PairBatch` (x, x_lengths, y, y_lengths): a source and a target
+  sequence per row: seq2seq's token ids x (B, S) (:mod:`rnnkit.data.pairs`),
+  or CTC's feature frames x (B, T', F) (:mod:`rnnkit.data.speech`); targets
+  y (B, U) int64 padded with ``IGNORE``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, TypeVar
+
+import torch
+from torch import Tensor
+
+
+class StreamBatch(NamedTuple):
+    x: Tensor  # (B, T) token ids
+    y: Tensor  # (B, T) the next token of each
+
+
+class LabelledBatch(NamedTuple):
+    x: Tensor  # (B, T) token ids, or (B, T, F) vectors; 0 after each length
+    lengths: Tensor  # (B,) >= 1
+    y: Tensor  # (B,) labels, or (B, T) a label a step, IGNORE after each length
+
+
+class PairBatch(NamedTuple):
+    x: Tensor  # (B, S) source ids, or (B, T', F) features; 0 after each length
+    x_lengths: Tensor  # (B,) >= 1
+    y: Tensor  # (B, U) target ids, IGNORE after each length
+    y_lengths: Tensor  # (B,) >= 1
+
+
+Batch = TypeVar("Batch", StreamBatch, LabelledBatch, PairBatch)
+
+
+def to_device(batch: Batch, device: torch.device | str) -> Batch:
+    """The same batch with every tensor on ``device``."""
+    return type(batch)(*(t.to(device) for t in batch))
+
+
+def rows(batch: Batch, start: int, stop: int) -> Batch:
+    """Rows ``start .. stop - 1`` of every tensor of ``batch``."""
+    return type(batch)(*(t[start:stop] for t in batch))
