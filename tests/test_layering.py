@@ -109,3 +109,15 @@ def test_the_cycle_check_catches_two_modules_that_import_each_other(monkeypatch,
     monkeypatch.setitem(MODULES, "rnnkit.data.b", tmp_path / "b.py")
     with pytest.raises(AssertionError, match=re.escape("rnnkit.data.a -> rnnkit.data.b -> rnnkit.data.a")):
         test_no_modules_import_each_other_in_a_cycle()
+
+
+# the hubs every change used to land in stay small; a module longer than this holds more than one concern
+HUB_LINES = {"cli/main.py": 250, "training/trainer.py": 400}
+MODULE_LINES = 410
+
+
+def test_the_hubs_and_every_module_stay_within_their_length():
+    lengths = {path.relative_to(PACKAGE).as_posix(): len(path.read_text().splitlines())
+               for path in PACKAGE.rglob("*.py")}
+    assert {name: lengths[name] for name in HUB_LINES if lengths[name] > HUB_LINES[name]} == {}
+    assert {name: n for name, n in lengths.items() if n > MODULE_LINES} == {}

@@ -25,8 +25,7 @@ from tqdm import tqdm
 
 from rnnkit.config import TrainConfig
 from rnnkit.data.batches import to_device
-from rnnkit.diagnostics import diagnostic_batch, has_cells
-from rnnkit.diagnostics import measure as measure_diagnostics
+from rnnkit.diagnostics import diagnostic_batch, has_cells, measure as measure_diagnostics
 from rnnkit.errors import CheckpointError, ConfigError, TrainingError
 from rnnkit.kernels.memory import keep_freed_memory
 from rnnkit.layers import engines_in
