@@ -136,7 +136,7 @@ class Task:
 
     def describe(self, data) -> str:
         """What the inputs are, for `rnnkit train`'s first line."""
-        return f"vocabulary {data.vocab_size}" + (f", {len(data.labels)} labels" if hasattr(data, "labels") else "")
+        return f"vocabulary {data.vocab_size:,}" + (f", {len(data.labels):,} labels" if hasattr(data, "labels") else "")
 
     # -- training ------------------------------------------------------------------------------
 

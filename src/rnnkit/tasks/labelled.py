@@ -44,7 +44,7 @@ class LabelledTask(Task):
 
     def describe(self, data) -> str:
         features = getattr(data.tokenizer, "num_features", None)
-        inputs = f"{features} features a sample" if features else f"vocabulary {data.vocab_size}"
+        inputs = f"{features} features a sample" if features else f"vocabulary {data.vocab_size:,}"
         return f"{inputs}, {len(data.labels)} labels"
 
     def validate(self, model, data, split="val", group=None, config=None) -> dict:
