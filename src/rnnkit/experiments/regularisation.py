@@ -72,7 +72,7 @@ def run(quick: bool = False):
     """(Table, figure)."""
     from matplotlib.figure import Figure
 
-    steps, every, chars = (320, 40, 15_000) if quick else (800, 100, 30_000)
+    steps, every, chars = (200, 20, 8_000) if quick else (800, 100, 30_000)
     curves = {name: train(name, steps, every, chars) for name in (QUICK if quick else SETTINGS)}
     rows = []
     for name, curve in curves.items():
