@@ -107,6 +107,11 @@ def rmsprop_momentum(given: dict, optimizer: str | None = None) -> dict:
         raise ConfigError("--momentum with --optimizer rmsprop is the deprecated name of --alpha; give only --alpha")
     warn("--momentum with --optimizer rmsprop", "--alpha")
     out = {k: v for k, v in given.items() if k != "momentum"}
-    value = given["momentum"]
-    out["alpha"] = 0.99 if isinstance(value, (int, float)) and value >= 1 else value  # as the old optimizer read it
+    out["alpha"] = rmsprop_alpha(given["momentum"])
     return out
+
+
+def rmsprop_alpha(momentum):
+    """RMSprop's smoothing constant as the optimizer read an old ``momentum``: itself below 1, else 0.99
+    (a value that is no number is left for the setting's own check to refuse)."""
+    return 0.99 if isinstance(momentum, (int, float)) and momentum >= 1 else momentum

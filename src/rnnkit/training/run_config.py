@@ -40,7 +40,7 @@ from pathlib import Path
 
 from rnnkit.config import DataConfig, ModelConfig, TrainConfig, from_dict, to_dict
 from rnnkit.data.tokenizers import tokenizer_from_dict
-from rnnkit.deprecated import RENAMED_SETTINGS
+from rnnkit.deprecated import RENAMED_SETTINGS, rmsprop_alpha
 from rnnkit.errors import CheckpointError
 from rnnkit.training.runs import BEST, LAST, atomic_write_bytes, load_tensors, read_metadata, save_tensors
 from rnnkit.version import __version__
@@ -123,7 +123,7 @@ def migrate(doc: dict, configs: Configs) -> dict:
         doc[section] = {RENAMED_SETTINGS.get(k, k): v for k, v in doc[section].items()}
     train = doc["train"]
     if train.get("optimizer") == "rmsprop" and "momentum" in train and "alpha" not in train:
-        train["alpha"] = train["momentum"] if train["momentum"] < 1 else 0.99
+        train["alpha"] = rmsprop_alpha(train["momentum"])
     if version == 1:
         classes = dict(zip(("model", "data", "train"), configs(doc["data"]["task"])))
         for section, cls in classes.items():
