@@ -1,0 +1,151 @@
+"""An echo state network's reservoir and its readout fitted in closed form
+(Jaeger 2001; Jaeger & Haas 2004; Lukoševičius 2012, "A practical guide to
+applying echo state networks").
+
+The reservoir is a recurrent layer whose weights are drawn once and never
+trained. With leaky-integrator units at leak rate a, per step t::
+
+    x_t = (1 - a) x_{t-1} + a tanh(W_in u_t + W x_{t-1} + b)        (B, N)
+
+u_t (B, I) the input, x_t (B, N) the state, W_in (N, I) with entries from
+U(-s, s) (s the input scaling), b (N,) from U(-s, s) (the input of a constant
+1, as reservoirpy draws it), and W (N, N) sparse: a fraction d (the density)
+of its entries from N(0, 1), the rest zero, then scaled so that its spectral
+radius max |eig(W)| is ρ. For ρ < 1 (and a = 1: ordinary tanh units) the
+state forgets where it started and becomes a function of the input's past
+alone, the echo state property; past 1 the reservoir's own dynamics can
+take over from the input.
+
+The readout is linear in the state, y_t = W_out x_t + c, and is fitted by
+ridge regression, no backpropagation::
+
+    [W_out c]ᵀ = (ZᵀZ + λ D)⁻¹ ZᵀY,     Z = [X 1] (n, N + 1),   D = diag(1, ..., 1, 0)
+
+(the intercept c is not penalised, as in scikit-learn's ``Ridge``).
+:class:`RidgeFit` accumulates ZᵀZ (N+1, N+1) and ZᵀY (N+1, K) in float64
+batch by batch, so a long series needs memory for those two and one batch,
+never the (n, N) matrix of all states.
+
+The weights are buffers, not parameters: no optimiser sees them, and they
+are saved with the model's weights (``state_dict``), so a loaded model
+computes the same states. The seed makes them reproducible from the
+settings alone.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from rnnkit.layers.recurrent import length_mask
+
+
+def scaled_to_radius(weight: Tensor, radius: float) -> Tensor:
+    """``weight`` (N, N) rescaled so that its spectral radius max |λ_i| is ``radius``
+    (eigenvalues in float64)."""
+    current = torch.linalg.eigvals(weight.double()).abs().max().item()
+    if current == 0.0:
+        raise ValueError("Reservoir: the random recurrent matrix has spectral radius 0 (nilpotent); "
+                         "raise the density or the size")
+    return weight * (radius / current)
+
+
+class Reservoir(nn.Module):
+    """A leaky-integrator echo state reservoir (see the module's docstring).
+
+    Args: ``input_size`` (I), ``hidden_size`` (N units), ``spectral_radius``
+    (ρ of W), ``leak_rate`` (a in (0, 1]; 1: ordinary tanh units),
+    ``input_scaling`` (s: W_in and b from U(-s, s)), ``density`` (the fraction
+    of W's entries that are not zero), ``seed`` (the draw of the weights, from
+    a generator of its own: the global random state is untouched).
+
+    Buffers: ``weight_in`` (N, I), ``weight`` (N, N), ``bias`` (N,).
+
+    ``forward(u, lengths=None, state=None) -> (states (B, T, N), (x_T,))``
+    for inputs u (B, T, I): the state after each step, and the state after
+    each sequence's last step, x_T (1, B, N) (a one-layer
+    :class:`rnnkit.layers.Recurrent`'s layout). A sequence's state is frozen
+    after its length and its outputs are zero there. ``state`` (1, B, N)
+    continues from a previous call (zeros without one). Equivalent to::
+
+        x = zeros(N)
+        for t in range(T):
+            x = (1 - a) * x + a * tanh(weight_in @ u[t] + weight @ x + bias)
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, spectral_radius: float = 0.9, leak_rate: float = 1.0,
+                 input_scaling: float = 1.0, density: float = 0.1, seed: int = 0):
+        super().__init__()
+        if not 0.0 < leak_rate <= 1.0:
+            raise ValueError(f"Reservoir: leak_rate must be in (0, 1], got {leak_rate}")
+        if not 0.0 < density <= 1.0:
+            raise ValueError(f"Reservoir: density must be in (0, 1], got {density}")
+        self.input_size, self.hidden_size, self.output_size = input_size, hidden_size, hidden_size
+        self.spectral_radius, self.leak_rate = spectral_radius, leak_rate
+        g = torch.Generator().manual_seed(seed)
+        weight = torch.randn(hidden_size, hidden_size, generator=g, dtype=torch.float64)
+        weight = weight * (torch.rand(hidden_size, hidden_size, generator=g, dtype=torch.float64) < density)
+        uniform = lambda *shape: input_scaling * (2 * torch.rand(*shape, generator=g, dtype=torch.float64) - 1)  # noqa: E731
+        self.register_buffer("weight_in", uniform(hidden_size, input_size).float())
+        self.register_buffer("bias", uniform(hidden_size).float())
+        self.register_buffer("weight", scaled_to_radius(weight, spectral_radius).float())
+
+    def forward(self, u: Tensor, lengths: Tensor | None = None, state: tuple[Tensor] | None = None):
+        B, T, _ = u.shape
+        if u.shape[-1] != self.input_size:
+            raise ValueError(f"Reservoir: expected input of shape (B, T, {self.input_size}), got {tuple(u.shape)}")
+        a = self.leak_rate
+        drive = u @ self.weight_in.T + self.bias  # (B, T, N): W_in u_t + b for every step at once
+        x = state[0][0] if state is not None else drive.new_zeros(B, self.hidden_size)  # (B, N)
+        running = length_mask(lengths, T) if lengths is not None else None  # (B, T), True at valid steps
+        outputs = []
+        for t in range(T):
+            new = (1 - a) * x + a * torch.tanh(drive[:, t] + x @ self.weight.T)  # (B, N)
+            if running is not None:
+                new = torch.where(running[:, t, None], new, x)  # frozen after each sequence's end
+            outputs.append(new)
+            x = new
+        states = torch.stack(outputs, 1) if outputs else drive.new_zeros(B, 0, self.hidden_size)  # (B, T, N)
+        if running is not None:
+            states = states * running[..., None]
+        return states, (x[None],)
+
+    def extra_repr(self) -> str:
+        return (f"{self.input_size}, {self.hidden_size}, spectral_radius={self.spectral_radius}, "
+                f"leak_rate={self.leak_rate}")
+
+
+class RidgeFit:
+    """The ridge regression of targets Y (n, K) on features X (n, F) with an
+    unpenalised intercept, accumulated over batches (see the module's docstring):
+    ``add(X, Y)`` any number of times, then ``solve() -> (weight (K, F), bias (K,))``
+    with ``ridge`` λ >= 0. The sums are float64 whatever the batches' dtype."""
+
+    def __init__(self, num_features: int, num_outputs: int, ridge: float):
+        if ridge < 0:
+            raise ValueError(f"RidgeFit: ridge must be >= 0, got {ridge}")
+        self.ridge = ridge
+        self.gram = torch.zeros(num_features + 1, num_features + 1, dtype=torch.float64)  # ZᵀZ
+        self.moment = torch.zeros(num_features + 1, num_outputs, dtype=torch.float64)  # ZᵀY
+        self.count = 0
+
+    def add(self, features: Tensor, targets: Tensor) -> None:
+        """Adds rows: features (n, F), targets (n, K)."""
+        if features.dim() != 2 or targets.dim() != 2 or len(features) != len(targets):
+            raise ValueError(f"RidgeFit: expected features (n, F) and targets (n, K), got {tuple(features.shape)} "
+                             f"and {tuple(targets.shape)}")
+        z = torch.cat([features.double(), features.new_ones(len(features), 1, dtype=torch.float64)], 1)  # (n, F+1)
+        self.gram += z.T @ z
+        self.moment += z.T @ targets.double()
+        self.count += len(z)
+
+    def solve(self) -> tuple[Tensor, Tensor]:
+        """(weight (K, F), bias (K,)) in float64 minimising Σ ||y - W x - c||² + λ ||W||²."""
+        if self.count == 0:
+            raise ValueError("RidgeFit: no rows were added")
+        penalty = torch.full((len(self.gram),), self.ridge, dtype=torch.float64)
+        penalty[-1] = 0.0  # the intercept is not penalised
+        a = self.gram + torch.diag(penalty)
+        # gelsd: a least-norm answer also where a is singular (λ = 0 with collinear features)
+        solution = torch.linalg.lstsq(a, self.moment, driver="gelsd").solution  # (F+1, K)
+        return solution[:-1].T.contiguous(), solution[-1].clone()
