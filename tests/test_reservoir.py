@@ -12,7 +12,7 @@ from rnnkit.layers.reservoir import Reservoir, RidgeFit
 def numpy_states(res: Reservoir, u: np.ndarray, x0: np.ndarray | None = None) -> np.ndarray:
     """The reservoir's update as a plain NumPy loop over one sequence u (T, I) -> (T, N)."""
     W_in, W, b = (t.double().numpy() for t in (res.weight_in, res.weight, res.bias))
-    a, x = res.leak_rate, np.zeros(res.hidden_size) if x0 is None else x0
+    a, x = res.leak.double().numpy(), np.zeros(res.hidden_size) if x0 is None else x0
     out = []
     for u_t in u:
         x = (1 - a) * x + a * np.tanh(W_in @ u_t + W @ x + b)
@@ -30,6 +30,9 @@ def test_states_equal_a_numpy_loop_for_leaky_units_and_padding_freezes_the_state
         np.testing.assert_allclose(states[b, :n].numpy(), expected, rtol=0, atol=1e-12)
         np.testing.assert_allclose(last[0, b].numpy(), expected[-1], rtol=0, atol=1e-12)
     assert states[1, 17:].abs().max() == 0  # zero beyond the length
+    rates = torch.linspace(1.0, 0.1, 40)  # one rate a unit
+    several = Reservoir(3, 40, leak_rate=rates, seed=1).double()
+    np.testing.assert_allclose(several(u)[0][0].numpy(), numpy_states(several, u[0].numpy()), rtol=0, atol=1e-12)
     # carrying the state across two calls equals one call
     first, state = res(u[:, :10])
     second, _ = res(u[:, 10:], state=state)
@@ -64,7 +67,7 @@ def test_the_weights_are_buffers_drawn_from_the_seed_alone():
     torch.manual_seed(1)
     b, c = Reservoir(2, 30, seed=5), Reservoir(2, 30, seed=6)
     assert list(a.parameters()) == []
-    assert set(a.state_dict()) == {"weight_in", "bias", "weight"}
+    assert set(a.state_dict()) == {"weight_in", "bias", "weight", "leak"}
     assert all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
     assert not torch.equal(a.weight, c.weight)
 

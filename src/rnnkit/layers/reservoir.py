@@ -54,12 +54,14 @@ class Reservoir(nn.Module):
     """A leaky-integrator echo state reservoir (see the module's docstring).
 
     Args: ``input_size`` (I), ``hidden_size`` (N units), ``spectral_radius``
-    (ρ of W), ``leak_rate`` (a in (0, 1]; 1: ordinary tanh units),
+    (ρ of W), ``leak_rate`` (a in (0, 1]; 1: ordinary tanh units; or a
+    tensor (N,) of one rate a unit, several time scales as
+    :func:`rnnkit.kernels.leaky.leak_rates` spreads them),
     ``input_scaling`` (s: W_in and b from U(-s, s)), ``density`` (the fraction
     of W's entries that are not zero), ``seed`` (the draw of the weights, from
     a generator of its own: the global random state is untouched).
 
-    Buffers: ``weight_in`` (N, I), ``weight`` (N, N), ``bias`` (N,).
+    Buffers: ``weight_in`` (N, I), ``weight`` (N, N), ``bias`` (N,), ``leak`` (N,).
 
     ``forward(u, lengths=None, state=None) -> (states (B, T, N), (x_T,))``
     for inputs u (B, T, I): the state after each step, and the state after
@@ -73,15 +75,16 @@ class Reservoir(nn.Module):
             x = (1 - a) * x + a * tanh(weight_in @ u[t] + weight @ x + bias)
     """
 
-    def __init__(self, input_size: int, hidden_size: int, spectral_radius: float = 0.9, leak_rate: float = 1.0,
-                 input_scaling: float = 1.0, density: float = 0.1, seed: int = 0):
+    def __init__(self, input_size: int, hidden_size: int, spectral_radius: float = 0.9,
+                 leak_rate: float | Tensor = 1.0, input_scaling: float = 1.0, density: float = 0.1, seed: int = 0):
         super().__init__()
-        if not 0.0 < leak_rate <= 1.0:
+        leak = torch.as_tensor(leak_rate, dtype=torch.float64).expand(hidden_size)  # (N,)
+        if not ((leak > 0) & (leak <= 1)).all():
             raise ValueError(f"Reservoir: leak_rate must be in (0, 1], got {leak_rate}")
         if not 0.0 < density <= 1.0:
             raise ValueError(f"Reservoir: density must be in (0, 1], got {density}")
         self.input_size, self.hidden_size, self.output_size = input_size, hidden_size, hidden_size
-        self.spectral_radius, self.leak_rate = spectral_radius, leak_rate
+        self.spectral_radius = spectral_radius
         g = torch.Generator().manual_seed(seed)
         weight = torch.randn(hidden_size, hidden_size, generator=g, dtype=torch.float64)
         weight = weight * (torch.rand(hidden_size, hidden_size, generator=g, dtype=torch.float64) < density)
@@ -89,12 +92,13 @@ class Reservoir(nn.Module):
         self.register_buffer("weight_in", uniform(hidden_size, input_size).float())
         self.register_buffer("bias", uniform(hidden_size).float())
         self.register_buffer("weight", scaled_to_radius(weight, spectral_radius).float())
+        self.register_buffer("leak", leak.float())
 
     def forward(self, u: Tensor, lengths: Tensor | None = None, state: tuple[Tensor] | None = None):
         B, T, _ = u.shape
         if u.shape[-1] != self.input_size:
             raise ValueError(f"Reservoir: expected input of shape (B, T, {self.input_size}), got {tuple(u.shape)}")
-        a = self.leak_rate
+        a = self.leak  # (N,)
         drive = u @ self.weight_in.T + self.bias  # (B, T, N): W_in u_t + b for every step at once
         x = state[0][0] if state is not None else drive.new_zeros(B, self.hidden_size)  # (B, N)
         running = length_mask(lengths, T) if lengths is not None else None  # (B, T), True at valid steps
@@ -111,8 +115,7 @@ class Reservoir(nn.Module):
         return states, (x[None],)
 
     def extra_repr(self) -> str:
-        return (f"{self.input_size}, {self.hidden_size}, spectral_radius={self.spectral_radius}, "
-                f"leak_rate={self.leak_rate}")
+        return f"{self.input_size}, {self.hidden_size}, spectral_radius={self.spectral_radius}"
 
 
 class RidgeFit:
