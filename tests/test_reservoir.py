@@ -94,6 +94,8 @@ def test_the_ridge_fit_equals_scikit_learn():
     fit = RidgeFit(5, 2, 2.5)
     fit.add(torch.tensor(X), torch.tensor(Y))
     weight, bias = fit.solve()
+    residual = Y - X @ weight.numpy().T - bias.numpy()
+    assert fit.squared_error(weight, bias) == pytest.approx((residual ** 2).sum(), rel=1e-9)
     oracle = linear_model.Ridge(alpha=2.5, fit_intercept=True).fit(X, Y)
     np.testing.assert_allclose(weight.numpy(), oracle.coef_, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(bias.numpy(), oracle.intercept_, rtol=1e-9, atol=1e-12)

@@ -16,6 +16,7 @@ from rnnkit.config import TrainConfig, from_dict, to_dict
 from rnnkit.deprecated import rmsprop_momentum
 from rnnkit.errors import ConfigError, DataError, TrainingError
 from rnnkit.kernels import choose_engine
+from rnnkit.models.encoder import layers_in_words
 from rnnkit.tasks import Trainer, named, read_run
 
 EXIT_INTERRUPTED = 130
@@ -102,11 +103,9 @@ def run_train(args, say, device: str | None = None, lr_find: tuple | None = None
     n_params = sum(p.numel() for p in model.parameters())
     say(f"rnnkit train --task {task.name}: {data_cfg.path} ({len(data.train):,} train / {len(data.val):,} "
           f"val {task.unit_of(data)}, {', '.join([task.describe(data), *decided])}); "
-          f"{model_cfg.num_layers} x {model_cfg.hidden_size} "
-          f"{'bidirectional ' if model.config.bidirectional else ''}"
-          f"{model_cfg.cell.upper() if choice.recurrent else 'TDNN'}, {n_params:,} parameters, "
+          f"{layers_in_words(model.config)}, {n_params:,} parameters, "
           f"on {trainer.device} in {trainer.precision}, {_engines(trainer.engines)}; budget: "
-          + trainer.budget.describe()
+          + ("one pass, the readout in closed form" if choice.closed_form else trainer.budget.describe())
           + f"; run folder {trainer.out}" + (f"; {trainer.group.world} processes" if trainer.group else ""),
           flush=True)
     if args.dry_run:

@@ -78,17 +78,18 @@ class Reservoir(nn.Module):
     def __init__(self, input_size: int, hidden_size: int, spectral_radius: float = 0.9,
                  leak_rate: float | Tensor = 1.0, input_scaling: float = 1.0, density: float = 0.1, seed: int = 0):
         super().__init__()
-        leak = torch.as_tensor(leak_rate, dtype=torch.float64).expand(hidden_size)  # (N,)
+        leak = torch.as_tensor(leak_rate, dtype=torch.float64, device="cpu").expand(hidden_size)  # (N,)
         if not ((leak > 0) & (leak <= 1)).all():
             raise ValueError(f"Reservoir: leak_rate must be in (0, 1], got {leak_rate}")
         if not 0.0 < density <= 1.0:
             raise ValueError(f"Reservoir: density must be in (0, 1], got {density}")
         self.input_size, self.hidden_size, self.output_size = input_size, hidden_size, hidden_size
         self.spectral_radius = spectral_radius
-        g = torch.Generator().manual_seed(seed)
-        weight = torch.randn(hidden_size, hidden_size, generator=g, dtype=torch.float64)
-        weight = weight * (torch.rand(hidden_size, hidden_size, generator=g, dtype=torch.float64) < density)
-        uniform = lambda *shape: input_scaling * (2 * torch.rand(*shape, generator=g, dtype=torch.float64) - 1)  # noqa: E731
+        # drawn on the CPU, also where a default device is set (the meta device that sizes a model)
+        g, on = torch.Generator().manual_seed(seed), {"dtype": torch.float64, "device": "cpu"}
+        weight = torch.randn(hidden_size, hidden_size, generator=g, **on)
+        weight = weight * (torch.rand(hidden_size, hidden_size, generator=g, **on) < density)
+        uniform = lambda *shape: input_scaling * (2 * torch.rand(*shape, generator=g, **on) - 1)  # noqa: E731
         self.register_buffer("weight_in", uniform(hidden_size, input_size).float())
         self.register_buffer("bias", uniform(hidden_size).float())
         self.register_buffer("weight", scaled_to_radius(weight, spectral_radius).float())
@@ -130,6 +131,7 @@ class RidgeFit:
         self.ridge = ridge
         self.gram = torch.zeros(num_features + 1, num_features + 1, dtype=torch.float64)  # ZᵀZ
         self.moment = torch.zeros(num_features + 1, num_outputs, dtype=torch.float64)  # ZᵀY
+        self.target_square = 0.0  # Σ ||y||², for the fit's error without a second pass
         self.count = 0
 
     def add(self, features: Tensor, targets: Tensor) -> None:
@@ -140,6 +142,7 @@ class RidgeFit:
         z = torch.cat([features.double(), features.new_ones(len(features), 1, dtype=torch.float64)], 1)  # (n, F+1)
         self.gram += z.T @ z
         self.moment += z.T @ targets.double()
+        self.target_square += float((targets.double() ** 2).sum())
         self.count += len(z)
 
     def solve(self) -> tuple[Tensor, Tensor]:
@@ -152,3 +155,10 @@ class RidgeFit:
         # gelsd: a least-norm answer also where a is singular (λ = 0 with collinear features)
         solution = torch.linalg.lstsq(a, self.moment, driver="gelsd").solution  # (F+1, K)
         return solution[:-1].T.contiguous(), solution[-1].clone()
+
+    def squared_error(self, weight: Tensor, bias: Tensor) -> float:
+        """Σ ||y - W x - c||² over the rows added, from the sums alone:
+        Σ||y||² - 2 tr(Sᵀ ZᵀY) + tr(Sᵀ ZᵀZ S), S = [W c]ᵀ (F+1, K)."""
+        solution = torch.cat([weight.T, bias[None]]).double()  # (F+1, K)
+        return self.target_square - 2 * float((solution * self.moment).sum()) + \
+            float((solution * (self.gram @ solution)).sum())
