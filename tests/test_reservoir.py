@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from rnnkit.errors import ConfigError
 from rnnkit.layers.reservoir import Reservoir, RidgeFit
 
 
@@ -113,6 +114,14 @@ def test_the_readout_recovers_a_linear_function_of_the_states_exactly():
     weight, bias = fit.solve()
     torch.testing.assert_close(weight, true_w, rtol=0, atol=1e-6)
     torch.testing.assert_close(bias, true_c, rtol=0, atol=1e-6)
+
+
+def test_a_small_sparse_draw_without_a_cycle_is_drawn_again_from_the_same_seed():
+    small = [Reservoir(1, 8, density=0.1, seed=seed) for seed in range(20)]  # some first draws are nilpotent
+    assert all(torch.linalg.eigvals(r.weight.double()).abs().max().item() == pytest.approx(0.9) for r in small)
+    assert torch.equal(Reservoir(1, 8, density=0.1, seed=3).weight, small[3].weight)
+    with pytest.raises(ConfigError, match="no recurrent cycle"):
+        Reservoir(1, 1, density=1e-9)
 
 
 def test_bad_settings_and_shapes_say_what_was_expected():

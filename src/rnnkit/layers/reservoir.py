@@ -37,17 +37,27 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from rnnkit.errors import ConfigError
 from rnnkit.layers.recurrent import length_mask
 
 
-def scaled_to_radius(weight: Tensor, radius: float) -> Tensor:
-    """``weight`` (N, N) rescaled so that its spectral radius max |λ_i| is ``radius``
-    (eigenvalues in float64)."""
-    current = torch.linalg.eigvals(weight.double()).abs().max().item()
-    if current == 0.0:
-        raise ValueError("Reservoir: the random recurrent matrix has spectral radius 0 (nilpotent); "
-                         "raise the density or the size")
-    return weight * (radius / current)
+def spectral_radius_of(weight: Tensor) -> float:
+    """max |λ_i| of ``weight`` (N, N), the eigenvalues in float64."""
+    return torch.linalg.eigvals(weight.double()).abs().max().item()
+
+
+def sparse_normal(size: int, density: float, generator: torch.Generator, tries: int = 100) -> Tensor:
+    """(N, N) float64: a fraction ``density`` of the entries from N(0, 1), the rest zero. A small sparse
+    draw can be nilpotent (all its eigenvalues 0: no radius to scale to); it is drawn again from the
+    same generator, so the result still depends on the seed alone."""
+    on = {"dtype": torch.float64, "device": "cpu"}  # also where a default device is set (the meta device)
+    for _ in range(tries):
+        weight = torch.randn(size, size, generator=generator, **on)
+        weight = weight * (torch.rand(size, size, generator=generator, **on) < density)
+        if spectral_radius_of(weight) > 1e-6:
+            return weight
+    raise ConfigError(f"a reservoir of {size} units at density {density} has no recurrent cycle (its matrix is "
+                      f"nilpotent) in {tries} draws; raise the density or the size")
 
 
 class Reservoir(nn.Module):
@@ -87,12 +97,11 @@ class Reservoir(nn.Module):
         self.spectral_radius = spectral_radius
         # drawn on the CPU, also where a default device is set (the meta device that sizes a model)
         g, on = torch.Generator().manual_seed(seed), {"dtype": torch.float64, "device": "cpu"}
-        weight = torch.randn(hidden_size, hidden_size, generator=g, **on)
-        weight = weight * (torch.rand(hidden_size, hidden_size, generator=g, **on) < density)
+        weight = sparse_normal(hidden_size, density, g)
         uniform = lambda *shape: input_scaling * (2 * torch.rand(*shape, generator=g, **on) - 1)  # noqa: E731
         self.register_buffer("weight_in", uniform(hidden_size, input_size).float())
         self.register_buffer("bias", uniform(hidden_size).float())
-        self.register_buffer("weight", scaled_to_radius(weight, spectral_radius).float())
+        self.register_buffer("weight", (weight * (spectral_radius / spectral_radius_of(weight))).float())
         self.register_buffer("leak", leak.float())
 
     def forward(self, u: Tensor, lengths: Tensor | None = None, state: tuple[Tensor] | None = None):
