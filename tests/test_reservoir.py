@@ -124,6 +124,20 @@ def test_a_small_sparse_draw_without_a_cycle_is_drawn_again_from_the_same_seed()
         Reservoir(1, 1, density=1e-9)
 
 
+def test_a_sparse_reservoir_gives_the_states_of_the_dense_product_with_and_without_a_gradient():
+    res = Reservoir(2, 60, density=0.03, seed=7).double()  # below SPARSE_BELOW: compressed sparse rows
+    u = torch.randn(3, 20, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        sparse, _ = res(u)
+    assert res._sparse is not None  # the sparse product ran
+    dense, _ = res(u)  # with a gradient enabled: the dense product
+    torch.testing.assert_close(sparse, dense, rtol=0, atol=1e-13)
+    np.testing.assert_allclose(sparse[0].numpy(), numpy_states(res, u[0].numpy()), rtol=0, atol=1e-12)
+    with torch.no_grad():
+        res.weight.mul_(0.5)  # changed in place: the sparse copy is made again
+        torch.testing.assert_close(res(u)[0], torch.enable_grad()(res)(u)[0], rtol=0, atol=1e-13)
+
+
 def test_bad_settings_and_shapes_say_what_was_expected():
     with pytest.raises(ValueError, match="leak_rate must be in"):
         Reservoir(1, 10, leak_rate=0.0)
