@@ -161,7 +161,7 @@ TRAIN = [
     ("--scheduled-sampling", "linear", ["--decoder-recurrence", "output"], set(), {"seq2seq"}),
     ("--sampling-steps", "100", ["--scheduled-sampling", "linear"], {"seq2seq"}, set()),
     ("--sampling-steps", "100", [], set(), {"seq2seq"}),
-    ("--precision", "fp32", [], ALL, set()),
+    ("--precision", "fp32", [], BY_GRADIENT, ESN),
     ("--seed", "3", [], ALL, set()),
     ("--device", "cpu", [], ALL, set()),
     ("--out", "OUT", [], ALL, set()),

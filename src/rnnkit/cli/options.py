@@ -207,7 +207,7 @@ for _cls in CELLS.values():
 BY_GRADIENT = {"optimizer", "lr", "momentum", "alpha", "weight_decay", "l1", "clip_norm", "clip_value", "lr_schedule",
                "warmup_steps", "min_lr_ratio", "lr_decay", "lr_decay_every", "lr_decay_start", "max_steps",
                "max_epochs", "time_limit", "eval_every", "log_every", "save_every", "on_nonfinite", "patience",
-               "dropout", "adversarial", "crf", "char_features"}
+               "precision", "dropout", "adversarial", "crf", "char_features"}
 ONE_RESERVOIR = {"num_layers", "bidirectional"}
 NOT_ESN = {name: needs for names, needs in (
     (BY_GRADIENT, "training by gradient steps (--encoder rnn or tdnn; an esn's readout is fitted in closed form)"),

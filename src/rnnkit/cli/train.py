@@ -104,7 +104,8 @@ def run_train(args, say, device: str | None = None, lr_find: tuple | None = None
     say(f"rnnkit train --task {task.name}: {data_cfg.path} ({len(data.train):,} train / {len(data.val):,} "
           f"val {task.unit_of(data)}, {', '.join([task.describe(data), *decided])}); "
           f"{layers_in_words(model.config)}, {n_params:,} parameters, "
-          f"on {trainer.device} in {trainer.precision}, {_engines(trainer.engines)}; budget: "
+          f"on {trainer.device} in {'fp32 (sums in fp64)' if choice.closed_form else trainer.precision}, "
+          f"{_engines(trainer.engines)}; budget: "
           + ("one pass, the readout in closed form" if choice.closed_form else trainer.budget.describe())
           + f"; run folder {trainer.out}" + (f"; {trainer.group.world} processes" if trainer.group else ""),
           flush=True)
