@@ -77,7 +77,7 @@ class Reservoir(nn.Module):
 
     Buffers: ``weight_in`` (N, I), ``weight`` (N, N), ``bias`` (N,), ``leak`` (N,).
 
-    ``forward(u, lengths=None, state=None) -> (states (B, T, N), (x_T,))``
+    ``forward(u, state=None, lengths=None) -> (states (B, T, N), (x_T,))``
     for inputs u (B, T, I): the state after each step, and the state after
     each sequence's last step, x_T (1, B, N) (a one-layer
     :class:`rnnkit.layers.Recurrent`'s layout). A sequence's state is frozen
@@ -109,7 +109,7 @@ class Reservoir(nn.Module):
         self.register_buffer("weight", (weight * (spectral_radius / spectral_radius_of(weight))).float())
         self.register_buffer("leak", leak.float())
 
-    def forward(self, u: Tensor, lengths: Tensor | None = None, state: tuple[Tensor] | None = None):
+    def forward(self, u: Tensor, state: tuple[Tensor] | None = None, lengths: Tensor | None = None):
         B, T, _ = u.shape
         if u.shape[-1] != self.input_size:
             raise ValueError(f"Reservoir: expected input of shape (B, T, {self.input_size}), got {tuple(u.shape)}")
@@ -161,7 +161,7 @@ class RidgeFit:
         self.ridge = ridge
         self.gram = torch.zeros(num_features + 1, num_features + 1, dtype=torch.float64)  # ZᵀZ
         self.moment = torch.zeros(num_features + 1, num_outputs, dtype=torch.float64)  # ZᵀY
-        self.target_square = 0.0  # Σ ||y||², for the fit's error without a second pass
+        self.target_squares = torch.zeros(num_outputs, dtype=torch.float64)  # Σ y_k², for the fit's error
         self.count = 0
 
     def add(self, features: Tensor, targets: Tensor) -> None:
@@ -172,7 +172,7 @@ class RidgeFit:
         z = torch.cat([features.double(), features.new_ones(len(features), 1, dtype=torch.float64)], 1)  # (n, F+1)
         self.gram += z.T @ z
         self.moment += z.T @ targets.double()
-        self.target_square += float((targets.double() ** 2).sum())
+        self.target_squares += (targets.double() ** 2).sum(0)
         self.count += len(z)
 
     def solve(self) -> tuple[Tensor, Tensor]:
@@ -186,9 +186,8 @@ class RidgeFit:
         solution = torch.linalg.lstsq(a, self.moment, driver="gelsd").solution  # (F+1, K)
         return solution[:-1].T.contiguous(), solution[-1].clone()
 
-    def squared_error(self, weight: Tensor, bias: Tensor) -> float:
-        """Σ ||y - W x - c||² over the rows added, from the sums alone:
-        Σ||y||² - 2 tr(Sᵀ ZᵀY) + tr(Sᵀ ZᵀZ S), S = [W c]ᵀ (F+1, K)."""
+    def squared_errors(self, weight: Tensor, bias: Tensor) -> Tensor:
+        """(K,) float64: Σ_rows (y_k - W_k x - c_k)² of each output k over the rows added, from the sums
+        alone: Σ y_k² - 2 (ZᵀY)_k · s_k + s_kᵀ ZᵀZ s_k, s_k = [W_k c_k] (F+1,)."""
         solution = torch.cat([weight.T, bias[None]]).double()  # (F+1, K)
-        return self.target_square - 2 * float((solution * self.moment).sum()) + \
-            float((solution * (self.gram @ solution)).sum())
+        return self.target_squares - 2 * (solution * self.moment).sum(0) + (solution * (self.gram @ solution)).sum(0)

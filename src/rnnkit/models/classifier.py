@@ -71,7 +71,7 @@ class SequenceClassifier(nn.Module):
     ``loss(batch)`` is the forward pass's loss on a :class:`LabelledBatch`
     (with ``adversarial`` in training, plus the adversarial term);
     ``predict(x, lengths)`` the label ids. With ``encoder="esn"`` the head is
-    the readout fitted in closed form (``readout``, ``readout_rows``), by
+    the readout fitted in closed form (``readout_rows``, ``set_readout``), by
     ridge regression of the labels one-hot on c, and the logits are that
     regression's outputs.
     """
@@ -135,10 +135,12 @@ class SequenceClassifier(nn.Module):
         r = eps * g / g.flatten(1).norm(dim=1).clamp_min(1e-12)[:, None, None]  # ‖r_b‖ = ε
         return loss + self(x, lengths, y, e + r.detach())[1], None
 
-    @property
-    def readout(self) -> nn.Linear:
-        """The layer a closed-form fit sets (:mod:`rnnkit.training.closed_form`): logits = W c + b."""
-        return self.head
+    @torch.no_grad()
+    def set_readout(self, weight: Tensor, bias: Tensor, mse: Tensor | None = None) -> None:
+        """Set the head to a readout fitted in closed form (:mod:`rnnkit.training.closed_form`), logits = W c + b:
+        weight (K, F), bias (K,)."""
+        self.head.weight.copy_(weight)
+        self.head.bias.copy_(bias)
 
     @torch.no_grad()
     def readout_rows(self, batch: LabelledBatch) -> tuple[Tensor, Tensor]:

@@ -58,7 +58,7 @@ class SequenceTagger(nn.Module):
     negative log-likelihood with ``crf``), None without them; ``loss(batch)``
     the forward pass's loss on a :class:`LabelledBatch`; ``predict(x, lengths)``
     the tag ids (B, T), 0 beyond each length. With ``encoder="esn"`` the head
-    is the readout fitted in closed form (``readout``, ``readout_rows``).
+    is the readout fitted in closed form (``readout_rows``, ``set_readout``).
     """
 
     def __init__(self, vocab_size: int, num_labels: int, input_size: int | None = None, alphabet_size: int = 0,
@@ -91,10 +91,12 @@ class SequenceTagger(nn.Module):
         """How many tags :meth:`loss` averages over (padding left out)."""
         return int((batch.y != IGNORE).sum())
 
-    @property
-    def readout(self) -> nn.Linear:
-        """The layer a closed-form fit sets (:mod:`rnnkit.training.closed_form`): s_t = W o_t + b."""
-        return self.head
+    @torch.no_grad()
+    def set_readout(self, weight: Tensor, bias: Tensor, mse: Tensor | None = None) -> None:
+        """Set the head to a readout fitted in closed form (:mod:`rnnkit.training.closed_form`), s_t = W o_t + b:
+        weight (K, F), bias (K,)."""
+        self.head.weight.copy_(weight)
+        self.head.bias.copy_(bias)
 
     @torch.no_grad()
     def readout_rows(self, batch: LabelledBatch) -> tuple[Tensor, Tensor]:
