@@ -3,12 +3,17 @@ readout is fitted in closed form, through the command line, on generated
 data with a known answer."""
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
+from rnnkit.data.sequences import collate
 from rnnkit.layers.reservoir import Reservoir
+from rnnkit.models import SequenceClassifier
+from rnnkit.training import closed_form
+from rnnkit.training.checkpoint import Progress
 from rnnkit.tasks import load_run
 from rnnkit.training.runs import BEST, load_tensors
 
@@ -78,6 +83,45 @@ def test_an_esn_classifier_fits_its_readout_on_pooled_states(cli_here, spam_tabl
     assert [r["val_accuracy"] for r in metrics(run) if "val_accuracy" in r][0] > 0.9
     result = cli_here("predict", run, tmp_path / "table.csv")
     assert result.returncode == 0 and float(result.stderr.split("accuracy ")[1].split()[0]) > 0.9
+
+
+def signal_families(count: int, seed: int) -> tuple[list[np.ndarray], list[int]]:
+    """Recordings (T, 1) of two families with the same mean and variance: a sine of a random
+    period between 8 and 12 samples plus noise (label 0), and noise filtered to the same power
+    at low frequency (an AR(1) at 0.9, label 1); lengths 60 to 100."""
+    rng = np.random.default_rng(seed)
+    recordings, labels = [], []
+    for n in range(count):
+        T, label = int(rng.integers(60, 101)), n % 2
+        if label == 0:
+            x = np.sqrt(2) * np.sin(2 * np.pi * np.arange(T) / rng.uniform(8, 12) + rng.uniform(0, 2 * np.pi))
+        else:
+            x = np.zeros(T)
+            for t in range(1, T):
+                x[t] = 0.9 * x[t - 1] + np.sqrt(1 - 0.81) * rng.standard_normal()
+        recordings.append((x + 0.1 * rng.standard_normal(T)).astype(np.float32)[:, None])
+        labels.append(label)
+    return recordings, labels
+
+
+def test_an_esn_classifier_of_vectors_separates_two_generated_signal_families_by_its_closed_form_fit():
+    """The closed-form path on a classifier of vectors, as the Trainer runs it (a stand-in trainer
+    with the batches): the readout of the pooled states separates sines from coloured noise, which
+    the mean and variance of the raw signal cannot."""
+    model = SequenceClassifier(0, 2, input_size=1, encoder="esn", hidden_size=100, pooling="mean",
+                               spectral_radius=0.9, input_scaling=0.5, ridge=1e-3)
+    train, labels = signal_families(200, 0)
+    batches = [collate(train[i:i + 16], labels[i:i + 16]) for i in range(0, 200, 16)]
+    rows = []
+    trainer = SimpleNamespace(model=model, progress=Progress(), device=torch.device("cpu"),
+                              batcher=SimpleNamespace(batches=lambda epoch, start: iter(batches)),
+                              data=SimpleNamespace(config=SimpleNamespace(path="generated")), _log=rows.append)
+    assert closed_form.applies(model) and closed_form.fit_readout(trainer) == "closed form"
+    assert trainer.progress.step == len(batches) and rows[0]["closed_form_rows"] == 200
+    test, truth = signal_families(100, 1)
+    predicted = model.eval().predict(*collate(test, truth)[:2])
+    assert (predicted.numpy() == np.array(truth)).mean() > 0.95
+    assert not closed_form.applies(SequenceClassifier(0, 2, input_size=1, hidden_size=8))
 
 
 @pytest.mark.parametrize("flags,message", [
