@@ -182,8 +182,11 @@ class RidgeFit:
         penalty = torch.full((len(self.gram),), self.ridge, dtype=torch.float64)
         penalty[-1] = 0.0  # the intercept is not penalised
         a = self.gram + torch.diag(penalty)
-        # gelsd: a least-norm answer also where a is singular (λ = 0 with collinear features)
-        solution = torch.linalg.lstsq(a, self.moment, driver="gelsd").solution  # (F+1, K)
+        solution, info = torch.linalg.solve_ex(a, self.moment)  # (F+1, K): LU, every direction kept
+        if info.item() != 0 or not torch.isfinite(solution).all():
+            # singular (λ = 0 with collinear features): the least-norm answer; gelsd drops the directions
+            # below its cutoff, which would act as a penalty of its own where a is merely ill-conditioned
+            solution = torch.linalg.lstsq(a, self.moment, driver="gelsd").solution
         return solution[:-1].T.contiguous(), solution[-1].clone()
 
     def squared_errors(self, weight: Tensor, bias: Tensor) -> Tensor:
