@@ -141,3 +141,10 @@ def test_settings_an_esn_does_not_read_are_refused_in_one_line(cli_here, user_er
     result = cli_here("train", tmp_path / "train.csv", *flags, "--out", tmp_path / "run")
     user_error(result, message)
     assert not (tmp_path / "run").exists()
+
+
+def test_lr_find_is_refused_for_an_esn(cli_here, user_error, tmp_path):
+    write_series(tmp_path / "train.csv", 300, 0)
+    result = cli_here("lr-find", tmp_path / "train.csv", "--task", "tag", "--encoder", "esn", "--out", tmp_path / "f")
+    user_error(result, "an esn's readout is fitted in closed form (no learning rate)")
+    assert not (tmp_path / "f").exists()

@@ -78,6 +78,9 @@ def run_train(args, say, device: str | None = None, lr_find: tuple | None = None
         train_cfg = from_dict(task.train_config, train_s, "train settings")
     data_cfg, decided = task.decide(data_cfg)  # `auto` settings, from what the data looks like
     choice = Choice(model_cfg, data_cfg, train_cfg)
+    if lr_find is not None and choice.closed_form:
+        raise ConfigError("lr-find sweeps the learning rate of gradient steps, and an esn's readout is fitted in "
+                          "closed form (no learning rate): train it with `rnnkit train`")
     if choice.recurrent:
         choose_engine(model_cfg.engine, model_cfg.cell, "cpu")  # a known cell, and an engine it has
     refuse_unused(given, choice)  # before any work; a setting the task's configs lack, too
