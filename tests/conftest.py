@@ -4,6 +4,7 @@ engine's backends."""
 
 import contextlib
 import io
+import os
 import random
 import subprocess
 import sys
@@ -20,6 +21,10 @@ from rnnkit.kernels import engine, native
 settings.register_profile("ci", max_examples=40, derandomize=True, deadline=None, print_blob=True)
 settings.register_profile("explore", max_examples=2000, deadline=None)
 settings.load_profile("ci")
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # several workers share the cores: one thread each, subprocesses too
+    torch.set_num_threads(1)
+    os.environ["OMP_NUM_THREADS"] = "1"
 
 WORDS = ("the quick brown fox jumps over the lazy dog while a small cat sleeps "
          "near an old red barn and seven birds sing in the tall green tree").split()
