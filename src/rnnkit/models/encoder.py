@@ -58,12 +58,11 @@ class EncoderConfig(ModelConfig):
 
 
 @dataclass
-class ReservoirEncoderConfig(EncoderConfig):
-    """:class:`EncoderConfig` of a model that can also read with an echo state reservoir
-    (``encoder="esn"``, :class:`rnnkit.layers.reservoir.Reservoir`, ``hidden_size`` units)
-    under a readout fitted by ridge regression."""
+class ReservoirSettings:
+    """The settings of an echo state reservoir (:class:`rnnkit.layers.reservoir.Reservoir`,
+    ``hidden_size`` units) and of its readout's fit by ridge regression, for a model config that
+    takes ``encoder="esn"``; it calls :meth:`check_reservoir` after its own checks."""
 
-    ENCODERS = ("rnn", "tdnn", "esn")
     spectral_radius: float = setting("esn: the spectral radius ρ of the reservoir's recurrent matrix (below 1: the "
                                      "state forgets where it started)", default=0.9)
     leak_rate: float = setting("esn: the leak rate a of the reservoir's units, x_t = (1 - a) x_(t-1) + a tanh(...) "
@@ -73,11 +72,10 @@ class ReservoirEncoderConfig(EncoderConfig):
                                        default=0.1)
     reservoir_seed: int = setting("esn: the seed of the reservoir's random weights", default=0)
     ridge: float = setting("esn: the readout's ridge penalty λ, (XᵀX + λI) W = XᵀY", default=1e-6)
-    washout: int = setting("esn, tag: the readout's fit skips each training sequence's first this many steps "
-                           "(the reservoir's transient from its zero state)", default=0)
+    washout: int = setting("esn, a readout at every step (tag, forecast): the fit skips each training sequence's "
+                           "first this many steps (the reservoir's transient from its zero state)", default=0)
 
-    def __post_init__(self):
-        super().__post_init__()
+    def check_reservoir(self) -> None:
         for name in ("spectral_radius", "input_scaling"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be > 0; got {getattr(self, name)}")
@@ -88,6 +86,25 @@ class ReservoirEncoderConfig(EncoderConfig):
         check_at_least(self, "washout", 0)
         if self.encoder == "esn" and self.bidirectional:
             raise ConfigError("an esn encoder reads one way: bidirectional must be false (or unset)")
+
+
+def reservoir(config: ReservoirSettings, input_size: int) -> Reservoir:
+    """The reservoir ``config`` describes, reading ``input_size`` features a step."""
+    c = config
+    return Reservoir(input_size, c.hidden_size, c.spectral_radius, c.leak_rate, c.input_scaling,
+                     c.reservoir_density, c.reservoir_seed)
+
+
+@dataclass
+class ReservoirEncoderConfig(ReservoirSettings, EncoderConfig):
+    """:class:`EncoderConfig` of a model that can also read with an echo state reservoir
+    (``encoder="esn"``) under a readout fitted by ridge regression (:class:`ReservoirSettings`)."""
+
+    ENCODERS = ("rnn", "tdnn", "esn")
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.check_reservoir()
 
 
 @dataclass
@@ -149,8 +166,7 @@ class Encoder(nn.Module):
             self.spelling = Spelling(alphabet_size, char_features)
             width += self.spelling.output_size
         if c.encoder == "esn":
-            self.layer = Reservoir(width, c.hidden_size, c.spectral_radius, c.leak_rate, c.input_scaling,
-                                   c.reservoir_density, c.reservoir_seed)
+            self.layer = reservoir(c, width)
         elif c.encoder == "tdnn":
             if c.kernel_size % 2 == 0 and c.bidirectional:
                 raise ConfigError(f"kernel_size must be odd for a centred (bidirectional) tdnn; got {c.kernel_size}")
