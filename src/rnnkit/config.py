@@ -155,8 +155,10 @@ class TrainConfig:
                                          "default 0.1 for adamw, 0 for the others", default=None)
     l1: float = setting("L1 penalty l1 * sum |w| on weight matrices and embeddings (not biases): its subgradient "
                         "l1 * sign(w) joins the gradient before each step, as an L2 weight decay does", default=0.0)
-    clip_norm: float | None = setting("clip the global gradient norm to this (char-rnn: grad_clip)", default=1.0)
-    clip_value: float | None = setting("clip each gradient element to [-v, v]", default=None)
+    clip_norm: float | None = setting("clip the global gradient norm to this (nanoGPT: grad_clip)",
+                                      default=1.0)
+    clip_value: float | None = setting("clip each gradient element to [-v, v] (char-rnn: grad_clip, which "
+                                       "clamps elements)", default=None)
     lr_schedule: str = setting("constant, step or cosine (decay over the whole budget)", default="cosine")
     warmup_steps: int = setting("linear learning-rate warm-up steps", default=20)
     min_lr_ratio: float = setting("cosine decays to lr * min_lr_ratio", default=0.05)
