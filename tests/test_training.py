@@ -1,5 +1,6 @@
 """The trainer: learning, exact resume, schedules, optimizers, checkpoints, numerics."""
 
+import inspect
 import json
 import math
 
@@ -95,6 +96,7 @@ def test_optimizers_update_as_torch_reference_loops_and_spare_biases_from_decay(
     cls, kw = {"sgd": (torch.optim.SGD, {}), "momentum": (torch.optim.SGD, {"momentum": 0.9}),
                "nesterov": (torch.optim.SGD, {"momentum": 0.9, "nesterov": True}),
                "adagrad": (torch.optim.Adagrad, {}), "rmsprop": (torch.optim.RMSprop, {"alpha": 0.9}),
+               "adadelta": (torch.optim.Adadelta, {"rho": 0.9}),
                "adam": (torch.optim.Adam, {}), "adamw": (torch.optim.AdamW, {})}[optimizer]
     ref_opt = cls([{"params": [ref.weight], "weight_decay": 0.1}, {"params": [ref.bias], "weight_decay": 0.0}],
                   lr=0.05, foreach=False, **kw)
@@ -106,6 +108,40 @@ def test_optimizers_update_as_torch_reference_loops_and_spare_biases_from_decay(
             o.step()
     torch.testing.assert_close(ours.weight, ref.weight, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(ours.bias, ref.bias, rtol=1e-5, atol=1e-6)
+
+
+def test_each_optimizer_is_built_with_exactly_its_settings_and_torch_s_eps_when_unset():
+    from rnnkit.training import build_optimizer
+
+    def built(**kw):
+        return build_optimizer(nn.Linear(3, 2), TrainConfig(**kw))
+
+    for name, cls in (("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW)):
+        opt = built(optimizer=name, beta1=0.8, beta2=0.99, eps=1e-6)
+        assert type(opt) is cls and all(g["betas"] == (0.8, 0.99) and g["eps"] == 1e-6 for g in opt.param_groups)
+    opt = built(optimizer="adadelta", lr=1.0, rho=0.5, eps=1e-4)
+    assert type(opt) is torch.optim.Adadelta
+    assert all((g["lr"], g["rho"], g["eps"]) == (1.0, 0.5, 1e-4) for g in opt.param_groups)
+    assert [g["eps"] for g in built(optimizer="rmsprop", eps=1e-3).param_groups] == [1e-3, 1e-3]
+    assert [g["eps"] for g in built(optimizer="adagrad", eps=1e-3).param_groups] == [1e-3, 1e-3]
+    for name, cls in (("adagrad", torch.optim.Adagrad), ("rmsprop", torch.optim.RMSprop),
+                      ("adadelta", torch.optim.Adadelta), ("adam", torch.optim.Adam)):  # unset: torch's own
+        default = inspect.signature(cls.__init__).parameters["eps"].default
+        assert built(optimizer=name).defaults["eps"] == default
+    assert built(optimizer="adam").defaults["betas"] == (0.9, 0.999)
+    for name, value in (("beta1", 1.0), ("beta2", -0.1), ("rho", 1.0)):
+        with pytest.raises(ConfigError, match=f"{name} must be in \\[0, 1\\)"):
+            TrainConfig(**{name: value})
+    with pytest.raises(ConfigError, match="eps must be > 0"):
+        TrainConfig(eps=0.0)
+
+
+def test_adam_with_its_betas_and_eps_set_and_adadelta_train(corpus, tmp_path):
+    make(corpus, tmp_path / "adam", optimizer="adam", lr=1e-2, beta1=0.5, beta2=0.99, eps=1e-6, max_steps=30).fit()
+    make(corpus, tmp_path / "adadelta", optimizer="adadelta", lr=1.0, rho=0.95, eps=1e-5, max_steps=30).fit()
+    for run in ("adam", "adadelta"):
+        seen = losses(tmp_path / run / "run")
+        assert sum(seen[-5:]) / 5 < 0.85 * sum(seen[:5]) / 5, (run, seen[:5], seen[-5:])
 
 
 def test_weight_decay_defaults_to_0_1_for_adamw_only_and_an_explicit_value_wins():
@@ -124,7 +160,7 @@ def test_weight_decay_defaults_to_0_1_for_adamw_only_and_an_explicit_value_wins(
 
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
 def test_every_optimizer_reduces_the_loss(corpus, tmp_path, optimizer):
-    lr = {"sgd": 1.0, "momentum": 0.3, "nesterov": 0.3, "adagrad": 0.05}.get(optimizer, 1e-2)
+    lr = {"sgd": 1.0, "momentum": 0.3, "nesterov": 0.3, "adagrad": 0.05, "adadelta": 5.0}.get(optimizer, 1e-2)
     trainer = make(corpus, tmp_path, optimizer=optimizer, lr=lr, max_steps=30, weight_decay=1e-4)
     trainer.fit()
     seen = losses(tmp_path / "run")

@@ -27,7 +27,8 @@ from rnnkit import deprecated
 from rnnkit.errors import ConfigError
 
 TOKENIZERS = ("auto", "char", "byte", "word", "bpe")
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adadelta", "adam", "adamw")
+EPS_OPTIMIZERS = ("adagrad", "rmsprop", "adadelta", "adam", "adamw")  # those that divide by sqrt(...) + eps
 LR_SCHEDULES = ("constant", "step", "cosine")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -146,11 +147,20 @@ class DataConfig:
 
 @dataclass
 class TrainConfig:
-    optimizer: str = setting("sgd, momentum, nesterov, adagrad, rmsprop, adam or adamw", default="adamw")
+    optimizer: str = setting("sgd, momentum, nesterov, adagrad, rmsprop, adadelta, adam or adamw",
+                             default="adamw")
     lr: float = setting("peak learning rate (char-rnn: learning_rate)", default=4e-3)
     momentum: float = setting("momentum/nesterov: the velocity's decay", default=0.9)
     alpha: float = setting("rmsprop: smoothing constant of the squared gradients' running average (torch's "
                            "alpha, char-rnn's decay_rate)", default=0.9)
+    beta1: float = setting("adam/adamw: decay of the gradient's running average (torch's betas[0])", default=0.9)
+    beta2: float = setting("adam/adamw: decay of the squared gradient's running average (torch's betas[1])",
+                           default=0.999)
+    eps: float | None = setting("adagrad, rmsprop, adadelta, adam, adamw: the term added to the root of the squared "
+                                "gradients' average before dividing (default: torch's, 1e-10 for adagrad, 1e-6 "
+                                "for adadelta, 1e-8 for the others)", default=None)
+    rho: float = setting("adadelta: decay of the running averages of squared gradients and squared updates "
+                         "(torch's rho; Zeiler 2012)", default=0.9)
     weight_decay: float | None = setting("penalty on weight matrices, decoupled for adamw (L2 for the others); "
                                          "default 0.1 for adamw, 0 for the others", default=None)
     l1: float = setting("L1 penalty l1 * sum |w| on weight matrices and embeddings (not biases): its subgradient "
@@ -211,8 +221,11 @@ class TrainConfig:
             check_at_least(self, name, 0)
         check_at_least(self, "weight_decay", 0, optional=True)
         check_at_least(self, "l1", 0)
-        if not 0.0 <= self.alpha < 1.0:
-            raise ConfigError(f"alpha must be in [0, 1); got {self.alpha}")
+        for name in ("alpha", "beta1", "beta2", "rho"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"{name} must be in [0, 1); got {getattr(self, name)}")
+        if self.eps is not None and not self.eps > 0:
+            raise ConfigError(f"eps must be > 0; got {self.eps}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ConfigError(f"min_lr_ratio must be in [0, 1]; got {self.min_lr_ratio}")
         if not 0.0 < self.lr_decay <= 1.0:

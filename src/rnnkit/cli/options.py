@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from rnnkit.config import DataConfig, ModelConfig, TrainConfig
+from rnnkit.config import EPS_OPTIMIZERS, DataConfig, ModelConfig, TrainConfig
 from rnnkit.deprecated import rename_settings, rmsprop_momentum
 from rnnkit.errors import ConfigError
 from rnnkit.kernels import CELLS, cell_class
@@ -182,6 +182,11 @@ RULES: dict[str, tuple[Callable[[Choice], bool], str]] = {
     # training
     "momentum": (lambda c: c.train.optimizer in ("momentum", "nesterov"), "--optimizer momentum or nesterov"),
     "alpha": (lambda c: c.train.optimizer == "rmsprop", "--optimizer rmsprop"),
+    "beta1": (lambda c: c.train.optimizer in ("adam", "adamw"), "--optimizer adam or adamw"),
+    "beta2": (lambda c: c.train.optimizer in ("adam", "adamw"), "--optimizer adam or adamw"),
+    "eps": (lambda c: c.train.optimizer in EPS_OPTIMIZERS, "--optimizer " + ", ".join(EPS_OPTIMIZERS[:-1]) + " or "
+            + EPS_OPTIMIZERS[-1]),
+    "rho": (lambda c: c.train.optimizer == "adadelta", "--optimizer adadelta"),
     "min_lr_ratio": (lambda c: c.train.lr_schedule == "cosine", COSINE),
     "lr_decay": (lambda c: c.train.lr_schedule == "step", STEP),
     "lr_decay_every": (lambda c: c.train.lr_schedule == "step", STEP),
