@@ -55,6 +55,8 @@ TRAIN = [
     ("--forget-bias", "0.5", ["--cell", "gru"], set(), RECURRENT),
     ("--leak-timescale", "10", [], set(), RECURRENT),
     ("--leak-timescale", "10", ["--cell", "leaky"], RECURRENT, set()),
+    ("--learn-leak", "true", [], set(), RECURRENT),
+    ("--learn-leak", "true", ["--cell", "leaky"], RECURRENT, set()),
     ("--input-init", "torch", [], RECURRENT, {"classify tdnn"}),
     ("--recurrent-init", "glorot", [], RECURRENT, {"classify tdnn"}),
     ("--recurrent-init", "glorot", ["--cell", "minlstm"], set(), RECURRENT),

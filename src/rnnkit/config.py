@@ -88,6 +88,8 @@ class ModelConfig:
     leak_timescale: float = setting("leaky: the slowest unit's time scale in steps; the leak rates spread "
                                     "geometrically over the units from 1 (an ordinary RNN unit) down to "
                                     "1/leak_timescale", default=100.0)
+    learn_leak: bool = setting("leaky: learn each unit's leak rate, α = σ(w) with w a parameter started at the "
+                               "fixed rates' logits (the fastest at σ(6) ≈ 0.9975)", default=False)
     input_init: str = setting("input weights init: glorot or torch", default="glorot")
     recurrent_init: str = setting("recurrent weights init: orthogonal, glorot or torch", default="orthogonal")
     bidirectional: bool | None = setting("read the sequence both ways (none: yes for classify and tag, no for "
