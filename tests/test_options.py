@@ -70,6 +70,8 @@ TRAIN = [
     ("--adversarial", "0.5", [], {"classify", "classify tdnn"}, ALL - {"classify", "classify tdnn"}),
     ("--char-features", "4", [], WORD_TOKENS, ALL - WORD_TOKENS),
     ("--crf", "true", [], {"tag", "tag series"}, ALL - {"tag", "tag series"}),
+    ("--label-smoothing", "0.1", [], ALL - {"ctc"}, {"ctc"}),
+    ("--label-smoothing", "0.1", ["--crf", "true"], set(), {"tag", "tag series"}),
     ("--attention", "dot", [], {"seq2seq"}, ALL - {"seq2seq"}),
     ("--input-feeding", "false", [], {"seq2seq"}, ALL - {"seq2seq"}),
     ("--input-feeding", "false", ["--attention", "none"], set(), {"seq2seq"}),

@@ -90,6 +90,10 @@ class ModelConfig:
                                     "1/leak_timescale", default=100.0)
     learn_leak: bool = setting("leaky: learn each unit's leak rate, α = σ(w) with w a parameter started at the "
                                "fixed rates' logits (the fastest at σ(6) ≈ 0.9975)", default=False)
+    label_smoothing: float = setting("training's cross-entropy against (1 - ε) one-hot + ε/K uniform over the K "
+                                     "labels or tokens (torch's label_smoothing; Szegedy et al. 2016); validation, "
+                                     "test and eval score the plain cross-entropy (lm, classify, tag without --crf, "
+                                     "seq2seq's tokens)", default=0.0)
     input_init: str = setting("input weights init: glorot or torch", default="glorot")
     recurrent_init: str = setting("recurrent weights init: orthogonal, glorot or torch", default="orthogonal")
     bidirectional: bool | None = setting("read the sequence both ways (none: yes for classify and tag, no for "
@@ -107,7 +111,7 @@ class ModelConfig:
         check_at_least(self, "num_layers", 1)
         check_at_least(self, "embedding_dim", 0)
         check_at_least(self, "leak_timescale", 1.0)
-        for name in ("dropout", "weight_drop"):
+        for name in ("dropout", "weight_drop", "label_smoothing"):
             check_fraction(self, name)
 
 
@@ -278,6 +282,12 @@ class SampleConfig:
         check_at_least(self, "top_k", 1, optional=True)
         check_at_least(self, "sample_length", 0)
         check_at_least(self, "num_samples", 1)
+
+
+def smoothing(model) -> float:
+    """The label smoothing ε of ``model``'s cross-entropy now: its ``config.label_smoothing`` in
+    training mode, 0 in evaluation mode (validation, test and eval score the plain cross-entropy)."""
+    return model.config.label_smoothing if model.training else 0.0
 
 
 def to_dict(cfg) -> dict:

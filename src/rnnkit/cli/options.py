@@ -166,6 +166,7 @@ RULES: dict[str, tuple[Callable[[Choice], bool], str]] = {
     "batchnorm": (lambda c: c.recurrent, "recurrent layers (--encoder rnn; a seq2seq decoder's cells have none)"),
     "weight_drop": (lambda c: c.recurrent and cell_class(c.model.cell).hidden_weights, HIDDEN_WEIGHTS),
     "engine": (lambda c: c.recurrent, "--encoder rnn"),
+    "label_smoothing": (lambda c: True, ""),  # a task whose loss is no cross-entropy over labels refuses it
     "input_init": (lambda c: c.cells, "--encoder rnn (or --task seq2seq)"),
     "recurrent_init": (lambda c: c.cells and cell_class(c.model.cell).hidden_weights, HIDDEN_WEIGHTS),
     "bidirectional": (lambda c: True, ""),  # a language model's own rule refuses true

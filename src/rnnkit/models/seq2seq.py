@@ -57,7 +57,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnkit.config import check_choice, setting
+from rnnkit.config import check_choice, setting, smoothing
 from rnnkit.data.batches import PairBatch
 from rnnkit.kernels import State, cell_class, cell_options
 from rnnkit.layers import length_mask, merge_directions
@@ -250,7 +250,8 @@ class Seq2Seq(nn.Module):
             stops = wide(self.stop(out))  # (B, U, 1)
             if y_lengths is None:
                 return torch.cat([logits, stops], dim=-1), None
-            nll = F.cross_entropy(logits.reshape(B * U, -1), y.reshape(-1), reduction="sum")
+            nll = F.cross_entropy(logits.reshape(B * U, -1), y.reshape(-1), reduction="sum",
+                                  label_smoothing=smoothing(self))
             stops = stops.squeeze(-1)  # (B, U)
             last = (torch.arange(U, device=y.device)[None, :] == (y_lengths - 1)[:, None]).to(stops.dtype)  # (B, U)
             valid = length_mask(y_lengths, U)
@@ -263,7 +264,8 @@ class Seq2Seq(nn.Module):
         # </s> after each target: y_1..y_U, </s>, then padding
         targets = torch.cat([y, y.new_full((B, 1), -100)], dim=1)  # (B, U + 1)
         targets[torch.arange(B, device=y.device), y_lengths] = self.end
-        nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="sum")
+        nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="sum",
+                              label_smoothing=smoothing(self))
         return logits, nll / int((y_lengths + 1).sum())  # per token and ending
 
     def _teacher_forced(self, x: Tensor, x_lengths: Tensor, y: Tensor) -> Tensor:
