@@ -80,6 +80,11 @@ class ModelConfig:
                               "between layers (torch-rnn's -batchnorm 1)", default=False)
     weight_drop: float = setting("DropConnect on the recurrent weights W_hh, a fresh mask per batch "
                                  "(AWD-LSTM's weight drop; rnn, lstm and gru)", default=0.0)
+    input_noise: float = setting("σ of Gaussian noise added to the recurrent layers' inputs in training (fresh at "
+                                 "every step; none in evaluation)", default=0.0)
+    weight_noise: float = setting("σ of Gaussian noise added to the recurrent weights W_hh at each training step "
+                                  "(Graves 2011's weight noise; none in evaluation; rnn, lstm, gru, ...)",
+                                  default=0.0)
     engine: str = setting("fused (torch kernels; a scan for mingru/minlstm), explicit (loop over rnnkit "
                           "cells) or auto: on a CPU explicit for a gru or rnn, and for an lstm over padded "
                           "batches (classify, tag), where it ran faster; fused otherwise", default="auto")
@@ -111,6 +116,8 @@ class ModelConfig:
         check_at_least(self, "num_layers", 1)
         check_at_least(self, "embedding_dim", 0)
         check_at_least(self, "leak_timescale", 1.0)
+        for name in ("input_noise", "weight_noise"):
+            check_at_least(self, name, 0.0)
         for name in ("dropout", "weight_drop", "label_smoothing"):
             check_fraction(self, name)
 

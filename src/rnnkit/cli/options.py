@@ -165,6 +165,8 @@ RULES: dict[str, tuple[Callable[[Choice], bool], str]] = {
     "embedding_dim": (lambda c: c.token_kinds() != {"none"}, "token inputs (a series or audio is read as vectors)"),
     "batchnorm": (lambda c: c.recurrent, "recurrent layers (--encoder rnn; a seq2seq decoder's cells have none)"),
     "weight_drop": (lambda c: c.recurrent and cell_class(c.model.cell).hidden_weights, HIDDEN_WEIGHTS),
+    "weight_noise": (lambda c: c.recurrent and cell_class(c.model.cell).hidden_weights, HIDDEN_WEIGHTS),
+    "input_noise": (lambda c: c.recurrent, "recurrent layers (--encoder rnn)"),
     "engine": (lambda c: c.recurrent, "--encoder rnn"),
     "label_smoothing": (lambda c: True, ""),  # a task whose loss is no cross-entropy over labels refuses it
     "input_init": (lambda c: c.cells, "--encoder rnn (or --task seq2seq)"),
