@@ -85,6 +85,9 @@ class ModelConfig:
     weight_noise: float = setting("σ of Gaussian noise added to the recurrent weights W_hh at each training step "
                                   "(Graves 2011's weight noise; none in evaluation; rnn, lstm, gru, ...)",
                                   default=0.0)
+    skip_steps: int = setting("skip connections through time: each step also reads the layer's output this many "
+                              "steps back, h_(t-d), through weights of its own (0: none; >= 2; explicit engine, "
+                              "cells with recurrent weights)", default=0)
     engine: str = setting("fused (torch kernels; a scan for mingru/minlstm), explicit (loop over rnnkit "
                           "cells) or auto: on a CPU explicit for a gru or rnn, and for an lstm over padded "
                           "batches (classify, tag), where it ran faster; fused otherwise", default="auto")
@@ -118,6 +121,9 @@ class ModelConfig:
         check_at_least(self, "leak_timescale", 1.0)
         for name in ("input_noise", "weight_noise"):
             check_at_least(self, name, 0.0)
+        if self.skip_steps < 0 or self.skip_steps == 1:
+            raise ConfigError(f"skip_steps must be 0 (none) or >= 2 (1 is the ordinary recurrence); got "
+                              f"{self.skip_steps}")
         for name in ("dropout", "weight_drop", "label_smoothing"):
             check_fraction(self, name)
 

@@ -167,6 +167,9 @@ RULES: dict[str, tuple[Callable[[Choice], bool], str]] = {
     "weight_drop": (lambda c: c.recurrent and cell_class(c.model.cell).hidden_weights, HIDDEN_WEIGHTS),
     "weight_noise": (lambda c: c.recurrent and cell_class(c.model.cell).hidden_weights, HIDDEN_WEIGHTS),
     "input_noise": (lambda c: c.recurrent, "recurrent layers (--encoder rnn)"),
+    "skip_steps": (lambda c: c.recurrent and c.model.engine != "fused" and cell_class(c.model.cell).hidden_weights,
+                   "recurrent layers on the explicit engine (--encoder rnn, --engine auto or explicit) of a cell "
+                   "with recurrent weights (rnn, lstm, gru, leaky, lnlstm, lngru)"),
     "engine": (lambda c: c.recurrent, "--encoder rnn"),
     "label_smoothing": (lambda c: True, ""),  # a task whose loss is no cross-entropy over labels refuses it
     "input_init": (lambda c: c.cells, "--encoder rnn (or --task seq2seq)"),

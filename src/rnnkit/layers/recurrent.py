@@ -22,6 +22,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from rnnkit.errors import ConfigError, DataError
 from rnnkit.kernels import State, cell_class, choose_engine, length_mask, run_layer
+from rnnkit.kernels.skip import with_skip
 from rnnkit.layers.dropout import dropout, locked_dropout
 
 MERGE_MODES = ("concat", "sum", "mul", "avg")
@@ -56,6 +57,12 @@ class Recurrent(nn.Module):
             evaluation mode the weights themselves. With ``weight_drop`` the
             noise is added to the dropped matrix. Both draw from torch's
             global generator, so a seed fixes them.
+        skip_steps: d >= 2 adds skip connections through time: each step also
+            reads the layer's own output d steps back, h_{t-d}, through a weight
+            ``weight_skip`` per cell (:mod:`rnnkit.kernels.skip`); the state then
+            holds d - 1 more tensors, (h_{t-2}, ..., h_{t-d}), after the cell's
+            own. Explicit engine only (``engine="fused"`` is refused; ``"auto"``
+            resolves to explicit); 0: none.
         bidirectional: add a reverse-time direction (D = 2).
         merge: how the last layer's two directions are combined: ``concat``
             (B, T, 2H), ``sum``, ``mul`` or ``avg`` (B, T, H).
@@ -83,7 +90,7 @@ class Recurrent(nn.Module):
                  dropout: float = 0.0, bidirectional: bool = False, merge: str = "concat",
                  engine: str = "auto", nonlinearity: str = "tanh", locked_dropout: bool = False,
                  weight_drop: float = 0.0, padded: bool = False, batchnorm: bool = False,
-                 input_noise: float = 0.0, weight_noise: float = 0.0, **cell_kwargs):
+                 input_noise: float = 0.0, weight_noise: float = 0.0, skip_steps: int = 0, **cell_kwargs):
         super().__init__()
         cell_type = cell_class(cell)
         choose_engine(engine, cell, "cpu")  # an engine this cell has
@@ -102,6 +109,9 @@ class Recurrent(nn.Module):
                               f"{weight_noise}")
         if weight_noise and not cell_type.hidden_weights:
             raise ConfigError(f"Recurrent: weight_noise perturbs recurrent weights, which {cell} has not")
+        if skip_steps:
+            _check_skip(cell, skip_steps, engine)
+            cell_type, cell_kwargs = with_skip(cell_type), {**cell_kwargs, "skip_steps": skip_steps}
         self.cell_type = cell
         self.input_size = input_size
         self.hidden_size = hidden_size
@@ -111,6 +121,7 @@ class Recurrent(nn.Module):
         self.weight_drop = weight_drop
         self.input_noise = input_noise
         self.weight_noise = weight_noise
+        self.skip_steps = skip_steps
         self.bidirectional = bidirectional
         self.num_directions = 2 if bidirectional else 1
         self.merge = merge
@@ -173,7 +184,11 @@ class Recurrent(nn.Module):
 
     def engine_for(self, device: torch.device | str) -> str:
         """The engine this layer runs on ``device``: ``engine``, with "auto"
-        resolved for its kind of batch (:func:`rnnkit.kernels.choose_engine`)."""
+        resolved for its kind of batch (:func:`rnnkit.kernels.choose_engine`); explicit
+        with skip connections (which refuse "fused")."""
+        if self.skip_steps:
+            _check_skip(self.cell_type, self.skip_steps, self.engine)
+            return "explicit"
         return choose_engine(self.engine, self.cell_type, device, self.padded)
 
     # -- fused engine ---------------------------------------------------------
@@ -315,6 +330,7 @@ class Recurrent(nn.Module):
         return (f"cell={self.cell_type!r}, engine={self.engine!r}, layers={self.num_layers}, "
                 f"bidirectional={self.bidirectional}, merge={self.merge!r}, dropout={self.dropout}, "
                 f"batchnorm={self.norms is not None}"
+                + (f", skip_steps={self.skip_steps}" if self.skip_steps else "")
                 + (f", input_noise={self.input_noise}" if self.input_noise else "")
                 + (f", weight_noise={self.weight_noise}" if self.weight_noise else ""))
 
@@ -336,7 +352,22 @@ def use_engines(module: nn.Module, engines: dict[str, str] | str) -> None:
     for name, m in layers:
         engine = engines if isinstance(engines, str) else engines.get(name, m.engine)
         choose_engine(engine, m.cell_type, "cpu")  # one this cell has
+        if m.skip_steps:
+            _check_skip(m.cell_type, m.skip_steps, engine)
         m.engine = engine
+
+
+def _check_skip(cell: str, skip_steps: int, engine: str) -> None:
+    """A ConfigError unless skip connections of ``skip_steps`` can run for ``cell`` on ``engine``."""
+    if skip_steps < 2:
+        raise ConfigError(f"Recurrent: skip_steps must be 0 (none) or >= 2 (1 is the ordinary recurrence), "
+                          f"got {skip_steps}")
+    if not cell_class(cell).hidden_weights:
+        raise ConfigError(f"Recurrent: skip connections read h_(t-d) as the recurrence reads h_(t-1), and {cell} "
+                          f"has no recurrence on h (its gates read x_t only)")
+    if engine == "fused":
+        raise ConfigError("skip connections through time run on the explicit engine (torch's fused kernels "
+                          "have no input for h_(t-d)); use --engine explicit or auto")
 
 
 def merge_directions(fwd: Tensor, bwd: Tensor, mode: str) -> Tensor:

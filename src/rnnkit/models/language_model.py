@@ -100,7 +100,7 @@ class LanguageModel(nn.Module):
         self.rnn = Recurrent(c.cell, input_size, c.hidden_size, c.num_layers,
                              dropout=c.dropout, engine=c.engine, locked_dropout=c.locked_dropout,
                              weight_drop=c.weight_drop, batchnorm=c.batchnorm,
-                             input_noise=c.input_noise, weight_noise=c.weight_noise,
+                             input_noise=c.input_noise, weight_noise=c.weight_noise, skip_steps=c.skip_steps,
                              **cell_options(c.cell, c),  # forget_bias, ...
                              input_init=c.input_init, recurrent_init=c.recurrent_init)
         self.head = nn.Linear(c.hidden_size, vocab_size)

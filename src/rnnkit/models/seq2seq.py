@@ -171,7 +171,8 @@ class Seq2Seq(nn.Module):
                     layers.append(cell.init_state(B, x.device, outputs.dtype))
                     continue
                 D = 2 if self.config.bidirectional else 1
-                layer = [s[k * D:(k + 1) * D] for s in state]  # this layer's (D, B, H) each
+                # this layer's (D, B, H) each: the cell's own state, not an encoder's skip history
+                layer = [s[k * D:(k + 1) * D] for s in state[:cell.state_size]]
                 if D == 2:
                     layer = [merge_directions(s[0], s[1], self.config.merge) for s in layer]
                 else:
