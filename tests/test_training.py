@@ -136,9 +136,11 @@ def test_each_optimizer_is_built_with_exactly_its_settings_and_torch_s_eps_when_
         TrainConfig(eps=0.0)
 
 
-def test_adam_with_its_betas_and_eps_set_and_adadelta_train(corpus, tmp_path):
-    make(corpus, tmp_path / "adam", optimizer="adam", lr=1e-2, beta1=0.5, beta2=0.99, eps=1e-6, max_steps=30).fit()
-    make(corpus, tmp_path / "adadelta", optimizer="adadelta", lr=1.0, rho=0.95, eps=1e-5, max_steps=30).fit()
+def test_adam_with_its_betas_and_eps_set_and_adadelta_with_its_rho_train(corpus, tmp_path):
+    make(corpus, tmp_path / "adam", optimizer="adam", lr=1e-2, beta1=0.5, beta2=0.99, eps=1e-6, max_steps=30,
+         eval_every=30).fit()
+    make(corpus, tmp_path / "adadelta", optimizer="adadelta", lr=1.0, rho=0.95, eps=1e-5, max_steps=30,
+         eval_every=30).fit()
     for run in ("adam", "adadelta"):
         seen = losses(tmp_path / run / "run")
         assert sum(seen[-5:]) / 5 < 0.85 * sum(seen[:5]) / 5, (run, seen[:5], seen[-5:])
@@ -295,3 +297,29 @@ def test_clip_value_bounds_every_gradient_element(corpus, tmp_path):
     trainer.fit()
     moved = torch.cat([(p.detach() - b).flatten() for p, b in zip(trainer.model.parameters(), before)])
     assert moved.abs().max().item() == pytest.approx(1e-4, rel=1e-3)
+
+
+def test_a_run_with_the_lectures_settings_resumes_exactly(corpus, tmp_path):
+    """Adadelta's state, the skip connections' carried history, learned leak rates, label
+    smoothing and the noise draws all come back from the checkpoint: a stopped and resumed run
+    logs the losses of one that never stopped."""
+    def run(name, stop=None, init_seed=0):
+        data = TextData.from_file(corpus, DataConfig(batch_size=8, seq_len=32))
+        torch.manual_seed(init_seed)
+        model = LanguageModel(data.vocab_size, cell="leaky", hidden_size=16, num_layers=1, embedding_dim=8,
+                              dropout=0.0, learn_leak=True, skip_steps=3, input_noise=0.1, weight_noise=0.02,
+                              label_smoothing=0.1)
+        cfg = LanguageModelTraining(max_steps=16, eval_every=8, log_every=1, sample_length=0, lr=1.0,
+                                    optimizer="adadelta", rho=0.95, eps=1e-5, device="cpu", seed=0)
+        t = Trainer(model, data, cfg, out=tmp_path / name, quiet=True)
+        if stop:
+            t.callbacks.append(lambda t: t.request_stop() if t.step == stop else None)
+        return t
+
+    run("straight").fit()
+    assert run("stopped", stop=5).fit()["stopped"] == "interrupted"
+    run("stopped", init_seed=99).fit(resume=True)
+    assert losses(tmp_path / "stopped") == losses(tmp_path / "straight")
+    model, _, config = load_run(tmp_path / "straight")
+    assert (config.model.skip_steps, config.model.learn_leak, config.train.rho) == (3, True, 0.95)
+    assert model.rnn.cells[0].weight_skip.shape == (16, 16)
