@@ -323,3 +323,27 @@ def test_a_run_with_the_lectures_settings_resumes_exactly(corpus, tmp_path):
     model, _, config = load_run(tmp_path / "straight")
     assert (config.model.skip_steps, config.model.learn_leak, config.train.rho) == (3, True, 0.95)
     assert model.rnn.cells[0].weight_skip.shape == (16, 16)
+
+
+def test_the_optimizer_flags_reach_the_optimizer_rnnkit_train_builds(corpus, tmp_path, cli_here, tiny_lm_flags,
+                                                                      monkeypatch):
+    from rnnkit.training import build_optimizer
+    from rnnkit.training import trainer as trainer_module
+
+    built = []
+
+    def recording(model, cfg):
+        built.append(build_optimizer(model, cfg))
+        return built[-1]
+
+    monkeypatch.setattr(trainer_module, "build_optimizer", recording)
+    result = cli_here("train", corpus, "--out", tmp_path / "adadelta", "--optimizer", "adadelta", "--lr", 1,
+                      "--rho", 0.5, "--eps", 1e-4, "--max-steps", 2, *tiny_lm_flags)
+    assert result.returncode == 0, result.stderr
+    assert type(built[-1]) is torch.optim.Adadelta
+    assert all((g["rho"], g["eps"]) == (0.5, 1e-4) for g in built[-1].param_groups)
+    result = cli_here("train", corpus, "--out", tmp_path / "adam", "--optimizer", "adam", "--beta1", 0.7,
+                      "--beta2", 0.95, "--max-steps", 2, *tiny_lm_flags)
+    assert result.returncode == 0, result.stderr
+    assert all(g["betas"] == (0.7, 0.95) and g["eps"] == 1e-8 for g in built[-1].param_groups)
+    assert read_run(tmp_path / "adam").train.beta1 == 0.7
