@@ -79,7 +79,7 @@ class Recurrent(nn.Module):
             before the dropout between layers; running statistics in
             evaluation mode. The fused engine then runs the stack layer by layer.
         **cell_kwargs: passed to every cell (``bias``, ``forget_bias``,
-            ``leak_timescale``, ``input_init``, ``recurrent_init``).
+            ``leak_timescale``, ``learn_leak``, ``input_init``, ``recurrent_init``).
 
     ``forward(x, state=None, lengths=None) -> (outputs, state)``: with
     ``lengths`` (B,), each sequence stops at its length: its state is the
