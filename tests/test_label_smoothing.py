@@ -82,3 +82,18 @@ def test_label_smoothing_must_be_a_fraction_and_applies_only_to_a_cross_entropy_
     speech.write_text("")
     user_error(cli_here("train", speech, "--task", "ctc", "--out", tmp_path / "b", "--label-smoothing", 0.1),
                "--label-smoothing needs --task lm, classify, tag or seq2seq")
+
+
+def test_with_a_stop_output_only_the_tokens_cross_entropy_is_smoothed_not_the_stop_bernoulli():
+    torch.manual_seed(0)
+    model = Seq2Seq(9, 6, cell="gru", sequence_end="stop", **SMALL).train()
+    x, x_lengths = torch.randint(0, 9, (3, 5)), torch.tensor([5, 2, 4])
+    y_lengths = torch.tensor([4, 1, 3])
+    valid = torch.arange(4)[None, :] < y_lengths[:, None]  # (B, U)
+    y = torch.randint(0, 6, (3, 4)).masked_fill(~valid, IGNORE)
+    loss = model(x, x_lengths, y, y_lengths)[1]
+    scores = model(x, x_lengths, y)[0]  # (B, U, V + 1): the tokens' logits, then the stop logit
+    tokens = F.cross_entropy(scores[..., :-1][valid], y[valid], reduction="sum", label_smoothing=EPS)
+    last = (torch.arange(4)[None, :] == (y_lengths - 1)[:, None]).float()
+    stop = F.binary_cross_entropy_with_logits(scores[..., -1][valid], last[valid], reduction="sum")
+    torch.testing.assert_close(loss, (tokens + stop) / int((y_lengths + 1).sum()))
