@@ -29,9 +29,9 @@ def known_weights(cell, seed=0):
     return cell
 
 
-def train_briefly(cell: str, steps: int = 120, **settings) -> float:
+def train_briefly(cell: str, steps: int = 120, keep: list | None = None, **settings) -> float:
     """The last batch's loss of a 2 x 32 character model after ``steps`` Adam steps on
-    random 32-character windows of _make_text(200); deterministic."""
+    random 32-character windows of _make_text(200); deterministic. The model is appended to ``keep``."""
     text = _make_text(200)
     chars = sorted(set(text))
     ids = torch.tensor([chars.index(c) for c in text])
@@ -53,6 +53,8 @@ def train_briefly(cell: str, steps: int = 120, **settings) -> float:
             optimizer.step()
     finally:
         torch.set_num_threads(threads)
+    if keep is not None:
+        keep.append(model)
     return loss.item()
 
 
@@ -126,6 +128,78 @@ def test_leak_rates_are_a_buffer_saved_with_the_weights_not_a_parameter():
     other = LanguageModel(10, cell="leaky", hidden_size=6, num_layers=2, leak_timescale=2.0)
     other.load_state_dict(state)
     assert other.rnn.cells[0].alpha.equal(model.rnn.cells[0].alpha)
+
+
+def learned_and_fixed(rates: torch.Tensor, dtype=torch.float64, **layer):
+    """A learned-leak layer and a fixed-leak one on the same weights, the fixed one's α set to ``rates``
+    and the learned one's w to logit(rates)."""
+    torch.manual_seed(0)
+    fixed = Recurrent("leaky", 5, len(rates), leak_timescale=10.0, **layer).to(dtype)
+    learned = Recurrent("leaky", 5, len(rates), leak_timescale=10.0, learn_leak=True, **layer).to(dtype)
+    with torch.no_grad():
+        for f, c in zip(fixed.cells, learned.cells):
+            f.alpha.copy_(rates)
+            c.leak_logit.copy_(torch.log(rates / (1 - rates)))
+    learned.load_state_dict({k: v for k, v in fixed.state_dict().items() if "alpha" not in k}, strict=False)
+    return learned, fixed
+
+
+def test_learned_leak_rates_start_at_the_fixed_ones_and_equal_the_fixed_cell_at_the_same_alpha():
+    cell = CELLS["leaky"](2, 5, leak_timescale=16.0, learn_leak=True)
+    torch.testing.assert_close(cell.rates(), torch.tensor([0.9975274, 0.5, 0.25, 0.125, 0.0625]))
+    assert sorted(n for n, _ in cell.named_parameters()) == ["bias_hh", "bias_ih", "leak_logit", "weight_hh",
+                                                            "weight_ih"]
+    assert "alpha" not in cell.state_dict()  # learned: the parameter is the rates' only record
+    rates = torch.tensor([0.9, 0.5, 0.2, 0.05], dtype=torch.float64)
+    learned, fixed = learned_and_fixed(rates, num_layers=2, bidirectional=True, engine="explicit")
+    x = torch.randn(3, 7, 5, dtype=torch.float64)
+    lengths = torch.tensor([7, 2, 5])
+    for a, b in zip(learned(x, lengths=lengths), fixed(x, lengths=lengths)):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_learned_leak_rates_pass_gradcheck_in_float64():
+    """The layer's outputs against its equations written out with α = σ(w), and gradcheck of the
+    outputs in w, the inputs and the initial state (the steps: float64 takes no layer node)."""
+    rates = torch.tensor([0.9, 0.5, 0.2], dtype=torch.float64)
+    learned, _ = learned_and_fixed(rates, engine="explicit")
+    cell = learned.cells[0]
+    x = torch.randn(2, 4, 5, dtype=torch.float64, requires_grad=True)
+    h0 = torch.randn(1, 2, 3, dtype=torch.float64, requires_grad=True)
+    h, expected = h0[0], []
+    for t in range(x.shape[1]):
+        u = torch.tanh(x[:, t] @ cell.weight_ih.T + cell.bias_ih + h @ cell.weight_hh.T + cell.bias_hh)
+        h = h + torch.sigmoid(cell.leak_logit) * (u - h)
+        expected.append(h)
+    torch.testing.assert_close(learned(x, (h0,))[0], torch.stack(expected, 1), rtol=1e-12, atol=1e-12)
+
+    def outputs(w, x, h0):
+        del cell.leak_logit
+        cell.leak_logit = w  # a plain tensor in the parameter's place, so gradcheck can perturb it
+        try:
+            return learned(x, (h0,))[0]
+        finally:
+            del cell.leak_logit
+            cell.leak_logit = torch.nn.Parameter(w.detach().clone())
+
+    w = cell.leak_logit.detach().clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(outputs, (w, x, h0))
+
+
+@pytest.mark.parametrize("padded", [False, True])
+def test_the_leaky_layer_node_s_leak_rate_gradient_equals_its_steps(padded):
+    torch.manual_seed(0)
+    layer = Recurrent("leaky", 5, 16, num_layers=2, bidirectional=True, leak_timescale=10.0, learn_leak=True)
+    x = torch.randn(4, 9, 5, requires_grad=True)
+    node_and_steps_agree(layer, x, torch.tensor([9, 3, 5, 1]) if padded else None)
+    assert all(c.leak_logit.grad.abs().min() > 0 for c in layer.cells)  # every unit's rate gets a gradient
+
+
+def test_a_leaky_model_with_learned_rates_learns_and_moves_its_rates():
+    models = []
+    assert train_briefly("leaky", learn_leak=True, keep=models) < UNIGRAM_ENTROPY - 1.2
+    start = LanguageModel(10, cell="leaky", hidden_size=32, num_layers=2, learn_leak=True).rnn.cells[0].rates()
+    assert (models[0].rnn.cells[0].rates() - start).abs().max() > 0.05
 
 
 def test_a_leaky_model_learns_beyond_the_unigram_entropy():

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-from rnnkit.experiments import EXPERIMENTS, Table, clipping, linear, symmetry
+from rnnkit.experiments import EXPERIMENTS, Table, clipping, linear, numerics, symmetry
 
 BONN = Path(__file__).parents[2] / "shared" / "data" / "bonn_eeg" / "bonn_eeg_dataset.zip"
 
@@ -136,3 +137,28 @@ def test_a_table_prints_each_value_by_its_columns_format_and_finds_a_row_by_its_
     assert Table(("a", "b"), [(1, 2.5)]).markdown() == "| a | b |\n|---|---|\n| 1 | 2.5 |"  # "{}" by default
     with pytest.raises(KeyError, match="0 rows start with 'gru'"):
         table.row("gru")
+
+
+def test_the_naive_log_sum_exp_overflows_in_float32_where_the_log_sum_exp_form_does_not(experiment, tmp_path):
+    table, stdout = experiment("numerics")
+    assert stdout == table.markdown() + f"\n\nplot: {tmp_path / 'numerics.png'}\n"
+    columns = ("naive", "stable", "exact", "softmax finite", "naive log p", "log_softmax", "exact log p")
+    rows = {row[0]: dict(zip(columns, row[1:])) for row in table.rows}
+    for scores, row in rows.items():  # the log-sum-exp forms: float64's value to float32's precision, always
+        exact = torch.logsumexp(torch.tensor(scores, dtype=torch.float64), 0).item()
+        assert row["exact"] == exact and row["stable"] == pytest.approx(exact, rel=1e-6, abs=1e-6)
+        assert row["log_softmax"] == pytest.approx(row["exact log p"], abs=1e-4)
+    for scores in ((89.0, 88.0, 87.0), (1000.0, 999.0, 998.0)):  # past e^88.7: overflow
+        assert rows[scores]["naive"] == math.inf and not rows[scores]["softmax finite"]
+    assert rows[(-110.0, -111.0, -112.0)]["naive"] == -math.inf  # below e^-103.3: every term underflows
+    assert not rows[(-110.0, -111.0, -112.0)]["softmax finite"]
+    denormal = rows[(-100.0, -101.0, -102.0)]  # finite, but in denormals with few digits left
+    assert abs(denormal["naive"] - denormal["exact"]) > 1e-2
+    for scores in ((10.0, 9.0, 8.0), (88.0, 87.0, 86.0)):  # in range both agree
+        assert rows[scores]["naive"] == pytest.approx(rows[scores]["exact"], rel=1e-6)
+        assert rows[scores]["softmax finite"]
+    confident = rows[(0.0, -50.0, -200.0)]  # p_last underflows to 0: log(softmax) is -inf, the loss is 200
+    assert confident["naive log p"] == -math.inf and confident["log_softmax"] == -200.0
+    y = torch.randn(50, 7) * 30
+    torch.testing.assert_close(numerics.stable_logsumexp(y), torch.logsumexp(y, -1))
+    torch.testing.assert_close(numerics.stable_log_softmax(y), torch.log_softmax(y, -1))

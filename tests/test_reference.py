@@ -121,3 +121,52 @@ def test_min_char_rnn_and_rnnkit_train_the_same_losses_for_100_steps(make_text):
         p += 25
     np.testing.assert_allclose(losses, expected, rtol=1e-9)
     assert expected[-1] < 0.8 * expected[0]  # and it learnt something
+
+
+def test_min_char_rnn_s_smoothed_loss_is_karpathy_s_running_average(make_text):
+    """s_0 = -log(1/V) * seq_length and s_n = 0.999 s_(n-1) + 0.001 L_n, checked against the closed
+    form s_n = 0.999^n s_0 + 0.001 sum_k 0.999^(n-k) L_k; a second call goes on from where it was."""
+    text = make_text(40)
+    rnn = MinCharRNN(text, hidden_size=16, seed=0)
+    losses = rnn.train(text, steps=150, seq_length=25) + rnn.train(text, steps=50, seq_length=25)
+    s0 = np.log(len(rnn.vocab)) * 25
+    n = np.arange(1, len(losses) + 1)
+    closed = [0.999 ** k * s0 + 0.001 * sum(0.999 ** (k - j) * losses[j - 1] for j in range(1, k + 1))
+              for k in n]
+    np.testing.assert_allclose(rnn.smoothed, closed, rtol=1e-12)
+    assert rnn.smooth_loss == rnn.smoothed[-1]
+    assert losses[-1] < 0.8 * losses[0] and rnn.smooth_loss < s0  # it learnt, and the average follows slowly
+    assert rnn.smooth_loss > np.mean(losses[-20:])
+
+
+def test_min_char_rnn_s_sampler_draws_from_its_softmax_and_feeds_the_draw_back():
+    V = 4
+    rng = np.random.default_rng(5)
+    target = np.array([0.1, 0.2, 0.3, 0.4])
+    # scores independent of the state: every character is drawn from `target`
+    weights = {"W_xh": rng.normal(size=(3, V)), "W_hh": rng.normal(size=(3, 3)), "W_hy": np.zeros((V, 3)),
+               "b_h": np.zeros((3, 1)), "b_y": np.log(target)[:, None] + 800.0}  # exp(800) overflows: lse must not
+    rnn = MinCharRNN("abcd", hidden_size=3, weights=weights)
+    text = rnn.sample("a", 20_000, np.random.default_rng(0))
+    freq = np.array([text.count(c) for c in "abcd"]) / len(text)
+    assert np.all(np.abs(freq - target) < 4 * np.sqrt(target * (1 - target) / len(text)))
+    assert rnn.sample("a", 50, np.random.default_rng(1)) == rnn.sample("a", 50, np.random.default_rng(1))
+    assert rnn.sample("a", 50, np.random.default_rng(1)) != rnn.sample("a", 50, np.random.default_rng(2))
+    # a character determines the next one (a -> b -> c -> d -> a) only through the input fed back
+    W_xh = np.eye(V) * 10.0
+    cycle = {"W_xh": W_xh, "W_hh": np.zeros((V, V)), "W_hy": 10.0 * np.roll(np.eye(V), 1, axis=0),
+             "b_h": np.zeros((V, 1)), "b_y": np.zeros((V, 1))}
+    assert MinCharRNN("abcd", hidden_size=V, weights=cycle).sample("a", 8, np.random.default_rng(0)) == "bcdabcda"
+
+
+def test_min_char_rnn_s_sampler_and_torch_s_softmax_give_the_same_probabilities():
+    rng = np.random.default_rng(7)
+    shapes = {"W_xh": (H, V), "W_hh": (H, H), "W_hy": (V, H), "b_h": (H, 1), "b_y": (V, 1)}
+    weights = {k: rng.normal(size=s) for k, s in shapes.items()}
+    rnn = MinCharRNN("abcdef", hidden_size=H, weights=weights)
+    h0 = rng.normal(size=(H, 1))
+    p, h = rnn.probabilities(2, h0)
+    W = {k: torch.from_numpy(v) for k, v in weights.items()}
+    h_torch = torch.tanh(W["W_xh"][:, 2:3] + W["W_hh"] @ torch.from_numpy(h0) + W["b_h"])
+    np.testing.assert_allclose(h, h_torch.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(p, torch.softmax((W["W_hy"] @ h_torch + W["b_y"])[:, 0], 0).numpy(), rtol=1e-12)

@@ -1,5 +1,6 @@
 """The trainer: learning, exact resume, schedules, optimizers, checkpoints, numerics."""
 
+import inspect
 import json
 import math
 
@@ -95,6 +96,7 @@ def test_optimizers_update_as_torch_reference_loops_and_spare_biases_from_decay(
     cls, kw = {"sgd": (torch.optim.SGD, {}), "momentum": (torch.optim.SGD, {"momentum": 0.9}),
                "nesterov": (torch.optim.SGD, {"momentum": 0.9, "nesterov": True}),
                "adagrad": (torch.optim.Adagrad, {}), "rmsprop": (torch.optim.RMSprop, {"alpha": 0.9}),
+               "adadelta": (torch.optim.Adadelta, {"rho": 0.9}),
                "adam": (torch.optim.Adam, {}), "adamw": (torch.optim.AdamW, {})}[optimizer]
     ref_opt = cls([{"params": [ref.weight], "weight_decay": 0.1}, {"params": [ref.bias], "weight_decay": 0.0}],
                   lr=0.05, foreach=False, **kw)
@@ -106,6 +108,42 @@ def test_optimizers_update_as_torch_reference_loops_and_spare_biases_from_decay(
             o.step()
     torch.testing.assert_close(ours.weight, ref.weight, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(ours.bias, ref.bias, rtol=1e-5, atol=1e-6)
+
+
+def test_each_optimizer_is_built_with_exactly_its_settings_and_torch_s_eps_when_unset():
+    from rnnkit.training import build_optimizer
+
+    def built(**kw):
+        return build_optimizer(nn.Linear(3, 2), TrainConfig(**kw))
+
+    for name, cls in (("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW)):
+        opt = built(optimizer=name, beta1=0.8, beta2=0.99, eps=1e-6)
+        assert type(opt) is cls and all(g["betas"] == (0.8, 0.99) and g["eps"] == 1e-6 for g in opt.param_groups)
+    opt = built(optimizer="adadelta", lr=1.0, rho=0.5, eps=1e-4)
+    assert type(opt) is torch.optim.Adadelta
+    assert all((g["lr"], g["rho"], g["eps"]) == (1.0, 0.5, 1e-4) for g in opt.param_groups)
+    assert [g["eps"] for g in built(optimizer="rmsprop", eps=1e-3).param_groups] == [1e-3, 1e-3]
+    assert [g["eps"] for g in built(optimizer="adagrad", eps=1e-3).param_groups] == [1e-3, 1e-3]
+    for name, cls in (("adagrad", torch.optim.Adagrad), ("rmsprop", torch.optim.RMSprop),
+                      ("adadelta", torch.optim.Adadelta), ("adam", torch.optim.Adam)):  # unset: torch's own
+        default = inspect.signature(cls.__init__).parameters["eps"].default
+        assert built(optimizer=name).defaults["eps"] == default
+    assert built(optimizer="adam").defaults["betas"] == (0.9, 0.999)
+    for name, value in (("beta1", 1.0), ("beta2", -0.1), ("rho", 1.0)):
+        with pytest.raises(ConfigError, match=f"{name} must be in \\[0, 1\\)"):
+            TrainConfig(**{name: value})
+    with pytest.raises(ConfigError, match="eps must be > 0"):
+        TrainConfig(eps=0.0)
+
+
+def test_adam_with_its_betas_and_eps_set_and_adadelta_with_its_rho_train(corpus, tmp_path):
+    make(corpus, tmp_path / "adam", optimizer="adam", lr=1e-2, beta1=0.5, beta2=0.99, eps=1e-6, max_steps=30,
+         eval_every=30).fit()
+    make(corpus, tmp_path / "adadelta", optimizer="adadelta", lr=1.0, rho=0.95, eps=1e-5, max_steps=30,
+         eval_every=30).fit()
+    for run in ("adam", "adadelta"):
+        seen = losses(tmp_path / run / "run")
+        assert sum(seen[-5:]) / 5 < 0.85 * sum(seen[:5]) / 5, (run, seen[:5], seen[-5:])
 
 
 def test_weight_decay_defaults_to_0_1_for_adamw_only_and_an_explicit_value_wins():
@@ -124,7 +162,7 @@ def test_weight_decay_defaults_to_0_1_for_adamw_only_and_an_explicit_value_wins(
 
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
 def test_every_optimizer_reduces_the_loss(corpus, tmp_path, optimizer):
-    lr = {"sgd": 1.0, "momentum": 0.3, "nesterov": 0.3, "adagrad": 0.05}.get(optimizer, 1e-2)
+    lr = {"sgd": 1.0, "momentum": 0.3, "nesterov": 0.3, "adagrad": 0.05, "adadelta": 5.0}.get(optimizer, 1e-2)
     trainer = make(corpus, tmp_path, optimizer=optimizer, lr=lr, max_steps=30, weight_decay=1e-4)
     trainer.fit()
     seen = losses(tmp_path / "run")
@@ -259,3 +297,53 @@ def test_clip_value_bounds_every_gradient_element(corpus, tmp_path):
     trainer.fit()
     moved = torch.cat([(p.detach() - b).flatten() for p, b in zip(trainer.model.parameters(), before)])
     assert moved.abs().max().item() == pytest.approx(1e-4, rel=1e-3)
+
+
+def test_a_run_with_the_lectures_settings_resumes_exactly(corpus, tmp_path):
+    """Adadelta's state, the skip connections' carried history, learned leak rates, label
+    smoothing and the noise draws all come back from the checkpoint: a stopped and resumed run
+    logs the losses of one that never stopped."""
+    def run(name, stop=None, init_seed=0):
+        data = TextData.from_file(corpus, DataConfig(batch_size=8, seq_len=32))
+        torch.manual_seed(init_seed)
+        model = LanguageModel(data.vocab_size, cell="leaky", hidden_size=16, num_layers=1, embedding_dim=8,
+                              dropout=0.0, learn_leak=True, skip_steps=3, input_noise=0.1, weight_noise=0.02,
+                              label_smoothing=0.1)
+        cfg = LanguageModelTraining(max_steps=16, eval_every=8, log_every=1, sample_length=0, lr=1.0,
+                                    optimizer="adadelta", rho=0.95, eps=1e-5, device="cpu", seed=0)
+        t = Trainer(model, data, cfg, out=tmp_path / name, quiet=True)
+        if stop:
+            t.callbacks.append(lambda t: t.request_stop() if t.step == stop else None)
+        return t
+
+    run("straight").fit()
+    assert run("stopped", stop=5).fit()["stopped"] == "interrupted"
+    run("stopped", init_seed=99).fit(resume=True)
+    assert losses(tmp_path / "stopped") == losses(tmp_path / "straight")
+    model, _, config = load_run(tmp_path / "straight")
+    assert (config.model.skip_steps, config.model.learn_leak, config.train.rho) == (3, True, 0.95)
+    assert model.rnn.cells[0].weight_skip.shape == (16, 16)
+
+
+def test_the_optimizer_flags_reach_the_optimizer_rnnkit_train_builds(corpus, tmp_path, cli_here, tiny_lm_flags,
+                                                                      monkeypatch):
+    from rnnkit.training import build_optimizer
+    from rnnkit.training import trainer as trainer_module
+
+    built = []
+
+    def recording(model, cfg):
+        built.append(build_optimizer(model, cfg))
+        return built[-1]
+
+    monkeypatch.setattr(trainer_module, "build_optimizer", recording)
+    result = cli_here("train", corpus, "--out", tmp_path / "adadelta", "--optimizer", "adadelta", "--lr", 1,
+                      "--rho", 0.5, "--eps", 1e-4, "--max-steps", 2, *tiny_lm_flags)
+    assert result.returncode == 0, result.stderr
+    assert type(built[-1]) is torch.optim.Adadelta
+    assert all((g["rho"], g["eps"]) == (0.5, 1e-4) for g in built[-1].param_groups)
+    result = cli_here("train", corpus, "--out", tmp_path / "adam", "--optimizer", "adam", "--beta1", 0.7,
+                      "--beta2", 0.95, "--max-steps", 2, *tiny_lm_flags)
+    assert result.returncode == 0, result.stderr
+    assert all(g["betas"] == (0.7, 0.95) and g["eps"] == 1e-8 for g in built[-1].param_groups)
+    assert read_run(tmp_path / "adam").train.beta1 == 0.7

@@ -27,7 +27,8 @@ from rnnkit import deprecated
 from rnnkit.errors import ConfigError
 
 TOKENIZERS = ("auto", "char", "byte", "word", "bpe")
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adadelta", "adam", "adamw")
+EPS_OPTIMIZERS = ("adagrad", "rmsprop", "adadelta", "adam", "adamw")  # those that divide by sqrt(...) + eps
 LR_SCHEDULES = ("constant", "step", "cosine")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -79,6 +80,14 @@ class ModelConfig:
                               "between layers (torch-rnn's -batchnorm 1)", default=False)
     weight_drop: float = setting("DropConnect on the recurrent weights W_hh, a fresh mask per batch "
                                  "(AWD-LSTM's weight drop; rnn, lstm and gru)", default=0.0)
+    input_noise: float = setting("σ of Gaussian noise added to the recurrent layers' inputs in training (fresh at "
+                                 "every step; none in evaluation)", default=0.0)
+    weight_noise: float = setting("σ of Gaussian noise added to the recurrent weights W_hh at each training step "
+                                  "(Graves 2011's weight noise; none in evaluation; rnn, lstm, gru, ...)",
+                                  default=0.0)
+    skip_steps: int = setting("skip connections through time: each step also reads the layer's output this many "
+                              "steps back, h_(t-d), through weights of its own (0: none; >= 2; explicit engine, "
+                              "cells with recurrent weights)", default=0)
     engine: str = setting("fused (torch kernels; a scan for mingru/minlstm), explicit (loop over rnnkit "
                           "cells) or auto: on a CPU explicit for a gru or rnn, and for an lstm over padded "
                           "batches (classify, tag), where it ran faster; fused otherwise", default="auto")
@@ -87,6 +96,12 @@ class ModelConfig:
     leak_timescale: float = setting("leaky: the slowest unit's time scale in steps; the leak rates spread "
                                     "geometrically over the units from 1 (an ordinary RNN unit) down to "
                                     "1/leak_timescale", default=100.0)
+    learn_leak: bool = setting("leaky: learn each unit's leak rate, α = σ(w) with w a parameter started at the "
+                               "fixed rates' logits (the fastest at σ(6) ≈ 0.9975)", default=False)
+    label_smoothing: float = setting("training's cross-entropy against (1 - ε) one-hot + ε/K uniform over the K "
+                                     "labels or tokens (torch's label_smoothing; Szegedy et al. 2016); validation, "
+                                     "test and eval score the plain cross-entropy (lm, classify, tag without --crf, "
+                                     "seq2seq's tokens)", default=0.0)
     input_init: str = setting("input weights init: glorot or torch", default="glorot")
     recurrent_init: str = setting("recurrent weights init: orthogonal, glorot or torch", default="orthogonal")
     bidirectional: bool | None = setting("read the sequence both ways (none: yes for classify and tag, no for "
@@ -104,7 +119,12 @@ class ModelConfig:
         check_at_least(self, "num_layers", 1)
         check_at_least(self, "embedding_dim", 0)
         check_at_least(self, "leak_timescale", 1.0)
-        for name in ("dropout", "weight_drop"):
+        for name in ("input_noise", "weight_noise"):
+            check_at_least(self, name, 0.0)
+        if self.skip_steps < 0 or self.skip_steps == 1:
+            raise ConfigError(f"skip_steps must be 0 (none) or >= 2 (1 is the ordinary recurrence); got "
+                              f"{self.skip_steps}")
+        for name in ("dropout", "weight_drop", "label_smoothing"):
             check_fraction(self, name)
 
 
@@ -146,17 +166,28 @@ class DataConfig:
 
 @dataclass
 class TrainConfig:
-    optimizer: str = setting("sgd, momentum, nesterov, adagrad, rmsprop, adam or adamw", default="adamw")
+    optimizer: str = setting("sgd, momentum, nesterov, adagrad, rmsprop, adadelta, adam or adamw",
+                             default="adamw")
     lr: float = setting("peak learning rate (char-rnn: learning_rate)", default=4e-3)
     momentum: float = setting("momentum/nesterov: the velocity's decay", default=0.9)
     alpha: float = setting("rmsprop: smoothing constant of the squared gradients' running average (torch's "
                            "alpha, char-rnn's decay_rate)", default=0.9)
+    beta1: float = setting("adam/adamw: decay of the gradient's running average (torch's betas[0])", default=0.9)
+    beta2: float = setting("adam/adamw: decay of the squared gradient's running average (torch's betas[1])",
+                           default=0.999)
+    eps: float | None = setting("adagrad, rmsprop, adadelta, adam, adamw: the term added to the root of the squared "
+                                "gradients' average before dividing (default: torch's, 1e-10 for adagrad, 1e-6 "
+                                "for adadelta, 1e-8 for the others)", default=None)
+    rho: float = setting("adadelta: decay of the running averages of squared gradients and squared updates "
+                         "(torch's rho; Zeiler 2012)", default=0.9)
     weight_decay: float | None = setting("penalty on weight matrices, decoupled for adamw (L2 for the others); "
                                          "default 0.1 for adamw, 0 for the others", default=None)
     l1: float = setting("L1 penalty l1 * sum |w| on weight matrices and embeddings (not biases): its subgradient "
                         "l1 * sign(w) joins the gradient before each step, as an L2 weight decay does", default=0.0)
-    clip_norm: float | None = setting("clip the global gradient norm to this (char-rnn: grad_clip)", default=1.0)
-    clip_value: float | None = setting("clip each gradient element to [-v, v]", default=None)
+    clip_norm: float | None = setting("clip the global gradient norm to this (nanoGPT: grad_clip)",
+                                      default=1.0)
+    clip_value: float | None = setting("clip each gradient element to [-v, v] (char-rnn: grad_clip, which "
+                                       "clamps elements)", default=None)
     lr_schedule: str = setting("constant, step or cosine (decay over the whole budget)", default="cosine")
     warmup_steps: int = setting("linear learning-rate warm-up steps", default=20)
     min_lr_ratio: float = setting("cosine decays to lr * min_lr_ratio", default=0.05)
@@ -209,8 +240,11 @@ class TrainConfig:
             check_at_least(self, name, 0)
         check_at_least(self, "weight_decay", 0, optional=True)
         check_at_least(self, "l1", 0)
-        if not 0.0 <= self.alpha < 1.0:
-            raise ConfigError(f"alpha must be in [0, 1); got {self.alpha}")
+        for name in ("alpha", "beta1", "beta2", "rho"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"{name} must be in [0, 1); got {getattr(self, name)}")
+        if self.eps is not None and not self.eps > 0:
+            raise ConfigError(f"eps must be > 0; got {self.eps}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ConfigError(f"min_lr_ratio must be in [0, 1]; got {self.min_lr_ratio}")
         if not 0.0 < self.lr_decay <= 1.0:
@@ -261,6 +295,12 @@ class SampleConfig:
         check_at_least(self, "top_k", 1, optional=True)
         check_at_least(self, "sample_length", 0)
         check_at_least(self, "num_samples", 1)
+
+
+def smoothing(model) -> float:
+    """The label smoothing ε of ``model``'s cross-entropy now: its ``config.label_smoothing`` in
+    training mode, 0 in evaluation mode (validation, test and eval score the plain cross-entropy)."""
+    return model.config.label_smoothing if model.training else 0.0
 
 
 def to_dict(cfg) -> dict:

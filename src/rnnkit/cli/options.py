@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from rnnkit.config import DataConfig, ModelConfig, TrainConfig
+from rnnkit.config import EPS_OPTIMIZERS, DataConfig, ModelConfig, TrainConfig
 from rnnkit.deprecated import rename_settings, rmsprop_momentum
 from rnnkit.errors import ConfigError
 from rnnkit.kernels import CELLS, cell_class
@@ -170,7 +170,13 @@ RULES: dict[str, tuple[Callable[[Choice], bool], str]] = {
     "embedding_dim": (lambda c: c.token_kinds() != {"none"}, "token inputs (a series or audio is read as vectors)"),
     "batchnorm": (lambda c: c.recurrent, "recurrent layers (--encoder rnn; a seq2seq decoder's cells have none)"),
     "weight_drop": (lambda c: c.recurrent and cell_class(c.model.cell).hidden_weights, HIDDEN_WEIGHTS),
+    "weight_noise": (lambda c: c.recurrent and cell_class(c.model.cell).hidden_weights, HIDDEN_WEIGHTS),
+    "input_noise": (lambda c: c.recurrent, "recurrent layers (--encoder rnn)"),
+    "skip_steps": (lambda c: c.recurrent and c.model.engine != "fused" and cell_class(c.model.cell).hidden_weights,
+                   "recurrent layers on the explicit engine (--encoder rnn, --engine auto or explicit) of a cell "
+                   "with recurrent weights (rnn, lstm, gru, leaky, lnlstm, lngru)"),
     "engine": (lambda c: c.recurrent, "--encoder rnn"),
+    "label_smoothing": (lambda c: True, ""),  # a task whose loss is no cross-entropy over labels refuses it
     "input_init": (lambda c: c.cells, "--encoder rnn (or --task seq2seq)"),
     "recurrent_init": (lambda c: c.cells and cell_class(c.model.cell).hidden_weights, HIDDEN_WEIGHTS),
     "bidirectional": (lambda c: True, ""),  # a language model's own rule refuses true
@@ -187,6 +193,11 @@ RULES: dict[str, tuple[Callable[[Choice], bool], str]] = {
     # training
     "momentum": (lambda c: c.train.optimizer in ("momentum", "nesterov"), "--optimizer momentum or nesterov"),
     "alpha": (lambda c: c.train.optimizer == "rmsprop", "--optimizer rmsprop"),
+    "beta1": (lambda c: c.train.optimizer in ("adam", "adamw"), "--optimizer adam or adamw"),
+    "beta2": (lambda c: c.train.optimizer in ("adam", "adamw"), "--optimizer adam or adamw"),
+    "eps": (lambda c: c.train.optimizer in EPS_OPTIMIZERS, "--optimizer " + ", ".join(EPS_OPTIMIZERS[:-1]) + " or "
+            + EPS_OPTIMIZERS[-1]),
+    "rho": (lambda c: c.train.optimizer == "adadelta", "--optimizer adadelta"),
     "min_lr_ratio": (lambda c: c.train.lr_schedule == "cosine", COSINE),
     "lr_decay": (lambda c: c.train.lr_schedule == "step", STEP),
     "lr_decay_every": (lambda c: c.train.lr_schedule == "step", STEP),
@@ -207,7 +218,8 @@ for _cls in CELLS.values():
 BY_GRADIENT = {"optimizer", "lr", "momentum", "alpha", "weight_decay", "l1", "clip_norm", "clip_value", "lr_schedule",
                "warmup_steps", "min_lr_ratio", "lr_decay", "lr_decay_every", "lr_decay_start", "max_steps",
                "max_epochs", "time_limit", "eval_every", "log_every", "save_every", "on_nonfinite", "patience",
-               "precision", "dropout", "adversarial", "crf", "char_features"}
+               "precision", "beta1", "beta2", "eps", "rho", "label_smoothing", "dropout", "adversarial", "crf",
+               "char_features"}
 ONE_RESERVOIR = {"num_layers", "bidirectional"}
 NOT_ESN = {name: needs for names, needs in (
     (BY_GRADIENT, "training by gradient steps (--encoder rnn or tdnn; an esn's readout is fitted in closed form)"),

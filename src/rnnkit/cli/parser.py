@@ -107,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "where gradients explode; vanishing: RNN, LSTM and GRU on the "
                                                    "adding problem; optimizers: SGD to Adam, each at its swept "
                                                    "rate; regularisation: dropout, L2, L1, early stopping; "
-                                                   "echo-state: reservoirs against an LSTM on EEG)")
+                                                   "echo-state: reservoirs against an LSTM on EEG; numerics: a naive "
+                                                   "softmax and log-sum in float32 against the log-sum-exp form)")
     experiment.add_argument("name", choices=tuple(EXPERIMENTS))
     experiment.add_argument("--out", default="runs/experiments", help="folder for NAME.png (default runs/experiments)")
     experiment.add_argument("--data", help="echo-state: the Bonn EEG recordings (bonn_eeg_dataset.zip)")

@@ -7,11 +7,13 @@ not ship takes its path as ``run(quick, data)``."""
 
 import inspect
 
-from rnnkit.experiments import clipping, echo_state, linear, optimizers, regularisation, symmetry, vanishing
+from rnnkit.experiments import (clipping, echo_state, linear, numerics, optimizers, regularisation, symmetry,
+                                vanishing)
 from rnnkit.experiments.table import Table
 
 EXPERIMENTS = {"linear": linear, "symmetry": symmetry, "clipping": clipping, "vanishing": vanishing,
-               "optimizers": optimizers, "regularisation": regularisation, "echo-state": echo_state}
+               "optimizers": optimizers, "regularisation": regularisation, "echo-state": echo_state,
+               "numerics": numerics}
 
 
 def reads_data(name: str) -> bool:

@@ -1,6 +1,6 @@
 """Optimizers compared on the same model and data: SGD, momentum, Nesterov,
-AdaGrad, RMSProp and Adam, each at the learning rate a small sweep found
-best for it.
+AdaGrad, RMSProp, AdaDelta and Adam, each at the learning rate a small sweep
+found best for it.
 
 With g_t the gradient and η the rate (torch.optim's forms):
 
@@ -12,6 +12,11 @@ With g_t the gradient and η the rate (torch.optim's forms):
   shrinks with the squared gradients it has seen
 - RMSProp:  s <- α s + (1 - α) g²,  θ <- θ - η g / (√s + ε)  (α = 0.9):
   AdaGrad with a leaky sum, so the rate does not die out
+- AdaDelta: s <- ρ s + (1 - ρ) g²,  Δ = √(u + ε) / √(s + ε) g,
+  u <- ρ u + (1 - ρ) Δ²,  θ <- θ - η Δ  (ρ = 0.9, ε = 1e-6; Zeiler 2012):
+  RMSProp whose rate is the running size of its own past steps; Zeiler's
+  η = 1 lies low in its sweep (centred on 10): u starts at zero, so its
+  first steps are about √ε / √s g, tiny, and a larger η wins in a short run
 - Adam:     m <- β1 m + (1 - β1) g,  s <- β2 s + (1 - β2) g²,
   θ <- θ - η m̂ / (√ŝ + ε) with m̂, ŝ corrected for their zero start
   (β1 = 0.9, β2 = 0.999)
@@ -44,7 +49,8 @@ MODEL = dict(cell="lstm", hidden_size=128, num_layers=1, embedding_dim=32, dropo
 TRAIN = dict(lr_schedule="constant", warmup_steps=0, weight_decay=0.0, clip_norm=5.0, log_every=10)
 DATA = dict(batch_size=32, seq_len=64)
 # the customary rate of each, the middle of its sweep
-CUSTOMARY = {"sgd": 1.0, "momentum": 0.1, "nesterov": 0.1, "adagrad": 0.03, "rmsprop": 1e-3, "adam": 3e-3}
+CUSTOMARY = {"sgd": 1.0, "momentum": 0.1, "nesterov": 0.1, "adagrad": 0.03, "rmsprop": 1e-3, "adadelta": 10.0,
+             "adam": 3e-3}
 GRID = tuple(10 ** (k / 2) for k in range(-3, 4))  # times the customary rate: 10^-1.5 to 10^1.5
 
 

@@ -127,15 +127,8 @@ class Cell(nn.Module):
         H = self.hidden_size
         bound = 1.0 / math.sqrt(H)
         for weight, scheme in ((self.weight_ih, self.input_init), (self.weight_hh, self.recurrent_init)):
-            if weight is None:
-                continue
-            for block in weight.split(H, dim=0):  # one (H, fan_in) block per gate
-                if scheme == "torch":
-                    nn.init.uniform_(block, -bound, bound)
-                elif scheme == "orthogonal":
-                    nn.init.orthogonal_(block)
-                else:
-                    nn.init.xavier_uniform_(block)
+            if weight is not None:
+                init_blocks(weight, scheme, H)
         for b in (self.bias_ih, self.bias_hh):
             if b is not None:
                 nn.init.uniform_(b, -bound, bound) if self.input_init == "torch" else nn.init.zeros_(b)
@@ -205,6 +198,20 @@ class Cell(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}, bias={self.bias}"
+
+
+@torch.no_grad()
+def init_blocks(weight: Tensor, scheme: str, hidden_size: int) -> None:
+    """Initialise ``weight`` (G*H, fan_in) one (H, fan_in) gate block at a time by ``scheme``:
+    ``"orthogonal"``, ``"glorot"`` (Xavier-uniform) or ``"torch"`` (U(-1/√H, 1/√H))."""
+    bound = 1.0 / math.sqrt(hidden_size)
+    for block in weight.split(hidden_size, dim=0):
+        if scheme == "torch":
+            nn.init.uniform_(block, -bound, bound)
+        elif scheme == "orthogonal":
+            nn.init.orthogonal_(block)
+        else:
+            nn.init.xavier_uniform_(block)
 
 
 def cell_class(name: str) -> type[Cell]:

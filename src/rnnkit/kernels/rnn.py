@@ -92,6 +92,7 @@ class _RNNLayer(torch.autograd.Function):
 
         g_t = dout_t + da_{t+1} W_hh + (1 - α) ⊙ g_{t+1},   da_t = g_t ⊙ α ⊙ φ'(a_t)
         dh_0 = (1 - α) ⊙ g_1 + da_1 W_hh
+        dα = Σ_t Σ_b g_t ⊙ (φ(a_t) - h_{t-1})      (when α is learned: it requires a gradient)
 
     ``sizes[t]`` rows run at step t and xp's dtype is the products', as in
     :class:`rnnkit.kernels.lstm._LSTMLayer`; a_t, h_t and their gradients are fp32."""
@@ -136,6 +137,7 @@ class _RNNLayer(torch.autograd.Function):
         da_t = dout.new_empty(B, H, dtype=torch.float32)
         dh = dout.new_zeros(B, H, dtype=hs.dtype)  # da_{t+1} W_hh, the gradient h_t gets from the step after
         keep = None if alpha is None else 1 - alpha  # (H,): the share of g_{t+1} that reaches h_t directly
+        dalpha = alpha.new_zeros(H, dtype=torch.float32) if ctx.needs_input_grad[5] else None
         for t in range(T - 1, -1, -1):
             n = ctx.sizes[t]
             if alpha is None:
@@ -144,6 +146,8 @@ class _RNNLayer(torch.autograd.Function):
             else:
                 g[:n] = torch.addcmul(dout[:n, t] + dh[:n], keep, g[:n])
                 dphi = g[:n] * alpha
+                if dalpha is not None:  # h_t's direct dependence on α: φ(a_t) - h_{t-1}
+                    dalpha += (g[:n] * (phis[t, :n] - hs[t, :n].float())).sum(0)
             if ctx.relu:
                 torch.mul(dphi, phis[t, :n] > 0, out=da_t[:n])
             else:
@@ -155,4 +159,4 @@ class _RNNLayer(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             dh0 = dh.float() if alpha is None else keep * g + dh.float()
         dweight = gemm.mm(da.view(T * B, H).t(), hs[:T].reshape(T * B, H)).float()  # (H, H)
-        return da.transpose(0, 1), dh0, dweight, None, None, None
+        return da.transpose(0, 1), dh0, dweight, None, None, dalpha

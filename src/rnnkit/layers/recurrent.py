@@ -22,6 +22,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from rnnkit.errors import ConfigError, DataError
 from rnnkit.kernels import State, cell_class, choose_engine, length_mask, run_layer
+from rnnkit.kernels.skip import with_skip
 from rnnkit.layers.dropout import dropout, locked_dropout
 
 MERGE_MODES = ("concat", "sum", "mul", "avg")
@@ -48,6 +49,20 @@ class Recurrent(nn.Module):
             this fraction of every W_hh's entries (one mask for all steps and
             the batch), scaling the rest by 1/(1-p); the state's own path is
             regularised without changing what the cell computes at test time.
+        input_noise: σ of Gaussian noise added to the inputs in training mode
+            (x + σ ε, ε ~ N(0, I), fresh at every call; none in evaluation mode).
+        weight_noise: σ of Gaussian noise added to every W_hh in training mode,
+            one draw per forward call (a training step) for all steps and the
+            batch (Graves 2011's weight noise, on the recurrent weights); in
+            evaluation mode the weights themselves. With ``weight_drop`` the
+            noise is added to the dropped matrix. Both draw from torch's
+            global generator, so a seed fixes them.
+        skip_steps: d >= 2 adds skip connections through time: each step also
+            reads the layer's own output d steps back, h_{t-d}, through a weight
+            ``weight_skip`` per cell (:mod:`rnnkit.kernels.skip`); the state then
+            holds d - 1 more tensors, (h_{t-2}, ..., h_{t-d}), after the cell's
+            own. Explicit engine only (``engine="fused"`` is refused; ``"auto"``
+            resolves to explicit); 0: none.
         bidirectional: add a reverse-time direction (D = 2).
         merge: how the last layer's two directions are combined: ``concat``
             (B, T, 2H), ``sum``, ``mul`` or ``avg`` (B, T, H).
@@ -64,7 +79,7 @@ class Recurrent(nn.Module):
             before the dropout between layers; running statistics in
             evaluation mode. The fused engine then runs the stack layer by layer.
         **cell_kwargs: passed to every cell (``bias``, ``forget_bias``,
-            ``leak_timescale``, ``input_init``, ``recurrent_init``).
+            ``leak_timescale``, ``learn_leak``, ``input_init``, ``recurrent_init``).
 
     ``forward(x, state=None, lengths=None) -> (outputs, state)``: with
     ``lengths`` (B,), each sequence stops at its length: its state is the
@@ -74,7 +89,8 @@ class Recurrent(nn.Module):
     def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int = 1,
                  dropout: float = 0.0, bidirectional: bool = False, merge: str = "concat",
                  engine: str = "auto", nonlinearity: str = "tanh", locked_dropout: bool = False,
-                 weight_drop: float = 0.0, padded: bool = False, batchnorm: bool = False, **cell_kwargs):
+                 weight_drop: float = 0.0, padded: bool = False, batchnorm: bool = False,
+                 input_noise: float = 0.0, weight_noise: float = 0.0, skip_steps: int = 0, **cell_kwargs):
         super().__init__()
         cell_type = cell_class(cell)
         choose_engine(engine, cell, "cpu")  # an engine this cell has
@@ -88,6 +104,14 @@ class Recurrent(nn.Module):
             raise ConfigError(f"Recurrent: weight_drop must be in [0, 1), got {weight_drop}")
         if weight_drop and not cell_type.hidden_weights:
             raise ConfigError(f"Recurrent: weight_drop drops recurrent weights, which {cell} has not")
+        if input_noise < 0 or weight_noise < 0:
+            raise ConfigError(f"Recurrent: input_noise and weight_noise must be >= 0, got {input_noise} and "
+                              f"{weight_noise}")
+        if weight_noise and not cell_type.hidden_weights:
+            raise ConfigError(f"Recurrent: weight_noise perturbs recurrent weights, which {cell} has not")
+        if skip_steps:
+            _check_skip(cell, skip_steps, engine)
+            cell_type, cell_kwargs = with_skip(cell_type), {**cell_kwargs, "skip_steps": skip_steps}
         self.cell_type = cell
         self.input_size = input_size
         self.hidden_size = hidden_size
@@ -95,6 +119,9 @@ class Recurrent(nn.Module):
         self.dropout = dropout
         self.locked_dropout = locked_dropout
         self.weight_drop = weight_drop
+        self.input_noise = input_noise
+        self.weight_noise = weight_noise
+        self.skip_steps = skip_steps
         self.bidirectional = bidirectional
         self.num_directions = 2 if bidirectional else 1
         self.merge = merge
@@ -144,6 +171,8 @@ class Recurrent(nn.Module):
                                  f"got shape {tuple(lengths.shape)}")
             if int(lengths.min()) == T:  # nothing is padded: skip packing (torch's packed GRU is slower)
                 lengths = None
+        if self.input_noise and self.training:
+            x = x + self.input_noise * torch.randn_like(x)  # (B, T, I); padding's noise reaches nothing
         engine = self.engine_for(x.device)
         if engine == "fused" and self.cells[0].fused_kernel() is not None:
             outputs, state = self._forward_fused(x, state, lengths)
@@ -155,7 +184,11 @@ class Recurrent(nn.Module):
 
     def engine_for(self, device: torch.device | str) -> str:
         """The engine this layer runs on ``device``: ``engine``, with "auto"
-        resolved for its kind of batch (:func:`rnnkit.kernels.choose_engine`)."""
+        resolved for its kind of batch (:func:`rnnkit.kernels.choose_engine`); explicit
+        with skip connections (which refuse "fused")."""
+        if self.skip_steps:
+            _check_skip(self.cell_type, self.skip_steps, self.engine)
+            return "explicit"
         return choose_engine(self.engine, self.cell_type, device, self.padded)
 
     # -- fused engine ---------------------------------------------------------
@@ -167,11 +200,15 @@ class Recurrent(nn.Module):
         return [getattr(cell, n) for cell in self.cells for n in names]
 
     def _recurrent_weight(self, cell) -> Tensor:
-        """W_hh of a cell as this forward call uses it: with weight drop in training, a fresh
-        mask (DropConnect: dropout of the matrix's entries)."""
+        """W_hh of a cell as this forward call uses it: in training, with weight drop a fresh
+        mask (DropConnect: dropout of the matrix's entries), with weight noise W_hh + σ ε,
+        ε ~ N(0, I) drawn afresh."""
+        weight = cell.weight_hh
         if self.weight_drop and self.training:
-            return dropout(cell.weight_hh, self.weight_drop)
-        return cell.weight_hh
+            weight = dropout(weight, self.weight_drop)
+        if self.weight_noise and self.training:
+            weight = weight + self.weight_noise * torch.randn_like(weight)  # (G*H, H)
+        return weight
 
     def _drop_between(self, x: Tensor) -> Tensor:
         """Dropout on a layer's outputs (B, T, F) before the next layer reads them."""
@@ -194,7 +231,7 @@ class Recurrent(nn.Module):
 
     def _forward_fused(self, x: Tensor, state: State, lengths: Tensor | None):
         weights = self.flat_weights()
-        if self.weight_drop and self.training:
+        if (self.weight_drop or self.weight_noise) and self.training:
             per_cell = len(weights) // len(self.cells)  # weight_ih, weight_hh[, biases]
             for k, cell in enumerate(self.cells):
                 weights[k * per_cell + 1] = self._recurrent_weight(cell)
@@ -292,7 +329,10 @@ class Recurrent(nn.Module):
     def extra_repr(self) -> str:
         return (f"cell={self.cell_type!r}, engine={self.engine!r}, layers={self.num_layers}, "
                 f"bidirectional={self.bidirectional}, merge={self.merge!r}, dropout={self.dropout}, "
-                f"batchnorm={self.norms is not None}")
+                f"batchnorm={self.norms is not None}"
+                + (f", skip_steps={self.skip_steps}" if self.skip_steps else "")
+                + (f", input_noise={self.input_noise}" if self.input_noise else "")
+                + (f", weight_noise={self.weight_noise}" if self.weight_noise else ""))
 
 
 def engines_in(module: nn.Module, device: torch.device | str) -> dict[str, str]:
@@ -312,7 +352,22 @@ def use_engines(module: nn.Module, engines: dict[str, str] | str) -> None:
     for name, m in layers:
         engine = engines if isinstance(engines, str) else engines.get(name, m.engine)
         choose_engine(engine, m.cell_type, "cpu")  # one this cell has
+        if m.skip_steps:
+            _check_skip(m.cell_type, m.skip_steps, engine)
         m.engine = engine
+
+
+def _check_skip(cell: str, skip_steps: int, engine: str) -> None:
+    """A ConfigError unless skip connections of ``skip_steps`` can run for ``cell`` on ``engine``."""
+    if skip_steps < 2:
+        raise ConfigError(f"Recurrent: skip_steps must be 0 (none) or >= 2 (1 is the ordinary recurrence), "
+                          f"got {skip_steps}")
+    if not cell_class(cell).hidden_weights:
+        raise ConfigError(f"Recurrent: skip connections read h_(t-d) as the recurrence reads h_(t-1), and {cell} "
+                          f"has no recurrence on h (its gates read x_t only)")
+    if engine == "fused":
+        raise ConfigError("skip connections through time run on the explicit engine (torch's fused kernels "
+                          "have no input for h_(t-d)); use --engine explicit or auto")
 
 
 def merge_directions(fwd: Tensor, bwd: Tensor, mode: str) -> Tensor:

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnkit.config import check_at_least, check_choice, setting
+from rnnkit.config import check_at_least, check_choice, setting, smoothing
 from rnnkit.data.batches import LabelledBatch
 from rnnkit.errors import ConfigError
 from rnnkit.layers import length_mask, merge_directions
@@ -120,7 +120,7 @@ class SequenceClassifier(nn.Module):
         ``targets`` (B,) or None); ``e`` (B, T, E) replaces the embedding of x (the adversarial term's)."""
         logits = self.head(dropout(self.pool(x, lengths, e), self.config.dropout, self.training))  # (B, K)
         logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
-        return logits, None if targets is None else F.cross_entropy(logits, targets)
+        return logits, None if targets is None else F.cross_entropy(logits, targets, label_smoothing=smoothing(self))
 
     def loss(self, batch: LabelledBatch, state=None) -> tuple[Tensor, None]:
         """The training contract: a :class:`LabelledBatch` (x, lengths, y) -> (mean cross-entropy, no carried

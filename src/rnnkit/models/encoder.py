@@ -176,6 +176,7 @@ class Encoder(nn.Module):
             self.layer = Recurrent(c.cell, width, c.hidden_size, c.num_layers,
                                  dropout=c.dropout, bidirectional=bool(c.bidirectional), merge=c.merge,
                                  engine=c.engine, weight_drop=c.weight_drop, padded=True, batchnorm=c.batchnorm,
+                                 input_noise=c.input_noise, weight_noise=c.weight_noise, skip_steps=c.skip_steps,
                                  **cell_options(c.cell, c),  # forget_bias, nonlinearity, ...
                                  input_init=c.input_init, recurrent_init=c.recurrent_init)
         self.dropout = c.dropout

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnkit.config import ModelConfig, check_fraction, setting
+from rnnkit.config import ModelConfig, check_fraction, setting, smoothing
 from rnnkit.data.batches import LabelledBatch, StreamBatch
 from rnnkit.errors import ConfigError
 from rnnkit.kernels import State, cell_options, gemm
@@ -100,6 +100,7 @@ class LanguageModel(nn.Module):
         self.rnn = Recurrent(c.cell, input_size, c.hidden_size, c.num_layers,
                              dropout=c.dropout, engine=c.engine, locked_dropout=c.locked_dropout,
                              weight_drop=c.weight_drop, batchnorm=c.batchnorm,
+                             input_noise=c.input_noise, weight_noise=c.weight_noise, skip_steps=c.skip_steps,
                              **cell_options(c.cell, c),  # forget_bias, ...
                              input_init=c.input_init, recurrent_init=c.recurrent_init)
         self.head = nn.Linear(c.hidden_size, vocab_size)
@@ -151,7 +152,8 @@ class LanguageModel(nn.Module):
         if targets is not None:
             # in fp32 at least, also when the logits come from bf16 autocast
             wide = logits.to(torch.promote_types(logits.dtype, torch.float32))
-            loss = F.cross_entropy(wide.reshape(-1, self.vocab_size), targets.reshape(-1))
+            loss = F.cross_entropy(wide.reshape(-1, self.vocab_size), targets.reshape(-1),
+                                   label_smoothing=smoothing(self))
         return LMOutput(logits, state), loss
 
     def loss(self, batch: StreamBatch | LabelledBatch, state: State | None = None) -> tuple[Tensor, State | None]:

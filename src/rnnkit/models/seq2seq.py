@@ -57,7 +57,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnkit.config import check_choice, setting
+from rnnkit.config import check_choice, setting, smoothing
 from rnnkit.data.batches import PairBatch
 from rnnkit.kernels import State, cell_class, cell_options
 from rnnkit.layers import length_mask, merge_directions
@@ -171,7 +171,8 @@ class Seq2Seq(nn.Module):
                     layers.append(cell.init_state(B, x.device, outputs.dtype))
                     continue
                 D = 2 if self.config.bidirectional else 1
-                layer = [s[k * D:(k + 1) * D] for s in state]  # this layer's (D, B, H) each
+                # this layer's (D, B, H) each: the cell's own state, not an encoder's skip history
+                layer = [s[k * D:(k + 1) * D] for s in state[:cell.state_size]]
                 if D == 2:
                     layer = [merge_directions(s[0], s[1], self.config.merge) for s in layer]
                 else:
@@ -250,7 +251,8 @@ class Seq2Seq(nn.Module):
             stops = wide(self.stop(out))  # (B, U, 1)
             if y_lengths is None:
                 return torch.cat([logits, stops], dim=-1), None
-            nll = F.cross_entropy(logits.reshape(B * U, -1), y.reshape(-1), reduction="sum")
+            nll = F.cross_entropy(logits.reshape(B * U, -1), y.reshape(-1), reduction="sum",
+                                  label_smoothing=smoothing(self))
             stops = stops.squeeze(-1)  # (B, U)
             last = (torch.arange(U, device=y.device)[None, :] == (y_lengths - 1)[:, None]).to(stops.dtype)  # (B, U)
             valid = length_mask(y_lengths, U)
@@ -263,7 +265,8 @@ class Seq2Seq(nn.Module):
         # </s> after each target: y_1..y_U, </s>, then padding
         targets = torch.cat([y, y.new_full((B, 1), -100)], dim=1)  # (B, U + 1)
         targets[torch.arange(B, device=y.device), y_lengths] = self.end
-        nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="sum")
+        nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="sum",
+                              label_smoothing=smoothing(self))
         return logits, nll / int((y_lengths + 1).sum())  # per token and ending
 
     def _teacher_forced(self, x: Tensor, x_lengths: Tensor, y: Tensor) -> Tensor:

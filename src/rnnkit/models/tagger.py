@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnkit.config import setting
+from rnnkit.config import setting, smoothing
 from rnnkit.data.batches import LabelledBatch
 from rnnkit.data.sequences import IGNORE
 from rnnkit.errors import ConfigError
@@ -78,7 +78,7 @@ class SequenceTagger(nn.Module):
             return scores, None
         if self.crf is None:
             return scores, F.cross_entropy(scores.reshape(-1, self.num_labels), targets.reshape(-1),
-                                           ignore_index=IGNORE)
+                                           ignore_index=IGNORE, label_smoothing=smoothing(self))
         mask = targets != IGNORE  # (B, T), True at valid positions
         return scores, self.crf.nll(scores, targets.clamp(min=0), mask).sum() / mask.sum()
 

@@ -25,6 +25,16 @@ each parameter θ with its running sum of squared gradients m::
 
     m += g ⊙ g,   θ -= lr g / sqrt(m + 1e-8)
 
+Karpathy's script prints a smoothed loss, not the noisy loss of one
+sequence: it starts at what uniform guessing costs a sequence and follows
+each new loss L_n with weight 0.001 (:meth:`MinCharRNN.train` keeps it in
+``smooth_loss``, every value in ``smoothed``)::
+
+    s_0 = -log(1/V) * seq_length,   s_n = 0.999 s_{n-1} + 0.001 L_n
+
+and samples by drawing each character from p_t and feeding it back as the
+next input (:meth:`MinCharRNN.sample`), from the state training carries.
+
 The lecture's worked example: the vocabulary h, e, l, o and the training
 sequence "hello" (input "hell", targets "ello"). After "l" the model must
 say "l" the first time and "o" the second, which only its hidden state can
@@ -40,6 +50,8 @@ tell apart:
 True
 >>> rnn.greedy("h", 4)
 'ello'
+>>> rnn.sample("h", 4, np.random.default_rng(0), h=np.zeros((8, 1)))  # confident by now: as greedy
+'ello'
 """
 
 from __future__ import annotations
@@ -48,6 +60,7 @@ import numpy as np
 
 CLIP = 5.0
 EPS = 1e-8
+SMOOTHING = 0.999  # the smoothed loss keeps this share of itself at each step
 NAMES = ("W_xh", "W_hh", "W_hy", "b_h", "b_y")
 
 
@@ -75,6 +88,8 @@ class MinCharRNN:
         self.memory = {k: np.zeros_like(v) for k, v in self.params.items()}  # Adagrad's Σ g²
         self.lr = lr
         self.h = np.zeros((H, 1))  # carried from one sequence to the next
+        self.smooth_loss: float | None = None  # s_n, from the first call of train on
+        self.smoothed: list[float] = []  # s_1, s_2, ...: what Karpathy's script prints every 100 steps
 
     def ids(self, text: str) -> list[int]:
         return [self.index[ch] for ch in text]
@@ -124,22 +139,45 @@ class MinCharRNN:
         """The lecture's loop: consecutive sequences of ``seq_length`` characters with the
         state carried, back to the start (and a zero state) at the end of the text."""
         data, losses, p = self.ids(text), [], 0
+        if self.smooth_loss is None:  # uniform guessing among V characters, seq_length times
+            self.smooth_loss = -np.log(1.0 / len(self.vocab)) * seq_length
         for n in range(steps):
             if p + seq_length + 1 > len(data) or n == 0:
                 self.reset()
                 p = 0
             losses.append(self.step(data[p:p + seq_length], data[p + 1:p + seq_length + 1])[0])
+            self.smooth_loss = SMOOTHING * self.smooth_loss + (1 - SMOOTHING) * losses[-1]
+            self.smoothed.append(self.smooth_loss)
             p += seq_length
         return losses
 
-    def greedy(self, start: str, length: int) -> str:
-        """The most likely next character ``length`` times, from ``start`` and a zero state."""
-        P, h = self.params, np.zeros_like(self.h)
+    def probabilities(self, c: int, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One step from character id ``c`` and state h (H, 1): (p (V,), the new h)."""
+        P = self.params
+        x = np.zeros((len(self.vocab), 1))
+        x[c] = 1.0
+        h = np.tanh(P["W_xh"] @ x + P["W_hh"] @ h + P["b_h"])
+        return np.exp(log_softmax(P["W_hy"] @ h + P["b_y"]))[:, 0], h
+
+    def sample(self, start: str, length: int, rng: np.random.Generator, h: np.ndarray | None = None) -> str:
+        """``length`` characters after ``start``, each drawn from p_t by ``rng`` and fed back as
+        the next input, from state ``h`` (H, 1) (default: the state training carries, as
+        Karpathy's script samples from its hprev). The softmax goes through log-sum-exp,
+        where the script's exp(y) / Σ exp(y) would overflow for scores past ~709."""
+        h = self.h if h is None else h
         c, out = self.index[start], []
         for _ in range(length):
-            x = np.zeros((len(self.vocab), 1))
-            x[c] = 1.0
-            h = np.tanh(P["W_xh"] @ x + P["W_hh"] @ h + P["b_h"])
-            c = int(np.argmax(P["W_hy"] @ h + P["b_y"]))
+            p, h = self.probabilities(c, h)
+            c = int(rng.choice(len(self.vocab), p=p / p.sum()))  # p / Σp: rng.choice wants a sum of 1 to 1e-8
+            out.append(self.vocab[c])
+        return "".join(out)
+
+    def greedy(self, start: str, length: int) -> str:
+        """The most likely next character ``length`` times, from ``start`` and a zero state."""
+        h = np.zeros_like(self.h)
+        c, out = self.index[start], []
+        for _ in range(length):
+            p, h = self.probabilities(c, h)
+            c = int(np.argmax(p))
             out.append(self.vocab[c])
         return "".join(out)

@@ -42,7 +42,9 @@ class CTCTask(Task):
     summary = "ctc (a transcript for audio, unaligned)"
     model_config = EncoderConfig
     data_config = SpeechConfig
-    rules = ENCODER_RULES
+    rules = {**ENCODER_RULES,
+             "label_smoothing": (lambda c: False, "--task lm, classify, tag or seq2seq (CTC's loss sums over "
+                                                  "alignments, not over one label a step)")}
     eval_options = frozenset({"beam_size", "lm", "lm_weight", "insertion_bonus"})
     predict_options = eval_options | {"posteriorgram"}
 

@@ -45,6 +45,8 @@ class TagTask(LabelledTask):
     data_config = TagData
     rules = {
         **LabelledTask.rules,
+        "label_smoothing": (lambda c: not c.model.crf, "a softmax at every step (--crf false; a CRF's loss is over "
+                                                       "whole tag sequences)"),
         "word_column": (lambda c: not _series(c.data.path), CONLL),
         "tag_column": (lambda c: not _series(c.data.path), CONLL),
         "label_column": (lambda c: _series(c.data.path), "--task classify, or a series to tag"),

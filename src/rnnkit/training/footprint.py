@@ -40,7 +40,8 @@ from rnnkit.data.batches import to_device
 from rnnkit.errors import ConfigError
 from rnnkit.kernels.memory import heap_in_use
 
-OPTIMIZER_BUFFERS = {"sgd": 0, "momentum": 1, "nesterov": 1, "adagrad": 1, "rmsprop": 1, "adam": 2, "adamw": 2}
+OPTIMIZER_BUFFERS = {"sgd": 0, "momentum": 1, "nesterov": 1, "adagrad": 1, "rmsprop": 1, "adadelta": 2, "adam": 2,
+                     "adamw": 2}
 
 
 def size(n: float | None) -> str:

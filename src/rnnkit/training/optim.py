@@ -25,6 +25,11 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
     Weight decay applies to weight matrices and embeddings only, never to
     biases (decoupled from the gradient for ``adamw``, an L2 term otherwise).
 
+    Each optimizer gets the settings it has: ``momentum`` (momentum,
+    nesterov), ``alpha`` (rmsprop), ``rho`` (adadelta), ``beta1``,
+    ``beta2`` (adam, adamw) and ``eps`` (all but SGD's, torch's default when
+    unset); the command line refuses the others for it.
+
     SGD, AdaGrad, Adam and AdamW run torch's fused implementation (one kernel
     over all parameters) on CPUs and GPUs: the same update, where the
     default on a CPU loops over the tensors with about ten ops each, a
@@ -38,17 +43,21 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
               {"params": no_decay, "weight_decay": 0.0}]
     fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
     name, lr = cfg.optimizer, cfg.lr
+    eps = {} if cfg.eps is None else {"eps": cfg.eps}  # else torch's own default, which differs by optimizer
     if name == "sgd":
         return torch.optim.SGD(groups, lr=lr, fused=fused)
     if name in ("momentum", "nesterov"):
         return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=name == "nesterov", fused=fused)
     if name == "adagrad":
-        return torch.optim.Adagrad(groups, lr=lr, fused=fused)
+        return torch.optim.Adagrad(groups, lr=lr, fused=fused, **eps)
     if name == "rmsprop":  # char-rnn's optimizer; decay rate 0.95 there, alpha here (no fused kernel)
-        return torch.optim.RMSprop(groups, lr=lr, alpha=cfg.alpha)
+        return torch.optim.RMSprop(groups, lr=lr, alpha=cfg.alpha, **eps)
+    if name == "adadelta":  # Zeiler 2012; torch scales its step by lr (1 in the paper); no fused kernel
+        return torch.optim.Adadelta(groups, lr=lr, rho=cfg.rho, **eps)
+    betas = (cfg.beta1, cfg.beta2)
     if name == "adam":
-        return torch.optim.Adam(groups, lr=lr, fused=fused)
-    return torch.optim.AdamW(groups, lr=lr, fused=fused)
+        return torch.optim.Adam(groups, lr=lr, betas=betas, fused=fused, **eps)
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused, **eps)
 
 
 def add_l1_subgradient(model: nn.Module, strength: float) -> None:
