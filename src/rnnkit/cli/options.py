@@ -152,6 +152,11 @@ class Choice:
         """The tokenizers in use ({"none"} for vectors: a series, audio)."""
         return self.task.token_kinds(self)
 
+    @property
+    def closed_form(self) -> bool:
+        """Whether the model's readout is fitted in closed form (an esn), with no gradient steps."""
+        return getattr(self.model, "encoder", None) == "esn"
+
 
 WORDS = "--tokenizer word"
 STEP, COSINE = "--lr-schedule step", "--lr-schedule cosine"
@@ -208,6 +213,19 @@ for _cls in CELLS.values():
                         "--cell " + " or ".join(n for n, k in CELLS.items() if _name in k.options))
 
 
+# what an esn (one reservoir read one way, fixed, under a readout fitted in closed form:
+# rnnkit.training.closed_form) never reads: the settings of gradient training, and of a deeper or two-way model
+BY_GRADIENT = {"optimizer", "lr", "momentum", "alpha", "weight_decay", "l1", "clip_norm", "clip_value", "lr_schedule",
+               "warmup_steps", "min_lr_ratio", "lr_decay", "lr_decay_every", "lr_decay_start", "max_steps",
+               "max_epochs", "time_limit", "eval_every", "log_every", "save_every", "on_nonfinite", "patience",
+               "precision", "beta1", "beta2", "eps", "rho", "label_smoothing", "dropout", "adversarial", "crf",
+               "char_features"}
+ONE_RESERVOIR = {"num_layers", "bidirectional"}
+NOT_ESN = {name: needs for names, needs in (
+    (BY_GRADIENT, "training by gradient steps (--encoder rnn or tdnn; an esn's readout is fitted in closed form)"),
+    (ONE_RESERVOIR, "--encoder rnn or tdnn (an esn is one reservoir read one way)")) for name in names}
+
+
 def _tasks_phrase(tasks) -> str:
     names = [t.name for t in tasks]
     return "--task " + (" or ".join(names) if len(names) < 3 else ", ".join(names[:-1]) + " or " + names[-1])
@@ -230,6 +248,13 @@ def rule(name: str, task) -> tuple[Callable[[Choice], bool], str]:
     :data:`RULES` none) is refused for the others, naming them."""
     if name not in task.settings():
         return _refused_for_others(name, [t for t in TASKS.values() if name in t.settings()])
+    if name in NOT_ESN:  # and whatever else it needs
+        applies, needs = _own_rule(name, task)
+        return (lambda c: not c.closed_form and applies(c)), (f"{needs} and " if needs else "") + NOT_ESN[name]
+    return _own_rule(name, task)
+
+
+def _own_rule(name: str, task) -> tuple[Callable[[Choice], bool], str]:
     if name in task.rules:
         return task.rules[name]
     readers = [t for t in TASKS.values() if name in t.rules]

@@ -16,6 +16,7 @@ from rnnkit.config import TrainConfig, from_dict, to_dict
 from rnnkit.deprecated import rmsprop_momentum
 from rnnkit.errors import ConfigError, DataError, TrainingError
 from rnnkit.kernels import choose_engine
+from rnnkit.models.encoder import layers_in_words
 from rnnkit.tasks import Trainer, named, read_run
 
 EXIT_INTERRUPTED = 130
@@ -77,6 +78,9 @@ def run_train(args, say, device: str | None = None, lr_find: tuple | None = None
         train_cfg = from_dict(task.train_config, train_s, "train settings")
     data_cfg, decided = task.decide(data_cfg)  # `auto` settings, from what the data looks like
     choice = Choice(model_cfg, data_cfg, train_cfg)
+    if lr_find is not None and choice.closed_form:
+        raise ConfigError("lr-find sweeps the learning rate of gradient steps, and an esn's readout is fitted in "
+                          "closed form (no learning rate): train it with `rnnkit train`")
     if choice.recurrent:
         choose_engine(model_cfg.engine, model_cfg.cell, "cpu")  # a known cell, and an engine it has
     refuse_unused(given, choice)  # before any work; a setting the task's configs lack, too
@@ -102,11 +106,10 @@ def run_train(args, say, device: str | None = None, lr_find: tuple | None = None
     n_params = sum(p.numel() for p in model.parameters())
     say(f"rnnkit train --task {task.name}: {data_cfg.path} ({len(data.train):,} train / {len(data.val):,} "
           f"val {task.unit_of(data)}, {', '.join([task.describe(data), *decided])}); "
-          f"{model_cfg.num_layers} x {model_cfg.hidden_size} "
-          f"{'bidirectional ' if model.config.bidirectional else ''}"
-          f"{model_cfg.cell.upper() if choice.recurrent else 'TDNN'}, {n_params:,} parameters, "
-          f"on {trainer.device} in {trainer.precision}, {_engines(trainer.engines)}; budget: "
-          + trainer.budget.describe()
+          f"{layers_in_words(model.config)}, {n_params:,} parameters, "
+          f"on {trainer.device} in {'fp32 (sums in fp64)' if choice.closed_form else trainer.precision}, "
+          f"{_engines(trainer.engines)}; budget: "
+          + ("one pass, the readout in closed form" if choice.closed_form else trainer.budget.describe())
           + f"; run folder {trainer.out}" + (f"; {trainer.group.world} processes" if trainer.group else ""),
           flush=True)
     if args.dry_run:

@@ -4,17 +4,19 @@ linear prediction, on one-step-ahead prediction of a real EEG recording.
 
 An echo state network (Jaeger 2001) never trains its recurrence:
 
-    h_t = (1 - α) ⊙ h_{t-1} + α ⊙ tanh(W_in [1, x_t] + W h_{t-1}),
-    x̂_{t+1} = w · [1, x_t, h_t],
+    h_t = (1 - α) ⊙ h_{t-1} + α ⊙ tanh(W_in x_t + b + W h_{t-1}),
+    x̂_{t+1} = w · [x_t, h_t] + c,
 
-with W (N x N) drawn at random and scaled to spectral radius ρ, W_in drawn
-from U(-0.2, 0.2), α = 1 for ordinary units, and w the ridge regression
-w = (FᵀF + λI)⁻¹ Fᵀ y over the training steps' features F (λ chosen on the
-validation part). For ρ < 1 the state is a fading memory of the input, the
-"echo"; past 1 the reservoir's own dynamics take over from the input and
-the readout has less to work with. Leaky-integrator units (Jaeger et al.
-2007) have rates α spread geometrically from 1 to 0.1 over the units (as
-``--cell leaky``'s, :func:`rnnkit.kernels.leaky.leak_rates` at time scale 10):
+with W (N x N) drawn at random and scaled to spectral radius ρ, W_in and b
+drawn from U(-0.2, 0.2), α = 1 for ordinary units (the reservoir is
+:class:`rnnkit.layers.reservoir.Reservoir`), and (w, c) the ridge regression
+over the training steps' features F, λ ||w||² penalised, the intercept c not
+(:class:`rnnkit.layers.reservoir.RidgeFit`; λ chosen on the validation
+part). For ρ < 1 the state is a fading memory of the input, the "echo"; past
+1 the reservoir's own dynamics take over from the input and the readout has
+less to work with. Leaky-integrator units (Jaeger et al. 2007) have rates α
+spread geometrically from 1 to 0.1 over the units (as ``--cell leaky``'s,
+:func:`rnnkit.kernels.leaky.leak_rates` at time scale 10):
 time constants 1/α of 1 to 10 steps, a memory of several time scales.
 
 The series: the Bonn epilepsy EEG (Andrzejak et al. 2001), set E (seizure
@@ -45,6 +47,7 @@ from rnnkit.experiments.table import Table
 from rnnkit.experiments.threads import one_thread
 from rnnkit.kernels.leaky import leak_rates
 from rnnkit.layers import Recurrent
+from rnnkit.layers.reservoir import Reservoir, RidgeFit
 
 SET, WASHOUT, INPUT_SCALE = "E_S/", 100, 0.2
 RIDGES = (1e-6, 1e-4, 1e-2, 1.0)
@@ -75,58 +78,57 @@ def score(predictions, segments: list[np.ndarray]) -> float:
 
 
 def lags(segment: np.ndarray, order: int) -> np.ndarray:
-    """(T - 1, order + 1): [1, x_t, x_{t-1}, ..., x_{t-order+1}] for every t < T - 1 (zeros before the start)."""
+    """(T - 1, order): [x_t, x_{t-1}, ..., x_{t-order+1}] for every t < T - 1 (zeros before the start)."""
     padded = np.concatenate([np.zeros(order - 1), segment[:-1]])
-    columns = [padded[order - 1 - k: len(padded) - k] for k in range(order)]
-    return np.column_stack([np.ones(len(segment) - 1)] + columns)
+    return np.column_stack([padded[order - 1 - k: len(padded) - k] for k in range(order)])
 
 
-def ridge(features: list[np.ndarray], segments: list[np.ndarray], penalty: float) -> np.ndarray:
-    """w minimising Σ ||F w - y||² + penalty ||w||² over the segments' steps after the washout."""
-    F = np.concatenate([f[WASHOUT:] for f in features])
-    y = np.concatenate([s[WASHOUT + 1:] for s in segments])
-    return np.linalg.solve(F.T @ F + penalty * np.eye(F.shape[1]), F.T @ y)
+def ridge(features: list[np.ndarray], segments: list[np.ndarray], penalty: float):
+    """The readout (w, c) minimising Σ ||F w + c - y||² + penalty ||w||² over the segments' steps after the
+    washout: a :class:`rnnkit.layers.reservoir.RidgeFit` accumulated segment by segment."""
+    fit = RidgeFit(features[0].shape[1], 1, penalty)
+    for f, s in zip(features, segments):
+        fit.add(torch.from_numpy(f[WASHOUT:]), torch.from_numpy(s[WASHOUT + 1:, None]))
+    weight, bias = fit.solve()
+    return weight[0].numpy(), bias.item()
+
+
+def apply(fit, features: np.ndarray) -> np.ndarray:
+    w, c = fit
+    return features @ w + c
 
 
 def autoregression(train, val, test) -> tuple[float, float, int]:
     """(validation NMSE, test NMSE, order) of the least-squares AR model whose order validates best."""
     fits = {p: ridge([lags(s, p) for s in train], train, 1e-9) for p in ORDERS}
     def error(p, segments):
-        return score([lags(s, p) @ fits[p] for s in segments], segments)
+        return score([apply(fits[p], lags(s, p)) for s in segments], segments)
 
     best = min(ORDERS, key=lambda p: error(p, val))
     return error(best, val), error(best, test), best
 
 
-class Reservoir:
-    """N leaky tanh units with fixed random weights: W (N, N) at spectral radius ``rho``,
-    W_in (N, 2) for [1, x], rates ``leak`` (N,)."""
-
-    def __init__(self, units: int, rho: float, leak: np.ndarray | None = None, seed: int = 0):
-        rng = np.random.default_rng(seed)
-        W = rng.standard_normal((units, units))
-        self.W = W * rho / np.abs(np.linalg.eigvals(W)).max()
-        self.W_in = rng.uniform(-INPUT_SCALE, INPUT_SCALE, (units, 2))
-        self.leak = np.ones(units) if leak is None else leak
-
-    def features(self, segment: np.ndarray) -> np.ndarray:
-        """(T - 1, N + 2): [1, x_t, h_t] for every t < T - 1, from h_0 = 0."""
-        drive = self.W_in @ np.stack([np.ones(len(segment) - 1), segment[:-1]])  # (N, T - 1)
-        h, states = np.zeros(len(self.leak)), np.empty((len(segment) - 1, len(self.leak)))
-        for t in range(len(segment) - 1):
-            h = (1 - self.leak) * h + self.leak * np.tanh(drive[:, t] + self.W @ h)
-            states[t] = h
-        return np.column_stack([np.ones(len(states)), segment[:-1], states])
+def reservoir(units: int, rho: float, leak: torch.Tensor | float = 1.0, seed: int = 0) -> Reservoir:
+    """N leaky tanh units (:class:`rnnkit.layers.reservoir.Reservoir`, in float64): W dense at spectral
+    radius ``rho``, W_in and the bias from U(-0.2, 0.2), rates ``leak`` (one, or (N,))."""
+    return Reservoir(1, units, rho, leak, input_scaling=INPUT_SCALE, density=1.0, seed=seed).double()
 
 
-def echo_state(reservoir: Reservoir, train, val, test) -> tuple[float, float, float]:
+@torch.no_grad()
+def features(layer: Reservoir, segment: np.ndarray) -> np.ndarray:
+    """(T - 1, N + 1): [x_t, h_t] for every t < T - 1, from h_0 = 0."""
+    states, _ = layer(torch.from_numpy(segment[None, :-1, None]))  # (1, T - 1, N)
+    return np.column_stack([segment[:-1], states[0].numpy()])
+
+
+def echo_state(layer: Reservoir, train, val, test) -> tuple[float, float, float]:
     """(validation NMSE, test NMSE, λ) of the reservoir's ridge readout, λ by validation."""
-    features = {name: [reservoir.features(s) for s in part] for name, part in
-                (("train", train), ("val", val), ("test", test))}
-    fits = {lam: ridge(features["train"], train, lam) for lam in RIDGES}
+    found = {name: [features(layer, s) for s in part] for name, part in
+             (("train", train), ("val", val), ("test", test))}
+    fits = {lam: ridge(found["train"], train, lam) for lam in RIDGES}
 
     def error(lam, part, segments):
-        return score([f @ fits[lam] for f in features[part]], segments)
+        return score([apply(fits[lam], f) for f in found[part]], segments)
 
     best = min(RIDGES, key=lambda lam: error(lam, "val", val))
     return error(best, "val", val), error(best, "test", test), best
@@ -189,10 +191,10 @@ def run(quick: bool = False, data: str | Path | None = None):
         began = time.perf_counter()
         v, t, order = autoregression(train, val, test)
         rows.append((f"linear AR({order}), least squares", v, t, f"{order + 1} weights", time.perf_counter() - began))
-        for name, leak in (("ordinary", None), ("leaky", leak_rates(units, 10.0).numpy())):  # 1 to 0.1
+        for name, leak in (("ordinary", 1.0), ("leaky", leak_rates(units, 10.0))):  # 1 to 0.1
             for rho in radii:
                 began = time.perf_counter()
-                v, t, lam = echo_state(Reservoir(units, rho, leak), train, val, test)
+                v, t, lam = echo_state(reservoir(units, rho, leak), train, val, test)
                 curve[name][rho] = v
                 rows.append((f"echo state, {units} {name} units, ρ = {rho:g}", v, t,
                              f"{units + 2} trained, λ = {lam:g}", time.perf_counter() - began))

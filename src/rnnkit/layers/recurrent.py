@@ -348,7 +348,7 @@ def use_engines(module: nn.Module, engines: dict[str, str] | str) -> None:
     layers = [(name, m) for name, m in module.named_modules() if isinstance(m, Recurrent)]
     if isinstance(engines, str) and not layers:
         raise ConfigError(f"--engine {engines} picks the engine of recurrent layers, and this model has none "
-                          f"(a tdnn encoder); drop --engine")
+                          f"(a tdnn or esn encoder); drop --engine")
     for name, m in layers:
         engine = engines if isinstance(engines, str) else engines.get(name, m.engine)
         choose_engine(engine, m.cell_type, "cpu")  # one this cell has

@@ -34,6 +34,7 @@ from torch import Tensor, nn
 
 from rnnkit.config import check_at_least, check_choice, setting, smoothing
 from rnnkit.data.batches import LabelledBatch
+from rnnkit.errors import ConfigError
 from rnnkit.layers import length_mask, merge_directions
 from rnnkit.layers.dropout import dropout
 from rnnkit.models.encoder import Encoder, WordEncoderConfig, reading_both_ways
@@ -54,6 +55,9 @@ class ClassifierConfig(WordEncoderConfig):
         super().__post_init__()
         check_choice(self, "pooling", POOLINGS)
         check_at_least(self, "adversarial", 0.0)
+        if self.encoder == "esn" and self.pooling == "attention":
+            raise ConfigError("--pooling attention is trained by gradient steps, and an esn's readout is fitted in "
+                              "closed form: pool by last, mean or max")
 
 
 class SequenceClassifier(nn.Module):
@@ -66,7 +70,10 @@ class SequenceClassifier(nn.Module):
     cross-entropy against labels ``targets`` (B,), None without them.
     ``loss(batch)`` is the forward pass's loss on a :class:`LabelledBatch`
     (with ``adversarial`` in training, plus the adversarial term);
-    ``predict(x, lengths)`` the label ids.
+    ``predict(x, lengths)`` the label ids. With ``encoder="esn"`` the head is
+    the readout fitted in closed form (``readout_rows``, ``set_readout``), by
+    ridge regression of the labels one-hot on c, and the logits are that
+    regression's outputs.
     """
 
     def __init__(self, vocab_size: int, num_labels: int, input_size: int | None = None, alphabet_size: int = 0,
@@ -127,6 +134,19 @@ class SequenceClassifier(nn.Module):
         (g,) = torch.autograd.grad(loss, e, retain_graph=True)  # (B, T, E)
         r = eps * g / g.flatten(1).norm(dim=1).clamp_min(1e-12)[:, None, None]  # ‖r_b‖ = ε
         return loss + self(x, lengths, y, e + r.detach())[1], None
+
+    @torch.no_grad()
+    def set_readout(self, weight: Tensor, bias: Tensor, mse: Tensor | None = None) -> None:
+        """Set the head to a readout fitted in closed form (:mod:`rnnkit.training.closed_form`), logits = W c + b:
+        weight (K, F), bias (K,)."""
+        self.head.weight.copy_(weight)
+        self.head.bias.copy_(bias)
+
+    @torch.no_grad()
+    def readout_rows(self, batch: LabelledBatch) -> tuple[Tensor, Tensor]:
+        """What the readout regresses in a closed-form fit: the pooled vectors c (B, F) and the
+        labels one-hot (B, K)."""
+        return self.pool(batch.x, batch.lengths), F.one_hot(batch.y, self.num_labels).double()
 
     @torch.no_grad()
     def predict(self, x: Tensor, lengths: Tensor) -> Tensor:

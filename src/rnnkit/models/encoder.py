@@ -11,7 +11,11 @@ e_t = dropout([E[word_t] ; Spelling(chars_t)]) is (B, T, E + 2W)
 
 With ``encoder="tdnn"`` a time-delay network (:mod:`rnnkit.layers.tdnn`)
 replaces the recurrent stack: causal when not bidirectional, a centred
-window otherwise.
+window otherwise. With ``encoder="esn"`` (classify, tag) an echo state
+reservoir of ``hidden_size`` units does (:mod:`rnnkit.layers.reservoir`):
+one layer read one way, its weights fixed at random, o_t = x_t (B, T, N);
+the model's readout is then fitted in closed form by ridge regression
+(:mod:`rnnkit.training.closed_form`), with no backpropagation.
 
 Padding never changes a sequence's result: the recurrent layer stops each
 sequence at its length (its reverse direction starts at its last valid
@@ -31,6 +35,7 @@ from rnnkit.errors import ConfigError
 from rnnkit.kernels import State, cell_options
 from rnnkit.layers import Recurrent, length_mask
 from rnnkit.layers.dropout import dropout
+from rnnkit.layers.reservoir import Reservoir
 from rnnkit.layers.spelling import Spelling
 from rnnkit.layers.tdnn import TimeDelay
 
@@ -39,19 +44,72 @@ from rnnkit.layers.tdnn import TimeDelay
 class EncoderConfig(ModelConfig):
     """:class:`ModelConfig` and the encoder's kind, for a model that reads whole sequences."""
 
+    ENCODERS = ("rnn", "tdnn")  # the kinds this class of model takes (a class attribute, not a setting)
     encoder: str = setting("classify, tag, seq2seq, ctc: rnn (the recurrent cells) or tdnn (a time-delay network: 1-D "
-                           "convolutions over time, the finite-window baseline)", default="rnn")
+                           "convolutions over time, the finite-window baseline); classify, tag: also esn (an echo "
+                           "state reservoir whose readout is fitted in closed form, no backpropagation)",
+                           default="rnn")
     kernel_size: int = setting("tdnn: inputs each convolution sees", default=5)
 
     def __post_init__(self):
         super().__post_init__()
-        check_choice(self, "encoder", ("rnn", "tdnn"))
+        check_choice(self, "encoder", self.ENCODERS)
         check_at_least(self, "kernel_size", 1)
 
 
 @dataclass
-class WordEncoderConfig(EncoderConfig):
-    """:class:`EncoderConfig` of an encoder of words, which may also read each word's spelling."""
+class ReservoirSettings:
+    """The settings of an echo state reservoir (:class:`rnnkit.layers.reservoir.Reservoir`,
+    ``hidden_size`` units) and of its readout's fit by ridge regression, for a model config that
+    takes ``encoder="esn"``; it calls :meth:`check_reservoir` after its own checks."""
+
+    spectral_radius: float = setting("esn: the spectral radius ρ of the reservoir's recurrent matrix (below 1: the "
+                                     "state forgets where it started)", default=0.9)
+    leak_rate: float = setting("esn: the leak rate a of the reservoir's units, x_t = (1 - a) x_(t-1) + a tanh(...) "
+                               "(1: ordinary tanh units; lower: slower, longer memory)", default=1.0)
+    input_scaling: float = setting("esn: the input weights and biases are drawn from U(-s, s)", default=1.0)
+    reservoir_density: float = setting("esn: the fraction of the recurrent matrix's entries that are not zero",
+                                       default=0.1)
+    reservoir_seed: int = setting("esn: the seed of the reservoir's random weights", default=0)
+    ridge: float = setting("esn: the readout's ridge penalty λ, (XᵀX + λI) W = XᵀY", default=1e-6)
+    washout: int = setting("esn, a readout at every step (tag, forecast): the fit skips each training sequence's "
+                           "first this many steps (the reservoir's transient from its zero state)", default=0)
+
+    def check_reservoir(self) -> None:
+        for name in ("spectral_radius", "input_scaling"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be > 0; got {getattr(self, name)}")
+        for name in ("leak_rate", "reservoir_density"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ConfigError(f"{name} must be in (0, 1]; got {getattr(self, name)}")
+        check_at_least(self, "ridge", 0.0)
+        check_at_least(self, "washout", 0)
+        if self.encoder == "esn" and self.bidirectional:
+            raise ConfigError("an esn encoder reads one way: bidirectional must be false (or unset)")
+
+
+def reservoir(config: ReservoirSettings, input_size: int) -> Reservoir:
+    """The reservoir ``config`` describes, reading ``input_size`` features a step."""
+    c = config
+    return Reservoir(input_size, c.hidden_size, c.spectral_radius, c.leak_rate, c.input_scaling,
+                     c.reservoir_density, c.reservoir_seed)
+
+
+@dataclass
+class ReservoirEncoderConfig(ReservoirSettings, EncoderConfig):
+    """:class:`EncoderConfig` of a model that can also read with an echo state reservoir
+    (``encoder="esn"``) under a readout fitted by ridge regression (:class:`ReservoirSettings`)."""
+
+    ENCODERS = ("rnn", "tdnn", "esn")
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.check_reservoir()
+
+
+@dataclass
+class WordEncoderConfig(ReservoirEncoderConfig):
+    """:class:`ReservoirEncoderConfig` of an encoder of words, which may also read each word's spelling."""
 
     char_features: int = setting("classify, tag: read each word's spelling with a bidirectional LSTM of this "
                                  "many units a direction, for words the vocabulary lacks (Lample et al. 2016; "
@@ -64,15 +122,29 @@ class WordEncoderConfig(EncoderConfig):
 
 def reading_both_ways(config: dict, cls=EncoderConfig):
     """The settings (a ``cls``) of a model that sees the whole sequence at once: ``bidirectional``
-    unset (None) means True."""
-    return cls(**{**config, "bidirectional": config.get("bidirectional") is not False})
+    unset (None) means True, but for an esn, which reads one way."""
+    unset = config.get("bidirectional") is None
+    both = config.get("encoder") != "esn" if unset else config["bidirectional"]
+    return cls(**{**config, "bidirectional": both})
+
+
+def layers_in_words(config: ModelConfig) -> str:
+    """A model's layers in a few words, from its settings (``bidirectional`` decided): "2 x 512
+    bidirectional LSTM", "2 x 512 TDNN", "500-unit echo state reservoir (ρ 0.9, leak rate 1)"."""
+    kind = getattr(config, "encoder", "rnn")
+    if kind == "esn":
+        return (f"{config.hidden_size}-unit echo state reservoir (ρ {config.spectral_radius:g}, leak rate "
+                f"{config.leak_rate:g}) under a ridge readout (λ {config.ridge:g})")
+    both = "bidirectional " if config.bidirectional else ""
+    return f"{config.num_layers} x {config.hidden_size} {both}{'TDNN' if kind == 'tdnn' else config.cell.upper()}"
 
 
 class Encoder(nn.Module):
     """``forward(x, lengths) -> (outputs (B, T, F), state)`` for ids x (B, T)
     (or, with ``vocab_size`` 0 and ``input_size`` I, vectors x (B, T, I)) and
     lengths (B,); ``config`` an :class:`EncoderConfig` whose ``bidirectional``
-    is already decided (True or False). The state is None for a tdnn. With
+    is already decided (True or False). The state is None for a tdnn, (x_T,) (1, B, N) for
+    an esn. With
     ``char_features`` (a :class:`WordEncoderConfig`'s) the ids come with
     spellings, x (B, T, 1 + C), over ``alphabet_size`` character ids."""
 
@@ -93,7 +165,9 @@ class Encoder(nn.Module):
                 raise ConfigError(CHAR_FEATURES_NEED_WORDS)
             self.spelling = Spelling(alphabet_size, char_features)
             width += self.spelling.output_size
-        if c.encoder == "tdnn":
+        if c.encoder == "esn":
+            self.layer = reservoir(c, width)
+        elif c.encoder == "tdnn":
             if c.kernel_size % 2 == 0 and c.bidirectional:
                 raise ConfigError(f"kernel_size must be odd for a centred (bidirectional) tdnn; got {c.kernel_size}")
             self.layer = TimeDelay(width, c.hidden_size, c.num_layers, c.kernel_size,

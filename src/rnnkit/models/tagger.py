@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from rnnkit.config import setting, smoothing
 from rnnkit.data.batches import LabelledBatch
 from rnnkit.data.sequences import IGNORE
+from rnnkit.errors import ConfigError
 from rnnkit.layers import length_mask
 from rnnkit.layers.crf import LinearChainCRF
 from rnnkit.layers.dropout import dropout
@@ -39,6 +40,12 @@ class TaggerConfig(WordEncoderConfig):
     crf: bool = setting("tag: a linear-chain CRF output layer (Viterbi decoding) instead of per-step softmax",
                         default=False)
 
+    def __post_init__(self):
+        super().__post_init__()
+        if self.encoder == "esn" and self.crf:
+            raise ConfigError("a CRF's transitions are trained by gradient steps, and an esn's readout is fitted in "
+                              "closed form: drop --crf")
+
 
 class SequenceTagger(nn.Module):
     """Args: ``vocab_size`` (V), ``num_labels`` (K tags), ``input_size`` (I, for
@@ -50,7 +57,8 @@ class SequenceTagger(nn.Module):
     loss per tag in nats against ``targets`` (B, T) padded with -100 (the CRF's
     negative log-likelihood with ``crf``), None without them; ``loss(batch)``
     the forward pass's loss on a :class:`LabelledBatch`; ``predict(x, lengths)``
-    the tag ids (B, T), 0 beyond each length.
+    the tag ids (B, T), 0 beyond each length. With ``encoder="esn"`` the head
+    is the readout fitted in closed form (``readout_rows``, ``set_readout``).
     """
 
     def __init__(self, vocab_size: int, num_labels: int, input_size: int | None = None, alphabet_size: int = 0,
@@ -82,6 +90,22 @@ class SequenceTagger(nn.Module):
     def loss_terms(self, batch) -> int:
         """How many tags :meth:`loss` averages over (padding left out)."""
         return int((batch.y != IGNORE).sum())
+
+    @torch.no_grad()
+    def set_readout(self, weight: Tensor, bias: Tensor, mse: Tensor | None = None) -> None:
+        """Set the head to a readout fitted in closed form (:mod:`rnnkit.training.closed_form`), s_t = W o_t + b:
+        weight (K, F), bias (K,)."""
+        self.head.weight.copy_(weight)
+        self.head.bias.copy_(bias)
+
+    @torch.no_grad()
+    def readout_rows(self, batch: LabelledBatch) -> tuple[Tensor, Tensor]:
+        """What the readout regresses in a closed-form fit: o_t (n, F) at the n tagged steps past
+        each sequence's first ``washout``, and their tags one-hot (n, K)."""
+        outputs, _ = self.encoder(batch.x, batch.lengths)  # (B, T, F)
+        keep = batch.y != IGNORE  # (B, T): tagged (and not padding)
+        keep[:, :self.config.washout] = False
+        return outputs[keep], F.one_hot(batch.y[keep], self.num_labels).double()
 
     @torch.no_grad()
     def predict(self, x: Tensor, lengths: Tensor) -> Tensor:

@@ -23,6 +23,9 @@ from rnnkit.errors import ConfigError
 
 # a setting's rule: (whether it applies to a choice of settings, what it needs, said to the user)
 Rule = tuple[Callable[["object"], bool], str]
+# the settings of an echo state reservoir (rnnkit.models.encoder.ReservoirSettings), read with --encoder esn only
+RESERVOIR_RULES: dict[str, Rule] = {name: (lambda c: c.model.encoder == "esn", "--encoder esn") for name in (
+    "spectral_radius", "leak_rate", "input_scaling", "reservoir_density", "reservoir_seed", "ridge", "washout")}
 
 
 class Task:

@@ -29,6 +29,9 @@ class ClassifyTask(LabelledTask):
     model_class = SequenceClassifier
     model_config = ClassifierConfig
     data_config = ClassifyData
+    rules = {**LabelledTask.rules,
+             "washout": (lambda c: False, "--task tag --encoder esn (a readout of every step; a classifier's reads "
+                                          "the pooled vector)")}
 
     def decide(self, data_cfg):
         """``--tokenizer auto`` from the texts (:func:`rnnkit.data.tokenizers.choose_tokenizer`)."""

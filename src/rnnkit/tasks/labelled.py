@@ -11,11 +11,11 @@ import sys
 from rnnkit.config import to_dict
 from rnnkit.data.sequences import BucketBatcher, encode_examples
 from rnnkit.errors import CheckpointError
-from rnnkit.tasks.base import Task
+from rnnkit.tasks.base import RESERVOIR_RULES, Task
 from rnnkit.training.evaluate import evaluate_labelled
 
 WORDS_AND_EMBEDDING = "word tokens and an embedding (--tokenizer word, --embedding-dim > 0)"
-ENCODER_RULES = {"kernel_size": (lambda c: c.model.encoder == "tdnn", "--encoder tdnn")}
+ENCODER_RULES = {"kernel_size": (lambda c: c.model.encoder == "tdnn", "--encoder tdnn"), **RESERVOIR_RULES}
 
 
 def _words(choice) -> bool:

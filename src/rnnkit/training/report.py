@@ -32,7 +32,7 @@ from rnnkit.data.files import exists
 from rnnkit.diagnostics import diagnostic_batch, find_units, has_cells, measure, text_features
 from rnnkit.diagnostics import read_text as read_with_model
 from rnnkit.errors import ConfigError
-from rnnkit.models import EncoderConfig
+from rnnkit.models.encoder import layers_in_words
 from rnnkit.training.plots import gradient_flow_figure, over_training_figure, png, training_figure
 from rnnkit.training.runs import read_metrics, write_output
 
@@ -61,7 +61,7 @@ def write_report(run: str, out: str | None, task, model, doc: dict, text: str | 
         sections.append(("Samples", "".join(f"<h3>{html.escape(when)}</h3><pre>{html.escape(text)}</pre>"
                                             for when, text in samples)))
     if not has_cells(model):
-        sections.append(("Gradient flow", note_html("This model has no recurrent cells (a tdnn encoder).")))
+        sections.append(("Gradient flow", note_html("This model has no recurrent cells (a tdnn or esn encoder).")))
     elif data is None:
         sections.append(("Gradient flow", note_html(missing)))
     else:
@@ -96,9 +96,8 @@ def _summary(run: str, model, doc: dict, rows: list[dict]) -> str:
     m, d = doc.model, doc.data
     timed = [r for r in rows if "elapsed" in r]
     vals = [r for r in rows if "val_loss" in r]
-    layers = "TDNN" if isinstance(m, EncoderConfig) and m.encoder == "tdnn" else m.cell.upper()
     facts = {"task": d.task, "data": d.path,
-             "model": f"{m.num_layers} x {m.hidden_size} {layers}" + (" encoder" if hasattr(model, "encoder") else ""),
+             "model": layers_in_words(getattr(model, "config", m)) + (" encoder" if hasattr(model, "encoder") else ""),
              "parameters": f"{sum(p.numel() for p in model.parameters()):,}",
              "trained": f"{max(r['step'] for r in rows):,} steps, {timed[-1]['elapsed']:.0f} s" if timed else "-",
              "best validation loss": f"{min(r['val_loss'] for r in vals):.4f}" if vals else "-"}

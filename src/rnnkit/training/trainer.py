@@ -1,13 +1,12 @@
-"""One training loop: truncated BPTT over carried state, schedules, clipping,
-evaluation, checkpoints that resume exactly (:mod:`rnnkit.training.checkpoint`),
-and Ctrl-C that saves.
+"""One training loop: truncated BPTT over carried state, schedules, clipping, evaluation, checkpoints that
+resume exactly (:mod:`rnnkit.training.checkpoint`), and Ctrl-C that saves.
 
-The loop knows nothing task-specific: the model gives ``loss(batch, state)
--> (loss, state)``; a state it returns (a language model's) is detached and
-passed back with the next batch of the same epoch (the batches continue each
-other), and reset to zero at each new epoch; classifiers and taggers return
-None. What validation measures and which metric picks the best checkpoint
-is the task's (:class:`rnnkit.tasks.Task`), which the Trainer is handed.
+The loop knows nothing task-specific: the model gives ``loss(batch, state) -> (loss, state)``; a state it
+returns (a language model's) is detached and passed back with the next batch of the same epoch (the batches
+continue each other), and reset to zero at each new epoch; classifiers and taggers return None. What
+validation measures and which metric picks the best checkpoint is the task's (:class:`rnnkit.tasks.Task`),
+which the Trainer is handed. A model whose readout is fitted in closed form (an esn) takes one pass of
+:mod:`rnnkit.training.closed_form` in place of the loop.
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ from rnnkit.diagnostics import diagnostic_batch, has_cells, measure as measure_d
 from rnnkit.errors import CheckpointError, ConfigError, TrainingError
 from rnnkit.kernels.memory import keep_freed_memory
 from rnnkit.layers import engines_in
-from rnnkit.training import distributed
+from rnnkit.training import closed_form, distributed
 from rnnkit.training.board import Board
 from rnnkit.training.checkpoint import Progress, altered, load_checkpoint, save_checkpoint
 from rnnkit.training.device import resolve_device, resolve_precision
@@ -42,7 +41,6 @@ from rnnkit.training.plots import plot_losses
 from rnnkit.training.run_config import CONFIG, Run, check_run, resign_checkpoints, structure_digest, write_run
 from rnnkit.training.runs import (BEST, LAST, METRICS, PLOT, default_folder, load_tensors, remove_partial_writes,
                                   run_lock, save_tensors, truncate_metrics)
-
 
 
 class Trainer:
@@ -180,6 +178,8 @@ class Trainer:
     def _loop(self, bar) -> str:
         """Train until the budget is spent, early stopping fires or a stop is asked for; returns which."""
         model, cfg, p = self.model, self.cfg, self.progress
+        if closed_form.applies(model):  # a readout by ridge regression in one pass, no gradient steps
+            return closed_form.fit_readout(self)
         model.train()
         started = time.perf_counter() - p.elapsed
         tick, tick_tokens = time.perf_counter(), 0
