@@ -93,7 +93,8 @@ class ForecastTask(Task):
         s = data.tokenizer
         season = f"season {s.season} ({'set' if s.season_reason == 'set' else 'auto: ' + s.season_reason})"
         inputs = f", {s.num_covariates} known inputs" if s.num_covariates else ""
-        return f"{s.num_channels} channel{'s' if s.num_channels > 1 else ''} ({', '.join(s.channels)}){inputs}, {season}"
+        plural = "s" if s.num_channels > 1 else ""
+        return f"{s.num_channels} channel{plural} ({', '.join(s.channels)}){inputs}, {season}"
 
     # -- training --------------------------------------------------------------------------------
 
