@@ -19,18 +19,22 @@ from rnnkit.cli import bench, main
 from rnnkit.data.audio import write_wav
 from rnnkit.training.trainer import Trainer
 
-CONTEXTS = ("lm", "lm conditioned", "classify", "classify tdnn", "tag", "tag series", "seq2seq", "ctc")
+CONTEXTS = ("lm", "lm conditioned", "classify", "classify tdnn", "tag", "tag series", "seq2seq", "ctc", "forecast")
 ALL = set(CONTEXTS)
 RECURRENT = ALL - {"classify tdnn"}
 LM = {"lm", "lm conditioned"}
 WORD_TOKENS = {"classify", "classify tdnn", "tag"}  # the default tokenizer of classify and tag (and seq2seq)
-VECTORS = {"tag series", "ctc"}  # inputs that are no tokens
+VECTORS = {"tag series", "ctc", "forecast"}  # inputs that are no tokens
+ONE_WAY = LM | {"forecast"}  # models that must read left to right
+FORECAST = {"forecast"}
 # the training file and flags of each kind of run
 FILES = {"lm": "text.txt", "lm conditioned": "table.csv", "classify": "table.csv", "classify tdnn": "table.csv",
-         "tag": "chunks.txt", "tag series": "series.csv", "seq2seq": "pairs.tsv", "ctc": "speech.tsv"}
+         "tag": "chunks.txt", "tag series": "series.csv", "seq2seq": "pairs.tsv", "ctc": "speech.tsv",
+         "forecast": "forecast.csv"}
 BASE = {"lm": [], "lm conditioned": ["--condition-column", "CLASS"], "classify": ["--task", "classify"],
         "classify tdnn": ["--task", "classify", "--encoder", "tdnn"], "tag": ["--task", "tag"],
-        "tag series": ["--task", "tag"], "seq2seq": ["--task", "seq2seq"], "ctc": ["--task", "ctc"]}
+        "tag series": ["--task", "tag"], "seq2seq": ["--task", "seq2seq"], "ctc": ["--task", "ctc"],
+        "forecast": ["--task", "forecast"]}
 TINY = ["--hidden-size", "16", "--num-layers", "1", "--batch-size", "4", "--device", "cpu"]
 
 # rnnkit train: (option, value, more flags, contexts where it is taken, contexts where it is refused)
@@ -59,11 +63,12 @@ TRAIN = [
     ("--recurrent-init", "glorot", [], RECURRENT, {"classify tdnn"}),
     ("--recurrent-init", "glorot", ["--cell", "minlstm"], set(), RECURRENT),
     ("--bidirectional", "false", [], ALL, set()),
-    ("--bidirectional", "true", [], ALL - LM, LM),
-    ("--merge", "sum", [], {"classify", "tag", "tag series", "seq2seq", "ctc"}, LM | {"classify tdnn"}),
+    ("--bidirectional", "true", [], ALL - ONE_WAY, ONE_WAY),
+    ("--merge", "sum", [], {"classify", "tag", "tag series", "seq2seq", "ctc"}, ONE_WAY | {"classify tdnn"}),
     ("--merge", "sum", ["--bidirectional", "false"], set(), {"classify", "tag"}),
     ("--pooling", "mean", [], {"classify", "classify tdnn"}, ALL - {"classify", "classify tdnn"}),
-    ("--encoder", "tdnn", [], ALL - LM, LM),
+    ("--encoder", "tdnn", [], ALL - ONE_WAY, ONE_WAY),
+    ("--likelihood", "squared", [], FORECAST, ALL - FORECAST),
     ("--kernel-size", "3", [], {"classify tdnn"}, ALL - {"classify tdnn"}),
     ("--adversarial", "0.5", [], {"classify", "classify tdnn"}, ALL - {"classify", "classify tdnn"}),
     ("--char-features", "4", [], WORD_TOKENS, ALL - WORD_TOKENS),
@@ -84,9 +89,9 @@ TRAIN = [
     ("--lowercase", "true", [], WORD_TOKENS | {"seq2seq"}, {"lm", "lm conditioned"} | VECTORS),
     ("--word-pattern", r"\w+", [], WORD_TOKENS | {"seq2seq"}, {"lm", "lm conditioned"} | VECTORS),
     ("--text-column", "CONTENT", [], {"lm conditioned", "classify", "classify tdnn"},
-     {"lm", "tag", "tag series", "seq2seq", "ctc"}),
+     {"lm", "tag", "tag series", "seq2seq", "ctc", "forecast"}),
     ("--label-column", "CLASS", [], {"classify", "classify tdnn", "tag series"},
-     {"lm", "lm conditioned", "tag", "seq2seq", "ctc"}),
+     {"lm", "lm conditioned", "tag", "seq2seq", "ctc", "forecast"}),
     ("--source-column", "1", ["--target-column", "0"], {"seq2seq"}, ALL - {"seq2seq"}),
     ("--source-column", "0", ["--source-lang", "de", "--target-lang", "en"], set(), {"seq2seq"}),
     ("--target-column", "1", [], {"seq2seq"}, ALL - {"seq2seq"}),
@@ -99,9 +104,14 @@ TRAIN = [
     ("--condition-column", "CLASS", [], {"lm conditioned"}, ALL - LM),
     ("--word-column", "0", [], {"tag"}, ALL - {"tag"}),
     ("--tag-column", "-1", [], {"tag"}, ALL - {"tag"}),
-    ("--val-path", "SELF", [], ALL, set()),
-    ("--test-path", "SELF", [], ALL, set()),
-    ("--seq-len", "16", [], {"lm", "tag series"}, ALL - {"lm", "tag series"}),
+    ("--val-path", "SELF", [], ALL - FORECAST, FORECAST),  # a forecast splits its one series in time
+    ("--test-path", "SELF", [], ALL - FORECAST, FORECAST),
+    ("--seq-len", "16", [], {"lm", "tag series", "forecast"}, ALL - {"lm", "tag series", "forecast"}),
+    ("--channels", "value", [], FORECAST, ALL - FORECAST),
+    ("--time-column", "date", [], FORECAST, ALL - FORECAST),
+    ("--covariate-columns", "promo", [], FORECAST, ALL - FORECAST),
+    ("--calendar", "month", [], FORECAST, ALL - FORECAST),
+    ("--season", "12", [], FORECAST, ALL - FORECAST),
     ("--batch-size", "2", [], ALL, set()),
     ("--val-fraction", "0.2", [], ALL, set()),
     ("--val-fraction", "0.2", ["--val-path", "SELF"], set(), ALL),
@@ -136,10 +146,10 @@ TRAIN = [
     ("--patience", "2", ["--val-fraction", "0"], set(), ALL),
     ("--eval-streams", "2", [], {"lm"}, ALL - {"lm"}),
     ("--sample-length", "10", [], LM, ALL - LM),
-    ("--scheduled-sampling", "linear", [], {"seq2seq"}, ALL - {"seq2seq"}),
+    ("--scheduled-sampling", "linear", [], {"seq2seq", "forecast"}, ALL - {"seq2seq", "forecast"}),
     ("--scheduled-sampling", "linear", ["--decoder-recurrence", "output"], set(), {"seq2seq"}),
-    ("--sampling-steps", "100", ["--scheduled-sampling", "linear"], {"seq2seq"}, set()),
-    ("--sampling-steps", "100", [], set(), {"seq2seq"}),
+    ("--sampling-steps", "100", ["--scheduled-sampling", "linear"], {"seq2seq", "forecast"}, set()),
+    ("--sampling-steps", "100", [], set(), {"seq2seq", "forecast"}),
     ("--precision", "fp32", [], ALL, set()),
     ("--seed", "3", [], ALL, set()),
     ("--device", "cpu", [], ALL, set()),
@@ -155,44 +165,47 @@ TRAIN = [
 ]
 
 # against a trained run of each kind: (subcommand, option, value, more flags, taken in, refused in)
-RUN_KINDS = ("lm", "lm conditioned", "classify", "classify tdnn", "tag", "tag series", "seq2seq", "ctc")
+RUN_KINDS = ("lm", "lm conditioned", "classify", "classify tdnn", "tag", "tag series", "seq2seq", "ctc", "forecast")
 LABELLED = {"classify", "classify tdnn", "tag", "tag series"}
 DECODED = {"seq2seq", "ctc"}
 RUNS = [
-    ("sample", "--prime", "t", [], {"lm"}, LABELLED),
-    ("sample", "--prime-file", "prime.txt", [], {"lm"}, LABELLED),
+    ("sample", "--prime", "t", [], {"lm"}, LABELLED | FORECAST),
+    ("sample", "--prime-file", "prime.txt", [], {"lm"}, LABELLED | FORECAST),
     ("sample", "--prime-file", "prime.txt", ["--prime", "t"], set(), {"lm"}),
-    ("sample", "--sample-length", "3", [], LM, LABELLED),
-    ("sample", "--temperature", "0", [], LM, LABELLED),
-    ("sample", "--top-k", "2", [], LM, LABELLED),
+    ("sample", "--sample-length", "3", [], LM, LABELLED | FORECAST),
+    ("sample", "--temperature", "0", [], LM, LABELLED | FORECAST),
+    ("sample", "--top-k", "2", [], LM, LABELLED | FORECAST),
     ("sample", "--top-k", "2", ["--temperature", "0"], set(), LM),
-    ("sample", "--top-p", "0.9", [], LM, LABELLED),
+    ("sample", "--top-p", "0.9", [], LM, LABELLED | FORECAST),
     ("sample", "--top-p", "0.9", ["--temperature", "0"], set(), LM),
-    ("sample", "--num-samples", "2", [], LM, LABELLED),
-    ("sample", "--seed", "1", [], LM, LABELLED),
+    ("sample", "--num-samples", "2", [], LM, LABELLED | FORECAST),
+    ("sample", "--seed", "1", [], LM, LABELLED | FORECAST),
     ("sample", "--seed", "1", ["--temperature", "0"], set(), LM),
-    ("sample", "--condition", "1", [], {"lm conditioned"}, {"lm"} | LABELLED),
-    ("sample", "--precision", "fp32", [], LM, LABELLED),
-    ("sample", "--device", "cpu", [], LM, LABELLED),
-    ("eval", "PATH", "SELF", [], LM | DECODED, LABELLED),
-    ("eval", "--split", "train", [], LM | DECODED, LABELLED),
+    ("sample", "--condition", "1", [], {"lm conditioned"}, {"lm"} | LABELLED | FORECAST),
+    ("sample", "--precision", "fp32", [], LM, LABELLED | FORECAST),
+    ("sample", "--device", "cpu", [], LM, LABELLED | FORECAST),
+    ("eval", "PATH", "SELF", [], LM | DECODED | FORECAST, LABELLED),
+    ("eval", "--split", "train", [], LM | DECODED | FORECAST, LABELLED),
     ("eval", "--split", "train", ["PATH"], set(), LM),
-    ("eval", "--window", "8", [], {"lm"}, {"lm conditioned"} | LABELLED | DECODED),
-    ("eval", "--dynamic", "0.1", [], {"lm"}, {"lm conditioned"} | LABELLED | DECODED),
+    ("eval", "--window", "8", [], {"lm"}, {"lm conditioned"} | LABELLED | DECODED | FORECAST),
+    ("eval", "--dynamic", "0.1", [], {"lm"}, {"lm conditioned"} | LABELLED | DECODED | FORECAST),
     ("eval", "--dynamic", "0.1", ["--window", "8"], set(), {"lm"}),
     ("eval", "--segment", "5", ["--dynamic", "0.1"], {"lm"}, {"lm conditioned"} | LABELLED),
     ("eval", "--segment", "5", [], set(), set(RUN_KINDS)),
-    ("eval", "--json", None, [], LM | DECODED, LABELLED),
-    ("eval", "--device", "cpu", [], LM | DECODED, LABELLED),
-    ("eval", "--engine", "fused", [], LM | DECODED, LABELLED),
-    ("predict", "--out", "OUT", [], LABELLED | DECODED, LM),
-    ("predict", "--device", "cpu", [], LABELLED | DECODED, LM),
-    ("predict", "--engine", "explicit", [], LABELLED - {"classify tdnn"} | DECODED, LM | {"classify tdnn"}),
+    ("eval", "--json", None, [], LM | DECODED | FORECAST, LABELLED),
+    ("eval", "--device", "cpu", [], LM | DECODED | FORECAST, LABELLED),
+    ("eval", "--engine", "fused", [], LM | DECODED | FORECAST, LABELLED),
+    ("predict", "--out", "OUT", [], LABELLED | DECODED | FORECAST, LM),
+    ("predict", "--device", "cpu", [], LABELLED | DECODED | FORECAST, LM),
+    ("predict", "--engine", "explicit", [], LABELLED - {"classify tdnn"} | DECODED | FORECAST, LM | {"classify tdnn"}),
 ]
 # decoding, for eval and predict alike
 for _command in ("eval", "predict"):
     RUNS += [
-        (_command, "--beam-size", "2", [], DECODED, {"lm", "classify", "tag"}),
+        (_command, "--beam-size", "2", [], DECODED, {"lm", "classify", "tag", "forecast"}),
+        (_command, "--horizon", "2", [], FORECAST, {"lm", "seq2seq", "classify"}),
+        (_command, "--num-samples", "5", [], FORECAST, {"lm", "ctc"}),
+        (_command, "--quantiles", "0.2,0.8", [], FORECAST, {"seq2seq", "tag"}),
         (_command, "--length-penalty", "0.5", ["--beam-size", "2"], {"seq2seq"}, {"ctc"}),
         (_command, "--length-penalty", "0.5", [], set(), {"seq2seq", "lm", "tag"}),
         (_command, "--max-length", "5", [], {"seq2seq"}, {"ctc", "lm", "classify"}),
@@ -207,7 +220,8 @@ RUNS += [
     ("predict", "--n-best", "2", ["--beam-size", "2"], {"seq2seq"}, {"ctc"}),
     ("predict", "--n-best", "2", [], set(), {"seq2seq", "classify"}),
     ("predict", "--attention-plot", "OUTPNG", [], {"seq2seq"}, {"ctc", "tag"}),
-    ("predict", "--posteriorgram", "OUTPNG", [], {"ctc"}, {"seq2seq", "classify"}),
+    ("predict", "--posteriorgram", "OUTPNG", [], {"ctc"}, {"seq2seq", "classify", "forecast"}),
+    ("predict", "--plot", "OUTPNG", [], FORECAST, {"seq2seq", "tag"}),
 ]
 
 
@@ -219,6 +233,9 @@ def write_inputs(folder, make_text, spam_table, chunk_corpus):
     rows = [f"{rng.gauss(0, 1):.3f},{rng.gauss(0, 1):.3f},{int(i // 20 % 2)}" for i in range(200)]
     (folder / "series.csv").write_text("a,b,CLASS\n" + "\n".join(rows) + "\n")
     (folder / "vectors.txt").write_text("cat " + " ".join(["0.5"] * 128) + "\n")  # the default embedding_dim
+    months = np.datetime64("2001-01") + np.arange(200)
+    rows = [f"{m},{np.sin(i / 2) + rng.gauss(0, 0.1):.3f},{i % 3}" for i, m in enumerate(months)]
+    (folder / "forecast.csv").write_text("date,value,promo\n" + "\n".join(rows) + "\n")
     (folder / "prime.txt").write_text("t")
     (folder / "settings.json").write_text(json.dumps({"dropout": 0.1}))
     rng = random.Random(1)
