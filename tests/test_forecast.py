@@ -121,6 +121,18 @@ def test_the_split_is_in_time_and_the_scaler_sees_the_training_part_only(tmp_pat
     assert batch.y[0, -1, 0].item() == pytest.approx(data.tokenizer.scale(values[7:8, None])[0, 0], rel=1e-5)
 
 
+def test_differences_are_modelled_and_added_back_up_from_the_last_observed_value(tmp_path):
+    values = np.stack([np.arange(60.0) ** 1.5, np.cos(np.arange(60.0))], 1)
+    np.save(tmp_path / "s.npy", values)
+    data = ForecastData.from_file(tmp_path / "s.npy", ForecastConfig(seq_len=5, difference=True))
+    changes = np.diff(values[:data.train.stop], axis=0)
+    assert data.tokenizer.mean == pytest.approx(changes.mean(0))  # fitted on the training part's changes
+    o, H = 40, 6
+    assert data.tokenizer.to_values(data.z[o:o + H], values[o - 1]) == pytest.approx(values[o:o + H], rel=1e-5)
+    assert ForecastData.from_file(tmp_path / "s.npy", ForecastConfig(seq_len=5)).tokenizer.to_values(
+        data.z[o:o + H], values[o - 1]) != pytest.approx(values[o:o + H], rel=1e-2)
+
+
 # -- learning a known process -----------------------------------------------------------------------
 
 
@@ -309,7 +321,7 @@ def test_a_missing_or_infinite_value_is_one_line_naming_the_file_and_row(tmp_pat
 def test_a_constant_channel_and_a_series_shorter_than_a_window_are_refused(tmp_path, cli_here, user_error):
     write_csv(tmp_path / "flat.csv", np.stack([seasonal(100), np.full(100, 3.0)], 1), names=("a", "b"))
     user_error(cli_here("train", tmp_path / "flat.csv", *TINY, "--out", tmp_path / "run"),
-               "flat.csv: channel 'b' is constant over the training part (3); drop it from --channels")
+               "flat.csv: channel 'b' is constant (3) over the training part; drop it from --channels")
     write_csv(tmp_path / "short.csv", seasonal(14))
     user_error(cli_here("train", tmp_path / "short.csv", *TINY, "--out", tmp_path / "run"),
                "short.csv: the training part has 12 samples, fewer than one window of --seq-len 12 and the value")

@@ -112,6 +112,7 @@ TRAIN = [
     ("--covariate-columns", "promo", [], FORECAST, ALL - FORECAST),
     ("--calendar", "month", [], FORECAST, ALL - FORECAST),
     ("--season", "12", [], FORECAST, ALL - FORECAST),
+    ("--difference", "true", [], FORECAST, ALL - FORECAST),
     ("--batch-size", "2", [], ALL, set()),
     ("--val-fraction", "0.2", [], ALL, set()),
     ("--val-fraction", "0.2", ["--val-path", "SELF"], set(), ALL),

@@ -60,6 +60,9 @@ class ForecastConfig(DataConfig):
                                      "(comma-separated); a forecast needs their future rows", default="")
     calendar: str = setting("forecast: calendar features of the time column as inputs (sin and cos of each): "
                             "none, or a comma-separated subset of hour, weekday, month, dayofyear", default="none")
+    difference: bool = setting("forecast: read and predict the change y_t - y_(t-1) instead of the value, the "
+                               "forecast changes added up: for a series with a trend, whose later values z-scores "
+                               "fitted on the training part would place beyond anything seen", default=False)
     season: str = setting("forecast: steps in a season, for the seasonal naive forecast and MASE; auto: from "
                           "the time column's step (hourly 24, daily 7, weekly 52, monthly 12, quarterly 4), "
                           "else the training part's autocorrelation peak (1: no season)", default="auto")
@@ -96,7 +99,8 @@ class ForecastScaler:
     vocab_size = 0
 
     def __init__(self, channels, mean, std, covariates=(), covariate_mean=(), covariate_std=(), calendar=(),
-                 step=None, season: int = 1, season_reason: str = "", naive_mae=None, train_length: int = 0):
+                 step=None, season: int = 1, season_reason: str = "", naive_mae=None, train_length: int = 0,
+                 difference: bool = False):
         self.channels = list(channels)
         self.mean = np.asarray(mean, dtype=np.float64)  # (C,)
         self.std = np.asarray(std, dtype=np.float64)  # (C,)
@@ -109,6 +113,7 @@ class ForecastScaler:
         self.season_reason = season_reason
         self.naive_mae = np.asarray(naive_mae if naive_mae is not None else np.ones(len(self.channels)))  # (C,)
         self.train_length = int(train_length)  # steps in the training part
+        self.difference = bool(difference)  # the model reads and predicts y_t - y_(t-1)
 
     @property
     def num_channels(self) -> int:
@@ -120,13 +125,25 @@ class ForecastScaler:
         return len(self.covariates) + 2 * len(self.calendar)
 
     def scale(self, values: np.ndarray) -> np.ndarray:
-        return (values - self.mean) / self.std
+        """(T, C) values -> (T, C) z-scores (of the changes y_t - y_(t-1) with ``difference``, the first 0)."""
+        if not self.difference:
+            return (values - self.mean) / self.std
+        z = (np.diff(values, axis=0, prepend=values[:1]) - self.mean) / self.std
+        z[0] = 0.0
+        return z
 
     def unscale(self, z):
-        """Normalised values (array or tensor, channels last) back in the file's units."""
+        """Normalised values (array or tensor, channels last) back in the file's units (changes, with
+        ``difference``)."""
         if isinstance(z, torch.Tensor):
             return z * torch.as_tensor(self.std, dtype=z.dtype) + torch.as_tensor(self.mean, dtype=z.dtype)
         return z * self.std + self.mean
+
+    def to_values(self, paths: np.ndarray, last: np.ndarray) -> np.ndarray:
+        """Normalised paths (..., H, C) of the steps after observed values ``last`` (..., C) -> the
+        series' values (..., H, C): with ``difference``, the changes added up from ``last``."""
+        values = self.unscale(paths)
+        return last[..., None, :] + np.cumsum(values, axis=-2) if self.difference else values
 
     def inputs(self, series: SeriesFile, times: np.ndarray | None = None, length: int | None = None) -> np.ndarray:
         """(T, K) float32 covariates of the first ``length`` rows (default all) of ``series``, the
@@ -153,14 +170,14 @@ class ForecastScaler:
                 "covariate_std": self.covariate_std.tolist(), "calendar": self.calendar,
                 "step": list(self.step) if self.step else None, "season": self.season,
                 "season_reason": self.season_reason, "naive_mae": self.naive_mae.tolist(),
-                "train_length": self.train_length}
+                "train_length": self.train_length, "difference": self.difference}
 
     @classmethod
     def from_dict(cls, d: dict) -> "ForecastScaler":
         try:
             return cls(d["channels"], d["mean"], d["std"], d["covariates"], d["covariate_mean"], d["covariate_std"],
                        d["calendar"], d["step"], d["season"], d.get("season_reason", ""), d["naive_mae"],
-                       d["train_length"])
+                       d["train_length"], d.get("difference", False))
         except KeyError as e:
             raise CheckpointError(f"forecast scaler in config.json lacks {e}") from None
 
@@ -230,20 +247,22 @@ class ForecastData:
             raise DataError(f"{path}: the training part has {n_train} samples, fewer than one window of --seq-len "
                             f"{T} and the value after it; lower --seq-len or give a longer series")
         part = series.values[:n_train]
+        modelled = np.diff(part, axis=0) if config.difference else part  # what the model reads and predicts
         if scaler is None:
-            std = part.std(axis=0)
+            std = modelled.std(axis=0)
             flat = np.flatnonzero(std == 0)
             if len(flat):
-                raise DataError(f"{path}: channel {series.channels[flat[0]]!r} is constant over the training part "
-                                f"({part[0, flat[0]]:g}); drop it from --channels or give a series that varies")
+                what = "changes at a constant rate" if config.difference else f"is constant ({part[0, flat[0]]:g})"
+                raise DataError(f"{path}: channel {series.channels[flat[0]]!r} {what} over the training part; drop "
+                                f"it from --channels or give a series that varies")
             named = series.covariates[:n_train]
             named_std = named.std(axis=0) if named.shape[1] else np.zeros(0)
             step = time_step(series.times)
             season, why = (int(config.season), "set") if config.season != "auto" else decide_season(part, step)
-            scaler = ForecastScaler(series.channels, part.mean(axis=0), std, series.covariate_names,
+            scaler = ForecastScaler(series.channels, modelled.mean(axis=0), std, series.covariate_names,
                                     named.mean(axis=0) if named.shape[1] else [],
                                     np.where(named_std > 0, named_std, 1.0), config.calendar_features, step,
-                                    season, why, seasonal_naive_mae(part, season), n_train)
+                                    season, why, seasonal_naive_mae(part, season), n_train, config.difference)
         scaler.check(series)
         config = dataclasses.replace(config, season=str(scaler.season))
         z = scaler.scale(series.values).astype(np.float32)

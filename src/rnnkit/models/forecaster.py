@@ -45,7 +45,7 @@ from rnnkit.layers import Recurrent
 from rnnkit.layers.dropout import dropout
 
 LIKELIHOODS = ("gaussian", "squared")
-MIN_VARIANCE = 1e-4  # σ²_min, in the z-scored units: keeps the NLL bounded on a series that repeats exactly
+MIN_VARIANCE = 1e-6  # σ²_min, in the z-scored units: keeps the NLL bounded on a series that repeats exactly
 
 
 def recurrent_encoder(config: "ForecasterConfig", input_size: int) -> nn.Module:

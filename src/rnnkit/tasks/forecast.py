@@ -211,8 +211,8 @@ class ForecastTask(Task):
         all_times = None if times is None else np.concatenate([series.times[:history], times])
         covariates = scaler.inputs(series, all_times, history + horizon)
         z = scaler.scale(series.values[:history]).astype(np.float32)
-        paths = scaler.unscale(forecast_windows(model, z, covariates, np.array([history]), T, horizon, samples))
-        paths = paths[:, 0]  # (N, H, C)
+        paths = forecast_windows(model, z, covariates, np.array([history]), T, horizon, samples)[:, 0]  # (N, H, C)
+        paths = scaler.to_values(paths, series.values[history - 1])
         point = np.median(paths, axis=0) if samples > 1 else paths[0]
         qs = np.quantile(paths, list(quantiles), axis=0) if quantiles else np.zeros((0, horizon, point.shape[1]))
         if request.plot:  # before the forecast's own file: a bad --plot path writes nothing

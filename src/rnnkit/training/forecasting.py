@@ -110,7 +110,7 @@ def rolling_origin(model, data, start: int, stop: int, horizon: int, num_samples
     if len(origins) == 0:
         return None, 0
     paths = forecast_windows(model, data.z, data.covariates, origins, T, horizon, num_samples, seed)
-    values = scaler.unscale(paths)  # (N, O, H, C) in the series' units
+    values = scaler.to_values(paths, data.series.values[origins - 1])  # (N, O, H, C) in the series' units
     truth = data.series.values[origins[:, None] + np.arange(horizon)]  # (O, H, C)
     point = np.median(values, axis=0) if len(values) > 1 else values[0]
     scores = score(truth, point, scaler.naive_mae, values if len(values) > 1 else None, quantiles)
