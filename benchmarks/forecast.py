@@ -39,6 +39,7 @@ import tempfile
 import time
 import warnings
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -47,9 +48,6 @@ from common import DATA, markdown_table, print_command, rnnkit
 
 from rnnkit.tasks import read_run
 from rnnkit.training.forecasting import score, seasonal_naive
-
-HIDDEN = 64
-
 
 # -- the series -------------------------------------------------------------------------------------
 
@@ -84,9 +82,26 @@ def bonn(data_dir: Path) -> tuple[str, None, np.ndarray]:
         return "", None, np.loadtxt(io.StringIO(z.read(name).decode()))
 
 
-# name -> (reader, rnnkit's --seq-len, the horizons reported)
-SERIES = {"sunspots": (sunspots, 32, (1, 5, 11)), "co2": (co2, 48, (1, 6, 12)),
-          "mackey-glass": (mackey_glass, 64, (1, 17, 84)), "bonn": (bonn, 64, (1, 4, 16))}
+@dataclass
+class Setup:
+    """The settings both neural models share on a series, and the horizons reported."""
+
+    seq_len: int
+    horizons: tuple[int, ...]
+    hidden_size: int = 64
+    dropout: float = 0.0
+    difference: bool = False  # model y_t - y_(t-1) (rnnkit's --difference; darts: the same by hand)
+    eval_every: int = 50  # rnnkit: validate (and keep the best checkpoint) this often
+
+    def rnnkit_flags(self) -> list[str]:
+        return ["--seq-len", str(self.seq_len), "--hidden-size", str(self.hidden_size), "--dropout", str(self.dropout),
+                "--difference", str(self.difference).lower(), "--eval-every", str(self.eval_every)]
+
+
+SERIES = {"sunspots": (sunspots, Setup(32, (1, 5, 11), hidden_size=32, dropout=0.3, difference=True, eval_every=10)),
+          "co2": (co2, Setup(48, (1, 6, 12), difference=True, eval_every=20)),
+          "mackey-glass": (mackey_glass, Setup(64, (1, 17, 84))),
+          "bonn": (bonn, Setup(64, (1, 4, 16)))}
 
 
 def write_csv(path: Path, time_name: str, times, values: np.ndarray) -> None:
@@ -117,9 +132,10 @@ def autoreg_paths(values: np.ndarray, n_train: int, origins: np.ndarray, horizon
     return out
 
 
-def darts_model(values: np.ndarray, n_train: int, seq_len: int, seconds: float):
-    """darts' RNNModel (LSTM, Gaussian likelihood) trained for ``seconds`` on the training part of
-    ``values`` (scaled by darts' Scaler fitted there): (model, scaler, series, epochs)."""
+def darts_model(values: np.ndarray, n_train: int, setup: Setup, seconds: float):
+    """darts' RNNModel (LSTM, Gaussian likelihood) with ``setup``'s width, window and dropout, trained
+    for ``seconds`` on the training part of ``values`` (its changes, with ``difference``) scaled by
+    darts' Scaler fitted there: (model, scaler, series, epochs)."""
     import logging
 
     from darts import TimeSeries
@@ -129,51 +145,59 @@ def darts_model(values: np.ndarray, n_train: int, seq_len: int, seconds: float):
 
     logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-    series = TimeSeries.from_values(values.astype(np.float32))
-    scaler = Scaler().fit(series[:n_train])
+    modelled = np.diff(values) if setup.difference else values  # d[t - 1] = y_t - y_(t-1)
+    n_fit = n_train - 1 if setup.difference else n_train
+    series = TimeSeries.from_values(modelled.astype(np.float32))
+    scaler = Scaler().fit(series[:n_fit])
     scaled = scaler.transform(series)
-    model = RNNModel(model="LSTM", hidden_dim=HIDDEN, n_rnn_layers=1, input_chunk_length=seq_len,
-                     training_length=seq_len + 1, likelihood=GaussianLikelihood(), n_epochs=100_000,
-                     batch_size=32, random_state=0, optimizer_kwargs={"lr": 4e-3},
+    model = RNNModel(model="LSTM", hidden_dim=setup.hidden_size, n_rnn_layers=1, dropout=setup.dropout,
+                     input_chunk_length=setup.seq_len, training_length=setup.seq_len + 1,
+                     likelihood=GaussianLikelihood(), n_epochs=100_000, batch_size=32, random_state=0,
+                     optimizer_kwargs={"lr": 4e-3},
                      pl_trainer_kwargs={"accelerator": "cpu", "max_time": {"seconds": seconds},
                                         "enable_progress_bar": False, "enable_model_summary": False,
                                         "logger": False, "enable_checkpointing": False})
-    model.fit(scaled[:n_train], verbose=False)
+    model.fit(scaled[:n_fit], verbose=False)
     return model, scaler, scaled, model.epochs_trained
 
 
-def darts_paths(fitted, origins: np.ndarray, horizon: int, samples: int) -> np.ndarray:
-    """(N, O, H) sampled paths of a :func:`darts_model` from each origin, with the observed history."""
+def darts_paths(fitted, values: np.ndarray, origins: np.ndarray, horizon: int, samples: int,
+                difference: bool) -> np.ndarray:
+    """(N, O, H) sampled paths of a :func:`darts_model` from each origin, with the observed history
+    (changes added up from the last observed value, with ``difference``)."""
     model, scaler, scaled, _ = fitted
-    forecasts = model.historical_forecasts(scaled, start=int(origins[0]), forecast_horizon=horizon, stride=1,
+    shift = 1 if difference else 0  # the change y_o - y_(o-1) sits at index o - 1
+    forecasts = model.historical_forecasts(scaled, start=int(origins[0]) - shift, forecast_horizon=horizon, stride=1,
                                            retrain=False, last_points_only=False, num_samples=samples,
                                            overlap_end=False, verbose=False)
     paths = np.stack([scaler.inverse_transform(f).all_values()[:, 0, :] for f in forecasts], axis=1)  # (H, O, N)
     assert paths.shape[1] == len(origins), (paths.shape, len(origins))
-    return np.transpose(paths, (2, 1, 0))
+    paths = np.transpose(paths, (2, 1, 0))  # (N, O, H)
+    return values[origins - 1][None, :, None] + np.cumsum(paths, axis=-1) if difference else paths
 
 
 # -- one series -------------------------------------------------------------------------------------------
 
 
 def run_series(name: str, folder: Path, minutes: float, samples: int, data_dir: Path) -> list[list]:
-    reader, seq_len, horizons = SERIES[name]
+    reader, setup = SERIES[name]
+    seq_len = setup.seq_len
     time_name, times, values = reader(data_dir) if reader is bonn else reader()
     path = folder / f"{name}.csv"
     write_csv(path, time_name, times, values)
     out = folder / f"run-{name}"
     start = time.perf_counter()
-    rnnkit("train", str(path), "--task", "forecast", "--seq-len", str(seq_len), "--hidden-size", str(HIDDEN),
-           "--test-fraction", "0.2", "--time-limit", str(60 * minutes), "--out", str(out), "--device", "cpu")
+    rnnkit("train", str(path), "--task", "forecast", *setup.rnnkit_flags(), "--test-fraction", "0.2",
+           "--time-limit", str(60 * minutes), "--out", str(out), "--device", "cpu")
     trained = time.perf_counter() - start
     scaler = read_run(out).tokenizer
     n = len(values)
     n_test, n_val = round(n * 0.2), round(n * 0.1)
     n_train, test_start = n - n_val - n_test, n - n_test
     values2 = values[:, None]
-    fitted = darts_model(values, n_train, seq_len, 60 * minutes)
+    fitted = darts_model(values, n_train, setup, 60 * minutes)
     rows = []
-    for horizon in horizons:
+    for horizon in setup.horizons:
         ours = json.loads(rnnkit("eval", str(out), "--horizon", str(horizon), "--json", "--num-samples", str(samples)))
         origins = np.arange(max(test_start, seq_len), n - horizon + 1)
         assert len(origins) == ours["origins"], (len(origins), ours["origins"])
@@ -187,7 +211,7 @@ def run_series(name: str, folder: Path, minutes: float, samples: int, data_dir: 
         naive = mase(seasonal_naive(values2, origins, horizon, scaler.season))
         max_lag = min(3 * max(scaler.season, 8), n_train // 4)
         ar = mase(autoreg_paths(values, n_train, origins, horizon, max_lag))
-        d_paths = darts_paths(fitted, origins, horizon, samples)
+        d_paths = darts_paths(fitted, values, origins, horizon, samples, setup.difference)
         d = score(truth, np.median(d_paths, 0)[..., None], scale, d_paths[..., None])
         rows.append([name, horizon, len(origins), scaler.season, f"{persistence:.3f}", f"{naive:.3f}", f"{ar:.3f}",
                      f"{d.mase:.3f} ({d.coverage_80:.0%})", f"**{ours['mase']:.3f}** ({ours['coverage_80']:.0%})"])
