@@ -20,7 +20,7 @@ from rnnkit.data.audio import write_wav
 from rnnkit.training.trainer import Trainer
 
 CONTEXTS = ("lm", "lm conditioned", "classify", "classify tdnn", "classify esn", "tag", "tag series", "tag series esn",
-            "seq2seq", "ctc")
+            "seq2seq", "ctc", "forecast")
 ALL = set(CONTEXTS)
 ESN = {"classify esn", "tag series esn"}  # a reservoir under a readout fitted in closed form: no gradient steps
 NOT_RECURRENT = {"classify tdnn"} | ESN
@@ -28,15 +28,17 @@ RECURRENT = ALL - NOT_RECURRENT
 BY_GRADIENT = ALL - ESN
 LM = {"lm", "lm conditioned"}
 WORD_TOKENS = {"classify", "classify tdnn", "classify esn", "tag"}  # the default tokenizer of classify and tag
-VECTORS = {"tag series", "tag series esn", "ctc"}  # inputs that are no tokens
+VECTORS = {"tag series", "tag series esn", "ctc", "forecast"}  # inputs that are no tokens
+ONE_WAY = LM | {"forecast"}  # models that must read left to right
+FORECAST = {"forecast"}
 # the training file and flags of each kind of run
 FILES = {"lm": "text.txt", "lm conditioned": "table.csv", "classify": "table.csv", "classify tdnn": "table.csv",
          "classify esn": "table.csv", "tag": "chunks.txt", "tag series": "series.csv", "tag series esn": "series.csv",
-         "seq2seq": "pairs.tsv", "ctc": "speech.tsv"}
+         "seq2seq": "pairs.tsv", "ctc": "speech.tsv", "forecast": "forecast.csv"}
 BASE = {"lm": [], "lm conditioned": ["--condition-column", "CLASS"], "classify": ["--task", "classify"],
         "classify tdnn": ["--task", "classify", "--encoder", "tdnn"], "tag": ["--task", "tag"],
         "tag series": ["--task", "tag"], "seq2seq": ["--task", "seq2seq"], "ctc": ["--task", "ctc"],
-        "classify esn": ["--task", "classify", "--encoder", "esn"],
+        "forecast": ["--task", "forecast"], "classify esn": ["--task", "classify", "--encoder", "esn"],
         "tag series esn": ["--task", "tag", "--encoder", "esn"]}
 
 
@@ -80,12 +82,13 @@ TRAIN = [
     ("--recurrent-init", "glorot", [], RECURRENT, NOT_RECURRENT),
     ("--recurrent-init", "glorot", ["--cell", "minlstm"], set(), RECURRENT),
     ("--bidirectional", "false", [], BY_GRADIENT, ESN),
-    ("--bidirectional", "true", [], ALL - LM - ESN, LM | ESN),
-    ("--merge", "sum", [], {"classify", "tag", "tag series", "seq2seq", "ctc"}, LM | NOT_RECURRENT),
+    ("--bidirectional", "true", [], ALL - ONE_WAY - ESN, ONE_WAY | ESN),
+    ("--merge", "sum", [], {"classify", "tag", "tag series", "seq2seq", "ctc"}, ONE_WAY | NOT_RECURRENT),
     ("--merge", "sum", ["--bidirectional", "false"], set(), {"classify", "tag"}),
     ("--pooling", "mean", [], {"classify", "classify tdnn", "classify esn"},
      ALL - {"classify", "classify tdnn", "classify esn"}),
-    ("--encoder", "tdnn", [], ALL - LM, LM),
+    ("--encoder", "tdnn", [], ALL - ONE_WAY, ONE_WAY),
+    ("--likelihood", "squared", [], FORECAST, ALL - FORECAST),
     ("--kernel-size", "3", [], {"classify tdnn"}, ALL - {"classify tdnn"}),
     ("--spectral-radius", "0.8", [], ESN, ALL - ESN),
     ("--leak-rate", "0.5", [], ESN, ALL - ESN),
@@ -115,9 +118,9 @@ TRAIN = [
     ("--lowercase", "true", [], WORD_TOKENS | {"seq2seq"}, {"lm", "lm conditioned"} | VECTORS),
     ("--word-pattern", r"\w+", [], WORD_TOKENS | {"seq2seq"}, {"lm", "lm conditioned"} | VECTORS),
     ("--text-column", "CONTENT", [], {"lm conditioned", "classify", "classify tdnn", "classify esn"},
-     {"lm", "tag", "tag series", "tag series esn", "seq2seq", "ctc"}),
+     {"lm", "tag", "tag series", "tag series esn", "seq2seq", "ctc", "forecast"}),
     ("--label-column", "CLASS", [], {"classify", "classify tdnn", "classify esn", "tag series", "tag series esn"},
-     {"lm", "lm conditioned", "tag", "seq2seq", "ctc"}),
+     {"lm", "lm conditioned", "tag", "seq2seq", "ctc", "forecast"}),
     ("--source-column", "1", ["--target-column", "0"], {"seq2seq"}, ALL - {"seq2seq"}),
     ("--source-column", "0", ["--source-lang", "de", "--target-lang", "en"], set(), {"seq2seq"}),
     ("--target-column", "1", [], {"seq2seq"}, ALL - {"seq2seq"}),
@@ -130,9 +133,16 @@ TRAIN = [
     ("--condition-column", "CLASS", [], {"lm conditioned"}, ALL - LM),
     ("--word-column", "0", [], {"tag"}, ALL - {"tag"}),
     ("--tag-column", "-1", [], {"tag"}, ALL - {"tag"}),
-    ("--val-path", "SELF", [], ALL, set()),
-    ("--test-path", "SELF", [], ALL, set()),
-    ("--seq-len", "16", [], {"lm", "tag series", "tag series esn"}, ALL - {"lm", "tag series", "tag series esn"}),
+    ("--val-path", "SELF", [], ALL - FORECAST, FORECAST),  # a forecast splits its one series in time
+    ("--test-path", "SELF", [], ALL - FORECAST, FORECAST),
+    ("--seq-len", "16", [], {"lm", "tag series", "tag series esn", "forecast"},
+     ALL - {"lm", "tag series", "tag series esn", "forecast"}),
+    ("--channels", "value", [], FORECAST, ALL - FORECAST),
+    ("--time-column", "date", [], FORECAST, ALL - FORECAST),
+    ("--covariate-columns", "promo", [], FORECAST, ALL - FORECAST),
+    ("--calendar", "month", [], FORECAST, ALL - FORECAST),
+    ("--season", "12", [], FORECAST, ALL - FORECAST),
+    ("--difference", "true", [], FORECAST, ALL - FORECAST),
     ("--batch-size", "2", [], ALL, set()),
     ("--val-fraction", "0.2", [], ALL, set()),
     ("--val-fraction", "0.2", ["--val-path", "SELF"], set(), ALL),
@@ -176,10 +186,10 @@ TRAIN = [
     ("--patience", "2", ["--val-fraction", "0"], set(), ALL),
     ("--eval-streams", "2", [], {"lm"}, ALL - {"lm"}),
     ("--sample-length", "10", [], LM, ALL - LM),
-    ("--scheduled-sampling", "linear", [], {"seq2seq"}, ALL - {"seq2seq"}),
+    ("--scheduled-sampling", "linear", [], {"seq2seq", "forecast"}, ALL - {"seq2seq", "forecast"}),
     ("--scheduled-sampling", "linear", ["--decoder-recurrence", "output"], set(), {"seq2seq"}),
-    ("--sampling-steps", "100", ["--scheduled-sampling", "linear"], {"seq2seq"}, set()),
-    ("--sampling-steps", "100", [], set(), {"seq2seq"}),
+    ("--sampling-steps", "100", ["--scheduled-sampling", "linear"], {"seq2seq", "forecast"}, set()),
+    ("--sampling-steps", "100", [], set(), {"seq2seq", "forecast"}),
     ("--precision", "fp32", [], BY_GRADIENT, ESN),
     ("--seed", "3", [], ALL, set()),
     ("--device", "cpu", [], ALL, set()),
@@ -196,44 +206,47 @@ TRAIN = [
 
 # against a trained run of each kind: (subcommand, option, value, more flags, taken in, refused in)
 RUN_KINDS = ("lm", "lm conditioned", "classify", "classify tdnn", "classify esn", "tag", "tag series",
-             "tag series esn", "seq2seq", "ctc")
+             "tag series esn", "seq2seq", "ctc", "forecast")
 LABELLED = {"classify", "classify tdnn", "classify esn", "tag", "tag series", "tag series esn"}
 DECODED = {"seq2seq", "ctc"}
 RUNS = [
-    ("sample", "--prime", "t", [], {"lm"}, LABELLED),
-    ("sample", "--prime-file", "prime.txt", [], {"lm"}, LABELLED),
+    ("sample", "--prime", "t", [], {"lm"}, LABELLED | FORECAST),
+    ("sample", "--prime-file", "prime.txt", [], {"lm"}, LABELLED | FORECAST),
     ("sample", "--prime-file", "prime.txt", ["--prime", "t"], set(), {"lm"}),
-    ("sample", "--sample-length", "3", [], LM, LABELLED),
-    ("sample", "--temperature", "0", [], LM, LABELLED),
-    ("sample", "--top-k", "2", [], LM, LABELLED),
+    ("sample", "--sample-length", "3", [], LM, LABELLED | FORECAST),
+    ("sample", "--temperature", "0", [], LM, LABELLED | FORECAST),
+    ("sample", "--top-k", "2", [], LM, LABELLED | FORECAST),
     ("sample", "--top-k", "2", ["--temperature", "0"], set(), LM),
-    ("sample", "--top-p", "0.9", [], LM, LABELLED),
+    ("sample", "--top-p", "0.9", [], LM, LABELLED | FORECAST),
     ("sample", "--top-p", "0.9", ["--temperature", "0"], set(), LM),
-    ("sample", "--num-samples", "2", [], LM, LABELLED),
-    ("sample", "--seed", "1", [], LM, LABELLED),
+    ("sample", "--num-samples", "2", [], LM, LABELLED | FORECAST),
+    ("sample", "--seed", "1", [], LM, LABELLED | FORECAST),
     ("sample", "--seed", "1", ["--temperature", "0"], set(), LM),
-    ("sample", "--condition", "1", [], {"lm conditioned"}, {"lm"} | LABELLED),
-    ("sample", "--precision", "fp32", [], LM, LABELLED),
-    ("sample", "--device", "cpu", [], LM, LABELLED),
-    ("eval", "PATH", "SELF", [], LM | DECODED, LABELLED),
-    ("eval", "--split", "train", [], LM | DECODED, LABELLED),
+    ("sample", "--condition", "1", [], {"lm conditioned"}, {"lm"} | LABELLED | FORECAST),
+    ("sample", "--precision", "fp32", [], LM, LABELLED | FORECAST),
+    ("sample", "--device", "cpu", [], LM, LABELLED | FORECAST),
+    ("eval", "PATH", "SELF", [], LM | DECODED | FORECAST, LABELLED),
+    ("eval", "--split", "train", [], LM | DECODED | FORECAST, LABELLED),
     ("eval", "--split", "train", ["PATH"], set(), LM),
-    ("eval", "--window", "8", [], {"lm"}, {"lm conditioned"} | LABELLED | DECODED),
-    ("eval", "--dynamic", "0.1", [], {"lm"}, {"lm conditioned"} | LABELLED | DECODED),
+    ("eval", "--window", "8", [], {"lm"}, {"lm conditioned"} | LABELLED | DECODED | FORECAST),
+    ("eval", "--dynamic", "0.1", [], {"lm"}, {"lm conditioned"} | LABELLED | DECODED | FORECAST),
     ("eval", "--dynamic", "0.1", ["--window", "8"], set(), {"lm"}),
     ("eval", "--segment", "5", ["--dynamic", "0.1"], {"lm"}, {"lm conditioned"} | LABELLED),
     ("eval", "--segment", "5", [], set(), set(RUN_KINDS)),
-    ("eval", "--json", None, [], LM | DECODED, LABELLED),
-    ("eval", "--device", "cpu", [], LM | DECODED, LABELLED),
-    ("eval", "--engine", "fused", [], LM | DECODED, LABELLED),
-    ("predict", "--out", "OUT", [], LABELLED | DECODED, LM),
-    ("predict", "--device", "cpu", [], LABELLED | DECODED, LM),
-    ("predict", "--engine", "explicit", [], LABELLED - NOT_RECURRENT | DECODED, LM | NOT_RECURRENT),
+    ("eval", "--json", None, [], LM | DECODED | FORECAST, LABELLED),
+    ("eval", "--device", "cpu", [], LM | DECODED | FORECAST, LABELLED),
+    ("eval", "--engine", "fused", [], LM | DECODED | FORECAST, LABELLED),
+    ("predict", "--out", "OUT", [], LABELLED | DECODED | FORECAST, LM),
+    ("predict", "--device", "cpu", [], LABELLED | DECODED | FORECAST, LM),
+    ("predict", "--engine", "explicit", [], LABELLED - NOT_RECURRENT | DECODED | FORECAST, LM | NOT_RECURRENT),
 ]
 # decoding, for eval and predict alike
 for _command in ("eval", "predict"):
     RUNS += [
-        (_command, "--beam-size", "2", [], DECODED, {"lm", "classify", "tag"}),
+        (_command, "--beam-size", "2", [], DECODED, {"lm", "classify", "tag", "forecast"}),
+        (_command, "--horizon", "2", [], FORECAST, {"lm", "seq2seq", "classify"}),
+        (_command, "--num-samples", "5", [], FORECAST, {"lm", "ctc"}),
+        (_command, "--quantiles", "0.2,0.8", [], FORECAST, {"seq2seq", "tag"}),
         (_command, "--length-penalty", "0.5", ["--beam-size", "2"], {"seq2seq"}, {"ctc"}),
         (_command, "--length-penalty", "0.5", [], set(), {"seq2seq", "lm", "tag"}),
         (_command, "--max-length", "5", [], {"seq2seq"}, {"ctc", "lm", "classify"}),
@@ -248,7 +261,8 @@ RUNS += [
     ("predict", "--n-best", "2", ["--beam-size", "2"], {"seq2seq"}, {"ctc"}),
     ("predict", "--n-best", "2", [], set(), {"seq2seq", "classify"}),
     ("predict", "--attention-plot", "OUTPNG", [], {"seq2seq"}, {"ctc", "tag"}),
-    ("predict", "--posteriorgram", "OUTPNG", [], {"ctc"}, {"seq2seq", "classify"}),
+    ("predict", "--posteriorgram", "OUTPNG", [], {"ctc"}, {"seq2seq", "classify", "forecast"}),
+    ("predict", "--plot", "OUTPNG", [], FORECAST, {"seq2seq", "tag"}),
 ]
 
 
@@ -260,6 +274,9 @@ def write_inputs(folder, make_text, spam_table, chunk_corpus):
     rows = [f"{rng.gauss(0, 1):.3f},{rng.gauss(0, 1):.3f},{int(i // 20 % 2)}" for i in range(200)]
     (folder / "series.csv").write_text("a,b,CLASS\n" + "\n".join(rows) + "\n")
     (folder / "vectors.txt").write_text("cat " + " ".join(["0.5"] * 128) + "\n")  # the default embedding_dim
+    months = np.datetime64("2001-01") + np.arange(200)
+    rows = [f"{m},{np.sin(i / 2) + rng.gauss(0, 0.1):.3f},{i % 3}" for i, m in enumerate(months)]
+    (folder / "forecast.csv").write_text("date,value,promo\n" + "\n".join(rows) + "\n")
     (folder / "prime.txt").write_text("t")
     (folder / "settings.json").write_text(json.dumps({"dropout": 0.1}))
     rng = random.Random(1)

@@ -70,11 +70,11 @@ def test_no_module_outside_the_tasks_branches_on_a_tasks_name():
 
 
 def test_every_task_is_a_task_under_its_own_name():
-    assert set(TASKS) == {"lm", "classify", "tag", "seq2seq", "ctc"}
+    assert set(TASKS) == {"lm", "classify", "tag", "seq2seq", "ctc", "forecast"}
     for name, task in TASKS.items():
         assert isinstance(task, Task) and task.name == name and named(name) is task
         assert task.summary.startswith(name), task.summary
-    with pytest.raises(ConfigError, match="task must be one of lm, classify, tag, seq2seq, ctc; got 'parse'"):
+    with pytest.raises(ConfigError, match="task must be one of lm, classify, tag, seq2seq, ctc, forecast; got 'parse'"):
         named("parse")
 
 

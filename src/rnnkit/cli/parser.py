@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="seq2seq: draw the first source's attention over its output as a heat map")
     predict.add_argument("--posteriorgram", metavar="PNG",
                          help="ctc: draw the first utterance's label probabilities over time")
+    _forecast_flags(predict)
+    predict.add_argument("--plot", metavar="PNG", help="forecast: draw the history, the forecast and its 80 %% band")
 
     ev = sub.add_parser("eval", help="loss, bits/char and perplexity of a run")
     ev.add_argument("run", help="run folder")
@@ -89,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--engine", choices=ENGINES,
                     help="recurrent engine (default: the one the run trained on)")
     _search_flags(ev)
+    _forecast_flags(ev)
 
     report = sub.add_parser("report", help="one self-contained HTML file that shows a run: curves, samples, "
                                            "gradient flow, spectral radius, saturation, units over text, "
@@ -145,6 +148,17 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--no-memory", action="store_true", help="skip the peak-RSS processes")
     bench.add_argument("--out", metavar="FILE", help="also write every figure to FILE as JSON")
     return parser
+
+
+def _forecast_flags(parser) -> None:
+    parser.add_argument("--horizon", type=int, default=None,
+                        help="forecast: steps to forecast, each fed back as the next input (default 1)")
+    parser.add_argument("--num-samples", type=int, default=None,
+                        help="forecast, --likelihood gaussian: sampled paths, whose quantiles give the bands "
+                             "(default 200)")
+    parser.add_argument("--quantiles", default=None,
+                        help="forecast, --likelihood gaussian: comma-separated levels of the quantiles to write "
+                             "or score (default 0.1,0.5,0.9)")
 
 
 def _search_flags(parser) -> None:

@@ -15,6 +15,10 @@ its input first, as ``x``, so ``len(batch.x)`` is the number of rows B.
   sequence per row: seq2seq's token ids x (B, S) (:mod:`rnnkit.data.pairs`),
   or CTC's feature frames x (B, T', F) (:mod:`rnnkit.data.speech`); targets
   y (B, U) int64 padded with ``IGNORE``.
+- :class:`ForecastBatch` (x, covariates, y): windows of a numeric series,
+  the previous values x (B, T, C), the known inputs of each target step
+  covariates (B, T, K) (K may be 0) and the values to predict y (B, T, C)
+  (:mod:`rnnkit.data.forecast`).
 """
 
 from __future__ import annotations
@@ -43,7 +47,13 @@ class PairBatch(NamedTuple):
     y_lengths: Tensor  # (B,) >= 1
 
 
-Batch = TypeVar("Batch", StreamBatch, LabelledBatch, PairBatch)
+class ForecastBatch(NamedTuple):
+    x: Tensor  # (B, T, C) the previous values, x_t = y_(t-1)
+    covariates: Tensor  # (B, T, K) what is known in advance of each target step
+    y: Tensor  # (B, T, C) the values to predict
+
+
+Batch = TypeVar("Batch", StreamBatch, LabelledBatch, PairBatch, ForecastBatch)
 
 
 def to_device(batch: Batch, device: torch.device | str) -> Batch:

@@ -17,6 +17,7 @@ from rnnkit.errors import ConfigError
 from rnnkit.tasks.base import Task
 from rnnkit.tasks.classify import ClassifyData, ClassifyTask
 from rnnkit.tasks.ctc import CTCTask
+from rnnkit.tasks.forecast import ForecastTask
 from rnnkit.tasks.lm import LanguageModelData, LanguageModelTask, LanguageModelTraining
 from rnnkit.tasks.seq2seq import Seq2SeqTask, Seq2SeqTraining
 from rnnkit.tasks.tag import TagData, TagTask
@@ -31,6 +32,7 @@ TASKS: dict[str, Task] = {task.name: task for task in (
     TagTask(),
     Seq2SeqTask(),
     CTCTask(),
+    ForecastTask(),
 )}
 
 
@@ -44,7 +46,8 @@ def named(name: str) -> Task:
 def read_data(path: str | Path, config: DataConfig | None = None, spell: bool = False):
     """The data of ``config.task`` read from ``path`` as `rnnkit train` reads it: a
     :class:`rnnkit.data.TextData` (lm), :class:`~rnnkit.data.LabelledData` (classify, tag, a
-    conditioned lm), :class:`~rnnkit.data.PairData` (seq2seq) or :class:`~rnnkit.data.SpeechData` (ctc)."""
+    conditioned lm), :class:`~rnnkit.data.PairData` (seq2seq), :class:`~rnnkit.data.SpeechData` (ctc) or
+    :class:`~rnnkit.data.forecast.ForecastData` (forecast)."""
     config = dataclasses.replace(config or DataConfig(), path=str(path))
     return named(config.task).read_data(config, spell=spell)
 
@@ -72,6 +75,6 @@ class Trainer(trainer.Trainer):
         super().__init__(model, data, config, out, callbacks, quiet, task=task or named(data.config.task))
 
 
-__all__ = ["TASKS", "CTCTask", "ClassifyData", "ClassifyTask", "LanguageModelData", "LanguageModelTask",
+__all__ = ["TASKS", "CTCTask", "ClassifyData", "ClassifyTask", "ForecastTask", "LanguageModelData", "LanguageModelTask",
            "LanguageModelTraining", "Seq2SeqTask", "Seq2SeqTraining", "TagData", "TagTask", "Task", "Trainer",
            "load_run", "named", "read_data", "read_run"]

@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from rnnkit.config import CHAR_FEATURES_NEED_WORDS, TrainConfig, check_at_least, check_choice, setting, to_dict
+from rnnkit.config import CHAR_FEATURES_NEED_WORDS, TrainConfig, to_dict
 from rnnkit.data.files import read_text
 from rnnkit.data.pairs import PairConfig, PairData, encode_line, read_pairs, references
 from rnnkit.data.tokenizers import choose_tokenizer
@@ -27,29 +27,22 @@ from rnnkit.models.beam import Search
 from rnnkit.tasks.base import Task
 from rnnkit.tasks.labelled import ENCODER_RULES
 from rnnkit.training.decode import decode, error_rates, evaluate_pairs, score, score_pairs
-from rnnkit.training.optim import teacher_forcing
+from rnnkit.training.optim import ScheduledSampling, schedule_teacher_forcing
 from rnnkit.training.plots import plot_alignment
 from rnnkit.training.report import figure_html, note_html
 
 TSV = "--task seq2seq over a TSV (not --source-lang)"
-SCHEDULES = ("none", "linear", "exponential", "inverse_sigmoid")
 
 
 @dataclass
-class Seq2SeqTraining(TrainConfig):
-    """:class:`rnnkit.config.TrainConfig` and scheduled sampling: how often the decoder reads its own
+class Seq2SeqTraining(ScheduledSampling, TrainConfig):
+    """:class:`rnnkit.config.TrainConfig` and scheduled sampling
+    (:class:`rnnkit.training.optim.ScheduledSampling`): how often the decoder reads its own
     tokens instead of the target's as training goes on."""
-
-    scheduled_sampling: str = setting("seq2seq: feed the decoder its own sampled tokens instead of the "
-                                      "target's, more often as training goes on (Bengio et al. 2015): none "
-                                      "(teacher forcing), linear, exponential or inverse_sigmoid", default="none")
-    sampling_steps: int = setting("seq2seq: the step at which scheduled sampling feeds the model's own tokens "
-                                  "half the time", default=5000)
 
     def __post_init__(self):
         super().__post_init__()
-        check_choice(self, "scheduled_sampling", SCHEDULES)
-        check_at_least(self, "sampling_steps", 1)
+        self.check_sampling()
 
 
 def _attending(choice) -> bool:
@@ -132,10 +125,7 @@ class Seq2SeqTask(Task):
                 **{k: decoded[k] for k in ("token_error_rate", "sequence_error_rate", "bleu")}}
 
     def before_step(self, model, step, config) -> dict:
-        if config.scheduled_sampling == "none":
-            return {}
-        model.teacher_forcing = teacher_forcing(config, step)  # the chance of reading the target's token
-        return {"teacher_forcing": round(model.teacher_forcing, 4)}
+        return schedule_teacher_forcing(model, config, step)  # the chance of reading the target's token
 
     def criterion(self, metrics: dict) -> float:
         """The decoded outputs' token error rate: the loss can rise as the outputs grow confident

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from rnnkit.config import TrainConfig
+from rnnkit.config import TrainConfig, check_at_least, check_choice, setting
 
 
 def penalised(p: nn.Parameter) -> bool:
@@ -152,11 +152,42 @@ def learning_rate(cfg: TrainConfig, step: int, progress: float) -> float:
     return cfg.lr * (m + (1 - m) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
 
 
+SAMPLING_SCHEDULES = ("none", "linear", "exponential", "inverse_sigmoid")
+
+
+@dataclass
+class ScheduledSampling:
+    """The settings of scheduled sampling (a mixin of a task's training config: seq2seq's,
+    forecast's): how often the model reads its own previous output instead of the target's
+    as training goes on (:func:`teacher_forcing`); :meth:`check_sampling` validates them."""
+
+    scheduled_sampling: str = setting("seq2seq, forecast: feed the model its own previous outputs (sampled) "
+                                      "instead of the target's, more often as training goes on (Bengio et al. "
+                                      "2015): none (teacher forcing), linear, exponential or inverse_sigmoid",
+                                      default="none")
+    sampling_steps: int = setting("seq2seq, forecast: the step at which scheduled sampling feeds the model's "
+                                  "own outputs half the time", default=5000)
+
+    def check_sampling(self) -> None:
+        check_choice(self, "scheduled_sampling", SAMPLING_SCHEDULES)
+        check_at_least(self, "sampling_steps", 1)
+
+
+def schedule_teacher_forcing(model, cfg, step: int) -> dict:
+    """Set ``model.teacher_forcing`` (the chance of reading the target's previous value) for
+    training step ``step`` under ``cfg`` (a :class:`ScheduledSampling`); what goes into the
+    step's metrics line ({} under teacher forcing throughout)."""
+    if cfg.scheduled_sampling == "none":
+        return {}
+    model.teacher_forcing = teacher_forcing(cfg, step)
+    return {"teacher_forcing": round(model.teacher_forcing, 4)}
+
+
 def teacher_forcing(cfg, step: int) -> float:
     """The chance ε_i of feeding a sequence-to-sequence decoder the target's
-    token at training step i (scheduled sampling, Bengio et al. 2015), falling
+    token (a forecaster the observed value) at training step i (scheduled sampling, Bengio et al. 2015), falling
     from 1 and crossing 1/2 at i = k = ``sampling_steps`` (``cfg``: a
-    :class:`rnnkit.tasks.Seq2SeqTraining`):
+    :class:`ScheduledSampling`):
 
     - ``linear``: ε_i = max(0, 1 - i / 2k);
     - ``exponential``: ε_i = 2^(-i/k)  (their k^i, with their k = 2^(-1/k));

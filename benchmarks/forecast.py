@@ -1,0 +1,245 @@
+"""Forecasting (``--task forecast``): rnnkit's LSTM against persistence, the
+seasonal naive forecast, an autoregressive model (statsmodels' AutoReg, its
+order chosen by AIC) and darts' RNNModel (an LSTM with a Gaussian likelihood)
+at the same budget, in one run, on four series:
+
+- ``sunspots``: yearly sunspot numbers 1700-2008 (309 values), shipped inside
+  statsmodels (``statsmodels.datasets.sunspots``; nothing is downloaded);
+- ``co2``: the Mauna Loa CO2 series shipped with statsmodels
+  (``statsmodels.datasets.co2``), weekly 1958-2001, as monthly means, its 59
+  missing weeks left out of the means (a month without any value, none here,
+  would be interpolated);
+- ``mackey-glass``: the Mackey-Glass delay equation dx/dt = 0.2 x(t-17) /
+  (1 + x(t-17)^10) - 0.1 x(t), integrated by Euler steps of 0.1 from x = 1.2,
+  sampled every time unit, the first 1,000 units dropped (the echo state
+  network's benchmark; Jaeger and Haas 2004);
+- ``bonn``: one recording of the Bonn EEG (set A, Z001: 4,097 samples at
+  173.61 Hz), read from the zip in ``../shared/data/bonn_eeg`` with zipfile.
+
+Each series is written to a CSV in a temporary folder and split in time by
+rnnkit (train, ``--val-fraction 0.1``, ``--test-fraction 0.2``). rnnkit trains
+through the command line for ``--minutes`` and is scored by ``rnnkit eval RUN
+--horizon H --json`` (rolling origin over the test part). The baselines forecast
+from the very same origins with the same history, and are scored by the same
+function (``rnnkit.training.forecasting.score``): MASE against the training
+part's in-sample seasonal naive error (the season as rnnkit decided it), and for
+the probabilistic models the coverage of the central 80 % interval. darts'
+RNNModel gets the same hidden size, input window and wall-clock budget
+(``max_time``), and its own scaler fitted on the training part.
+
+    python benchmarks/forecast.py [--minutes 1] [--series sunspots,co2,mackey-glass,bonn]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import tempfile
+import time
+import warnings
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from common import DATA, markdown_table, print_command, rnnkit
+
+from rnnkit.tasks import read_run
+from rnnkit.training.forecasting import score, seasonal_naive
+
+# -- the series -------------------------------------------------------------------------------------
+
+
+def sunspots() -> tuple[str, np.ndarray, np.ndarray]:
+    import statsmodels.api as sm
+
+    d = sm.datasets.sunspots.load_pandas().data
+    return "YEAR", d["YEAR"].astype(int).astype(str).to_numpy(), d["SUNACTIVITY"].to_numpy()
+
+
+def co2() -> tuple[str, np.ndarray, np.ndarray]:
+    import statsmodels.api as sm
+
+    weekly = sm.datasets.co2.load_pandas().data["co2"]
+    monthly = weekly.resample("MS").mean().interpolate()
+    return "month", monthly.index.strftime("%Y-%m").to_numpy(), monthly.to_numpy()
+
+
+def mackey_glass(n: int = 3000, tau: int = 17, dt: float = 0.1, drop: int = 1000) -> tuple[str, None, np.ndarray]:
+    steps, lag = round(1 / dt), round(tau / dt)
+    x = np.full(lag + 1 + (n + drop) * steps, 1.2)
+    for t in range(lag, len(x) - 1):
+        delayed = x[t - lag]
+        x[t + 1] = x[t] + dt * (0.2 * delayed / (1 + delayed ** 10) - 0.1 * x[t])
+    return "", None, x[lag::steps][drop:drop + n]
+
+
+def bonn(data_dir: Path) -> tuple[str, None, np.ndarray]:
+    with zipfile.ZipFile(data_dir / "bonn_eeg" / "bonn_eeg_dataset.zip") as z:
+        name = next(n for n in z.namelist() if n.endswith("Z001.txt"))
+        return "", None, np.loadtxt(io.StringIO(z.read(name).decode()))
+
+
+@dataclass
+class Setup:
+    """The settings both neural models share on a series, and the horizons reported."""
+
+    seq_len: int
+    horizons: tuple[int, ...]
+    hidden_size: int = 64
+    dropout: float = 0.0
+    difference: bool = False  # model y_t - y_(t-1) (rnnkit's --difference; darts: the same by hand)
+    eval_every: int = 50  # rnnkit: validate (and keep the best checkpoint) this often
+
+    def rnnkit_flags(self) -> list[str]:
+        return ["--seq-len", str(self.seq_len), "--hidden-size", str(self.hidden_size), "--dropout", str(self.dropout),
+                "--difference", str(self.difference).lower(), "--eval-every", str(self.eval_every)]
+
+
+SERIES = {"sunspots": (sunspots, Setup(32, (1, 5, 11), hidden_size=32, dropout=0.3, difference=True, eval_every=10)),
+          "co2": (co2, Setup(48, (1, 6, 12), difference=True, eval_every=20)),
+          "mackey-glass": (mackey_glass, Setup(64, (1, 17, 84))),
+          "bonn": (bonn, Setup(64, (1, 4, 16)))}
+
+
+def write_csv(path: Path, time_name: str, times, values: np.ndarray) -> None:
+    if times is None:
+        path.write_text("value\n" + "\n".join(f"{v:.6g}" for v in values) + "\n")
+    else:
+        path.write_text(f"{time_name},value\n" + "\n".join(f"{t},{v:.6g}" for t, v in zip(times, values)) + "\n")
+
+
+# -- the baselines ------------------------------------------------------------------------------------
+
+
+def autoreg_paths(values: np.ndarray, n_train: int, origins: np.ndarray, horizon: int, max_lag: int) -> np.ndarray:
+    """(O, H) AutoReg forecasts: the order by AIC up to ``max_lag`` on the training part, then the
+    fitted recursion run from each origin's observed history."""
+    from statsmodels.tsa.ar_model import AutoReg, ar_select_order
+
+    order = ar_select_order(values[:n_train], maxlag=max_lag, ic="aic", trend="c").ar_lags
+    fit = AutoReg(values[:n_train], lags=order, trend="c").fit()
+    const, coefs = fit.params[0], fit.params[1:]
+    lags = np.asarray(order if order is not None else [], dtype=int)
+    out = np.empty((len(origins), horizon))
+    for i, o in enumerate(origins):
+        history = list(values[:o])
+        for h in range(horizon):
+            history.append(const + sum(c * history[-lag] for c, lag in zip(coefs, lags)))
+        out[i] = history[o:o + horizon]
+    return out
+
+
+def darts_model(values: np.ndarray, n_train: int, setup: Setup, seconds: float):
+    """darts' RNNModel (LSTM, Gaussian likelihood) with ``setup``'s width, window and dropout, trained
+    for ``seconds`` on the training part of ``values`` (its changes, with ``difference``) scaled by
+    darts' Scaler fitted there: (model, scaler, series, epochs)."""
+    import logging
+
+    from darts import TimeSeries
+    from darts.dataprocessing.transformers import Scaler
+    from darts.models import RNNModel
+    from darts.utils.likelihood_models import GaussianLikelihood
+
+    logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    modelled = np.diff(values) if setup.difference else values  # d[t - 1] = y_t - y_(t-1)
+    n_fit = n_train - 1 if setup.difference else n_train
+    series = TimeSeries.from_values(modelled.astype(np.float32))
+    scaler = Scaler().fit(series[:n_fit])
+    scaled = scaler.transform(series)
+    model = RNNModel(model="LSTM", hidden_dim=setup.hidden_size, n_rnn_layers=1, dropout=setup.dropout,
+                     input_chunk_length=setup.seq_len, training_length=setup.seq_len + 1,
+                     likelihood=GaussianLikelihood(), n_epochs=100_000, batch_size=32, random_state=0,
+                     optimizer_kwargs={"lr": 4e-3},
+                     pl_trainer_kwargs={"accelerator": "cpu", "max_time": {"seconds": seconds},
+                                        "enable_progress_bar": False, "enable_model_summary": False,
+                                        "logger": False, "enable_checkpointing": False})
+    model.fit(scaled[:n_fit], verbose=False)
+    return model, scaler, scaled, model.epochs_trained
+
+
+def darts_paths(fitted, values: np.ndarray, origins: np.ndarray, horizon: int, samples: int,
+                difference: bool) -> np.ndarray:
+    """(N, O, H) sampled paths of a :func:`darts_model` from each origin, with the observed history
+    (changes added up from the last observed value, with ``difference``)."""
+    model, scaler, scaled, _ = fitted
+    shift = 1 if difference else 0  # the change y_o - y_(o-1) sits at index o - 1
+    forecasts = model.historical_forecasts(scaled, start=int(origins[0]) - shift, forecast_horizon=horizon, stride=1,
+                                           retrain=False, last_points_only=False, num_samples=samples,
+                                           overlap_end=False, verbose=False)
+    paths = np.stack([scaler.inverse_transform(f).all_values()[:, 0, :] for f in forecasts], axis=1)  # (H, O, N)
+    assert paths.shape[1] == len(origins), (paths.shape, len(origins))
+    paths = np.transpose(paths, (2, 1, 0))  # (N, O, H)
+    return values[origins - 1][None, :, None] + np.cumsum(paths, axis=-1) if difference else paths
+
+
+# -- one series -------------------------------------------------------------------------------------------
+
+
+def run_series(name: str, folder: Path, minutes: float, samples: int, data_dir: Path) -> list[list]:
+    reader, setup = SERIES[name]
+    seq_len = setup.seq_len
+    time_name, times, values = reader(data_dir) if reader is bonn else reader()
+    path = folder / f"{name}.csv"
+    write_csv(path, time_name, times, values)
+    out = folder / f"run-{name}"
+    start = time.perf_counter()
+    rnnkit("train", str(path), "--task", "forecast", *setup.rnnkit_flags(), "--test-fraction", "0.2",
+           "--time-limit", str(60 * minutes), "--out", str(out), "--device", "cpu")
+    trained = time.perf_counter() - start
+    scaler = read_run(out).tokenizer
+    n = len(values)
+    n_test, n_val = round(n * 0.2), round(n * 0.1)
+    n_train, test_start = n - n_val - n_test, n - n_test
+    values2 = values[:, None]
+    fitted = darts_model(values, n_train, setup, 60 * minutes)
+    rows = []
+    for horizon in setup.horizons:
+        ours = json.loads(rnnkit("eval", str(out), "--horizon", str(horizon), "--json", "--num-samples", str(samples)))
+        origins = np.arange(max(test_start, seq_len), n - horizon + 1)
+        assert len(origins) == ours["origins"], (len(origins), ours["origins"])
+        truth = values2[origins[:, None] + np.arange(horizon)]  # (O, H, 1)
+        scale = scaler.naive_mae
+
+        def mase(point):
+            return score(truth, point.reshape(truth.shape), scale).mase
+
+        persistence = mase(seasonal_naive(values2, origins, horizon, 1))
+        naive = mase(seasonal_naive(values2, origins, horizon, scaler.season))
+        max_lag = min(3 * max(scaler.season, 8), n_train // 4)
+        ar = mase(autoreg_paths(values, n_train, origins, horizon, max_lag))
+        d_paths = darts_paths(fitted, values, origins, horizon, samples, setup.difference)
+        d = score(truth, np.median(d_paths, 0)[..., None], scale, d_paths[..., None])
+        rows.append([name, horizon, len(origins), scaler.season, f"{persistence:.3f}", f"{naive:.3f}", f"{ar:.3f}",
+                     f"{d.mase:.3f} ({d.coverage_80:.0%})", f"**{ours['mase']:.3f}** ({ours['coverage_80']:.0%})"])
+        print(markdown_table(COLUMNS, rows[-1:]), f"(darts: {fitted[3]} epochs; rnnkit trained {trained:.0f} s)",
+              flush=True)
+    return rows
+
+
+COLUMNS = ["series", "horizon", "origins", "season", "persistence", "seasonal naive", "AutoReg (AIC)",
+           "darts RNNModel (80% cover)", "rnnkit LSTM (80% cover)"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=1.0, help="training budget of each neural model a series")
+    parser.add_argument("--series", default=",".join(SERIES), help="comma-separated subset of " + ", ".join(SERIES))
+    parser.add_argument("--samples", type=int, default=200, help="sampled paths of each probabilistic forecast")
+    parser.add_argument("--data-dir", type=Path, default=DATA)
+    args = parser.parse_args()
+    print_command()
+    warnings.filterwarnings("ignore")
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        for name in args.series.split(","):
+            rows += run_series(name, Path(folder), args.minutes, args.samples, args.data_dir)
+    print("\nMASE (lower is better; the coverage of the 80 % interval in brackets)\n")
+    print(markdown_table(COLUMNS, rows))
+
+
+if __name__ == "__main__":
+    main()

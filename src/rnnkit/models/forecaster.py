@@ -1,0 +1,193 @@
+"""A forecaster: the next values of a numeric series at every step, from the
+values before them and what is known in advance (covariates), read left to
+right by an encoder and turned into a distribution by a head (the recurrent
+pattern "output at every step" with real-valued outputs).
+
+    u_t = [x_t ; k_t]                            (B, T, C + K)  x_t = y_(t-1)
+    h_t = encoder(u_1..u_t)                      (B, T, H)
+    gaussian:  μ_t = W_μ h_t + b_μ               (B, T, C)
+               σ²_t = softplus(W_σ h_t + b_σ) + σ²_min
+               loss = mean_(t, c) ½ (log 2π + log σ²_t + (y_t - μ_t)² / σ²_t)
+    squared:   μ_t = W_μ h_t + b_μ; loss = mean_(t, c) (y_t - μ_t)²
+
+The Gaussian head is DeepAR's (Salinas et al. 2017): a mean and a variance
+per channel, the variance kept positive by a softplus, trained by the
+negative log-likelihood (``F.gaussian_nll_loss``). Deviation: DeepAR scales
+each series by its own mean inside the model; here the data layer has
+already z-scored each channel with the training part's statistics.
+
+Training is teacher-forced (x_t is the observed y_(t-1)); with scheduled
+sampling (``teacher_forcing`` ε < 1, set by the task each step) each row's
+x_t is, with chance 1 - ε, the model's own draw for step t - 1 instead
+(Bengio et al. 2015), with no gradient through the draw. A forecast
+(:meth:`Forecaster.forecast`) reads a window of observed values, then feeds
+its own draws back for the steps after it: sampled paths (gaussian) or the
+point path (squared).
+
+The encoder is a seam (:data:`ENCODERS`): anything with
+``forward(u (B, T, I), state) -> (h (B, T, H), state)`` and ``output_size``
+that :func:`build_encoder` can build from the settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from rnnkit.config import ModelConfig, check_choice, setting
+from rnnkit.data.batches import ForecastBatch
+from rnnkit.kernels import State, cell_options
+from rnnkit.layers import Recurrent
+from rnnkit.layers.dropout import dropout
+
+LIKELIHOODS = ("gaussian", "squared")
+MIN_VARIANCE = 1e-6  # σ²_min, in the z-scored units: keeps the NLL bounded on a series that repeats exactly
+
+
+def recurrent_encoder(config: "ForecasterConfig", input_size: int) -> nn.Module:
+    """The recurrent stack, read left to right: ``forward(u, state) -> (h, state)``."""
+    c = config
+    return Recurrent(c.cell, input_size, c.hidden_size, c.num_layers, dropout=c.dropout, bidirectional=False,
+                     engine=c.engine, weight_drop=c.weight_drop, batchnorm=c.batchnorm,
+                     **cell_options(c.cell, c), input_init=c.input_init, recurrent_init=c.recurrent_init)
+
+
+# --encoder NAME -> a builder (config, input_size) -> encoder module
+ENCODERS = {"rnn": recurrent_encoder}
+
+
+@dataclass
+class ForecasterConfig(ModelConfig):
+    """:class:`rnnkit.config.ModelConfig` (smaller defaults: a series has few inputs) and the
+    forecaster's encoder and head."""
+
+    hidden_size: int = setting("units per layer (char-rnn: rnn_size)", default=64)
+    num_layers: int = setting("stacked recurrent layers", default=1)
+    dropout: float = setting("dropout on embeddings, between layers and before the output layer", default=0.0)
+    encoder: str = setting("what reads the inputs: classify, tag, seq2seq, ctc: rnn (the recurrent cells) or "
+                           "tdnn (a time-delay network: 1-D convolutions over time, the finite-window baseline); "
+                           "forecast: rnn", default="rnn")
+    likelihood: str = setting("forecast: the head and its loss: gaussian (a mean and a variance per channel, the "
+                              "negative log-likelihood, as DeepAR; forecasts are sampled paths) or squared "
+                              "(the mean alone, squared error; forecasts are one point path)", default="gaussian")
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_choice(self, "encoder", tuple(ENCODERS))
+        check_choice(self, "likelihood", LIKELIHOODS)
+
+
+def build_encoder(config: ForecasterConfig, input_size: int) -> nn.Module:
+    return ENCODERS[config.encoder](config, input_size)
+
+
+class Prediction(NamedTuple):
+    mean: Tensor  # (B, T, C) μ, z-scored units
+    variance: Tensor | None  # (B, T, C) σ², None for squared error
+    state: State | None  # the encoder's after the last step
+
+
+class Forecaster(nn.Module):
+    """Args: ``num_channels`` (C), ``num_covariates`` (K), and the fields of
+    :class:`ForecasterConfig` as keywords.
+
+    ``forward(x, covariates, targets=None, state=None) -> (Prediction, loss)``
+    for previous values x (B, T, C), known inputs covariates (B, T, K) and
+    targets (B, T, C); ``loss(batch, state)`` the Trainer's entry point on a
+    :class:`ForecastBatch`; ``forecast(...)`` multi-step paths.
+    """
+
+    def __init__(self, num_channels: int, num_covariates: int = 0, **config):
+        super().__init__()
+        self.config = ForecasterConfig(**{**config, "bidirectional": False})
+        self.num_channels, self.num_covariates = num_channels, num_covariates
+        self.encoder = build_encoder(self.config, num_channels + num_covariates)
+        self.gaussian = self.config.likelihood == "gaussian"
+        self.head = nn.Linear(self.encoder.output_size, num_channels * (2 if self.gaussian else 1))
+        self.teacher_forcing = 1.0  # ε: the chance of reading the observed previous value (scheduled sampling)
+
+    def _head(self, h: Tensor) -> tuple[Tensor, Tensor | None]:
+        """h (B, T, H) -> μ (B, T, C), σ² (B, T, C) or None."""
+        out = self.head(dropout(h, self.config.dropout, self.training))
+        if not self.gaussian:
+            return out, None
+        mean, raw = out.chunk(2, dim=-1)
+        return mean, F.softplus(raw) + MIN_VARIANCE
+
+    def _check(self, x: Tensor, covariates: Tensor) -> None:
+        C, K = self.num_channels, self.num_covariates
+        if x.dim() != 3 or x.shape[-1] != C or covariates.shape != (*x.shape[:2], K):
+            raise ValueError(f"Forecaster: expected x (B, T, {C}) and covariates (B, T, {K}), got "
+                             f"{tuple(x.shape)} and {tuple(covariates.shape)}")
+
+    def forward(self, x: Tensor, covariates: Tensor, targets: Tensor | None = None,
+                state: State | None = None) -> tuple[Prediction, Tensor | None]:
+        self._check(x, covariates)
+        h, state = self.encoder(torch.cat([x, covariates], dim=-1), state)  # (B, T, H)
+        mean, variance = self._head(h)
+        loss = None if targets is None else self.nll(mean, variance, targets)
+        return Prediction(mean, variance, state), loss
+
+    def nll(self, mean: Tensor, variance: Tensor | None, targets: Tensor) -> Tensor:
+        """The mean loss per value: Gaussian negative log-likelihood in nats, or squared error."""
+        if variance is None:
+            return F.mse_loss(mean, targets)
+        return F.gaussian_nll_loss(mean, targets, variance, full=True, eps=MIN_VARIANCE)
+
+    def draw(self, mean: Tensor, variance: Tensor | None, generator: torch.Generator | None = None) -> Tensor:
+        """A value from the predicted distribution (μ itself for squared error)."""
+        if variance is None:
+            return mean
+        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        return mean + variance.sqrt() * noise
+
+    def loss(self, batch: ForecastBatch, state: State | None = None) -> tuple[Tensor, None]:
+        if not self.training or self.teacher_forcing >= 1.0:
+            return self(batch.x, batch.covariates, batch.y)[1], None
+        return self._scheduled_sampling_loss(batch), None
+
+    def _scheduled_sampling_loss(self, batch: ForecastBatch) -> Tensor:
+        """Step by step, each row reading its own previous draw with chance 1 - ε."""
+        x, k, y = batch
+        B, T, _ = x.shape
+        state, previous, means, variances = None, None, [], []
+        for t in range(T):
+            x_t = x[:, t:t + 1]  # (B, 1, C)
+            if previous is not None:
+                own = torch.rand(B, 1, 1, device=x.device) >= self.teacher_forcing
+                x_t = torch.where(own, previous, x_t)
+            h, state = self.encoder(torch.cat([x_t, k[:, t:t + 1]], dim=-1), state)
+            mean, variance = self._head(h)
+            means.append(mean)
+            variances.append(variance)
+            previous = self.draw(mean, variance).detach()
+        return self.nll(torch.cat(means, 1), torch.cat(variances, 1) if self.gaussian else None, y)
+
+    @torch.no_grad()
+    def forecast(self, x: Tensor, covariates: Tensor, horizon: int, num_samples: int = 1,
+                 generator: torch.Generator | None = None) -> Tensor:
+        """Paths of ``horizon`` steps after each window: (B, N, horizon, C), z-scored.
+
+        x (B, T, C) is a window of observed values and covariates (B, T + horizon - 1, K) the
+        known inputs of its target steps and of the horizon's (the window's last output
+        predicts the first step after it). Each of the N = ``num_samples`` paths feeds its
+        own draws back (squared error: the one point path, N = 1)."""
+        B, T, C = x.shape
+        N = num_samples if self.gaussian else 1
+        prediction, _ = self(x, covariates[:, :T])
+        state = tuple(s.repeat_interleave(N, dim=1) for s in prediction.state)  # (L, B * N, H)
+        mean = prediction.mean[:, -1:].repeat_interleave(N, dim=0)  # (B * N, 1, C)
+        variance = None if prediction.variance is None else prediction.variance[:, -1:].repeat_interleave(N, dim=0)
+        future = covariates[:, T:].repeat_interleave(N, dim=0)  # (B * N, horizon - 1, K)
+        steps = []
+        for h in range(horizon):
+            value = self.draw(mean, variance, generator)  # (B * N, 1, C)
+            steps.append(value)
+            if h + 1 < horizon:
+                out, state = self.encoder(torch.cat([value, future[:, h:h + 1]], dim=-1), state)
+                mean, variance = self._head(out)
+        return torch.cat(steps, dim=1).view(B, N, horizon, C)

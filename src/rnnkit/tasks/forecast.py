@@ -1,0 +1,295 @@
+"""Forecasting (``--task forecast``): the next values of one or more numeric
+channels at every step (:class:`rnnkit.models.forecaster.Forecaster`), from a
+CSV/TSV/NPY series split in time (:mod:`rnnkit.data.forecast`).
+
+Validation scores the one-step forecast of each validation step from the
+``seq_len`` values before it: the loss (Gaussian negative log-likelihood or
+squared error, z-scored units), which picks the best checkpoint, and MAE, RMSE
+and MASE in the series' units. ``rnnkit eval`` forecasts ``--horizon`` steps
+from every origin of the test part (rolling origin) and prints MAE, RMSE, MASE
+(beside the seasonal naive forecast's), CRPS, quantile loss and the coverage of
+the 80 % interval (:mod:`rnnkit.training.forecasting`); ``rnnkit predict``
+writes the forecast after a series' rows in its own format, with quantile
+columns, and on request a PNG of history, forecast and bands.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rnnkit.config import TrainConfig, to_dict
+from rnnkit.data.calendar import format_times, future_times
+from rnnkit.data.forecast import ForecastConfig, ForecastData
+from rnnkit.data.series_table import read_series_file
+from rnnkit.errors import ConfigError, DataError
+from rnnkit.models.forecaster import Forecaster, ForecasterConfig
+from rnnkit.tasks.base import Task
+from rnnkit.training.forecasting import DEFAULT_QUANTILES, forecast_figure, forecast_windows, rolling_origin
+from rnnkit.training.optim import ScheduledSampling, schedule_teacher_forcing
+from rnnkit.training.plots import png
+from rnnkit.training.runs import write_output
+
+DEFAULT_SAMPLES = 200
+
+
+@dataclass
+class ForecastTraining(ScheduledSampling, TrainConfig):
+    """:class:`rnnkit.config.TrainConfig` and scheduled sampling
+    (:class:`rnnkit.training.optim.ScheduledSampling`): how often the forecaster reads its own
+    draw of the previous value instead of the observed one as training goes on."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.check_sampling()
+
+
+class ForecastTask(Task):
+    name = "forecast"
+    summary = "forecast (the next values of a numeric series)"
+    model_config = ForecasterConfig
+    data_config = ForecastConfig
+    train_config = ForecastTraining
+    rules = {
+        "seq_len": (lambda c: True, ""),
+        "bidirectional": (lambda c: c.model.bidirectional is not True,
+                          "a model that may read ahead (a forecaster reads left to right)"),
+        "sampling_steps": (lambda c: c.train.scheduled_sampling != "none",
+                           "--scheduled-sampling linear, exponential or inverse_sigmoid"),
+    }
+    eval_options = frozenset({"horizon", "num_samples", "quantiles"})
+    predict_options = eval_options | {"plot"}
+
+    def token_kinds(self, choice) -> set[str]:
+        return {"none"}
+
+    def reads_both_ways(self, choice) -> bool:
+        return False
+
+    def decide(self, data_cfg):
+        return data_cfg, []  # the season is decided while reading (describe says it)
+
+    # -- data and model --------------------------------------------------------------------------
+
+    def read_data(self, config, run=None, spell=False):
+        config = self.own(config)
+        return ForecastData.from_file(config.path, config, run.tokenizer if run else None)
+
+    def build_model(self, model_cfg, tokenizer, labels=None, target_tokenizer=None):
+        return Forecaster(tokenizer.num_channels, tokenizer.num_covariates, **to_dict(model_cfg))
+
+    def unit_of(self, data) -> str:
+        return "steps"
+
+    def describe(self, data) -> str:
+        s = data.tokenizer
+        season = f"season {s.season} ({'set' if s.season_reason == 'set' else 'auto: ' + s.season_reason})"
+        inputs = f", {s.num_covariates} known inputs" if s.num_covariates else ""
+        plural = "s" if s.num_channels > 1 else ""
+        return f"{s.num_channels} channel{plural} ({', '.join(s.channels)}){inputs}, {season}"
+
+    # -- training --------------------------------------------------------------------------------
+
+    def validate(self, model, data, split="val", group=None, config=None) -> dict:
+        """One-step forecasts of each step of ``split``: loss (z-scored), MAE, RMSE, MASE (the series' units)."""
+        if not len(getattr(data, split)):
+            return {}
+        was_training = model.training
+        model.eval()
+        losses, errors = [], []
+        try:
+            with torch.no_grad():
+                for batch in data.eval_batches(split):
+                    prediction, _ = model(batch.x, batch.covariates)
+                    mean = prediction.mean[:, -1]  # (B, C): the forecast of each window's last step
+                    variance = None if prediction.variance is None else prediction.variance[:, -1]
+                    y = batch.y[:, -1]
+                    losses.append(model.nll(mean, variance, y).item() * len(y))
+                    errors.append(data.tokenizer.unscale(mean.numpy()) - data.tokenizer.unscale(y.numpy()))
+        finally:
+            model.train(was_training)
+        err = np.concatenate(errors)  # (S, C)
+        mae_c = np.abs(err).mean(axis=0)
+        return {"loss": sum(losses) / len(err), "mae": float(mae_c.mean()), "rmse": float(np.sqrt((err ** 2).mean())),
+                "mase": float((mae_c / data.tokenizer.naive_mae).mean())}
+
+    def before_step(self, model, step, config) -> dict:
+        return schedule_teacher_forcing(model, config, step)
+
+    def next_step(self, out) -> str:
+        return f"forecast with: rnnkit predict {out} SERIES --horizon H; score with: rnnkit eval {out} --horizon H"
+
+    # -- commands --------------------------------------------------------------------------------
+
+    def _settings(self, run, doc, request) -> tuple[int, int, tuple[float, ...]]:
+        """(horizon, sample paths, quantiles) from the flags, checked against the run."""
+        horizon = 1 if request.horizon is None else request.horizon
+        scaler = doc.tokenizer
+        if horizon < 1:
+            raise ConfigError(f"--horizon must be >= 1; got {horizon}")
+        if horizon > scaler.train_length:
+            raise DataError(f"--horizon {horizon} is longer than the training part of {run} ({scaler.train_length} "
+                            f"steps); ask for at most {scaler.train_length} or train on a longer series")
+        gaussian = doc.model.likelihood == "gaussian"
+        for name in ("num_samples", "quantiles"):
+            if getattr(request, name) is not None and not gaussian:
+                raise ConfigError(f"--{name.replace('_', '-')} needs a --likelihood gaussian run; {run} forecasts "
+                                  f"one point path (squared error): drop it")
+        samples = DEFAULT_SAMPLES if request.num_samples is None else request.num_samples
+        if samples < 2 and gaussian:
+            raise ConfigError(f"--num-samples must be >= 2 (quantiles come from sampled paths); got {samples}")
+        quantiles = _quantiles(request.quantiles) if request.quantiles is not None else \
+            (DEFAULT_QUANTILES if gaussian else ())
+        return horizon, samples if gaussian else 1, quantiles
+
+    def evaluate(self, run, model, doc, request) -> int:
+        """Rolling-origin forecasts over the run's test part (``--split``: another part; PATH: a whole series)."""
+        horizon, samples, quantiles = self._settings(run, doc, request)
+        cfg, T = doc.data, doc.data.seq_len
+        if request.path:
+            whole = dataclasses.replace(cfg, val_fraction=0.0, test_fraction=0.0)
+            data = ForecastData.from_file(request.path, whole, doc.tokenizer)
+            start, stop, source = T, len(data.z), request.path
+        else:
+            data = ForecastData.from_file(cfg.path, cfg, doc.tokenizer)
+            split = request.split or "test"
+            part = getattr(data, split)
+            start, stop, source = part.start, part.stop, f"{cfg.path} ({split} part)"
+        scores, origins = rolling_origin(model, data, start, stop, horizon, samples, quantiles or DEFAULT_QUANTILES)
+        if not origins:
+            raise DataError(f"{source} has {max(0, stop - max(start, T))} steps to forecast, fewer than --horizon "
+                            f"{horizon}; lower --horizon, give more --test-fraction, or a series as PATH")
+        s = doc.tokenizer
+        if request.json:
+            print(json.dumps({"source": str(source), "horizon": horizon, "origins": origins, "season": s.season,
+                              **scores.to_dict()}))
+            return 0
+        why = "set" if s.season_reason == "set" else f"auto: {s.season_reason}"
+        print(f"{source}: {origins:,} origins at horizon {horizon}, season {s.season} ({why}), "
+              + (f"{samples} sample paths" if samples > 1 else "the point path (squared error)"))
+        line = f"MAE {scores.mae:.4g} | RMSE {scores.rmse:.4g} | MASE {scores.mase:.4f} " \
+               f"(seasonal naive {scores.naive_mase:.4f})"
+        if scores.crps is not None:
+            line += f" | CRPS {scores.crps:.4f} (per scale) | quantile loss {scores.quantile_loss:.4g} " \
+                    f"| 80% coverage {scores.coverage_80:.3f}"
+        print(line)
+        return 0
+
+    def predict(self, run, model, doc, request) -> int:
+        """The next ``--horizon`` steps after the observed rows of INPUT, written in its format."""
+        horizon, samples, quantiles = self._settings(run, doc, request)
+        scaler, T, path = doc.tokenizer, doc.data.seq_len, Path(request.input)
+        series = read_series_file(path, doc.data, future=True)
+        scaler.check(series)
+        history = series.history
+        if history < T:
+            raise DataError(f"{path} has {history} observed rows, fewer than one window (--seq-len {T}) to start "
+                            f"the forecast from; give at least {T}")
+        if series.covariate_names and len(series.values) < history + horizon:
+            raise DataError(f"{path}: --horizon {horizon} needs the covariates {', '.join(series.covariate_names)} "
+                            f"of {horizon} rows after the last observed one; it has {len(series.values) - history}")
+        if path.suffix.lower() == ".npy" and not request.out:
+            raise ConfigError(f"{path} is a NumPy file, and so is its forecast: give --out FILE.npy")
+        times = None
+        if series.times is not None:
+            if len(series.values) >= history + horizon:
+                times = series.times[history:history + horizon]
+            elif scaler.step is None:
+                if scaler.calendar:
+                    raise DataError(f"{path}: the time column's steps are irregular, so the forecast's dates are "
+                                    f"unknown; give the {horizon} future rows with their dates")
+            else:
+                times = future_times(series.times[:history], scaler.step, horizon)
+        all_times = None if times is None else np.concatenate([series.times[:history], times])
+        covariates = scaler.inputs(series, all_times, history + horizon)
+        z = scaler.scale(series.values[:history]).astype(np.float32)
+        paths = forecast_windows(model, z, covariates, np.array([history]), T, horizon, samples)[:, 0]  # (N, H, C)
+        paths = scaler.to_values(paths, series.values[history - 1])
+        point = np.median(paths, axis=0) if samples > 1 else paths[0]
+        qs = np.quantile(paths, list(quantiles), axis=0) if quantiles else np.zeros((0, horizon, point.shape[1]))
+        if request.plot:  # before the forecast's own file: a bad --plot path writes nothing
+            _plot(request.plot, series, history, times, point, paths if samples > 1 else None, run)
+        _write(series, history, horizon, times, point, qs, quantiles, request.out)
+        return 0
+
+
+def _quantiles(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        values = ()
+    if not values or any(not 0 < q < 1 for q in values):
+        raise ConfigError(f"--quantiles: expected comma-separated levels in (0, 1) such as 0.1,0.5,0.9; got {text!r}")
+    return values
+
+
+def _name(channel: str, q: float) -> str:
+    return f"{channel}_q{q:g}"
+
+
+def _write(series, history: int, horizon: int, times, point: np.ndarray, qs: np.ndarray, quantiles, out) -> None:
+    """The observed rows as they were, then the forecast's rows: the time stamps continued, the channels'
+    point forecasts, the covariates the file gave, and a column a channel and quantile."""
+    C = len(series.channels)
+    if series.rows is None:  # NumPy: (history + H, C + C Q), the quantiles NaN in the observed rows
+        table = np.full((history + horizon, C * (1 + len(quantiles))), np.nan)
+        table[:history, :C] = series.values[:history]
+        table[history:, :C] = point
+        for i in range(len(quantiles)):
+            table[history:, C * (1 + i):C * (2 + i)] = qs[i]
+        buffer = io.BytesIO()
+        np.save(buffer, table)
+        write_output(Path(out), buffer.getvalue())
+        return
+    width = len(series.rows[0])
+    rows = [list(r) + [""] * (len(quantiles) * C) for r in series.rows[:history]]
+    stamps = format_times(times, [r[series.columns[series.time_name]] for r in series.rows[:history]]) \
+        if times is not None else None
+    for h in range(horizon):
+        given = series.rows[history + h] if history + h < len(series.rows) else [""] * width
+        row = [given[i] if series.rows and i in _kept(series) else "" for i in range(width)]
+        if stamps is not None:
+            row[series.columns[series.time_name]] = stamps[h]
+        for c, name in enumerate(series.channels):
+            row[series.columns[name]] = f"{point[h, c]:.6g}"
+        row += [f"{qs[i, h, c]:.6g}" for i in range(len(quantiles)) for c in range(C)]
+        rows.append(row)
+    header = None if series.header is None else \
+        list(series.header) + [_name(ch, q) for q in quantiles for ch in series.channels]
+    lines = io.StringIO()
+    writer = csv.writer(lines, delimiter=series.delimiter, lineterminator="\n")
+    if header:
+        writer.writerow(header)
+    writer.writerows(rows)
+    if out:
+        write_output(Path(out), lines.getvalue().encode())
+    else:
+        sys.stdout.write(lines.getvalue())
+
+
+def _kept(series) -> set[int]:
+    """The columns of a future row the file gives and the forecast keeps: the covariates'."""
+    return {series.columns[name] for name in series.covariate_names}
+
+
+def _plot(target, series, history: int, times, point, paths, run) -> None:
+    shown = slice(max(0, history - max(5 * len(point), 200)), history)
+    if times is not None:
+        past, future = series.times[shown], times
+    else:
+        past, future = np.arange(history)[shown], np.arange(history, history + len(point))
+    bands = []
+    if paths is not None:
+        low, high = np.quantile(paths, [0.1, 0.9], axis=0)
+        bands.append((low, high, "80 %"))
+    figure = forecast_figure(past, series.values[shown], future, point, bands, series.channels,
+                             title=f"{series.path.name}: forecast of {run}")
+    write_output(Path(target), png(figure))

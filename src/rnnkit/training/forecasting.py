@@ -1,0 +1,138 @@
+"""Scoring forecasts: point errors (MAE, RMSE, MASE against the seasonal naive
+forecast), the distribution's (CRPS from samples, quantile loss, the coverage of
+the central 80 % interval), rolling-origin evaluation of a forecaster over a part
+of a series, and the figure of a forecast.
+
+For a target y and forecast samples X_1..X_N of it (one step of one channel):
+
+    CRPS = E|X - y| - ½ E|X - X'|       (Gneiting and Raftery 2007), from the sorted samples
+           = mean_i |x_i - y| - (1/N²) Σ_i (2i - N - 1) x_(i)
+    pinball_q = max(q (y - x̂_q), (q - 1)(y - x̂_q)), x̂_q the samples' q-quantile
+    MASE = MAE / mean_t |y_t - y_(t-m)|  over the training part (Hyndman and Koehler 2006)
+
+A rolling-origin evaluation at horizon H forecasts H steps from every origin o
+of a part (the first forecast step's index) whose steps o .. o + H - 1 all lie in
+it, each from the ``seq_len`` observed values before o; the errors average over
+origins, steps 1..H and channels (MASE and CRPS: each channel in its own scale,
+then averaged).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+DEFAULT_QUANTILES = (0.1, 0.5, 0.9)
+
+
+def crps_samples(samples: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """CRPS of samples (..., N) against y (...) -> (...)."""
+    x = np.sort(samples, axis=-1)
+    N = x.shape[-1]
+    spread = ((2 * np.arange(1, N + 1) - N - 1) * x).sum(axis=-1) / N ** 2
+    return np.abs(x - y[..., None]).mean(axis=-1) - spread
+
+
+def pinball(quantile_values: np.ndarray, y: np.ndarray, quantiles) -> np.ndarray:
+    """The pinball loss of quantile forecasts (Q, ...) against y (...) -> (Q, ...)."""
+    q = np.asarray(quantiles).reshape(-1, *([1] * y.ndim))
+    diff = y[None] - quantile_values
+    return np.maximum(q * diff, (q - 1) * diff)
+
+
+def seasonal_naive(values: np.ndarray, origins: np.ndarray, horizon: int, season: int) -> np.ndarray:
+    """(O, H, C) the seasonal naive forecast from each origin: y_(o+h) = y_(o+h-m⌈(h+1)/m⌉), the last
+    observed value of the same phase of the season (persistence for m = 1)."""
+    h = np.arange(horizon)
+    back = season * ((h // season) + 1)  # (H,)
+    return values[origins[:, None] + h[None] - back[None]]
+
+
+@dataclass
+class Scores:
+    """Every score of a set of forecasts, in the series' units (MASE and CRPS per scale)."""
+
+    mae: float
+    rmse: float
+    mase: float
+    crps: float | None = None
+    quantile_loss: float | None = None
+    coverage_80: float | None = None
+    naive_mase: float | None = None  # the seasonal naive forecast's MASE on the same origins
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+def score(truth: np.ndarray, point: np.ndarray, scale: np.ndarray, samples: np.ndarray | None = None,
+          quantiles=DEFAULT_QUANTILES) -> Scores:
+    """Scores of forecasts of ``truth`` (..., C): ``point`` (..., C), ``samples`` (N, ..., C) or None;
+    ``scale`` (C,): MASE's (the training part's seasonal naive MAE)."""
+    err = point - truth
+    mae_c = np.abs(err).reshape(-1, truth.shape[-1]).mean(0)  # (C,)
+    result = Scores(float(mae_c.mean()), float(np.sqrt((err ** 2).mean())), float((mae_c / scale).mean()))
+    if samples is not None and len(samples) > 1:
+        moved = np.moveaxis(samples, 0, -1)  # (..., C, N)
+        result.crps = float((crps_samples(moved, truth) / scale).mean())
+        qs = np.quantile(samples, list(quantiles), axis=0)  # (Q, ..., C)
+        result.quantile_loss = float(pinball(qs, truth, quantiles).mean())
+        low, high = np.quantile(samples, [0.1, 0.9], axis=0)
+        result.coverage_80 = float(((truth >= low) & (truth <= high)).mean())
+    return result
+
+
+def forecast_windows(model, z: np.ndarray, covariates: np.ndarray, origins: np.ndarray, seq_len: int,
+                     horizon: int, num_samples: int, seed: int = 0, batch_size: int = 64) -> np.ndarray:
+    """(N, O, H, C) normalised paths of ``horizon`` steps from each origin (the index of its first
+    step) of the normalised series ``z`` (T, C) with covariates (T', K) (T' >= o + H for each origin)."""
+    generator = torch.Generator().manual_seed(seed)
+    device = next(model.parameters()).device
+    out = []
+    for i in range(0, len(origins), batch_size):
+        o = np.asarray(origins[i:i + batch_size])
+        window = o[:, None] + np.arange(-seq_len, 0)  # (B, T): the observed values before o
+        known = o[:, None] + np.arange(-seq_len + 1, horizon)  # (B, T + H - 1): their targets' inputs
+        x = torch.from_numpy(z[window]).to(device)
+        k = torch.from_numpy(covariates[known]).to(device)
+        paths = model.forecast(x, k, horizon, num_samples, generator if device.type == "cpu" else None)
+        out.append(paths.float().cpu().numpy())  # (B, N, H, C)
+    return np.moveaxis(np.concatenate(out), 1, 0)
+
+
+def rolling_origin(model, data, start: int, stop: int, horizon: int, num_samples: int,
+                   quantiles=DEFAULT_QUANTILES, seed: int = 0) -> tuple[Scores, int]:
+    """(scores, origins) of forecasts at ``horizon`` from every origin o with start <= o and
+    o + horizon <= stop, over ``data`` (a :class:`rnnkit.data.forecast.ForecastData`)."""
+    scaler, T = data.tokenizer, data.config.seq_len
+    origins = np.arange(max(start, T), stop - horizon + 1)
+    if len(origins) == 0:
+        return None, 0
+    paths = forecast_windows(model, data.z, data.covariates, origins, T, horizon, num_samples, seed)
+    values = scaler.to_values(paths, data.series.values[origins - 1])  # (N, O, H, C) in the series' units
+    truth = data.series.values[origins[:, None] + np.arange(horizon)]  # (O, H, C)
+    point = np.median(values, axis=0) if len(values) > 1 else values[0]
+    scores = score(truth, point, scaler.naive_mae, values if len(values) > 1 else None, quantiles)
+    naive = seasonal_naive(data.series.values, origins, horizon, scaler.season)
+    scores.naive_mase = score(truth, naive, scaler.naive_mae).mase
+    return scores, len(origins)
+
+
+def forecast_figure(history_times, history: np.ndarray, times, point: np.ndarray, bands, channels: list[str],
+                    title: str = ""):
+    """History, the forecast and its bands ((low, high, label), lightest outermost), one panel a channel."""
+    from matplotlib.figure import Figure
+
+    C = history.shape[1]
+    fig = Figure(figsize=(9, 2.6 * C), layout="constrained")
+    axes = fig.subplots(C, 1, squeeze=False)[:, 0]
+    for c, ax in enumerate(axes):
+        ax.plot(history_times, history[:, c], color="black", lw=1, label="history")
+        for i, (low, high, label) in enumerate(bands):
+            ax.fill_between(times, low[:, c], high[:, c], color="tab:blue", alpha=0.15 + 0.15 * i, lw=0, label=label)
+        ax.plot(times, point[:, c], color="tab:blue", lw=1.5, label="forecast")
+        ax.set_ylabel(channels[c])
+        ax.legend(loc="upper left", fontsize=8)
+    axes[0].set_title(title)
+    return fig
