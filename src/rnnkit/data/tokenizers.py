@@ -2,9 +2,10 @@
 or restored from the dict it saved in a run folder (:func:`tokenizer_from_dict`).
 
 The kinds: ``char`` and ``byte`` (:mod:`rnnkit.data.chars`), ``word``,
-``bpe`` and ``spelled-word`` (:mod:`rnnkit.data.words`), and two that play
-a tokenizer's part for vectors: a numeric series' scaler, ``series``
-(:mod:`rnnkit.data.series`), and audio's features, ``speech``
+``bpe`` and ``spelled-word`` (:mod:`rnnkit.data.words`), and three that
+play a tokenizer's part for vectors: a numeric series' scaler, ``series``
+(:mod:`rnnkit.data.series`), recordings' scaler and framing, ``recordings``
+(:mod:`rnnkit.data.recordings`), and audio's features, ``speech``
 (:mod:`rnnkit.data.audio`).
 """
 
@@ -15,6 +16,7 @@ from collections import Counter
 from rnnkit.data.audio import SpeechFeatures
 from rnnkit.data.chars import ByteTokenizer, CharTokenizer
 from rnnkit.data.series import SeriesScaler
+from rnnkit.data.recordings import RecordingScaler
 from rnnkit.data.words import BPETokenizer, SpelledWordTokenizer, WordTokenizer
 from rnnkit.errors import CheckpointError
 
@@ -75,6 +77,8 @@ def tokenizer_from_dict(d: dict):
         return SpelledWordTokenizer.from_dict(d)
     if kind == "series":
         return SeriesScaler.from_dict(d)
+    if kind == "recordings":
+        return RecordingScaler.from_dict(d)
     if kind == "speech":
         return SpeechFeatures.from_dict(d)
     raise CheckpointError(f"unknown tokenizer kind {kind!r} in config.json")
