@@ -96,11 +96,13 @@ def parse_recording(name: str, data: bytes | None = None, path: Path | None = No
     try:
         if suffix == ".txt":
             text = (data if data is not None else path.read_bytes()).decode("ascii")
-            rows = [line.split() for line in text.splitlines() if line.strip()]
-            widths = {len(r) for r in rows}
-            if len(widths) > 1:
-                raise DataError(f"{name}: lines have {sorted(widths)} values; every line needs one per channel")
-            x = np.array(rows, dtype=np.float64).reshape(len(rows), -1)
+            lines = [line for line in text.splitlines() if line.strip()]
+            values = text.split()
+            width = len(lines[0].split()) if lines else 0
+            if len(values) != width * len(lines):
+                widths = sorted({len(line.split()) for line in lines})
+                raise DataError(f"{name}: lines have {widths} values; every line needs one per channel")
+            x = np.array(values, dtype=np.float64).reshape(len(lines), width)
         elif suffix in (".npy", ".npz"):
             loaded = np.load(io.BytesIO(data) if data is not None else path)
             if suffix == ".npz":

@@ -153,7 +153,7 @@ class RecordingSettings:
             if value != "auto" and not (value.isdigit() and int(value) > 0):
                 raise ConfigError(f"{name} must be auto or a positive number of samples; got {value!r}")
         check_at_least(self, "folds", 0)
-        if self.folds == 1 or not 1 <= self.fold <= max(self.folds, 1):
+        if self.folds == 1 or self.fold < 1 or (self.folds and self.fold > self.folds):
             raise ConfigError(f"folds must be 0 or at least 2, and fold one of 1..folds; got folds {self.folds}, "
                               f"fold {self.fold}")
 
