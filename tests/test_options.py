@@ -19,18 +19,22 @@ from rnnkit.cli import bench, main
 from rnnkit.data.audio import write_wav
 from rnnkit.training.trainer import Trainer
 
-CONTEXTS = ("lm", "lm conditioned", "classify", "classify tdnn", "tag", "tag series", "seq2seq", "ctc")
+CONTEXTS = ("lm", "lm conditioned", "classify", "classify tdnn", "classify recordings", "tag", "tag series", "seq2seq",
+            "ctc")
 ALL = set(CONTEXTS)
 RECURRENT = ALL - {"classify tdnn"}
 LM = {"lm", "lm conditioned"}
 WORD_TOKENS = {"classify", "classify tdnn", "tag"}  # the default tokenizer of classify and tag (and seq2seq)
-VECTORS = {"tag series", "ctc"}  # inputs that are no tokens
+REC = "classify recordings"  # a manifest of numeric recordings, each classified whole
+VECTORS = {"tag series", "ctc", REC}  # inputs that are no tokens
 # the training file and flags of each kind of run
 FILES = {"lm": "text.txt", "lm conditioned": "table.csv", "classify": "table.csv", "classify tdnn": "table.csv",
-         "tag": "chunks.txt", "tag series": "series.csv", "seq2seq": "pairs.tsv", "ctc": "speech.tsv"}
+         "tag": "chunks.txt", "tag series": "series.csv", "seq2seq": "pairs.tsv", "ctc": "speech.tsv",
+         REC: "recordings.csv"}
 BASE = {"lm": [], "lm conditioned": ["--condition-column", "CLASS"], "classify": ["--task", "classify"],
         "classify tdnn": ["--task", "classify", "--encoder", "tdnn"], "tag": ["--task", "tag"],
-        "tag series": ["--task", "tag"], "seq2seq": ["--task", "seq2seq"], "ctc": ["--task", "ctc"]}
+        "tag series": ["--task", "tag"], "seq2seq": ["--task", "seq2seq"], "ctc": ["--task", "ctc"],
+        REC: ["--task", "classify"]}
 TINY = ["--hidden-size", "16", "--num-layers", "1", "--batch-size", "4", "--device", "cpu"]
 
 # rnnkit train: (option, value, more flags, contexts where it is taken, contexts where it is refused)
@@ -62,10 +66,10 @@ TRAIN = [
     ("--bidirectional", "true", [], ALL - LM, LM),
     ("--merge", "sum", [], {"classify", "tag", "tag series", "seq2seq", "ctc"}, LM | {"classify tdnn"}),
     ("--merge", "sum", ["--bidirectional", "false"], set(), {"classify", "tag"}),
-    ("--pooling", "mean", [], {"classify", "classify tdnn"}, ALL - {"classify", "classify tdnn"}),
+    ("--pooling", "mean", [], {"classify", "classify tdnn", REC}, ALL - {"classify", "classify tdnn", REC}),
     ("--encoder", "tdnn", [], ALL - LM, LM),
     ("--kernel-size", "3", [], {"classify tdnn"}, ALL - {"classify tdnn"}),
-    ("--adversarial", "0.5", [], {"classify", "classify tdnn"}, ALL - {"classify", "classify tdnn"}),
+    ("--adversarial", "0.5", [], {"classify", "classify tdnn", REC}, ALL - {"classify", "classify tdnn", REC}),
     ("--char-features", "4", [], WORD_TOKENS, ALL - WORD_TOKENS),
     ("--crf", "true", [], {"tag", "tag series"}, ALL - {"tag", "tag series"}),
     ("--attention", "dot", [], {"seq2seq"}, ALL - {"seq2seq"}),
@@ -84,9 +88,16 @@ TRAIN = [
     ("--lowercase", "true", [], WORD_TOKENS | {"seq2seq"}, {"lm", "lm conditioned"} | VECTORS),
     ("--word-pattern", r"\w+", [], WORD_TOKENS | {"seq2seq"}, {"lm", "lm conditioned"} | VECTORS),
     ("--text-column", "CONTENT", [], {"lm conditioned", "classify", "classify tdnn"},
-     {"lm", "tag", "tag series", "seq2seq", "ctc"}),
+     {"lm", "tag", "tag series", "seq2seq", "ctc", REC}),
     ("--label-column", "CLASS", [], {"classify", "classify tdnn", "tag series"},
-     {"lm", "lm conditioned", "tag", "seq2seq", "ctc"}),
+     {"lm", "lm conditioned", "tag", "seq2seq", "ctc", REC}),
+    ("--window", "32", [], {REC}, ALL - {REC}),
+    ("--stride", "8", [], {REC}, ALL - {REC}),
+    ("--frame", "4", [], {REC}, ALL - {REC}),
+    ("--folds", "3", [], {REC}, ALL - {REC}),
+    ("--fold", "2", ["--folds", "3"], {REC}, set()),
+    ("--fold", "2", [], set(), {REC, "classify"}),
+    ("--classes", "A,E", [], set(), ALL),  # the Bonn archive's (tests/test_recordings.py reads it where present)
     ("--source-column", "1", ["--target-column", "0"], {"seq2seq"}, ALL - {"seq2seq"}),
     ("--source-column", "0", ["--source-lang", "de", "--target-lang", "en"], set(), {"seq2seq"}),
     ("--target-column", "1", [], {"seq2seq"}, ALL - {"seq2seq"}),
@@ -99,14 +110,15 @@ TRAIN = [
     ("--condition-column", "CLASS", [], {"lm conditioned"}, ALL - LM),
     ("--word-column", "0", [], {"tag"}, ALL - {"tag"}),
     ("--tag-column", "-1", [], {"tag"}, ALL - {"tag"}),
-    ("--val-path", "SELF", [], ALL, set()),
-    ("--test-path", "SELF", [], ALL, set()),
+    ("--val-path", "SELF", [], ALL - {REC}, {REC}),
+    ("--test-path", "SELF", [], ALL - {REC}, {REC}),
     ("--seq-len", "16", [], {"lm", "tag series"}, ALL - {"lm", "tag series"}),
     ("--batch-size", "2", [], ALL, set()),
     ("--val-fraction", "0.2", [], ALL, set()),
     ("--val-fraction", "0.2", ["--val-path", "SELF"], set(), ALL),
     ("--test-fraction", "0.1", [], ALL, set()),
-    ("--test-fraction", "0.1", ["--test-path", "SELF"], set(), ALL),
+    ("--test-fraction", "0.1", ["--test-path", "SELF"], set(), ALL - {REC}),
+    ("--test-fraction", "0.1", ["--folds", "3"], set(), {REC}),
     ("--optimizer", "sgd", [], ALL, set()),
     ("--lr", "0.01", [], ALL, set()),
     ("--momentum", "0.8", [], set(), ALL),
@@ -220,6 +232,11 @@ def write_inputs(folder, make_text, spam_table, chunk_corpus):
     (folder / "series.csv").write_text("a,b,CLASS\n" + "\n".join(rows) + "\n")
     (folder / "vectors.txt").write_text("cat " + " ".join(["0.5"] * 128) + "\n")  # the default embedding_dim
     (folder / "prime.txt").write_text("t")
+    rows = ["path,label"]
+    for n in range(12):  # recordings of 300 samples, a slow or a fast sinusoid
+        (folder / f"rec{n}.txt").write_text("".join(f"{np.sin(t / (3 + 5 * (n % 2))):.4f}\n" for t in range(300)))
+        rows.append(f"rec{n}.txt,{'slow' if n % 2 else 'fast'}")
+    (folder / "recordings.csv").write_text("\n".join(rows) + "\n")
     (folder / "settings.json").write_text(json.dumps({"dropout": 0.1}))
     rng = random.Random(1)
     words = ["".join(rng.choice("abcdef") for _ in range(rng.randint(2, 5))) for _ in range(60)]
