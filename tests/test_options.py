@@ -94,6 +94,7 @@ TRAIN = [
     ("--window", "32", [], {REC}, ALL - {REC}),
     ("--stride", "8", [], {REC}, ALL - {REC}),
     ("--frame", "4", [], {REC}, ALL - {REC}),
+    ("--features", "spectrum", [], {REC}, ALL - {REC}),
     ("--folds", "3", [], {REC}, ALL - {REC}),
     ("--fold", "2", ["--folds", "3"], {REC}, set()),
     ("--fold", "2", [], set(), {REC, "classify"}),

@@ -90,6 +90,17 @@ def test_the_scaler_frames_consecutive_samples_into_one_step():
     assert np.array_equal(w[1, 1], [6, 6, 7, 7])  # samples 6 and 7, channel by channel
 
 
+def test_a_spectrum_step_is_the_log_power_of_its_hann_windowed_frame():
+    t = np.arange(64.0)
+    x = np.stack([np.sin(2 * np.pi * 4 * t / 16), np.sin(2 * np.pi * 2 * t / 16)], axis=1)  # bins 4 and 2
+    scaler = RecordingScaler([0.0, 0.0], [1.0, 1.0], frame=16, features="spectrum")
+    w = scaler.windows(x, [0, 16], 48)  # (2, 3, 2 x 9)
+    assert w.shape == (2, 3, 18) and scaler.num_features == 18
+    assert w[0, 0, :9].argmax() == 4 and w[0, 0, 9:].argmax() == 2  # channel by channel
+    frame = x[16:32, 0] * np.hanning(16)
+    assert np.allclose(w[1, 0, :9], np.log(np.abs(np.fft.rfft(frame)) ** 2 + 1e-3), atol=1e-4)
+
+
 # -- the split by recording ------------------------------------------------------------------
 
 

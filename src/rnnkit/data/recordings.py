@@ -198,25 +198,35 @@ def read_recordings(path: str | Path, classes: str = "auto", require_labels: boo
     return recordings
 
 
+FEATURES = ("samples", "spectrum")
+
+
 class RecordingScaler:
-    """Robust standardisation per channel fitted on training recordings, (x - median) / (1.4826 MAD)
-    clipped to ±CLIP, and framing: a window of W samples x C channels becomes W / ``frame`` steps of
-    ``frame`` x C values. The recordings' "tokenizer" (``kind = "recordings"``)."""
+    """Robust standardisation per channel fitted on training recordings, z = (x - median) / (1.4826
+    MAD) clipped to ±CLIP, then framing: a window of W samples x C channels becomes S = W / ``frame``
+    steps, each read from ``frame`` consecutive samples z_{s,1..f} of every channel as
+
+    - ``features="samples"``: the samples themselves, f x C values a step;
+    - ``features="spectrum"``: their log power spectrum, log(|rfft(h ⊙ z_{s,·})|² + 1e-3) with h the
+      (symmetric) Hann window, f / 2 + 1 values a channel (a spectrogram of non-overlapping frames).
+
+    The recordings' "tokenizer" in the run folder (``kind = "recordings"``)."""
 
     kind = "recordings"
     vocab_size = 0
 
-    def __init__(self, center, scale, frame: int = 1):
+    def __init__(self, center, scale, frame: int = 1, features: str = "samples"):
         self.center = np.asarray(center, dtype=np.float64)  # (C,)
         self.scale = np.asarray(scale, dtype=np.float64)  # (C,)
         self.frame = int(frame)
+        self.features = features
 
     @classmethod
-    def fit(cls, x: np.ndarray, frame: int = 1) -> "RecordingScaler":
+    def fit(cls, x: np.ndarray, frame: int = 1, features: str = "samples") -> "RecordingScaler":
         """Fitted on samples x (N, C) of the training recordings."""
         center = np.median(x, axis=0)
         scale = 1.4826 * np.median(np.abs(x - center), axis=0)
-        return cls(center, np.where(scale > 0, scale, 1.0), frame)
+        return cls(center, np.where(scale > 0, scale, 1.0), frame, features)
 
     @property
     def channels(self) -> int:
@@ -224,24 +234,30 @@ class RecordingScaler:
 
     @property
     def num_features(self) -> int:
-        """The width of one step of the model's input: frame x C."""
-        return self.channels * self.frame
+        """The width of one step of the model's input: f x C samples, or (f / 2 + 1) x C powers."""
+        return self.channels * (self.frame if self.features == "samples" else self.frame // 2 + 1)
 
     def windows(self, x: np.ndarray, starts: list[int], window: int, what: str = "recording") -> np.ndarray:
-        """(T, C) raw -> (N, W / frame, frame x C) float32: the windows at ``starts``, scaled and framed."""
+        """(T, C) raw -> (N, S, num_features) float32: the windows at ``starts``, scaled and framed."""
         if x.shape[1] != self.channels:
             raise DataError(f"{what} has {x.shape[1]} channel(s); the model was trained on {self.channels}")
         z = np.clip((x - self.center) / self.scale, -CLIP, CLIP).astype(np.float32)  # (T, C)
         cut = np.stack([z[s:s + window] for s in starts])  # (N, W, C)
-        steps = window // self.frame
-        return cut[:, :steps * self.frame].reshape(len(starts), steps, self.frame * self.channels)
+        n, steps, f = len(starts), window // self.frame, self.frame
+        frames = cut[:, :steps * f].reshape(n, steps, f, self.channels)  # (N, S, f, C)
+        if self.features == "samples":
+            return frames.reshape(n, steps, f * self.channels)
+        spectra = np.fft.rfft(frames * np.hanning(f)[:, None], axis=2)  # (N, S, f / 2 + 1, C)
+        power = np.log(np.abs(spectra) ** 2 + 1e-3).astype(np.float32)
+        return power.transpose(0, 1, 3, 2).reshape(n, steps, self.num_features)  # channel by channel
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "center": self.center.tolist(), "scale": self.scale.tolist(), "frame": self.frame}
+        return {"kind": self.kind, "center": self.center.tolist(), "scale": self.scale.tolist(), "frame": self.frame,
+                "features": self.features}
 
     @classmethod
     def from_dict(cls, d: dict) -> "RecordingScaler":
         try:
-            return cls(d["center"], d["scale"], d["frame"])
+            return cls(d["center"], d["scale"], d["frame"], d["features"])
         except KeyError as e:
             raise CheckpointError(f"recording scaler in config.json lacks {e}") from None

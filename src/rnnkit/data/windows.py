@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from rnnkit.config import check_at_least, setting
+from rnnkit.config import check_at_least, check_choice, setting
 from rnnkit.data.files import file_digest
-from rnnkit.data.recordings import Recording, RecordingScaler, bonn_archive, read_recordings
+from rnnkit.data.recordings import FEATURES, Recording, RecordingScaler, bonn_archive, read_recordings
 from rnnkit.data.sequences import BucketBatcher
 from rnnkit.errors import ConfigError, DataError
 
@@ -138,8 +138,10 @@ class RecordingSettings:
                           "times in the shortest recording, 16-512)", default="auto")
     stride: str = setting("classify recordings: samples between window starts (auto: half a window)",
                           default="auto")
-    frame: str = setting("classify recordings: samples read as one step of the encoder (auto: a window's 64th, "
-                         "so the encoder reads 64 steps)", default="auto")
+    frame: str = setting("classify recordings: samples read as one step of the encoder (auto: a 64th of the "
+                         "window for samples, a 16th for a spectrum)", default="auto")
+    features: str = setting("classify recordings: what a step holds, a frame's samples or its log power spectrum "
+                            "(spectrum: a spectrogram of Hann-windowed frames)", default="samples")
     classes: str = setting("classify the Bonn EEG archive: its sets grouped into labels, A,E (A against E), "
                            "ABCD:E, A,B,C,D,E (auto: five classes)", default="auto")
     folds: int = setting("classify recordings: cross-validation folds by recording, stratified (0: the test "
@@ -152,6 +154,7 @@ class RecordingSettings:
             value = getattr(self, name)
             if value != "auto" and not (value.isdigit() and int(value) > 0):
                 raise ConfigError(f"{name} must be auto or a positive number of samples; got {value!r}")
+        check_choice(self, "features", FEATURES)
         check_at_least(self, "folds", 0)
         if self.folds == 1 or self.fold < 1 or (self.folds and self.fold > self.folds):
             raise ConfigError(f"folds must be 0 or at least 2, and fold one of 1..folds; got folds {self.folds}, "
@@ -169,7 +172,8 @@ def decide_windows(config, recordings: list[Recording]) -> tuple[object, list[st
     stride = int(config.stride) if config.stride != "auto" else max(1, window // 2)
     if config.stride == "auto":
         said.append(f"stride {stride:,}")
-    frame = int(config.frame) if config.frame != "auto" else max(1, window // 64)
+    frame = int(config.frame) if config.frame != "auto" else max(1, window // (64 if config.features == "samples"
+                                                                               else 16))
     if config.frame == "auto":
         said.append(f"frame {frame} ({window // frame} steps a window)")
     if frame > window:
@@ -221,7 +225,8 @@ class RecordingData:
         names = [r.label for r in recordings]
         index = split_recordings(names, config.val_fraction, config.test_fraction, config.folds, config.fold)
         if scaler is None:  # fitted on the training recordings' samples only
-            scaler = RecordingScaler.fit(np.concatenate([recordings[i].x for i in index["train"]]), frame)
+            scaler = RecordingScaler.fit(np.concatenate([recordings[i].x for i in index["train"]]), frame,
+                                          config.features)
         labels = labels or sorted(set(names))
         ids = {name: i for i, name in enumerate(labels)}
         unknown = sorted(set(names) - set(ids))

@@ -47,6 +47,7 @@ RULES = {
     "window": (recordings, RECORDINGS),
     "stride": (recordings, RECORDINGS),
     "frame": (recordings, RECORDINGS),
+    "features": (recordings, RECORDINGS),
     "folds": (recordings, RECORDINGS),
     "fold": (lambda c: recordings(c) and c.data.folds > 0, "--folds (cross-validation by recording)"),
     "classes": (lambda c: bool(c.data.path) and bonn_archive(c.data.path) is not None,
@@ -124,7 +125,7 @@ def describe(data: RecordingData) -> str:
     fold = f", fold {c.fold} of {c.folds}" if c.folds else ""
     return (f"{counts} train/val/test recordings{fold}, {data.tokenizer.channels} channel(s), {len(data.labels)} "
             f"labels ({', '.join(data.labels)}), windows of {int(c.window):,} every {int(c.stride):,}, "
-            f"{int(c.window) // int(c.frame)} steps of {c.frame}")
+            f"{int(c.window) // int(c.frame)} steps of {c.frame} ({c.features})")
 
 
 def predict(model, doc, request) -> int:
