@@ -52,3 +52,35 @@ def test_an_alarm_already_on_at_an_onset_detects_it_at_once_and_is_not_counted_a
     d = np.array([0] * 6 + [1] * 14 + [0] * 10)  # on 4 samples early: a false alarm, then the event at once
     result = score_detection(y, d, 1.0, n=1, k=1)
     assert result.latencies == [0.0] and result.false_alarms == 1
+
+
+def fake_bonn(path, per_set: int = 10, length: int = 50):
+    """A zip laid out as the Bonn archive (A_Z/Z001.txt ... E_S/S010.txt): set E's samples are 1000 + i,
+    the others' their set's index, so every sample tells where it came from."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as z:
+        for n, (s, folder) in enumerate(zip("ABCDE", ("A_Z", "B_O", "C_N", "D_F", "E_S"))):
+            for i in range(per_set):
+                value = 1000 + i if s == "E" else n
+                z.writestr(f"{folder}/{folder[-1]}{i + 1:03d}.txt", "\r\n".join([str(value)] * length))
+    return path
+
+
+def test_bonn_streams_keep_held_out_recordings_apart_and_every_seizure_one_event(tmp_path):
+    from rnnkit.data.streams import bonn_streams
+
+    streams = bonn_streams(fake_bonn(tmp_path / "bonn.zip"), val=0.1, held_out=0.2)
+    names = {split: set(s.names) for split, s in streams.items()}
+    assert not names["train"] & names["test"] and not names["val"] & names["test"]
+    assert not names["train"] & names["val"]
+    assert sum(len(n) for n in names.values()) == 50
+    test = streams["test"]
+    assert sum(n.startswith("E_S") for n in test.names) == 2 and len(test.names) == 10  # 20 % of each set
+    assert len(events(test.y)) == 2 and not test.names[0].startswith("E_S")
+    assert np.array_equal(test.y == 1, test.x >= 1000)  # every sample labelled by its own segment
+    for s in streams.values():
+        assert all(not (a.startswith("E_S") and b.startswith("E_S")) for a, b in zip(s.names, s.names[1:]))
+    streams["val"].write(tmp_path / "val.csv")
+    rows = (tmp_path / "val.csv").read_text().splitlines()
+    assert rows[0] == "eeg,label" and len(rows) == 1 + len(streams["val"].x)
