@@ -43,7 +43,7 @@ import numpy as np
 from common import DATA, markdown_table, print_command, rnnkit
 
 RATE = 173.61  # Hz
-WINDOWS = (0.25, 0.5, 1.0, 2.0)  # n, seconds
+WINDOWS = (0.25, 0.5, 1.0, 2.0, 3.0)  # n, seconds
 SHARES = (0.5, 0.75, 0.9)  # k / n
 
 

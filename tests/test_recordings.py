@@ -228,6 +228,7 @@ def _manifest_with(tmp_path, name: str, content: str) -> Path:
     ("nan.txt", "1\n2\nnan\n4\n" * 100, "nan.txt: sample 3, channel 1 is nan"),
     ("inf.txt", "1\n2\n4\ninf\n" * 100, "inf.txt: sample 4, channel 1 is inf"),
     ("words.txt", "1\ntwo\n" * 100, "words.txt: not a numeric recording"),
+    ("flat.csv", "1,5\n2,5\n" * 100, "flat.csv: channel 2 is constant (5) throughout"),
 ])
 def test_bad_recordings_get_one_line_naming_the_file_and_nothing_is_written(tmp_path, cli_here, user_error,
                                                                            name, content, message):

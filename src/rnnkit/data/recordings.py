@@ -122,6 +122,10 @@ def parse_recording(name: str, data: bytes | None = None, path: Path | None = No
         t, c = np.argwhere(~np.isfinite(x))[0]
         raise DataError(f"{name}: sample {t + 1}, channel {c + 1} is {x[t, c]}; fill or drop missing and "
                         f"infinite values first")
+    flat = np.flatnonzero((x == x[0]).all(axis=0))
+    if len(x) > 1 and len(flat):  # a disconnected electrode, or a column that is no signal
+        raise DataError(f"{name}: channel {flat[0] + 1} is constant ({x[0, flat[0]]:g}) throughout; drop that "
+                        f"channel from every recording, or this recording")
     return x
 
 
