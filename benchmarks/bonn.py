@@ -36,8 +36,10 @@ recording-level accuracy; CPU seconds are the processes' own (user + system).
 from __future__ import annotations
 
 import argparse
+import os
 import re
-import resource
+import shlex
+import subprocess
 import statistics
 import sys
 import tempfile
@@ -47,31 +49,47 @@ from pathlib import Path
 
 import numpy as np
 
-from common import DATA, markdown_table, print_command, rnnkit
+from common import DATA, markdown_table, print_command
 
 ACCURACY = re.compile(r"test \(best checkpoint\) loss [\d.]+, accuracy ([\d.]+)")
 
 
-def cpu_seconds(who: int) -> float:
-    """User + system CPU seconds of this process (RUSAGE_SELF) or of its finished children
-    (RUSAGE_CHILDREN)."""
-    usage = resource.getrusage(who)
-    return usage.ru_utime + usage.ru_stime
+def child(cmd: list[str]) -> tuple[str, float]:
+    """Run ``cmd``; (its stdout, its own CPU seconds, user + system). A failure ends the script."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        process = subprocess.Popen(cmd, stdout=out, stderr=err, text=True)
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        if process.returncode:
+            sys.exit(f"bonn.py: `{shlex.join(cmd)}` failed ({process.returncode}):\n{err.read()}")
+        return out.read(), usage.ru_utime + usage.ru_stime
 
 
-def run_rnnkit(zip_path: Path, classes: str, folds: int, fold: int, folder: Path, args) -> float:
-    """Train on one fold through the CLI; the test recordings' accuracy it prints."""
-    out = rnnkit("train", "--task", "classify", str(zip_path), "--classes", classes, "--folds", str(folds),
-                 "--fold", str(fold), "--features", args.features, "--cell", args.cell, "--hidden-size",
-                 str(args.hidden_size), "--window", args.window, "--stride", args.stride, "--frame", args.frame,
-                 "--num-layers", "1", "--dropout", str(args.dropout), "--batch-size",
-                 str(args.batch_size), "--lr", str(args.lr), "--optimizer", "adamw", "--max-epochs",
-                 str(args.epochs), "--eval-every", str(args.eval_every), "--log-every", "1000", "--precision",
-                 "fp32", "--device", "cpu", "--seed", str(args.seed), "--out", str(folder / f"fold{fold}"))
+def run_rnnkit(zip_path: Path, classes: str, folds: int, fold: int, folder: Path, args) -> tuple[float, float]:
+    """Train on one fold through the CLI in a fresh process: (the test recordings' accuracy it prints,
+    its CPU seconds)."""
+    cmd = ["train", "--task", "classify", str(zip_path), "--classes", classes, "--folds", str(folds),
+           "--fold", str(fold), "--features", args.features, "--cell", args.cell, "--hidden-size",
+           str(args.hidden_size), "--window", args.window, "--stride", args.stride, "--frame", args.frame,
+           "--num-layers", "1", "--dropout", str(args.dropout), "--batch-size", str(args.batch_size), "--lr",
+           str(args.lr), "--optimizer", "adamw", "--max-epochs", str(args.epochs), "--eval-every",
+           str(args.eval_every), "--log-every", "1000", "--precision", "fp32", "--device", "cpu", "--seed",
+           str(args.seed), "--out", str(folder / f"fold{fold}")]
+    print("$ rnnkit " + shlex.join(cmd), flush=True)
+    out, cpu = child([sys.executable, "-m", "rnnkit", *cmd])
     found = ACCURACY.search(out)
     if not found:
         sys.exit(f"bonn.py: no test accuracy in rnnkit's output:\n{out}")
-    return float(found.group(1))
+    return float(found.group(1)), cpu
+
+
+def minirocket_fold(zip_path: Path, classes: str, folds: int, fold: int, seed: int) -> tuple[float, float]:
+    """MiniRocket on one fold in a fresh process of this script (``--minirocket-fold``): (accuracy, CPU s)."""
+    out, cpu = child([sys.executable, __file__, "--minirocket-fold", f"{classes}|{folds}|{fold}|{seed}",
+                      "--data-dir", str(zip_path.parents[1])])
+    return float(out.strip().splitlines()[-1]), cpu
 
 
 def run_minirocket(recordings, test: np.ndarray, seed: int) -> float:
@@ -93,9 +111,9 @@ def main() -> int:
     parser.add_argument("--folds", type=int, default=10)
     parser.add_argument("--run-folds", type=int, default=None, help="run only the first N folds (a quick look)")
     parser.add_argument("--features", default="spectrum")
-    parser.add_argument("--window", default="auto")
-    parser.add_argument("--stride", default="auto")
-    parser.add_argument("--frame", default="auto")
+    parser.add_argument("--window", default="1024")
+    parser.add_argument("--stride", default="256")
+    parser.add_argument("--frame", default="64")
     parser.add_argument("--jobs", type=int, default=2, help="rnnkit folds trained at once, one thread each")
     parser.add_argument("--cell", default="gru")
     parser.add_argument("--hidden-size", type=int, default=64)
@@ -105,41 +123,46 @@ def main() -> int:
     parser.add_argument("--epochs", type=float, default=20)
     parser.add_argument("--eval-every", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--minirocket-fold", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    print_command()
+    if not args.minirocket_fold:
+        print_command()
     from rnnkit.data.recordings import read_recordings
     from rnnkit.data.windows import split_recordings
 
     zip_path = args.data_dir / "bonn_eeg" / "bonn_eeg_dataset.zip"
     if not zip_path.exists():
         sys.exit(f"bonn.py: no {zip_path}; pass --data-dir, the folder holding bonn_eeg/")
+    if args.minirocket_fold:  # one fold of MiniRocket, in the process bonn.py started for it
+        classes, folds, fold, seed = args.minirocket_fold.split("|")
+        recordings = read_recordings(zip_path, classes)
+        test = split_recordings([r.label for r in recordings], 0.0, 0.0, int(folds), int(fold))["test"]
+        print(run_minirocket(recordings, test, int(seed)))
+        return 0
     models = args.models.split(",")
     rows = []
     for classes in args.protocols.split(";"):
-        recordings = read_recordings(zip_path, classes)
-        labels = [r.label for r in recordings]
         folds = range(1, (args.run_folds or args.folds) + 1)
-        for model in models:
-            start, start_cpu = time.perf_counter(), cpu_seconds(resource.RUSAGE_CHILDREN if model == "rnnkit"
-                                                                else resource.RUSAGE_SELF)
-            with tempfile.TemporaryDirectory() as tmp:
-                if model == "rnnkit":  # each fold a process of one thread, --jobs at a time
-                    with ThreadPoolExecutor(args.jobs) as pool:
-                        scores = list(pool.map(lambda k: run_rnnkit(zip_path, classes, args.folds, k, Path(tmp),
-                                                                    args), folds))
-                else:  # the fold rnnkit holds out, from the same function
-                    scores = [run_minirocket(recordings, split_recordings(labels, 0.0, 0.0, args.folds, k)["test"],
-                                             args.seed) for k in folds]
-            cpu = cpu_seconds(resource.RUSAGE_CHILDREN if model == "rnnkit" else resource.RUSAGE_SELF) - start_cpu
+        with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(args.jobs) as pool:
+            start = time.perf_counter()
+            jobs = {(model, k): pool.submit(run_rnnkit, zip_path, classes, args.folds, k, Path(tmp), args)
+                    if model == "rnnkit" else pool.submit(minirocket_fold, zip_path, classes, args.folds, k,
+                                                          args.seed)
+                    for model in models for k in folds}  # every fold a process, --jobs at a time
+            results = {key: job.result() for key, job in jobs.items()}
             wall = time.perf_counter() - start
+        for model in models:
+            scores = [results[model, k][0] for k in folds]
+            cpu = sum(results[model, k][1] for k in folds)
             print(f"{classes} {model}: accuracy by fold " + " ".join(f"{a:.2f}" for a in scores)
                   + f"; {cpu / 60:.1f} CPU min", flush=True)
             rows.append([classes, model, len(scores), f"{statistics.mean(scores):.4f}",
                          f"{statistics.stdev(scores) if len(scores) > 1 else 0:.4f}", f"{min(scores):.2f}",
-                         f"{cpu / 60:.1f}", f"{wall / 60:.1f}"])
+                         f"{cpu / 60:.1f}", f"{cpu / 60 / 2:.1f}"])
+        print(f"{classes}: {wall / 60:.1f} min of wall time for all of its folds", flush=True)
     print()
     print(markdown_table(["protocol", "model", "folds", "accuracy mean", "std", "worst fold", "CPU min",
-                          "wall min"], rows))
+                          "min on 2 cores"], rows))
     return 0
 
 
