@@ -56,14 +56,15 @@ def test_an_alarm_already_on_at_an_onset_detects_it_at_once_and_is_not_counted_a
 
 def fake_bonn(path, per_set: int = 10, length: int = 50):
     """A zip laid out as the Bonn archive (A_Z/Z001.txt ... E_S/S010.txt): set E's samples are 1000 + i,
-    the others' their set's index, so every sample tells where it came from."""
+    the others' their set's index (+ 0.5 every other sample), so every sample tells where it came from."""
     import zipfile
 
     with zipfile.ZipFile(path, "w") as z:
         for n, (s, folder) in enumerate(zip("ABCDE", ("A_Z", "B_O", "C_N", "D_F", "E_S"))):
             for i in range(per_set):
                 value = 1000 + i if s == "E" else n
-                z.writestr(f"{folder}/{folder[-1]}{i + 1:03d}.txt", "\r\n".join([str(value)] * length))
+                z.writestr(f"{folder}/{folder[-1]}{i + 1:03d}.txt",
+                           "\r\n".join(str(value + t % 2 / 2) for t in range(length)))
     return path
 
 
