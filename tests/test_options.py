@@ -19,8 +19,8 @@ from rnnkit.cli import bench, main
 from rnnkit.data.audio import write_wav
 from rnnkit.training.trainer import Trainer
 
-CONTEXTS = ("lm", "lm conditioned", "classify", "classify tdnn", "classify esn", "tag", "tag series", "tag series esn",
-            "seq2seq", "ctc", "forecast")
+CONTEXTS = ("lm", "lm conditioned", "classify", "classify tdnn", "classify esn", "classify recordings", "tag",
+            "tag series", "tag series esn", "seq2seq", "ctc", "forecast")
 ALL = set(CONTEXTS)
 ESN = {"classify esn", "tag series esn"}  # a reservoir under a readout fitted in closed form: no gradient steps
 NOT_RECURRENT = {"classify tdnn"} | ESN
@@ -28,18 +28,19 @@ RECURRENT = ALL - NOT_RECURRENT
 BY_GRADIENT = ALL - ESN
 LM = {"lm", "lm conditioned"}
 WORD_TOKENS = {"classify", "classify tdnn", "classify esn", "tag"}  # the default tokenizer of classify and tag
-VECTORS = {"tag series", "tag series esn", "ctc", "forecast"}  # inputs that are no tokens
+REC = "classify recordings"  # a manifest of numeric recordings, each classified whole
+VECTORS = {"tag series", "tag series esn", "ctc", "forecast", REC}  # inputs that are no tokens
 ONE_WAY = LM | {"forecast"}  # models that must read left to right
 FORECAST = {"forecast"}
 # the training file and flags of each kind of run
 FILES = {"lm": "text.txt", "lm conditioned": "table.csv", "classify": "table.csv", "classify tdnn": "table.csv",
          "classify esn": "table.csv", "tag": "chunks.txt", "tag series": "series.csv", "tag series esn": "series.csv",
-         "seq2seq": "pairs.tsv", "ctc": "speech.tsv", "forecast": "forecast.csv"}
+         "seq2seq": "pairs.tsv", "ctc": "speech.tsv", "forecast": "forecast.csv", REC: "recordings.csv"}
 BASE = {"lm": [], "lm conditioned": ["--condition-column", "CLASS"], "classify": ["--task", "classify"],
         "classify tdnn": ["--task", "classify", "--encoder", "tdnn"], "tag": ["--task", "tag"],
         "tag series": ["--task", "tag"], "seq2seq": ["--task", "seq2seq"], "ctc": ["--task", "ctc"],
         "forecast": ["--task", "forecast"], "classify esn": ["--task", "classify", "--encoder", "esn"],
-        "tag series esn": ["--task", "tag", "--encoder", "esn"]}
+        "tag series esn": ["--task", "tag", "--encoder", "esn"], REC: ["--task", "classify"]}
 
 
 def tiny(context: str) -> list[str]:
@@ -85,8 +86,8 @@ TRAIN = [
     ("--bidirectional", "true", [], ALL - ONE_WAY - ESN, ONE_WAY | ESN),
     ("--merge", "sum", [], {"classify", "tag", "tag series", "seq2seq", "ctc"}, ONE_WAY | NOT_RECURRENT),
     ("--merge", "sum", ["--bidirectional", "false"], set(), {"classify", "tag"}),
-    ("--pooling", "mean", [], {"classify", "classify tdnn", "classify esn"},
-     ALL - {"classify", "classify tdnn", "classify esn"}),
+    ("--pooling", "mean", [], {"classify", "classify tdnn", "classify esn", REC},
+     ALL - {"classify", "classify tdnn", "classify esn", REC}),
     ("--encoder", "tdnn", [], ALL - ONE_WAY, ONE_WAY),
     ("--likelihood", "squared", [], FORECAST, ALL - FORECAST),
     ("--kernel-size", "3", [], {"classify tdnn"}, ALL - {"classify tdnn"}),
@@ -97,7 +98,7 @@ TRAIN = [
     ("--reservoir-seed", "3", [], ESN, ALL - ESN),
     ("--ridge", "0.1", [], ESN, ALL - ESN),
     ("--washout", "5", [], {"tag series esn"}, ALL - {"tag series esn"}),
-    ("--adversarial", "0.5", [], {"classify", "classify tdnn"}, ALL - {"classify", "classify tdnn"}),
+    ("--adversarial", "0.5", [], {"classify", "classify tdnn", REC}, ALL - {"classify", "classify tdnn", REC}),
     ("--char-features", "4", [], WORD_TOKENS - ESN, ALL - WORD_TOKENS | ESN),
     ("--crf", "true", [], {"tag", "tag series"}, ALL - {"tag", "tag series"}),
     ("--label-smoothing", "0.1", [], ALL - {"ctc"} - ESN, {"ctc"} | ESN),
@@ -118,9 +119,17 @@ TRAIN = [
     ("--lowercase", "true", [], WORD_TOKENS | {"seq2seq"}, {"lm", "lm conditioned"} | VECTORS),
     ("--word-pattern", r"\w+", [], WORD_TOKENS | {"seq2seq"}, {"lm", "lm conditioned"} | VECTORS),
     ("--text-column", "CONTENT", [], {"lm conditioned", "classify", "classify tdnn", "classify esn"},
-     {"lm", "tag", "tag series", "tag series esn", "seq2seq", "ctc", "forecast"}),
+     {"lm", "tag", "tag series", "tag series esn", "seq2seq", "ctc", "forecast", REC}),
     ("--label-column", "CLASS", [], {"classify", "classify tdnn", "classify esn", "tag series", "tag series esn"},
-     {"lm", "lm conditioned", "tag", "seq2seq", "ctc", "forecast"}),
+     {"lm", "lm conditioned", "tag", "seq2seq", "ctc", "forecast", REC}),
+    ("--window", "32", [], {REC}, ALL - {REC}),
+    ("--stride", "8", [], {REC}, ALL - {REC}),
+    ("--frame", "4", [], {REC}, ALL - {REC}),
+    ("--features", "spectrum", [], {REC}, ALL - {REC}),
+    ("--folds", "3", [], {REC}, ALL - {REC}),
+    ("--fold", "2", ["--folds", "3"], {REC}, set()),
+    ("--fold", "2", [], set(), {REC, "classify"}),
+    ("--classes", "A,E", [], set(), ALL),  # the Bonn archive's (tests/test_recordings.py reads it where present)
     ("--source-column", "1", ["--target-column", "0"], {"seq2seq"}, ALL - {"seq2seq"}),
     ("--source-column", "0", ["--source-lang", "de", "--target-lang", "en"], set(), {"seq2seq"}),
     ("--target-column", "1", [], {"seq2seq"}, ALL - {"seq2seq"}),
@@ -133,8 +142,8 @@ TRAIN = [
     ("--condition-column", "CLASS", [], {"lm conditioned"}, ALL - LM),
     ("--word-column", "0", [], {"tag"}, ALL - {"tag"}),
     ("--tag-column", "-1", [], {"tag"}, ALL - {"tag"}),
-    ("--val-path", "SELF", [], ALL - FORECAST, FORECAST),  # a forecast splits its one series in time
-    ("--test-path", "SELF", [], ALL - FORECAST, FORECAST),
+    ("--val-path", "SELF", [], ALL - FORECAST - {REC}, FORECAST | {REC}),  # a forecast splits its one series in time
+    ("--test-path", "SELF", [], ALL - FORECAST - {REC}, FORECAST | {REC}),
     ("--seq-len", "16", [], {"lm", "tag series", "tag series esn", "forecast"},
      ALL - {"lm", "tag series", "tag series esn", "forecast"}),
     ("--channels", "value", [], FORECAST, ALL - FORECAST),
@@ -147,7 +156,8 @@ TRAIN = [
     ("--val-fraction", "0.2", [], ALL, set()),
     ("--val-fraction", "0.2", ["--val-path", "SELF"], set(), ALL),
     ("--test-fraction", "0.1", [], ALL, set()),
-    ("--test-fraction", "0.1", ["--test-path", "SELF"], set(), ALL),
+    ("--test-fraction", "0.1", ["--test-path", "SELF"], set(), ALL - {REC}),
+    ("--test-fraction", "0.1", ["--folds", "3"], set(), {REC}),
     ("--optimizer", "sgd", [], BY_GRADIENT, ESN),
     ("--lr", "0.01", [], BY_GRADIENT, ESN),
     ("--momentum", "0.8", [], set(), ALL),
@@ -278,6 +288,11 @@ def write_inputs(folder, make_text, spam_table, chunk_corpus):
     rows = [f"{m},{np.sin(i / 2) + rng.gauss(0, 0.1):.3f},{i % 3}" for i, m in enumerate(months)]
     (folder / "forecast.csv").write_text("date,value,promo\n" + "\n".join(rows) + "\n")
     (folder / "prime.txt").write_text("t")
+    rows = ["path,label"]
+    for n in range(12):  # recordings of 300 samples, a slow or a fast sinusoid
+        (folder / f"rec{n}.txt").write_text("".join(f"{np.sin(t / (3 + 5 * (n % 2))):.4f}\n" for t in range(300)))
+        rows.append(f"rec{n}.txt,{'slow' if n % 2 else 'fast'}")
+    (folder / "recordings.csv").write_text("\n".join(rows) + "\n")
     (folder / "settings.json").write_text(json.dumps({"dropout": 0.1}))
     rng = random.Random(1)
     words = ["".join(rng.choice("abcdef") for _ in range(rng.randint(2, 5))) for _ in range(60)]

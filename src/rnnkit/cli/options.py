@@ -188,6 +188,8 @@ RULES: dict[str, tuple[Callable[[Choice], bool], str]] = {
     "min_count": (lambda c: "word" in c.token_kinds(), WORDS),
     "lowercase": (lambda c: "word" in c.token_kinds(), WORDS),
     "word_pattern": (lambda c: "word" in c.token_kinds(), WORDS),
+    "val_path": (lambda c: True, ""),  # every task's, unless its own rule says (recordings: a fraction)
+    "test_path": (lambda c: True, ""),
     "val_fraction": (lambda c: not c.data.val_path, "no --val-path (the validation split comes from that file)"),
     "test_fraction": (lambda c: not c.data.test_path, "no --test-path (the test split comes from that file)"),
     # training

@@ -2,10 +2,11 @@
 or restored from the dict it saved in a run folder (:func:`tokenizer_from_dict`).
 
 The kinds: ``char`` and ``byte`` (:mod:`rnnkit.data.chars`), ``word``,
-``bpe`` and ``spelled-word`` (:mod:`rnnkit.data.words`), and three that play
+``bpe`` and ``spelled-word`` (:mod:`rnnkit.data.words`), and four that play
 a tokenizer's part for vectors: a numeric series' scaler, ``series``
 (:mod:`rnnkit.data.series`), a series to forecast's z-scores, ``zscore``
-(:mod:`rnnkit.data.forecast`), and audio's features, ``speech``
+(:mod:`rnnkit.data.forecast`), recordings' scaler and framing, ``recordings``
+(:mod:`rnnkit.data.recordings`), and audio's features, ``speech``
 (:mod:`rnnkit.data.audio`).
 """
 
@@ -16,6 +17,7 @@ from collections import Counter
 from rnnkit.data.audio import SpeechFeatures
 from rnnkit.data.chars import ByteTokenizer, CharTokenizer
 from rnnkit.data.forecast import ForecastScaler
+from rnnkit.data.recordings import RecordingScaler
 from rnnkit.data.series import SeriesScaler
 from rnnkit.data.words import BPETokenizer, SpelledWordTokenizer, WordTokenizer
 from rnnkit.errors import CheckpointError
@@ -79,6 +81,8 @@ def tokenizer_from_dict(d: dict):
         return SeriesScaler.from_dict(d)
     if kind == "zscore":
         return ForecastScaler.from_dict(d)
+    if kind == "recordings":
+        return RecordingScaler.from_dict(d)
     if kind == "speech":
         return SpeechFeatures.from_dict(d)
     raise CheckpointError(f"unknown tokenizer kind {kind!r} in config.json")

@@ -1,0 +1,170 @@
+r"""Bonn EEG (Andrzejak et al. 2001), each recording classified whole:
+rnnkit's recurrent classifier of windows against MiniRocket (aeon), on the
+same recording-level folds in one run.
+
+Data: ``bonn_eeg/bonn_eeg_dataset.zip`` under ``--data-dir`` (default
+``../shared/data`` from the repo), sets A-E, 100 recordings of 4,097
+samples at 173.61 Hz each, read from the zip by rnnkit itself.
+
+Protocols (``--classes``): A vs E, ABCD vs E, five classes A,B,C,D,E.
+Folds: 10, stratified by recording (``rnnkit.data.windows.split_recordings``,
+seed 0): each fold's 10 % of the recordings are the test split, and no
+window of a test recording is ever seen in training (the leakage that
+inflates many published Bonn figures is the window-level split).
+
+- **rnnkit**: one ``rnnkit train --task classify ZIP --classes P --folds 10
+  --fold k`` per fold, in a fresh process (the folds are a setting of the
+  task, so the command is the whole protocol): windows of 512 samples every
+  256 (``auto``), each read as 16 steps of the log power spectrum of 32
+  samples (``--features spectrum``), a bidirectional GRU, max pooling; 10 %
+  of the training recordings are validation, which picks the checkpoint
+  (window loss). The recording's label is the argmax of its windows' summed
+  log-probabilities; the figure is the accuracy over the fold's test
+  recordings, as the command prints it.
+- **MiniRocket** (Dempster et al. 2021; ``aeon``'s ``MiniRocketClassifier``,
+  its transform and a ridge classifier with cross-validated penalty): the
+  same test recordings, trained on all the others (training and validation
+  recordings of rnnkit's fold), each recording one series of 4,097 samples.
+
+Every figure is the mean and standard deviation over folds of the
+recording-level accuracy; CPU seconds are the processes' own (user + system).
+
+    python benchmarks/bonn.py [--data-dir ../shared/data] [--folds 10] [--run-folds 10]
+        [--protocols "A,E;ABCD:E;A,B,C,D,E"] [--models rnnkit,minirocket] [--epochs 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shlex
+import subprocess
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from common import DATA, markdown_table, print_command
+
+ACCURACY = re.compile(r"test \(best checkpoint\) loss [\d.]+, accuracy ([\d.]+)")
+
+
+def child(cmd: list[str]) -> tuple[str, float]:
+    """Run ``cmd``; (its stdout, its own CPU seconds, user + system). A failure ends the script."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        process = subprocess.Popen(cmd, stdout=out, stderr=err, text=True)
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        if process.returncode:
+            sys.exit(f"bonn.py: `{shlex.join(cmd)}` failed ({process.returncode}):\n{err.read()}")
+        return out.read(), usage.ru_utime + usage.ru_stime
+
+
+def run_rnnkit(zip_path: Path, classes: str, folds: int, fold: int, folder: Path, args) -> tuple[float, float]:
+    """Train on one fold through the CLI in a fresh process: (the test recordings' accuracy it prints,
+    its CPU seconds)."""
+    cmd = ["train", "--task", "classify", str(zip_path), "--classes", classes, "--folds", str(folds),
+           "--fold", str(fold), "--features", args.features, "--cell", args.cell, "--hidden-size",
+           str(args.hidden_size), "--window", args.window, "--stride", args.stride, "--frame", args.frame,
+           "--num-layers", "1", "--dropout", str(args.dropout), "--batch-size", str(args.batch_size), "--lr",
+           str(args.lr), "--optimizer", "adamw", "--max-epochs", str(args.epochs), "--eval-every",
+           str(args.eval_every), "--log-every", "1000", "--precision", "fp32", "--device", "cpu", "--seed",
+           str(args.seed), "--out", str(folder / f"fold{fold}")]
+    print("$ rnnkit " + shlex.join(cmd), flush=True)
+    out, cpu = child([sys.executable, "-m", "rnnkit", *cmd])
+    found = ACCURACY.search(out)
+    if not found:
+        sys.exit(f"bonn.py: no test accuracy in rnnkit's output:\n{out}")
+    return float(found.group(1)), cpu
+
+
+def minirocket_fold(zip_path: Path, classes: str, folds: int, fold: int, seed: int) -> tuple[float, float]:
+    """MiniRocket on one fold in a fresh process of this script (``--minirocket-fold``): (accuracy, CPU s)."""
+    out, cpu = child([sys.executable, __file__, "--minirocket-fold", f"{classes}|{folds}|{fold}|{seed}",
+                      "--data-dir", str(zip_path.parents[1])])
+    return float(out.strip().splitlines()[-1]), cpu
+
+
+def run_minirocket(recordings, test: np.ndarray, seed: int) -> float:
+    """MiniRocket on whole recordings: trained on all but ``test``, its accuracy on ``test``."""
+    from aeon.classification.convolution_based import MiniRocketClassifier
+
+    x = np.stack([r.x[:, 0] for r in recordings])[:, None, :]  # (R, 1, T)
+    y = np.array([r.label for r in recordings])
+    train = np.setdiff1d(np.arange(len(y)), test)
+    model = MiniRocketClassifier(random_state=seed, n_jobs=1).fit(x[train], y[train])
+    return float((model.predict(x[test]) == y[test]).mean())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", type=Path, default=DATA)
+    parser.add_argument("--protocols", default="A,E;ABCD:E;A,B,C,D,E", help="--classes values, ;-separated")
+    parser.add_argument("--models", default="rnnkit,minirocket")
+    parser.add_argument("--folds", type=int, default=10)
+    parser.add_argument("--run-folds", type=int, default=None, help="run only the first N folds (a quick look)")
+    parser.add_argument("--features", default="spectrum")
+    parser.add_argument("--window", default="1024")
+    parser.add_argument("--stride", default="256")
+    parser.add_argument("--frame", default="64")
+    parser.add_argument("--jobs", type=int, default=2, help="rnnkit folds trained at once, one thread each")
+    parser.add_argument("--cell", default="gru")
+    parser.add_argument("--hidden-size", type=int, default=64)
+    parser.add_argument("--dropout", type=float, default=0.1)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--epochs", type=float, default=20)
+    parser.add_argument("--eval-every", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--minirocket-fold", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if not args.minirocket_fold:
+        print_command()
+    from rnnkit.data.recordings import read_recordings
+    from rnnkit.data.windows import split_recordings
+
+    zip_path = args.data_dir / "bonn_eeg" / "bonn_eeg_dataset.zip"
+    if not zip_path.exists():
+        sys.exit(f"bonn.py: no {zip_path}; pass --data-dir, the folder holding bonn_eeg/")
+    if args.minirocket_fold:  # one fold of MiniRocket, in the process bonn.py started for it
+        classes, folds, fold, seed = args.minirocket_fold.split("|")
+        recordings = read_recordings(zip_path, classes)
+        test = split_recordings([r.label for r in recordings], 0.0, 0.0, int(folds), int(fold))["test"]
+        print(run_minirocket(recordings, test, int(seed)))
+        return 0
+    models = args.models.split(",")
+    rows = []
+    for classes in args.protocols.split(";"):
+        folds = range(1, (args.run_folds or args.folds) + 1)
+        with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(args.jobs) as pool:
+            start = time.perf_counter()
+            jobs = {(model, k): pool.submit(run_rnnkit, zip_path, classes, args.folds, k, Path(tmp), args)
+                    if model == "rnnkit" else pool.submit(minirocket_fold, zip_path, classes, args.folds, k,
+                                                          args.seed)
+                    for model in models for k in folds}  # every fold a process, --jobs at a time
+            results = {key: job.result() for key, job in jobs.items()}
+            wall = time.perf_counter() - start
+        for model in models:
+            scores = [results[model, k][0] for k in folds]
+            cpu = sum(results[model, k][1] for k in folds)
+            print(f"{classes} {model}: accuracy by fold " + " ".join(f"{a:.2f}" for a in scores)
+                  + f"; {cpu / 60:.1f} CPU min", flush=True)
+            rows.append([classes, model, len(scores), f"{statistics.mean(scores):.4f}",
+                         f"{statistics.stdev(scores) if len(scores) > 1 else 0:.4f}", f"{min(scores):.2f}",
+                         f"{cpu / 60:.1f}", f"{cpu / 60 / 2:.1f}"])
+        print(f"{classes}: {wall / 60:.1f} min of wall time for all of its folds", flush=True)
+    print()
+    print(markdown_table(["protocol", "model", "folds", "accuracy mean", "std", "worst fold", "CPU min",
+                          "min on 2 cores"], rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
