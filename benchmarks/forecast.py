@@ -213,8 +213,11 @@ def run_series(name: str, folder: Path, minutes: float, samples: int, data_dir: 
         ar = mase(autoreg_paths(values, n_train, origins, horizon, max_lag))
         d_paths = darts_paths(fitted, values, origins, horizon, samples, setup.difference)
         d = score(truth, np.median(d_paths, 0)[..., None], scale, d_paths[..., None])
-        rows.append([name, horizon, len(origins), scaler.season, f"{persistence:.3f}", f"{naive:.3f}", f"{ar:.3f}",
-                     f"{d.mase:.3f} ({d.coverage_80:.0%})", f"**{ours['mase']:.3f}** ({ours['coverage_80']:.0%})"])
+        scores = [persistence, naive, ar, d.mase, ours["mase"]]
+        cells = [f"**{m:.3f}**" if m == min(scores) else f"{m:.3f}" for m in scores]  # the best in bold
+        cells[3] += f" ({d.coverage_80:.0%})"
+        cells[4] += f" ({ours['coverage_80']:.0%})"
+        rows.append([name, horizon, len(origins), scaler.season, *cells])
         print(markdown_table(COLUMNS, rows[-1:]), f"(darts: {fitted[3]} epochs; rnnkit trained {trained:.0f} s)",
               flush=True)
     return rows
@@ -237,7 +240,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         for name in args.series.split(","):
             rows += run_series(name, Path(folder), args.minutes, args.samples, args.data_dir)
-    print("\nMASE (lower is better; the coverage of the 80 % interval in brackets)\n")
+    print("\nMASE (lower is better, the best in bold; the coverage of the 80 % interval in brackets)\n")
     print(markdown_table(COLUMNS, rows))
 
 

@@ -56,10 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     add_config_flags(sample, SampleConfig)
 
-    predict = sub.add_parser("predict", help="labels (classify) or tags (tag) for a file, written in its format")
+    predict = sub.add_parser("predict", help="labels (classify), tags (tag) or the next values (forecast) for a "
+                                             "file, written in its format")
     predict.add_argument("run", help="run folder")
     predict.add_argument("input", help="CSV/TSV of texts (classify), a manifest of recordings or the Bonn "
-                         "zip (classify recordings), or CoNLL file of words (tag)")
+                         "zip (classify recordings), CoNLL file of words (tag), or a series to continue "
+                         "(forecast: CSV/TSV/NPY)")
     predict.add_argument("--out", help="write here instead of stdout")
     predict.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     predict.add_argument("--engine", choices=ENGINES,
