@@ -171,3 +171,24 @@ def test_an_esn_forecaster_recovers_an_ar2_process_noise_and_its_intervals_cover
     assert result.returncode == 0, result.stderr
     scores = json.loads(result.stdout)
     assert 0.72 < scores["coverage_80"] < 0.88, scores  # 300 origins: ± 0.023 by chance alone
+
+
+def test_an_esn_classifies_recordings_whole_from_two_generated_signal_families(cli_here, tmp_path):
+    """Recordings classified whole (a manifest, windows, a label a recording from its windows'
+    evidence) with the readout fitted in closed form: slow and fast noisy sinusoids apart."""
+    from test_recordings import sinusoids
+
+    manifest = sinusoids(tmp_path / "data", n=40, length=600)
+    out = tmp_path / "run"
+    result = cli_here("train", manifest, "--task", "classify", "--encoder", "esn", "--hidden-size", "50",
+                      "--pooling", "mean", "--input-scaling", "0.5", "--test-fraction", "0.25", "--device", "cpu",
+                      "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert "done (closed form)" in result.stdout
+    test_accuracy = float(result.stdout.split("test (best checkpoint) ")[1].split("accuracy ")[1].split(",")[0])
+    assert test_accuracy >= 0.9, result.stdout  # 10 held-out recordings
+    held_out = sinusoids(tmp_path / "new", n=10, length=400, seed=1)
+    predicted = cli_here("predict", out, held_out, "--out", tmp_path / "p.csv")
+    assert predicted.returncode == 0, predicted.stderr
+    assert "10 recordings with labels; accuracy" in predicted.stderr
+    assert float(predicted.stderr.split("accuracy ")[1].split()[0]) >= 0.9
