@@ -106,7 +106,7 @@ TRAIN = [
     ("--adversarial", "0.5", [], {"classify", "classify tdnn", REC}, ALL - {"classify", "classify tdnn", REC}),
     ("--char-features", "4", [], WORD_TOKENS - ESN, ALL - WORD_TOKENS | ESN),
     ("--crf", "true", [], {"tag", "tag series"}, ALL - {"tag", "tag series"}),
-    ("--label-smoothing", "0.1", [], ALL - {"ctc"} - ESN, {"ctc"} | ESN),
+    ("--label-smoothing", "0.1", [], ALL - {"ctc"} - ESN - FORECAST, {"ctc"} | ESN | FORECAST),
     ("--label-smoothing", "0.1", ["--crf", "true"], set(), {"tag", "tag series"}),
     ("--attention", "dot", [], {"seq2seq"}, ALL - {"seq2seq"}),
     ("--input-feeding", "false", [], {"seq2seq"}, ALL - {"seq2seq"}),

@@ -65,6 +65,8 @@ class ForecastTask(Task):
         "sampling_steps": (lambda c: c.train.scheduled_sampling != "none",
                            "--scheduled-sampling linear, exponential or inverse_sigmoid"),
         **RESERVOIR_RULES,
+        "label_smoothing": (lambda c: False, "--task lm, classify, tag or seq2seq (a forecast's loss is over values, "
+                                            "not labels)"),
     }
     eval_options = frozenset({"horizon", "num_samples", "quantiles"})
     predict_options = eval_options | {"plot"}
