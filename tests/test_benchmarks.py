@@ -16,7 +16,15 @@ SCRIPTS = sorted(path.stem for path in BENCHMARKS.glob("*.py") if path.stem != "
 def load(name: str, module_name: str):
     spec = importlib.util.spec_from_file_location(module_name, BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    before = sys.modules.get(module_name)
+    sys.modules[module_name] = module  # a dataclass at a script's top level looks its module up there
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        if before is None:
+            sys.modules.pop(module_name)
+        else:
+            sys.modules[module_name] = before
     return module
 
 

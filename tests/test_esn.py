@@ -131,7 +131,8 @@ def test_an_esn_classifier_of_vectors_separates_two_generated_signal_families_by
     (["--task", "tag", "--encoder", "esn", "--bidirectional", "false"], "--bidirectional needs --encoder rnn or tdnn"),
     (["--task", "tag", "--encoder", "esn", "--bidirectional", "true"], "an esn encoder reads one way: bidirectional"),
     (["--task", "tag", "--spectral-radius", "0.8"], "--spectral-radius needs --encoder esn"),
-    (["--task", "classify", "--encoder", "esn", "--washout", "5"], "--washout needs --task tag --encoder esn"),
+    (["--task", "classify", "--encoder", "esn", "--washout", "5"],
+     "--washout needs --task tag or forecast --encoder esn"),
     (["--task", "classify", "--encoder", "esn", "--pooling", "attention"], "pool by last, mean or max"),
     (["--task", "seq2seq", "--encoder", "esn"], "encoder must be one of rnn, tdnn; got 'esn'"),
     (["--task", "tag", "--encoder", "esn", "--leak-rate", "1.5"], "leak_rate must be in (0, 1]; got 1.5"),
@@ -148,3 +149,46 @@ def test_lr_find_is_refused_for_an_esn(cli_here, user_error, tmp_path):
     result = cli_here("lr-find", tmp_path / "train.csv", "--task", "tag", "--encoder", "esn", "--out", tmp_path / "f")
     user_error(result, "an esn's readout is fitted in closed form (no learning rate)")
     assert not (tmp_path / "f").exists()
+
+
+def test_an_esn_forecaster_recovers_an_ar2_process_noise_and_its_intervals_cover(cli_here, tmp_path):
+    """y_t = 0.6 y_(t-1) - 0.3 y_(t-2) + ε_t, σ = 0.5: the closed-form readout's one-step RMSE is the
+    noise's, and its Gaussian variance (the fit's residual) gives 80 % intervals that cover about 80 %."""
+    rng = np.random.default_rng(0)
+    y = np.zeros(3000)
+    for t in range(2, len(y)):
+        y[t] = 0.6 * y[t - 1] - 0.3 * y[t - 2] + rng.normal(0, 0.5)
+    (tmp_path / "ar2.csv").write_text("value\n" + "\n".join(f"{v:.5f}" for v in y) + "\n")
+    run = tmp_path / "run"
+    result = cli_here("train", tmp_path / "ar2.csv", "--task", "forecast", "--encoder", "esn", "--hidden-size", "50",
+                      "--input-scaling", "0.3", "--washout", "10", "--seq-len", "60", "--ridge", "1e-4",
+                      "--device", "cpu", "--out", run)
+    assert result.returncode == 0, result.stderr
+    assert "done (closed form)" in result.stdout
+    val = [r for r in metrics(run) if "val_rmse" in r][0]
+    assert 0.45 < val["val_rmse"] < 0.58, val  # the noise's 0.5 (nothing does better), ± 0.02 on 300 steps
+    result = cli_here("eval", run, "--horizon", "1", "--json")
+    assert result.returncode == 0, result.stderr
+    scores = json.loads(result.stdout)
+    assert 0.72 < scores["coverage_80"] < 0.88, scores  # 300 origins: ± 0.023 by chance alone
+
+
+def test_an_esn_classifies_recordings_whole_from_two_generated_signal_families(cli_here, tmp_path):
+    """Recordings classified whole (a manifest, windows, a label a recording from its windows'
+    evidence) with the readout fitted in closed form: slow and fast noisy sinusoids apart."""
+    from test_recordings import sinusoids
+
+    manifest = sinusoids(tmp_path / "data", n=40, length=600)
+    out = tmp_path / "run"
+    result = cli_here("train", manifest, "--task", "classify", "--encoder", "esn", "--hidden-size", "50",
+                      "--pooling", "mean", "--input-scaling", "0.5", "--test-fraction", "0.25", "--device", "cpu",
+                      "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert "done (closed form)" in result.stdout
+    test_accuracy = float(result.stdout.split("test (best checkpoint) ")[1].split("accuracy ")[1].split(",")[0])
+    assert test_accuracy >= 0.9, result.stdout  # 10 held-out recordings
+    held_out = sinusoids(tmp_path / "new", n=10, length=400, seed=1)
+    predicted = cli_here("predict", out, held_out, "--out", tmp_path / "p.csv")
+    assert predicted.returncode == 0, predicted.stderr
+    assert "10 recordings with labels; accuracy" in predicted.stderr
+    assert float(predicted.stderr.split("accuracy ")[1].split()[0]) >= 0.9

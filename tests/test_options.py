@@ -19,28 +19,33 @@ from rnnkit.cli import bench, main
 from rnnkit.data.audio import write_wav
 from rnnkit.training.trainer import Trainer
 
-CONTEXTS = ("lm", "lm conditioned", "classify", "classify tdnn", "classify esn", "classify recordings", "tag",
-            "tag series", "tag series esn", "seq2seq", "ctc", "forecast")
+CONTEXTS = ("lm", "lm conditioned", "classify", "classify tdnn", "classify esn", "classify recordings",
+            "classify recordings esn", "tag", "tag series", "tag series esn", "seq2seq", "ctc", "forecast",
+            "forecast esn")
 ALL = set(CONTEXTS)
-ESN = {"classify esn", "tag series esn"}  # a reservoir under a readout fitted in closed form: no gradient steps
+ESN = {"classify esn", "classify recordings esn", "tag series esn", "forecast esn"}  # readouts fitted in closed form
 NOT_RECURRENT = {"classify tdnn"} | ESN
 RECURRENT = ALL - NOT_RECURRENT
 BY_GRADIENT = ALL - ESN
 LM = {"lm", "lm conditioned"}
 WORD_TOKENS = {"classify", "classify tdnn", "classify esn", "tag"}  # the default tokenizer of classify and tag
 REC = "classify recordings"  # a manifest of numeric recordings, each classified whole
-VECTORS = {"tag series", "tag series esn", "ctc", "forecast", REC}  # inputs that are no tokens
-ONE_WAY = LM | {"forecast"}  # models that must read left to right
-FORECAST = {"forecast"}
+RECS = {REC, "classify recordings esn"}
+FORECAST = {"forecast", "forecast esn"}
+VECTORS = {"tag series", "tag series esn", "ctc"} | FORECAST | RECS  # inputs that are no tokens
+ONE_WAY = LM | FORECAST  # models that must read left to right
 # the training file and flags of each kind of run
 FILES = {"lm": "text.txt", "lm conditioned": "table.csv", "classify": "table.csv", "classify tdnn": "table.csv",
          "classify esn": "table.csv", "tag": "chunks.txt", "tag series": "series.csv", "tag series esn": "series.csv",
-         "seq2seq": "pairs.tsv", "ctc": "speech.tsv", "forecast": "forecast.csv", REC: "recordings.csv"}
+         "seq2seq": "pairs.tsv", "ctc": "speech.tsv", "forecast": "forecast.csv", "forecast esn": "forecast.csv",
+         REC: "recordings.csv", "classify recordings esn": "recordings.csv"}
 BASE = {"lm": [], "lm conditioned": ["--condition-column", "CLASS"], "classify": ["--task", "classify"],
         "classify tdnn": ["--task", "classify", "--encoder", "tdnn"], "tag": ["--task", "tag"],
         "tag series": ["--task", "tag"], "seq2seq": ["--task", "seq2seq"], "ctc": ["--task", "ctc"],
         "forecast": ["--task", "forecast"], "classify esn": ["--task", "classify", "--encoder", "esn"],
-        "tag series esn": ["--task", "tag", "--encoder", "esn"], REC: ["--task", "classify"]}
+        "tag series esn": ["--task", "tag", "--encoder", "esn"], REC: ["--task", "classify"],
+        "forecast esn": ["--task", "forecast", "--encoder", "esn"],
+        "classify recordings esn": ["--task", "classify", "--encoder", "esn"]}
 
 
 def tiny(context: str) -> list[str]:
@@ -86,8 +91,8 @@ TRAIN = [
     ("--bidirectional", "true", [], ALL - ONE_WAY - ESN, ONE_WAY | ESN),
     ("--merge", "sum", [], {"classify", "tag", "tag series", "seq2seq", "ctc"}, ONE_WAY | NOT_RECURRENT),
     ("--merge", "sum", ["--bidirectional", "false"], set(), {"classify", "tag"}),
-    ("--pooling", "mean", [], {"classify", "classify tdnn", "classify esn", REC},
-     ALL - {"classify", "classify tdnn", "classify esn", REC}),
+    ("--pooling", "mean", [], {"classify", "classify tdnn", "classify esn"} | RECS,
+     ALL - {"classify", "classify tdnn", "classify esn"} - RECS),
     ("--encoder", "tdnn", [], ALL - ONE_WAY, ONE_WAY),
     ("--likelihood", "squared", [], FORECAST, ALL - FORECAST),
     ("--kernel-size", "3", [], {"classify tdnn"}, ALL - {"classify tdnn"}),
@@ -97,11 +102,11 @@ TRAIN = [
     ("--reservoir-density", "0.2", [], ESN, ALL - ESN),
     ("--reservoir-seed", "3", [], ESN, ALL - ESN),
     ("--ridge", "0.1", [], ESN, ALL - ESN),
-    ("--washout", "5", [], {"tag series esn"}, ALL - {"tag series esn"}),
+    ("--washout", "5", [], {"tag series esn", "forecast esn"}, ALL - {"tag series esn", "forecast esn"}),
     ("--adversarial", "0.5", [], {"classify", "classify tdnn", REC}, ALL - {"classify", "classify tdnn", REC}),
     ("--char-features", "4", [], WORD_TOKENS - ESN, ALL - WORD_TOKENS | ESN),
     ("--crf", "true", [], {"tag", "tag series"}, ALL - {"tag", "tag series"}),
-    ("--label-smoothing", "0.1", [], ALL - {"ctc"} - ESN, {"ctc"} | ESN),
+    ("--label-smoothing", "0.1", [], ALL - {"ctc"} - ESN - FORECAST, {"ctc"} | ESN | FORECAST),
     ("--label-smoothing", "0.1", ["--crf", "true"], set(), {"tag", "tag series"}),
     ("--attention", "dot", [], {"seq2seq"}, ALL - {"seq2seq"}),
     ("--input-feeding", "false", [], {"seq2seq"}, ALL - {"seq2seq"}),
@@ -119,16 +124,16 @@ TRAIN = [
     ("--lowercase", "true", [], WORD_TOKENS | {"seq2seq"}, {"lm", "lm conditioned"} | VECTORS),
     ("--word-pattern", r"\w+", [], WORD_TOKENS | {"seq2seq"}, {"lm", "lm conditioned"} | VECTORS),
     ("--text-column", "CONTENT", [], {"lm conditioned", "classify", "classify tdnn", "classify esn"},
-     {"lm", "tag", "tag series", "tag series esn", "seq2seq", "ctc", "forecast", REC}),
+     {"lm", "tag", "tag series", "tag series esn", "seq2seq", "ctc"} | FORECAST | RECS),
     ("--label-column", "CLASS", [], {"classify", "classify tdnn", "classify esn", "tag series", "tag series esn"},
-     {"lm", "lm conditioned", "tag", "seq2seq", "ctc", "forecast", REC}),
-    ("--window", "32", [], {REC}, ALL - {REC}),
-    ("--stride", "8", [], {REC}, ALL - {REC}),
-    ("--frame", "4", [], {REC}, ALL - {REC}),
-    ("--features", "spectrum", [], {REC}, ALL - {REC}),
-    ("--folds", "3", [], {REC}, ALL - {REC}),
-    ("--fold", "2", ["--folds", "3"], {REC}, set()),
-    ("--fold", "2", [], set(), {REC, "classify"}),
+     {"lm", "lm conditioned", "tag", "seq2seq", "ctc"} | FORECAST | RECS),
+    ("--window", "32", [], RECS, ALL - RECS),
+    ("--stride", "8", [], RECS, ALL - RECS),
+    ("--frame", "4", [], RECS, ALL - RECS),
+    ("--features", "spectrum", [], RECS, ALL - RECS),
+    ("--folds", "3", [], RECS, ALL - RECS),
+    ("--fold", "2", ["--folds", "3"], RECS, set()),
+    ("--fold", "2", [], set(), RECS | {"classify"}),
     ("--classes", "A,E", [], set(), ALL),  # the Bonn archive's (tests/test_recordings.py reads it where present)
     ("--source-column", "1", ["--target-column", "0"], {"seq2seq"}, ALL - {"seq2seq"}),
     ("--source-column", "0", ["--source-lang", "de", "--target-lang", "en"], set(), {"seq2seq"}),
@@ -142,10 +147,10 @@ TRAIN = [
     ("--condition-column", "CLASS", [], {"lm conditioned"}, ALL - LM),
     ("--word-column", "0", [], {"tag"}, ALL - {"tag"}),
     ("--tag-column", "-1", [], {"tag"}, ALL - {"tag"}),
-    ("--val-path", "SELF", [], ALL - FORECAST - {REC}, FORECAST | {REC}),  # a forecast splits its one series in time
-    ("--test-path", "SELF", [], ALL - FORECAST - {REC}, FORECAST | {REC}),
-    ("--seq-len", "16", [], {"lm", "tag series", "tag series esn", "forecast"},
-     ALL - {"lm", "tag series", "tag series esn", "forecast"}),
+    ("--val-path", "SELF", [], ALL - FORECAST - RECS, FORECAST | RECS),  # a forecast splits its one series in time
+    ("--test-path", "SELF", [], ALL - FORECAST - RECS, FORECAST | RECS),
+    ("--seq-len", "16", [], {"lm", "tag series", "tag series esn"} | FORECAST,
+     ALL - {"lm", "tag series", "tag series esn"} - FORECAST),
     ("--channels", "value", [], FORECAST, ALL - FORECAST),
     ("--time-column", "date", [], FORECAST, ALL - FORECAST),
     ("--covariate-columns", "promo", [], FORECAST, ALL - FORECAST),
@@ -156,8 +161,8 @@ TRAIN = [
     ("--val-fraction", "0.2", [], ALL, set()),
     ("--val-fraction", "0.2", ["--val-path", "SELF"], set(), ALL),
     ("--test-fraction", "0.1", [], ALL, set()),
-    ("--test-fraction", "0.1", ["--test-path", "SELF"], set(), ALL - {REC}),
-    ("--test-fraction", "0.1", ["--folds", "3"], set(), {REC}),
+    ("--test-fraction", "0.1", ["--test-path", "SELF"], set(), ALL - RECS),
+    ("--test-fraction", "0.1", ["--folds", "3"], set(), RECS),
     ("--optimizer", "sgd", [], BY_GRADIENT, ESN),
     ("--lr", "0.01", [], BY_GRADIENT, ESN),
     ("--momentum", "0.8", [], set(), ALL),
@@ -216,7 +221,7 @@ TRAIN = [
 
 # against a trained run of each kind: (subcommand, option, value, more flags, taken in, refused in)
 RUN_KINDS = ("lm", "lm conditioned", "classify", "classify tdnn", "classify esn", "tag", "tag series",
-             "tag series esn", "seq2seq", "ctc", "forecast")
+             "tag series esn", "seq2seq", "ctc", "forecast", "forecast esn")
 LABELLED = {"classify", "classify tdnn", "classify esn", "tag", "tag series", "tag series esn"}
 DECODED = {"seq2seq", "ctc"}
 RUNS = [
@@ -245,10 +250,11 @@ RUNS = [
     ("eval", "--segment", "5", [], set(), set(RUN_KINDS)),
     ("eval", "--json", None, [], LM | DECODED | FORECAST, LABELLED),
     ("eval", "--device", "cpu", [], LM | DECODED | FORECAST, LABELLED),
-    ("eval", "--engine", "fused", [], LM | DECODED | FORECAST, LABELLED),
+    ("eval", "--engine", "fused", [], LM | DECODED | FORECAST - ESN, LABELLED | FORECAST & ESN),
     ("predict", "--out", "OUT", [], LABELLED | DECODED | FORECAST, LM),
     ("predict", "--device", "cpu", [], LABELLED | DECODED | FORECAST, LM),
-    ("predict", "--engine", "explicit", [], LABELLED - NOT_RECURRENT | DECODED | FORECAST, LM | NOT_RECURRENT),
+    ("predict", "--engine", "explicit", [], (LABELLED | DECODED | FORECAST) - NOT_RECURRENT,
+     LM | NOT_RECURRENT & set(RUN_KINDS)),
 ]
 # decoding, for eval and predict alike
 for _command in ("eval", "predict"):

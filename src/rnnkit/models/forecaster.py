@@ -43,6 +43,7 @@ from rnnkit.data.batches import ForecastBatch
 from rnnkit.kernels import State, cell_options
 from rnnkit.layers import Recurrent
 from rnnkit.layers.dropout import dropout
+from rnnkit.models.encoder import ReservoirSettings, reservoir
 
 LIKELIHOODS = ("gaussian", "squared")
 MIN_VARIANCE = 1e-6  # σ²_min, in the z-scored units: keeps the NLL bounded on a series that repeats exactly
@@ -56,12 +57,13 @@ def recurrent_encoder(config: "ForecasterConfig", input_size: int) -> nn.Module:
                      **cell_options(c.cell, c), input_init=c.input_init, recurrent_init=c.recurrent_init)
 
 
-# --encoder NAME -> a builder (config, input_size) -> encoder module
-ENCODERS = {"rnn": recurrent_encoder}
+# --encoder NAME -> a builder (config, input_size) -> encoder module; an esn's readout (the head's mean) is
+# fitted in closed form (rnnkit.training.closed_form: readout_rows, set_readout)
+ENCODERS = {"rnn": recurrent_encoder, "esn": reservoir}
 
 
 @dataclass
-class ForecasterConfig(ModelConfig):
+class ForecasterConfig(ReservoirSettings, ModelConfig):
     """:class:`rnnkit.config.ModelConfig` (smaller defaults: a series has few inputs) and the
     forecaster's encoder and head."""
 
@@ -70,7 +72,8 @@ class ForecasterConfig(ModelConfig):
     dropout: float = setting("dropout on embeddings, between layers and before the output layer", default=0.0)
     encoder: str = setting("what reads the inputs: classify, tag, seq2seq, ctc: rnn (the recurrent cells) or "
                            "tdnn (a time-delay network: 1-D convolutions over time, the finite-window baseline); "
-                           "forecast: rnn", default="rnn")
+                           "forecast: rnn; classify, tag, forecast: also esn (an echo state reservoir whose readout "
+                           "is fitted in closed form, no backpropagation)", default="rnn")
     likelihood: str = setting("forecast: the head and its loss: gaussian (a mean and a variance per channel, the "
                               "negative log-likelihood, as DeepAR; forecasts are sampled paths) or squared "
                               "(the mean alone, squared error; forecasts are one point path)", default="gaussian")
@@ -79,6 +82,7 @@ class ForecasterConfig(ModelConfig):
         super().__post_init__()
         check_choice(self, "encoder", tuple(ENCODERS))
         check_choice(self, "likelihood", LIKELIHOODS)
+        self.check_reservoir()
 
 
 def build_encoder(config: ForecasterConfig, input_size: int) -> nn.Module:
@@ -109,6 +113,27 @@ class Forecaster(nn.Module):
         self.gaussian = self.config.likelihood == "gaussian"
         self.head = nn.Linear(self.encoder.output_size, num_channels * (2 if self.gaussian else 1))
         self.teacher_forcing = 1.0  # ε: the chance of reading the observed previous value (scheduled sampling)
+
+    @torch.no_grad()
+    def readout_rows(self, batch: ForecastBatch) -> tuple[Tensor, Tensor]:
+        """What the head's mean regresses in a closed-form fit (an esn): the states h_t (n, H) of the
+        teacher-forced windows past each one's first ``washout`` steps, and the values y_t (n, C)."""
+        h, _ = self.encoder(torch.cat([batch.x, batch.covariates], dim=-1))  # (B, T, H)
+        w = self.config.washout
+        return h[:, w:].reshape(-1, h.shape[-1]), batch.y[:, w:].reshape(-1, self.num_channels)
+
+    @torch.no_grad()
+    def set_readout(self, weight: Tensor, bias: Tensor, mse: Tensor) -> None:
+        """Set the head to a readout fitted in closed form: μ_t = W h_t + c (weight (C, H), bias (C,));
+        a Gaussian head's variance is each channel's mean squared error on the fitted rows, the
+        same at every step (its weights 0, its bias softplus⁻¹(mse - σ²_min))."""
+        C = self.num_channels
+        self.head.weight[:C] = weight
+        self.head.bias[:C] = bias
+        if self.gaussian:
+            excess = (mse.to(self.head.bias.dtype) - MIN_VARIANCE).clamp_min(1e-6)  # (C,)
+            self.head.weight[C:] = 0.0
+            self.head.bias[C:] = excess + torch.log(-torch.expm1(-excess))  # softplus⁻¹
 
     def _head(self, h: Tensor) -> tuple[Tensor, Tensor | None]:
         """h (B, T, H) -> μ (B, T, C), σ² (B, T, C) or None."""

@@ -36,8 +36,8 @@ class ClassifyTask(LabelledTask):
     model_config = ClassifierConfig
     data_config = ClassifyData
     rules = {**LabelledTask.rules, **recordings.RULES,
-             "washout": (lambda c: False, "--task tag --encoder esn (a readout of every step; a classifier's reads "
-                                          "the pooled vector)")}
+             "washout": (lambda c: False, "--task tag or forecast --encoder esn (a readout of every step; a "
+                                          "classifier's reads the pooled vector)")}
 
     def token_kinds(self, choice) -> set[str]:
         return {"none"} if recordings.recordings(choice) else super().token_kinds(choice)

@@ -32,7 +32,7 @@ from rnnkit.data.forecast import ForecastConfig, ForecastData
 from rnnkit.data.series_table import read_series_file
 from rnnkit.errors import ConfigError, DataError
 from rnnkit.models.forecaster import Forecaster, ForecasterConfig
-from rnnkit.tasks.base import Task
+from rnnkit.tasks.base import RESERVOIR_RULES, Task
 from rnnkit.training.forecasting import DEFAULT_QUANTILES, forecast_figure, forecast_windows, rolling_origin
 from rnnkit.training.optim import ScheduledSampling, schedule_teacher_forcing
 from rnnkit.training.plots import png
@@ -64,6 +64,9 @@ class ForecastTask(Task):
                           "a model that may read ahead (a forecaster reads left to right)"),
         "sampling_steps": (lambda c: c.train.scheduled_sampling != "none",
                            "--scheduled-sampling linear, exponential or inverse_sigmoid"),
+        **RESERVOIR_RULES,
+        "label_smoothing": (lambda c: False, "--task lm, classify, tag or seq2seq (a forecast's loss is over values, "
+                                            "not labels)"),
     }
     eval_options = frozenset({"horizon", "num_samples", "quantiles"})
     predict_options = eval_options | {"plot"}
