@@ -27,7 +27,8 @@ def plot_losses(rows: list[dict], path: Path, title: str = "") -> None:
     ax.set_ylabel("loss (nats/token)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend()
+    if train or val:  # a run stopped before its first logged step has no line to name
+        ax.legend()
     bits = ax.secondary_yaxis("right", functions=(lambda n: n / math.log(2), lambda b: b * math.log(2)))
     bits.set_ylabel("bits/token")
     fig.tight_layout()
