@@ -110,6 +110,7 @@ def main() -> int:
     parser.add_argument("--models", default="rnnkit,minirocket")
     parser.add_argument("--folds", type=int, default=10)
     parser.add_argument("--run-folds", type=int, default=None, help="run only the first N folds (a quick look)")
+    parser.add_argument("--only", help="run only these folds, e.g. 5,8 (a quick look)")
     parser.add_argument("--features", default="spectrum")
     parser.add_argument("--window", default="1024")
     parser.add_argument("--stride", default="256")
@@ -142,7 +143,8 @@ def main() -> int:
     models = args.models.split(",")
     rows = []
     for classes in args.protocols.split(";"):
-        folds = range(1, (args.run_folds or args.folds) + 1)
+        folds = ([int(k) for k in args.only.split(",")] if args.only
+                 else list(range(1, (args.run_folds or args.folds) + 1)))
         with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(args.jobs) as pool:
             start = time.perf_counter()
             jobs = {(model, k): pool.submit(run_rnnkit, zip_path, classes, args.folds, k, Path(tmp), args)
