@@ -214,28 +214,16 @@ class RecordingScaler:
     - ``features="spectrum"``: their log power spectrum, log(|rfft(h ⊙ z_{s,·})|² + 1e-3) with h the
       (symmetric) Hann window, f / 2 + 1 values a channel (a spectrogram of non-overlapping frames).
 
-    A spectrum's values are then standardised per feature with the mean and standard deviation of the
-    training windows' (:meth:`standardise`), so the encoder reads inputs of unit scale whatever the
-    frame. The recordings' "tokenizer" in the run folder (``kind = "recordings"``)."""
+    The recordings' "tokenizer" in the run folder (``kind = "recordings"``)."""
 
     kind = "recordings"
     vocab_size = 0
 
-    def __init__(self, center, scale, frame: int = 1, features: str = "samples", feature_mean=None,
-                 feature_std=None):
+    def __init__(self, center, scale, frame: int = 1, features: str = "samples"):
         self.center = np.asarray(center, dtype=np.float64)  # (C,)
         self.scale = np.asarray(scale, dtype=np.float64)  # (C,)
         self.frame = int(frame)
         self.features = features
-        self.feature_mean = None if feature_mean is None else np.asarray(feature_mean, dtype=np.float32)  # (F,)
-        self.feature_std = None if feature_std is None else np.asarray(feature_std, dtype=np.float32)  # (F,)
-
-    def standardise(self, windows: np.ndarray) -> None:
-        """Fit the spectrum's per-feature mean and standard deviation on training ``windows`` (N, S, F),
-        as :meth:`windows` returned them before (a spectrum only; samples are already scaled)."""
-        if self.features == "spectrum":
-            values = windows.reshape(-1, windows.shape[-1])
-            self.feature_mean, self.feature_std = values.mean(0), np.maximum(values.std(0), 1e-6)
 
     @classmethod
     def fit(cls, x: np.ndarray, frame: int = 1, features: str = "samples") -> "RecordingScaler":
@@ -265,22 +253,15 @@ class RecordingScaler:
             return frames.reshape(n, steps, f * self.channels)
         spectra = np.fft.rfft(frames * np.hanning(f)[:, None], axis=2)  # (N, S, f / 2 + 1, C)
         power = np.log(np.abs(spectra) ** 2 + 1e-3).astype(np.float32)
-        power = power.transpose(0, 1, 3, 2).reshape(n, steps, self.num_features)  # channel by channel
-        if self.feature_mean is not None:
-            power = (power - self.feature_mean) / self.feature_std
-        return power
+        return power.transpose(0, 1, 3, 2).reshape(n, steps, self.num_features)  # channel by channel
 
     def to_dict(self) -> dict:
-        d = {"kind": self.kind, "center": self.center.tolist(), "scale": self.scale.tolist(), "frame": self.frame,
-             "features": self.features}
-        if self.feature_mean is not None:
-            d.update(feature_mean=self.feature_mean.tolist(), feature_std=self.feature_std.tolist())
-        return d
+        return {"kind": self.kind, "center": self.center.tolist(), "scale": self.scale.tolist(), "frame": self.frame,
+                "features": self.features}
 
     @classmethod
     def from_dict(cls, d: dict) -> "RecordingScaler":
         try:
-            return cls(d["center"], d["scale"], d["frame"], d["features"], d.get("feature_mean"),
-                       d.get("feature_std"))
+            return cls(d["center"], d["scale"], d["frame"], d["features"])
         except KeyError as e:
             raise CheckpointError(f"recording scaler in config.json lacks {e}") from None

@@ -117,10 +117,6 @@ class Windows:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def stack(self) -> np.ndarray:
-        """The windows as one array (N, S, F)."""
-        return np.stack(self.ids)
-
 
 def cut_windows(recordings: list[Recording], scaler: RecordingScaler, window: int, stride: int,
                 label_ids: list[int]) -> Windows:
@@ -231,9 +227,6 @@ class RecordingData:
         if scaler is None:  # fitted on the training recordings' samples only
             scaler = RecordingScaler.fit(np.concatenate([recordings[i].x for i in index["train"]]), frame,
                                           config.features)
-            train = index["train"]
-            scaler.standardise(cut_windows([recordings[i] for i in train], scaler, window, stride,
-                                           [0] * len(train)).stack())
         labels = labels or sorted(set(names))
         ids = {name: i for i, name in enumerate(labels)}
         unknown = sorted(set(names) - set(ids))
