@@ -9,6 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from rnnkit.data.batches import ForecastBatch
 from rnnkit.data.forecast import ForecastConfig, ForecastData
 from rnnkit.models.forecaster import Forecaster
 from rnnkit.tasks import Trainer
@@ -122,3 +123,15 @@ def test_ar_order_trains_and_forecasts_from_the_command_line_and_is_refused_else
     user_error(cli_here("train", tmp_path / "s.npy", *TINY, "--ar-order", -1, "--out", tmp_path / "n"),
                "--ar-order must be >= 0 (0 = no autoregressive component); got -1")
     assert not (tmp_path / "c").exists() and not (tmp_path / "n").exists()
+
+
+def test_the_step_by_step_loss_of_scheduled_sampling_adds_the_same_ar_term_as_the_whole_window():
+    torch.manual_seed(0)
+    model = linear_ar(Forecaster(2, 1, hidden_size=8, ar_order=3)).train()
+    with torch.no_grad():
+        model.head.weight.normal_(0, 0.3)  # the recurrent part speaks again
+    batch = ForecastBatch(torch.randn(4, 9, 2), torch.randn(4, 9, 1), torch.randn(4, 9, 2))
+    model.teacher_forcing = 1.0 - 1e-12  # the step-by-step path, reading the observed values all the same
+    step_by_step = model.loss(batch)[0]
+    model.teacher_forcing = 1.0
+    assert step_by_step.item() == pytest.approx(model.loss(batch)[0].item(), rel=1e-5)
