@@ -90,6 +90,7 @@ TRAIN = [
      ALL - {"classify", "classify tdnn", "classify esn", REC}),
     ("--encoder", "tdnn", [], ALL - ONE_WAY, ONE_WAY),
     ("--likelihood", "squared", [], FORECAST, ALL - FORECAST),
+    ("--ar-order", "2", [], FORECAST, ALL - FORECAST),
     ("--kernel-size", "3", [], {"classify tdnn"}, ALL - {"classify tdnn"}),
     ("--spectral-radius", "0.8", [], ESN, ALL - ESN),
     ("--leak-rate", "0.5", [], ESN, ALL - ESN),
