@@ -221,7 +221,7 @@ BY_GRADIENT = {"optimizer", "lr", "momentum", "alpha", "weight_decay", "l1", "cl
                "warmup_steps", "min_lr_ratio", "lr_decay", "lr_decay_every", "lr_decay_start", "max_steps",
                "max_epochs", "time_limit", "eval_every", "log_every", "save_every", "on_nonfinite", "patience",
                "precision", "beta1", "beta2", "eps", "rho", "label_smoothing", "dropout", "adversarial", "crf",
-               "char_features", "scheduled_sampling", "sampling_steps"}
+               "char_features", "scheduled_sampling", "sampling_steps", "ar_order"}
 ONE_RESERVOIR = {"num_layers", "bidirectional"}
 NOT_ESN = {name: needs for names, needs in (
     (BY_GRADIENT, "training by gradient steps (--encoder rnn or tdnn; an esn's readout is fitted in closed form)"),

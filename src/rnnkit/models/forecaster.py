@@ -9,6 +9,15 @@ pattern "output at every step" with real-valued outputs).
                σ²_t = softplus(W_σ h_t + b_σ) + σ²_min
                loss = mean_(t, c) ½ (log 2π + log σ²_t + (y_t - μ_t)² / σ²_t)
     squared:   μ_t = W_μ h_t + b_μ; loss = mean_(t, c) (y_t - μ_t)²
+    ar_order q > 0:  μ_t,c += Σ_(j=1..q) a_(j,c) x_(t-j+1),c + a_(0,c)       (y_(t-1) .. y_(t-q))
+
+The autoregressive component (q = ``ar_order``) is LSTNet's "highway"
+(Lai et al. 2018): a linear AR(q) per channel over the last q values, added
+to the head's mean (the variance is the head's alone) and trained jointly,
+so the forecast follows scale changes and linear dynamics a small recurrent
+net learns slowly. Values before the start of a window are read as 0 (the
+training part's mean in z-scored units), so only a window's first q - 1
+steps see a truncated sum: keep q well below ``seq_len``.
 
 The Gaussian head is DeepAR's (Salinas et al. 2017): a mean and a variance
 per channel, the variance kept positive by a softplus, trained by the
@@ -39,6 +48,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnkit.config import ModelConfig, check_choice, setting
+from rnnkit.errors import ConfigError
 from rnnkit.data.batches import ForecastBatch
 from rnnkit.kernels import State, cell_options
 from rnnkit.layers import Recurrent
@@ -77,12 +87,17 @@ class ForecasterConfig(ReservoirSettings, ModelConfig):
     likelihood: str = setting("forecast: the head and its loss: gaussian (a mean and a variance per channel, the "
                               "negative log-likelihood, as DeepAR; forecasts are sampled paths) or squared "
                               "(the mean alone, squared error; forecasts are one point path)", default="gaussian")
+    ar_order: int = setting("forecast: q, the order of a linear autoregression per channel over the last q values "
+                            "added to the forecast's mean and trained with it (LSTNet's highway); 0 = none",
+                            default=0)
 
     def __post_init__(self):
         super().__post_init__()
         check_choice(self, "encoder", tuple(ENCODERS))
         check_choice(self, "likelihood", LIKELIHOODS)
         self.check_reservoir()
+        if self.ar_order < 0:
+            raise ConfigError(f"--ar-order must be >= 0 (0 = no autoregressive component); got {self.ar_order}")
 
 
 def build_encoder(config: ForecasterConfig, input_size: int) -> nn.Module:
@@ -112,6 +127,12 @@ class Forecaster(nn.Module):
         self.encoder = build_encoder(self.config, num_channels + num_covariates)
         self.gaussian = self.config.likelihood == "gaussian"
         self.head = nn.Linear(self.encoder.output_size, num_channels * (2 if self.gaussian else 1))
+        q = self.config.ar_order
+        # a_(1..q, c) and a_(0,c) as a depthwise convolution over time: weight (C, 1, q), oldest value first
+        self.autoregressive = nn.Conv1d(num_channels, num_channels, q, groups=num_channels) if q else None
+        if q:
+            nn.init.zeros_(self.autoregressive.weight)  # starts as the recurrent forecaster alone
+            nn.init.zeros_(self.autoregressive.bias)
         self.teacher_forcing = 1.0  # ε: the chance of reading the observed previous value (scheduled sampling)
 
     @torch.no_grad()
@@ -143,6 +164,13 @@ class Forecaster(nn.Module):
         mean, raw = out.chunk(2, dim=-1)
         return mean, F.softplus(raw) + MIN_VARIANCE
 
+    def autoregression(self, x: Tensor) -> Tensor:
+        """x (B, T, C) -> Σ_j a_(j,c) x_(t-j+1),c + a_(0,c) (B, T, C), values before x read as 0; zeros for q = 0."""
+        if self.autoregressive is None:
+            return torch.zeros_like(x)
+        padded = F.pad(x.transpose(1, 2), (self.config.ar_order - 1, 0))  # (B, C, q - 1 + T)
+        return self.autoregressive(padded).transpose(1, 2)  # (B, T, C)
+
     def _check(self, x: Tensor, covariates: Tensor) -> None:
         C, K = self.num_channels, self.num_covariates
         if x.dim() != 3 or x.shape[-1] != C or covariates.shape != (*x.shape[:2], K):
@@ -154,6 +182,7 @@ class Forecaster(nn.Module):
         self._check(x, covariates)
         h, state = self.encoder(torch.cat([x, covariates], dim=-1), state)  # (B, T, H)
         mean, variance = self._head(h)
+        mean = mean + self.autoregression(x)
         loss = None if targets is None else self.nll(mean, variance, targets)
         return Prediction(mean, variance, state), loss
 
@@ -179,18 +208,26 @@ class Forecaster(nn.Module):
         """Step by step, each row reading its own previous draw with chance 1 - ε."""
         x, k, y = batch
         B, T, _ = x.shape
-        state, previous, means, variances = None, None, [], []
+        state, previous, means, variances, read = None, None, [], [], []
         for t in range(T):
             x_t = x[:, t:t + 1]  # (B, 1, C)
             if previous is not None:
                 own = torch.rand(B, 1, 1, device=x.device) >= self.teacher_forcing
                 x_t = torch.where(own, previous, x_t)
+            read.append(x_t)
             h, state = self.encoder(torch.cat([x_t, k[:, t:t + 1]], dim=-1), state)
             mean, variance = self._head(h)
+            mean = mean + self._last_autoregression(read)
             means.append(mean)
             variances.append(variance)
             previous = self.draw(mean, variance).detach()
         return self.nll(torch.cat(means, 1), torch.cat(variances, 1) if self.gaussian else None, y)
+
+    def _last_autoregression(self, read: list[Tensor]) -> Tensor:
+        """The AR term of the newest step from the values read so far (each (B, 1, C)): (B, 1, C)."""
+        if self.autoregressive is None:
+            return torch.zeros_like(read[-1])
+        return self.autoregression(torch.cat(read[-self.config.ar_order:], dim=1))[:, -1:]
 
     @torch.no_grad()
     def forecast(self, x: Tensor, covariates: Tensor, horizon: int, num_samples: int = 1,
@@ -208,6 +245,8 @@ class Forecaster(nn.Module):
         mean = prediction.mean[:, -1:].repeat_interleave(N, dim=0)  # (B * N, 1, C)
         variance = None if prediction.variance is None else prediction.variance[:, -1:].repeat_interleave(N, dim=0)
         future = covariates[:, T:].repeat_interleave(N, dim=0)  # (B * N, horizon - 1, K)
+        newest = x[:, T - min(self.config.ar_order, T):].repeat_interleave(N, dim=0)  # the AR's values
+        read = list(newest.split(1, dim=1))
         steps = []
         for h in range(horizon):
             value = self.draw(mean, variance, generator)  # (B * N, 1, C)
@@ -215,4 +254,6 @@ class Forecaster(nn.Module):
             if h + 1 < horizon:
                 out, state = self.encoder(torch.cat([value, future[:, h:h + 1]], dim=-1), state)
                 mean, variance = self._head(out)
+                read.append(value)
+                mean = mean + self._last_autoregression(read)
         return torch.cat(steps, dim=1).view(B, N, horizon, C)

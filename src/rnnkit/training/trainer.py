@@ -38,6 +38,7 @@ from rnnkit.training.interrupt import ctrl_c_stops
 from rnnkit.training.nonfinite import skip_step
 from rnnkit.training.optim import Budget, add_l1_subgradient, all_finite, build_optimizer, clip_gradients, learning_rate
 from rnnkit.training.plots import plot_losses
+from rnnkit.training.rewrites import Rewrites
 from rnnkit.training.run_config import CONFIG, Run, check_run, resign_checkpoints, structure_digest, write_run
 from rnnkit.training.runs import (BEST, LAST, METRICS, PLOT, default_folder, load_tensors, remove_partial_writes,
                                   run_lock, save_tensors, truncate_metrics)
@@ -80,6 +81,7 @@ class Trainer:
         self.budget = Budget.of(config)
         self.progress = Progress()  # position and bookkeeping, all saved in last.safetensors
         self.saved_step: int | None = None  # the step of the last checkpoint written
+        self.rewrites = Rewrites()  # when an evaluation rewrites the last checkpoint and the plot
         self.config_digest: str | None = None  # what the weights mean (run_config.structure_digest), in each checkpoint
         self.carry = None  # recurrent state carried to the next batch
         self._step_notes: dict = {}  # what the task set before the last step (teacher forcing), logged with it
@@ -90,8 +92,7 @@ class Trainer:
         if config.diagnostics_every and not has_cells(self.model):
             raise ConfigError("--diagnostics-every inspects recurrent cells, and this model has none (a tdnn "
                               "encoder); drop --diagnostics-every")
-        # the engine of every recurrent layer (rnnkit.kernels.choose_engine), recorded in config.json
-        # so that evaluating the run later takes the same one
+        # each recurrent layer's engine (rnnkit.kernels.choose_engine), in config.json: evaluation takes the same
         self.engines = engines_in(self.model, self.device)
         keep_freed_memory()  # a step reuses its activations' pages instead of faulting them in again
 
@@ -161,7 +162,7 @@ class Trainer:
                     reason = self._loop(bar)
                 finally:
                     bar.close()
-            result = self._evaluate_and_save() if reason != "interrupted" else self._save_last()
+            result = self._evaluate_and_save(final=True) if reason != "interrupted" else self._save_last_and_plot()
         finally:
             if self.board is not None:
                 self.board.close()
@@ -212,8 +213,7 @@ class Trainer:
                     self._save_last()
                 if p.step % cfg.eval_every == 0:
                     self._evaluate_and_save(bar)
-                    started = time.perf_counter() - p.elapsed  # evaluation time is not budget
-                    tick = time.perf_counter()
+                    started = (tick := time.perf_counter()) - p.elapsed  # evaluation time is not budget
                     if cfg.patience and p.evals_without_improvement >= cfg.patience:
                         return "early stopping"
             p.epoch += 1
@@ -221,10 +221,9 @@ class Trainer:
             self.carry = None
 
     def _train_step(self, batch: tuple) -> tuple[float, int]:
-        """One step on ``batch``: set the rate, the loss under autocast (under torchrun, of this
-        rank's rows, weighted by its share of the global batch), backward, clip, and update, or,
-        when the loss or the gradient norm is not finite, no update and the ``--on-nonfinite``
-        policy. Returns the learning rate and the tokens this process read."""
+        """One step on ``batch``: set the rate, the loss under autocast (under torchrun, of this rank's rows,
+        weighted by its share of the global batch), backward, clip, and update, or, when the loss or the gradient
+        norm is not finite, no update and the ``--on-nonfinite`` policy. Returns the rate and the tokens read."""
         model, opt, cfg, p = self.model, self.optimizer, self.cfg, self.progress
         lr = learning_rate(cfg, p.step, self._budget_spent()) * p.lr_scale
         for group in opt.param_groups:
@@ -265,8 +264,7 @@ class Trainer:
         p = self.progress
         self._log({"step": p.step, "epoch": round(p.epoch + p.batch_index / self.batcher.num_batches(p.epoch), 4),
                    "loss": p.log_sum / p.log_count, "lr": lr, "grad_norm": round(p.log_norm_sum / p.log_count, 4),
-                   **self._step_notes,
-                   "tokens_per_s": round(speed, 1), "elapsed": round(p.elapsed, 2)})
+                   **self._step_notes, "tokens_per_s": round(speed, 1), "elapsed": round(p.elapsed, 2)})
         p.log_sum, p.log_norm_sum, p.log_count = 0.0, 0.0, 0
         loss = self.rows[-1]["loss"]
         bar.set_postfix_str(f"loss {loss:.3f} ({loss / math.log(2):.3f} bpc) {speed:,.0f} tok/s", refresh=False)
@@ -275,9 +273,8 @@ class Trainer:
         self.rows.append(row)
         if not self.writes:
             return
-        with self._writing():
-            with open(self.out / METRICS, "a") as f:
-                f.write(json.dumps(row) + "\n")
+        with self._writing(), open(self.out / METRICS, "a") as f:
+            f.write(json.dumps(row) + "\n")
             if self.board is not None:
                 self.board.log(row)
 
@@ -287,8 +284,7 @@ class Trainer:
         return self._fixed_batch
 
     def _skip(self, what: str, value: float) -> None:
-        """Deal with step ``self.step + 1``, whose ``what`` (loss or gradient norm) is ``value``,
-        not finite, as ``--on-nonfinite`` says (:func:`rnnkit.training.nonfinite.skip_step`)."""
+        """Step ``self.step + 1``'s ``what`` (loss or gradient norm) is ``value``, not finite: --on-nonfinite."""
         step, p = self.step + 1, self.progress
         warning = skip_step(self.cfg.on_nonfinite, p, what, value, step, all_finite(self.model.parameters()),
                             self._kept())
@@ -304,9 +300,8 @@ class Trainer:
 
     @contextlib.contextmanager
     def _writing(self):
-        """A write into the run folder; one that fails (a full disk) ends training with a
-        message that says what is still there: every file is replaced atomically, so
-        the previous checkpoint is whole."""
+        """A write into the run folder; one that fails (a full disk) ends training with a message that says
+        what is still there: every file is replaced atomically, so the previous checkpoint is whole."""
         try:
             yield
         except OSError as e:
@@ -317,7 +312,8 @@ class Trainer:
 
     # -- evaluation and checkpoints -------------------------------------------
 
-    def _evaluate_and_save(self, bar=None) -> dict:
+    def _evaluate_and_save(self, bar=None, final: bool = False) -> dict:
+        """Validate; the best checkpoint if improved; the last one and the plot at the end or when due (rewrites.py)"""
         metrics = self.task.validate(self.model, self.data, "val", self.group, self.cfg)
         result = {"val_" + k: v for k, v in metrics.items()}
         if result:
@@ -335,10 +331,8 @@ class Trainer:
                                  {"step": self.step, "config_sha256": self.config_digest, **result})
         else:
             self.progress.evals_without_improvement += 1
-        self._save_last()
-        if self.writes:
-            with self._writing():
-                plot_losses(self.rows, self.out / PLOT, title=str(self.out))
+        if final or self.rewrites.due(self.step, self.cfg.save_every, self.group):
+            self.rewrites.run(self._save_last_and_plot)
         sample = None
         if self.writes:
             gen = torch.Generator(device=self.device).manual_seed(self.cfg.seed + self.step)
@@ -376,6 +370,12 @@ class Trainer:
             kept = f"step {self.saved_step}" if self.saved_step is not None else "none yet"
             raise TrainingError(f"the weights are not finite at step {self.step}, so they were not saved (the last "
                                 f"checkpoint in {self.out}: {kept}); resume from it with a lower --lr")
+
+    def _save_last_and_plot(self) -> None:
+        self._save_last()
+        if self.writes:
+            with self._writing():
+                plot_losses(self.rows, self.out / PLOT, title=str(self.out))
 
     def _save_last(self) -> None:
         self._refuse_nonfinite_weights()
