@@ -102,7 +102,7 @@ def _read_rows(path: Path):
         header, lines = names, [ln for ln in lines[start + 1:] if ln.strip() and not ln.startswith("%")]
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
     rows = [r for r in csv.reader(lines, delimiter=delimiter) if r]
-    if header is None and rows and not _is_number(rows[0][0]):
+    if header is None and rows and not is_number(rows[0][0]):
         header, rows = rows[0], rows[1:]
     if not rows:
         raise DataError(f"{path} has no samples")
@@ -113,7 +113,8 @@ def _read_rows(path: Path):
     return header, rows
 
 
-def _is_number(text: str) -> bool:
+def is_number(text: str) -> bool:
+    """Whether ``text`` reads as a float (a CSV cell of a series, not a header or a date)."""
     try:
         float(text)
         return True
@@ -127,7 +128,7 @@ def _numbers(path: Path, rows, columns) -> np.ndarray:
         try:
             x[t] = [float(r[i]) for i in columns]
         except ValueError:
-            bad = next(r[i] for i in columns if not _is_number(r[i]))
+            bad = next(r[i] for i in columns if not is_number(r[i]))
             raise DataError(f"{path}: sample {t + 1} has {bad!r} where a number belongs") from None
     return x
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from rnnkit.data.files import read_text
+from rnnkit.data.series import is_number
 from rnnkit.errors import DataError
 
 FORECAST_SUFFIXES = (".csv", ".tsv", ".npy")
@@ -46,17 +47,9 @@ class SeriesFile:
         return int(observed.nonzero()[0][-1]) + 1 if observed.any() else 0
 
 
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return False
-
-
 def _parse_times(texts: list[str]) -> np.ndarray | None:
     """Time stamps as float64 (numbers, e.g. years) or datetime64 (ISO dates); None if neither."""
-    if all(_is_number(t) for t in texts):
+    if all(is_number(t) for t in texts):
         return np.array([float(t) for t in texts])
     try:
         return np.array([np.datetime64(t.strip().replace(" ", "T")) for t in texts])
@@ -85,8 +78,8 @@ def read_series_file(path: str | Path, config, future: bool = False) -> SeriesFi
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
     rows = [r for r in csv.reader(read_text(path, "char").splitlines(), delimiter=delimiter) if r]
     header = None
-    dated = rows and _parse_times([rows[0][0]]) is not None and all(_is_number(c) for c in rows[0][1:])
-    if rows and not dated and not all(_is_number(c) or not c.strip() for c in rows[0]):
+    dated = rows and _parse_times([rows[0][0]]) is not None and all(is_number(c) for c in rows[0][1:])
+    if rows and not dated and not all(is_number(c) or not c.strip() for c in rows[0]):
         header, rows = [c.strip() for c in rows[0]], rows[1:]
     if not rows:
         raise DataError(f"{path} has no samples")
@@ -128,7 +121,7 @@ def _time_column(spec: str, header, rows, width: int, path: Path) -> int | None:
         return _column(spec, header, width, path, "time_column")
     first = [r[0] for r in rows]
     named = header is not None and header[0].strip().lower() in TIME_NAMES
-    dates = not all(_is_number(t) for t in first) and _parse_times(first) is not None
+    dates = not all(is_number(t) for t in first) and _parse_times(first) is not None
     return 0 if width > 1 and (named or dates) else None
 
 
@@ -143,7 +136,7 @@ def _numbers(path: Path, rows, columns: list[int], names: list[str], future: boo
     for t, r in enumerate(rows[:end]):
         for j, i in enumerate(columns):
             cell = r[i].strip()
-            value = float(cell) if _is_number(cell) else None
+            value = float(cell) if is_number(cell) else None
             if value is None or not np.isfinite(value):
                 what = repr(cell) if cell else "empty"
                 raise DataError(f"{path}: row {t + 1}, column {names[i]!r} is {what}; fill or drop missing and "
