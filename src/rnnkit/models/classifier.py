@@ -37,7 +37,7 @@ from rnnkit.data.batches import LabelledBatch
 from rnnkit.errors import ConfigError
 from rnnkit.layers import length_mask, merge_directions
 from rnnkit.layers.dropout import dropout
-from rnnkit.models.encoder import Encoder, WordEncoderConfig, reading_both_ways
+from rnnkit.models.encoder import Encoder, LinearReadout, WordEncoderConfig, reading_both_ways
 
 POOLINGS = ("last", "mean", "max", "attention")
 
@@ -60,7 +60,7 @@ class ClassifierConfig(WordEncoderConfig):
                               "closed form: pool by last, mean or max")
 
 
-class SequenceClassifier(nn.Module):
+class SequenceClassifier(LinearReadout, nn.Module):
     """Args: ``vocab_size`` (V), ``num_labels`` (K), ``input_size`` (I, for
     vectors), ``alphabet_size`` (character ids, for ``char_features``) and the
     fields of :class:`ClassifierConfig` as keywords (``bidirectional`` None means True).
@@ -134,13 +134,6 @@ class SequenceClassifier(nn.Module):
         (g,) = torch.autograd.grad(loss, e, retain_graph=True)  # (B, T, E)
         r = eps * g / g.flatten(1).norm(dim=1).clamp_min(1e-12)[:, None, None]  # ‖r_b‖ = ε
         return loss + self(x, lengths, y, e + r.detach())[1], None
-
-    @torch.no_grad()
-    def set_readout(self, weight: Tensor, bias: Tensor, mse: Tensor | None = None) -> None:
-        """Set the head to a readout fitted in closed form (:mod:`rnnkit.training.closed_form`), logits = W c + b:
-        weight (K, F), bias (K,)."""
-        self.head.weight.copy_(weight)
-        self.head.bias.copy_(bias)
 
     @torch.no_grad()
     def readout_rows(self, batch: LabelledBatch) -> tuple[Tensor, Tensor]:

@@ -120,6 +120,17 @@ class WordEncoderConfig(ReservoirEncoderConfig):
         check_at_least(self, "char_features", 0)
 
 
+class LinearReadout:
+    """A model whose ``head`` (an ``nn.Linear``) an esn fits in closed form (:mod:`rnnkit.training.closed_form`):
+    ``set_readout`` puts the fitted weights there (the model's own ``readout_rows`` says what it regresses)."""
+
+    @torch.no_grad()
+    def set_readout(self, weight: Tensor, bias: Tensor, mse: Tensor | None = None) -> None:
+        """Set the head to the fitted readout, outputs = W features + b: weight (K, F), bias (K,)."""
+        self.head.weight.copy_(weight)
+        self.head.bias.copy_(bias)
+
+
 def reading_both_ways(config: dict, cls=EncoderConfig):
     """The settings (a ``cls``) of a model that sees the whole sequence at once: ``bidirectional``
     unset (None) means True, but for an esn, which reads one way."""

@@ -30,7 +30,7 @@ from rnnkit.errors import ConfigError
 from rnnkit.layers import length_mask
 from rnnkit.layers.crf import LinearChainCRF
 from rnnkit.layers.dropout import dropout
-from rnnkit.models.encoder import Encoder, WordEncoderConfig, reading_both_ways
+from rnnkit.models.encoder import Encoder, LinearReadout, WordEncoderConfig, reading_both_ways
 
 
 @dataclass
@@ -47,7 +47,7 @@ class TaggerConfig(WordEncoderConfig):
                               "closed form: drop --crf")
 
 
-class SequenceTagger(nn.Module):
+class SequenceTagger(LinearReadout, nn.Module):
     """Args: ``vocab_size`` (V), ``num_labels`` (K tags), ``input_size`` (I, for
     a numeric series: vocab_size 0 and inputs x (B, T, I)), ``alphabet_size``
     (character ids, for ``char_features``: inputs x (B, T, 1 + C)) and the
@@ -90,13 +90,6 @@ class SequenceTagger(nn.Module):
     def loss_terms(self, batch) -> int:
         """How many tags :meth:`loss` averages over (padding left out)."""
         return int((batch.y != IGNORE).sum())
-
-    @torch.no_grad()
-    def set_readout(self, weight: Tensor, bias: Tensor, mse: Tensor | None = None) -> None:
-        """Set the head to a readout fitted in closed form (:mod:`rnnkit.training.closed_form`), s_t = W o_t + b:
-        weight (K, F), bias (K,)."""
-        self.head.weight.copy_(weight)
-        self.head.bias.copy_(bias)
 
     @torch.no_grad()
     def readout_rows(self, batch: LabelledBatch) -> tuple[Tensor, Tensor]:
