@@ -106,11 +106,18 @@ def _read_rows(path: Path):
         header, rows = rows[0], rows[1:]
     if not rows:
         raise DataError(f"{path} has no samples")
+    check_rectangular(path, header, rows, "sample")
+    return header, rows
+
+
+def check_rectangular(path, header: list[str] | None, rows: list[list[str]], unit: str) -> int:
+    """The width of a table's rows (the header's, else the first row's), or a DataError naming the first
+    ``unit`` (row, sample) of another width."""
     width = len(header) if header else len(rows[0])
     for n, r in enumerate(rows, start=1):
         if len(r) != width:
-            raise DataError(f"{path}: sample {n} has {len(r)} values where the file has {width} columns")
-    return header, rows
+            raise DataError(f"{path}: {unit} {n} has {len(r)} values where the file has {width} columns")
+    return width
 
 
 def is_number(text: str) -> bool:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from rnnkit.data.files import read_text
-from rnnkit.data.series import is_number
+from rnnkit.data.series import check_rectangular, is_number
 from rnnkit.errors import DataError
 
 FORECAST_SUFFIXES = (".csv", ".tsv", ".npy")
@@ -83,10 +83,7 @@ def read_series_file(path: str | Path, config, future: bool = False) -> SeriesFi
         header, rows = [c.strip() for c in rows[0]], rows[1:]
     if not rows:
         raise DataError(f"{path} has no samples")
-    width = len(header) if header else len(rows[0])
-    for n, r in enumerate(rows, start=1):
-        if len(r) != width:
-            raise DataError(f"{path}: row {n} has {len(r)} values where the file has {width} columns")
+    width = check_rectangular(path, header, rows, "row")
     names = header or [str(i) for i in range(width)]
     time_index = _time_column(config.time_column, header, rows, width, path)
     covariate_index = [_column(c, header, width, path, "covariate_columns")
