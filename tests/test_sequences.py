@@ -254,6 +254,41 @@ def test_cli_tag_trains_and_predicts_conll(tmp_path, cli_here, chunk_corpus, tin
     assert all(line.split()[-1] in ("B-NP", "I-NP", "B-VP") for line in result.stdout.split("\n") if line)
 
 
+def test_predict_scores_gold_tags_unseen_in_training_as_errors_as_conlleval_does(tmp_path, cli_here,
+                                                                                   chunk_corpus, tiny_labelled_flags):
+    """CoNLL-2000's test file has chunk tags (I-LST, B-CONJP) its training file lacks: predict
+    anyway, and the chunk F1 printed is conlleval's on the file written (the pip port of
+    conlleval.pl, line by line), the unseen tags counted as errors and said."""
+    conlleval = pytest.importorskip("conlleval")
+    corpus = tmp_path / "train.txt"
+    corpus.write_text(chunk_corpus(40))
+    run = tmp_path / "run"
+    assert cli_here("train", corpus, "--task", "tag", "--max-epochs", 2, "--out", run,
+                    *tiny_labelled_flags).returncode == 0
+    test = tmp_path / "test.txt"  # two sentences whose gold holds a list item chunk (LST) never trained on
+    test.write_text(chunk_corpus(6, seed=1) + "1 LS B-LST\n. . I-LST\nthe DT B-NP\ncat NN I-NP\n\n"
+                    "the DT B-NP\ndog NN I-NP\nsleeps VBZ B-VP\n2 CD B-LST\n")
+    out = tmp_path / "pred.txt"
+    result = cli_here("predict", run, test, "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert "3 token(s) carry 2 gold label(s) the model was not trained on: 'B-LST' (2), 'I-LST' (1)" \
+        in result.stderr
+    ours = float(result.stderr.split("| F1 ")[1].split()[0])
+    theirs = conlleval.evaluate(out.read_text().splitlines())["overall"]["chunks"]
+    assert theirs["stats"]["gold"] == 6 * 3 + 2 + 3  # the LST chunks are gold chunks no prediction can match
+    assert ours == pytest.approx(theirs["evals"]["f1"], abs=5e-5)
+    assert ours < 1.0
+
+
+def test_a_gold_label_outside_the_models_labels_scores_zero_in_the_macro_f1():
+    from rnnkit.training.evaluate import score_labels
+
+    scores = score_labels(["ham", "spam", "eggs"], ["ham", "spam", "spam"], ["ham", "spam"])
+    assert scores["accuracy"] == pytest.approx(2 / 3)
+    # ham 1, spam 2/3 (one right of two predicted), eggs 0 (the model cannot name it)
+    assert scores["f1"] == pytest.approx((1 + 2 / 3 + 0) / 3)
+
+
 @pytest.mark.parametrize("content,extra,message", [
     ("ID,CONTENT\n1,hello\n", ["--task", "classify"], "no label column"),
     ("text,label\nhello,1\n   ,0\n", ["--task", "classify"], "line 3: empty text"),

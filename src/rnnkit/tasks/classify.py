@@ -84,4 +84,5 @@ class ClassifyTask(LabelledTask):
         batches = examples_to_predict(table.texts, table.labels, lambda text: labels[0], tokenizer, labels,
                                       request.input, per_token=False)
         return predict_and_write(model, batches, labels, lambda f, predicted: write_table(f, table, predicted),
-                                 request.out, request.input, "examples" if table.labels is not None else None)
+                                 request.out, request.input, "examples" if table.labels is not None else None,
+                                 gold=table.labels)

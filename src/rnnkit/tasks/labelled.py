@@ -7,12 +7,13 @@ writing the input's own format with the prediction as a new last column
 from __future__ import annotations
 
 import sys
+from collections import Counter
 
 from rnnkit.config import to_dict
 from rnnkit.data.sequences import BucketBatcher, encode_examples
 from rnnkit.errors import CheckpointError
 from rnnkit.tasks.base import RESERVOIR_RULES, Task
-from rnnkit.training.evaluate import evaluate_labelled
+from rnnkit.training.evaluate import evaluate_labelled, score_labels
 
 WORDS_AND_EMBEDDING = "word tokens and an embedding (--tokenizer word, --embedding-dim > 0)"
 ENCODER_RULES = {"kernel_size": (lambda c: c.model.encoder == "tdnn", "--encoder tdnn"), **RESERVOIR_RULES}
@@ -55,10 +56,12 @@ class LabelledTask(Task):
 
 
 
-def predict_and_write(model, batches, labels: list[str], write, output: str | None, path, unit: str | None) -> int:
+def predict_and_write(model, batches, labels: list[str], write, output: str | None, path, unit: str | None,
+                      gold: list | None = None) -> int:
     """Predict the labels of ``batches``, write them with ``write(file, predicted)`` to ``output``
-    (stdout without one) and, where the input had gold labels (``unit``, what it counts; None
-    without labels), their accuracy and F1 to stderr."""
+    (stdout without one) and, where the input had ``gold`` labels (``unit``, what it counts; None
+    without labels), their accuracy and F1 to stderr. A gold label the model was not trained on
+    is counted as the error it is (as conlleval counts it), and said."""
     result = evaluate_labelled(model, batches, labels)
     if output:
         with open(output, "w", newline="", encoding="utf-8") as f:
@@ -66,14 +69,35 @@ def predict_and_write(model, batches, labels: list[str], write, output: str | No
     else:
         write(sys.stdout, result["predicted"])
     if unit is not None:
-        scores = f"accuracy {result['accuracy']:.4f}" + (f" | F1 {result['f1']:.4f}" if "f1" in result else "")
-        print(f"{path}: {result['examples']:,} {unit} with labels; {scores}", file=sys.stderr)
+        gold = result["gold"] if gold is None else gold
+        scores = score_labels(gold, result["predicted"], labels)
+        line = f"accuracy {scores['accuracy']:.4f}" + (f" | F1 {scores['f1']:.4f}" if "f1" in scores else "")
+        print(f"{path}: {result['examples']:,} {unit} with labels; {line}", file=sys.stderr)
+        unseen, per_token = unseen_labels(gold, labels), isinstance(gold[0], list)
+        if unseen:
+            shown = ", ".join(f"{name!r} ({n:,})" for name, n in unseen.most_common(5))
+            print(f"{path}: {sum(unseen.values()):,} {'token' if per_token else 'example'}(s) carry "
+                  f"{len(unseen)} gold label(s) the model was not trained on: {shown}; each counts as an error",
+                  file=sys.stderr)
     return 0
 
 
+def unseen_labels(gold: list, labels: list[str]) -> Counter:
+    """How often each gold label outside ``labels`` occurs (tags a sentence are flattened)."""
+    flat = [g for group in gold for g in group] if gold and isinstance(gold[0], list) else gold
+    known = set(labels)
+    return Counter(g for g in flat if g not in known)
+
+
 def examples_to_predict(texts, gold, placeholder, tokenizer, labels, path, per_token: bool):
-    """Batches of ``texts`` in file order; without ``gold`` labels each text gets ``placeholder``
-    (a gold label unseen in training is an error naming the file)."""
-    names = gold if gold is not None else [placeholder(t) for t in texts]
+    """Batches of ``texts`` in file order. Without ``gold`` labels each text gets ``placeholder``;
+    a gold label unseen in training is read as ``labels[0]`` here, and only scored (against the
+    true gold, by :func:`predict_and_write`) never trained or predicted on."""
+    if gold is None:
+        names = [placeholder(t) for t in texts]
+    else:
+        known = set(labels)
+        names = [[g if g in known else labels[0] for g in group] if per_token else (group if group in known
+                 else labels[0]) for group in gold]
     examples = encode_examples(texts, names, tokenizer, labels, path, per_token)
     return BucketBatcher(examples, 128, 0, shuffle=False).batches(0)

@@ -82,15 +82,17 @@ class TagTask(LabelledTask):
         cfg, labels, path = doc.data, doc.labels, request.input
         if _series(path):  # every sample of a recording, read as one sequence
             x, gold, header, rows = read_series(path, cfg.label_column, num_features=tokenizer.num_features)
-            y = label_ids(gold, labels, path) if gold else np.zeros(len(x), dtype=np.int64)
+            known = set(labels)
+            y = label_ids([g if g in known else labels[0] for g in gold], labels, path) if gold else \
+                np.zeros(len(x), dtype=np.int64)  # a gold label unseen in training is only scored
             batches = [collate([tokenizer.transform(x, str(path))], [y])]
             return predict_and_write(model, batches, labels,
                                      lambda f, predicted: write_series(f, path, header, rows, predicted[0]),
-                                     request.out, path, "series" if gold else None)
+                                     request.out, path, "series" if gold else None, gold=[gold] if gold else None)
         sentences = read_conll(path, cfg.word_column, cfg.tag_column, require_tags=False)
         texts = [" ".join(w) for w in sentences.words]
         batches = examples_to_predict(texts, sentences.tags, lambda text: [labels[0]] * len(text.split()),
                                       tokenizer, labels, path, per_token=True)
         return predict_and_write(model, batches, labels,
                                  lambda f, predicted: write_conll(f, sentences, predicted), request.out, path,
-                                 "sentences" if sentences.tags is not None else None)
+                                 "sentences" if sentences.tags is not None else None, gold=sentences.tags)

@@ -187,13 +187,23 @@ def evaluate_labelled(model, batches, labels: list[str], device=None, group=None
     results = gather_shares(results, group)
     gold = [g for r in results for g in r[2]]
     predicted = [p for r in results for p in r[3]]
-    result = {"loss": sum(r[0] for r in results) / max(sum(r[1] for r in results), 1), "examples": len(gold)}
-    if gold and isinstance(gold[0], list):
-        result["accuracy"] = accuracy(gold, predicted)  # over tokens
-        if any(t[:2] in ("B-", "I-", "E-", "S-") for t in labels):
+    loss = sum(r[0] for r in results) / max(sum(r[1] for r in results), 1)
+    return {"loss": loss, "examples": len(gold), **score_labels(gold, predicted, labels),
+            "gold": gold, "predicted": predicted}
+
+
+def score_labels(gold: list, predicted: list, labels: list[str]) -> dict:
+    """Accuracy and F1 of ``predicted`` label names against ``gold`` ones: lists of tags a
+    sentence (accuracy over tokens; conlleval's chunk F1 where the tags have B-/I-/E-/S- prefixes)
+    or one label an example (macro F1 over ``labels`` and any gold label outside them, which
+    the model cannot predict and so scores 0). Empty without examples."""
+    if not gold:
+        return {}
+    if isinstance(gold[0], list):
+        names = set(labels).union(*gold)
+        result = {"accuracy": accuracy(gold, predicted)}  # over tokens
+        if any(t[:2] in ("B-", "I-", "E-", "S-") for t in names):
             result["f1"] = chunk_f1(gold, predicted)["f1"] / 100
-    elif gold:
-        report = classification_report(gold, predicted, labels)
-        result["accuracy"], result["f1"] = report["accuracy"], report["macro_f1"]
-    result["gold"], result["predicted"] = gold, predicted
-    return result
+        return result
+    report = classification_report(gold, predicted, list(labels) + sorted(set(gold) - set(labels)))
+    return {"accuracy": report["accuracy"], "f1": report["macro_f1"]}
