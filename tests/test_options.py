@@ -107,6 +107,9 @@ TRAIN = [
     ("--adversarial", "0.5", [], {"classify", "classify tdnn", REC}, ALL - {"classify", "classify tdnn", REC}),
     ("--char-features", "4", [], WORD_TOKENS - ESN, ALL - WORD_TOKENS | ESN),
     ("--crf", "true", [], {"tag", "tag series"}, ALL - {"tag", "tag series"}),
+    ("--char-lm", "CHAR_LMS", [], {"tag"}, ALL - {"tag"}),  # CoNLL words: not a series
+    ("--char-lm-tune", "true", [], set(), ALL),
+    ("--char-lm-tune", "true", ["--char-lm", "CHAR_LMS"], {"tag"}, set()),
     ("--label-smoothing", "0.1", [], ALL - {"ctc"} - ESN - FORECAST, {"ctc"} | ESN | FORECAST),
     ("--label-smoothing", "0.1", ["--crf", "true"], set(), {"tag", "tag series"}),
     ("--attention", "dot", [], {"seq2seq"}, ALL - {"seq2seq"}),
@@ -146,6 +149,7 @@ TRAIN = [
     ("--frame-stack", "2", [], {"ctc"}, ALL - {"ctc"}),
     ("--long-transcripts", "skip", [], {"ctc"}, ALL - {"ctc"}),
     ("--condition-column", "CLASS", [], {"lm conditioned"}, ALL - LM),
+    ("--reverse", "true", [], {"lm"}, ALL - {"lm"}),
     ("--word-column", "0", [], {"tag"}, ALL - {"tag"}),
     ("--tag-column", "-1", [], {"tag"}, ALL - {"tag"}),
     ("--val-path", "SELF", [], ALL - FORECAST - RECS, FORECAST | RECS),  # a forecast splits its one series in time
@@ -362,14 +366,26 @@ def inputs(tmp_path_factory, make_text, spam_table, chunk_corpus):
     return folder
 
 
+@pytest.fixture(scope="module")
+def char_lms(inputs):
+    """``--char-lm FWD,BWD``: a forward and a backward character model of the text, one step each."""
+    for name, extra in (("fwd", []), ("bwd", ["--reverse", "true"])):
+        code, err = run_main(["train", inputs / "text.txt", "--out", inputs / name, *tiny("lm"), "--max-steps", 1,
+                              "--sample-length", 0, *extra])
+        assert code == 0, err
+    return f"{inputs / 'fwd'},{inputs / 'bwd'}"
+
+
 @pytest.mark.parametrize("option,value,more,context,taken", list(_train_cases()))
 def test_train_takes_an_option_where_it_applies_and_refuses_it_elsewhere(option, value, more, context, taken,
-                                                                       inputs, tmp_path, monkeypatch):
+                                                                       inputs, tmp_path, monkeypatch, request):
+    training_file = inputs / FILES[context]
+    swap = {"SELF": training_file, "OUT": tmp_path / "elsewhere"}
+    if "CHAR_LMS" in (value, *more):  # trained before fit is replaced
+        swap["CHAR_LMS"] = request.getfixturevalue("char_lms")
     started = []
     monkeypatch.setattr(Trainer, "fit", lambda self, resume=False: started.append(self) or {
         "stopped": "budget", "step": 0, "elapsed": 0.0, "out": str(self.out)})
-    training_file = inputs / FILES[context]
-    swap = {"SELF": training_file, "OUT": tmp_path / "elsewhere"}
     flags = [swap.get(v, inputs / v if v.endswith((".txt", ".json")) else v) for v in [*more, option, value]]
     code, err = run_main(["train", training_file, "--out", tmp_path / "run", *tiny(context), *BASE[context], *flags])
     assert_taken_or_refused(code, err, option, taken)

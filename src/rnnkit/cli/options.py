@@ -51,7 +51,7 @@ def add_setting_flags(parser: argparse.ArgumentParser, title: str, fields, helps
     ``title``, absent from the parsed namespace unless given; ``helps`` replaces fields' help texts."""
     group = parser.add_argument_group(title)
     for f in fields:
-        if f.name in skip:
+        if f.name in skip or not f.metadata.get("flag", True):  # a field the program fills in, not a setting
             continue
         base = f.type.split("|")[0].strip()
         optional = "None" in f.type
@@ -221,7 +221,7 @@ BY_GRADIENT = {"optimizer", "lr", "momentum", "alpha", "weight_decay", "l1", "cl
                "warmup_steps", "min_lr_ratio", "lr_decay", "lr_decay_every", "lr_decay_start", "max_steps",
                "max_epochs", "time_limit", "eval_every", "log_every", "save_every", "on_nonfinite", "patience",
                "precision", "beta1", "beta2", "eps", "rho", "label_smoothing", "dropout", "adversarial", "crf",
-               "char_features", "scheduled_sampling", "sampling_steps", "ar_order"}
+               "char_features", "char_lm_tune", "scheduled_sampling", "sampling_steps", "ar_order"}
 ONE_RESERVOIR = {"num_layers", "bidirectional"}
 NOT_ESN = {name: needs for names, needs in (
     (BY_GRADIENT, "training by gradient steps (--encoder rnn or tdnn; an esn's readout is fitted in closed form)"),

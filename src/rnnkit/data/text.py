@@ -116,6 +116,12 @@ class TextData:
     config: DataConfig
     digest: str = ""
 
+    def reversed(self) -> "TextData":
+        """The same splits, each read backwards (last token first): a backward language model's
+        data. In memory, also for a corpus read from a token file."""
+        return dataclasses.replace(self, **{split: torch.flip(getattr(self, split), [0])
+                                            for split in ("train", "val", "test")})
+
     @classmethod
     def from_file(cls, path: str | Path, config: DataConfig | None = None, tokenizer=None) -> "TextData":
         """Train on ``path``; validation and test are ``config.val_path`` and

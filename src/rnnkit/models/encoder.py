@@ -157,10 +157,14 @@ class Encoder(nn.Module):
     is already decided (True or False). The state is None for a tdnn, (x_T,) (1, B, N) for
     an esn. With
     ``char_features`` (a :class:`WordEncoderConfig`'s) the ids come with
-    spellings, x (B, T, 1 + C), over ``alphabet_size`` character ids."""
+    spellings, x (B, T, 1 + C), over ``alphabet_size`` character ids; so they do
+    with ``context``, a module reading the spellings of a batch's words in
+    their sentences into features (``forward(chars (B, T, C), mask (B, T)) ->
+    (B, T, D)``, ``output_size`` D: :class:`rnnkit.models.char_lm.ContextualChars`),
+    read beside the embedding."""
 
     def __init__(self, vocab_size: int, config: EncoderConfig, input_size: int | None = None,
-                 alphabet_size: int = 0, char_features: int = 0):
+                 alphabet_size: int = 0, char_features: int = 0, context: nn.Module | None = None):
         super().__init__()
         c = config
         self.vocab_size = vocab_size
@@ -176,6 +180,9 @@ class Encoder(nn.Module):
                 raise ConfigError(CHAR_FEATURES_NEED_WORDS)
             self.spelling = Spelling(alphabet_size, char_features)
             width += self.spelling.output_size
+        self.context = context
+        if context is not None:
+            width += context.output_size
         if c.encoder == "esn":
             self.layer = reservoir(c, width)
         elif c.encoder == "tdnn":
@@ -202,15 +209,22 @@ class Encoder(nn.Module):
         numeric series pass as they are."""
         if not self.vocab_size:
             return x
-        words = x[..., 0] if self.spelling is not None else x  # (B, T)
+        words = x[..., 0] if self.spelled else x  # (B, T)
         e = F.one_hot(words, self.vocab_size).float() if self.embedding is None else self.embedding(words)
-        if self.spelling is not None:
-            e = torch.cat([e, self.spelling(x[..., 1:], length_mask(lengths, x.shape[1]))], dim=-1)
+        if self.spelled:
+            mask = length_mask(lengths, x.shape[1])  # (B, T)
+            e = torch.cat([e, *(read(x[..., 1:], mask).to(e.dtype) for read in (self.spelling, self.context)
+                                if read is not None)], dim=-1)
         return dropout(e, self.dropout, self.training)
+
+    @property
+    def spelled(self) -> bool:
+        """Whether the ids come with their words' spellings, x (B, T, 1 + C)."""
+        return self.spelling is not None or self.context is not None
 
     def forward(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, State]:
         dims, expected = (3, "vectors (B, T, I)") if not self.vocab_size else \
-            (3, "spelled ids (B, T, 1 + C)") if self.spelling is not None else (2, "ids (B, T)")
+            (3, "spelled ids (B, T, 1 + C)") if self.spelled else (2, "ids (B, T)")
         if x.dim() != dims or lengths.shape != x.shape[:1]:
             raise ValueError(f"Encoder: expected {expected} and lengths (B,), got {tuple(x.shape)} and "
                              f"{tuple(lengths.shape)}")

@@ -17,7 +17,7 @@ Output layer, per ``TaggerConfig.crf``:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +30,7 @@ from rnnkit.errors import ConfigError
 from rnnkit.layers import length_mask
 from rnnkit.layers.crf import LinearChainCRF
 from rnnkit.layers.dropout import dropout
+from rnnkit.models.char_lm import ContextualChars
 from rnnkit.models.encoder import Encoder, LinearReadout, WordEncoderConfig, reading_both_ways
 
 
@@ -39,6 +40,11 @@ class TaggerConfig(WordEncoderConfig):
 
     crf: bool = setting("tag: a linear-chain CRF output layer (Viterbi decoding) instead of per-step softmax",
                         default=False)
+    char_lm: str | None = setting("tag: FWD,BWD, two character language-model runs (the second trained on "
+                                  "reversed text: `rnnkit train --reverse true`) whose states at each word's edges "
+                                  "become its features (Akbik et al. 2018)", default=None)
+    char_lm_tune: bool = setting("tag: train the --char-lm models with the tagger (default: frozen)", default=False)
+    char_lm_spec: dict | None = field(default=None, metadata={"flag": False})  # the two models, from their runs
 
     def __post_init__(self):
         super().__post_init__()
@@ -66,7 +72,9 @@ class SequenceTagger(LinearReadout, nn.Module):
         super().__init__()
         self.config = reading_both_ways(config, TaggerConfig)
         self.num_labels = num_labels
-        self.encoder = Encoder(vocab_size, self.config, input_size, alphabet_size, self.config.char_features)
+        c = self.config
+        context = ContextualChars(c.char_lm_spec, c.char_lm_tune) if c.char_lm_spec else None
+        self.encoder = Encoder(vocab_size, c, input_size, alphabet_size, c.char_features, context)
         self.head = nn.Linear(self.encoder.output_size, num_labels)
         self.crf = LinearChainCRF(num_labels) if self.config.crf else None
 

@@ -75,7 +75,7 @@ class Task:
     def settings(cls) -> dict[str, object]:
         """Every setting of this task, by name: the fields of its three configs."""
         return {f.name: f for c in (cls.model_config, cls.data_config, cls.train_config)
-                for f in dataclasses.fields(c)}
+                for f in dataclasses.fields(c) if f.metadata.get("flag", True)}
 
     # -- which settings apply (rnnkit.cli.options.Choice asks) ------------------------------
 

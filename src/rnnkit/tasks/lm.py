@@ -44,6 +44,8 @@ class LanguageModelData(TextColumn, DataConfig):
     task: str = setting("what to learn, a name in rnnkit.tasks.TASKS", default="lm")
     condition_column: str | None = setting("lm: learn each text of a table conditioned on the label in this "
                                            "column (sample with --condition LABEL)", default=None)
+    reverse: bool = setting("lm: learn the text read backwards, last character first (a backward language "
+                            "model, for a tagger's --char-lm); samples come out reversed", default=False)
 
 
 @dataclass
@@ -77,6 +79,7 @@ class LanguageModelTask(Task):
                        "word tokens and an embedding (--tokenizer word, --embedding-dim > 0)"),
         "text_column": (lambda c: not _stream(c), "--condition-column (the texts of a table)"),
         "seq_len": (_stream, STREAM),
+        "reverse": (_stream, STREAM),
         "eval_streams": (_stream, STREAM),
     }
     eval_options = frozenset({"window", "dynamic", "segment"})
@@ -99,7 +102,8 @@ class LanguageModelTask(Task):
         if spell:
             raise ConfigError(CHAR_FEATURES_NEED_WORDS)
         if not config.condition_column:
-            return TextData.from_file(config.path, config, tokenizer)
+            data = TextData.from_file(config.path, config, tokenizer)
+            return data.reversed() if config.reverse else data
         # each text of the table framed by newlines (flattened to one line), conditioned on its label; a
         # character vocabulary is fitted on every text, as for a stream (characters have no unknown symbol)
         return LabelledData.from_texts(

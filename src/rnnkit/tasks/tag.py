@@ -5,19 +5,25 @@ and read as vectors."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from rnnkit.config import DataConfig, setting
 from rnnkit.data import LabelledData
 from rnnkit.data.sequences import collate, label_ids, read_tagged_sentences
 from rnnkit.data.series import SERIES_SUFFIXES, read_series, write_series
 from rnnkit.data.tables import LabelColumn, read_conll, write_conll
-from rnnkit.errors import ConfigError
+from rnnkit.errors import CheckpointError, ConfigError
 from rnnkit.models import SequenceTagger, TaggerConfig
+from rnnkit.models.char_lm import DIRECTIONS, lm_spec
 from rnnkit.tasks.labelled import LabelledTask, examples_to_predict, predict_and_write
+from rnnkit.tasks.lm import LanguageModelTask
+from rnnkit.training.run_config import read_run
+from rnnkit.training.runs import BEST, load_weights
 
 CONLL = "--task tag on CoNLL columns"
 
@@ -52,7 +58,25 @@ class TagTask(LabelledTask):
         "label_column": (lambda c: _series(c.data.path), "--task classify, or a series to tag"),
         "seq_len": (lambda c: _series(c.data.path),
                     "a language model over a text, or a series to tag (other batches hold whole examples)"),
+        "char_lm": (lambda c: not _series(c.data.path), CONLL),
+        "char_lm_tune": (lambda c: bool(c.model.char_lm), "--char-lm FWD,BWD"),
     }
+
+    def spelling(self, model_cfg) -> bool:
+        return super().spelling(model_cfg) or bool(model_cfg.char_lm)  # the words' characters, in sentences
+
+    def build_model(self, model_cfg, tokenizer, labels=None, target_tokenizer=None):
+        """The tagger; a new one with ``char_lm`` starts its two character language models from
+        their runs (their structure is kept in its config, ``char_lm_spec``, so the run needs them no more)."""
+        if not model_cfg.char_lm or model_cfg.char_lm_spec is not None:
+            return super().build_model(model_cfg, tokenizer, labels)
+        models = char_language_models(model_cfg.char_lm)
+        spec = {"alphabet": tokenizer.alphabet, **{d: lm_spec(lm, chars) for d, (lm, chars) in models.items()}}
+        model = super().build_model(dataclasses.replace(model_cfg, char_lm_spec=spec), tokenizer, labels)
+        for d, (lm, _) in models.items():
+            if not next(model.parameters()).is_meta:  # sized on the meta device first: nothing to copy into
+                model.encoder.context.model(d).load_state_dict(lm.state_dict())
+        return model
 
     def token_kinds(self, choice) -> set[str]:
         return {"none"} if _series(choice.data.path) else super().token_kinds(choice)
@@ -96,3 +120,38 @@ class TagTask(LabelledTask):
         return predict_and_write(model, batches, labels,
                                  lambda f, predicted: write_conll(f, sentences, predicted), request.out, path,
                                  "sentences" if sentences.tags is not None else None, gold=sentences.tags)
+
+
+def char_language_models(runs: str) -> dict:
+    """{"forward": (model, characters), "backward": ...} of ``--char-lm FWD,BWD``: two language-model
+    runs over characters, the second trained on reversed text; anything else is one line naming it."""
+    paths = [p.strip() for p in runs.split(",")]
+    if len(paths) != 2 or not all(paths):
+        raise ConfigError(f"--char-lm takes two runs, FWD,BWD; got {runs!r}")
+    models = {}
+    for direction, path in zip(DIRECTIONS, paths):
+        model, run = _language_model(path)
+        if run.labels:  # each text conditioned on a label
+            raise ConfigError(f"--char-lm: {path} is a conditioned language model; train one of a text")
+        if run.tokenizer.kind != "char":
+            raise ConfigError(f"--char-lm: {path} reads {run.tokenizer.kind} tokens; the features are a character "
+                              f"model's: train it with --tokenizer char")
+        if run.data.reverse != (direction == "backward"):
+            fix = "--reverse true" if direction == "backward" else "without --reverse"
+            raise ConfigError(f"--char-lm: the {direction} model {path} reads the text "
+                              f"{'backwards' if run.data.reverse else 'forwards'}; train it {fix}")
+        models[direction] = (model, run.tokenizer.decode(range(run.tokenizer.vocab_size)))
+    return models
+
+
+def _language_model(path: str):
+    """(model with its best weights, run) of a language-model run folder."""
+    def configs(task: str):
+        if task != LanguageModelTask.name:
+            raise CheckpointError(f"--char-lm: {path} is a {task} run, not a language model of a text; train one "
+                                  f"with `rnnkit train TEXT --tokenizer char`")
+        return LanguageModelTask.configs()
+
+    run = read_run(path, configs)
+    with torch.device("cpu"):  # real weights, also where the tagger is sized on the meta device
+        return load_weights(LanguageModelTask().build_from(run), path, BEST, run.engines), run

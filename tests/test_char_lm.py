@@ -1,0 +1,168 @@
+"""A tagger reading two character language models' states at each word's
+edges (``--char-lm FWD,BWD``, Akbik et al. 2018): the features against the
+paper's equation computed by hand, padding, frozen and tuned models, the
+backward model's reversed data, the CLI end to end and its bad inputs."""
+
+import pytest
+import torch
+
+from rnnkit.config import to_dict
+from rnnkit.data.chars import CharTokenizer
+from rnnkit.data.words import SpelledWordTokenizer, WordTokenizer
+from rnnkit.models.char_lm import ContextualChars, lm_spec
+from rnnkit.models.language_model import LanguageModel
+
+LM = dict(cell="lstm", hidden_size=6, num_layers=2, embedding_dim=5, dropout=0.0)
+SENTENCES = ["The cat sat .", "Dogs bark"]
+
+
+def make(tune=False, seed=0):
+    """Two small random character models over the sentences' characters and a spelled tokenizer."""
+    torch.manual_seed(seed)
+    text = " ".join(SENTENCES)
+    chars = CharTokenizer.fit(text + "\n")
+    names = chars.decode(range(chars.vocab_size))
+    lms = {d: LanguageModel(chars.vocab_size, **LM).eval() for d in ("forward", "backward")}
+    spelled = SpelledWordTokenizer.fit(WordTokenizer.fit(text, eos=False), text)
+    spec = {"alphabet": spelled.alphabet, **{d: lm_spec(m, names) for d, m in lms.items()}}
+    context = ContextualChars(spec, tune)
+    for d, m in lms.items():
+        context.model(d).load_state_dict(m.state_dict())
+    return context, lms, chars, spelled
+
+
+def batch(spelled, sentences):
+    """Spelled ids (B, T, C) padded with 0 and the mask of real words (B, T)."""
+    rows = [torch.from_numpy(spelled.encode(s))[:, 1:] for s in sentences]
+    x = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True)
+    mask = torch.zeros(x.shape[:2], dtype=torch.bool)
+    for i, r in enumerate(rows):
+        mask[i, :len(r)] = True
+    return x, mask
+
+
+def by_hand(lms, chars, sentence):
+    """f_i = [→h_{b_i+1}; ←h_{a_i-1}] over s = " w_1 ... w_n " (equation 2 of the paper)."""
+    s = " " + sentence + " "
+    ids = torch.from_numpy(chars.encode(s))[None]
+    forward, _ = lms["forward"].rnn(lms["forward"].embed(ids))  # (1, L, H)
+    backward, _ = lms["backward"].rnn(lms["backward"].embed(ids.flip(1)))  # index r is s_{L-1-r}
+    features, a = [], 1
+    for word in sentence.split():
+        b = a + len(word) - 1
+        features.append(torch.cat([forward[0, b + 1], backward[0, len(s) - 1 - (a - 1)]]))
+        a = b + 2
+    return torch.stack(features)
+
+
+def test_features_are_the_states_at_each_words_edges_and_padding_changes_nothing():
+    context, lms, chars, spelled = make()
+    x, mask = batch(spelled, SENTENCES)
+    with torch.no_grad():
+        out = context(x, mask)  # (2, 4, 12)
+        assert out.shape == (2, 4, 12) and context.output_size == 12
+        for i, sentence in enumerate(SENTENCES):
+            n = len(sentence.split())
+            torch.testing.assert_close(out[i, :n], by_hand(lms, chars, sentence), atol=1e-5, rtol=1e-5)
+            assert (out[i, n:] == 0).all()  # padded words get zeros
+        alone = context(*batch(spelled, SENTENCES[1:]))  # the short sentence without the long one
+        torch.testing.assert_close(alone[0], out[1, :2], atol=1e-6, rtol=1e-6)
+
+
+def test_the_same_word_gets_other_features_in_another_sentence():
+    context, _, _, spelled = make()
+    with torch.no_grad():
+        out = context(*batch(spelled, ["The cat sat .", "Dogs sat"]))
+    assert not torch.allclose(out[0, 2], out[1, 1])  # "sat" after "cat" and after "Dogs"
+
+
+def test_frozen_models_take_no_gradient_and_no_dropout_and_tuned_ones_learn():
+    frozen, _, _, spelled = make(tune=False)
+    frozen.train()
+    x, mask = batch(spelled, SENTENCES)
+    assert all(not m.training for m in frozen.models) and not any(p.requires_grad for p in frozen.parameters())
+    assert not frozen(x, mask).requires_grad
+    tuned, _, _, _ = make(tune=True)
+    tuned.train()
+    tuned(x, mask).sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in tuned.model("backward").rnn.parameters())
+
+
+def test_a_backward_language_models_data_is_each_split_read_backwards(tmp_path):
+    from rnnkit.tasks import read_data
+    from rnnkit.tasks.lm import LanguageModelData
+
+    path = tmp_path / "t.txt"
+    path.write_text("abcdefghij" * 400)
+    plain = read_data(path, LanguageModelData(tokenizer="char", batch_size=4, seq_len=16))
+    back = read_data(path, LanguageModelData(tokenizer="char", batch_size=4, seq_len=16, reverse=True))
+    for split in ("train", "val", "test"):
+        assert torch.equal(getattr(back, split), getattr(plain, split).flip(0))
+
+
+@pytest.fixture(scope="module")
+def char_lms(tmp_path_factory, chunk_corpus):
+    """A forward and a backward character model of a chunk corpus's sentences, and the corpus."""
+    from conftest import TINY_LM_FLAGS, run_main
+
+    folder = tmp_path_factory.mktemp("char_lm")
+    corpus = folder / "train.txt"
+    corpus.write_text(chunk_corpus(40))
+    text = folder / "text.txt"
+    text.write_text("\n".join(" ".join(line.split()[0] for line in block.splitlines())
+                              for block in corpus.read_text().strip().split("\n\n")) + "\n")
+    for name, extra in (("fwd", ["--tokenizer", "char"]), ("bwd", ["--tokenizer", "char", "--reverse", "true"]),
+                        ("words", ["--tokenizer", "word", "--seq-len", "8"])):
+        result = run_main("train", text, "--max-steps", 10, "--out", folder / name, *TINY_LM_FLAGS, *extra)
+        assert result.returncode == 0, result.stderr
+    result = run_main("train", corpus, "--task", "tag", "--max-steps", 2, "--out", folder / "tag", *TINY_LM_FLAGS[:6],
+                      "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    return folder
+
+
+def test_cli_trains_a_tagger_on_char_lm_features_that_keeps_them_without_the_runs(char_lms, cli_here,
+                                                                                   tiny_labelled_flags):
+    import shutil
+
+    from rnnkit.tasks import load_run
+
+    run = char_lms / "tagger"
+    result = cli_here("train", char_lms / "train.txt", "--task", "tag", "--char-lm",
+                      f"{char_lms / 'fwd'},{char_lms / 'bwd'}", "--max-steps", 6, "--out", run, *tiny_labelled_flags)
+    assert result.returncode == 0, result.stderr
+    tagger, _, doc = load_run(run)
+    lm, _, _ = load_run(char_lms / "fwd")
+    assert doc.model.char_lm_spec["forward"]["config"] == to_dict(lm.config)
+    for name, value in lm.state_dict().items():  # frozen: the tagger's copy is the run's model
+        assert torch.equal(tagger.encoder.context.model("forward").state_dict()[name], value)
+    first = cli_here("predict", run, char_lms / "train.txt")
+    moved = char_lms / "elsewhere"
+    shutil.move(char_lms / "fwd", moved)
+    try:  # the run holds the two models: it predicts without their folders
+        again = cli_here("predict", run, char_lms / "train.txt")
+    finally:
+        shutil.move(moved, char_lms / "fwd")
+    assert first.returncode == again.returncode == 0 and first.stdout == again.stdout
+
+
+@pytest.mark.parametrize("runs,message", [
+    ("{fwd}", "--char-lm takes two runs, FWD,BWD"),
+    ("{bwd},{fwd}", "the forward model"),
+    ("{tag},{bwd}", "is a tag run, not a language model"),
+    ("{words},{bwd}", "reads word tokens; the features are a character model's"),
+    ("{fwd},{missing}", "no such run folder"),
+])
+def test_cli_bad_char_lm_runs_are_one_line(char_lms, cli_here, user_error, runs, message):
+    names = {k: char_lms / k for k in ("fwd", "bwd", "tag", "words", "missing")}
+    out = char_lms / "refused"
+    user_error(cli_here("train", char_lms / "train.txt", "--task", "tag", "--char-lm", runs.format(**names),
+                        "--out", out), message)
+    assert not out.exists()
+
+
+def test_char_lm_settings_are_refused_where_they_do_nothing(char_lms, cli_here, user_error):
+    user_error(cli_here("train", char_lms / "train.txt", "--task", "tag", "--char-lm-tune", "true",
+                        "--out", char_lms / "x"), "--char-lm-tune needs --char-lm")
+    user_error(cli_here("train", char_lms / "text.txt", "--char-lm", "a,b", "--out", char_lms / "x"),
+               "--char-lm needs --task tag")
