@@ -21,6 +21,13 @@ Each model is also run with character-level word features
 each word's characters, concatenated with its embedding; Lample et al. 2016),
 which is how taggers read words their vocabulary lacks.
 
+The ``charlm`` models add each word's contextual string embedding (Akbik
+et al. 2018): the states of two character language models at its edges,
+``--char-lm FWD,BWD``, runs of ``rnnkit train`` on raw text that holds no
+test sentence (wikitext-2 is Wikipedia; CoNLL-2000's test is WSJ section 20,
+EWT's is web text), the backward one with ``--reverse true``; their
+pretraining is not counted in the budget.
+
 Every model goes through rnnkit's public API: ``rnnkit.read_data``
 (tokenizer fitted on the training part only; words seen fewer than
 ``--min-count`` times there are ``<unk>``, so the ``<unk>`` row is trained),
@@ -30,7 +37,7 @@ validation loss, and ``Trainer.test`` for its test scores. ``load_run`` and
 ``evaluate_labelled`` give that checkpoint's predictions, for the accuracy
 on test tokens that are ``<unk>`` against known ones.
 
-    python benchmarks/tagging.py [--data-dir ../shared/data] [--minutes 3] [--quick]
+    python benchmarks/tagging.py [--data-dir ../shared/data] [--minutes 3] [--quick] [--char-lm FWD,BWD]
 """
 
 from __future__ import annotations
@@ -59,6 +66,10 @@ MODELS = (
     ("conll-crf-chars", "conll2000", "BiLSTM + CRF, char features", {"crf": True, "char_features": 25}),
     ("ewt-chars", "ewt", "BiLSTM + softmax, char features", {"char_features": 25}),
     ("ewt-crf-chars", "ewt", "BiLSTM + CRF, char features", {"crf": True, "char_features": 25}),
+    ("conll-crf-charlm", "conll2000", "BiLSTM + CRF, char features, character LMs (--char-lm)",
+     {"crf": True, "char_features": 25, "char_lm": True}),
+    ("ewt-charlm", "ewt", "BiLSTM + softmax, char features, character LMs (--char-lm)",
+     {"char_features": 25, "char_lm": True}),
     ("conll-glove", "conll2000", "BiLSTM + softmax, embedding from GloVe", {"glove": True}),
     ("ewt-glove", "ewt", "BiLSTM + softmax, embedding from GloVe", {"glove": True}),
 )
@@ -127,7 +138,8 @@ def unk_accuracy(data, predicted: dict) -> dict:
 def run_model(data, name: str, overrides: dict, folder: Path, args) -> dict:
     """Train one tagger for the budget; test scores of its best checkpoint."""
     from rnnkit import TrainConfig, Trainer, load_run
-    from rnnkit.models import SequenceTagger, TaggerConfig
+    from rnnkit.models import TaggerConfig
+    from rnnkit.tasks import named
     from rnnkit.training.evaluate import evaluate_labelled
 
     hidden = args.hidden_size
@@ -135,6 +147,8 @@ def run_model(data, name: str, overrides: dict, folder: Path, args) -> dict:
         hidden = 2 * args.hidden_size
     overrides = dict(overrides)
     glove = overrides.pop("glove", False)
+    if overrides.pop("char_lm", False):
+        overrides["char_lm"] = args.char_lm
     model_cfg = TaggerConfig(cell="lstm", embedding_dim=args.embedding_dim, hidden_size=hidden, num_layers=1,
                              dropout=args.dropout, bidirectional=True, kernel_size=5,
                              **{"crf": False, "encoder": "rnn", **overrides})
@@ -145,8 +159,7 @@ def run_model(data, name: str, overrides: dict, folder: Path, args) -> dict:
                             log_every=min(50, eval_every), precision=args.precision,
                             seed=args.seed, device="cpu")
     torch.manual_seed(args.seed)
-    model = SequenceTagger(data.vocab_size, data.num_labels, alphabet_size=getattr(data.tokenizer, "alphabet_size", 0),
-                           **vars(model_cfg))
+    model = named("tag").build_model(model_cfg, data.tokenizer, data.labels)
     if glove:  # GloVe vectors of the training sentences, in the tagger's own vocabulary
         from rnnkit.models.glove import train_glove
 
@@ -211,8 +224,9 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="smoke run: 10 seconds a model")
     p.add_argument("--steps", type=int, default=None,
                    help="train each model for this many steps instead of --minutes (equal work, not equal time)")
-    p.add_argument("--models", nargs="+", default=[m[0] for m in MODELS if "glove" not in m[0]],
-                   choices=[m[0] for m in MODELS], help="default: all but the GloVe-started ones")
+    pretrained = ("glove", "charlm")
+    p.add_argument("--models", nargs="+", default=[m[0] for m in MODELS if not any(k in m[0] for k in pretrained)],
+                   choices=[m[0] for m in MODELS], help="default: all but the GloVe- and character-LM-started ones")
     p.add_argument("--embedding-dim", type=int, default=100)
     p.add_argument("--hidden-size", type=int, default=128, help="per direction (tdnn: twice this)")
     p.add_argument("--dropout", type=float, default=0.3)
@@ -223,6 +237,7 @@ def main() -> None:
     p.add_argument("--evals-per-epoch", type=float, default=2)
     p.add_argument("--precision", default="fp32", choices=["auto", "fp32", "bf16"])
     p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--char-lm", help="FWD,BWD: the two character language-model runs of the charlm models")
     p.add_argument("--quiet", action="store_true", help="no line per evaluation")
     args = p.parse_args()
     if args.quick:
@@ -231,6 +246,8 @@ def main() -> None:
               "ewt": [f"ud_english_ewt/en_ewt-ud-{s}.conllu" for s in ("train", "dev", "test")]}
     corpora = list(dict.fromkeys(corpus for key, corpus, _, _ in MODELS if key in args.models))
     missing = [f for c in corpora for f in needed[c] if not (args.data_dir / f).is_file()]
+    if not args.char_lm and any("charlm" in key for key in args.models):
+        sys.exit("tagging: the charlm models need --char-lm FWD,BWD (the docstring says how to train them)")
     if missing:
         sys.exit(f"tagging: no {missing[0]} in {args.data_dir}; pass --data-dir (the folder holding conll2000/ "
                  f"and ud_english_ewt/)")
@@ -244,7 +261,7 @@ def main() -> None:
         for corpus in corpora:
             for spell in (False, True):
                 chosen = [(key, overrides) for key, c, _, overrides in MODELS if c == corpus and key in args.models
-                          and bool(overrides.get("char_features")) == spell]
+                          and bool(overrides.get("char_features") or overrides.get("char_lm")) == spell]
                 if chosen:
                     data = load_corpus(corpus, args, spell)
                 for key, overrides in chosen:
