@@ -211,7 +211,7 @@ def _refuse_other(found: dict, wanted: dict, path: Path) -> None:
     if found.get("rnnkit_version") != wanted["rnnkit_version"]:
         raise ConfigError(f"{path} was written by rnnkit {found.get('rnnkit_version', '(unknown)')}, this is "
                           f"{wanted['rnnkit_version']}; its trials would not compare: give another --out")
-    if found.get("task") != wanted["task"] or found.get("space") != wanted["space"]:
+    if any(found.get(key) != wanted[key] for key in ("task", "space")):  # what a trial's value means
         raise ConfigError(f"{path} searches --task {found.get('task')} over {','.join(found.get('space', {}))} "
                           f"with other ranges or settings; give the same --space (and --task), or another --out")
     if found.get("fixed") != wanted["fixed"]:
@@ -233,9 +233,9 @@ def claim(folder: Path):
 
 
 def counted(trial) -> bool:
-    """Whether a trial counts toward ``trials``: all but those stopped by Ctrl-C or a dead process
-    (failed without an ``error``)."""
-    return trial.state.name != "FAIL" or "error" in trial.user_attrs
+    """Whether a trial counts toward ``trials``: finished, pruned, running, or failed on an ``error``
+    of its settings; not one stopped by Ctrl-C or a dead process, nor one enqueued and not started."""
+    return trial.state.name in ("COMPLETE", "PRUNED", "RUNNING") or "error" in trial.user_attrs
 
 
 def _fail_dead_trials(study) -> None:
