@@ -5,8 +5,10 @@ import hashlib
 import json
 import math
 import shlex
+import signal
 import subprocess
 import sys
+import time
 
 import optuna
 import pytest
@@ -20,6 +22,12 @@ from rnnkit.tasks import named
 FLAGS = ["--hidden-size", "32", "--num-layers", "1", "--embedding-dim", "16", "--batch-size", "8", "--seq-len", "32",
          "--sample-length", "0", "--device", "cpu", "--max-steps", "40", "--eval-every", "10", "--warmup-steps", "0",
          "--log-every", "5", "--precision", "fp32"]
+
+
+def changed(flags: list, name: str, value: str) -> list:
+    """``flags`` with flag ``name``'s value replaced."""
+    at = flags.index(name) + 1
+    return [*flags[:at], value, *flags[at + 1:]]
 
 
 def load(study_dir):
@@ -100,6 +108,27 @@ def test_ctrl_c_mid_trial_marks_it_failed_and_the_same_command_resumes_the_study
     assert hashlib.sha256((study_dir / "trial-000" / "metrics.jsonl").read_bytes()).digest() == kept  # not rerun
     third = cli_here(*args)  # a finished study only prints its table
     assert third.returncode == 0 and " -> " not in third.stdout and third.stdout.count("\n| ") == 1 + 4
+
+
+@pytest.mark.slow
+def test_a_real_ctrl_c_leaves_a_study_the_same_command_finishes(corpus, tmp_path, cli_here):
+    """SIGINT to the process while a trial trains: exit 130, that trial failed, the study whole."""
+    study_dir = tmp_path / "study"
+    args = ["tune", str(corpus), "--space", "lr", "--trials", 3, "--out", str(study_dir), "--prune-after", "none",
+            *changed(FLAGS, "--max-steps", "400")]
+    process = subprocess.Popen([sys.executable, "-m", "rnnkit", *map(str, args)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not (study_dir / "trial-001" / "metrics.jsonl").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 130, err
+    states = [t.state.name for t in load(study_dir).trials]
+    assert states.count("FAIL") == 1 and "RUNNING" not in states, states
+    result = cli_here(*args)
+    assert result.returncode == 0, result.stderr
+    assert sum(tune.counted(t) for t in load(study_dir).trials) == 3
 
 
 def test_a_trial_whose_process_died_is_failed_and_replaced(corpus, tmp_path, cli_here):

@@ -177,15 +177,13 @@ def open_study(folder: Path, space: dict, fixed: dict, task, startup_trials: int
     pruner = (opt.pruners.MedianPruner(n_startup_trials=prune_after, n_warmup_steps=0) if prune_after is not None
               else opt.pruners.NopPruner())
     attrs = {"rnnkit_version": __version__, "task": task.name, "space": space_to_json(space), "fixed": fixed}
-    if path.exists():
-        study = _load(opt, path, sampler, pruner)
-        _refuse_other(study.user_attrs, attrs, path)
-        return study
     folder.mkdir(parents=True, exist_ok=True)
-    with claim(folder):  # two processes starting a new study at once: one creates it
-        study = opt.create_study(storage=_storage(opt, path), study_name=NAME, direction="minimize",
-                                 sampler=sampler, pruner=pruner, load_if_exists=True)
-        if not study.user_attrs:
+    with claim(folder):  # two processes starting a new study at once: one creates it, the other reads it whole
+        if path.exists():
+            study = _load(opt, path, sampler, pruner)
+        else:
+            study = opt.create_study(storage=_storage(opt, path), study_name=NAME, direction="minimize",
+                                     sampler=sampler, pruner=pruner)
             for key, value in attrs.items():
                 study.set_user_attr(key, value)
     _refuse_other(study.user_attrs, attrs, path)
