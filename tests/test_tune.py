@@ -233,3 +233,14 @@ def test_without_optuna_the_error_says_how_to_install_it(corpus, tmp_path, cli_h
     monkeypatch.setitem(sys.modules, "optuna", None)  # import optuna raises ImportError
     result = cli_here("tune", corpus, "--space", "lr", "--trials", 2, "--out", tmp_path / "study")
     user_error(result, "rnnkit tune needs Optuna: pip install 'rnnkit[tune]'")
+
+
+def test_tune_takes_every_flag_of_train_but_resume_and_dry_run():
+    from rnnkit.cli.main import build_parser
+
+    commands = next(a for a in build_parser()._actions if a.dest == "command").choices
+    options = {command: {s for a in commands[command]._actions for s in a.option_strings} for command in
+               ("train", "tune")}
+    assert options["tune"] - options["train"] == {"--space", "--trials", "--trial-minutes", "--startup-trials",
+                                                  "--prune-after", "--sampler-seed"}
+    assert options["train"] - options["tune"] == {"--resume", "--dry-run"}
