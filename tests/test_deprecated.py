@@ -21,8 +21,8 @@ from rnnkit.tasks import named
 from rnnkit.training.run_config import migrate
 
 FORMAT1 = Path(__file__).parent / "data" / "format1"
-POSITIONALS = {"train": ["PATH"], "lr-find": ["PATH"], "sample": ["RUN"], "predict": ["RUN", "INPUT"],
-               "report": ["RUN"], "bench": []}
+POSITIONALS = {"train": ["PATH"], "lr-find": ["PATH"], "tune": ["PATH", "--space", "lr", "--trials", "2"],
+               "sample": ["RUN"], "predict": ["RUN", "INPUT"], "report": ["RUN"], "bench": []}
 RENAMES = [(command, old, new) for command, table in RENAMED_FLAGS.items() for old, new in table.items()]
 
 
@@ -55,8 +55,8 @@ def test_an_old_flag_acts_as_the_new_one_after_one_warning(command, old, new, ca
     for spelled in ([old, value], [f"{old}={value}"]):
         assert vars(parse_args([command, *POSITIONALS[command], *spelled])) == vars(given)
         assert capsys.readouterr().err == warning(old, new)
-    if command in ("train", "lr-find"):
-        assert train_settings(parse_args([command, "PATH", old, value])) == train_settings(given)
+    if command in ("train", "lr-find", "tune"):
+        assert train_settings(parse_args([command, *POSITIONALS[command], old, value])) == train_settings(given)
 
 
 @pytest.mark.parametrize("command,old,new", RENAMES, ids=[f"{c} {o}" for c, o, _ in RENAMES])

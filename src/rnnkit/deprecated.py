@@ -32,7 +32,7 @@ RENAMED_FLAGS: dict[str, dict[str, str]] = {
     "predict": {"--output": "--out"},
     "report": {"--chars": "--text-length"},
 }
-for _command in ("train", "lr-find"):
+for _command in ("train", "lr-find", "tune"):  # the commands that take train's flags
     RENAMED_FLAGS[_command] = {"--" + old.replace("_", "-"): "--" + new.replace("_", "-")
                                for old, new in RENAMED_SETTINGS.items()}
 

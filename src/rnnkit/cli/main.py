@@ -1,4 +1,4 @@
-"""``rnnkit <command>``: train, lr-find, sample, eval, predict, report,
+"""``rnnkit <command>``: train, lr-find, tune, sample, eval, predict, report,
 experiment, digits, demo, bench.
 
 Thin: flags are parsed (:mod:`rnnkit.cli.parser`) into the config
@@ -28,7 +28,8 @@ def main(argv=None) -> int:
         args = parse_args(sys.argv[1:] if argv is None else list(argv))
         return {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "demo": cmd_demo,
                 "bench": cmd_bench, "predict": cmd_predict, "digits": cmd_digits,
-                "report": cmd_report, "experiment": cmd_experiment, "lr-find": cmd_lr_find}[args.command](args)
+                "report": cmd_report, "experiment": cmd_experiment, "lr-find": cmd_lr_find,
+                "tune": cmd_tune}[args.command](args)
     except RnnkitError as e:
         print(f"rnnkit: error: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -68,6 +69,11 @@ def cmd_lr_find(args) -> int:
     args.resume = args.dry_run = False
     return run_train(args, print, lr_find=(args.start_lr, args.end_lr, args.steps))
 
+
+def cmd_tune(args) -> int:
+    from rnnkit.cli.tune import run_tune
+
+    return run_tune(args)
 
 
 # -- sample, eval, predict, report: the run's task does them --------------------------------------

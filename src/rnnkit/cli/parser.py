@@ -51,6 +51,20 @@ def build_parser() -> argparse.ArgumentParser:
     lr_find.add_argument("--steps", type=int, default=300, help="steps from one to the other (default 300)")
     add_train_flags(lr_find, helps=TASK_HELP)
 
+    tune = sub.add_parser("tune", help="hyperparameter search (Optuna: TPE, median pruning): every trial a "
+                                       "training run with sampled settings; the study in --out resumes")
+    tune.add_argument("path", help="training file")
+    tune.add_argument("--config", help="JSON file of settings fixed for every trial (flags override it)")
+    tune.add_argument("--space", required=True, help="the settings to search: names (lr,hidden_size,dropout), each "
+                      "over its range in rnnkit.experiments.tune.SPACE, or a JSON/TOML file of ranges")
+    tune.add_argument("--trials", type=int, required=True, help="trials of the whole study (every process's)")
+    tune.add_argument("--trial-minutes", type=float, help="each trial's wall-clock budget (its --time-limit)")
+    tune.add_argument("--startup-trials", type=int, default=4, help="random trials before TPE (default 4)")
+    tune.add_argument("--prune-after", type=lambda t: None if t.lower() == "none" else int(t), default=2,
+                      help="finished trials before the median rule prunes (default 2; none: never)")
+    tune.add_argument("--sampler-seed", type=int, help="the sampler's seed (default: a fresh one)")
+    add_train_flags(tune, helps=TASK_HELP)
+
     sample = sub.add_parser("sample", help="generate text from a trained run")
     sample.add_argument("run", help="run folder")
     sample.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))

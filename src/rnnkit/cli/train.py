@@ -41,9 +41,10 @@ def _lr_find(model, data, task, train_cfg: TrainConfig, start: float, end: float
     return 0
 
 
-def run_train(args, say, device: str | None = None, lr_find: tuple | None = None) -> int:
+def run_train(args, say, device: str | None = None, lr_find: tuple | None = None, callbacks=()) -> int:
     """``rnnkit train``; ``say`` prints (rank 0's) news, and ``device`` is torchrun's for this process;
-    with ``lr_find`` (start, end, steps), ``rnnkit lr-find``: the range test instead of training."""
+    with ``lr_find`` (start, end, steps), ``rnnkit lr-find``: the range test instead of training;
+    ``callbacks``: the Trainer's (``rnnkit tune``'s pruning)."""
     from rnnkit.training import resolve_device
     from rnnkit.training.footprint import refuse_oversized
     from rnnkit.training.lr_find import FIXED
@@ -99,7 +100,7 @@ def run_train(args, say, device: str | None = None, lr_find: tuple | None = None
         say(_start_embedding(model, data.tokenizer, model_cfg.embeddings), flush=True)
     if lr_find is not None:
         return _lr_find(model, data, task, train_cfg, *lr_find)
-    trainer = Trainer(model, data, train_cfg, task=task)
+    trainer = Trainer(model, data, train_cfg, callbacks=callbacks, task=task)
     if not args.resume and trainer.holds_run():
         raise ConfigError(f"{trainer.out} already holds a run; pass --resume to continue it "
                           f"or choose another --out")

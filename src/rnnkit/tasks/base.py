@@ -50,6 +50,7 @@ class Task:
     # the options of `rnnkit eval` and `rnnkit predict` (argparse dest names) this task takes beyond
     # the common ones; another task's option is refused for it
     eval_options: frozenset[str] = frozenset()
+    criterion_name: str = "loss"  # the validation metric :meth:`criterion` returns (rnnkit tune's tables name it)
     predict_options: frozenset[str] = frozenset()
 
     # -- settings ------------------------------------------------------------------------------

@@ -83,6 +83,8 @@ class CTCTask(Task):
         return {**evaluate_pairs(model, data.eval_batches(split), endings=False, group=group),
                 **{k: decoded[k] for k in ("token_error_rate", "sequence_error_rate")}}
 
+    criterion_name = "token_error_rate"
+
     def criterion(self, metrics: dict) -> float:
         """The transcripts' token error rate (as for seq2seq, the loss can rise while they improve)."""
         return metrics["token_error_rate"]

@@ -127,6 +127,8 @@ class Seq2SeqTask(Task):
     def before_step(self, model, step, config) -> dict:
         return schedule_teacher_forcing(model, config, step)  # the chance of reading the target's token
 
+    criterion_name = "token_error_rate"
+
     def criterion(self, metrics: dict) -> float:
         """The decoded outputs' token error rate: the loss can rise as the outputs grow confident
         while they still improve (benchmarks/NOTEBOOK.md, 2026-12-05, "CMUdict G2P: an hour, and
