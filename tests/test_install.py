@@ -11,6 +11,7 @@ this checkout: a path added by a ``.pth`` line has its own ``.pth`` files
 package imported is the installed copy."""
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -30,9 +31,12 @@ def installed(tmp_path_factory):
     site = Path(subprocess.run([venv / "bin" / "python", "-c", "import sysconfig; print(sysconfig.get_paths()"
                                 "['purelib'])"], check=True, capture_output=True, text=True).stdout.strip())
     (site / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    build = tmp_path_factory.mktemp("build")
+    source = tmp_path_factory.mktemp("source")  # a copy: setuptools builds in the source folder (build/)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source)
+    shutil.copytree(ROOT / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     result = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation",
-                             "--no-index", "--target", site, ROOT], capture_output=True, text=True, cwd=build,
+                             "--no-index", "--target", site, source], capture_output=True, text=True, cwd=source,
                             env={**os.environ, "PIP_NO_INPUT": "1"})
     assert result.returncode == 0, result.stderr[-2000:]
     script = venv / "bin" / "rnnkit"  # --target installs no scripts: the entry point as pip would write it
