@@ -9,6 +9,7 @@ import argparse
 from rnnkit.cli.options import add_config_flags, add_train_flags
 from rnnkit.config import SampleConfig
 from rnnkit.deprecated import rewrite_argv
+from rnnkit.version import __version__
 from rnnkit.errors import ConfigError
 from rnnkit.experiments import EXPERIMENTS
 from rnnkit.kernels import ENGINES
@@ -30,6 +31,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="rnnkit", description="Recurrent neural networks on PyTorch.")
+    parser.add_argument("--version", action="version", version=f"rnnkit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     train = sub.add_parser("train", help="train a language model (text), classifier (CSV/TSV of text and "
