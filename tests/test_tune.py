@@ -244,3 +244,24 @@ def test_tune_takes_every_flag_of_train_but_resume_and_dry_run():
     assert options["tune"] - options["train"] == {"--space", "--trials", "--trial-minutes", "--startup-trials",
                                                   "--prune-after", "--sampler-seed"}
     assert options["train"] - options["tune"] == {"--resume", "--dry-run"}
+
+
+def test_the_criterion_is_the_tasks_own(tmp_path):
+    """What a trial minimises is its task's validation criterion: a seq2seq or ctc run's token error
+    rate (its loss can rise while its outputs improve), another task's loss."""
+    rows = [{"step": 5, "loss": 2.0}, {"step": 10, "val_loss": 1.5, "val_token_error_rate": 0.4},
+            {"step": 20, "val_loss": 1.7, "val_token_error_rate": 0.3}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    assert tune.criteria(tmp_path, named("seq2seq")) == [(10, 0.4), (20, 0.3)]
+    assert tune.criteria(tmp_path, named("lm")) == [(10, 1.5), (20, 1.7)]
+    assert named("ctc").criterion_name == "token_error_rate" and named("classify").criterion_name == "loss"
+
+
+def test_a_classifier_study(spam_table, tiny_labelled_flags, tmp_path, cli_here):
+    table = tmp_path / "spam.csv"
+    table.write_text(spam_table())
+    result = cli_here("tune", table, "--task", "classify", "--space", "lr,dropout", "--trials", 2, "--out",
+                      tmp_path / "study", *tiny_labelled_flags, "--max-steps", 40, "--eval-every", 10)
+    assert result.returncode == 0, result.stderr
+    assert "| trial | state | lr | dropout | val loss | steps | seconds |" in result.stdout
+    assert "rnnkit train " + str(table) + " --task classify" in result.stdout
