@@ -166,10 +166,11 @@ def test_the_space_table_and_a_file_that_overrides_it(tmp_path):
     assert isinstance(space["num_layers"], optuna.distributions.IntDistribution)  # an int setting draws ints
     assert isinstance(space["hidden_size"], optuna.distributions.CategoricalDistribution)
     toml = tmp_path / "space.toml"
-    toml.write_text('lr = {high = 1e-2}\nhidden_size = [32, 64]\ndropout = {}\n')
+    toml.write_text('lr = {high = 1e-2}\nhidden_size = [32, 64]\ndropout = {}\nembedding_dim = {low = 8, high = 40}\n')
     space = tune.parse_space(str(toml), lm)
     assert space["lr"].log and (space["lr"].low, space["lr"].high) == (1e-4, 1e-2)  # the table's low and log kept
     assert space["hidden_size"].choices == (32, 64) and space["dropout"].high == 0.5
+    assert (space["embedding_dim"].low, space["embedding_dim"].high) == (8, 40)  # a range for a setting of choices
 
 
 @pytest.mark.parametrize("space, message", [
@@ -180,6 +181,7 @@ def test_the_space_table_and_a_file_that_overrides_it(tmp_path):
     ('{"lr": {"low": 1e-2, "high": 1e-3}}', "--space: lr: a range needs low < high"),
     ('{"lr": {"hig": 1}}', "--space: lr: unknown key(s) hig"),
     ('{"lr": 3}', "expected a table of settings"),
+    ('{"hidden_size": {"low": 64}}', "--space: hidden_size: give a range as low and high, or choices, not both"),
 ])
 def test_a_bad_search_space_is_one_line_and_nothing_is_written(corpus, tmp_path, cli_here, user_error, space,
                                                                message):

@@ -129,8 +129,12 @@ def distribution(name: str, override: dict, task):
     if unknown:
         raise ConfigError(f"--space: {name}: unknown key(s) {', '.join(unknown)}; a range has low, high, log; "
                           f"or give choices")
-    spec = {**SPACE[name], **override} if "choices" not in override else dict(override)
-    spec = {k: v for k, v in spec.items() if not ("choices" in spec and k != "choices")}
+    if "choices" in override or not override:  # choices replace the table's entry
+        spec = dict(override or SPACE[name])
+    else:  # a range: over the table's range, or in place of its choices
+        spec = {**({} if "choices" in SPACE[name] else SPACE[name]), **override}
+        if {"low", "high"} - set(spec) or "choices" in spec:
+            raise ConfigError(f"--space: {name}: give a range as low and high, or choices, not both")
     values = spec["choices"] if "choices" in spec else [spec["low"], spec["high"]]
     for value in values:
         _check_value(task, name, value)
