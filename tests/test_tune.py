@@ -222,6 +222,9 @@ def test_a_study_another_version_wrote_or_of_another_space_is_refused_and_left_a
     before = _digest(study_dir / tune.STUDY)
     user_error(cli_here(*args, "--space", "lr,dropout"), "searches --task lm over lr with other ranges")
     user_error(cli_here(*args, "--space", "lr", "--dropout", "0.3"), "fixes other settings (dropout differ)")
+    other = tmp_path / "other.txt"
+    other.write_text(corpus.read_text())
+    user_error(cli_here("tune", other, *args[2:], "--space", "lr"), f"searches on {corpus}; give that file")
     assert _digest(study_dir / tune.STUDY) == before
     load(study_dir).set_user_attr("rnnkit_version", "0.0.1")
     before = _digest(study_dir / tune.STUDY)

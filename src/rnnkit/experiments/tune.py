@@ -167,10 +167,11 @@ def space_to_json(space: dict) -> dict:
 # -- the study --------------------------------------------------------------------------------------
 
 
-def open_study(folder: Path, space: dict, fixed: dict, task, startup_trials: int = 4, prune_after: int | None = 2,
-               seed: int | None = None):
-    """The study in ``folder`` (made with its user attributes if new); one another rnnkit version wrote,
-    or that searches another space or fixes other settings, is refused before anything is written."""
+def open_study(folder: Path, data: str, space: dict, fixed: dict, task, startup_trials: int = 4,
+               prune_after: int | None = 2, seed: int | None = None):
+    """The study of the training file ``data`` in ``folder`` (made with its user attributes if new); one
+    another rnnkit version wrote, or of another file, space or fixed settings, is refused before anything
+    is written."""
     opt = optuna()
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
@@ -180,7 +181,8 @@ def open_study(folder: Path, space: dict, fixed: dict, task, startup_trials: int
                                       constant_liar=True)  # constant liar: processes running at once spread out
     pruner = (opt.pruners.MedianPruner(n_startup_trials=prune_after, n_warmup_steps=0) if prune_after is not None
               else opt.pruners.NopPruner())
-    attrs = {"rnnkit_version": __version__, "task": task.name, "space": space_to_json(space), "fixed": fixed}
+    attrs = {"rnnkit_version": __version__, "data": str(Path(data).resolve()), "task": task.name,
+             "space": space_to_json(space), "fixed": fixed}
     folder.mkdir(parents=True, exist_ok=True)
     with claim(folder):  # two processes starting a new study at once: one creates it, the other reads it whole
         if path.exists():
@@ -213,6 +215,8 @@ def _refuse_other(found: dict, wanted: dict, path: Path) -> None:
     if found.get("rnnkit_version") != wanted["rnnkit_version"]:
         raise ConfigError(f"{path} was written by rnnkit {found.get('rnnkit_version', '(unknown)')}, this is "
                           f"{wanted['rnnkit_version']}; its trials would not compare: give another --out")
+    if found.get("data") != wanted["data"]:
+        raise ConfigError(f"{path} searches on {found.get('data')}; give that file, or another --out")
     if any(found.get(key) != wanted[key] for key in ("task", "space")):  # what a trial's value means
         raise ConfigError(f"{path} searches --task {found.get('task')} over {','.join(found.get('space', {}))} "
                           f"with other ranges or settings; give the same --space (and --task), or another --out")
