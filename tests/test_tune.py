@@ -6,6 +6,7 @@ import json
 import math
 import shlex
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -232,6 +233,12 @@ def test_a_study_another_version_wrote_or_of_another_space_is_refused_and_left_a
     assert _digest(study_dir / tune.STUDY) == before
     (study_dir / tune.STUDY).write_bytes(b"not a database at all")
     user_error(cli_here(*args, "--space", "lr"), "cannot be read as an rnnkit study")
+    assert (study_dir / tune.STUDY).read_bytes() == b"not a database at all"
+    (study_dir / tune.STUDY).unlink()
+    sqlite3.connect(study_dir / tune.STUDY).execute("create table notes (text)").connection.commit()
+    before = _digest(study_dir / tune.STUDY)
+    user_error(cli_here(*args, "--space", "lr"), "cannot be read as an rnnkit study")  # another program's database
+    assert _digest(study_dir / tune.STUDY) == before
 
 
 def test_without_optuna_the_error_says_how_to_install_it(corpus, tmp_path, cli_here, user_error, monkeypatch):

@@ -196,14 +196,17 @@ def open_study(folder: Path, data: str, space: dict, fixed: dict, task, startup_
     return study
 
 
-def _storage(opt, path: Path):
-    # several processes write one SQLite file: wait for its lock rather than fail at once
-    return opt.storages.RDBStorage(f"sqlite:///{path.resolve()}", engine_kwargs={"connect_args": {"timeout": 60}})
+def _storage(opt, path: Path, create: bool = True):
+    # several processes write one SQLite file: wait for its lock rather than fail at once; an existing
+    # file gets no tables made in it (another program's database is refused, not altered)
+    return opt.storages.RDBStorage(f"sqlite:///{path.resolve()}", engine_kwargs={"connect_args": {"timeout": 60}},
+                                   skip_table_creation=not create)
 
 
 def _load(opt, path: Path, sampler, pruner):
     try:
-        return opt.load_study(study_name=NAME, storage=_storage(opt, path), sampler=sampler, pruner=pruner)
+        return opt.load_study(study_name=NAME, storage=_storage(opt, path, create=False), sampler=sampler,
+                              pruner=pruner)
     except KeyError:
         raise ConfigError(f"{path} holds no rnnkit study; give another --out") from None
     except Exception as e:  # not SQLite, or Optuna's tables of another version: nothing was written
