@@ -6,6 +6,7 @@ import json
 import math
 import shlex
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -166,10 +167,11 @@ def test_the_space_table_and_a_file_that_overrides_it(tmp_path):
     assert isinstance(space["num_layers"], optuna.distributions.IntDistribution)  # an int setting draws ints
     assert isinstance(space["hidden_size"], optuna.distributions.CategoricalDistribution)
     toml = tmp_path / "space.toml"
-    toml.write_text('lr = {high = 1e-2}\nhidden_size = [32, 64]\ndropout = {}\n')
+    toml.write_text('lr = {high = 1e-2}\nhidden_size = [32, 64]\ndropout = {}\nembedding_dim = {low = 8, high = 40}\n')
     space = tune.parse_space(str(toml), lm)
     assert space["lr"].log and (space["lr"].low, space["lr"].high) == (1e-4, 1e-2)  # the table's low and log kept
     assert space["hidden_size"].choices == (32, 64) and space["dropout"].high == 0.5
+    assert (space["embedding_dim"].low, space["embedding_dim"].high) == (8, 40)  # a range for a setting of choices
 
 
 @pytest.mark.parametrize("space, message", [
@@ -180,6 +182,7 @@ def test_the_space_table_and_a_file_that_overrides_it(tmp_path):
     ('{"lr": {"low": 1e-2, "high": 1e-3}}', "--space: lr: a range needs low < high"),
     ('{"lr": {"hig": 1}}', "--space: lr: unknown key(s) hig"),
     ('{"lr": 3}', "expected a table of settings"),
+    ('{"hidden_size": {"low": 64}}', "--space: hidden_size: give a range as low and high, or choices, not both"),
 ])
 def test_a_bad_search_space_is_one_line_and_nothing_is_written(corpus, tmp_path, cli_here, user_error, space,
                                                                message):
@@ -220,6 +223,9 @@ def test_a_study_another_version_wrote_or_of_another_space_is_refused_and_left_a
     before = _digest(study_dir / tune.STUDY)
     user_error(cli_here(*args, "--space", "lr,dropout"), "searches --task lm over lr with other ranges")
     user_error(cli_here(*args, "--space", "lr", "--dropout", "0.3"), "fixes other settings (dropout differ)")
+    other = tmp_path / "other.txt"
+    other.write_text(corpus.read_text())
+    user_error(cli_here("tune", other, *args[2:], "--space", "lr"), f"searches on {corpus}; give that file")
     assert _digest(study_dir / tune.STUDY) == before
     load(study_dir).set_user_attr("rnnkit_version", "0.0.1")
     before = _digest(study_dir / tune.STUDY)
@@ -227,6 +233,12 @@ def test_a_study_another_version_wrote_or_of_another_space_is_refused_and_left_a
     assert _digest(study_dir / tune.STUDY) == before
     (study_dir / tune.STUDY).write_bytes(b"not a database at all")
     user_error(cli_here(*args, "--space", "lr"), "cannot be read as an rnnkit study")
+    assert (study_dir / tune.STUDY).read_bytes() == b"not a database at all"
+    (study_dir / tune.STUDY).unlink()
+    sqlite3.connect(study_dir / tune.STUDY).execute("create table notes (text)").connection.commit()
+    before = _digest(study_dir / tune.STUDY)
+    user_error(cli_here(*args, "--space", "lr"), "cannot be read as an rnnkit study")  # another program's database
+    assert _digest(study_dir / tune.STUDY) == before
 
 
 def test_without_optuna_the_error_says_how_to_install_it(corpus, tmp_path, cli_here, user_error, monkeypatch):
@@ -244,3 +256,24 @@ def test_tune_takes_every_flag_of_train_but_resume_and_dry_run():
     assert options["tune"] - options["train"] == {"--space", "--trials", "--trial-minutes", "--startup-trials",
                                                   "--prune-after", "--sampler-seed"}
     assert options["train"] - options["tune"] == {"--resume", "--dry-run"}
+
+
+def test_the_criterion_is_the_tasks_own(tmp_path):
+    """What a trial minimises is its task's validation criterion: a seq2seq or ctc run's token error
+    rate (its loss can rise while its outputs improve), another task's loss."""
+    rows = [{"step": 5, "loss": 2.0}, {"step": 10, "val_loss": 1.5, "val_token_error_rate": 0.4},
+            {"step": 20, "val_loss": 1.7, "val_token_error_rate": 0.3}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    assert tune.criteria(tmp_path, named("seq2seq")) == [(10, 0.4), (20, 0.3)]
+    assert tune.criteria(tmp_path, named("lm")) == [(10, 1.5), (20, 1.7)]
+    assert named("ctc").criterion_name == "token_error_rate" and named("classify").criterion_name == "loss"
+
+
+def test_a_classifier_study(spam_table, tiny_labelled_flags, tmp_path, cli_here):
+    table = tmp_path / "spam.csv"
+    table.write_text(spam_table())
+    result = cli_here("tune", table, "--task", "classify", "--space", "lr,dropout", "--trials", 2, "--out",
+                      tmp_path / "study", *tiny_labelled_flags, "--max-steps", 40, "--eval-every", 10)
+    assert result.returncode == 0, result.stderr
+    assert "| trial | state | lr | dropout | val loss | steps | seconds |" in result.stdout
+    assert "rnnkit train " + str(table) + " --task classify" in result.stdout

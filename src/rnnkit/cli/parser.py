@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--prune-after", type=lambda t: None if t.lower() == "none" else int(t), default=2,
                       help="finished trials before the median rule prunes (default 2; none: never)")
     tune.add_argument("--sampler-seed", type=int, help="the sampler's seed (default: a fresh one)")
-    add_train_flags(tune, helps=TASK_HELP)
+    add_train_flags(tune, helps={**TASK_HELP, "out": "the study's folder: study.db, and a run folder a trial"})
 
     sample = sub.add_parser("sample", help="generate text from a trained run")
     sample.add_argument("run", help="run folder")

@@ -38,7 +38,7 @@ def run_tune(args) -> int:
     if both:
         raise ConfigError(f"{flag(both[0])} is both searched (--space) and fixed; drop one of them")
     _refuse_unused(args.path, given, space, task)
-    study = tune.open_study(Path(folder), space, given, task, args.startup_trials, args.prune_after,
+    study = tune.open_study(Path(folder), args.path, space, given, task, args.startup_trials, args.prune_after,
                             args.sampler_seed)
     print(f"rnnkit tune --task {task.name}: {args.path}, {args.trials} trials searching {', '.join(space)} "
           f"(TPE, median pruning); study {Path(folder) / tune.STUDY}", flush=True)

@@ -129,8 +129,12 @@ def distribution(name: str, override: dict, task):
     if unknown:
         raise ConfigError(f"--space: {name}: unknown key(s) {', '.join(unknown)}; a range has low, high, log; "
                           f"or give choices")
-    spec = {**SPACE[name], **override} if "choices" not in override else dict(override)
-    spec = {k: v for k, v in spec.items() if not ("choices" in spec and k != "choices")}
+    if "choices" in override or not override:  # choices replace the table's entry
+        spec = dict(override or SPACE[name])
+    else:  # a range: over the table's range, or in place of its choices
+        spec = {**({} if "choices" in SPACE[name] else SPACE[name]), **override}
+        if {"low", "high"} - set(spec) or "choices" in spec:
+            raise ConfigError(f"--space: {name}: give a range as low and high, or choices, not both")
     values = spec["choices"] if "choices" in spec else [spec["low"], spec["high"]]
     for value in values:
         _check_value(task, name, value)
@@ -163,10 +167,11 @@ def space_to_json(space: dict) -> dict:
 # -- the study --------------------------------------------------------------------------------------
 
 
-def open_study(folder: Path, space: dict, fixed: dict, task, startup_trials: int = 4, prune_after: int | None = 2,
-               seed: int | None = None):
-    """The study in ``folder`` (made with its user attributes if new); one another rnnkit version wrote,
-    or that searches another space or fixes other settings, is refused before anything is written."""
+def open_study(folder: Path, data: str, space: dict, fixed: dict, task, startup_trials: int = 4,
+               prune_after: int | None = 2, seed: int | None = None):
+    """The study of the training file ``data`` in ``folder`` (made with its user attributes if new); one
+    another rnnkit version wrote, or of another file, space or fixed settings, is refused before anything
+    is written."""
     opt = optuna()
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
@@ -176,7 +181,8 @@ def open_study(folder: Path, space: dict, fixed: dict, task, startup_trials: int
                                       constant_liar=True)  # constant liar: processes running at once spread out
     pruner = (opt.pruners.MedianPruner(n_startup_trials=prune_after, n_warmup_steps=0) if prune_after is not None
               else opt.pruners.NopPruner())
-    attrs = {"rnnkit_version": __version__, "task": task.name, "space": space_to_json(space), "fixed": fixed}
+    attrs = {"rnnkit_version": __version__, "data": str(Path(data).resolve()), "task": task.name,
+             "space": space_to_json(space), "fixed": fixed}
     folder.mkdir(parents=True, exist_ok=True)
     with claim(folder):  # two processes starting a new study at once: one creates it, the other reads it whole
         if path.exists():
@@ -190,14 +196,17 @@ def open_study(folder: Path, space: dict, fixed: dict, task, startup_trials: int
     return study
 
 
-def _storage(opt, path: Path):
-    # several processes write one SQLite file: wait for its lock rather than fail at once
-    return opt.storages.RDBStorage(f"sqlite:///{path.resolve()}", engine_kwargs={"connect_args": {"timeout": 60}})
+def _storage(opt, path: Path, create: bool = True):
+    # several processes write one SQLite file: wait for its lock rather than fail at once; an existing
+    # file gets no tables made in it (another program's database is refused, not altered)
+    return opt.storages.RDBStorage(f"sqlite:///{path.resolve()}", engine_kwargs={"connect_args": {"timeout": 60}},
+                                   skip_table_creation=not create)
 
 
 def _load(opt, path: Path, sampler, pruner):
     try:
-        return opt.load_study(study_name=NAME, storage=_storage(opt, path), sampler=sampler, pruner=pruner)
+        return opt.load_study(study_name=NAME, storage=_storage(opt, path, create=False), sampler=sampler,
+                              pruner=pruner)
     except KeyError:
         raise ConfigError(f"{path} holds no rnnkit study; give another --out") from None
     except Exception as e:  # not SQLite, or Optuna's tables of another version: nothing was written
@@ -209,6 +218,8 @@ def _refuse_other(found: dict, wanted: dict, path: Path) -> None:
     if found.get("rnnkit_version") != wanted["rnnkit_version"]:
         raise ConfigError(f"{path} was written by rnnkit {found.get('rnnkit_version', '(unknown)')}, this is "
                           f"{wanted['rnnkit_version']}; its trials would not compare: give another --out")
+    if found.get("data") != wanted["data"]:
+        raise ConfigError(f"{path} searches on {found.get('data')}; give that file, or another --out")
     if any(found.get(key) != wanted[key] for key in ("task", "space")):  # what a trial's value means
         raise ConfigError(f"{path} searches --task {found.get('task')} over {','.join(found.get('space', {}))} "
                           f"with other ranges or settings; give the same --space (and --task), or another --out")
