@@ -78,6 +78,7 @@ class LanguageModelTask(Task):
         "text_column": (lambda c: not _stream(c), "--condition-column (the texts of a table)"),
         "seq_len": (_stream, STREAM),
         "eval_streams": (_stream, STREAM),
+        "init_from": (_stream, STREAM),  # a conditioned model's first layer reads the label too
     }
     eval_options = frozenset({"window", "dynamic", "segment"})
 
