@@ -72,12 +72,16 @@ def test_a_classifier_starts_with_the_lms_layers_and_its_rows_for_shared_words(f
     new = [w for w in ours if w not in theirs]
     assert new and set(new) >= {"check", "channel", "nice", "song"}  # the comments' own words
     weight, lm_weight = model.encoder.embedding.weight, lm.model.embedding.weight
+    new_rows = torch.tensor([w not in theirs for w in ours])
+    drawn = fresh["encoder.embedding.weight"]
+    scale = lm_weight.std() / drawn[new_rows].std()  # fresh rows of the LM's rows' size
     for i, word in enumerate(ours):
         if word in theirs:  # copied exactly, found by its string, not its index
             assert torch.equal(weight[i], lm_weight[theirs.index(word)]), word
-        else:  # left as the seeded initialisation made it
-            assert torch.equal(weight[i], fresh["encoder.embedding.weight"][i]), word
+        else:  # the seeded initialisation's row, scaled to the LM's rows
+            assert torch.allclose(weight[i], drawn[i] * scale, rtol=1e-6, atol=0), word
             assert not any(torch.equal(weight[i], row) for row in lm_weight)
+    assert weight[new_rows].std().item() == pytest.approx(lm_weight.std().item(), rel=1e-5)
     for name, value in lm.model.rnn.state_dict().items():
         assert torch.equal(model.encoder.layer.state_dict()[name], value), name
     assert torch.equal(model.head.weight, fresh["head.weight"])  # the task's head is fresh
@@ -99,9 +103,12 @@ def test_a_tagger_and_seq2seqs_encoder_start_from_the_lm(files, lm_run, cli_here
     assert all(torch.equal(model.encoder.layer.state_dict()[k], v) for k, v in lm.model.rnn.state_dict().items())
     targets, theirs = token_strings(data.target_tokenizer), token_strings(lm.run.tokenizer)
     for i, ch in enumerate(targets):  # the decoder's embedding: the LM's rows where its tokens are the LM's kind
-        expected = lm.model.embedding.weight[theirs.index(ch)] if ch in theirs else fresh["embedding.weight"][i]
-        assert torch.equal(model.embedding.weight[i], expected), ch
-    assert torch.equal(model.embedding.weight[-1], fresh["embedding.weight"][-1])  # <s> has no string
+        if ch in theirs:
+            assert torch.equal(model.embedding.weight[i], lm.model.embedding.weight[theirs.index(ch)]), ch
+    assert all(ch in theirs for ch in targets)  # the reversed words' letters: all in the LM's text
+    # <s> (the last row) has no string: the one row not copied, it keeps its direction, scaled or not
+    assert torch.allclose(model.embedding.weight[-1] / model.embedding.weight[-1].norm(),
+                          fresh["embedding.weight"][-1] / fresh["embedding.weight"][-1].norm())
     assert "the decoder's embedding" in note
 
 

@@ -76,6 +76,9 @@ def run_train(args, say, device: str | None = None, lr_find: tuple | None = None
         model_cfg = from_dict(task.model_config, model_s, "model settings")
         data_cfg = from_dict(task.data_config, {**data_s, "path": args.path, "task": task.name}, "data settings")
         train_cfg = from_dict(task.train_config, train_s, "train settings")
+    if device is not None and getattr(train_cfg, "unfreeze_every", None):  # DDP reduces a fixed set of gradients
+        raise ConfigError("--unfreeze-every changes which weights get gradients as training goes, which torchrun's "
+                          "data parallelism cannot follow; train in one process")
     pretrained = None  # --init-from: a language model to start from (rnnkit.tasks.transfer), not when resuming
     if getattr(train_cfg, "init_from", None) and not args.resume:
         from rnnkit.tasks.transfer import Pretrained

@@ -53,15 +53,22 @@ def parts(model: nn.Module) -> Parts | None:
 
 @torch.no_grad()
 def copy_rows(target: torch.Tensor, target_tokens: list[str], source: torch.Tensor,
-              source_tokens: list[str]) -> int:
+              source_tokens: list[str], rescale_rest: bool = False) -> int:
     """Copy each row of ``source`` (V_s, ...) into the row of ``target`` (V_t, ...) that stands for
     the same token (``*_tokens``: each row's token, :func:`rnnkit.data.tokenizers.token_strings`);
-    the rows of tokens ``source`` lacks stay as they are. Returns the rows copied."""
+    the rows of tokens ``source`` lacks stay as their initialisation drew them or, with
+    ``rescale_rest``, scaled by σ(source) / σ(those rows): fresh rows of the size the copied rows
+    have (an embedding initialised N(0, 1) beside a language model's rows of σ 0.06 would give the
+    new words 17 times their weight). Returns the rows copied."""
     where = {token: i for i, token in enumerate(source_tokens)}
     pairs = [(i, where[token]) for i, token in enumerate(target_tokens) if token in where]
     if pairs:
         to, frm = (torch.tensor(column, device=target.device) for column in zip(*pairs))
         target[to] = source[frm.to(source.device)].to(target.dtype)
+    rest = torch.ones(len(target), dtype=torch.bool, device=target.device)
+    rest[[i for i, _ in pairs]] = False
+    if rescale_rest and rest.sum() > 1:
+        target[rest] *= (source.float().std() / target[rest].float().std()).to(target.dtype)
     return len(pairs)
 
 

@@ -16,8 +16,9 @@ language model fine-tuned on the task's own text).
 4. :meth:`Pretrained.copy_into`: the recurrent layers' weights copied whole,
    the embedding's rows (and a language model's output rows; seq2seq's
    target embedding where its tokens are of the same kind) copied by the
-   token each stands for; the new words' rows and the task's head stay as
-   the seeded initialisation made them.
+   token each stands for; the new words' rows are the seeded initialisation's,
+   scaled to the language model's rows' standard deviation, and the task's
+   head is fresh.
 """
 
 from __future__ import annotations
@@ -128,7 +129,7 @@ class Pretrained:
                                   f"here, {shapes[1]} in the language model); train with its settings")
         target.recurrent.load_state_dict(theirs)
         lm_tokens, tokens = token_strings(self.run.tokenizer), token_strings(data.tokenizer)
-        rows = copy_rows(target.embedding.weight, tokens, source.embedding.weight, lm_tokens)
+        rows = copy_rows(target.embedding.weight, tokens, source.embedding.weight, lm_tokens, rescale_rest=True)
         if target.output is not None:  # a language model from a language model: its output rows too
             copy_rows(target.output.weight, tokens, source.output.weight, lm_tokens)
             copy_rows(target.output.bias, tokens, source.output.bias, lm_tokens)
@@ -138,6 +139,6 @@ class Pretrained:
         target_tok = getattr(data, "target_tokenizer", None)
         if target.target_embedding is not None and target_tok is not None and target_tok.kind == self.kind:
             shared = copy_rows(target.target_embedding.weight, token_strings(target_tok), source.embedding.weight,
-                               lm_tokens)  # the decoder's <s> row (the last) has no string: it stays fresh
+                               lm_tokens, rescale_rest=True)  # the decoder's <s> row (the last) has no string
             note += f", the decoder's embedding {shared:,} of {target_tok.vocab_size:,} {unit}"
         return note
