@@ -270,3 +270,17 @@ def test_the_fine_tuning_settings_are_refused_without_a_language_model(files, cl
 def test_unfreezing_and_layer_rates_need_layers_over_an_embedding():
     with pytest.raises(ValueError, match="no recurrent stack"):
         layer_groups(torch.nn.Linear(2, 2))
+
+
+def test_a_run_started_from_an_lm_resumes_with_its_own_vocabulary_and_unfreezing(files, lm_run, cli_here, tmp_path):
+    out = tmp_path / "cls"
+    command = ["train", files / "spam.csv", "--task", "classify", "--init-from", lm_run, *SIZES, "--batch-size", 8,
+               "--unfreeze-every", 2, "--log-every", 1, "--eval-every", 2, "--out", out]
+    assert cli_here(*command, "--max-steps", 2).returncode == 0
+    words = load_run(out)[1].words
+    result = cli_here(*command, "--max-steps", 5, "--resume")
+    assert result.returncode == 0, result.stderr
+    assert "init from" not in result.stdout  # the weights come from the checkpoint, not the LM again
+    assert load_run(out)[1].words == words
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["unfrozen_layers"] for r in rows if "unfrozen_layers" in r] == [1, 1, 2, 2, 3]
