@@ -168,9 +168,10 @@ def run_rnnkit(kind: str, texts, labels, split, folder: Path, args) -> dict:
         data = read_data(folder / "train.csv", data_cfg, spell=kind == "chars")
     assert len(data.train) == len(train) and len(data.test) == len(test), "a CSV row was lost"
     steps_per_epoch = -(-len(data.train) // args.batch_size)
-    if kind == "ulmfit":  # one more layer learns each epoch, each at its rate, on the slanted triangle
-        fine_tuning = dict(init_from=str(pretrained.path), lr_layer_decay=2.6, unfreeze_every=steps_per_epoch,
-                           lr_schedule="stlr")
+    if kind == "ulmfit":
+        fine_tuning = dict(init_from=str(pretrained.path))
+        if args.fine_tuning == "ulmfit":  # one more layer learns each epoch, each at its rate, on the slanted triangle
+            fine_tuning.update(lr_layer_decay=2.6, unfreeze_every=steps_per_epoch, lr_schedule="stlr")
     train_cfg = TrainConfig(optimizer="adam", lr=args.lr, max_epochs=args.epochs, eval_every=steps_per_epoch,
                             log_every=steps_per_epoch, precision=args.precision,
                             seed=args.seed, device="cpu", **fine_tuning)
@@ -321,6 +322,10 @@ def main() -> None:
     p.add_argument("--lm-epochs", type=float, default=3, help="ulmfit: epochs of the language model's fine-tuning")
     p.add_argument("--lm-lr", type=float, default=2e-3, help="ulmfit: peak rate of the language model's fine-tuning")
     p.add_argument("--lm-seq-len", type=int, default=32, help="ulmfit: the fine-tuning's BPTT length")
+    p.add_argument("--fine-tuning", default="plain", choices=["plain", "ulmfit"],
+                   help="ulmfit: the classifier's fine-tuning: plain (every layer at --lr from the start, cosine) or "
+                        "ulmfit (--lr-layer-decay 2.6, one more layer unfrozen an epoch, stlr); plain scored higher on "
+                        "fold 1's validation part (benchmarks/NOTEBOOK.md, 2026-12-07)")
     p.add_argument("--max-folds", type=int, default=None, help="run only the first N folds of each protocol")
     p.add_argument("--tokenizer", default="word", choices=["word", "byte"])
     p.add_argument("--word-pattern", default=WORD_PATTERN)
