@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import statistics
 import sys
 import tempfile
@@ -57,11 +58,12 @@ from common import DATA, markdown_table
 # words, lower-cased: runs of word characters and single punctuation marks, so a URL is
 # its pieces ("http", ":", "/", "/", "www", ".", "youtube", ...) and "!!!" three tokens
 WORD_PATTERN = r"\w+|[^\w\s]"
-MODELS = ("bilstm", "tdnn", "logreg", "adversarial", "glove", "chars")
+MODELS = ("bilstm", "tdnn", "logreg", "adversarial", "glove", "chars", "ulmfit")
 MODEL_NAMES = {"bilstm": "rnnkit BiLSTM", "tdnn": "rnnkit tdnn (kernel 5)",
                "adversarial": "rnnkit BiLSTM, adversarial training",
                "glove": "rnnkit BiLSTM, embedding from GloVe (--vectors)",
                "chars": "rnnkit BiLSTM, char features 16",
+               "ulmfit": "rnnkit LSTM from a language model (--lm; ULMFiT)",
                "logreg": "bag of words + logistic regression"}
 LOGREG_CS = (0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0)
 
@@ -130,8 +132,8 @@ def scores(gold: list[str], predicted: list[str]) -> dict:
 
 
 def run_rnnkit(kind: str, texts, labels, split, folder: Path, args) -> dict:
-    """Train and test one rnnkit classifier (bilstm, tdnn, adversarial) on one fold; scores of the best
-    checkpoint."""
+    """Train and test one rnnkit classifier (bilstm, tdnn, adversarial, glove, chars, ulmfit) on one fold;
+    scores of the best checkpoint."""
     from rnnkit import DataConfig, TrainConfig, Trainer, load_run, read_data
     from rnnkit.models import ClassifierConfig, SequenceClassifier
     from rnnkit.training.evaluate import evaluate_labelled
@@ -143,21 +145,41 @@ def run_rnnkit(kind: str, texts, labels, split, folder: Path, args) -> dict:
                           word_pattern=args.word_pattern if args.tokenizer == "word" else None,
                           val_path=str(folder / "val.csv"), test_path=str(folder / "test.csv"),
                           batch_size=args.batch_size)
-    data = read_data(folder / "train.csv", data_cfg, spell=kind == "chars")
-    assert len(data.train) == len(train) and len(data.test) == len(test), "a CSV row was lost"
     model_cfg = ClassifierConfig(cell="lstm", embedding_dim=args.embedding_dim, hidden_size=args.hidden_size,
                                  num_layers=1, dropout=args.dropout, encoder="tdnn" if kind == "tdnn" else "rnn",
                                  kernel_size=5,
                                  pooling=args.pooling, bidirectional=True,
                                  adversarial=args.adversarial if kind == "adversarial" else 0.0,
                                  char_features=16 if kind == "chars" else 0)
+    fine_tuning, pretrained = {}, None
+    if kind == "ulmfit":  # ULMFiT's middle step on this fold's training texts, then the classifier from it
+        from rnnkit.tasks import named
+        from rnnkit.tasks.transfer import Pretrained
+
+        lm_run = fine_tune_lm(args.lm, texts, np.concatenate([train, val]), folder, args)
+        pretrained = Pretrained.read(str(lm_run))
+        lm = pretrained.run.model
+        model_cfg = dataclasses.replace(model_cfg, embedding_dim=lm.embedding_dim, hidden_size=lm.hidden_size,
+                                        num_layers=lm.num_layers, cell=lm.cell, bidirectional=False)
+        model_cfg, data_cfg = pretrained.settle(model_cfg, data_cfg)
+        data_cfg = named("classify").own(dataclasses.replace(data_cfg, path=str(folder / "train.csv")))
+        data = pretrained.read_data(named("classify"), data_cfg)
+    else:
+        data = read_data(folder / "train.csv", data_cfg, spell=kind == "chars")
+    assert len(data.train) == len(train) and len(data.test) == len(test), "a CSV row was lost"
     steps_per_epoch = -(-len(data.train) // args.batch_size)
+    if kind == "ulmfit":
+        fine_tuning = dict(init_from=str(pretrained.path))
+        if args.fine_tuning == "ulmfit":  # one more layer learns each epoch, each at its rate, on the slanted triangle
+            fine_tuning.update(lr_layer_decay=2.6, unfreeze_every=steps_per_epoch, lr_schedule="stlr")
     train_cfg = TrainConfig(optimizer="adam", lr=args.lr, max_epochs=args.epochs, eval_every=steps_per_epoch,
                             log_every=steps_per_epoch, precision=args.precision,
-                            seed=args.seed, device="cpu")
+                            seed=args.seed, device="cpu", **fine_tuning)
     torch.manual_seed(args.seed)
     model = SequenceClassifier(data.vocab_size, data.num_labels, alphabet_size=getattr(data.tokenizer,
                                "alphabet_size", 0), **vars(model_cfg))
+    if pretrained is not None:
+        print(f"  {pretrained.copy_into(model, data)}", flush=True)
     if kind == "glove":
         from rnnkit.models.glove import init_embedding
 
@@ -178,6 +200,33 @@ def run_rnnkit(kind: str, texts, labels, split, folder: Path, args) -> dict:
     best_step = min((r for r in trainer.rows if "val_loss" in r), key=lambda r: r["val_loss"])["step"]
     return {**s, "seconds": seconds, "best_epoch": best_step / steps_per_epoch, "steps": result["step"],
             "vocab": data.vocab_size}
+
+
+def fine_tune_lm(lm_run: Path, texts: list[str], index: np.ndarray, folder: Path, args) -> Path:
+    """ULMFiT's middle step under cross-validation: the language model ``lm_run`` fine-tuned on the
+    texts of ``index`` alone (the training folds': their training and validation parts), never the
+    test fold's, by `rnnkit train --task lm --init-from` (its vocabulary extended by their words),
+    with the language model's own sizes and word splitting; the new run's folder."""
+    from rnnkit.cli.main import main
+    from rnnkit.tasks import read_run
+
+    lm = read_run(lm_run)
+    text = folder / "lm_text.txt"
+    text.write_text("".join(" ".join(texts[i].split()) + "\n" for i in index), encoding="utf-8")
+    m, words = lm.model, lm.tokenizer
+    out = folder / "lm-fine-tuned"
+    flags = ["--tokenizer", "word", "--lowercase", words.lowercase, *(["--word-pattern", words.pattern]
+                                                                      if words.pattern else []),
+             "--cell", m.cell, "--hidden-size", m.hidden_size, "--num-layers", m.num_layers,
+             "--embedding-dim", m.embedding_dim, "--tie-weights", m.tie_weights, "--dropout", m.dropout,
+             "--seq-len", args.lm_seq_len, "--batch-size", args.batch_size, "--max-epochs", args.lm_epochs,
+             "--lr", args.lm_lr, "--lr-schedule", "stlr", "--lr-layer-decay", 2.6, "--sample-length", 0,
+             "--precision", args.precision, "--seed", args.seed, "--device", "cpu", "--eval-every", 50]
+    code = main(["train", str(text), "--task", "lm", "--init-from", str(lm_run), "--out", str(out),
+                 *map(str, flags)])
+    if code:
+        sys.exit(f"spam: fine-tuning the language model {lm_run} failed (exit {code})")
+    return out
 
 
 def run_logreg(texts, labels, split) -> dict:
@@ -267,6 +316,16 @@ def main() -> None:
     p.add_argument("--adversarial", type=float, default=5.0,
                    help="epsilon of the adversarial model (Miyato et al. 2017 use 5 on unit-variance embeddings)")
     p.add_argument("--vectors", type=Path, default=None, help="glove: a word vectors file of --embedding-dim")
+    p.add_argument("--lm", type=Path, default=None,
+                   help="ulmfit: a word language model's run folder (rnnkit train --task lm), fine-tuned on each "
+                        "fold's training texts, then the classifier's start (its sizes and word splitting)")
+    p.add_argument("--lm-epochs", type=float, default=3, help="ulmfit: epochs of the language model's fine-tuning")
+    p.add_argument("--lm-lr", type=float, default=2e-3, help="ulmfit: peak rate of the language model's fine-tuning")
+    p.add_argument("--lm-seq-len", type=int, default=32, help="ulmfit: the fine-tuning's BPTT length")
+    p.add_argument("--fine-tuning", default="plain", choices=["plain", "ulmfit"],
+                   help="ulmfit: the classifier's fine-tuning: plain (every layer at --lr from the start, cosine) or "
+                        "ulmfit (--lr-layer-decay 2.6, one more layer unfrozen an epoch, stlr); plain scored higher on "
+                        "fold 1's validation part (benchmarks/NOTEBOOK.md, 2026-12-07)")
     p.add_argument("--max-folds", type=int, default=None, help="run only the first N folds of each protocol")
     p.add_argument("--tokenizer", default="word", choices=["word", "byte"])
     p.add_argument("--word-pattern", default=WORD_PATTERN)
@@ -287,6 +346,8 @@ def main() -> None:
         sys.exit(f"spam: no YouTube Spam Collection at {youtube} (expected Youtube0?-*.csv); pass --data-dir")
     if "sms" in args.settings and not sms.is_file():
         sys.exit(f"spam: no SMS Spam Collection at {sms}; pass --data-dir")
+    if "ulmfit" in args.models and not (args.lm and (args.lm / "config.json").is_file()):
+        sys.exit("spam: the ulmfit model needs --lm RUN, a word language model's run folder")
     if "glove" in args.models and not (args.vectors and args.vectors.is_file()):
         sys.exit("spam: the glove model needs --vectors FILE (python benchmarks/glove.py --dim 64 --out FILE)")
     torch.set_num_threads(1)

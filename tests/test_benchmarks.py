@@ -1,12 +1,15 @@
 """The scripts in benchmarks/ (run as ``python benchmarks/NAME.py``) import, with
-their shared module, and parse their flags; what they measure is never asserted."""
+their shared module, and parse their flags; what they measure is never asserted (the spam benchmark's
+ULMFiT middle step is checked for what it reads: the training folds' texts only)."""
 
 import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
@@ -67,3 +70,36 @@ def test_contestants_take_turns_and_a_rate_is_the_units_of_the_items_worked_over
     rates = common.in_turns(contestants, rounds=2, seconds=1.5)  # a warm-up call, then two timed calls
     assert calls == ["x", "x", "yy", "zzz", "zzz", "zzz"] * 2
     assert rates == {"a": [1.5, 1.5], "b": [3.0, 3.0]}  # (1 + 2) and (3 + 3) units in 2 s
+
+
+@pytest.mark.slow  # four small runs, with their plots: about 10 s alone
+def test_the_spam_benchmarks_middle_step_reads_the_training_folds_texts_only(common, tmp_path, make_text):
+    """ULMFiT under cross-validation: the language model is fine-tuned on the training folds' texts, and
+    never sees a word that only the test fold has; the classifier then starts from that model."""
+    pytest.importorskip("sklearn")
+    from conftest import run_main
+
+    spam = load("spam", "benchmark_spam")
+    lm = tmp_path / "pretrained"
+    (tmp_path / "text.txt").write_text(make_text(200))
+    result = run_main("train", tmp_path / "text.txt", "--out", lm, "--tokenizer", "word", "--lowercase", "true",
+                      "--word-pattern", spam.WORD_PATTERN,
+                      "--hidden-size", 16, "--num-layers", 1, "--embedding-dim", 8, "--batch-size", 4, "--seq-len", 16,
+                      "--max-steps", 2, "--sample-length", 0, "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    texts = [f"check my channel trainword{i} now" if i % 2 else f"nice song trainword{i}" for i in range(60)]
+    texts += [f"secretword{i} check my channel" for i in range(20)]  # the test fold's
+    labels = ["spam" if i % 2 else "ham" for i in range(60)] + ["spam"] * 20
+    train, val, test = np.arange(0, 50), np.arange(50, 60), np.arange(60, 80)
+    args = SimpleNamespace(lm=lm, lm_epochs=1, lm_lr=1e-3, lm_seq_len=8, batch_size=4, precision="fp32", seed=0,
+                           tokenizer="word", min_count=1, word_pattern=spam.WORD_PATTERN, embedding_dim=8,
+                           hidden_size=16, dropout=0.0, pooling="max", adversarial=0.0, lr=3e-3, epochs=1,
+                           fine_tuning="ulmfit")
+    run = spam.fine_tune_lm(lm, texts, np.concatenate([train, val]), tmp_path, args)
+    assert (tmp_path / "lm_text.txt").read_text().splitlines() == [texts[i] for i in range(60)]
+    words = set(json.loads((run / "config.json").read_text())["tokenizer"]["words"])
+    assert {f"trainword{i}" for i in range(60)} <= words
+    assert not any(w.startswith("secretword") for w in words)
+    (tmp_path / "fold").mkdir()
+    result = spam.run_rnnkit("ulmfit", texts, labels, (train, val, test), tmp_path / "fold", args)
+    assert 0.0 <= result["accuracy"] <= 1.0 and result["steps"] > 0

@@ -222,6 +222,17 @@ TRAIN = [
     ("--diagnostics-every", "5", [], RECURRENT, NOT_RECURRENT),
     ("--diagnostics-every", "5", ["--encoder", "tdnn", "--decoder-recurrence", "output"], set(), {"seq2seq"}),
     ("--log", "tensorboard", [], ALL, set()),
+    ("--init-from", "LMRUN", [], {"lm", "classify", "tag", "seq2seq"}, ALL - {"lm", "classify", "tag", "seq2seq"}),
+    ("--lr-layer-decay", "2.6", ["--init-from", "LMRUN"], {"lm", "classify", "tag", "seq2seq"}, set()),
+    ("--lr-layer-decay", "2.6", [], set(), ALL),
+    ("--unfreeze-every", "5", ["--init-from", "LMRUN"], {"lm", "classify", "tag", "seq2seq"}, set()),
+    ("--unfreeze-every", "5", [], set(), ALL),
+    ("--lr-schedule", "stlr", [], BY_GRADIENT, ESN),
+    ("--stlr-cut-frac", "0.2", ["--lr-schedule", "stlr"], BY_GRADIENT, set()),  # an esn refuses --lr-schedule
+    ("--stlr-cut-frac", "0.2", [], set(), ALL),
+    ("--stlr-ratio", "10", ["--lr-schedule", "stlr"], BY_GRADIENT, set()),
+    ("--stlr-ratio", "10", [], set(), ALL),
+    ("--warmup-steps", "2", ["--lr-schedule", "stlr"], set(), BY_GRADIENT),
 ]
 
 # against a trained run of each kind: (subcommand, option, value, more flags, taken in, refused in)
@@ -378,9 +389,9 @@ def char_lms(inputs):
 
 @pytest.mark.parametrize("option,value,more,context,taken", list(_train_cases()))
 def test_train_takes_an_option_where_it_applies_and_refuses_it_elsewhere(option, value, more, context, taken,
-                                                                       inputs, tmp_path, monkeypatch, request):
+                                                                       inputs, word_lm, tmp_path, monkeypatch, request):
     training_file = inputs / FILES[context]
-    swap = {"SELF": training_file, "OUT": tmp_path / "elsewhere"}
+    swap = {"SELF": training_file, "OUT": tmp_path / "elsewhere", "LMRUN": word_lm}
     if "CHAR_LMS" in (value, *more):  # trained before fit is replaced
         swap["CHAR_LMS"] = request.getfixturevalue("char_lms")
     started = []
@@ -390,6 +401,16 @@ def test_train_takes_an_option_where_it_applies_and_refuses_it_elsewhere(option,
     code, err = run_main(["train", training_file, "--out", tmp_path / "run", *tiny(context), *BASE[context], *flags])
     assert_taken_or_refused(code, err, option, taken)
     assert bool(started) == taken, "a refusal must come before any work"
+
+
+@pytest.fixture(scope="module")
+def word_lm(inputs):
+    """A word language model of tiny()'s sizes, for --init-from."""
+    out = inputs / "word-lm"
+    code, err = run_main(["train", inputs / "text.txt", "--out", out, "--tokenizer", "word", *tiny("lm"),
+                          "--seq-len", "8", "--max-steps", "1", "--sample-length", "0"])
+    assert code == 0, err
+    return out
 
 
 @pytest.fixture(scope="module")

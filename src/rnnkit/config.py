@@ -29,7 +29,7 @@ from rnnkit.errors import ConfigError
 TOKENIZERS = ("auto", "char", "byte", "word", "bpe")
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adadelta", "adam", "adamw")
 EPS_OPTIMIZERS = ("adagrad", "rmsprop", "adadelta", "adam", "adamw")  # those that divide by sqrt(...) + eps
-LR_SCHEDULES = ("constant", "step", "cosine")
+LR_SCHEDULES = ("constant", "step", "cosine", "stlr")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
 NONFINITE_POLICIES = ("stop", "skip", "lower_lr")
@@ -188,13 +188,24 @@ class TrainConfig:
                                       default=1.0)
     clip_value: float | None = setting("clip each gradient element to [-v, v] (char-rnn: grad_clip, which "
                                        "clamps elements)", default=None)
-    lr_schedule: str = setting("constant, step or cosine (decay over the whole budget)", default="cosine")
+    lr_schedule: str = setting("constant, step, cosine (decay over the whole budget) or stlr (slanted triangular: "
+                               "a short linear rise, then a long linear fall; Howard & Ruder 2018)", default="cosine")
+    stlr_cut_frac: float = setting("stlr: the share of the budget over which the rate rises", default=0.1)
+    stlr_ratio: float = setting("stlr: how much smaller the lowest rate is than the peak --lr", default=32.0)
     warmup_steps: int = setting("linear learning-rate warm-up steps", default=20)
     min_lr_ratio: float = setting("cosine decays to lr * min_lr_ratio", default=0.05)
     lr_decay: float = setting("step schedule: multiply lr by this ...", default=0.5)
     lr_decay_every: int = setting("... every this many steps", default=1000)
     lr_decay_start: int | None = setting("step schedule: first decay at this step, then every lr_decay_every "
                                          "(Zaremba et al.: after epoch 4); none: at lr_decay_every", default=None)
+    init_from: str | None = setting("start the embedding and recurrent layers from this language model's run folder "
+                                    "(`rnnkit train` of --task lm; same tokenizer kind, cell, sizes): its vocabulary "
+                                    "plus the words this data adds, the task's head fresh (ULMFiT)", default=None)
+    lr_layer_decay: float | None = setting("with --init-from: discriminative rates, layer l from the top (the head is "
+                                           "0, the embedding lowest) learns at lr / lr_layer_decay^l (ULMFiT: 2.6)",
+                                           default=None)
+    unfreeze_every: int | None = setting("with --init-from: gradual unfreezing, only the head trains at first, then "
+                                         "one more layer from the top every this many steps", default=None)
     max_steps: int | None = setting("stop after this many steps", default=None)
     max_epochs: float | None = setting("stop after this many passes over the training split", default=None)
     time_limit: float | None = setting("stop after this many seconds of training (default 300 if no "
@@ -250,6 +261,11 @@ class TrainConfig:
             raise ConfigError(f"eps must be > 0; got {self.eps}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ConfigError(f"min_lr_ratio must be in [0, 1]; got {self.min_lr_ratio}")
+        if not 0.0 < self.stlr_cut_frac < 1.0:
+            raise ConfigError(f"stlr_cut_frac must be in (0, 1); got {self.stlr_cut_frac}")
+        check_at_least(self, "stlr_ratio", 1.0)
+        check_at_least(self, "lr_layer_decay", 1.0, optional=True)
+        check_at_least(self, "unfreeze_every", 1, optional=True)
         if not 0.0 < self.lr_decay <= 1.0:
             raise ConfigError(f"lr_decay must be in (0, 1]; got {self.lr_decay}")
 

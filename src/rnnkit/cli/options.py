@@ -159,7 +159,9 @@ class Choice:
 
 
 WORDS = "--tokenizer word"
-STEP, COSINE = "--lr-schedule step", "--lr-schedule cosine"
+STEP, COSINE, STLR = "--lr-schedule step", "--lr-schedule cosine", "--lr-schedule stlr"
+TOKENS = {"word", "char", "byte", "bpe"}
+PRETRAINED = "--init-from RUN (the layers of a model started from a language model)"
 HIDDEN_WEIGHTS = "a recurrent cell with recurrent weights (rnn, lstm, gru)"
 
 # what the structure of the configs cannot say: a common setting -> (whether it applies to a choice,
@@ -207,6 +209,14 @@ RULES: dict[str, tuple[Callable[[Choice], bool], str]] = {
     "patience": (lambda c: bool(c.data.val_path) or c.data.val_fraction > 0,
                  "a validation split (--val-path or --val-fraction > 0)"),
     "diagnostics_every": (lambda c: c.recurrent, "recurrent cells to inspect (--encoder rnn)"),
+    "warmup_steps": (lambda c: c.train.lr_schedule != "stlr", "--lr-schedule constant, step or cosine (stlr rises "
+                     "from its own start)"),
+    "stlr_cut_frac": (lambda c: c.train.lr_schedule == "stlr", STLR),
+    "stlr_ratio": (lambda c: c.train.lr_schedule == "stlr", STLR),
+    "init_from": (lambda c: c.recurrent and c.token_kinds() <= TOKENS, "a recurrent encoder over tokens (--encoder "
+                  "rnn; --task lm, classify, tag or seq2seq on text)"),
+    "lr_layer_decay": (lambda c: bool(c.train.init_from), PRETRAINED),
+    "unfreeze_every": (lambda c: bool(c.train.init_from), PRETRAINED),
 }
 # a cell's own settings (LSTMCell.options: forget_bias; RNNCell.options: nonlinearity)
 for _cls in CELLS.values():
@@ -221,7 +231,8 @@ BY_GRADIENT = {"optimizer", "lr", "momentum", "alpha", "weight_decay", "l1", "cl
                "warmup_steps", "min_lr_ratio", "lr_decay", "lr_decay_every", "lr_decay_start", "max_steps",
                "max_epochs", "time_limit", "eval_every", "log_every", "save_every", "on_nonfinite", "patience",
                "precision", "beta1", "beta2", "eps", "rho", "label_smoothing", "dropout", "adversarial", "crf",
-               "char_features", "char_lm_tune", "scheduled_sampling", "sampling_steps", "ar_order"}
+               "char_features", "char_lm_tune", "scheduled_sampling", "sampling_steps", "ar_order", "stlr_cut_frac",
+               "stlr_ratio", "init_from", "lr_layer_decay", "unfreeze_every"}
 ONE_RESERVOIR = {"num_layers", "bidirectional"}
 NOT_ESN = {name: needs for names, needs in (
     (BY_GRADIENT, "training by gradient steps (--encoder rnn or tdnn; an esn's readout is fitted in closed form)"),

@@ -77,6 +77,16 @@ def run_train(args, say, device: str | None = None, lr_find: tuple | None = None
         model_cfg = from_dict(task.model_config, model_s, "model settings")
         data_cfg = from_dict(task.data_config, {**data_s, "path": args.path, "task": task.name}, "data settings")
         train_cfg = from_dict(task.train_config, train_s, "train settings")
+    if device is not None and getattr(train_cfg, "unfreeze_every", None):  # DDP reduces a fixed set of gradients
+        raise ConfigError("--unfreeze-every changes which weights get gradients as training goes, which torchrun's "
+                          "data parallelism cannot follow; train in one process")
+    pretrained = None  # --init-from: a language model to start from (rnnkit.tasks.transfer), not when resuming
+    if getattr(train_cfg, "init_from", None) and not args.resume:
+        from rnnkit.tasks.transfer import Pretrained
+
+        refuse_unused({"init_from"}, Choice(model_cfg, data_cfg, train_cfg))  # before the run is read
+        pretrained = Pretrained.read(train_cfg.init_from)
+        model_cfg, data_cfg = pretrained.settle(model_cfg, data_cfg)
     data_cfg, decided = task.decide(data_cfg)  # `auto` settings, from what the data looks like
     choice = Choice(model_cfg, data_cfg, train_cfg)
     if lr_find is not None and choice.closed_form:
@@ -86,7 +96,10 @@ def run_train(args, say, device: str | None = None, lr_find: tuple | None = None
         choose_engine(model_cfg.engine, model_cfg.cell, "cpu")  # a known cell, and an engine it has
     refuse_unused(given, choice)  # before any work; a setting the task's configs lack, too
     task.check(model_cfg, data_cfg)
-    data = task.read_data(data_cfg, doc if args.resume else None, spell=task.spelling(model_cfg))
+    if pretrained:  # the language model's vocabulary and the words this data adds
+        data = pretrained.read_data(task, data_cfg, spell=task.spelling(model_cfg))
+    else:
+        data = task.read_data(data_cfg, doc if args.resume else None, spell=task.spelling(model_cfg))
     data_cfg = data.config  # with what the task decided from the data (a sample rate, an auto tokenizer)
     if args.resume and data.digest != doc.corpus_sha256:
         raise DataError(f"{data_cfg.path} changed since the run started; resume needs the same corpus")
@@ -98,6 +111,8 @@ def run_train(args, say, device: str | None = None, lr_find: tuple | None = None
     model = build()
     if model_cfg.embeddings and not args.resume:
         say(_start_embedding(model, data.tokenizer, model_cfg.embeddings), flush=True)
+    if pretrained:
+        decided.append(pretrained.copy_into(model, data))
     if lr_find is not None:
         return _lr_find(model, data, task, train_cfg, *lr_find)
     trainer = Trainer(model, data, train_cfg, callbacks=callbacks, task=task)

@@ -14,13 +14,15 @@ from __future__ import annotations
 
 from collections import Counter
 
+import numpy as np
+
 from rnnkit.data.audio import SpeechFeatures
 from rnnkit.data.chars import ByteTokenizer, CharTokenizer
 from rnnkit.data.forecast import ForecastScaler
 from rnnkit.data.recordings import RecordingScaler
 from rnnkit.data.series import SeriesScaler
-from rnnkit.data.words import BPETokenizer, SpelledWordTokenizer, WordTokenizer
-from rnnkit.errors import CheckpointError
+from rnnkit.data.words import EOS, UNK, BPETokenizer, SpelledWordTokenizer, WordTokenizer
+from rnnkit.errors import CheckpointError, ConfigError
 
 
 def fit_tokenizer(kind: str, text: str | bytes, config, lm: bool = True, unknown: bool | None = None):
@@ -86,3 +88,42 @@ def tokenizer_from_dict(d: dict):
     if kind == "speech":
         return SpeechFeatures.from_dict(d)
     raise CheckpointError(f"unknown tokenizer kind {kind!r} in config.json")
+
+
+def token_strings(tokenizer) -> list[str]:
+    """What each id of ``tokenizer`` stands for, in id order: the strings by which two vocabularies
+    are matched (a language model's rows copied into another model's, :mod:`rnnkit.models.transfer`).
+    Words as they are (``<unk>``, ``<eos>`` included), a character itself (``<unk>`` for a
+    classifier's unknown character), a byte as ``<0x41>``, a BPE token as the library spells it."""
+    kind = tokenizer.kind
+    if kind == "word":
+        return list(tokenizer.words)
+    if kind == "spelled-word":
+        return list(tokenizer.word_tokenizer.words)
+    if kind == "char":
+        return ["<unk>"] * tokenizer.unk + [chr(c) for c in tokenizer.code_points.tolist()]
+    if kind == "byte":
+        return [f"<0x{b:02X}>" for b in range(256)]
+    if kind == "bpe":
+        vocab = tokenizer.tokenizer.get_vocab()  # token -> id
+        return [token for token, _ in sorted(vocab.items(), key=lambda item: item[1])]
+    raise ConfigError(f"a {kind} tokenizer has no vocabulary of tokens to match with a language model's")
+
+
+def extend_vocabulary(base, fitted):
+    """The tokenizer of ``fitted``'s kind and policy (its special tokens, ``<unk>`` for unknown
+    characters or not) whose vocabulary is ``base``'s (a language model's) and then the tokens
+    ``fitted`` (fitted on the new data's training part) adds: ULMFiT's vocabulary for a model started
+    from a language model. A byte or BPE tokenizer has nothing to add (every string encodes): ``base``."""
+    kind = fitted.kind
+    if kind == "spelled-word":
+        return SpelledWordTokenizer(extend_vocabulary(base, fitted.word_tokenizer), fitted.alphabet)
+    if kind in ("byte", "bpe"):
+        return base
+    if kind == "char":
+        return CharTokenizer(np.union1d(base.code_points, fitted.code_points), fitted.unk)
+    specials = [UNK, EOS] if fitted.eos else [UNK]
+    seen = set(base.words)
+    words = [w for w in base.words if w not in (UNK, EOS)] + [w for w in fitted.words[len(specials):]
+                                                                 if w not in seen]
+    return WordTokenizer(specials + words, fitted.lowercase, fitted.eos, fitted.pattern)

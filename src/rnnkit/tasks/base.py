@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 from rnnkit.config import DataConfig, ModelConfig, TrainConfig, from_dict, to_dict
 from rnnkit.errors import ConfigError
+from rnnkit.training.finetune import unfreeze
 
 # a setting's rule: (whether it applies to a choice of settings, what it needs, said to the user)
 Rule = tuple[Callable[["object"], bool], str]
@@ -159,9 +160,10 @@ class Task:
         return metrics["loss"]
 
     def before_step(self, model, step: int, config) -> dict:
-        """Set what changes over training in the model before training step ``step`` (seq2seq's
-        scheduled sampling); what is returned goes into that step's metrics line."""
-        return {}
+        """Set what changes over training in the model before training step ``step`` (the layers
+        gradual unfreezing lets learn, seq2seq's scheduled sampling); what is returned goes into
+        that step's metrics line. A task that overrides it keeps this one's (``super()``)."""
+        return unfreeze(model, step, config)
 
     def evaluation_sample(self, model, data, config, generator) -> str | None:
         """A text the model writes at each evaluation, shown and logged (None: none)."""

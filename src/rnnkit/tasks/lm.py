@@ -81,6 +81,7 @@ class LanguageModelTask(Task):
         "seq_len": (_stream, STREAM),
         "reverse": (_stream, STREAM),
         "eval_streams": (_stream, STREAM),
+        "init_from": (_stream, STREAM),  # a conditioned model's first layer reads the label too
     }
     eval_options = frozenset({"window", "dynamic", "segment"})
 

@@ -125,7 +125,8 @@ class Seq2SeqTask(Task):
                 **{k: decoded[k] for k in ("token_error_rate", "sequence_error_rate", "bleu")}}
 
     def before_step(self, model, step, config) -> dict:
-        return schedule_teacher_forcing(model, config, step)  # the chance of reading the target's token
+        # the layers learning (gradual unfreezing), and the chance of reading the target's token
+        return {**super().before_step(model, step, config), **schedule_teacher_forcing(model, config, step)}
 
     criterion_name = "token_error_rate"
 

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from rnnkit.config import TrainConfig, check_at_least, check_choice, setting
+from rnnkit.models.transfer import layer_groups
 
 
 def penalised(p: nn.Parameter) -> bool:
@@ -37,10 +38,10 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
     "Fused optimizer steps").
     """
     params = list(model.parameters())
-    decay = [p for p in params if penalised(p)]
-    no_decay = [p for p in params if not penalised(p)]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay_in_use},
-              {"params": no_decay, "weight_decay": 0.0}]
+    groups = [{"params": [p for p in layer if penalised(p)], "weight_decay": cfg.weight_decay_in_use, "lr_scale": scale}
+              for layer, scale in layer_rates(model, cfg)]
+    groups += [{"params": [p for p in layer if not penalised(p)], "weight_decay": 0.0, "lr_scale": scale}
+               for layer, scale in layer_rates(model, cfg)]
     fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
     name, lr = cfg.optimizer, cfg.lr
     eps = {} if cfg.eps is None else {"eps": cfg.eps}  # else torch's own default, which differs by optimizer
@@ -58,6 +59,17 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
     if name == "adam":
         return torch.optim.Adam(groups, lr=lr, betas=betas, fused=fused, **eps)
     return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused, **eps)
+
+
+def layer_rates(model: nn.Module, cfg: TrainConfig) -> list[tuple[list[nn.Parameter], float]]:
+    """The model's parameters and the share of the learning rate each learns at: all at 1, or with
+    ``lr_layer_decay`` d discriminative rates (ULMFiT, Howard & Ruder 2018, sec. 3.2): layer l from
+    the top (:func:`rnnkit.models.transfer.layer_groups`, the head l = 0, the embedding lowest) at
+    η_l = η / d^l, the Trainer multiplying the schedule's η by each group's ``lr_scale``."""
+    decay = getattr(cfg, "lr_layer_decay", None)
+    if not decay:
+        return [(list(model.parameters()), 1.0)]
+    return [(layer, decay ** -depth) for depth, layer in enumerate(layer_groups(model))]
 
 
 def add_l1_subgradient(model: nn.Module, strength: float) -> None:
@@ -137,8 +149,11 @@ def learning_rate(cfg: TrainConfig, step: int, progress: float) -> float:
     Linear warm-up over ``warmup_steps``, then ``constant``; ``step``:
     lr * lr_decay^floor(step / lr_decay_every), or with ``lr_decay_start`` s,
     lr * lr_decay^(1 + floor((step - s) / lr_decay_every)) from step s on; ``cosine``:
-    lr * (m + (1 - m) * (1 + cos(pi * progress)) / 2) with m = min_lr_ratio.
+    lr * (m + (1 - m) * (1 + cos(pi * progress)) / 2) with m = min_lr_ratio; ``stlr``: the slanted
+    triangular rate (:func:`slanted_triangular`, its own warm-up) with t / T = ``progress``.
     """
+    if cfg.lr_schedule == "stlr":
+        return cfg.lr * slanted_triangular(progress, cfg.stlr_cut_frac, cfg.stlr_ratio)
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     if cfg.lr_schedule == "constant":
@@ -150,6 +165,23 @@ def learning_rate(cfg: TrainConfig, step: int, progress: float) -> float:
         return cfg.lr * cfg.lr_decay ** decays
     m = cfg.min_lr_ratio
     return cfg.lr * (m + (1 - m) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+
+
+def slanted_triangular(progress: float, cut_frac: float, ratio: float) -> float:
+    """The slanted triangular learning rate's share of its peak η_max (Howard & Ruder 2018, eq. 3)
+    at t / T = ``progress`` of the T steps of training:
+
+        cut = T · cut_frac
+        p   = t / cut                                        if t < cut
+              1 - (t - cut) / (cut · (1 / cut_frac - 1))     otherwise
+        η_t = η_max · (1 + p · (ratio - 1)) / ratio
+
+    a rise from η_max / ratio to η_max over the first ``cut_frac`` of training, then a fall back to
+    η_max / ratio at its end (the paper floors cut to a whole step; here T · cut_frac is kept whole
+    as a share of a budget that may be time). Past the end (p < 0) it stays at η_max / ratio."""
+    x = min(max(progress, 0.0), 1.0)
+    p = x / cut_frac if x < cut_frac else 1.0 - (x - cut_frac) / (cut_frac * (1.0 / cut_frac - 1.0))
+    return (1.0 + max(p, 0.0) * (ratio - 1.0)) / ratio
 
 
 SAMPLING_SCHEDULES = ("none", "linear", "exponential", "inverse_sigmoid")

@@ -227,7 +227,7 @@ class Trainer:
         model, opt, cfg, p = self.model, self.optimizer, self.cfg, self.progress
         lr = learning_rate(cfg, p.step, self._budget_spent()) * p.lr_scale
         for group in opt.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)  # discriminative rates (optim.layer_rates)
         self._step_notes = self.task.before_step(model, p.step, cfg)  # seq2seq's scheduled sampling
         batch, has_rows = to_device(batch, self.device), True
         if self.group:  # this rank's rows
