@@ -159,3 +159,56 @@ def test_augmentation_flags_are_refused_where_they_do_nothing(tmp_path, cli_here
     user_error(cli_here("train", train, "--task", "ctc", "--speed-perturb", "x", "--out", tmp_path / "r"),
                "--speed-perturb")
     assert not (tmp_path / "r").exists()
+
+
+# -- leave-one-speaker-out (rnnkit digits --held-out-speaker all --config RECIPE) ---------------------------
+
+
+@pytest.mark.slow  # three folds' training and scoring: about 10 s alone, 20 s on a loaded machine
+def test_leave_one_speaker_out_trains_a_model_per_speaker_that_never_heard_them(tmp_path, cli_here):
+    from test_ctc import _tone_recordings
+
+    recordings = _tone_recordings(tmp_path / "recordings", speakers=("ann", "bob", "cy"), takes=6)
+    recipe = tmp_path / "recipe.json"
+    recipe.write_text(json.dumps({"frame_stack": 3, "mel_bands": 16, "hidden_size": 16, "num_layers": 1,
+                                  "max_steps": 4, "eval_every": 4, "batch_size": 8, "device": "cpu",
+                                  "time_masks": 1, "speed_perturb": "0.9,1.1"}))
+    out = tmp_path / "folds"
+    done = cli_here("digits", recordings, out, "--held-out-speaker", "all", "--num-train", 16, "--num-test", 10,
+                    "--config", recipe)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((out / "speakers.json").read_text())
+    assert sorted(summary["speakers"]) == ["ann", "bob", "cy"]
+    for speaker in ("ann", "bob", "cy"):
+        sources = (out / speaker / "sources.tsv").read_text().splitlines()
+        trained_on = " ".join(line.split("\t")[1] for line in sources if line.startswith("train/"))
+        heard = " ".join(line.split("\t")[1] for line in sources if line.startswith("speaker/"))
+        assert trained_on and f"_{speaker}_" not in trained_on  # the held-out speaker is in no training string
+        assert all(f"_{speaker}_" in name for name in heard.split())  # and speaker.tsv is theirs alone
+        evaluated = cli_here("eval", out / speaker / "run", out / speaker / "speaker.tsv", "--json")
+        assert evaluated.returncode == 0, evaluated.stderr
+        assert summary["speakers"][speaker]["token_error_rate"] == json.loads(evaluated.stdout)["token_error_rate"]
+        assert summary["speakers"][speaker]["steps"] == 4 and summary["speakers"][speaker]["utterances"] == 10
+    rates = [s["token_error_rate"] for s in summary["speakers"].values()]
+    assert summary["token_error_rate"]["mean"] == pytest.approx(np.mean(rates))
+    assert summary["token_error_rate"]["sd"] == pytest.approx(np.std(rates, ddof=1))
+    assert "| mean ± sd |" in done.stdout and f"{100 * np.mean(rates):.2f} ±" in done.stdout
+    again = cli_here("digits", recordings, out, "--held-out-speaker", "all", "--num-train", 16, "--num-test", 10,
+                     "--config", recipe)  # a finished row is resumed: nothing more is trained
+    assert again.returncode == 0, again.stderr
+    assert json.loads((out / "speakers.json").read_text())["speakers"] == summary["speakers"]
+
+
+def test_bad_leave_one_speaker_out_requests_are_refused(tmp_path, cli_here, user_error):
+    from test_ctc import _tone_recordings
+
+    recordings = _tone_recordings(tmp_path / "recordings", speakers=("ann", "bob"), takes=6)
+    recipe = tmp_path / "recipe.json"
+    recipe.write_text(json.dumps({"hidden_size": 8, "out": "somewhere"}))
+    user_error(cli_here("digits", recordings, tmp_path / "d", "--held-out-speaker", "all", "--config", recipe),
+               "out is set by each fold")
+    user_error(cli_here("digits", recordings, tmp_path / "d", "--held-out-speaker", "none", "--config", recipe),
+               "--held-out-speaker all")
+    user_error(cli_here("digits", recordings, tmp_path / "d", "--held-out-speaker", "all", "--config",
+                        tmp_path / "missing.json"), "missing.json")
+    assert not (tmp_path / "d").exists()

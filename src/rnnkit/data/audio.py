@@ -193,6 +193,22 @@ def read_manifest(path: str | Path) -> list[tuple[Path, str]]:
     return pairs
 
 
+def _fsdd_files(recordings: Path) -> list:
+    """(name match, path) of each FSDD recording in the folder, sorted; an error naming it if none."""
+    if not recordings.is_dir():
+        raise DataError(f"{recordings}: no such folder; give FSDD's recordings/ folder")
+    named = [(m, f) for f in sorted(recordings.iterdir()) if (m := FSDD_NAME.match(f.name))]
+    if not named:
+        raise DataError(f"{recordings} holds no FSDD recordings ({{digit}}_{{speaker}}_{{take}}.wav); "
+                        f"give FSDD's recordings/ folder")
+    return named
+
+
+def fsdd_speakers(recordings: Path) -> list[str]:
+    """The speakers of an FSDD recordings folder, sorted by name."""
+    return sorted({m[2] for m, _ in _fsdd_files(Path(recordings))})
+
+
 def build_digit_strings(recordings: Path, out: Path, seed: int = 0, num_train: int = 3000, num_test: int = 500,
                         min_digits: int = 3, max_digits: int = 7, held_out_speaker: str | None = "theo",
                         pause_ms: tuple[float, float] = (50, 300)) -> dict:
@@ -221,12 +237,7 @@ def build_digit_strings(recordings: Path, out: Path, seed: int = 0, num_train: i
                           f"got {min_digits}, {max_digits}")
     if not 0 <= pause_ms[0] <= pause_ms[1]:
         raise ConfigError(f"build_digit_strings: expected 0 <= pause_ms[0] <= pause_ms[1], got {pause_ms}")
-    if not recordings.is_dir():
-        raise DataError(f"{recordings}: no such folder; give FSDD's recordings/ folder")
-    named = [(m, f) for f in sorted(recordings.iterdir()) if (m := FSDD_NAME.match(f.name))]
-    if not named:
-        raise DataError(f"{recordings} holds no FSDD recordings ({{digit}}_{{speaker}}_{{take}}.wav); "
-                        f"give FSDD's recordings/ folder")
+    named = _fsdd_files(recordings)
     speakers = sorted({m[2] for m, _ in named})
     if held_out_speaker is not None and held_out_speaker not in speakers:
         raise DataError(f"{recordings}: held-out speaker {held_out_speaker!r} is not among its speakers "
