@@ -212,3 +212,22 @@ def test_bad_leave_one_speaker_out_requests_are_refused(tmp_path, cli_here, user
     user_error(cli_here("digits", recordings, tmp_path / "d", "--held-out-speaker", "all", "--config",
                         tmp_path / "missing.json"), "missing.json")
     assert not (tmp_path / "d").exists()
+
+
+def test_the_fsdd_recipe_is_settings_of_the_ctc_task():
+    """recipes/fsdd-speakers.json (RESULTS' leave-one-speaker-out row) builds the ctc task's configs as
+    `rnnkit train --config` reads them: no unknown key, no value its dataclasses refuse."""
+    from pathlib import Path
+
+    from rnnkit.cli.options import split_settings
+    from rnnkit.config import from_dict
+    from rnnkit.tasks import CTCTask
+
+    recipe = json.loads((Path(__file__).parent.parent / "recipes" / "fsdd-speakers.json").read_text())
+    task = CTCTask()
+    model, data, train = split_settings(recipe, task)
+    assert set(model) | set(data) | set(train) == set(recipe)
+    data_cfg = from_dict(task.data_config, {**data, "path": "train.tsv"}, "data settings")
+    from_dict(task.model_config, model, "model settings")
+    from_dict(task.train_config, train, "train settings")
+    assert data_cfg.augmentation.active and data_cfg.augmentation.on_waveform and data_cfg.utterance_norm
