@@ -158,13 +158,9 @@ def cmd_experiment(args) -> int:
 
 
 def cmd_digits(args) -> int:
-    from rnnkit.tasks.ctc import run_digits
+    from rnnkit.cli.digits import cmd_digits as run
 
-    for name in ("num_train", "num_test"):
-        if getattr(args, name) < 1:
-            raise ConfigError(f"--{name.replace('_', '-')} must be >= 1; got {getattr(args, name)}")
-    speaker = None if args.held_out_speaker.lower() == "none" else args.held_out_speaker
-    return run_digits(args.recordings, args.out, args.seed, args.num_train, args.num_test, speaker)
+    return run(args)
 
 
 # -- demo -----------------------------------------------------------------------

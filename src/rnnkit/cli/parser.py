@@ -145,7 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
     digits.add_argument("--num-test", type=int, default=500, help="test (and held-out speaker) utterances "
                                                                   "(default 500)")
     digits.add_argument("--held-out-speaker", default="theo",
-                        help="a speaker kept out of train and test, for speaker.tsv (default theo; none: no one)")
+                        help="a speaker kept out of train and test, for speaker.tsv (default theo; none: no one; "
+                             "all: each speaker in turn, a folder OUT/SPEAKER each: leave-one-speaker-out)")
+    digits.add_argument("--config", help="a JSON file of --task ctc settings (a recipe): train a model for each "
+                                         "held-out speaker with it, and score it on that speaker's strings")
 
     demo = sub.add_parser("demo", help="train on the Python standard library's source for ~2 minutes")
     demo.add_argument("--time-limit", type=float, default=120.0, help="seconds of training (default 120)")

@@ -193,6 +193,22 @@ def read_manifest(path: str | Path) -> list[tuple[Path, str]]:
     return pairs
 
 
+def _fsdd_files(recordings: Path) -> list:
+    """(name match, path) of each FSDD recording in the folder, sorted; an error naming it if none."""
+    if not recordings.is_dir():
+        raise DataError(f"{recordings}: no such folder; give FSDD's recordings/ folder")
+    named = [(m, f) for f in sorted(recordings.iterdir()) if (m := FSDD_NAME.match(f.name))]
+    if not named:
+        raise DataError(f"{recordings} holds no FSDD recordings ({{digit}}_{{speaker}}_{{take}}.wav); "
+                        f"give FSDD's recordings/ folder")
+    return named
+
+
+def fsdd_speakers(recordings: Path) -> list[str]:
+    """The speakers of an FSDD recordings folder, sorted by name."""
+    return sorted({m[2] for m, _ in _fsdd_files(Path(recordings))})
+
+
 def build_digit_strings(recordings: Path, out: Path, seed: int = 0, num_train: int = 3000, num_test: int = 500,
                         min_digits: int = 3, max_digits: int = 7, held_out_speaker: str | None = "theo",
                         pause_ms: tuple[float, float] = (50, 300)) -> dict:
@@ -221,12 +237,7 @@ def build_digit_strings(recordings: Path, out: Path, seed: int = 0, num_train: i
                           f"got {min_digits}, {max_digits}")
     if not 0 <= pause_ms[0] <= pause_ms[1]:
         raise ConfigError(f"build_digit_strings: expected 0 <= pause_ms[0] <= pause_ms[1], got {pause_ms}")
-    if not recordings.is_dir():
-        raise DataError(f"{recordings}: no such folder; give FSDD's recordings/ folder")
-    named = [(m, f) for f in sorted(recordings.iterdir()) if (m := FSDD_NAME.match(f.name))]
-    if not named:
-        raise DataError(f"{recordings} holds no FSDD recordings ({{digit}}_{{speaker}}_{{take}}.wav); "
-                        f"give FSDD's recordings/ folder")
+    named = _fsdd_files(recordings)
     speakers = sorted({m[2] for m, _ in named})
     if held_out_speaker is not None and held_out_speaker not in speakers:
         raise DataError(f"{recordings}: held-out speaker {held_out_speaker!r} is not among its speakers "
@@ -270,15 +281,28 @@ def build_digit_strings(recordings: Path, out: Path, seed: int = 0, num_train: i
 STD_FLOOR = 1e-5  # a feature constant over the training split is centred, not blown up
 
 
-def raw_features(samples, sample_rate: int, mel_bands: int, frame_stack: int) -> torch.Tensor:
-    """Samples (N,) -> stacked log-mel features (T', k M) float32, not normalised."""
-    return stack_frames(log_mel(samples, sample_rate, mel_bands), frame_stack)
+def utterance_normalise(features: torch.Tensor) -> torch.Tensor:
+    """Mean and variance normalisation per band over one utterance's frames (T, M) -> (T, M):
+    z_tm = (f_tm - mean_t f_tm) / std_t f_tm (std floored at STD_FLOOR). It removes what is constant
+    over an utterance: a channel's and largely a voice's spectral envelope."""
+    mean = features.mean(0, keepdim=True)  # (1, M)
+    std = features.std(0, correction=0, keepdim=True)  # (1, M)
+    return (features - mean) / torch.where(std > STD_FLOOR, std, 1.0)
+
+
+def raw_features(samples, sample_rate: int, mel_bands: int, frame_stack: int,
+                 utterance_norm: bool = False) -> torch.Tensor:
+    """Samples (N,) -> stacked log-mel features (T', k M) float32, each band normalised over the
+    utterance first given ``utterance_norm`` (:func:`utterance_normalise`), not yet over the training set."""
+    features = log_mel(samples, sample_rate, mel_bands)  # (T, M)
+    return stack_frames(utterance_normalise(features) if utterance_norm else features, frame_stack)
 
 
 class SpeechFeatures:
     """The input side of a CTC run: samples -> normalised features (``kind = "speech"``).
 
-    ``transform(samples)`` is :func:`raw_features` then z = (f - mean) / std,
+    ``transform(samples)`` is :func:`raw_features` (with ``utterance_norm``, each band normalised
+    over the utterance first) then z = (f - mean) / std,
     (T', F) float32 with F = ``frame_stack`` * ``mel_bands``; ``read(path)``
     does the same for a wav file, which must be at ``sample_rate``. ``mean``
     and ``std`` (F,) are the training split's. ``vocab_size = 0``: the inputs
@@ -288,8 +312,9 @@ class SpeechFeatures:
     kind = "speech"
     vocab_size = 0
 
-    def __init__(self, mel_bands: int, frame_stack: int, sample_rate: int, mean, std):
+    def __init__(self, mel_bands: int, frame_stack: int, sample_rate: int, mean, std, utterance_norm: bool = False):
         self.mel_bands, self.frame_stack, self.sample_rate = int(mel_bands), int(frame_stack), int(sample_rate)
+        self.utterance_norm = bool(utterance_norm)
         self.mean = torch.as_tensor(mean, dtype=torch.float32).reshape(-1)  # (F,)
         self.std = torch.as_tensor(std, dtype=torch.float32).reshape(-1)  # (F,)
         if self.mean.shape != (self.num_features,) or self.std.shape != (self.num_features,):
@@ -299,11 +324,12 @@ class SpeechFeatures:
 
     @classmethod
     def fit(cls, features: list[torch.Tensor], mel_bands: int, frame_stack: int,
-            sample_rate: int) -> "SpeechFeatures":
+            sample_rate: int, utterance_norm: bool = False) -> "SpeechFeatures":
         """Mean and std per feature over every step of ``features`` (each (T', F), raw)."""
         every = torch.cat(features).double()  # (Σ T', F)
         std = every.std(0, correction=0)
-        return cls(mel_bands, frame_stack, sample_rate, every.mean(0), torch.where(std > STD_FLOOR, std, 1.0))
+        return cls(mel_bands, frame_stack, sample_rate, every.mean(0), torch.where(std > STD_FLOOR, std, 1.0),
+                   utterance_norm)
 
     @property
     def num_features(self) -> int:
@@ -315,7 +341,8 @@ class SpeechFeatures:
 
     def transform(self, samples) -> torch.Tensor:
         """Mono samples (N,) at ``sample_rate`` -> normalised features (T', F) float32."""
-        return self.normalise(raw_features(samples, self.sample_rate, self.mel_bands, self.frame_stack))
+        return self.normalise(raw_features(samples, self.sample_rate, self.mel_bands, self.frame_stack,
+                                           self.utterance_norm))
 
     def read(self, path: str | Path) -> torch.Tensor:
         """The normalised features (T', F) of a wav file at ``sample_rate``."""
@@ -323,11 +350,14 @@ class SpeechFeatures:
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "mel_bands": self.mel_bands, "frame_stack": self.frame_stack,
-                "sample_rate": self.sample_rate, "mean": self.mean.tolist(), "std": self.std.tolist()}
+                "sample_rate": self.sample_rate, "utterance_norm": self.utterance_norm, "mean": self.mean.tolist(),
+                "std": self.std.tolist()}
 
     @classmethod
     def from_dict(cls, d: dict) -> "SpeechFeatures":
         try:
-            return cls(d["mel_bands"], d["frame_stack"], d["sample_rate"], d["mean"], d["std"])
+            # a run saved before utterance_norm existed read its features without it
+            return cls(d["mel_bands"], d["frame_stack"], d["sample_rate"], d["mean"], d["std"],
+                       d.get("utterance_norm", False))
         except KeyError as e:
             raise CheckpointError(f"speech features in config.json lack {e}") from None

@@ -31,6 +31,12 @@ error naming the manifest line) or dropped and counted
 (``"skip"``: each split's ``skipped``), never silently, so the loss is always
 finite.
 
+Training can augment its utterances afresh each epoch (``speed_perturb``, ``noise_snr`` on the
+waveform, which is then kept in memory; SpecAugment's ``time_masks`` and ``freq_masks`` on the
+features: :mod:`rnnkit.data.augment`); validation, test, ``eval`` and ``predict`` read the clean
+features. ``utterance_norm`` normalises each band over its utterance before the z-scoring,
+everywhere (the run's features remember it).
+
 Features are computed once, at load, and kept in memory as float32 tensors:
 a few thousand short utterances (3,000 of 2 s at 40 bands are ~100 MB).
 """
@@ -47,6 +53,7 @@ import torch
 
 from rnnkit.config import DataConfig, check_at_least, check_choice, setting
 from rnnkit.data.audio import SpeechFeatures, raw_features, read_manifest, read_wav
+from rnnkit.data.augment import Augmentation, AugmentedBatcher, parse_numbers
 from rnnkit.data.batches import PairBatch
 from rnnkit.data.chars import CharTokenizer
 from rnnkit.data.files import file_digest, read_text
@@ -68,12 +75,47 @@ class SpeechConfig(DataConfig):
     long_transcripts: str = setting("ctc: what to do with a transcript longer than its audio's frames can "
                                     "emit: refuse (an error naming it) or skip (with a count)", default="refuse")
 
+    utterance_norm: bool = setting("ctc: normalise each mel band's mean and variance over each utterance, in "
+                                   "training and evaluation alike (a feature, not an augmentation)", default=False)
+    time_masks: int = setting("ctc: SpecAugment time masks per training utterance (Park et al. 2019); "
+                              "never in evaluation", default=0)
+    time_mask_width: int = setting("ctc: a time mask's widest span in frames (10 ms each), drawn in [0, W]",
+                                   default=20)
+    freq_masks: int = setting("ctc: SpecAugment frequency masks per training utterance; never in evaluation",
+                              default=0)
+    freq_mask_width: int = setting("ctc: a frequency mask's widest span in mel bands, drawn in [0, W]", default=8)
+    speed_perturb: str | None = setting("ctc: comma-separated speed factors, one drawn per training utterance "
+                                        "and epoch, the waveform resampled by it (Ko et al. 2015), e.g. "
+                                        "0.9,1.0,1.1; never in evaluation", default=None)
+    noise_snr: str | None = setting("ctc: mix noise into each training utterance at an SNR in dB drawn "
+                                    "uniformly from LO,HI (or one value); never in evaluation", default=None)
+    noise_kind: str = setting("ctc: the noise --noise-snr mixes in: white (Gaussian) or speech (another "
+                              "training utterance)", default="white")
+
     def __post_init__(self):
         super().__post_init__()
+        self.augmentation  # parses --speed-perturb and --noise-snr: a bad value is refused now
         check_at_least(self, "sample_rate", 1, optional=True)
+        for name in ("time_masks", "time_mask_width", "freq_masks", "freq_mask_width"):
+            check_at_least(self, name, 0)
+        check_choice(self, "noise_kind", ("white", "speech"))
         check_at_least(self, "mel_bands", 1)
         check_at_least(self, "frame_stack", 1)
         check_choice(self, "long_transcripts", ("refuse", "skip"))
+
+
+    @property
+    def augmentation(self) -> Augmentation:
+        """The training-time augmentation these settings ask for (:mod:`rnnkit.data.augment`)."""
+        speeds = parse_numbers(self.speed_perturb, "speed_perturb")
+        if any(not 0.5 <= c <= 2.0 for c in speeds):
+            raise ConfigError(f"--speed-perturb: expected factors in [0.5, 2] such as 0.9,1.0,1.1; "
+                              f"got {self.speed_perturb!r}")
+        snr = parse_numbers(self.noise_snr, "noise_snr", (1, 2))
+        if snr and snr[0] > snr[-1]:
+            raise ConfigError(f"--noise-snr: expected LO,HI with LO <= HI (dB), such as 10,30; got {self.noise_snr!r}")
+        return Augmentation(self.time_masks, self.time_mask_width, self.freq_masks, self.freq_mask_width,
+                            speeds, snr, self.noise_kind)
 
 
 def label_ids(tokenizer: CharTokenizer, text: str, what: str = "transcript") -> np.ndarray:
@@ -114,6 +156,7 @@ class SpeechSplit:
     transcripts: list[str]
     examples: Examples
     skipped: int = 0
+    waveforms: list[torch.Tensor] | None = None  # (N,) each, kept for training's waveform augmentation
 
     def __len__(self) -> int:
         return len(self.transcripts)
@@ -144,6 +187,11 @@ class SpeechData:
         return self.target_tokenizer.vocab_size + 1
 
     def batcher(self, seed: int) -> BucketBatcher:
+        """Training's batches: augmented afresh each epoch when the settings ask (never evaluation's)."""
+        augmentation = self.config.augmentation
+        if augmentation.active:
+            return AugmentedBatcher(self.train.examples, self.config.batch_size, seed, augmentation, self.tokenizer,
+                                    self.train.waveforms, collate_speech)
         return BucketBatcher(self.train.examples, self.config.batch_size, seed, collate=collate_speech)
 
     def eval_batches(self, split: str = "val", batch_size: int = 64):
@@ -161,12 +209,13 @@ class SpeechData:
         run's) are used as they are, else fitted on the training split."""
         config = dataclasses.replace(config, path=str(path))
         if features is not None:  # a resumed run reads its audio as it was trained to
-            for name in ("sample_rate", "mel_bands", "frame_stack"):
+            for name in ("sample_rate", "mel_bands", "frame_stack", "utterance_norm"):
                 if getattr(config, name) not in (None, getattr(features, name)):
                     raise ConfigError(f"{name} is {getattr(config, name)} but the run's features were "
                                       f"computed with {getattr(features, name)}; pass --{name.replace('_', '-')} "
                                       f"{getattr(features, name)} or train a new run")
-            config = dataclasses.replace(config, mel_bands=features.mel_bands, frame_stack=features.frame_stack)
+            config = dataclasses.replace(config, mel_bands=features.mel_bands, frame_stack=features.frame_stack,
+                                         utterance_norm=features.utterance_norm)
         rate = config.sample_rate or (features.sample_rate if features else None) or _first_rate(path)
         config = dataclasses.replace(config, sample_rate=rate)  # a saved run knows the rate it reads
         manifests = {"train": path, "val": config.val_path or path, "test": config.test_path or path}
@@ -181,14 +230,18 @@ class SpeechData:
             if given:
                 utterances[split] = _read(given)
 
-        kept, skipped = {}, {}  # split -> [(line, audio, transcript, raw features (T', F))], count
+        keep_waves = config.augmentation.on_waveform
+        kept, skipped, waves = {}, {}, []  # split -> [(line, audio, transcript, raw features (T', F))], count
         for split, items in utterances.items():
             kept[split], skipped[split] = [], 0
             for line, audio, text in items:
-                f = raw_features(read_wav(audio, rate), rate, config.mel_bands, config.frame_stack)  # (T', F)
+                samples = read_wav(audio, rate)  # (N,)
+                f = raw_features(samples, rate, config.mel_bands, config.frame_stack, config.utterance_norm)  # (T', F)
                 need = frames_needed(text)
                 if len(f) >= need:
                     kept[split].append((line, audio, text, f))
+                    if keep_waves and split == "train":
+                        waves.append(torch.from_numpy(samples))
                 elif config.long_transcripts == "skip":
                     skipped[split] += 1
                 else:
@@ -205,7 +258,7 @@ class SpeechData:
             tokenizer = CharTokenizer.fit("".join(text for _, _, text, _ in kept["train"]), unk=False)
         if features is None:
             features = SpeechFeatures.fit([f for *_, f in kept["train"]], config.mel_bands, config.frame_stack,
-                                          rate)
+                                          rate, config.utterance_norm)
         splits = {}
         for split, items in kept.items():
             _check_characters(tokenizer, items, manifests[split])
@@ -213,7 +266,7 @@ class SpeechData:
             examples = Examples([features.normalise(f) for *_, f in items],
                                 [label_ids(tokenizer, text, where) for _, _, text, _ in items])
             splits[split] = SpeechSplit([a for _, a, _, _ in items], [t for _, _, t, _ in items], examples,
-                                        skipped[split])
+                                        skipped[split], waves if split == "train" and keep_waves else None)
         digest = file_digest(path, config.val_path, config.test_path)
         return cls(features, tokenizer, splits["train"], splits["val"], splits["test"], config, digest)
 

@@ -44,7 +44,10 @@ class CTCTask(Task):
     data_config = SpeechConfig
     rules = {**ENCODER_RULES,
              "label_smoothing": (lambda c: False, "--task lm, classify, tag or seq2seq (CTC's loss sums over "
-                                                  "alignments, not over one label a step)")}
+                                                  "alignments, not over one label a step)"),
+             "time_mask_width": (lambda c: c.data.time_masks > 0, "--time-masks 1 or more"),
+             "freq_mask_width": (lambda c: c.data.freq_masks > 0, "--freq-masks 1 or more"),
+             "noise_kind": (lambda c: c.data.noise_snr is not None, "--noise-snr LO,HI")}
     eval_options = frozenset({"beam_size", "lm", "lm_weight", "insertion_bonus"})
     predict_options = eval_options | {"posteriorgram"}
 
