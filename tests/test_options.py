@@ -134,6 +134,8 @@ TRAIN = [
     ("--window", "32", [], RECS, ALL - RECS),
     ("--stride", "8", [], RECS, ALL - RECS),
     ("--frame", "4", [], RECS, ALL - RECS),
+    ("--frame-hop", "1", [], RECS, ALL - RECS),
+    ("--eval-stride", "8", [], RECS, ALL - RECS),
     ("--features", "spectrum", [], RECS, ALL - RECS),
     ("--folds", "3", [], RECS, ALL - RECS),
     ("--fold", "2", ["--folds", "3"], RECS, set()),

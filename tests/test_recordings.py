@@ -101,6 +101,39 @@ def test_a_spectrum_step_is_the_log_power_of_its_hann_windowed_frame():
     assert np.allclose(w[1, 0, :9], np.log(np.abs(np.fft.rfft(frame)) ** 2 + 1e-3), atol=1e-4)
 
 
+def test_overlapping_frames_step_by_the_hop_and_a_hop_of_one_frame_is_the_old_framing():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((100, 2))
+    overlapping = RecordingScaler([0.0, 0.0], [1.0, 1.0], frame=16, features="spectrum", hop=8)
+    w = overlapping.windows(x, [0, 36], 64)  # (2, (64 - 16) // 8 + 1 = 7, 2 x 9)
+    assert w.shape == (2, 7, 18)
+    frame = x[36 + 3 * 8:36 + 3 * 8 + 16, 1] * np.hanning(16)  # window 2, step 3, channel 2
+    assert np.allclose(w[1, 3, 9:], np.log(np.abs(np.fft.rfft(frame)) ** 2 + 1e-3), atol=1e-4)
+    samples = RecordingScaler([0.0, 0.0], [1.0, 1.0], frame=4, hop=2).windows(x, [10], 8)  # (1, 3, 4 x 2)
+    assert np.array_equal(samples[0, 2], x[14:18].reshape(-1).astype(np.float32))
+    side_by_side = RecordingScaler([0.0, 0.0], [1.0, 1.0], frame=16, features="spectrum")
+    assert np.array_equal(side_by_side.windows(x, [0], 64), overlapping.windows(x, [0], 64)[:, ::2])
+    assert RecordingScaler.from_dict({**side_by_side.to_dict(), "hop": 8}).hop == 8
+    old = {k: v for k, v in side_by_side.to_dict().items() if k != "hop"}  # a run folder from before the hop
+    assert RecordingScaler.from_dict(old).hop == 16
+
+
+def test_evaluation_windows_have_their_own_stride_and_training_keeps_its_own(tmp_path):
+    manifest = sinusoids(tmp_path, n=8, length=300)
+    plain = RecordingData.read(data_config(manifest, window="64", stride="32", test_fraction=0.25))
+    dense = RecordingData.read(data_config(manifest, window="64", stride="32", eval_stride="8", test_fraction=0.25))
+    assert all(np.array_equal(a, b) for a, b in zip(plain.train.ids, dense.train.ids))
+    per_recording = len(window_starts(300, 64, 8))  # 30: every 8 samples, the last flush with the end
+    assert len(dense.test) == len(dense.test.names) * per_recording and len(plain.test) < len(dense.test)
+    assert len(dense.val) == len(dense.val.names) * per_recording
+    second = _recording(manifest, dense.test.names[1])  # its second window starts at sample 8
+    assert np.array_equal(dense.test.ids[per_recording + 1], dense.tokenizer.windows(second, [8], 64)[0])
+
+
+def _recording(manifest: Path, name: str) -> np.ndarray:
+    return next(r.x for r in read_recordings(manifest) if r.name == name)
+
+
 # -- the split by recording ------------------------------------------------------------------
 
 
@@ -204,6 +237,8 @@ def test_cross_validation_folds_through_the_cli_hold_out_the_named_fold(tmp_path
     (["--window", "ten"], "window must be auto or a positive number"),
     (["--folds", "3", "--fold", "4"], "fold one of 1..folds"),
     (["--window", "32", "--frame", "64"], "frame (64) must not exceed the window (32)"),
+    (["--frame", "4", "--frame-hop", "8"], "frame_hop (8) must not exceed the frame (4)"),
+    (["--eval-stride", "0"], "eval_stride must be auto or a positive number"),
 ])
 def test_settings_that_do_not_apply_to_recordings_are_refused(tmp_path, cli_here, user_error, flags, message):
     manifest = sinusoids(tmp_path, n=4, length=300)

@@ -207,30 +207,35 @@ FEATURES = ("samples", "spectrum")
 
 class RecordingScaler:
     """Robust standardisation per channel fitted on training recordings, z = (x - median) / (1.4826
-    MAD) clipped to ±CLIP, then framing: a window of W samples x C channels becomes S = W / ``frame``
-    steps, each read from ``frame`` consecutive samples z_{s,1..f} of every channel as
+    MAD) clipped to ±CLIP, then framing: a window of W samples x C channels becomes
+    S = (W - f) // ``hop`` + 1 steps (f = ``frame``; ``hop`` defaults to f, frames side by side,
+    S = W / f), step s read from the f consecutive samples z_{s·hop+1..s·hop+f} of every channel as
 
     - ``features="samples"``: the samples themselves, f x C values a step;
     - ``features="spectrum"``: their log power spectrum, log(|rfft(h ⊙ z_{s,·})|² + 1e-3) with h the
-      (symmetric) Hann window, f / 2 + 1 values a channel (a spectrogram of non-overlapping frames).
+      (symmetric) Hann window, f / 2 + 1 values a channel (a spectrogram; with hop < f its frames
+      overlap, as a short-time Fourier transform's usually do: finer frequency steps, f / fs, at
+      the same number of steps).
 
     The recordings' "tokenizer" in the run folder (``kind = "recordings"``)."""
 
     kind = "recordings"
     vocab_size = 0
 
-    def __init__(self, center, scale, frame: int = 1, features: str = "samples"):
+    def __init__(self, center, scale, frame: int = 1, features: str = "samples", hop: int | None = None):
         self.center = np.asarray(center, dtype=np.float64)  # (C,)
         self.scale = np.asarray(scale, dtype=np.float64)  # (C,)
         self.frame = int(frame)
+        self.hop = int(hop or frame)
         self.features = features
 
     @classmethod
-    def fit(cls, x: np.ndarray, frame: int = 1, features: str = "samples") -> "RecordingScaler":
+    def fit(cls, x: np.ndarray, frame: int = 1, features: str = "samples", hop: int | None = None
+            ) -> "RecordingScaler":
         """Fitted on samples x (N, C) of the training recordings."""
         center = np.median(x, axis=0)
         scale = 1.4826 * np.median(np.abs(x - center), axis=0)
-        return cls(center, np.where(scale > 0, scale, 1.0), frame, features)
+        return cls(center, np.where(scale > 0, scale, 1.0), frame, features, hop)
 
     @property
     def channels(self) -> int:
@@ -247,21 +252,22 @@ class RecordingScaler:
             raise DataError(f"{what} has {x.shape[1]} channel(s); the model was trained on {self.channels}")
         z = np.clip((x - self.center) / self.scale, -CLIP, CLIP).astype(np.float32)  # (T, C)
         cut = np.stack([z[s:s + window] for s in starts])  # (N, W, C)
-        n, steps, f = len(starts), window // self.frame, self.frame
-        frames = cut[:, :steps * f].reshape(n, steps, f, self.channels)  # (N, S, f, C)
+        n, steps, f = len(starts), (window - self.frame) // self.hop + 1, self.frame
+        frames = np.lib.stride_tricks.sliding_window_view(cut, f, axis=1)[:, ::self.hop][:, :steps]  # (N, S, C, f)
+        frames = frames.transpose(0, 1, 3, 2)  # (N, S, f, C)
         if self.features == "samples":
-            return frames.reshape(n, steps, f * self.channels)
+            return np.array(frames.reshape(n, steps, f * self.channels))  # a copy: the view is read-only
         spectra = np.fft.rfft(frames * np.hanning(f)[:, None], axis=2)  # (N, S, f / 2 + 1, C)
         power = np.log(np.abs(spectra) ** 2 + 1e-3).astype(np.float32)
         return power.transpose(0, 1, 3, 2).reshape(n, steps, self.num_features)  # channel by channel
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "center": self.center.tolist(), "scale": self.scale.tolist(), "frame": self.frame,
-                "features": self.features}
+                "hop": self.hop, "features": self.features}
 
     @classmethod
     def from_dict(cls, d: dict) -> "RecordingScaler":
         try:
-            return cls(d["center"], d["scale"], d["frame"], d["features"])
+            return cls(d["center"], d["scale"], d["frame"], d["features"], d.get("hop"))  # no hop: side by side
         except KeyError as e:
             raise CheckpointError(f"recording scaler in config.json lacks {e}") from None

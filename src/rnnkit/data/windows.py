@@ -104,9 +104,10 @@ def _take(index: np.ndarray, labels: list[str], fraction: float, seed: int) -> t
 
 @dataclass
 class Windows:
-    """The windows of some recordings: inputs ``ids`` (each (W / frame, frame x C)) and their
-    recording's label id ``labels`` (what :class:`rnnkit.data.sequences.BucketBatcher` reads), and
-    for each window the index of its ``recording``; per recording its ``names`` and ``gold`` label id."""
+    """The windows of some recordings: inputs ``ids`` (each (S, F), S steps of F features: see
+    :class:`RecordingScaler`) and their recording's label id ``labels`` (what
+    :class:`rnnkit.data.sequences.BucketBatcher` reads), and for each window the index of its
+    ``recording``; per recording its ``names`` and ``gold`` label id."""
 
     ids: list[np.ndarray]
     labels: list[int]
@@ -140,6 +141,12 @@ class RecordingSettings:
                           default="auto")
     frame: str = setting("classify recordings: samples read as one step of the encoder (auto: a 64th of the "
                          "window for samples, a 16th for a spectrum)", default="auto")
+    frame_hop: str = setting("classify recordings: samples between the starts of a window's frames, at most the "
+                             "frame (auto: the frame, frames side by side; half the frame: half-overlapping "
+                             "spectra, twice the steps)", default="auto")
+    eval_stride: str = setting("classify recordings: samples between window starts in validation, test and "
+                               "predict, where every window's evidence joins the recording's decision (auto: "
+                               "--stride)", default="auto")
     features: str = setting("classify recordings: what a step holds, a frame's samples or its log power spectrum "
                             "(spectrum: a spectrogram of Hann-windowed frames)", default="samples")
     classes: str = setting("classify the Bonn EEG archive: its sets grouped into labels, A,E (A against E), "
@@ -150,7 +157,7 @@ class RecordingSettings:
 
     def __post_init__(self):
         super().__post_init__()
-        for name in ("window", "stride", "frame"):
+        for name in ("window", "stride", "frame", "frame_hop", "eval_stride"):
             value = getattr(self, name)
             if value != "auto" and not (value.isdigit() and int(value) > 0):
                 raise ConfigError(f"{name} must be auto or a positive number of samples; got {value!r}")
@@ -163,7 +170,8 @@ class RecordingSettings:
 
 def decide_windows(config, recordings: list[Recording]) -> tuple[object, list[str]]:
     """``config`` (a :class:`RecordingSettings`) with window, stride and frame decided from the
-    recordings' lengths, and each ``auto`` decision in a few words."""
+    recordings' lengths (frame hop and evaluation stride from those), and each ``auto`` decision of
+    the first three in a few words."""
     shortest = min(len(r.x) for r in recordings)
     said = []
     window = int(config.window) if config.window != "auto" else auto_window(shortest)
@@ -178,7 +186,13 @@ def decide_windows(config, recordings: list[Recording]) -> tuple[object, list[st
         said.append(f"frame {frame} ({window // frame} steps a window)")
     if frame > window:
         raise ConfigError(f"frame ({frame}) must not exceed the window ({window}); lower --frame")
-    decided = dataclasses.replace(config, window=str(window), stride=str(stride), frame=str(frame))
+    hop = int(config.frame_hop) if config.frame_hop != "auto" else frame
+    if hop > frame:
+        raise ConfigError(f"frame_hop ({hop}) must not exceed the frame ({frame}): samples between frames "
+                          f"would be skipped; lower --frame-hop")
+    eval_stride = int(config.eval_stride) if config.eval_stride != "auto" else stride
+    decided = dataclasses.replace(config, window=str(window), stride=str(stride), frame=str(frame),
+                                  frame_hop=str(hop), eval_stride=str(eval_stride))
     return decided, said
 
 
@@ -221,18 +235,21 @@ class RecordingData:
         those of ``config.path`` already read."""
         recordings = recordings or read_recordings(config.path, config.classes)
         window, stride, frame = int(config.window), int(config.stride), int(config.frame)
+        eval_stride = int(config.eval_stride) if config.eval_stride != "auto" else stride
         check_lengths(recordings, window, config.path)
         names = [r.label for r in recordings]
         index = split_recordings(names, config.val_fraction, config.test_fraction, config.folds, config.fold)
         if scaler is None:  # fitted on the training recordings' samples only
+            hop = int(config.frame_hop) if config.frame_hop != "auto" else frame
             scaler = RecordingScaler.fit(np.concatenate([recordings[i].x for i in index["train"]]), frame,
-                                          config.features)
+                                          config.features, hop)
         labels = labels or sorted(set(names))
         ids = {name: i for i, name in enumerate(labels)}
         unknown = sorted(set(names) - set(ids))
         if unknown:
             raise DataError(f"{config.path} has label(s) {', '.join(unknown)} the run was not trained on")
-        splits = {split: cut_windows([recordings[i] for i in members], scaler, window, stride,
+        splits = {split: cut_windows([recordings[i] for i in members], scaler, window,
+                                     stride if split == "train" else eval_stride,  # more evidence, not more training
                                      [ids[names[i]] for i in members]) for split, members in index.items()}
         archive = bonn_archive(config.path)
         digest = (hashlib.sha256(archive.read_bytes()).hexdigest() if archive  # the zip's own bytes

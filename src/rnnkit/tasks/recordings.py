@@ -47,6 +47,8 @@ RULES = {
     "window": (recordings, RECORDINGS),
     "stride": (recordings, RECORDINGS),
     "frame": (recordings, RECORDINGS),
+    "frame_hop": (recordings, RECORDINGS),
+    "eval_stride": (recordings, RECORDINGS),
     "features": (recordings, RECORDINGS),
     "folds": (recordings, RECORDINGS),
     "fold": (lambda c: recordings(c) and c.data.folds > 0, "--folds (cross-validation by recording)"),
@@ -125,7 +127,9 @@ def describe(data: RecordingData) -> str:
     fold = f", fold {c.fold} of {c.folds}" if c.folds else ""
     return (f"{counts} train/val/test recordings{fold}, {data.tokenizer.channels} channel(s), {len(data.labels)} "
             f"labels ({', '.join(data.labels)}), windows of {int(c.window):,} every {int(c.stride):,}, "
-            f"{int(c.window) // int(c.frame)} steps of {c.frame} ({c.features})")
+            f"{(int(c.window) - int(c.frame)) // int(c.frame_hop) + 1} steps of {c.frame}"
+            f"{f' every {c.frame_hop}' if c.frame_hop != c.frame else ''} ({c.features})"
+            f"{f', evaluated every {int(c.eval_stride):,}' if c.eval_stride != c.stride else ''}")
 
 
 def predict(model, doc, request) -> int:
@@ -134,7 +138,8 @@ def predict(model, doc, request) -> int:
     the recording-level accuracy and F1 on stderr. Nothing is written when an input is bad."""
     cfg, labels, path = doc.data, doc.labels, request.input
     found = read(path, cfg.classes, require_labels=False)
-    window, stride = int(cfg.window), int(cfg.stride)
+    window = int(cfg.window)
+    stride = int(cfg.eval_stride if getattr(cfg, "eval_stride", "auto") != "auto" else cfg.stride)  # older runs: none
     check_lengths(found, window, path)
     gold = [r.label for r in found]
     known = {name: i for i, name in enumerate(labels)}
