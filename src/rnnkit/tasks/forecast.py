@@ -32,6 +32,7 @@ from rnnkit.data.forecast import ForecastConfig, ForecastData
 from rnnkit.data.series_table import read_series_file
 from rnnkit.errors import ConfigError, DataError
 from rnnkit.models.forecaster import Forecaster, ForecasterConfig
+from rnnkit.models.linear_ar import choose_order, default_max_order, fit_linear_ar, rows_needed
 from rnnkit.tasks.base import RESERVOIR_RULES, Task
 from rnnkit.training.forecasting import DEFAULT_QUANTILES, forecast_figure, forecast_windows, rolling_origin
 from rnnkit.training.optim import ScheduledSampling, schedule_teacher_forcing
@@ -79,6 +80,41 @@ class ForecastTask(Task):
 
     def decide(self, data_cfg):
         return data_cfg, []  # the season is decided while reading (describe says it)
+
+    def check(self, model_cfg, data_cfg) -> None:
+        q = model_cfg.ar_order
+        if q != "auto" and q >= data_cfg.seq_len:
+            raise ConfigError(f"--ar-order {q} reads {q} values inside a window of --seq-len {data_cfg.seq_len}; "
+                              f"give --ar-order below {data_cfg.seq_len} (or a longer --seq-len)")
+
+    def decide_model(self, model_cfg, data):
+        """``--ar-order auto``: q by AIC on the training part (:func:`rnnkit.models.linear_ar.choose_order`);
+        any q: a DataError when the training part is too short to fit it by least squares."""
+        scaler, T = data.tokenizer, data.config.seq_len
+        z, first = _training_z(data)
+        notes = []
+        if model_cfg.ar_order == "auto":
+            largest = default_max_order(scaler.train_length, T, scaler.season)
+            q, _ = choose_order(z, largest, first)
+            model_cfg = dataclasses.replace(model_cfg, ar_order=q)
+            notes.append(f"--ar-order auto: {q} (AIC over 1..{largest})")
+        q = model_cfg.ar_order
+        if q and len(z) - first - q < rows_needed(q):
+            raise DataError(f"{data.config.path}: the training part has {scaler.train_length} steps, too few to fit "
+                            f"--ar-order {q} by least squares (it needs {first + q + rows_needed(q)}); lower "
+                            f"--ar-order or give a longer series")
+        return model_cfg, notes
+
+    def start(self, model, data) -> bool:
+        """With ``--ar-order q``: the AR(q) fitted by least squares on the training part, the head's output 0
+        (:meth:`rnnkit.models.forecaster.Forecaster.start_from_ar`)."""
+        if model.autoregressive is None or model.config.encoder != "rnn":
+            return False
+        z, first = _training_z(data)
+        fit = fit_linear_ar(z, model.config.ar_order, first)
+        model.start_from_ar(*(torch.as_tensor(a, dtype=torch.float32)
+                              for a in (fit.weight, fit.intercept, fit.variance)))
+        return True
 
     # -- data and model --------------------------------------------------------------------------
 
@@ -222,6 +258,12 @@ class ForecastTask(Task):
             _plot(request.plot, series, history, times, point, paths if samples > 1 else None, run)
         _write(series, history, horizon, times, point, qs, quantiles, request.out)
         return 0
+
+
+def _training_z(data) -> tuple[np.ndarray, int]:
+    """The training part's normalised values (n, C) in float64, and the first row that is data (a
+    differenced series' first is a 0 put there)."""
+    return data.z[:data.tokenizer.train_length].astype(np.float64), 1 if data.tokenizer.difference else 0
 
 
 def _quantiles(text: str) -> tuple[float, ...]:
