@@ -123,3 +123,14 @@ def test_auto_from_the_command_line_says_its_order_and_bad_orders_are_refused(tm
     user_error(cli_here("train", tmp_path / "s.npy", *TINY, "--ar-order", "two", "--out", tmp_path / "c"),
                "--ar-order must be >= 0 (0 = no autoregressive component) or auto; got two")
     assert not any((tmp_path / name).exists() for name in "abc")
+
+
+def test_the_ar_term_stays_in_fp32_under_bf16_training(tmp_path):
+    data, task, model, _ = data_and_model(tmp_path, ar_series(500), 3)
+    task.start(model, data)
+    x = data.windows(np.asarray(data.val)).x
+    exact = model.autoregression(x)
+    with torch.autocast("cpu", torch.bfloat16):
+        under_bf16 = model.autoregression(x)
+    assert under_bf16.dtype == torch.float32
+    torch.testing.assert_close(under_bf16, exact, atol=1e-6, rtol=0)

@@ -199,8 +199,9 @@ class Forecaster(nn.Module):
         """x (B, T, C) -> Σ_j a_(j,c) x_(t-j+1),c + a_(0,c) (B, T, C), values before x read as 0; zeros for q = 0."""
         if self.autoregressive is None:
             return torch.zeros_like(x)
-        padded = F.pad(x.transpose(1, 2), (self.config.ar_order - 1, 0))  # (B, C, q - 1 + T)
-        return self.autoregressive(padded).transpose(1, 2)  # (B, T, C)
+        padded = F.pad(x.float().transpose(1, 2), (self.config.ar_order - 1, 0))  # (B, C, q - 1 + T)
+        with torch.autocast(x.device.type, enabled=False):  # fp32 under bf16 training: bf16's 3 digits would
+            return self.autoregressive(padded).transpose(1, 2)  # blur a near-exact linear fit; (B, T, C)
 
     def _check(self, x: Tensor, covariates: Tensor) -> None:
         C, K = self.num_channels, self.num_covariates
