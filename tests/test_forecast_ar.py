@@ -121,7 +121,7 @@ def test_ar_order_trains_and_forecasts_from_the_command_line_and_is_refused_else
     user_error(cli_here("train", tmp_path / "c.tsv", "--task", "classify", "--ar-order", 2, "--out", tmp_path / "c"),
                "--ar-order needs --task forecast, so here it would do nothing; drop it")
     user_error(cli_here("train", tmp_path / "s.npy", *TINY, "--ar-order", -1, "--out", tmp_path / "n"),
-               "--ar-order must be >= 0 (0 = no autoregressive component); got -1")
+               "--ar-order must be >= 0 (0 = no autoregressive component) or auto; got -1")
     assert not (tmp_path / "c").exists() and not (tmp_path / "n").exists()
 
 

@@ -96,6 +96,9 @@ TRAIN = [
     ("--encoder", "tdnn", [], ALL - ONE_WAY, ONE_WAY),
     ("--likelihood", "squared", [], FORECAST, ALL - FORECAST),
     ("--ar-order", "2", [], {"forecast"}, ALL - {"forecast"}),  # an esn fits its readout alone in closed form
+    ("--ar-order", "auto", [], {"forecast"}, ALL - {"forecast"}),
+    ("--calibrate", "false", [], FORECAST, ALL - FORECAST),
+    ("--calibrate", "true", ["--likelihood", "squared"], set(), FORECAST),  # one point path: no spread to scale
     ("--kernel-size", "3", [], {"classify tdnn"}, ALL - {"classify tdnn"}),
     ("--spectral-radius", "0.8", [], ESN, ALL - ESN),
     ("--leak-rate", "0.5", [], ESN, ALL - ESN),

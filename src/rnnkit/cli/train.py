@@ -101,6 +101,8 @@ def run_train(args, say, device: str | None = None, lr_find: tuple | None = None
     else:
         data = task.read_data(data_cfg, doc if args.resume else None, spell=task.spelling(model_cfg))
     data_cfg = data.config  # with what the task decided from the data (a sample rate, an auto tokenizer)
+    model_cfg, more = task.decide_model(model_cfg, data)  # a forecast's --ar-order auto
+    decided = [*decided, *more]
     if args.resume and data.digest != doc.corpus_sha256:
         raise DataError(f"{data_cfg.path} changed since the run started; resume needs the same corpus")
     build = functools.partial(task.build_model, model_cfg, data.tokenizer, getattr(data, "labels", None),

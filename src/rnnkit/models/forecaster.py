@@ -15,9 +15,13 @@ The autoregressive component (q = ``ar_order``) is LSTNet's "highway"
 (Lai et al. 2018): a linear AR(q) per channel over the last q values, added
 to the head's mean (the variance is the head's alone) and trained jointly,
 so the forecast follows scale changes and linear dynamics a small recurrent
-net learns slowly. Values before the start of a window are read as 0 (the
-training part's mean in z-scored units), so only a window's first q - 1
-steps see a truncated sum: keep q well below ``seq_len``.
+net learns slowly. Before training (:meth:`Forecaster.start_from_ar`, called by
+the task) it is set to the AR(q) fitted by least squares on the training part
+and the head's output to 0, so the untrained model is that linear model and
+training learns what it leaves (Zhang 2003's hybrid; the AR weights take no
+weight decay). Values before the start of a window are read as 0, so a
+window's first q - 1 steps see a truncated sum; they are left out of the loss
+(q < ``seq_len``, which the task checks).
 
 The Gaussian head is DeepAR's (Salinas et al. 2017): a mean and a variance
 per channel, the variance kept positive by a softplus, trained by the
@@ -87,18 +91,25 @@ class ForecasterConfig(ReservoirSettings, ModelConfig):
     likelihood: str = setting("forecast: the head and its loss: gaussian (a mean and a variance per channel, the "
                               "negative log-likelihood, as DeepAR; forecasts are sampled paths) or squared "
                               "(the mean alone, squared error; forecasts are one point path)", default="gaussian")
-    ar_order: int = setting("forecast: q, the order of a linear autoregression per channel over the last q values "
-                            "added to the forecast's mean and trained with it (LSTNet's highway); 0 = none",
-                            default=0)
+    ar_order: str = setting("forecast: q, the order of a linear autoregression per channel over the last q values "
+                            "added to the forecast's mean (LSTNet's highway), fitted by least squares on the "
+                            "training part before training, which then learns the rest (the recurrent part's "
+                            "output starts at 0); auto: q by AIC on the training part; 0 = none", default=0)
 
     def __post_init__(self):
         super().__post_init__()
         check_choice(self, "encoder", tuple(ENCODERS))
         check_choice(self, "likelihood", LIKELIHOODS)
         self.check_reservoir()
-        if self.ar_order < 0:
-            raise ConfigError(f"--ar-order must be >= 0 (0 = no autoregressive component); got {self.ar_order}")
-
+        # a number once decided (config.json holds it so); "auto" until the task has read the data
+        if self.ar_order != "auto":
+            given = self.ar_order
+            try:
+                self.ar_order = int(given)
+            except (TypeError, ValueError):
+                self.ar_order = -1
+            if self.ar_order < 0:
+                raise ConfigError(f"--ar-order must be >= 0 (0 = no autoregressive component) or auto; got {given}")
 
 def build_encoder(config: ForecasterConfig, input_size: int) -> nn.Module:
     return ENCODERS[config.encoder](config, input_size)
@@ -128,11 +139,15 @@ class Forecaster(nn.Module):
         self.gaussian = self.config.likelihood == "gaussian"
         self.head = nn.Linear(self.encoder.output_size, num_channels * (2 if self.gaussian else 1))
         q = self.config.ar_order
+        if q == "auto":
+            raise ConfigError("--ar-order auto is decided from the training data (rnnkit train); a model is built "
+                              "with a number")
         # a_(1..q, c) and a_(0,c) as a depthwise convolution over time: weight (C, 1, q), oldest value first
         self.autoregressive = nn.Conv1d(num_channels, num_channels, q, groups=num_channels) if q else None
         if q:
-            nn.init.zeros_(self.autoregressive.weight)  # starts as the recurrent forecaster alone
+            nn.init.zeros_(self.autoregressive.weight)  # the recurrent forecaster alone until start_from_ar
             nn.init.zeros_(self.autoregressive.bias)
+            self.autoregressive.weight.no_decay = True  # weight decay would pull the fitted AR towards 0
         self.teacher_forcing = 1.0  # ε: the chance of reading the observed previous value (scheduled sampling)
 
     @torch.no_grad()
@@ -156,6 +171,22 @@ class Forecaster(nn.Module):
             self.head.weight[C:] = 0.0
             self.head.bias[C:] = excess + torch.log(-torch.expm1(-excess))  # softplus⁻¹
 
+    @torch.no_grad()
+    def start_from_ar(self, weight: Tensor, intercept: Tensor, variance: Tensor) -> None:
+        """Start as a linear AR(q) fitted in closed form (:mod:`rnnkit.models.linear_ar`): the AR
+        component's weight (C, q) (oldest lag first) and intercept (C,), the head's output 0 (its
+        weights and bias; a Gaussian head's variance each channel's residual variance (C,)), so the
+        untrained model's mean is the AR's forecast and training learns the residual."""
+        self.autoregressive.weight.copy_(weight.view_as(self.autoregressive.weight))
+        self.autoregressive.bias.copy_(intercept)
+        H = self.head.in_features
+        self.set_readout(torch.zeros(self.num_channels, H), torch.zeros(self.num_channels), variance)
+
+    @property
+    def unscored_steps(self) -> int:
+        """The first q - 1 steps of a window, whose AR sum reads values before it as 0: left out of the loss."""
+        return max(0, self.config.ar_order - 1)
+
     def _head(self, h: Tensor) -> tuple[Tensor, Tensor | None]:
         """h (B, T, H) -> μ (B, T, C), σ² (B, T, C) or None."""
         out = self.head(dropout(h, self.config.dropout, self.training))
@@ -168,8 +199,9 @@ class Forecaster(nn.Module):
         """x (B, T, C) -> Σ_j a_(j,c) x_(t-j+1),c + a_(0,c) (B, T, C), values before x read as 0; zeros for q = 0."""
         if self.autoregressive is None:
             return torch.zeros_like(x)
-        padded = F.pad(x.transpose(1, 2), (self.config.ar_order - 1, 0))  # (B, C, q - 1 + T)
-        return self.autoregressive(padded).transpose(1, 2)  # (B, T, C)
+        padded = F.pad(x.float().transpose(1, 2), (self.config.ar_order - 1, 0))  # (B, C, q - 1 + T)
+        with torch.autocast(x.device.type, enabled=False):  # fp32 under bf16 training: bf16's 3 digits would
+            return self.autoregressive(padded).transpose(1, 2)  # blur a near-exact linear fit; (B, T, C)
 
     def _check(self, x: Tensor, covariates: Tensor) -> None:
         C, K = self.num_channels, self.num_covariates
@@ -183,7 +215,9 @@ class Forecaster(nn.Module):
         h, state = self.encoder(torch.cat([x, covariates], dim=-1), state)  # (B, T, H)
         mean, variance = self._head(h)
         mean = mean + self.autoregression(x)
-        loss = None if targets is None else self.nll(mean, variance, targets)
+        s = min(self.unscored_steps, x.shape[1] - 1)  # the steps whose AR sum is whole
+        loss = None if targets is None else \
+            self.nll(mean[:, s:], None if variance is None else variance[:, s:], targets[:, s:])
         return Prediction(mean, variance, state), loss
 
     def nll(self, mean: Tensor, variance: Tensor | None, targets: Tensor) -> Tensor:
@@ -221,7 +255,9 @@ class Forecaster(nn.Module):
             means.append(mean)
             variances.append(variance)
             previous = self.draw(mean, variance).detach()
-        return self.nll(torch.cat(means, 1), torch.cat(variances, 1) if self.gaussian else None, y)
+        s = min(self.unscored_steps, T - 1)
+        return self.nll(torch.cat(means, 1)[:, s:], torch.cat(variances, 1)[:, s:] if self.gaussian else None,
+                        y[:, s:])
 
     def _last_autoregression(self, read: list[Tensor]) -> Tensor:
         """The AR term of the newest step from the values read so far (each (B, 1, C)): (B, 1, C)."""

@@ -73,6 +73,21 @@ class Trainer(trainer.Trainer):
 
     def __init__(self, model, data, config, out=None, callbacks=(), quiet: bool = False, task: Task | None = None):
         super().__init__(model, data, config, out, callbacks, quiet, task=task or named(data.config.task))
+        self.started = False  # whether the task set the model's start from the data (validated at step 0)
+
+    def _fit(self, resume: bool) -> dict:
+        self.started = not resume and self.task.start(self.model, self.data)
+        result = super()._fit(resume)
+        if self.writes and result.get("stopped") != "interrupted":
+            note = self.task.after_training(self)
+            if note and not self.quiet:
+                print(note, flush=True)
+        return result
+
+    def _loop(self, bar) -> str:
+        if self.started and self.progress.step == 0:  # the start itself is a candidate for the best checkpoint
+            self._evaluate_and_save(bar)
+        return super()._loop(bar)
 
 
 __all__ = ["TASKS", "CTCTask", "ClassifyData", "ClassifyTask", "ForecastTask", "LanguageModelData", "LanguageModelTask",

@@ -113,6 +113,12 @@ class Task:
     def check(self, model_cfg, data_cfg) -> None:
         """A ConfigError for settings this task cannot take together (beyond the rules)."""
 
+    def decide_model(self, model_cfg, data) -> tuple[object, list[str]]:
+        """The model settings with every ``auto`` that needs the read data decided from it (a forecast's
+        ``--ar-order auto``), each decision in a few words for `rnnkit train`'s first line; a ConfigError
+        or DataError for settings the data cannot take (before anything is written)."""
+        return model_cfg, []
+
     # -- data and model ------------------------------------------------------------------------
 
     def read_data(self, config, run: dict | None = None, spell: bool = False):
@@ -134,6 +140,17 @@ class Task:
         """The model a run's config.json describes (a :class:`rnnkit.training.run_config.Run`),
         without its weights."""
         return self.build_model(run.model, run.tokenizer, run.labels, run.target_tokenizer)
+
+    def start(self, model, data) -> bool:
+        """Set a new model's starting point from the training data before any gradient step (the
+        Trainer calls it on a fresh run); True when it set one, which the Trainer then validates at
+        step 0, so a run whose training only makes validation worse keeps that start."""
+        return False
+
+    def after_training(self, trainer) -> str | None:
+        """What the task fits on the best checkpoint once training ends (a forecast's calibration of its
+        intervals), said in a line; None for nothing."""
+        return None
 
     def unit_of(self, data) -> str:
         """What one example of ``data`` is called in `rnnkit train`'s first line."""

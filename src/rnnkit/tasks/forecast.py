@@ -26,19 +26,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rnnkit.config import TrainConfig, to_dict
+from rnnkit.config import TrainConfig, setting, to_dict
 from rnnkit.data.calendar import format_times, future_times
 from rnnkit.data.forecast import ForecastConfig, ForecastData
 from rnnkit.data.series_table import read_series_file
 from rnnkit.errors import ConfigError, DataError
 from rnnkit.models.forecaster import Forecaster, ForecasterConfig
+from rnnkit.models.linear_ar import choose_order, default_max_order, fit_linear_ar, rows_needed
 from rnnkit.tasks.base import RESERVOIR_RULES, Task
-from rnnkit.training.forecasting import DEFAULT_QUANTILES, forecast_figure, forecast_windows, rolling_origin
+from rnnkit.training.calibration import calibrate_best, checkpoint_spread, describe_spread
+from rnnkit.training.forecasting import (DEFAULT_QUANTILES, apply_spread, forecast_figure, forecast_windows,
+                                         rolling_origin)
 from rnnkit.training.optim import ScheduledSampling, schedule_teacher_forcing
 from rnnkit.training.plots import png
 from rnnkit.training.runs import write_output
 
 DEFAULT_SAMPLES = 200
+CALIBRATION_HORIZON = 100  # the steps --calibrate scales one by one (at most half the validation part); later: the last
 
 
 @dataclass
@@ -46,6 +50,11 @@ class ForecastTraining(ScheduledSampling, TrainConfig):
     """:class:`rnnkit.config.TrainConfig` and scheduled sampling
     (:class:`rnnkit.training.optim.ScheduledSampling`): how often the forecaster reads its own
     draw of the previous value instead of the observed one as training goes on."""
+
+    calibrate: bool = setting("forecast: after training, scale the sampled paths' spread a horizon step so the "
+                              "central 80 % interval covers 80 % of the validation part's rolling-origin forecasts "
+                              "(Kuleshov et al. 2018); kept with the best checkpoint, applied by eval and predict",
+                              default=True)
 
     def __post_init__(self):
         super().__post_init__()
@@ -64,6 +73,9 @@ class ForecastTask(Task):
                           "a model that may read ahead (a forecaster reads left to right)"),
         "sampling_steps": (lambda c: c.train.scheduled_sampling != "none",
                            "--scheduled-sampling linear, exponential or inverse_sigmoid"),
+        # squared error forecasts one point path: no spread to scale
+        "calibrate": (lambda c: c.model.likelihood == "gaussian", "--likelihood gaussian (a squared-error forecast "
+                                                                   "is one point path, with no spread to scale)"),
         **RESERVOIR_RULES,
         "label_smoothing": (lambda c: False, "--task lm, classify, tag or seq2seq (a forecast's loss is over values, "
                                             "not labels)"),
@@ -80,6 +92,41 @@ class ForecastTask(Task):
     def decide(self, data_cfg):
         return data_cfg, []  # the season is decided while reading (describe says it)
 
+    def check(self, model_cfg, data_cfg) -> None:
+        q = model_cfg.ar_order
+        if q != "auto" and q >= data_cfg.seq_len:
+            raise ConfigError(f"--ar-order {q} reads {q} values inside a window of --seq-len {data_cfg.seq_len}; "
+                              f"give --ar-order below {data_cfg.seq_len} (or a longer --seq-len)")
+
+    def decide_model(self, model_cfg, data):
+        """``--ar-order auto``: q by AIC on the training part (:func:`rnnkit.models.linear_ar.choose_order`);
+        any q: a DataError when the training part is too short to fit it by least squares."""
+        scaler, T = data.tokenizer, data.config.seq_len
+        z, first = _training_z(data)
+        notes = []
+        if model_cfg.ar_order == "auto":
+            largest = default_max_order(scaler.train_length, T, scaler.season)
+            q, _ = choose_order(z, largest, first)
+            model_cfg = dataclasses.replace(model_cfg, ar_order=q)
+            notes.append(f"--ar-order auto: {q} (AIC over 1..{largest})")
+        q = model_cfg.ar_order
+        if q and len(z) - first - q < rows_needed(q):
+            raise DataError(f"{data.config.path}: the training part has {scaler.train_length} steps, too few to fit "
+                            f"--ar-order {q} by least squares (it needs {first + q + rows_needed(q)}); lower "
+                            f"--ar-order or give a longer series")
+        return model_cfg, notes
+
+    def start(self, model, data) -> bool:
+        """With ``--ar-order q``: the AR(q) fitted by least squares on the training part, the head's output 0
+        (:meth:`rnnkit.models.forecaster.Forecaster.start_from_ar`)."""
+        if model.autoregressive is None or model.config.encoder != "rnn":
+            return False
+        z, first = _training_z(data)
+        fit = fit_linear_ar(z, model.config.ar_order, first)
+        model.start_from_ar(*(torch.as_tensor(a, dtype=torch.float32)
+                              for a in (fit.weight, fit.intercept, fit.variance)))
+        return True
+
     # -- data and model --------------------------------------------------------------------------
 
     def read_data(self, config, run=None, spell=False):
@@ -88,6 +135,13 @@ class ForecastTask(Task):
 
     def build_model(self, model_cfg, tokenizer, labels=None, target_tokenizer=None):
         return Forecaster(tokenizer.num_channels, tokenizer.num_covariates, **to_dict(model_cfg))
+
+    def after_training(self, trainer) -> str | None:
+        """With ``calibrate`` (a Gaussian head and a validation part): the best checkpoint's spread scales,
+        kept in its metadata (:func:`rnnkit.training.calibration.calibrate_best`)."""
+        if not getattr(trainer.cfg, "calibrate", False):
+            return None
+        return calibrate_best(trainer, CALIBRATION_HORIZON, DEFAULT_SAMPLES)
 
     def unit_of(self, data) -> str:
         return "steps"
@@ -166,18 +220,21 @@ class ForecastTask(Task):
             split = request.split or "test"
             part = getattr(data, split)
             start, stop, source = part.start, part.stop, f"{cfg.path} ({split} part)"
-        scores, origins = rolling_origin(model, data, start, stop, horizon, samples, quantiles or DEFAULT_QUANTILES)
+        spread = checkpoint_spread(run) if samples > 1 else None
+        scores, origins = rolling_origin(model, data, start, stop, horizon, samples, quantiles or DEFAULT_QUANTILES,
+                                         spread=spread)
         if not origins:
             raise DataError(f"{source} has {max(0, stop - max(start, T))} steps to forecast, fewer than --horizon "
                             f"{horizon}; lower --horizon, give more --test-fraction, or a series as PATH")
         s = doc.tokenizer
         if request.json:
             print(json.dumps({"source": str(source), "horizon": horizon, "origins": origins, "season": s.season,
-                              **scores.to_dict()}))
+                              "calibrated": spread is not None, **scores.to_dict()}))
             return 0
         why = "set" if s.season_reason == "set" else f"auto: {s.season_reason}"
         print(f"{source}: {origins:,} origins at horizon {horizon}, season {s.season} ({why}), "
-              + (f"{samples} sample paths" if samples > 1 else "the point path (squared error)"))
+              + (f"{samples} sample paths" if samples > 1 else "the point path (squared error)")
+              + ("" if spread is None else f", spread calibrated on validation ({describe_spread(spread, horizon)})"))
         line = f"MAE {scores.mae:.4g} | RMSE {scores.rmse:.4g} | MASE {scores.mase:.4f} " \
                f"(seasonal naive {scores.naive_mase:.4f})"
         if scores.crps is not None:
@@ -216,12 +273,19 @@ class ForecastTask(Task):
         z = scaler.scale(series.values[:history]).astype(np.float32)
         paths = forecast_windows(model, z, covariates, np.array([history]), T, horizon, samples)[:, 0]  # (N, H, C)
         paths = scaler.to_values(paths, series.values[history - 1])
+        paths = apply_spread(paths, checkpoint_spread(run)) if samples > 1 else paths
         point = np.median(paths, axis=0) if samples > 1 else paths[0]
         qs = np.quantile(paths, list(quantiles), axis=0) if quantiles else np.zeros((0, horizon, point.shape[1]))
         if request.plot:  # before the forecast's own file: a bad --plot path writes nothing
             _plot(request.plot, series, history, times, point, paths if samples > 1 else None, run)
         _write(series, history, horizon, times, point, qs, quantiles, request.out)
         return 0
+
+
+def _training_z(data) -> tuple[np.ndarray, int]:
+    """The training part's normalised values (n, C) in float64, and the first row that is data (a
+    differenced series' first is a 0 put there)."""
+    return data.z[:data.tokenizer.train_length].astype(np.float64), 1 if data.tokenizer.difference else 0
 
 
 def _quantiles(text: str) -> tuple[float, ...]:

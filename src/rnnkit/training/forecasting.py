@@ -10,6 +10,19 @@ For a target y and forecast samples X_1..X_N of it (one step of one channel):
     pinball_q = max(q (y - x̂_q), (q - 1)(y - x̂_q)), x̂_q the samples' q-quantile
     MASE = MAE / mean_t |y_t - y_(t-m)|  over the training part (Hyndman and Koehler 2006)
 
+Calibration (Kuleshov et al. 2018, "Accurate uncertainties for deep learning
+using calibrated regression", here as one spread scale a horizon step, as
+conformal forecasting widens its bands step by step): the sampled paths'
+spread about their median m is scaled by s_(h,c),
+
+    x' = m + s_(h,c) (x - m)
+    s_(h,c) = the 0.8-quantile over validation origins of r,   r = (y - m) / (q_0.9 - m) if y >= m
+                                                                   (m - y) / (m - q_0.1) otherwise
+
+the smallest scale that puts a target inside the scaled central 80 % interval
+[m + s (q_0.1 - m), m + s (q_0.9 - m)], so the scaled intervals cover 80 % of
+the validation targets at each step (the median, and so MAE and MASE, stay).
+
 A rolling-origin evaluation at horizon H forecasts H steps from every origin o
 of a part (the first forecast step's index) whose steps o .. o + H - 1 all lie in
 it, each from the ``seq_len`` observed values before o; the errors average over
@@ -78,9 +91,39 @@ def score(truth: np.ndarray, point: np.ndarray, scale: np.ndarray, samples: np.n
         result.crps = float((crps_samples(moved, truth) / scale).mean())
         qs = np.quantile(samples, list(quantiles), axis=0)  # (Q, ..., C)
         result.quantile_loss = float(pinball(qs, truth, quantiles).mean())
-        low, high = np.quantile(samples, [0.1, 0.9], axis=0)
-        result.coverage_80 = float(((truth >= low) & (truth <= high)).mean())
+        result.coverage_80 = covered(samples, truth)
     return result
+
+
+def spread_scale(samples: np.ndarray, truth: np.ndarray, coverage: float = 0.8) -> np.ndarray:
+    """(H, C) the scale s_(h,c) of the module's docstring from sampled paths (N, O, H, C) and their targets
+    (O, H, C): the central ``coverage`` interval, scaled, covers that share of the targets at each step."""
+    median = np.median(samples, axis=0)
+    low, high = np.quantile(samples, [(1 - coverage) / 2, (1 + coverage) / 2], axis=0)  # (O, H, C) each
+    above = truth >= median
+    width = np.where(above, high - median, median - low)
+    distance = np.abs(truth - median)
+    ratio = np.where(width > 0, distance / np.where(width > 0, width, 1.0), np.where(distance > 0, np.inf, 0.0))
+    scale = np.quantile(ratio, coverage, axis=0)  # (H, C)
+    finite = np.isfinite(scale)
+    return np.where(finite, scale, np.max(scale[finite], initial=1.0))  # a step of zero spread: the widest scale
+
+
+def apply_spread(samples: np.ndarray, scale: np.ndarray | None) -> np.ndarray:
+    """Sampled paths (N, ..., H, C) with their spread about the median scaled by ``scale`` (H', C) (None:
+    as they are); steps beyond H' take the last row's scale."""
+    if scale is None:
+        return samples
+    H = samples.shape[-2]
+    s = np.asarray(scale)[np.minimum(np.arange(H), len(scale) - 1)]  # (H, C)
+    median = np.median(samples, axis=0, keepdims=True)
+    return median + s * (samples - median)
+
+
+def covered(samples: np.ndarray, truth: np.ndarray) -> float:
+    """The share of ``truth`` (...) inside the central 80 % interval of ``samples`` (N, ...)."""
+    low, high = np.quantile(samples, [0.1, 0.9], axis=0)
+    return float(((truth >= low) & (truth <= high)).mean())
 
 
 def forecast_windows(model, z: np.ndarray, covariates: np.ndarray, origins: np.ndarray, seq_len: int,
@@ -102,15 +145,17 @@ def forecast_windows(model, z: np.ndarray, covariates: np.ndarray, origins: np.n
 
 
 def rolling_origin(model, data, start: int, stop: int, horizon: int, num_samples: int,
-                   quantiles=DEFAULT_QUANTILES, seed: int = 0) -> tuple[Scores, int]:
+                   quantiles=DEFAULT_QUANTILES, seed: int = 0, spread=None) -> tuple[Scores, int]:
     """(scores, origins) of forecasts at ``horizon`` from every origin o with start <= o and
-    o + horizon <= stop, over ``data`` (a :class:`rnnkit.data.forecast.ForecastData`)."""
+    o + horizon <= stop, over ``data`` (a :class:`rnnkit.data.forecast.ForecastData`), the paths'
+    spread scaled by ``spread`` (:func:`apply_spread`)."""
     scaler, T = data.tokenizer, data.config.seq_len
     origins = np.arange(max(start, T), stop - horizon + 1)
     if len(origins) == 0:
         return None, 0
     paths = forecast_windows(model, data.z, data.covariates, origins, T, horizon, num_samples, seed)
     values = scaler.to_values(paths, data.series.values[origins - 1])  # (N, O, H, C) in the series' units
+    values = apply_spread(values, spread) if len(values) > 1 else values
     truth = data.series.values[origins[:, None] + np.arange(horizon)]  # (O, H, C)
     point = np.median(values, axis=0) if len(values) > 1 else values[0]
     scores = score(truth, point, scaler.naive_mae, values if len(values) > 1 else None, quantiles)

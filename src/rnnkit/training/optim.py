@@ -16,8 +16,9 @@ from rnnkit.models.transfer import layer_groups
 
 def penalised(p: nn.Parameter) -> bool:
     """Whether weight decay and L1 apply to p: weight matrices and embeddings, never
-    biases or the norms' gains and biases (the 1-d parameters)."""
-    return p.dim() >= 2
+    biases or the norms' gains and biases (the 1-d parameters), nor a parameter a model marks
+    ``no_decay`` (a forecaster's AR weights, fitted in closed form before training)."""
+    return p.dim() >= 2 and not getattr(p, "no_decay", False)
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
