@@ -1,5 +1,5 @@
 """``rnnkit <command>``: train, lr-find, sample, eval, predict, report,
-experiment, digits, demo, bench.
+export, experiment, digits, demo, bench.
 
 Thin: flags are parsed (:mod:`rnnkit.cli.parser`) into the config
 dataclasses, and the run's task (:mod:`rnnkit.tasks`) or the library does
@@ -27,8 +27,8 @@ def main(argv=None) -> int:
     try:
         args = parse_args(sys.argv[1:] if argv is None else list(argv))
         return {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "demo": cmd_demo,
-                "bench": cmd_bench, "predict": cmd_predict, "digits": cmd_digits,
-                "report": cmd_report, "experiment": cmd_experiment, "lr-find": cmd_lr_find}[args.command](args)
+                "bench": cmd_bench, "predict": cmd_predict, "digits": cmd_digits, "report": cmd_report,
+                "export": cmd_export, "experiment": cmd_experiment, "lr-find": cmd_lr_find}[args.command](args)
     except RnnkitError as e:
         print(f"rnnkit: error: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -128,6 +128,18 @@ def cmd_report(args) -> int:
     device = resolve_device(args.device)
     model, _, doc = load_run(args.run, device)
     return write_report(args.run, args.out, named(doc.data.task), model, doc, args.text, args.text_length, device)
+
+
+def cmd_export(args) -> int:
+    from rnnkit.training import export
+
+    export.require_onnx()
+    model, _, doc = load_run(args.run, "cpu")
+    export.on_torch_ops(model, args.run)
+    graphs, files = named(doc.task).export_graphs(model, doc)
+    out = export.write_export(graphs, args.out or Path(args.run) / "export", args.run, export.sidecar_of(doc), files)
+    print(f"wrote {', '.join(g.name + '.onnx' for g in graphs)} and export.json to {out}")
+    return 0
 
 
 # -- experiment -----------------------------------------------------------------
