@@ -21,11 +21,11 @@ SIZES = dict(hidden_size=16, num_layers=2, embedding_dim=8)
 RUN = SimpleNamespace(labels=["O", "B", "I"], tokenizer=SimpleNamespace(), task="test")
 
 
-def exported(task: str, model, tmp_path):
+def exported(task: str, model, tmp_path, run=RUN):
     """{graph name: an onnxruntime session} of ``model`` exported as ``task`` does, and the folder."""
     model.eval()
     export.on_torch_ops(model, "run")
-    graphs, files = named(task).export_graphs(model, RUN)
+    graphs, files = named(task).export_graphs(model, run)
     out = export.write_export(graphs, tmp_path / "export", "run", {"task": task}, files)
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
@@ -140,6 +140,53 @@ def test_the_seq2seq_encoder_and_decoder_step_decode_as_rnnkits_greedy_search(tm
             break
     want, _ = greedy(model.eval(), x, lengths, 12)
     assert outputs == want
+
+
+def test_a_conditioned_language_model_takes_its_label_as_an_input(tmp_path):
+    torch.manual_seed(5)
+    model = LanguageModel(30, num_conditions=3, cell="gru", **SIZES)
+    sessions, _ = exported("lm", model, tmp_path)
+    ids, condition, h = torch.randint(0, 30, (3, 6)), torch.tensor([2, 0, 1]), np.zeros((2, 3, 16), np.float32)
+    logits, _ = sessions["step"].run(None, {"ids": ids.numpy(), "state_h": h, "condition": condition.numpy()})
+    with torch.no_grad():
+        assert_close(logits, model(ids, condition=condition)[0].logits)
+
+
+@pytest.mark.parametrize("settings", [dict(encoder="tdnn", embedding_dim=8), dict(pooling="last", batchnorm=True)])
+def test_tdnn_encoders_and_last_state_pooling_export_too(tmp_path, settings):
+    torch.manual_seed(6)
+    model = SequenceClassifier(40, 3, **{**SIZES, "cell": "lstm", **settings})
+    sessions, _ = exported("classify", model, tmp_path)
+    x, lengths = padded([8, 2, 5], 40, seed=6)
+    (scores,) = sessions["classifier"].run(None, {"ids": x.numpy(), "lengths": lengths.numpy()})
+    with torch.no_grad():
+        assert_close(scores, model(x, lengths)[0])
+
+
+def test_a_classifier_of_vectors_reads_features(tmp_path):
+    torch.manual_seed(7)
+    model = SequenceClassifier(0, 2, input_size=5, cell="gru", hidden_size=16, num_layers=1)
+    run = SimpleNamespace(labels=["a", "b"], tokenizer=SimpleNamespace(num_features=5))  # a recording's scaler
+    sessions, _ = exported("classify", model, tmp_path, run)
+    x, lengths = torch.randn(3, 10, 5), torch.tensor([10, 4, 7])
+    (scores,) = sessions["classifier"].run(None, {"features": x.numpy(), "lengths": lengths.numpy()})
+    with torch.no_grad():
+        assert_close(scores, model(x, lengths)[0])
+
+
+@pytest.mark.parametrize("task,model,message", [
+    ("classify", lambda: SequenceClassifier(40, 3, encoder="esn", hidden_size=16, embedding_dim=8),
+     "its echo state reservoir runs with rnnkit's own loop"),
+    ("lm", lambda: LanguageModel(30, cell="minlstm", **SIZES), "its minlstm cell has no ONNX node"),
+    ("lm", lambda: LanguageModel(30, cell="lstm", skip_steps=2, **SIZES), "lstm cell with skip connections"),
+    ("seq2seq", lambda: Seq2Seq(20, 12, decoder_recurrence="output", **SIZES), "--decoder-recurrence output"),
+])
+def test_what_cannot_be_exported_is_refused_before_anything_is_written(tmp_path, task, model, message):
+    from rnnkit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message.replace("-", "\\-")):
+        exported(task, model(), tmp_path)
+    assert not (tmp_path / "export").exists()
 
 
 # -- the command line ------------------------------------------------------------------

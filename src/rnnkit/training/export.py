@@ -41,6 +41,7 @@ import torch
 
 from rnnkit.errors import ConfigError
 from rnnkit.layers.recurrent import Recurrent
+from rnnkit.layers.reservoir import Reservoir
 from rnnkit.models.portable import Graph
 from rnnkit.version import __version__
 
@@ -63,8 +64,11 @@ def require_onnx():
 
 def on_torch_ops(model: torch.nn.Module, run: str) -> None:
     """Put every recurrent layer of ``model`` on the fused engine (torch's ops, a free time axis), or a
-    ConfigError naming the cell that has none."""
+    ConfigError naming the cell that has none (or the echo state reservoir, a loop over time too)."""
     for name, layer in model.named_modules():
+        if isinstance(layer, Reservoir):
+            raise ConfigError(f"{run}: its echo state reservoir runs with rnnkit's own loop over time, which a "
+                              f"graph cannot hold with a free time axis; export takes rnn and tdnn encoders")
         if not isinstance(layer, Recurrent):
             continue
         if layer.cells[0].fused_kernel() is None or layer.skip_steps:
@@ -177,6 +181,7 @@ def write_export(graphs: list[Graph], out: str | Path, run: str, sidecar: dict,
             onnx.checker.check_model(str(path))
             options = onnxruntime.SessionOptions()
             options.intra_op_num_threads = 1
+            options.log_severity_level = 4  # its failures become check's one line, not a log line too
             session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
             check(session, graph, run)
         doc = {"format": "onnx", "opset": OPSET, "rnnkit_version": __version__, **sidecar,
