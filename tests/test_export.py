@@ -116,12 +116,14 @@ def test_twenty_steps_of_the_exported_step_generate_rnnkits_greedy_text(tmp_path
     assert np.array_equal(np.stack(tokens, axis=1), want.numpy())
 
 
-@pytest.mark.parametrize("attention,cell,sequence_end", [("additive", "lstm", "eos"), ("none", "gru", "stop"),
-                                                         ("general", "rnn", "stop")])
+@pytest.mark.parametrize("attention,cell,sequence_end,recurrence", [
+    ("additive", "lstm", "eos", "hidden"), ("none", "gru", "stop", "hidden"), ("general", "rnn", "stop", "hidden"),
+    ("dot", "lstm", "eos", "output")])
 def test_the_seq2seq_encoder_and_decoder_step_decode_as_rnnkits_greedy_search(tmp_path, attention, cell,
-                                                                              sequence_end):
+                                                                              sequence_end, recurrence):
     torch.manual_seed(4)
-    model = Seq2Seq(20, 12, cell=cell, attention=attention, sequence_end=sequence_end, **SIZES)
+    model = Seq2Seq(20, 12, cell=cell, attention=attention, sequence_end=sequence_end,
+                    decoder_recurrence=recurrence, **SIZES)
     sessions, _ = exported("seq2seq", model, tmp_path)
     x, lengths = padded([7, 3, 5], 20, seed=4)
     start = sessions["encoder"].run(None, {"ids": x.numpy(), "lengths": lengths.numpy()})
@@ -179,7 +181,6 @@ def test_a_classifier_of_vectors_reads_features(tmp_path):
      "its echo state reservoir runs with rnnkit's own loop"),
     ("lm", lambda: LanguageModel(30, cell="minlstm", **SIZES), "its minlstm cell has no ONNX node"),
     ("lm", lambda: LanguageModel(30, cell="lstm", skip_steps=2, **SIZES), "lstm cell with skip connections"),
-    ("seq2seq", lambda: Seq2Seq(20, 12, decoder_recurrence="output", **SIZES), "--decoder-recurrence output"),
 ])
 def test_what_cannot_be_exported_is_refused_before_anything_is_written(tmp_path, task, model, message):
     from rnnkit.errors import ConfigError
@@ -217,6 +218,24 @@ def test_export_writes_the_step_and_a_sidecar_that_encodes_text(lm_run, cli_here
     logits, *_ = step.run(None, {"ids": ids.numpy(), "state_h": zeros, "state_c": zeros})
     with torch.no_grad():
         assert_close(logits, model(ids)[0].logits)
+
+
+def test_a_crf_tagger_run_exports_its_emissions_and_its_transitions_beside_them(tmp_path, cli_here):
+    from conftest import TINY_LABELLED_FLAGS, _chunk_corpus
+
+    (tmp_path / "train.txt").write_text(_chunk_corpus(30))
+    run = tmp_path / "run"
+    trained = cli_here("train", tmp_path / "train.txt", "--task", "tag", "--crf", "true", "--max-steps", 3,
+                       "--out", run, *TINY_LABELLED_FLAGS)
+    assert trained.returncode == 0, trained.stderr
+    exported = cli_here("export", run, "--out", tmp_path / "onnx")
+    assert exported.returncode == 0, exported.stderr
+    assert sorted(p.name for p in (tmp_path / "onnx").iterdir()) == ["crf.json", "export.json", "tagger.onnx"]
+    doc, crf = (json.loads((tmp_path / "onnx" / name).read_text()) for name in ("export.json", "crf.json"))
+    model, tokenizer, config = load_run(run)
+    assert doc["labels"] == config.labels == crf["labels"]
+    assert doc["tokenizer"] == tokenizer.to_dict()
+    torch.testing.assert_close(torch.tensor(crf["transitions"]), model.crf.transitions.detach())
 
 
 def test_bad_exports_are_one_line_and_write_nothing(lm_run, tmp_path, cli_here, user_error):

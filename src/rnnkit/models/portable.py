@@ -140,16 +140,36 @@ class Scores(nn.Module):
         return Graph(name, self, inputs, [output], example, doc)
 
 
-def carried(model) -> tuple[bool, bool]:
-    """Which of a seq2seq decoder's (feed, end) a step reads: h~_(t-1) with input feeding, log p of
-    ending with ``sequence_end="stop"`` (a graph drops inputs it does not read)."""
-    return model.feeding, model.stop_bit
+class Carried(NamedTuple):
+    """Which parts of a seq2seq decoder's state a step reads (a graph drops inputs it does not read):
+    ``states`` its cells' (L, B, F) tensors (none with ``decoder_recurrence="output"``), ``feed``
+    h~_(t-1) with input feeding, ``end`` log p of ending with ``sequence_end="stop"``, ``step`` t - 1
+    for an output-recurrent decoder's position code."""
+
+    states: int
+    feed: bool
+    end: bool
+    step: bool
+
+
+def carried(model) -> Carried:
+    hidden = model.config.decoder_recurrence == "hidden"
+    return Carried(model.cells[0].state_size if hidden else 0, model.feeding, model.stop_bit, not hidden)
+
+
+def _pack(model, state: DecoderState) -> tuple[Tensor, ...]:
+    """A DecoderState as the tensors a graph carries (:func:`carried`): per-layer states stacked (L, B, F)."""
+    c = carried(model)
+    stacked = tuple(torch.stack([layer[i] for layer in state.layers]) for i in range(c.states))
+    step = state.step if torch.is_tensor(state.step) else torch.full_like(state.end, state.step, dtype=torch.long)
+    return (*stacked, *((state.feed,) if c.feed else ()), *((state.end,) if c.end else ()),
+            *((step,) if c.step else ()))
 
 
 class Seq2SeqEncoder(nn.Module):
-    """``(ids (B, S), lengths (B,)) -> (*state (L, B, F) each[, feed (B, F)][, end (B,)][, keys (B, S, F),
-    values (B, S, F), mask (B, S)])``: :meth:`rnnkit.models.Seq2Seq.start`, its per-layer states stacked,
-    feed and end where a step reads them (:func:`carried`)."""
+    """``(ids (B, S), lengths (B,)) -> (*state (L, B, F) each[, feed (B, F)][, end (B,)][, step (B,)][, keys
+    (B, S, F), values (B, S, F), mask (B, S)])``: :meth:`rnnkit.models.Seq2Seq.start`, its state as
+    :func:`carried` says."""
 
     def __init__(self, model):
         super().__init__()
@@ -157,47 +177,42 @@ class Seq2SeqEncoder(nn.Module):
 
     def forward(self, ids: Tensor, lengths: Tensor) -> tuple[Tensor, ...]:
         state, memory = self.model.start(ids, lengths)
-        stacked = tuple(torch.stack([layer[i] for layer in state.layers]) for i in range(len(state.layers[0])))
-        feeds, ends = carried(self.model)
-        return (*stacked, *((state.feed,) if feeds else ()), *((state.end,) if ends else ()),
-                *(() if memory is None else memory))
+        return (*_pack(self.model, state), *(() if memory is None else memory))
 
 
 class Seq2SeqDecoderStep(nn.Module):
-    """``(tokens (B,), *state (L, B, F) each[, feed (B, F)][, end (B,)][, keys, values, mask]) ->
-    (log_probs (B, V + 1), *next state[, next feed][, next end][, weights (B, S)])``:
-    :meth:`rnnkit.models.Seq2Seq.step`. The first tokens are </s>'s id V (the start symbol)."""
+    """``(tokens (B,), *state[, keys, values, mask]) -> (log_probs (B, V + 1), *next state[, weights (B, S)])``:
+    :meth:`rnnkit.models.Seq2Seq.step`, the state as :func:`carried` says. The first tokens are
+    </s>'s id V (the start symbol)."""
 
     def __init__(self, model):
         super().__init__()
         self.model = model
 
     def forward(self, tokens: Tensor, *rest: Tensor) -> tuple[Tensor, ...]:
-        m = self.model
-        n, (feeds, ends) = m.cells[0].state_size, carried(m)
-        layers = [tuple(s[k] for s in rest[:n]) for k in range(len(m.cells))]
+        m, c = self.model, carried(self.model)
+        n = c.states
+        layers = [tuple(s[k] for s in rest[:n]) for k in range(len(m.cells))] if n else []
         rest = rest[n:]
-        feed = rest[0] if feeds else torch.zeros(len(tokens), m.size)  # (B, F), unread without input feeding
-        rest = rest[feeds:]
-        end = rest[0] if ends else torch.full((len(tokens),), float("-inf"))  # (B,), unread with an </s>
-        memory = Memory(*rest[ends:]) if m.attention is not None else None
-        log_probs, state, weights = m.step(tokens, DecoderState(layers, feed, end, 0), memory)
-        stacked = tuple(torch.stack([layer[i] for layer in state.layers]) for i in range(n))
-        return (log_probs, *stacked, *((state.feed,) if feeds else ()), *((state.end,) if ends else ()),
-                *(() if weights is None else (weights,)))
+        feed = rest[0] if c.feed else torch.zeros(len(tokens), m.size)  # (B, F), unread without input feeding
+        rest = rest[c.feed:]
+        end = rest[0] if c.end else torch.full((len(tokens),), float("-inf"))  # (B,), unread with an </s>
+        rest = rest[c.end:]
+        step = rest[0] if c.step else 0  # (B,), read by an output-recurrent decoder only
+        memory = Memory(*rest[c.step:]) if m.attention is not None else None
+        log_probs, state, weights = m.step(tokens, DecoderState(layers, feed, end, step), memory)
+        return (log_probs, *_pack(m, state), *(() if weights is None else (weights,)))
 
 
 def seq2seq_graphs(model) -> list[Graph]:
-    """The encoder and the decoder step of a :class:`rnnkit.models.Seq2Seq` whose decoder reads its
-    previous state (``decoder_recurrence="hidden"``)."""
-    m = model
-    L, F_, V, n = len(m.cells), m.size, m.vocab_size, m.cells[0].state_size
-    names = state_names(n)
+    """The encoder and the decoder step of a :class:`rnnkit.models.Seq2Seq`."""
+    m, c = model, carried(model)
+    F_, V = m.size, m.vocab_size
     attends = m.attention is not None
-    state = [Port(f"state_{s}", "float32", (L, "B", F_)) for s in names]
-    feeds, ends = carried(m)
+    state = [Port(f"state_{s}", "float32", (len(m.cells), "B", F_)) for s in state_names(c.states)]
     carry = [Port("feed", "float32", ("B", F_), "the attentional state h~ of the previous step (input feeding)")]
-    carry = carry[:feeds] + [Port("end", "float32", ("B",), "log p of ending after the previous token (stop)")][:ends]
+    carry = carry[:c.feed] + [Port("end", "float32", ("B",), "log p of ending after the previous token (stop)")][:c.end]
+    carry += [Port("step", "int64", ("B",), "the step's position t - 1 (output recurrence)")][:c.step]
     memory = [Port("keys", "float32", ("B", "S", F_)), Port("values", "float32", ("B", "S", F_)),
               Port("mask", "bool", ("B", "S"), "True at valid source positions")] if attends else []
     source = [Port("ids", "int64", ("B", "S"), "source token ids, padded after each length"),

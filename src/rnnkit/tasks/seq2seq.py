@@ -226,9 +226,6 @@ class Seq2SeqTask(Task):
 
     def export_graphs(self, model, run):
         """The encoder and the decoder step (:func:`rnnkit.models.portable.seq2seq_graphs`)."""
-        if model.config.decoder_recurrence != "hidden":
-            raise ConfigError(f"{run.task}: export takes a decoder that reads its previous state; this one reads "
-                              f"its step's position (--decoder-recurrence output), which export does not carry yet")
         return seq2seq_graphs(model), {}
 
     def report_sections(self, model, doc, data, text, chars, missing):
