@@ -238,6 +238,14 @@ def test_a_crf_tagger_run_exports_its_emissions_and_its_transitions_beside_them(
     torch.testing.assert_close(torch.tensor(crf["transitions"]), model.crf.transitions.detach())
 
 
+@pytest.mark.slow
+def test_a_successful_export_prints_one_line_and_nothing_on_stderr(lm_run, tmp_path, cli):
+    """In a process of its own, where the exporter's C++ notes would reach the terminal's stderr."""
+    result = cli("export", lm_run, "--out", tmp_path / "onnx")
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert result.stdout == f"wrote step.onnx and export.json to {tmp_path / 'onnx'}\n"
+
+
 def test_bad_exports_are_one_line_and_write_nothing(lm_run, tmp_path, cli_here, user_error):
     user_error(cli_here("export", tmp_path / "gone"), "gone")
     user_error(cli_here("export", lm_run, "--format", "torchscript", "--out", tmp_path / "x"), "invalid choice")
