@@ -246,6 +246,14 @@ def test_a_successful_export_prints_one_line_and_nothing_on_stderr(lm_run, tmp_p
     assert result.stdout == f"wrote step.onnx and export.json to {tmp_path / 'onnx'}\n"
 
 
+def test_the_python_api_exports_as_the_command_does(lm_run, tmp_path):
+    import rnnkit
+
+    folder, names = rnnkit.export_run(lm_run, tmp_path / "api")
+    assert names == ["step"] and folder == tmp_path / "api"
+    assert json.loads((folder / "export.json").read_text())["graphs"]["step"]["inputs"][1]["shape"] == [1, "B", 32]
+
+
 def test_bad_exports_are_one_line_and_write_nothing(lm_run, tmp_path, cli_here, user_error):
     user_error(cli_here("export", tmp_path / "gone"), "gone")
     user_error(cli_here("export", lm_run, "--format", "torchscript", "--out", tmp_path / "x"), "invalid choice")

@@ -131,14 +131,10 @@ def cmd_report(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from rnnkit.training import export
+    from rnnkit.tasks import export_run
 
-    export.require_onnx()
-    model, _, doc = load_run(args.run, "cpu")
-    export.on_torch_ops(model, args.run)
-    graphs, files = named(doc.task).export_graphs(model, doc)
-    out = export.write_export(graphs, args.out or Path(args.run) / "export", args.run, export.sidecar_of(doc), files)
-    print(f"wrote {', '.join(g.name + '.onnx' for g in graphs)} and export.json to {out}")
+    folder, names = export_run(args.run, args.out)
+    print(f"wrote {', '.join(name + '.onnx' for name in names)} and export.json to {folder}")
     return 0
 
 
