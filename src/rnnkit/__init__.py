@@ -20,11 +20,11 @@ from rnnkit.errors import RnnkitError
 from rnnkit.kernels import GRUCell, LSTMCell, RNNCell
 from rnnkit.layers import Recurrent
 from rnnkit.models import CTCRecognizer, LanguageModel, Seq2Seq, SequenceClassifier, SequenceTagger
-from rnnkit.tasks import Trainer, load_run, read_data
+from rnnkit.tasks import Trainer, export_run, load_run, read_data
 from rnnkit.training import evaluate
 from rnnkit.version import __version__
 
 __all__ = ["__version__", "BPETokenizer", "ByteTokenizer", "CTCRecognizer", "CharTokenizer", "DataConfig", "GRUCell",
            "LSTMCell", "LabelledData", "LanguageModel", "ModelConfig", "PairData", "RNNCell", "Recurrent",
            "RnnkitError", "SampleConfig", "Seq2Seq", "SequenceClassifier", "SequenceTagger", "SpeechData", "TextData",
-           "TrainConfig", "Trainer", "WordTokenizer", "evaluate", "load_run", "read_data"]
+           "TrainConfig", "Trainer", "WordTokenizer", "evaluate", "export_run", "load_run", "read_data"]

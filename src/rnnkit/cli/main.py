@@ -1,5 +1,5 @@
 """``rnnkit <command>``: train, lr-find, tune, sample, eval, predict, report,
-experiment, digits, demo, bench.
+export, experiment, digits, demo, bench.
 
 Thin: flags are parsed (:mod:`rnnkit.cli.parser`) into the config
 dataclasses, and the run's task (:mod:`rnnkit.tasks`) or the library does
@@ -27,8 +27,8 @@ def main(argv=None) -> int:
     try:
         args = parse_args(sys.argv[1:] if argv is None else list(argv))
         return {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "demo": cmd_demo,
-                "bench": cmd_bench, "predict": cmd_predict, "digits": cmd_digits,
-                "report": cmd_report, "experiment": cmd_experiment, "lr-find": cmd_lr_find,
+                "bench": cmd_bench, "predict": cmd_predict, "digits": cmd_digits, "report": cmd_report,
+                "export": cmd_export, "experiment": cmd_experiment, "lr-find": cmd_lr_find,
                 "tune": cmd_tune}[args.command](args)
     except RnnkitError as e:
         print(f"rnnkit: error: {e}", file=sys.stderr)
@@ -134,6 +134,14 @@ def cmd_report(args) -> int:
     device = resolve_device(args.device)
     model, _, doc = load_run(args.run, device)
     return write_report(args.run, args.out, named(doc.data.task), model, doc, args.text, args.text_length, device)
+
+
+def cmd_export(args) -> int:
+    from rnnkit.tasks import export_run
+
+    folder, names = export_run(args.run, args.out)
+    print(f"wrote {', '.join(name + '.onnx' for name in names)} and export.json to {folder}")
+    return 0
 
 
 # -- experiment -----------------------------------------------------------------

@@ -123,6 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="lm: tokens of that text to read (default 2000)")
     report.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
 
+    export = sub.add_parser("export", help="a run's model as ONNX graphs for another runtime (onnxruntime, ...), "
+                                           "with export.json naming their inputs, outputs and the vocabulary")
+    export.add_argument("run", help="run folder")
+    export.add_argument("--format", default="onnx", choices=("onnx",), help="(default onnx)")
+    export.add_argument("--out", help="folder to write (default RUN/export)")
+
     experiment = sub.add_parser("experiment", help="a lecture's claim as an experiment: prints a table, draws "
                                                    "a plot (linear: h_t = W h_(t-1) and its spectral radius; "
                                                    "symmetry: identical units stay identical; clipping: on and off "

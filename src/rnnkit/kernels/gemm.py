@@ -69,8 +69,9 @@ def fp32_backend() -> str:
 
 
 def uses_onednn(*tensors: Tensor) -> bool:
-    """True when a product of these tensors runs on oneDNN rather than torch's default."""
-    return (fp32_backend() == "onednn" and not torch.is_autocast_enabled("cpu")
+    """True when a product of these tensors runs on oneDNN rather than torch's default (never while
+    a graph is traced for export: ONNX has no oneDNN op, and F.linear is the same product)."""
+    return (fp32_backend() == "onednn" and not torch.is_autocast_enabled("cpu") and not torch.jit.is_tracing()
             and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors))
 
 

@@ -139,8 +139,10 @@ library = cache(load)  # the process's library: built or found at the first use
 
 
 def handles(*tensors: Tensor) -> bool:
-    """Whether the kernels apply: 2-d fp32 CPU tensors, and the library is there."""
-    return (all(t.dtype == torch.float32 and t.device.type == "cpu" and t.dim() == 2 for t in tensors)
+    """Whether the kernels apply: 2-d fp32 CPU tensors, the library is there, and no graph is being
+    traced for export (a trace cannot see into a ctypes call; the torch ops compute the same)."""
+    return (not torch.jit.is_tracing()
+            and all(t.dtype == torch.float32 and t.device.type == "cpu" and t.dim() == 2 for t in tensors)
             and library() is not None)
 
 

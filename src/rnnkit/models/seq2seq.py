@@ -94,12 +94,12 @@ class DecoderState(NamedTuple):
     """The decoder between steps: ``layers`` (a cell state per layer, each
     a tuple of (N, F)), ``feed`` h̃_{t-1} (N, F), ``end`` (N,) log p_{t-1} of
     ending after the previous token (``sequence_end="stop"``; -inf before the
-    first), ``step`` t - 1."""
+    first), ``step`` t - 1 (an int, or a tensor (N,) of them in an exported step)."""
 
     layers: list[State]
     feed: Tensor
     end: Tensor
-    step: int
+    step: int | Tensor
 
     def index_select(self, index: Tensor) -> "DecoderState":
         """The state of rows ``index`` (N',) (beam search's reordering)."""
@@ -197,7 +197,8 @@ class Seq2Seq(nn.Module):
                 new_layers.append(s)
                 x = dropout(h, c.dropout, self.training) if k + 1 < len(self.cells) else h
         else:
-            code = step_code(torch.full_like(tokens, state.step), e.shape[-1]).to(e.dtype)  # (N, E)
+            steps = state.step if torch.is_tensor(state.step) else torch.full_like(tokens, state.step)  # (N,)
+            code = step_code(steps, e.shape[-1]).to(e.dtype)  # (N, E)
             h = torch.tanh(self.hidden(torch.cat([e, code], dim=-1)))  # (N, F)
         out, weights = self._attend(h.unsqueeze(1), memory)
         out = out.squeeze(1)

@@ -68,6 +68,20 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu", which: str
     return model.to(device), run.tokenizer, run
 
 
+def export_run(run_dir: str | Path, out: str | Path | None = None) -> tuple[Path, list[str]]:
+    """``rnnkit export RUN``: the run's model as ONNX graphs in ``out`` (default RUN/export), each checked
+    in onnxruntime against rnnkit, with export.json (:mod:`rnnkit.training.export`); the folder and
+    the graphs' names. What is exported is the task's (:meth:`Task.export_graphs`)."""
+    from rnnkit.training import export
+
+    export.require_onnx()
+    model, _, run = load_run(run_dir, "cpu")
+    export.on_torch_ops(model, str(run_dir))
+    graphs, files = named(run.task).export_graphs(model, run)
+    folder = export.write_export(graphs, out or Path(run_dir) / "export", str(run_dir), export.sidecar_of(run), files)
+    return folder, [graph.name for graph in graphs]
+
+
 class Trainer(trainer.Trainer):
     """:class:`rnnkit.training.Trainer`, its ``task`` by default the one ``data.config.task`` names."""
 
@@ -92,4 +106,4 @@ class Trainer(trainer.Trainer):
 
 __all__ = ["TASKS", "CTCTask", "ClassifyData", "ClassifyTask", "ForecastTask", "LanguageModelData", "LanguageModelTask",
            "LanguageModelTraining", "Seq2SeqTask", "Seq2SeqTraining", "TagData", "TagTask", "Task", "Trainer",
-           "load_run", "named", "read_data", "read_run"]
+           "export_run", "load_run", "named", "read_data", "read_run"]

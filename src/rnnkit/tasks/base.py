@@ -213,6 +213,15 @@ class Task:
         """The decoding settings a run of this task takes from `eval`/`predict` flags (None: none)."""
         return None
 
+    # -- rnnkit export ---------------------------------------------------------------------------
+
+    def export_graphs(self, model, run) -> tuple[list, dict[str, dict]]:
+        """What ``rnnkit export`` writes of ``model`` (its layers on torch's ops already; ``run`` its
+        config.json): the graphs (:class:`rnnkit.models.portable.Graph`) and the JSON documents to
+        put beside them, by file name."""
+        raise ConfigError(f"a {self.name} run cannot be exported yet; export takes lm, classify, tag, seq2seq "
+                          f"and ctc runs")
+
     # -- rnnkit report ---------------------------------------------------------------------------
 
     def report_sections(self, model, doc: dict, data, text: str | None, chars: int,

@@ -17,6 +17,7 @@ from rnnkit.data.tokenizers import choose_tokenizer
 from rnnkit.data.recordings import RecordingScaler
 from rnnkit.data.windows import RecordingData, RecordingSettings
 from rnnkit.models import ClassifierConfig, SequenceClassifier
+from rnnkit.models.portable import Port
 from rnnkit.tasks import recordings
 from rnnkit.tasks.labelled import LabelledTask, examples_to_predict, predict_and_write
 
@@ -74,6 +75,12 @@ class ClassifyTask(LabelledTask):
         if isinstance(data, RecordingData):
             return recordings.validate(model, data, split)
         return super().validate(model, data, split, group, config)
+
+    def export_graphs(self, model, run):
+        """The classifier: ids (B, T) (or a recording's windows, vectors (B, T, I)) and lengths -> scores (B, K)."""
+        scores = Port("scores", "float32", ("B", len(run.labels)), "label scores (logits): softmax gives p(label | "
+                      "text); the labels are export.json's, in order")
+        return [self.scores_graph(model, run, "classifier", scores, "label scores of padded texts")], {}
 
     def predict(self, run, model, doc, request) -> int:
         if isinstance(doc.tokenizer, RecordingScaler):

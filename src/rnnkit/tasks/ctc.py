@@ -26,6 +26,7 @@ from rnnkit.errors import ConfigError, DataError
 from rnnkit.models import CTCRecognizer, EncoderConfig
 from rnnkit.models.ctc import LanguageModelScorer
 from rnnkit.models.ctc_search import Fusion
+from rnnkit.models.portable import Port, Scores
 from rnnkit.tasks.base import Task
 from rnnkit.tasks.labelled import ENCODER_RULES
 from rnnkit.tasks.lm import LanguageModelTask
@@ -96,6 +97,13 @@ class CTCTask(Task):
         return f"score the decoded outputs with: rnnkit eval {out}"
 
     # -- commands --------------------------------------------------------------------------------
+
+    def export_graphs(self, model, run):
+        """The encoder and its output layer: features (B, T, I) and lengths -> log-probabilities (B, T, V)."""
+        log_probs = Port("log_probs", "float32", ("B", "T", model.num_labels), "per-frame log-probabilities, the "
+                         "blank at 0; best path: argmax per frame, merge repeats, drop blanks")
+        return [Scores(model).graph("ctc", log_probs, "per-frame label log-probabilities of padded utterances",
+                                    num_features=model.num_features)], {}
 
     def decoding(self, request) -> Fusion:
         if request.lm is None and (request.lm_weight is not None or request.insertion_bonus is not None):

@@ -11,7 +11,8 @@ from collections import Counter
 
 from rnnkit.config import to_dict
 from rnnkit.data.sequences import BucketBatcher, encode_examples
-from rnnkit.errors import CheckpointError
+from rnnkit.errors import CheckpointError, ConfigError
+from rnnkit.models.portable import Graph, Port, Scores
 from rnnkit.tasks.base import RESERVOIR_RULES, Task
 from rnnkit.training.evaluate import evaluate_labelled, score_labels
 
@@ -47,6 +48,14 @@ class LabelledTask(Task):
         features = getattr(data.tokenizer, "num_features", None)
         inputs = f"{features} features a sample" if features else f"vocabulary {data.vocab_size:,}"
         return f"{inputs}, {len(data.labels)} labels"
+
+    def scores_graph(self, model, run, name: str, output: Port, doc: str) -> Graph:
+        """The graph of ``model(x, lengths)[0]`` for `rnnkit export`: x ids (B, T) or vectors (B, T, I)."""
+        if model.encoder.spelling is not None:
+            raise ConfigError(f"{self.name}: a model with --char-features reads each word's spelling too, which "
+                              f"export does not carry yet; export a run trained without it")
+        return Scores(model).graph(name, output, doc, model.encoder.vocab_size,
+                                   getattr(run.tokenizer, "num_features", 0) or 0)
 
     def validate(self, model, data, split="val", group=None, config=None) -> dict:
         if len(getattr(data, split)) == 0:

@@ -27,6 +27,7 @@ from rnnkit.data.tables import TextColumn
 from rnnkit.data.tokenfile import as_tensor
 from rnnkit.errors import ConfigError, DataError
 from rnnkit.models import LanguageModel, LanguageModelConfig
+from rnnkit.models.portable import LanguageModelStep
 from rnnkit.tasks.base import Task
 from rnnkit.training.decode import evaluating
 from rnnkit.training.distributed import all_sum
@@ -249,6 +250,10 @@ class LanguageModelTask(Task):
         raise ConfigError(f"{run} is a language model; use `rnnkit sample {run}` or `rnnkit eval {run} TEXT`")
 
     # -- rnnkit report -------------------------------------------------------------------------------
+
+    def export_graphs(self, model, run):
+        """The model's step from a carried state (:class:`rnnkit.models.portable.LanguageModelStep`)."""
+        return [LanguageModelStep(model).graph()], {}
 
     def report_sections(self, model, doc, data, text, chars, missing):
         if doc.data.condition_column:

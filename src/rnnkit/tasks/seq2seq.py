@@ -24,6 +24,7 @@ from rnnkit.data.tokenizers import choose_tokenizer
 from rnnkit.errors import ConfigError, DataError
 from rnnkit.models import Seq2Seq, Seq2SeqConfig
 from rnnkit.models.beam import Search
+from rnnkit.models.portable import seq2seq_graphs
 from rnnkit.tasks.base import Task
 from rnnkit.tasks.labelled import ENCODER_RULES
 from rnnkit.training.decode import decode, error_rates, evaluate_pairs, score, score_pairs
@@ -225,6 +226,10 @@ class Seq2SeqTask(Task):
         return 0
 
     # -- rnnkit report -------------------------------------------------------------------------------
+
+    def export_graphs(self, model, run):
+        """The encoder and the decoder step (:func:`rnnkit.models.portable.seq2seq_graphs`)."""
+        return seq2seq_graphs(model), {}
 
     def report_sections(self, model, doc, data, text, chars, missing):
         super().report_sections(model, doc, data, text, chars, missing)

@@ -20,6 +20,7 @@ from rnnkit.data.tables import LabelColumn, read_conll, write_conll
 from rnnkit.errors import CheckpointError, ConfigError
 from rnnkit.models import SequenceTagger, TaggerConfig
 from rnnkit.models.char_lm import DIRECTIONS, lm_spec
+from rnnkit.models.portable import Port
 from rnnkit.tasks.labelled import LabelledTask, examples_to_predict, predict_and_write
 from rnnkit.tasks.lm import LanguageModelTask
 from rnnkit.training.run_config import read_run
@@ -100,6 +101,23 @@ class TagTask(LabelledTask):
         return LabelledData.from_texts(
             config.path, config, lambda path: read_tagged_sentences(path, config.word_column, config.tag_column),
             tokenizer, labels, per_token=True, spell=spell)
+
+    def export_graphs(self, model, run):
+        """The tagger's emission scores (B, T, K); with a CRF, crf.json beside them: its transitions,
+        decoded by Viterbi (:class:`rnnkit.layers.crf.LinearChainCRF`'s recursion, written out there)."""
+        emissions = Port("emissions", "float32", ("B", "T", len(run.labels)), "per-step tag scores: argmax per "
+                         "step, or with crf.json Viterbi over them; rows past a length are to be ignored")
+        graph = self.scores_graph(model, run, "tagger", emissions, "emission scores of padded sentences")
+        if model.crf is None:
+            return [graph], {}
+        crf = model.crf
+        return [graph], {"crf.json": {
+            "labels": run.labels, "transitions": crf.transitions.tolist(),
+            "start": crf.start_transitions.tolist(), "end": crf.end_transitions.tolist(),
+            "viterbi": "transitions[i][j] scores tag j after tag i. For one sentence of length L with emissions "
+                       "E (L, K): delta_1(j) = start[j] + E[1][j]; delta_t(j) = max_i(delta_(t-1)(i) + "
+                       "transitions[i][j]) + E[t][j], keeping the argmax i; the last tag is argmax_j(delta_L(j) + "
+                       "end[j]), the others follow the kept argmaxes back"}}
 
     def predict(self, run, model, doc, request) -> int:
         tokenizer = doc.tokenizer
