@@ -1,4 +1,4 @@
-"""``rnnkit <command>``: train, lr-find, sample, eval, predict, report,
+"""``rnnkit <command>``: train, lr-find, sample, eval, predict, report, serve,
 experiment, digits, demo, bench.
 
 Thin: flags are parsed (:mod:`rnnkit.cli.parser`) into the config
@@ -27,7 +27,7 @@ def main(argv=None) -> int:
     try:
         args = parse_args(sys.argv[1:] if argv is None else list(argv))
         return {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "demo": cmd_demo,
-                "bench": cmd_bench, "predict": cmd_predict, "digits": cmd_digits,
+                "bench": cmd_bench, "predict": cmd_predict, "digits": cmd_digits, "serve": cmd_serve,
                 "report": cmd_report, "experiment": cmd_experiment, "lr-find": cmd_lr_find}[args.command](args)
     except RnnkitError as e:
         print(f"rnnkit: error: {e}", file=sys.stderr)
@@ -128,6 +128,12 @@ def cmd_report(args) -> int:
     device = resolve_device(args.device)
     model, _, doc = load_run(args.run, device)
     return write_report(args.run, args.out, named(doc.data.task), model, doc, args.text, args.text_length, device)
+
+
+def cmd_serve(args) -> int:
+    from rnnkit.cli.serve import run_serve
+
+    return run_serve(args)
 
 
 # -- experiment -----------------------------------------------------------------

@@ -1,0 +1,218 @@
+"""``rnnkit serve RUN``: a run's task over HTTP, driven by a real HTTP client
+(``http.client``) against a server on a free port, in a thread of this
+process or, where the process is the point (its printed URL, Ctrl-C), in a
+subprocess; the page in headless Chromium where one is installed."""
+
+import http.client
+import json
+import math
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+
+import pytest
+from conftest import run_main
+
+from rnnkit.cli.serve import make_server
+from rnnkit.tasks.serving import Limits
+
+CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, make_text, spam_table, tiny_lm_flags, tiny_labelled_flags):
+    folder = tmp_path_factory.mktemp("serve")
+    (folder / "corpus.txt").write_text(make_text(150))
+    (folder / "spam.csv").write_text(spam_table(60))
+    commands = {"lm": ["corpus.txt", *tiny_lm_flags, "--max-steps", "20"],
+                "classify": ["spam.csv", "--task", "classify", *tiny_labelled_flags, "--max-steps", "6"]}
+    for name, command in commands.items():
+        done = run_main("train", folder / command[0], *command[1:], "--out", folder / name)
+        assert done.returncode == 0, done.stderr
+    return folder
+
+
+class Serving:
+    """A server of ``run`` on a free port in a thread; ``post``/``get`` are one request each."""
+
+    def __init__(self, run, limits=Limits(), **settings):
+        self.server = make_server(str(run), port=0, limits=limits, **settings)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def connection(self) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+
+    def request(self, method, path, body=None, headers=None):
+        """(status, parsed JSON or text) of one request; ``body`` a dict is sent as JSON, bytes as is."""
+        connection = self.connection()
+        data = json.dumps(body).encode() if isinstance(body, (dict, list, str, int)) else body
+        connection.request(method, path, data, headers or {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        text = response.read().decode()
+        connection.close()
+        kind = response.getheader("Content-Type", "")
+        return response.status, json.loads(text) if kind == "application/json" else text
+
+    def post(self, name, body):
+        return self.request("POST", f"/api/{name}", body)
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def lm(runs):
+    serving = Serving(runs / "lm")
+    yield serving
+    serving.close()
+
+
+def stream(serving, body) -> list[dict]:
+    """The objects of a streamed reply, each read as it arrives (one JSON object a line)."""
+    connection = serving.connection()
+    connection.request("POST", "/api/sample", json.dumps(body).encode(), {"Content-Type": "application/json"})
+    response = connection.getresponse()
+    assert response.status == 200, response.read()
+    assert response.getheader("Transfer-Encoding") == "chunked"
+    assert response.getheader("Content-Type") == "application/x-ndjson"
+    pieces = [json.loads(line) for line in response]
+    connection.close()
+    return pieces
+
+
+def test_the_api_lists_the_task_s_endpoints_and_their_fields(lm):
+    status, about = lm.request("GET", "/api")
+    assert status == 200 and about["task"] == "lm"
+    assert set(about["endpoints"]) == {"sample", "surprisal"}
+    assert about["endpoints"]["sample"]["stream"] is True
+    assert about["endpoints"]["surprisal"]["fields"]["text"]["required"] is True
+
+
+def test_a_streamed_sample_comes_in_pieces_and_equals_rnnkit_sample_with_the_seed(lm, runs, cli_here):
+    pieces = stream(lm, {"prime": "the ", "sample_length": 40, "seed": 11, "temperature": 1.0})
+    assert pieces[-1] == {"done": True}
+    texts = [p["text"] for p in pieces[:-1]]
+    assert texts[0] == "the " and len(texts) == 41  # the prime, then one piece a character token
+    expected = cli_here("sample", runs / "lm", "--prime", "the ", "--sample-length", 40, "--seed", 11,
+                        "--temperature", 1.0)
+    assert expected.returncode == 0, expected.stderr
+    assert "".join(texts) + "\n" == expected.stdout
+    other = stream(lm, {"prime": "the ", "sample_length": 40, "seed": 12, "temperature": 1.0})
+    assert "".join(p["text"] for p in other[:-1]) != "".join(texts)  # the seed matters
+
+
+def test_surprisal_is_each_token_s_bits_and_its_mean_is_rnnkit_eval_s_loss(lm, runs, cli_here, tmp_path):
+    text = "the cat sat on the mat and the dog ran\nthe end"
+    status, reply = lm.post("surprisal", {"text": text})
+    assert status == 200, reply
+    assert "".join(reply["tokens"]) == text and reply["bits"][0] is None
+    assert len(reply["bits"]) == len(text) and all(b >= 0 for b in reply["bits"][1:])
+    (tmp_path / "text.txt").write_text(text)
+    scored = cli_here("eval", runs / "lm", tmp_path / "text.txt", "--json")
+    assert scored.returncode == 0, scored.stderr
+    loss = json.loads(scored.stdout)["loss"]
+    assert reply["loss"] == pytest.approx(loss, rel=1e-5)
+    assert reply["bits_per_token"] == pytest.approx(loss / math.log(2), rel=1e-5)
+    assert sum(reply["bits"][1:]) / (len(text) - 1) == pytest.approx(reply["bits_per_token"], rel=1e-6)
+
+
+@pytest.mark.parametrize("path, body, status, message", [
+    ("sample", {"prime": 3}, 400, "'prime' must be str, got int"),
+    ("sample", {"sample_length": "10"}, 400, "'sample_length' must be int"),
+    ("sample", {"sample_length": True}, 400, "'sample_length' must be int, got bool"),
+    ("sample", {"sample_length": 10 ** 6}, 400, "'sample_length' must be between 1 and 1000"),
+    ("sample", {"temperature": -1}, 400, "'temperature' must be between 0 and 100"),
+    ("sample", {"tempreature": 1}, 400, "unknown field 'tempreature'"),
+    ("sample", {"prime_file": "/etc/passwd"}, 400, "unknown field 'prime_file'"),
+    ("sample", [1, 2], 400, "must be a JSON object, got list"),
+    ("sample", {"prime": "\u2603 snowman"}, 422, "the prime text"),
+    ("surprisal", {}, 400, "'text' is required"),
+    ("surprisal", {"text": "x" * 20_001}, 413, "the limit is 20,000"),
+    ("surprisal", {"text": "t"}, 422, "fewer than 2 tokens"),
+    ("nothing", {}, 404, "no endpoint /api/nothing"),
+])
+def test_bad_requests_get_a_4xx_with_a_one_line_reason(lm, path, body, status, message):
+    got, reply = lm.post(path, body)
+    assert got == status, reply
+    assert message in reply["error"] and "\n" not in reply["error"]
+
+
+def test_bodies_that_are_not_json_or_too_large_are_refused(runs):
+    serving = Serving(runs / "lm", max_body=200)
+    try:
+        status, reply = serving.post("surprisal", b"{not json")
+        assert status == 400 and "not JSON" in reply["error"]
+        status, reply = serving.post("surprisal", {"text": "the " * 100})
+        assert status == 413 and "the limit is 200" in reply["error"]
+        status, reply = serving.request("GET", "/nowhere")
+        assert status == 404
+    finally:
+        serving.close()
+
+
+def test_requests_beyond_max_concurrent_wait_then_get_503(runs):
+    serving = Serving(runs / "lm", max_concurrent=1, wait=0.2)
+    try:
+        serving.server.places.acquire()  # one request is running
+        status, reply = serving.post("surprisal", {"text": "the cat"})
+        assert status == 503 and "busy" in reply["error"]
+        threading.Timer(0.05, serving.server.places.release).start()  # it ends while the next waits
+        status, reply = serving.post("surprisal", {"text": "the cat"})
+        assert status == 200, reply
+    finally:
+        serving.close()
+
+
+def test_two_samples_at_once_are_each_their_seed_s(lm):
+    alone = stream(lm, {"prime": "a", "sample_length": 60, "seed": 5})
+    results = [None, None]
+
+    def one(k):
+        results[k] = stream(lm, {"prime": "a", "sample_length": 60, "seed": 5})
+
+    threads = [threading.Thread(target=one, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results[0] == alone and results[1] == alone
+
+
+def test_the_page_is_served_self_contained(lm):
+    status, page = lm.request("GET", "/")
+    assert status == 200 and "<script>" in page
+    assert "http://" not in page and "https://" not in page and "src=" not in page
+
+
+def test_bad_serve_flags_get_one_line(runs, cli_here, user_error, make_text, tmp_path):
+    user_error(cli_here("serve", runs / "lm", "--max-concurrent", 0), "--max-concurrent must be >= 1")
+    user_error(cli_here("serve", runs / "lm", "--port", 70000), "--port in 0..65535")
+    user_error(cli_here("serve", tmp_path / "missing"), "missing")
+
+
+def test_the_process_prints_its_url_and_ctrl_c_cuts_a_stream_and_exits_130(runs):
+    process = subprocess.Popen([sys.executable, "-m", "rnnkit", "serve", str(runs / "lm"), "--port", "0",
+                                "--max-length", "1000000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = process.stdout.readline()
+        assert line.startswith(f"serving {runs / 'lm'} (lm) at http://127.0.0.1:"), line + process.stderr.read()
+        port = int(line.split("127.0.0.1:")[1].split("/")[0])
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        connection.request("POST", "/api/sample", json.dumps({"sample_length": 1000000, "seed": 1}).encode())
+        response = connection.getresponse()
+        assert response.status == 200
+        first = [json.loads(response.readline()) for _ in range(5)]  # it is generating
+        assert all("text" in piece for piece in first)
+        process.send_signal(signal.SIGINT)
+        rest = [json.loads(line) for line in response]
+        assert rest[-1] == {"error": "the server is stopping"} and len(rest) < 1000000
+        assert process.wait(timeout=30) == 130
+        assert process.stderr.read().strip() == "interrupted"
+    finally:
+        if process.poll() is None:
+            process.kill()
