@@ -3,7 +3,9 @@
 process or, where the process is the point (its printed URL, Ctrl-C), in a
 subprocess; the page in headless Chromium where one is installed."""
 
+import csv
 import http.client
+import io
 import json
 import math
 import shutil
@@ -22,12 +24,18 @@ CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, make_text, spam_table, tiny_lm_flags, tiny_labelled_flags):
+def runs(tmp_path_factory, make_text, spam_table, chunk_corpus, tiny_lm_flags, tiny_labelled_flags):
     folder = tmp_path_factory.mktemp("serve")
     (folder / "corpus.txt").write_text(make_text(150))
     (folder / "spam.csv").write_text(spam_table(60))
+    (folder / "chunks.txt").write_text(chunk_corpus(40))
+    words = sorted(set(make_text(80).split())) * 4
+    (folder / "pairs.tsv").write_text("".join(f"{w}\t{w[::-1]}\n" for w in words))
     commands = {"lm": ["corpus.txt", *tiny_lm_flags, "--max-steps", "20"],
-                "classify": ["spam.csv", "--task", "classify", *tiny_labelled_flags, "--max-steps", "6"]}
+                "classify": ["spam.csv", "--task", "classify", *tiny_labelled_flags, "--max-steps", "6"],
+                "tag": ["chunks.txt", "--task", "tag", *tiny_labelled_flags, "--max-steps", "6"],
+                "seq2seq": ["pairs.tsv", "--task", "seq2seq", "--tokenizer", "char", "--target-tokenizer", "char",
+                            *tiny_labelled_flags, "--max-steps", "6"]}
     for name, command in commands.items():
         done = run_main("train", folder / command[0], *command[1:], "--out", folder / name)
         assert done.returncode == 0, done.stderr
@@ -187,6 +195,67 @@ def test_the_page_is_served_self_contained(lm):
     status, page = lm.request("GET", "/")
     assert status == 200 and "<script>" in page
     assert "http://" not in page and "https://" not in page and "src=" not in page
+
+
+def serving(run, body_name, body, endpoint):
+    server = Serving(run)
+    try:
+        return server.post(endpoint, {body_name: body})
+    finally:
+        server.close()
+
+
+def test_classify_s_labels_are_rnnkit_predict_s(runs, cli_here, tmp_path):
+    texts = ["check my channel now", "nice song", "the cat check the song", "my channel please check"]
+    status, reply = serving(runs / "classify", "texts", texts, "predict")
+    assert status == 200, reply
+    (tmp_path / "in.csv").write_text("CONTENT\n" + "".join(f'"{t}"\n' for t in texts))
+    done = cli_here("predict", runs / "classify", tmp_path / "in.csv")
+    assert done.returncode == 0, done.stderr
+    expected = [row[-1] for row in csv.reader(io.StringIO(done.stdout))][1:]
+    assert reply["labels"] == expected and set(expected) <= {"0", "1"}
+
+
+def test_tag_s_tags_are_rnnkit_predict_s_a_word_each(runs, cli_here, tmp_path):
+    sentences = ["the cat sees the dog", "the dog  runs"]
+    status, reply = serving(runs / "tag", "sentences", sentences, "tag")
+    assert status == 200, reply
+    assert reply["words"] == [s.split() for s in sentences] and [len(t) for t in reply["labels"]] == [5, 3]
+    (tmp_path / "in.txt").write_text("\n\n".join("\n".join(s.split()) for s in sentences) + "\n")
+    done = cli_here("predict", runs / "tag", tmp_path / "in.txt")
+    assert done.returncode == 0, done.stderr
+    tags = [line.split()[-1] for line in done.stdout.splitlines() if line.strip()]
+    assert [t for sentence in reply["labels"] for t in sentence] == tags
+
+
+def test_seq2seq_s_outputs_are_rnnkit_predict_s(runs, cli_here, tmp_path):
+    sources = ["the", "cat", "song"]
+    status, reply = serving(runs / "seq2seq", "sources", sources, "translate")
+    assert status == 200, reply
+    (tmp_path / "in.txt").write_text("\n".join(sources) + "\n")
+    done = cli_here("predict", runs / "seq2seq", tmp_path / "in.txt")
+    assert done.returncode == 0, done.stderr
+    assert reply["outputs"] == [line.split("\t")[1] for line in done.stdout.splitlines()]
+    assert all(score <= 0 for score in reply["scores"])
+
+
+@pytest.mark.parametrize("task, endpoint, body, status, message", [
+    ("classify", "predict", {"texts": "one text"}, 400, "'texts' must be list[str], got str"),
+    ("classify", "predict", {"texts": [1]}, 400, "'texts' must be a list of strings"),
+    ("classify", "predict", {"texts": []}, 400, "'texts' must hold at least 1"),
+    ("classify", "predict", {"texts": ["a"] * 65}, 413, "'texts' holds 65 items; the limit is 64"),
+    ("classify", "predict", {"texts": ["ok", " "]}, 400, "texts[1] is empty"),
+    ("tag", "tag", {"sentences": ["x" * 20_001]}, 413, "sentences[0] holds 20,001 characters"),
+    ("seq2seq", "translate", {"sources": ["cat"], "beam_size": 0}, 400, "'beam_size' must be between 1 and 16"),
+    ("seq2seq", "translate", {"sources": ["\u2603"]}, 422, "sources[0]"),
+])
+def test_bad_labelling_requests_get_a_4xx(runs, task, endpoint, body, status, message):
+    server = Serving(runs / task)
+    try:
+        got, reply = server.post(endpoint, body)
+    finally:
+        server.close()
+    assert got == status and message in reply["error"], reply
 
 
 def test_bad_serve_flags_get_one_line(runs, cli_here, user_error, make_text, tmp_path):

@@ -17,7 +17,7 @@ from rnnkit.data.series import SERIES_SUFFIXES, read_series, write_series
 from rnnkit.data.tables import LabelColumn, read_conll, write_conll
 from rnnkit.errors import ConfigError
 from rnnkit.models import SequenceTagger, TaggerConfig
-from rnnkit.tasks.labelled import LabelledTask, examples_to_predict, predict_and_write
+from rnnkit.tasks.labelled import LabelledTask, examples_to_predict, labelling_endpoint, predict_and_write
 
 CONLL = "--task tag on CoNLL columns"
 
@@ -94,3 +94,11 @@ class TagTask(LabelledTask):
         return predict_and_write(model, batches, labels,
                                  lambda f, predicted: write_conll(f, sentences, predicted), request.out, path,
                                  "sentences" if sentences.tags is not None else None)
+
+    def endpoints(self, model, run, limits):
+        """``tag``: a tag each word of each sentence (words split at white space). A run of series
+        (a tag each sample of a recording) serves nothing yet."""
+        if getattr(run.tokenizer, "num_features", None):
+            return {}
+        return {"tag": labelling_endpoint(model, run, limits, "sentences", "a tag each word of each sentence",
+                                          per_token=True)}
