@@ -285,3 +285,53 @@ def test_the_process_prints_its_url_and_ctrl_c_cuts_a_stream_and_exits_130(runs)
     finally:
         if process.poll() is None:
             process.kill()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium installed (Debian: apt-get install chromium)")
+def test_the_page_in_a_real_browser_streams_a_sample_and_colours_surprisal(lm, runs, tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (pip install playwright)")
+    expected = "".join(p.get("text", "") for p in stream(lm, {"prime": "the ", "sample_length": 300, "seed": 3}))
+    classify = Serving(runs / "classify")
+    problems = []
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(
+                f"http://127.0.0.1:{lm.port}/") else route.abort())  # nothing from elsewhere
+            page.goto(f"http://127.0.0.1:{lm.port}/")
+            page.wait_for_selector("#sample-prime")
+            # the observer is called once for the changes of one task, so once a read of the stream: a text
+            # that came whole would call it once
+            page.evaluate("""() => { window.changes = 0; new MutationObserver(() => window.changes++).observe(
+                document.getElementById('sample-out'), {childList: true, characterData: true, subtree: true}); }""")
+            page.fill("#sample-prime", "the ")
+            page.fill("#sample-sample_length", "300")
+            page.fill("#sample-seed", "3")
+            page.fill("#sample-temperature", "0.8")
+            page.click("#sample-send")
+            page.wait_for_function(f"document.getElementById('sample-out').textContent.length >= {len(expected)}")
+            assert page.text_content("#sample-out") == expected
+            assert page.evaluate("window.changes") > 5
+            page.fill("#surprisal-text", "the cat sat on the mat")
+            page.click("#surprisal-send")
+            page.wait_for_selector("#surprisal-out span.token")
+            spans = page.locator("#surprisal-out span.token")
+            assert spans.count() == len("the cat sat on the mat")
+            colours = {spans.nth(k).evaluate("s => s.style.background") for k in range(spans.count())}
+            assert len(colours) > 3  # coloured by each token's surprisal, not all alike
+            assert "bits per token" in page.text_content("#surprisal-out")
+            page.screenshot(path=str(tmp_path / "lm.png"), full_page=True)
+            page.route("**/*", lambda route: route.continue_())
+            page.goto(f"http://127.0.0.1:{classify.port}/")
+            page.fill("#predict-texts", "check my channel now\nnice song")
+            page.click("#predict-send")
+            page.wait_for_function("document.getElementById('predict-out').textContent.includes('labels')")
+            assert len(json.loads(page.text_content("#predict-out"))["labels"]) == 2
+        finally:
+            browser.close()
+            classify.close()
+    assert not problems, problems
