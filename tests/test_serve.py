@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 
+import numpy as np
 import pytest
 from conftest import run_main
 
@@ -31,7 +32,11 @@ def runs(tmp_path_factory, make_text, spam_table, chunk_corpus, tiny_lm_flags, t
     (folder / "chunks.txt").write_text(chunk_corpus(40))
     words = sorted(set(make_text(80).split())) * 4
     (folder / "pairs.tsv").write_text("".join(f"{w}\t{w[::-1]}\n" for w in words))
+    wave = [round(math.sin(t / 3) + 0.1 * math.cos(t * 1.7), 4) for t in range(120)]
+    (folder / "series.csv").write_text("value\n" + "".join(f"{v}\n" for v in wave))
     commands = {"lm": ["corpus.txt", *tiny_lm_flags, "--max-steps", "20"],
+                "forecast": ["series.csv", "--task", "forecast", "--hidden-size", "16", "--batch-size", "16",
+                             "--seq-len", "12", "--device", "cpu", "--precision", "fp32", "--max-steps", "4"],
                 "classify": ["spam.csv", "--task", "classify", *tiny_labelled_flags, "--max-steps", "6"],
                 "tag": ["chunks.txt", "--task", "tag", *tiny_labelled_flags, "--max-steps", "6"],
                 "seq2seq": ["pairs.tsv", "--task", "seq2seq", "--tokenizer", "char", "--target-tokenizer", "char",
@@ -239,7 +244,33 @@ def test_seq2seq_s_outputs_are_rnnkit_predict_s(runs, cli_here, tmp_path):
     assert all(score <= 0 for score in reply["scores"])
 
 
+def test_a_forecast_is_rnnkit_predict_s(runs, cli_here):
+    wave = [float(v) for v in (runs / "series.csv").read_text().split()[1:]]
+    status, reply = serving(runs / "forecast", "values", wave, "forecast")
+    assert status == 200, reply
+    assert reply["channels"] == ["value"] and len(reply["forecast"]) == 1
+    server = Serving(runs / "forecast")
+    try:
+        status, reply = server.post("forecast", {"values": [[v] for v in wave], "horizon": 4})
+    finally:
+        server.close()
+    done = cli_here("predict", runs / "forecast", runs / "series.csv", "--horizon", 4)
+    assert done.returncode == 0, done.stderr
+    rows = list(csv.reader(io.StringIO(done.stdout)))
+    assert rows[0][0] == "value" and len(rows) == 1 + len(wave) + 4
+    # the CLI writes 6 significant digits: a column a quantile after the point forecast
+    np.testing.assert_allclose(np.array(reply["forecast"])[:, 0], [float(r[0]) for r in rows[-4:]], rtol=1e-5)
+    assert len(reply["quantiles"]) == len(rows[0]) - 1
+    for column, q in enumerate(reply["quantiles"], start=1):
+        np.testing.assert_allclose(np.array(reply["quantiles"][q])[:, 0], [float(r[column]) for r in rows[-4:]],
+                                   rtol=1e-5)
+
+
 @pytest.mark.parametrize("task, endpoint, body, status, message", [
+    ("forecast", "forecast", {"values": [1.0] * 5}, 422, "fewer than one window"),
+    ("forecast", "forecast", {"values": [[1.0, 2.0]] * 20}, 400, "rows of 1 numbers"),
+    ("forecast", "forecast", {"values": ["1"] * 20}, 400, "rows of 1 numbers"),
+    ("forecast", "forecast", {"values": [1.0] * 20, "horizon": 500}, 422, "longer than the training part"),
     ("classify", "predict", {"texts": "one text"}, 400, "'texts' must be list[str], got str"),
     ("classify", "predict", {"texts": [1]}, 400, "'texts' must be a list of strings"),
     ("classify", "predict", {"texts": []}, 400, "'texts' must hold at least 1"),

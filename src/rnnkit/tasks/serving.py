@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from rnnkit.errors import RnnkitError
 
-_TYPES = {"str": str, "int": int, "float": (int, float), "bool": bool, "list[str]": list}
+_TYPES = {"str": str, "int": int, "float": (int, float), "bool": bool, "list[str]": list, "list": list}
 
 
 class RequestError(RnnkitError):
@@ -42,7 +42,8 @@ class Limits:
 
 @dataclass(frozen=True)
 class Field:
-    """One field of a request: ``kind`` one of "str", "int", "float", "bool", "list[str]";
+    """One field of a request: ``kind`` one of "str", "int", "float", "bool", "list[str]", "list" (its
+    items checked by the endpoint);
     ``low``/``high`` bound a number, ``high`` the length of a text or the items of a list."""
 
     kind: str
@@ -97,7 +98,7 @@ def _checked(name: str, f: Field, value):
         raise RequestError(f"{name!r} must be {f.kind}, got {type(value).__name__}")
     if f.kind == "list[str]" and not all(isinstance(v, str) for v in value):
         raise RequestError(f"{name!r} must be a list of strings")
-    if f.kind in ("str", "list[str]"):
+    if f.kind in ("str", "list[str]", "list"):
         if f.high is not None and len(value) > f.high:
             what = "characters" if f.kind == "str" else "items"
             raise RequestError(f"{name!r} holds {len(value):,} {what}; the limit is {int(f.high):,}", 413)
