@@ -3,6 +3,7 @@
 process or, where the process is the point (its printed URL, Ctrl-C), in a
 subprocess; the page in headless Chromium where one is installed."""
 
+import base64
 import csv
 import http.client
 import io
@@ -26,6 +27,8 @@ CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, make_text, spam_table, chunk_corpus, tiny_lm_flags, tiny_labelled_flags):
+    from test_ctc import random_texts, write_manifest
+
     folder = tmp_path_factory.mktemp("serve")
     (folder / "corpus.txt").write_text(make_text(150))
     (folder / "spam.csv").write_text(spam_table(60))
@@ -34,7 +37,10 @@ def runs(tmp_path_factory, make_text, spam_table, chunk_corpus, tiny_lm_flags, t
     (folder / "pairs.tsv").write_text("".join(f"{w}\t{w[::-1]}\n" for w in words))
     wave = [round(math.sin(t / 3) + 0.1 * math.cos(t * 1.7), 4) for t in range(120)]
     (folder / "series.csv").write_text("value\n" + "".join(f"{v}\n" for v in wave))
+    write_manifest(folder, "speech", random_texts(30, 0))
     commands = {"lm": ["corpus.txt", *tiny_lm_flags, "--max-steps", "20"],
+                "ctc": ["speech.tsv", "--task", "ctc", "--mel-bands", "8", "--hidden-size", "16", "--num-layers", "1",
+                        "--batch-size", "8", "--device", "cpu", "--max-steps", "4"],
                 "forecast": ["series.csv", "--task", "forecast", "--hidden-size", "16", "--batch-size", "16",
                              "--seq-len", "12", "--device", "cpu", "--precision", "fp32", "--max-steps", "4"],
                 "classify": ["spam.csv", "--task", "classify", *tiny_labelled_flags, "--max-steps", "6"],
@@ -266,7 +272,40 @@ def test_a_forecast_is_rnnkit_predict_s(runs, cli_here):
                                    rtol=1e-5)
 
 
+def test_a_wav_s_transcript_is_rnnkit_predict_s(runs, cli_here):
+    wav = runs / "speech" / "0003.wav"
+    server = Serving(runs / "ctc")
+    try:
+        status, reply = server.post("transcribe", {"wav": base64.b64encode(wav.read_bytes()).decode()})
+        beam = server.post("transcribe", {"wav": base64.b64encode(wav.read_bytes()).decode(), "beam_size": 4})
+    finally:
+        server.close()
+    assert status == 200, reply
+    done = cli_here("predict", runs / "ctc", wav)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"{wav}\t{reply['transcript']}\n"
+    assert beam[0] == 200 and isinstance(beam[1]["transcript"], str)
+
+
+def test_a_wav_at_another_rate_gets_a_422_saying_the_fix(runs, tmp_path):
+    from rnnkit.data.audio import write_wav
+
+    write_wav(tmp_path / "fast.wav", np.zeros(800, dtype=np.float32), 44100)
+    wav = base64.b64encode((tmp_path / "fast.wav").read_bytes()).decode()
+    server = Serving(runs / "ctc")
+    try:
+        status, reply = server.post("transcribe", {"wav": wav})
+    finally:
+        server.close()
+    assert status == 422 and reply["error"].startswith("'wav' is 44100 Hz but the model reads 8000 Hz"), reply
+    assert str(tmp_path) not in reply["error"] and "tmp" not in reply["error"]
+
+
 @pytest.mark.parametrize("task, endpoint, body, status, message", [
+    ("ctc", "transcribe", {"wav": "not base64!"}, 400, "'wav' is not base64"),
+    ("ctc", "transcribe", {"wav": base64.b64encode(b"RIFF and then nothing").decode()}, 422,
+     "'wav' is not a PCM wav file"),
+    ("ctc", "transcribe", {"wav": "/etc/passwd"}, 400, "not base64"),
     ("forecast", "forecast", {"values": [1.0] * 5}, 422, "fewer than one window"),
     ("forecast", "forecast", {"values": [[1.0, 2.0]] * 20}, 400, "rows of 1 numbers"),
     ("forecast", "forecast", {"values": ["1"] * 20}, 400, "rows of 1 numbers"),
