@@ -1,5 +1,5 @@
 """``rnnkit <command>``: train, lr-find, tune, sample, eval, predict, report,
-export, experiment, digits, demo, bench.
+export, serve, experiment, digits, demo, bench.
 
 Thin: flags are parsed (:mod:`rnnkit.cli.parser`) into the config
 dataclasses, and the run's task (:mod:`rnnkit.tasks`) or the library does
@@ -28,7 +28,7 @@ def main(argv=None) -> int:
         args = parse_args(sys.argv[1:] if argv is None else list(argv))
         return {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "demo": cmd_demo,
                 "bench": cmd_bench, "predict": cmd_predict, "digits": cmd_digits, "report": cmd_report,
-                "export": cmd_export, "experiment": cmd_experiment, "lr-find": cmd_lr_find,
+                "export": cmd_export, "serve": cmd_serve, "experiment": cmd_experiment, "lr-find": cmd_lr_find,
                 "tune": cmd_tune}[args.command](args)
     except RnnkitError as e:
         print(f"rnnkit: error: {e}", file=sys.stderr)
@@ -142,6 +142,12 @@ def cmd_export(args) -> int:
     folder, names = export_run(args.run, args.out)
     print(f"wrote {', '.join(name + '.onnx' for name in names)} and export.json to {folder}")
     return 0
+
+
+def cmd_serve(args) -> int:
+    from rnnkit.cli.serve import run_serve
+
+    return run_serve(args)
 
 
 # -- experiment -----------------------------------------------------------------

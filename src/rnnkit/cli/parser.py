@@ -128,6 +128,23 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("run", help="run folder")
     export.add_argument("--format", default="onnx", choices=("onnx",), help="(default onnx)")
     export.add_argument("--out", help="folder to write (default RUN/export)")
+    serve = sub.add_parser("serve", help="a run's model over a local HTTP JSON API (sample streamed, surprisal, "
+                                         "labels, tags, translations) and a page at / to try it in a browser")
+    serve.add_argument("run", help="run folder")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine "
+                                                           "only; 0.0.0.0 opens it to the network)")
+    serve.add_argument("--port", type=int, default=8000, help="(default 8000; 0: a free port, printed)")
+    serve.add_argument("--max-concurrent", type=int, default=2,
+                       help="requests that run at once; the next wait --wait seconds, then get 503 (default 2)")
+    serve.add_argument("--wait", type=float, default=5.0, help="seconds a request waits for a place (default 5)")
+    for name, default, what in (("max-body", 1_000_000, "bytes of a request's body"),
+                                ("max-length", 1000, "tokens a request may generate or decode"),
+                                ("max-text", 20_000, "characters of each text a request gives"),
+                                ("max-items", 64, "texts in one request's list")):
+        serve.add_argument("--" + name, type=int, default=default, help=f"{what} (default {default:,})")
+    serve.add_argument("--verbose", action="store_true", help="log each request on stderr")
+    serve.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    serve.add_argument("--engine", choices=ENGINES, help="recurrent engine (default: the one the run trained on)")
 
     experiment = sub.add_parser("experiment", help="a lecture's claim as an experiment: prints a table, draws "
                                                    "a plot (linear: h_t = W h_(t-1) and its spectral radius; "

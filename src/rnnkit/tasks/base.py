@@ -209,6 +209,12 @@ class Task:
         """``rnnkit predict RUN INPUT`` (``request``: the parsed flags)."""
         raise NotImplementedError
 
+    def endpoints(self, model, run, limits) -> dict:
+        """What `rnnkit serve` offers for a run of this task: :class:`rnnkit.tasks.serving.Endpoint`
+        by name, each served at ``POST /api/NAME``, within ``limits`` (:class:`~rnnkit.tasks.serving.Limits`);
+        ``run``: the run's config.json (:class:`rnnkit.training.run_config.Run`)."""
+        return {}
+
     def decoding(self, request):
         """The decoding settings a run of this task takes from `eval`/`predict` flags (None: none)."""
         return None

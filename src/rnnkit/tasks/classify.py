@@ -19,7 +19,7 @@ from rnnkit.data.windows import RecordingData, RecordingSettings
 from rnnkit.models import ClassifierConfig, SequenceClassifier
 from rnnkit.models.portable import Port
 from rnnkit.tasks import recordings
-from rnnkit.tasks.labelled import LabelledTask, examples_to_predict, predict_and_write
+from rnnkit.tasks.labelled import LabelledTask, examples_to_predict, labelling_endpoint, predict_and_write
 
 
 @dataclass
@@ -93,3 +93,10 @@ class ClassifyTask(LabelledTask):
         return predict_and_write(model, batches, labels, lambda f, predicted: write_table(f, table, predicted),
                                  request.out, request.input, "examples" if table.labels is not None else None,
                                  gold=table.labels)
+
+    def endpoints(self, model, run, limits):
+        """``predict``: the label of each text. A run of recordings serves nothing: a request carries
+        data, not the files a manifest names."""
+        if isinstance(run.tokenizer, RecordingScaler):
+            return {}
+        return {"predict": labelling_endpoint(model, run, limits, "texts", "the label of each text", per_token=False)}

@@ -12,9 +12,12 @@ run (:class:`rnnkit.models.ctc_search.Fusion`).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
@@ -29,6 +32,7 @@ from rnnkit.models.ctc_search import Fusion
 from rnnkit.models.portable import Port, Scores
 from rnnkit.tasks.base import Task
 from rnnkit.tasks.labelled import ENCODER_RULES
+from rnnkit.tasks.serving import Endpoint, Field, RequestError
 from rnnkit.tasks.lm import LanguageModelTask
 from rnnkit.deprecated import old_json_keys
 from rnnkit.training.decode import error_rates, evaluate_pairs, score, score_speech, transcribe
@@ -188,6 +192,34 @@ class CTCTask(Task):
                            Path(plot), title=f"{items[0][0].name}: {texts[0]!r}", row_label="label",
                            column_label=f"time (ms; a step is {step_ms} ms)")
         return 0
+
+    def endpoints(self, model, run, limits):
+        """``transcribe``: a mono PCM wav at the run's sample rate, sent base64-encoded in the JSON (so
+        one body limit bounds it), transcribed as `rnnkit predict RUN FILE.wav` transcribes it (no
+        language-model fusion: that would name a run folder)."""
+        features, target = run.tokenizer, run.target_tokenizer
+
+        def transcribe_wav(values) -> dict:
+            try:
+                data = base64.b64decode(values["wav"], validate=True)
+            except binascii.Error:
+                raise RequestError("'wav' is not base64; send the wav file's bytes base64-encoded") from None
+            # the wav reader reads a file: the bytes go to one of ours, which the request does not name
+            with tempfile.TemporaryDirectory() as folder:
+                path = Path(folder) / "request.wav"
+                path.write_bytes(data)
+                try:
+                    inputs = [features.read(path)]
+                except DataError as e:
+                    raise RequestError(str(e).replace(str(path), "'wav'").replace("request.wav", "in.wav"),
+                                       422) from None
+            texts, _ = transcribe(model, inputs, target, values["beam_size"], None, 0.0, 0.0)
+            return {"transcript": texts[0]}
+
+        fields = {"wav": Field("str", f"a mono PCM wav at {features.sample_rate} Hz, base64", required=True,
+                               low=1),
+                  "beam_size": Field("int", "1: best path; more: prefix beam search", 1, low=1, high=64)}
+        return {"transcribe": Endpoint("the transcript of a recording", fields, transcribe_wav, limits=limits)}
 
     # -- rnnkit report -------------------------------------------------------------------------------
 

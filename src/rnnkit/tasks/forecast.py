@@ -22,6 +22,7 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -29,11 +30,12 @@ import torch
 from rnnkit.config import TrainConfig, setting, to_dict
 from rnnkit.data.calendar import format_times, future_times
 from rnnkit.data.forecast import ForecastConfig, ForecastData
-from rnnkit.data.series_table import read_series_file
+from rnnkit.data.series_table import SeriesFile, read_series_file
 from rnnkit.errors import ConfigError, DataError
 from rnnkit.models.forecaster import Forecaster, ForecasterConfig
 from rnnkit.models.linear_ar import choose_order, default_max_order, fit_linear_ar, rows_needed
 from rnnkit.tasks.base import RESERVOIR_RULES, Task
+from rnnkit.tasks.serving import Endpoint, Field, RequestError
 from rnnkit.training.calibration import calibrate_best, checkpoint_spread, describe_spread
 from rnnkit.training.forecasting import (DEFAULT_QUANTILES, apply_spread, forecast_figure, forecast_windows,
                                          rolling_origin)
@@ -269,17 +271,66 @@ class ForecastTask(Task):
             else:
                 times = future_times(series.times[:history], scaler.step, horizon)
         all_times = None if times is None else np.concatenate([series.times[:history], times])
-        covariates = scaler.inputs(series, all_times, history + horizon)
-        z = scaler.scale(series.values[:history]).astype(np.float32)
-        paths = forecast_windows(model, z, covariates, np.array([history]), T, horizon, samples)[:, 0]  # (N, H, C)
-        paths = scaler.to_values(paths, series.values[history - 1])
-        paths = apply_spread(paths, checkpoint_spread(run)) if samples > 1 else paths
-        point = np.median(paths, axis=0) if samples > 1 else paths[0]
-        qs = np.quantile(paths, list(quantiles), axis=0) if quantiles else np.zeros((0, horizon, point.shape[1]))
+        point, qs, paths = self._forecast(model, doc, series, all_times, horizon, samples, quantiles)
         if request.plot:  # before the forecast's own file: a bad --plot path writes nothing
             _plot(request.plot, series, history, times, point, paths if samples > 1 else None, run)
         _write(series, history, horizon, times, point, qs, quantiles, request.out)
         return 0
+
+
+    @staticmethod
+    def _forecast(model, doc, series, times, horizon: int, samples: int, quantiles) -> tuple:
+        """(point (H, C), quantiles (Q, H, C), sample paths (N, H, C)) of the ``horizon`` steps after
+        the observed rows of ``series`` (``times``: the observed and future rows' times, or None), the
+        paths' spread calibrated as the run's best checkpoint says."""
+        scaler, history = doc.tokenizer, series.history
+        covariates = scaler.inputs(series, times, history + horizon)
+        z = scaler.scale(series.values[:history]).astype(np.float32)
+        paths = forecast_windows(model, z, covariates, np.array([history]), doc.data.seq_len, horizon,
+                                 samples)[:, 0]  # (N, H, C)
+        paths = scaler.to_values(paths, series.values[history - 1])
+        paths = apply_spread(paths, checkpoint_spread(doc.folder)) if samples > 1 else paths
+        point = np.median(paths, axis=0) if samples > 1 else paths[0]
+        qs = np.quantile(paths, list(quantiles), axis=0) if quantiles else np.zeros((0, horizon, point.shape[1]))
+        return point, qs, paths
+
+    def endpoints(self, model, run, limits):
+        """``forecast``: the next ``horizon`` steps of the series ``values`` (rows of the run's channels),
+        as `rnnkit predict` forecasts a file's, with the quantiles of a gaussian run's sample paths. A
+        run that reads covariates or calendar features serves nothing yet (a request would need them)."""
+        scaler = run.tokenizer
+        if scaler.covariates or scaler.calendar:
+            return {}
+        C, T = len(scaler.channels), run.data.seq_len
+
+        def forecast(values) -> dict:
+            rows = values["values"]
+            rows = [r if isinstance(r, list) else [r] for r in rows]
+            if not all(len(r) == C and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in r)
+                       for r in rows):
+                raise RequestError(f"'values' must be a list of rows of {C} numbers (the channels "
+                                   f"{', '.join(scaler.channels)})" + (", or of numbers" if C == 1 else ""))
+            if len(rows) < T:
+                raise RequestError(f"'values' holds {len(rows)} rows, fewer than one window (the run's seq_len "
+                                   f"{T}) to start from", 422)
+            series = SeriesFile(Path("'values'"), list(scaler.channels), np.asarray(rows, dtype=np.float64),
+                                [], np.zeros((len(rows), 0)), None, None, None, None, ",", {})
+            if not np.isfinite(series.values).all():
+                raise RequestError("'values' holds a value that is not finite")
+            request = SimpleNamespace(horizon=values["horizon"], num_samples=values["num_samples"], quantiles=None)
+            try:
+                horizon, samples, quantiles = self._settings("this run", run, request)
+            except (ConfigError, DataError) as e:
+                raise RequestError(str(e), 422) from None
+            point, qs, _ = self._forecast(model, run, series, None, horizon, samples, quantiles)
+            return {"channels": scaler.channels, "forecast": point.tolist(),
+                    "quantiles": {f"{q:g}": qs[i].tolist() for i, q in enumerate(quantiles)}}
+
+        fields = {"values": Field("list", "the series: rows of its channels' values (or numbers, one channel)",
+                                  required=True, low=1, high=limits.max_length * 10),
+                  "horizon": Field("int", "steps to forecast", 1, low=1, high=limits.max_length),
+                  "num_samples": Field("int", "sample paths (a gaussian run)", low=2, high=10_000)}
+        return {"forecast": Endpoint("the next steps of a series", fields, forecast, limits=limits)}
 
 
 def _training_z(data) -> tuple[np.ndarray, int]:

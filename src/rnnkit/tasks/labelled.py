@@ -11,9 +11,10 @@ from collections import Counter
 
 from rnnkit.config import to_dict
 from rnnkit.data.sequences import BucketBatcher, encode_examples
-from rnnkit.errors import CheckpointError, ConfigError
+from rnnkit.errors import CheckpointError, ConfigError, DataError
 from rnnkit.models.portable import Graph, Port, Scores
 from rnnkit.tasks.base import RESERVOIR_RULES, Task
+from rnnkit.tasks.serving import Endpoint, RequestError, check_texts, texts_field
 from rnnkit.training.evaluate import evaluate_labelled, score_labels
 
 WORDS_AND_EMBEDDING = "word tokens and an embedding (--tokenizer word, --embedding-dim > 0)"
@@ -110,3 +111,26 @@ def examples_to_predict(texts, gold, placeholder, tokenizer, labels, path, per_t
                  else labels[0]) for group in gold]
     examples = encode_examples(texts, names, tokenizer, labels, path, per_token)
     return BucketBatcher(examples, 128, 0, shuffle=False).batches(0)
+
+
+def labelling_endpoint(model, run, limits, field: str, summary: str, per_token: bool) -> Endpoint:
+    """An endpoint that labels a list of texts (``field``) as `rnnkit predict` does: a label each text,
+    or with ``per_token`` a tag each of its words (split at white space); the reply holds them under
+    ``"labels"`` (with ``"words"`` for tags)."""
+    labels, tokenizer = run.labels, run.tokenizer
+
+    def label(values) -> dict:
+        texts = values[field]
+        check_texts(texts, limits, field)
+        words = [text.split() for text in texts]
+        placeholders = [[labels[0]] * len(w) if per_token else labels[0] for w in words]
+        try:
+            batches = examples_to_predict([" ".join(w) for w in words], placeholders, None, tokenizer, labels,
+                                          repr(field), per_token)
+        except DataError as e:
+            raise RequestError(str(e), 422) from None
+        predicted = evaluate_labelled(model, batches, labels)["predicted"]
+        return {"labels": predicted, **({"words": words} if per_token else {})}
+
+    return Endpoint(summary, {field: texts_field(limits, f"the texts, each at most {limits.max_text:,} characters")},
+                    label, limits=limits)

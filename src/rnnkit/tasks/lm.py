@@ -14,12 +14,15 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import math
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 
-from rnnkit.config import CHAR_FEATURES_NEED_WORDS, DataConfig, TrainConfig, check_at_least, setting, to_dict
+from rnnkit.config import (CHAR_FEATURES_NEED_WORDS, DataConfig, SampleConfig, TrainConfig, check_at_least, from_dict,
+                           setting, to_dict)
 from rnnkit.data import LabelledData, TextData, read_text
 from rnnkit.data.files import exists
 from rnnkit.data.sequences import read_labelled_table
@@ -29,7 +32,9 @@ from rnnkit.errors import ConfigError, DataError
 from rnnkit.models import LanguageModel, LanguageModelConfig
 from rnnkit.models.portable import LanguageModelStep
 from rnnkit.tasks.base import Task
+from rnnkit.tasks.serving import Endpoint, Field, RequestError
 from rnnkit.training.decode import evaluating
+from rnnkit.training.device import resolve_precision
 from rnnkit.training.distributed import all_sum
 from rnnkit.training.evaluate import evaluate, evaluate_dynamic, evaluate_texts, metrics_of, stream_sums
 from rnnkit.training.report import note_html, units_section
@@ -164,39 +169,46 @@ class LanguageModelTask(Task):
     # -- commands --------------------------------------------------------------------------------
 
     def sample(self, run, model, tokenizer, doc, cfg, precision) -> int:
-        labels = doc.labels
-        condition, end = None, None
-        if labels:  # a conditioned model writes one text (a line) of the label asked for
-            if cfg.condition not in labels:
-                raise ConfigError(f"{run} writes texts of a label: pass --condition with one of "
-                                  f"{', '.join(labels)}")
-            condition, end = labels.index(cfg.condition), int(tokenizer.encode("\n")[-1])
-        elif cfg.condition is not None:
-            raise ConfigError(f"{run} is not conditioned on labels; drop --condition")
-        prime = cfg.prime
-        if cfg.prime_file:
-            prime = read_text(cfg.prime_file, "char")
-        if labels:  # texts were learnt as "\n" + text + "\n": start a text, and echo only the user's prime
-            prime_ids = tokenizer.encode("\n" + prime, what="the prime text")
-        else:
-            prime = prime or tokenizer.default_prime()
-            prime_ids = tokenizer.encode(prime, what="the prime text")
+        prime = read_text(cfg.prime_file, "char") if cfg.prime_file else cfg.prime
+        prime, prime_ids, condition = self._prime(run, tokenizer, doc.labels, cfg.condition, prime)
         seed = cfg.seed if cfg.seed is not None else torch.seed()
         generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
         out = sys.stdout
         for n in range(cfg.num_samples):
             if cfg.num_samples > 1:
                 out.write(f"{'-' * 20} sample {n + 1} {'-' * 20}\n")
-            out.write(prime)
-            decode = tokenizer.stream_decoder(prime) if tokenizer.kind == "word" else tokenizer.stream_decoder()
-            for token in model.generate(prime_ids, cfg.sample_length, cfg.temperature, cfg.top_k, cfg.top_p, generator,
-                                        precision, condition):
-                if token == end:  # a conditioned text ends at its newline
-                    break
-                out.write(decode(token))
+            for piece in self._pieces(model, tokenizer, prime, prime_ids, cfg, generator, precision, condition):
+                out.write(piece)
                 out.flush()
             out.write("\n")
         return 0
+
+    @staticmethod
+    def _prime(run, tokenizer, labels, condition, prime) -> tuple[str, torch.Tensor, int | None]:
+        """(the prime as echoed, its ids, the condition's label id) for a sample of ``run``; a conditioned
+        model writes one text (a line) of the label ``condition``, which it needs."""
+        if labels:
+            if condition not in labels:
+                raise ConfigError(f"{run} writes texts of a label: pass --condition with one of {', '.join(labels)}")
+            # texts were learnt as "\n" + text + "\n": start a text, and echo only the user's prime
+            return prime, tokenizer.encode("\n" + prime, what="the prime text"), labels.index(condition)
+        if condition is not None:
+            raise ConfigError(f"{run} is not conditioned on labels; drop --condition")
+        prime = prime or tokenizer.default_prime()
+        return prime, tokenizer.encode(prime, what="the prime text"), None
+
+    @staticmethod
+    def _pieces(model, tokenizer, prime, prime_ids, cfg, generator, precision, condition) -> Iterator[str]:
+        """The text of one sample as it is generated: the prime, then one piece a token (a
+        conditioned text ends at its newline)."""
+        end = int(tokenizer.encode("\n")[-1]) if condition is not None else None
+        yield prime
+        decode = tokenizer.stream_decoder(prime) if tokenizer.kind == "word" else tokenizer.stream_decoder()
+        for token in model.generate(prime_ids, cfg.sample_length, cfg.temperature, cfg.top_k, cfg.top_p, generator,
+                                    precision, condition):
+            if token == end:
+                return
+            yield decode(token)
 
     def evaluate(self, run, model, doc, request) -> int:
         data_cfg, tokenizer, split = doc.data, doc.tokenizer, request.split or "val"
@@ -248,6 +260,64 @@ class LanguageModelTask(Task):
 
     def predict(self, run, model, doc, request) -> int:
         raise ConfigError(f"{run} is a language model; use `rnnkit sample {run}` or `rnnkit eval {run} TEXT`")
+
+    def endpoints(self, model, run, limits) -> dict[str, Endpoint]:
+        """``sample``: a text streamed as it is generated, one piece a token, as `rnnkit sample`
+        writes it (the same seed, the same text); ``surprisal`` (a language model of a stream): each
+        token's s_t = -log2 p(x_t | x_<t) in bits, read from a zero state as `rnnkit eval` reads a text,
+        and their mean, the bits per token."""
+        device = next(model.parameters()).device
+        precision = resolve_precision("auto", device)  # as `rnnkit sample` resolves it
+        tokenizer, labels = run.tokenizer, run.labels
+
+        def sample(values) -> Iterator[dict]:
+            try:
+                cfg = from_dict(SampleConfig, {k: v for k, v in values.items() if v is not None}, "the request")
+                prime, prime_ids, condition = self._prime("this run", tokenizer, labels, cfg.condition, cfg.prime)
+            except (ConfigError, DataError) as e:
+                raise RequestError(str(e).replace("--condition", "'condition'"), 422) from None
+            seed = cfg.seed if cfg.seed is not None else torch.seed()
+            generator = torch.Generator(device=device).manual_seed(seed)
+            for piece in self._pieces(model, tokenizer, prime, prime_ids, cfg, generator, precision, condition):
+                if piece:
+                    yield {"text": piece}
+
+        defaults = SampleConfig()
+        fields = {
+            "prime": Field("str", "the text to start from", defaults.prime, high=limits.max_text),
+            "sample_length": Field("int", "tokens to generate", 200, low=1, high=limits.max_length),
+            "temperature": Field("float", "softmax temperature; 0 = greedy", defaults.temperature, low=0, high=100),
+            "top_k": Field("int", "sample among the k likeliest tokens", low=1),
+            "top_p": Field("float", "sample from the smallest set with total probability >= p", low=0, high=1),
+            "seed": Field("int", "random seed (none: a fresh one)", low=0, high=2 ** 63 - 1),
+            **({"condition": Field("str", f"the label to write a text of: {', '.join(labels)}", required=True)}
+               if labels else {})}
+        served = {"sample": Endpoint("a text the model writes, streamed one token at a time", fields, sample,
+                                     stream=True, limits=limits)}
+        if labels:  # texts of a table, each of its label: scored whole, not as a stream
+            return served
+
+        @torch.no_grad()
+        def surprisal(values) -> dict:
+            try:
+                ids = torch.from_numpy(tokenizer.encode(values["text"], what="'text'")).long()  # (N,)
+            except DataError as e:
+                raise RequestError(str(e), 422) from None
+            if len(ids) < 2:
+                raise RequestError("'text' has fewer than 2 tokens; nothing to predict", 422)
+            with evaluating(model):
+                (logits, _), _ = model(ids[None].to(device))  # (1, N, V)
+            log_p = torch.log_softmax(logits[0, :-1].float(), dim=-1).gather(1, ids[1:, None].to(device))[:, 0]
+            bits = (-log_p / math.log(2)).tolist()  # (N - 1,): token t given the ones before it
+            decode = tokenizer.stream_decoder("") if tokenizer.kind == "word" else tokenizer.stream_decoder()
+            return {"tokens": [decode(int(i)) for i in ids], "bits": [None, *bits],
+                    "bits_per_token": sum(bits) / len(bits), "loss": -float(log_p.mean())}
+
+        served["surprisal"] = Endpoint(
+            "each token's surprisal in bits, -log2 p(x_t | x_<t), and the mean: bits per token",
+            {"text": Field("str", "the text to score", required=True, low=1, high=limits.max_text)},
+            surprisal, limits=limits)
+        return served
 
     # -- rnnkit report -------------------------------------------------------------------------------
 

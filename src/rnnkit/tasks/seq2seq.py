@@ -27,6 +27,7 @@ from rnnkit.models.beam import Search
 from rnnkit.models.portable import seq2seq_graphs
 from rnnkit.tasks.base import Task
 from rnnkit.tasks.labelled import ENCODER_RULES
+from rnnkit.tasks.serving import Endpoint, Field, RequestError, check_texts, texts_field
 from rnnkit.training.decode import decode, error_rates, evaluate_pairs, score, score_pairs
 from rnnkit.training.optim import ScheduledSampling, schedule_teacher_forcing
 from rnnkit.training.plots import plot_alignment
@@ -224,6 +225,32 @@ class Seq2SeqTask(Task):
                            [source_tok.decode([int(i)]) for i in ids[0]], Path(plot),
                            title=f"{sources[0]} -> {outputs[0][0]}")
         return 0
+
+    def endpoints(self, model, run, limits):
+        """``translate``: each source decoded as `rnnkit predict` decodes it, greedily or by beam search."""
+        source_tok, target_tok = run.tokenizer, run.target_tokenizer
+
+        def translate(values) -> dict:
+            sources = [s.strip() for s in values["sources"]]
+            check_texts(sources, limits, "sources")
+            try:
+                ids = [encode_line(source_tok, s, f"sources[{n}]") for n, s in enumerate(sources)]
+            except DataError as e:
+                raise RequestError(str(e), 422) from None
+            longest = values["max_length"]
+            if longest is None and 2 * max(map(len, ids)) + 10 > limits.max_length:  # decode's default, capped
+                longest = limits.max_length
+            search = Search(values["beam_size"], values["length_penalty"], 1, longest).check()
+            hyps = decode(model, ids, search.beam_size, search.length_penalty, 1, search.max_length)
+            return {"outputs": [target_tok.decode(n_best[0].tokens) for n_best in hyps],
+                    "scores": [n_best[0].score for n_best in hyps]}
+
+        fields = {"sources": texts_field(limits, "the sources to decode"),
+                  "beam_size": Field("int", "1: greedy", 1, low=1, high=16),
+                  "length_penalty": Field("float", "a beam's length penalty", 1.0, low=0, high=10),
+                  "max_length": Field("int", "the longest output in tokens (default: twice the source's, and 10)",
+                                      low=1, high=limits.max_length)}
+        return {"translate": Endpoint("each source decoded", fields, translate, limits=limits)}
 
     # -- rnnkit report -------------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from rnnkit.errors import CheckpointError, ConfigError
 from rnnkit.models import SequenceTagger, TaggerConfig
 from rnnkit.models.char_lm import DIRECTIONS, lm_spec
 from rnnkit.models.portable import Port
-from rnnkit.tasks.labelled import LabelledTask, examples_to_predict, predict_and_write
+from rnnkit.tasks.labelled import LabelledTask, examples_to_predict, labelling_endpoint, predict_and_write
 from rnnkit.tasks.lm import LanguageModelTask
 from rnnkit.training.run_config import read_run
 from rnnkit.training.runs import BEST, load_weights
@@ -138,6 +138,14 @@ class TagTask(LabelledTask):
         return predict_and_write(model, batches, labels,
                                  lambda f, predicted: write_conll(f, sentences, predicted), request.out, path,
                                  "sentences" if sentences.tags is not None else None, gold=sentences.tags)
+
+    def endpoints(self, model, run, limits):
+        """``tag``: a tag each word of each sentence (words split at white space). A run of series
+        (a tag each sample of a recording) serves nothing yet."""
+        if getattr(run.tokenizer, "num_features", None):
+            return {}
+        return {"tag": labelling_endpoint(model, run, limits, "sentences", "a tag each word of each sentence",
+                                          per_token=True)}
 
 
 def char_language_models(runs: str) -> dict:

@@ -65,6 +65,7 @@ class Run:
     engines: dict[str, str] = field(default_factory=dict)
     corpus_sha256: str | None = None
     rnnkit_version: str = __version__
+    folder: str | None = field(default=None, compare=False)  # where it was read from (not in config.json)
 
     @property
     def task(self) -> str:
@@ -179,7 +180,8 @@ def read_run(run_dir: str | Path, configs: Configs) -> Run:
                   target_tokenizer=tokenizer_from_dict(doc["target_tokenizer"]) if "target_tokenizer" in doc
                   else None,
                   labels=doc.get("labels"), engines=doc.get("engines", {}),  # runs before 2026-12 lack engines
-                  corpus_sha256=doc.get("corpus_sha256"), rnnkit_version=doc.get("rnnkit_version", "unknown"))
+                  corpus_sha256=doc.get("corpus_sha256"), rnnkit_version=doc.get("rnnkit_version", "unknown"),
+                  folder=str(run_dir))
         if not isinstance(run.engines, dict) or not set(run.engines.values()) <= {"fused", "explicit"}:
             raise ValueError(f"engines {run.engines!r}")
         if run.labels is not None and not (isinstance(run.labels, list) and all(isinstance(x, str)

@@ -1,0 +1,215 @@
+"""``rnnkit serve RUN``: a run's model over a local HTTP JSON API, and one page to try it.
+
+Routes: ``GET /`` the page (``serve.html``, plain HTML and JavaScript, no
+network); ``GET /api`` the run's task and its endpoints with their fields;
+``POST /api/NAME`` an endpoint of the run's task
+(:meth:`rnnkit.tasks.base.Task.endpoints`), a JSON object in, a JSON object
+out, or for a streamed endpoint one JSON object a line as each is made
+(``application/x-ndjson``, chunked transfer). This module knows no task: it
+checks a request against its endpoint's fields and calls it.
+
+Limits: a body over ``--max-body`` bytes is refused (413) before it is read;
+``--max-concurrent`` requests run at once and the next ones wait up to
+``--wait`` seconds for a place, then get 503. Every refusal is a 4xx/5xx
+with ``{"error": "one line"}``. The server binds to 127.0.0.1 unless
+``--host`` says otherwise and reads no file a request names (requests carry
+data). Ctrl-C stops it: requests still running are cut, and it exits with
+130, as `rnnkit train` does.
+
+Built on the standard library's ``http.server.ThreadingHTTPServer``: a local
+server for one user needs no framework, and this one brings no dependency to
+keep up to date; a request's thread runs the model (PyTorch releases the GIL
+in its kernels), bounded by a semaphore.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+
+from rnnkit.errors import RnnkitError
+
+EXIT_INTERRUPTED = 130  # as `rnnkit train` exits on Ctrl-C
+from rnnkit.tasks import load_run, named
+from rnnkit.tasks.serving import Limits, RequestError, check_request
+
+
+class Server(ThreadingHTTPServer):
+    """The HTTP server of one run: its ``endpoints``, a semaphore of ``max_concurrent`` places,
+    ``wait`` seconds a request waits for one, bodies of at most ``max_body`` bytes."""
+
+    daemon_threads = True  # Ctrl-C does not wait for a request still running
+
+    def __init__(self, address, endpoints: dict, about: dict, max_concurrent: int = 2, wait: float = 5.0,
+                 max_body: int = 1_000_000):
+        super().__init__(address, Handler)
+        self.endpoints, self.about, self.wait, self.max_body = endpoints, about, wait, max_body
+        self.max_concurrent, self.verbose, self.stopping = max_concurrent, False, False
+        self.places = threading.BoundedSemaphore(max_concurrent)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}/"
+
+
+def make_server(run: str, host: str = "127.0.0.1", port: int = 8000, limits: Limits = Limits(),
+                device: str = "cpu", engine: str | None = None, **settings) -> Server:
+    """A :class:`Server` of the run folder ``run`` bound to ``host``:``port`` (0: a free port),
+    not yet serving (``serve_forever()``); ``settings``: max_concurrent, wait, max_body."""
+    model, _, doc = load_run(run, device, engine=engine)
+    task = named(doc.data.task)
+    endpoints = task.endpoints(model, doc, limits)
+    if not endpoints:
+        raise RnnkitError(f"{run} is a {task.name} run, which has nothing to serve yet")
+    about = {"run": str(run), "task": task.name, "endpoints": {n: e.describe() for n, e in endpoints.items()}}
+    return Server((host, port), endpoints, about, **settings)
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: Server
+    protocol_version = "HTTP/1.1"  # chunked replies need it
+
+    def log_message(self, format, *args):  # one line a request on stderr, as http.server does, but quieter
+        if self.server.verbose:
+            super().log_message(format, *args)
+
+    def do_GET(self):
+        if self.path == "/":
+            page = resources.files("rnnkit.cli").joinpath("serve.html").read_bytes()
+            return self._send(200, page, "text/html; charset=utf-8")
+        if self.path == "/api":
+            return self._json(200, self.server.about)
+        self._error(404, f"no page {self.path}; GET / or /api, POST /api/NAME")
+
+    def do_POST(self):
+        name = self.path.removeprefix("/api/") if self.path.startswith("/api/") else None
+        if name not in self.server.endpoints:
+            return self._error(404, f"no endpoint {self.path}; this run serves "
+                                    f"{', '.join('/api/' + n for n in self.server.endpoints)}")
+        try:
+            body = self._body()
+        except RequestError as e:
+            self.close_connection = True  # the unread body would be taken for the next request
+            return self._error(e.status, str(e))
+        if not self.server.places.acquire(timeout=self.server.wait):
+            return self._error(503, f"busy: {self.server.max_concurrent} requests are running; try again")
+        try:
+            endpoint = self.server.endpoints[name]
+            reply = endpoint.handle(check_request(endpoint, body))
+            if endpoint.stream:
+                self._stream(reply)
+            else:
+                self._json(200, reply)
+        except RequestError as e:
+            self._error(e.status, str(e))
+        except RnnkitError as e:  # the run cannot take this request (a label it has not, a character unseen)
+            self._error(422, str(e))
+        except Exception as e:  # a bug: said in one line, and the server goes on
+            self._error(500, f"{type(e).__name__}: {e}")
+        finally:
+            self.server.places.release()
+
+    def _body(self):
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            raise RequestError("send the body with a Content-Length, not chunked", 411)
+        try:
+            length = int(self.headers.get("Content-Length", ""))
+        except ValueError:
+            raise RequestError("a POST needs a Content-Length header", 411) from None
+        if length > self.server.max_body:
+            raise RequestError(f"the body holds {length:,} bytes; the limit is {self.server.max_body:,}", 413)
+        try:
+            return json.loads(self.rfile.read(length))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise RequestError(f"the body is not JSON: {e}") from None
+
+    def _stream(self, reply):
+        pieces = iter(reply)
+        first = next(pieces, None)  # a bad request fails here, before the 200 goes out
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-ndjson")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        try:
+            if first is not None:
+                self._chunk(first)
+                for piece in pieces:
+                    if self.server.stopping:  # Ctrl-C: the stream is cut between two tokens
+                        break
+                    self._chunk(piece)
+            self._chunk({"error": "the server is stopping"} if self.server.stopping else {"done": True})
+        except (BrokenPipeError, ConnectionResetError):  # the client left: stop generating
+            self.close_connection = True
+            return
+        except Exception as e:  # after the 200: the stream ends with the reason, and the server goes on
+            self._chunk({"error": f"{type(e).__name__}: {e}".splitlines()[0]})
+        self.wfile.write(b"0\r\n\r\n")
+
+    def _chunk(self, obj):
+        data = (json.dumps(obj) + "\n").encode()
+        self.wfile.write(f"{len(data):X}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()
+
+    def _json(self, status: int, obj):
+        self._send(status, json.dumps(obj).encode(), "application/json")
+
+    def _error(self, status: int, message: str):
+        self._json(status, {"error": message.splitlines()[0] if message else HTTPStatus(status).phrase})
+
+    def _send(self, status: int, data: bytes, kind: str):
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def run_serve(args) -> int:
+    """``rnnkit serve RUN``: serve until Ctrl-C, which cuts the streams still running, waits a
+    few seconds for the other requests and exits with code 130."""
+    from rnnkit.errors import ConfigError
+    from rnnkit.training import resolve_device
+
+    for name in ("max_concurrent", "max_length", "max_body", "max_text", "max_items"):
+        if getattr(args, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be >= 1; got {getattr(args, name)}")
+    if args.wait < 0 or not 0 <= args.port <= 65535:
+        raise ConfigError(f"--wait must be >= 0 and --port in 0..65535; got {args.wait} and {args.port}")
+    limits = Limits(max_length=args.max_length, max_text=args.max_text, max_items=args.max_items)
+    try:
+        server = make_server(args.run, args.host, args.port, limits, resolve_device(args.device), args.engine,
+                             max_concurrent=args.max_concurrent, wait=args.wait, max_body=args.max_body)
+    except OSError as e:
+        raise ConfigError(f"cannot listen on {args.host}:{args.port} ({e.strerror}); pick another --port") from None
+    server.verbose = args.verbose
+    print(f"serving {args.run} ({server.about['task']}) at {server.url} ; Ctrl-C stops", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        finished = stop(server)
+        server.server_close()
+        print("\ninterrupted" + ("" if finished else "; a request still running was cut"), file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # not the interpreter's exit: torch's threads that served a request from a thread of ours abort
+        # it at teardown ("terminate called without an active exception"); everything is written by now
+        os._exit(EXIT_INTERRUPTED)
+    server.server_close()
+    return 0
+
+
+def stop(server: Server, grace: float = 5.0) -> bool:
+    """Cut the streams still running (between two tokens) and wait up to ``grace`` seconds for
+    every request to end; whether they all did."""
+    server.stopping = True
+    deadline = time.monotonic() + grace
+    return all(server.places.acquire(timeout=max(deadline - time.monotonic(), 0))
+               for _ in range(server.max_concurrent))
