@@ -7,11 +7,13 @@ at the end of a file to forecast, whose channels are empty."""
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from rnnkit.data.calendar import format_times
 from rnnkit.data.files import read_text
 from rnnkit.data.series import check_rectangular, is_number
 from rnnkit.errors import DataError
@@ -160,3 +162,50 @@ def _read_npy(path: Path, config) -> SeriesFile:
                         f"first")
     return SeriesFile(path, [str(i) for i in range(x.shape[1])], x, [], np.zeros((len(x), 0)), None, None, None,
                       None, ",", {})
+
+
+def _name(channel: str, q: float) -> str:
+    return f"{channel}_q{q:g}"
+
+
+def forecast_table(series: SeriesFile, history: int, horizon: int, times, point: np.ndarray, qs: np.ndarray,
+                   quantiles) -> bytes:
+    """A forecast in its series' file format: the observed rows as they were, then the forecast's rows (the
+    time stamps continued, the channels' point forecasts (H, C), the covariates the file gave), and a column
+    a channel and quantile (``qs`` (Q, H, C)); a NumPy series' as an .npy file's bytes."""
+    C = len(series.channels)
+    if series.rows is None:  # NumPy: (history + H, C + C Q), the quantiles NaN in the observed rows
+        table = np.full((history + horizon, C * (1 + len(quantiles))), np.nan)
+        table[:history, :C] = series.values[:history]
+        table[history:, :C] = point
+        for i in range(len(quantiles)):
+            table[history:, C * (1 + i):C * (2 + i)] = qs[i]
+        buffer = io.BytesIO()
+        np.save(buffer, table)
+        return buffer.getvalue()
+    width = len(series.rows[0])
+    rows = [list(r) + [""] * (len(quantiles) * C) for r in series.rows[:history]]
+    stamps = format_times(times, [r[series.columns[series.time_name]] for r in series.rows[:history]]) \
+        if times is not None else None
+    for h in range(horizon):
+        given = series.rows[history + h] if history + h < len(series.rows) else [""] * width
+        row = [given[i] if series.rows and i in _kept(series) else "" for i in range(width)]
+        if stamps is not None:
+            row[series.columns[series.time_name]] = stamps[h]
+        for c, name in enumerate(series.channels):
+            row[series.columns[name]] = f"{point[h, c]:.6g}"
+        row += [f"{qs[i, h, c]:.6g}" for i in range(len(quantiles)) for c in range(C)]
+        rows.append(row)
+    header = None if series.header is None else \
+        list(series.header) + [_name(ch, q) for q in quantiles for ch in series.channels]
+    lines = io.StringIO()
+    writer = csv.writer(lines, delimiter=series.delimiter, lineterminator="\n")
+    if header:
+        writer.writerow(header)
+    writer.writerows(rows)
+    return lines.getvalue().encode()
+
+
+def _kept(series) -> set[int]:
+    """The columns of a future row the file gives and the forecast keeps: the covariates'."""
+    return {series.columns[name] for name in series.covariate_names}

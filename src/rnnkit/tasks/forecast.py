@@ -15,9 +15,7 @@ columns, and on request a PNG of history, forecast and bands.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import json
 import sys
 from dataclasses import dataclass
@@ -28,9 +26,9 @@ import numpy as np
 import torch
 
 from rnnkit.config import TrainConfig, setting, to_dict
-from rnnkit.data.calendar import format_times, future_times
+from rnnkit.data.calendar import future_times
 from rnnkit.data.forecast import ForecastConfig, ForecastData
-from rnnkit.data.series_table import SeriesFile, read_series_file
+from rnnkit.data.series_table import SeriesFile, forecast_table, read_series_file
 from rnnkit.errors import ConfigError, DataError
 from rnnkit.models.forecaster import Forecaster, ForecasterConfig
 from rnnkit.models.linear_ar import choose_order, default_max_order, fit_linear_ar, rows_needed
@@ -349,53 +347,13 @@ def _quantiles(text: str) -> tuple[float, ...]:
     return values
 
 
-def _name(channel: str, q: float) -> str:
-    return f"{channel}_q{q:g}"
-
-
 def _write(series, history: int, horizon: int, times, point: np.ndarray, qs: np.ndarray, quantiles, out) -> None:
-    """The observed rows as they were, then the forecast's rows: the time stamps continued, the channels'
-    point forecasts, the covariates the file gave, and a column a channel and quantile."""
-    C = len(series.channels)
-    if series.rows is None:  # NumPy: (history + H, C + C Q), the quantiles NaN in the observed rows
-        table = np.full((history + horizon, C * (1 + len(quantiles))), np.nan)
-        table[:history, :C] = series.values[:history]
-        table[history:, :C] = point
-        for i in range(len(quantiles)):
-            table[history:, C * (1 + i):C * (2 + i)] = qs[i]
-        buffer = io.BytesIO()
-        np.save(buffer, table)
-        write_output(Path(out), buffer.getvalue())
-        return
-    width = len(series.rows[0])
-    rows = [list(r) + [""] * (len(quantiles) * C) for r in series.rows[:history]]
-    stamps = format_times(times, [r[series.columns[series.time_name]] for r in series.rows[:history]]) \
-        if times is not None else None
-    for h in range(horizon):
-        given = series.rows[history + h] if history + h < len(series.rows) else [""] * width
-        row = [given[i] if series.rows and i in _kept(series) else "" for i in range(width)]
-        if stamps is not None:
-            row[series.columns[series.time_name]] = stamps[h]
-        for c, name in enumerate(series.channels):
-            row[series.columns[name]] = f"{point[h, c]:.6g}"
-        row += [f"{qs[i, h, c]:.6g}" for i in range(len(quantiles)) for c in range(C)]
-        rows.append(row)
-    header = None if series.header is None else \
-        list(series.header) + [_name(ch, q) for q in quantiles for ch in series.channels]
-    lines = io.StringIO()
-    writer = csv.writer(lines, delimiter=series.delimiter, lineterminator="\n")
-    if header:
-        writer.writerow(header)
-    writer.writerows(rows)
+    """The forecast in the input's format (:func:`rnnkit.data.series_table.forecast_table`) to ``out``, or stdout."""
+    content = forecast_table(series, history, horizon, times, point, qs, quantiles)
     if out:
-        write_output(Path(out), lines.getvalue().encode())
+        write_output(Path(out), content)
     else:
-        sys.stdout.write(lines.getvalue())
-
-
-def _kept(series) -> set[int]:
-    """The columns of a future row the file gives and the forecast keeps: the covariates'."""
-    return {series.columns[name] for name in series.covariate_names}
+        sys.stdout.write(content.decode())
 
 
 def _plot(target, series, history: int, times, point, paths, run) -> None:
