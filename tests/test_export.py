@@ -190,6 +190,13 @@ def test_what_cannot_be_exported_is_refused_before_anything_is_written(tmp_path,
     assert not (tmp_path / "export").exists()
 
 
+def test_a_task_without_graphs_says_which_tasks_export():
+    from rnnkit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="a forecast run cannot be exported yet; export takes lm, classify"):
+        named("forecast").export_graphs(None, None)
+
+
 # -- the command line ------------------------------------------------------------------
 
 
