@@ -359,10 +359,12 @@ def test_the_process_prints_its_url_and_ctrl_c_cuts_a_stream_and_exits_130(runs)
 
 @pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium installed (Debian: apt-get install chromium)")
-def test_the_page_in_a_real_browser_streams_a_sample_and_colours_surprisal(lm, runs, tmp_path):
+def test_the_page_in_a_real_browser_streams_a_sample_colours_surprisal_and_labels(lm, runs, tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (pip install playwright)")
     expected = "".join(p.get("text", "") for p in stream(lm, {"prime": "the ", "sample_length": 300, "seed": 3}))
-    classify = Serving(runs / "classify")
+    classify, ctc = Serving(runs / "classify"), Serving(runs / "ctc")
+    wav = base64.b64encode((runs / "speech" / "0003.wav").read_bytes()).decode()
+    transcript = ctc.post("transcribe", {"wav": wav})[1]
     problems = []
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
@@ -401,7 +403,13 @@ def test_the_page_in_a_real_browser_streams_a_sample_and_colours_surprisal(lm, r
             page.click("#predict-send")
             page.wait_for_function("document.getElementById('predict-out').textContent.includes('labels')")
             assert len(json.loads(page.text_content("#predict-out"))["labels"]) == 2
+            page.goto(f"http://127.0.0.1:{ctc.port}/")
+            page.set_input_files("#transcribe-wav", str(runs / "speech" / "0003.wav"))
+            page.click("#transcribe-send")
+            page.wait_for_function("document.getElementById('transcribe-out').textContent.includes('transcript')")
+            assert json.loads(page.text_content("#transcribe-out")) == transcript
         finally:
             browser.close()
             classify.close()
+            ctc.close()
     assert not problems, problems
