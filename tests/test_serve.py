@@ -39,6 +39,8 @@ def runs(tmp_path_factory, make_text, spam_table, chunk_corpus, tiny_lm_flags, t
     (folder / "series.csv").write_text("value\n" + "".join(f"{v}\n" for v in wave))
     write_manifest(folder, "speech", random_texts(30, 0))
     commands = {"lm": ["corpus.txt", *tiny_lm_flags, "--max-steps", "20"],
+                "conditioned": ["spam.csv", "--condition-column", "CLASS", "--hidden-size", "16", "--num-layers", "1",
+                                "--embedding-dim", "8", "--batch-size", "8", "--max-steps", "6", "--device", "cpu"],
                 "ctc": ["speech.tsv", "--task", "ctc", "--mel-bands", "8", "--hidden-size", "16", "--num-layers", "1",
                         "--batch-size", "8", "--device", "cpu", "--max-steps", "4"],
                 "forecast": ["series.csv", "--task", "forecast", "--hidden-size", "16", "--batch-size", "16",
@@ -123,6 +125,22 @@ def test_a_streamed_sample_comes_in_pieces_and_equals_rnnkit_sample_with_the_see
     assert "".join(texts) + "\n" == expected.stdout
     other = stream(lm, {"prime": "the ", "sample_length": 40, "seed": 12, "temperature": 1.0})
     assert "".join(p["text"] for p in other[:-1]) != "".join(texts)  # the seed matters
+
+
+def test_a_conditioned_model_samples_a_text_of_the_label_asked_for_as_rnnkit_sample(runs, cli_here):
+    server = Serving(runs / "conditioned")
+    try:
+        about = server.request("GET", "/api")[1]
+        assert set(about["endpoints"]) == {"sample"}  # texts of a table are scored whole, not as a stream
+        assert about["endpoints"]["sample"]["fields"]["condition"]["required"] is True
+        status, reply = server.post("sample", {"condition": "2"})
+        assert status == 422 and "one of 0, 1" in reply["error"], reply
+        pieces = stream(server, {"condition": "1", "seed": 4, "sample_length": 60})
+    finally:
+        server.close()
+    expected = cli_here("sample", runs / "conditioned", "--condition", "1", "--seed", 4, "--sample-length", 60)
+    assert expected.returncode == 0, expected.stderr
+    assert "".join(p["text"] for p in pieces[:-1]) + "\n" == expected.stdout and pieces[-1] == {"done": True}
 
 
 def test_surprisal_is_each_token_s_bits_and_its_mean_is_rnnkit_eval_s_loss(lm, runs, cli_here, tmp_path):
