@@ -11,6 +11,7 @@ import json
 import math
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -188,6 +189,23 @@ def test_bodies_that_are_not_json_or_too_large_are_refused(runs):
         assert status == 413 and "the limit is 200" in reply["error"]
         status, reply = serving.request("GET", "/nowhere")
         assert status == 404
+        status, reply = serving.request("PUT", "/api/surprisal", {"text": "the"})
+        assert status == 405 and "PUT is not served" in reply["error"]
+        status, reply = serving.request("POST", "/api/surprisal", b"{}", {"Content-Length": "-5"})
+        assert status == 400 and "Content-Length must be >= 0" in reply["error"]
+    finally:
+        serving.close()
+
+
+def test_a_client_that_stalls_in_its_body_gets_408_and_frees_its_thread(runs):
+    serving = Serving(runs / "lm")
+    serving.server.request_timeout = 0.3
+    try:
+        with socket.create_connection(("127.0.0.1", serving.port), timeout=10) as client:
+            client.sendall(b"POST /api/surprisal HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"te")
+            reply = client.recv(4096).decode()
+        assert reply.startswith("HTTP/1.1 408") and "did not arrive within 0.3 s" in reply, reply
+        assert serving.post("surprisal", {"text": "the cat"})[0] == 200
     finally:
         serving.close()
 
