@@ -101,6 +101,7 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         name = self.path.removeprefix("/api/") if self.path.startswith("/api/") else None
         if name not in self.server.endpoints:
+            self.close_connection = True  # its body is not read
             return self._error(404, f"no endpoint {self.path}; this run serves "
                                     f"{', '.join('/api/' + n for n in self.server.endpoints)}")
         try:
