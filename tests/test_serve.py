@@ -368,6 +368,11 @@ def test_bad_serve_flags_get_one_line(runs, cli_here, user_error, make_text, tmp
     user_error(cli_here("serve", runs / "lm", "--max-concurrent", 0), "--max-concurrent must be >= 1")
     user_error(cli_here("serve", runs / "lm", "--port", 70000), "--port in 0..65535")
     user_error(cli_here("serve", tmp_path / "missing"), "missing")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        user_error(cli_here("serve", runs / "lm", "--port", port), f"cannot listen on 127.0.0.1:{port}")
 
 
 @pytest.mark.slow
