@@ -11,6 +11,7 @@ import json
 import math
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -39,6 +40,8 @@ def runs(tmp_path_factory, make_text, spam_table, chunk_corpus, tiny_lm_flags, t
     (folder / "series.csv").write_text("value\n" + "".join(f"{v}\n" for v in wave))
     write_manifest(folder, "speech", random_texts(30, 0))
     commands = {"lm": ["corpus.txt", *tiny_lm_flags, "--max-steps", "20"],
+                "conditioned": ["spam.csv", "--condition-column", "CLASS", "--hidden-size", "16", "--num-layers", "1",
+                                "--embedding-dim", "8", "--batch-size", "8", "--max-steps", "6", "--device", "cpu"],
                 "ctc": ["speech.tsv", "--task", "ctc", "--mel-bands", "8", "--hidden-size", "16", "--num-layers", "1",
                         "--batch-size", "8", "--device", "cpu", "--max-steps", "4"],
                 "forecast": ["series.csv", "--task", "forecast", "--hidden-size", "16", "--batch-size", "16",
@@ -125,6 +128,22 @@ def test_a_streamed_sample_comes_in_pieces_and_equals_rnnkit_sample_with_the_see
     assert "".join(p["text"] for p in other[:-1]) != "".join(texts)  # the seed matters
 
 
+def test_a_conditioned_model_samples_a_text_of_the_label_asked_for_as_rnnkit_sample(runs, cli_here):
+    server = Serving(runs / "conditioned")
+    try:
+        about = server.request("GET", "/api")[1]
+        assert set(about["endpoints"]) == {"sample"}  # texts of a table are scored whole, not as a stream
+        assert about["endpoints"]["sample"]["fields"]["condition"]["required"] is True
+        status, reply = server.post("sample", {"condition": "2"})
+        assert status == 422 and "one of 0, 1" in reply["error"], reply
+        pieces = stream(server, {"condition": "1", "seed": 4, "sample_length": 60})
+    finally:
+        server.close()
+    expected = cli_here("sample", runs / "conditioned", "--condition", "1", "--seed", 4, "--sample-length", 60)
+    assert expected.returncode == 0, expected.stderr
+    assert "".join(p["text"] for p in pieces[:-1]) + "\n" == expected.stdout and pieces[-1] == {"done": True}
+
+
 def test_surprisal_is_each_token_s_bits_and_its_mean_is_rnnkit_eval_s_loss(lm, runs, cli_here, tmp_path):
     text = "the cat sat on the mat and the dog ran\nthe end"
     status, reply = lm.post("surprisal", {"text": text})
@@ -170,6 +189,23 @@ def test_bodies_that_are_not_json_or_too_large_are_refused(runs):
         assert status == 413 and "the limit is 200" in reply["error"]
         status, reply = serving.request("GET", "/nowhere")
         assert status == 404
+        status, reply = serving.request("PUT", "/api/surprisal", {"text": "the"})
+        assert status == 405 and "PUT is not served" in reply["error"]
+        status, reply = serving.request("POST", "/api/surprisal", b"{}", {"Content-Length": "-5"})
+        assert status == 400 and "Content-Length must be >= 0" in reply["error"]
+    finally:
+        serving.close()
+
+
+def test_a_client_that_stalls_in_its_body_gets_408_and_frees_its_thread(runs):
+    serving = Serving(runs / "lm")
+    serving.server.request_timeout = 0.3
+    try:
+        with socket.create_connection(("127.0.0.1", serving.port), timeout=10) as client:
+            client.sendall(b"POST /api/surprisal HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"te")
+            reply = b"".join(iter(lambda: client.recv(4096), b"")).decode()  # until the server closes it
+        assert reply.startswith("HTTP/1.1 408") and "did not arrive within 0.3 s" in reply, reply
+        assert serving.post("surprisal", {"text": "the cat"})[0] == 200
     finally:
         serving.close()
 
@@ -332,8 +368,14 @@ def test_bad_serve_flags_get_one_line(runs, cli_here, user_error, make_text, tmp
     user_error(cli_here("serve", runs / "lm", "--max-concurrent", 0), "--max-concurrent must be >= 1")
     user_error(cli_here("serve", runs / "lm", "--port", 70000), "--port in 0..65535")
     user_error(cli_here("serve", tmp_path / "missing"), "missing")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        user_error(cli_here("serve", runs / "lm", "--port", port), f"cannot listen on 127.0.0.1:{port}")
 
 
+@pytest.mark.slow
 def test_the_process_prints_its_url_and_ctrl_c_cuts_a_stream_and_exits_130(runs):
     process = subprocess.Popen([sys.executable, "-m", "rnnkit", "serve", str(runs / "lm"), "--port", "0",
                                 "--max-length", "1000000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -359,10 +401,12 @@ def test_the_process_prints_its_url_and_ctrl_c_cuts_a_stream_and_exits_130(runs)
 
 @pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium installed (Debian: apt-get install chromium)")
-def test_the_page_in_a_real_browser_streams_a_sample_and_colours_surprisal(lm, runs, tmp_path):
+def test_the_page_in_a_real_browser_streams_a_sample_colours_surprisal_and_labels(lm, runs, tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (pip install playwright)")
     expected = "".join(p.get("text", "") for p in stream(lm, {"prime": "the ", "sample_length": 300, "seed": 3}))
-    classify = Serving(runs / "classify")
+    classify, ctc = Serving(runs / "classify"), Serving(runs / "ctc")
+    wav = base64.b64encode((runs / "speech" / "0003.wav").read_bytes()).decode()
+    transcript = ctc.post("transcribe", {"wav": wav})[1]
     problems = []
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
@@ -401,7 +445,13 @@ def test_the_page_in_a_real_browser_streams_a_sample_and_colours_surprisal(lm, r
             page.click("#predict-send")
             page.wait_for_function("document.getElementById('predict-out').textContent.includes('labels')")
             assert len(json.loads(page.text_content("#predict-out"))["labels"]) == 2
+            page.goto(f"http://127.0.0.1:{ctc.port}/")
+            page.set_input_files("#transcribe-wav", str(runs / "speech" / "0003.wav"))
+            page.click("#transcribe-send")
+            page.wait_for_function("document.getElementById('transcribe-out').textContent.includes('transcript')")
+            assert json.loads(page.text_content("#transcribe-out")) == transcript
         finally:
             browser.close()
             classify.close()
+            ctc.close()
     assert not problems, problems

@@ -45,6 +45,7 @@ class Server(ThreadingHTTPServer):
     ``wait`` seconds a request waits for one, bodies of at most ``max_body`` bytes."""
 
     daemon_threads = True  # Ctrl-C does not wait for a request still running
+    request_timeout = 30.0  # seconds a client may stall while sending (then 408) or between requests
 
     def __init__(self, address, endpoints: dict, about: dict, max_concurrent: int = 2, wait: float = 5.0,
                  max_body: int = 1_000_000):
@@ -76,6 +77,10 @@ class Handler(BaseHTTPRequestHandler):
     server: Server
     protocol_version = "HTTP/1.1"  # chunked replies need it
 
+    def setup(self):
+        self.timeout = self.server.request_timeout  # a client that stalls cannot hold a thread for ever
+        super().setup()
+
     def log_message(self, format, *args):  # one line a request on stderr, as http.server does, but quieter
         if self.server.verbose:
             super().log_message(format, *args)
@@ -88,9 +93,15 @@ class Handler(BaseHTTPRequestHandler):
             return self._json(200, self.server.about)
         self._error(404, f"no page {self.path}; GET / or /api, POST /api/NAME")
 
+    def do_PUT(self):
+        self._error(405, f"{self.command} is not served; GET / or /api, POST /api/NAME")
+
+    do_DELETE = do_PATCH = do_PUT
+
     def do_POST(self):
         name = self.path.removeprefix("/api/") if self.path.startswith("/api/") else None
         if name not in self.server.endpoints:
+            self.close_connection = True  # its body is not read
             return self._error(404, f"no endpoint {self.path}; this run serves "
                                     f"{', '.join('/api/' + n for n in self.server.endpoints)}")
         try:
@@ -123,10 +134,16 @@ class Handler(BaseHTTPRequestHandler):
             length = int(self.headers.get("Content-Length", ""))
         except ValueError:
             raise RequestError("a POST needs a Content-Length header", 411) from None
+        if length < 0:
+            raise RequestError(f"Content-Length must be >= 0; got {length}")
         if length > self.server.max_body:
             raise RequestError(f"the body holds {length:,} bytes; the limit is {self.server.max_body:,}", 413)
         try:
-            return json.loads(self.rfile.read(length))
+            data = self.rfile.read(length)
+        except TimeoutError:
+            raise RequestError(f"the body did not arrive within {self.server.request_timeout:g} s", 408) from None
+        try:
+            return json.loads(data)
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise RequestError(f"the body is not JSON: {e}") from None
 

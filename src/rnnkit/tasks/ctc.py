@@ -216,7 +216,7 @@ class CTCTask(Task):
             texts, _ = transcribe(model, inputs, target, values["beam_size"], None, 0.0, 0.0)
             return {"transcript": texts[0]}
 
-        fields = {"wav": Field("str", f"a mono PCM wav at {features.sample_rate} Hz, base64", required=True,
+        fields = {"wav": Field("base64", f"a mono PCM wav at {features.sample_rate} Hz, base64", required=True,
                                low=1),
                   "beam_size": Field("int", "1: best path; more: prefix beam search", 1, low=1, high=64)}
         return {"transcribe": Endpoint("the transcript of a recording", fields, transcribe_wav, limits=limits)}

@@ -275,7 +275,6 @@ class ForecastTask(Task):
         _write(series, history, horizon, times, point, qs, quantiles, request.out)
         return 0
 
-
     @staticmethod
     def _forecast(model, doc, series, times, horizon: int, samples: int, quantiles) -> tuple:
         """(point (H, C), quantiles (Q, H, C), sample paths (N, H, C)) of the ``horizon`` steps after

@@ -184,7 +184,7 @@ class LanguageModelTask(Task):
         return 0
 
     @staticmethod
-    def _prime(run, tokenizer, labels, condition, prime) -> tuple[str, torch.Tensor, int | None]:
+    def _prime(run, tokenizer, labels, condition, prime) -> tuple:
         """(the prime as echoed, its ids, the condition's label id) for a sample of ``run``; a conditioned
         model writes one text (a line) of the label ``condition``, which it needs."""
         if labels:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from rnnkit.errors import RnnkitError
 
-_TYPES = {"str": str, "int": int, "float": (int, float), "bool": bool, "list[str]": list, "list": list}
+_TYPES = {"str": str, "int": int, "float": (int, float), "bool": bool, "list[str]": list, "list": list, "base64": str}
 
 
 class RequestError(RnnkitError):
@@ -43,7 +43,7 @@ class Limits:
 @dataclass(frozen=True)
 class Field:
     """One field of a request: ``kind`` one of "str", "int", "float", "bool", "list[str]", "list" (its
-    items checked by the endpoint);
+    items checked by the endpoint), "base64" (a file's bytes, a string; the page offers a file to pick);
     ``low``/``high`` bound a number, ``high`` the length of a text or the items of a list."""
 
     kind: str
@@ -98,9 +98,9 @@ def _checked(name: str, f: Field, value):
         raise RequestError(f"{name!r} must be {f.kind}, got {type(value).__name__}")
     if f.kind == "list[str]" and not all(isinstance(v, str) for v in value):
         raise RequestError(f"{name!r} must be a list of strings")
-    if f.kind in ("str", "list[str]", "list"):
+    if f.kind in ("str", "base64", "list[str]", "list"):
         if f.high is not None and len(value) > f.high:
-            what = "characters" if f.kind == "str" else "items"
+            what = "items" if f.kind.startswith("list") else "characters"
             raise RequestError(f"{name!r} holds {len(value):,} {what}; the limit is {int(f.high):,}", 413)
         if f.low is not None and len(value) < f.low:
             raise RequestError(f"{name!r} must hold at least {int(f.low)}")
