@@ -64,11 +64,13 @@ class TagTask(LabelledTask):
     }
 
     def spelling(self, model_cfg) -> bool:
+        model_cfg = self.own(model_cfg)
         return super().spelling(model_cfg) or bool(model_cfg.char_lm)  # the words' characters, in sentences
 
     def build_model(self, model_cfg, tokenizer, labels=None, target_tokenizer=None):
         """The tagger; a new one with ``char_lm`` starts its two character language models from
         their runs (their structure is kept in its config, ``char_lm_spec``, so the run needs them no more)."""
+        model_cfg = self.own(model_cfg)  # a plain ModelConfig (the Python API) has no char_lm
         if not model_cfg.char_lm or model_cfg.char_lm_spec is not None:
             return super().build_model(model_cfg, tokenizer, labels)
         models = char_language_models(model_cfg.char_lm)
