@@ -6,6 +6,7 @@ import contextlib
 import io
 import os
 import random
+import shutil
 import subprocess
 import sys
 
@@ -207,3 +208,25 @@ def require_native_kernels():
     library = native.library()
     assert library is not None, "a compiler is there, so the kernels must build and load"
     return library
+
+
+CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
+
+
+@contextlib.contextmanager
+def browser_page(allowed, viewport=(1200, 900)):
+    """A page of headless Chromium (Playwright driving the system's browser) that loads only
+    URLs for which ``allowed(url)`` is true: yields (page, problems), the console's errors and
+    warnings and the page's exceptions, which a test asserts empty at the end."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (pip install playwright)")
+    problems = []
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+            page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            page.route("**/*", lambda route: route.continue_() if allowed(route.request.url) else route.abort())
+            yield page, problems
+        finally:
+            browser.close()

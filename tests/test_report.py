@@ -6,9 +6,8 @@ import re
 import shutil
 
 import pytest
-from conftest import run_main
+from conftest import CHROMIUM, browser_page, run_main
 
-CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
 
 MODEL = ["--hidden-size", "16", "--num-layers", "2", "--batch-size", "8", "--device", "cpu"]
 
@@ -112,31 +111,20 @@ def test_a_report_whose_corpus_is_gone_says_so_and_reads_a_given_text(runs, tmp_
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium installed (Debian: apt-get install chromium)")
 @pytest.mark.parametrize("task", ["lm", "seq2seq"])
 def test_the_report_renders_in_a_real_browser(runs, task, tmp_path):
-    sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (pip install playwright)")
     page_file = runs / task / "report.html"
     if not page_file.exists():
         report(runs / task)
-    problems = []
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        try:
-            page = browser.new_page(viewport={"width": 1300, "height": 900})
-            page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)
-            page.on("pageerror", lambda e: problems.append(str(e)))
-            page.route("**/*", lambda route: route.abort() if not route.request.url.startswith(("file:", "data:"))
-                       else route.continue_())  # nothing may come from the network
-            page.goto(page_file.as_uri())
-            images = page.evaluate("Array.from(document.images).map(i => [i.complete, i.naturalWidth])")
-            assert images and all(done and width > 100 for done, width in images), images
-            if task == "lm":
-                spans = page.locator("#reading span")
-                assert spans.count() > 100
-                before = spans.nth(5).evaluate("s => s.style.background")
-                page.select_option("#colour", "0")  # the first unit found
-                assert spans.nth(5).evaluate("s => s.style.background") != before or \
-                    spans.nth(6).evaluate("s => s.style.background") != before
-            page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
-        finally:
-            browser.close()
+    with browser_page(lambda url: url.startswith(("file:", "data:")), (1300, 900)) as (page, problems):  # no network
+        page.goto(page_file.as_uri())
+        images = page.evaluate("Array.from(document.images).map(i => [i.complete, i.naturalWidth])")
+        assert images and all(done and width > 100 for done, width in images), images
+        if task == "lm":
+            spans = page.locator("#reading span")
+            assert spans.count() > 100
+            before = spans.nth(5).evaluate("s => s.style.background")
+            page.select_option("#colour", "0")  # the first unit found
+            assert spans.nth(5).evaluate("s => s.style.background") != before or \
+                spans.nth(6).evaluate("s => s.style.background") != before
+        page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
     assert not problems, problems
     assert (tmp_path / "report.png").stat().st_size > 50_000

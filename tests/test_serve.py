@@ -9,7 +9,6 @@ import http.client
 import io
 import json
 import math
-import shutil
 import signal
 import socket
 import subprocess
@@ -18,12 +17,11 @@ import threading
 
 import numpy as np
 import pytest
-from conftest import run_main
+from conftest import CHROMIUM, browser_page, run_main
 
 from rnnkit.cli.serve import make_server
 from rnnkit.tasks.serving import Limits
 
-CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
 
 
 @pytest.fixture(scope="module")
@@ -402,20 +400,13 @@ def test_the_process_prints_its_url_and_ctrl_c_cuts_a_stream_and_exits_130(runs)
 @pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium installed (Debian: apt-get install chromium)")
 def test_the_page_in_a_real_browser_streams_a_sample_colours_surprisal_and_labels(lm, runs, tmp_path):
-    sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (pip install playwright)")
     expected = "".join(p.get("text", "") for p in stream(lm, {"prime": "the ", "sample_length": 300, "seed": 3}))
     classify, ctc = Serving(runs / "classify"), Serving(runs / "ctc")
     wav = base64.b64encode((runs / "speech" / "0003.wav").read_bytes()).decode()
     transcript = ctc.post("transcribe", {"wav": wav})[1]
-    problems = []
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        try:
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
-            page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)
-            page.on("pageerror", lambda e: problems.append(str(e)))
-            page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(
-                f"http://127.0.0.1:{lm.port}/") else route.abort())  # nothing from elsewhere
+    served = (f"http://127.0.0.1:{lm.port}/", f"http://127.0.0.1:{classify.port}/", f"http://127.0.0.1:{ctc.port}/")
+    try:
+        with browser_page(lambda url: url.startswith(served)) as (page, problems):  # nothing from elsewhere
             page.goto(f"http://127.0.0.1:{lm.port}/")
             page.wait_for_selector("#sample-prime")
             # the observer is called once for the changes of one task, so once a read of the stream: a text
@@ -439,7 +430,6 @@ def test_the_page_in_a_real_browser_streams_a_sample_colours_surprisal_and_label
             assert len(colours) > 3  # coloured by each token's surprisal, not all alike
             assert "bits per token" in page.text_content("#surprisal-out")
             page.screenshot(path=str(tmp_path / "lm.png"), full_page=True)
-            page.route("**/*", lambda route: route.continue_())
             page.goto(f"http://127.0.0.1:{classify.port}/")
             page.fill("#predict-texts", "check my channel now\nnice song")
             page.click("#predict-send")
@@ -450,8 +440,7 @@ def test_the_page_in_a_real_browser_streams_a_sample_colours_surprisal_and_label
             page.click("#transcribe-send")
             page.wait_for_function("document.getElementById('transcribe-out').textContent.includes('transcript')")
             assert json.loads(page.text_content("#transcribe-out")) == transcript
-        finally:
-            browser.close()
-            classify.close()
-            ctc.close()
-    assert not problems, problems
+            assert not problems, problems
+    finally:
+        classify.close()
+        ctc.close()
