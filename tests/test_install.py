@@ -66,7 +66,7 @@ def test_an_installed_rnnkit_trains_samples_and_builds_its_kernels_in_the_users_
                   cwd=tmp_path, env=env)
     assert trained.returncode == 0, trained.stderr
     assert list((tmp_path / "cache" / "rnnkit").glob("kernels-*.so"))  # built on first use, in the user's cache
-    assert not list(site.rglob("*.so")) or not list((site / "rnnkit").rglob("*.so"))
+    assert not list((site / "rnnkit").rglob("*.so"))  # none in the installed package
     sampled = run(bin_dir, "sample", "run", "--length", 20, cwd=tmp_path, env=env)
     assert sampled.returncode == 0 and len(sampled.stdout) >= 20, sampled.stderr
     for command in (["eval", "run"], ["report", "run", "--out", "report.html"]):
