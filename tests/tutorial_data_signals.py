@@ -1,0 +1,10 @@
+"""Small generated stand-ins for the numeric and audio data sets the tutorials read
+(``docs/tutorials``): each maker writes, under a tutorial's folder, the files its commands name, in
+the real set's format."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+SIGNAL_DATA: dict[str, Callable[[Path], None]] = {}
