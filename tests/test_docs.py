@@ -1,12 +1,19 @@
 """The documentation site builds with ``mkdocs build --strict``: a broken link, a
 reference to a name the code lacks or a docstring griffe cannot read fails it."""
 
+import ast
+import importlib
+import importlib.util
 import os
+import pkgutil
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+import rnnkit
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,3 +28,187 @@ def test_the_site_builds_strictly(tmp_path):
     cli = (tmp_path / "site" / "cli" / "index.html").read_text()
     assert "--char-lm" in cli and "rnnkit predict" in cli  # generated from the parser
     assert "LanguageModel" in (tmp_path / "site" / "api" / "models" / "index.html").read_text()
+
+
+# --- every public name has a docstring, and the tensor-facing ones state their shapes -----------------------
+
+SHAPE_PACKAGES = ("rnnkit.models", "rnnkit.layers", "rnnkit.kernels", "rnnkit.diagnostics")
+TENSOR_ANNOTATION = re.compile(r"\b(Tensor|State|Memory)\b")  # State = tuple[Tensor, ...]; Memory holds tensors
+DIM = r"(?:\d*[A-Z][A-Z0-9_]*|\d+|\.\.\.)"  # B, 2H, G*H, T_MAX, 1, ...
+SHAPE = re.compile(rf"\(\s*{DIM}(?:\s*[-+*/]\s*{DIM})*(?:\s*,\s*{DIM}(?:\s*[-+*/]\s*{DIM})*)*\s*,?\s*\)")
+LEGEND = re.compile(r"(?<![A-Za-z])[BTUIEHLDVG](?![a-z])")  # docs/api/index.md: B batch, T time, ... G gates
+
+
+def all_modules() -> list:
+    """Every public module of the package (a module or package whose dotted name has no ``_`` part)."""
+    modules = [rnnkit]
+    for info in pkgutil.walk_packages(rnnkit.__path__, "rnnkit."):
+        if not any(part.startswith("_") for part in info.name.split(".")):
+            modules.append(importlib.import_module(info.name))
+    return modules
+
+
+def is_public(name: str) -> bool:
+    return not name.startswith("_")
+
+
+def definitions(module):
+    """(qualified name, ast node, class or None) of each public class, function and method written in ``module``:
+    imported names are not in its syntax tree, nor are the methods @dataclass or NamedTuple generate."""
+    tree = ast.parse(Path(module.__file__).read_text())
+    yield module.__name__, tree, None
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and is_public(node.name):
+            yield f"{module.__name__}.{node.name}", node, None
+            if isinstance(node, ast.ClassDef):
+                cls = getattr(module, node.name)
+                for member in node.body:
+                    setter = any(isinstance(d, ast.Attribute) and d.attr in ("setter", "deleter")
+                                 for d in member.decorator_list) if isinstance(member, ast.FunctionDef) else True
+                    if isinstance(member, (ast.FunctionDef, ast.AsyncFunctionDef)) and is_public(member.name) \
+                            and not setter:
+                        yield f"{module.__name__}.{node.name}.{member.name}", member, cls
+
+
+def documented_base(cls: type, name: str) -> type | None:
+    """The rnnkit base class of ``cls`` that defines and documents the method ``name``, if there is one."""
+    for base in cls.__mro__[1:]:
+        if base.__module__.startswith("rnnkit") and name in vars(base):
+            member = vars(base)[name]
+            doc = (member.fget if isinstance(member, property) else member).__doc__
+            if doc:
+                return base
+    return None
+
+
+def missing_docstrings(module) -> list[str]:
+    """The public names written in ``module`` without a docstring of their own.
+
+    The rule: every public module, class, function, method and property needs its own docstring, except a
+    method that overrides a documented method of an rnnkit base class (``Task.build_model``,
+    ``Cell.combine``, ``DecodeStrategy.advance``...): that contract is written once, where it is defined,
+    and the subclass's docstring says what it does differently. An override of a torch or standard-library
+    method is not excused: ``nn.Module.forward``'s docstring ("Define the computation performed at every
+    call") says nothing of our arguments and shapes, so every ``forward`` states them. Private names
+    (``_x``), dunders (``__init__``: mkdocstrings merges it into the class) and the methods @dataclass
+    and NamedTuple generate are not public API.
+    """
+    missing = []
+    for name, node, cls in definitions(module):
+        if ast.get_docstring(node) is None and not (cls is not None and documented_base(cls, node.name)):
+            missing.append(name)
+    return missing
+
+
+def shapeless(module) -> list[str]:
+    """The public functions and methods of ``module`` that take or return tensors (by their annotations:
+    ``Tensor``, ``State`` or ``Memory``) where neither their docstring nor their class's (nor, for an
+    excused override, the base method's) writes a shape: a tuple of dimensions such as (B, T, H),
+    (B,), (G*H, I) or (B, T, D*H) with at least one letter of the legend (B T U I E H L D V G)."""
+    def states_shape(doc: str | None) -> bool:
+        return any(LEGEND.search(match.group()) for match in SHAPE.finditer(doc or ""))
+
+    classes = {node.name: node for _, node, cls in definitions(module) if isinstance(node, ast.ClassDef)}
+    wrong = []
+    for name, node, cls in definitions(module):
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        args = node.args.posonlyargs + node.args.args + node.args.kwonlyargs + [node.args.vararg, node.args.kwarg]
+        annotations = [a.annotation for a in args if a is not None and a.annotation is not None] + [node.returns]
+        if not any(a is not None and TENSOR_ANNOTATION.search(ast.unparse(a)) for a in annotations):
+            continue
+        docs = [ast.get_docstring(node)]
+        if cls is not None:
+            docs.append(ast.get_docstring(classes[cls.__name__]))
+            base = documented_base(cls, node.name)
+            if base is not None:
+                member = vars(base)[node.name]
+                docs += [(member.fget if isinstance(member, property) else member).__doc__, base.__doc__]
+        if not any(states_shape(doc) for doc in docs):
+            wrong.append(name)
+    return wrong
+
+
+def test_every_public_name_has_a_docstring():
+    missing = [name for module in all_modules() for name in missing_docstrings(module)]
+    assert not missing, f"{len(missing)} public names without a docstring:\n" + "\n".join(missing)
+
+
+def test_the_functions_that_take_or_return_tensors_state_their_shapes():
+    modules = [m for m in all_modules() if m.__name__.startswith(SHAPE_PACKAGES)]
+    wrong = [name for module in modules for name in shapeless(module)]
+    assert not wrong, f"{len(wrong)} functions take or return tensors and no docstring states a shape " \
+                      "such as (B, T, H):\n" + "\n".join(wrong)
+
+
+PLANTED = '''"""A module planted to test the checks."""
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+
+from rnnkit.kernels.cell import Cell
+
+
+def stated(x: Tensor) -> Tensor:
+    """x (B, T, H) -> its square, same shape."""
+
+
+def unstated(x: Tensor) -> Tensor:
+    """The square of x, element-wise."""
+
+
+def not_a_legend(x: Tensor) -> Tensor:
+    """Returns (True, False) and a (N, K) matrix."""
+
+
+def undocumented():
+    pass
+
+
+def _private():
+    pass
+
+
+@dataclass
+class Settings:
+    size: int = 1
+
+
+class PlantedCell(Cell):
+    """A cell whose docstring says no shape."""
+
+    def combine(self, xp: Tensor, hp: Tensor, state):
+        return xp, state
+
+
+class Planted(nn.Module):
+    """A module whose docstring says no shape."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x
+
+    @property
+    def width(self) -> int:
+        return 1
+'''
+
+
+@pytest.fixture
+def planted(tmp_path):
+    path = tmp_path / "planted.py"
+    path.write_text(PLANTED)
+    spec = importlib.util.spec_from_file_location("planted", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_docstring_check_finds_what_is_missing_and_excuses_only_documented_rnnkit_overrides(planted):
+    # a @dataclass without a docstring gets one generated from its signature: the check reads the source
+    assert missing_docstrings(planted) == ["planted.undocumented", "planted.Settings", "planted.Planted.forward",
+                                           "planted.Planted.width"]
+
+
+def test_the_shape_check_wants_a_tuple_of_legend_letters(planted):
+    # PlantedCell.combine is excused: Cell.combine states xp, hp (B, G*H)
+    assert shapeless(planted) == ["planted.unstated", "planted.not_a_legend", "planted.Planted.forward"]
