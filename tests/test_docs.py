@@ -34,9 +34,11 @@ def test_the_site_builds_strictly(tmp_path):
 
 SHAPE_PACKAGES = ("rnnkit.models", "rnnkit.layers", "rnnkit.kernels", "rnnkit.diagnostics")
 TENSOR_ANNOTATION = re.compile(r"\b(Tensor|State|Memory)\b")  # State = tuple[Tensor, ...]; Memory holds tensors
-DIM = r"(?:\d*[A-Z][A-Z0-9_]*|\d+|\.\.\.)"  # B, 2H, G*H, T_MAX, 1, ...
+DIM = r"(?:\d*[A-Za-z_]\w*|\d+|\.\.\.)"  # B, 2H, G*H, fan_in, 1, ...
 SHAPE = re.compile(rf"\(\s*{DIM}(?:\s*[-+*/]\s*{DIM})*(?:\s*,\s*{DIM}(?:\s*[-+*/]\s*{DIM})*)*\s*,?\s*\)")
-LEGEND = re.compile(r"(?<![A-Za-z])[BTUIEHLDVG](?![a-z])")  # docs/api/index.md: B batch, T time, ... G gates
+# a dimension's letter: the legend's (docs/api/index.md: B batch, T time, ... G gates) or another one-letter
+# size that a docstring names (S source length, F width, K, N, M of a matrix product)
+DIM_LETTER = re.compile(r"(?<![A-Za-z])[A-Z](?![A-Za-z])")
 
 
 def all_modules() -> list:
@@ -104,9 +106,13 @@ def shapeless(module) -> list[str]:
     """The public functions and methods of ``module`` that take or return tensors (by their annotations:
     ``Tensor``, ``State`` or ``Memory``) where neither their docstring nor their class's (nor, for an
     excused override, the base method's) writes a shape: a tuple of dimensions such as (B, T, H),
-    (B,), (G*H, I) or (B, T, D*H) with at least one letter of the legend (B T U I E H L D V G)."""
+    (B,), (G*H, fan_in) or (B, T, D*H) with at least one one-letter dimension (the legend's B T U I E H
+    L D V G, or one the docstring defines, such as S or F), or says "any shape" (an element-wise
+    function, a check of dtype and device). Prose in parentheses, "(True, False)" or "(see below)",
+    is not a shape."""
     def states_shape(doc: str | None) -> bool:
-        return any(LEGEND.search(match.group()) for match in SHAPE.finditer(doc or ""))
+        doc = doc or ""
+        return "any shape" in doc.lower() or any(DIM_LETTER.search(match.group()) for match in SHAPE.finditer(doc))
 
     classes = {node.name: node for _, node, cls in definitions(module) if isinstance(node, ast.ClassDef)}
     wrong = []
@@ -157,8 +163,12 @@ def unstated(x: Tensor) -> Tensor:
     """The square of x, element-wise."""
 
 
-def not_a_legend(x: Tensor) -> Tensor:
-    """Returns (True, False) and a (N, K) matrix."""
+def elementwise(x: Tensor) -> Tensor:
+    """The square of x, of any shape."""
+
+
+def not_a_shape(x: Tensor) -> Tensor:
+    """Returns (True, False) and a (rows, columns) matrix (see below)."""
 
 
 def undocumented():
@@ -209,6 +219,6 @@ def test_the_docstring_check_finds_what_is_missing_and_excuses_only_documented_r
                                            "planted.Planted.width"]
 
 
-def test_the_shape_check_wants_a_tuple_of_legend_letters(planted):
+def test_the_shape_check_wants_a_tuple_of_dimension_letters(planted):
     # PlantedCell.combine is excused: Cell.combine states xp, hp (B, G*H)
-    assert shapeless(planted) == ["planted.unstated", "planted.not_a_legend", "planted.Planted.forward"]
+    assert shapeless(planted) == ["planted.unstated", "planted.not_a_shape", "planted.Planted.forward"]
