@@ -4,6 +4,7 @@ reference to a name the code lacks or a docstring griffe cannot read fails it.""
 import ast
 import importlib
 import importlib.util
+import inspect
 import os
 import pkgutil
 import re
@@ -28,6 +29,44 @@ def test_the_site_builds_strictly(tmp_path):
     cli = (tmp_path / "site" / "cli" / "index.html").read_text()
     assert "--char-lm" in cli and "rnnkit predict" in cli  # generated from the parser
     assert "LanguageModel" in (tmp_path / "site" / "api" / "models" / "index.html").read_text()
+    assert "(B, T, I), lengths (B,)" in (tmp_path / "site" / "api" / "layers" / "index.html").read_text()  # a docstring
+
+
+# --- what the API reference covers -----------------------------------------------------------------------------
+
+def referenced() -> set[int]:
+    """The objects the ``::: name`` lines of docs/api/*.md render (a module: it and what it defines), by id."""
+    found: set[int] = set()
+    for page in (ROOT / "docs" / "api").glob("*.md"):
+        for name in re.findall(r"^::: ([\w.]+)", page.read_text(), re.MULTILINE):
+            module, _, attribute = name.rpartition(".")
+            try:
+                obj = getattr(importlib.import_module(module), attribute)
+            except (ImportError, AttributeError):
+                obj = importlib.import_module(name)
+            found.add(id(obj))
+            if inspect.ismodule(obj):
+                found |= {id(o) for o in vars(obj).values() if getattr(o, "__module__", None) == obj.__name__}
+    return found
+
+
+def test_the_api_reference_covers_the_public_api():
+    """What ``import rnnkit`` exports, every registered cell, the layers' public classes and the diagnostics
+    each have a ``:::`` entry on a page of docs/api (mkdocstrings renders it from the docstrings)."""
+    from rnnkit import diagnostics, layers
+    from rnnkit.kernels import CELLS
+
+    public = {f"rnnkit.{name}": getattr(rnnkit, name) for name in rnnkit.__all__ if name != "__version__"}
+    public |= {f"cell {name}": cls for name, cls in CELLS.items()}
+    public |= {f"rnnkit.diagnostics.{name}": getattr(diagnostics, name) for name in diagnostics.__all__
+               if inspect.isclass(getattr(diagnostics, name)) or inspect.isfunction(getattr(diagnostics, name))}
+    for info in pkgutil.iter_modules(layers.__path__):
+        module = importlib.import_module(f"rnnkit.layers.{info.name}")
+        public |= {f"{module.__name__}.{n}": o for n, o in vars(module).items()
+                   if inspect.isclass(o) and o.__module__ == module.__name__ and is_public(n)}
+    documented = referenced()
+    missing = sorted(name for name, obj in public.items() if id(obj) not in documented)
+    assert not missing, "public names no page of docs/api renders (add a ::: line):\n" + "\n".join(missing)
 
 
 # --- every public name has a docstring, and the tensor-facing ones state their shapes -----------------------
