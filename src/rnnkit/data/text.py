@@ -76,7 +76,7 @@ class StreamBatcher:
         return (len(self.ids) - 1 - self._offset(epoch)) // self.batch_size
 
     def num_batches(self, epoch: int) -> int:
-        """Batches in an epoch: each stream's length (after the epoch's random offset) over ``seq_len``."""
+        """Batches in an epoch: each stream's length (after the epoch's seeded offset) over ``seq_len``."""
         return self._stream_len(epoch) // self.seq_len
 
     def tokens_per_batch(self) -> int:

@@ -91,7 +91,7 @@ class GRUGates(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, xp: Tensor, hp: Tensor, h: Tensor) -> Tensor:
-        """The GRU step's output h' (B, H) from xp, hp (B, 3H) and h (B, H); saves r, z, h_n, n for the backward."""
+        """The GRU step's output h' (B, H) from xp, hp (B, 3H) and h (B, H); saves r, z, h_n, n, h for the backward."""
         H = h.shape[1]
         rz = torch.sigmoid(xp[:, :2 * H] + hp[:, :2 * H])  # (B, 2H)
         r, z = rz.chunk(2, dim=1)

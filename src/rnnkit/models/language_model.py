@@ -113,7 +113,7 @@ class LanguageModel(nn.Module):
             self.head.weight = self.embedding.weight         # does (Zaremba et al.; Merity et al.)
 
     def init_state(self, batch_size: int) -> State:
-        """The zero state for ``batch_size`` sequences, (L, B, H) per tensor (the recurrent layer's)."""
+        """The zero state for ``batch_size`` sequences: ``state_size`` tensors (L, B, H) (the recurrent layer's)."""
         return self.rnn.init_state(batch_size)
 
     def embed(self, idx: Tensor, condition: Tensor | None = None) -> Tensor:
