@@ -177,11 +177,13 @@ def shapeless(module) -> list[str]:
 
 
 def test_every_public_name_has_a_docstring():
+    """The rule, and why overrides of rnnkit's documented methods are excused: :func:`missing_docstrings`."""
     missing = [name for module in all_modules() for name in missing_docstrings(module)]
     assert not missing, f"{len(missing)} public names without a docstring:\n" + "\n".join(missing)
 
 
 def test_the_functions_that_take_or_return_tensors_state_their_shapes():
+    """What counts as taking tensors and as a shape: :func:`shapeless`."""
     modules = [m for m in all_modules() if m.__name__.startswith(SHAPE_PACKAGES)]
     wrong = [name for module in modules for name in shapeless(module)]
     assert not wrong, f"{len(wrong)} functions take or return tensors and no docstring states a shape " \
