@@ -1,12 +1,22 @@
-"""The documentation site builds with ``mkdocs build --strict``: a broken link, a
-reference to a name the code lacks or a docstring griffe cannot read fails it."""
+"""The documentation: the site builds with ``mkdocs build --strict`` (a broken link, a
+reference to a name the code lacks or a docstring griffe cannot read fails it); the API
+pages cover the public API; every public name has a docstring, and the ones that take or
+return tensors state their shapes. The last two read the source, fast."""
 
+import ast
+import importlib
+import importlib.util
+import inspect
 import os
+import pkgutil
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+import rnnkit
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,3 +31,237 @@ def test_the_site_builds_strictly(tmp_path):
     cli = (tmp_path / "site" / "cli" / "index.html").read_text()
     assert "--char-lm" in cli and "rnnkit predict" in cli  # generated from the parser
     assert "LanguageModel" in (tmp_path / "site" / "api" / "models" / "index.html").read_text()
+    assert "(B, T, I), lengths (B,)" in (tmp_path / "site" / "api" / "layers" / "index.html").read_text()  # a docstring
+
+
+# --- what the API reference covers -----------------------------------------------------------------------------
+
+def referenced() -> set[int]:
+    """The objects the ``::: name`` lines of docs/api/*.md render (a module: it and what it defines), by id."""
+    found: set[int] = set()
+    for page in (ROOT / "docs" / "api").glob("*.md"):
+        for name in re.findall(r"^::: ([\w.]+)", page.read_text(), re.MULTILINE):
+            module, _, attribute = name.rpartition(".")
+            try:
+                obj = getattr(importlib.import_module(module), attribute)
+            except (ImportError, AttributeError):
+                obj = importlib.import_module(name)
+            found.add(id(obj))
+            if inspect.ismodule(obj):
+                found |= {id(o) for o in vars(obj).values() if getattr(o, "__module__", None) == obj.__name__}
+    return found
+
+
+def test_the_api_reference_covers_the_public_api():
+    """What ``import rnnkit`` exports, every registered cell, the layers' public classes and the diagnostics
+    each have a ``:::`` entry on a page of docs/api (mkdocstrings renders it from the docstrings)."""
+    from rnnkit import diagnostics, layers
+    from rnnkit.kernels import CELLS
+
+    public = {f"rnnkit.{name}": getattr(rnnkit, name) for name in rnnkit.__all__ if name != "__version__"}
+    public |= {f"cell {name}": cls for name, cls in CELLS.items()}
+    public |= {f"rnnkit.diagnostics.{name}": getattr(diagnostics, name) for name in diagnostics.__all__
+               if inspect.isclass(getattr(diagnostics, name)) or inspect.isfunction(getattr(diagnostics, name))}
+    for info in pkgutil.iter_modules(layers.__path__):
+        module = importlib.import_module(f"rnnkit.layers.{info.name}")
+        public |= {f"{module.__name__}.{n}": o for n, o in vars(module).items()
+                   if inspect.isclass(o) and o.__module__ == module.__name__ and is_public(n)}
+    documented = referenced()
+    missing = sorted(name for name, obj in public.items() if id(obj) not in documented)
+    assert not missing, "public names no page of docs/api renders (add a ::: line):\n" + "\n".join(missing)
+
+
+# --- every public name has a docstring, and the tensor-facing ones state their shapes -----------------------
+
+SHAPE_PACKAGES = ("rnnkit.models", "rnnkit.layers", "rnnkit.kernels", "rnnkit.diagnostics")
+TENSOR_ANNOTATION = re.compile(r"\b(Tensor|State|Memory)\b")  # State = tuple[Tensor, ...]; Memory holds tensors
+DIM = r"(?:\d*[A-Za-z_]\w*|\d+|\.\.\.)"  # B, 2H, G*H, fan_in, 1, ...
+SHAPE = re.compile(rf"\(\s*{DIM}(?:\s*[-+*/]\s*{DIM})*(?:\s*,\s*{DIM}(?:\s*[-+*/]\s*{DIM})*)*\s*,?\s*\)")
+# a dimension's letter: the legend's (docs/api/index.md: B batch, T time, ... G gates) or another one-letter
+# size that a docstring names (S source length, F width, K, N, M of a matrix product)
+DIM_LETTER = re.compile(r"(?<![A-Za-z])[A-Z](?![A-Za-z])")
+
+
+def all_modules() -> list:
+    """Every public module of the package (a module or package whose dotted name has no ``_`` part)."""
+    modules = [rnnkit]
+    for info in pkgutil.walk_packages(rnnkit.__path__, "rnnkit."):
+        if not any(part.startswith("_") for part in info.name.split(".")):
+            modules.append(importlib.import_module(info.name))
+    return modules
+
+
+def is_public(name: str) -> bool:
+    return not name.startswith("_")
+
+
+def definitions(module):
+    """(qualified name, ast node, class or None) of each public class, function and method written in ``module``:
+    imported names are not in its syntax tree, nor are the methods @dataclass or NamedTuple generate."""
+    tree = ast.parse(Path(module.__file__).read_text())
+    yield module.__name__, tree, None
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and is_public(node.name):
+            yield f"{module.__name__}.{node.name}", node, None
+            if isinstance(node, ast.ClassDef):
+                cls = getattr(module, node.name)
+                for member in node.body:
+                    setter = any(isinstance(d, ast.Attribute) and d.attr in ("setter", "deleter")
+                                 for d in member.decorator_list) if isinstance(member, ast.FunctionDef) else True
+                    if isinstance(member, (ast.FunctionDef, ast.AsyncFunctionDef)) and is_public(member.name) \
+                            and not setter:
+                        yield f"{module.__name__}.{node.name}.{member.name}", member, cls
+
+
+def documented_base(cls: type, name: str) -> type | None:
+    """The rnnkit base class of ``cls`` that defines and documents the method ``name``, if there is one."""
+    for base in cls.__mro__[1:]:
+        if base.__module__.startswith("rnnkit") and name in vars(base):
+            member = vars(base)[name]
+            doc = (member.fget if isinstance(member, property) else member).__doc__
+            if doc:
+                return base
+    return None
+
+
+def missing_docstrings(module) -> list[str]:
+    """The public names written in ``module`` without a docstring of their own.
+
+    The rule: every public module, class, function, method and property needs its own docstring, except a
+    method that overrides a documented method of an rnnkit base class (``Task.build_model``,
+    ``Cell.combine``, ``DecodeStrategy.advance``...): that contract is written once, where it is defined,
+    and the subclass's docstring says what it does differently. An override of a torch or standard-library
+    method is not excused: ``nn.Module.forward``'s docstring ("Define the computation performed at every
+    call") says nothing of our arguments and shapes, so every ``forward`` states them. Private names
+    (``_x``), dunders (``__init__``: mkdocstrings merges it into the class) and the methods @dataclass
+    and NamedTuple generate are not public API.
+    """
+    missing = []
+    for name, node, cls in definitions(module):
+        if ast.get_docstring(node) is None and not (cls is not None and documented_base(cls, node.name)):
+            missing.append(name)
+    return missing
+
+
+def shapeless(module) -> list[str]:
+    """The public functions and methods of ``module`` that take or return tensors (by their annotations:
+    ``Tensor``, ``State`` or ``Memory``) where neither their docstring nor their class's (nor, for an
+    excused override, the base method's) writes a shape: a tuple of dimensions such as (B, T, H),
+    (B,), (G*H, fan_in) or (B, T, D*H) with at least one one-letter dimension (the legend's B T U I E H
+    L D V G, or one the docstring defines, such as S or F), or says "any shape" (an element-wise
+    function, a check of dtype and device). Prose in parentheses, "(True, False)" or "(see below)",
+    is not a shape."""
+    def states_shape(doc: str | None) -> bool:
+        doc = doc or ""
+        return "any shape" in doc.lower() or any(DIM_LETTER.search(match.group()) for match in SHAPE.finditer(doc))
+
+    classes = {node.name: node for _, node, cls in definitions(module) if isinstance(node, ast.ClassDef)}
+    wrong = []
+    for name, node, cls in definitions(module):
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        args = node.args.posonlyargs + node.args.args + node.args.kwonlyargs + [node.args.vararg, node.args.kwarg]
+        annotations = [a.annotation for a in args if a is not None and a.annotation is not None] + [node.returns]
+        if not any(a is not None and TENSOR_ANNOTATION.search(ast.unparse(a)) for a in annotations):
+            continue
+        docs = [ast.get_docstring(node)]
+        if cls is not None:
+            docs.append(ast.get_docstring(classes[cls.__name__]))
+            base = documented_base(cls, node.name)
+            if base is not None:
+                member = vars(base)[node.name]
+                docs += [(member.fget if isinstance(member, property) else member).__doc__, base.__doc__]
+        if not any(states_shape(doc) for doc in docs):
+            wrong.append(name)
+    return wrong
+
+
+def test_every_public_name_has_a_docstring():
+    """The rule, and why overrides of rnnkit's documented methods are excused: :func:`missing_docstrings`."""
+    missing = [name for module in all_modules() for name in missing_docstrings(module)]
+    assert not missing, f"{len(missing)} public names without a docstring:\n" + "\n".join(missing)
+
+
+def test_the_functions_that_take_or_return_tensors_state_their_shapes():
+    """What counts as taking tensors and as a shape: :func:`shapeless`."""
+    modules = [m for m in all_modules() if m.__name__.startswith(SHAPE_PACKAGES)]
+    wrong = [name for module in modules for name in shapeless(module)]
+    assert not wrong, f"{len(wrong)} functions take or return tensors and no docstring states a shape " \
+                      "such as (B, T, H):\n" + "\n".join(wrong)
+
+
+PLANTED = '''"""A module planted to test the checks."""
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+
+from rnnkit.kernels.cell import Cell
+
+
+def stated(x: Tensor) -> Tensor:
+    """x (B, T, H) -> its square, same shape."""
+
+
+def unstated(x: Tensor) -> Tensor:
+    """The square of x, element-wise."""
+
+
+def elementwise(x: Tensor) -> Tensor:
+    """The square of x, of any shape."""
+
+
+def not_a_shape(x: Tensor) -> Tensor:
+    """Returns (True, False) and a (rows, columns) matrix (see below)."""
+
+
+def undocumented():
+    pass
+
+
+def _private():
+    pass
+
+
+@dataclass
+class Settings:
+    size: int = 1
+
+
+class PlantedCell(Cell):
+    """A cell whose docstring says no shape."""
+
+    def combine(self, xp: Tensor, hp: Tensor, state):
+        return xp, state
+
+
+class Planted(nn.Module):
+    """A module whose docstring says no shape."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x
+
+    @property
+    def width(self) -> int:
+        return 1
+'''
+
+
+@pytest.fixture
+def planted(tmp_path):
+    path = tmp_path / "planted.py"
+    path.write_text(PLANTED)
+    spec = importlib.util.spec_from_file_location("planted", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_docstring_check_finds_what_is_missing_and_excuses_only_documented_rnnkit_overrides(planted):
+    # a @dataclass without a docstring gets one generated from its signature: the check reads the source
+    assert missing_docstrings(planted) == ["planted.undocumented", "planted.Settings", "planted.Planted.forward",
+                                           "planted.Planted.width"]
+
+
+def test_the_shape_check_wants_a_tuple_of_dimension_letters(planted):
+    # PlantedCell.combine is excused: Cell.combine states xp, hp (B, G*H)
+    assert shapeless(planted) == ["planted.unstated", "planted.not_a_shape", "planted.Planted.forward"]

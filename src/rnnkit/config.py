@@ -66,6 +66,9 @@ def check_at_least(cfg, name: str, low: float, optional: bool = False) -> None:
 
 @dataclass
 class ModelConfig:
+    """The model's settings, shared by every task: the cell, the sizes, dropout and the other regularisers,
+    the engine and initialisation. Each field is a CLI flag."""
+
     cell: str = setting("recurrent cell: rnn, lstm, gru, leaky (leaky-integrator units), lnlstm, lngru "
                         "(layer-normalised), mingru, minlstm, or any other cell registered in rnnkit.kernels",
                         default="lstm")
@@ -130,6 +133,9 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
+    """What to read and how: the file, the task, the tokenizer and its vocabulary, the splits, the batch
+    size and sequence length. Each field is a CLI flag."""
+
     path: str | None = setting("training file: text (lm), a CSV/TSV table (classify), CoNLL columns (tag), "
                                "a TSV of source and target (seq2seq) or, with --source-lang, the parallel "
                                "files' prefix", default=None)
@@ -166,6 +172,9 @@ class DataConfig:
 
 @dataclass
 class TrainConfig:
+    """How to train: the optimizer and its rate schedule, clipping, the budget, evaluation and checkpoints,
+    device and precision, logging. Each field is a CLI flag."""
+
     optimizer: str = setting("sgd, momentum, nesterov, adagrad, rmsprop, adadelta, adam or adamw",
                              default="adamw")
     lr: float = setting("peak learning rate (char-rnn: learning_rate)", default=4e-3)
@@ -280,11 +289,15 @@ class TrainConfig:
 
     @property
     def has_budget(self) -> bool:
+        """Whether ``max_steps``, ``max_epochs`` or ``time_limit`` is set."""
         return any(v is not None for v in (self.max_steps, self.max_epochs, self.time_limit))
 
 
 @dataclass
 class SampleConfig:
+    """How ``rnnkit sample`` generates: the prime, the length, temperature, top-k and top-p, the
+    number of samples and their seed. Each field is a CLI flag."""
+
     prime: str = setting("text to start from (char-rnn: primetext; empty: a newline)", default="")
     prime_file: str | None = setting("read the prime text from this file", default=None)
     sample_length: int = setting("characters (tokens) to generate", default=1000)
@@ -323,6 +336,7 @@ def smoothing(model) -> float:
 
 
 def to_dict(cfg) -> dict:
+    """Any config dataclass as a plain dict of its fields, for config.json."""
     return dataclasses.asdict(cfg)
 
 

@@ -47,6 +47,7 @@ def warn(old: str, new: str) -> None:
 
 
 def both(old: str, new: str, where: str = "") -> ConfigError:
+    """The ConfigError for a setting given under both its deprecated ``old`` name and its ``new`` one."""
     return ConfigError(f"{where}{old} is the deprecated name of {new}; give only {new}")
 
 

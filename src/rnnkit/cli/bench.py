@@ -59,6 +59,8 @@ TORCH_LAYERS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
 @dataclasses.dataclass
 class BenchConfig:
+    """What ``rnnkit bench`` times: the cells, hidden sizes, engines and precisions, at one model and batch shape."""
+
     cells: tuple[str, ...] = ("lstm", "gru", "rnn")
     hidden_sizes: tuple[int, ...] = (256, 512, 1024)
     num_layers: int = 2
@@ -88,6 +90,7 @@ class PlainLM(nn.Module):
         self.head = nn.Linear(hidden_size, vocab_size)
 
     def forward(self, idx, targets=None, state=None):
+        """idx (B, T), targets (B, T) or None, state or None -> ((logits (B, T, V), state), loss or None)."""
         h, state = self.rnn(self.emb(idx), state)
         logits = self.head(h)
         loss = None if targets is None else F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
@@ -350,6 +353,8 @@ def run(cfg: BenchConfig, log=print) -> dict:
 
 
 def format_report(result: dict) -> str:
+    """The benchmark's result as the text ``rnnkit bench`` prints: GEMM rates, training tokens/s and MFU,
+    generation chars/s, peak memory."""
     cfg = result["config"]
     lines = [f"rnnkit bench: torch {result['torch']}, {result['threads']} threads; "
              f"{cfg['num_layers']} layers, embedding {cfg['embedding_dim']}, vocabulary {cfg['vocab_size']}, "
@@ -389,5 +394,6 @@ def format_report(result: dict) -> str:
 
 
 def save_json(result: dict, path: str) -> None:
+    """Write the benchmark's result to ``path`` as JSON (``--json``)."""
     with open(path, "w") as f:
         json.dump(result, f, indent=1)

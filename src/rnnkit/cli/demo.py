@@ -40,6 +40,8 @@ def stdlib_corpus(max_bytes: int | None = None) -> str:
 
 
 def run_demo(time_limit: float, out: str | None) -> int:
+    """``rnnkit demo``: the default character model trained on the standard library's Python source for
+    ``time_limit`` seconds into ``out``, samples at each evaluation; exit code 0."""
     out_dir = Path(out or f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}")
     out_dir.mkdir(parents=True, exist_ok=True)
     corpus = out_dir / "corpus.txt"

@@ -24,6 +24,8 @@ EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
 
 
 def main(argv=None) -> int:
+    """The ``rnnkit`` command: run the subcommand ``argv`` names; an expected error is one line on stderr and
+    exit code 2, Ctrl-C exit code 130."""
     try:
         args = parse_args(sys.argv[1:] if argv is None else list(argv))
         return {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "demo": cmd_demo,
@@ -45,6 +47,7 @@ def main(argv=None) -> int:
 
 
 def cmd_train(args) -> int:
+    """``rnnkit train`` (also one of torchrun's processes)."""
     from rnnkit.training import distributed
 
     if not distributed.launched():
@@ -59,6 +62,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_lr_find(args) -> int:
+    """``rnnkit lr-find``: the learning-rate range test."""
     from rnnkit.training import distributed
 
     if distributed.launched():
@@ -71,6 +75,7 @@ def cmd_lr_find(args) -> int:
 
 
 def cmd_tune(args) -> int:
+    """``rnnkit tune``: a hyperparameter search with Optuna."""
     from rnnkit.cli.tune import run_tune
 
     return run_tune(args)
@@ -80,6 +85,7 @@ def cmd_tune(args) -> int:
 
 
 def cmd_sample(args) -> int:
+    """``rnnkit sample``: generate text from a language model's run."""
     from rnnkit.training import resolve_device, resolve_precision
 
     given = {k: v for k, v in vars(args).items() if k in SampleConfig.__dataclass_fields__}
@@ -107,6 +113,7 @@ def _refuse_other_tasks_options(args, task, command: str) -> None:
 
 
 def cmd_eval(args) -> int:
+    """``rnnkit eval``: score a run on a split or a file, as its task scores."""
     from rnnkit.training import resolve_device
 
     if args.path and args.split:
@@ -119,6 +126,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_predict(args) -> int:
+    """``rnnkit predict``: a run's outputs for new inputs, as its task writes them."""
     from rnnkit.training import resolve_device
 
     model, _, doc = load_run(args.run, resolve_device(args.device), engine=args.engine)
@@ -128,6 +136,7 @@ def cmd_predict(args) -> int:
 
 
 def cmd_report(args) -> int:
+    """``rnnkit report``: a run's self-contained HTML report."""
     from rnnkit.training import resolve_device
     from rnnkit.training.report import write_report
 
@@ -137,6 +146,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_export(args) -> int:
+    """``rnnkit export``: a run's ONNX graphs and export.json."""
     from rnnkit.tasks import export_run
 
     folder, names = export_run(args.run, args.out)
@@ -145,6 +155,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_serve(args) -> int:
+    """``rnnkit serve``: a run's local HTTP server."""
     from rnnkit.cli.serve import run_serve
 
     return run_serve(args)
@@ -154,6 +165,7 @@ def cmd_serve(args) -> int:
 
 
 def cmd_experiment(args) -> int:
+    """``rnnkit experiment``: one of the lecture experiments, its table and figures."""
     from rnnkit.training.plots import png
     from rnnkit.training.runs import write_output
 
@@ -172,6 +184,7 @@ def cmd_experiment(args) -> int:
 
 
 def cmd_digits(args) -> int:
+    """``rnnkit digits``: spoken digit strings for ``--task ctc``."""
     from rnnkit.cli.digits import cmd_digits as run
 
     return run(args)
@@ -181,6 +194,7 @@ def cmd_digits(args) -> int:
 
 
 def cmd_demo(args) -> int:
+    """``rnnkit demo``: a character model trained on Python source, sampled as it learns."""
     from rnnkit.cli.demo import run_demo
 
     return run_demo(args.time_limit, args.out)
@@ -198,6 +212,7 @@ def _choices(flag: str, text: str, allowed) -> tuple[str, ...]:
 
 
 def cmd_bench(args) -> int:
+    """``rnnkit bench``: time rnnkit's engines against torch's layers."""
     from rnnkit.cli import bench
     from rnnkit.training.device import bf16_supported
 

@@ -42,6 +42,7 @@ _TYPES = {"int": int, "float": float, "str": str, "bool": _bool}
 
 
 def flag(name: str) -> str:
+    """The CLI flag of a setting: ``--`` and its name in kebab-case."""
     return "--" + name.replace("_", "-")
 
 
@@ -136,6 +137,7 @@ class Choice:
 
     @property
     def task(self):
+        """The :class:`rnnkit.tasks.Task` that ``data.task`` names."""
         return named(self.data.task)
 
     @property

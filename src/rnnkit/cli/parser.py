@@ -30,6 +30,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``rnnkit`` argument parser: every subcommand, with the settings' flags generated from the configs."""
     parser = _Parser(prog="rnnkit", description="Recurrent neural networks on PyTorch.")
     parser.add_argument("--version", action="version", version=f"rnnkit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)

@@ -56,6 +56,7 @@ class Server(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
+        """The address the server listens at, ``http://HOST:PORT/``."""
         host, port = self.server_address[:2]
         return f"http://{host}:{port}/"
 
@@ -74,18 +75,23 @@ def make_server(run: str, host: str = "127.0.0.1", port: int = 8000, limits: Lim
 
 
 class Handler(BaseHTTPRequestHandler):
+    """One request: GET the page or /api's description, POST /api/NAME to an endpoint; other methods get 405."""
+
     server: Server
     protocol_version = "HTTP/1.1"  # chunked replies need it
 
     def setup(self):
+        """Give the connection the server's timeout, so a stalled client cannot hold a thread."""
         self.timeout = self.server.request_timeout  # a client that stalls cannot hold a thread for ever
         super().setup()
 
     def log_message(self, format, *args):  # one line a request on stderr, as http.server does, but quieter
+        """A line a request on stderr, only when the server is verbose."""
         if self.server.verbose:
             super().log_message(format, *args)
 
     def do_GET(self):
+        """The page (``/``) or the run's description (``/api``); 404 for anything else."""
         if self.path == "/":
             page = resources.files("rnnkit.cli").joinpath("serve.html").read_bytes()
             return self._send(200, page, "text/html; charset=utf-8")
@@ -94,11 +100,14 @@ class Handler(BaseHTTPRequestHandler):
         self._error(404, f"no page {self.path}; GET / or /api, POST /api/NAME")
 
     def do_PUT(self):
+        """405: only GET and POST are served."""
         self._error(405, f"{self.command} is not served; GET / or /api, POST /api/NAME")
 
     do_DELETE = do_PATCH = do_PUT
 
     def do_POST(self):
+        """A JSON request to the endpoint ``/api/NAME``: checked, run within the concurrency limit, answered (streamed
+        for sampling)."""
         name = self.path.removeprefix("/api/") if self.path.startswith("/api/") else None
         if name not in self.server.endpoints:
             self.close_connection = True  # its body is not read

@@ -15,6 +15,7 @@ from rnnkit.tasks import named
 
 
 def run_tune(args) -> int:
+    """``rnnkit tune``: run the study in ``--out`` (a trial a training run), then print its trials and the best."""
     from rnnkit.experiments import tune
 
     tune.optuna()  # the one-line install hint first, when Optuna is missing

@@ -333,6 +333,7 @@ class SpeechFeatures:
 
     @property
     def num_features(self) -> int:
+        """F = ``frame_stack`` × ``mel_bands``, the width of a feature vector."""
         return self.frame_stack * self.mel_bands
 
     def normalise(self, features: torch.Tensor) -> torch.Tensor:
@@ -349,12 +350,14 @@ class SpeechFeatures:
         return self.transform(read_wav(path, self.sample_rate))
 
     def to_dict(self) -> dict:
+        """The JSON-able dict :meth:`from_dict` reads back (config.json's tokenizer entry)."""
         return {"kind": self.kind, "mel_bands": self.mel_bands, "frame_stack": self.frame_stack,
                 "sample_rate": self.sample_rate, "utterance_norm": self.utterance_norm, "mean": self.mean.tolist(),
                 "std": self.std.tolist()}
 
     @classmethod
     def from_dict(cls, d: dict) -> "SpeechFeatures":
+        """The features :meth:`to_dict` saved, or a CheckpointError naming the missing key."""
         try:
             # a run saved before utterance_norm existed read its features without it
             return cls(d["mel_bands"], d["frame_stack"], d["sample_rate"], d["mean"], d["std"],

@@ -116,6 +116,7 @@ class Augmentation:
 
     @property
     def active(self) -> bool:
+        """Whether any augmentation is on (a waveform change or a mask of non-zero width)."""
         return self.on_waveform or (self.time_masks > 0 and self.time_mask_width > 0) or \
             (self.freq_masks > 0 and self.freq_mask_width > 0)
 
@@ -165,6 +166,7 @@ class AugmentedBatcher(BucketBatcher):
         return torch.from_numpy(np.resize(np.roll(other, -start), length))
 
     def batches(self, epoch: int, start: int = 0):
+        """As :meth:`BucketBatcher.batches`, each utterance augmented afresh, seeded by (seed, epoch, batch)."""
         for position, index in enumerate(self._order(epoch)[start:], start):
             rng = np.random.default_rng([self.seed, epoch, position])
             yield self.collate([self.augment(int(i), rng) for i in index], [self.examples.labels[i] for i in index])

@@ -30,17 +30,25 @@ from torch import Tensor
 
 
 class StreamBatch(NamedTuple):
+    """A language model's batch: token ids ``x`` (B, T) and ``y`` (B, T), the next token of each."""
+
     x: Tensor  # (B, T) token ids
     y: Tensor  # (B, T) the next token of each
 
 
 class LabelledBatch(NamedTuple):
+    """A classifier's or tagger's batch: ``x`` (B, T) ids or (B, T, F) vectors, 0 after each length;
+    ``lengths`` (B,); ``y`` (B,) labels or (B, T) a label a step, IGNORE (-100) after each length."""
+
     x: Tensor  # (B, T) token ids, or (B, T, F) vectors; 0 after each length
     lengths: Tensor  # (B,) >= 1
     y: Tensor  # (B,) labels, or (B, T) a label a step, IGNORE after each length
 
 
 class PairBatch(NamedTuple):
+    """A seq2seq or CTC batch: ``x`` (B, S) source ids or (B, T', F) features, 0 after each length;
+    ``x_lengths`` (B,); ``y`` (B, U) target ids, IGNORE (-100) after each length; ``y_lengths`` (B,)."""
+
     x: Tensor  # (B, S) source ids, or (B, T', F) features; 0 after each length
     x_lengths: Tensor  # (B,) >= 1
     y: Tensor  # (B, U) target ids, IGNORE after each length
@@ -48,6 +56,9 @@ class PairBatch(NamedTuple):
 
 
 class ForecastBatch(NamedTuple):
+    """A forecaster's batch: the previous values ``x`` (B, T, C) (x_t = y_(t-1)), the ``covariates``
+    (B, T, K) known in advance of each target step, and the values to predict ``y`` (B, T, C)."""
+
     x: Tensor  # (B, T, C) the previous values, x_t = y_(t-1)
     covariates: Tensor  # (B, T, K) what is known in advance of each target step
     y: Tensor  # (B, T, C) the values to predict

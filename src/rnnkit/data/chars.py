@@ -24,6 +24,9 @@ from rnnkit.errors import DataError
 
 
 class CharTokenizer:
+    """One token per code point of the training text (the module docstring): ``fit(text, unk)``, then
+    ``encode(text) -> (N,) int64`` and ``decode(ids)``; with ``unk`` id 0 is the unknown character."""
+
     kind = "char"
 
     def __init__(self, code_points, unk: bool = False):
@@ -34,13 +37,17 @@ class CharTokenizer:
 
     @classmethod
     def fit(cls, text: str, unk: bool = False) -> "CharTokenizer":
+        """The code points of ``text``, sorted; ``unk`` adds id 0 for characters it lacks."""
         return cls(np.unique(_code_points(text)), unk)
 
     @property
     def vocab_size(self) -> int:
+        """V: the code points, plus one for the unknown character with ``unk``."""
         return len(self.code_points) + self.unk
 
     def encode(self, text: str, what: str = "text") -> np.ndarray:
+        """(N,) int64 ids of ``text``'s characters; one the vocabulary lacks is id 0 with ``unk``, else a
+        DataError naming them and ``what`` (the file)."""
         cps = _code_points(text)
         ids = np.searchsorted(self.code_points, cps)
         ids = np.minimum(ids, len(self.code_points) - 1)
@@ -69,21 +76,27 @@ class CharTokenizer:
         return lambda i: "\ufffd" if i < shift else chr(code_points[i - shift])
 
     def to_dict(self) -> dict:
+        """The JSON-able dict :func:`rnnkit.data.tokenizers.tokenizer_from_dict` reads back."""
         return {"kind": self.kind, "code_points": self.code_points.tolist(), "unk": self.unk}
 
 
 class ByteTokenizer:
+    """The 256 byte values as tokens: reads any file; decodes invalid UTF-8 as U+FFFD."""
+
     kind = "byte"
     vocab_size = 256
 
     def encode(self, text: str | bytes, what: str = "text") -> np.ndarray:
+        """(N,) int64 byte values of ``text`` (UTF-8 encoded when a str); never refuses a text."""
         data = text.encode("utf-8") if isinstance(text, str) else text
         return np.frombuffer(data, dtype=np.uint8).astype(np.int64)
 
     def decode(self, ids) -> str:
+        """The text of byte ``ids``, U+FFFD where they do not form valid UTF-8."""
         return bytes(np.asarray(ids, dtype=np.uint8)).decode("utf-8", errors="replace")
 
     def default_prime(self) -> str:
+        """A newline: texts start after one."""
         return "\n"
 
     def stream_decoder(self):
@@ -93,6 +106,7 @@ class ByteTokenizer:
         return lambda i: decoder.decode(bytes([int(i)]))
 
     def to_dict(self) -> dict:
+        """The JSON-able dict :func:`rnnkit.data.tokenizers.tokenizer_from_dict` reads back."""
         return {"kind": self.kind}
 
 

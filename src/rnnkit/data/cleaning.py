@@ -69,6 +69,7 @@ class TestSentences:
             self.by_length[len(s)].append(s)
 
     def match(self, tokens: list[str]) -> tuple[str, ...] | None:
+        """The test sentence the line ``tokens`` is, in normal form (a ``<unk>`` in it matching any word), or None."""
         line = normalised(tokens)
         if not line:
             return None

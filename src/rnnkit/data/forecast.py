@@ -83,6 +83,7 @@ class ForecastConfig(DataConfig):
 
     @property
     def calendar_features(self) -> list[str]:
+        """The calendar features ``calendar`` names, as a list ([] for ``none``)."""
         return [] if self.calendar == "none" else [c.strip() for c in self.calendar.split(",") if c.strip()]
 
 
@@ -117,6 +118,7 @@ class ForecastScaler:
 
     @property
     def num_channels(self) -> int:
+        """C, the series' channels."""
         return len(self.channels)
 
     @property
@@ -165,6 +167,7 @@ class ForecastScaler:
                                 f"{', '.join(trained) or 'none'}: give a file with the same columns")
 
     def to_dict(self) -> dict:
+        """The JSON-able dict :meth:`from_dict` reads back (config.json's tokenizer entry)."""
         return {"kind": self.kind, "channels": self.channels, "mean": self.mean.tolist(), "std": self.std.tolist(),
                 "covariates": self.covariates, "covariate_mean": self.covariate_mean.tolist(),
                 "covariate_std": self.covariate_std.tolist(), "calendar": self.calendar,
@@ -174,6 +177,7 @@ class ForecastScaler:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ForecastScaler":
+        """The scaler :meth:`to_dict` saved, or a CheckpointError naming the missing key."""
         try:
             return cls(d["channels"], d["mean"], d["std"], d["covariates"], d["covariate_mean"], d["covariate_std"],
                        d["calendar"], d["step"], d["season"], d.get("season_reason", ""), d["naive_mae"],
@@ -200,15 +204,19 @@ class WindowBatcher:
         self.ends = np.asarray(data.train)  # target end index of each window
 
     def num_batches(self, epoch: int) -> int:
+        """Batches in an epoch: the training windows over the batch size, rounded up."""
         return -(-len(self.ends) // self.batch_size)
 
     def tokens_per_batch(self) -> float:
+        """Target steps a batch holds on average."""
         return len(self.ends) * self.data.config.seq_len / self.num_batches(0)
 
     def heaviest_batch(self, size: int) -> ForecastBatch:
+        """A :class:`ForecastBatch` of ``size`` windows (every window is as long)."""
         return self.data.windows(self.ends[:size])
 
     def batches(self, epoch: int, start: int = 0):
+        """The epoch's batches (:class:`ForecastBatch`) in its seeded order, from batch ``start`` on (to resume)."""
         order = np.random.default_rng([self.seed, epoch]).permutation(len(self.ends))
         B = self.batch_size
         for i in range(start * B, len(order), B):
@@ -233,6 +241,7 @@ class ForecastData:
 
     @property
     def vocab_size(self) -> int:
+        """0: the inputs are vectors, not ids."""
         return 0
 
     @classmethod
@@ -277,6 +286,7 @@ class ForecastData:
                              torch.from_numpy(self.z[index]))
 
     def batcher(self, seed: int) -> WindowBatcher:
+        """The training windows' :class:`WindowBatcher`, seeded by ``seed``."""
         return WindowBatcher(self, self.config.batch_size, seed)
 
     def eval_batches(self, split: str = "val", batch_size: int = 256):

@@ -165,9 +165,11 @@ class PairData:
 
     @property
     def vocab_size(self) -> int:
+        """The source tokenizer's vocabulary size."""
         return self.tokenizer.vocab_size
 
     def batcher(self, seed: int) -> BucketBatcher:
+        """The training pairs' :class:`BucketBatcher` (of :class:`PairBatch`), seeded by ``seed``."""
         return BucketBatcher(self.train.examples, self.config.batch_size, seed, collate=collate_pairs)
 
     def eval_batches(self, split: str = "val", batch_size: int = 128):

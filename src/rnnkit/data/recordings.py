@@ -239,6 +239,7 @@ class RecordingScaler:
 
     @property
     def channels(self) -> int:
+        """C, the recordings' channels."""
         return len(self.center)
 
     @property
@@ -262,11 +263,13 @@ class RecordingScaler:
         return power.transpose(0, 1, 3, 2).reshape(n, steps, self.num_features)  # channel by channel
 
     def to_dict(self) -> dict:
+        """The JSON-able dict :meth:`from_dict` reads back (config.json's tokenizer entry)."""
         return {"kind": self.kind, "center": self.center.tolist(), "scale": self.scale.tolist(), "frame": self.frame,
                 "hop": self.hop, "features": self.features}
 
     @classmethod
     def from_dict(cls, d: dict) -> "RecordingScaler":
+        """The scaler :meth:`to_dict` saved, or a CheckpointError naming the missing key."""
         try:
             return cls(d["center"], d["scale"], d["frame"], d["features"], d.get("hop"))  # no hop: side by side
         except KeyError as e:

@@ -53,6 +53,7 @@ class Examples:
         return len(self.ids)
 
     def subset(self, index) -> "Examples":
+        """The examples at ``index``, in its order."""
         return Examples([self.ids[i] for i in index], [self.labels[i] for i in index])
 
 
@@ -86,6 +87,7 @@ class BucketBatcher:
         self.collate = collate
 
     def num_batches(self, epoch: int) -> int:
+        """Batches in an epoch: the examples over the batch size, rounded up."""
         return -(-len(self.examples) // self.batch_size)
 
     def _order(self, epoch: int) -> list[np.ndarray]:
@@ -115,6 +117,7 @@ class BucketBatcher:
         return self.collate([self.examples.ids[i] for i in index], [self.examples.labels[i] for i in index])
 
     def batches(self, epoch: int, start: int = 0):
+        """The epoch's batches in its seeded order, from batch ``start`` on (to resume), each made by ``collate``."""
         for index in self._order(epoch)[start:]:
             yield self.collate([self.examples.ids[i] for i in index], [self.examples.labels[i] for i in index])
 
@@ -158,13 +161,16 @@ class LabelledData:
 
     @property
     def vocab_size(self) -> int:
+        """The tokenizer's vocabulary size (0 for vectors)."""
         return self.tokenizer.vocab_size
 
     @property
     def num_labels(self) -> int:
+        """K, the label names."""
         return len(self.labels)
 
     def batcher(self, seed: int) -> BucketBatcher:
+        """The training examples' :class:`BucketBatcher`, seeded by ``seed``."""
         return BucketBatcher(self.train, self.config.batch_size, seed)
 
     def eval_batches(self, split: str = "val", batch_size: int = 128):

@@ -153,12 +153,14 @@ class SeriesScaler:
 
     @classmethod
     def fit(cls, x: np.ndarray) -> "SeriesScaler":
+        """Median and 1.4826 × MAD per feature of the training samples x (N, F) (a scale of 0 becomes 1)."""
         center = np.median(x, axis=0)
         scale = 1.4826 * np.median(np.abs(x - center), axis=0)
         return cls(center, np.where(scale > 0, scale, 1.0))
 
     @property
     def num_features(self) -> int:
+        """F, the series' features."""
         return len(self.center)
 
     def transform(self, x: np.ndarray, what: str = "series") -> np.ndarray:
@@ -168,10 +170,12 @@ class SeriesScaler:
         return np.clip((x - self.center) / self.scale, -CLIP, CLIP).astype(np.float32)
 
     def to_dict(self) -> dict:
+        """The JSON-able dict :meth:`from_dict` reads back (config.json's tokenizer entry)."""
         return {"kind": self.kind, "center": self.center.tolist(), "scale": self.scale.tolist()}
 
     @classmethod
     def from_dict(cls, d: dict) -> "SeriesScaler":
+        """The scaler :meth:`to_dict` saved, or a CheckpointError naming the missing key."""
         try:
             return cls(d["center"], d["scale"])
         except KeyError as e:

@@ -179,6 +179,7 @@ class SpeechData:
 
     @property
     def num_features(self) -> int:
+        """F, the width of a feature vector (the :class:`SpeechFeatures`')."""
         return self.tokenizer.num_features
 
     @property

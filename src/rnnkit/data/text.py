@@ -76,9 +76,11 @@ class StreamBatcher:
         return (len(self.ids) - 1 - self._offset(epoch)) // self.batch_size
 
     def num_batches(self, epoch: int) -> int:
+        """Batches in an epoch: each stream's length (after the epoch's seeded offset) over ``seq_len``."""
         return self._stream_len(epoch) // self.seq_len
 
     def tokens_per_batch(self) -> int:
+        """B × T tokens: every batch is as long."""
         return self.batch_size * self.seq_len
 
     def heaviest_batch(self, size: int):
@@ -175,7 +177,9 @@ class TextData:
 
     @property
     def vocab_size(self) -> int:
+        """The tokenizer's vocabulary size V."""
         return self.tokenizer.vocab_size
 
     def batcher(self, seed: int) -> StreamBatcher:
+        """The training split's :class:`StreamBatcher`, seeded by ``seed``."""
         return StreamBatcher(self.train, self.config.batch_size, self.config.seq_len, seed)

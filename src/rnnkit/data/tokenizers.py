@@ -68,6 +68,7 @@ def choose_tokenizer(lines: list[str]) -> tuple[str, str]:
 
 
 def tokenizer_from_dict(d: dict):
+    """The tokenizer a run folder's config.json saved (any kind, by its ``kind``), or a CheckpointError."""
     kind = d.get("kind")
     if kind == "char":
         return CharTokenizer(d["code_points"], d.get("unk", False))

@@ -212,13 +212,16 @@ class RecordingData:
 
     @property
     def vocab_size(self) -> int:
+        """0: the inputs are vectors, not ids."""
         return 0
 
     @property
     def num_labels(self) -> int:
+        """K, the label names."""
         return len(self.labels)
 
     def batcher(self, seed: int) -> BucketBatcher:
+        """The training windows' :class:`BucketBatcher`, seeded by ``seed``."""
         return BucketBatcher(self.train, self.config.batch_size, seed)
 
     def eval_batches(self, split: str = "val", batch_size: int = 256):

@@ -103,6 +103,7 @@ class WordTokenizer:
 
     @property
     def vocab_size(self) -> int:
+        """V: the words, the special tokens included."""
         return len(self.words)
 
     def encode(self, text: str, what: str = "text") -> np.ndarray:
@@ -112,6 +113,7 @@ class WordTokenizer:
         return np.array([get(w, UNK_ID) for w in words], dtype=np.int64)
 
     def decode(self, ids) -> str:
+        """The text of ``ids``: words joined as :meth:`stream_decoder` joins them."""
         decode = self.stream_decoder()
         return "".join(decode(i) for i in np.asarray(ids, dtype=np.int64).reshape(-1).tolist())
 
@@ -145,11 +147,13 @@ class WordTokenizer:
         return decode
 
     def to_dict(self) -> dict:
+        """The JSON-able dict :meth:`from_dict` reads back (config.json's tokenizer entry)."""
         return {"kind": self.kind, "words": self.words, "lowercase": self.lowercase, "eos": self.eos,
                 "pattern": self.pattern}
 
     @classmethod
     def from_dict(cls, d: dict) -> WordTokenizer:
+        """The tokenizer :meth:`to_dict` saved, or a CheckpointError."""
         try:
             return cls(d["words"], d["lowercase"], d["eos"], d["pattern"])
         except (KeyError, TypeError, DataError, ConfigError) as e:
@@ -192,6 +196,7 @@ class SpelledWordTokenizer:
 
     @property
     def vocab_size(self) -> int:
+        """The word tokenizer's vocabulary size V."""
         return self.word_tokenizer.vocab_size
 
     @property
@@ -201,9 +206,12 @@ class SpelledWordTokenizer:
 
     @property
     def words(self) -> list[str]:
+        """The word tokenizer's words (id i is ``words[i]``)."""
         return self.word_tokenizer.words
 
     def encode(self, text: str, what: str = "text") -> np.ndarray:
+        """(N, 1 + MAX_WORD_CHARS) int64, as the class docstring says; a word longer than MAX_WORD_CHARS keeps
+        its first and last halves' characters."""
         w = self.word_tokenizer
         tokens = _word_tokens(text, False, False, w._regex)  # the spelling keeps its case
         out = np.zeros((len(tokens), 1 + MAX_WORD_CHARS), dtype=np.int64)  # (N, 1 + C)
@@ -216,10 +224,12 @@ class SpelledWordTokenizer:
         return out
 
     def to_dict(self) -> dict:
+        """The JSON-able dict :meth:`from_dict` reads back (config.json's tokenizer entry)."""
         return {"kind": self.kind, "words": self.word_tokenizer.to_dict(), "alphabet": self.alphabet}
 
     @classmethod
     def from_dict(cls, d: dict) -> SpelledWordTokenizer:
+        """The tokenizer :meth:`to_dict` saved, or a CheckpointError."""
         try:
             return cls(WordTokenizer.from_dict(d["words"]), str(d["alphabet"]))
         except (KeyError, TypeError, DataError) as e:
@@ -294,6 +304,7 @@ class BPETokenizer:
 
     @property
     def vocab_size(self) -> int:
+        """V: the trained tokenizer's vocabulary, the 256 byte values included."""
         return self.tokenizer.get_vocab_size()
 
     def encode(self, text: str, what: str = "text") -> np.ndarray:
@@ -304,9 +315,11 @@ class BPETokenizer:
         return np.fromiter((i for chunk in ids for i in chunk), dtype=np.int64)
 
     def decode(self, ids) -> str:
+        """The text of ``ids`` (byte-level: decode(encode(text)) gives the text back)."""
         return self.tokenizer.decode(np.asarray(ids, dtype=np.int64).reshape(-1).tolist())
 
     def default_prime(self) -> str:
+        """A newline: texts start after one."""
         return "\n"
 
     def stream_decoder(self):
@@ -322,10 +335,12 @@ class BPETokenizer:
         return lambda i: decoder.decode(token_bytes[int(i)])
 
     def to_dict(self) -> dict:
+        """The JSON-able dict :meth:`from_dict` reads back: the tokenizers library's own JSON."""
         return {"kind": self.kind, "tokenizer": self.tokenizer.to_str()}
 
     @classmethod
     def from_dict(cls, d: dict) -> BPETokenizer:
+        """The tokenizer :meth:`to_dict` saved, or a CheckpointError."""
         from tokenizers import Tokenizer
 
         try:

@@ -48,7 +48,8 @@ class Curve:
 def gradient_flow(model: nn.Module, batch: tuple[Tensor, ...]) -> list[Curve]:
     """For each recurrent layer and direction: the mean over the batch's
     sequences of ||dL/dh_k||_2 at every step k (a sequence counts at the steps
-    inside its length), L the model's loss on ``batch`` (``model.loss``)."""
+    inside its length), L the model's loss on ``batch`` (``model.loss``; its
+    tensors batch-first, (B, T, ...)); each curve's values are (T,)."""
     with torch.enable_grad(), recorded(model) as traces:
         loss, _ = model.loss(batch)
     found = recordings(model, traces)
@@ -75,7 +76,8 @@ def jacobian_norms(model: nn.Module, batch: tuple[Tensor, ...], example: int = 0
     length (the value at k = n is 1), at k = n - j for every j steps back up to
     20, every 5th up to 100 and every 25th beyond (NaN between: an SVD a value
     is what it costs). ``last_steps`` limits the product to the last that many
-    steps (NaN before them)."""
+    steps (NaN before them). ``batch`` as ``model.loss`` takes it, batch-first
+    (B, T, ...); each curve's values are (T,) for that sequence."""
     with recorded(model) as traces:
         model.loss(rows(batch, example, example + 1))
     return [Curve(r.name, _product_norms(r, last_steps)) for r in recordings(model, traces)]

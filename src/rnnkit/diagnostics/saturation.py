@@ -25,7 +25,8 @@ def saturation(model: nn.Module, batch: tuple[Tensor, ...]) -> dict[str, dict[st
     value it computes (:meth:`rnnkit.kernels.cell.Cell.gates`) -> the
     fractions (left, right) of its values that are saturated, over every unit
     and every step inside the lengths of ``batch``'s sequences, the model in
-    evaluation mode on its own loss's forward pass."""
+    evaluation mode on its own loss's forward pass. ``batch`` as ``model.loss``
+    takes it, batch-first (B, T, ...)."""
     with recorded(model) as traces:
         model.loss(batch)
     result = {}

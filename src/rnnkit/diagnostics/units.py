@@ -75,6 +75,9 @@ def text_features(text: str) -> dict[str, np.ndarray]:
 
 @dataclass
 class Finding:
+    """A unit whose activation follows a text feature: the ``feature``'s name, the ``layer`` (a key of
+    ``Reading.activations``), the ``unit``, and Pearson's ``correlation`` r between them."""
+
     feature: str
     layer: str  # a key of Reading.activations
     unit: int

@@ -16,6 +16,7 @@ from rnnkit.data.batches import StreamBatch
 
 
 def python_source() -> str:
+    """Python source to train on: the standard library's argparse module (its first 200,000 characters)."""
     return Path(argparse.__file__).read_text()[:200_000]
 
 

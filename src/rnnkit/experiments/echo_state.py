@@ -68,6 +68,7 @@ def bonn_segments(path: str | Path, count: int) -> list[np.ndarray]:
 
 
 def nmse(prediction: np.ndarray, target: np.ndarray) -> float:
+    """Normalised mean squared error: mean((prediction - target)²) / var(target)."""
     return float(np.mean((prediction - target) ** 2) / np.var(target))
 
 
@@ -94,6 +95,7 @@ def ridge(features: list[np.ndarray], segments: list[np.ndarray], penalty: float
 
 
 def apply(fit, features: np.ndarray) -> np.ndarray:
+    """A readout ``fit`` (w, c) applied to features (T, F): F w + c, (T,)."""
     w, c = fit
     return features @ w + c
 
@@ -143,6 +145,7 @@ class Predictor(nn.Module):
         self.head = nn.Linear(hidden, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, T) -> the predictions of the next values (B, T)."""
         outputs, _ = self.rnn(x.unsqueeze(-1))  # (B, T, H)
         return self.head(outputs).squeeze(-1)
 

@@ -47,6 +47,7 @@ class Table:
 
 
 def cell(value, how: Format) -> str:
+    """``value`` as a table cell: ``how`` a format string (a tuple fills several fields) or a function."""
     if callable(how):
         return how(value)
     return how.format(*value) if isinstance(value, tuple) else how.format(value)

@@ -161,6 +161,7 @@ def _check_value(task, name: str, value) -> None:
 
 
 def space_to_json(space: dict) -> dict:
+    """The search space as JSON: each parameter's Optuna distribution, by name."""
     return {name: json.loads(optuna().distributions.distribution_to_json(d)) for name, d in space.items()}
 
 
@@ -266,6 +267,7 @@ def _alive(pid: int) -> bool:
 
 
 def trial_folder(folder: Path, number: int) -> Path:
+    """The run folder of trial ``number`` in the study's ``folder``: ``trial-007``."""
     return Path(folder) / f"trial-{number:03d}"
 
 

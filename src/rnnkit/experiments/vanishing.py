@@ -58,6 +58,7 @@ class Adder(nn.Module):
         self.head = nn.Linear(HIDDEN, 1)
 
     def forward(self, x: Tensor) -> Tensor:
+        """x (B, T, 2) -> the predicted sum (B,), read out after the last step."""
         outputs, _ = self.rnn(x)  # (B, T, H)
         return self.head(outputs[:, -1]).squeeze(1)
 

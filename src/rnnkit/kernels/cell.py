@@ -124,6 +124,8 @@ class Cell(nn.Module):
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
+        """Initialise the weights by ``input_init`` and ``recurrent_init``, one (H, ·) gate block at a time
+        (:func:`init_blocks`); biases U(-1/√H, 1/√H) with ``input_init="torch"``, else zero."""
         H = self.hidden_size
         bound = 1.0 / math.sqrt(H)
         for weight, scheme in ((self.weight_ih, self.input_init), (self.weight_hh, self.recurrent_init)):
@@ -197,6 +199,7 @@ class Cell(nn.Module):
         return self.recur(self.project_input(x), state)
 
     def extra_repr(self) -> str:
+        """``input_size, hidden_size, bias=...``, as torch's cells print."""
         return f"{self.input_size}, {self.hidden_size}, bias={self.bias}"
 
 
@@ -228,7 +231,7 @@ def cell_options(name: str, settings) -> dict:
 
 
 def tanh_by_sigmoid(x: Tensor) -> Tensor:
-    """tanh(x) = 2σ(2x) - 1, without autograd: torch's CPU tanh measured several
+    """tanh(x) = 2σ(2x) - 1 for x of any shape, without autograd: torch's CPU tanh measured several
     times slower than its sigmoid (benchmarks/NOTEBOOK.md, "What this machine
     showed"); the absolute error stays at the dtype's resolution of 1."""
     return torch.sigmoid(x * 2).mul_(2).sub_(1)
@@ -257,7 +260,7 @@ def final_state(outputs: Tensor, lengths: Tensor | None) -> Tensor:
 
 
 def batch_sizes(lengths: Tensor | None, batch_size: int, steps: int) -> list[int]:
-    """How many sequences still run at each step, for lengths sorted longest
+    """How many sequences still run at each step, for lengths (B,) sorted longest
     first (all ``batch_size`` at every step without lengths)."""
     if lengths is None:
         return [batch_size] * steps

@@ -69,14 +69,15 @@ def fp32_backend() -> str:
 
 
 def uses_onednn(*tensors: Tensor) -> bool:
-    """True when a product of these tensors runs on oneDNN rather than torch's default (never while
+    """True when a product of these tensors (any shape) runs on oneDNN rather than torch's default (never while
     a graph is traced for export: ONNX has no oneDNN op, and F.linear is the same product)."""
     return (fp32_backend() == "onednn" and not torch.is_autocast_enabled("cpu") and not torch.jit.is_tracing()
             and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors))
 
 
 def onednn_linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-    """x @ weight^T + bias on oneDNN; weight may be a transposed view (read in place)."""
+    """x (N, K) @ weight (M, K)^T + bias (M,) -> (N, M) on oneDNN; weight may be a transposed view (read in
+    place)."""
     return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
 
 

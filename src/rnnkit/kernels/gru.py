@@ -91,6 +91,7 @@ class GRUGates(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, xp: Tensor, hp: Tensor, h: Tensor) -> Tensor:
+        """The GRU step's output h' (B, H) from xp, hp (B, 3H) and h (B, H); saves r, z, h_n, n, h for the backward."""
         H = h.shape[1]
         rz = torch.sigmoid(xp[:, :2 * H] + hp[:, :2 * H])  # (B, 2H)
         r, z = rz.chunk(2, dim=1)
@@ -101,6 +102,7 @@ class GRUGates(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dh_new: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """dh' (B, H) -> dxp (B, 3H), dhp (B, 3H), dh (B, H), by the equations above."""
         rz, hn, n, h = ctx.saved_tensors
         H = h.shape[1]
         r, z = rz.chunk(2, dim=1)

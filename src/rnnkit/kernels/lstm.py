@@ -75,6 +75,8 @@ class LSTMCell(Cell):
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
+        """As :meth:`Cell.reset_parameters`, then the forget block of ``bias_ih`` set to ``forget_bias``
+        (unless ``input_init="torch"``, which keeps torch's uniform biases)."""
         super().reset_parameters()
         if self.bias and self.input_init != "torch":
             H = self.hidden_size
@@ -144,6 +146,7 @@ class LSTMGates(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, gates: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+        """gates (B, 4H), c (B, H) -> h, c' (B, H) each; on lstm.c for fp32 CPU tensors, else torch ops."""
         if native.handles(gates, c):
             h, c_new, act, tanh_c = _native_forward(gates, c)
             ctx.save_for_backward(act, c, tanh_c)
@@ -159,6 +162,7 @@ class LSTMGates(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dh: Tensor, dc_new: Tensor) -> tuple[Tensor, Tensor]:
+        """dh, dc' (B, H) -> dgates (B, 4H), dc_prev (B, H), by the equations above."""
         act, c, tanh_c = ctx.saved_tensors
         if native.handles(act, c, dh, dc_new):
             return _native_backward(act, c, tanh_c, dh, dc_new)
@@ -193,8 +197,8 @@ def step_forward(hp: Tensor, xp: Tensor | None, c: Tensor, act: Tensor, c_new: T
 def step_backward(act: Tensor, c: Tensor, tanh_c: Tensor, dh: Tensor, dh_more: Tensor,
                   dc_new: Tensor, dgates: Tensor, dgates_copy: Tensor, dc_prev: Tensor) -> None:
     """The backward of :func:`step_forward` from the gradients reaching h
-    (dh, any row stride, + dh_more) and c' (any row stride) into dgates (B, 4H,
-    any row stride), dgates_copy and dc_prev. dh_more, dgates and dgates_copy
+    (dh (B, H), any row stride, + dh_more) and c' (B, H, any row stride) into
+    dgates (B, 4H) (any row stride), dgates_copy (B, 4H) and dc_prev (B, H). dh_more, dgates and dgates_copy
     are all fp32 or all bf16."""
     B, H = c.shape
     native.library().rnnkit_lstm_backward(

@@ -44,6 +44,7 @@ _EXPORTED = re.compile(r"^void\s+(rnnkit_\w+)\s*\(([^)]*)\)", re.MULTILINE)
 
 
 def sources() -> list[Path]:
+    """The C sources compiled into the kernels' library (``kernels/*.c``)."""
     return sorted(HERE.glob("*.c"))
 
 
@@ -87,6 +88,8 @@ def _compiler_identity(compiler: str) -> str:
 
 
 def cache_key(compiler: str) -> str:
+    """A hash of the sources, headers, compiler, flags and CPU: the library's cached build is reused only
+    while all of them are the same."""
     text = [path.read_text() for path in sorted(HERE.glob("*.[ch]"))]
     parts = [*text, _compiler_identity(compiler), *FLAGS, _cpu_identity()]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
@@ -139,7 +142,7 @@ library = cache(load)  # the process's library: built or found at the first use
 
 
 def handles(*tensors: Tensor) -> bool:
-    """Whether the kernels apply: 2-d fp32 CPU tensors, the library is there, and no graph is being
+    """Whether the kernels apply: 2-d (B, N) fp32 CPU tensors, the library is there, and no graph is being
     traced for export (a trace cannot see into a ctypes call; the torch ops compute the same)."""
     return (not torch.jit.is_tracing()
             and all(t.dtype == torch.float32 and t.device.type == "cpu" and t.dim() == 2 for t in tensors)
@@ -147,6 +150,6 @@ def handles(*tensors: Tensor) -> bool:
 
 
 def rows(t: Tensor) -> Tensor:
-    """t with contiguous rows (any row stride), as the kernels read it."""
+    """t (B, N) with contiguous rows (any row stride), as the kernels read it."""
     return t if t.stride(1) == 1 else t.contiguous()
 

@@ -31,6 +31,9 @@ from rnnkit.kernels.cell import Cell, State, length_mask
 
 @dataclass
 class Step:
+    """One recorded step: ``xp`` (B, G*H), ``hp`` (B, G*H) or None for a cell without W_hh, and the states
+    ``before`` and ``after`` the step, (h,) or (h, c), (B, H) each."""
+
     xp: Tensor  # (B, G*H)
     hp: Tensor | None  # (B, G*H)
     before: State  # (B, H) each
@@ -50,6 +53,7 @@ _traces: list[LayerTrace] | None = None
 
 
 def active() -> bool:
+    """Whether a :func:`recording` block is open."""
     return _traces is not None
 
 

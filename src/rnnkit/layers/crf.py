@@ -60,13 +60,17 @@ class LinearChainCRF(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
+        """Transitions, start and end scores from U(-0.1, 0.1)."""
         for p in (self.transitions, self.start_transitions, self.end_transitions):
             nn.init.uniform_(p, -0.1, 0.1)
 
     def extra_repr(self) -> str:
+        """``num_tags=K``."""
         return f"num_tags={self.num_tags}"
 
     def forward(self, emissions: Tensor, tags: Tensor, mask: Tensor | None = None) -> Tensor:
+        """The loss, as :meth:`nll`: emissions (B, T, K), tags (B, T), mask (B, T) True at valid positions
+        -> -log p(tags | emissions) (B,)."""
         return self.nll(emissions, tags, mask)
 
     def nll(self, emissions: Tensor, tags: Tensor, mask: Tensor | None = None) -> Tensor:

@@ -27,7 +27,7 @@ _LEVELS = 1 << 16  # 16-bit draws
 
 
 def keep_mask(shape: tuple[int, ...], p: float, like: Tensor) -> Tensor:
-    """A tensor of ``shape`` in ``like``'s dtype and device: 1/(1-p') with
+    """A tensor of ``shape`` (any shape) in ``like``'s dtype and device: 1/(1-p') with
     probability 1-p', else 0, independently per entry; p' is p to the nearest
     2^-16. Drawn from the device's default generator (``torch.manual_seed``)."""
     if not 0.0 <= p < 1.0:  # p = 1 would keep one entry in 2^16, scaled by 2^16
@@ -41,7 +41,7 @@ def keep_mask(shape: tuple[int, ...], p: float, like: Tensor) -> Tensor:
 
 
 def dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
-    """``F.dropout(x, p, training)``, with the cheaper mask on a CPU."""
+    """``F.dropout(x, p, training)`` for x of any shape, with the cheaper mask on a CPU."""
     if not training or p == 0.0:
         return x
     if x.device.type != "cpu" or not 0.0 <= p < 1.0:

@@ -142,6 +142,7 @@ class Recurrent(nn.Module):
 
     @property
     def output_size(self) -> int:
+        """Width of the outputs: D*H when bidirectional with ``merge="concat"``, else H."""
         return self.num_directions * self.hidden_size if self.merge == "concat" else self.hidden_size
 
     def init_state(self, batch_size: int, device=None, dtype=None) -> State:
@@ -327,6 +328,7 @@ class Recurrent(nn.Module):
             p.copy_(state_dict[name])
 
     def extra_repr(self) -> str:
+        """The cell, engine, layers, direction, merge, dropout and the regularisers that are on."""
         return (f"cell={self.cell_type!r}, engine={self.engine!r}, layers={self.num_layers}, "
                 f"bidirectional={self.bidirectional}, merge={self.merge!r}, dropout={self.dropout}, "
                 f"batchnorm={self.norms is not None}"

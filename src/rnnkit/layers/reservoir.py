@@ -110,6 +110,8 @@ class Reservoir(nn.Module):
         self.register_buffer("leak", leak.float())
 
     def forward(self, u: Tensor, state: tuple[Tensor] | None = None, lengths: Tensor | None = None):
+        """u (B, T, I), state (1, B, N) or None, lengths (B,) or None -> (states (B, T, N), (x_T (1, B, N),)),
+        by the loop in the class docstring."""
         B, T, _ = u.shape
         if u.shape[-1] != self.input_size:
             raise ValueError(f"Reservoir: expected input of shape (B, T, {self.input_size}), got {tuple(u.shape)}")
@@ -146,6 +148,7 @@ class Reservoir(nn.Module):
         return lambda x: (sparse @ x.T).T
 
     def extra_repr(self) -> str:
+        """``input_size, hidden_size, spectral_radius=ρ``."""
         return f"{self.input_size}, {self.hidden_size}, spectral_radius={self.spectral_radius}"
 
 

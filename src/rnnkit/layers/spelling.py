@@ -38,9 +38,12 @@ class Spelling(nn.Module):
 
     @property
     def output_size(self) -> int:
+        """2W: the two directions' final states side by side."""
         return 2 * self.layer.hidden_size
 
     def forward(self, chars: Tensor, mask: Tensor) -> Tensor:
+        """chars (B, T, C) ids padded with 0, mask (B, T) True at the words to read -> features (B, T, 2W), zero
+        where mask is False."""
         words = chars[mask]  # (N, C), the N words of the batch
         lengths = (words != 0).sum(-1).clamp(min=1)  # (N,)
         words = words[:, :int(lengths.max())]  # spellings are left-aligned: cut the common padding

@@ -41,6 +41,7 @@ class TimeDelay(nn.Module):
                                    for k in range(num_layers))
 
     def forward(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, None]:
+        """x (B, T, I), lengths (B,) -> (outputs (B, T, H), None), zero beyond each length."""
         mask = length_mask(lengths, x.shape[1])[..., None]  # (B, T, 1)
         pad = (self.kernel_size - 1, 0) if self.causal else ((self.kernel_size - 1) // 2,) * 2
         h = x

@@ -40,6 +40,7 @@ class Search:
     max_length: int | None = None
 
     def check(self) -> "Search":
+        """Self, or a ConfigError naming the flag when a size is below 1 or ``n_best`` exceeds the beam."""
         if self.beam_size < 1 or self.n_best < 1 or (self.max_length is not None and self.max_length < 1):
             raise ConfigError(f"--beam-size, --n-best and --max-length must be >= 1; got {self.beam_size}, "
                               f"{self.n_best} and {self.max_length}")
@@ -53,6 +54,9 @@ class Search:
 
 @dataclass
 class Hypothesis:
+    """A finished hypothesis: its ``tokens`` (without the end), ``score`` Σ log p (the end included),
+    ``normalised`` score / len(tokens)^α, and its ``attention`` weights (U + 1, S) (None without attention)."""
+
     tokens: list[int]  # without the end
     score: float  # Σ log p, the end included
     normalised: float  # score / len(tokens)^α
@@ -86,6 +90,8 @@ class Beam(DecodeStrategy):
         self.ended = torch.zeros(B, dtype=torch.bool, device=device)  # (B,) sentences with K finished
 
     def advance(self, log_probs: Tensor, alpha: Tensor | None = None) -> Tensor:
+        """log_probs (B*K, C) of every row's next token -> the next input tokens (B*K,); sets ``select`` (B*K,),
+        the rows each kept hypothesis extends, and moves the hypotheses that chose the end to ``finished``."""
         B, K, end = self.B, self.K, self.end
         self.steps += 1
         t = self.steps  # t - 1 tokens before step t
@@ -125,6 +131,7 @@ class Beam(DecodeStrategy):
         return choice.view(-1)
 
     def results(self) -> list[list[Hypothesis]]:
+        """Per sentence its ``n_best`` finished hypotheses, best (by normalised score) first."""
         return [sorted(f, key=lambda h: -h.normalised)[:self.n_best] for f in self.finished]
 
 

@@ -71,15 +71,19 @@ class ContextualChars(nn.Module):
 
     @property
     def output_size(self) -> int:
+        """H_f + H_b: the two language models' hidden sizes."""
         return sum(m.config.hidden_size for m in self.models)
 
     def train(self, mode: bool = True):
+        """As ``nn.Module.train``, but a frozen (not ``tune``) pair of language models stays in evaluation mode."""
         super().train(mode)
         if not self.tune:  # frozen: no dropout either, a word's features are fixed
             self.models.eval()
         return self
 
     def forward(self, chars: Tensor, mask: Tensor) -> Tensor:
+        """chars (B, T, C), mask (B, T) True at the words there are -> f_i (B, T, H_f + H_b): the forward
+        state at the space after each word and the backward state at the space before it, zero where mask is False."""
         lengths = ((chars != 0).sum(-1) * mask).long()  # (B, T) characters a word, 0 for padding
         steps = (lengths + 1) * mask  # (B, T) a word and the space after it
         after = torch.cumsum(steps, 1)  # (B, T) b_i + 1: the space after word i (s_0 is the first space)

@@ -173,15 +173,18 @@ class LanguageModelScorer:
         return logits[0, -1].float().log_softmax(-1), state  # (V_lm,)
 
     def initial(self):
+        """The state after the LM's default prime."""
         return self._read(self.prime, None)
 
     def log_probs(self, state) -> Tensor:
+        """log p(next label | prefix) (V,) over the CTC labels, -inf at the blank."""
         lm_log_probs, _ = state
         out = torch.full((len(self.token_ids) + 1,), float("-inf"), device=self.device)  # (V,)
         out[1:] = lm_log_probs[self.token_ids]
         return out
 
     def advance(self, state, label: int):
+        """The state after appending ``label``: one LM step on its character."""
         return self._read([int(self.token_ids[label - 1])], state[1])
 
 

@@ -61,6 +61,7 @@ class Fusion:
     insertion_bonus: float = 0.0
 
     def check(self) -> "Fusion":
+        """Self, or a ConfigError when the beam is below 1 or ``lm`` is set with a beam of 1."""
         if self.beam_size < 1:
             raise ConfigError(f"--beam-size must be >= 1; got {self.beam_size}")
         if self.lm and self.beam_size == 1:
@@ -79,11 +80,14 @@ class PrefixScorer(Protocol):
     ``advance`` at most once per distinct prefix.
     """
 
-    def initial(self) -> Any: ...
+    def initial(self) -> Any:
+        """The state of the empty prefix."""
 
-    def log_probs(self, state: Any) -> Tensor: ...
+    def log_probs(self, state: Any) -> Tensor:
+        """log p(next label | prefix) (V,) over label ids."""
 
-    def advance(self, state: Any, label: int) -> Any: ...
+    def advance(self, state: Any, label: int) -> Any:
+        """The state after appending ``label`` to the prefix ``state`` stands for."""
 
 
 def _logaddexp(a: float, b: float) -> float:

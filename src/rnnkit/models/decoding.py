@@ -61,9 +61,12 @@ class DecodeStrategy:
         self.initial_rows: Tensor | None = None  # the rows of the first state each row reads (None: its own)
 
     def advance(self, scores: Tensor, attention: Tensor | None = None) -> Tensor:
+        """scores (N, C) of the N rows alive (and their attention weights (N, S), if any) -> the next input
+        tokens (N',); updates ``select`` and ``done``."""
         raise NotImplementedError
 
     def results(self):
+        """What was decoded (each strategy's docstring says in what form)."""
         raise NotImplementedError
 
 
@@ -119,6 +122,7 @@ class Greedy(DecodeStrategy):
         self.weights: list[Tensor | None] = []  # each (B, S) or None
 
     def advance(self, scores: Tensor, attention: Tensor | None = None) -> Tensor:
+        """scores (B, C) -> the argmax tokens (B,); a row that chooses ``end`` stops (its later outputs are -1)."""
         tokens = scores.argmax(-1)  # (B,)
         if self.end is not None:
             self.running &= tokens != self.end
@@ -129,6 +133,7 @@ class Greedy(DecodeStrategy):
         return tokens
 
     def results(self) -> tuple[list[list[int]], list[Tensor]]:
+        """(each row's tokens without the end, each row's attention weights (U_b + 1, S_b) or an empty (0, 0))."""
         steps = torch.stack(self.outputs, dim=1).tolist()  # (B, steps), -1 after the end
         result = [row[:row.index(-1)] if -1 in row else row for row in steps]
         if self.weights[0] is None:
@@ -151,6 +156,7 @@ class Sampling(DecodeStrategy):
         self.tokens: list[Tensor] = []
 
     def advance(self, scores: Tensor, attention: Tensor | None = None) -> Tensor:
+        """scores (B, C) -> a token (B,) drawn from each row's tempered, top-k and top-p restricted softmax."""
         token = sample_next(scores, self.temperature, self.top_k, self.top_p, noise=self.noise)  # (B,)
         self.tokens.append(token)
         self.steps += 1
@@ -158,4 +164,5 @@ class Sampling(DecodeStrategy):
         return token
 
     def results(self) -> Tensor:
+        """The drawn tokens (B, steps)."""
         return torch.stack(self.tokens, dim=1)

@@ -76,6 +76,7 @@ class ReservoirSettings:
                            "first this many steps (the reservoir's transient from its zero state)", default=0)
 
     def check_reservoir(self) -> None:
+        """ConfigError naming the field when a reservoir setting is out of range, or when an esn is bidirectional."""
         for name in ("spectral_radius", "input_scaling"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be > 0; got {getattr(self, name)}")
@@ -201,6 +202,7 @@ class Encoder(nn.Module):
 
     @property
     def output_size(self) -> int:
+        """F, the width of the outputs: the layer's output size."""
         return self.layer.output_size
 
     def embed(self, x: Tensor, lengths: Tensor) -> Tensor:
@@ -223,6 +225,8 @@ class Encoder(nn.Module):
         return self.spelling is not None or self.context is not None
 
     def forward(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, State]:
+        """x (B, T) ids, (B, T, 1 + C) spelled ids or (B, T, I) vectors, lengths (B,) -> (outputs (B, T, F),
+        state), outputs zero beyond each length."""
         dims, expected = (3, "vectors (B, T, I)") if not self.vocab_size else \
             (3, "spelled ids (B, T, 1 + C)") if self.spelled else (2, "ids (B, T)")
         if x.dim() != dims or lengths.shape != x.shape[:1]:

@@ -112,10 +112,14 @@ class ForecasterConfig(ReservoirSettings, ModelConfig):
                 raise ConfigError(f"--ar-order must be >= 0 (0 = no autoregressive component) or auto; got {given}")
 
 def build_encoder(config: ForecasterConfig, input_size: int) -> nn.Module:
+    """The encoder ``config.encoder`` names (rnn, tdnn or esn), reading inputs of width ``input_size``."""
     return ENCODERS[config.encoder](config, input_size)
 
 
 class Prediction(NamedTuple):
+    """A forecaster's output: ``mean`` μ (B, T, C) and ``variance`` σ² (B, T, C) (None for squared error),
+    in z-scored units, and the encoder's ``state`` after the last step."""
+
     mean: Tensor  # (B, T, C) μ, z-scored units
     variance: Tensor | None  # (B, T, C) σ², None for squared error
     state: State | None  # the encoder's after the last step
@@ -211,6 +215,8 @@ class Forecaster(nn.Module):
 
     def forward(self, x: Tensor, covariates: Tensor, targets: Tensor | None = None,
                 state: State | None = None) -> tuple[Prediction, Tensor | None]:
+        """x (B, T, C), covariates (B, T, K), targets (B, T, C) or None -> (Prediction, the loss or None):
+        μ_t = head(h_t) + the autoregressive term; the loss skips the first steps whose AR sum is not whole."""
         self._check(x, covariates)
         h, state = self.encoder(torch.cat([x, covariates], dim=-1), state)  # (B, T, H)
         mean, variance = self._head(h)
@@ -234,6 +240,8 @@ class Forecaster(nn.Module):
         return mean + variance.sqrt() * noise
 
     def loss(self, batch: ForecastBatch, state: State | None = None) -> tuple[Tensor, None]:
+        """A :class:`ForecastBatch` -> (the loss, no carried state): teacher-forced, or with scheduled sampling
+        while training with ``teacher_forcing`` below 1."""
         if not self.training or self.teacher_forcing >= 1.0:
             return self(batch.x, batch.covariates, batch.y)[1], None
         return self._scheduled_sampling_loss(batch), None

@@ -97,7 +97,7 @@ def cooccurrence(ids, vocab_size: int, window: int = 10,
 
 
 def weighting(x: Tensor, x_max: float = 100.0, alpha: float = 0.75) -> Tensor:
-    """f(x) = (x / x_max)^α, capped at 1 from x_max on (eq. 9): rare pairs,
+    """f(x) = (x / x_max)^α for counts x of any shape, capped at 1 from x_max on (eq. 9): rare pairs,
     whose counts are noisy, weigh less; frequent ones do not dominate."""
     return (x / x_max).pow(alpha).clamp(max=1.0)
 
@@ -134,6 +134,8 @@ class GloVe(nn.Module):
         self.bias, self.context_bias = uniform(vocab_size), uniform(vocab_size)
 
     def forward(self, rows: Tensor, cols: Tensor, counts: Tensor) -> tuple[Tensor, Tensor]:
+        """rows, cols (N,) word and context ids, counts X (N,) -> (prediction (N,), loss ()) as the class docstring
+        writes them."""
         pred = ((self.weight[rows] * self.context_weight[cols]).sum(-1)  # (N,)
                 + self.bias[rows] + self.context_bias[cols])
         err = pred - counts.log()

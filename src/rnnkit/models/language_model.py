@@ -113,6 +113,7 @@ class LanguageModel(nn.Module):
             self.head.weight = self.embedding.weight         # does (Zaremba et al.; Merity et al.)
 
     def init_state(self, batch_size: int) -> State:
+        """The zero state for ``batch_size`` sequences: ``state_size`` tensors (L, B, H) (the recurrent layer's)."""
         return self.rnn.init_state(batch_size)
 
     def embed(self, idx: Tensor, condition: Tensor | None = None) -> Tensor:
@@ -144,6 +145,8 @@ class LanguageModel(nn.Module):
 
     def forward(self, idx: Tensor, targets: Tensor | None = None, state: State | None = None,
                 condition: Tensor | None = None) -> tuple[LMOutput, Tensor | None]:
+        """idx (B, T), targets (B, T) or None, state or None, condition (B,) or None -> (LMOutput(logits
+        (B, T, V), state), mean cross-entropy or None), as the class docstring says."""
         if idx.dim() != 2:
             raise ValueError(f"LanguageModel: expected token ids of shape (B, T), got {tuple(idx.shape)}")
         h, state = self.rnn(self.embed(idx, condition), state)  # (B, T, H)

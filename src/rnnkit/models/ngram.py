@@ -143,6 +143,7 @@ class KneserNey:
 
     @property
     def num_ngrams(self) -> list[int]:
+        """The number of distinct n-grams seen, per order 1..n."""
         return [len(alpha) for alpha in self._alpha]
 
     def _prob(self, toks: list[int], i: int) -> float:

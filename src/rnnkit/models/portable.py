@@ -85,12 +85,15 @@ class LanguageModelStep(nn.Module):
         self.model = model
 
     def forward(self, ids: Tensor, *state_and_condition: Tensor) -> tuple[Tensor, ...]:
+        """ids (B, T), the state tensors (L, B, H) each, then the condition (B,) if the model has one ->
+        (logits (B, T, V), *next state)."""
         n = self.model.rnn.state_size
         state, condition = state_and_condition[:n], (state_and_condition[n:] or (None,))[0]
         (logits, state), _ = self.model(ids, state=tuple(state), condition=condition)
         return (logits, *state)
 
     def graph(self) -> Graph:
+        """The step's export graph: named, typed ports with symbolic shapes, and example inputs."""
         m = self.model
         L, H, V = m.rnn.num_layers, m.rnn.hidden_size, m.vocab_size
         names = state_names(m.rnn.state_size)
@@ -122,6 +125,7 @@ class Scores(nn.Module):
         self.model = model
 
     def forward(self, x: Tensor, lengths: Tensor) -> tuple[Tensor]:
+        """x (B, T) or (B, T, I), lengths (B,) -> (the model's scores,) as the class docstring lists them."""
         return (self.model(x, lengths)[0],)
 
     def graph(self, name: str, output: Port, doc: str, vocab_size: int = 0, num_features: int = 0) -> Graph:
@@ -153,6 +157,7 @@ class Carried(NamedTuple):
 
 
 def carried(model) -> Carried:
+    """Which parts of ``model``'s decoder state its step reads (:class:`Carried`)."""
     hidden = model.config.decoder_recurrence == "hidden"
     return Carried(model.cells[0].state_size if hidden else 0, model.feeding, model.stop_bit, not hidden)
 
@@ -176,6 +181,7 @@ class Seq2SeqEncoder(nn.Module):
         self.model = model
 
     def forward(self, ids: Tensor, lengths: Tensor) -> tuple[Tensor, ...]:
+        """ids (B, S), lengths (B,) -> the flat tuple of the class docstring."""
         state, memory = self.model.start(ids, lengths)
         return (*_pack(self.model, state), *(() if memory is None else memory))
 
@@ -190,6 +196,7 @@ class Seq2SeqDecoderStep(nn.Module):
         self.model = model
 
     def forward(self, tokens: Tensor, *rest: Tensor) -> tuple[Tensor, ...]:
+        """tokens (B,), the flat state and memory -> (log_probs (B, V + 1), *next state[, weights (B, S)])."""
         m, c = self.model, carried(self.model)
         n = c.states
         layers = [tuple(s[k] for s in rest[:n]) for k in range(len(m.cells))] if n else []

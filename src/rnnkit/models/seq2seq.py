@@ -108,12 +108,13 @@ class DecoderState(NamedTuple):
 
 
 def wide(t: Tensor) -> Tensor:
-    """t in fp32 at least (bf16 under autocast becomes fp32; fp64 stays): for losses and log-probabilities."""
+    """t (any shape) in fp32 at least (bf16 under autocast becomes fp32; fp64 stays): for losses and
+    log-probabilities."""
     return t.to(torch.promote_types(t.dtype, torch.float32))
 
 
 def step_code(t: Tensor, width: int) -> Tensor:
-    """The sinusoidal code of steps t (...,) -> (..., width): sin and cos of t / 10000^(2k/width)."""
+    """The sinusoidal code of steps t of any shape (...,) -> (..., width): sin and cos of t / 10000^(2k/width)."""
     k = torch.arange(width // 2, device=t.device, dtype=torch.float32)
     angles = t.float()[..., None] / torch.pow(10000.0, 2 * k / width)  # (..., width/2)
     code = torch.cat([angles.sin(), angles.cos()], dim=-1)
@@ -297,8 +298,9 @@ class Seq2Seq(nn.Module):
         return torch.stack(outs, dim=1)  # (B, U, F)
 
     def loss(self, batch: PairBatch, state=None) -> tuple[Tensor, None]:
-        """A :class:`PairBatch` (x, x_lengths, y, y_lengths) -> (the forward pass's mean negative
-        log-likelihood per target token (each sequence's ending counts as one), no carried state)."""
+        """A :class:`PairBatch` (x (B, S), x_lengths (B,), y (B, U), y_lengths (B,)) -> (the forward
+        pass's mean negative log-likelihood per target token (each sequence's ending counts as one), no
+        carried state)."""
         return self(batch.x, batch.x_lengths, batch.y, batch.y_lengths)[1], None
 
     def loss_terms(self, batch) -> int:

@@ -79,6 +79,8 @@ class SequenceTagger(LinearReadout, nn.Module):
         self.crf = LinearChainCRF(num_labels) if self.config.crf else None
 
     def forward(self, x: Tensor, lengths: Tensor, targets: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """x (B, T) (or (B, T, I), (B, T, 1 + C)), lengths (B,), targets (B, T) or None -> (emission scores
+        (B, T, K), loss or None)."""
         outputs, _ = self.encoder(x, lengths)  # (B, T, F)
         scores = self.head(dropout(outputs, self.config.dropout, self.training))  # (B, T, K)
         scores = scores.to(torch.promote_types(scores.dtype, torch.float32))  # fp32 at least, also under autocast

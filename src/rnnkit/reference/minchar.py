@@ -92,6 +92,7 @@ class MinCharRNN:
         self.smoothed: list[float] = []  # s_1, s_2, ...: what Karpathy's script prints every 100 steps
 
     def ids(self, text: str) -> list[int]:
+        """The ids of ``text``'s characters."""
         return [self.index[ch] for ch in text]
 
     def loss_and_gradients(self, inputs: list[int], targets: list[int], h0: np.ndarray):
@@ -133,6 +134,7 @@ class MinCharRNN:
         return float(loss), self.h
 
     def reset(self) -> None:
+        """Zero the carried hidden state h."""
         self.h = np.zeros_like(self.h)
 
     def train(self, text: str, steps: int, seq_length: int = 25) -> list[float]:

@@ -31,6 +31,8 @@ class ClassifyData(TextColumn, LabelColumn, RecordingSettings, DataConfig):
 
 
 class ClassifyTask(LabelledTask):
+    """``--task classify``: a label a text (or a whole recording), the sequence classifier."""
+
     name = "classify"
     summary = "classify (one label a text)"
     model_class = SequenceClassifier

@@ -43,6 +43,8 @@ from rnnkit.training.runs import load_weights
 
 
 class CTCTask(Task):
+    """``--task ctc``: a transcript for audio by CTC, the recogniser, best-path or prefix beam decoding."""
+
     name = "ctc"
     summary = "ctc (a transcript for audio, unaligned)"
     model_config = EncoderConfig
@@ -244,6 +246,7 @@ def _device(model) -> torch.device:
 
 
 def run_digits(recordings: str, out: str, seed: int, num_train: int, num_test: int, held_out_speaker: str | None):
+    """``rnnkit digits``: write spoken digit strings' train/test manifests to ``out``, print what it wrote; 0."""
     counts = build_digit_strings(Path(recordings), Path(out), seed=seed, num_train=num_train, num_test=num_test,
                                  held_out_speaker=held_out_speaker)
     print(f"{out}: " + ", ".join(f"{n:,} {split} utterances ({split}.tsv)" for split, n in counts.items()) +

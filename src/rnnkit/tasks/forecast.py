@@ -62,6 +62,8 @@ class ForecastTraining(ScheduledSampling, TrainConfig):
 
 
 class ForecastTask(Task):
+    """``--task forecast``: the next values of a numeric series, the forecaster."""
+
     name = "forecast"
     summary = "forecast (the next values of a numeric series)"
     model_config = ForecasterConfig

@@ -73,6 +73,8 @@ def _stream(choice) -> bool:
 
 
 class LanguageModelTask(Task):
+    """``--task lm``: the next token of a text (or of each labelled text, conditioned), the language model."""
+
     name = "lm"
     summary = "lm (next token)"
     model_config = LanguageModelConfig

@@ -84,6 +84,7 @@ def decide(config):
 
 
 def read_data(config, run=None) -> RecordingData:
+    """The recordings ``config`` names, cut into windows (the run's scaler and labels when ``run`` is given)."""
     return RecordingData.read(config, run.tokenizer if run else None, run.labels if run else None,
                               read(config.path, config.classes))
 
@@ -115,6 +116,7 @@ def evaluate_recordings(model, windows: Windows, labels: list[str], batch_size: 
 
 
 def validate(model, data: RecordingData, split: str) -> dict:
+    """The recordings of ``split`` classified whole: loss, accuracy, F1 and window accuracy ({} when empty)."""
     if len(getattr(data, split)) == 0:
         return {}
     metrics = evaluate_recordings(model, getattr(data, split), data.labels)
@@ -122,6 +124,7 @@ def validate(model, data: RecordingData, split: str) -> dict:
 
 
 def describe(data: RecordingData) -> str:
+    """One line: recordings a split, fold, channels, labels, windows and their steps."""
     c = data.config
     counts = "/".join(f"{len(getattr(data, s).names):,}" for s in ("train", "val", "test"))
     fold = f", fold {c.fold} of {c.folds}" if c.folds else ""

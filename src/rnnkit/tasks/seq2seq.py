@@ -52,6 +52,8 @@ def _attending(choice) -> bool:
 
 
 class Seq2SeqTask(Task):
+    """``--task seq2seq``: a target sequence for a source sequence, the attentive encoder-decoder."""
+
     name = "seq2seq"
     summary = "seq2seq (a sequence for a sequence)"
     model_config = Seq2SeqConfig

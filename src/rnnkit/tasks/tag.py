@@ -45,6 +45,8 @@ class TagData(LabelColumn, DataConfig):
 
 
 class TagTask(LabelledTask):
+    """``--task tag``: a tag a word (or a label a sample of a recording), the sequence tagger."""
+
     name = "tag"
     summary = "tag (one label a token)"
     model_class = SequenceTagger

@@ -75,6 +75,7 @@ class Pretrained:
 
     @property
     def kind(self) -> str:
+        """The pretrained run's tokenizer kind (char, word, ...)."""
         return self.run.tokenizer.kind
 
     def settle(self, model_cfg, data_cfg):

@@ -16,6 +16,8 @@ FOLDER = "tensorboard"
 
 
 class Board:
+    """A run's TensorBoard writer (the module docstring): ``log(row)`` each metrics.jsonl row, then ``close()``."""
+
     def __init__(self, run: Path):
         try:
             from torch.utils.tensorboard import SummaryWriter
@@ -24,6 +26,8 @@ class Board:
         self.writer = SummaryWriter(str(run / FOLDER))
 
     def log(self, row: dict) -> None:
+        """Write one metrics.jsonl row at its ``step``: its numbers as scalars, a sample as text, diagnostics
+        as scalars and the gradient-flow figure."""
         step = row["step"]
         for key, value in row.items():
             if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -42,4 +46,5 @@ class Board:
         self.writer.flush()
 
     def close(self) -> None:
+        """Flush and close the event files."""
         self.writer.close()

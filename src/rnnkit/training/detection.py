@@ -56,14 +56,17 @@ class Detection:
 
     @property
     def detected(self) -> list[float]:
+        """The latencies of the events detected, in order."""
         return [latency for latency in self.latencies if latency is not None]
 
     @property
     def missed(self) -> int:
+        """The number of events missed."""
         return sum(latency is None for latency in self.latencies)
 
     @property
     def false_alarms_per_hour(self) -> float:
+        """False alarms per hour without an event (0 when there was no such hour)."""
         return self.false_alarms / self.hours_without_event if self.hours_without_event else 0.0
 
     def latency(self, q: float) -> float:
@@ -71,6 +74,7 @@ class Detection:
         return float(np.quantile(self.detected, q)) if self.detected else float("nan")
 
     def describe(self) -> str:
+        """One line: events, missed, median and 90th-percentile latency, false alarms and their rate."""
         return (f"{len(self.latencies)} events, {self.missed} missed; latency median {self.latency(0.5):.2f} s, "
                 f"90th percentile {self.latency(0.9):.2f} s; {self.false_alarms} false alarm(s) in "
                 f"{self.hours_without_event:.2f} h without an event ({self.false_alarms_per_hour:.2f} an hour)")

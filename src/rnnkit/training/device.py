@@ -10,6 +10,7 @@ from rnnkit.errors import ConfigError
 
 
 def resolve_device(name: str) -> torch.device:
+    """The torch device ``--device`` names (``auto``: CUDA if there is one, else the CPU), or a ConfigError."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
@@ -26,6 +27,8 @@ def bf16_supported(device: torch.device) -> bool:
 
 
 def resolve_precision(name: str, device: torch.device) -> str:
+    """``fp32`` or ``bf16`` for ``--precision`` on ``device`` (``auto``: bf16 where it has bf16 matrix
+    units), or a ConfigError when bf16 is asked of a device without them."""
     if name == "auto":
         return "bf16" if bf16_supported(device) else "fp32"
     if name == "bf16" and not bf16_supported(device):

@@ -57,6 +57,7 @@ class Group:
 
     @property
     def main(self) -> bool:
+        """Whether this is rank 0, the process that writes the run folder and prints."""
         return self.rank == 0
 
 
@@ -129,6 +130,7 @@ def all_sum(*values: float) -> list[float]:
 
 
 def all_max(*values: float) -> list[float]:
+    """The maxima over all ranks of each of ``values`` (float64, one collective)."""
     t = torch.tensor(values, dtype=torch.float64)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return t.tolist()
@@ -147,10 +149,12 @@ def own_rows(t: Tensor, dim: int, group: Group) -> Tensor:
 
 
 def barrier() -> None:
+    """Wait until every rank gets here."""
     dist.barrier()
 
 
 def gather_objects(obj) -> list:
+    """Every rank's ``obj`` (picklable), in rank order."""
     out = [None] * dist.get_world_size()
     dist.all_gather_object(out, obj)
     return out

@@ -45,6 +45,7 @@ OPTIMIZER_BUFFERS = {"sgd": 0, "momentum": 1, "nesterov": 1, "adagrad": 1, "rmsp
 
 
 def size(n: float | None) -> str:
+    """Bytes ``n`` for people: ``"1.2 MB"``, or ``"unknown"`` for None."""
     if n is None:
         return "unknown"
     for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
@@ -55,6 +56,11 @@ def size(n: float | None) -> str:
 
 @dataclass
 class Footprint:
+    """The memory a training run needs, in bytes: ``weights``, ``gradients``, ``optimizer_state`` and
+    ``activations`` (a step's forward pass at the heaviest batch; None where it cannot be measured), for
+    ``parameters`` and ``tokens_per_step``; what the process holds now (``resident``) and what the
+    machine can still give (``available``), both None where unknown."""
+
     parameters: int
     weights: int  # bytes, as are the sizes below
     gradients: int
@@ -77,9 +83,11 @@ class Footprint:
 
     @property
     def fits(self) -> bool:
+        """Whether :attr:`step` fits in what is available (True when either is unknown)."""
         return self.step is None or self.available is None or self.step <= self.available
 
     def describe(self) -> str:
+        """The footprint in three lines, as ``rnnkit train --dry-run`` prints it."""
         return (f"{self.parameters:,} parameters; {self.tokens_per_step:,.0f} tokens a step\n"
                 f"memory: weights {size(self.weights)}; training adds gradients {size(self.gradients)} + optimizer "
                 f"state {size(self.optimizer_state)} + activations {size(self.activations)} (heaviest batch) + "
@@ -103,6 +111,8 @@ def refuse_oversized(model, optimizer: str, device: torch.device) -> None:
 
 
 def measure(model, batcher, batch_size: int, optimizer: str, device: torch.device, precision: str) -> Footprint:
+    """The :class:`Footprint` of training ``model`` on ``batcher``'s batches of ``batch_size``
+    with ``optimizer`` on ``device`` at ``precision`` (activations measured by a forward pass)."""
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
     return Footprint(parameters=sum(p.numel() for p in model.parameters()), weights=weights, gradients=weights,
                      optimizer_state=OPTIMIZER_BUFFERS[optimizer] * weights,

@@ -76,6 +76,7 @@ class Scores:
     naive_mase: float | None = None  # the seasonal naive forecast's MASE on the same origins
 
     def to_dict(self) -> dict:
+        """The scores that apply (those not None), by name."""
         return {k: v for k, v in self.__dict__.items() if v is not None}
 
 

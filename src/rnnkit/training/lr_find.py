@@ -40,6 +40,9 @@ FIXED = ("lr", "lr_schedule", "warmup_steps", "min_lr_ratio", "lr_decay", "lr_de
 
 @dataclass
 class RangeTest:
+    """A learning-rate range test's record: the rate ``lrs`` and training ``losses`` of each step, and why
+    it ``stopped`` (end, diverged or interrupted)."""
+
     lrs: list[float] = field(default_factory=list)  # the rate of each step
     losses: list[float] = field(default_factory=list)  # its training loss
     stopped: str = "end"  # end (all steps), diverged, or interrupted
@@ -62,6 +65,7 @@ class RangeTest:
         return self.lrs[self.lowest] / 10
 
     def to_dict(self) -> dict:
+        """The record with its smoothed losses and suggestion, for ``--json`` and the run folder."""
         return {"lrs": self.lrs, "losses": self.losses, "smoothed": self.smoothed, "stopped": self.stopped,
                 "suggestion": self.suggestion}
 
@@ -107,6 +111,7 @@ def range_test(model, data, config: TrainConfig, start_lr: float, end_lr: float,
 
 
 def range_test_figure(test: RangeTest, title: str = ""):
+    """A matplotlib Figure: loss and smoothed loss against the rate (log scale), the suggestion marked."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(7, 4), dpi=100)

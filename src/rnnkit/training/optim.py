@@ -129,6 +129,7 @@ class Budget:
 
     @classmethod
     def of(cls, cfg: TrainConfig) -> "Budget":
+        """The budget ``cfg`` sets, or :data:`DEFAULT_TIME_LIMIT` seconds when it sets none."""
         if not cfg.has_budget:
             return cls(time_limit=DEFAULT_TIME_LIMIT)
         return cls(cfg.max_steps, cfg.max_epochs, cfg.time_limit)
@@ -202,6 +203,7 @@ class ScheduledSampling:
                                   "own outputs half the time", default=5000)
 
     def check_sampling(self) -> None:
+        """ConfigError naming the field when the schedule is unknown or ``sampling_steps`` below 1."""
         check_choice(self, "scheduled_sampling", SAMPLING_SCHEDULES)
         check_at_least(self, "sampling_steps", 1)
 

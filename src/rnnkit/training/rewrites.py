@@ -39,12 +39,14 @@ class Rewrites:
         self.first = True
 
     def due(self, step: int, save_every: int | None, group=None) -> bool:
+        """Whether an evaluation at ``step`` rewrites the resume checkpoint and plot (the module's rule)."""
         waited = time.perf_counter() - self.ended
         if group:  # one decision for all ranks
             waited = distributed.all_max(waited)[0]
         return self.first or bool(save_every and step % save_every == 0) or waited >= self.cost / self.share
 
     def run(self, rewrite: Callable[[], None]) -> None:
+        """Call ``rewrite()`` and time it, for the next :meth:`due`."""
         start = time.perf_counter()
         rewrite()
         self.ended = time.perf_counter()

@@ -54,6 +54,8 @@ CONFIG, BEST, LAST, METRICS, PLOT, LOCK = "config.json", "model.safetensors", "l
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file, fsync and rename: a crash leaves the old file
+    or the new one, never half of one."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

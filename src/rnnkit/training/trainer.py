@@ -49,13 +49,8 @@ class Trainer:
     ``task`` (:class:`rnnkit.tasks.Task`) validates and picks the best checkpoint
     (``rnnkit.Trainer`` finds it from ``data.config.task`` when not given).
 
-    ``fit()`` trains until the budget (``max_steps``, ``max_epochs``,
-    ``time_limit``; 5 minutes when none is set) is spent, early stopping
-    fires, or Ctrl-C; it returns a summary dict. ``callbacks`` are called as
-    ``f(trainer)`` after every step (``trainer.step``; ``trainer.progress``, a
-    :class:`~rnnkit.training.checkpoint.Progress`, holds the rest of where
-    training is); ``request_stop()`` ends training after the current step, as
-    Ctrl-C does.
+    ``callbacks`` are called as ``f(trainer)`` after every step (``trainer.step``; ``trainer.progress``, a
+    :class:`~rnnkit.training.checkpoint.Progress`, holds the rest of where training is).
     """
 
     def __init__(self, model, data, config: TrainConfig, out: str | Path | None = None,
@@ -108,6 +103,7 @@ class Trainer:
         return self.progress.step
 
     def request_stop(self) -> None:
+        """End training after the current step, as Ctrl-C does."""
         self._stop = True
 
     def footprint(self) -> Footprint:
@@ -125,6 +121,8 @@ class Trainer:
                                 f"--batch-size (or --seq-len, --hidden-size)")
 
     def fit(self, resume: bool = False) -> dict:
+        """Train (``resume``: on from ``out``'s last checkpoint) until the budget (``max_steps``, ``max_epochs``,
+        ``time_limit``; 5 minutes when none is set) is spent, early stopping fires, or Ctrl-C; a summary dict."""
         self.check_memory()
         if not self.writes:
             return self._fit(resume)
