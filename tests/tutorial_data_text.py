@@ -3,7 +3,39 @@ writes, under a tutorial's folder, the files its commands name, in the real set'
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 from typing import Callable
 
-TEXT_DATA: dict[str, Callable[[Path], None]] = {}
+from conftest import WORDS
+
+SPEAKERS = ("ROMEO", "JULIET", "FIRST CITIZEN", "KING RICHARD II")
+
+
+def _write(folder: Path, name: str, text: str) -> None:
+    path = folder / "data" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
+def play(n_speeches: int = 300, seed: int = 0) -> str:
+    """tiny-shakespeare's format: a speaker's name and a colon on a line, the speech, a blank line."""
+    rng = random.Random(seed)
+    speeches = []
+    for _ in range(n_speeches):
+        lines = []
+        for _ in range(rng.randint(1, 3)):
+            start = rng.randrange(len(WORDS) - 7)
+            lines.append(" ".join(WORDS[start:start + 7]).capitalize() + rng.choice(",.;!?"))
+        speeches.append(f"{rng.choice(SPEAKERS)}:\n" + "\n".join(lines))
+    return "\n\n".join(speeches) + "\n"
+
+
+def char_lm(folder: Path) -> None:
+    """``data/tinyshakespeare.txt``: about 24 KB of plain text in the play's layout."""
+    _write(folder, "tinyshakespeare.txt", play())
+
+
+TEXT_DATA: dict[str, Callable[[Path], None]] = {
+    "char-lm": char_lm,
+}
