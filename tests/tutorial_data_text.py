@@ -36,6 +36,26 @@ def char_lm(folder: Path) -> None:
     _write(folder, "tinyshakespeare.txt", play())
 
 
+def youtube_video(rng: random.Random, n: int = 60) -> str:
+    """The YouTube Spam Collection's CSV: a header, quoted CONTENT, CLASS 1 for spam (which asks for a visit)."""
+    rows = ["COMMENT_ID,AUTHOR,DATE,CONTENT,CLASS"]
+    for i in range(n):
+        spam = i % 2
+        words = rng.sample(WORDS, 5) + (["check", "out", "my", "channel!"] if spam else ["love", "this", "song,"])
+        rng.shuffle(words)
+        content = " ".join(words)
+        rows.append(f'id{i},author {i},2014-01-{1 + i % 28:02d}T10:00:00,"{content}",{spam}')
+    return "\n".join(rows) + "\n"
+
+
+def classify(folder: Path) -> None:
+    """``data/Youtube01-Psy.csv`` .. ``Youtube05-Shakira.csv``: 60 comments each."""
+    rng = random.Random(0)
+    for video in ("01-Psy", "02-KatyPerry", "03-LMFAO", "04-Eminem", "05-Shakira"):
+        _write(folder, f"Youtube{video}.csv", youtube_video(rng))
+
+
 TEXT_DATA: dict[str, Callable[[Path], None]] = {
     "char-lm": char_lm,
+    "classify": classify,
 }
