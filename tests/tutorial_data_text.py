@@ -7,7 +7,7 @@ import random
 from pathlib import Path
 from typing import Callable
 
-from conftest import WORDS
+from conftest import WORDS, _chunk_corpus
 
 SPEAKERS = ("ROMEO", "JULIET", "FIRST CITIZEN", "KING RICHARD II")
 
@@ -55,7 +55,15 @@ def classify(folder: Path) -> None:
         _write(folder, f"Youtube{video}.csv", youtube_video(rng))
 
 
+def tag(folder: Path) -> None:
+    """``data/conll2000/train.txt`` and ``test.txt``: CoNLL-2000's ``word POS chunk`` lines, a blank line
+    between sentences."""
+    _write(folder, "conll2000/train.txt", _chunk_corpus(n=120, seed=0))
+    _write(folder, "conll2000/test.txt", _chunk_corpus(n=30, seed=1))
+
+
 TEXT_DATA: dict[str, Callable[[Path], None]] = {
     "char-lm": char_lm,
     "classify": classify,
+    "tag": tag,
 }
