@@ -52,6 +52,9 @@ def documented_train_commands() -> list[str]:
             command = line.strip().strip("`").split("  #")[0].split("`")[0]
             if command.startswith("rnnkit train ") and "..." not in command:
                 commands.append(command)
+            elif not line.lstrip().startswith("rnnkit"):  # a command in the text or a table: `rnnkit train ...`
+                commands += [c for c in re.findall(r"`(rnnkit train [^`]*)`", line)
+                             if "..." not in c and "--help" not in c]
     return commands
 
 

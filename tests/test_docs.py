@@ -11,6 +11,42 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+# --- the README: short, its links whole, its set-up the one CI runs ---------------------------------------
+
+def relative_links(markdown: str) -> list[str]:
+    """The targets of a Markdown text's links and images that are paths (no scheme, not only an anchor),
+    without their ``#anchor``."""
+    import re
+
+    targets = re.findall(r"\]\(([^)\s]+)\)", markdown)
+    return [t.split("#")[0] for t in targets if not re.match(r"[a-z][a-z0-9+.-]*:", t) and not t.startswith("#")]
+
+
+def test_the_readme_stays_short():
+    lines = (ROOT / "README.md").read_text().count("\n")
+    assert lines < 160, f"README.md has {lines} lines: detail belongs on the site (docs/), the README links to it"
+
+
+def test_every_relative_link_in_the_readme_names_a_file_that_exists():
+    links = relative_links((ROOT / "README.md").read_text())
+    assert len(links) >= 10, links  # the README links its tutorials, guides and results
+    missing = sorted({link for link in links if not (ROOT / link).is_file()})
+    assert not missing, f"README.md links to files that do not exist: {missing}"
+
+
+def test_the_link_finder_keeps_paths_and_drops_urls_and_anchors():
+    text = "[a](docs/a.md) ![b](img/b.png) [c](https://x.org/c.md) [d](#set-up) [e](docs/e.md#part) <http://y.org>"
+    assert relative_links(text) == ["docs/a.md", "img/b.png", "docs/e.md"]
+
+
+def test_the_readmes_set_up_commands_are_the_ones_ci_runs():
+    readme, ci = (ROOT / "README.md").read_text(), (ROOT / ".ci" / "run").read_text()
+    assert '.venv/bin/pip install "torch==2.13.0" -e ".[test]"' in readme
+    assert '.venv/bin/pip install --quiet "torch==2.13.0" -e ".[test]"' in ci
+    test_command = ".venv/bin/python -m pytest -q -n auto"
+    assert test_command in readme and test_command in ci
+
+
 @pytest.mark.slow
 def test_the_site_builds_strictly(tmp_path):
     pytest.importorskip("mkdocs", reason="needs the docs extra: pip install -e '.[docs]'")
