@@ -1,14 +1,18 @@
-"""The README's Python quick start runs as written (on a small corpus, fewer steps)."""
+"""The Python guide's examples run as written (on a small corpus, fewer steps), and every documented
+``rnnkit train`` command passes the option rules."""
 
 import re
 import shlex
 from pathlib import Path
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+PYTHON_GUIDE = ROOT / "docs" / "guide" / "python.md"
 
 
-def test_readme_python_quick_start_runs(corpus, tmp_path, capsys, monkeypatch):
-    block = re.search(r"## Python\n\n```python\n(.*?)```", README.read_text(), re.S).group(1)
+def test_the_python_guides_language_model_runs(corpus, tmp_path, capsys, monkeypatch):
+    block = re.search(r"## A character language model\n\n```python\n(.*?)```", PYTHON_GUIDE.read_text(),
+                      re.S).group(1)
     code = (block.replace('"input.txt"', repr(str(corpus)))
                  .replace("max_steps=500", "max_steps=20, device='cpu'")
                  .replace("hidden_size=512", "hidden_size=32")
@@ -16,34 +20,41 @@ def test_readme_python_quick_start_runs(corpus, tmp_path, capsys, monkeypatch):
                  .replace("ROMEO:", "3: the"))  # a prime made of characters the small corpus has
     monkeypatch.chdir(tmp_path)
     namespace = {}
-    exec(compile(code, str(README), "exec"), namespace)
+    exec(compile(code, str(PYTHON_GUIDE), "exec"), namespace)
     printed = capsys.readouterr().out
     assert "\n3: the" in printed and "'bpc'" in printed
     assert namespace["config"].model.hidden_size == 32
     assert (tmp_path / "runs" / "shakespeare" / "model.safetensors").exists()
 
 
-def test_readme_classifier_lines_run(tmp_path, capsys, monkeypatch):
-    block = re.search(r"A classifier is the same few lines.*?```python\n(.*?)```", README.read_text(), re.S).group(1)
+def test_the_python_guides_classifier_lines_run(tmp_path, capsys, monkeypatch):
+    block = re.search(r"A classifier is the same few lines.*?```python\n(.*?)```", PYTHON_GUIDE.read_text(),
+                      re.S).group(1)
     rows = ["text,label"] + [f"check my channel {i},spam" if i % 2 else f"nice song {i},ham" for i in range(40)]
     (tmp_path / "comments.csv").write_text("\n".join(rows) + "\n")
     code = "import rnnkit\n" + block.replace("max_epochs=10", "max_epochs=1, device='cpu'")
     monkeypatch.chdir(tmp_path)
-    exec(compile(code, str(README), "exec"), {})
+    exec(compile(code, str(PYTHON_GUIDE), "exec"), {})
     assert "val_accuracy" in capsys.readouterr().out
     assert (tmp_path / "runs" / "spam" / "model.safetensors").exists()
 
 
 def documented_train_commands() -> list[str]:
-    """Every ``rnnkit train ...`` command line in the README and the results page
-    (continuation lines joined, comments dropped)."""
+    """Every ``rnnkit train ...`` command line in the README, the results page and the shell blocks of
+    the site's pages (continuation lines joined, comments dropped)."""
     commands = []
-    for path in (README, README.parent / "benchmarks" / "RESULTS.md"):
-        text = path.read_text().replace("\\\n", " ")
+    for path in (README, ROOT / "benchmarks" / "RESULTS.md", *sorted((ROOT / "docs").rglob("*.md"))):
+        text = path.read_text()
+        if path.is_relative_to(ROOT / "docs"):  # a page's shell blocks: its ```text blocks hold printouts
+            text = "\n".join(re.findall(r"^```(?:bash|sh|shell|console)\n(.*?)^```", text, re.S | re.M))
+        text = text.replace("\\\n", " ")
         for line in text.splitlines():
             command = line.strip().strip("`").split("  #")[0].split("`")[0]
             if command.startswith("rnnkit train ") and "..." not in command:
                 commands.append(command)
+            elif not line.lstrip().startswith("rnnkit"):  # a command in the text or a table: `rnnkit train ...`
+                commands += [c for c in re.findall(r"`(rnnkit train [^`]*)`", line)
+                             if "..." not in c and "--help" not in c]
     return commands
 
 

@@ -220,11 +220,11 @@ class TrainConfig:
     time_limit: float | None = setting("stop after this many seconds of training (default 300 if no "
                                        "budget is given)", default=None)
     eval_every: int = setting("evaluate, keep the best checkpoint and sample every this many steps (the resume "
-                              "checkpoint and the plot are rewritten then when due: at most ~10%% of the wall time)",
+                              "checkpoint and the plot are rewritten then when due: at most ~10 % of the wall time)",
                               default=250)
     log_every: int = setting("write a metrics line every this many steps", default=10)
     save_every: int | None = setting("also write the resume checkpoint (last.safetensors) every this many steps: "
-                                     "a crash loses at most this many (default: at evaluations, at most ~10%% of "
+                                     "a crash loses at most this many (default: at evaluations, at most ~10 % of "
                                      "the wall time spent rewriting it)", default=None)
     on_nonfinite: str = setting("when a step's loss or gradient is NaN or infinite: stop (with the step named), "
                                 "skip the step, or lower_lr (skip it and halve the learning rate from then on); "

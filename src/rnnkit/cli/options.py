@@ -67,8 +67,9 @@ def add_setting_flags(parser: argparse.ArgumentParser, title: str, fields, helps
                 raise argparse.ArgumentTypeError(f"expected {convert.__name__}, got {text!r}") from None
 
         default = "" if f.default in ("", None) else f" (default: {f.default})"
+        text = (helps or {}).get(f.name, f.metadata.get("help", "")) + default
         group.add_argument(flag(f.name), dest=f.name, type=parse, default=argparse.SUPPRESS,
-                           metavar=base.upper(), help=(helps or {}).get(f.name, f.metadata.get("help", "")) + default)
+                           metavar=base.upper(), help=text.replace("%", "%%"))  # argparse %-formats help ("80 %")
 
 
 def add_config_flags(parser: argparse.ArgumentParser, cls, skip=(), helps: dict[str, str] | None = None) -> None:
