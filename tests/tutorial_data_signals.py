@@ -49,4 +49,47 @@ def recordings(folder: Path) -> None:
     bonn_zip(folder / "data" / "bonn_eeg_dataset.zip")
 
 
-SIGNAL_DATA: dict[str, Callable[[Path], None]] = {"forecast": forecast, "recordings": recordings}
+def seizures(folder: Path) -> None:
+    """``data/bonn_eeg_dataset.zip`` of shorter recordings (500 samples), which the page lays end to end."""
+    bonn_zip(folder / "data" / "bonn_eeg_dataset.zip", n=500)
+
+
+FSDD_SPEAKERS = ("george", "jackson", "lucas", "nicolas", "theo", "yweweler")
+
+
+def ctc(folder: Path, takes: int = 7, seed: int = 0) -> None:
+    """``data/recordings``: FSDD's layout (``{digit}_{speaker}_{take}.wav``, 8 kHz mono 16-bit) for its six
+    speakers, ``takes`` takes each (the real set has 50; takes 0-4 are its test split), each a 60-90 ms
+    tone whose pitch gives the digit and is shifted a little by the speaker."""
+    from rnnkit.data.audio import write_wav
+
+    rng = np.random.default_rng(seed)
+    out = folder / "data" / "recordings"
+    out.mkdir(parents=True)
+    for s, speaker in enumerate(FSDD_SPEAKERS):
+        for digit in range(10):
+            for take in range(takes):
+                t = np.arange(rng.integers(480, 720)) / 8000
+                tone = 0.5 * np.sin(2 * np.pi * (300 + 150 * digit) * (1 + 0.02 * s) * t)
+                write_wav(out / f"{digit}_{speaker}_{take}.wav", tone + rng.normal(0, 0.01, t.size), 8000)
+
+
+EEG_CHANNELS = "AF3 F7 F3 FC5 T7 P7 O1 O2 P8 T8 FC6 F4 F8 AF4".split()
+
+
+def eeg_tagging(folder: Path, n: int = 1500, seed: int = 0) -> None:
+    """``data/eeg_eye_state.arff``: ``n`` rows of the UCI file's 14 channels near 4,300 and an
+    ``eyeDetection`` column (0 open, 1 closed) in runs of 50-300 samples; closed eyes raise O1 and O2."""
+    rng = np.random.default_rng(seed)
+    runs = np.repeat(np.arange(40) % 2, rng.integers(50, 300, 40))[:n]
+    x = 4300 + rng.normal(0, 10, (len(runs), len(EEG_CHANNELS)))
+    x[:, 6:8] += 30 * runs[:, None]
+    head = ["@RELATION EEG_DATA", ""] + [f"@ATTRIBUTE {c} NUMERIC" for c in EEG_CHANNELS]
+    head += ["@ATTRIBUTE eyeDetection {0,1}", "", "@DATA"]
+    rows = [",".join(f"{v:.2f}" for v in row) + f",{y}" for row, y in zip(x, runs)]
+    (folder / "data").mkdir()
+    (folder / "data" / "eeg_eye_state.arff").write_text("\r\n".join(head + rows) + "\r\n")
+
+
+SIGNAL_DATA: dict[str, Callable[[Path], None]] = {"forecast": forecast, "recordings": recordings,
+                                                 "seizures": seizures, "eeg-tagging": eeg_tagging, "ctc": ctc}
