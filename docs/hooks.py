@@ -46,7 +46,7 @@ def cli_reference() -> str:
             lines += [f"**{group.title}**", "", "| option | what it does |", "|---|---|"]
             for action in rows:
                 flag = ", ".join(action.option_strings) or action.dest.upper()
-                text = (action.help or "").replace("|", "\\|").replace("\n", " ")
+                text = (action.help or "").replace("%%", "%").replace("|", "\\|").replace("\n", " ")  # as --help
                 if action.choices and not isinstance(action, argparse._SubParsersAction):
                     text += f" (one of {', '.join(map(str, action.choices))})"
                 lines.append(f"| `{flag}` | {text} |")
