@@ -110,3 +110,16 @@ def test_a_nonsense_backend_is_refused_in_one_line(corpus, tmp_path, cli, user_e
     out = cli("train", corpus, "--out", tmp_path / "run", "--max-steps", 1, *tiny_lm_flags,
               env={**os.environ, "RNNKIT_FP32_GEMM": "fast"})
     user_error(out, "RNNKIT_FP32_GEMM must be one of")
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_a_batch_of_one_under_bf16_gives_the_rows_result_in_a_larger_batch(cell):
+    """A single row's small weight stays dense fp32 (``SMALL_GEMV``) while the GRU's bias comes in the
+    products' bf16: the product must take both in one dtype (the last batch of an epoch can be one row)."""
+    torch.manual_seed(0)
+    layer = Recurrent(cell, 8, 16, engine="explicit")
+    x = torch.randn(3, 9, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        alone, _ = layer(x[:1])  # (1, T, H)
+        together, _ = layer(x)  # (3, T, H)
+    torch.testing.assert_close(alone.float(), together[:1].float(), rtol=2e-2, atol=2e-2)

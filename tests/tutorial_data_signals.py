@@ -57,14 +57,13 @@ def seizures(folder: Path) -> None:
 FSDD_SPEAKERS = ("george", "jackson", "lucas", "nicolas", "theo", "yweweler")
 
 
-def ctc(folder: Path, takes: int = 7, seed: int = 0) -> None:
-    """``data/recordings``: FSDD's layout (``{digit}_{speaker}_{take}.wav``, 8 kHz mono 16-bit) for its six
+def fsdd_recordings(out: Path, takes: int = 7, seed: int = 0) -> None:
+    """FSDD's layout under ``out`` (``{digit}_{speaker}_{take}.wav``, 8 kHz mono 16-bit) for its six
     speakers, ``takes`` takes each (the real set has 50; takes 0-4 are its test split), each a 60-90 ms
     tone whose pitch gives the digit and is shifted a little by the speaker."""
     from rnnkit.data.audio import write_wav
 
     rng = np.random.default_rng(seed)
-    out = folder / "data" / "recordings"
     out.mkdir(parents=True)
     for s, speaker in enumerate(FSDD_SPEAKERS):
         for digit in range(10):
@@ -72,6 +71,16 @@ def ctc(folder: Path, takes: int = 7, seed: int = 0) -> None:
                 t = np.arange(rng.integers(480, 720)) / 8000
                 tone = 0.5 * np.sin(2 * np.pi * (300 + 150 * digit) * (1 + 0.02 * s) * t)
                 write_wav(out / f"{digit}_{speaker}_{take}.wav", tone + rng.normal(0, 0.01, t.size), 8000)
+
+
+def ctc(folder: Path) -> None:
+    """``digits/``: what the page's ``rnnkit digits`` writes (train, test and speaker manifests and their
+    wav files), built by the same function from stand-in recordings, 48 training strings instead of 3,000
+    and 12 test strings instead of 500."""
+    from rnnkit.data.audio import build_digit_strings
+
+    fsdd_recordings(folder / "recordings")
+    build_digit_strings(folder / "recordings", folder / "digits", num_train=48, num_test=12)
 
 
 EEG_CHANNELS = "AF3 F7 F3 FC5 T7 P7 O1 O2 P8 T8 FC6 F4 F8 AF4".split()

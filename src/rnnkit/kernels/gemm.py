@@ -152,7 +152,9 @@ def prepare(weight: Tensor, batch_size: int, dtype: torch.dtype | None = None) -
 
 def prepared_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """x (B, I) @ a :func:`prepare`-d weight^T (+ bias) -> (B, O) in x's dtype;
-    the product runs in the weight's dtype. No autograd."""
+    the product runs in the weight's dtype, the bias cast to it too (a small weight :func:`prepare`-d for
+    one row stays in its own dtype while a caller's bias may come in x's). No autograd."""
     xw = x if x.dtype == weight.dtype else x.to(weight.dtype)
+    bias = bias if bias is None or bias.dtype == weight.dtype else bias.to(weight.dtype)
     y = onednn_linear(xw, weight, bias) if weight.is_mkldnn else F.linear(xw, weight, bias)
     return y if y.dtype == x.dtype else y.to(x.dtype)
