@@ -369,6 +369,16 @@ def options_of(command: str) -> set[str]:
     return {s for a in subparsers[command]._actions for s in a.option_strings if s not in ("-h", "--help")}
 
 
+def test_every_subcommand_prints_its_help(capsys):
+    """``rnnkit COMMAND --help`` lists the command's options (a bare ``%`` in a help text broke it)."""
+    subparsers = next(a for a in main.build_parser()._actions if a.dest == "command").choices
+    for command in subparsers:
+        with pytest.raises(SystemExit) as stopped:
+            main.build_parser().parse_args([command, "--help"])
+        printed = capsys.readouterr().out
+        assert stopped.value.code == 0 and all(option in printed for option in options_of(command)), command
+
+
 def test_every_option_of_every_subcommand_has_a_row():
     assert options_of("train") == {option for option, *_ in TRAIN}
     for command in ("sample", "eval", "predict"):
