@@ -369,6 +369,17 @@ def options_of(command: str) -> set[str]:
     return {s for a in subparsers[command]._actions for s in a.option_strings if s not in ("-h", "--help")}
 
 
+def test_every_subcommand_prints_its_help(capsys):
+    """``rnnkit COMMAND --help`` lists the command's options (a bare ``%`` in a help text broke it)."""
+    subparsers = next(a for a in main.build_parser()._actions if a.dest == "command").choices
+    for command in subparsers:
+        with pytest.raises(SystemExit) as stopped:
+            main.build_parser().parse_args([command, "--help"])
+        printed = capsys.readouterr().out
+        assert stopped.value.code == 0 and all(option in printed for option in options_of(command)), command
+        assert "%%" not in printed, command  # a help escaped twice shows "%%"
+
+
 def test_every_option_of_every_subcommand_has_a_row():
     assert options_of("train") == {option for option, *_ in TRAIN}
     for command in ("sample", "eval", "predict"):
@@ -519,14 +530,3 @@ def test_resume_takes_the_original_command_again_and_names_the_runs_value_of_a_c
     assert code == 2 and "--batch-size cannot change when resuming: the run in" in err and "has --batch-size 4" in err
     code, err = run_main([*command, "--resume", "--seq-len", 8])  # a setting a classifier never reads
     assert code == 2 and "--seq-len cannot change when resuming" in err
-
-
-def test_every_command_prints_its_help(capsys):
-    """argparse %-formats help texts: a bare "80 %" in a setting's help made `rnnkit train --help` a traceback."""
-    parser = main.build_parser()
-    for command in next(a for a in parser._actions if a.dest == "command").choices:
-        with pytest.raises(SystemExit) as stopped:
-            parser.parse_args([command, "--help"])
-        assert stopped.value.code == 0, command
-        printed = capsys.readouterr().out
-        assert "usage: rnnkit" in printed and "%%" not in printed, command  # a help escaped twice shows "%%"

@@ -62,8 +62,29 @@ def tag(folder: Path) -> None:
     _write(folder, "conll2000/test.txt", _chunk_corpus(n=30, seed=1))
 
 
+LETTER_SOUNDS = {"A": "AE", "B": "B", "C": "K", "D": "D", "E": "EH", "F": "F", "G": "G", "H": "HH", "I": "IH",
+                 "K": "K", "L": "L", "M": "M", "N": "N", "O": "AA", "P": "P", "R": "R", "S": "S", "T": "T",
+                 "U": "AH", "V": "V", "W": "W", "Z": "Z"}
+
+
+def pronunciations(n: int, seed: int) -> str:
+    """CMUdict's g014b2b split: ``WORD<TAB>PH1 PH2 ...``, here one phoneme a letter."""
+    rng = random.Random(seed)
+    letters = sorted(LETTER_SOUNDS)
+    words = {"".join(rng.choices(letters, k=rng.randint(3, 8))) for _ in range(n)}
+    return "".join(f"{w}\t{' '.join(LETTER_SOUNDS[c] for c in w)}\n" for w in sorted(words))
+
+
+def seq2seq(folder: Path) -> None:
+    """``data/g014b2b.train``, ``data/g014b2b.test`` and ``data/words.txt`` (a word a line, to pronounce)."""
+    _write(folder, "g014b2b.train", pronunciations(600, seed=0))
+    _write(folder, "g014b2b.test", pronunciations(60, seed=1))
+    _write(folder, "words.txt", "RECURRENT\nNETWORK\nTENSOR\n")
+
+
 TEXT_DATA: dict[str, Callable[[Path], None]] = {
     "char-lm": char_lm,
     "classify": classify,
     "tag": tag,
+    "seq2seq": seq2seq,
 }

@@ -52,7 +52,7 @@ class ForecastTraining(ScheduledSampling, TrainConfig):
     draw of the previous value instead of the observed one as training goes on."""
 
     calibrate: bool = setting("forecast: after training, scale the sampled paths' spread a horizon step so the "
-                              "central 80 %% interval covers 80 %% of the validation part's rolling-origin forecasts "
+                              "central 80 % interval covers 80 % of the validation part's rolling-origin forecasts "
                               "(Kuleshov et al. 2018); kept with the best checkpoint, applied by eval and predict",
                               default=True)
 
