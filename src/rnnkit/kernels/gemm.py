@@ -139,9 +139,17 @@ def prepare(weight: Tensor, batch_size: int, dtype: torch.dtype | None = None) -
     stays dense in its own dtype for torch's default kernel: oneDNN's fixed
     cost a call, whatever the size, is several times a character model's
     output layer (65 x 512) on MKL, whose fp32 also beat either kernel's bf16
-    there (benchmarks/NOTEBOOK.md, "Generation, later")."""
+    there (benchmarks/NOTEBOOK.md, "Generation, later").
+
+    A larger fp32 weight multiplied one row at a time is stored transposed,
+    W^T (I, O) contiguous, and handed back as its (O, I) view: ``F.linear``
+    then reads it as MKL's matrix-vector product likes it, row after row of
+    W^T, which took 0.28 ms against oneDNN's 0.35 for a 2 x 512 LSTM step's two
+    products (CPU time, benchmarks/NOTEBOOK.md, 2026-12-07, "rnnkit at batch 1")."""
     if batch_size == 1 and weight.numel() < SMALL_GEMV:
         return weight.detach().contiguous()
+    if batch_size == 1 and (dtype or weight.dtype) == torch.float32 == weight.dtype and weight.device.type == "cpu":
+        return weight.detach().t().contiguous().t()  # (O, I), strides (1, O)
     weight = weight.detach().to(dtype or weight.dtype).contiguous()
     bf16_on_cpu = (weight.dtype == torch.bfloat16 and weight.device.type == "cpu"
                    and torch.backends.mkldnn.is_available())

@@ -100,6 +100,10 @@ class LSTMCell(Cell):
     def fused_kernel(self):
         return torch.lstm
 
+    def step_kernel(self, batch_size: int) -> LSTMStep | None:
+        """Generation's no-grad step on lstm.c (:class:`LSTMStep`): fp32 on a CPU, with the C kernels built."""
+        return LSTMStep(batch_size, self.hidden_size) if native.handles(self.weight_hh) else None
+
     def layer(self, x: Tensor, state: State, lengths: Tensor | None,
               weight_hh: Tensor) -> tuple[Tensor, State] | None:
         """The sequence as one :class:`_LSTMLayer` node: fp32 on a CPU (or
@@ -201,6 +205,35 @@ def step_backward(act: Tensor, c: Tensor, tanh_c: Tensor, dh: Tensor, dh_more: T
         act.data_ptr(), c.data_ptr(), c.stride(0), tanh_c.data_ptr(), dh.data_ptr(), dh.stride(0),
         dh_more.data_ptr(), dc_new.data_ptr(), dc_new.stride(0), dgates.data_ptr(), dgates.stride(0),
         dgates_copy.data_ptr(), dc_prev.data_ptr(), B, H, dgates.dtype == torch.bfloat16)
+
+
+class LSTMStep:
+    """The LSTM's step without autograd on lstm.c, for a decoding loop at batch size B (generation:
+    :class:`rnnkit.models.stepping.Stepper`): one C call in place of the six torch ops of
+    :func:`lstm_gates`, which at batch 1 cost more than their arithmetic. The same equations::
+
+        a = hp + xp;  i, f, o = σ(a_i), σ(a_f), σ(a_o);  g = tanh(a_g)
+        c' = f ⊙ c + i ⊙ g;  h = o ⊙ tanh(c')
+
+    ``step(hp, xp, c, h_out, h_copy) -> c'``: hp (B, 4H) contiguous, the recurrent product with its
+    biases; xp (B, 4H) contiguous or None, the input's part when it is not in hp; c (B, H), any row
+    stride. h is written into ``h_out`` (B, H, any row stride: a column block of the next product's
+    input) and into ``h_copy`` (B, H, contiguous: the new state); c' is a new (B, H). The gates'
+    activations and tanh(c'), which only a backward reads, go to scratch made once."""
+
+    def __init__(self, batch_size: int, hidden_size: int):
+        self.batch_size, self.hidden_size = batch_size, hidden_size
+        self.act = torch.empty(batch_size, 4 * hidden_size)  # scratch: [i | f | g | o]
+        self.tanh_c = torch.empty(batch_size, hidden_size)  # scratch
+        self.kernel = native.library().rnnkit_lstm_forward
+
+    def __call__(self, hp: Tensor, xp: Tensor | None, c: Tensor, h_out: Tensor, h_copy: Tensor) -> Tensor:
+        B, H = self.batch_size, self.hidden_size
+        c_new = torch.empty(B, H)
+        self.kernel(hp.data_ptr(), None if xp is None else xp.data_ptr(), 0 if xp is None else xp.stride(0),
+                    c.data_ptr(), c.stride(0), self.act.data_ptr(), c_new.data_ptr(), h_out.data_ptr(),
+                    h_out.stride(0), h_copy.data_ptr(), self.tanh_c.data_ptr(), B, H, 0)
+        return c_new
 
 
 def _native_forward(gates: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
