@@ -255,6 +255,32 @@ def _native_backward(act: Tensor, c: Tensor, tanh_c: Tensor, dh: Tensor,
     return dgates, dc_prev
 
 
+def _forward_steps(xp: Tensor, prepared: Tensor, hs: Tensor, cs: Tensor, acts: Tensor, out: Tensor,
+                   tanh_cs: Tensor, sizes: list[int]) -> None:
+    """The time loop of :class:`_LSTMLayer`'s forward: at step t, hp = h_{t-1} W_hh^T for the
+    ``sizes[t]`` rows still running, then :func:`step_forward` from hp and xp[:, t] into the
+    buffers' step t (c, act, tanh(c), the outputs) and t + 1 (c, h). What it would take as views
+    (eight a step) it takes as addresses, computed here from each buffer's strides: at batch 1
+    the views cost more than the step's arithmetic (benchmarks/NOTEBOOK.md, 2026-12-07)."""
+    kernel = native.library().rnnkit_lstm_forward
+    B, T, G = xp.shape
+    H = G // 4
+    bf16 = xp.dtype == torch.bfloat16
+
+    def walk(t: Tensor, axis: int) -> tuple[int, int]:  # (address of index 0, bytes a step) along the time axis
+        return t.data_ptr(), t.stride(axis) * t.element_size()
+
+    (xp0, dxp), (c0, dc), (act0, dact), (out0, dout), (h0, dh), (tc0, dtc) = (
+        walk(xp, 1), walk(cs, 0), walk(acts, 0), walk(out, 1), walk(hs, 0), walk(tanh_cs, 0))
+    ld_xp, ld_out = xp.stride(0), out.stride(0)
+    h_rows = hs.unbind(0)  # h_{t-1}, (B, H) each
+    product = gemm.product_into(prepared, B, xp.dtype)
+    for t, n in enumerate(sizes):
+        hp = product(h_rows[t] if n == B else h_rows[t][:n])  # (n, 4H)
+        kernel(hp.data_ptr(), xp0 + t * dxp, ld_xp, c0 + t * dc, H, act0 + t * dact, c0 + (t + 1) * dc,
+               out0 + t * dout, ld_out, h0 + (t + 1) * dh, tc0 + t * dtc, n, H, bf16)
+
+
 class _LSTMLayer(torch.autograd.Function):
     """(xp (B, T, 4H), h0, c0 (B, H), W_hh (4H, H), sizes, lengths) -> (outputs (B, T, H), c_T).
 
@@ -282,10 +308,7 @@ class _LSTMLayer(torch.autograd.Function):
         tanh_cs = xp.new_empty(T, B, H, **fp32)
         hs[0], cs[0] = h0, c0
         with torch.autocast(xp.device.type, enabled=False):  # each product in its operands' dtype
-            for t, n in enumerate(sizes):
-                hp = gemm.prepared_linear(hs[t, :n], prepared)  # (n, 4H)
-                step_forward(hp, xp[:n, t], cs[t, :n], acts[t, :n], cs[t + 1, :n], out[:n, t], hs[t + 1, :n],
-                             tanh_cs[t, :n])
+            _forward_steps(xp, prepared, hs, cs, acts, out, tanh_cs, sizes)
         c_last = cs[lengths, torch.arange(B)] if ragged else cs[T]
         ctx.save_for_backward(weight, hs, cs, acts, tanh_cs)
         ctx.sizes = sizes
