@@ -56,7 +56,8 @@ class _Layer:
         self.own_input = type(cell).project_input is not Cell.project_input
         self.fused = not first and hidden and hasattr(cell, "activate") and not self.own_input
         if self.fused:
-            both = torch.cat([cell.weight_ih, cell.weight_hh], dim=1)  # (G*H, I + H)
+            # (G*H, I + H), laid out column by column: at batch 1 the layout gemm.prepare keeps (one copy, not two)
+            both = torch.cat([cell.weight_ih.t(), cell.weight_hh.t()]).t()
             self.weight = gemm.prepare(both, batch_size, dtype)
             self.bias = _bias(cell.bias_ih, cell.bias_hh, dtype=self.weight.dtype)
         else:
