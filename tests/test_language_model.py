@@ -192,11 +192,11 @@ def test_stepper_at_batch_one_keeps_small_weights_dense_and_equals_the_forward_p
         torch.testing.assert_close(logits.log_softmax(-1), reference[:, t], rtol=0, atol=1e-5)
 
 
-@pytest.mark.parametrize("num_layers", [1, 2, 3])
-def test_stepper_on_c_steps_equals_the_torch_ops_step_and_leaves_given_states_alone(num_layers):
-    """The fp32 LSTM stack on lstm.c's steps (h written into the next product's input) gives the
-    steps on torch ops: also when a state from elsewhere comes in (beam search's reordering: the
-    rows swapped), with the states it was given left unchanged."""
+@pytest.mark.parametrize("num_layers,dtype", [(1, None), (2, None), (3, None), (2, torch.bfloat16)])
+def test_stepper_on_c_steps_equals_the_torch_ops_step_and_leaves_given_states_alone(num_layers, dtype):
+    """The LSTM stack on lstm.c's steps (h written into the next product's input) gives the
+    steps on torch ops, with fp32 or bf16 weights: also when a state from elsewhere comes in (beam
+    search's reordering: the rows swapped), with the states it was given left unchanged."""
     from rnnkit.kernels import native
     from rnnkit.models.stepping import Stepper
 
@@ -205,8 +205,8 @@ def test_stepper_on_c_steps_equals_the_torch_ops_step_and_leaves_given_states_al
     torch.manual_seed(0)
     model = LanguageModel(13, cell="lstm", hidden_size=24, num_layers=num_layers, embedding_dim=8).eval()
     seq = torch.randint(13, (2, 12))
-    on_c = Stepper(model.embed, model.rnn.cells, model.head.weight, model.head.bias, 2)
-    on_torch = Stepper(model.embed, model.rnn.cells, model.head.weight, model.head.bias, 2)
+    on_c = Stepper(model.embed, model.rnn.cells, model.head.weight, model.head.bias, 2, dtype)
+    on_torch = Stepper(model.embed, model.rnn.cells, model.head.weight, model.head.bias, 2, dtype)
     on_torch.kernels = None
     assert on_c.kernels is not None
     states_c = states_t = [cell.init_state(2) for cell in model.rnn.cells]

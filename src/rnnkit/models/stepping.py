@@ -16,10 +16,11 @@ per ``generate`` call so that a step reads fewer bytes in fewer ops:
   equations and state in the model's dtype (small weights at batch 1, such
   as a character model's output layer, stay in fp32: no faster in bf16).
 
-In fp32, a stack of cells that each have a C step (``cell.step_kernel``: the
+A stack of cells that each have a C step (``cell.step_kernel``: the fp32
 LSTM's) runs on :class:`_KernelStack`: per layer one product and one C call
 that writes h straight into the next product's input, instead of a
-concatenation and the gate equations' torch ops. At batch 1 the step's time
+concatenation and the gate equations' torch ops (with bf16 weights the
+product's input and output are converted as above, the C step is fp32). At batch 1 the step's time
 was mostly the fixed cost of those small ops (benchmarks/NOTEBOOK.md,
 2026-12-07, "rnnkit at batch 1").
 
@@ -103,7 +104,7 @@ class Stepper:
         self.norms = [None] * len(cells) if norms is None else [_evaluation_norm(n) for n in norms]
         self.head_weight = gemm.prepare(head_weight, batch_size, dtype)
         self.head_bias = _bias(head_bias, dtype=self.head_weight.dtype)
-        self.kernels = _KernelStack.build(self.layers, batch_size) if dtype is None and norms is None else None
+        self.kernels = _KernelStack.build(self.layers, batch_size) if norms is None else None
 
     @torch.no_grad()
     def __call__(self, token: Tensor, states: list[State]) -> tuple[Tensor, list[State]]:
