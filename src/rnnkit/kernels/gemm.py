@@ -157,17 +157,24 @@ def prepare(weight: Tensor, batch_size: int, dtype: torch.dtype | None = None) -
         else weight
 
 
-def product_into(weight: Tensor, batch_size: int, dtype: torch.dtype):
-    """``f(x) -> x @ weight^T`` (no bias) for a :func:`prepare`-d weight (O, I) and x (n, I) of
+def product_into(weight: Tensor, batch_size: int, dtype: torch.dtype, bias: Tensor | None = None):
+    """``f(x) -> x @ weight^T (+ bias)`` for a :func:`prepare`-d weight (O, I) and x (n, I) of
     ``dtype``, n <= ``batch_size``, for a time loop that uses each result before its next call:
     where the weight is dense and of x's dtype, into one (batch_size, O) buffer that every call
-    writes again (``torch.mm(..., out=)``: no allocation, and the fewest layers of dispatch, which
-    at batch 1 cost more than the product); else :func:`prepared_linear`'s new tensor."""
+    writes again (``torch.mm``/``torch.addmm`` with ``out=``: no allocation, and the fewest layers
+    of dispatch, which at batch 1 cost more than the product); else :func:`prepared_linear`'s new
+    tensor."""
     if weight.is_mkldnn or weight.dtype != dtype:
-        return lambda x: prepared_linear(x, weight)
+        return lambda x: prepared_linear(x, weight, bias)
     weight_t = weight.t()  # (I, O)
     buffer = torch.empty(batch_size, weight.shape[0], dtype=dtype, device=weight.device)
-    return lambda x: torch.mm(x, weight_t, out=buffer if x.shape[0] == batch_size else buffer[:x.shape[0]])
+
+    def rows(n: int) -> Tensor:
+        return buffer if n == batch_size else buffer[:n]
+
+    if bias is None:
+        return lambda x: torch.mm(x, weight_t, out=rows(x.shape[0]))
+    return lambda x: torch.addmm(bias, x, weight_t, out=rows(x.shape[0]))
 
 
 def prepared_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
