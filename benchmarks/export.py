@@ -12,7 +12,7 @@ does not depend on them).
 - generation: a ``--hidden-size`` x ``--num-layers`` LSTM over ``--vocab-size``
   characters. rnnkit: ``LanguageModel.generate(prime, N, temperature=0)``
   (its Stepper: weights laid out once, the first layer's input projection a
-  table). onnxruntime: the exported step, fed its argmax and its state back N
+  table, an fp32 LSTM's step on lstm.c). onnxruntime: the exported step, fed its argmax and its state back N
   times in a Python loop, as a user of ``step.onnx`` would.
 - classification: a bidirectional LSTM of ``--classifier-hidden`` over word
   ids (a 10,000-word vocabulary, embedding 64, max pooling), sentences of 5

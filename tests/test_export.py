@@ -227,6 +227,22 @@ def test_export_writes_the_step_and_a_sidecar_that_encodes_text(lm_run, cli_here
         assert_close(logits, model(ids)[0].logits)
 
 
+def test_the_guide_s_generation_with_onnxruntime_alone_runs_as_written_and_writes_rnnkit_s_greedy_text(
+        lm_run, cli_here, capsys):
+    """docs/guide/export.md's example, its folder this run's and 20 characters instead of 200."""
+    import re
+    from pathlib import Path
+
+    guide = (Path(__file__).resolve().parents[1] / "docs" / "guide" / "export.md").read_text()
+    code = re.search(r"## Generating text from the exported step.*?```python\n(.*?)```", guide, re.S).group(1)
+    assert code.count('"runs/my/export"') == 1 and code.count("range(200)") == 1
+    assert cli_here("export", lm_run).returncode == 0
+    exec(code.replace('"runs/my/export"', repr(str(lm_run / "export"))).replace("range(200)", "range(20)"), {})
+    model, tokenizer, _ = load_run(lm_run)
+    want = tokenizer.decode(list(model.generate(tokenizer.encode("the "), 20, temperature=0)))
+    assert capsys.readouterr().out == want + "\n"
+
+
 def test_a_crf_tagger_run_exports_its_emissions_and_its_transitions_beside_them(tmp_path, cli_here):
     from conftest import TINY_LABELLED_FLAGS, _chunk_corpus
 

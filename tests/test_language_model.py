@@ -173,8 +173,9 @@ def test_stepper_logits_equal_the_forward_pass_in_fp32_and_bf16(cell, backend, m
 
 
 def test_stepper_at_batch_one_keeps_small_weights_dense_and_equals_the_forward_pass():
-    # at batch 1 weights under gemm.SMALL_GEMV entries skip oneDNN (the output layer
-    # here), larger ones (the recurrent matrices, 1024 x 256 and up) are prepared
+    # at batch 1 weights under gemm.SMALL_GEMV entries stay as they are (the output layer
+    # here), larger fp32 ones (the recurrent matrices, 1024 x 256 and up) are stored
+    # transposed for MKL's matrix-vector product: an (O, I) view with strides (1, O)
     from rnnkit.kernels import gemm
     from rnnkit.models.stepping import Stepper
 
@@ -183,12 +184,46 @@ def test_stepper_at_batch_one_keeps_small_weights_dense_and_equals_the_forward_p
     seq = torch.randint(13, (1, 12))
     reference = model(seq)[0].logits.log_softmax(-1)  # (1, T, V)
     stepper = Stepper(model.embed, model.rnn.cells, model.head.weight, model.head.bias, 1)
-    assert model.head.weight.numel() < gemm.SMALL_GEMV and not stepper.head_weight.is_mkldnn
-    assert stepper.layers[0].weight_hh.is_mkldnn == gemm.uses_onednn(model.head.weight)
+    assert model.head.weight.numel() < gemm.SMALL_GEMV and stepper.head_weight.stride() == (256, 1)
+    assert stepper.layers[0].weight_hh.shape == (1024, 256) and stepper.layers[0].weight_hh.stride() == (1, 1024)
     states = [cell.init_state(1) for cell in model.rnn.cells]
     for t in range(seq.shape[1]):
         logits, states = stepper(seq[:, t], states)
         torch.testing.assert_close(logits.log_softmax(-1), reference[:, t], rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("num_layers,dtype", [(1, None), (2, None), (3, None), (2, torch.bfloat16)])
+def test_stepper_on_c_steps_equals_the_torch_ops_step_and_leaves_given_states_alone(num_layers, dtype):
+    """The LSTM stack on lstm.c's steps (h written into the next product's input) gives the
+    steps on torch ops, with fp32 or bf16 weights: also when a state from elsewhere comes in (beam
+    search's reordering: the rows swapped), with the states it was given left unchanged."""
+    from rnnkit.kernels import native
+    from rnnkit.models.stepping import Stepper
+
+    if native.library() is None:
+        pytest.skip("no C compiler: the C kernels are not built")
+    torch.manual_seed(0)
+    model = LanguageModel(13, cell="lstm", hidden_size=24, num_layers=num_layers, embedding_dim=8).eval()
+    seq = torch.randint(13, (2, 12))
+    on_c = Stepper(model.embed, model.rnn.cells, model.head.weight, model.head.bias, 2, dtype)
+    on_torch = Stepper(model.embed, model.rnn.cells, model.head.weight, model.head.bias, 2, dtype)
+    on_torch.kernels = None
+    assert on_c.kernels is not None
+    states_c = states_t = [cell.init_state(2) for cell in model.rnn.cells]
+    for t in range(seq.shape[1]):
+        if t == 6:  # a state from elsewhere: the two rows swapped
+            states_c = [tuple(s.flip(0) for s in state) for state in states_c]
+            states_t = [tuple(s.flip(0) for s in state) for state in states_t]
+        given = [tuple(s.clone() for s in state) for state in states_c]
+        logits_c, new_c = on_c(seq[:, t], states_c)
+        logits_t, states_t = on_torch(seq[:, t], states_t)
+        torch.testing.assert_close(logits_c, logits_t, rtol=1e-5, atol=1e-6)
+        for old, kept in zip(states_c, given):
+            assert all(torch.equal(a, b) for a, b in zip(old, kept))
+        states_c = new_c
+    for (h_c, c_c), (h_t, c_t) in zip(states_c, states_t):
+        torch.testing.assert_close(h_c, h_t, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(c_c, c_t, rtol=1e-5, atol=1e-6)
 
 
 def test_bf16_generation_follows_the_fp32_model():

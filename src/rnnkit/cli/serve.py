@@ -16,6 +16,20 @@ with ``{"error": "one line"}``. The server binds to 127.0.0.1 unless
 data). Ctrl-C stops it: requests still running are cut, and it exits with
 130, as `rnnkit train` does.
 
+Ctrl-C ends every request's thread before the interpreter's own exit
+(:func:`stop`): streams are cut between two tokens, idle keep-alive
+connections are shut for reading (their threads wait for a next request),
+and each thread is joined. A thread still alive when the interpreter
+finalizes is ended by Python 3.11-3.13 with ``pthread_exit`` as soon as it
+takes the GIL again; if that happens inside one of torch's C++ frames, such
+as the deallocation of a tensor (``THPVariable_clear`` gives the GIL up and
+takes it back), the forced unwinding meets a ``noexcept`` frame and the C++
+runtime aborts the process ("terminate called without an active
+exception"; benchmarks/NOTEBOOK.md, 2026-12-07, "serve's abort at exit").
+Only when a request outlives the grace period does the server leave by
+``os._exit`` (everything written first), since its thread cannot be stopped
+from outside.
+
 Built on the standard library's ``http.server.ThreadingHTTPServer``: a local
 server for one user needs no framework, and this one brings no dependency to
 keep up to date; a request's thread runs the model (PyTorch releases the GIL
@@ -26,6 +40,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 import threading
 import time
@@ -42,9 +57,10 @@ from rnnkit.tasks.serving import Limits, RequestError, check_request
 
 class Server(ThreadingHTTPServer):
     """The HTTP server of one run: its ``endpoints``, a semaphore of ``max_concurrent`` places,
-    ``wait`` seconds a request waits for one, bodies of at most ``max_body`` bytes."""
+    ``wait`` seconds a request waits for one, bodies of at most ``max_body`` bytes. It keeps the
+    thread and socket of each connection open, for :func:`stop` to end them."""
 
-    daemon_threads = True  # Ctrl-C does not wait for a request still running
+    daemon_threads = True  # the interpreter's exit does not wait for them: stop() joins them, with a time-out
     request_timeout = 30.0  # seconds a client may stall while sending (then 408) or between requests
 
     def __init__(self, address, endpoints: dict, about: dict, max_concurrent: int = 2, wait: float = 5.0,
@@ -53,6 +69,20 @@ class Server(ThreadingHTTPServer):
         self.endpoints, self.about, self.wait, self.max_body = endpoints, about, wait, max_body
         self.max_concurrent, self.verbose, self.stopping = max_concurrent, False, False
         self.places = threading.BoundedSemaphore(max_concurrent)
+        self.open: dict[socket.socket, threading.Thread] = {}  # each connection's socket and its thread
+        self.open_lock = threading.Lock()
+
+    def process_request(self, request, client_address):
+        """A thread for the connection, as ThreadingMixIn's, remembered until the connection closes."""
+        thread = threading.Thread(target=self.process_request_thread, args=(request, client_address), daemon=True)
+        with self.open_lock:
+            self.open[request] = thread
+        thread.start()
+
+    def shutdown_request(self, request):
+        with self.open_lock:
+            self.open.pop(request, None)
+        super().shutdown_request(request)
 
     @property
     def url(self) -> str:
@@ -223,19 +253,29 @@ def run_serve(args) -> int:
         finished = stop(server)
         server.server_close()
         print("\ninterrupted" + ("" if finished else "; a request still running was cut"), file=sys.stderr)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        # not the interpreter's exit: torch's threads that served a request from a thread of ours abort
-        # it at teardown ("terminate called without an active exception"); everything is written by now
-        os._exit(EXIT_INTERRUPTED)
+        if not finished:  # its thread, still in torch, would abort the interpreter's exit (module docstring)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(EXIT_INTERRUPTED)
+        return EXIT_INTERRUPTED
     server.server_close()
     return 0
 
 
 def stop(server: Server, grace: float = 5.0) -> bool:
-    """Cut the streams still running (between two tokens) and wait up to ``grace`` seconds for
-    every request to end; whether they all did."""
+    """End every connection's thread: cut the streams still running (between two tokens), shut
+    each connection for reading (a thread waiting for a client's next request wakes to its end,
+    and replies still being written are not cut), and join the threads for up to ``grace``
+    seconds; whether they all ended."""
     server.stopping = True
+    with server.open_lock:
+        connections = list(server.open.items())
+    for connection, _ in connections:
+        try:
+            connection.shutdown(socket.SHUT_RD)
+        except OSError:  # closed meanwhile
+            pass
     deadline = time.monotonic() + grace
-    return all(server.places.acquire(timeout=max(deadline - time.monotonic(), 0))
-               for _ in range(server.max_concurrent))
+    for _, thread in connections:
+        thread.join(timeout=max(deadline - time.monotonic(), 0))
+    return not any(thread.is_alive() for _, thread in connections)

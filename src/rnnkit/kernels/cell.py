@@ -61,6 +61,8 @@ class Cell(nn.Module):
       path), or None where it does not apply (the layer then unrolls the steps);
     - ``fused_kernel()``: torch's fused kernel for a stack of these cells
       (``torch.lstm``, ...), the fused engine;
+    - ``step_kernel(batch_size)``: generation's no-grad step on the C kernels
+      (one call in place of the gate equations' torch ops), or None;
     - ``scan(x, state, lengths)``: the fused engine of a cell torch has no
       kernel for, when its recurrence is linear in h;
     - ``explicit_on_cpu``: the batches, "unpadded" and/or "padded", for which
@@ -181,6 +183,11 @@ class Cell(nn.Module):
 
     def fused_kernel(self):
         """torch's kernel for a stack of these cells, or None."""
+        return None
+
+    def step_kernel(self, batch_size: int):
+        """A no-grad step of ``batch_size`` rows on the C kernels for generation, or None (the
+        default: the step runs on ``activate``/``recur``). See :class:`rnnkit.kernels.lstm.LSTMStep`."""
         return None
 
     def forward(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:

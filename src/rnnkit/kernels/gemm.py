@@ -140,14 +140,42 @@ def prepare(weight: Tensor, batch_size: int, dtype: torch.dtype | None = None) -
     stays dense in its own dtype for torch's default kernel: oneDNN's fixed
     cost a call, whatever the size, is several times a character model's
     output layer (65 x 512) on MKL, whose fp32 also beat either kernel's bf16
-    there (benchmarks/NOTEBOOK.md, "Generation, later")."""
+    there (benchmarks/NOTEBOOK.md, "Generation, later").
+
+    A larger fp32 weight multiplied one row at a time is stored transposed,
+    W^T (I, O) contiguous, and handed back as its (O, I) view: ``F.linear``
+    then reads it as MKL's matrix-vector product likes it, row after row of
+    W^T, which took 0.28 ms against oneDNN's 0.35 for a 2 x 512 LSTM step's two
+    products (CPU time, benchmarks/NOTEBOOK.md, 2026-12-07, "rnnkit at batch 1")."""
     if batch_size == 1 and weight.numel() < SMALL_GEMV:
         return weight.detach().contiguous()
+    if batch_size == 1 and (dtype or weight.dtype) == torch.float32 == weight.dtype and weight.device.type == "cpu":
+        return weight.detach().t().contiguous().t()  # (O, I), strides (1, O)
     weight = weight.detach().to(dtype or weight.dtype).contiguous()
     bf16_on_cpu = (weight.dtype == torch.bfloat16 and weight.device.type == "cpu"
                    and torch.backends.mkldnn.is_available())
     return torch.ops.mkldnn._reorder_linear_weight(weight, batch_size) if bf16_on_cpu or uses_onednn(weight) \
         else weight
+
+
+def product_into(weight: Tensor, batch_size: int, dtype: torch.dtype, bias: Tensor | None = None):
+    """``f(x) -> x @ weight^T (+ bias)`` for a :func:`prepare`-d weight (O, I) and x (n, I) of
+    ``dtype``, n <= ``batch_size``, for a time loop that uses each result before its next call:
+    where the weight is dense and of x's dtype, into one (batch_size, O) buffer that every call
+    writes again (``torch.mm``/``torch.addmm`` with ``out=``: no allocation, and the fewest layers
+    of dispatch, which at batch 1 cost more than the product); else :func:`prepared_linear`'s new
+    tensor."""
+    if weight.is_mkldnn or weight.dtype != dtype:
+        return lambda x: prepared_linear(x, weight, bias)
+    weight_t = weight.t()  # (I, O)
+    buffer = torch.empty(batch_size, weight.shape[0], dtype=dtype, device=weight.device)
+
+    def rows(n: int) -> Tensor:
+        return buffer if n == batch_size else buffer[:n]
+
+    if bias is None:
+        return lambda x: torch.mm(x, weight_t, out=rows(x.shape[0]))
+    return lambda x: torch.addmm(bias, x, weight_t, out=rows(x.shape[0]))
 
 
 def prepared_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:

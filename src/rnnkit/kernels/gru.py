@@ -143,6 +143,33 @@ def step_backward(rz: Tensor, n: Tensor, hn: Tensor, hmn: Tensor, dout: Tensor, 
         dh_direct_out.data_ptr(), B, H, dhp.dtype == torch.bfloat16)
 
 
+def _forward_steps(xp: Tensor, prepared: Tensor, bias: Tensor | None, h0: Tensor, hs: Tensor, rz: Tensor,
+                   ns: Tensor, hn: Tensor, hmn: Tensor, out: Tensor, sizes: list[int]) -> None:
+    """The time loop of :class:`_GRULayer`'s forward: at step t, hp = h_{t-1} W_hh^T + b_hh for the
+    ``sizes[t]`` rows still running, then :func:`step_forward` from hp, xp[:, t] and h_{t-1} (h0
+    (B, H) fp32 at the first step, then the outputs' step t - 1) into the buffers' step t (the
+    gates, n, hp's n block, h - n, the outputs) and hs' step t + 1. The per-step tensors are
+    passed as addresses from the buffers' strides, as in :func:`rnnkit.kernels.lstm._forward_steps`."""
+    kernel = native.library().rnnkit_gru_forward
+    B, T, G = xp.shape
+    H = G // 3
+    bf16 = xp.dtype == torch.bfloat16
+
+    def walk(t: Tensor, axis: int) -> tuple[int, int]:  # (address of index 0, bytes a step) along the time axis
+        return t.data_ptr(), t.stride(axis) * t.element_size()
+
+    (xp0, dxp), (rz0, drz), (n0, dn), (hn0, dhn), (hmn0, dhmn), (out0, dout), (hs0, dhs) = (
+        walk(xp, 1), walk(rz, 0), walk(ns, 0), walk(hn, 0), walk(hmn, 0), walk(out, 1), walk(hs, 0))
+    ld_xp, ld_out = xp.stride(0), out.stride(0)
+    h_rows = hs.unbind(0)  # h_{t-1}, (B, H) each, in the products' dtype
+    product = gemm.product_into(prepared, B, xp.dtype, bias)
+    for t, n in enumerate(sizes):
+        hp = product(h_rows[t] if n == B else h_rows[t][:n])  # (n, 3H)
+        h, ld_h = (h0.data_ptr(), h0.stride(0)) if t == 0 else (out0 + (t - 1) * dout, ld_out)
+        kernel(hp.data_ptr(), xp0 + t * dxp, ld_xp, h, ld_h, rz0 + t * drz, n0 + t * dn, hn0 + t * dhn,
+               hmn0 + t * dhmn, out0 + t * dout, ld_out, hs0 + (t + 1) * dhs, n, H, bf16)
+
+
 class _GRULayer(torch.autograd.Function):
     """(xp (B, T, 3H), h0 (B, H), W_hh (3H, H), b_hh (3H,) or None, sizes) -> outputs (B, T, H).
 
@@ -165,11 +192,7 @@ class _GRULayer(torch.autograd.Function):
         hs[0] = h0
         h = h0.float().contiguous()  # h_{t-1} in fp32
         with torch.autocast(xp.device.type, enabled=False):  # each product in its operands' dtype
-            for t, n in enumerate(sizes):
-                hp = gemm.prepared_linear(hs[t, :n], prepared, bias)  # (n, 3H)
-                step_forward(hp, xp[:n, t], h[:n], rz[t, :n], ns[t, :n], hn[t, :n], hmn[t, :n], out[:n, t],
-                             hs[t + 1, :n])
-                h = out[:, t]
+            _forward_steps(xp, prepared, bias, h, hs, rz, ns, hn, hmn, out, sizes)
         ctx.save_for_backward(weight, hs, rz, ns, hn, hmn)
         ctx.has_bias = bias is not None
         ctx.sizes = sizes

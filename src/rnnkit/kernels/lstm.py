@@ -102,6 +102,10 @@ class LSTMCell(Cell):
     def fused_kernel(self):
         return torch.lstm
 
+    def step_kernel(self, batch_size: int) -> LSTMStep | None:
+        """Generation's no-grad step on lstm.c (:class:`LSTMStep`): fp32 on a CPU, with the C kernels built."""
+        return LSTMStep(batch_size, self.hidden_size) if native.handles(self.weight_hh) else None
+
     def layer(self, x: Tensor, state: State, lengths: Tensor | None,
               weight_hh: Tensor) -> tuple[Tensor, State] | None:
         """The sequence as one :class:`_LSTMLayer` node: fp32 on a CPU (or
@@ -207,6 +211,35 @@ def step_backward(act: Tensor, c: Tensor, tanh_c: Tensor, dh: Tensor, dh_more: T
         dgates_copy.data_ptr(), dc_prev.data_ptr(), B, H, dgates.dtype == torch.bfloat16)
 
 
+class LSTMStep:
+    """The LSTM's step without autograd on lstm.c, for a decoding loop at batch size B (generation:
+    :class:`rnnkit.models.stepping.Stepper`): one C call in place of the six torch ops of
+    :func:`lstm_gates`, which at batch 1 cost more than their arithmetic. The same equations::
+
+        a = hp + xp;  i, f, o = σ(a_i), σ(a_f), σ(a_o);  g = tanh(a_g)
+        c' = f ⊙ c + i ⊙ g;  h = o ⊙ tanh(c')
+
+    ``step(hp, xp, c, h_out, h_copy) -> c'``: hp (B, 4H) contiguous, the recurrent product with its
+    biases; xp (B, 4H) contiguous or None, the input's part when it is not in hp; c (B, H), any row
+    stride. h is written into ``h_out`` (B, H, any row stride: a column block of the next product's
+    input) and into ``h_copy`` (B, H, contiguous: the new state); c' is a new (B, H). The gates'
+    activations and tanh(c'), which only a backward reads, go to scratch made once."""
+
+    def __init__(self, batch_size: int, hidden_size: int):
+        self.batch_size, self.hidden_size = batch_size, hidden_size
+        self.act = torch.empty(batch_size, 4 * hidden_size)  # scratch: [i | f | g | o]
+        self.tanh_c = torch.empty(batch_size, hidden_size)  # scratch
+        self.kernel = native.library().rnnkit_lstm_forward
+
+    def __call__(self, hp: Tensor, xp: Tensor | None, c: Tensor, h_out: Tensor, h_copy: Tensor) -> Tensor:
+        B, H = self.batch_size, self.hidden_size
+        c_new = torch.empty(B, H)
+        self.kernel(hp.data_ptr(), None if xp is None else xp.data_ptr(), 0 if xp is None else xp.stride(0),
+                    c.data_ptr(), c.stride(0), self.act.data_ptr(), c_new.data_ptr(), h_out.data_ptr(),
+                    h_out.stride(0), h_copy.data_ptr(), self.tanh_c.data_ptr(), B, H, 0)
+        return c_new
+
+
 def _native_forward(gates: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """gates (B, 4H), c (B, H) -> h, c', and for the backward act = [i|f|g|o] (B, 4H) and tanh(c')."""
     gates, c = gates.contiguous(), native.rows(c)
@@ -224,6 +257,32 @@ def _native_backward(act: Tensor, c: Tensor, tanh_c: Tensor, dh: Tensor,
     dgates, dc_prev = torch.empty(act.shape), torch.empty(c.shape)
     step_backward(act, c, tanh_c, dh, dh.new_zeros(dh.shape), dc_new, dgates, dgates, dc_prev)  # no product
     return dgates, dc_prev
+
+
+def _forward_steps(xp: Tensor, prepared: Tensor, hs: Tensor, cs: Tensor, acts: Tensor, out: Tensor,
+                   tanh_cs: Tensor, sizes: list[int]) -> None:
+    """The time loop of :class:`_LSTMLayer`'s forward: at step t, hp = h_{t-1} W_hh^T for the
+    ``sizes[t]`` rows still running, then :func:`step_forward` from hp and xp[:, t] into the
+    buffers' step t (c, act, tanh(c), the outputs) and t + 1 (c, h). What it would take as views
+    (eight a step) it takes as addresses, computed here from each buffer's strides: at batch 1
+    the views cost more than the step's arithmetic (benchmarks/NOTEBOOK.md, 2026-12-07)."""
+    kernel = native.library().rnnkit_lstm_forward
+    B, T, G = xp.shape
+    H = G // 4
+    bf16 = xp.dtype == torch.bfloat16
+
+    def walk(t: Tensor, axis: int) -> tuple[int, int]:  # (address of index 0, bytes a step) along the time axis
+        return t.data_ptr(), t.stride(axis) * t.element_size()
+
+    (xp0, dxp), (c0, dc), (act0, dact), (out0, dout), (h0, dh), (tc0, dtc) = (
+        walk(xp, 1), walk(cs, 0), walk(acts, 0), walk(out, 1), walk(hs, 0), walk(tanh_cs, 0))
+    ld_xp, ld_out = xp.stride(0), out.stride(0)
+    h_rows = hs.unbind(0)  # h_{t-1}, (B, H) each
+    product = gemm.product_into(prepared, B, xp.dtype)
+    for t, n in enumerate(sizes):
+        hp = product(h_rows[t] if n == B else h_rows[t][:n])  # (n, 4H)
+        kernel(hp.data_ptr(), xp0 + t * dxp, ld_xp, c0 + t * dc, H, act0 + t * dact, c0 + (t + 1) * dc,
+               out0 + t * dout, ld_out, h0 + (t + 1) * dh, tc0 + t * dtc, n, H, bf16)
 
 
 class _LSTMLayer(torch.autograd.Function):
@@ -253,10 +312,7 @@ class _LSTMLayer(torch.autograd.Function):
         tanh_cs = xp.new_empty(T, B, H, **fp32)
         hs[0], cs[0] = h0, c0
         with torch.autocast(xp.device.type, enabled=False):  # each product in its operands' dtype
-            for t, n in enumerate(sizes):
-                hp = gemm.prepared_linear(hs[t, :n], prepared)  # (n, 4H)
-                step_forward(hp, xp[:n, t], cs[t, :n], acts[t, :n], cs[t + 1, :n], out[:n, t], hs[t + 1, :n],
-                             tanh_cs[t, :n])
+            _forward_steps(xp, prepared, hs, cs, acts, out, tanh_cs, sizes)
         c_last = cs[lengths, torch.arange(B)] if ragged else cs[T]
         ctx.save_for_backward(weight, hs, cs, acts, tanh_cs)
         ctx.sizes = sizes

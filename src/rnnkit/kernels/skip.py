@@ -60,6 +60,9 @@ class _Skip:
     def layer(self, x, state, lengths, weight_hh):
         return None  # the nodes' loops have no skip: unroll's plain loop runs
 
+    def step_kernel(self, batch_size: int):
+        return None  # the kernels' steps have no skip
+
     def skipped(self, xp: Tensor, state: State) -> Tensor:
         """xp (B, G*H) plus W_skip h_{t-d}, h_{t-d} being the last tensor of ``state``."""
         return xp + gemm.linear(state[-1], self.weight_skip)

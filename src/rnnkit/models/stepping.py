@@ -16,6 +16,14 @@ per ``generate`` call so that a step reads fewer bytes in fewer ops:
   equations and state in the model's dtype (small weights at batch 1, such
   as a character model's output layer, stay in fp32: no faster in bf16).
 
+A stack of cells that each have a C step (``cell.step_kernel``: the fp32
+LSTM's) runs on :class:`_KernelStack`: per layer one product and one C call
+that writes h straight into the next product's input, instead of a
+concatenation and the gate equations' torch ops (with bf16 weights the
+product's input and output are converted as above, the C step is fp32). At batch 1 the step's time
+was mostly the fixed cost of those small ops (benchmarks/NOTEBOOK.md,
+2026-12-07, "rnnkit at batch 1").
+
 A cell that defines its own ``project_input`` (the layer-normalised cells)
 gets its input projected by it, in the model's dtype. A step computes what
 ``cell.recur`` computes (up to the order of summation, or bf16 rounding),
@@ -49,7 +57,8 @@ class _Layer:
         self.own_input = type(cell).project_input is not Cell.project_input
         self.fused = not first and hidden and hasattr(cell, "activate") and not self.own_input
         if self.fused:
-            both = torch.cat([cell.weight_ih, cell.weight_hh], dim=1)  # (G*H, I + H)
+            # (G*H, I + H), laid out column by column: at batch 1 the layout gemm.prepare keeps (one copy, not two)
+            both = torch.cat([cell.weight_ih.t(), cell.weight_hh.t()]).t()
             self.weight = gemm.prepare(both, batch_size, dtype)
             self.bias = _bias(cell.bias_ih, cell.bias_hh, dtype=self.weight.dtype)
         else:
@@ -95,9 +104,15 @@ class Stepper:
         self.norms = [None] * len(cells) if norms is None else [_evaluation_norm(n) for n in norms]
         self.head_weight = gemm.prepare(head_weight, batch_size, dtype)
         self.head_bias = _bias(head_bias, dtype=self.head_weight.dtype)
+        self.kernels = _KernelStack.build(self.layers, batch_size) if norms is None else None
 
     @torch.no_grad()
     def __call__(self, token: Tensor, states: list[State]) -> tuple[Tensor, list[State]]:
+        """token (B,), states (one per layer, as the cells take them) -> logits (B, V) and new states
+        (new tensors; the ones given are not changed)."""
+        if self.kernels is not None:
+            x, new_states = self.kernels(self.table.index_select(0, token), states)  # (B, H)
+            return gemm.prepared_linear(x, self.head_weight, self.head_bias), new_states  # (B, V)
         x = self.table.index_select(0, token)  # (B, G*H)
         new_states = []
         for layer, norm, state in zip(self.layers, self.norms, states):
@@ -106,6 +121,60 @@ class Stepper:
                 x = torch.addcmul(norm[1], x, norm[0])
             new_states.append(state)
         return gemm.prepared_linear(x, self.head_weight, self.head_bias), new_states  # (B, V)
+
+
+class _KernelStack:
+    """The fp32 step of a stack whose cells each have a C step (``cell.step_kernel``), with h
+    written where the next product reads it. Layer k > 0 multiplies its input buffer [x | h]
+    (B, I + H), made once, by [W_ih | W_hh]; layer k's C step writes its h into the state
+    it returns (a new (B, H)) and into a block of a buffer::
+
+        layer 0:      hp = h W_hh^T + b_hh, xp = the table's row;  h -> layer 1's x block
+        layer k > 0:  hp = [x | h] [W_ih | W_hh]^T + b;            h -> its own h block
+                      (and a copy into layer k+1's x block, below the top)
+
+    A layer's own h block holds the h of the state it returned last; a state from elsewhere
+    (the prime's, or beam search's reordering) is copied in first."""
+
+    def __init__(self, layers: list[_Layer], kernels: list, batch_size: int):
+        self.layers, self.kernels = layers, kernels
+        cells = [layer.cell for layer in layers]
+        self.inputs = [None] + [torch.zeros(batch_size, cell.input_size + cell.hidden_size) for cell in cells[1:]]
+        self.x_blocks = [None] + [buf[:, :cell.input_size] for buf, cell in zip(self.inputs[1:], cells[1:])]
+        self.h_blocks = [None] + [buf[:, cell.input_size:] for buf, cell in zip(self.inputs[1:], cells[1:])]
+        self.written: list[Tensor | None] = [None] * len(layers)  # the h each own h block holds
+
+    @classmethod
+    def build(cls, layers: list[_Layer], batch_size: int) -> _KernelStack | None:
+        """The stack on C steps, or None unless every layer has one (and each layer above the
+        first multiplies [x | h] as one product)."""
+        kernels = [layer.cell.step_kernel(batch_size) for layer in layers]
+        if any(k is None for k in kernels) or not all(layer.fused for layer in layers[1:]) \
+                or not all(layer.cell.hidden_weights for layer in layers):
+            return None
+        return cls(layers, kernels, batch_size)
+
+    def __call__(self, xp: Tensor, states: list[State]) -> tuple[Tensor, list[State]]:
+        """xp (B, G*H): the first layer's input projection -> the top layer's h (B, H), new states."""
+        new_states = []
+        top = len(self.layers) - 1
+        for k, (layer, kernel, state) in enumerate(zip(self.layers, self.kernels, states)):
+            h, c = state
+            h_new = h.new_empty(h.shape)  # (B, H)
+            if k == 0:
+                hp = gemm.prepared_linear(h, layer.weight_hh, layer.bias_hh)  # (B, G*H)
+                h_out = self.x_blocks[1] if top > 0 else h_new
+            else:
+                if h is not self.written[k]:
+                    self.h_blocks[k].copy_(h)
+                hp = gemm.prepared_linear(self.inputs[k], layer.weight, layer.bias)  # (B, G*H), bias included
+                h_out, xp = self.h_blocks[k], None
+            c_new = kernel(hp, xp, c, h_out, h_new)
+            if 0 < k < top:
+                self.x_blocks[k + 1].copy_(h_new)
+            self.written[k] = h_new
+            new_states.append((h_new, c_new))
+        return new_states[-1][0], new_states
 
 
 def _evaluation_norm(norm) -> tuple[Tensor, Tensor]:
