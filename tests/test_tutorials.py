@@ -9,6 +9,8 @@
   ```console or ```text are shown, not run (a server that does not return, a printout); lines of a
   ```bash block that are not ``rnnkit`` commands (downloads, ``mkdir``) are the reader's set-up,
   which the data maker stands in for.
+- Every task in the registry has a tutorial that trains it, every experiment a lecture page that runs
+  it, and each of those pages shows a figure that exists.
 """
 
 from __future__ import annotations
@@ -92,3 +94,38 @@ def test_the_tutorial_runs_as_written(page, tmp_path, monkeypatch):
                     continue
                 result = run_main(*args)
                 assert result.returncode == 0, f"{page.name}: rnnkit {shlex.join(args)}\n{result.stderr[-2000:]}"
+
+
+def page_commands(page: Path, languages: tuple[str, ...] = ("bash",)) -> list:
+    """The parsed ``rnnkit`` commands of a page's blocks fenced as one of ``languages`` (```bash: run)."""
+    from rnnkit.cli.parser import build_parser
+
+    parser = build_parser()
+    return [parser.parse_args(args) for language, body in blocks(page) if language in languages
+            for words in shell_commands(body) if (args := rnnkit_arguments(words))]
+
+
+def figures_of(page: Path) -> list[Path]:
+    """The images a page shows, as paths beside it."""
+    return [page.parent / src for src in re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", page.read_text(encoding="utf-8"))]
+
+
+def test_every_task_has_a_tutorial_that_trains_it_and_shows_a_figure():
+    from rnnkit.tasks import TASKS
+
+    trained = {getattr(command, "task", "lm"): page for page in TUTORIALS for command in page_commands(page)
+               if command.command == "train"}
+    assert set(TASKS) <= set(trained), f"no tutorial trains --task {sorted(set(TASKS) - set(trained))}"
+    for page in TUTORIALS:
+        assert figures_of(page) and all(f.is_file() for f in figures_of(page)), f"{page.name}: its figure"
+
+
+def test_every_experiment_has_a_lecture_page_that_runs_it_and_shows_its_figure():
+    from rnnkit.experiments import EXPERIMENTS
+
+    for name in EXPERIMENTS:
+        page = DOCS / "experiments" / f"{name}.md"
+        assert page.is_file(), f"docs/experiments/{name}.md: the page of `rnnkit experiment {name}`"
+        shown = [c.name for c in page_commands(page, ("bash", "console")) if c.command == "experiment"]
+        assert name in shown, f"{page.name}: the command that runs it"
+        assert figures_of(page) and all(f.is_file() for f in figures_of(page)), f"{page.name}: its figure"
