@@ -80,6 +80,7 @@ class Server(ThreadingHTTPServer):
         thread.start()
 
     def shutdown_request(self, request):
+        """Close the connection, and forget its thread: :func:`stop` has nothing left to end for it."""
         with self.open_lock:
             self.open.pop(request, None)
         super().shutdown_request(request)
