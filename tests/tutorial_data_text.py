@@ -72,6 +72,12 @@ def word_lm(folder: Path) -> None:
         _write(folder, f"ptb/ptb.{split}.txt", treebank(n, seed))
 
 
+def transfer(folder: Path) -> None:
+    """The Penn Treebank to pretrain on, the YouTube comments to classify."""
+    word_lm(folder)
+    classify(folder)
+
+
 def tag(folder: Path) -> None:
     """``data/conll2000/train.txt`` and ``test.txt``: CoNLL-2000's ``word POS chunk`` lines, a blank line
     between sentences."""
@@ -105,4 +111,5 @@ TEXT_DATA: dict[str, Callable[[Path], None]] = {
     "classify": classify,
     "tag": tag,
     "seq2seq": seq2seq,
+    "transfer": transfer,
 }
