@@ -55,6 +55,29 @@ def classify(folder: Path) -> None:
         _write(folder, f"Youtube{video}.csv", youtube_video(rng))
 
 
+def treebank(n_lines: int, seed: int) -> str:
+    """Mikolov's ``ptb.*.txt``: a lower-case sentence a line between spaces, numbers as ``N``, rare words
+    ``<unk>``."""
+    rng = random.Random(seed)
+    lines = []
+    for _ in range(n_lines):
+        start = rng.randrange(len(WORDS) - 8)
+        lines.append(" " + " ".join(WORDS[start:start + 8]) + rng.choice([" <unk>", " N years", " n't", ""]) + " ")
+    return "\n".join(lines) + "\n"
+
+
+def word_lm(folder: Path) -> None:
+    """``data/ptb/ptb.{train,valid,test}.txt``."""
+    for split, n, seed in (("train", 1500, 0), ("valid", 150, 1), ("test", 150, 2)):
+        _write(folder, f"ptb/ptb.{split}.txt", treebank(n, seed))
+
+
+def transfer(folder: Path) -> None:
+    """The Penn Treebank to pretrain on, the YouTube comments to classify."""
+    word_lm(folder)
+    classify(folder)
+
+
 def tag(folder: Path) -> None:
     """``data/conll2000/train.txt`` and ``test.txt``: CoNLL-2000's ``word POS chunk`` lines, a blank line
     between sentences."""
@@ -84,7 +107,9 @@ def seq2seq(folder: Path) -> None:
 
 TEXT_DATA: dict[str, Callable[[Path], None]] = {
     "char-lm": char_lm,
+    "word-lm": word_lm,
     "classify": classify,
     "tag": tag,
     "seq2seq": seq2seq,
+    "transfer": transfer,
 }
