@@ -9,8 +9,8 @@
   ```console or ```text are shown, not run (a server that does not return, a printout); lines of a
   ```bash block that are not ``rnnkit`` commands (downloads, ``mkdir``) are the reader's set-up,
   which the data maker stands in for.
-- Every task in the registry has a tutorial that trains it, every experiment a lecture page that runs
-  it, and each of those pages shows a figure that exists.
+- Every task in the registry has a tutorial that trains it, and every tutorial shows a figure that
+  exists (the lecture pages' own checks are in ``tests/test_lecture_pages.py``).
 """
 
 from __future__ import annotations
@@ -96,12 +96,12 @@ def test_the_tutorial_runs_as_written(page, tmp_path, monkeypatch):
                 assert result.returncode == 0, f"{page.name}: rnnkit {shlex.join(args)}\n{result.stderr[-2000:]}"
 
 
-def page_commands(page: Path, languages: tuple[str, ...] = ("bash",)) -> list:
-    """The parsed ``rnnkit`` commands of a page's blocks fenced as one of ``languages`` (```bash: run)."""
+def page_commands(page: Path) -> list:
+    """The parsed ``rnnkit`` commands of a page's runnable (```bash) blocks."""
     from rnnkit.cli.parser import build_parser
 
     parser = build_parser()
-    return [parser.parse_args(args) for language, body in blocks(page) if language in languages
+    return [parser.parse_args(args) for language, body in blocks(page) if language == "bash"
             for words in shell_commands(body) if (args := rnnkit_arguments(words))]
 
 
@@ -117,15 +117,4 @@ def test_every_task_has_a_tutorial_that_trains_it_and_shows_a_figure():
                if command.command == "train"}
     assert set(TASKS) <= set(trained), f"no tutorial trains --task {sorted(set(TASKS) - set(trained))}"
     for page in TUTORIALS:
-        assert figures_of(page) and all(f.is_file() for f in figures_of(page)), f"{page.name}: its figure"
-
-
-def test_every_experiment_has_a_lecture_page_that_runs_it_and_shows_its_figure():
-    from rnnkit.experiments import EXPERIMENTS
-
-    for name in EXPERIMENTS:
-        page = DOCS / "experiments" / f"{name}.md"
-        assert page.is_file(), f"docs/experiments/{name}.md: the page of `rnnkit experiment {name}`"
-        shown = [c.name for c in page_commands(page, ("bash", "console")) if c.command == "experiment"]
-        assert name in shown, f"{page.name}: the command that runs it"
         assert figures_of(page) and all(f.is_file() for f in figures_of(page)), f"{page.name}: its figure"
