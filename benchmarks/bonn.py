@@ -75,14 +75,18 @@ def run_rnnkit(zip_path: Path, classes: str, folds: int, fold: int, folder: Path
     """Train on one fold through the CLI in a fresh process: (the test recordings' accuracy it prints,
     its CPU seconds)."""
     cmd = ["train", "--task", "classify", str(zip_path), "--classes", classes, "--folds", str(folds),
-           "--fold", str(fold), "--features", args.features, "--cell", args.cell, "--hidden-size",
-           str(args.hidden_size), "--window", args.window, "--stride", args.stride, "--frame", args.frame,
-           "--frame-hop", args.frame_hop, "--val-fraction", str(args.val_fraction), "--pooling", args.pooling,
-           "--num-layers", str(args.num_layers), "--dropout", str(args.dropout), "--batch-size",
-           str(args.batch_size), "--lr",
-           str(args.lr), "--optimizer", "adamw", "--max-epochs", str(args.epochs), "--eval-every",
-           str(args.eval_every), "--log-every", "1000", "--precision", "fp32", "--device", "cpu", "--seed",
-           str(args.seed), "--out", str(folder / f"fold{fold}"), *shlex.split(args.more)]
+           "--fold", str(fold)]
+    if args.recipe:  # every model and training setting from the recipe, as a user would run it
+        cmd += ["--config", str(args.recipe), "--log-every", "1000", "--device", "cpu", "--out",
+                str(folder / f"fold{fold}"), *shlex.split(args.more)]
+    else:
+        cmd += ["--features", args.features, "--cell", args.cell, "--hidden-size", str(args.hidden_size),
+                "--window", args.window, "--stride", args.stride, "--frame", args.frame, "--frame-hop",
+                args.frame_hop, "--val-fraction", str(args.val_fraction), "--pooling", args.pooling,
+                "--num-layers", str(args.num_layers), "--dropout", str(args.dropout), "--batch-size",
+                str(args.batch_size), "--lr", str(args.lr), "--optimizer", "adamw", "--max-epochs", str(args.epochs),
+                "--eval-every", str(args.eval_every), "--log-every", "1000", "--precision", "fp32", "--device",
+                "cpu", "--seed", str(args.seed), "--out", str(folder / f"fold{fold}"), *shlex.split(args.more)]
     print("$ rnnkit " + shlex.join(cmd), flush=True)
     out, cpu = child([sys.executable, "-m", "rnnkit", *cmd])
     found = ACCURACY.search(out)
@@ -117,6 +121,8 @@ def main() -> int:
     parser.add_argument("--folds", type=int, default=10)
     parser.add_argument("--run-folds", type=int, default=None, help="run only the first N folds (a quick look)")
     parser.add_argument("--only", help="run only these folds, e.g. 5,8 (a quick look)")
+    parser.add_argument("--recipe", type=Path, help="rnnkit's settings from this --config file (recipes/bonn-*.json) "
+                        "instead of the flags below")
     parser.add_argument("--features", default="spectrum")
     parser.add_argument("--window", default="1024")
     parser.add_argument("--stride", default="128")

@@ -228,6 +228,22 @@ def test_cross_validation_folds_through_the_cli_hold_out_the_named_fold(tmp_path
     assert "14/2/4 train/val/test recordings, fold 2 of 5" in result.stdout  # val: 10 % of 8 a label, rounded
 
 
+@pytest.mark.parametrize("recipe", sorted((Path(__file__).parents[1] / "recipes").glob("bonn-*.json")))
+def test_the_bonn_recipes_are_settings_that_apply_to_recordings(tmp_path, cli_here, recipe):
+    """recipes/bonn-*.json (RESULTS' Bonn rows) train through `--config` on recordings: no unknown key, none
+    refused as not applying; here on small generated recordings, with the window and width cut to fit."""
+    manifest = sinusoids(tmp_path, n=20, length=300)
+    result = cli_here("train", manifest, "--task", "classify", "--config", recipe, "--folds", "5", "--window", "64",
+                      "--stride", "32", "--frame", "8", "--frame-hop", "8", "--hidden-size", "8", "--max-steps", "2",
+                      "--device", "cpu", "--out", tmp_path / "run")
+    assert result.returncode == 0, result.stderr
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    settings = json.loads(recipe.read_text())
+    kept = {k: v for k, v in settings.items() if k not in ("window", "stride", "frame", "frame_hop", "hidden_size")}
+    flat = {k: v for part in ("model", "data", "train") for k, v in saved.get(part, {}).items()}
+    assert {k: flat.get(k) for k in kept} == kept
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--fold", "2"], "--fold needs --folds"),
     (["--classes", "A,E"], "--classes needs the Bonn EEG archive"),
