@@ -40,6 +40,7 @@ recording-level accuracy; CPU seconds are the processes' own (user + system).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shlex
@@ -71,24 +72,78 @@ def child(cmd: list[str]) -> tuple[str, float]:
         return out.read(), usage.ru_utime + usage.ru_stime
 
 
+def train_cmd(zip_path: Path, classes: str, folds: int, fold: int, out: Path, args, recipe: Path | None) -> list[str]:
+    """The ``rnnkit train`` command of one fold: the settings of ``recipe`` (a ``--config`` file), or
+    else of this script's flags."""
+    cmd = ["train", "--task", "classify", str(zip_path), "--classes", classes, "--folds", str(folds),
+           "--fold", str(fold)]
+    if recipe:  # every model and training setting from the recipe, as a user would run it
+        return cmd + ["--config", str(recipe), "--log-every", "1000", "--device", "cpu", "--out", str(out),
+                      *shlex.split(args.more)]
+    return cmd + ["--features", args.features, "--cell", args.cell, "--hidden-size", str(args.hidden_size),
+                  "--window", args.window, "--stride", args.stride, "--frame", args.frame, "--frame-hop",
+                  args.frame_hop, "--val-fraction", str(args.val_fraction), "--pooling", args.pooling,
+                  "--num-layers", str(args.num_layers), "--dropout", str(args.dropout), "--batch-size",
+                  str(args.batch_size), "--lr", str(args.lr), "--optimizer", "adamw", "--max-epochs", str(args.epochs),
+                  "--eval-every", str(args.eval_every), "--log-every", "1000", "--precision", "fp32", "--device",
+                  "cpu", "--seed", str(args.seed), "--out", str(out), *shlex.split(args.more)]
+
+
 def run_rnnkit(zip_path: Path, classes: str, folds: int, fold: int, folder: Path, args) -> tuple[float, float]:
     """Train on one fold through the CLI in a fresh process: (the test recordings' accuracy it prints,
-    its CPU seconds)."""
-    cmd = ["train", "--task", "classify", str(zip_path), "--classes", classes, "--folds", str(folds),
-           "--fold", str(fold), "--features", args.features, "--cell", args.cell, "--hidden-size",
-           str(args.hidden_size), "--window", args.window, "--stride", args.stride, "--frame", args.frame,
-           "--frame-hop", args.frame_hop, "--val-fraction", str(args.val_fraction), "--pooling", args.pooling,
-           "--num-layers", str(args.num_layers), "--dropout", str(args.dropout), "--batch-size",
-           str(args.batch_size), "--lr",
-           str(args.lr), "--optimizer", "adamw", "--max-epochs", str(args.epochs), "--eval-every",
-           str(args.eval_every), "--log-every", "1000", "--precision", "fp32", "--device", "cpu", "--seed",
-           str(args.seed), "--out", str(folder / f"fold{fold}"), *shlex.split(args.more)]
-    print("$ rnnkit " + shlex.join(cmd), flush=True)
-    out, cpu = child([sys.executable, "-m", "rnnkit", *cmd])
-    found = ACCURACY.search(out)
-    if not found:
-        sys.exit(f"bonn.py: no test accuracy in rnnkit's output:\n{out}")
-    return float(found.group(1)), cpu
+    its CPU seconds). With several recipes, one run a recipe (the ensemble's members), then each
+    member's evidence on the test recordings (:func:`fold_evidence`, a process of its own), and the
+    accuracy of the argmax of the members' summed evidence; the CPU seconds are all of those processes'."""
+    recipes = [Path(r) for r in args.recipe.split(",")] if args.recipe else [None]
+    if len(recipes) == 1:
+        cmd = train_cmd(zip_path, classes, folds, fold, folder / f"fold{fold}", args, recipes[0])
+        print("$ rnnkit " + shlex.join(cmd), flush=True)
+        out, cpu = child([sys.executable, "-m", "rnnkit", *cmd])
+        found = ACCURACY.search(out)
+        if not found:
+            sys.exit(f"bonn.py: no test accuracy in rnnkit's output:\n{out}")
+        return float(found.group(1)), cpu
+    total, evidence, gold, said = 0.0, 0.0, None, []
+    for recipe in recipes:
+        run = folder / f"fold{fold}" / recipe.stem
+        cmd = train_cmd(zip_path, classes, folds, fold, run, args, recipe)
+        print("$ rnnkit " + shlex.join(cmd), flush=True)
+        _, cpu = child([sys.executable, "-m", "rnnkit", *cmd])
+        out, cpu_evidence = child([sys.executable, __file__, "--evidence-of", str(run)])
+        found = json.loads(out.strip().splitlines()[-1])
+        member, gold = np.array(found["evidence"]), np.array(found["gold"])  # (R, K), (R,)
+        evidence = evidence + member  # the members' log-probabilities summed, as a recording's windows' are
+        total += cpu + cpu_evidence
+        said.append(f"{recipe.stem} {float((member.argmax(1) == gold).mean()):.2f}")
+    accuracy = float((evidence.argmax(1) == gold).mean())
+    print(f"{classes} fold {fold}: members {', '.join(said)}; together {accuracy:.2f}", flush=True)
+    return accuracy, total
+
+
+def fold_evidence(run_dir: str) -> dict:
+    """A fold's run: its test recordings' summed window log-probabilities (R, K) and gold label ids (R,)."""
+    from rnnkit.data.recordings import read_recordings
+    from rnnkit.data.windows import cut_windows, split_recordings
+    from rnnkit.tasks import load_run
+    from rnnkit.tasks.recordings import evaluate_recordings
+
+    torch_threads()
+    model, scaler, run = load_run(run_dir)
+    cfg = run.data
+    recordings = read_recordings(cfg.path, cfg.classes)
+    test = split_recordings([r.label for r in recordings], cfg.val_fraction, cfg.test_fraction, cfg.folds,
+                            cfg.fold)["test"]
+    ids = {name: i for i, name in enumerate(run.labels)}
+    windows = cut_windows([recordings[i] for i in test], scaler, int(cfg.window), int(cfg.eval_stride),
+                          [ids[recordings[i].label] for i in test])
+    found = evaluate_recordings(model, windows, run.labels)
+    return {"evidence": found["evidence"].tolist(), "gold": windows.gold, "labels": run.labels}
+
+
+def torch_threads() -> None:
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
 
 
 def minirocket_fold(zip_path: Path, classes: str, folds: int, fold: int, seed: int) -> tuple[float, float]:
@@ -117,6 +172,9 @@ def main() -> int:
     parser.add_argument("--folds", type=int, default=10)
     parser.add_argument("--run-folds", type=int, default=None, help="run only the first N folds (a quick look)")
     parser.add_argument("--only", help="run only these folds, e.g. 5,8 (a quick look)")
+    parser.add_argument("--recipe", help="rnnkit's settings from this --config file (recipes/bonn-*.json) instead "
+                        "of the flags below; several, comma-separated: an ensemble, one run a recipe, the "
+                        "recording's label from their summed evidence")
     parser.add_argument("--features", default="spectrum")
     parser.add_argument("--window", default="1024")
     parser.add_argument("--stride", default="128")
@@ -137,7 +195,11 @@ def main() -> int:
     parser.add_argument("--eval-every", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--minirocket-fold", help=argparse.SUPPRESS)
+    parser.add_argument("--evidence-of", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.evidence_of:  # one member's evidence, in the process bonn.py started for it
+        print(json.dumps(fold_evidence(args.evidence_of)))
+        return 0
     if not args.minirocket_fold:
         print_command()
     from rnnkit.data.recordings import read_recordings

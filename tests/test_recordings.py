@@ -118,6 +118,21 @@ def test_overlapping_frames_step_by_the_hop_and_a_hop_of_one_frame_is_the_old_fr
     assert RecordingScaler.from_dict(old).hop == 16
 
 
+def test_samples_and_spectrum_together_are_each_step_of_the_one_then_of_the_other():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((200, 2)) * [3.0, 0.5] + [1.0, -2.0]  # (T, C)
+    center, scale = [1.0, -2.0], [3.0, 0.5]
+    both = RecordingScaler(center, scale, frame=16, features="samples+spectrum", hop=8)
+    samples = RecordingScaler(center, scale, frame=16, features="samples", hop=8).windows(x, [0, 50], 64)
+    spectrum = RecordingScaler(center, scale, frame=16, features="spectrum", hop=8).windows(x, [0, 50], 64)
+    w = both.windows(x, [0, 50], 64)  # (2, 7, 16 x 2 + 9 x 2)
+    assert w.shape == (2, 7, 50) and both.num_features == 50
+    assert np.array_equal(w[..., :32], samples) and np.array_equal(w[..., 32:], spectrum)
+    z = (x[50 + 2 * 8:50 + 2 * 8 + 16, 0] - 1.0) / 3.0  # window 2, step 2, channel 1: its power from the samples
+    assert np.allclose(w[1, 2, 32:41], np.log(np.abs(np.fft.rfft(z * np.hanning(16))) ** 2 + 1e-3), atol=1e-4)
+    assert RecordingScaler.from_dict(both.to_dict()).windows(x, [3], 64).shape == (1, 7, 50)
+
+
 def test_evaluation_windows_have_their_own_stride_and_training_keeps_its_own(tmp_path):
     manifest = sinusoids(tmp_path, n=8, length=300)
     plain = RecordingData.read(data_config(manifest, window="64", stride="32", test_fraction=0.25))
@@ -226,6 +241,22 @@ def test_cross_validation_folds_through_the_cli_hold_out_the_named_fold(tmp_path
                       tmp_path / "run", "--eval-every", "2")
     assert result.returncode == 0, result.stderr
     assert "14/2/4 train/val/test recordings, fold 2 of 5" in result.stdout  # val: 10 % of 8 a label, rounded
+
+
+@pytest.mark.parametrize("recipe", sorted((Path(__file__).parents[1] / "recipes").glob("bonn-*.json")))
+def test_the_bonn_recipes_are_settings_that_apply_to_recordings(tmp_path, cli_here, recipe):
+    """recipes/bonn-*.json (RESULTS' Bonn rows) train through `--config` on recordings: no unknown key, none
+    refused as not applying; here on small generated recordings, with the window and width cut to fit."""
+    manifest = sinusoids(tmp_path, n=20, length=300)
+    result = cli_here("train", manifest, "--task", "classify", "--config", recipe, "--folds", "5", "--window", "64",
+                      "--stride", "32", "--frame", "8", "--frame-hop", "8", "--hidden-size", "8", "--max-steps", "2",
+                      "--device", "cpu", "--out", tmp_path / "run")
+    assert result.returncode == 0, result.stderr
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    settings = json.loads(recipe.read_text())
+    kept = {k: v for k, v in settings.items() if k not in ("window", "stride", "frame", "frame_hop", "hidden_size")}
+    flat = {k: v for part in ("model", "data", "train") for k, v in saved.get(part, {}).items()}
+    assert {k: flat.get(k) for k in kept} == kept
 
 
 @pytest.mark.parametrize("flags, message", [

@@ -103,7 +103,19 @@ def test_attention_pooling_weights_sum_to_one_vanish_at_padding_and_weigh_the_ou
     torch.testing.assert_close(model.pool(x, lengths), outputs.sum(1) / lengths[:, None].double())
 
 
-@pytest.mark.parametrize("pooling", ["last", "mean", "max", "attention"])
+def test_meanmax_pooling_joins_each_sequences_own_mean_and_peak(tiny_model):
+    torch.manual_seed(0)
+    model = SequenceClassifier(30, 3, **tiny_model, pooling="meanmax").double().eval()
+    seqs = [torch.randint(1, 30, (n,)).numpy() for n in (6, 3, 1)]
+    x, lengths, _ = collate(seqs, [0, 1, 2])
+    outputs, _ = model.encoder(x, lengths)  # (B, T, F)
+    pooled = model.pool(x, lengths)  # (B, 2F)
+    assert model.head.in_features == 2 * outputs.shape[-1] == pooled.shape[-1]
+    for b, n in enumerate(lengths.tolist()):  # the oracle: each sequence's own steps, none of the padding
+        torch.testing.assert_close(pooled[b], torch.cat([outputs[b, :n].mean(0), outputs[b, :n].amax(0)]))
+
+
+@pytest.mark.parametrize("pooling", ["last", "mean", "max", "meanmax", "attention"])
 @pytest.mark.parametrize("engine,merge,encoder", [("fused", "concat", "rnn"), ("explicit", "sum", "rnn"),
                                                    ("fused", "concat", "tdnn")])
 def test_padding_never_changes_a_classifiers_result(pooling, engine, merge, encoder, tiny_model):

@@ -202,7 +202,7 @@ def read_recordings(path: str | Path, classes: str = "auto", require_labels: boo
     return recordings
 
 
-FEATURES = ("samples", "spectrum")
+FEATURES = ("samples", "spectrum", "samples+spectrum")
 
 
 class RecordingScaler:
@@ -215,7 +215,10 @@ class RecordingScaler:
     - ``features="spectrum"``: their log power spectrum, log(|rfft(h ⊙ z_{s,·})|² + 1e-3) with h the
       (symmetric) Hann window, f / 2 + 1 values a channel (a spectrogram; with hop < f its frames
       overlap, as a short-time Fourier transform's usually do: finer frequency steps, f / fs, at
-      the same number of steps).
+      the same number of steps);
+    - ``features="samples+spectrum"``: both, the samples then the log powers, f x C + (f / 2 + 1) x C
+      values a step (the waveform's shape, which the power spectrum drops with the phase, beside
+      the band powers that a recurrent layer would otherwise have to learn to filter out).
 
     The recordings' "tokenizer" in the run folder (``kind = "recordings"``)."""
 
@@ -244,8 +247,10 @@ class RecordingScaler:
 
     @property
     def num_features(self) -> int:
-        """The width of one step of the model's input: f x C samples, or (f / 2 + 1) x C powers."""
-        return self.channels * (self.frame if self.features == "samples" else self.frame // 2 + 1)
+        """The width of one step of the model's input: f x C samples, (f / 2 + 1) x C powers, or both."""
+        samples = self.frame if "samples" in self.features else 0
+        powers = self.frame // 2 + 1 if "spectrum" in self.features else 0
+        return self.channels * (samples + powers)
 
     def windows(self, x: np.ndarray, starts: list[int], window: int, what: str = "recording") -> np.ndarray:
         """(T, C) raw -> (N, S, num_features) float32: the windows at ``starts``, scaled and framed."""
@@ -256,11 +261,13 @@ class RecordingScaler:
         n, steps, f = len(starts), (window - self.frame) // self.hop + 1, self.frame
         frames = np.lib.stride_tricks.sliding_window_view(cut, f, axis=1)[:, ::self.hop][:, :steps]  # (N, S, C, f)
         frames = frames.transpose(0, 1, 3, 2)  # (N, S, f, C)
+        samples = frames.reshape(n, steps, f * self.channels)  # (N, S, f x C)
         if self.features == "samples":
-            return np.array(frames.reshape(n, steps, f * self.channels))  # a copy: the view is read-only
+            return np.array(samples)  # a copy: the view is read-only
         spectra = np.fft.rfft(frames * np.hanning(f)[:, None], axis=2)  # (N, S, f / 2 + 1, C)
         power = np.log(np.abs(spectra) ** 2 + 1e-3).astype(np.float32)
-        return power.transpose(0, 1, 3, 2).reshape(n, steps, self.num_features)  # channel by channel
+        power = power.transpose(0, 1, 3, 2).reshape(n, steps, (f // 2 + 1) * self.channels)  # channel by channel
+        return power if self.features == "spectrum" else np.concatenate([samples, power], axis=2)
 
     def to_dict(self) -> dict:
         """The JSON-able dict :meth:`from_dict` reads back (config.json's tokenizer entry)."""

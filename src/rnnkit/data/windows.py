@@ -140,15 +140,16 @@ class RecordingSettings:
     stride: str = setting("classify recordings: samples between window starts (auto: half a window)",
                           default="auto")
     frame: str = setting("classify recordings: samples read as one step of the encoder (auto: a 64th of the "
-                         "window for samples, a 16th for a spectrum)", default="auto")
+                         "window for samples, a 16th with a spectrum)", default="auto")
     frame_hop: str = setting("classify recordings: samples between the starts of a window's frames, at most the "
                              "frame (auto: the frame, frames side by side; half the frame: half-overlapping "
                              "spectra, twice the steps)", default="auto")
     eval_stride: str = setting("classify recordings: samples between window starts in validation, test and "
                                "predict, where every window's evidence joins the recording's decision (auto: "
                                "--stride)", default="auto")
-    features: str = setting("classify recordings: what a step holds, a frame's samples or its log power spectrum "
-                            "(spectrum: a spectrogram of Hann-windowed frames)", default="samples")
+    features: str = setting("classify recordings: what a step holds, a frame's samples, its log power spectrum "
+                            "(spectrum: a spectrogram of Hann-windowed frames) or samples+spectrum (both, side by "
+                            "side)", default="samples")
     classes: str = setting("classify the Bonn EEG archive: its sets grouped into labels, A,E (A against E), "
                            "ABCD:E, A,B,C,D,E (auto: five classes)", default="auto")
     folds: int = setting("classify recordings: cross-validation folds by recording, stratified (0: the test "

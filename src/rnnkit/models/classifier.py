@@ -12,6 +12,9 @@ Pooling (``ClassifierConfig.pooling``), always over valid positions only:
   (a tdnn encoder: o_T);
 - ``mean``: Σ_t o_t / T;
 - ``max``: max_t o_t, element-wise;
+- ``meanmax``: [Σ_t o_t / T ; max_t o_t], both joined (2F: the average level
+  of each unit beside its peak, as a recording's windows read a steady
+  rhythm and a brief transient);
 - ``attention``: s_t = vᵀ tanh(W_a o_t + b_a), α = softmax_t(s), c = Σ_t α_t o_t
   (additive attention, Bahdanau et al. 2015; as pooling, Yang et al. 2016);
   :meth:`SequenceClassifier.attention_weights` gives α for inspection.
@@ -39,14 +42,15 @@ from rnnkit.layers import length_mask, merge_directions
 from rnnkit.layers.dropout import dropout
 from rnnkit.models.encoder import Encoder, LinearReadout, WordEncoderConfig, reading_both_ways
 
-POOLINGS = ("last", "mean", "max", "attention")
+POOLINGS = ("last", "mean", "max", "meanmax", "attention")
 
 
 @dataclass
 class ClassifierConfig(WordEncoderConfig):
     """:class:`rnnkit.models.encoder.WordEncoderConfig` and how a classifier pools its steps and trains."""
 
-    pooling: str = setting("classify: one vector from all steps by last (state), mean, max or attention",
+    pooling: str = setting("classify: one vector from all steps by last (state), mean, max, meanmax (mean and max "
+                           "joined) or attention",
                            default="max")
     adversarial: float = setting("classify: adversarial training with perturbations of this L2 norm on each "
                                  "example's embeddings (Miyato et al. 2017; 0 = off)", default=0.0)
@@ -88,7 +92,7 @@ class SequenceClassifier(LinearReadout, nn.Module):
         if self.config.pooling == "attention":
             self.attn = nn.Linear(F_, F_)
             self.attn_v = nn.Linear(F_, 1, bias=False)
-        self.head = nn.Linear(F_, num_labels)
+        self.head = nn.Linear(2 * F_ if self.config.pooling == "meanmax" else F_, num_labels)
 
     def _scores(self, outputs: Tensor, mask: Tensor) -> Tensor:
         """Attention weights α (B, T), zero at padding."""
@@ -96,7 +100,7 @@ class SequenceClassifier(LinearReadout, nn.Module):
         return F.softmax(s.masked_fill(~mask, float("-inf")), dim=-1)
 
     def pool(self, x: Tensor, lengths: Tensor, e: Tensor | None = None) -> Tensor:
-        """ids (B, T), lengths (B,) -> one vector per sequence (B, F); ``e``
+        """ids (B, T), lengths (B,) -> one vector per sequence (B, F), (B, 2F) for meanmax; ``e``
         (B, T, E) replaces the embeddings of x when given."""
         outputs, state = self.encoder.encode(self.encoder.embed(x, lengths) if e is None else e, lengths)  # (B, T, F)
         mask = length_mask(lengths, x.shape[1])  # (B, T), True = valid
@@ -108,10 +112,12 @@ class SequenceClassifier(LinearReadout, nn.Module):
             if self.config.bidirectional:
                 return merge_directions(h[-2], h[-1], self.config.merge)
             return h[-1]
+        mean = outputs.sum(1) / lengths[:, None].to(outputs.dtype)  # (B, F); padding's outputs are zero
         if kind == "mean":
-            return outputs.sum(1) / lengths[:, None].to(outputs.dtype)
-        if kind == "max":
-            return outputs.masked_fill(~mask[..., None], float("-inf")).amax(1)
+            return mean
+        if kind in ("max", "meanmax"):
+            peak = outputs.masked_fill(~mask[..., None], float("-inf")).amax(1)  # (B, F)
+            return peak if kind == "max" else torch.cat([mean, peak], dim=-1)  # (B, F) or (B, 2F)
         return torch.einsum("bt,btf->bf", self._scores(outputs, mask), outputs)
 
     def forward(self, x: Tensor, lengths: Tensor, targets: Tensor | None = None,
