@@ -101,3 +101,20 @@ def test_values_the_transform_cannot_take_are_one_line_and_write_nothing(tmp_pat
     forecast = np.array([[float(c) for c in row.split(",")[1:]] for row in rows])
     assert forecast.shape == (5, 4) and np.isfinite(forecast).all()
     assert (forecast >= 0).all()  # sqrt's g^-1, and a calibrated spread scaled in g(y): never below 0
+
+
+def test_a_served_sqrt_run_refuses_values_below_zero_and_forecasts_at_or_above_it(tmp_path, cli_here):
+    from test_serve import Serving
+
+    write_csv(tmp_path / "s.csv", cycles(120))
+    result = cli_here("train", tmp_path / "s.csv", *TINY, "--transform", "sqrt", "--max-steps", 2, "--eval-every", 2,
+                      "--out", tmp_path / "run")
+    assert result.returncode == 0, result.stderr
+    server = Serving(tmp_path / "run")
+    try:
+        status, reply = server.post("forecast", {"values": [-1.0] + [5.0] * 19})
+        assert status == 422 and "channel 'value' is -1 at row 1; --transform sqrt needs values >= 0" in str(reply)
+        status, reply = server.post("forecast", {"values": [float(v) for v in cycles(40)], "horizon": 6})
+        assert status == 200 and np.isfinite(reply["forecast"]).all() and (np.array(reply["forecast"]) >= 0).all()
+    finally:
+        server.close()

@@ -319,6 +319,10 @@ class ForecastTask(Task):
                                 [], np.zeros((len(rows), 0)), None, None, None, None, ",", {})
             if not np.isfinite(series.values).all():
                 raise RequestError("'values' holds a value that is not finite")
+            try:
+                scaler.check(series)  # a value --transform cannot take (sqrt: below 0; log: 0 or below)
+            except DataError as e:
+                raise RequestError(str(e), 422) from None
             request = SimpleNamespace(horizon=values["horizon"], num_samples=values["num_samples"], quantiles=None)
             try:
                 horizon, samples, quantiles = self._settings("this run", run, request)
