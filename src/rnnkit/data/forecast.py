@@ -14,7 +14,11 @@ week, the month of the year, the day of the year).
 The split is in time, never shuffled: train, then validation, then test
 (``val_fraction``, ``test_fraction``). The scaler (:class:`ForecastScaler`,
 the run folder's "tokenizer") is fitted on the training part only: a
-channel's z-score (x - mean) / std with the training part's mean and std.
+channel's z-score (x - mean) / std with the training part's mean and std,
+of g(y) with ``transform`` (g = sqrt or log: a variance-stabilising
+transform for a series whose noise grows with its level; forecasts are
+mapped back by g^-1, so their spread grows with the level too), and of the
+changes g(y_t) - g(y_(t-1)) with ``difference``.
 
 A window of T = ``seq_len`` steps ending at target step e (its index in the
 series) reads
@@ -63,6 +67,10 @@ class ForecastConfig(DataConfig):
     difference: bool = setting("forecast: read and predict the change y_t - y_(t-1) instead of the value, the "
                                "forecast changes added up: for a series with a trend, whose later values z-scores "
                                "fitted on the training part would place beyond anything seen", default=False)
+    transform: str = setting("forecast: model g(y) instead of y, forecasts mapped back by g^-1: none, sqrt (values "
+                             ">= 0) or log (values > 0); a variance-stabilising transform for a series whose "
+                             "swings grow with its level, so intervals widen where the level is high",
+                             default="none")
     season: str = setting("forecast: steps in a season, for the seasonal naive forecast and MASE; auto: from "
                           "the time column's step (hourly 24, daily 7, weekly 52, monthly 12, quarterly 4), "
                           "else the training part's autocorrelation peak (1: no season)", default="auto")
@@ -78,6 +86,8 @@ class ForecastConfig(DataConfig):
         if unknown:
             raise ConfigError(f"calendar must be none or a subset of {', '.join(CALENDAR_PERIODS)}; got "
                               f"{self.calendar!r}")
+        if self.transform not in TRANSFORMS:
+            raise ConfigError(f"transform must be one of {', '.join(TRANSFORMS)}; got {self.transform!r}")
         if self.season != "auto" and not (self.season.isdigit() and int(self.season) >= 1):
             raise ConfigError(f"season must be auto or a whole number of steps >= 1; got {self.season!r}")
 
@@ -88,6 +98,28 @@ class ForecastConfig(DataConfig):
 
 
 # -- the scaler: the run folder's "tokenizer" -------------------------------------------------------
+
+TRANSFORMS = ("none", "sqrt", "log")
+
+
+def transform_values(values: np.ndarray, transform: str) -> np.ndarray:
+    """g(values): the identity, sqrt or log (:attr:`ForecastConfig.transform`)."""
+    return {"none": lambda v: v, "sqrt": np.sqrt, "log": np.log}[transform](values)
+
+
+def untransform_values(w: np.ndarray, transform: str) -> np.ndarray:
+    """g^-1(w): the identity, max(w, 0)^2 (a sampled sqrt below 0 is the value 0) or exp."""
+    return {"none": lambda v: v, "sqrt": lambda v: np.square(np.maximum(v, 0)), "log": np.exp}[transform](w)
+
+
+def check_transformable(values: np.ndarray, transform: str, path, channels) -> None:
+    """A DataError naming the file, channel and row of the first value ``transform`` cannot take."""
+    bad = values < 0 if transform == "sqrt" else values <= 0 if transform == "log" else np.zeros_like(values, bool)
+    if bad.any():
+        row, c = np.argwhere(bad)[0]
+        need = ">= 0" if transform == "sqrt" else "> 0"
+        raise DataError(f"{path}: channel {channels[c]!r} is {values[row, c]:g} at row {row + 1}; --transform "
+                        f"{transform} needs values {need}: give --transform none (or shift the series)")
 
 
 class ForecastScaler:
@@ -101,7 +133,7 @@ class ForecastScaler:
 
     def __init__(self, channels, mean, std, covariates=(), covariate_mean=(), covariate_std=(), calendar=(),
                  step=None, season: int = 1, season_reason: str = "", naive_mae=None, train_length: int = 0,
-                 difference: bool = False):
+                 difference: bool = False, transform: str = "none"):
         self.channels = list(channels)
         self.mean = np.asarray(mean, dtype=np.float64)  # (C,)
         self.std = np.asarray(std, dtype=np.float64)  # (C,)
@@ -115,6 +147,7 @@ class ForecastScaler:
         self.naive_mae = np.asarray(naive_mae if naive_mae is not None else np.ones(len(self.channels)))  # (C,)
         self.train_length = int(train_length)  # steps in the training part
         self.difference = bool(difference)  # the model reads and predicts y_t - y_(t-1)
+        self.transform = transform  # ... of g(y): none, sqrt, log
 
     @property
     def num_channels(self) -> int:
@@ -127,7 +160,9 @@ class ForecastScaler:
         return len(self.covariates) + 2 * len(self.calendar)
 
     def scale(self, values: np.ndarray) -> np.ndarray:
-        """(T, C) values -> (T, C) z-scores (of the changes y_t - y_(t-1) with ``difference``, the first 0)."""
+        """(T, C) values -> (T, C) z-scores of g(y) (of the changes g(y_t) - g(y_(t-1)) with ``difference``,
+        the first 0)."""
+        values = transform_values(values, self.transform)
         if not self.difference:
             return (values - self.mean) / self.std
         z = (np.diff(values, axis=0, prepend=values[:1]) - self.mean) / self.std
@@ -143,9 +178,11 @@ class ForecastScaler:
 
     def to_values(self, paths: np.ndarray, last: np.ndarray) -> np.ndarray:
         """Normalised paths (..., H, C) of the steps after observed values ``last`` (..., C) -> the
-        series' values (..., H, C): with ``difference``, the changes added up from ``last``."""
+        series' values (..., H, C): with ``difference``, the changes added up from g(``last``); then g^-1."""
         values = self.unscale(paths)
-        return last[..., None, :] + np.cumsum(values, axis=-2) if self.difference else values
+        if self.difference:
+            values = transform_values(last, self.transform)[..., None, :] + np.cumsum(values, axis=-2)
+        return untransform_values(values, self.transform)
 
     def inputs(self, series: SeriesFile, times: np.ndarray | None = None, length: int | None = None) -> np.ndarray:
         """(T, K) float32 covariates of the first ``length`` rows (default all) of ``series``, the
@@ -159,12 +196,15 @@ class ForecastScaler:
         return np.concatenate([named, calendar], axis=1).astype(np.float32)
 
     def check(self, series: SeriesFile) -> None:
-        """A DataError when ``series`` has other channels or covariates than the training file."""
+        """A DataError when ``series`` has other channels or covariates than the training file, or a value
+        the transform cannot take."""
         for what, trained, got in (("channels", self.channels, series.channels),
                                    ("covariate columns", self.covariates, series.covariate_names)):
             if trained != got:
                 raise DataError(f"{series.path} has {what} {', '.join(got) or 'none'}; the run was trained on "
                                 f"{', '.join(trained) or 'none'}: give a file with the same columns")
+        observed = series.values[~np.isnan(series.values).any(axis=1)]  # a forecast's future rows are empty
+        check_transformable(observed, self.transform, series.path, self.channels)
 
     def to_dict(self) -> dict:
         """The JSON-able dict :meth:`from_dict` reads back (config.json's tokenizer entry)."""
@@ -173,7 +213,7 @@ class ForecastScaler:
                 "covariate_std": self.covariate_std.tolist(), "calendar": self.calendar,
                 "step": list(self.step) if self.step else None, "season": self.season,
                 "season_reason": self.season_reason, "naive_mae": self.naive_mae.tolist(),
-                "train_length": self.train_length, "difference": self.difference}
+                "train_length": self.train_length, "difference": self.difference, "transform": self.transform}
 
     @classmethod
     def from_dict(cls, d: dict) -> "ForecastScaler":
@@ -181,7 +221,7 @@ class ForecastScaler:
         try:
             return cls(d["channels"], d["mean"], d["std"], d["covariates"], d["covariate_mean"], d["covariate_std"],
                        d["calendar"], d["step"], d["season"], d.get("season_reason", ""), d["naive_mae"],
-                       d["train_length"], d.get("difference", False))
+                       d["train_length"], d.get("difference", False), d.get("transform", "none"))
         except KeyError as e:
             raise CheckpointError(f"forecast scaler in config.json lacks {e}") from None
 
@@ -256,7 +296,9 @@ class ForecastData:
             raise DataError(f"{path}: the training part has {n_train} samples, fewer than one window of --seq-len "
                             f"{T} and the value after it; lower --seq-len or give a longer series")
         part = series.values[:n_train]
-        modelled = np.diff(part, axis=0) if config.difference else part  # what the model reads and predicts
+        check_transformable(series.values, config.transform, path, series.channels)
+        g = transform_values(part, config.transform)
+        modelled = np.diff(g, axis=0) if config.difference else g  # what the model reads and predicts
         if scaler is None:
             std = modelled.std(axis=0)
             flat = np.flatnonzero(std == 0)
@@ -271,7 +313,8 @@ class ForecastData:
             scaler = ForecastScaler(series.channels, modelled.mean(axis=0), std, series.covariate_names,
                                     named.mean(axis=0) if named.shape[1] else [],
                                     np.where(named_std > 0, named_std, 1.0), config.calendar_features, step,
-                                    season, why, seasonal_naive_mae(part, season), n_train, config.difference)
+                                    season, why, seasonal_naive_mae(part, season), n_train, config.difference,
+                                    config.transform)
         scaler.check(series)
         config = dataclasses.replace(config, season=str(scaler.season))
         z = scaler.scale(series.values).astype(np.float32)

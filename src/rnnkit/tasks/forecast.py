@@ -163,7 +163,7 @@ class ForecastTask(Task):
             return {}
         was_training = model.training
         model.eval()
-        losses, errors = [], []
+        losses, means = [], []
         try:
             with torch.no_grad():
                 for batch in data.eval_batches(split):
@@ -172,10 +172,13 @@ class ForecastTask(Task):
                     variance = None if prediction.variance is None else prediction.variance[:, -1]
                     y = batch.y[:, -1]
                     losses.append(model.nll(mean, variance, y).item() * len(y))
-                    errors.append(data.tokenizer.unscale(mean.numpy()) - data.tokenizer.unscale(y.numpy()))
+                    means.append(mean.numpy())
         finally:
             model.train(was_training)
-        err = np.concatenate(errors)  # (S, C)
+        targets = np.asarray(getattr(data, split))  # (S,) the steps forecast, in order
+        values = data.series.values
+        point = data.tokenizer.to_values(np.concatenate(means)[:, None], values[targets - 1])[:, 0]  # (S, C)
+        err = point - values[targets]  # (S, C), in the series' units (through --difference and --transform)
         mae_c = np.abs(err).mean(axis=0)
         return {"loss": sum(losses) / len(err), "mae": float(mae_c.mean()), "rmse": float(np.sqrt((err ** 2).mean())),
                 "mase": float((mae_c / data.tokenizer.naive_mae).mean())}
@@ -288,7 +291,7 @@ class ForecastTask(Task):
         paths = forecast_windows(model, z, covariates, np.array([history]), doc.data.seq_len, horizon,
                                  samples)[:, 0]  # (N, H, C)
         paths = scaler.to_values(paths, series.values[history - 1])
-        paths = apply_spread(paths, checkpoint_spread(doc.folder)) if samples > 1 else paths
+        paths = apply_spread(paths, checkpoint_spread(doc.folder), scaler.transform) if samples > 1 else paths
         point = np.median(paths, axis=0) if samples > 1 else paths[0]
         qs = np.quantile(paths, list(quantiles), axis=0) if quantiles else np.zeros((0, horizon, point.shape[1]))
         return point, qs, paths
@@ -316,6 +319,10 @@ class ForecastTask(Task):
                                 [], np.zeros((len(rows), 0)), None, None, None, None, ",", {})
             if not np.isfinite(series.values).all():
                 raise RequestError("'values' holds a value that is not finite")
+            try:
+                scaler.check(series)  # a value --transform cannot take (sqrt: below 0; log: 0 or below)
+            except DataError as e:
+                raise RequestError(str(e), 422) from None
             request = SimpleNamespace(horizon=values["horizon"], num_samples=values["num_samples"], quantiles=None)
             try:
                 horizon, samples, quantiles = self._settings("this run", run, request)

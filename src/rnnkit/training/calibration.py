@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rnnkit.data.forecast import transform_values
 from rnnkit.training.forecasting import apply_spread, covered, forecast_windows, spread_scale
 from rnnkit.training.runs import BEST, load_tensors, save_tensors
 
@@ -35,9 +36,11 @@ def calibrate_spread(model, data, horizon: int, num_samples: int, seed: int = 0)
     paths = forecast_windows(model, data.z, data.covariates, origins, data.config.seq_len, horizon, num_samples, seed)
     values = scaler.to_values(paths, data.series.values[origins - 1])  # (N, O, H, C)
     truth = data.series.values[origins[:, None] + np.arange(horizon)]  # (O, H, C)
-    scale = spread_scale(values, truth)
+    g = scaler.transform  # the spread is scaled where the model is Gaussian: in g(y) (--transform)
+    scale = spread_scale(transform_values(values, g), transform_values(truth, g))
     return {"spread_scale": scale.tolist(), "calibration_origins": len(origins), "calibration_horizon": horizon,
-            "coverage_before": covered(values, truth), "coverage_after": covered(apply_spread(values, scale), truth)}
+            "coverage_before": covered(values, truth),
+            "coverage_after": covered(apply_spread(values, scale, g), truth)}
 
 
 

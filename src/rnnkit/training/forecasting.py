@@ -37,6 +37,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from rnnkit.data.forecast import transform_values, untransform_values
+
 DEFAULT_QUANTILES = (0.1, 0.5, 0.9)
 
 
@@ -110,15 +112,17 @@ def spread_scale(samples: np.ndarray, truth: np.ndarray, coverage: float = 0.8) 
     return np.where(finite, scale, np.max(scale[finite], initial=1.0))  # a step of zero spread: the widest scale
 
 
-def apply_spread(samples: np.ndarray, scale: np.ndarray | None) -> np.ndarray:
+def apply_spread(samples: np.ndarray, scale: np.ndarray | None, transform: str = "none") -> np.ndarray:
     """Sampled paths (N, ..., H, C) with their spread about the median scaled by ``scale`` (H', C) (None:
-    as they are); steps beyond H' take the last row's scale."""
+    as they are); steps beyond H' take the last row's scale. With a ``transform`` g (``--transform``) the
+    spread of g(paths) is scaled, g(m) + s (g(y) - g(m)), and mapped back, so a sqrt forecast stays >= 0."""
     if scale is None:
         return samples
     H = samples.shape[-2]
     s = np.asarray(scale)[np.minimum(np.arange(H), len(scale) - 1)]  # (H, C)
-    median = np.median(samples, axis=0, keepdims=True)
-    return median + s * (samples - median)
+    g = transform_values(samples, transform)
+    median = np.median(g, axis=0, keepdims=True)
+    return untransform_values(median + s * (g - median), transform)
 
 
 def covered(samples: np.ndarray, truth: np.ndarray) -> float:
@@ -156,7 +160,7 @@ def rolling_origin(model, data, start: int, stop: int, horizon: int, num_samples
         return None, 0
     paths = forecast_windows(model, data.z, data.covariates, origins, T, horizon, num_samples, seed)
     values = scaler.to_values(paths, data.series.values[origins - 1])  # (N, O, H, C) in the series' units
-    values = apply_spread(values, spread) if len(values) > 1 else values
+    values = apply_spread(values, spread, scaler.transform) if len(values) > 1 else values
     truth = data.series.values[origins[:, None] + np.arange(horizon)]  # (O, H, C)
     point = np.median(values, axis=0) if len(values) > 1 else values[0]
     scores = score(truth, point, scaler.naive_mae, values if len(values) > 1 else None, quantiles)
