@@ -25,8 +25,10 @@ The ``charlm`` models add each word's contextual string embedding (Akbik
 et al. 2018): the states of two character language models at its edges,
 ``--char-lm FWD,BWD``, runs of ``rnnkit train`` on raw text that holds no
 test sentence (wikitext-2 is Wikipedia; CoNLL-2000's test is WSJ section 20,
-EWT's is web text), the backward one with ``--reverse true``; their
-pretraining is not counted in the budget.
+EWT's is web text; ``benchmarks/charlm_text.py`` adds PTB without section 20's
+sentences and CoNLL-2000's training sentences), the backward one with
+``--reverse true``; their pretraining is not counted in the budget. Frozen,
+their features are computed once a sentence (a cache in the model).
 
 Every model goes through rnnkit's public API: ``rnnkit.read_data``
 (tokenizer fitted on the training part only; words seen fewer than

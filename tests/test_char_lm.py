@@ -218,3 +218,25 @@ def test_char_lm_settings_are_refused_where_they_do_nothing(char_lms, cli_here, 
                         "--out", char_lms / "x"), "--char-lm-tune needs --char-lm")
     user_error(cli_here("train", char_lms / "text.txt", "--char-lm", "a,b", "--out", char_lms / "x"),
                "--char-lm needs --task tag")
+
+
+@pytest.mark.parametrize("recipe,task_name", [("conll2000-char-lm.json", "lm"), ("conll2000-chunk-charlm.json", "tag")])
+def test_the_conll_char_lm_recipes_are_settings_of_their_tasks(recipe, task_name):
+    """recipes/conll2000-char-lm.json (the two character models; the backward one adds --reverse true)
+    and conll2000-chunk-charlm.json (RESULTS' conll-crf-charlm row) build their tasks' configs as
+    `rnnkit train --config` reads them: no unknown key, no value its dataclasses refuse."""
+    import json
+    from pathlib import Path
+
+    from rnnkit.cli.options import split_settings
+    from rnnkit.config import from_dict
+    from rnnkit.tasks import named
+
+    settings = json.loads((Path(__file__).parent.parent / "recipes" / recipe).read_text())
+    task = named(task_name)
+    model, data, train = split_settings(settings, task)
+    assert set(model) | set(data) | set(train) == set(settings)
+    from_dict(task.data_config, {**data, "path": "train.txt"}, "data settings")
+    model_cfg = from_dict(task.model_config, model, "model settings")
+    from_dict(task.train_config, train, "train settings")
+    assert task_name == "lm" or (model_cfg.char_lm and model_cfg.crf and not model_cfg.char_lm_tune)
