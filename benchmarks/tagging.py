@@ -185,7 +185,8 @@ def run_model(data, name: str, overrides: dict, folder: Path, args) -> dict:
     assert abs(predicted["accuracy"] - test["accuracy"]) < 1e-9, (predicted["accuracy"], test)
     assert abs(predicted.get("f1", 0) - test.get("f1", 0)) < 1e-9, (predicted.get("f1"), test)
     vals = [r for r in trainer.rows if "val_loss" in r]
-    best_row = min(vals, key=lambda r: r["val_loss"])
+    task = named("tag")  # the kept checkpoint's evaluation: its criterion (chunks: F1; else the loss)
+    best_row = min(vals, key=lambda r: task.criterion({k[4:]: v for k, v in r.items() if k.startswith("val_")}))
     row = {"steps": result["step"], "epochs": result["step"] / steps_per_epoch, "train_seconds": result["elapsed"],
            "seconds": seconds, "best_epoch": best_row["step"] / steps_per_epoch, "evaluations": len(vals),
            "val_accuracy": best_row["val_accuracy"], "val_f1": best_row.get("val_f1"),
