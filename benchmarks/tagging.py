@@ -25,8 +25,10 @@ The ``charlm`` models add each word's contextual string embedding (Akbik
 et al. 2018): the states of two character language models at its edges,
 ``--char-lm FWD,BWD``, runs of ``rnnkit train`` on raw text that holds no
 test sentence (wikitext-2 is Wikipedia; CoNLL-2000's test is WSJ section 20,
-EWT's is web text), the backward one with ``--reverse true``; their
-pretraining is not counted in the budget.
+EWT's is web text; ``benchmarks/charlm_text.py`` adds PTB without section 20's
+sentences and CoNLL-2000's training sentences), the backward one with
+``--reverse true``; their pretraining is not counted in the budget. Frozen,
+their features are computed once a sentence (a cache in the model).
 
 Every model goes through rnnkit's public API: ``rnnkit.read_data``
 (tokenizer fitted on the training part only; words seen fewer than
@@ -183,7 +185,8 @@ def run_model(data, name: str, overrides: dict, folder: Path, args) -> dict:
     assert abs(predicted["accuracy"] - test["accuracy"]) < 1e-9, (predicted["accuracy"], test)
     assert abs(predicted.get("f1", 0) - test.get("f1", 0)) < 1e-9, (predicted.get("f1"), test)
     vals = [r for r in trainer.rows if "val_loss" in r]
-    best_row = min(vals, key=lambda r: r["val_loss"])
+    task = named("tag")  # the kept checkpoint's evaluation: its criterion (chunks: F1; else the loss)
+    best_row = min(vals, key=lambda r: task.criterion({k[4:]: v for k, v in r.items() if k.startswith("val_")}))
     row = {"steps": result["step"], "epochs": result["step"] / steps_per_epoch, "train_seconds": result["elapsed"],
            "seconds": seconds, "best_epoch": best_row["step"] / steps_per_epoch, "evaluations": len(vals),
            "val_accuracy": best_row["val_accuracy"], "val_f1": best_row.get("val_f1"),

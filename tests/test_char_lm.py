@@ -88,6 +88,58 @@ def test_frozen_models_take_no_gradient_and_no_dropout_and_tuned_ones_learn():
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in tuned.model("backward").rnn.parameters())
 
 
+def runs_of(context):
+    """How many sentences the two character models have read, counted together (a hook on their stacks)."""
+    calls = {"n": 0}
+
+    def count(module, inputs, output):
+        calls["n"] += inputs[0].shape[0]  # (B, L, E): B sentences
+
+    for direction in ("forward", "backward"):
+        context.model(direction).rnn.register_forward_hook(count)
+    return calls
+
+
+def test_frozen_features_are_computed_once_a_sentence_and_equal_the_recomputed_ones():
+    context, lms, chars, spelled = make()
+    context.train()  # a training step's mode: frozen models still give fixed features
+    calls = runs_of(context)
+    first = context(*batch(spelled, SENTENCES))
+    assert calls["n"] == 4 and len(context.cache) == 2  # both models over both sentences
+    # the same sentences in another batch (other order, other padding, a new one beside them, one twice)
+    others = ["Dogs bark", "The cat sat at Dogs", "The cat sat .", "Dogs bark"]
+    again = context(*batch(spelled, others))
+    assert calls["n"] == 6 and len(context.cache) == 3  # the models read the new sentence only
+    torch.testing.assert_close(again[2, :4], first[0], atol=0, rtol=0)  # from the cache, as first computed
+    torch.testing.assert_close(again[0, :2], again[3, :2], atol=0, rtol=0)
+    assert (again[0, 2:] == 0).all() and (again[2, 4:] == 0).all()  # padding stays zero
+    with torch.no_grad():
+        for i, sentence in enumerate(others):  # every row equals the features recomputed by hand
+            torch.testing.assert_close(again[i, :len(sentence.split())], by_hand(lms, chars, sentence),
+                                       atol=1e-5, rtol=1e-5)
+
+
+def test_loading_weights_empties_the_cache_and_tuned_models_bypass_it():
+    context, _, _, spelled = make()
+    x, mask = batch(spelled, SENTENCES)
+    before = context(x, mask)
+    assert len(context.cache) == 2
+    _, other, _, _ = make(seed=1)
+    context.model("forward").load_state_dict(other["forward"].state_dict())
+    assert not context.cache
+    assert not torch.allclose(context(x, mask)[..., :6], before[..., :6])  # the new forward model's states
+    tuned, _, _, _ = make(tune=True)
+    tuned.train()
+    calls = runs_of(tuned)
+    optimizer = torch.optim.SGD(tuned.parameters(), lr=1.0)
+    first = tuned(x, mask)
+    first.pow(2).sum().backward()
+    optimizer.step()
+    second = tuned(x, mask)
+    assert calls["n"] == 8 and not tuned.cache  # both sentences read at every step, nothing kept
+    assert not torch.allclose(first, second)  # its features change as it learns
+
+
 def test_a_backward_language_models_data_is_each_split_read_backwards(tmp_path):
     from rnnkit.tasks import read_data
     from rnnkit.tasks.lm import LanguageModelData
@@ -166,3 +218,25 @@ def test_char_lm_settings_are_refused_where_they_do_nothing(char_lms, cli_here, 
                         "--out", char_lms / "x"), "--char-lm-tune needs --char-lm")
     user_error(cli_here("train", char_lms / "text.txt", "--char-lm", "a,b", "--out", char_lms / "x"),
                "--char-lm needs --task tag")
+
+
+@pytest.mark.parametrize("recipe,task_name", [("conll2000-char-lm.json", "lm"), ("conll2000-chunk-charlm.json", "tag")])
+def test_the_conll_char_lm_recipes_are_settings_of_their_tasks(recipe, task_name):
+    """recipes/conll2000-char-lm.json (the two character models; the backward one adds --reverse true)
+    and conll2000-chunk-charlm.json (RESULTS' conll-crf-charlm row) build their tasks' configs as
+    `rnnkit train --config` reads them: no unknown key, no value its dataclasses refuse."""
+    import json
+    from pathlib import Path
+
+    from rnnkit.cli.options import split_settings
+    from rnnkit.config import from_dict
+    from rnnkit.tasks import named
+
+    settings = json.loads((Path(__file__).parent.parent / "recipes" / recipe).read_text())
+    task = named(task_name)
+    model, data, train = split_settings(settings, task)
+    assert set(model) | set(data) | set(train) == set(settings)
+    from_dict(task.data_config, {**data, "path": "train.txt"}, "data settings")
+    model_cfg = from_dict(task.model_config, model, "model settings")
+    from_dict(task.train_config, train, "train settings")
+    assert task_name == "lm" or (model_cfg.char_lm and model_cfg.crf and not model_cfg.char_lm_tune)

@@ -172,6 +172,32 @@ def test_crf_tagger_learns_chunks_and_scores_chunk_f1(tmp_path, chunk_corpus, ti
     assert result["val_accuracy"] == 1.0 and result["val_f1"] == 1.0, result
 
 
+def test_a_chunker_keeps_the_checkpoint_of_the_best_val_f1_not_of_the_lowest_loss(tmp_path, chunk_corpus, tiny_model,
+                                                                                  fit_labelled):
+    """Chunk tags: the kept checkpoint is the first evaluation at the highest val F1 (the loss goes on
+    falling after it, and may rise while F1 rises); tags without chunks keep the loss's choice."""
+    import json
+
+    from rnnkit.tasks import named
+    from rnnkit.training.runs import read_metadata
+
+    task = named("tag")
+    assert task.criterion({"loss": 0.10, "f1": 0.93}) > task.criterion({"loss": 0.14, "f1": 0.94})
+    assert task.criterion({"loss": 0.10, "accuracy": 0.9}) < task.criterion({"loss": 0.14, "accuracy": 0.95})
+    path = tmp_path / "train.txt"
+    path.write_text(chunk_corpus())
+    data = read_data(path, DataConfig(task="tag", batch_size=8, val_fraction=0.2))
+    trainer, _ = fit_labelled(data, SequenceTagger(data.vocab_size, 3, **tiny_model, crf=True), tmp_path,
+                              eval_every=2)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in rows if "val_f1" in r]
+    best_f1 = max(r["val_f1"] for r in evals)
+    first_best = next(r["step"] for r in evals if r["val_f1"] == best_f1)
+    lowest_loss = min(evals, key=lambda r: r["val_loss"])["step"]
+    assert first_best != lowest_loss, "the data should separate the two choices"
+    assert int(read_metadata(tmp_path / "run" / "model.safetensors")["step"]) == first_best
+
+
 def test_held_out_files_add_their_labels_and_words_outside_training_are_unknown(tmp_path, spam_table):
     train_path, val_path = tmp_path / "train.csv", tmp_path / "val.csv"
     train_path.write_text(spam_table(20))
