@@ -175,3 +175,16 @@ def test_bpe_round_trips_through_its_dict(bpe):
         BPETokenizer.from_dict({"kind": "bpe", "tokenizer": "{not json"})
     with pytest.raises(CheckpointError, match="unknown tokenizer kind 'chars'"):
         tokenizer_from_dict({"kind": "chars"})
+
+
+@pytest.mark.parametrize("tokenizer, bits", [("word", "bits/word"), ("char", "bpc")])
+def test_the_progress_line_names_the_bits_of_the_token_it_measures(corpus, tmp_path, cli_here, tokenizer, bits):
+    """A word model's evaluations and test score say bits a word, a character model's bits a character."""
+    result = cli_here("train", corpus, "--tokenizer", tokenizer, "--hidden-size", 16, "--embedding-dim", 8,
+                      "--max-steps", 4, "--eval-every", 2, "--seq-len", 16, "--sample-length", 0,
+                      "--test-path", corpus, "--out", tmp_path / "run")
+    progress = [line for line in result.stdout.splitlines() if line.startswith("step ") and " val " in line]
+    assert result.returncode == 0 and progress, result.stderr
+    assert all(f" {bits}, perplexity" in line for line in progress), progress
+    done = next(line for line in (result.stdout + result.stderr).splitlines() if line.startswith("done"))
+    assert "test (best checkpoint) loss" in done and f", {bits} " in done, done

@@ -18,6 +18,7 @@ from rnnkit.errors import ConfigError, DataError, TrainingError
 from rnnkit.kernels import choose_engine
 from rnnkit.models.encoder import layers_in_words
 from rnnkit.tasks import Trainer, named, read_run
+from rnnkit.tasks.lm import bits_name
 
 EXIT_INTERRUPTED = 130
 
@@ -149,7 +150,7 @@ def run_train(args, say, device: str | None = None, lr_find: tuple | None = None
         summary += "; val " + _scores(result, "val_")
     test = trainer.test()
     if test:
-        summary += "; test (best checkpoint) " + _scores(test)
+        summary += "; test (best checkpoint) " + _scores(test, bits=bits_name(data.tokenizer))
     say(summary + "; " + task.next_step(result["out"]))
     return 0
 
@@ -175,8 +176,9 @@ def _engines(engines: dict[str, str]) -> str:
     return "engines: " + ", ".join(f"{engine} ({name})" for name, engine in engines.items())
 
 
-def _scores(metrics: dict, prefix: str = "") -> str:
-    names = {"loss": "loss", "bpc": "bpc", "perplexity": "perplexity", "accuracy": "accuracy", "f1": "F1",
+def _scores(metrics: dict, prefix: str = "", bits: str = "bpc") -> str:
+    """``metrics`` (their keys after ``prefix``) as "name value" pairs; ``bits``: the name of "bpc"."""
+    names = {"loss": "loss", "bpc": bits, "perplexity": "perplexity", "accuracy": "accuracy", "f1": "F1",
              "token_error_rate": "token error rate", "sequence_error_rate": "sequence error rate", "bleu": "BLEU"}
     return ", ".join(f"{label} {metrics[prefix + key]:.4f}" for key, label in names.items()
                      if prefix + key in metrics)

@@ -168,8 +168,9 @@ class Task:
         ``config``: the training settings, while training (None: a final test)."""
         raise NotImplementedError
 
-    def describe_metrics(self, metrics: dict) -> str:
-        """Validation ``metrics`` in a line's few words (the Trainer prints them at each evaluation)."""
+    def describe_metrics(self, metrics: dict, data=None) -> str:
+        """Validation ``metrics`` of a model trained on ``data`` in a line's few words (the Trainer prints
+        them at each evaluation)."""
         return " | ".join(f"{name.replace('_', ' ')} {value:.4f}" for name, value in metrics.items())
 
     def criterion(self, metrics: dict) -> float:

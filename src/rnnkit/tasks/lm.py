@@ -72,6 +72,13 @@ def _stream(choice) -> bool:
     return not choice.data.condition_column
 
 
+def bits_name(tokenizer) -> str:
+    """What the "bpc" metric (loss / ln 2) counts for ``tokenizer``'s tokens: "bpc" (bits a character) for
+    characters and bytes, "bits/word" or "bits/bpe" for words and pieces."""
+    kind = getattr(tokenizer, "kind", "char")  # a task without a tokenizer has no bits either
+    return "bpc" if kind in ("char", "byte") else f"bits/{kind}"
+
+
 class LanguageModelTask(Task):
     """``--task lm``: the next token of a text (or of each labelled text, conditioned), the language model."""
 
@@ -145,8 +152,11 @@ class LanguageModelTask(Task):
             metrics = metrics_of(total, int(count))
         return {k: metrics[k] for k in ("loss", "bpc", "perplexity")}
 
-    def describe_metrics(self, metrics: dict) -> str:
-        return f"{metrics['loss']:.4f} nats ({metrics['bpc']:.3f} bpc, perplexity {metrics['perplexity']:.2f})"
+    def describe_metrics(self, metrics: dict, data=None) -> str:
+        """Nats, bits and perplexity a token: bits a character ("bpc") for characters and bytes, bits a word
+        or a piece ("bits/word", "bits/bpe") otherwise."""
+        bits = bits_name(data.tokenizer) if data is not None else "bpc"
+        return f"{metrics['loss']:.4f} nats ({metrics['bpc']:.3f} {bits}, perplexity {metrics['perplexity']:.2f})"
 
     def evaluation_sample(self, model, data, config, generator) -> str | None:
         if not config.sample_length:

@@ -345,7 +345,8 @@ class Trainer:
             return
         line = f"step {self.step:,} | epoch {self.progress.epoch + 1} | {self.progress.elapsed:.0f}s"
         write = bar.write if bar is not None else print
-        write(line + (" | val " + self.task.describe_metrics({k[4:]: v for k, v in result.items()}) if result else ""))
+        val = {k[4:]: v for k, v in result.items()}
+        write(line + (" | val " + self.task.describe_metrics(val, self.data) if result else ""))
         if sample is not None:
             write(sample + "\n" + "-" * 40)
 
