@@ -155,8 +155,7 @@ def _forward_steps(xp: Tensor, prepared: Tensor, bias: Tensor | None, h0: Tensor
     H = G // 3
     bf16 = xp.dtype == torch.bfloat16
 
-    def walk(t: Tensor, axis: int) -> tuple[int, int]:  # (address of index 0, bytes a step) along the time axis
-        return t.data_ptr(), t.stride(axis) * t.element_size()
+    walk = native.walk
 
     (xp0, dxp), (rz0, drz), (n0, dn), (hn0, dhn), (hmn0, dhmn), (out0, dout), (hs0, dhs) = (
         walk(xp, 1), walk(rz, 0), walk(ns, 0), walk(hn, 0), walk(hmn, 0), walk(out, 1), walk(hs, 0))

@@ -271,8 +271,7 @@ def _forward_steps(xp: Tensor, prepared: Tensor, hs: Tensor, cs: Tensor, acts: T
     H = G // 4
     bf16 = xp.dtype == torch.bfloat16
 
-    def walk(t: Tensor, axis: int) -> tuple[int, int]:  # (address of index 0, bytes a step) along the time axis
-        return t.data_ptr(), t.stride(axis) * t.element_size()
+    walk = native.walk
 
     (xp0, dxp), (c0, dc), (act0, dact), (out0, dout), (h0, dh), (tc0, dtc) = (
         walk(xp, 1), walk(cs, 0), walk(acts, 0), walk(out, 1), walk(hs, 0), walk(tanh_cs, 0))

@@ -153,3 +153,8 @@ def rows(t: Tensor) -> Tensor:
     """t (B, N) with contiguous rows (any row stride), as the kernels read it."""
     return t if t.stride(1) == 1 else t.contiguous()
 
+
+def walk(t: Tensor, axis: int) -> tuple[int, int]:
+    """(address of index 0, bytes a step) of ``t`` along ``axis``, e.g. axis 1 of x (B, T, 4H): the
+    kernels' time loops address step k as address + k * bytes, without making a view a step."""
+    return t.data_ptr(), t.stride(axis) * t.element_size()

@@ -112,13 +112,14 @@ class SequenceClassifier(LinearReadout, nn.Module):
             if self.config.bidirectional:
                 return merge_directions(h[-2], h[-1], self.config.merge)
             return h[-1]
-        mean = outputs.sum(1) / lengths[:, None].to(outputs.dtype)  # (B, F); padding's outputs are zero
-        if kind == "mean":
-            return mean
-        if kind in ("max", "meanmax"):
-            peak = outputs.masked_fill(~mask[..., None], float("-inf")).amax(1)  # (B, F)
-            return peak if kind == "max" else torch.cat([mean, peak], dim=-1)  # (B, F) or (B, 2F)
-        return torch.einsum("bt,btf->bf", self._scores(outputs, mask), outputs)
+        if kind == "attention":
+            return torch.einsum("bt,btf->bf", self._scores(outputs, mask), outputs)
+        if kind in ("mean", "meanmax"):
+            mean = outputs.sum(1) / lengths[:, None].to(outputs.dtype)  # (B, F); padding's outputs are zero
+            if kind == "mean":
+                return mean
+        peak = outputs.masked_fill(~mask[..., None], float("-inf")).amax(1)  # (B, F)
+        return peak if kind == "max" else torch.cat([mean, peak], dim=-1)  # (B, F) or (B, 2F)
 
     def forward(self, x: Tensor, lengths: Tensor, targets: Tensor | None = None,
                 e: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
