@@ -16,7 +16,9 @@ published Bonn figures is the window-level split).
 
 - **rnnkit**: one ``rnnkit train --task classify ZIP --classes P --folds 10
   --fold k`` per fold, in a fresh process (the folds are a setting of the
-  task, so the command is the whole protocol): windows of 1,024 samples
+  task, so the command is the whole protocol). RESULTS.md's rows take their
+  settings from ``--recipe recipes/bonn-joint-14epochs.json``; without a
+  recipe, this script's flags give: windows of 1,024 samples
   every 128, each read as 15 steps of the log power spectrum of 128
   samples every 64 (``--features spectrum --frame 128 --frame-hop 64``:
   half-overlapping frames, 1.36 Hz a bin), a bidirectional GRU of 128, max
