@@ -8,13 +8,17 @@ samples at 173.61 Hz each, read from the zip by rnnkit itself.
 
 Protocols (``--classes``): A vs E, ABCD vs E, five classes A,B,C,D,E.
 Folds: 10, stratified by recording (``rnnkit.data.windows.split_recordings``,
-seed 0): each fold's 10 % of the recordings are the test split, and no
-window of a test recording is ever seen in training (the leakage that
-inflates many published Bonn figures is the window-level split).
+fold seed 0; ``--fold-seed`` draws another partition of the same
+recordings, to choose settings on folds other than those reported): each
+fold's 10 % of the recordings are the test split, and no window of a test
+recording is ever seen in training (the leakage that inflates many
+published Bonn figures is the window-level split).
 
 - **rnnkit**: one ``rnnkit train --task classify ZIP --classes P --folds 10
   --fold k`` per fold, in a fresh process (the folds are a setting of the
-  task, so the command is the whole protocol): windows of 1,024 samples
+  task, so the command is the whole protocol). RESULTS.md's rows take their
+  settings from ``--recipe recipes/bonn-joint-14epochs.json``; without a
+  recipe, this script's flags give: windows of 1,024 samples
   every 128, each read as 15 steps of the log power spectrum of 128
   samples every 64 (``--features spectrum --frame 128 --frame-hop 64``:
   half-overlapping frames, 1.36 Hz a bin), a bidirectional GRU of 128, max
@@ -35,6 +39,7 @@ recording-level accuracy; CPU seconds are the processes' own (user + system).
     python benchmarks/bonn.py [--data-dir ../shared/data] [--folds 10] [--run-folds 10]
         [--protocols "A,E;ABCD:E;A,B,C,D,E"] [--models rnnkit,minirocket] [--epochs 15]
         [--only 5,10 --work-dir runs --more "--label-smoothing 0.1"]   # a quick look at a change, runs kept
+        [--fold-seed 1 --recipe a.json,b.json]   # screen on another partition; several recipes: an ensemble
 """
 
 from __future__ import annotations
@@ -76,7 +81,7 @@ def train_cmd(zip_path: Path, classes: str, folds: int, fold: int, out: Path, ar
     """The ``rnnkit train`` command of one fold: the settings of ``recipe`` (a ``--config`` file), or
     else of this script's flags."""
     cmd = ["train", "--task", "classify", str(zip_path), "--classes", classes, "--folds", str(folds),
-           "--fold", str(fold)]
+           "--fold", str(fold), *(["--fold-seed", str(args.fold_seed)] if args.fold_seed else [])]
     if recipe:  # every model and training setting from the recipe, as a user would run it
         return cmd + ["--config", str(recipe), "--log-every", "1000", "--device", "cpu", "--out", str(out),
                       *shlex.split(args.more)]
@@ -132,7 +137,7 @@ def fold_evidence(run_dir: str) -> dict:
     cfg = run.data
     recordings = read_recordings(cfg.path, cfg.classes)
     test = split_recordings([r.label for r in recordings], cfg.val_fraction, cfg.test_fraction, cfg.folds,
-                            cfg.fold)["test"]
+                            cfg.fold, cfg.fold_seed)["test"]
     ids = {name: i for i, name in enumerate(run.labels)}
     windows = cut_windows([recordings[i] for i in test], scaler, int(cfg.window), int(cfg.eval_stride),
                           [ids[recordings[i].label] for i in test])
@@ -146,9 +151,10 @@ def torch_threads() -> None:
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
 
 
-def minirocket_fold(zip_path: Path, classes: str, folds: int, fold: int, seed: int) -> tuple[float, float]:
+def minirocket_fold(zip_path: Path, classes: str, folds: int, fold: int, seed: int,
+                    fold_seed: int) -> tuple[float, float]:
     """MiniRocket on one fold in a fresh process of this script (``--minirocket-fold``): (accuracy, CPU s)."""
-    out, cpu = child([sys.executable, __file__, "--minirocket-fold", f"{classes}|{folds}|{fold}|{seed}",
+    out, cpu = child([sys.executable, __file__, "--minirocket-fold", f"{classes}|{folds}|{fold}|{seed}|{fold_seed}",
                       "--data-dir", str(zip_path.parents[1])])
     return float(out.strip().splitlines()[-1]), cpu
 
@@ -170,6 +176,8 @@ def main() -> int:
     parser.add_argument("--protocols", default="A,E;ABCD:E;A,B,C,D,E", help="--classes values, ;-separated")
     parser.add_argument("--models", default="rnnkit,minirocket")
     parser.add_argument("--folds", type=int, default=10)
+    parser.add_argument("--fold-seed", type=int, default=0, help="deal the recordings to the folds after a "
+                        "shuffle of this seed (0: the reported folds; another: a partition to screen settings on)")
     parser.add_argument("--run-folds", type=int, default=None, help="run only the first N folds (a quick look)")
     parser.add_argument("--only", help="run only these folds, e.g. 5,8 (a quick look)")
     parser.add_argument("--recipe", help="rnnkit's settings from this --config file (recipes/bonn-*.json) instead "
@@ -209,9 +217,10 @@ def main() -> int:
     if not zip_path.exists():
         sys.exit(f"bonn.py: no {zip_path}; pass --data-dir, the folder holding bonn_eeg/")
     if args.minirocket_fold:  # one fold of MiniRocket, in the process bonn.py started for it
-        classes, folds, fold, seed = args.minirocket_fold.split("|")
+        classes, folds, fold, seed, fold_seed = args.minirocket_fold.split("|")
         recordings = read_recordings(zip_path, classes)
-        test = split_recordings([r.label for r in recordings], 0.0, 0.0, int(folds), int(fold))["test"]
+        test = split_recordings([r.label for r in recordings], 0.0, 0.0, int(folds), int(fold),
+                                int(fold_seed))["test"]
         print(run_minirocket(recordings, test, int(seed)))
         return 0
     models = args.models.split(",")
@@ -224,7 +233,7 @@ def main() -> int:
             runs = args.work_dir / classes.replace(",", "").replace(":", "-") if args.work_dir else Path(tmp)
             jobs = {(model, k): pool.submit(run_rnnkit, zip_path, classes, args.folds, k, runs, args)
                     if model == "rnnkit" else pool.submit(minirocket_fold, zip_path, classes, args.folds, k,
-                                                          args.seed)
+                                                          args.seed, args.fold_seed)
                     for model in models for k in folds}  # every fold a process, --jobs at a time
             results = {key: job.result() for key, job in jobs.items()}
             wall = time.perf_counter() - start

@@ -143,6 +143,7 @@ TRAIN = [
     ("--folds", "3", [], RECS, ALL - RECS),
     ("--fold", "2", ["--folds", "3"], RECS, set()),
     ("--fold", "2", [], set(), RECS | {"classify"}),
+    ("--fold-seed", "1", ["--folds", "3"], RECS, set()),
     ("--classes", "A,E", [], set(), ALL),  # the Bonn archive's (tests/test_recordings.py reads it where present)
     ("--source-column", "1", ["--target-column", "0"], {"seq2seq"}, ALL - {"seq2seq"}),
     ("--source-column", "0", ["--source-lang", "de", "--target-lang", "en"], set(), {"seq2seq"}),

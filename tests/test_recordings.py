@@ -161,6 +161,18 @@ def test_folds_are_stratified_and_hold_each_recording_out_once():
     assert sorted(np.bincount(fold).tolist()) == [6] * 5
 
 
+def test_another_fold_seed_is_another_partition_that_still_holds_each_recording_out_once(tmp_path):
+    manifest = sinusoids(tmp_path, n=20, length=300)
+    held_out = {}
+    for seed in (0, 1):
+        tests = [RecordingData.read(data_config(manifest, folds=4, fold=k, fold_seed=seed, val_fraction=0.0)).test
+                 for k in (1, 2, 3, 4)]
+        assert sorted(n for t in tests for n in t.names) == sorted(r.name for r in read_recordings(manifest))
+        assert all(len(t.gold) == 5 and sum(t.gold) in (2, 3) for t in tests)  # stratified: 10 of each label
+        held_out[seed] = [frozenset(t.names) for t in tests]
+    assert set(held_out[0]) != set(held_out[1])  # not the same folds in another order
+
+
 def test_no_window_of_a_test_recording_is_in_training_and_the_scaler_never_sees_one(tmp_path):
     manifest = sinusoids(tmp_path, n=20, length=300)
     seen_in_test = []
@@ -241,6 +253,10 @@ def test_cross_validation_folds_through_the_cli_hold_out_the_named_fold(tmp_path
                       tmp_path / "run", "--eval-every", "2")
     assert result.returncode == 0, result.stderr
     assert "14/2/4 train/val/test recordings, fold 2 of 5" in result.stdout  # val: 10 % of 8 a label, rounded
+    other = cli_here("train", manifest, *TINY, "--folds", "5", "--fold", "2", "--fold-seed", "3", "--max-steps", "2",
+                     "--out", tmp_path / "other", "--eval-every", "2")
+    assert "fold 2 of 5 (fold seed 3)" in other.stdout, other.stderr
+    assert json.loads((tmp_path / "other" / "config.json").read_text())["data"]["fold_seed"] == 3
 
 
 @pytest.mark.parametrize("recipe", sorted((Path(__file__).parents[1] / "recipes").glob("bonn-*.json")))
@@ -261,6 +277,7 @@ def test_the_bonn_recipes_are_settings_that_apply_to_recordings(tmp_path, cli_he
 
 @pytest.mark.parametrize("flags, message", [
     (["--fold", "2"], "--fold needs --folds"),
+    (["--fold-seed", "1"], "--fold-seed needs --folds"),
     (["--classes", "A,E"], "--classes needs the Bonn EEG archive"),
     (["--folds", "5", "--test-fraction", "0.2"], "--test-fraction needs no --test-path and no --folds"),
     (["--text-column", "path"], "--text-column needs --task classify on a table of texts"),

@@ -72,15 +72,17 @@ def stratified_folds(labels: list[str], k: int, seed: int = 0) -> np.ndarray:
 
 
 def split_recordings(labels: list[str], val_fraction: float, test_fraction: float, folds: int = 0,
-                     fold: int = 1) -> dict[str, np.ndarray]:
-    """Indices of the recordings in train, val and test, stratified by label (seed 0: every run the
-    same): with ``folds`` k > 0, test is fold ``fold`` (1-based) of k and validation ``val_fraction``
-    of the rest; else test and validation are those fractions."""
+                     fold: int = 1, fold_seed: int = 0) -> dict[str, np.ndarray]:
+    """Indices of the recordings in train, val and test, stratified by label (seeded: every run the
+    same): with ``folds`` k > 0, test is fold ``fold`` (1-based) of k, the folds dealt after a shuffle
+    seeded by ``fold_seed`` (0: the benchmarks' folds; another seed, another partition of the same
+    recordings), and validation ``val_fraction`` of the rest; else test and validation are those
+    fractions."""
     index = np.arange(len(labels))
     if folds:
         if len(labels) < folds:
             raise DataError(f"{folds} folds need at least {folds} recordings; there are {len(labels)}")
-        in_test = stratified_folds(labels, folds) == fold - 1
+        in_test = stratified_folds(labels, folds, fold_seed) == fold - 1
         test, rest = index[in_test], index[~in_test]
     else:
         test, rest = _take(index, labels, test_fraction, seed=0)
@@ -155,6 +157,9 @@ class RecordingSettings:
     folds: int = setting("classify recordings: cross-validation folds by recording, stratified (0: the test "
                          "split is --test-fraction)", default=0)
     fold: int = setting("classify recordings: the fold (1..--folds) held out as the test split", default=1)
+    fold_seed: int = setting("classify recordings: the seed of the shuffle that deals recordings to the --folds "
+                             "(0: the benchmarks' folds; another seed: another partition, to choose settings on "
+                             "folds that are not the ones reported)", default=0)
 
     def __post_init__(self):
         super().__post_init__()
@@ -164,6 +169,7 @@ class RecordingSettings:
                 raise ConfigError(f"{name} must be auto or a positive number of samples; got {value!r}")
         check_choice(self, "features", FEATURES)
         check_at_least(self, "folds", 0)
+        check_at_least(self, "fold_seed", 0)
         if self.folds == 1 or self.fold < 1 or (self.folds and self.fold > self.folds):
             raise ConfigError(f"folds must be 0 or at least 2, and fold one of 1..folds; got folds {self.folds}, "
                               f"fold {self.fold}")
@@ -242,7 +248,8 @@ class RecordingData:
         eval_stride = int(config.eval_stride) if config.eval_stride != "auto" else stride
         check_lengths(recordings, window, config.path)
         names = [r.label for r in recordings]
-        index = split_recordings(names, config.val_fraction, config.test_fraction, config.folds, config.fold)
+        index = split_recordings(names, config.val_fraction, config.test_fraction, config.folds, config.fold,
+                                 config.fold_seed)
         if scaler is None:  # fitted on the training recordings' samples only
             hop = int(config.frame_hop) if config.frame_hop != "auto" else frame
             scaler = RecordingScaler.fit(np.concatenate([recordings[i].x for i in index["train"]]), frame,

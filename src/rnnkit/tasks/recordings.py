@@ -52,6 +52,7 @@ RULES = {
     "features": (recordings, RECORDINGS),
     "folds": (recordings, RECORDINGS),
     "fold": (lambda c: recordings(c) and c.data.folds > 0, "--folds (cross-validation by recording)"),
+    "fold_seed": (lambda c: recordings(c) and c.data.folds > 0, "--folds (cross-validation by recording)"),
     "classes": (lambda c: bool(c.data.path) and bonn_archive(c.data.path) is not None,
                 "the Bonn EEG archive (bonn_eeg_dataset.zip or its folder)"),
     "text_column": (lambda c: not recordings(c), TEXTS),
@@ -127,7 +128,8 @@ def describe(data: RecordingData) -> str:
     """One line: recordings a split, fold, channels, labels, windows and their steps."""
     c = data.config
     counts = "/".join(f"{len(getattr(data, s).names):,}" for s in ("train", "val", "test"))
-    fold = f", fold {c.fold} of {c.folds}" if c.folds else ""
+    fold = (f", fold {c.fold} of {c.folds}{f' (fold seed {c.fold_seed})' if c.fold_seed else ''}" if c.folds
+            else "")
     return (f"{counts} train/val/test recordings{fold}, {data.tokenizer.channels} channel(s), {len(data.labels)} "
             f"labels ({', '.join(data.labels)}), windows of {int(c.window):,} every {int(c.stride):,}, "
             f"{(int(c.window) - int(c.frame)) // int(c.frame_hop) + 1} steps of {c.frame}"
