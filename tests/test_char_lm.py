@@ -220,11 +220,13 @@ def test_char_lm_settings_are_refused_where_they_do_nothing(char_lms, cli_here, 
                "--char-lm needs --task tag")
 
 
-@pytest.mark.parametrize("recipe,task_name", [("conll2000-char-lm.json", "lm"), ("conll2000-chunk-charlm.json", "tag")])
-def test_the_conll_char_lm_recipes_are_settings_of_their_tasks(recipe, task_name):
-    """recipes/conll2000-char-lm.json (the two character models; the backward one adds --reverse true)
-    and conll2000-chunk-charlm.json (RESULTS' conll-crf-charlm row) build their tasks' configs as
-    `rnnkit train --config` reads them: no unknown key, no value its dataclasses refuse."""
+@pytest.mark.parametrize("recipe,task_name", [("conll2000-char-lm.json", "lm"), ("conll2000-chunk-charlm.json", "tag"),
+                                              ("ewt-upos-charlm.json", "tag")])
+def test_the_char_lm_recipes_are_settings_of_their_tasks(recipe, task_name):
+    """recipes/conll2000-char-lm.json (the two character models; the backward one adds --reverse true),
+    conll2000-chunk-charlm.json and ewt-upos-charlm.json (RESULTS' --char-lm rows) build their tasks'
+    configs as `rnnkit train --config` reads them: no unknown key, no value its dataclasses refuse; the
+    taggers read the two trained-on character models, frozen, from runs/ under the repo."""
     import json
     from pathlib import Path
 
@@ -239,4 +241,46 @@ def test_the_conll_char_lm_recipes_are_settings_of_their_tasks(recipe, task_name
     from_dict(task.data_config, {**data, "path": "train.txt"}, "data settings")
     model_cfg = from_dict(task.model_config, model, "model settings")
     from_dict(task.train_config, train, "train settings")
-    assert task_name == "lm" or (model_cfg.char_lm and model_cfg.crf and not model_cfg.char_lm_tune)
+    assert task_name == "lm" or (model_cfg.char_lm == "runs/clm2-fwd,runs/clm2-bwd" and not model_cfg.char_lm_tune)
+
+
+UPOS = {"DT": "DET", "NN": "NOUN", "VBZ": "VERB"}
+
+
+def as_conllu(chunks: str) -> str:
+    """CoNLL-2000-like sentences written as CoNLL-U, as UD EWT's files are: a comment a sentence, ten
+    tab-separated columns (ID, FORM, LEMMA, UPOS, XPOS, ...), and a multi-word token's range line."""
+    blocks = []
+    for i, block in enumerate(chunks.strip().split("\n\n")):
+        rows = [line.split() for line in block.splitlines()]
+        lines = [f"# sent_id = s{i}", f"1-2\t{rows[0][0]}{rows[1][0]}" + "\t_" * 8]
+        lines += [f"{k}\t{w}\t{w.lower()}\t{UPOS[pos]}\t{pos}" + "\t_" * 5 for k, (w, pos, _) in enumerate(rows, 1)]
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks) + "\n\n"
+
+
+@pytest.mark.slow  # about 9 s on a loaded machine
+def test_the_ewt_recipe_tags_conllu_upos_on_char_lm_features_through_config(char_lms, chunk_corpus, cli_here,
+                                                                            tiny_labelled_flags):
+    """recipes/ewt-upos-charlm.json as RESULTS' EWT row uses it (the column of the words, UPOS, a
+    validation file, --char-lm) on CoNLL-U files: it trains and `rnnkit predict` scores the test file."""
+    from pathlib import Path
+
+    from rnnkit.tasks import load_run
+
+    files = {}
+    for split, seed in (("train", 0), ("dev", 1), ("test", 2)):
+        files[split] = char_lms / f"ewt-{split}.conllu"
+        files[split].write_text(as_conllu(chunk_corpus(40 if split == "train" else 10, seed)))
+    run = char_lms / "ewt-tagger"
+    recipe = Path(__file__).parent.parent / "recipes" / "ewt-upos-charlm.json"
+    lms = f"{char_lms / 'fwd'},{char_lms / 'bwd'}"
+    result = cli_here("train", files["train"], "--config", recipe, "--char-lm", lms,
+                      "--val-path", files["dev"], "--test-path", files["test"], "--max-steps", 6, "--out", run,
+                      *tiny_labelled_flags, "--eval-every", 3)
+    assert result.returncode == 0, result.stderr
+    _, _, doc = load_run(run)
+    assert sorted(doc.labels) == ["DET", "NOUN", "VERB"] and doc.model.char_lm_spec is not None
+    predicted = cli_here("predict", run, files["test"])
+    assert predicted.returncode == 0, predicted.stderr
+    assert "accuracy" in predicted.stderr and len(predicted.stdout.strip().split("\n\n")) == 10
