@@ -53,7 +53,8 @@ among them). Both runs
 calibrate their intervals on the validation part after training
 (``--calibrate``, rnnkit's default), which ``rnnkit eval`` applies.
 
-    python benchmarks/forecast.py [--minutes 1] [--series sunspots,co2,mackey-glass,bonn,bonn-seizure] [--ar-orders 0,auto]
+    python benchmarks/forecast.py [--minutes 1] [--series sunspots,co2,mackey-glass,bonn,bonn-seizure]
+        [--ar-orders 0,auto]
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ import time
 import warnings
 import zipfile
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -80,14 +82,14 @@ from rnnkit.training.forecasting import score, seasonal_naive
 # -- the series -------------------------------------------------------------------------------------
 
 
-def sunspots() -> tuple[str, np.ndarray, np.ndarray]:
+def sunspots(data_dir: Path | None = None) -> tuple[str, np.ndarray, np.ndarray]:
     import statsmodels.api as sm
 
     d = sm.datasets.sunspots.load_pandas().data
     return "YEAR", d["YEAR"].astype(int).astype(str).to_numpy(), d["SUNACTIVITY"].to_numpy()
 
 
-def co2() -> tuple[str, np.ndarray, np.ndarray]:
+def co2(data_dir: Path | None = None) -> tuple[str, np.ndarray, np.ndarray]:
     import statsmodels.api as sm
 
     weekly = sm.datasets.co2.load_pandas().data["co2"]
@@ -95,7 +97,8 @@ def co2() -> tuple[str, np.ndarray, np.ndarray]:
     return "month", monthly.index.strftime("%Y-%m").to_numpy(), monthly.to_numpy()
 
 
-def mackey_glass(n: int = 3000, tau: int = 17, dt: float = 0.1, drop: int = 1000) -> tuple[str, None, np.ndarray]:
+def mackey_glass(data_dir: Path | None = None, n: int = 3000, tau: int = 17, dt: float = 0.1,
+                 drop: int = 1000) -> tuple[str, None, np.ndarray]:
     steps, lag = round(1 / dt), round(tau / dt)
     x = np.full(lag + 1 + (n + drop) * steps, 1.2)
     for t in range(lag, len(x) - 1):
@@ -104,19 +107,11 @@ def mackey_glass(n: int = 3000, tau: int = 17, dt: float = 0.1, drop: int = 1000
     return "", None, x[lag::steps][drop:drop + n]
 
 
-def bonn_recording(data_dir: Path, name: str) -> np.ndarray:
+def bonn(data_dir: Path, name: str = "Z001") -> tuple[str, None, np.ndarray]:
     """The 4,097 samples of one Bonn recording (``name``: Z001, S001, ...)."""
     with zipfile.ZipFile(data_dir / "bonn_eeg" / "bonn_eeg_dataset.zip") as z:
         member = next(n for n in z.namelist() if n.endswith(f"{name}.txt"))
-        return np.loadtxt(io.StringIO(z.read(member).decode()))
-
-
-def bonn(data_dir: Path) -> tuple[str, None, np.ndarray]:
-    return "", None, bonn_recording(data_dir, "Z001")
-
-
-def bonn_seizure(data_dir: Path) -> tuple[str, None, np.ndarray]:
-    return "", None, bonn_recording(data_dir, "S001")
+        return "", None, np.loadtxt(io.StringIO(z.read(member).decode()))
 
 
 @dataclass
@@ -144,7 +139,7 @@ SERIES = {"sunspots": (sunspots, Setup(22, (1, 5, 11), hidden_size=32, dropout=0
           "co2": (co2, Setup(48, (1, 6, 12), difference=True, eval_every=20, ar_order=13)),
           "mackey-glass": (mackey_glass, Setup(64, (1, 17, 84), ar_order=17)),
           "bonn": (bonn, Setup(64, (1, 4, 16), ar_order=16)),
-          "bonn-seizure": (bonn_seizure, Setup(64, (1, 4, 16), ar_order=16))}
+          "bonn-seizure": (partial(bonn, name="S001"), Setup(64, (1, 4, 16), ar_order=16))}
 
 
 def write_csv(path: Path, time_name: str, times, values: np.ndarray) -> None:
@@ -259,7 +254,7 @@ def choose_on_validation(runs: dict, horizon: int, samples: int) -> tuple[str, P
 def run_series(name: str, folder: Path, minutes: float, samples: int, data_dir: Path, orders: str) -> list[list]:
     reader, setup = SERIES[name]
     seq_len = setup.seq_len
-    time_name, times, values = reader(data_dir) if reader in (bonn, bonn_seizure) else reader()
+    time_name, times, values = reader(data_dir)  # the series a reader ships or generates ignore it
     path = folder / f"{name}.csv"
     write_csv(path, time_name, times, values)
     start = time.perf_counter()
