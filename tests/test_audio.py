@@ -11,6 +11,8 @@ import torch
 
 from rnnkit.data.audio import (
     build_digit_strings,
+    floor_noise,
+    floor_spectrum,
     hz_to_mel,
     log_mel,
     mel_filterbank,
@@ -240,7 +242,7 @@ def test_digit_strings_keep_splits_apart_and_one_speaker_per_utterance(fake_fsdd
 
 
 def test_digit_string_audio_is_its_parts_with_bounded_silences(fake_fsdd, tmp_path):
-    _build(fake_fsdd, tmp_path, pause_ms=(10, 20))  # 80..160 samples at 8 kHz
+    _build(fake_fsdd, tmp_path, pause_ms=(10, 20), pause_fill="zeros")  # 80..160 samples at 8 kHz
     for rel, (names, silences) in _sources(tmp_path).items():
         x = read_wav(tmp_path / rel, sample_rate=8000)
         parts = [read_wav(fake_fsdd / n) for n in names]
@@ -252,6 +254,54 @@ def test_digit_string_audio_is_its_parts_with_bounded_silences(fake_fsdd, tmp_pa
             assert np.array_equal(x[at:at + len(part)], part)
             assert not x[at + len(part):at + len(part) + gap].any()
             at += len(part) + gap
+
+
+def test_digit_string_pauses_hold_the_background_of_the_recording_before_them(fake_fsdd, tmp_path):
+    _build(fake_fsdd, tmp_path / "noise", pause_ms=(10, 20))
+    _build(fake_fsdd, tmp_path / "zeros", pause_ms=(10, 20), pause_fill="zeros")
+    assert (tmp_path / "noise" / "sources.tsv").read_text() == (tmp_path / "zeros" / "sources.tsv").read_text()
+    for rel, (names, pauses) in _sources(tmp_path / "noise").items():
+        x = read_wav(tmp_path / "noise" / rel, sample_rate=8000)
+        parts = [read_wav(fake_fsdd / n) for n in names]
+        at = 0
+        for before, part, gap in zip([parts[0]] + parts, parts + [None], pauses):
+            pause = x[at:at + gap]
+            assert np.sqrt(np.mean(pause ** 2)) == pytest.approx(floor_spectrum(before)[0], rel=0.02)
+            at += gap
+            if part is not None:
+                assert np.array_equal(x[at:at + len(part)], part)
+                at += len(part)
+        assert at == len(x)
+
+
+def _ar1(phi: float, n: int, rng) -> np.ndarray:
+    e, x = rng.standard_normal(n), np.zeros(n)
+    for t in range(1, n):
+        x[t] = phi * x[t - 1] + e[t]
+    return x
+
+
+def test_floor_noise_has_the_level_and_spectrum_of_a_recordings_quiet_frames():
+    rng = np.random.default_rng(0)
+    for phi in (0.9, 0.0):  # a background of low frequencies (lag-1 correlation 0.9), and a white one
+        background = _ar1(phi, 6000, rng)
+        background *= 0.005 / background.std()
+        loud = background.copy()
+        loud[2000:3000] += 0.5 * np.sin(2 * np.pi * 440 * np.arange(1000) / 8000)  # a word in the middle
+        rms, spectrum = floor_spectrum(loud)
+        assert rms == pytest.approx(0.005, rel=0.25)  # the word is not background
+        noise = floor_noise(rms, spectrum, 8000, np.random.default_rng(1)).astype(np.float64)
+        assert np.sqrt(np.mean(noise ** 2)) == pytest.approx(rms, rel=1e-5)
+        lag1 = np.corrcoef(noise[:-1], noise[1:])[0, 1]
+        assert lag1 == pytest.approx(phi, abs=0.1)
+    assert len(floor_noise(rms, spectrum, 0, rng)) == 0
+    short_rms, _ = floor_spectrum(np.full(100, 0.25))  # shorter than a frame: one frame, zero-padded
+    assert short_rms == pytest.approx(0.25 * np.sqrt(100 / 256))
+
+
+def test_digit_strings_refuse_an_unknown_pause_fill(fake_fsdd, tmp_path):
+    with pytest.raises(ConfigError, match="pause_fill must be one of noise, zeros; got 'hiss'"):
+        _build(fake_fsdd, tmp_path, pause_fill="hiss")
 
 
 def test_digit_strings_without_a_held_out_speaker_use_everyone(fake_fsdd, tmp_path):

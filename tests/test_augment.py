@@ -175,8 +175,9 @@ def test_leave_one_speaker_out_trains_a_model_per_speaker_that_never_heard_them(
                                   "time_masks": 1, "speed_perturb": "0.9,1.1"}))
     out = tmp_path / "folds"
     done = cli_here("digits", recordings, out, "--held-out-speaker", "all", "--num-train", 16, "--num-test", 10,
-                    "--config", recipe)
+                    "--config", recipe, "--jobs", 2)  # two folds at a time, each in its own process
     assert done.returncode == 0, done.stderr
+    assert "3 folds, 2 at a time" in done.stdout
     summary = json.loads((out / "speakers.json").read_text())
     assert sorted(summary["speakers"]) == ["ann", "bob", "cy"]
     for speaker in ("ann", "bob", "cy"):
@@ -185,6 +186,7 @@ def test_leave_one_speaker_out_trains_a_model_per_speaker_that_never_heard_them(
         heard = " ".join(line.split("\t")[1] for line in sources if line.startswith("speaker/"))
         assert trained_on and f"_{speaker}_" not in trained_on  # the held-out speaker is in no training string
         assert all(f"_{speaker}_" in name for name in heard.split())  # and speaker.tsv is theirs alone
+        assert "rnnkit train --task ctc" in (out / speaker / "train.log").read_text()  # its own log
         evaluated = cli_here("eval", out / speaker / "run", out / speaker / "speaker.tsv", "--json")
         assert evaluated.returncode == 0, evaluated.stderr
         assert summary["speakers"][speaker]["token_error_rate"] == json.loads(evaluated.stdout)["token_error_rate"]
@@ -211,6 +213,10 @@ def test_bad_leave_one_speaker_out_requests_are_refused(tmp_path, cli_here, user
                "--held-out-speaker all")
     user_error(cli_here("digits", recordings, tmp_path / "d", "--held-out-speaker", "all", "--config",
                         tmp_path / "missing.json"), "missing.json")
+    user_error(cli_here("digits", recordings, tmp_path / "d", "--held-out-speaker", "all", "--config", recipe,
+                        "--jobs", 0), "--jobs 0: give a count >= 1")
+    user_error(cli_here("digits", recordings, tmp_path / "d", "--held-out-speaker", "all", "--jobs", 2),
+               "more than 1 only with --config")
     assert not (tmp_path / "d").exists()
 
 

@@ -12,7 +12,7 @@ transcribes speaker.tsv by best path. The summary gives each speaker's digit
 sample standard deviation (n - 1), printed and written to ``OUT/speakers.json``.
 A fold already scored (``OUT/s/score.json``) is kept, one whose run folder
 exists is resumed (`rnnkit train --resume`): a stopped row continues where
-it stopped.
+it stopped. ``--jobs N`` trains N folds at a time, each in its own process.
 """
 
 from __future__ import annotations
@@ -36,24 +36,26 @@ def cmd_digits(args) -> int:
     for name in ("num_train", "num_test"):
         if getattr(args, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be >= 1; got {getattr(args, name)}")
+    if args.jobs < 1 or (args.jobs > 1 and not args.config):
+        raise ConfigError(f"--jobs {args.jobs}: give a count >= 1, and more than 1 only with --config "
+                          f"(the folds' trainings are what runs in parallel)")
     held = args.held_out_speaker
     if held.lower() == "none":
         if args.config:
             raise ConfigError("--config trains a model for the held-out speaker: name one, or pass "
                               "--held-out-speaker all")
-        return run_digits(args.recordings, args.out, args.seed, args.num_train, args.num_test, None)
+        return run_digits(args.recordings, args.out, args.seed, args.num_train, args.num_test, None,
+                          args.pause_fill)
     if args.config:
         _check_recipe(args.config)
     speakers = fsdd_speakers(Path(args.recordings)) if held.lower() == "all" else [held]
     if held.lower() == "all" and len(speakers) < 2:
         raise ConfigError(f"{args.recordings} holds one speaker; leave-one-speaker-out needs two or more")
     folds = {s: Path(args.out) / s if held.lower() == "all" else Path(args.out) for s in speakers}
-    scores = {}
     for speaker, folder in folds.items():
-        run_digits(args.recordings, str(folder), args.seed, args.num_train, args.num_test, speaker)
-        if args.config:
-            scores[speaker] = _train_and_score(folder, args.config)
-            print(f"held-out speaker {speaker}: " + _describe(scores[speaker]), flush=True)
+        run_digits(args.recordings, str(folder), args.seed, args.num_train, args.num_test, speaker,
+                   args.pause_fill)
+    scores = _train_folds(folds, args.config, args.jobs) if args.config else {}
     if scores:
         summary = summarise(scores)
         (Path(args.out) / "speakers.json").write_text(json.dumps({"recipe": args.config, **summary}, indent=1))
@@ -74,7 +76,48 @@ def _check_recipe(path: str) -> None:
         raise ConfigError(f"--config {path}: {', '.join(own)} is set by each fold (OUT/SPEAKER/...); remove it")
 
 
-def _train_and_score(folder: Path, recipe: str) -> dict:
+def _train_folds(folds: dict[str, Path], recipe: str, jobs: int) -> dict[str, dict]:
+    """Each fold trained and scored (:func:`_train_and_score`), ``jobs`` at a time: with more than one, each
+    in its own process with its share of the threads and its training's output in OUT/SPEAKER/train.log."""
+    scores = {}
+    if jobs == 1:
+        for speaker, folder in folds.items():
+            scores[speaker] = _train_and_score(folder, recipe)
+            print(f"held-out speaker {speaker}: " + _describe(scores[speaker]), flush=True)
+        return scores
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    import torch
+
+    threads = max(1, torch.get_num_threads() // jobs)
+    with ProcessPoolExecutor(jobs, multiprocessing.get_context("spawn"), _set_threads, (threads,)) as pool:
+        running = {pool.submit(_train_and_score, folder, recipe, folder / "train.log"): speaker
+                   for speaker, folder in folds.items()}
+        print(f"training {len(folds)} folds, {jobs} at a time ({threads} thread(s) each); each fold's "
+              f"output goes to OUT/SPEAKER/train.log", flush=True)
+        for done in as_completed(running):
+            speaker = running[done]
+            scores[speaker] = done.result()
+            print(f"held-out speaker {speaker}: " + _describe(scores[speaker]), flush=True)
+    return {s: scores[s] for s in folds}
+
+
+def _set_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _train_and_score(folder: Path, recipe: str, log: Path | None = None) -> dict:
+    """One fold: train (or resume, or keep a scored fold's score.json) and score the best checkpoint on
+    speaker.tsv; the training's output appended to ``log`` given one."""
+    if log is not None:
+        import contextlib
+
+        with open(log, "a") as out, contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            return _train_and_score(folder, recipe)
+
     from rnnkit.cli.parser import parse_args
     from rnnkit.cli.train import run_train
 

@@ -168,6 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
     digits.add_argument("--num-train", type=int, default=3000, help="training utterances (default 3000)")
     digits.add_argument("--num-test", type=int, default=500, help="test (and held-out speaker) utterances "
                                                                   "(default 500)")
+    digits.add_argument("--jobs", type=int, default=1,
+                        help="with --config, folds trained at a time, each in its own process (default 1)")
+    digits.add_argument("--pause-fill", choices=("noise", "zeros"), default="noise",
+                        help="what fills the pauses between digits: noise, the recording's own background "
+                             "(level and spectrum of its quietest frames); zeros, exact digital silence, as "
+                             "before 2026-12-07 (default noise)")
     digits.add_argument("--held-out-speaker", default="theo",
                         help="a speaker kept out of train and test, for speaker.tsv (default theo; none: no one; "
                              "all: each speaker in turn, a folder OUT/SPEAKER each: leave-one-speaker-out)")

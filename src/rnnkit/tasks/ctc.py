@@ -245,10 +245,11 @@ def _device(model) -> torch.device:
     return next(model.parameters()).device
 
 
-def run_digits(recordings: str, out: str, seed: int, num_train: int, num_test: int, held_out_speaker: str | None):
+def run_digits(recordings: str, out: str, seed: int, num_train: int, num_test: int, held_out_speaker: str | None,
+               pause_fill: str = "noise"):
     """``rnnkit digits``: write spoken digit strings' train/test manifests to ``out``, print what it wrote; 0."""
     counts = build_digit_strings(Path(recordings), Path(out), seed=seed, num_train=num_train, num_test=num_test,
-                                 held_out_speaker=held_out_speaker)
+                                 held_out_speaker=held_out_speaker, pause_fill=pause_fill)
     print(f"{out}: " + ", ".join(f"{n:,} {split} utterances ({split}.tsv)" for split, n in counts.items()) +
           f"; train with: rnnkit train {Path(out) / 'train.tsv'} --task ctc --test-path {Path(out) / 'test.tsv'}")
     return 0
