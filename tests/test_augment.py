@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from rnnkit.data.audio import log_mel, raw_features, utterance_normalise
+from rnnkit.data.audio import log_mel, raw_features, utterance_normalise, warp_frequencies
 from rnnkit.data.augment import AugmentedBatcher, mix_noise, spec_augment, speed_perturb
 from rnnkit.data.speech import SpeechConfig, SpeechData
 from rnnkit.errors import ConfigError
@@ -59,6 +59,27 @@ def test_speed_perturbation_changes_the_length_by_its_factor():
         assert len(out) == round(8000 / factor)
     slow = speed_perturb(samples, 0.5)  # half speed: every second sample is an original one
     assert torch.allclose(slow[::2][:3900], samples[:3900], atol=2e-3)
+
+
+@pytest.mark.parametrize("alpha", [0.85, 0.9, 1.0, 1.1, 1.2])
+def test_vtlp_warps_frequencies_piecewise_linearly_keeping_0_and_nyquist(alpha):
+    f = np.linspace(0, 4000, 4001)
+    w = warp_frequencies(f, alpha, 8000)
+    assert w[0] == 0 and w[-1] == pytest.approx(4000) and (np.diff(w) > 0).all()  # onto [0, N], in order
+    bend = 0.6 * 4000 * min(alpha, 1) / alpha
+    assert np.allclose(w[f <= bend], alpha * f[f <= bend])  # the formants' range scaled by alpha
+    assert np.abs(np.diff(w)).max() <= max(alpha, (4000 - 2400 * min(alpha, 1)) / (4000 - bend)) + 1e-9  # no jump
+
+
+def test_vtlp_moves_a_tone_where_a_shorter_vocal_tract_would_put_it():
+    t = np.arange(8000) / 8000
+    for hz in (700.0, 1000.0, 1500.0):
+        tone = np.sin(2 * np.pi * hz * t).astype(np.float32)
+        shifted = np.sin(2 * np.pi * 1.15 * hz * t).astype(np.float32)
+        warped = log_mel(tone, 8000, 40, warp=1.15).mean(0)  # (M,)
+        assert int(warped.argmax()) == int(log_mel(shifted, 8000, 40).mean(0).argmax())
+        assert int(warped.argmax()) > int(log_mel(tone, 8000, 40).mean(0).argmax())
+    assert torch.equal(log_mel(tone, 8000, 40, warp=1.0), log_mel(tone, 8000, 40))
 
 
 @pytest.mark.parametrize("snr", [0.0, 7.5, 20.0])
@@ -116,6 +137,13 @@ def test_augmented_batches_are_reproducible_and_evaluation_sees_no_augmentation(
     assert augmented.train.waveforms is not None and clean.train.waveforms is None
 
 
+def test_vtlp_batches_differ_from_clean_ones_in_content_not_length(tmp_path):
+    clean, warped = _data(tmp_path / "a"), _data(tmp_path / "b", vtlp="0.9,1.1")
+    assert isinstance(warped.batcher(3), AugmentedBatcher) and warped.train.waveforms is not None
+    for a, b in zip(warped.batcher(seed=3).batches(0), clean.batcher(seed=3).batches(0)):
+        assert torch.equal(a.x_lengths, b.x_lengths) and not torch.allclose(a.x, b.x)
+
+
 def test_utterance_norm_applies_in_training_and_evaluation_and_is_saved(tmp_path):
     data = _data(tmp_path, utterance_norm=True)
     assert data.tokenizer.utterance_norm and data.tokenizer.to_dict()["utterance_norm"] is True
@@ -137,6 +165,8 @@ def test_utterance_norm_applies_in_training_and_evaluation_and_is_saved(tmp_path
     (dict(noise_snr="1,2,3"), "--noise-snr"),
     (dict(noise_kind="pink"), "noise_kind"),
     (dict(time_masks=-1), "time_masks"),
+    (dict(vtlp="1.1,0.9"), "--vtlp: expected LO,HI"),
+    (dict(vtlp="0.5,1.0"), "0.7 <= LO <= HI <= 1.3"),
 ])
 def test_bad_augmentation_settings_are_refused(settings, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):

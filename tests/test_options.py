@@ -163,6 +163,7 @@ TRAIN = [
     ("--freq-mask-width", "3", [], set(), ALL),
     ("--speed-perturb", "0.9,1.0,1.1", [], {"ctc"}, ALL - {"ctc"}),
     ("--noise-snr", "10,30", [], {"ctc"}, ALL - {"ctc"}),
+    ("--vtlp", "0.9,1.1", [], {"ctc"}, ALL - {"ctc"}),
     ("--noise-kind", "speech", ["--noise-snr", "10,30"], {"ctc"}, set()),
     ("--noise-kind", "speech", [], set(), ALL),
     ("--condition-column", "CLASS", [], {"lm conditioned"}, ALL - LM),

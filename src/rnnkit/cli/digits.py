@@ -145,7 +145,7 @@ def score_run(run: Path, manifest: Path) -> dict:
 
     model, _, doc = load_run(run)
     whole = dataclasses.replace(doc.data, val_path=None, test_path=None, val_fraction=0.0, test_fraction=0.0,
-                                speed_perturb=None, noise_snr=None)  # read clean: nothing is trained here
+                                speed_perturb=None, noise_snr=None, vtlp=None)  # read clean: nothing is trained here
     data = SpeechData.from_file(manifest, whole, doc.target_tokenizer, doc.tokenizer)
     metrics = score_speech(model, data, "train")
     return {**{k: metrics[k] for k in SCORES}, "utterances": len(data.train)}

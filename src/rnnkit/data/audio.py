@@ -94,8 +94,26 @@ def mel_to_hz(m):
     return 700.0 * (10.0 ** (np.asarray(m, dtype=np.float64) / 2595.0) - 1.0)
 
 
+VTLP_KNEE = 0.6  # of the Nyquist frequency: Jaitly & Hinton 2013's 4,800 Hz at 16 kHz
+
+
+def warp_frequencies(freqs: np.ndarray, alpha: float, sample_rate: int) -> np.ndarray:
+    """Vocal tract length perturbation's frequency map (Jaitly & Hinton 2013), piecewise linear:
+
+        w(f) = alpha f                                         for f <= k min(alpha, 1) / alpha
+        w(f) = N - (N - k min(alpha, 1)) / (N - k min(alpha, 1) / alpha) (N - f)   above,
+
+    N the Nyquist frequency and k = VTLP_KNEE N: a factor alpha > 1 moves the formants up (a
+    shorter vocal tract), < 1 down, and 0 and N stay where they are."""
+    nyquist = sample_rate / 2
+    knee = VTLP_KNEE * nyquist * min(alpha, 1.0)
+    bend = knee / alpha
+    f = np.asarray(freqs, dtype=np.float64)
+    return np.where(f <= bend, alpha * f, nyquist - (nyquist - knee) / (nyquist - bend) * (nyquist - f))
+
+
 def mel_filterbank(n_fft: int, sample_rate: int, n_mels: int, f_min: float = 0.0,
-                   f_max: float | None = None) -> torch.Tensor:
+                   f_max: float | None = None, warp: float = 1.0) -> torch.Tensor:
     """Triangular mel filters, (M, K) float32 with K = n_fft // 2 + 1.
 
     The M + 2 edge frequencies are equally spaced on the HTK mel scale
@@ -107,7 +125,9 @@ def mel_filterbank(n_fft: int, sample_rate: int, n_mels: int, f_min: float = 0.0
 
     so it peaks at 1 at its centre f_{i+1} (no area normalisation, as HTK and
     torchaudio's default ``norm=None``), and between the first and the last
-    centre the filters sum to 1.
+    centre the filters sum to 1. With ``warp`` = alpha != 1 each bin is weighed
+    at its warped frequency w(f) (:func:`warp_frequencies`): its energy counts
+    where a vocal tract alpha times shorter would have put it.
     """
     f_max = sample_rate / 2 if f_max is None else f_max
     if not 0 <= f_min < f_max <= sample_rate / 2:
@@ -115,6 +135,8 @@ def mel_filterbank(n_fft: int, sample_rate: int, n_mels: int, f_min: float = 0.0
                           f"got f_min={f_min}, f_max={f_max}")
     edges = mel_to_hz(np.linspace(hz_to_mel(f_min), hz_to_mel(f_max), n_mels + 2))  # (M + 2,)
     freqs = np.arange(n_fft // 2 + 1) * sample_rate / n_fft  # (K,)
+    if warp != 1.0:
+        freqs = warp_frequencies(freqs, warp, sample_rate)
     lo, centre, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]  # each (M, 1)
     rising, falling = (freqs - lo) / (centre - lo), (hi - freqs) / (hi - centre)  # (M, K)
     fb = np.maximum(0.0, np.minimum(rising, falling))  # (M, K)
@@ -125,15 +147,16 @@ def mel_filterbank(n_fft: int, sample_rate: int, n_mels: int, f_min: float = 0.0
 
 
 def log_mel(samples, sample_rate: int, n_mels: int = 40, window_ms: float = 25.0,
-            hop_ms: float = 10.0) -> torch.Tensor:
+            hop_ms: float = 10.0, warp: float = 1.0) -> torch.Tensor:
     """Log-mel features of a mono signal, (T, M) float32, T = 1 + N // hop.
 
     Power spectrum |STFT|^2 with a Hann window of ``window_ms`` (n_fft the next
     power of two, the window zero-padded to it), frames every ``hop_ms``,
     centred (the signal padded with zeros by n_fft / 2 at both ends, so a clip
     shorter than a window still gives frames); then the mel filterbank and
-    log(mel + 1e-6). The floor keeps exact digital silence (the zeros between
-    joined digits) at log(1e-6) ≈ -13.8 instead of -inf, far below speech energy.
+    log(mel + 1e-6). The floor keeps exact digital silence at log(1e-6) ≈ -13.8
+    instead of -inf, far below speech energy. ``warp``: the filterbank's
+    vocal tract length perturbation (:func:`mel_filterbank`).
     """
     x = torch.as_tensor(np.asarray(samples), dtype=torch.float32)  # (N,)
     if x.dim() != 1:
@@ -144,7 +167,7 @@ def log_mel(samples, sample_rate: int, n_mels: int = 40, window_ms: float = 25.0
     spec = torch.stft(x, n_fft, hop_length=hop, win_length=win, window=torch.hann_window(win),
                       center=True, pad_mode="constant", return_complex=True)  # (K, T)
     power = spec.abs() ** 2  # (K, T)
-    mel = mel_filterbank(n_fft, sample_rate, n_mels) @ power  # (M, T)
+    mel = mel_filterbank(n_fft, sample_rate, n_mels, warp=warp) @ power  # (M, T)
     return torch.log(mel + 1e-6).T.contiguous()  # (T, M)
 
 
@@ -349,10 +372,11 @@ def utterance_normalise(features: torch.Tensor) -> torch.Tensor:
 
 
 def raw_features(samples, sample_rate: int, mel_bands: int, frame_stack: int,
-                 utterance_norm: bool = False) -> torch.Tensor:
+                 utterance_norm: bool = False, warp: float = 1.0) -> torch.Tensor:
     """Samples (N,) -> stacked log-mel features (T', k M) float32, each band normalised over the
-    utterance first given ``utterance_norm`` (:func:`utterance_normalise`), not yet over the training set."""
-    features = log_mel(samples, sample_rate, mel_bands)  # (T, M)
+    utterance first given ``utterance_norm`` (:func:`utterance_normalise`), not yet over the training set;
+    ``warp``, the filterbank's vocal tract length perturbation (training's augmentation only)."""
+    features = log_mel(samples, sample_rate, mel_bands, warp=warp)  # (T, M)
     return stack_frames(utterance_normalise(features) if utterance_norm else features, frame_stack)
 
 
@@ -398,10 +422,11 @@ class SpeechFeatures:
         """Raw features (T', F) -> (T', F) z-scores, float32."""
         return ((features - self.mean) / self.std).float()
 
-    def transform(self, samples) -> torch.Tensor:
-        """Mono samples (N,) at ``sample_rate`` -> normalised features (T', F) float32."""
+    def transform(self, samples, warp: float = 1.0) -> torch.Tensor:
+        """Mono samples (N,) at ``sample_rate`` -> normalised features (T', F) float32 (``warp``:
+        :func:`raw_features`)."""
         return self.normalise(raw_features(samples, self.sample_rate, self.mel_bands, self.frame_stack,
-                                           self.utterance_norm))
+                                           self.utterance_norm, warp))
 
     def read(self, path: str | Path) -> torch.Tensor:
         """The normalised features (T', F) of a wav file at ``sample_rate``."""

@@ -14,6 +14,11 @@ T' = ceil(T / k) steps, F = k M features a step.
 - **Noise mixing**: x' = x + g n, n white Gaussian noise or another training
   utterance (tiled to length from a random start), g chosen so that
   10 log10(mean(x^2) / mean((g n)^2)) is an SNR drawn uniformly in [lo, hi] dB.
+- **Vocal tract length perturbation** (Jaitly & Hinton 2013): the mel
+  filterbank's frequency axis warped by a factor alpha drawn uniformly from
+  [lo, hi] (``0.9,1.1``), :func:`rnnkit.data.audio.warp_frequencies`: the
+  formants move as a vocal tract alpha times shorter would put them, the
+  tempo stays (speed perturbation changes both).
 - **SpecAugment** (Park et al. 2019), on the normalised log-mel features:
   ``time_masks`` times, frames [t0, t0 + t) with t uniform in [0, W_T] and t0
   uniform in [0, T - t] set to 0; ``freq_masks`` times, bands [f0, f0 + f)
@@ -99,7 +104,7 @@ def spec_augment(features: torch.Tensor, mel_bands: int, rng: np.random.Generato
 class Augmentation:
     """What :class:`AugmentedBatcher` does to a training utterance (the ``--task ctc`` settings of the
     same names, parsed): ``speed_factors`` () or the factors to draw from, ``noise_snr`` () or (lo, hi) dB,
-    ``noise_kind`` white or speech (another training utterance)."""
+    ``noise_kind`` white or speech (another training utterance), ``vtlp`` () or the warp's (lo, hi)."""
 
     time_masks: int = 0
     time_mask_width: int = 0
@@ -108,11 +113,12 @@ class Augmentation:
     speed_factors: tuple[float, ...] = ()
     noise_snr: tuple[float, ...] = ()
     noise_kind: str = "white"
+    vtlp: tuple[float, ...] = ()  # () or (lo, hi): the warp factor's range
 
     @property
     def on_waveform(self) -> bool:
         """Whether the features must be computed again from the (perturbed) waveform."""
-        return any(c != 1.0 for c in self.speed_factors) or bool(self.noise_snr)
+        return any(c != 1.0 for c in self.speed_factors) or bool(self.noise_snr) or bool(self.vtlp)
 
     @property
     def active(self) -> bool:
@@ -149,7 +155,9 @@ class AugmentedBatcher(BucketBatcher):
             if a.noise_snr:
                 snr = float(rng.uniform(a.noise_snr[0], a.noise_snr[-1]))
                 samples = mix_noise(samples, self._noise(len(samples), i, rng), snr)
-            x = self.features.transform(samples.numpy())  # (T'', F)
+            # drawn after the others, so that runs without it make the batches they made before it existed
+            warp = float(rng.uniform(a.vtlp[0], a.vtlp[-1])) if a.vtlp else 1.0
+            x = self.features.transform(samples.numpy(), warp)  # (T'', F)
             labels = np.asarray(self.examples.labels[i])
             if len(x) < len(labels) + int((labels[1:] == labels[:-1]).sum()):  # CTC could not emit it
                 x = clean

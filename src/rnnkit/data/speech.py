@@ -32,10 +32,10 @@ error naming the manifest line) or dropped and counted
 finite.
 
 Training can augment its utterances afresh each epoch (``speed_perturb``, ``noise_snr`` on the
-waveform, which is then kept in memory; SpecAugment's ``time_masks`` and ``freq_masks`` on the
-features: :mod:`rnnkit.data.augment`); validation, test, ``eval`` and ``predict`` read the clean
-features. ``utterance_norm`` normalises each band over its utterance before the z-scoring,
-everywhere (the run's features remember it).
+waveform, which is then kept in memory, ``vtlp`` in the filterbank that reads it; SpecAugment's
+``time_masks`` and ``freq_masks`` on the features: :mod:`rnnkit.data.augment`); validation, test,
+``eval`` and ``predict`` read the clean features. ``utterance_norm`` normalises each band over its
+utterance before the z-scoring, everywhere (the run's features remember it).
 
 Features are computed once, at load, and kept in memory as float32 tensors:
 a few thousand short utterances (3,000 of 2 s at 40 bands are ~100 MB).
@@ -91,6 +91,9 @@ class SpeechConfig(DataConfig):
                                     "uniformly from LO,HI (or one value); never in evaluation", default=None)
     noise_kind: str = setting("ctc: the noise --noise-snr mixes in: white (Gaussian) or speech (another "
                               "training utterance)", default="white")
+    vtlp: str | None = setting("ctc: vocal tract length perturbation (Jaitly & Hinton 2013): the mel "
+                               "filterbank's frequencies warped by a factor drawn uniformly from LO,HI per training "
+                               "utterance and epoch, e.g. 0.9,1.1; never in evaluation", default=None)
 
     def __post_init__(self):
         super().__post_init__()
@@ -114,8 +117,11 @@ class SpeechConfig(DataConfig):
         snr = parse_numbers(self.noise_snr, "noise_snr", (1, 2))
         if snr and snr[0] > snr[-1]:
             raise ConfigError(f"--noise-snr: expected LO,HI with LO <= HI (dB), such as 10,30; got {self.noise_snr!r}")
+        vtlp = parse_numbers(self.vtlp, "vtlp", (1, 2))
+        if any(not 0.7 <= a <= 1.3 for a in vtlp) or (vtlp and vtlp[0] > vtlp[-1]):
+            raise ConfigError(f"--vtlp: expected LO,HI with 0.7 <= LO <= HI <= 1.3, such as 0.9,1.1; got {self.vtlp!r}")
         return Augmentation(self.time_masks, self.time_mask_width, self.freq_masks, self.freq_mask_width,
-                            speeds, snr, self.noise_kind)
+                            speeds, snr, self.noise_kind, vtlp)
 
 
 def label_ids(tokenizer: CharTokenizer, text: str, what: str = "transcript") -> np.ndarray:
