@@ -10,9 +10,6 @@ import pytest
 import torch
 
 from rnnkit.data.audio import (
-    build_digit_strings,
-    floor_noise,
-    floor_spectrum,
     hz_to_mel,
     log_mel,
     mel_filterbank,
@@ -22,6 +19,7 @@ from rnnkit.data.audio import (
     stack_frames,
     write_wav,
 )
+from rnnkit.data.digits import build_digit_strings, floor_noise, floor_spectrum
 from rnnkit.errors import ConfigError, DataError
 
 FSDD = Path(__file__).parents[2] / "shared" / "data" / "fsdd"

@@ -77,7 +77,7 @@ def ctc(folder: Path) -> None:
     """``digits/``: what the page's ``rnnkit digits`` writes (train, test and speaker manifests and their
     wav files), built by the same function from stand-in recordings, 48 training strings instead of 3,000
     and 12 test strings instead of 500."""
-    from rnnkit.data.audio import build_digit_strings
+    from rnnkit.data.digits import build_digit_strings
 
     fsdd_recordings(folder / "recordings")
     build_digit_strings(folder / "recordings", folder / "digits", num_train=48, num_test=12)

@@ -30,7 +30,7 @@ SCORES = ("token_error_rate", "sequence_error_rate")
 
 def cmd_digits(args) -> int:
     """``rnnkit digits``: check the flags, then build the spoken digit strings (:func:`rnnkit.tasks.ctc.run_digits`)."""
-    from rnnkit.data.audio import fsdd_speakers
+    from rnnkit.data.digits import fsdd_speakers
     from rnnkit.tasks.ctc import run_digits
 
     for name in ("num_train", "num_test"):

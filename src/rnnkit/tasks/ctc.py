@@ -23,7 +23,8 @@ from pathlib import Path
 import torch
 
 from rnnkit.config import CHAR_FEATURES_NEED_WORDS, to_dict
-from rnnkit.data.audio import build_digit_strings, read_manifest
+from rnnkit.data.audio import read_manifest
+from rnnkit.data.digits import build_digit_strings
 from rnnkit.data.speech import SpeechConfig, SpeechData
 from rnnkit.errors import ConfigError, DataError
 from rnnkit.models import CTCRecognizer, EncoderConfig
