@@ -250,16 +250,17 @@ def test_bad_leave_one_speaker_out_requests_are_refused(tmp_path, cli_here, user
     assert not (tmp_path / "d").exists()
 
 
-def test_the_fsdd_recipe_is_settings_of_the_ctc_task():
-    """recipes/fsdd-speakers.json (RESULTS' leave-one-speaker-out row) builds the ctc task's configs as
-    `rnnkit train --config` reads them: no unknown key, no value its dataclasses refuse."""
+@pytest.mark.parametrize("name", ["fsdd-speakers.json", "fsdd-speakers-vtlp.json"])
+def test_the_fsdd_recipe_is_settings_of_the_ctc_task(name):
+    """recipes/fsdd-speakers*.json (RESULTS' and NOTEBOOK's leave-one-speaker-out rows) build the ctc task's
+    configs as `rnnkit train --config` reads them: no unknown key, no value its dataclasses refuse."""
     from pathlib import Path
 
     from rnnkit.cli.options import split_settings
     from rnnkit.config import from_dict
     from rnnkit.tasks import CTCTask
 
-    recipe = json.loads((Path(__file__).parent.parent / "recipes" / "fsdd-speakers.json").read_text())
+    recipe = json.loads((Path(__file__).parent.parent / "recipes" / name).read_text())
     task = CTCTask()
     model, data, train = split_settings(recipe, task)
     assert set(model) | set(data) | set(train) == set(recipe)
@@ -267,3 +268,4 @@ def test_the_fsdd_recipe_is_settings_of_the_ctc_task():
     from_dict(task.model_config, model, "model settings")
     from_dict(task.train_config, train, "train settings")
     assert data_cfg.augmentation.active and data_cfg.augmentation.on_waveform and data_cfg.utterance_norm
+    assert bool(data_cfg.augmentation.vtlp) == ("vtlp" in name)
