@@ -89,7 +89,8 @@ def build_digit_strings(recordings: Path, out: Path, seed: int = 0, num_train: i
     digital silence, which no real recording has, and whose contrast with a
     speaker's own floor differs from speaker to speaker (FSDD's floors span
     0.0005-0.011 RMS). The digits and pause lengths drawn are the same either
-    way for a seed.
+    way for a seed. A recording with no quiet frames (a tone, a clip cut
+    tight on both sides) lends its pauses its quietest sound: use "zeros".
 
     Splits, never mixed: ``train`` uses takes 5-49 and ``test`` takes 0-4 (the
     official FSDD split) of every speaker except ``held_out_speaker``, which is
