@@ -17,9 +17,14 @@ data). Ctrl-C stops it: requests still running are cut, and it exits with
 130, as `rnnkit train` does.
 
 Ctrl-C ends every request's thread before the interpreter's own exit
-(:func:`stop`): streams are cut between two tokens, idle keep-alive
-connections are shut for reading (their threads wait for a next request),
-and each thread is joined. A thread still alive when the interpreter
+(:func:`stop`): the server stops accepting, streams are cut between two
+tokens, idle keep-alive connections are shut for reading (their threads wait
+for a next request), and each thread is joined. Connections are accepted in a
+thread of their own (:func:`serve_until_interrupted`): the KeyboardInterrupt,
+raised in the main thread, must not land inside ``socketserver``'s handling
+of a new connection, whose clean-up closes that connection under the thread
+just started for it (benchmarks/NOTEBOOK.md, 2026-12-07, "serve's Ctrl-C
+race"). A thread still alive when the interpreter
 finalizes is ended by Python 3.11-3.13 with ``pthread_exit`` as soon as it
 takes the GIL again; if that happens inside one of torch's C++ frames, such
 as the deallocation of a tensor (``THPVariable_clear`` gives the GIL up and
@@ -248,27 +253,52 @@ def run_serve(args) -> int:
         raise ConfigError(f"cannot listen on {args.host}:{args.port} ({e.strerror}); pick another --port") from None
     server.verbose = args.verbose
     print(f"serving {args.run} ({server.about['task']}) at {server.url} ; Ctrl-C stops", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        finished = stop(server)
+    if not serve_until_interrupted(server):
         server.server_close()
-        print("\ninterrupted" + ("" if finished else "; a request still running was cut"), file=sys.stderr)
-        if not finished:  # its thread, still in torch, would abort the interpreter's exit (module docstring)
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(EXIT_INTERRUPTED)
-        return EXIT_INTERRUPTED
+        return 0
+    finished = stop(server)
     server.server_close()
-    return 0
+    print("\ninterrupted" + ("" if finished else "; a request still running was cut"), file=sys.stderr)
+    if not finished:  # its thread, still in torch, would abort the interpreter's exit (module docstring)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_INTERRUPTED)
+    return EXIT_INTERRUPTED
+
+
+def serve_until_interrupted(server: Server) -> bool:
+    """Accept connections in a thread of their own until Ctrl-C (True) or until the loop ends by
+    itself (False; its error, if any, raised here). The main thread only waits, so the
+    KeyboardInterrupt cannot land inside ``socketserver``'s handling of a new connection, whose
+    clean-up would close that connection under its running thread (module docstring)."""
+    ended, failure = threading.Event(), []
+
+    def accept():
+        try:
+            server.serve_forever()
+        except BaseException as e:  # a bug in the loop: raised in the main thread
+            failure.append(e)
+        finally:
+            ended.set()
+
+    threading.Thread(target=accept, name="accept", daemon=True).start()  # stop() waits for its loop to end
+    try:
+        ended.wait()
+    except KeyboardInterrupt:
+        return True
+    if failure:
+        raise failure[0]
+    return False
 
 
 def stop(server: Server, grace: float = 5.0) -> bool:
-    """End every connection's thread: cut the streams still running (between two tokens), shut
-    each connection for reading (a thread waiting for a client's next request wakes to its end,
-    and replies still being written are not cut), and join the threads for up to ``grace``
-    seconds; whether they all ended."""
+    """End every connection's thread: stop accepting (``serve_forever``, in another thread, finishes
+    starting the connection it is at, whose thread is then in ``server.open``), cut the streams
+    still running (between two tokens), shut each connection for reading (a thread waiting for a
+    client's next request wakes to its end, and replies still being written are not cut), and join
+    the threads for up to ``grace`` seconds; whether they all ended."""
     server.stopping = True
+    server.shutdown()  # returns once serve_forever has
     with server.open_lock:
         connections = list(server.open.items())
     for connection, _ in connections:
