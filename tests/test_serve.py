@@ -395,10 +395,18 @@ def test_the_process_prints_its_url_and_ctrl_c_cuts_a_stream_and_exits_130_throu
     ctrl_c_during_a_stream(runs, (SLOW_ACCEPT if accept == "slow" else "") + SERVE_WITH_EXIT_MARK)
 
 
+def _default_ctrl_c():
+    """In the served process before it starts: Ctrl-C at its default, as a terminal gives it. A process
+    inherits an ignored SIGINT, and Python then never raises KeyboardInterrupt; in the full suite the served
+    process went on serving after the SIGINT (seen 2026-12-07, cause in the suite not yet found)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def ctrl_c_during_a_stream(runs, script: str) -> None:
     """The scenario of the test above, in a process that runs ``script`` (``rnnkit`` with its arguments)."""
     process = subprocess.Popen([sys.executable, "-c", script, "serve", str(runs / "lm"), "--port", "0",
-                                "--max-length", "1000000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                "--max-length", "1000000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=_default_ctrl_c)
     try:
         line = process.stdout.readline()
         assert line.startswith(f"serving {runs / 'lm'} (lm) at http://127.0.0.1:"), line + process.stderr.read()
