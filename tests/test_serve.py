@@ -396,9 +396,9 @@ def test_the_process_prints_its_url_and_ctrl_c_cuts_a_stream_and_exits_130_throu
 
 
 def _default_ctrl_c():
-    """In the served process before it starts: Ctrl-C at its default, as a terminal gives it. A process
-    inherits an ignored SIGINT, and Python then never raises KeyboardInterrupt; in the full suite the served
-    process went on serving after the SIGINT (seen 2026-12-07, cause in the suite not yet found)."""
+    """In the served process before it starts: Ctrl-C at its default, as a terminal gives it. A process that
+    inherits an ignored SIGINT never raises KeyboardInterrupt: in the full suite the served process went on
+    serving after the SIGINT (seen 2026-12-07; which earlier test leaves SIGINT ignored is not yet known)."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 

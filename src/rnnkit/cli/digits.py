@@ -92,7 +92,7 @@ def _train_folds(folds: dict[str, Path], recipe: str, jobs: int) -> dict[str, di
 
     threads = max(1, torch.get_num_threads() // jobs)
     with ProcessPoolExecutor(jobs, multiprocessing.get_context("spawn"), _set_threads, (threads,)) as pool:
-        running = {pool.submit(_train_and_score, folder, recipe, folder / "train.log"): speaker
+        running = {pool.submit(_train_and_score_logged, folder, recipe): speaker
                    for speaker, folder in folds.items()}
         print(f"training {len(folds)} folds, {jobs} at a time ({threads} thread(s) each); each fold's "
               f"output goes to OUT/SPEAKER/train.log", flush=True)
@@ -109,15 +109,17 @@ def _set_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _train_and_score(folder: Path, recipe: str, log: Path | None = None) -> dict:
+def _train_and_score_logged(folder: Path, recipe: str) -> dict:
+    """:func:`_train_and_score` with the training's output appended to OUT/SPEAKER/train.log."""
+    import contextlib
+
+    with open(folder / "train.log", "a") as out, contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        return _train_and_score(folder, recipe)
+
+
+def _train_and_score(folder: Path, recipe: str) -> dict:
     """One fold: train (or resume, or keep a scored fold's score.json) and score the best checkpoint on
-    speaker.tsv; the training's output appended to ``log`` given one."""
-    if log is not None:
-        import contextlib
-
-        with open(log, "a") as out, contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-            return _train_and_score(folder, recipe)
-
+    speaker.tsv."""
     from rnnkit.cli.parser import parse_args
     from rnnkit.cli.train import run_train
 
