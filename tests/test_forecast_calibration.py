@@ -106,6 +106,8 @@ def test_the_scales_ride_in_the_best_checkpoint_and_eval_and_predict_apply_them(
                f"(trained with --calibrate none, or too short a validation part); use --calibrate none or rolling")
     user_error(cli_here("train", tmp_path / "s.npy", *flags, "--calibrate", "always", "--out", tmp_path / "bad"),
                "calibrate must be one of none, validation, rolling; got 'always'")
+    user_error(cli_here("train", tmp_path / "s.npy", *flags, "--calibrate", "true", "--out", tmp_path / "bad"),
+               "calibrate takes none, validation or rolling (true was validation, false none); got 'true'")
     user_error(cli_here("train", tmp_path / "s.npy", *flags, "--calibrate", "rolling", "--calibrate-rate", 0,
                         "--out", tmp_path / "bad"), "calibrate_rate must be in (0, 1]; got 0.0")
     assert not (tmp_path / "bad").exists()
@@ -181,3 +183,10 @@ def test_changing_the_values_after_an_origin_leaves_its_rolling_interval_as_it_w
     upto = origins <= t
     np.testing.assert_array_equal(scales[0][upto], scales[1][upto])  # origin t reads targets before t only
     assert not np.array_equal(scales[0][~upto], scales[1][~upto])  # later origins read the changed errors
+
+
+def test_a_run_of_an_earlier_rnnkit_reads_its_calibrate_true_or_false_as_validation_or_none():
+    from rnnkit.tasks.forecast import ForecastTraining
+
+    assert ForecastTraining(calibrate=True).calibrate == "validation"  # config.json before 2026-12-07
+    assert ForecastTraining(calibrate=False).calibrate == "none"

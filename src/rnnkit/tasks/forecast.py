@@ -68,6 +68,9 @@ class ForecastTraining(ScheduledSampling, TrainConfig):
         self.check_sampling()
         if isinstance(self.calibrate, bool):  # config.json of a run before 2026-12-07: calibrate true or false
             self.calibrate = "validation" if self.calibrate else "none"
+        if self.calibrate in ("true", "false"):
+            raise ConfigError(f"calibrate takes none, validation or rolling (true was validation, false none); "
+                              f"got {self.calibrate!r}")
         check_choice(self, "calibrate", CALIBRATIONS)
         if not 0 < self.calibrate_rate <= 1:
             raise ConfigError(f"calibrate_rate must be in (0, 1]; got {self.calibrate_rate}")
