@@ -14,7 +14,8 @@ best checkpoint without them and calibrates it again when it ends.
 ``--calibrate rolling`` starts from those scales and moves them as the values
 arrive (:func:`rnnkit.training.forecasting.track_spread`): ``eval`` over the
 errors of every origin from the validation part's first (the test part's as
-they come), ``predict`` over those of the input's own observed rows
+they come; ``eval RUN PATH``: from the file's first origin), ``predict`` over
+those of the input's own observed rows
 (:func:`rolling_spread`). ``eval`` and ``predict`` take ``--calibrate`` to
 score or forecast one run each way (:func:`calibration_of`).
 """
