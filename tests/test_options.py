@@ -97,8 +97,10 @@ TRAIN = [
     ("--likelihood", "squared", [], FORECAST, ALL - FORECAST),
     ("--ar-order", "2", [], {"forecast"}, ALL - {"forecast"}),  # an esn fits its readout alone in closed form
     ("--ar-order", "auto", [], {"forecast"}, ALL - {"forecast"}),
-    ("--calibrate", "false", [], FORECAST, ALL - FORECAST),
-    ("--calibrate", "true", ["--likelihood", "squared"], set(), FORECAST),  # one point path: no spread to scale
+    ("--calibrate", "none", [], FORECAST, ALL - FORECAST),
+    ("--calibrate", "rolling", ["--likelihood", "squared"], set(), FORECAST),  # one point path: no spread to scale
+    ("--calibrate-rate", "0.1", ["--calibrate", "rolling"], FORECAST, set()),
+    ("--calibrate-rate", "0.1", [], set(), ALL),  # --calibrate validation (forecast's default): a fixed scale
     ("--kernel-size", "3", [], {"classify tdnn"}, ALL - {"classify tdnn"}),
     ("--spectral-radius", "0.8", [], ESN, ALL - ESN),
     ("--leak-rate", "0.5", [], ESN, ALL - ESN),
@@ -298,6 +300,8 @@ for _command in ("eval", "predict"):
         (_command, "--horizon", "2", [], FORECAST, {"lm", "seq2seq", "classify"}),
         (_command, "--num-samples", "5", [], FORECAST, {"lm", "ctc"}),
         (_command, "--quantiles", "0.2,0.8", [], FORECAST, {"seq2seq", "tag"}),
+        (_command, "--calibrate", "rolling", [], FORECAST, {"lm", "classify"}),
+        (_command, "--calibrate", "none", [], FORECAST, {"ctc"}),
         (_command, "--length-penalty", "0.5", ["--beam-size", "2"], {"seq2seq"}, {"ctc"}),
         (_command, "--length-penalty", "0.5", [], set(), {"seq2seq", "lm", "tag"}),
         (_command, "--max-length", "5", [], {"seq2seq"}, {"ctc", "lm", "classify"}),

@@ -211,6 +211,10 @@ def _forecast_flags(parser) -> None:
     parser.add_argument("--quantiles", default=None,
                         help="forecast, --likelihood gaussian: comma-separated levels of the quantiles to write "
                              "or score (default 0.1,0.5,0.9)")
+    parser.add_argument("--calibrate", choices=("none", "validation", "rolling"), default=None,
+                        help="forecast, --likelihood gaussian: the intervals' calibration (default: the run's "
+                             "--calibrate): none, validation (the scales fitted after training), rolling (those "
+                             "scales moved by each error observed before an origin)")
 
 
 def _search_flags(parser) -> None:

@@ -25,7 +25,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from rnnkit.config import TrainConfig, setting, to_dict
+from rnnkit.config import TrainConfig, check_choice, setting, to_dict
 from rnnkit.data.calendar import future_times
 from rnnkit.data.forecast import ForecastConfig, ForecastData
 from rnnkit.data.series_table import SeriesFile, forecast_table, read_series_file
@@ -34,8 +34,9 @@ from rnnkit.models.forecaster import Forecaster, ForecasterConfig
 from rnnkit.models.linear_ar import choose_order, default_max_order, fit_linear_ar, rows_needed
 from rnnkit.tasks.base import RESERVOIR_RULES, Task
 from rnnkit.tasks.serving import Endpoint, Field, RequestError
-from rnnkit.training.calibration import calibrate_best, checkpoint_spread, describe_spread
-from rnnkit.training.forecasting import (DEFAULT_QUANTILES, apply_spread, forecast_figure, forecast_windows,
+from rnnkit.training.calibration import (CALIBRATIONS, calibrate_best, calibration_of, calibration_said,
+                                         rolling_spread)
+from rnnkit.training.forecasting import (DEFAULT_QUANTILES, Rolling, apply_spread, forecast_figure, forecast_windows,
                                          rolling_origin)
 from rnnkit.training.optim import ScheduledSampling, schedule_teacher_forcing
 from rnnkit.training.plots import png
@@ -51,14 +52,28 @@ class ForecastTraining(ScheduledSampling, TrainConfig):
     (:class:`rnnkit.training.optim.ScheduledSampling`): how often the forecaster reads its own
     draw of the previous value instead of the observed one as training goes on."""
 
-    calibrate: bool = setting("forecast: after training, scale the sampled paths' spread a horizon step so the "
-                              "central 80 % interval covers 80 % of the validation part's rolling-origin forecasts "
-                              "(Kuleshov et al. 2018); kept with the best checkpoint, applied by eval and predict",
-                              default=True)
+    calibrate: str = setting("forecast: the 80 % interval's calibration: none (the spread as sampled); validation "
+                             "(after training, the sampled paths' spread scaled a horizon step so the interval "
+                             "covers 80 % of the validation part's rolling-origin forecasts, Kuleshov et al. 2018; "
+                             "kept with the best checkpoint, applied by eval and predict); rolling (that scale, then "
+                             "moved as the values arrive: eval and predict read every error observed before each "
+                             "origin, from the validation part's on; quantile tracking, Angelopoulos et al. 2023)",
+                             default="validation")
+    calibrate_rate: float = setting("forecast, --calibrate rolling: γ, how far the scale moves after each miss "
+                                    "(+0.8 γ) and each cover (-0.2 γ), in half widths of the model's own interval",
+                                    default=0.1)
 
     def __post_init__(self):
         super().__post_init__()
         self.check_sampling()
+        if isinstance(self.calibrate, bool):  # config.json of a run before 2026-12-07: calibrate true or false
+            self.calibrate = "validation" if self.calibrate else "none"
+        if self.calibrate in ("true", "false"):
+            raise ConfigError(f"calibrate takes none, validation or rolling (true was validation, false none); "
+                              f"got {self.calibrate!r}")
+        check_choice(self, "calibrate", CALIBRATIONS)
+        if not 0 < self.calibrate_rate <= 1:
+            raise ConfigError(f"calibrate_rate must be in (0, 1]; got {self.calibrate_rate}")
 
 
 class ForecastTask(Task):
@@ -78,11 +93,12 @@ class ForecastTask(Task):
         # squared error forecasts one point path: no spread to scale
         "calibrate": (lambda c: c.model.likelihood == "gaussian", "--likelihood gaussian (a squared-error forecast "
                                                                    "is one point path, with no spread to scale)"),
+        "calibrate_rate": (lambda c: c.train.calibrate == "rolling", "--calibrate rolling"),
         **RESERVOIR_RULES,
         "label_smoothing": (lambda c: False, "--task lm, classify, tag or seq2seq (a forecast's loss is over values, "
                                             "not labels)"),
     }
-    eval_options = frozenset({"horizon", "num_samples", "quantiles"})
+    eval_options = frozenset({"horizon", "num_samples", "quantiles", "calibrate"})
     predict_options = eval_options | {"plot"}
 
     def token_kinds(self, choice) -> set[str]:
@@ -141,7 +157,7 @@ class ForecastTask(Task):
     def after_training(self, trainer) -> str | None:
         """With ``calibrate`` (a Gaussian head and a validation part): the best checkpoint's spread scales,
         kept in its metadata (:func:`rnnkit.training.calibration.calibrate_best`)."""
-        if not getattr(trainer.cfg, "calibrate", False):
+        if getattr(trainer.cfg, "calibrate", "none") == "none":
             return None
         return calibrate_best(trainer, CALIBRATION_HORIZON, DEFAULT_SAMPLES)
 
@@ -225,21 +241,23 @@ class ForecastTask(Task):
             split = request.split or "test"
             part = getattr(data, split)
             start, stop, source = part.start, part.stop, f"{cfg.path} ({split} part)"
-        spread = checkpoint_spread(run) if samples > 1 else None
+        mode, spread = calibration_of(run, doc, request, samples)
+        first = T if request.path else data.val.start if split == "test" and len(data.val) else start
+        rolling = Rolling(first, doc.train.calibrate_rate) if mode == "rolling" else None
         scores, origins = rolling_origin(model, data, start, stop, horizon, samples, quantiles or DEFAULT_QUANTILES,
-                                         spread=spread)
+                                         spread=spread, rolling=rolling)
         if not origins:
             raise DataError(f"{source} has {max(0, stop - max(start, T))} steps to forecast, fewer than --horizon "
                             f"{horizon}; lower --horizon, give more --test-fraction, or a series as PATH")
         s = doc.tokenizer
         if request.json:
             print(json.dumps({"source": str(source), "horizon": horizon, "origins": origins, "season": s.season,
-                              "calibrated": spread is not None, **scores.to_dict()}))
+                              "calibrated": mode != "none", "calibration": mode, **scores.to_dict()}))
             return 0
         why = "set" if s.season_reason == "set" else f"auto: {s.season_reason}"
         print(f"{source}: {origins:,} origins at horizon {horizon}, season {s.season} ({why}), "
               + (f"{samples} sample paths" if samples > 1 else "the point path (squared error)")
-              + ("" if spread is None else f", spread calibrated on validation ({describe_spread(spread, horizon)})"))
+              + calibration_said(mode, spread, horizon, doc.train.calibrate_rate))
         line = f"MAE {scores.mae:.4g} | RMSE {scores.rmse:.4g} | MASE {scores.mase:.4f} " \
                f"(seasonal naive {scores.naive_mase:.4f})"
         if scores.crps is not None:
@@ -274,24 +292,30 @@ class ForecastTask(Task):
             else:
                 times = future_times(series.times[:history], scaler.step, horizon)
         all_times = None if times is None else np.concatenate([series.times[:history], times])
-        point, qs, paths = self._forecast(model, doc, series, all_times, horizon, samples, quantiles)
+        calibration = calibration_of(run, doc, request, samples)
+        point, qs, paths = self._forecast(model, doc, series, all_times, horizon, samples, quantiles, calibration)
         if request.plot:  # before the forecast's own file: a bad --plot path writes nothing
             _plot(request.plot, series, history, times, point, paths if samples > 1 else None, run)
         _write(series, history, horizon, times, point, qs, quantiles, request.out)
         return 0
 
     @staticmethod
-    def _forecast(model, doc, series, times, horizon: int, samples: int, quantiles) -> tuple:
+    def _forecast(model, doc, series, times, horizon: int, samples: int, quantiles, calibration) -> tuple:
         """(point (H, C), quantiles (Q, H, C), sample paths (N, H, C)) of the ``horizon`` steps after
         the observed rows of ``series`` (``times``: the observed and future rows' times, or None), the
-        paths' spread calibrated as the run's best checkpoint says."""
-        scaler, history = doc.tokenizer, series.history
+        paths' spread calibrated as ``calibration`` (:func:`rnnkit.training.calibration.calibration_of`) says:
+        with ``rolling``, by the scales tracked over the errors of the series' own observed rows
+        (:func:`rnnkit.training.calibration.rolling_spread`)."""
+        scaler, history, T = doc.tokenizer, series.history, doc.data.seq_len
         covariates = scaler.inputs(series, times, history + horizon)
         z = scaler.scale(series.values[:history]).astype(np.float32)
-        paths = forecast_windows(model, z, covariates, np.array([history]), doc.data.seq_len, horizon,
-                                 samples)[:, 0]  # (N, H, C)
-        paths = scaler.to_values(paths, series.values[history - 1])
-        paths = apply_spread(paths, checkpoint_spread(doc.folder), scaler.transform) if samples > 1 else paths
+        paths = forecast_windows(model, z, covariates, np.array([history]), T, horizon, samples)  # (N, 1, H, C)
+        paths = scaler.to_values(paths, series.values[[history - 1]])
+        mode, spread = calibration
+        if mode == "rolling" and samples > 1:
+            spread = rolling_spread(model, scaler, z, covariates, series.values[:history], T, paths, spread,
+                                    doc.train.calibrate_rate)
+        paths = apply_spread(paths[:, 0], spread, scaler.transform) if samples > 1 else paths[:, 0]
         point = np.median(paths, axis=0) if samples > 1 else paths[0]
         qs = np.quantile(paths, list(quantiles), axis=0) if quantiles else np.zeros((0, horizon, point.shape[1]))
         return point, qs, paths
@@ -328,7 +352,8 @@ class ForecastTask(Task):
                 horizon, samples, quantiles = self._settings("this run", run, request)
             except (ConfigError, DataError) as e:
                 raise RequestError(str(e), 422) from None
-            point, qs, _ = self._forecast(model, run, series, None, horizon, samples, quantiles)
+            point, qs, _ = self._forecast(model, run, series, None, horizon, samples, quantiles,
+                                          calibration_of("this run", run, request, samples))
             return {"channels": scaler.channels, "forecast": point.tolist(),
                     "quantiles": {f"{q:g}": qs[i].tolist() for i, q in enumerate(quantiles)}}
 

@@ -23,6 +23,27 @@ the smallest scale that puts a target inside the scaled central 80 % interval
 [m + s (q_0.1 - m), m + s (q_0.9 - m)], so the scaled intervals cover 80 % of
 the validation targets at each step (the median, and so MAE and MASE, stay).
 
+Rolling recalibration (``--calibrate rolling``): a part later in time can be
+unlike the validation part (sunspot cycles larger than any before, CO2's trend
+beyond the training range), so the scale is moved as the values arrive, by
+quantile tracking (Angelopoulos, Candès and Tibshirani 2023, "Conformal PID
+control for time series prediction": an online subgradient step on the
+pinball loss of the scale; the scale's form of the miscoverage update of
+adaptive conformal inference, Gibbs and Candès 2021). With α = 0.2, the
+rate γ (``--calibrate-rate``) and origins o = 1, 2, ... in time, step h's
+scale at origin t reads the misses of the origins whose step-h target is
+observed by then (o + h - 1 < t: a target is known h steps after its origin):
+
+    s_(t,h,c) = s_(t-1,h,c) + γ (miss_(t-h,h,c) - α),   miss_(o,h,c) = 1[r_(o,h,c) > s_(o,h,c)]
+
+from s_(0,h,c) the validation part's scale (1 without one); an interval is
+drawn with max(s, 0). Too many misses widen the interval, covers narrow it,
+each by a step in units of the model's own half width, and whatever the
+series, Σ_o (miss_o - α) = (s_last - s_0) / γ: the share of misses goes to α
+as origins accumulate (Angelopoulos et al. 2023, Prop. 1), the last h - 1
+origins' misses being unread. No value at or after origin t enters origin
+t's interval.
+
 A rolling-origin evaluation at horizon H forecasts H steps from every origin o
 of a part (the first forecast step's index) whose steps o .. o + H - 1 all lie in
 it, each from the ``seq_len`` observed values before o; the errors average over
@@ -33,6 +54,7 @@ then averaged).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -98,28 +120,58 @@ def score(truth: np.ndarray, point: np.ndarray, scale: np.ndarray, samples: np.n
     return result
 
 
-def spread_scale(samples: np.ndarray, truth: np.ndarray, coverage: float = 0.8) -> np.ndarray:
-    """(H, C) the scale s_(h,c) of the module's docstring from sampled paths (N, O, H, C) and their targets
-    (O, H, C): the central ``coverage`` interval, scaled, covers that share of the targets at each step."""
+def spread_ratios(samples: np.ndarray, truth: np.ndarray, coverage: float = 0.8) -> np.ndarray:
+    """(O, H, C) r of the module's docstring: how far each target (O, H, C) lies from the median of its
+    sampled paths (N, O, H, C), in units of the central ``coverage`` interval's half width on its side
+    (inf where that width is 0 and the target off the median; NaN where the target is NaN)."""
     median = np.median(samples, axis=0)
     low, high = np.quantile(samples, [(1 - coverage) / 2, (1 + coverage) / 2], axis=0)  # (O, H, C) each
     above = truth >= median
     width = np.where(above, high - median, median - low)
     distance = np.abs(truth - median)
-    ratio = np.where(width > 0, distance / np.where(width > 0, width, 1.0), np.where(distance > 0, np.inf, 0.0))
-    scale = np.quantile(ratio, coverage, axis=0)  # (H, C)
+    with np.errstate(invalid="ignore"):
+        ratio = np.where(width > 0, distance / np.where(width > 0, width, 1.0), np.where(distance > 0, np.inf, 0.0))
+    return np.where(np.isnan(truth), np.nan, ratio)
+
+
+def spread_scale(samples: np.ndarray, truth: np.ndarray, coverage: float = 0.8) -> np.ndarray:
+    """(H, C) the scale s_(h,c) of the module's docstring from sampled paths (N, O, H, C) and their targets
+    (O, H, C): the central ``coverage`` interval, scaled, covers that share of the targets at each step."""
+    scale = np.quantile(spread_ratios(samples, truth, coverage), coverage, axis=0)  # (H, C)
     finite = np.isfinite(scale)
     return np.where(finite, scale, np.max(scale[finite], initial=1.0))  # a step of zero spread: the widest scale
 
 
+def track_spread(ratios: np.ndarray, start: np.ndarray | None, rate: float, coverage: float = 0.8) -> np.ndarray:
+    """(O, H, C) the scale s_(t,h,c) of rolling recalibration (the module's docstring) at each of O
+    consecutive origins, from the ratios r (O, H, C) of :func:`spread_ratios` (NaN: a target not observed,
+    whose miss is never read) and the starting scales ``start`` (H', C) (steps beyond H' take the last
+    row's; None: 1). Origin t's scales read only r_(o,h) with o + h < t (h from 0): targets before t."""
+    O, H, C = ratios.shape
+    alpha = 1.0 - coverage
+    state = np.ones((H, C)) if start is None else np.asarray(start, dtype=np.float64)[
+        np.minimum(np.arange(H), len(start) - 1)].copy()  # (H, C)
+    scales = np.empty((O, H, C))
+    steps = np.arange(H)
+    for t in range(O):
+        read = t - 1 - steps  # (H,): the origin whose step-h target is the value just before origin t
+        known = read >= 0
+        r = ratios[read[known], steps[known]]  # (H_known, C)
+        missed = (r > scales[read[known], steps[known]]).astype(np.float64)
+        state[known] += np.where(np.isnan(r), 0.0, rate * (missed - alpha))
+        scales[t] = state
+    return scales
+
+
 def apply_spread(samples: np.ndarray, scale: np.ndarray | None, transform: str = "none") -> np.ndarray:
-    """Sampled paths (N, ..., H, C) with their spread about the median scaled by ``scale`` (H', C) (None:
-    as they are); steps beyond H' take the last row's scale. With a ``transform`` g (``--transform``) the
-    spread of g(paths) is scaled, g(m) + s (g(y) - g(m)), and mapped back, so a sqrt forecast stays >= 0."""
+    """Sampled paths (N, ..., H, C) with their spread about the median scaled by ``scale`` (..., H', C) (None:
+    as they are; one scale per origin: (O, H', C) with paths (N, O, H, C)); steps beyond H' take the last
+    row's scale, a negative scale counts as 0. With a ``transform`` g (``--transform``) the spread of
+    g(paths) is scaled, g(m) + s (g(y) - g(m)), and mapped back, so a sqrt forecast stays >= 0."""
     if scale is None:
         return samples
-    H = samples.shape[-2]
-    s = np.asarray(scale)[np.minimum(np.arange(H), len(scale) - 1)]  # (H, C)
+    H, scale = samples.shape[-2], np.maximum(np.asarray(scale), 0.0)
+    s = scale[..., np.minimum(np.arange(H), scale.shape[-2] - 1), :]  # (..., H, C)
     g = transform_values(samples, transform)
     median = np.median(g, axis=0, keepdims=True)
     return untransform_values(median + s * (g - median), transform)
@@ -149,19 +201,65 @@ def forecast_windows(model, z: np.ndarray, covariates: np.ndarray, origins: np.n
     return np.moveaxis(np.concatenate(out), 1, 0)
 
 
+class Rolling(NamedTuple):
+    """Rolling recalibration (``--calibrate rolling``): the first origin whose errors the scale reads, and
+    the rate γ of :func:`track_spread`."""
+
+    first: int
+    rate: float
+
+
+def paths_in_units(model, scaler, z: np.ndarray, covariates: np.ndarray, values: np.ndarray, origins: np.ndarray,
+                   seq_len: int, horizon: int, num_samples: int, seed: int = 0) -> np.ndarray:
+    """(N, O, H, C) sampled paths from each origin (:func:`forecast_windows`) in the series' units, ``values``
+    (T, C) the series as observed (a differenced path starts from the value before its origin)."""
+    paths = forecast_windows(model, z, covariates, origins, seq_len, horizon, num_samples, seed)
+    return scaler.to_values(paths, values[origins - 1])
+
+
+def tracked_scales(paths: np.ndarray, truth: np.ndarray, start, rate: float, transform: str = "none") -> np.ndarray:
+    """(O, H, C) the rolling scales (:func:`track_spread`) of paths (N, O, H, C) from consecutive origins and
+    their targets (O, H, C; NaN: not observed), in g(y) as :func:`apply_spread` scales (``--transform``)."""
+    with np.errstate(invalid="ignore"):
+        ratios = spread_ratios(transform_values(paths, transform), transform_values(truth, transform))
+    return track_spread(ratios, start, rate)
+
+
+def rolling_scales(model, data, origins: np.ndarray, paths: np.ndarray, spread, rolling: Rolling,
+                   seed: int = 1) -> np.ndarray:
+    """(O, H, C) the scales of rolling recalibration at each of the consecutive ``origins`` of ``data`` (a
+    :class:`rnnkit.data.forecast.ForecastData`), whose sampled paths (N, O, H, C) in the series' units are
+    ``paths``: tracked from ``spread`` (:func:`track_spread`) over the errors of every origin from
+    ``rolling.first`` on (those before ``origins`` forecast here), each read once its target is observed."""
+    scaler, T, observed = data.tokenizer, data.config.seq_len, data.series.values
+    horizon, num_samples = paths.shape[-2], paths.shape[0]
+    before = np.arange(max(rolling.first, T), origins[0])  # origins whose errors come before the scored ones
+    earlier = paths_in_units(model, scaler, data.z, data.covariates, observed, before, T, horizon, num_samples,
+                             seed) if len(before) else paths[:, :0]
+    known = observed[np.concatenate([before, origins])[:, None] + np.arange(horizon)]  # (O', H, C)
+    tracked = tracked_scales(np.concatenate([earlier, paths], axis=1), known, spread, rolling.rate, scaler.transform)
+    return tracked[len(before):]
+
+
 def rolling_origin(model, data, start: int, stop: int, horizon: int, num_samples: int,
-                   quantiles=DEFAULT_QUANTILES, seed: int = 0, spread=None) -> tuple[Scores, int]:
+                   quantiles=DEFAULT_QUANTILES, seed: int = 0, spread=None,
+                   rolling: Rolling | None = None) -> tuple[Scores, int]:
     """(scores, origins) of forecasts at ``horizon`` from every origin o with start <= o and
     o + horizon <= stop, over ``data`` (a :class:`rnnkit.data.forecast.ForecastData`), the paths'
-    spread scaled by ``spread`` (:func:`apply_spread`)."""
+    spread scaled by ``spread`` (:func:`apply_spread`); with ``rolling``, by the scales tracked from
+    ``spread`` (:func:`track_spread`) over the errors of every origin from ``rolling.first`` on, each
+    origin's from the targets observed before it."""
     scaler, T = data.tokenizer, data.config.seq_len
     origins = np.arange(max(start, T), stop - horizon + 1)
     if len(origins) == 0:
         return None, 0
-    paths = forecast_windows(model, data.z, data.covariates, origins, T, horizon, num_samples, seed)
-    values = scaler.to_values(paths, data.series.values[origins - 1])  # (N, O, H, C) in the series' units
+    observed = data.series.values
+    values = paths_in_units(model, scaler, data.z, data.covariates, observed, origins, T, horizon, num_samples,
+                            seed)  # (N, O, H, C) in the series' units
+    truth = observed[origins[:, None] + np.arange(horizon)]  # (O, H, C)
+    if rolling is not None and len(values) > 1:
+        spread = rolling_scales(model, data, origins, values, spread, rolling, seed + 1)  # (O, H, C)
     values = apply_spread(values, spread, scaler.transform) if len(values) > 1 else values
-    truth = data.series.values[origins[:, None] + np.arange(horizon)]  # (O, H, C)
     point = np.median(values, axis=0) if len(values) > 1 else values[0]
     scores = score(truth, point, scaler.naive_mae, values if len(values) > 1 else None, quantiles)
     naive = seasonal_naive(data.series.values, origins, horizon, scaler.season)
