@@ -191,7 +191,7 @@ def run_rnnkit(kind: str, texts, labels, split, folder: Path, args) -> dict:
         if args.fine_tuning == "ulmfit":  # one more layer learns each epoch, each at its rate, on the slanted triangle
             fine_tuning.update(lr_layer_decay=2.6, unfreeze_every=steps_per_epoch, lr_schedule="stlr")
     train_cfg = TrainConfig(optimizer="adam", lr=args.lr, max_epochs=args.epochs, eval_every=steps_per_epoch,
-                            log_every=steps_per_epoch, precision=args.precision,
+                            log_every=steps_per_epoch, precision=args.precision, weight_average=args.weight_average,
                             seed=args.seed, device="cpu", **fine_tuning)
     torch.manual_seed(args.seed)
     model = SequenceClassifier(data.vocab_size, data.num_labels, alphabet_size=getattr(data.tokenizer,
@@ -359,6 +359,8 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--precision", default="fp32", choices=["auto", "fp32", "bf16"])
+    p.add_argument("--weight-average", type=float, default=0.0,
+                   help="the neural models' --weight-average (0: off; the trainer's exponential moving average)")
     p.add_argument("--seed", type=int, default=1337)
     args = p.parse_args()
     if args.quick:
@@ -376,7 +378,8 @@ def main() -> None:
     started = time.perf_counter()
     print(f"torch {torch.__version__}, 1 thread; {args.epochs:g} epochs, {args.tokenizer} tokens, embedding "
           f"{args.embedding_dim}, hidden {args.hidden_size}, dropout {args.dropout}, {args.pooling} pooling, "
-          f"adam {args.lr:g}, batch {args.batch_size}, {args.precision}", flush=True)
+          f"adam {args.lr:g}, batch {args.batch_size}, {args.precision}"
+          + (f", weight average {args.weight_average:g}" if args.weight_average else ""), flush=True)
     all_results = {}
     limit = slice(None, args.max_folds)
     if {"youtube", "videos"} & set(args.settings):
