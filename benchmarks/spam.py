@@ -7,7 +7,8 @@ Data (``--data-dir``, default ``../shared/data`` from the repo):
 - ``youtube_spam/Youtube0?-*.csv``: the UCI YouTube Spam Collection (Alberto
   et al. 2015, "TubeSpam"), 1,956 comments from 5 videos, CONTENT and CLASS
   (1 = spam). Two protocols: stratified k-fold over the pooled comments
-  (``StratifiedKFold(shuffle=True, random_state=0)``) and leave-one-video-out
+  (``StratifiedKFold(shuffle=True, random_state=0)``; ``--fold-seed`` for another partition to choose
+  settings on) and leave-one-video-out
   (train on 4 videos, test on the 5th).
 - ``sms_spam/SMSSpamCollection``: the SMS Spam Collection (Almeida et al.
   2011), 5,574 messages, ``label<TAB>text``; stratified k-fold as above.
@@ -59,6 +60,8 @@ from common import DATA, markdown_table
 # its pieces ("http", ":", "/", "/", "www", ".", "youtube", ...) and "!!!" three tokens
 WORD_PATTERN = r"\w+|[^\w\s]"
 MODELS = ("bilstm", "tdnn", "logreg", "adversarial", "glove", "chars", "ulmfit")
+# the BiLSTM's additions, which combine with "+": "adversarial+chars" is the BiLSTM with both
+ADDITIONS = ("adversarial", "glove", "chars")
 MODEL_NAMES = {"bilstm": "rnnkit BiLSTM", "tdnn": "rnnkit tdnn (kernel 5)",
                "adversarial": "rnnkit BiLSTM, adversarial training",
                "glove": "rnnkit BiLSTM, embedding from GloVe (--vectors)",
@@ -94,10 +97,24 @@ def read_sms(path: Path) -> tuple[list[str], list[str]]:
     return texts, labels
 
 
-def stratified_folds(labels: list[str], k: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
+def model_kind(name: str) -> str:
+    """argparse type of ``--models``: one of MODELS, or BiLSTM additions joined by "+"."""
+    parts = name.split("+")
+    if name in MODELS or (len(parts) > 1 and set(parts) <= set(ADDITIONS) and len(set(parts)) == len(parts)):
+        return name
+    raise argparse.ArgumentTypeError(f"unknown model {name!r}: one of {', '.join(MODELS)}, or additions of the "
+                                     f"BiLSTM joined by '+' ({'+'.join(ADDITIONS)})")
+
+
+def model_name(kind: str) -> str:
+    return " + ".join(MODEL_NAMES[part] if i == 0 else MODEL_NAMES[part].split(", ", 1)[1]
+                      for i, part in enumerate(kind.split("+")))
+
+
+def stratified_folds(labels: list[str], k: int, seed: int = 0) -> list[tuple[str, np.ndarray, np.ndarray]]:
     from sklearn.model_selection import StratifiedKFold
 
-    skf = StratifiedKFold(n_splits=k, shuffle=True, random_state=0)
+    skf = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
     return [(f"fold {i + 1}", tr, te) for i, (tr, te) in enumerate(skf.split(np.zeros(len(labels)), labels))]
 
 
@@ -139,6 +156,7 @@ def run_rnnkit(kind: str, texts, labels, split, folder: Path, args) -> dict:
     from rnnkit.training.evaluate import evaluate_labelled
 
     train, val, test = split
+    parts = set(kind.split("+"))
     for name, index in (("train", train), ("val", val), ("test", test)):
         write_split(folder / f"{name}.csv", texts, labels, index)
     data_cfg = DataConfig(task="classify", tokenizer=args.tokenizer, lowercase=True, min_count=args.min_count,
@@ -149,8 +167,8 @@ def run_rnnkit(kind: str, texts, labels, split, folder: Path, args) -> dict:
                                  num_layers=1, dropout=args.dropout, encoder="tdnn" if kind == "tdnn" else "rnn",
                                  kernel_size=5,
                                  pooling=args.pooling, bidirectional=True,
-                                 adversarial=args.adversarial if kind == "adversarial" else 0.0,
-                                 char_features=16 if kind == "chars" else 0)
+                                 adversarial=args.adversarial if "adversarial" in parts else 0.0,
+                                 char_features=16 if "chars" in parts else 0)
     fine_tuning, pretrained = {}, None
     if kind == "ulmfit":  # ULMFiT's middle step on this fold's training texts, then the classifier from it
         from rnnkit.tasks import named
@@ -165,7 +183,7 @@ def run_rnnkit(kind: str, texts, labels, split, folder: Path, args) -> dict:
         data_cfg = named("classify").own(dataclasses.replace(data_cfg, path=str(folder / "train.csv")))
         data = pretrained.read_data(named("classify"), data_cfg)
     else:
-        data = read_data(folder / "train.csv", data_cfg, spell=kind == "chars")
+        data = read_data(folder / "train.csv", data_cfg, spell="chars" in parts)
     assert len(data.train) == len(train) and len(data.test) == len(test), "a CSV row was lost"
     steps_per_epoch = -(-len(data.train) // args.batch_size)
     if kind == "ulmfit":
@@ -173,14 +191,14 @@ def run_rnnkit(kind: str, texts, labels, split, folder: Path, args) -> dict:
         if args.fine_tuning == "ulmfit":  # one more layer learns each epoch, each at its rate, on the slanted triangle
             fine_tuning.update(lr_layer_decay=2.6, unfreeze_every=steps_per_epoch, lr_schedule="stlr")
     train_cfg = TrainConfig(optimizer="adam", lr=args.lr, max_epochs=args.epochs, eval_every=steps_per_epoch,
-                            log_every=steps_per_epoch, precision=args.precision,
+                            log_every=steps_per_epoch, precision=args.precision, weight_average=args.weight_average,
                             seed=args.seed, device="cpu", **fine_tuning)
     torch.manual_seed(args.seed)
     model = SequenceClassifier(data.vocab_size, data.num_labels, alphabet_size=getattr(data.tokenizer,
                                "alphabet_size", 0), **vars(model_cfg))
     if pretrained is not None:
         print(f"  {pretrained.copy_into(model, data)}", flush=True)
-    if kind == "glove":
+    if "glove" in parts:
         from rnnkit.models.glove import init_embedding
 
         found = init_embedding(model.encoder.embedding, data.tokenizer.words, args.vectors)
@@ -288,7 +306,7 @@ def summary_table(all_results: dict[str, dict[str, list[dict]]]) -> str:
     for setting, results in all_results.items():
         for m, rows in results.items():
             cells = [mean_std([r[k] for r in rows]) for k in ("accuracy", "spam_f1", "macro_f1")]
-            lines.append([setting, MODEL_NAMES[m], *cells, f"{statistics.mean(r['seconds'] for r in rows):.1f}"])
+            lines.append([setting, model_name(m), *cells, f"{statistics.mean(r['seconds'] for r in rows):.1f}"])
     return markdown_table(["setting", "model", "accuracy", "spam F1", "macro F1", "seconds a fold"], lines)
 
 
@@ -298,7 +316,7 @@ def per_fold_table(results: dict[str, list[dict]]) -> str:
              for i, r0 in enumerate(results[models[0]])]
     lines.append(["mean", *(f"{statistics.mean(r['accuracy'] for r in results[m]):.4f} / "
                             f"{statistics.mean(r['spam_f1'] for r in results[m]):.4f}" for m in models)])
-    return markdown_table(["test video", *(f"{MODEL_NAMES[m]} acc / spam F1" for m in models)], lines)
+    return markdown_table(["test video", *(f"{model_name(m)} acc / spam F1" for m in models)], lines)
 
 
 def main() -> None:
@@ -312,7 +330,11 @@ def main() -> None:
     p.add_argument("--settings", nargs="+", default=["youtube", "videos", "sms"],
                    choices=["youtube", "videos", "sms"],
                    help="youtube: pooled k-fold; videos: leave one video out; sms: SMS k-fold")
-    p.add_argument("--models", nargs="+", default=["bilstm", "tdnn", "logreg"], choices=MODELS)
+    p.add_argument("--models", nargs="+", default=["bilstm", "tdnn", "logreg"], type=model_kind,
+                   help=f"of {', '.join(MODELS)}; the BiLSTM's additions combine with '+' (adversarial+chars)")
+    p.add_argument("--fold-seed", type=int, default=0,
+                   help="shuffle of the stratified folds (default 0, the tables' folds; another seed is another "
+                        "partition of the same data, on which to choose settings without looking at the tables')")
     p.add_argument("--adversarial", type=float, default=5.0,
                    help="epsilon of the adversarial model (Miyato et al. 2017 use 5 on unit-variance embeddings)")
     p.add_argument("--vectors", type=Path, default=None, help="glove: a word vectors file of --embedding-dim")
@@ -337,6 +359,8 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--precision", default="fp32", choices=["auto", "fp32", "bf16"])
+    p.add_argument("--weight-average", type=float, default=0.0,
+                   help="the neural models' --weight-average (0: off; the trainer's exponential moving average)")
     p.add_argument("--seed", type=int, default=1337)
     args = p.parse_args()
     if args.quick:
@@ -348,28 +372,30 @@ def main() -> None:
         sys.exit(f"spam: no SMS Spam Collection at {sms}; pass --data-dir")
     if "ulmfit" in args.models and not (args.lm and (args.lm / "config.json").is_file()):
         sys.exit("spam: the ulmfit model needs --lm RUN, a word language model's run folder")
-    if "glove" in args.models and not (args.vectors and args.vectors.is_file()):
+    if any("glove" in m.split("+") for m in args.models) and not (args.vectors and args.vectors.is_file()):
         sys.exit("spam: the glove model needs --vectors FILE (python benchmarks/glove.py --dim 64 --out FILE)")
     torch.set_num_threads(1)
     started = time.perf_counter()
     print(f"torch {torch.__version__}, 1 thread; {args.epochs:g} epochs, {args.tokenizer} tokens, embedding "
           f"{args.embedding_dim}, hidden {args.hidden_size}, dropout {args.dropout}, {args.pooling} pooling, "
-          f"adam {args.lr:g}, batch {args.batch_size}, {args.precision}", flush=True)
+          f"adam {args.lr:g}, batch {args.batch_size}, {args.precision}"
+          + (f", weight average {args.weight_average:g}" if args.weight_average else ""), flush=True)
     all_results = {}
     limit = slice(None, args.max_folds)
     if {"youtube", "videos"} & set(args.settings):
         texts, labels, videos = read_youtube(youtube)
         if "youtube" in args.settings:
             all_results[f"YouTube, {args.folds}-fold"] = run_setting(
-                "YouTube", texts, labels, stratified_folds(labels, args.folds)[limit], args.models, args)
+                "YouTube", texts, labels, stratified_folds(labels, args.folds, args.fold_seed)[limit], args.models,
+                args)
         if "videos" in args.settings:
             all_results["YouTube, leave one video out"] = run_setting(
                 "YouTube video", texts, labels, video_folds(videos)[limit], args.models, args)
     if "sms" in args.settings:
         texts, labels = read_sms(sms)
         k = args.sms_folds or args.folds
-        all_results[f"SMS, {k}-fold"] = run_setting("SMS", texts, labels, stratified_folds(labels, k)[limit],
-                                                    args.models, args)
+        folds = stratified_folds(labels, k, args.fold_seed)[limit]
+        all_results[f"SMS, {k}-fold"] = run_setting("SMS", texts, labels, folds, args.models, args)
     print("\n" + summary_table(all_results))
     if "YouTube, leave one video out" in all_results:
         print("\n" + per_fold_table(all_results["YouTube, leave one video out"]))

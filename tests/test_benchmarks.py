@@ -105,6 +105,27 @@ def test_the_spam_benchmarks_middle_step_reads_the_training_folds_texts_only(com
     assert 0.0 <= result["accuracy"] <= 1.0 and result["steps"] > 0
 
 
+def test_the_spam_benchmark_combines_the_bilstms_additions_and_deals_other_partitions(common):
+    """``adversarial+chars`` is one model; a name that is not a BiLSTM addition is refused by argparse;
+    ``--fold-seed`` deals the same examples to other folds, each test fold stratified."""
+    import argparse
+
+    pytest.importorskip("sklearn")
+    spam = load("spam", "benchmark_spam")
+    assert spam.model_kind("adversarial+chars") == "adversarial+chars"
+    assert spam.model_name("adversarial+chars") == "rnnkit BiLSTM, adversarial training + char features 16"
+    for bad in ("chars+bilstm", "chars+chars", "adversarial+", "lstm"):
+        with pytest.raises(argparse.ArgumentTypeError, match="unknown model"):
+            spam.model_kind(bad)
+    labels = ["spam"] * 30 + ["ham"] * 70
+    tables, other = spam.stratified_folds(labels, 5), spam.stratified_folds(labels, 5, seed=1)
+    for folds in (tables, other):
+        assert sorted(np.concatenate([test for _, _, test in folds]).tolist()) == list(range(100))
+        assert all(sum(labels[i] == "spam" for i in test) == 6 for _, _, test in folds)
+    assert [t.tolist() for _, _, t in tables] == [t.tolist() for _, _, t in spam.stratified_folds(labels, 5)]
+    assert [t.tolist() for _, _, t in tables] != [t.tolist() for _, _, t in other]
+
+
 def test_the_forecast_benchmarks_file_gives_rnnkit_the_values_the_baselines_read(common, tmp_path):
     """The series reaches rnnkit through a CSV and AutoReg and darts in memory: the file must hold every
     value exactly (rounded to 6 digits, Mackey-Glass's one-step forecasts lost to AutoReg on the rounding)."""

@@ -206,6 +206,7 @@ TRAIN = [
     ("--rho", "0.95", ["--optimizer", "adadelta"], BY_GRADIENT, set()),  # an esn refuses --optimizer first
     ("--weight-decay", "0.01", [], BY_GRADIENT, ESN),
     ("--l1", "1e-5", [], BY_GRADIENT, ESN),
+    ("--weight-average", "0.99", [], BY_GRADIENT, ESN),
     ("--clip-norm", "2", [], BY_GRADIENT, ESN),
     ("--clip-value", "1", [], BY_GRADIENT, ESN),
     ("--lr-schedule", "constant", [], BY_GRADIENT, ESN),

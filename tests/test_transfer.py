@@ -180,6 +180,23 @@ def test_discriminative_rates_divide_by_the_decay_per_layer_from_the_top(files, 
     assert decays[id(model.head.bias)] == 0.0 and decays[id(model.head.weight)] > 0
 
 
+def test_under_gradual_unfreezing_a_layer_is_averaged_from_its_first_step(files, lm_run, tmp_path):
+    """--weight-average with Adam, which sets up a parameter's state at its first step: a frozen layer has
+    no average (nor Adam state) until it learns, then both."""
+    from rnnkit.training.averaging import KEY
+
+    model, data = _classifier_data(files, lm_run)
+    cfg = TrainConfig(lr=0.01, unfreeze_every=2, max_steps=4, warmup_steps=0, init_from=str(lm_run), log_every=2,
+                      device="cpu", precision="fp32", optimizer="adam", weight_average=0.9, eval_every=2)
+    groups = layer_groups(model)
+    averaged = []  # after each step: which groups have averages
+    trainer = Trainer(model, data, cfg, out=tmp_path / "run", quiet=True, callbacks=[lambda t: averaged.append(
+        [all(KEY in t.optimizer.state[p] for p in g) for g in groups])])
+    trainer.fit()
+    assert [row[:3] for row in averaged] == [[True, False, False], [True, False, False], [True, True, False],
+                                             [True, True, False]]
+
+
 def test_gradual_unfreezing_leaves_frozen_layers_bit_identical_while_unfrozen_ones_move(files, lm_run, tmp_path):
     model, data = _classifier_data(files, lm_run)
     cfg = TrainConfig(lr=0.01, unfreeze_every=2, max_steps=6, warmup_steps=0, init_from=str(lm_run), log_every=2,

@@ -237,6 +237,9 @@ class TrainConfig:
                        "(losses, learning rate, gradient norms, diagnostics, samples)", default="jsonl")
     patience: int | None = setting("stop after this many evaluations without a better validation loss "
                                    "(seq2seq and ctc: token error rate)", default=None)
+    weight_average: float = setting("evaluate, keep and test an exponential moving average of the weights, which "
+                                    "moves by 1 - DECAY a step (about the last 1 / (1 - DECAY) steps; e.g. 0.999); "
+                                    "training goes on from the optimizer's own weights; 0: off", default=0.0)
     precision: str = setting("auto (bf16 where the hardware has bf16 units, else fp32), fp32, or bf16 "
                              "(autocast: bf16 matrix products, fp32 weights and loss)", default="auto")
     seed: int = setting("fixes initialisation, data order, dropout and samples", default=1337)
@@ -263,7 +266,7 @@ class TrainConfig:
             check_at_least(self, name, 0)
         check_at_least(self, "weight_decay", 0, optional=True)
         check_at_least(self, "l1", 0)
-        for name in ("alpha", "beta1", "beta2", "rho"):
+        for name in ("alpha", "beta1", "beta2", "rho", "weight_average"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"{name} must be in [0, 1); got {getattr(self, name)}")
         if self.eps is not None and not self.eps > 0:

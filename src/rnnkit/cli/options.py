@@ -235,7 +235,7 @@ BY_GRADIENT = {"optimizer", "lr", "momentum", "alpha", "weight_decay", "l1", "cl
                "max_epochs", "time_limit", "eval_every", "log_every", "save_every", "on_nonfinite", "patience",
                "precision", "beta1", "beta2", "eps", "rho", "label_smoothing", "dropout", "adversarial", "crf",
                "char_features", "char_lm_tune", "scheduled_sampling", "sampling_steps", "ar_order", "stlr_cut_frac",
-               "stlr_ratio", "init_from", "lr_layer_decay", "unfreeze_every"}
+               "stlr_ratio", "init_from", "lr_layer_decay", "unfreeze_every", "weight_average"}
 ONE_RESERVOIR = {"num_layers", "bidirectional"}
 NOT_ESN = {name: needs for names, needs in (
     (BY_GRADIENT, "training by gradient steps (--encoder rnn or tdnn; an esn's readout is fitted in closed form)"),

@@ -29,6 +29,7 @@ from rnnkit.errors import CheckpointError, ConfigError, TrainingError
 from rnnkit.kernels.memory import keep_freed_memory
 from rnnkit.layers import engines_in
 from rnnkit.training import closed_form, distributed
+from rnnkit.training.averaging import averaged_weights, averaging
 from rnnkit.training.board import Board
 from rnnkit.training.checkpoint import Progress, altered, load_checkpoint, save_checkpoint
 from rnnkit.training.device import resolve_device, resolve_precision
@@ -62,7 +63,7 @@ class Trainer:
         self.device = resolve_device(config.device)
         self.model = model.to(self.device)
         self.precision = resolve_precision(config.precision, self.device)
-        self.callbacks = list(callbacks)
+        self.callbacks = [c for c in (averaging(config.weight_average), *callbacks) if c]  # the average first
         # data parallel (rnnkit.training.distributed): this process's place, and the model behind DDP
         self.group = distributed.current()
         self.writes = self.group is None or self.group.main  # only rank 0 writes the run folder and prints
@@ -311,32 +312,32 @@ class Trainer:
     # -- evaluation and checkpoints -------------------------------------------
 
     def _evaluate_and_save(self, bar=None, final: bool = False) -> dict:
-        """Validate; the best checkpoint if improved; the last one and the plot at the end or when due (rewrites.py)"""
-        metrics = self.task.validate(self.model, self.data, "val", self.group, self.cfg)
-        result = {"val_" + k: v for k, v in metrics.items()}
-        if result:
-            self._log({"step": self.step, **result})
-            improved = self.task.criterion(metrics) < self.progress.best_val
-        else:  # no validation split: the last weights are the best we know
-            improved = True
-        self._refuse_nonfinite_weights()
-        if improved:
-            self.progress.best_val = self.task.criterion(metrics) if metrics else math.inf
-            self.progress.evals_without_improvement = 0
+        """Validate (the averaged weights under --weight-average); the best checkpoint if improved; a sample;
+        the last checkpoint (the optimizer's weights) and the plot at the end or when due (rewrites.py)"""
+        with averaged_weights(self.optimizer, self.model):
+            metrics = self.task.validate(self.model, self.data, "val", self.group, self.cfg)
+            result = {"val_" + k: v for k, v in metrics.items()}
+            if result:
+                self._log({"step": self.step, **result})
+            improved = not result or self.task.criterion(metrics) < self.progress.best_val  # none: the last is best
+            self._refuse_nonfinite_weights()
+            if improved:
+                self.progress.best_val = self.task.criterion(metrics) if metrics else math.inf
+                self.progress.evals_without_improvement = 0
+                if self.writes:
+                    with self._writing():
+                        save_tensors(self.out / BEST, self.model.state_dict(),
+                                     {"step": self.step, "config_sha256": self.config_digest, **result})
+            else:
+                self.progress.evals_without_improvement += 1
+            sample = None
             if self.writes:
-                with self._writing():
-                    save_tensors(self.out / BEST, self.model.state_dict(),
-                                 {"step": self.step, "config_sha256": self.config_digest, **result})
-        else:
-            self.progress.evals_without_improvement += 1
+                gen = torch.Generator(device=self.device).manual_seed(self.cfg.seed + self.step)
+                sample = self.task.evaluation_sample(self.model, self.data, self.cfg, gen)
+                if sample is not None:
+                    self._log({"step": self.step, "sample": sample})
         if final or self.rewrites.due(self.step, self.cfg.save_every, self.group):
             self.rewrites.run(self._save_last_and_plot)
-        sample = None
-        if self.writes:
-            gen = torch.Generator(device=self.device).manual_seed(self.cfg.seed + self.step)
-            sample = self.task.evaluation_sample(self.model, self.data, self.cfg, gen)
-            if sample is not None:
-                self._log({"step": self.step, "sample": sample})
         self._report(result, bar, sample)
         return result
 
