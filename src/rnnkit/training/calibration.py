@@ -28,8 +28,7 @@ import numpy as np
 
 from rnnkit.data.forecast import transform_values
 from rnnkit.errors import ConfigError
-from rnnkit.training.forecasting import (apply_spread, covered, forecast_windows, paths_in_units, spread_scale,
-                                         tracked_scales)
+from rnnkit.training.forecasting import apply_spread, covered, paths_in_units, spread_scale, tracked_scales
 from rnnkit.training.runs import BEST, load_tensors, save_tensors
 
 CALIBRATIONS = ("none", "validation", "rolling")  # --calibrate
@@ -46,15 +45,14 @@ def calibrate_spread(model, data, horizon: int, num_samples: int, seed: int = 0)
     if len(origins) < 2:
         return {}
     scaler = data.tokenizer
-    paths = forecast_windows(model, data.z, data.covariates, origins, data.config.seq_len, horizon, num_samples, seed)
-    values = scaler.to_values(paths, data.series.values[origins - 1])  # (N, O, H, C)
+    values = paths_in_units(model, scaler, data.z, data.covariates, data.series.values, origins, data.config.seq_len,
+                            horizon, num_samples, seed)  # (N, O, H, C)
     truth = data.series.values[origins[:, None] + np.arange(horizon)]  # (O, H, C)
     g = scaler.transform  # the spread is scaled where the model is Gaussian: in g(y) (--transform)
     scale = spread_scale(transform_values(values, g), transform_values(truth, g))
     return {"spread_scale": scale.tolist(), "calibration_origins": len(origins), "calibration_horizon": horizon,
             "coverage_before": covered(values, truth),
             "coverage_after": covered(apply_spread(values, scale, g), truth)}
-
 
 
 def calibrate_best(trainer, horizon: int, num_samples: int) -> str | None:
