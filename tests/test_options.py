@@ -142,6 +142,7 @@ TRAIN = [
     ("--frame-hop", "1", [], RECS, ALL - RECS),
     ("--eval-stride", "8", [], RECS, ALL - RECS),
     ("--features", "spectrum", [], RECS, ALL - RECS),
+    ("--recording-spectrum", "32", [], {REC}, ALL - {REC}),  # an esn's readout reads the pooled state alone
     ("--folds", "3", [], RECS, ALL - RECS),
     ("--fold", "2", ["--folds", "3"], RECS, set()),
     ("--fold", "2", [], set(), RECS | {"classify"}),

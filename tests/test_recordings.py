@@ -11,12 +11,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
+from scipy.signal import welch
 from torch import nn
 
 from rnnkit.config import DataConfig
+from rnnkit.data.batches import WindowBatch
 from rnnkit.data.recordings import RecordingScaler, bonn_protocol, read_recordings
 from rnnkit.data.windows import RecordingData, stratified_folds, window_starts
 from rnnkit.errors import ConfigError
+from rnnkit.models import SequenceClassifier
 from rnnkit.tasks import named
 from rnnkit.tasks.recordings import evaluate_recordings
 
@@ -133,6 +137,62 @@ def test_samples_and_spectrum_together_are_each_step_of_the_one_then_of_the_othe
     assert RecordingScaler.from_dict(both.to_dict()).windows(x, [3], 64).shape == (1, 7, 50)
 
 
+def test_a_recording_spectrum_is_welchs_estimate_standardised_on_the_training_recordings():
+    rng = np.random.default_rng(0)
+    recordings = [rng.standard_normal((320, 2)) * [1.0, 3.0] + np.sin(np.arange(320) / (2 + i))[:, None]
+                  for i in range(6)]  # 320 samples: segments of 64 every 32 tile them, as scipy's do
+    scaler = RecordingScaler.fit(np.concatenate(recordings), frame=4)
+    scaler.fit_spectrum(recordings, 64)
+    assert scaler.summary_size == 2 * 33
+    x = recordings[0]
+    z = np.clip((x - scaler.center) / scaler.scale, -8, 8)
+    _, density = welch(z, fs=1.0, window=np.hanning(64), nperseg=64, noverlap=32, detrend=False, axis=0)  # (33, 2)
+    density[1:-1] /= 2  # scipy's one-sided density doubles the bins between 0 and the Nyquist frequency
+    assert np.allclose(scaler.log_power(x), np.log(density + 1e-3).T.reshape(-1))  # channel by channel
+    fitted = np.stack([scaler.spectrum(r) for r in recordings])  # (R, P)
+    assert np.allclose(fitted.mean(0), 0, atol=1e-5) and np.allclose(fitted.std(0), 1, atol=1e-4)
+    again = RecordingScaler.from_dict(json.loads(json.dumps(scaler.to_dict())))  # as config.json keeps it
+    assert np.array_equal(again.spectrum(x), scaler.spectrum(x))
+    assert RecordingScaler.fit(x, frame=4).summary_size == 0 and "segment" not in RecordingScaler.fit(x).to_dict()
+
+
+def test_every_window_carries_its_own_recordings_spectrum_in_its_batch(tmp_path):
+    manifest = sinusoids(tmp_path, n=8, length=300)
+    recordings = {r.name: r for r in read_recordings(manifest)}
+    data = RecordingData.read(data_config(manifest, test_fraction=0.5, val_fraction=0.0, recording_spectrum=64))
+    test = data.test
+    start = 0
+    for batch in data.eval_batches("test", batch_size=5):  # batches cut across recordings
+        assert isinstance(batch, WindowBatch) and batch.summary.shape == (len(batch.x), 66 // 2)
+        for b, r in enumerate(test.recording[start:start + len(batch.x)]):
+            expected = data.tokenizer.spectrum(recordings[test.names[r]].x)
+            assert np.array_equal(batch.summary[b].numpy(), expected)
+        start += len(batch.x)
+    assert start == len(test)
+    plain = RecordingData.read(data_config(manifest, test_fraction=0.5, val_fraction=0.0))
+    assert type(next(iter(plain.batcher(0).batches(0)))).__name__ == "LabelledBatch"
+
+
+def test_the_classifiers_head_reads_the_summary_beside_the_pooled_state():
+    torch.manual_seed(0)
+    model = SequenceClassifier(0, 3, input_size=4, summary_size=5, cell="gru", hidden_size=6, num_layers=1,
+                               dropout=0.0).eval()
+    x, lengths, s = torch.randn(2, 7, 4), torch.tensor([7, 4]), torch.randn(2, 5)
+    logits, _ = model(x, lengths, summary=s)
+    c = model.pool(x, lengths)  # (B, F)
+    assert torch.allclose(logits, torch.cat([c, s], -1) @ model.head.weight.T + model.head.bias, atol=1e-6)
+    moved, _ = model(x, lengths, summary=s + torch.tensor([1.0, 0, 0, 0, 0]))
+    assert torch.allclose(moved - logits, model.head.weight[:, -5].expand(2, 3), atol=1e-5)  # s's own columns
+    batch = WindowBatch(x, lengths, torch.tensor([0, 2]), s)
+    assert torch.allclose(model.loss(batch)[0], F.cross_entropy(logits, batch.y), atol=1e-6)
+    with pytest.raises(ValueError, match=r"expected a summary of shape \(2, 5\), got None"):
+        model(x, lengths)
+    with pytest.raises(ValueError, match=r"expected a summary of shape \(2, 0\), got \(2, 5\)"):
+        SequenceClassifier(0, 3, input_size=4, cell="gru", hidden_size=6)(x, lengths, summary=s)
+    with pytest.raises(ConfigError, match="needs --encoder rnn or tdnn"):
+        SequenceClassifier(0, 3, input_size=4, summary_size=5, encoder="esn", bidirectional=False, hidden_size=6)
+
+
 def test_evaluation_windows_have_their_own_stride_and_training_keeps_its_own(tmp_path):
     manifest = sinusoids(tmp_path, n=8, length=300)
     plain = RecordingData.read(data_config(manifest, window="64", stride="32", test_fraction=0.25))
@@ -173,11 +233,13 @@ def test_another_fold_seed_is_another_partition_that_still_holds_each_recording_
     assert set(held_out[0]) != set(held_out[1])  # not the same folds in another order
 
 
-def test_no_window_of_a_test_recording_is_in_training_and_the_scaler_never_sees_one(tmp_path):
+@pytest.mark.parametrize("spectrum", [0, 64])
+def test_no_window_of_a_test_recording_is_in_training_and_the_scaler_never_sees_one(tmp_path, spectrum):
     manifest = sinusoids(tmp_path, n=20, length=300)
     seen_in_test = []
     for k in (1, 2, 3, 4):
-        data = RecordingData.read(data_config(manifest, folds=4, fold=k, val_fraction=0.2))
+        data = RecordingData.read(data_config(manifest, folds=4, fold=k, val_fraction=0.2,
+                                              recording_spectrum=spectrum))
         train, val, test = data.train, data.val, data.test
         assert not set(train.names) & set(test.names) and not set(val.names) & set(test.names)
         assert not set(train.names) & set(val.names)
@@ -189,7 +251,8 @@ def test_no_window_of_a_test_recording_is_in_training_and_the_scaler_never_sees_
         held_out = tmp_path / test.names[0]
         kept = held_out.read_text()
         held_out.write_text("\n".join(str(1e6 + t % 7) for t in range(300)))
-        again = RecordingData.read(data_config(manifest, folds=4, fold=k, val_fraction=0.2))
+        again = RecordingData.read(data_config(manifest, folds=4, fold=k, val_fraction=0.2,
+                                               recording_spectrum=spectrum))
         held_out.write_text(kept)
         assert again.tokenizer.to_dict() == data.tokenizer.to_dict()
         assert all(np.array_equal(a, b) for a, b in zip(again.train.ids, train.ids))
@@ -211,6 +274,14 @@ class MeanSign(nn.Module):
         return torch.stack([m, -m], dim=-1), None
 
 
+class MeanSignAndSpectrum(MeanSign):
+    """MeanSign with the first value of the recording's spectrum added to the first logit."""
+
+    def forward(self, x, lengths, summary):
+        (a, b), _ = MeanSign.forward(self, x, lengths)[0].T, None
+        return torch.stack([a + summary[:, 0], b], dim=-1), None
+
+
 def test_a_recording_takes_the_label_of_its_windows_summed_log_probabilities(tmp_path):
     manifest = sinusoids(tmp_path, n=6, length=300)
     data = RecordingData.read(data_config(manifest, test_fraction=0.5, val_fraction=0.0))
@@ -222,6 +293,16 @@ def test_a_recording_takes_the_label_of_its_windows_summed_log_probabilities(tmp
         assert torch.allclose(result["evidence"][r], expected.double(), atol=1e-6)
         assert result["predicted"][r] == data.labels[int(expected.argmax())]
     assert model.training  # evaluation leaves the model's mode as it was
+
+
+def test_each_windows_evidence_reads_its_own_recordings_spectrum(tmp_path):
+    manifest = sinusoids(tmp_path, n=6, length=300)
+    data = RecordingData.read(data_config(manifest, test_fraction=0.5, val_fraction=0.0, recording_spectrum=64))
+    result = evaluate_recordings(MeanSignAndSpectrum(), data.test, data.labels, batch_size=5)
+    for r in range(len(data.test.names)):
+        mine = [w.mean() for w, owner in zip(data.test.ids, data.test.recording) if owner == r]
+        logits = torch.tensor([[m + data.test.summary[r, 0], -m] for m in mine], dtype=torch.float64)
+        assert torch.allclose(result["evidence"][r], torch.log_softmax(logits, -1).sum(0), atol=1e-5)
 
 
 # -- the command line -------------------------------------------------------------------------
@@ -259,6 +340,25 @@ def test_cross_validation_folds_through_the_cli_hold_out_the_named_fold(tmp_path
     assert json.loads((tmp_path / "other" / "config.json").read_text())["data"]["fold_seed"] == 3
 
 
+def test_a_run_with_recording_spectra_trains_predicts_and_keeps_their_standardisation(tmp_path, cli_here,
+                                                                                       user_error):
+    manifest = sinusoids(tmp_path / "data", n=12, length=300)
+    run = tmp_path / "run"
+    result = cli_here("train", manifest, *TINY, "--recording-spectrum", "64", "--max-steps", "3", "--eval-every", "3",
+                      "--out", run)
+    assert result.returncode == 0, result.stderr
+    assert "each recording's whole spectrum (33 values) beside" in result.stdout
+    scaler = json.loads((run / "config.json").read_text())["tokenizer"]
+    assert scaler["segment"] == 64 and len(scaler["spectrum_center"]) == len(scaler["spectrum_scale"]) == 33
+    predicted = cli_here("predict", run, manifest, "--out", tmp_path / "p.csv")
+    assert predicted.returncode == 0, predicted.stderr
+    assert len(list(csv.reader(open(tmp_path / "p.csv")))) == 13
+    user_error(cli_here("predict", run, sinusoids(tmp_path / "short", n=4, length=60), "--out", tmp_path / "q.csv"),
+               "has 60 samples, fewer than one --recording-spectrum segment of 64")
+    user_error(cli_here("export", run, "--out", tmp_path / "exported"), "export does not carry yet")
+    assert not (tmp_path / "q.csv").exists() and not (tmp_path / "exported").exists()
+
+
 @pytest.mark.parametrize("recipe", sorted((Path(__file__).parents[1] / "recipes").glob("bonn-*.json")))
 def test_the_bonn_recipes_are_settings_that_apply_to_recordings(tmp_path, cli_here, recipe):
     """recipes/bonn-*.json (RESULTS' Bonn rows) train through `--config` on recordings: no unknown key, none
@@ -287,6 +387,8 @@ def test_the_bonn_recipes_are_settings_that_apply_to_recordings(tmp_path, cli_he
     (["--window", "32", "--frame", "64"], "frame (64) must not exceed the window (32)"),
     (["--frame", "4", "--frame-hop", "8"], "frame_hop (8) must not exceed the frame (4)"),
     (["--eval-stride", "0"], "eval_stride must be auto or a positive number"),
+    (["--recording-spectrum", "1"], "recording_spectrum must be 0 (off) or at least 2"),
+    (["--recording-spectrum", "512"], "has 300 samples, fewer than one --recording-spectrum segment of 512"),
 ])
 def test_settings_that_do_not_apply_to_recordings_are_refused(tmp_path, cli_here, user_error, flags, message):
     manifest = sinusoids(tmp_path, n=4, length=300)

@@ -11,6 +11,9 @@ its input first, as ``x``, so ``len(batch.x)`` is the number of rows B.
   (vectors (B, T, F) for a numeric series) with lengths (B,) >= 1 and labels
   y (B,) (a class, or a conditioned language model's condition) or (B, T)
   (a tag a step, padded with ``IGNORE``) (:mod:`rnnkit.data.sequences`).
+- :class:`WindowBatch` (x, lengths, y, summary): a :class:`LabelledBatch` of
+  recordings' windows with, for each window, its whole recording's summary
+  (B, P), the same for every window of a recording (:mod:`rnnkit.data.windows`).
 - :class:`PairBatch` (x, x_lengths, y, y_lengths): a source and a target
   sequence per row: seq2seq's token ids x (B, S) (:mod:`rnnkit.data.pairs`),
   or CTC's feature frames x (B, T', F) (:mod:`rnnkit.data.speech`); targets
@@ -45,6 +48,17 @@ class LabelledBatch(NamedTuple):
     y: Tensor  # (B,) labels, or (B, T) a label a step, IGNORE after each length
 
 
+class WindowBatch(NamedTuple):
+    """Windows of recordings classified whole: ``x`` (B, T, F) vectors, 0 after each length; ``lengths``
+    (B,); ``y`` (B,) their recording's label; ``summary`` (B, P) their recording's whole-recording
+    features (:meth:`rnnkit.data.recordings.RecordingScaler.spectrum`)."""
+
+    x: Tensor  # (B, T, F) vectors; 0 after each length
+    lengths: Tensor  # (B,) >= 1
+    y: Tensor  # (B,) labels
+    summary: Tensor  # (B, P) float32, each window's recording's
+
+
 class PairBatch(NamedTuple):
     """A seq2seq or CTC batch: ``x`` (B, S) source ids or (B, T', F) features, 0 after each length;
     ``x_lengths`` (B,); ``y`` (B, U) target ids, IGNORE (-100) after each length; ``y_lengths`` (B,)."""
@@ -64,7 +78,7 @@ class ForecastBatch(NamedTuple):
     y: Tensor  # (B, T, C) the values to predict
 
 
-Batch = TypeVar("Batch", StreamBatch, LabelledBatch, PairBatch, ForecastBatch)
+Batch = TypeVar("Batch", StreamBatch, LabelledBatch, WindowBatch, PairBatch, ForecastBatch)
 
 
 def to_device(batch: Batch, device: torch.device | str) -> Batch:

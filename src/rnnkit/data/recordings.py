@@ -220,17 +220,26 @@ class RecordingScaler:
       values a step (the waveform's shape, which the power spectrum drops with the phase, beside
       the band powers that a recurrent layer would otherwise have to learn to filter out).
 
+    With a ``segment`` n > 0 (``--recording-spectrum``) it also gives each recording one vector of
+    the whole recording (:meth:`spectrum`, P = (n / 2 + 1) x C values), its Welch log power spectrum
+    standardised per bin by the mean and standard deviation over the training recordings
+    (:meth:`fit_spectrum`): finer frequency steps (fs / n) than a window's frames can hold.
+
     The recordings' "tokenizer" in the run folder (``kind = "recordings"``)."""
 
     kind = "recordings"
     vocab_size = 0
 
-    def __init__(self, center, scale, frame: int = 1, features: str = "samples", hop: int | None = None):
+    def __init__(self, center, scale, frame: int = 1, features: str = "samples", hop: int | None = None,
+                 segment: int = 0, spectrum_center=(), spectrum_scale=()):
         self.center = np.asarray(center, dtype=np.float64)  # (C,)
         self.scale = np.asarray(scale, dtype=np.float64)  # (C,)
         self.frame = int(frame)
         self.hop = int(hop or frame)
         self.features = features
+        self.segment = int(segment)
+        self.spectrum_center = np.asarray(spectrum_center, dtype=np.float64)  # (P,) once fitted
+        self.spectrum_scale = np.asarray(spectrum_scale, dtype=np.float64)  # (P,) once fitted
 
     @classmethod
     def fit(cls, x: np.ndarray, frame: int = 1, features: str = "samples", hop: int | None = None
@@ -239,6 +248,44 @@ class RecordingScaler:
         center = np.median(x, axis=0)
         scale = 1.4826 * np.median(np.abs(x - center), axis=0)
         return cls(center, np.where(scale > 0, scale, 1.0), frame, features, hop)
+
+    def fit_spectrum(self, recordings: list[np.ndarray], segment: int, names: list[str] | None = None) -> None:
+        """Fit :meth:`spectrum`'s standardisation on the training recordings' raw samples (each (T, C)):
+        with segments of ``segment`` samples, each bin's mean and standard deviation over them."""
+        self.segment = int(segment)
+        powers = np.stack([self.log_power(x, name) for x, name in zip(recordings, names or ["recording"] * len(
+            recordings))])  # (R, P)
+        self.spectrum_center = powers.mean(0)
+        scale = powers.std(0)
+        self.spectrum_scale = np.where(scale > 0, scale, 1.0)
+
+    @property
+    def summary_size(self) -> int:
+        """P, the values of :meth:`spectrum` (0 without ``segment``)."""
+        return self.channels * (self.segment // 2 + 1) if self.segment else 0
+
+    def log_power(self, x: np.ndarray, what: str = "recording") -> np.ndarray:
+        """(T, C) raw -> (P,) float64, the Welch estimate of each channel's log power spectral density,
+        channel by channel (Welch 1967): the scaled samples z cut into segments z_k of n samples every
+        n / 2 (half overlapping; the last segment flush with the end), h the (symmetric) Hann window,
+
+            P(f) = (1 / K) Σ_k |rfft(h ⊙ z_k)(f)|² / Σ h²,   log(P(f) + 1e-3),   f = 0 .. n / 2.
+        """
+        n = self.segment
+        if len(x) < n:
+            raise DataError(f"{what} has {len(x):,} samples, fewer than one --recording-spectrum segment of {n:,}; "
+                            f"lower --recording-spectrum or remove it")
+        z = np.clip((x - self.center) / self.scale, -CLIP, CLIP)  # (T, C)
+        starts = list(range(0, len(z) - n + 1, max(1, n // 2)))
+        starts += [len(z) - n] if starts[-1] != len(z) - n else []
+        h = np.hanning(n)
+        segments = np.stack([z[s:s + n] for s in starts]) * h[:, None]  # (K, n, C)
+        power = (np.abs(np.fft.rfft(segments, axis=1)) ** 2).mean(0) / (h ** 2).sum()  # (n / 2 + 1, C)
+        return np.log(power + 1e-3).T.reshape(-1)  # (C (n / 2 + 1),) channel by channel
+
+    def spectrum(self, x: np.ndarray, what: str = "recording") -> np.ndarray:
+        """(T, C) raw -> (P,) float32: the recording's :meth:`log_power`, standardised per bin as fitted."""
+        return ((self.log_power(x, what) - self.spectrum_center) / self.spectrum_scale).astype(np.float32)
 
     @property
     def channels(self) -> int:
@@ -272,12 +319,15 @@ class RecordingScaler:
     def to_dict(self) -> dict:
         """The JSON-able dict :meth:`from_dict` reads back (config.json's tokenizer entry)."""
         return {"kind": self.kind, "center": self.center.tolist(), "scale": self.scale.tolist(), "frame": self.frame,
-                "hop": self.hop, "features": self.features}
+                "hop": self.hop, "features": self.features,
+                **({"segment": self.segment, "spectrum_center": self.spectrum_center.tolist(),
+                    "spectrum_scale": self.spectrum_scale.tolist()} if self.segment else {})}
 
     @classmethod
     def from_dict(cls, d: dict) -> "RecordingScaler":
         """The scaler :meth:`to_dict` saved, or a CheckpointError naming the missing key."""
         try:
-            return cls(d["center"], d["scale"], d["frame"], d["features"], d.get("hop"))  # no hop: side by side
+            return cls(d["center"], d["scale"], d["frame"], d["features"], d.get("hop"),  # no hop: side by side
+                       d.get("segment", 0), d.get("spectrum_center", ()), d.get("spectrum_scale", ()))
         except KeyError as e:
             raise CheckpointError(f"recording scaler in config.json lacks {e}") from None

@@ -113,13 +113,16 @@ class BucketBatcher:
         padded to the longest, the step that needs the most memory."""
         lengths = np.array([len(s) + (np.size(y) if np.ndim(y) else 0)
                             for s, y in zip(self.examples.ids, self.examples.labels)])
-        index = np.argsort(-lengths, kind="stable")[:size]
+        return self.batch(np.argsort(-lengths, kind="stable")[:size])
+
+    def batch(self, index: np.ndarray):
+        """The batch of the examples at ``index``, made by ``collate``."""
         return self.collate([self.examples.ids[i] for i in index], [self.examples.labels[i] for i in index])
 
     def batches(self, epoch: int, start: int = 0):
         """The epoch's batches in its seeded order, from batch ``start`` on (to resume), each made by ``collate``."""
         for index in self._order(epoch)[start:]:
-            yield self.collate([self.examples.ids[i] for i in index], [self.examples.labels[i] for i in index])
+            yield self.batch(index)
 
 
 def _stratified_split(labels: list[int], fractions: tuple[float, float], seed: int):

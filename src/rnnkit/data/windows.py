@@ -9,7 +9,10 @@ into one decision (the sum of their log-probabilities). Splits and folds
 window of a held-out recording is ever in training.
 
 The scaler (:class:`rnnkit.data.recordings.RecordingScaler`) is fitted on
-the training recordings' samples only.
+the training recordings' samples only; so is, with ``recording_spectrum``,
+the standardisation of each recording's whole spectrum, which every one of
+its windows then carries (``Windows.summary``, batched by
+:class:`WindowBatcher` as :class:`rnnkit.data.batches.WindowBatch`).
 """
 
 from __future__ import annotations
@@ -20,8 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from rnnkit.config import check_at_least, check_choice, setting
+from rnnkit.data.batches import WindowBatch
 from rnnkit.data.files import file_digest
 from rnnkit.data.recordings import FEATURES, Recording, RecordingScaler, bonn_archive, read_recordings
 from rnnkit.data.sequences import BucketBatcher
@@ -116,9 +121,22 @@ class Windows:
     recording: np.ndarray  # (N,) int64
     names: list[str] = field(default_factory=list)
     gold: list[int] = field(default_factory=list)
+    summary: np.ndarray | None = None  # (R, P) float32 per recording, with --recording-spectrum
 
     def __len__(self) -> int:
         return len(self.ids)
+
+
+class WindowBatcher(BucketBatcher):
+    """:class:`BucketBatcher` over :class:`Windows`: a batch is a :class:`LabelledBatch`, or with the
+    recordings' summaries a :class:`WindowBatch` whose ``summary`` (B, P) is each window's recording's."""
+
+    def batch(self, index: np.ndarray):
+        batch = super().batch(index)
+        summary = self.examples.summary
+        if summary is None:
+            return batch
+        return WindowBatch(*batch, torch.from_numpy(summary[self.examples.recording[index]]))  # (B, P)
 
 
 def cut_windows(recordings: list[Recording], scaler: RecordingScaler, window: int, stride: int,
@@ -130,7 +148,10 @@ def cut_windows(recordings: list[Recording], scaler: RecordingScaler, window: in
         ids.extend(w)
         labels.extend([y] * len(w))
         owner.extend([i] * len(w))
-    return Windows(ids, labels, np.array(owner, dtype=np.int64), [r.name for r in recordings], list(label_ids))
+    summary = (np.array([scaler.spectrum(r.x, r.name) for r in recordings], dtype=np.float32).reshape(
+        -1, scaler.summary_size) if scaler.segment else None)  # (R, P); (0, P) for an empty split
+    return Windows(ids, labels, np.array(owner, dtype=np.int64), [r.name for r in recordings], list(label_ids),
+                   summary)
 
 
 @dataclass
@@ -154,6 +175,10 @@ class RecordingSettings:
                             "side)", default="samples")
     classes: str = setting("classify the Bonn EEG archive: its sets grouped into labels, A,E (A against E), "
                            "ABCD:E, A,B,C,D,E (auto: five classes)", default="auto")
+    recording_spectrum: int = setting("classify recordings: the head also reads each recording's whole log power "
+                                      "spectrum (Welch: Hann segments of this many samples, half overlapping; "
+                                      "standardised on the training recordings) beside its window's pooled state "
+                                      "(0 = off; 2048 gives Bonn's 173.61 Hz 0.085 Hz bins)", default=0)
     folds: int = setting("classify recordings: cross-validation folds by recording, stratified (0: the test "
                          "split is --test-fraction)", default=0)
     fold: int = setting("classify recordings: the fold (1..--folds) held out as the test split", default=1)
@@ -168,6 +193,9 @@ class RecordingSettings:
             if value != "auto" and not (value.isdigit() and int(value) > 0):
                 raise ConfigError(f"{name} must be auto or a positive number of samples; got {value!r}")
         check_choice(self, "features", FEATURES)
+        check_at_least(self, "recording_spectrum", 0)
+        if self.recording_spectrum == 1:
+            raise ConfigError("recording_spectrum must be 0 (off) or at least 2 samples a segment; got 1")
         check_at_least(self, "folds", 0)
         check_at_least(self, "fold_seed", 0)
         if self.folds == 1 or self.fold < 1 or (self.folds and self.fold > self.folds):
@@ -228,13 +256,13 @@ class RecordingData:
         return len(self.labels)
 
     def batcher(self, seed: int) -> BucketBatcher:
-        """The training windows' :class:`BucketBatcher`, seeded by ``seed``."""
-        return BucketBatcher(self.train, self.config.batch_size, seed)
+        """The training windows' :class:`WindowBatcher`, seeded by ``seed``."""
+        return WindowBatcher(self.train, self.config.batch_size, seed)
 
     def eval_batches(self, split: str = "val", batch_size: int = 256):
         """Batches of a split's windows in order (no shuffling), for evaluation."""
         windows = getattr(self, split)
-        return BucketBatcher(windows, batch_size, 0, shuffle=False).batches(0) if len(windows) else iter(())
+        return WindowBatcher(windows, batch_size, 0, shuffle=False).batches(0) if len(windows) else iter(())
 
     @classmethod
     def read(cls, config, scaler: RecordingScaler | None = None, labels: list[str] | None = None,
@@ -254,6 +282,9 @@ class RecordingData:
             hop = int(config.frame_hop) if config.frame_hop != "auto" else frame
             scaler = RecordingScaler.fit(np.concatenate([recordings[i].x for i in index["train"]]), frame,
                                           config.features, hop)
+            if config.recording_spectrum:
+                scaler.fit_spectrum([recordings[i].x for i in index["train"]], config.recording_spectrum,
+                                    [recordings[i].name for i in index["train"]])
         labels = labels or sorted(set(names))
         ids = {name: i for i, name in enumerate(labels)}
         unknown = sorted(set(names) - set(ids))

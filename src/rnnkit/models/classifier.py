@@ -19,6 +19,13 @@ Pooling (``ClassifierConfig.pooling``), always over valid positions only:
   (additive attention, Bahdanau et al. 2015; as pooling, Yang et al. 2016);
   :meth:`SequenceClassifier.attention_weights` gives α for inspection.
 
+With a ``summary_size`` P > 0 (``--recording-spectrum``, a recording's
+windows classified whole) each example also carries a vector s (B, P)
+that the recurrent layer does not read (its recording's whole spectrum),
+and the head reads it beside the pooled state:
+
+    p(y | x, s) = softmax(W [c ; s] + b)          (B, K)
+
 Adversarial training (``adversarial`` ε > 0; Goodfellow et al. 2015, on
 embeddings as Miyato et al. 2017): each example's embeddings e get the
 perturbation that increases its loss fastest, r = ε g / ‖g‖₂ with
@@ -36,7 +43,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnkit.config import check_at_least, check_choice, setting, smoothing
-from rnnkit.data.batches import LabelledBatch
+from rnnkit.data.batches import LabelledBatch, WindowBatch
 from rnnkit.errors import ConfigError
 from rnnkit.layers import length_mask, merge_directions
 from rnnkit.layers.dropout import dropout
@@ -69,11 +76,16 @@ class SequenceClassifier(LinearReadout, nn.Module):
     vectors), ``alphabet_size`` (character ids, for ``char_features``) and the
     fields of :class:`ClassifierConfig` as keywords (``bidirectional`` None means True).
 
-    ``forward(x, lengths, targets=None) -> (logits (B, K), loss)`` for ids x
-    (B, T) padded after each sequence and lengths (B,): loss the mean
-    cross-entropy against labels ``targets`` (B,), None without them.
-    ``loss(batch)`` is the forward pass's loss on a :class:`LabelledBatch`
-    (with ``adversarial`` in training, plus the adversarial term);
+    ``summary_size`` (P) the width of a vector per example that the head
+    reads beside the pooled state (0: none).
+
+    ``forward(x, lengths, targets=None, summary=None) -> (logits (B, K), loss)``
+    for ids x (B, T) padded after each sequence and lengths (B,) (and
+    ``summary`` (B, P) with ``summary_size``): loss the mean cross-entropy
+    against labels ``targets`` (B,), None without them. ``loss(batch)`` is
+    the forward pass's loss on a :class:`LabelledBatch` (a :class:`WindowBatch`
+    with ``summary_size``; with ``adversarial`` in training, plus the
+    adversarial term);
     ``predict(x, lengths)`` the label ids. With ``encoder="esn"`` the head is
     the readout fitted in closed form (``readout_rows``, ``set_readout``), by
     ridge regression of the labels one-hot on c, and the logits are that
@@ -81,18 +93,22 @@ class SequenceClassifier(LinearReadout, nn.Module):
     """
 
     def __init__(self, vocab_size: int, num_labels: int, input_size: int | None = None, alphabet_size: int = 0,
-                 **config):
+                 summary_size: int = 0, **config):
         super().__init__()
         self.config = reading_both_ways(config, ClassifierConfig)
         if num_labels < 2:
             raise ValueError(f"SequenceClassifier: need at least 2 labels, got {num_labels}")
+        if summary_size and self.config.encoder == "esn":
+            raise ConfigError("an esn's readout is fitted on the pooled state alone: a summary beside it (--recording-"
+                              "spectrum) needs --encoder rnn or tdnn")
         self.num_labels = num_labels
+        self.summary_size = summary_size
         self.encoder = Encoder(vocab_size, self.config, input_size, alphabet_size, self.config.char_features)
         F_ = self.encoder.output_size
         if self.config.pooling == "attention":
             self.attn = nn.Linear(F_, F_)
             self.attn_v = nn.Linear(F_, 1, bias=False)
-        self.head = nn.Linear(2 * F_ if self.config.pooling == "meanmax" else F_, num_labels)
+        self.head = nn.Linear((2 * F_ if self.config.pooling == "meanmax" else F_) + summary_size, num_labels)
 
     def _scores(self, outputs: Tensor, mask: Tensor) -> Tensor:
         """Attention weights α (B, T), zero at padding."""
@@ -122,25 +138,33 @@ class SequenceClassifier(LinearReadout, nn.Module):
         return peak if kind == "max" else torch.cat([mean, peak], dim=-1)  # (B, F) or (B, 2F)
 
     def forward(self, x: Tensor, lengths: Tensor, targets: Tensor | None = None,
-                e: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+                e: Tensor | None = None, summary: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """(logits (B, K) in fp32 at least (also under bf16 autocast), the mean cross-entropy against
-        ``targets`` (B,) or None); ``e`` (B, T, E) replaces the embedding of x (the adversarial term's)."""
-        logits = self.head(dropout(self.pool(x, lengths, e), self.config.dropout, self.training))  # (B, K)
+        ``targets`` (B,) or None); ``e`` (B, T, E) replaces the embedding of x (the adversarial term's);
+        ``summary`` (B, P) is read beside the pooled state, given exactly when ``summary_size`` P > 0."""
+        c = self.pool(x, lengths, e)  # (B, F)
+        if self.summary_size or summary is not None:
+            if summary is None or summary.shape != (len(x), self.summary_size):
+                raise ValueError(f"SequenceClassifier: expected a summary of shape ({len(x)}, {self.summary_size}), "
+                                 f"got {None if summary is None else tuple(summary.shape)}")
+            c = torch.cat([c, summary.to(c.dtype)], dim=-1)  # (B, F + P)
+        logits = self.head(dropout(c, self.config.dropout, self.training))  # (B, K)
         logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
         return logits, None if targets is None else F.cross_entropy(logits, targets, label_smoothing=smoothing(self))
 
-    def loss(self, batch: LabelledBatch, state=None) -> tuple[Tensor, None]:
-        """The training contract: a :class:`LabelledBatch` (x, lengths, y) -> (mean cross-entropy, no carried
-        state); with ``adversarial`` in training, plus the loss on adversarial embeddings."""
-        x, lengths, y = batch.x, batch.lengths, batch.y
+    def loss(self, batch: LabelledBatch | WindowBatch, state=None) -> tuple[Tensor, None]:
+        """The training contract: a :class:`LabelledBatch` (x, lengths, y) or :class:`WindowBatch` (x, lengths,
+        y, summary) -> (mean cross-entropy, no carried state); with ``adversarial`` in training, plus the loss
+        on adversarial embeddings."""
+        x, lengths, y, s = batch.x, batch.lengths, batch.y, getattr(batch, "summary", None)
         eps = self.config.adversarial
         if not (eps and self.training and torch.is_grad_enabled()):
-            return self(x, lengths, y)[1], None
+            return self(x, lengths, y, summary=s)[1], None
         e = self.encoder.embed(x, lengths)  # (B, T, E)
-        _, loss = self(x, lengths, y, e)
+        _, loss = self(x, lengths, y, e, s)
         (g,) = torch.autograd.grad(loss, e, retain_graph=True)  # (B, T, E)
         r = eps * g / g.flatten(1).norm(dim=1).clamp_min(1e-12)[:, None, None]  # ‖r_b‖ = ε
-        return loss + self(x, lengths, y, e + r.detach())[1], None
+        return loss + self(x, lengths, y, e + r.detach(), s)[1], None
 
     @torch.no_grad()
     def readout_rows(self, batch: LabelledBatch) -> tuple[Tensor, Tensor]:

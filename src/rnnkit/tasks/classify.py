@@ -16,6 +16,7 @@ from rnnkit.data.tables import LabelColumn, TextColumn, read_table, write_table
 from rnnkit.data.tokenizers import choose_tokenizer
 from rnnkit.data.recordings import RecordingScaler
 from rnnkit.data.windows import RecordingData, RecordingSettings
+from rnnkit.errors import ConfigError
 from rnnkit.models import ClassifierConfig, SequenceClassifier
 from rnnkit.models.portable import Port
 from rnnkit.tasks import recordings
@@ -80,6 +81,9 @@ class ClassifyTask(LabelledTask):
 
     def export_graphs(self, model, run):
         """The classifier: ids (B, T) (or a recording's windows, vectors (B, T, I)) and lengths -> scores (B, K)."""
+        if getattr(model, "summary_size", 0):
+            raise ConfigError("classify: a model with --recording-spectrum also reads each recording's whole "
+                              "spectrum, which export does not carry yet; export a run trained without it")
         scores = Port("scores", "float32", ("B", len(run.labels)), "label scores (logits): softmax gives p(label | "
                       "text); the labels are export.json's, in order")
         return [self.scores_graph(model, run, "classifier", scores, "label scores of padded texts")], {}

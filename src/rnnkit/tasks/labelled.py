@@ -42,8 +42,10 @@ class LabelledTask(Task):
         if not labels:
             raise CheckpointError(f"a {self.name} run needs its label names in config.json; restore it or "
                                   f"train again")
+        summary = getattr(tokenizer, "summary_size", 0)  # recordings' whole spectra beside their windows
         return self.model_class(tokenizer.vocab_size, len(labels), getattr(tokenizer, "num_features", None),
-                                getattr(tokenizer, "alphabet_size", 0), **to_dict(model_cfg))
+                                getattr(tokenizer, "alphabet_size", 0),
+                                **({"summary_size": summary} if summary else {}), **to_dict(model_cfg))
 
     def describe(self, data) -> str:
         features = getattr(data.tokenizer, "num_features", None)

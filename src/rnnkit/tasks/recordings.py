@@ -10,6 +10,11 @@ windows' evidence combined, as if they were independent:
     score(y | r) = Σ_{w ∈ r} log p(y | w)            (R, K)
     ŷ(r) = argmax_y score(y | r)
 
+With ``--recording-spectrum n`` every window of r also carries s(r), r's
+whole Welch log power spectrum (:meth:`rnnkit.data.recordings.RecordingScaler.spectrum`),
+which the head reads beside the window's pooled state, so each term is
+log p(y | w, s(r)).
+
 Training sees windows, each with its recording's label; validation and
 ``rnnkit predict`` report at the recording level (accuracy and macro F1
 over recordings; the windows' own loss and accuracy beside them). The
@@ -26,10 +31,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from rnnkit.data.batches import to_device
+from rnnkit.data.batches import WindowBatch, to_device
 from rnnkit.data.recordings import bonn_archive, is_recordings, read_recordings
-from rnnkit.data.sequences import BucketBatcher
-from rnnkit.data.windows import RecordingData, Windows, check_lengths, cut_windows, decide_windows
+from rnnkit.data.windows import RecordingData, WindowBatcher, Windows, check_lengths, cut_windows, decide_windows
 from rnnkit.errors import DataError
 from rnnkit.training.decode import evaluating
 from rnnkit.training.metrics import classification_report
@@ -50,6 +54,9 @@ RULES = {
     "frame_hop": (recordings, RECORDINGS),
     "eval_stride": (recordings, RECORDINGS),
     "features": (recordings, RECORDINGS),
+    "recording_spectrum": (lambda c: recordings(c) and c.model.encoder in ("rnn", "tdnn"),
+                           RECORDINGS + ", read by --encoder rnn or tdnn (an esn's readout is fitted on the pooled "
+                           "state alone)"),
     "folds": (recordings, RECORDINGS),
     "fold": (lambda c: recordings(c) and c.data.folds > 0, "--folds (cross-validation by recording)"),
     "fold_seed": (lambda c: recordings(c) and c.data.folds > 0, "--folds (cross-validation by recording)"),
@@ -100,9 +107,10 @@ def evaluate_recordings(model, windows: Windows, labels: list[str], batch_size: 
     owner = torch.from_numpy(windows.recording)  # (N,) the recording of each window
     loss, hits, start = 0.0, 0, 0
     with evaluating(model):
-        for batch in BucketBatcher(windows, batch_size, 0, shuffle=False).batches(0):
+        for batch in WindowBatcher(windows, batch_size, 0, shuffle=False).batches(0):
             batch = to_device(batch, device)
-            logits, _ = model(batch.x, batch.lengths)  # (B, K)
+            summary = {"summary": batch.summary} if isinstance(batch, WindowBatch) else {}  # (B, P)
+            logits, _ = model(batch.x, batch.lengths, **summary)  # (B, K)
             logp = F.log_softmax(logits.float(), dim=-1)  # (B, K)
             loss += F.nll_loss(logp, batch.y, reduction="sum").item()
             hits += int((logp.argmax(-1) == batch.y).sum())
@@ -134,7 +142,9 @@ def describe(data: RecordingData) -> str:
             f"labels ({', '.join(data.labels)}), windows of {int(c.window):,} every {int(c.stride):,}, "
             f"{(int(c.window) - int(c.frame)) // int(c.frame_hop) + 1} steps of {c.frame}"
             f"{f' every {c.frame_hop}' if c.frame_hop != c.frame else ''} ({c.features})"
-            f"{f', evaluated every {int(c.eval_stride):,}' if c.eval_stride != c.stride else ''}")
+            f"{f', evaluated every {int(c.eval_stride):,}' if c.eval_stride != c.stride else ''}"
+            + (f", and each recording's whole spectrum ({data.tokenizer.summary_size:,} values) beside"
+               if c.recording_spectrum else ""))
 
 
 def predict(model, doc, request) -> int:
