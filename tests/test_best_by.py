@@ -14,6 +14,7 @@ from rnnkit.tasks.base import HIGHER_IS_BETTER, LOWER_IS_BETTER
 from rnnkit.tasks.lm import LanguageModelTask
 from rnnkit.training.runs import BEST, load_tensors
 from test_forecast import ar2, write_csv
+from test_recordings import sinusoids
 
 # what a scripted validation reports at steps 4, 8, 12, 16, 20: the loss is lowest at step 8, accuracy highest
 # at 12 (a run's last evaluation comes after its loop, so a budget of 16 steps reads the first four)
@@ -76,8 +77,8 @@ def test_every_metric_a_task_reports_is_known_lower_or_higher_better():
         assert set(task.metrics) <= LOWER_IS_BETTER | set(HIGHER_IS_BETTER), task.name
 
 
-@pytest.mark.parametrize("task_name, column", [("tag", 1), ("tag", 2), ("classify", None), ("lm", None),
-                                               ("forecast", None)])
+@pytest.mark.parametrize("task_name, column", [("tag", 1), ("tag", 2), ("classify", None), ("classify", "recordings"),
+                                               ("lm", None), ("forecast", None)])
 def test_what_a_task_says_it_reports_is_what_its_validation_reports(task_name, column, tmp_path, chunk_corpus,
                                                                      spam_table, make_text):
     """reports(data) is what --best-by may name: a POS tagger has no F1, a chunker has."""
@@ -86,6 +87,8 @@ def test_what_a_task_says_it_reports_is_what_its_validation_reports(task_name, c
     if task_name == "tag":
         path.write_text(chunk_corpus())
         settings = {"tag_column": column}
+    elif column == "recordings":
+        path = sinusoids(tmp_path, n=10, length=300)
     elif task_name == "classify":
         path = tmp_path / "data.csv"
         path.write_text(spam_table())
@@ -94,13 +97,14 @@ def test_what_a_task_says_it_reports_is_what_its_validation_reports(task_name, c
     else:
         path = tmp_path / "data.csv"
         write_csv(path, ar2(300))
-    data = task.read_data(task.data_config(path=str(path), batch_size=8, **settings))
+    data = task.read_data(task.data_config(path=str(path), batch_size=8, val_fraction=0.2, **settings))
     torch.manual_seed(0)
     model = task.build_model(task.model_config(hidden_size=8, embedding_dim=4, num_layers=1), data.tokenizer,
                              getattr(data, "labels", None))
     reported = task.validate(model, data, "val")
     assert tuple(reported) == task.reports(data) and all(math.isfinite(v) for v in reported.values())
     assert ("f1" in reported) == (column == 2 or task_name == "classify")
+    assert ("window_accuracy" in reported) == (column == "recordings")
 
 
 def test_a_metric_the_run_does_not_report_or_a_run_without_validation_is_refused(tmp_path, chunk_corpus, user_error,
