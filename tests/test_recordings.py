@@ -364,13 +364,15 @@ def test_the_bonn_recipes_are_settings_that_apply_to_recordings(tmp_path, cli_he
     """recipes/bonn-*.json (RESULTS' Bonn rows) train through `--config` on recordings: no unknown key, none
     refused as not applying; here on small generated recordings, with the window and width cut to fit."""
     manifest = sinusoids(tmp_path, n=20, length=300)
+    settings = json.loads(recipe.read_text())
+    segment = ["--recording-spectrum", "64"] if settings.get("recording_spectrum") else []
     result = cli_here("train", manifest, "--task", "classify", "--config", recipe, "--folds", "5", "--window", "64",
                       "--stride", "32", "--frame", "8", "--frame-hop", "8", "--hidden-size", "8", "--max-steps", "2",
-                      "--device", "cpu", "--out", tmp_path / "run")
+                      *segment, "--device", "cpu", "--out", tmp_path / "run")
     assert result.returncode == 0, result.stderr
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
-    settings = json.loads(recipe.read_text())
-    kept = {k: v for k, v in settings.items() if k not in ("window", "stride", "frame", "frame_hop", "hidden_size")}
+    cut = ("window", "stride", "frame", "frame_hop", "hidden_size", "recording_spectrum")
+    kept = {k: v for k, v in settings.items() if k not in cut}
     flat = {k: v for part in ("model", "data", "train") for k, v in saved.get(part, {}).items()}
     assert {k: flat.get(k) for k in kept} == kept
 
