@@ -163,7 +163,7 @@ def test_every_window_carries_its_own_recordings_spectrum_in_its_batch(tmp_path)
     test = data.test
     start = 0
     for batch in data.eval_batches("test", batch_size=5):  # batches cut across recordings
-        assert isinstance(batch, WindowBatch) and batch.summary.shape == (len(batch.x), 66 // 2)
+        assert isinstance(batch, WindowBatch) and batch.summary.shape == (len(batch.x), 64 // 2 + 1)
         for b, r in enumerate(test.recording[start:start + len(batch.x)]):
             expected = data.tokenizer.spectrum(recordings[test.names[r]].x)
             assert np.array_equal(batch.summary[b].numpy(), expected)
