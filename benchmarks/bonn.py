@@ -17,7 +17,8 @@ published Bonn figures is the window-level split).
 - **rnnkit**: one ``rnnkit train --task classify ZIP --classes P --folds 10
   --fold k`` per fold, in a fresh process (the folds are a setting of the
   task, so the command is the whole protocol). RESULTS.md's rows take their
-  settings from ``--recipe recipes/bonn-joint-noise.json``; without a
+  settings from ``--recipe recipes/bonn-joint-spectrum.json`` (five classes)
+  and ``recipes/bonn-joint-noise.json`` (the two-class rows); without a
   recipe, this script's flags give: windows of 1,024 samples
   every 128, each read as 15 steps of the log power spectrum of 128
   samples every 64 (``--features spectrum --frame 128 --frame-hop 64``:
