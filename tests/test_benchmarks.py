@@ -126,9 +126,18 @@ def test_the_spam_benchmark_combines_the_bilstms_additions_and_deals_other_parti
     assert [t.tolist() for _, _, t in tables] != [t.tolist() for _, _, t in other]
 
 
-def test_the_spam_benchmarks_ensemble_takes_the_argmax_of_its_members_mean_probabilities(common):
-    """Not a vote, nor the first member: one sure member outweighs two unsure ones."""
+def test_the_spam_benchmarks_ensemble_takes_the_argmax_of_its_members_mean_probabilities(common, monkeypatch,
+                                                                                          capsys):
+    """Not a vote, nor the first member: one sure member outweighs two unsure ones. ``--ensemble`` without
+    an rnnkit model, or of no members, is refused."""
     spam = load("spam", "benchmark_spam")
+    for flags, said in ((["--models", "logreg", "--ensemble", "3"],
+                         "applies to rnnkit's models, and --models names none"),
+                        (["--ensemble", "0"], "takes 1 or more members, not 0")):
+        monkeypatch.setattr(sys, "argv", ["benchmarks/spam.py", *flags])
+        with pytest.raises(SystemExit) as done:
+            spam.main()
+        assert done.value.code == 2 and capsys.readouterr().err == f"spam: --ensemble {said}\n"
     p = [np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]]),
          np.array([[0.4, 0.6], [0.45, 0.55], [0.3, 0.7]]),
          np.array([[0.45, 0.55], [0.9, 0.1], [0.3, 0.7]])]  # votes: b, b, b; first member: a, b, a
@@ -137,7 +146,7 @@ def test_the_spam_benchmarks_ensemble_takes_the_argmax_of_its_members_mean_proba
     assert predicted == ["a", "a", "b"]
 
 
-@pytest.mark.slow  # three small training runs: about 5 s alone
+@pytest.mark.slow  # three small training runs: 4 s alone on machine D, 6 s beside another training
 def test_the_spam_benchmarks_ensemble_is_its_seeded_members_each_its_best_checkpoints_probabilities(common, tmp_path):
     """``--ensemble 2``: BiLSTMs of seeds --seed and --seed + 1, each its best checkpoint's class
     probabilities (softmax of its logits, whose argmax its labels are); the ensemble labels a comment by
