@@ -94,7 +94,7 @@ def test_the_spam_benchmarks_middle_step_reads_the_training_folds_texts_only(com
     args = SimpleNamespace(lm=lm, lm_epochs=1, lm_lr=1e-3, lm_seq_len=8, batch_size=4, precision="fp32", seed=0,
                            tokenizer="word", min_count=1, word_pattern=spam.WORD_PATTERN, embedding_dim=8,
                            hidden_size=16, dropout=0.0, pooling="max", adversarial=0.0, lr=3e-3, epochs=1,
-                           fine_tuning="ulmfit")
+                           fine_tuning="ulmfit", weight_average=0.0)
     run = spam.fine_tune_lm(lm, texts, np.concatenate([train, val]), tmp_path, args)
     assert (tmp_path / "lm_text.txt").read_text().splitlines() == [texts[i] for i in range(60)]
     words = set(json.loads((run / "config.json").read_text())["tokenizer"]["words"])
