@@ -226,6 +226,8 @@ TRAIN = [
     ("--log-every", "2", [], BY_GRADIENT, ESN),
     ("--patience", "2", [], BY_GRADIENT, ESN),
     ("--patience", "2", ["--val-fraction", "0"], set(), ALL),
+    ("--best-by", "loss", [], BY_GRADIENT, ESN),
+    ("--best-by", "loss", ["--val-fraction", "0"], set(), ALL),
     ("--eval-streams", "2", [], {"lm"}, ALL - {"lm"}),
     ("--sample-length", "10", [], LM, ALL - LM),
     ("--scheduled-sampling", "linear", [], {"seq2seq", "forecast"}, ALL - {"seq2seq", "forecast"}),

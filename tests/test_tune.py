@@ -261,12 +261,13 @@ def test_tune_takes_every_flag_of_train_but_resume_and_dry_run():
 
 def test_the_criterion_is_the_tasks_own(tmp_path):
     """What a trial minimises is its task's validation criterion: a seq2seq or ctc run's token error
-    rate (its loss can rise while its outputs improve), another task's loss."""
+    rate (its loss can rise while its outputs improve), another task's loss; or what --best-by names."""
     rows = [{"step": 5, "loss": 2.0}, {"step": 10, "val_loss": 1.5, "val_token_error_rate": 0.4},
             {"step": 20, "val_loss": 1.7, "val_token_error_rate": 0.3}]
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
-    assert tune.criteria(tmp_path, named("seq2seq")) == [(10, 0.4), (20, 0.3)]
-    assert tune.criteria(tmp_path, named("lm")) == [(10, 1.5), (20, 1.7)]
+    assert tune.criteria(tmp_path, named("seq2seq").criterion_by("auto")) == [(10, 0.4), (20, 0.3)]
+    assert tune.criteria(tmp_path, named("lm").criterion_by("auto")) == [(10, 1.5), (20, 1.7)]
+    assert tune.criteria(tmp_path, named("seq2seq").criterion_by("loss")) == [(10, 1.5), (20, 1.7)]  # --best-by
     assert named("ctc").criterion_name == "token_error_rate" and named("classify").criterion_name == "loss"
 
 

@@ -235,8 +235,12 @@ class TrainConfig:
                                       "(rnnkit report RUN draws them)", default=None)
     log: str = setting("metrics.jsonl always; tensorboard: also TensorBoard event files in RUN/tensorboard "
                        "(losses, learning rate, gradient norms, diagnostics, samples)", default="jsonl")
-    patience: int | None = setting("stop after this many evaluations without a better validation loss "
-                                   "(seq2seq and ctc: token error rate)", default=None)
+    patience: int | None = setting("stop after this many evaluations without a better validation criterion "
+                                   "(--best-by)", default=None)
+    best_by: str = setting("the validation metric that picks the kept checkpoint (best.safetensors) and --patience's "
+                           "improvements: auto (the task's: the loss; chunk F1 for chunk tags; the token error rate "
+                           "for seq2seq and ctc) or one the task's validation reports, e.g. accuracy (a tagger's loss "
+                           "can rise while its accuracy still improves)", default="auto")
     weight_average: float = setting("evaluate, keep and test an exponential moving average of the weights, which "
                                     "moves by 1 - DECAY a step (about the last 1 / (1 - DECAY) steps; e.g. 0.999); "
                                     "training goes on from the optimizer's own weights; 0: off", default=0.0)

@@ -166,6 +166,7 @@ STEP, COSINE, STLR = "--lr-schedule step", "--lr-schedule cosine", "--lr-schedul
 TOKENS = {"word", "char", "byte", "bpe"}
 PRETRAINED = "--init-from RUN (the layers of a model started from a language model)"
 HIDDEN_WEIGHTS = "a recurrent cell with recurrent weights (rnn, lstm, gru)"
+VALIDATION = "a validation split (--val-path or --val-fraction > 0)"
 
 # what the structure of the configs cannot say: a common setting -> (whether it applies to a choice,
 # what it needs, said to the user); a task may override a rule with its own (rnnkit.tasks.Task.rules)
@@ -209,8 +210,8 @@ RULES: dict[str, tuple[Callable[[Choice], bool], str]] = {
     "lr_decay": (lambda c: c.train.lr_schedule == "step", STEP),
     "lr_decay_every": (lambda c: c.train.lr_schedule == "step", STEP),
     "lr_decay_start": (lambda c: c.train.lr_schedule == "step", STEP),
-    "patience": (lambda c: bool(c.data.val_path) or c.data.val_fraction > 0,
-                 "a validation split (--val-path or --val-fraction > 0)"),
+    "patience": (lambda c: bool(c.data.val_path) or c.data.val_fraction > 0, VALIDATION),
+    "best_by": (lambda c: bool(c.data.val_path) or c.data.val_fraction > 0, VALIDATION),
     "diagnostics_every": (lambda c: c.recurrent, "recurrent cells to inspect (--encoder rnn)"),
     "warmup_steps": (lambda c: c.train.lr_schedule != "stlr", "--lr-schedule constant, step or cosine (stlr rises "
                      "from its own start)"),
@@ -235,7 +236,7 @@ BY_GRADIENT = {"optimizer", "lr", "momentum", "alpha", "weight_decay", "l1", "cl
                "max_epochs", "time_limit", "eval_every", "log_every", "save_every", "on_nonfinite", "patience",
                "precision", "beta1", "beta2", "eps", "rho", "label_smoothing", "dropout", "adversarial", "crf",
                "char_features", "char_lm_tune", "scheduled_sampling", "sampling_steps", "ar_order", "stlr_cut_frac",
-               "stlr_ratio", "init_from", "lr_layer_decay", "unfreeze_every", "weight_average"}
+               "stlr_ratio", "init_from", "lr_layer_decay", "unfreeze_every", "weight_average", "best_by"}
 ONE_RESERVOIR = {"num_layers", "bidirectional"}
 NOT_ESN = {name: needs for names, needs in (
     (BY_GRADIENT, "training by gradient steps (--encoder rnn or tdnn; an esn's readout is fitted in closed form)"),

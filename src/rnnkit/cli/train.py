@@ -70,6 +70,9 @@ def run_train(args, say, device: str | None = None, lr_find: tuple | None = None
         if args.path and Path(args.path).resolve() != Path(data_cfg.path).resolve():
             raise ConfigError(f"--resume continues the run on {data_cfg.path}; do not give another PATH")
         train_cfg = from_dict(task.train_config, {**to_dict(doc.train), **train_s}, "train settings")
+        if train_cfg.best_by != doc.train.best_by:  # its best checkpoint's score would not compare
+            raise ConfigError(f"--best-by {train_cfg.best_by}: {out} keeps its best checkpoint by {doc.train.best_by};"
+                              f" resume with the same --best-by, or start another run")
     else:
         if not args.path:
             raise ConfigError("train: give a text file to train on (or --resume --out RUN)")
@@ -145,7 +148,8 @@ def run_train(args, say, device: str | None = None, lr_find: tuple | None = None
     if "val_bpc" in result:
         unit = data.tokenizer.kind  # char, byte, word or bpe
         summary += (f"; val loss {result['val_loss']:.4f} nats/{unit} ({result['val_bpc']:.3f} bits/{unit}, "
-                    f"perplexity {result['val_perplexity']:.2f}), best {result['best_val']:.4f}")
+                    f"perplexity {result['val_perplexity']:.2f}), best {result['best_val']:.4f}"
+                    + ("" if train_cfg.best_by == "auto" else f" ({trainer.criterion.name})"))
     elif "val_loss" in result:
         summary += "; val " + _scores(result, "val_")
     test = trainer.test()

@@ -39,6 +39,7 @@ def run_tune(args) -> int:
     if both:
         raise ConfigError(f"{flag(both[0])} is both searched (--space) and fixed; drop one of them")
     _refuse_unused(args.path, given, space, task)
+    criterion = task.criterion_by(given.get("best_by", "auto"))  # what every trial's evaluations are scored by
     study = tune.open_study(Path(folder), args.path, space, given, task, args.startup_trials, args.prune_after,
                             args.sampler_seed)
     print(f"rnnkit tune --task {task.name}: {args.path}, {args.trials} trials searching {', '.join(space)} "
@@ -55,11 +56,11 @@ def run_tune(args) -> int:
 
         return run_train(trial_args, say, callbacks=callbacks)
 
-    code = tune.run_study(study, Path(folder), args.trials, run_trial, task)
-    print(tune.trials_table(study, task).markdown())
+    code = tune.run_study(study, Path(folder), args.trials, run_trial, criterion)
+    print(tune.trials_table(study, criterion).markdown())
     best = tune.best_trial(study)
     if best is not None:
-        print(f"\nbest: trial {best.number}, val {task.criterion_name} {best.value:.4f}; reproduce with:\n"
+        print(f"\nbest: trial {best.number}, val {criterion.name} {best.value:.4f}; reproduce with:\n"
               + tune.best_command(study, args.path, best))
     elif code == 0:
         raise ConfigError(f"no trial of the study in {folder} completed (the table says why)")

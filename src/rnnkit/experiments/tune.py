@@ -12,8 +12,9 @@ folder ``STUDY/trial-NNN``. The sampler is TPE (Bergstra et al. 2011): after
 A trial is pruned (stopped early) by the median rule: at an evaluation at step s,
 when its validation criterion is worse than the median of the finished trials'
 at the same step (after ``prune_after`` finished trials). The criterion is the
-task's (:meth:`rnnkit.tasks.Task.criterion`, lower is better: the loss, a token
-error rate), so the study always minimises.
+run's (:class:`rnnkit.tasks.Criterion`, lower is better: the task's own, the
+loss or a token error rate, or what ``--best-by`` names, e.g. 1 - accuracy),
+so the study always minimises.
 
 The study is an SQLite file, ``STUDY/study.db`` (Optuna's RDB storage), with
 rnnkit's version, the space and the fixed settings in its user attributes: a
@@ -280,8 +281,8 @@ class Pruning:
     ``trainer.rows`` with ``val_`` metrics) is reported at the next step, with the criterion at the
     evaluation's step."""
 
-    def __init__(self, trial, task):
-        self.trial, self.task = trial, task
+    def __init__(self, trial, criterion):
+        self.trial, self.criterion = trial, criterion
         self.seen = 0  # rows of trainer.rows already read
         self.pruned = False
 
@@ -290,7 +291,7 @@ class Pruning:
         for row in rows[self.seen:]:
             metrics = {k[4:]: v for k, v in row.items() if k.startswith("val_")}
             if metrics:
-                self.trial.report(self.task.criterion(metrics), row["step"])
+                self.trial.report(self.criterion(metrics), row["step"])
                 reported = True
         self.seen = len(rows)
         if reported and not self.pruned and self.trial.should_prune():
@@ -298,7 +299,7 @@ class Pruning:
             trainer.request_stop()
 
 
-def criteria(run: Path, task) -> list[tuple[int, float]]:
+def criteria(run: Path, criterion) -> list[tuple[int, float]]:
     """(step, validation criterion) of each evaluation in a run folder's metrics.jsonl."""
     found = []
     with contextlib.suppress(FileNotFoundError), open(Path(run) / METRICS) as f:
@@ -306,14 +307,15 @@ def criteria(run: Path, task) -> list[tuple[int, float]]:
             row = json.loads(line)
             metrics = {k[4:]: v for k, v in row.items() if k.startswith("val_")}
             if metrics:
-                found.append((row["step"], task.criterion(metrics)))
+                found.append((row["step"], criterion(metrics)))
     return found
 
 
-def run_study(study, folder: Path, trials: int, run_trial, task, say=print) -> int:
+def run_study(study, folder: Path, trials: int, run_trial, criterion, say=print) -> int:
     """Run trials until the study has ``trials`` (counting every process's); returns 0, or 130 after
     Ctrl-C. ``run_trial(number, settings, out, callbacks) -> exit code`` trains one trial (130:
-    interrupted) and raises an RnnkitError when the trial cannot train (counted, as failed)."""
+    interrupted) and raises an RnnkitError when the trial cannot train (counted, as failed); ``criterion``
+    (:class:`rnnkit.tasks.Criterion`) scores its evaluations."""
     opt = optuna()
     State = opt.trial.TrialState
     space = {name: opt.distributions.json_to_distribution(json.dumps(d))
@@ -329,7 +331,7 @@ def run_study(study, folder: Path, trials: int, run_trial, task, say=print) -> i
         out = trial_folder(folder, trial.number)
         say(f"trial {trial.number}: " + " ".join(f"{name} {_shown(v)}" for name, v in trial.params.items())
             + f" -> {out}")
-        pruning = Pruning(trial, task)
+        pruning = Pruning(trial, criterion)
         try:
             code = run_trial(trial.number, dict(trial.params), out, [pruning])
         except RnnkitError as e:  # this trial's settings cannot train (its loss diverged, ...)
@@ -340,7 +342,7 @@ def run_study(study, folder: Path, trials: int, run_trial, task, say=print) -> i
         except BaseException:  # Ctrl-C outside the training loop, or a bug: the study stays usable
             study.tell(trial, state=State.FAIL)
             raise
-        found = criteria(out, task)
+        found = criteria(out, criterion)
         if found:
             trial.set_user_attr("steps", _steps(out))
         if pruning.pruned:
@@ -365,7 +367,7 @@ def _steps(run: Path) -> int:
 # -- the results ------------------------------------------------------------------------------------
 
 
-def trials_table(study, task) -> Table:
+def trials_table(study, criterion) -> Table:
     """Every trial: number, state, the sampled settings, the validation criterion, steps and seconds."""
     names = list(study.user_attrs["space"])
     rows = []
@@ -377,7 +379,7 @@ def trials_table(study, task) -> Table:
     formats = ("{}", "{}", *(_shown for _ in names), "{:.4f}", "{}", "{:.0f}")
     errors = [f"trial {t.number}: {t.user_attrs['error']}" for t in study.get_trials(deepcopy=False)
               if "error" in t.user_attrs]
-    return Table(("trial", "state", *names, f"val {task.criterion_name}", "steps", "seconds"), rows, formats,
+    return Table(("trial", "state", *names, f"val {criterion.name}", "steps", "seconds"), rows, formats,
                  note="\n".join(errors))
 
 

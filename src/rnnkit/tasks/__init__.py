@@ -14,7 +14,7 @@ import torch
 
 from rnnkit.config import DataConfig
 from rnnkit.errors import ConfigError
-from rnnkit.tasks.base import Task
+from rnnkit.tasks.base import Criterion, Task
 from rnnkit.tasks.classify import ClassifyData, ClassifyTask
 from rnnkit.tasks.ctc import CTCTask
 from rnnkit.tasks.forecast import ForecastTask
@@ -104,6 +104,6 @@ class Trainer(trainer.Trainer):
         return super()._loop(bar)
 
 
-__all__ = ["TASKS", "CTCTask", "ClassifyData", "ClassifyTask", "ForecastTask", "LanguageModelData", "LanguageModelTask",
-           "LanguageModelTraining", "Seq2SeqTask", "Seq2SeqTraining", "TagData", "TagTask", "Task", "Trainer",
-           "export_run", "load_run", "named", "read_data", "read_run"]
+__all__ = ["TASKS", "CTCTask", "ClassifyData", "ClassifyTask", "Criterion", "ForecastTask", "LanguageModelData",
+           "LanguageModelTask", "LanguageModelTraining", "Seq2SeqTask", "Seq2SeqTraining", "TagData", "TagTask", "Task",
+           "Trainer", "export_run", "load_run", "named", "read_data", "read_run"]

@@ -28,6 +28,37 @@ Rule = tuple[Callable[["object"], bool], str]
 RESERVOIR_RULES: dict[str, Rule] = {name: (lambda c: c.model.encoder == "esn", "--encoder esn") for name in (
     "spectral_radius", "leak_rate", "input_scaling", "reservoir_density", "reservoir_seed", "ridge", "washout")}
 
+# The validation metrics tasks report, by which way is better. One where higher is better is read by
+# --best-by as its distance from its best value (1 - accuracy), so that every criterion is lower-better.
+LOWER_IS_BETTER = frozenset({"loss", "bpc", "perplexity", "token_error_rate", "sequence_error_rate", "mae", "rmse",
+                             "mase"})
+HIGHER_IS_BETTER = {"accuracy": 1.0, "f1": 1.0, "window_accuracy": 1.0, "bleu": 100.0}  # each with its best value
+
+
+@dataclasses.dataclass(frozen=True)
+class Criterion:
+    """What makes a checkpoint the best (``best.safetensors``), an evaluation an improvement
+    (``--patience``) and a trial good (`rnnkit tune`), lower being better: under ``--best-by auto``
+    the task's own (:meth:`Task.criterion`), else one validation metric m, read as m where lower is
+    better and as best(m) - m where higher is (``1 - accuracy``)."""
+
+    task: "Task"
+    best_by: str = "auto"
+
+    @property
+    def name(self) -> str:
+        """The criterion in words, for tables: ``loss``, ``1 - accuracy``."""
+        if self.best_by == "auto":
+            return self.task.criterion_name
+        best = HIGHER_IS_BETTER.get(self.best_by)
+        return self.best_by if best is None else f"{best:g} - {self.best_by}"
+
+    def __call__(self, metrics: dict) -> float:
+        if self.best_by == "auto":
+            return self.task.criterion(metrics)
+        best = HIGHER_IS_BETTER.get(self.best_by)
+        return metrics[self.best_by] if best is None else best - metrics[self.best_by]
+
 
 class Task:
     """One task's behaviour; subclasses set the class attributes and override what differs.
@@ -52,6 +83,7 @@ class Task:
     # the common ones; another task's option is refused for it
     eval_options: frozenset[str] = frozenset()
     criterion_name: str = "loss"  # the validation metric :meth:`criterion` returns (rnnkit tune's tables name it)
+    metrics: tuple[str, ...] = ("loss",)  # every metric :meth:`validate` can report (:meth:`reports`: for some data)
     predict_options: frozenset[str] = frozenset()
 
     # -- settings ------------------------------------------------------------------------------
@@ -173,9 +205,24 @@ class Task:
         them at each evaluation)."""
         return " | ".join(f"{name.replace('_', ' ')} {value:.4f}" for name, value in metrics.items())
 
+    def reports(self, data) -> tuple[str, ...]:
+        """The metrics :meth:`validate` reports on ``data`` (a task whose metrics depend on the data narrows
+        :attr:`metrics`)."""
+        return self.metrics
+
     def criterion(self, metrics: dict) -> float:
         """What makes a checkpoint the best, lower being better: the loss, unless the task says."""
         return metrics["loss"]
+
+    def criterion_by(self, best_by: str, data=None) -> Criterion:
+        """The :class:`Criterion` of ``--best-by`` (``auto``, or a metric this task's validation reports on
+        ``data``; without data, on some data); a ConfigError for another."""
+        offered = self.reports(data) if data is not None else self.metrics
+        if best_by != "auto" and best_by not in offered:
+            what = "this run's" if data is not None else f"--task {self.name}'s"
+            raise ConfigError(f"--best-by {best_by}: {what} validation reports {', '.join(offered)}; choose one of "
+                              f"them, or auto (the task's: {self.criterion_name})")
+        return Criterion(self, best_by)
 
     def before_step(self, model, step: int, config) -> dict:
         """Set what changes over training in the model before training step ``step`` (the layers

@@ -36,6 +36,7 @@ class ClassifyTask(LabelledTask):
     name = "classify"
     summary = "classify (one label a text)"
     model_class = SequenceClassifier
+    metrics = (*LabelledTask.metrics, "window_accuracy")  # the windows' own, for recordings
     model_config = ClassifierConfig
     data_config = ClassifyData
     rules = {**LabelledTask.rules, **recordings.RULES,
@@ -72,6 +73,9 @@ class ClassifyTask(LabelledTask):
 
     def describe(self, data) -> str:
         return recordings.describe(data) if isinstance(data, RecordingData) else super().describe(data)
+
+    def reports(self, data) -> tuple[str, ...]:
+        return self.metrics if isinstance(data, RecordingData) else LabelledTask.metrics
 
     def validate(self, model, data, split="val", group=None, config=None) -> dict:
         if isinstance(data, RecordingData):

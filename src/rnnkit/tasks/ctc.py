@@ -95,6 +95,7 @@ class CTCTask(Task):
                 **{k: decoded[k] for k in ("token_error_rate", "sequence_error_rate")}}
 
     criterion_name = "token_error_rate"
+    metrics = ("loss", "perplexity", "token_error_rate", "sequence_error_rate")
 
     def criterion(self, metrics: dict) -> float:
         """The transcripts' token error rate (as for seq2seq, the loss can rise while they improve)."""

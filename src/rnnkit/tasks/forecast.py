@@ -81,6 +81,7 @@ class ForecastTask(Task):
 
     name = "forecast"
     summary = "forecast (the next values of a numeric series)"
+    metrics = ("loss", "mae", "rmse", "mase")
     model_config = ForecasterConfig
     data_config = ForecastConfig
     train_config = ForecastTraining

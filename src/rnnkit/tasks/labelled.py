@@ -29,6 +29,7 @@ class LabelledTask(Task):
     """A task of labelled examples (classify, tag): ``model_class`` is its model."""
 
     model_class = None
+    metrics = ("loss", "accuracy", "f1")  # f1: macro F1 of labels, chunk F1 of chunk tags (score_labels)
     rules = {
         **ENCODER_RULES,
         "embeddings": (lambda c: _words(c) and c.model.embedding_dim > 0, WORDS_AND_EMBEDDING),
@@ -62,7 +63,7 @@ class LabelledTask(Task):
         if len(getattr(data, split)) == 0:
             return {}
         metrics = evaluate_labelled(model, data.eval_batches(split), data.labels, group=group)
-        return {k: metrics[k] for k in ("loss", "accuracy", "f1") if k in metrics}
+        return {k: metrics[k] for k in self.reports(data)}
 
 
 

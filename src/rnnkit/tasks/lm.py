@@ -84,6 +84,7 @@ class LanguageModelTask(Task):
 
     name = "lm"
     summary = "lm (next token)"
+    metrics = ("loss", "bpc", "perplexity")
     model_config = LanguageModelConfig
     data_config = LanguageModelData
     train_config = LanguageModelTraining
@@ -150,7 +151,7 @@ class LanguageModelTask(Task):
             with evaluating(model):
                 total, count = all_sum(*stream_sums(model, ids, streams, rank=group.rank, world=group.world))
             metrics = metrics_of(total, int(count))
-        return {k: metrics[k] for k in ("loss", "bpc", "perplexity")}
+        return {k: metrics[k] for k in self.metrics}
 
     def describe_metrics(self, metrics: dict, data=None) -> str:
         """Nats, bits and perplexity a token: bits a character ("bpc") for characters and bytes, bits a word

@@ -133,6 +133,7 @@ class Seq2SeqTask(Task):
         return {**super().before_step(model, step, config), **schedule_teacher_forcing(model, config, step)}
 
     criterion_name = "token_error_rate"
+    metrics = ("loss", "perplexity", "token_error_rate", "sequence_error_rate", "bleu")
 
     def criterion(self, metrics: dict) -> float:
         """The decoded outputs' token error rate: the loss can rise as the outputs grow confident

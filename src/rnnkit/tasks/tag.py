@@ -23,6 +23,7 @@ from rnnkit.models.char_lm import DIRECTIONS, lm_spec
 from rnnkit.models.portable import Port
 from rnnkit.tasks.labelled import LabelledTask, examples_to_predict, labelling_endpoint, predict_and_write
 from rnnkit.tasks.lm import LanguageModelTask
+from rnnkit.training.metrics import chunk_tags
 from rnnkit.training.run_config import read_run
 from rnnkit.training.runs import BEST, load_weights
 
@@ -66,6 +67,10 @@ class TagTask(LabelledTask):
     }
 
     criterion_name = "1 - chunk F1 (no chunk tags: loss)"
+
+    def reports(self, data) -> tuple[str, ...]:
+        """Loss and accuracy over tokens, and chunk F1 where the tags are chunks."""
+        return self.metrics if chunk_tags(data.labels) else ("loss", "accuracy")
 
     def criterion(self, metrics: dict) -> float:
         """1 - F1 where the tags are chunks (B-/I- prefixes: conlleval's score), the loss otherwise.

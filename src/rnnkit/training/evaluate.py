@@ -25,7 +25,7 @@ from rnnkit.data.batches import to_device
 from rnnkit.data.tokenfile import as_tensor
 from rnnkit.training.decode import evaluating
 from rnnkit.training.distributed import gather_shares, share
-from rnnkit.training.metrics import accuracy, chunk_f1, classification_report
+from rnnkit.training.metrics import accuracy, chunk_f1, chunk_tags, classification_report
 
 
 @torch.no_grad()
@@ -202,7 +202,7 @@ def score_labels(gold: list, predicted: list, labels: list[str]) -> dict:
     if isinstance(gold[0], list):
         names = set(labels).union(*gold)
         result = {"accuracy": accuracy(gold, predicted)}  # over tokens
-        if any(t[:2] in ("B-", "I-", "E-", "S-") for t in names):
+        if chunk_tags(names):
             result["f1"] = chunk_f1(gold, predicted)["f1"] / 100
         return result
     report = classification_report(gold, predicted, list(labels) + sorted(set(gold) - set(labels)))

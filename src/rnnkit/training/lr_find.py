@@ -35,7 +35,7 @@ BETA, DIVERGED = 0.9, 4.0
 # the settings the test sets itself: each of these flags is refused by `rnnkit lr-find`
 FIXED = ("lr", "lr_schedule", "warmup_steps", "min_lr_ratio", "lr_decay", "lr_decay_every", "lr_decay_start",
          "max_steps", "max_epochs", "time_limit", "eval_every", "log_every", "save_every", "patience",
-         "diagnostics_every", "sample_length", "on_nonfinite", "eval_streams", "log")
+         "diagnostics_every", "sample_length", "on_nonfinite", "eval_streams", "log", "best_by", "weight_average")
 
 
 @dataclass

@@ -88,6 +88,11 @@ def _prf(correct: int, num_gold: int, num_pred: int, scale: float) -> dict[str, 
     return {"precision": precision, "recall": recall, "f1": f1}
 
 
+def chunk_tags(names) -> bool:
+    """Whether tag ``names`` are chunk tags (a B-, I-, E- or S- prefix), scored by chunk F1."""
+    return any(t[:2] in ("B-", "I-", "E-", "S-") for t in names)
+
+
 def chunk_f1(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> dict:
     """Chunk precision, recall and F1 in percent over a corpus, as conlleval.pl.
 

@@ -4,9 +4,9 @@ resume exactly (:mod:`rnnkit.training.checkpoint`), and Ctrl-C that saves.
 The loop knows nothing task-specific: the model gives ``loss(batch, state) -> (loss, state)``; a state it
 returns (a language model's) is detached and passed back with the next batch of the same epoch (the batches
 continue each other), and reset to zero at each new epoch; classifiers and taggers return None. What
-validation measures and which metric picks the best checkpoint is the task's (:class:`rnnkit.tasks.Task`),
-which the Trainer is handed. A model whose readout is fitted in closed form (an esn) takes one pass of
-:mod:`rnnkit.training.closed_form` in place of the loop.
+validation measures is the task's (:class:`rnnkit.tasks.Task`, which the Trainer is handed), and so is
+the metric that picks the best checkpoint unless ``--best-by`` names another. A model whose readout is
+fitted in closed form (an esn) takes one pass of :mod:`rnnkit.training.closed_form` in place of the loop.
 """
 
 from __future__ import annotations
@@ -33,8 +33,7 @@ from rnnkit.training.averaging import averaged_weights, averaging
 from rnnkit.training.board import Board
 from rnnkit.training.checkpoint import Progress, altered, load_checkpoint, save_checkpoint
 from rnnkit.training.device import resolve_device, resolve_precision
-from rnnkit.training.footprint import Footprint, size
-from rnnkit.training.footprint import measure as measure_footprint
+from rnnkit.training.footprint import Footprint, measure as measure_footprint, size
 from rnnkit.training.interrupt import ctrl_c_stops
 from rnnkit.training.nonfinite import skip_step
 from rnnkit.training.optim import Budget, add_l1_subgradient, all_finite, build_optimizer, clip_gradients, learning_rate
@@ -59,6 +58,7 @@ class Trainer:
         self.out = Path(out or config.out or default_folder(data.config.path))
         self.task = task  # validation, the best checkpoint's criterion, samples (rnnkit.tasks.Task)
         self.cfg = config = dataclasses.replace(task.own(config), out=str(self.out))  # the task's own settings
+        self.criterion = task.criterion_by(config.best_by, data)  # lower is better (--best-by)
         self.data = data
         self.device = resolve_device(config.device)
         self.model = model.to(self.device)
@@ -319,10 +319,10 @@ class Trainer:
             result = {"val_" + k: v for k, v in metrics.items()}
             if result:
                 self._log({"step": self.step, **result})
-            improved = not result or self.task.criterion(metrics) < self.progress.best_val  # none: the last is best
+            value = self.criterion(metrics) if metrics else math.inf  # none: the last is best
             self._refuse_nonfinite_weights()
-            if improved:
-                self.progress.best_val = self.task.criterion(metrics) if metrics else math.inf
+            if not result or value < self.progress.best_val:
+                self.progress.best_val = value
                 self.progress.evals_without_improvement = 0
                 if self.writes:
                     with self._writing():
