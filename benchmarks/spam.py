@@ -36,6 +36,10 @@ Adam 3e-3 with rnnkit's cosine schedule, batch 32, 10 epochs, fp32.
 On request: ``glove``, the BiLSTM with its embedding started from a vectors
 file (``--vectors``, e.g. ``benchmarks/glove.py --dim 64`` on Penn
 Treebank), and ``chars``, the BiLSTM with character-level word features.
+``recipe`` is the classifier of a ``rnnkit train --config`` file (``--recipe``:
+``recipes/youtube-spam-bilstm.json`` is ``adversarial+chars``,
+``recipes/sms-spam-bilstm.json`` is ``adversarial``, setting for setting), the
+files, evaluations and seed of each fold set by the benchmark.
 
 ``--ensemble M`` makes each rnnkit model M independently seeded copies of
 itself (seeds ``--seed``, ``--seed`` + 1, ...; the first is the single
@@ -55,6 +59,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import json
 import statistics
 import sys
 import tempfile
@@ -69,7 +74,7 @@ from common import DATA, markdown_table
 # words, lower-cased: runs of word characters and single punctuation marks, so a URL is
 # its pieces ("http", ":", "/", "/", "www", ".", "youtube", ...) and "!!!" three tokens
 WORD_PATTERN = r"\w+|[^\w\s]"
-MODELS = ("bilstm", "tdnn", "logreg", "adversarial", "glove", "chars", "ulmfit")
+MODELS = ("bilstm", "tdnn", "logreg", "adversarial", "glove", "chars", "ulmfit", "recipe")
 # the BiLSTM's additions, which combine with "+": "adversarial+chars" is the BiLSTM with both
 ADDITIONS = ("adversarial", "glove", "chars")
 MODEL_NAMES = {"bilstm": "rnnkit BiLSTM", "tdnn": "rnnkit tdnn (kernel 5)",
@@ -77,8 +82,13 @@ MODEL_NAMES = {"bilstm": "rnnkit BiLSTM", "tdnn": "rnnkit tdnn (kernel 5)",
                "glove": "rnnkit BiLSTM, embedding from GloVe (--vectors)",
                "chars": "rnnkit BiLSTM, char features 16",
                "ulmfit": "rnnkit LSTM from a language model (--lm; ULMFiT)",
+               "recipe": "rnnkit classifier of --recipe",
                "logreg": "bag of words + logistic regression"}
 LOGREG_CS = (0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0)
+# what the benchmark sets for each fold itself (its files, its evaluations once an epoch, the member's seed),
+# which a --recipe may not
+FOLD_SETTINGS = ("path", "val_path", "test_path", "val_fraction", "test_fraction", "eval_every", "log_every", "seed",
+                 "device", "out")
 
 
 # -- data -----------------------------------------------------------------------
@@ -166,12 +176,45 @@ def class_probabilities(model, batches) -> np.ndarray:
                                for batch in batches])
 
 
+def read_recipe(path: Path) -> dict:
+    """The settings of a ``rnnkit train --config`` file for ``--task classify``, by name; one the benchmark sets
+    for each fold itself (FOLD_SETTINGS) is refused."""
+    from rnnkit.deprecated import rename_settings
+
+    settings = rename_settings(json.loads(Path(path).read_text()), f"--recipe {path}")
+    if settings.get("task") != "classify":
+        raise SystemExit(f"spam: --recipe {path} is not a classifier's (\"task\": \"classify\")")
+    fixed = sorted(set(settings) & set(FOLD_SETTINGS))
+    if fixed:
+        raise SystemExit(f"spam: --recipe {path} sets {', '.join(fixed)}, which the benchmark sets for each fold")
+    return settings
+
+
+def settings_of(kind: str, args) -> dict:
+    """The rnnkit classifier's settings by name, as a ``rnnkit train --config`` file holds them: the --recipe
+    file's for ``recipe``, else the flags' with the BiLSTM's additions that ``kind`` names (or the tdnn)."""
+    if kind == "recipe":
+        return read_recipe(args.recipe)
+    parts = set(kind.split("+"))
+    return {"task": "classify", "tokenizer": args.tokenizer, "lowercase": True, "min_count": args.min_count,
+            **({"word_pattern": args.word_pattern} if args.tokenizer == "word" else {}),
+            "cell": "lstm", "embedding_dim": args.embedding_dim, "hidden_size": args.hidden_size, "num_layers": 1,
+            "bidirectional": True, "dropout": args.dropout, "pooling": args.pooling,
+            **({"encoder": "tdnn", "kernel_size": 5} if kind == "tdnn" else {}),
+            **({"adversarial": args.adversarial} if "adversarial" in parts else {}),
+            **({"char_features": 16} if "chars" in parts else {}),
+            "optimizer": "adam", "lr": args.lr, "batch_size": args.batch_size, "max_epochs": args.epochs,
+            "precision": args.precision, **({"weight_average": args.weight_average} if args.weight_average else {})}
+
+
 def run_rnnkit(kind: str, texts, labels, split, folder: Path, args, seed: int | None = None) -> dict:
     """Train and test one rnnkit classifier (bilstm, tdnn, adversarial, glove, chars, ulmfit) on one fold,
     with ``seed`` (default ``args.seed``); scores, test labels and class probabilities (N, K) of the best
     checkpoint."""
-    from rnnkit import DataConfig, TrainConfig, Trainer, load_run, read_data
-    from rnnkit.models import ClassifierConfig, SequenceClassifier
+    from rnnkit import Trainer, load_run, read_data
+    from rnnkit.cli.options import split_settings
+    from rnnkit.models import SequenceClassifier
+    from rnnkit.tasks import named
     from rnnkit.training.evaluate import evaluate_labelled
 
     train, val, test = split
@@ -179,19 +222,12 @@ def run_rnnkit(kind: str, texts, labels, split, folder: Path, args, seed: int | 
     parts = set(kind.split("+"))
     for name, index in (("train", train), ("val", val), ("test", test)):
         write_split(folder / f"{name}.csv", texts, labels, index)
-    data_cfg = DataConfig(task="classify", tokenizer=args.tokenizer, lowercase=True, min_count=args.min_count,
-                          word_pattern=args.word_pattern if args.tokenizer == "word" else None,
-                          val_path=str(folder / "val.csv"), test_path=str(folder / "test.csv"),
-                          batch_size=args.batch_size)
-    model_cfg = ClassifierConfig(cell="lstm", embedding_dim=args.embedding_dim, hidden_size=args.hidden_size,
-                                 num_layers=1, dropout=args.dropout, encoder="tdnn" if kind == "tdnn" else "rnn",
-                                 kernel_size=5,
-                                 pooling=args.pooling, bidirectional=True,
-                                 adversarial=args.adversarial if "adversarial" in parts else 0.0,
-                                 char_features=16 if "chars" in parts else 0)
+    task = named("classify")
+    model_s, data_s, train_s = split_settings(settings_of(kind, args), task)
+    data_cfg = task.data_config(**data_s, val_path=str(folder / "val.csv"), test_path=str(folder / "test.csv"))
+    model_cfg = task.model_config(**model_s)
     fine_tuning, pretrained = {}, None
     if kind == "ulmfit":  # ULMFiT's middle step on this fold's training texts, then the classifier from it
-        from rnnkit.tasks import named
         from rnnkit.tasks.transfer import Pretrained
 
         lm_run = fine_tune_lm(args.lm, texts, np.concatenate([train, val]), folder, args)
@@ -200,19 +236,18 @@ def run_rnnkit(kind: str, texts, labels, split, folder: Path, args, seed: int | 
         model_cfg = dataclasses.replace(model_cfg, embedding_dim=lm.embedding_dim, hidden_size=lm.hidden_size,
                                         num_layers=lm.num_layers, cell=lm.cell, bidirectional=False)
         model_cfg, data_cfg = pretrained.settle(model_cfg, data_cfg)
-        data_cfg = named("classify").own(dataclasses.replace(data_cfg, path=str(folder / "train.csv")))
-        data = pretrained.read_data(named("classify"), data_cfg)
+        data_cfg = task.own(dataclasses.replace(data_cfg, path=str(folder / "train.csv")))
+        data = pretrained.read_data(task, data_cfg)
     else:
-        data = read_data(folder / "train.csv", data_cfg, spell="chars" in parts)
+        data = read_data(folder / "train.csv", data_cfg, spell=model_cfg.char_features > 0)
     assert len(data.train) == len(train) and len(data.test) == len(test), "a CSV row was lost"
-    steps_per_epoch = -(-len(data.train) // args.batch_size)
+    steps_per_epoch = -(-len(data.train) // data_cfg.batch_size)
     if kind == "ulmfit":
         fine_tuning = dict(init_from=str(pretrained.path))
         if args.fine_tuning == "ulmfit":  # one more layer learns each epoch, each at its rate, on the slanted triangle
             fine_tuning.update(lr_layer_decay=2.6, unfreeze_every=steps_per_epoch, lr_schedule="stlr")
-    train_cfg = TrainConfig(optimizer="adam", lr=args.lr, max_epochs=args.epochs, eval_every=steps_per_epoch,
-                            log_every=steps_per_epoch, precision=args.precision, weight_average=args.weight_average,
-                            seed=seed, device="cpu", **fine_tuning)
+    train_cfg = task.train_config(**{**train_s, "eval_every": steps_per_epoch, "log_every": steps_per_epoch,
+                                     "seed": seed, "device": "cpu", **fine_tuning})
     torch.manual_seed(seed)
     model = SequenceClassifier(data.vocab_size, data.num_labels, alphabet_size=getattr(data.tokenizer,
                                "alphabet_size", 0), **vars(model_cfg))
@@ -372,7 +407,8 @@ def per_fold_table(results: dict[str, list[dict]]) -> str:
     return markdown_table(["test video", *(f"{model_name(m)} acc / spam F1" for m in models)], lines)
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
+    """The benchmark's flags."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-dir", type=Path, default=DATA,
                    help="folder with youtube_spam/ and sms_spam/ (default: ../shared/data from the repo)")
@@ -415,9 +451,17 @@ def main() -> None:
     p.add_argument("--weight-average", type=float, default=0.0,
                    help="the neural models' --weight-average (0: off; the trainer's exponential moving average)")
     p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--recipe", type=Path, default=None,
+                   help="recipe: the rnnkit classifier of this `rnnkit train --config` file (recipes/*-spam-*.json), "
+                        "its files, evaluations and seed set by the benchmark for each fold")
     p.add_argument("--ensemble", type=int, default=1,
                    help="members of each rnnkit model, seeds --seed, --seed + 1, ...; a comment's label is the argmax "
                         "of their mean class probabilities (default 1: the single model)")
+    return p
+
+
+def main() -> None:
+    p = parser()
     args = p.parse_args()
     if args.ensemble < 1:
         p.exit(2, f"spam: --ensemble takes 1 or more members, not {args.ensemble}\n")
@@ -430,6 +474,10 @@ def main() -> None:
         sys.exit(f"spam: no YouTube Spam Collection at {youtube} (expected Youtube0?-*.csv); pass --data-dir")
     if "sms" in args.settings and not sms.is_file():
         sys.exit(f"spam: no SMS Spam Collection at {sms}; pass --data-dir")
+    if ("recipe" in args.models) != (args.recipe is not None):
+        p.exit(2, "spam: --recipe FILE and the model `recipe` go together (--models recipe ... --recipe FILE)\n")
+    if args.recipe is not None:
+        read_recipe(args.recipe)  # a bad recipe is refused before any fold
     if "ulmfit" in args.models and not (args.lm and (args.lm / "config.json").is_file()):
         sys.exit("spam: the ulmfit model needs --lm RUN, a word language model's run folder")
     if any("glove" in m.split("+") for m in args.models) and not (args.vectors and args.vectors.is_file()):
@@ -440,7 +488,8 @@ def main() -> None:
           f"{args.embedding_dim}, hidden {args.hidden_size}, dropout {args.dropout}, {args.pooling} pooling, "
           f"adam {args.lr:g}, batch {args.batch_size}, {args.precision}"
           + (f", weight average {args.weight_average:g}" if args.weight_average else "")
-          + (f", ensembles of {args.ensemble} seeds from {args.seed}" if args.ensemble > 1 else ""), flush=True)
+          + (f", ensembles of {args.ensemble} seeds from {args.seed}" if args.ensemble > 1 else "")
+          + (f"; the recipe model: {args.recipe}" if args.recipe else ""), flush=True)
     all_results = {}
     limit = slice(None, args.max_folds)
     if {"youtube", "videos"} & set(args.settings):

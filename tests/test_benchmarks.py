@@ -182,6 +182,28 @@ def test_the_spam_benchmarks_ensemble_is_its_seeded_members_each_its_best_checkp
     assert np.array_equal(single["probabilities"], p[0])  # the first member is the single model of --seed
 
 
+@pytest.mark.parametrize("recipe, kind", [("youtube-spam-bilstm", "adversarial+chars"),
+                                          ("sms-spam-bilstm", "adversarial")])
+def test_the_spam_recipes_are_the_models_the_tables_ran_and_train_with_rnnkit(common, recipe, kind, tmp_path,
+                                                                               spam_table, cli_here):
+    """``--models recipe --recipe recipes/R.json`` trains, setting for setting, the model the tables' rows
+    name (so the same seeds give the same figures), and the file is a `rnnkit train --config` a user can
+    train with; a recipe that sets what the benchmark sets for each fold is refused."""
+    spam = load("spam", "benchmark_spam")
+    path = BENCHMARKS.parent / "recipes" / f"{recipe}.json"
+    args = spam.parser().parse_args(["--models", "recipe", "--recipe", str(path)])
+    assert spam.settings_of("recipe", args) == spam.settings_of(kind, args)
+    table = tmp_path / "spam.csv"
+    table.write_text(spam_table())
+    trained = cli_here("train", table, "--config", path, "--max-epochs", 1, "--hidden-size", 8, "--embedding-dim", 8,
+                       "--device", "cpu", "--out", tmp_path / "run")
+    assert trained.returncode == 0, trained.stderr
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({**json.loads(path.read_text()), "seed": 3}))
+    with pytest.raises(SystemExit, match="sets seed, which the benchmark sets for each fold"):
+        spam.read_recipe(bad)
+
+
 def test_the_forecast_benchmarks_file_gives_rnnkit_the_values_the_baselines_read(common, tmp_path):
     """The series reaches rnnkit through a CSV and AutoReg and darts in memory: the file must hold every
     value exactly (rounded to 6 digits, Mackey-Glass's one-step forecasts lost to AutoReg on the rounding)."""
