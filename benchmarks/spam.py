@@ -36,6 +36,20 @@ Adam 3e-3 with rnnkit's cosine schedule, batch 32, 10 epochs, fp32.
 On request: ``glove``, the BiLSTM with its embedding started from a vectors
 file (``--vectors``, e.g. ``benchmarks/glove.py --dim 64`` on Penn
 Treebank), and ``chars``, the BiLSTM with character-level word features.
+``recipe`` is the classifier of a ``rnnkit train --config`` file (``--recipe``:
+``recipes/youtube-spam-bilstm.json`` is ``adversarial+chars``,
+``recipes/sms-spam-bilstm.json`` is ``adversarial``, setting for setting), the
+files, evaluations and seed of each fold set by the benchmark.
+
+``--ensemble M`` makes each rnnkit model M independently seeded copies of
+itself (seeds ``--seed``, ``--seed`` + 1, ...; the first is the single
+model), each trained and its best checkpoint read as above; a comment's
+label is the argmax of their mean class probabilities,
+
+    p̄(y | x) = (1/M) Σ_m p_m(y | x),   ŷ = argmax_y p̄(y | x)
+
+(Lakshminarayanan et al. 2017's deep ensemble, without their adversarial
+term). The first member's own scores are reported beside the ensemble's.
 
     python benchmarks/spam.py [--data-dir ../shared/data] [--folds 10] [--epochs 10] [--quick]
 """
@@ -45,6 +59,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import json
 import statistics
 import sys
 import tempfile
@@ -59,7 +74,7 @@ from common import DATA, markdown_table
 # words, lower-cased: runs of word characters and single punctuation marks, so a URL is
 # its pieces ("http", ":", "/", "/", "www", ".", "youtube", ...) and "!!!" three tokens
 WORD_PATTERN = r"\w+|[^\w\s]"
-MODELS = ("bilstm", "tdnn", "logreg", "adversarial", "glove", "chars", "ulmfit")
+MODELS = ("bilstm", "tdnn", "logreg", "adversarial", "glove", "chars", "ulmfit", "recipe")
 # the BiLSTM's additions, which combine with "+": "adversarial+chars" is the BiLSTM with both
 ADDITIONS = ("adversarial", "glove", "chars")
 MODEL_NAMES = {"bilstm": "rnnkit BiLSTM", "tdnn": "rnnkit tdnn (kernel 5)",
@@ -67,8 +82,13 @@ MODEL_NAMES = {"bilstm": "rnnkit BiLSTM", "tdnn": "rnnkit tdnn (kernel 5)",
                "glove": "rnnkit BiLSTM, embedding from GloVe (--vectors)",
                "chars": "rnnkit BiLSTM, char features 16",
                "ulmfit": "rnnkit LSTM from a language model (--lm; ULMFiT)",
+               "recipe": "rnnkit classifier of --recipe",
                "logreg": "bag of words + logistic regression"}
 LOGREG_CS = (0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0)
+# what the benchmark sets for each fold itself (its files, its evaluations once an epoch, the member's seed),
+# which a --recipe may not
+FOLD_SETTINGS = ("path", "val_path", "test_path", "val_fraction", "test_fraction", "eval_every", "log_every", "seed",
+                 "device", "out")
 
 
 # -- data -----------------------------------------------------------------------
@@ -148,30 +168,66 @@ def scores(gold: list[str], predicted: list[str]) -> dict:
             "macro_f1": f1_score(gold, predicted, average="macro")}
 
 
-def run_rnnkit(kind: str, texts, labels, split, folder: Path, args) -> dict:
-    """Train and test one rnnkit classifier (bilstm, tdnn, adversarial, glove, chars, ulmfit) on one fold;
-    scores of the best checkpoint."""
-    from rnnkit import DataConfig, TrainConfig, Trainer, load_run, read_data
-    from rnnkit.models import ClassifierConfig, SequenceClassifier
+def class_probabilities(model, batches) -> np.ndarray:
+    """p(y | x) (N, K) of a classifier over ``batches`` of LabelledBatch, in their order: the softmax of
+    its logits."""
+    with torch.no_grad():
+        return np.concatenate([torch.softmax(model(batch.x, batch.lengths)[0], -1).double().numpy()  # (B, K)
+                               for batch in batches])
+
+
+def read_recipe(path: Path) -> dict:
+    """The settings of a ``rnnkit train --config`` file for ``--task classify``, by name; one the benchmark sets
+    for each fold itself (FOLD_SETTINGS) is refused."""
+    from rnnkit.deprecated import rename_settings
+
+    settings = rename_settings(json.loads(Path(path).read_text()), f"--recipe {path}")
+    if settings.get("task") != "classify":
+        raise SystemExit(f"spam: --recipe {path} is not a classifier's (\"task\": \"classify\")")
+    fixed = sorted(set(settings) & set(FOLD_SETTINGS))
+    if fixed:
+        raise SystemExit(f"spam: --recipe {path} sets {', '.join(fixed)}, which the benchmark sets for each fold")
+    return settings
+
+
+def settings_of(kind: str, args) -> dict:
+    """The rnnkit classifier's settings by name, as a ``rnnkit train --config`` file holds them: the --recipe
+    file's for ``recipe``, else the flags' with the BiLSTM's additions that ``kind`` names (or the tdnn)."""
+    if kind == "recipe":
+        return read_recipe(args.recipe)
+    parts = set(kind.split("+"))
+    return {"task": "classify", "tokenizer": args.tokenizer, "lowercase": True, "min_count": args.min_count,
+            **({"word_pattern": args.word_pattern} if args.tokenizer == "word" else {}),
+            "cell": "lstm", "embedding_dim": args.embedding_dim, "hidden_size": args.hidden_size, "num_layers": 1,
+            "bidirectional": True, "dropout": args.dropout, "pooling": args.pooling,
+            **({"encoder": "tdnn", "kernel_size": 5} if kind == "tdnn" else {}),
+            **({"adversarial": args.adversarial} if "adversarial" in parts else {}),
+            **({"char_features": 16} if "chars" in parts else {}),
+            "optimizer": "adam", "lr": args.lr, "batch_size": args.batch_size, "max_epochs": args.epochs,
+            "precision": args.precision, **({"weight_average": args.weight_average} if args.weight_average else {})}
+
+
+def run_rnnkit(kind: str, texts, labels, split, folder: Path, args, seed: int | None = None) -> dict:
+    """Train and test one rnnkit classifier (bilstm, tdnn, adversarial, glove, chars, ulmfit) on one fold,
+    with ``seed`` (default ``args.seed``); scores, test labels and class probabilities (N, K) of the best
+    checkpoint."""
+    from rnnkit import Trainer, load_run, read_data
+    from rnnkit.cli.options import split_settings
+    from rnnkit.models import SequenceClassifier
+    from rnnkit.tasks import named
     from rnnkit.training.evaluate import evaluate_labelled
 
     train, val, test = split
+    seed = args.seed if seed is None else seed
     parts = set(kind.split("+"))
     for name, index in (("train", train), ("val", val), ("test", test)):
         write_split(folder / f"{name}.csv", texts, labels, index)
-    data_cfg = DataConfig(task="classify", tokenizer=args.tokenizer, lowercase=True, min_count=args.min_count,
-                          word_pattern=args.word_pattern if args.tokenizer == "word" else None,
-                          val_path=str(folder / "val.csv"), test_path=str(folder / "test.csv"),
-                          batch_size=args.batch_size)
-    model_cfg = ClassifierConfig(cell="lstm", embedding_dim=args.embedding_dim, hidden_size=args.hidden_size,
-                                 num_layers=1, dropout=args.dropout, encoder="tdnn" if kind == "tdnn" else "rnn",
-                                 kernel_size=5,
-                                 pooling=args.pooling, bidirectional=True,
-                                 adversarial=args.adversarial if "adversarial" in parts else 0.0,
-                                 char_features=16 if "chars" in parts else 0)
+    task = named("classify")
+    model_s, data_s, train_s = split_settings(settings_of(kind, args), task)
+    data_cfg = task.data_config(**data_s, val_path=str(folder / "val.csv"), test_path=str(folder / "test.csv"))
+    model_cfg = task.model_config(**model_s)
     fine_tuning, pretrained = {}, None
     if kind == "ulmfit":  # ULMFiT's middle step on this fold's training texts, then the classifier from it
-        from rnnkit.tasks import named
         from rnnkit.tasks.transfer import Pretrained
 
         lm_run = fine_tune_lm(args.lm, texts, np.concatenate([train, val]), folder, args)
@@ -180,20 +236,19 @@ def run_rnnkit(kind: str, texts, labels, split, folder: Path, args) -> dict:
         model_cfg = dataclasses.replace(model_cfg, embedding_dim=lm.embedding_dim, hidden_size=lm.hidden_size,
                                         num_layers=lm.num_layers, cell=lm.cell, bidirectional=False)
         model_cfg, data_cfg = pretrained.settle(model_cfg, data_cfg)
-        data_cfg = named("classify").own(dataclasses.replace(data_cfg, path=str(folder / "train.csv")))
-        data = pretrained.read_data(named("classify"), data_cfg)
+        data_cfg = task.own(dataclasses.replace(data_cfg, path=str(folder / "train.csv")))
+        data = pretrained.read_data(task, data_cfg)
     else:
-        data = read_data(folder / "train.csv", data_cfg, spell="chars" in parts)
+        data = read_data(folder / "train.csv", data_cfg, spell=model_cfg.char_features > 0)
     assert len(data.train) == len(train) and len(data.test) == len(test), "a CSV row was lost"
-    steps_per_epoch = -(-len(data.train) // args.batch_size)
+    steps_per_epoch = -(-len(data.train) // data_cfg.batch_size)
     if kind == "ulmfit":
         fine_tuning = dict(init_from=str(pretrained.path))
         if args.fine_tuning == "ulmfit":  # one more layer learns each epoch, each at its rate, on the slanted triangle
             fine_tuning.update(lr_layer_decay=2.6, unfreeze_every=steps_per_epoch, lr_schedule="stlr")
-    train_cfg = TrainConfig(optimizer="adam", lr=args.lr, max_epochs=args.epochs, eval_every=steps_per_epoch,
-                            log_every=steps_per_epoch, precision=args.precision, weight_average=args.weight_average,
-                            seed=args.seed, device="cpu", **fine_tuning)
-    torch.manual_seed(args.seed)
+    train_cfg = task.train_config(**{**train_s, "eval_every": steps_per_epoch, "log_every": steps_per_epoch,
+                                     "seed": seed, "device": "cpu", **fine_tuning})
+    torch.manual_seed(seed)
     model = SequenceClassifier(data.vocab_size, data.num_labels, alphabet_size=getattr(data.tokenizer,
                                "alphabet_size", 0), **vars(model_cfg))
     if pretrained is not None:
@@ -203,21 +258,44 @@ def run_rnnkit(kind: str, texts, labels, split, folder: Path, args) -> dict:
 
         found = init_embedding(model.encoder.embedding, data.tokenizer.words, args.vectors)
         print(f"  GloVe: {found:,} of {data.vocab_size:,} words", flush=True)
-    out = folder / kind
-    start = time.perf_counter()
+    out = folder / f"{kind}-seed{seed}"
+    start, cpu = time.perf_counter(), time.process_time()
     trainer = Trainer(model, data, train_cfg, out=out, quiet=True)
     result = trainer.fit()
     test_metrics = trainer.test()
-    seconds = time.perf_counter() - start
     best, _, _ = load_run(out)
     predicted = evaluate_labelled(best, data.eval_batches("test"), data.labels)
+    probabilities = class_probabilities(best, data.eval_batches("test"))  # (N, K)
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    assert [data.labels[i] for i in probabilities.argmax(1)] == predicted["predicted"]
     s = scores(predicted["gold"], predicted["predicted"])
     # the library's own figures for the best checkpoint must be the ones reported
     assert abs(s["accuracy"] - test_metrics["accuracy"]) < 1e-9, (s, test_metrics)
     assert abs(s["macro_f1"] - test_metrics["f1"]) < 1e-9, (s, test_metrics)
     best_step = min((r for r in trainer.rows if "val_loss" in r), key=lambda r: r["val_loss"])["step"]
-    return {**s, "seconds": seconds, "best_epoch": best_step / steps_per_epoch, "steps": result["step"],
-            "vocab": data.vocab_size}
+    return {**s, "seconds": seconds, "cpu": cpu, "best_epoch": best_step / steps_per_epoch, "steps": result["step"],
+            "vocab": data.vocab_size, "gold": predicted["gold"], "predicted": predicted["predicted"],
+            "labels": data.labels, "probabilities": probabilities}
+
+
+def ensemble_labels(probabilities: list[np.ndarray], labels: list[str]) -> tuple[np.ndarray, list[str]]:
+    """The members' mean class probabilities p̄ = (1/M) Σ_m p_m (N, K), of M arrays (N, K), and the label
+    of each row's argmax (not a vote: one confident member can outweigh two unsure ones)."""
+    mean = np.mean(probabilities, axis=0)  # (N, K)
+    return mean, [labels[i] for i in mean.argmax(1)]
+
+
+def run_ensemble(kind: str, texts, labels, split, folder: Path, args) -> dict:
+    """``args.ensemble`` members of one rnnkit model on one fold, seeds ``args.seed``, ``args.seed`` + 1, ...
+    (:func:`run_rnnkit`); scores of the argmax of their mean class probabilities p̄ (N, K), with the
+    members' results (``members``; the first is the single model)."""
+    members = [run_rnnkit(kind, texts, labels, split, folder, args, seed=args.seed + m) for m in range(args.ensemble)]
+    first = members[0]
+    assert all(m["gold"] == first["gold"] and m["labels"] == first["labels"] for m in members), "test folds differ"
+    mean, predicted = ensemble_labels([m["probabilities"] for m in members], first["labels"])
+    return {**scores(first["gold"], predicted), "seconds": sum(m["seconds"] for m in members),
+            "cpu": sum(m["cpu"] for m in members), "best_epoch": statistics.mean(m["best_epoch"] for m in members),
+            "gold": first["gold"], "predicted": predicted, "probabilities": mean, "members": members}
 
 
 def fine_tune_lm(lm_run: Path, texts: list[str], index: np.ndarray, folder: Path, args) -> Path:
@@ -255,7 +333,7 @@ def run_logreg(texts, labels, split) -> dict:
     from sklearn.metrics import log_loss
 
     train, val, test = split
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     vectorizer = TfidfVectorizer(lowercase=True, ngram_range=(1, 2), sublinear_tf=True, min_df=1)
     x_train = vectorizer.fit_transform([texts[i] for i in train])
     x_val = vectorizer.transform([texts[i] for i in val])
@@ -269,7 +347,7 @@ def run_logreg(texts, labels, split) -> dict:
             best = (loss, c, clf)
     predicted = list(best[2].predict(x_test))
     return {**scores([labels[i] for i in test], predicted), "seconds": time.perf_counter() - start,
-            "C": best[1]}
+            "cpu": time.process_time() - cpu, "C": best[1]}
 
 
 def run_setting(setting: str, texts, labels, folds, models, args) -> dict[str, list[dict]]:
@@ -283,13 +361,15 @@ def run_setting(setting: str, texts, labels, folds, models, args) -> dict[str, l
         with tempfile.TemporaryDirectory(prefix="rnnkit-spam-") as tmp:
             for m in models:
                 r = run_logreg(texts, labels, split) if m == "logreg" else \
-                    run_rnnkit(m, texts, labels, split, Path(tmp), args)
+                    run_ensemble(m, texts, labels, split, Path(tmp), args)
                 r["fold"] = name
                 results[m].append(r)
                 extra = f"best epoch {r['best_epoch']:.0f}" if "best_epoch" in r else f"C {r['C']:g}"
                 print(f"{setting:<14} {name:<10} {m:<7} train {len(train):>5} val {len(val):>4} "
                       f"test {len(test_index):>4}  acc {r['accuracy']:.4f}  spam F1 {r['spam_f1']:.4f}  "
-                      f"macro F1 {r['macro_f1']:.4f}  {extra:<14} {r['seconds']:6.1f}s", flush=True)
+                      f"macro F1 {r['macro_f1']:.4f}  {extra:<14} {r['seconds']:6.1f}s, CPU {r['cpu']:6.1f}s"
+                      + ("  members' acc " + " ".join(f"{x['accuracy']:.4f}" for x in r["members"])
+                         if len(r.get("members", ())) > 1 else ""), flush=True)
     return results
 
 
@@ -301,13 +381,21 @@ def mean_std(values: list[float]) -> str:
     return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
 
 
-def summary_table(all_results: dict[str, dict[str, list[dict]]]) -> str:
+def summary_table(all_results: dict[str, dict[str, list[dict]]], ensemble: int = 1) -> str:
+    """A row a setting and model (an ensemble's, then its first member's alone), mean ± std over folds."""
     lines = []
     for setting, results in all_results.items():
         for m, rows in results.items():
-            cells = [mean_std([r[k] for r in rows]) for k in ("accuracy", "spam_f1", "macro_f1")]
-            lines.append([setting, model_name(m), *cells, f"{statistics.mean(r['seconds'] for r in rows):.1f}"])
-    return markdown_table(["setting", "model", "accuracy", "spam F1", "macro F1", "seconds a fold"], lines)
+            named = [(model_name(m), rows)]
+            if m != "logreg" and ensemble > 1:
+                named = [(f"{model_name(m)}, ensemble of {ensemble} seeds", rows),
+                         (f"{model_name(m)}, its first member alone", [r["members"][0] for r in rows])]
+            for name, runs in named:
+                cells = [mean_std([r[k] for r in runs]) for k in ("accuracy", "spam_f1", "macro_f1")]
+                lines.append([setting, name, *cells, *(f"{statistics.mean(r[k] for r in runs):.1f}"
+                                                       for k in ("seconds", "cpu"))])
+    return markdown_table(["setting", "model", "accuracy", "spam F1", "macro F1", "seconds a fold", "CPU s a fold"],
+                          lines)
 
 
 def per_fold_table(results: dict[str, list[dict]]) -> str:
@@ -319,7 +407,8 @@ def per_fold_table(results: dict[str, list[dict]]) -> str:
     return markdown_table(["test video", *(f"{model_name(m)} acc / spam F1" for m in models)], lines)
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
+    """The benchmark's flags."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-dir", type=Path, default=DATA,
                    help="folder with youtube_spam/ and sms_spam/ (default: ../shared/data from the repo)")
@@ -362,7 +451,22 @@ def main() -> None:
     p.add_argument("--weight-average", type=float, default=0.0,
                    help="the neural models' --weight-average (0: off; the trainer's exponential moving average)")
     p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--recipe", type=Path, default=None,
+                   help="recipe: the rnnkit classifier of this `rnnkit train --config` file (recipes/*-spam-*.json), "
+                        "its files, evaluations and seed set by the benchmark for each fold")
+    p.add_argument("--ensemble", type=int, default=1,
+                   help="members of each rnnkit model, seeds --seed, --seed + 1, ...; a comment's label is the argmax "
+                        "of their mean class probabilities (default 1: the single model)")
+    return p
+
+
+def main() -> None:
+    p = parser()
     args = p.parse_args()
+    if args.ensemble < 1:
+        p.exit(2, f"spam: --ensemble takes 1 or more members, not {args.ensemble}\n")
+    if args.ensemble > 1 and set(args.models) <= {"logreg"}:
+        p.exit(2, "spam: --ensemble applies to rnnkit's models, and --models names none\n")
     if args.quick:
         args.epochs, args.max_folds = 2, 2
     youtube, sms = args.data_dir / "youtube_spam", args.data_dir / "sms_spam" / "SMSSpamCollection"
@@ -370,6 +474,10 @@ def main() -> None:
         sys.exit(f"spam: no YouTube Spam Collection at {youtube} (expected Youtube0?-*.csv); pass --data-dir")
     if "sms" in args.settings and not sms.is_file():
         sys.exit(f"spam: no SMS Spam Collection at {sms}; pass --data-dir")
+    if ("recipe" in args.models) != (args.recipe is not None):
+        p.exit(2, "spam: --recipe FILE and the model `recipe` go together (--models recipe ... --recipe FILE)\n")
+    if args.recipe is not None:
+        read_recipe(args.recipe)  # a bad recipe is refused before any fold
     if "ulmfit" in args.models and not (args.lm and (args.lm / "config.json").is_file()):
         sys.exit("spam: the ulmfit model needs --lm RUN, a word language model's run folder")
     if any("glove" in m.split("+") for m in args.models) and not (args.vectors and args.vectors.is_file()):
@@ -379,7 +487,9 @@ def main() -> None:
     print(f"torch {torch.__version__}, 1 thread; {args.epochs:g} epochs, {args.tokenizer} tokens, embedding "
           f"{args.embedding_dim}, hidden {args.hidden_size}, dropout {args.dropout}, {args.pooling} pooling, "
           f"adam {args.lr:g}, batch {args.batch_size}, {args.precision}"
-          + (f", weight average {args.weight_average:g}" if args.weight_average else ""), flush=True)
+          + (f", weight average {args.weight_average:g}" if args.weight_average else "")
+          + (f", ensembles of {args.ensemble} seeds from {args.seed}" if args.ensemble > 1 else "")
+          + (f"; the recipe model: {args.recipe}" if args.recipe else ""), flush=True)
     all_results = {}
     limit = slice(None, args.max_folds)
     if {"youtube", "videos"} & set(args.settings):
@@ -396,7 +506,7 @@ def main() -> None:
         k = args.sms_folds or args.folds
         folds = stratified_folds(labels, k, args.fold_seed)[limit]
         all_results[f"SMS, {k}-fold"] = run_setting("SMS", texts, labels, folds, args.models, args)
-    print("\n" + summary_table(all_results))
+    print("\n" + summary_table(all_results, args.ensemble))
     if "YouTube, leave one video out" in all_results:
         print("\n" + per_fold_table(all_results["YouTube, leave one video out"]))
     print(f"\ntotal time {time.perf_counter() - started:.0f} s")

@@ -94,7 +94,7 @@ def test_the_spam_benchmarks_middle_step_reads_the_training_folds_texts_only(com
     args = SimpleNamespace(lm=lm, lm_epochs=1, lm_lr=1e-3, lm_seq_len=8, batch_size=4, precision="fp32", seed=0,
                            tokenizer="word", min_count=1, word_pattern=spam.WORD_PATTERN, embedding_dim=8,
                            hidden_size=16, dropout=0.0, pooling="max", adversarial=0.0, lr=3e-3, epochs=1,
-                           fine_tuning="ulmfit")
+                           fine_tuning="ulmfit", weight_average=0.0)
     run = spam.fine_tune_lm(lm, texts, np.concatenate([train, val]), tmp_path, args)
     assert (tmp_path / "lm_text.txt").read_text().splitlines() == [texts[i] for i in range(60)]
     words = set(json.loads((run / "config.json").read_text())["tokenizer"]["words"])
@@ -124,6 +124,84 @@ def test_the_spam_benchmark_combines_the_bilstms_additions_and_deals_other_parti
         assert all(sum(labels[i] == "spam" for i in test) == 6 for _, _, test in folds)
     assert [t.tolist() for _, _, t in tables] == [t.tolist() for _, _, t in spam.stratified_folds(labels, 5)]
     assert [t.tolist() for _, _, t in tables] != [t.tolist() for _, _, t in other]
+
+
+def test_the_spam_benchmarks_ensemble_takes_the_argmax_of_its_members_mean_probabilities(common, monkeypatch,
+                                                                                          capsys):
+    """Not a vote, nor the first member: one sure member outweighs two unsure ones. ``--ensemble`` without
+    an rnnkit model, or of no members, is refused."""
+    spam = load("spam", "benchmark_spam")
+    for flags, said in ((["--models", "logreg", "--ensemble", "3"],
+                         "applies to rnnkit's models, and --models names none"),
+                        (["--ensemble", "0"], "takes 1 or more members, not 0")):
+        monkeypatch.setattr(sys, "argv", ["benchmarks/spam.py", *flags])
+        with pytest.raises(SystemExit) as done:
+            spam.main()
+        assert done.value.code == 2 and capsys.readouterr().err == f"spam: --ensemble {said}\n"
+    p = [np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]]),
+         np.array([[0.4, 0.6], [0.45, 0.55], [0.3, 0.7]]),
+         np.array([[0.45, 0.55], [0.9, 0.1], [0.3, 0.7]])]  # votes: b, b, b; first member: a, b, a
+    mean, predicted = spam.ensemble_labels(p, ["a", "b"])
+    assert np.allclose(mean, [[0.5833, 0.4167], [0.5167, 0.4833], [0.4, 0.6]], atol=1e-4)
+    assert predicted == ["a", "a", "b"]
+
+
+@pytest.mark.slow  # three small training runs: 4 s alone on machine D, 6 s beside another training
+def test_the_spam_benchmarks_ensemble_is_its_seeded_members_each_its_best_checkpoints_probabilities(common, tmp_path):
+    """``--ensemble 2``: BiLSTMs of seeds --seed and --seed + 1, each its best checkpoint's class
+    probabilities (softmax of its logits, whose argmax its labels are); the ensemble labels a comment by
+    the argmax of their mean; its first member is the single model."""
+    pytest.importorskip("sklearn")
+    spam = load("spam", "benchmark_spam")
+    rng = np.random.default_rng(0)
+    texts, labels = [], []
+    for i in range(90):
+        label = "spam" if i % 3 == 0 else "ham"
+        own = ["check", "channel", "subscribe", "free"] if label == "spam" else ["song", "love", "voice"]
+        texts.append(" ".join(rng.choice(own + ["the", "a", "song"], size=int(rng.integers(3, 8)))))
+        labels.append(label)
+    train, val, test = np.arange(0, 50), np.arange(50, 60), np.arange(60, 90)
+    args = SimpleNamespace(seed=5, ensemble=2, batch_size=8, precision="fp32", tokenizer="word", min_count=1,
+                           word_pattern=spam.WORD_PATTERN, embedding_dim=8, hidden_size=8, dropout=0.0,
+                           pooling="max", adversarial=0.0, lr=1e-2, epochs=2, weight_average=0.0)
+    result = spam.run_ensemble("bilstm", texts, labels, (train, val, test), tmp_path, args)
+    assert sorted(p.name for p in tmp_path.glob("bilstm-seed*")) == ["bilstm-seed5", "bilstm-seed6"]
+    assert result["gold"] == [labels[i] for i in test]
+    p = np.stack([m["probabilities"] for m in result["members"]])  # (M, N, K)
+    assert p.shape == (2, 30, 2) and np.allclose(p.sum(-1), 1.0)
+    assert not np.allclose(p[0], p[1], atol=1e-3)  # the seeds made different models
+    names = result["members"][0]["labels"]
+    for m in result["members"]:
+        assert m["predicted"] == [names[k] for k in m["probabilities"].argmax(-1)]
+    assert np.allclose(result["probabilities"], p.mean(0))
+    assert result["predicted"] == [names[k] for k in p.mean(0).argmax(-1)]
+    assert result["accuracy"] == np.mean(np.array(result["predicted"]) == np.array(result["gold"]))
+    (tmp_path / "one").mkdir()
+    single = spam.run_ensemble("bilstm", texts, labels, (train, val, test), tmp_path / "one",
+                               SimpleNamespace(**{**vars(args), "ensemble": 1}))
+    assert np.array_equal(single["probabilities"], p[0])  # the first member is the single model of --seed
+
+
+@pytest.mark.parametrize("recipe, kind", [("youtube-spam-bilstm", "adversarial+chars"),
+                                          ("sms-spam-bilstm", "adversarial")])
+def test_the_spam_recipes_are_the_models_the_tables_ran_and_train_with_rnnkit(common, recipe, kind, tmp_path,
+                                                                               spam_table, cli_here):
+    """``--models recipe --recipe recipes/R.json`` trains, setting for setting, the model the tables' rows
+    name (so the same seeds give the same figures), and the file is a `rnnkit train --config` a user can
+    train with; a recipe that sets what the benchmark sets for each fold is refused."""
+    spam = load("spam", "benchmark_spam")
+    path = BENCHMARKS.parent / "recipes" / f"{recipe}.json"
+    args = spam.parser().parse_args(["--models", "recipe", "--recipe", str(path)])
+    assert spam.settings_of("recipe", args) == spam.settings_of(kind, args)
+    table = tmp_path / "spam.csv"
+    table.write_text(spam_table())
+    trained = cli_here("train", table, "--config", path, "--max-epochs", 1, "--hidden-size", 8, "--embedding-dim", 8,
+                       "--device", "cpu", "--out", tmp_path / "run")
+    assert trained.returncode == 0, trained.stderr
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({**json.loads(path.read_text()), "seed": 3}))
+    with pytest.raises(SystemExit, match="sets seed, which the benchmark sets for each fold"):
+        spam.read_recipe(bad)
 
 
 def test_the_forecast_benchmarks_file_gives_rnnkit_the_values_the_baselines_read(common, tmp_path):
