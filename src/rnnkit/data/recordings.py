@@ -253,8 +253,8 @@ class RecordingScaler:
         """Fit :meth:`spectrum`'s standardisation on the training recordings' raw samples (each (T, C)):
         with segments of ``segment`` samples, each bin's mean and standard deviation over them."""
         self.segment = int(segment)
-        powers = np.stack([self.log_power(x, name) for x, name in zip(recordings, names or ["recording"] * len(
-            recordings))])  # (R, P)
+        names = names or [f"recording {i + 1}" for i in range(len(recordings))]
+        powers = np.stack([self.log_power(x, name) for x, name in zip(recordings, names)])  # (R, P)
         self.spectrum_center = powers.mean(0)
         scale = powers.std(0)
         self.spectrum_scale = np.where(scale > 0, scale, 1.0)

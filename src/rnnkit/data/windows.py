@@ -178,7 +178,7 @@ class RecordingSettings:
     recording_spectrum: int = setting("classify recordings: the head also reads each recording's whole log power "
                                       "spectrum (Welch: Hann segments of this many samples, half overlapping; "
                                       "standardised on the training recordings) beside its window's pooled state "
-                                      "(0 = off; 2048 gives Bonn's 173.61 Hz 0.085 Hz bins)", default=0)
+                                      "(0 = off; 2048 at Bonn's 173.61 Hz: bins of 0.085 Hz)", default=0)
     folds: int = setting("classify recordings: cross-validation folds by recording, stratified (0: the test "
                          "split is --test-fraction)", default=0)
     fold: int = setting("classify recordings: the fold (1..--folds) held out as the test split", default=1)
