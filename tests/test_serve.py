@@ -450,7 +450,8 @@ def test_the_page_in_a_real_browser_streams_a_sample_colours_surprisal_and_label
             page.goto(f"http://127.0.0.1:{lm.port}/")
             page.wait_for_selector("#sample-prime")
             # the observer is called once for the changes of one task, so once a read of the stream: a text
-            # that came whole would call it once
+            # that came whole would call it once (how many reads a streamed one takes depends on how fast the
+            # browser reads: 5 of 300 characters in a fresh-clone CI run, so more than one is what is asked)
             page.evaluate("""() => { window.changes = 0; new MutationObserver(() => window.changes++).observe(
                 document.getElementById('sample-out'), {childList: true, characterData: true, subtree: true}); }""")
             page.fill("#sample-prime", "the ")
@@ -460,7 +461,7 @@ def test_the_page_in_a_real_browser_streams_a_sample_colours_surprisal_and_label
             page.click("#sample-send")
             page.wait_for_function(f"document.getElementById('sample-out').textContent.length >= {len(expected)}")
             assert page.text_content("#sample-out") == expected
-            assert page.evaluate("window.changes") > 5
+            assert page.evaluate("window.changes") > 1
             page.fill("#surprisal-text", "the cat sat on the mat")
             page.click("#surprisal-send")
             page.wait_for_selector("#surprisal-out span.token")
