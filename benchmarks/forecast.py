@@ -224,14 +224,17 @@ def darts_paths(fitted, values: np.ndarray, origins: np.ndarray, horizon: int, s
 # -- one series -------------------------------------------------------------------------------------------
 
 
-def train_candidates(path: Path, folder: Path, name: str, setup: Setup, minutes: float, orders: str) -> dict:
-    """Train rnnkit with each AR order (``orders``: "0,auto", "0,q"): {its order in words ("0", "12",
+def train_candidates(path: Path, folder: Path, name: str, setup: Setup, minutes: float, orders: str,
+                     best_by: str = "auto") -> dict:
+    """Train rnnkit with each AR order (``orders``: "0,auto", "0,q"), keeping the checkpoint ``best_by``
+    picks (its --best-by): {its order in words ("0", "12",
     "auto: 14"): run folder}."""
     runs = {}
     for given in dict.fromkeys(orders.replace("q", str(setup.ar_order)).split(",")):
         out = folder / f"run-{name}-ar{given}"
         rnnkit("train", str(path), "--task", "forecast", *setup.rnnkit_flags(), "--test-fraction", "0.2",
-               "--time-limit", str(60 * minutes), "--out", str(out), "--device", "cpu", "--ar-order", given)
+               "--time-limit", str(60 * minutes), "--out", str(out), "--device", "cpu", "--ar-order", given,
+               "--best-by", best_by)
         meta = load_tensors(out / BEST)[1]
         q = read_run(out).model.ar_order
         said = f"auto: {q}" if given == "auto" else str(q)
@@ -255,14 +258,15 @@ def choose_on_validation(runs: dict, horizon: int, samples: int) -> tuple[str, P
     return said, runs[said]
 
 
-def run_series(name: str, folder: Path, minutes: float, samples: int, data_dir: Path, orders: str) -> list[list]:
+def run_series(name: str, folder: Path, minutes: float, samples: int, data_dir: Path, orders: str,
+               best_by: str = "auto") -> list[list]:
     reader, setup = SERIES[name]
     seq_len = setup.seq_len
     time_name, times, values = reader(data_dir)  # the series a reader ships or generates ignore it
     path = folder / f"{name}.csv"
     write_csv(path, time_name, times, values)
     start = time.perf_counter()
-    runs = train_candidates(path, folder, name, setup, minutes, orders)
+    runs = train_candidates(path, folder, name, setup, minutes, orders, best_by)
     trained = time.perf_counter() - start
     scaler = read_run(next(iter(runs.values()))).tokenizer
     n = len(values)
@@ -318,13 +322,16 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=DATA)
     parser.add_argument("--ar-orders", default="0,auto", help="rnnkit's --ar-order values tried (numbers, q the "
                         "series' own, auto); the lowest validation loss is scored")
+    parser.add_argument("--best-by", default="auto", help="rnnkit's --best-by: the validation metric that keeps "
+                        "each run's checkpoint (auto: the Gaussian loss; mase: the one-step forecasts' MASE)")
     args = parser.parse_args()
     print_command()
     warnings.filterwarnings("ignore")
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         for name in args.series.split(","):
-            rows += run_series(name, Path(folder), args.minutes, args.samples, args.data_dir, args.ar_orders)
+            rows += run_series(name, Path(folder), args.minutes, args.samples, args.data_dir, args.ar_orders,
+                               args.best_by)
     print("\nMASE (lower is better, the best in bold; the coverage of the 80 % interval in brackets)\n")
     print(markdown_table(COLUMNS, rows))
 
