@@ -239,7 +239,8 @@ def train_candidates(path: Path, folder: Path, name: str, setup: Setup, minutes:
         q = read_run(out).model.ar_order
         said = f"auto: {q}" if given == "auto" else str(q)
         runs[said] = out
-        print(f"{name}: --ar-order {said}: best validation loss {meta['val_loss']:.4f} at step {meta['step']}; "
+        print(f"{name}: --ar-order {said}: kept step {meta['step']} (--best-by {best_by}), validation loss "
+              f"{meta['val_loss']:.4f}; "
               f"validation coverage {meta.get('coverage_before', float('nan')):.1%} -> "
               f"{meta.get('coverage_after', float('nan')):.1%} calibrated", flush=True)
     return runs

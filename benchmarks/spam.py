@@ -216,6 +216,7 @@ def run_rnnkit(kind: str, texts, labels, split, folder: Path, args, seed: int | 
     from rnnkit.models import SequenceClassifier
     from rnnkit.tasks import named
     from rnnkit.training.evaluate import evaluate_labelled
+    from rnnkit.training.runs import BEST, load_tensors
 
     train, val, test = split
     seed = args.seed if seed is None else seed
@@ -272,7 +273,7 @@ def run_rnnkit(kind: str, texts, labels, split, folder: Path, args, seed: int | 
     # the library's own figures for the best checkpoint must be the ones reported
     assert abs(s["accuracy"] - test_metrics["accuracy"]) < 1e-9, (s, test_metrics)
     assert abs(s["macro_f1"] - test_metrics["f1"]) < 1e-9, (s, test_metrics)
-    best_step = min((r for r in trainer.rows if "val_loss" in r), key=lambda r: r["val_loss"])["step"]
+    best_step = load_tensors(out / BEST)[1]["step"]  # the kept checkpoint's, whatever a recipe's --best-by
     return {**s, "seconds": seconds, "cpu": cpu, "best_epoch": best_step / steps_per_epoch, "steps": result["step"],
             "vocab": data.vocab_size, "gold": predicted["gold"], "predicted": predicted["predicted"],
             "labels": data.labels, "probabilities": probabilities}
